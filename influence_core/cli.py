@@ -1,0 +1,208 @@
+"""Command line: ``python -m influence_core {score,methods,datasets,models,impacts} ...``.
+
+Errors a user can fix print one line (``error: ...``) and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import InfluenceError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise InfluenceError(f"{message} (see: python -m influence_core {self.prog.split()[-1]} --help)")
+
+
+def _progress_printer(enabled: bool) -> Callable[[float, str], None] | None:
+    if not enabled:
+        return None
+    last = {"pct": -1}
+    tty = sys.stderr.isatty()
+    step = 1 if tty else 10  # a log file gets a line per 10%, a terminal an updating line
+
+    def show(fraction: float, message: str) -> None:
+        pct = int(fraction * 100) // step * step
+        if pct != last["pct"]:
+            last["pct"] = pct
+            if tty:
+                print(f"\r[{pct:3d}%] {message:<50}", end="\n" if pct >= 100 else "", file=sys.stderr, flush=True)
+            else:
+                print(f"[{pct:3d}%] {message}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _parse_sets(pairs: Sequence[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InfluenceError(f"--set expects key=value, got '{pair}'")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = raw
+    return out
+
+
+def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by every command that loads data and trains or loads a model."""
+    p.add_argument("--dataset", required=True, help="a registered data set (see `datasets`) or a path to a .csv / .zip")
+    p.add_argument("--model", default="mlp", help="architecture (see `models`)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the data and the training")
+    p.add_argument("--label-column", help="CSV: the label column")
+    p.add_argument("--sensitive-column", help="CSV: the binary sensitive attribute column")
+    p.add_argument("--val-fraction", type=float, help="user data: fraction of training data held out for validation")
+    p.add_argument("--label-set", help="CIFAR-10N: aggregate, random1, random2, random3 or worst")
+    p.add_argument("--epochs", type=int, help="training epochs (architecture default otherwise)")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--l2", type=float, help="L2 regularisation of the training objective")
+    p.add_argument("--weights", help="use these trained weights instead of training (state_dict: .safetensors / .pt)")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def load_data_and_model(args: argparse.Namespace):
+    """(dataset, fitted model) as the shared arguments ask: train, or load uploaded weights."""
+    from .data import load_dataset
+    from .models import TrainConfig, train_model
+
+    dataset = load_dataset(args.dataset, seed=args.seed, label_column=args.label_column,
+                           sensitive_column=args.sensitive_column, val_fraction=args.val_fraction,
+                           label_set=args.label_set)
+    if args.weights:
+        from .models import loading  # data / model uploads (issue 4)
+
+        return dataset, loading.load_fitted(args.weights, args.model, dataset)
+    config = TrainConfig(seed=args.seed, epochs=args.epochs, lr=args.lr, l2=args.l2)
+    show = _progress_printer(not args.quiet)
+    progress = (lambda rec: show(rec["fraction"], f"training: epoch {rec['epoch']} loss {rec['loss']:.4f}")) if show else None
+    return dataset, train_model(dataset, args.model, config, device=args.device, progress=progress)
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .api import compute_scores, scores_frame
+    from .methods import METHODS, get_method
+
+    method_cls = METHODS.get(args.method)
+    if method_cls is None:
+        get_method(args.method)  # raises the one-line "unknown method" error
+    known = {f.name for f in fields(method_cls.Settings)}
+    settings = {k: v for k, v in {"ensemble_size": args.ensemble_size, "dropout": args.dropout,
+                                   "damping": args.damping}.items() if v is not None and k in known}
+    settings.update(_parse_sets(args.set or []))
+    impact_settings = {"c": args.c, "epsilon": args.epsilon, "positive_class": args.positive_class}
+    dataset, fitted = load_data_and_model(args)
+    scores = compute_scores(dataset, fitted, args.method, args.impact, params=args.params, device=args.device,
+                            batch_size=args.batch_size, progress=_progress_printer(not args.quiet),
+                            impact_settings=impact_settings, **settings)
+    frame = scores_frame(dataset, scores)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(args.out, index=False)
+        print(f"wrote {len(frame)} scores to {args.out} (lower = more detrimental)", file=sys.stderr)
+    else:
+        frame.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from .methods import METHODS
+
+    rows = [cls.describe() for _, cls in sorted(METHODS.items())]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    print(f"{'method':<13} {'type':<15} {'cost':<28} parameters (defaults)")
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r["parameters"].items()) or "-"
+        print(f"{r['name']:<13} {r['kind']:<15} {r['cost']:<28} {params}")
+    print("\nAll scores: lower = more detrimental.")
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import DATASETS, PATH_LOADERS
+
+    for name, spec in sorted(DATASETS.items()):
+        print(f"{name:<12} {spec.description}")
+    if PATH_LOADERS:
+        print(f"{'<path>':<12} a file of type: {', '.join(sorted(PATH_LOADERS))}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import MODELS
+
+    for name, spec in sorted(MODELS.items()):
+        print(f"{name:<10} {spec.description} (inputs: {', '.join(spec.input_kinds)})")
+    return 0
+
+
+def _cmd_impacts(args: argparse.Namespace) -> int:
+    from .impacts import IMPACTS
+
+    for name, cls in IMPACTS.items():
+        print(f"{name:<11} {cls.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m influence_core", description="Hessian-free influence scores (lower = more detrimental).")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    p = sub.add_parser("score", help="score every training sample and write a CSV")
+    add_data_model_arguments(p)
+    p.add_argument("--method", default="ip", help="influence method (see `methods`)")
+    p.add_argument("--impact", default="utility", help="utility, fairness or robustness")
+    p.add_argument("--params", default="all", help="parameters to differentiate: all, head, or a name prefix")
+    p.add_argument("--ensemble-size", type=int, help="IP Ensemble: number of dropout models K")
+    p.add_argument("--dropout", type=float, help="IP Ensemble: dropout rate p")
+    p.add_argument("--damping", type=float, help="Hessian-based methods: damping λ")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other method setting (repeatable)")
+    p.add_argument("--c", type=float, help="robustness (linear models): attack strength c (default 1.3)")
+    p.add_argument("--epsilon", type=float, help="robustness (other models): FGSM step size (default 0.1)")
+    p.add_argument("--positive-class", type=int, help="fairness: the class whose rate is compared (default 1)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--out", help="CSV path (default: stdout)")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("methods", help="list the influence methods")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_methods)
+    sub.add_parser("datasets", help="list the data sets").set_defaults(func=_cmd_datasets)
+    sub.add_parser("models", help="list the architectures").set_defaults(func=_cmd_models)
+    sub.add_parser("impacts", help="list the impact functions").set_defaults(func=_cmd_impacts)
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Other packages add subcommands here: each entry takes the subparsers object and adds its parser.
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except InfluenceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,183 @@
+"""Impact functions f(θ) on the validation set and their gradients (the "target" every method scores against).
+
+utility    f = mean validation loss
+fairness   f = |E[p̂ | s=0] − E[p̂ | s=1]| over the whole validation set (demographic parity gap)
+robustness f = mean loss on an adversarially perturbed validation set; the attack is computed at θ and then
+           held fixed (x' does not move when θ is differentiated): white-box along w for a binary linear
+           model, x' = x − c·(wᵀx + b)/‖w‖²·w; one FGSM step of size ε on the input otherwise.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Iterator
+
+import torch
+from torch import nn
+from torch.func import grad
+
+from .data.base import Dataset, Split
+from .errors import InfluenceError
+from .grads import Params, forward, per_sample_loss, positive_probability, select_params
+from .models.architectures import LogisticRegression
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+class Impact(ABC):
+    """An impact function f(θ) written as a sum of per-batch terms, so value and gradient stream over batches."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def check(self, dataset: Dataset) -> None:
+        """Raise `InfluenceError` when ``dataset`` lacks what this impact needs."""
+        if len(dataset.val) == 0:
+            raise InfluenceError("the validation split is empty; the impact function is measured on it")
+
+    def prepare(self, module: nn.Module, params: Params, split: Split, batch_size: int, device) -> dict:
+        """A first pass over the split for whatever the batch terms need (group sizes, signs)."""
+        return {}
+
+    @abstractmethod
+    def batch_term(self, module: nn.Module, params: Params, batch: Batch, state: dict) -> torch.Tensor:
+        """This batch's share of f; f(θ) = Σ over batches."""
+
+    def batches(self, module: nn.Module, params: Params, split: Split, batch_size: int, device) -> Iterator[Batch]:
+        for start in range(0, len(split), batch_size):
+            sl = slice(start, start + batch_size)
+            s = None if split.sensitive is None else split.sensitive[sl].to(device)
+            yield split.x[sl].to(device), split.y[sl].to(device), s
+
+    def target_gradient(self, module: nn.Module, params: Params, dataset: Dataset, batch_size: int = 512,
+                        device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> Params:
+        """∇_θ f at ``params`` (a dict like ``params``), accumulated batch by batch."""
+        self.check(dataset)
+        split = _cast(dataset.val, dtype)
+        state = self.prepare(module, params, split, batch_size, device)
+        total = {k: torch.zeros_like(v) for k, v in params.items()}
+        for batch in self.batches(module, params, split, batch_size, device):
+            g = grad(lambda p: self.batch_term(module, p, batch, state))(params)
+            for k in total:
+                total[k] += g[k]
+        return total
+
+    @torch.no_grad()
+    def value(self, module: nn.Module, dataset: Dataset, split: Split | None = None, batch_size: int = 512,
+              device: torch.device | str = "cpu") -> float:
+        """f evaluated for ``module`` as it is (on the validation split unless another is given)."""
+        self.check(dataset)
+        split = dataset.val if split is None else split
+        module = module.to(device).eval()
+        params = select_params(module)
+        state = self.prepare(module, params, split, batch_size, device)
+        return float(sum(self.batch_term(module, params, b, state) for b in self.batches(module, params, split, batch_size, device)))
+
+
+class UtilityImpact(Impact):
+    name = "utility"
+    description = "mean validation loss"
+
+    def prepare(self, module, params, split, batch_size, device) -> dict:
+        return {"n": len(split)}
+
+    def batch_term(self, module, params, batch, state) -> torch.Tensor:
+        x, y, _ = batch
+        return per_sample_loss(forward(module, params, x), y).sum() / state["n"]
+
+
+@dataclass
+class FairnessImpact(Impact):
+    """Demographic parity gap |mean p̂(s=0) − mean p̂(s=1)| of the positive-class probability."""
+
+    positive_class: int = 1
+    name: ClassVar[str] = "fairness"
+    description: ClassVar[str] = "demographic parity gap on the validation set"
+
+    def check(self, dataset: Dataset) -> None:
+        super().check(dataset)
+        if dataset.val.sensitive is None:
+            raise InfluenceError(f"the fairness impact needs a sensitive attribute; data set '{dataset.name}' has none")
+        counts = torch.bincount(dataset.val.sensitive, minlength=2)
+        if counts.numel() != 2 or int(counts.min()) == 0:
+            raise InfluenceError("the fairness impact needs both sensitive groups (0 and 1) in the validation split")
+
+    @torch.no_grad()
+    def prepare(self, module, params, split, batch_size, device) -> dict:
+        s = split.sensitive
+        n0, n1 = int((s == 0).sum()), int((s == 1).sum())
+        # f = |m0 − m1| = σ·(m0 − m1) with σ the sign at θ, so its gradient is σ·∇(m0 − m1): a sum over batches.
+        state = {"n0": n0, "n1": n1, "sign": 1.0}
+        diff = sum(self._signed_sum(module, params, b, state) for b in self.batches(module, params, split, batch_size, device))
+        state["sign"] = float(torch.sign(diff)) if float(diff) != 0 else 0.0
+        return state
+
+    def _signed_sum(self, module, params, batch, state) -> torch.Tensor:
+        x, _, s = batch
+        p = positive_probability(forward(module, params, x), self.positive_class)
+        return (p * (s == 0)).sum() / state["n0"] - (p * (s == 1)).sum() / state["n1"]
+
+    def batch_term(self, module, params, batch, state) -> torch.Tensor:
+        return state["sign"] * self._signed_sum(module, params, batch, state)
+
+
+@dataclass
+class RobustnessImpact(Impact):
+    """Validation loss after an evasion attack computed at θ (white-box along w for binary linear models, FGSM otherwise)."""
+
+    c: float = 1.3
+    epsilon: float = 0.1
+    name: ClassVar[str] = "robustness"
+    description: ClassVar[str] = "validation loss under an evasion attack"
+
+    def batches(self, module, params, split, batch_size, device) -> Iterator[Batch]:
+        for x, y, s in super().batches(module, params, split, batch_size, device):
+            yield attack(module, params, x, y, c=self.c, epsilon=self.epsilon), y, s
+
+    def prepare(self, module, params, split, batch_size, device) -> dict:
+        return {"n": len(split)}
+
+    def batch_term(self, module, params, batch, state) -> torch.Tensor:
+        x, y, _ = batch
+        return per_sample_loss(forward(module, params, x), y).sum() / state["n"]
+
+
+def is_binary_linear(module: nn.Module) -> bool:
+    return isinstance(module, LogisticRegression) and module.linear.out_features == 1
+
+
+def attack(module: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, c: float = 1.3, epsilon: float = 0.1) -> torch.Tensor:
+    """Adversarial copies of ``x`` against the model at ``params`` (detached: the attack is data, not a function of θ)."""
+    if is_binary_linear(module):
+        w = params.get("linear.weight", module.linear.weight).detach()[0]
+        b = params.get("linear.bias", module.linear.bias).detach()[0]
+        flat = x.flatten(1)
+        # Move each point along w past the decision boundary: margin (wᵀx+b)/‖w‖² scaled by c > 1.
+        margin = (flat @ w + b) / (w @ w).clamp_min(1e-12)
+        return (flat - c * margin[:, None] * w[None, :]).view_as(x).detach()
+    detached = {k: v.detach() for k, v in params.items()}
+    gx = grad(lambda inp: per_sample_loss(forward(module, detached, inp), y).sum())(x.detach())
+    return (x + epsilon * gx.sign()).detach()
+
+
+def _cast(split: Split, dtype: torch.dtype | None) -> Split:
+    if dtype is None or split.x.dtype == dtype:
+        return split
+    out = Split(split.x, split.y, split.sensitive)
+    out.x = split.x.to(dtype)
+    return out
+
+
+IMPACTS: dict[str, type[Impact]] = {cls.name: cls for cls in (UtilityImpact, FairnessImpact, RobustnessImpact)}
+
+
+def make_impact(name: str | Impact, **settings) -> Impact:
+    """An impact by name (``utility``, ``fairness``, ``robustness``) with its settings (c, epsilon, positive_class)."""
+    if isinstance(name, Impact):
+        return name
+    if name not in IMPACTS:
+        raise InfluenceError(f"unknown impact '{name}'; choose one of: {', '.join(IMPACTS)}")
+    cls = IMPACTS[name]
+    fields = getattr(cls, "__dataclass_fields__", {})
+    return cls(**{k: v for k, v in settings.items() if k in fields and v is not None})

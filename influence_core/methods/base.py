@@ -1,0 +1,170 @@
+"""The common interface of all influence methods, and the registry they join by subclassing.
+
+Sign convention (one for the whole project): a score is, up to a positive factor, the change in the impact
+f when the sample is removed from training. **Lower = more detrimental**: a negative score means that
+removing the sample would lower f (validation loss, fairness gap, loss under attack). IP is
+grad f(θ)ᵀ grad ℓ(z; θ) and exact influence grad f(θ)ᵀ (H + λI)⁻¹ grad ℓ(z; θ) (paper Eqs. 1-2); both are
+negative for a mislabelled sample. Self-influence methods return −‖·‖² so a suspicious sample also ranks low.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, fields, replace
+from typing import Callable, ClassVar, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.base import Dataset
+from ..errors import InfluenceError
+from ..grads import Params, Progress, directional_derivatives, select_params
+from ..impacts import Impact
+from ..models.train import FittedModel, resolve_device
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """A method without parameters."""
+
+
+@dataclass
+class ScoringContext:
+    """Everything a method needs: the fitted model, the data, the impact, where and how to compute."""
+
+    fitted: FittedModel
+    dataset: Dataset
+    impact: Impact
+    params: str = "all"
+    device: torch.device | str | None = None
+    batch_size: int = 256
+    progress: Progress | None = None
+    _modules: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.device = resolve_device(self.device)
+        n_out = _output_features(self.fitted.module)
+        expected = 1 if self.dataset.num_classes == 2 else self.dataset.num_classes
+        if n_out is not None and n_out != expected:
+            raise InfluenceError(
+                f"the model has {n_out} outputs but '{self.dataset.name}' has {self.dataset.num_classes} classes (expects {expected})"
+            )
+
+    @property
+    def n_train(self) -> int:
+        return len(self.dataset.train)
+
+    def module(self, dtype: torch.dtype = torch.float32) -> nn.Module:
+        """The model on the context's device and in ``dtype``, in eval mode (a copy; the fitted model is untouched)."""
+        key = (str(self.device), dtype)
+        if key not in self._modules:
+            self._modules[key] = copy.deepcopy(self.fitted.module).to(device=self.device, dtype=dtype).eval()
+        return self._modules[key]
+
+    def selected_params(self, module: nn.Module) -> Params:
+        return select_params(module, self.params, self.fitted.head_prefix)
+
+    def train_batches(self, dtype: torch.dtype = torch.float32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.dataset.train.batches(self.batch_size, self.device):
+            yield x.to(dtype), y
+
+    def target_gradient(self, module: nn.Module, params: Params) -> Params:
+        dtype = next(iter(params.values())).dtype
+        return self.impact.target_gradient(module, params, self.dataset, self.batch_size, self.device, dtype)
+
+    def report(self, fraction: float, message: str) -> None:
+        if self.progress is not None:
+            self.progress(float(min(max(fraction, 0.0), 1.0)), message)
+
+
+def _output_features(module: nn.Module) -> int | None:
+    last = None
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    return None if last is None else last.out_features
+
+
+def stream_inner_products(ctx: ScoringContext, module: nn.Module, params: Params, direction: Params,
+                          span: tuple[float, float] = (0.0, 1.0), message: str = "scoring") -> torch.Tensor:
+    """``grad ℓ(z_i; θ)ᵀ direction`` for every training sample, streamed in batches by forward-mode JVP."""
+    out = torch.empty(ctx.n_train, dtype=torch.float64)
+    dtype = next(iter(params.values())).dtype
+    start = 0
+    for x, y in ctx.train_batches(dtype):
+        out[start : start + len(y)] = directional_derivatives(module, params, direction, x, y).detach().double().cpu()
+        start += len(y)
+        ctx.report(span[0] + (span[1] - span[0]) * start / ctx.n_train, message)
+    return out
+
+
+class InfluenceMethod(ABC):
+    """One influence method. Subclasses set the class attributes and implement `compute`.
+
+    Defining a subclass with a ``name`` registers it: adding a method means adding one module to this package.
+    """
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    kind: ClassVar[str] = "hessian-free"  # "hessian-free", "hessian-based" or "self-influence"
+    cost: ClassVar[str] = ""  # e.g. "1 JVP pass", "K JVP passes", "P×P Hessian"
+    uses_impact: ClassVar[bool] = True
+    needs_checkpoints: ClassVar[bool] = False
+    Settings: ClassVar[type] = NoSettings
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name and not inspect.isabstract(cls):
+            METHODS[cls.name] = cls
+
+    def __init__(self, settings=None, **overrides) -> None:
+        base = settings if settings is not None else self.Settings()
+        known = {f.name for f in fields(self.Settings)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InfluenceError(f"method '{self.name}' has no setting {', '.join(unknown)}; it takes: {', '.join(sorted(known)) or 'none'}")
+        self.settings = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    @abstractmethod
+    def compute(self, ctx: ScoringContext) -> torch.Tensor:
+        """Per-training-sample scores, shape (n_train,); lower = more detrimental."""
+
+    def scores(self, ctx: ScoringContext) -> np.ndarray:
+        """Run the method and check its output: a finite float64 array of length n_train, lower = more detrimental."""
+        if self.uses_impact:
+            ctx.impact.check(ctx.dataset)
+        t0 = time.perf_counter()
+        out = self.compute(ctx)
+        out = np.asarray(out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out, dtype=np.float64)
+        if out.shape != (ctx.n_train,):
+            raise InfluenceError(f"method '{self.name}' returned {out.shape} scores for {ctx.n_train} training samples")
+        if not np.isfinite(out).all():
+            raise InfluenceError(f"method '{self.name}' produced non-finite scores; try more damping or a smaller step")
+        self.seconds = time.perf_counter() - t0
+        ctx.report(1.0, "done")
+        return out
+
+    @classmethod
+    def describe(cls) -> dict:
+        """Name, type, cost class and parameters with defaults (for `methods` listings and the app)."""
+        defaults = {f.name: getattr(cls.Settings(), f.name) for f in fields(cls.Settings)}
+        return {"name": cls.name, "label": cls.label or cls.name, "kind": cls.kind, "cost": cls.cost,
+                "uses_impact": cls.uses_impact, "needs_checkpoints": cls.needs_checkpoints, "parameters": defaults,
+                "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""}
+
+
+METHODS: dict[str, type[InfluenceMethod]] = {}
+
+
+def get_method(name: str, **settings) -> InfluenceMethod:
+    """An instance of the registered method ``name`` with ``settings`` overriding its defaults."""
+    if name not in METHODS:
+        raise InfluenceError(f"unknown method '{name}'; choose one of: {', '.join(sorted(METHODS))}")
+    return METHODS[name](**settings)
+
+
+ProgressFn = Callable[[float, str], None]

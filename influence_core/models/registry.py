@@ -1,0 +1,54 @@
+"""Registry of architectures: name -> builder(input_shape, num_classes) plus default training settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+from ..errors import InfluenceError
+from .architectures import MLP, LogisticRegression, SmallCNN
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    builder: Callable[[tuple[int, ...], int], nn.Module]
+    input_kinds: tuple[str, ...] = ("tabular", "image")
+    # Which parameters `--params head` selects (a name prefix), and the trainer's defaults for this architecture.
+    head_prefix: str = ""
+    train_defaults: dict = field(default_factory=dict)
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    MODELS[spec.name] = spec
+    return spec
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise InfluenceError(f"unknown model '{name}'; choose one of: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """A freshly initialised module of architecture ``name`` for inputs of ``input_shape``."""
+    spec = get_model_spec(name)
+    try:
+        return spec.builder(tuple(input_shape), num_classes)
+    except (ValueError, RuntimeError, TypeError) as err:
+        raise InfluenceError(f"model '{name}' cannot take inputs of shape {tuple(input_shape)}: {err}") from None
+
+
+register_model(ModelSpec("logreg", "Logistic regression (L-BFGS, L2 1e-2)", LogisticRegression,
+                         head_prefix="linear", train_defaults={"optimizer": "lbfgs", "l2": 1e-2}))
+register_model(ModelSpec("mlp", "MLP, two hidden layers of 32, ReLU", MLP, head_prefix="head",
+                         train_defaults={"optimizer": "adam", "lr": 1e-2, "epochs": 300, "batch_size": 64, "l2": 1e-3}))
+register_model(ModelSpec("cnn", "Small CNN for 32x32 images (~140k parameters)", SmallCNN, input_kinds=("image",),
+                         head_prefix="head",
+                         train_defaults={"optimizer": "adam", "lr": 2e-3, "epochs": 15, "batch_size": 128, "l2": 5e-4}))

@@ -1,0 +1,252 @@
+"""The trainer: seeded, with progress callbacks, early stopping, cancellation and optional checkpoints.
+
+The objective is the one every Hessian-based method assumes: (1/Σw) Σ w_i ℓ_i + (l2/2)‖θ‖², with the L2
+term written into the loss (not as optimiser weight decay) so the trained model's Hessian is well defined.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.base import Dataset, Split
+from ..errors import InfluenceError
+from ..grads import per_sample_loss, predict_labels
+from .registry import build_model, get_model_spec
+
+TrainProgress = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings. ``None`` fields take the architecture's defaults (see the model registry)."""
+
+    optimizer: str | None = None  # "lbfgs" (full batch), "adam" or "sgd"
+    lr: float | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    l2: float | None = None
+    seed: int = 0
+    patience: int = 0  # early stopping on validation loss after this many epochs without improvement (0 = off)
+    checkpoint_every: int = 0  # save (state, lr) every k epochs for TracIn / TDA (0 = only the final model)
+    max_iter: int = 500  # L-BFGS iterations
+
+    def resolved(self, arch: str) -> "TrainConfig":
+        base = {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "batch_size": 128, "l2": 1e-4}
+        base.update(get_model_spec(arch).train_defaults)
+        filled = {k: (getattr(self, k) if getattr(self, k) is not None else base[k]) for k in base}
+        return replace(self, **filled)
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Checkpoint:
+    """Parameters saved during training with the learning rate in force (TracIn weights by it)."""
+
+    epoch: int
+    lr: float
+    state: dict[str, torch.Tensor]
+
+
+@dataclass
+class FittedModel:
+    """A trained (or uploaded) model with what the influence methods need to know about its training."""
+
+    module: nn.Module
+    arch: str
+    config: TrainConfig
+    history: list[dict] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    dataset_fingerprint: str = ""
+
+    @property
+    def l2(self) -> float:
+        return float(self.config.l2 or 0.0)
+
+    @property
+    def head_prefix(self) -> str:
+        try:
+            return get_model_spec(self.arch).head_prefix
+        except InfluenceError:
+            return ""
+
+    def fingerprint(self) -> str:
+        """A content hash of the weights (cache key for scores)."""
+        h = hashlib.sha256(self.arch.encode())
+        for name, t in self.module.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """CUDA when available and not overridden, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InfluenceError("--device cuda was asked for but no CUDA GPU is available")
+    return dev
+
+
+@torch.no_grad()
+def evaluate_split(module: nn.Module, split: Split, batch_size: int = 512, device: torch.device | str = "cpu") -> dict:
+    """Mean loss and accuracy of ``module`` on ``split``."""
+    module.eval()
+    loss, correct = 0.0, 0
+    for x, y in split.batches(batch_size, device):
+        logits = module(x)
+        loss += float(per_sample_loss(logits, y).sum())
+        correct += int((predict_labels(logits) == y).sum())
+    n = max(len(split), 1)
+    return {"loss": loss / n, "accuracy": correct / n}
+
+
+def _objective(module: nn.Module, x, y, w, l2: float) -> torch.Tensor:
+    losses = per_sample_loss(module(x), y)
+    data = (losses * w).sum() / w.sum() if w is not None else losses.mean()
+    if l2:
+        data = data + 0.5 * l2 * sum((p * p).sum() for p in module.parameters())
+    return data
+
+
+def train_model(
+    dataset: Dataset,
+    arch: str = "mlp",
+    config: TrainConfig | None = None,
+    *,
+    sample_weight: torch.Tensor | np.ndarray | None = None,
+    device: str | torch.device | None = None,
+    progress: TrainProgress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    init_state: dict | None = None,
+) -> FittedModel:
+    """Train architecture ``arch`` on ``dataset.train`` and report validation and test accuracy.
+
+    ``progress`` receives a dict per epoch (epoch, loss, train/val accuracy, fraction done);
+    ``should_stop`` returning True cancels cleanly and keeps the best model so far.
+    """
+    config = (config or TrainConfig()).resolved(arch)
+    dev = resolve_device(device)
+    spec = get_model_spec(arch)
+    if dataset.kind not in spec.input_kinds:
+        raise InfluenceError(f"model '{arch}' needs {' or '.join(spec.input_kinds)} data, '{dataset.name}' is {dataset.kind}")
+    if len(dataset.train) == 0:
+        raise InfluenceError("the training split is empty")
+    torch.manual_seed(config.seed)
+    module = build_model(arch, dataset.input_shape, dataset.num_classes).to(dev)
+    if init_state is not None:
+        module.load_state_dict(init_state)
+    x_all, y_all = dataset.train.x, dataset.train.y
+    w_all = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
+    if w_all is not None and (w_all.shape[0] != len(y_all) or bool((w_all < 0).any()) or float(w_all.sum()) <= 0):
+        raise InfluenceError("sample weights must be non-negative, one per training sample, not all zero")
+    history: list[dict] = []
+    checkpoints: list[Checkpoint] = []
+    t0 = time.perf_counter()
+
+    if config.optimizer == "lbfgs":
+        x, y = x_all.to(dev), y_all.to(dev)
+        w = None if w_all is None else w_all.to(dev)
+        opt = torch.optim.LBFGS(module.parameters(), lr=1.0, max_iter=config.max_iter, tolerance_grad=1e-9,
+                                tolerance_change=1e-12, history_size=50, line_search_fn="strong_wolfe")
+        module.train()
+
+        def closure():
+            opt.zero_grad()
+            loss = _objective(module, x, y, w, config.l2)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        _log_epoch(module, dataset, dev, history, 1, 1, float(_objective(module, x, y, w, config.l2).detach()), progress)
+        if config.checkpoint_every:
+            checkpoints.append(Checkpoint(1, 1.0, _state_copy(module)))
+    else:
+        opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}.get(config.optimizer)
+        if opt_cls is None:
+            raise InfluenceError(f"unknown optimizer '{config.optimizer}'; choose lbfgs, adam or sgd")
+        kwargs = {"momentum": 0.9} if config.optimizer == "sgd" else {}
+        opt = opt_cls(module.parameters(), lr=config.lr, **kwargs)
+        gen = torch.Generator().manual_seed(config.seed)
+        best, best_state, stale = float("inf"), None, 0
+        for epoch in range(1, config.epochs + 1):
+            module.train()
+            perm = torch.randperm(len(y_all), generator=gen)
+            total = 0.0
+            for start in range(0, len(perm), config.batch_size):
+                idx = perm[start : start + config.batch_size]
+                w = None if w_all is None else w_all[idx].to(dev)
+                if w is not None and float(w.sum()) == 0:
+                    continue
+                opt.zero_grad()
+                loss = _objective(module, x_all[idx].to(dev), y_all[idx].to(dev), w, config.l2)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            rec = _log_epoch(module, dataset, dev, history, epoch, config.epochs, total / len(perm), progress)
+            if config.checkpoint_every and epoch % config.checkpoint_every == 0:
+                checkpoints.append(Checkpoint(epoch, float(opt.param_groups[0]["lr"]), _state_copy(module)))
+            if config.patience:
+                if rec["val_loss"] < best - 1e-6:
+                    best, best_state, stale = rec["val_loss"], _state_copy(module), 0
+                else:
+                    stale += 1
+                    if stale >= config.patience:
+                        break
+            if should_stop is not None and should_stop():
+                history[-1]["cancelled"] = True
+                break
+        if best_state is not None:
+            module.load_state_dict(best_state)
+
+    module = module.cpu().eval()
+    metrics = {
+        "train_accuracy": evaluate_split(module, dataset.train)["accuracy"],
+        "val_accuracy": evaluate_split(module, dataset.val)["accuracy"],
+        "test_accuracy": evaluate_split(module, dataset.test)["accuracy"],
+        "train_seconds": time.perf_counter() - t0,
+    }
+    if config.checkpoint_every and (not checkpoints or checkpoints[-1].epoch != len(history)):
+        # TracIn's sum always ends at the model the user scores: add the final parameters.
+        checkpoints.append(Checkpoint(len(history), float(opt.param_groups[0]["lr"]), _state_copy(module)))
+    checkpoints = [Checkpoint(c.epoch, c.lr, {k: v.cpu() for k, v in c.state.items()}) for c in checkpoints]
+    return FittedModel(module, arch, config, history, checkpoints, metrics, dataset.fingerprint())
+
+
+def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _log_epoch(module, dataset, dev, history, epoch, epochs, train_loss, progress) -> dict:
+    val = evaluate_split(module, dataset.val, device=dev)
+    rec = {"epoch": epoch, "loss": train_loss, "val_loss": val["loss"], "val_accuracy": val["accuracy"], "fraction": epoch / epochs}
+    history.append(rec)
+    if progress is not None:
+        progress(rec)
+    return rec
+
+
+def fitted_from_module(module: nn.Module, arch: str, dataset: Dataset, l2: float = 0.0) -> FittedModel:
+    """Wrap a module trained elsewhere (an upload) so the methods can score it."""
+    module = module.cpu().eval()
+    metrics = {
+        "val_accuracy": evaluate_split(module, dataset.val)["accuracy"],
+        "test_accuracy": evaluate_split(module, dataset.test)["accuracy"],
+    }
+    return FittedModel(module, arch, TrainConfig(l2=l2), [], [], metrics, dataset.fingerprint())
+
+
+def clone_fitted(fitted: FittedModel) -> FittedModel:
+    return copy.deepcopy(fitted)
