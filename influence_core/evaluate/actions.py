@@ -28,12 +28,15 @@ class ActionSettings:
     ``standardize``: divide the scores by their standard deviation before the softmax, so one temperature
     means the same for every method (raw influence scores differ by orders of magnitude between methods).
     ``relabel_class``: multiclass relabelling target; None = the model's predicted class.
+    ``upweight``: False = only down-weight — scores above the mean count as the mean, so no sample is weighted
+    up (a heavy tail of very beneficial samples can otherwise take most of the weight and wreck the model).
     """
 
     fraction: float = 0.05
     temperature: float = 1.0
     standardize: bool = True
     relabel_class: int | None = None
+    upweight: bool = True
 
 
 @dataclass
@@ -137,15 +140,19 @@ def predicted_classes(module: torch.nn.Module, split: Split, batch_size: int = 5
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
 
-def softmax_weights(scores: np.ndarray, temperature: float = 1.0, standardize: bool = True) -> np.ndarray:
+def softmax_weights(scores: np.ndarray, temperature: float = 1.0, standardize: bool = True,
+                    upweight: bool = True) -> np.ndarray:
     """The paper's reweighting: w_i = n·softmax(s/T)_i, so Σw = n and a lower (more detrimental) score gets a
-    smaller weight. ``standardize`` divides s by its standard deviation first; T → ∞ gives w_i → 1."""
+    smaller weight. ``standardize`` centres s and divides it by its standard deviation first; T → ∞ gives
+    w_i → 1. ``upweight=False`` caps s at its mean (at 0 after standardising): only down-weighting."""
     s = np.asarray(scores, dtype=np.float64)
     if temperature <= 0:
         raise InfluenceError(f"the reweighting temperature must be positive, got {temperature}")
     if standardize:
         sd = s.std()
         s = (s - s.mean()) / sd if sd > 0 else np.zeros_like(s)
+    if not upweight:
+        s = np.minimum(s, 0.0 if standardize else s.mean())
     z = s / temperature
     z = z - z.max()  # softmax is shift-invariant; this keeps exp() from overflowing
     e = np.exp(z)
@@ -158,7 +165,7 @@ def reweight(dataset: Dataset, scores: np.ndarray, settings: ActionSettings = Ac
     All weights change; ``selected`` lists the most detrimental fraction (the most down-weighted rows).
     """
     scores = _check_scores(dataset, scores)
-    weights = softmax_weights(scores, settings.temperature, settings.standardize)
+    weights = softmax_weights(scores, settings.temperature, settings.standardize, settings.upweight)
     selected = most_detrimental(scores, settings.fraction)
     changed = np.flatnonzero(~np.isclose(weights, 1.0))
     given = dataset.train.y.numpy().copy()

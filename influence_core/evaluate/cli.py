@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--impact", default="utility", help="impact the methods score against: utility, fairness, robustness")
     p.add_argument("--temperature", type=float, default=1.0, help="reweight: softmax temperature on standardised scores")
     p.add_argument("--raw-scores", action="store_true", help="reweight: softmax over raw scores (no standardising)")
+    p.add_argument("--downweight-only", action="store_true", help="reweight: never weight a sample above 1·(mean score)")
     p.add_argument("--relabel-class", type=int, help="relabel (multiclass): this class instead of the model's prediction")
     p.add_argument("--attacks", type=int, default=5, help="random evasion attacks per retrained model (5-25%% of test)")
     p.add_argument("--c", type=float, default=1.3, help="linear attack: step past the boundary (×margin)")
@@ -51,7 +52,7 @@ def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
         dataset=args.dataset, model=args.model, methods=methods, action=args.action, fraction=args.fraction,
         seeds=args.seeds, impact=args.impact, data_seed=args.seed, dataset_kwargs=data_kwargs,
         train=TrainConfig(epochs=args.epochs, lr=args.lr, l2=args.l2), temperature=args.temperature,
-        standardize=not args.raw_scores, relabel_class=args.relabel_class,
+        standardize=not args.raw_scores, relabel_class=args.relabel_class, upweight=not args.downweight_only,
         attacks=AttackSettings(n_attacks=args.attacks, c=args.c, epsilon=args.epsilon, seed=args.seed,
                                against=args.attack_against),
         method_settings=method_settings, params=args.params,

@@ -50,6 +50,7 @@ class ExperimentSettings:
     temperature: float = 1.0
     standardize: bool = True
     relabel_class: int | None = None
+    upweight: bool = True
     attacks: AttackSettings = AttackSettings()
     method_settings: dict = field(default_factory=dict)  # method name -> {setting: value}
     params: str = "all"
@@ -73,7 +74,7 @@ class ExperimentSettings:
             get_method(name, **s)  # raises for a setting the method does not take
 
     def action_settings(self) -> ActionSettings:
-        return ActionSettings(self.fraction, self.temperature, self.standardize, self.relabel_class)
+        return ActionSettings(self.fraction, self.temperature, self.standardize, self.relabel_class, self.upweight)
 
     def as_dict(self) -> dict:
         out = asdict(self)

@@ -129,3 +129,13 @@ def test_bad_inputs_raise_one_line_errors(blobs):
         apply_action("burn", blobs, np.zeros(n))
     with pytest.raises(InfluenceError):
         trim(blobs, np.full(n, np.nan))
+
+
+def test_downweight_only_never_raises_a_weight_above_the_rest():
+    s = np.array([-3.0, -1.0, 0.5, 2.0, 9.0])
+    w = softmax_weights(s, 1.0, standardize=False, upweight=False)
+    capped = np.minimum(s, s.mean())
+    e = np.exp(capped - capped.max())
+    assert np.allclose(w, len(s) * e / e.sum())
+    assert w[3] == pytest.approx(w[4]) and w[0] < w[1] < w[2] < w[3]  # 2 and 9 are above the mean 1.5
+    assert w.sum() == pytest.approx(len(s))
