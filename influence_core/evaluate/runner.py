@@ -24,6 +24,7 @@ from ..data.base import Dataset
 from ..data.registry import load_dataset
 from ..errors import InfluenceError
 from ..methods.base import METHODS, get_method
+from ..models.architectures import LogisticRegression
 from ..models.train import FittedModel, TrainConfig, train_model
 from .actions import ACTIONS, ActionResult, ActionSettings, apply_action
 from .retrain import AttackSettings, craft_attacks, retrain_and_evaluate
@@ -54,6 +55,9 @@ class ExperimentSettings:
     attacks: AttackSettings = AttackSettings()
     method_settings: dict = field(default_factory=dict)  # method name -> {setting: value}
     params: str = "all"
+    # A convex model trained to its optimum (logistic regression by L-BFGS) does not depend on the training seed:
+    # retrain it once per row and reuse that run for the other seeds (``random`` still draws a new subset per seed).
+    convex_shortcut: bool = True
 
     def validate(self) -> None:
         """Raise a one-line `InfluenceError` for settings that cannot run."""
@@ -122,23 +126,34 @@ def run_key(settings: ExperimentSettings, dataset: Dataset, base: FittedModel | 
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def score_key(settings: ExperimentSettings, dataset: Dataset, base: FittedModel | None, method: str) -> str:
+    """What a method's scores depend on (not the action, fraction or seeds): shared by experiments that differ
+    only in what they do with the scores."""
+    parts = {"data": dataset.fingerprint(), "method": method, "settings": settings.method_settings.get(method, {}),
+             "impact": settings.impact, "c": settings.attacks.c, "epsilon": settings.attacks.epsilon,
+             "params": settings.params}
+    if base is not None:
+        parts["base"] = base.fingerprint()
+    else:
+        parts["model"], parts["train"] = settings.model, asdict(base_config(settings))
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def journal_path(out: str | Path) -> Path:
     """The JSONL of finished pieces next to ``out`` (results.json -> results.runs.jsonl)."""
     out = Path(out)
     return out.with_name(out.stem + ".runs.jsonl")
 
 
-def _read_journal(path: Path | None, key: str) -> list[dict]:
+def _read_journal(path: Path | None) -> list[dict]:
     if path is None or not path.exists():
         return []
     out = []
     for line in path.read_text().splitlines():
         try:
-            rec = json.loads(line)
+            out.append(json.loads(line))
         except json.JSONDecodeError:  # a line cut short by an interruption
             continue
-        if rec.get("key") == key:
-            out.append(rec)
     return out
 
 
@@ -163,6 +178,11 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text and not isinstance(err, InfluenceError) else (text[0] if text else type(err).__name__)
 
 
+def is_convex(module) -> bool:
+    """Whether training ``module`` with L2 is a strictly convex problem (one optimum whatever the seed)."""
+    return isinstance(module, LogisticRegression)
+
+
 def base_config(settings: ExperimentSettings) -> TrainConfig:
     """The base model's training config: checkpoints when a requested method needs them (TracIn, TDA)."""
     config = settings.train.resolved(settings.model)
@@ -174,9 +194,11 @@ def base_config(settings: ExperimentSettings) -> TrainConfig:
 def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, *, dataset: Dataset | None = None,
                    base: FittedModel | None = None, progress: Progress | None = None,
                    should_stop: Callable[[], bool] | None = None, on_run: Callable[[dict], None] | None = None,
-                   device: str | None = None) -> ExperimentResult:
+                   device: str | None = None, journal: str | Path | None = None) -> ExperimentResult:
     """Run (or resume) an experiment and, when ``out`` is given, write its JSON there.
 
+    ``journal``: the JSONL of finished pieces (default: next to ``out``); experiments sharing one journal also
+    share scores that do not depend on the action (same data, model, method, impact).
     ``dataset`` / ``base``: use these instead of loading the named data set / training the base model (the app).
     ``on_run`` is called with each finished run's record after it is journaled. ``should_stop`` returning True
     ends the run early with what is finished (``stopped=True``); nothing half-done is kept.
@@ -186,10 +208,12 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
     stop = should_stop or (lambda: False)
     dataset = dataset if dataset is not None else load_dataset(settings.dataset, seed=settings.data_seed, **settings.dataset_kwargs)
     key = run_key(settings, dataset, base)
-    journal = journal_path(out) if out is not None else None
-    done = _read_journal(journal, key)
-    scored = {r["method"]: r for r in done if r.get("type") == "scores"}
-    finished = {(r["method"], r["seed"]): r for r in done if r.get("type") == "run"}
+    journal = Path(journal) if journal is not None else (journal_path(out) if out is not None else None)
+    done = _read_journal(journal)
+    score_keys = {m: score_key(settings, dataset, base, m) for m in settings.methods}
+    by_score_key = {r.get("score_key"): r for r in done if r.get("type") == "scores"}
+    scored = {m: by_score_key[k] for m, k in score_keys.items() if k in by_score_key}
+    finished = {(r["method"], r["seed"]): r for r in done if r.get("type") == "run" and r.get("key") == key}
 
     names = [*CONTROLS, *settings.methods]
     total = len(settings.methods) + len(names) * settings.seeds + 1
@@ -206,6 +230,7 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
     result.base = base
     unit += 1
     config = replace(base.config, checkpoint_every=0) if base.config.optimizer else base_config(settings)
+    seed_free = settings.convex_shortcut and config.optimizer == "lbfgs" and is_convex(base.module)
     act = settings.action_settings()
     crafted = None
     if settings.attacks.against == "base" and settings.attacks.n_attacks > 0:
@@ -218,7 +243,7 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
             break
         tick(f"scoring with {method}")
         if method not in scored:
-            rec = {"key": key, "type": "scores", "method": method}
+            rec = {"key": key, "score_key": score_keys[method], "type": "scores", "method": method}
             try:
                 rec["scores"] = compute_scores(dataset, base, method, settings.impact, params=settings.params, device=device,
                                                impact_settings={"c": settings.attacks.c, "epsilon": settings.attacks.epsilon},
@@ -245,6 +270,11 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
                 continue
             if (name, seed) in finished:
                 result.runs.append(finished[(name, seed)])
+                continue
+            if seed_free and name != "random" and (name, 0) in finished:
+                rec = {**finished[(name, 0)], "seed": seed, "reused_from_seed": 0}  # same convex optimum
+                finished[(name, seed)] = rec
+                result.runs.append(rec)
                 continue
             action = _action_for(name, seed, dataset, result, act, base)
             metrics = retrain_and_evaluate(action.dataset if action else dataset, settings.model, config, seed,

@@ -18,7 +18,7 @@ from influence_core.methods.base import METHODS, InfluenceMethod
 from influence_core.models import TrainConfig, train_model
 from influence_core.models.train import evaluate_split
 
-SMALL = dict(dataset="blobs", model="logreg", seeds=2, attacks=AttackSettings(n_attacks=2))
+SMALL = dict(dataset="blobs", model="logreg", seeds=2, attacks=AttackSettings(n_attacks=2), convex_shortcut=False)
 
 
 class _Broken(InfluenceMethod):
@@ -152,3 +152,37 @@ def test_cleaned_split_table(action):
     else:
         assert table["weight"].sum() == pytest.approx(len(ds.train))
         assert np.argmin(table["weight"]) in chosen
+
+
+def test_convex_shortcut_retrains_once_per_row_with_the_same_results(tmp_path, monkeypatch):
+    slow = run_experiment(ExperimentSettings(methods=("ip",), **SMALL))
+    calls = {"n": 0}
+    real = runner_mod.retrain_and_evaluate
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner_mod, "retrain_and_evaluate", counting)
+    fast = run_experiment(ExperimentSettings(methods=("ip",), **{**SMALL, "convex_shortcut": True}))
+    assert calls["n"] == 1 + SMALL["seeds"] + 1  # full once, random per seed, ip once
+    for name in ("full", "random", "ip"):
+        for metric in ("accuracy", "fairness_gap", "attacked_accuracy"):
+            assert fast.rows[name][metric]["mean"] == pytest.approx(slow.rows[name][metric]["mean"], abs=1e-3)
+
+
+def test_experiments_sharing_a_journal_share_scores(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = runner_mod.compute_scores
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner_mod, "compute_scores", counting)
+    journal = tmp_path / "shared.jsonl"
+    for action in ("trim", "relabel"):
+        run_experiment(ExperimentSettings(methods=("ip",), action=action, **SMALL), journal=journal)
+    assert calls["n"] == 1  # the relabel experiment reused the trim experiment's IP scores
+    run_experiment(ExperimentSettings(methods=("ip",), impact="fairness", **SMALL), journal=journal)
+    assert calls["n"] == 2  # another impact: new scores
