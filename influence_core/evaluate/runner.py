@@ -27,7 +27,7 @@ from ..methods.base import METHODS, get_method
 from ..models.architectures import LogisticRegression
 from ..models.train import FittedModel, TrainConfig, train_model
 from .actions import ACTIONS, ActionResult, ActionSettings, apply_action
-from .retrain import AttackSettings, craft_attacks, retrain_and_evaluate
+from .retrain import AttackSettings, craft_attacks, evaluate_module, retrain_and_evaluate
 
 CONTROLS = ("full", "random")
 METRICS = ("accuracy", "fairness_gap", "attacked_accuracy")
@@ -223,6 +223,7 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
         report(unit / total, message)
 
     result = ExperimentResult(settings, key, {}, [], dataset=dataset)
+    base_is_full_run = base is None  # trained here with the retraining config: it *is* the `full` run of its seed
     if base is None:
         tick("training the base model")
         config = base_config(settings)
@@ -277,10 +278,14 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
                 result.runs.append(rec)
                 continue
             action = _action_for(name, seed, dataset, result, act, base)
-            metrics = retrain_and_evaluate(action.dataset if action else dataset, settings.model, config, seed,
-                                           sample_weight=action.sample_weight if action else None,
-                                           attacks=settings.attacks, device=device, should_stop=stop,
-                                           crafted=crafted)
+            if name == "full" and base_is_full_run and seed == settings.data_seed:
+                metrics = {**evaluate_module(base.module, dataset, settings.attacks, crafted),
+                           "n_train": len(dataset.train), "train_seconds": base.metrics.get("train_seconds")}
+            else:
+                metrics = retrain_and_evaluate(action.dataset if action else dataset, settings.model, config, seed,
+                                               sample_weight=action.sample_weight if action else None,
+                                               attacks=settings.attacks, device=device, should_stop=stop,
+                                               crafted=crafted)
             if stop():  # a cancelled training is not a result
                 result.stopped = True
                 break

@@ -114,14 +114,14 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch):
     assert calls == {"retrain": 3, "score": 2}
     assert not out.exists() and journal_path(out).exists()
     first = run_experiment(settings, out)
-    total = 4 * settings.seeds  # full, random, ip, ip_ensemble
+    total = 4 * settings.seeds - 1  # full, random, ip, ip_ensemble; full seed 0 is the base model itself
     assert calls == {"retrain": total, "score": 2}  # only the missing runs, no rescoring
     again = run_experiment(settings, out)
     assert calls["retrain"] == total
     assert again.rows == first.rows
     # other settings do not reuse these runs
     run_experiment(ExperimentSettings(methods=("ip",), fraction=0.1, **SMALL), out)
-    assert calls["retrain"] == total + 3 * settings.seeds
+    assert calls["retrain"] == total + 3 * settings.seeds - 1
 
 
 def test_stop_keeps_only_finished_runs(tmp_path):
@@ -165,7 +165,7 @@ def test_convex_shortcut_retrains_once_per_row_with_the_same_results(tmp_path, m
 
     monkeypatch.setattr(runner_mod, "retrain_and_evaluate", counting)
     fast = run_experiment(ExperimentSettings(methods=("ip",), **{**SMALL, "convex_shortcut": True}))
-    assert calls["n"] == 1 + SMALL["seeds"] + 1  # full once, random per seed, ip once
+    assert calls["n"] == SMALL["seeds"] + 1  # full: the base model; random per seed; ip once
     for name in ("full", "random", "ip"):
         for metric in ("accuracy", "fairness_gap", "attacked_accuracy"):
             assert fast.rows[name][metric]["mean"] == pytest.approx(slow.rows[name][metric]["mean"], abs=1e-3)
