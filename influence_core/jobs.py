@@ -129,3 +129,9 @@ def forget_job(key: str) -> None:
         job = _JOBS.pop(key, None)
     if job is not None and job.running:
         job.cancel()
+
+
+def wait_all(timeout: float | None = None) -> None:
+    """Wait for every registered job to end (tests and scripts)."""
+    for job in list(_JOBS.values()):
+        job.wait(timeout)
