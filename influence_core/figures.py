@@ -88,25 +88,28 @@ def angle_regions_figure(coords: np.ndarray, u_xy: np.ndarray, w_xy: np.ndarray,
     coords = np.asarray(coords, dtype=np.float64)
     counts = region_counts(gu, gw)
     consistent = order_consistency(gu, gw)
-    lim = float(np.abs(coords).max()) * 1.1 if len(coords) else 1.0
-    lim = lim or 1.0
-    # Shade the regions on a grid: a point p of the plane has pᵀu_xy = gᵀu and pᵀw_xy = gᵀw.
-    axis = np.linspace(-lim, lim, 161)
-    px, py = np.meshgrid(axis, axis)
+    # Each axis gets its own range (w = H⁻¹∇f can be far from u in scale); region membership stays exact because
+    # it is computed from the plane coordinates: a point p has pᵀu_xy = gᵀu and pᵀw_xy = gᵀw.
+    lim = np.abs(coords).max(0) * 1.15 if len(coords) else np.ones(2)
+    lim = np.where(lim > 0, lim, 1.0)
+    ax, ay = np.linspace(-lim[0], lim[0], 161), np.linspace(-lim[1], lim[1], 161)
+    px, py = np.meshgrid(ax, ay)
     grid_regions = regions(px.ravel() * u_xy[0] + py.ravel() * u_xy[1], px.ravel() * w_xy[0] + py.ravel() * w_xy[1])
     fig = go.Figure()
     fig.add_trace(go.Heatmap(
-        x=axis, y=axis, z=grid_regions.reshape(px.shape), showscale=False, hoverinfo="skip",
+        x=ax, y=ay, z=grid_regions.reshape(px.shape), showscale=False, hoverinfo="skip",
         colorscale=[[i / 3, REGION_COLOURS[i]] for i in range(4)], zmin=1, zmax=4,
     ))
+    for i, name in enumerate(REGION_NAMES):  # the region's numeral at the middle of its shaded area
+        cells = grid_regions == i + 1
+        if cells.any():
+            fig.add_annotation(x=float(px.ravel()[cells].mean()), y=float(py.ravel()[cells].mean()), text=f"<b>{name}</b>",
+                               showarrow=False, font=dict(size=22, color="rgba(0,0,0,0.35)"))
     idx = np.arange(len(coords)) if index is None else np.asarray(index)
     r = regions(gu, gw)
-    for label, mask, colour in (("clean", None if noisy is None else ~np.asarray(noisy, bool), CLEAN),
-                                ("noisy label", None if noisy is None else np.asarray(noisy, bool), NOISY)):
-        if mask is None:
-            if label == "noisy label":
-                continue
-            mask, colour, label = np.ones(len(coords), bool), ACCENT, "samples"
+    groups = [("samples", np.ones(len(coords), bool), ACCENT)] if noisy is None else [
+        ("clean", ~np.asarray(noisy, bool), CLEAN), ("noisy label", np.asarray(noisy, bool), NOISY)]
+    for label, mask, colour in groups:
         fig.add_trace(go.Scattergl(
             x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=label,
             marker=dict(color=colour, size=6, opacity=0.8),
@@ -114,17 +117,21 @@ def angle_regions_figure(coords: np.ndarray, u_xy: np.ndarray, w_xy: np.ndarray,
             hovertemplate="sample %{customdata[0]}<br>IP gᵀu %{customdata[1]:.3g}<br>influence gᵀw %{customdata[2]:.3g}"
                           "<br>region %{customdata[3]}<extra></extra>",
         ))
-    for name, vec, colour in (("u = ∇f", u_xy, "#111"), ("w = H⁻¹∇f", w_xy, ACCENT)):
-        tip = np.asarray(vec) / (np.linalg.norm(vec) or 1.0) * lim * 0.8
+    for name, vec, colour, shift in (("u = ∇f", u_xy, "#111", -14), ("w = H⁻¹∇f", w_xy, ACCENT, 14)):
+        # Directions drawn to 80% of the visible box on each axis.
+        direction = np.asarray(vec, dtype=np.float64) / lim
+        tip = direction / (np.abs(direction).max() or 1.0) * 0.8 * lim
         fig.add_annotation(x=tip[0], y=tip[1], ax=0, ay=0, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
-                           arrowhead=3, arrowwidth=2.5, arrowcolor=colour, text=name, font=dict(color=colour, size=14))
+                           arrowhead=3, arrowwidth=2.5, arrowcolor=colour)
+        fig.add_annotation(x=tip[0], y=tip[1], text=f"<b>{name}</b>", showarrow=False, yshift=shift,
+                           font=dict(color=colour, size=14), bgcolor="rgba(255,255,255,0.7)")
     for i, name in enumerate(REGION_NAMES):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"Region {name}: {counts[name]}",
                                  marker=dict(symbol="square", size=12, color=REGION_COLOURS[i].replace("0.1", "0.5"))))
     fig.update_layout(
         title=f"Sample gradients in span(u, w) — order-consistent pairs (IP vs influence): {consistent:.1%}",
-        xaxis=dict(title="along u", range=[-lim, lim], zeroline=False), yaxis=dict(title="⊥ u in span(u, w)", range=[-lim, lim],
-                                                                                   scaleanchor="x", zeroline=False),
+        xaxis=dict(title="component along u", range=[-lim[0], lim[0]], zeroline=False),
+        yaxis=dict(title="component ⊥ u within span(u, w)", range=[-lim[1], lim[1]], zeroline=False),
         **_LAYOUT,
     )
     return fig
@@ -228,7 +235,8 @@ def training_curve(history: Sequence[Mapping]) -> go.Figure:
     fig.add_trace(go.Scatter(x=epochs, y=[h.get("val_accuracy") for h in history], name="validation accuracy",
                              mode="lines", yaxis="y2"))
     fig.update_layout(xaxis_title="epoch", yaxis=dict(title="loss"), legend=dict(orientation="h", y=1.12),
-                      yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]),
+                      yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1], tickformat=".0%",
+                                  showgrid=False),
                       **{**_LAYOUT, "height": 320, "margin": dict(l=50, r=50, t=40, b=40)})
     return fig
 

@@ -23,12 +23,12 @@ def _show_current(sel, ds) -> None:
     fitted = model_of(sel, ds)
     source = "uploaded weights" if sel.weights else "trained here"
     st.subheader(f"Current model: {sel.arch} ({source})")
-    c = st.columns(4)
+    st.caption(f"Model hash {sel.model_hash or fitted.fingerprint()} · data set {ds.name}")
+    c = st.columns(3)
     c[0].metric("Validation accuracy", f"{fitted.metrics.get('val_accuracy', float('nan')):.1%}")
     c[1].metric("Test accuracy", f"{fitted.metrics.get('test_accuracy', float('nan')):.1%}")
     if "train_accuracy" in fitted.metrics:
         c[2].metric("Training accuracy", f"{fitted.metrics['train_accuracy']:.1%}")
-    c[3].metric("Model hash", sel.model_hash or fitted.fingerprint())
     if fitted.history:
         st.plotly_chart(training_curve(fitted.history), width="stretch")
 

@@ -38,30 +38,55 @@ def _relabel_options(ds, given: int, predicted: int) -> list[int]:
     return ([predicted] if predicted != given else []) + rest
 
 
-def _card(ds, row: int, score: float, pred: int, decision, scope: str, log, pixels=None) -> None:
-    given = int(ds.train.y[row])
-    if pixels is not None:
-        st.image(pixels, width="stretch")
-    else:
-        st.caption(_describe(ds, row))
-    noisy = " · known noisy" if ds.noise_mask is not None and bool(ds.noise_mask[row]) else ""
-    st.markdown(f"**#{row}** · given **{ds.classes[given]}** · predicted **{ds.classes[pred]}**  \nscore {score:.4g}{noisy}")
-    if decision is not None:
-        what = decision.action + (f" → {ds.classes[decision.new_label]}" if decision.action == "relabel" else "")
-        st.markdown(f":green-badge[decided: {what}]")
+def _decide(log, scope: str, row: int, action: str, label: int | None = None) -> None:
+    log.record(scope, [row], action, label)
+    st.rerun()
+
+
+def _actions(ds, row: int, given: int, pred: int, log, scope: str, compact: bool) -> None:
+    """Keep / Remove / Relabel buttons for one sample; the relabel choice offers the model's prediction first."""
     options = _relabel_options(ds, given, pred)
-    target = st.selectbox("Relabel to", options, key=f"target-{row}", format_func=lambda c: ds.classes[c],
-                          label_visibility="collapsed") if options else None
-    c1, c2, c3 = st.columns(3)
-    if c1.button("Keep", key=f"keep-{row}", width="stretch"):
-        log.record(scope, [row], "keep")
-        st.rerun()
-    if c2.button("Remove", key=f"remove-{row}", width="stretch"):
-        log.record(scope, [row], "remove")
-        st.rerun()
-    if c3.button("Relabel", key=f"relabel-{row}", width="stretch", disabled=target is None, type="primary"):
-        log.record(scope, [row], "relabel", int(target))
-        st.rerun()
+    if compact:  # a row of a table: everything on one line
+        cols = st.columns([1.6, 1, 1.1, 1.1])
+        target = cols[0].selectbox("Relabel to", options, key=f"target-{row}", format_func=lambda c: ds.classes[c],
+                                   label_visibility="collapsed")
+        buttons = cols[1:]
+    else:  # a card: the choice above, three buttons below
+        target = st.selectbox("Relabel to", options, key=f"target-{row}", format_func=lambda c: ds.classes[c],
+                              label_visibility="collapsed")
+        buttons = st.columns([1, 1.1, 1.1], gap="small")
+    if buttons[0].button("Keep", key=f"keep-{row}", width="stretch"):
+        _decide(log, scope, row, "keep")
+    if buttons[1].button("Remove", key=f"remove-{row}", width="stretch"):
+        _decide(log, scope, row, "remove")
+    if buttons[2].button("Relabel", key=f"relabel-{row}", width="stretch", type="primary", disabled=not options):
+        _decide(log, scope, row, "relabel", int(target))
+
+
+def _decision_badge(ds, decision) -> str:
+    if decision is None:
+        return ""
+    what = decision.action + (f" → {ds.classes[decision.new_label]}" if decision.action == "relabel" else "")
+    return f" :green-badge[{what}]"
+
+
+def _image_card(ds, row: int, score: float, pred: int, decision, scope: str, log, pixels) -> None:
+    given = int(ds.train.y[row])
+    st.image(pixels, width="stretch")
+    noisy = " · :red[known noisy]" if ds.noise_mask is not None and bool(ds.noise_mask[row]) else ""
+    st.markdown(f"**#{row}** · given **{ds.classes[given]}** · predicted **{ds.classes[pred]}**  \n"
+                f"score {score:.4g}{noisy}{_decision_badge(ds, decision)}")
+    _actions(ds, row, given, pred, log, scope, compact=False)
+
+
+def _table_row(ds, row: int, score: float, pred: int, decision, scope: str, log) -> None:
+    given = int(ds.train.y[row])
+    noisy = " :red[known noisy]" if ds.noise_mask is not None and bool(ds.noise_mask[row]) else ""
+    left, right = st.columns([1.25, 1], vertical_alignment="center")
+    left.markdown(f"**#{row}** · given **{ds.classes[given]}** · predicted **{ds.classes[pred]}** · score {score:.4g}"
+                  f"{noisy}{_decision_badge(ds, decision)}  \n:gray[{_describe(ds, row)}]")
+    with right:
+        _actions(ds, row, given, pred, log, scope, compact=True)
 
 
 def _batch_bar(ds, rows: np.ndarray, preds: np.ndarray, scope: str, log) -> None:
@@ -156,15 +181,19 @@ def page() -> None:
         st.page_link("pages/6_Export.py", label="Go to Export", icon=":material/arrow_forward:")
     else:
         pages = max(1, -(-len(rows) // PER_PAGE))
-        page_no = st.number_input("Page", 1, pages, 1, key="review-page") if pages > 1 else 1
+        page_no = st.columns([1, 5])[0].number_input(f"Page (of {pages})", 1, pages, 1, key="review-page") if pages > 1 else 1
         visible = rows[(page_no - 1) * PER_PAGE : page_no * PER_PAGE]
-        pixels = images_uint8(ds, ds.train.x[visible]) if ds.kind == "image" else [None] * len(visible)
-        ncols = 4 if ds.kind == "image" else 3
-        for start in range(0, len(visible), ncols):
-            cols = st.columns(ncols, border=True)
-            for col, row, px in zip(cols, visible[start : start + ncols], pixels[start : start + ncols]):
-                with col:
-                    _card(ds, int(row), float(s[row]), int(preds[row]), current.get(int(row)), scope, log, px)
+        if ds.kind == "image":
+            pixels = images_uint8(ds, ds.train.x[visible])
+            for start in range(0, len(visible), 4):
+                cols = st.columns(4, border=True)
+                for col, row, px in zip(cols, visible[start : start + 4], pixels[start : start + 4]):
+                    with col:
+                        _image_card(ds, int(row), float(s[row]), int(preds[row]), current.get(int(row)), scope, log, px)
+        else:
+            for row in visible:
+                with st.container(border=True):
+                    _table_row(ds, int(row), float(s[row]), int(preds[row]), current.get(int(row)), scope, log)
     st.divider()
     _why(ds, fitted, sel, scores, flagged, preds)
 

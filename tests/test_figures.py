@@ -87,13 +87,12 @@ def test_angle_figure_shades_the_regions_the_points_are_in():
     gu, gw = coords @ u_xy, coords @ w_xy
     fig = figures.angle_regions_figure(coords, u_xy, w_xy, gu, gw)
     heat = fig.data[0]
-    axis = np.asarray(heat.x)
     z = np.asarray(heat.z)
     r = figures.regions(gu, gw)
     # Away from the boundaries the shaded region under each point is the point's own region.
     far = (np.abs(gu) > 0.3) & (np.abs(gw) > 0.3)
-    ix = np.abs(axis[None, :] - coords[far, 0:1]).argmin(1)
-    iy = np.abs(axis[None, :] - coords[far, 1:2]).argmin(1)
+    ix = np.abs(np.asarray(heat.x)[None, :] - coords[far, 0:1]).argmin(1)
+    iy = np.abs(np.asarray(heat.y)[None, :] - coords[far, 1:2]).argmin(1)
     assert np.array_equal(z[iy, ix], r[far])
     counts = figures.region_counts(gu, gw)
     assert {t.name for t in fig.data if t.name and t.name.startswith("Region")} == {f"Region {k}: {v}" for k, v in counts.items()}
