@@ -47,7 +47,7 @@ def _actions(ds, row: int, given: int, pred: int, log, scope: str, compact: bool
     """Keep / Remove / Relabel buttons for one sample; the relabel choice offers the model's prediction first."""
     options = _relabel_options(ds, given, pred)
     if compact:  # a row of a table: everything on one line
-        cols = st.columns([1.6, 1, 1.1, 1.1])
+        cols = st.columns([1.3, 1, 1.25, 1.25], gap="small")
         target = cols[0].selectbox("Relabel to", options, key=f"target-{row}", format_func=lambda c: ds.classes[c],
                                    label_visibility="collapsed")
         buttons = cols[1:]
@@ -82,7 +82,7 @@ def _image_card(ds, row: int, score: float, pred: int, decision, scope: str, log
 def _table_row(ds, row: int, score: float, pred: int, decision, scope: str, log) -> None:
     given = int(ds.train.y[row])
     noisy = " :red[known noisy]" if ds.noise_mask is not None and bool(ds.noise_mask[row]) else ""
-    left, right = st.columns([1.25, 1], vertical_alignment="center")
+    left, right = st.columns([1, 1.3], vertical_alignment="center")
     left.markdown(f"**#{row}** · given **{ds.classes[given]}** · predicted **{ds.classes[pred]}** · score {score:.4g}"
                   f"{noisy}{_decision_badge(ds, decision)}  \n:gray[{_describe(ds, row)}]")
     with right:
@@ -107,7 +107,8 @@ def _batch_bar(ds, rows: np.ndarray, preds: np.ndarray, scope: str, log) -> None
     # The batch's majority prediction is offered first.
     majority = int(np.bincount(preds[chosen], minlength=ds.num_classes).argmax()) if chosen else 0
     order = [majority] + [k for k in range(ds.num_classes) if k != majority]
-    target = c[2].selectbox("Batch relabel to", order, format_func=lambda k: ds.classes[k], label_visibility="collapsed")
+    target = c[2].selectbox("Batch relabel to", order, format_func=lambda k: f"relabel to {ds.classes[k]}",
+                            label_visibility="collapsed")
     if c[3].button("Relabel all", disabled=not chosen, width="stretch"):
         log.record(scope, chosen, "relabel", int(target))
         st.session_state.pop("review_batch", None)

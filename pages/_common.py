@@ -154,7 +154,7 @@ def guarded(body: Callable[[], None]) -> None:
 
 # --------------------------------------------------------------------------------------- job panel
 def job_panel(key: str, render_running: Callable[[dict], None] | None = None) -> Job | None:
-    """Show a running job's progress (polled twice a second) with a Stop button; rerun the page when it ends.
+    """Show a running job's progress (polled every second) with a Stop button; rerun the page when it ends.
 
     Returns the job when it has finished (so the page can report its outcome), else None.
     """
@@ -164,7 +164,7 @@ def job_panel(key: str, render_running: Callable[[dict], None] | None = None) ->
     if not job.running:
         return job
 
-    @st.fragment(run_every=0.5)
+    @st.fragment(run_every=1.0)
     def _watch() -> None:
         snap = job.snapshot()
         if snap["state"] != "running":

@@ -65,8 +65,16 @@ class Server:
         self.log.close()
 
 
+T0 = time.time()
+
+
+def _step(name: str) -> None:
+    print(f"[e2e {time.time() - T0:6.1f} s] {name}", flush=True)
+
+
 def _goto(page, name: str) -> None:
     """Open a page through the sidebar navigation, as a user would."""
+    _step(name)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
     page.get_by_role("heading", name=name, exact=True).wait_for(timeout=30_000)
 
@@ -103,6 +111,10 @@ def test_full_flow_and_restart(tmp_path):
             _shot(page, "1-data")
 
             _goto(page, "Model")
+            epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+            epochs.fill("120")  # fewer than the default 300: the test machine is shared
+            epochs.press("Enter")
+            _idle(page)
             page.get_by_role("button", name="Train").click()
             page.get_by_text("Training finished.").wait_for(timeout=90_000)
             page.get_by_text("Validation accuracy").first.wait_for()
