@@ -175,3 +175,22 @@ def explicit_hessian(
     hessian /= n
     hessian += l2 * eye
     return 0.5 * (hessian + hessian.T)
+
+
+def squared_norms(per_sample: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """‖g_i‖² per sample of a batch of per-sample gradients ``{name: B×shape}`` (float64)."""
+    return sum(g.double().flatten(1).pow(2).sum(1) for g in per_sample.values())
+
+
+def batched_hvp(module: nn.Module, params: Params, vectors: Params, x: torch.Tensor, y: torch.Tensor, l2: float) -> Params:
+    """``H_B v_k`` for a stack of K vectors ``{name: K×shape}`` at once, H_B the Hessian of the training objective
+    on the batch (x, y) alone: mean loss over the batch + (l2/2)‖θ‖² (vmap over forward-over-reverse HVPs)."""
+
+    def batch_gradient(p: Params) -> Params:
+        return grad(lambda q: per_sample_losses(module, q, x, y).mean())(p)
+
+    def one(v: Params) -> Params:
+        hv = jvp(batch_gradient, (params,), (v,))[1]
+        return {k: hv[k] + l2 * v[k] for k in hv}
+
+    return vmap(one)(vectors)
