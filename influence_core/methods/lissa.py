@@ -3,7 +3,8 @@ s = (H + λI)⁻¹ grad f estimated by the stochastic Neumann recursion
 
     h_0 = v,   h_j = v + h_{j-1} − (H_j + λI) h_{j-1} / scale,   s ≈ h_depth / scale   (averaged over repeats),
 
-H_j the Hessian of the training objective (mean loss + (l2/2)‖θ‖²) on a random mini-batch. The recursion converges
+H_j the Hessian of the training objective (mean loss + (l2/2)‖θ‖²) on a random mini-batch (drawn with
+replacement; hvp_batch_size ≥ N uses the whole training set every step). The recursion converges
 when scale exceeds the largest eigenvalue of H + λI (scale = 0 picks 2 × a power-iteration estimate of it); it
 diverges otherwise, which is reported as an error. Then scores are one JVP pass along s. Same orientation as
 `exact`: lower = more detrimental.
@@ -70,8 +71,11 @@ def lissa_inverse_hvp(ctx: ScoringContext, module, params: Params, vectors: Para
         gen = torch.Generator().manual_seed(settings.seed + r)
         h = {k: t.clone() for k, t in vectors.items()}
         for j in range(settings.depth):
-            idx = torch.randint(len(train), (min(settings.hvp_batch_size, len(train)),), generator=gen)
-            x, y = train.x[idx].to(ctx.device, dtype), train.y[idx].to(ctx.device)
+            if settings.hvp_batch_size >= len(train):  # the whole training set: deterministic Neumann series
+                x, y = train.x.to(ctx.device, dtype), train.y.to(ctx.device)
+            else:
+                idx = torch.randint(len(train), (settings.hvp_batch_size,), generator=gen)
+                x, y = train.x[idx].to(ctx.device, dtype), train.y[idx].to(ctx.device)
             hv = batched_hvp(module, params, h, x, y, l2)
             h = {k: vectors[k] + h[k] - (hv[k] + lam * h[k]) / scale for k in h}
             if j % 10 == 9 or j == settings.depth - 1:
