@@ -95,7 +95,7 @@ def encode_labels(values: pd.Series, column: str, max_classes: int = MAX_CLASSES
         values = values.astype(str).str.strip()
     uniques = np.unique(values.to_numpy())  # sorted: numeric order for integers, lexicographic for names
     if len(uniques) < 2:
-        raise InfluenceError(f"the label column '{column}' has only one class ({uniques[0]!r}); a classifier needs at least two")
+        raise InfluenceError(f"the label column '{column}' has only one class ('{uniques[0]}'); a classifier needs at least two")
     if len(uniques) > max_classes:
         raise InfluenceError(f"the label column '{column}' has {len(uniques)} distinct values, more than {max_classes} "
                              "classes; is it the right column?")
@@ -115,7 +115,7 @@ def binarise_sensitive(values: pd.Series, column: str, threshold: float | None =
         values = values.astype(np.int64)
     uniques = np.unique(values.to_numpy() if pd.api.types.is_numeric_dtype(values) else values.astype(str).to_numpy())
     if len(uniques) < 2:
-        raise InfluenceError(f"the sensitive column '{column}' has one value only ({uniques[0]!r}); it must split the rows into two groups")
+        raise InfluenceError(f"the sensitive column '{column}' has one value only ('{uniques[0]}'); it must split the rows into two groups")
     numeric = pd.api.types.is_numeric_dtype(values)
     if len(uniques) == 2 and threshold is None:
         if numeric and set(uniques.tolist()) <= {0, 1}:
