@@ -89,19 +89,19 @@ def safe_names(names: list[str]) -> list[str]:
     return out
 
 
-def images_uint8(dataset: Dataset, x: torch.Tensor) -> np.ndarray:
-    """Images N×C×H×W float → N×H×W×C uint8: undo the data set's normalisation (meta mean/std) when known,
-    else take [0, 1] values as they are, else stretch each image to its own range."""
-    arr = x.detach().double().numpy()
-    mean, std = dataset.meta.get("mean"), dataset.meta.get("std")
-    if mean is not None and std is not None:
-        arr = arr * np.asarray(std, dtype=np.float64).reshape(1, -1, 1, 1) + np.asarray(mean, dtype=np.float64).reshape(1, -1, 1, 1)
-    elif arr.size and (arr.min() < 0 or arr.max() > 1):
+def images_uint8(dataset: Dataset, rows: np.ndarray | list[int]) -> np.ndarray:
+    """Training images at ``rows`` as N×H×W×C uint8 for display and export: the data set's normalisation undone
+    when it is recorded (``meta`` pixel_mean / pixel_std), else [0, 1] values as they are, else each image
+    stretched to its own range."""
+    if "pixel_mean" in dataset.meta:
+        from .data.prepare import raw_images
+
+        return raw_images(dataset, "train", rows)
+    arr = dataset.train.x[torch.as_tensor(np.asarray(rows), dtype=torch.int64)].double().numpy()
+    if arr.size and (arr.min() < 0 or arr.max() > 1):
         lo = arr.min(axis=(1, 2, 3), keepdims=True)
         hi = arr.max(axis=(1, 2, 3), keepdims=True)
         arr = (arr - lo) / np.where(hi > lo, hi - lo, 1.0)
-    if arr.size and arr.max() > 1.5:  # stored as 0..255
-        arr = arr / 255.0
     return (np.clip(arr, 0, 1) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
 
 
@@ -118,7 +118,7 @@ def imagefolder_zip(dataset: Dataset, decisions: Mapping[int, Decision]) -> byte
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for start in range(0, len(labels), 512):
-            pixels = images_uint8(dataset, dataset.train.x[start : start + 512])
+            pixels = images_uint8(dataset, np.arange(start, min(start + 512, len(labels))))
             for offset, img in enumerate(pixels):
                 row = start + offset
                 if not kept[row]:

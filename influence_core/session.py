@@ -163,19 +163,22 @@ class LocalWorkspace:
         import torch
 
         from .models.registry import build_model
-        from .models.train import train_model
+        from .models.train import Checkpoint, train_model
 
         key = f"{dataset.fingerprint()}-{arch}-{config.key()}"
         weights, info = self.path("models", key + ".pt"), self.path("models", key + ".json")
         if weights.exists() and info.exists():
             meta = json.loads(info.read_text())
+            saved = torch.load(weights, weights_only=True)
             module = build_model(arch, dataset.input_shape, dataset.num_classes)
-            module.load_state_dict(torch.load(weights, weights_only=True))
-            return FittedModel(module.eval(), arch, TrainConfig(**meta["config"]), meta["history"], [], meta["metrics"],
-                               dataset.fingerprint())
+            module.load_state_dict(saved["state"])
+            checkpoints = [Checkpoint(c["epoch"], c["lr"], c["state"]) for c in saved["checkpoints"]]
+            return FittedModel(module.eval(), arch, TrainConfig(**meta["config"]), meta["history"], checkpoints,
+                               meta["metrics"], dataset.fingerprint())
         fitted = train_model(dataset, arch, config, progress=progress, should_stop=should_stop)
         if not (fitted.history and fitted.history[-1].get("cancelled")):
-            torch.save(fitted.module.state_dict(), weights)
+            checkpoints = [{"epoch": c.epoch, "lr": c.lr, "state": c.state} for c in fitted.checkpoints]
+            torch.save({"state": fitted.module.state_dict(), "checkpoints": checkpoints}, weights)
             info.write_text(json.dumps({"config": asdict(fitted.config), "history": fitted.history, "metrics": fitted.metrics}))
         return fitted
 

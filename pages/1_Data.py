@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,16 @@ from pages._common import dataset_of, guarded, save, selection
 UPLOAD = "Upload a file…"
 # Loader arguments with a fixed set of values get a select box instead of a text field.
 CHOICES = {"label_set": ["aggregate", "random1", "random2", "random3", "worst"]}
+
+
+def _parse(text: str):
+    """A free-form argument: blank = the loader's default, numbers as numbers, anything else as text."""
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text.strip()
 
 
 def _parameter_inputs(name: str, defaults: dict, current: dict) -> dict:
@@ -39,8 +50,9 @@ def _parameter_inputs(name: str, defaults: dict, current: dict) -> dict:
             elif isinstance(default, float):
                 values[arg] = float(st.number_input(label, value=float(value), format="%g", key=key))
             elif default is None or isinstance(default, str):
-                text = st.text_input(label, value="" if value is None else str(value), key=key)
-                values[arg] = text or None
+                text = st.text_input(label, value="" if value is None else str(value), key=key,
+                                     placeholder="default" if default is None else "")
+                values[arg] = _parse(text) if default is None else (text or None)
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -108,7 +120,7 @@ def _preview(ds) -> None:
         st.markdown("**Preview** (first training samples)")
         if ds.kind == "image":
             n = min(24, len(ds.train))
-            pixels = images_uint8(ds, ds.train.x[:n])
+            pixels = images_uint8(ds, np.arange(n))
             cols = st.columns(8)
             for i in range(n):
                 noisy = ds.noise_mask is not None and bool(ds.noise_mask[i])

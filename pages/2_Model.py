@@ -82,7 +82,8 @@ def _start_training(sel, ds, arch: str, config: dict, job_key: str) -> None:
 def _upload_form(sel, ds) -> None:
     archs = [n for n, spec in sorted(MODELS.items()) if ds.kind in spec.input_kinds]
     arch = st.selectbox("Architecture of the weights", archs, key="upload-arch")
-    file = st.file_uploader("Weights (a state_dict as .safetensors or .pt)", type=["safetensors", "pt", "pth"])
+    file = st.file_uploader("Weights: a state_dict (.safetensors, .pt) or a torch.export program (.pt2)",
+                            type=["safetensors", "pt", "pth", "pt2"])
     if file is None:
         return
     try:

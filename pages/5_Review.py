@@ -137,7 +137,7 @@ def _why(ds, fitted, sel, scores: dict, rows: np.ndarray, preds: np.ndarray) -> 
         with col:
             st.markdown(f"**{title}**")
             if ds.kind == "image":
-                pixels = images_uint8(ds, ds.train.x[picks])
+                pixels = images_uint8(ds, picks)
                 cols = st.columns(6)
                 for i, j in enumerate(picks):
                     cols[i].image(pixels[i], caption=f"#{j} {ds.classes[int(ds.train.y[j])]}", width="stretch")
@@ -185,7 +185,7 @@ def page() -> None:
         page_no = st.columns([1, 5])[0].number_input(f"Page (of {pages})", 1, pages, 1, key="review-page") if pages > 1 else 1
         visible = rows[(page_no - 1) * PER_PAGE : page_no * PER_PAGE]
         if ds.kind == "image":
-            pixels = images_uint8(ds, ds.train.x[visible])
+            pixels = images_uint8(ds, visible)
             for start in range(0, len(visible), 4):
                 cols = st.columns(4, border=True)
                 for col, row, px in zip(cols, visible[start : start + 4], pixels[start : start + 4]):

@@ -3,34 +3,26 @@ cleaned labels, and a manifest of what produced them — as downloads and as fil
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
+from influence_core.data.cifar import load_label_file
+from influence_core.data.paths import shared_data_dir
 from influence_core.export import (cifar_label_file, corrections_table, imagefolder_zip, manifest, manifest_bytes,
                                    table_bytes, write_export)
 from influence_core.session import decision_scope, workspace_root
 from pages._common import APP_VERSION, decisions, guarded, missing, require_dataset, require_model, scores_of, selection
 
-# CIFAR-N: which key of the label file a label set came from.
-CIFAR_KEYS = {"aggregate": "aggre_label", "worst": "worse_label", "random1": "random_label1", "random2": "random_label2",
-              "random3": "random_label3"}
-
-
 def _cifar_source(ds, sel) -> tuple[Path, str] | None:
-    """(label file, key) for CIFAR-10N / CIFAR-100N data sets, from the data set's metadata or the shared data folder."""
-    if not ds.name.startswith(("cifar10n", "cifar100n")):
+    """(label file, key the training labels came from) for CIFAR-N data sets; None for others."""
+    key = ds.meta.get("label_key")
+    if key is None or not ds.name.startswith(("cifar10n", "cifar100n")):
         return None
-    path = ds.meta.get("label_file")
-    if path is None:
-        shared = Path(os.environ.get("INFLUENCE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-        path = shared / "cifar_n" / ("cifar100n_labels.npz" if ds.name.startswith("cifar100n") else "cifar10n_labels.npz")
-    key = ds.meta.get("label_key") or ("noisy_label" if ds.name.startswith("cifar100n")
-                                       else CIFAR_KEYS.get(sel.dataset_kwargs.get("label_set", "aggregate"), "aggre_label"))
-    return (Path(path), key) if Path(path).exists() else None
+    name = "cifar100n_labels.npz" if ds.name.startswith("cifar100n") else "cifar10n_labels.npz"
+    path = Path(sel.dataset_kwargs.get("labels_path") or shared_data_dir() / "cifar_n" / name)
+    return (path, key) if path.exists() else None
 
 
 def page() -> None:
@@ -75,8 +67,7 @@ def page() -> None:
     if source is not None:
         st.subheader("CIFAR-N label file")
         path, key = source
-        with np.load(path, allow_pickle=False) as original:
-            npz = cifar_label_file(dict(original), ds, current, key)
+        npz = cifar_label_file(load_label_file(path), ds, current, key)
         files[f"{stem}-labels.npz"] = npz
         st.caption(f"All keys of {path.name} plus cleaned_label ({key} with your relabels; −1 = removed).")
         st.download_button("Download label file (npz)", npz, f"{stem}-labels.npz", "application/octet-stream")

@@ -75,11 +75,15 @@ def test_imagefolder_zip_layout_and_metadata(images):
 
 def test_images_uint8_undoes_normalisation(images):
     mean, std = np.array([0.5, 0.4, 0.3]), np.array([0.2, 0.25, 0.3])
-    images.meta.update(mean=mean.tolist(), std=std.tolist())
-    raw = images.train.x[:2].numpy()
-    normalised = torch.tensor((raw - mean[None, :, None, None]) / std[None, :, None, None])
-    out = images_uint8(images, normalised)
-    assert np.abs(out.astype(int) - (raw.transpose(0, 2, 3, 1) * 255).round()).max() <= 1
+    raw = images.train.x.numpy().copy()
+    images.train.x = torch.tensor((raw - mean[None, :, None, None]) / std[None, :, None, None], dtype=torch.float32)
+    images.meta.update(pixel_mean=mean.tolist(), pixel_std=std.tolist())
+    out = images_uint8(images, [0, 1])
+    assert np.abs(out.astype(int) - (raw[:2].transpose(0, 2, 3, 1) * 255).round()).max() <= 1
+    # without recorded statistics each image is stretched to its own range
+    del images.meta["pixel_mean"]
+    stretched = images_uint8(images, [0])[0]
+    assert stretched.min() == 0 and stretched.max() == 255
 
 
 def test_cifar_label_file_keeps_keys_and_adds_cleaned(images):

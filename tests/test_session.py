@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from influence_core.api import compute_scores
 from influence_core.errors import InfluenceError
@@ -42,10 +43,12 @@ def test_local_workspace_caches_models_and_scores(tmp_path, moons):
     from influence_core.models.train import TrainConfig
 
     ws = LocalWorkspace(tmp_path)
-    config = TrainConfig(epochs=5)
+    config = TrainConfig(epochs=4, checkpoint_every=2)
     first = ws.get_or_train(moons, "mlp", config)
     again = ws.get_or_train(moons, "mlp", config)
     assert again.fingerprint() == first.fingerprint() and again.metrics == json.loads(json.dumps(first.metrics))
+    assert [(c.epoch, c.lr) for c in again.checkpoints] == [(c.epoch, c.lr) for c in first.checkpoints] == [(2, 0.01), (4, 0.01)]
+    assert all(torch.equal(a.state[k], b.state[k]) for a, b in zip(again.checkpoints, first.checkpoints) for k in a.state)
     scores = ws.get_or_score(moons, again, "ip", "utility", "all", {})
     np.testing.assert_allclose(scores, compute_scores(moons, first, "ip"), rtol=1e-6)
     assert len(list((tmp_path / "scores").glob("*.npy"))) == 1
