@@ -13,6 +13,7 @@ from influence_core.session import decision_scope, flagged_rows
 from pages._common import decisions, guarded, require_dataset, require_model, require_scores, save, selection
 
 PER_PAGE = 12
+IMAGES_PER_ROW = 3  # wide enough for readable images and unclipped buttons at 1280 px
 
 
 @st.cache_resource(max_entries=4, show_spinner="Predicting…")
@@ -51,16 +52,26 @@ def _actions(ds, row: int, given: int, pred: int, log, scope: str, compact: bool
         target = cols[0].selectbox("Relabel to", options, key=f"target-{row}", format_func=lambda c: ds.classes[c],
                                    label_visibility="collapsed")
         buttons = cols[1:]
-    else:  # a card: the choice above, three buttons below
-        target = st.selectbox("Relabel to", options, key=f"target-{row}", format_func=lambda c: ds.classes[c],
-                              label_visibility="collapsed")
-        buttons = st.columns([1, 1.1, 1.1], gap="small")
+    else:  # a card: relabel choice and button on one line, keep / remove below
+        top = st.columns([1.3, 1], gap="small")
+        target = top[0].selectbox("Relabel to", options, key=f"target-{row}", format_func=lambda c: ds.classes[c],
+                                  label_visibility="collapsed")
+        bottom = st.columns(2, gap="small")
+        buttons = [bottom[0], bottom[1], top[1]]
     if buttons[0].button("Keep", key=f"keep-{row}", width="stretch"):
         _decide(log, scope, row, "keep")
     if buttons[1].button("Remove", key=f"remove-{row}", width="stretch"):
         _decide(log, scope, row, "remove")
     if buttons[2].button("Relabel", key=f"relabel-{row}", width="stretch", type="primary", disabled=not options):
         _decide(log, scope, row, "relabel", int(target))
+
+
+def _noisy_note(ds, row: int) -> str:
+    """' · known noisy (true: dog)' when the data set knows this label is wrong."""
+    if ds.noise_mask is None or not bool(ds.noise_mask[row]):
+        return ""
+    true = f" (true: {ds.classes[int(ds.clean_labels[row])]})" if ds.clean_labels is not None else ""
+    return f" · :red[known noisy{true}]"
 
 
 def _decision_badge(ds, decision) -> str:
@@ -73,18 +84,16 @@ def _decision_badge(ds, decision) -> str:
 def _image_card(ds, row: int, score: float, pred: int, decision, scope: str, log, pixels) -> None:
     given = int(ds.train.y[row])
     st.image(pixels, width="stretch")
-    noisy = " · :red[known noisy]" if ds.noise_mask is not None and bool(ds.noise_mask[row]) else ""
     st.markdown(f"**#{row}** · given **{ds.classes[given]}** · predicted **{ds.classes[pred]}**  \n"
-                f"score {score:.4g}{noisy}{_decision_badge(ds, decision)}")
+                f"score {score:.4g}{_noisy_note(ds, row)}{_decision_badge(ds, decision)}")
     _actions(ds, row, given, pred, log, scope, compact=False)
 
 
 def _table_row(ds, row: int, score: float, pred: int, decision, scope: str, log) -> None:
     given = int(ds.train.y[row])
-    noisy = " :red[known noisy]" if ds.noise_mask is not None and bool(ds.noise_mask[row]) else ""
     left, right = st.columns([1, 1.3], vertical_alignment="center")
     left.markdown(f"**#{row}** · given **{ds.classes[given]}** · predicted **{ds.classes[pred]}** · score {score:.4g}"
-                  f"{noisy}{_decision_badge(ds, decision)}  \n:gray[{_describe(ds, row)}]")
+                  f"{_noisy_note(ds, row)}{_decision_badge(ds, decision)}  \n:gray[{_describe(ds, row)}]")
     with right:
         _actions(ds, row, given, pred, log, scope, compact=True)
 
@@ -186,9 +195,9 @@ def page() -> None:
         visible = rows[(page_no - 1) * PER_PAGE : page_no * PER_PAGE]
         if ds.kind == "image":
             pixels = images_uint8(ds, visible)
-            for start in range(0, len(visible), 4):
-                cols = st.columns(4, border=True)
-                for col, row, px in zip(cols, visible[start : start + 4], pixels[start : start + 4]):
+            for start in range(0, len(visible), IMAGES_PER_ROW):
+                cols = st.columns(IMAGES_PER_ROW, border=True)
+                for col, row, px in zip(cols, visible[start : start + IMAGES_PER_ROW], pixels[start : start + IMAGES_PER_ROW]):
                     with col:
                         _image_card(ds, int(row), float(s[row]), int(preds[row]), current.get(int(row)), scope, log, px)
         else:

@@ -80,9 +80,10 @@ def _goto(page, name: str) -> None:
 
 
 def _idle(page) -> None:
-    """Wait until Streamlit has finished the current script run."""
+    """Wait until Streamlit has finished the current script run and drawn its placeholders."""
     page.wait_for_timeout(300)
     page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=60_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=stSkeleton]')", timeout=60_000)
 
 
 def _shot(page, name: str) -> None:
@@ -92,7 +93,8 @@ def _shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     height = page.evaluate("() => document.querySelector('[data-testid=stMain]')?.scrollHeight || 800")
     page.set_viewport_size({"width": 1280, "height": int(min(max(height, 800), 4000))})
-    page.wait_for_timeout(500)
+    page.wait_for_load_state("networkidle")  # images arrive as separate media requests
+    page.wait_for_timeout(700)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     page.set_viewport_size({"width": 1280, "height": 800})
 
