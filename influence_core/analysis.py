@@ -57,23 +57,38 @@ def plane_coordinates(gu: np.ndarray, gw: np.ndarray, uu: float, uw: float, ww: 
 
 
 def angle_geometry(dataset: Dataset, fitted: FittedModel, impact: str = "utility", params: str = "all",
-                   damping: float = 0.0, progress: Progress | None = None) -> AngleGeometry:
-    """gᵀu and gᵀw for every training sample by two JVP passes, with w from the explicit Hessian.
+                   damping: float = 0.0, hessian: str = "auto", lissa_settings: dict | None = None,
+                   progress: Progress | None = None) -> AngleGeometry:
+    """gᵀu and gᵀw for every training sample by two JVP passes.
 
-    Models above the explicit-Hessian size must select fewer parameters (e.g. ``params="head"``).
+    ``hessian``: "exact" (explicit Hessian, models up to the explicit-Hessian size), "lissa" (the LiSSA estimate
+    of (H + λI)⁻¹∇f; λ = max(damping, 0.01) unless ``lissa_settings`` say otherwise) or "auto" (exact when small
+    enough, else LiSSA).
     """
     ctx = ScoringContext(fitted, dataset, make_impact(impact), params=params, progress=progress)
-    module = ctx.module(torch.float64)
-    count = num_params(ctx.selected_params(module))
-    if count > MAX_EXACT_PARAMS:
-        raise InfluenceError(f"the angle view needs H⁻¹∇f; with {count:,} parameters choose the 'head' parameter group")
-    module, sel, w, _ = inverse_hvp_target(ctx, damping, span=0.5)
-    u = ctx.target_gradient(module, sel)
+    count = num_params(ctx.selected_params(ctx.module()))
+    if hessian not in ("auto", "exact", "lissa"):
+        raise InfluenceError(f"unknown Hessian '{hessian}'; choose auto, exact or lissa")
+    if hessian == "exact" or (hessian == "auto" and count <= MAX_EXACT_PARAMS):
+        module, sel, w, _ = inverse_hvp_target(ctx, damping, span=0.5)
+        u = ctx.target_gradient(module, sel)
+        how = "exact Hessian" + (f" + {damping:g}·I" if damping else "")
+    else:
+        from .methods.lissa import LiSSASettings, lissa_inverse_hvp, resolve_scale
+
+        settings = LiSSASettings(**{"damping": max(damping, 0.01), **(lissa_settings or {})})
+        module = ctx.module()
+        sel = ctx.selected_params(module)
+        scale = resolve_scale(ctx, module, sel, settings)
+        u = ctx.target_gradient(module, sel)
+        solved = lissa_inverse_hvp(ctx, module, sel, {k: v.unsqueeze(0) for k, v in u.items()}, settings, scale, span=(0.0, 0.5))
+        w = {k: v[0] for k, v in solved.items()}
+        how = f"LiSSA (depth {settings.depth}, damping {settings.damping:g})"
     gu = stream_inner_products(ctx, module, sel, u, span=(0.5, 0.75), message="gradient · u").numpy()
     gw = stream_inner_products(ctx, module, sel, w, span=(0.75, 1.0), message="gradient · w").numpy()
     dot = lambda a, b: float(sum((a[k].double() * b[k].double()).sum() for k in a))  # noqa: E731
     coords, u_xy, w_xy = plane_coordinates(gu, gw, dot(u, u), dot(u, w), dot(w, w))
-    return AngleGeometry(gu, gw, coords, u_xy, w_xy, "exact Hessian" + (f" + {damping:g}·I" if damping else ""))
+    return AngleGeometry(gu, gw, coords, u_xy, w_xy, how)
 
 
 def gradient_similarity(dataset: Dataset, fitted: FittedModel, sample: int, params: str = "all") -> np.ndarray:

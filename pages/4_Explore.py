@@ -52,15 +52,18 @@ def _angles(sel, ds, fitted) -> None:
 
     def compute(progress):
         g = angle_geometry(ds, fitted, run.impact, run.params, progress=progress)
-        return {"ip": g.ip, "influence": g.influence, "coords": g.coords, "u_xy": g.u_xy, "w_xy": g.w_xy}
+        return {"ip": g.ip, "influence": g.influence, "coords": g.coords, "u_xy": g.u_xy, "w_xy": g.w_xy,
+                "hessian": np.array(g.hessian)}
 
-    data = _background_view("angles", "Gradient angles", path, compute, "Compute the angle view (exact Hessian)")
+    data = _background_view("angles", "Gradient angles", path, compute,
+                            "Compute the angle view (exact Hessian for small models, else LiSSA)")
     if data is not None:
         noisy = None if ds.noise_mask is None else ds.noise_mask.numpy()
         st.plotly_chart(figures.angle_regions_figure(data["coords"], data["u_xy"], data["w_xy"], data["ip"], data["influence"], noisy),
                         width="stretch")
         counts = figures.region_counts(data["ip"], data["influence"])
-        st.caption("Samples per region: " + " · ".join(f"{k}: {v}" for k, v in counts.items()))
+        st.caption("Samples per region: " + " · ".join(f"{k}: {v}" for k, v in counts.items())
+                   + f" · w from the {data['hessian']} · parameters: {run.params}")
 
 
 def _compare(ds, scores: dict) -> None:

@@ -43,6 +43,16 @@ def test_angle_geometry_on_logistic_regression(blobs, blobs_logreg):
     assert geo.coords.shape == (len(blobs.train), 2)
 
 
+def test_angle_geometry_lissa_path_agrees_with_exact(blobs, blobs_logreg):
+    exact = angle_geometry(blobs, blobs_logreg, damping=0.01)
+    # full-batch LiSSA is the deterministic Neumann series: it converges to the exact damped solve
+    lissa = angle_geometry(blobs, blobs_logreg, damping=0.01, hessian="lissa",
+                           lissa_settings={"depth": 3000, "hvp_batch_size": len(blobs.train)})
+    assert lissa.hessian.startswith("LiSSA")
+    np.testing.assert_allclose(lissa.ip, exact.ip, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(lissa.influence, exact.influence, rtol=1e-3, atol=1e-5)
+
+
 def test_gradient_similarity_equals_per_sample_dot_products(moons, moons_mlp):
     row = 7
     sim = gradient_similarity(moons, moons_mlp, row)
