@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,7 @@ from influence_core.errors import InfluenceError
 from influence_core.export import images_uint8
 from influence_core.figures import class_balance
 from influence_core.session import store_upload
-from pages._common import dataset_of, guarded, save, selection
+from pages._common import dataset_of, display_name, guarded, save, selection
 
 UPLOAD = "Upload a file…"
 # Loader arguments with a fixed set of values get a select box instead of a text field.
@@ -144,7 +143,7 @@ def page() -> None:
     _choose(sel)
     st.divider()
     ds = dataset_of(sel)
-    st.subheader(f"{Path(ds.name).name} · {ds.kind}")
+    st.subheader(f"{display_name(sel.dataset)} · {ds.kind}")
     _preview(ds)
 
 

@@ -81,7 +81,9 @@ def _start_training(sel, ds, arch: str, config: dict, job_key: str) -> None:
 
 def _upload_form(sel, ds) -> None:
     archs = [n for n, spec in sorted(MODELS.items()) if ds.kind in spec.input_kinds]
-    arch = st.selectbox("Architecture of the weights", archs, key="upload-arch")
+    default = sel.arch if sel.arch in archs else ("mlp" if "mlp" in archs else archs[0])
+    arch = st.selectbox("Architecture of the weights", archs, index=archs.index(default), key="upload-arch",
+                        help="ignored for .pt2 programs, which carry their own architecture")
     file = st.file_uploader("Weights: a state_dict (.safetensors, .pt) or a torch.export program (.pt2)",
                             type=["safetensors", "pt", "pth", "pt2"])
     if file is None:
@@ -92,6 +94,9 @@ def _upload_form(sel, ds) -> None:
         st.error("This installation cannot read weight files (influence_core.models.loading is missing).")
         return
     path = store_upload(file.getvalue(), file.name, "weights")
+    if sel.weights == str(path) and sel.arch == arch:
+        st.caption(f"{file.name} is the current model.")
+        return
     try:
         fitted = loading.load_fitted(str(path), arch, ds)
     except InfluenceError as err:
@@ -100,7 +105,6 @@ def _upload_form(sel, ds) -> None:
     sel.clear_model()
     sel.arch, sel.weights, sel.model_hash = arch, str(path), fitted.fingerprint()
     save(sel)
-    st.success(f"Loaded {file.name}: validation accuracy {fitted.metrics.get('val_accuracy', float('nan')):.1%}.")
     st.rerun()
 
 

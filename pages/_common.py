@@ -39,6 +39,15 @@ def save(sel: Selection) -> None:
     save_selection(sel, workspace_root())
 
 
+def display_name(dataset: str) -> str:
+    """A data set's name for people: registry names as they are, uploads by their original file name."""
+    if not Path(dataset).suffix:
+        return dataset
+    name = Path(dataset).name
+    stem, sep, rest = name.partition("-")
+    return rest if sep and len(stem) == 12 else name  # uploads are stored as <12-hex digest>-<name>
+
+
 def workspace():
     return get_workspace(workspace_root())
 
@@ -120,7 +129,7 @@ def require_scores(sel: Selection, dataset: Dataset, fitted: FittedModel) -> dic
 
 def status(sel: Selection) -> dict:
     """What the sidebar shows: data set, model, score runs, decisions and flagged samples still to review."""
-    out = {"dataset": sel.dataset if not Path(sel.dataset).suffix else Path(sel.dataset).name, "model": None,
+    out = {"dataset": display_name(sel.dataset), "model": None,
            "scores": [r.label for r in sel.runs], "decisions": 0, "pending": None}
     try:
         ds = dataset_of(sel)

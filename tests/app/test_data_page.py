@@ -34,3 +34,21 @@ def test_bad_csv_upload_is_refused(workspace):
     assert not at.exception
     assert any("cannot be used" in e.value for e in at.error)
     assert load_selection(workspace).dataset == "moons"
+
+
+@pytest.mark.skipif(".csv" not in PATH_LOADERS, reason="no CSV loader in this build")
+def test_good_csv_upload_becomes_the_data_set(workspace):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2))
+    rows = "\n".join(f"{a:.4f},{b:.4f},{'yes' if a + b > 0 else 'no'}" for a, b in x)
+    at = open_page("1_Data.py")
+    at.selectbox[0].set_value("Upload a file…").run()
+    at.file_uploader[0].upload("points.csv", f"f1,f2,target\n{rows}\n".encode(), "text/csv").run()
+    assert any("Read" in s.value for s in at.success), [e.value for e in at.error]
+    next(b for b in at.button if b.label == "Use this upload").click().run()
+    no_errors(at)
+    sel = load_selection(workspace)
+    assert sel.dataset.endswith("points.csv") and (workspace / "uploads" / "data").is_dir()
+    assert any(h.value.startswith("points.csv") for h in at.subheader)

@@ -41,3 +41,24 @@ def test_stop_cancels_training_and_keeps_no_model(workspace):
     assert any("stopped" in w.value for w in at.warning)
     assert load_selection(workspace).arch is None
     assert len(job.log) < 5000
+
+
+def test_uploaded_weights_become_the_model_and_bad_ones_are_refused(workspace):
+    from safetensors.torch import save as save_safetensors
+
+    from influence_core.models import TrainConfig, train_model
+
+    ds = load_dataset("moons", seed=0)
+    trained = train_model(ds, "mlp", TrainConfig(epochs=20))
+    at = open_page("2_Model.py")
+    at.file_uploader[0].upload("junk.safetensors", b"not a weights file", "application/octet-stream").run()
+    assert not at.exception
+    assert any("cannot be used" in e.value for e in at.error)
+    assert load_selection(workspace).arch is None
+    data = save_safetensors({k: v.contiguous() for k, v in trained.module.state_dict().items()})
+    at.file_uploader[0].upload("mlp.safetensors", data, "application/octet-stream").run()
+    at.run()
+    no_errors(at)
+    sel = load_selection(workspace)
+    assert sel.weights and sel.model_hash == trained.fingerprint()
+    assert any("uploaded weights" in h.value for h in at.subheader)
