@@ -99,29 +99,36 @@ def _table_row(ds, row: int, score: float, pred: int, decision, scope: str, log)
 
 
 def _batch_bar(ds, rows: np.ndarray, preds: np.ndarray, scope: str, log) -> None:
-    lasso = st.session_state.get("review_batch") or []
-    if lasso:
-        st.info(f"{len(lasso)} samples selected on the Explore map are preselected below.")
-    chosen = st.multiselect("Batch: samples", [int(r) for r in rows] + [r for r in lasso if r not in set(rows.tolist())],
-                            default=lasso, key="batch-rows", format_func=lambda r: f"#{r}")
+    # Widget state can only be set before the widget is drawn: a lasso batch from Explore, or a clear after an action.
+    if "review_batch" in st.session_state:
+        st.session_state["batch-rows"] = [int(r) for r in st.session_state.pop("review_batch")]
+        st.session_state["batch-from-map"] = len(st.session_state["batch-rows"])
+    if st.session_state.pop("batch-clear", False):
+        st.session_state["batch-rows"] = []
+        st.session_state.pop("batch-from-map", None)
+    if st.session_state.get("batch-from-map"):
+        st.info(f"{st.session_state['batch-from-map']} samples selected on the Explore map are preselected below.")
+    preset = st.session_state.get("batch-rows", [])
+    options = [int(r) for r in rows] + [r for r in preset if r not in set(rows.tolist())]
+    chosen = st.multiselect("Batch: samples", options, key="batch-rows", format_func=lambda r: f"#{r}")
     c = st.columns([1, 1, 2, 1, 1])
+
+    def act(action: str, label: int | None = None) -> None:
+        log.record(scope, chosen, action, label)
+        st.session_state["batch-clear"] = True
+        st.rerun()
+
     if c[0].button("Keep all", disabled=not chosen, width="stretch"):
-        log.record(scope, chosen, "keep")
-        st.session_state.pop("review_batch", None)
-        st.rerun()
+        act("keep")
     if c[1].button("Remove all", disabled=not chosen, width="stretch"):
-        log.record(scope, chosen, "remove")
-        st.session_state.pop("review_batch", None)
-        st.rerun()
+        act("remove")
     # The batch's majority prediction is offered first.
     majority = int(np.bincount(preds[chosen], minlength=ds.num_classes).argmax()) if chosen else 0
     order = [majority] + [k for k in range(ds.num_classes) if k != majority]
     target = c[2].selectbox("Batch relabel to", order, format_func=lambda k: f"relabel to {ds.classes[k]}",
                             label_visibility="collapsed")
     if c[3].button("Relabel all", disabled=not chosen, width="stretch"):
-        log.record(scope, chosen, "relabel", int(target))
-        st.session_state.pop("review_batch", None)
-        st.rerun()
+        act("relabel", int(target))
     if c[4].button("Undo", icon=":material/undo:", disabled=not log.can_undo(scope), width="stretch"):
         n = log.undo(scope)
         st.toast(f"Undid the last decision ({n} sample{'s' if n != 1 else ''}).")

@@ -44,3 +44,15 @@ def test_decisions_per_sample_batch_and_undo(scored):
     assert set(after) == {first, second}
     # "Why flagged" lists the score under each method
     assert at.dataframe[0].value["method"].tolist() == ["ip"]
+
+
+def test_a_lasso_selection_from_explore_arrives_as_a_batch(scored):
+    at = open_page("5_Review.py")
+    at.session_state["review_batch"] = [3, 4, 200]
+    at.run()
+    no_errors(at)
+    assert any("3 samples selected on the Explore map" in i.value for i in at.info)
+    assert at.multiselect(key="batch-rows").value == [3, 4, 200]
+    next(b for b in at.button if b.label == "Remove all").click().run()
+    assert {r: d.action for r, d in _log(scored).items()} == {3: "remove", 4: "remove", 200: "remove"}
+    assert at.multiselect(key="batch-rows").value == []  # the batch is cleared after the action
