@@ -191,7 +191,7 @@ class EKFAC(InfluenceMethod):
     name = "ekfac"
     label = "EKFAC"
     kind = "hessian-based"
-    cost = "2 factor passes + eigh + 1 JVP pass"
+    cost = "2 factor passes + 1 JVP"
     Settings = EKFACSettings
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:

@@ -97,7 +97,7 @@ class LiSSA(InfluenceMethod):
     name = "lissa"
     label = "LiSSA"
     kind = "hessian-based"
-    cost = "depth×repeats HVPs + 1 JVP pass"
+    cost = "depth×repeats HVPs + 1 JVP"
     Settings = LiSSASettings
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:
