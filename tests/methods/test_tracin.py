@@ -45,3 +45,17 @@ def test_without_checkpoints_is_a_one_line_error(blobs_logreg):
     with pytest.raises(InfluenceError, match="checkpoint_every > 0") as err:
         compute_scores(ds, bare, "tracin")
     assert "\n" not in str(err.value)
+
+
+def test_cli_trains_with_checkpoints_for_tracin(tmp_path):
+    from influence_core.cli import main
+
+    out = tmp_path / "tracin.csv"
+    assert main(["score", "--dataset", "blobs", "--model", "logreg", "--method", "tracin", "--checkpoint-every", "1",
+                 "--quiet", "--out", str(out)]) == 0
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert len(frame) == 150 and np.isfinite(frame["score"]).all()
+    # Without checkpoints the CLI prints the one-line error and fails.
+    assert main(["score", "--dataset", "blobs", "--model", "logreg", "--method", "tracin", "--quiet"]) != 0
