@@ -6,7 +6,7 @@ import numpy as np
 
 from influence_core.api import compute_scores
 
-from .helpers import loop_grads, module_at, objective_hessian, rel_err, val_loss_gradient
+from tests.methods.helpers import loop_grads, module_at, objective_hessian, rel_err, val_loss_gradient
 
 
 def _explicit_datainf(module, ds, lambda_scale: float = 0.1) -> np.ndarray:

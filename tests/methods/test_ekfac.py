@@ -10,13 +10,13 @@ from torch import nn
 
 from influence_core.api import compute_scores
 from influence_core.errors import InfluenceError
-from influence_core.grads import per_sample_loss
 from influence_core.impacts import make_impact
 from influence_core.methods import ScoringContext
 from influence_core.methods.ekfac import covered_layers, fit_ekfac
 from influence_core.models.train import fitted_from_module
 
-from .helpers import loop_grads, module_at, objective_hessian, rel_err, val_loss_gradient
+from tests.methods.helpers import loop_grads, module_at, objective_hessian, rel_err, val_loss_gradient
+from tests.reference import loss_terms
 
 
 def test_logistic_regression_matches_an_independent_ekfac(blobs_logreg):
@@ -58,7 +58,7 @@ def test_corrections_match_brute_force_layer_gradients(tiny_images_cnn):
         logits = module(x[i : i + 1])
         probs = torch.softmax(logits, -1)[0].detach()
         for c in range(3):
-            loss = per_sample_loss(logits, torch.tensor([c]))[0]
+            loss = loss_terms(logits, torch.tensor([c]))[0]
             for k, layer in enumerate(layers):
                 gw, gb = torch.autograd.grad(loss, [layer.module.weight, layer.module.bias], retain_graph=True)
                 g = torch.cat([gw.reshape(gw.shape[0], -1), gb[:, None]], dim=1)

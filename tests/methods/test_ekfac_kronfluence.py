@@ -19,7 +19,7 @@ from torch.utils.data import TensorDataset
 
 from influence_core.api import compute_scores
 
-from .helpers import rel_err
+from tests.methods.helpers import rel_err
 
 kronfluence = pytest.importorskip("kronfluence")
 

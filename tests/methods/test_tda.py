@@ -11,7 +11,7 @@ from influence_core.api import compute_scores
 from influence_core.errors import InfluenceError
 from influence_core.models.train import fitted_from_module
 
-from .helpers import rel_err
+from tests.methods.helpers import rel_err
 
 
 def test_one_checkpoint_is_ekfac(blobs_logreg):

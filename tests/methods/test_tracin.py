@@ -9,7 +9,7 @@ from influence_core.api import compute_scores
 from influence_core.errors import InfluenceError
 from influence_core.models.train import fitted_from_module
 
-from .helpers import loop_grads, module_at, rel_err, val_loss_gradient
+from tests.methods.helpers import loop_grads, module_at, rel_err, val_loss_gradient
 
 
 def test_one_checkpoint_with_unit_lr_equals_ip(blobs_logreg):
@@ -31,7 +31,7 @@ def test_sum_over_checkpoints_equals_brute_force(moons_mlp):
 
 @pytest.mark.parametrize("case", ["blobs_logreg", "moons_mlp"])
 def test_agrees_with_captum_tracincp(case, request):
-    from .captum_peer import captum_tracin_scores
+    from tests.methods.captum_peer import captum_tracin_scores
 
     ds, fm = request.getfixturevalue(case)
     ours = compute_scores(ds, fm, "tracin", "utility")
