@@ -1,0 +1,63 @@
+"""The command line (influence_core/cli.py), run as a user runs it: a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "influence_core", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_score_writes_a_well_formed_csv(tmp_path):
+    out = tmp_path / "scores.csv"
+    res = _run("score", "--dataset", "moons", "--model", "mlp", "--method", "ip", "--impact", "utility",
+               "--seed", "0", "--out", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr
+    table = pd.read_csv(out)
+    assert list(table.columns[:3]) == ["index", "label", "score"]
+    assert len(table) == 250 and table["index"].is_unique
+    assert table["is_noisy"].sum() == 20
+    assert sorted(table["rank"]) == list(range(1, 251))
+    assert table.loc[table["score"].idxmin(), "rank"] == 1
+    assert table["label"].isin([0, 1]).all() and table["score"].notna().all()
+
+
+@pytest.mark.parametrize("extra", [["--method", "ip_ensemble", "--ensemble-size", "2", "--dropout", "0.05"],
+                                   ["--method", "exact", "--impact", "fairness"],
+                                   ["--method", "ip", "--impact", "robustness", "--c", "1.5"]])
+def test_score_variants(extra):
+    res = _run("score", "--dataset", "blobs", "--model", "logreg", "--quiet", *extra)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0].startswith("index,label,score,rank")
+    assert len(res.stdout.splitlines()) == 151
+
+
+@pytest.mark.parametrize("args,message", [
+    (["score", "--dataset", "moons", "--method", "magic"], "error: unknown method 'magic'; choose one of:"),
+    (["score", "--dataset", "nowhere"], "error: unknown data set 'nowhere'"),
+    (["score", "--dataset", "moons", "--model", "transformer"], "error: unknown model 'transformer'"),
+    (["score", "--dataset", "moons", "--impact", "speed"], "error: unknown impact 'speed'"),
+    (["score", "--dataset", "moons", "--seed", "x"], "error: argument --seed: invalid int value"),
+    (["score", "--dataset", "moons", "--method", "ip_ensemble", "--set", "depth=3"], "has no setting depth"),
+])
+def test_bad_arguments_fail_with_one_line(args, message):
+    res = _run(*args, "--quiet")
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_listings():
+    methods = _run("methods")
+    assert methods.returncode == 0
+    for name in ("ip", "ip_ensemble", "exact"):
+        assert any(line.split()[0] == name for line in methods.stdout.splitlines() if line.strip())
+    assert "ensemble_size=5" in methods.stdout and "dropout=0.01" in methods.stdout
+    datasets = _run("datasets")
+    assert "blobs" in datasets.stdout and "moons" in datasets.stdout
