@@ -209,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list the data sets").set_defaults(func=_cmd_datasets)
     sub.add_parser("models", help="list the architectures").set_defaults(func=_cmd_models)
     sub.add_parser("impacts", help="list the impact functions").set_defaults(func=_cmd_impacts)
+    from .evaluate import cli as _evaluate_cli  # the `experiment` command (evaluate/)
+
+    if _evaluate_cli.register not in EXTRA_COMMANDS:
+        EXTRA_COMMANDS.append(_evaluate_cli.register)
     for register in EXTRA_COMMANDS:
         register(sub)
     return parser
