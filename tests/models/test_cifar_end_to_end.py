@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from autograd_reference import brute_force_ip
+from tests.models.autograd_reference import brute_force_ip
 from influence_core import compute_scores, load_dataset
 from influence_core.models import TrainConfig, train_model
 from influence_core.models.loading import load_fitted, save_state_dict

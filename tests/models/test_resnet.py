@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from autograd_reference import brute_force_ip
+from tests.models.autograd_reference import brute_force_ip
 from influence_core import compute_scores, load_dataset
 from influence_core.errors import InfluenceError
 from influence_core.grads import select_params
