@@ -14,7 +14,7 @@ import numpy as np
 
 from .data.base import Dataset
 from .errors import InfluenceError
-from .models.train import FittedModel, TrainConfig
+from .models.train import TrainConfig
 
 SELECTION_FILE = "selection.json"
 
@@ -147,59 +147,8 @@ def flagged_rows(scores: np.ndarray, share: float) -> np.ndarray:
     return np.argsort(scores, kind="stable")[:k]
 
 
-class LocalWorkspace:
-    """Stand-in for `influence_core.workspace.Workspace` until it is available: models and scores cached on disk
-    under keys made of the data fingerprint, architecture / model hash and settings."""
-
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root else workspace_root()
-
-    def path(self, *parts: str) -> Path:
-        p = self.root.joinpath(*parts)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
-
-    def get_or_train(self, dataset: Dataset, arch: str, config: TrainConfig, progress=None, should_stop=None) -> FittedModel:
-        import torch
-
-        from .models.registry import build_model
-        from .models.train import Checkpoint, train_model
-
-        key = f"{dataset.fingerprint()}-{arch}-{config.key()}"
-        weights, info = self.path("models", key + ".pt"), self.path("models", key + ".json")
-        if weights.exists() and info.exists():
-            meta = json.loads(info.read_text())
-            saved = torch.load(weights, weights_only=True)
-            module = build_model(arch, dataset.input_shape, dataset.num_classes)
-            module.load_state_dict(saved["state"])
-            checkpoints = [Checkpoint(c["epoch"], c["lr"], c["state"]) for c in saved["checkpoints"]]
-            return FittedModel(module.eval(), arch, TrainConfig(**meta["config"]), meta["history"], checkpoints,
-                               meta["metrics"], dataset.fingerprint())
-        fitted = train_model(dataset, arch, config, progress=progress, should_stop=should_stop)
-        if not (fitted.history and fitted.history[-1].get("cancelled")):
-            checkpoints = [{"epoch": c.epoch, "lr": c.lr, "state": c.state} for c in fitted.checkpoints]
-            torch.save({"state": fitted.module.state_dict(), "checkpoints": checkpoints}, weights)
-            info.write_text(json.dumps({"config": asdict(fitted.config), "history": fitted.history, "metrics": fitted.metrics}))
-        return fitted
-
-    def get_or_score(self, dataset: Dataset, fitted: FittedModel, method: str, impact: str, params: str, settings: dict,
-                     progress=None) -> np.ndarray:
-        from .api import compute_scores
-
-        blob = json.dumps([method, impact, params, settings], sort_keys=True, default=str)
-        key = f"{dataset.fingerprint()}-{fitted.fingerprint()}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
-        path = self.path("scores", key + ".npy")
-        if path.exists():
-            return np.load(path, allow_pickle=False)
-        scores = compute_scores(dataset, fitted, method, impact, params=params, progress=progress, **settings)
-        np.save(path, scores)
-        return scores
-
-
 def get_workspace(root: Path | None = None):
-    """The project's `Workspace` when installed, else `LocalWorkspace` (same methods)."""
-    try:
-        from .workspace import Workspace
-    except ImportError:
-        return LocalWorkspace(root)
-    return Workspace(root)
+    """The project's `Workspace` (cached models and scores) at ``root`` (default: `workspace_root`)."""
+    from .workspace import Workspace
+
+    return Workspace(root or workspace_root())

@@ -1,15 +1,11 @@
 """The selection on disk, upload storage, flagged rows and the local model / score cache."""
 
-import json
 
 import numpy as np
 import pytest
-import torch
 
-from influence_core.api import compute_scores
 from influence_core.errors import InfluenceError
-from influence_core.session import (LocalWorkspace, ScoreRun, Selection, flagged_rows, load_selection, save_selection,
-                                    store_upload)
+from influence_core.session import ScoreRun, Selection, flagged_rows, load_selection, save_selection, store_upload
 
 
 def test_selection_round_trip_and_fallback(tmp_path):
@@ -37,18 +33,3 @@ def test_store_upload_keeps_a_safe_name(tmp_path):
     assert path.parent == tmp_path / "uploads" / "data" and path.name.endswith("passwd.csv")
     with pytest.raises(InfluenceError, match="empty"):
         store_upload(b"", "x.csv", "data", tmp_path)
-
-
-def test_local_workspace_caches_models_and_scores(tmp_path, moons):
-    from influence_core.models.train import TrainConfig
-
-    ws = LocalWorkspace(tmp_path)
-    config = TrainConfig(epochs=4, checkpoint_every=2)
-    first = ws.get_or_train(moons, "mlp", config)
-    again = ws.get_or_train(moons, "mlp", config)
-    assert again.fingerprint() == first.fingerprint() and again.metrics == json.loads(json.dumps(first.metrics))
-    assert [(c.epoch, c.lr) for c in again.checkpoints] == [(c.epoch, c.lr) for c in first.checkpoints] == [(2, 0.01), (4, 0.01)]
-    assert all(torch.equal(a.state[k], b.state[k]) for a, b in zip(again.checkpoints, first.checkpoints) for k in a.state)
-    scores = ws.get_or_score(moons, again, "ip", "utility", "all", {})
-    np.testing.assert_allclose(scores, compute_scores(moons, first, "ip"), rtol=1e-6)
-    assert len(list((tmp_path / "scores").glob("*.npy"))) == 1

@@ -1,6 +1,5 @@
 """Review page: relabel / remove / keep per sample and in batches, undo; all saved to SQLite at once."""
 
-import numpy as np
 
 from influence_core.data import load_dataset
 from influence_core.review import DecisionLog
