@@ -236,7 +236,7 @@ def training_curve(history: Sequence[Mapping]) -> go.Figure:
                              mode="lines", yaxis="y2"))
     fig.update_layout(xaxis_title="epoch", yaxis=dict(title="loss"), legend=dict(orientation="h", y=1.12),
                       yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1], tickformat=".0%",
-                                  showgrid=False),
+                                  tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1], showgrid=False),
                       **{**_LAYOUT, "height": 320, "margin": dict(l=50, r=50, t=40, b=40)})
     return fig
 

@@ -91,10 +91,14 @@ def _shot(page, name: str) -> None:
     restore 1280×800."""
     _idle(page)
     ARTIFACTS.mkdir(exist_ok=True)
-    height = page.evaluate("() => document.querySelector('[data-testid=stMain]')?.scrollHeight || 800")
-    page.set_viewport_size({"width": 1280, "height": int(min(max(height, 800), 4000))})
-    page.wait_for_load_state("networkidle")  # images arrive as separate media requests
-    page.wait_for_timeout(700)
+    for _ in range(3):  # the layout settles after a resize (tabs and charts re-measure): repeat until stable
+        height = int(min(max(page.evaluate("() => document.querySelector('[data-testid=stMain]')?.scrollHeight || 800"),
+                             800), 4000))
+        if page.viewport_size["height"] == height:
+            break
+        page.set_viewport_size({"width": 1280, "height": height})
+        page.wait_for_load_state("networkidle")  # images arrive as separate media requests
+        page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     page.set_viewport_size({"width": 1280, "height": 800})
 
