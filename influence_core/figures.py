@@ -161,27 +161,33 @@ def score_scatter(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, noisy:
 
 
 def score_distributions(scores: Mapping[str, np.ndarray], noisy: np.ndarray | None, k: int | None = None) -> go.Figure:
-    """Histogram of each method's scores split into noisy / clean, with AUROC and precision@k per method."""
-    fig = go.Figure()
-    lines = []
-    for name, s in scores.items():
-        s = np.asarray(s, np.float64)
-        # Methods differ in scale by orders of magnitude: compare shapes on a robust z-scale.
-        scale = np.median(np.abs(s - np.median(s))) or (np.std(s) or 1.0)
-        z = (s - np.median(s)) / scale
+    """One histogram panel per method, noisy and clean samples overlaid, AUROC and precision@k in each panel's title."""
+    from plotly.subplots import make_subplots
+
+    names = list(scores)
+    titles = []
+    for name in names:
+        s = np.asarray(scores[name], np.float64)
         if noisy is None:
-            fig.add_trace(go.Histogram(x=z, name=name, opacity=0.6, nbinsx=60))
+            titles.append(name)
+        else:
+            mask = np.asarray(noisy, bool)
+            kk = k or int(mask.sum())
+            titles.append(f"{name}: AUROC {detection_auroc(s, mask):.3f}, precision@{kk} {precision_at_k(s, mask, kk):.2f}")
+    fig = make_subplots(rows=len(names), cols=1, subplot_titles=titles, vertical_spacing=0.12 / max(len(names), 1) + 0.04)
+    for row, name in enumerate(names, start=1):
+        s = np.asarray(scores[name], np.float64)
+        if noisy is None:
+            fig.add_trace(go.Histogram(x=s, name=name, marker_color=ACCENT, nbinsx=60, showlegend=False), row=row, col=1)
             continue
         mask = np.asarray(noisy, bool)
-        kk = k or int(mask.sum())
-        lines.append(f"{name}: AUROC {detection_auroc(s, mask):.3f}, precision@{kk} {precision_at_k(s, mask, kk):.2f}")
-        fig.add_trace(go.Histogram(x=z[~mask], name=f"{name} · clean", opacity=0.55, nbinsx=60, histnorm="probability",
-                                   legendgroup=name))
-        fig.add_trace(go.Histogram(x=z[mask], name=f"{name} · noisy", opacity=0.75, nbinsx=60, histnorm="probability",
-                                   legendgroup=name))
-    fig.update_layout(barmode="overlay", title="<br>".join(lines) or "Score distributions",
-                      xaxis_title="score, robust z-scale (lower = more detrimental)", yaxis_title="share of samples", **_LAYOUT)
-    fig.update_layout(margin=dict(t=40 + 20 * len(lines)))
+        fig.add_trace(go.Histogram(x=s[~mask], name="clean", marker_color=CLEAN, opacity=0.6, nbinsx=60,
+                                   histnorm="probability", legendgroup="clean", showlegend=row == 1), row=row, col=1)
+        fig.add_trace(go.Histogram(x=s[mask], name="noisy label", marker_color=NOISY, opacity=0.75, nbinsx=60,
+                                   histnorm="probability", legendgroup="noisy", showlegend=row == 1), row=row, col=1)
+    fig.update_layout(barmode="overlay", title="Score distributions (lower = more detrimental)",
+                      **{**_LAYOUT, "height": 120 + 230 * len(names)})
+    fig.update_yaxes(title_text="share")
     return fig
 
 

@@ -75,8 +75,12 @@ def test_distribution_title_lists_each_method():
     noisy = rng.random(300) < 0.1
     s = rng.normal(size=300) - 3 * noisy
     fig = figures.score_distributions({"ip": s, "exact": -s}, noisy)
-    assert f"ip: AUROC {figures.detection_auroc(s, noisy):.3f}" in fig.layout.title.text
-    assert f"exact: AUROC {figures.detection_auroc(-s, noisy):.3f}" in fig.layout.title.text
+    panel_titles = [a.text for a in fig.layout.annotations]
+    assert panel_titles[0].startswith(f"ip: AUROC {figures.detection_auroc(s, noisy):.3f}")
+    assert panel_titles[1].startswith(f"exact: AUROC {figures.detection_auroc(-s, noisy):.3f}")
+    assert f"precision@{noisy.sum()} {figures.precision_at_k(s, noisy, int(noisy.sum())):.2f}" in panel_titles[0]
+    noisy_trace = next(t for t in fig.data if t.name == "noisy label")
+    assert sorted(noisy_trace.x.tolist()) == sorted(s[noisy].tolist())  # noisy panel holds exactly the noisy scores
     assert len(fig.data) == 4  # clean and noisy histogram per method
 
 
