@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import influence_core.workspace as workspace_module
-from influence_core import cli, load_dataset
+from influence_core import cli
 from influence_core.errors import InfluenceError
 from influence_core.models import TrainConfig
 from influence_core.workspace import Workspace
@@ -31,11 +31,6 @@ def counted(monkeypatch):
     monkeypatch.setattr(workspace_module, "train_model", train)
     monkeypatch.setattr(workspace_module, "compute_scores", score)
     return calls
-
-
-@pytest.fixture(scope="module")
-def blobs():
-    return load_dataset("blobs", seed=0)
 
 
 def test_second_train_is_a_cache_hit_with_the_same_model(tmp_path, blobs, counted):

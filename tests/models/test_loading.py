@@ -18,11 +18,6 @@ from influence_core.models.loading import load_fitted, load_fitted_bytes, save_s
 
 
 @pytest.fixture(scope="module")
-def blobs():
-    return load_dataset("blobs", seed=0)
-
-
-@pytest.fixture(scope="module")
 def images():
     return load_dataset("cifar10n", max_train=40, max_test=8, val_fraction=0.25)
 
