@@ -68,6 +68,8 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="training epochs (architecture default otherwise)")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--l2", type=float, help="L2 regularisation of the training objective")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="save a checkpoint every k epochs (TracIn and TDA need them; 0 = none)")
     p.add_argument("--weights", help="use these trained weights instead of training (state_dict: .safetensors / .pt)")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -89,7 +91,8 @@ def load_data_and_model(args: argparse.Namespace):
         from .models import loading  # data / model uploads (issue 4)
 
         return dataset, loading.load_fitted(args.weights, args.model, dataset)
-    config = TrainConfig(seed=args.seed, epochs=args.epochs, lr=args.lr, l2=args.l2)
+    config = TrainConfig(seed=args.seed, epochs=args.epochs, lr=args.lr, l2=args.l2,
+                         checkpoint_every=getattr(args, "checkpoint_every", 0) or 0)
     show = _progress_printer(not args.quiet)
     progress = (lambda rec: show(rec["fraction"], f"training: epoch {rec['epoch']} loss {rec['loss']:.4f}")) if show else None
     workspace = _workspace(args)
@@ -206,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list the data sets").set_defaults(func=_cmd_datasets)
     sub.add_parser("models", help="list the architectures").set_defaults(func=_cmd_models)
     sub.add_parser("impacts", help="list the impact functions").set_defaults(func=_cmd_impacts)
+    from .evaluate import cli as _evaluate_cli  # the `experiment` command (evaluate/)
+
+    if _evaluate_cli.register not in EXTRA_COMMANDS:
+        EXTRA_COMMANDS.append(_evaluate_cli.register)
     for register in EXTRA_COMMANDS:
         register(sub)
     return parser

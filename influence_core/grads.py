@@ -60,7 +60,8 @@ def select_params(module: nn.Module, selection: str = "all", head_prefix: str = 
     prefixes = [head_prefix] if selection == "head" else [s.strip() for s in selection.split(",") if s.strip()]
     if selection == "head" and not head_prefix:
         raise InfluenceError("this model has no declared head; use --params all or a parameter name prefix")
-    chosen = {n: p for n, p in named.items() if any(n == pre or n.startswith(pre + ".") or n.startswith(pre) for pre in prefixes)}
+    # Whole name components only: "layer1" selects layer1.* but not layer10.*.
+    chosen = {n: p for n, p in named.items() if any(n == pre or n.startswith(pre.rstrip(".") + ".") for pre in prefixes)}
     if not chosen:
         sample = ", ".join(list(named)[:6])
         raise InfluenceError(f"no parameters match '{selection}'; names start with e.g.: {sample}")

@@ -19,7 +19,7 @@ def blobs():
 
 
 @pytest.fixture(scope="session")
-def blobs_logreg(blobs):
+def blobs_logreg_fit(blobs):
     return ic.train_model(blobs, "logreg", ic.TrainConfig(seed=0))
 
 
@@ -29,7 +29,7 @@ def moons():
 
 
 @pytest.fixture(scope="session")
-def moons_mlp(moons):
+def moons_mlp_fit(moons):
     return ic.train_model(moons, "mlp", ic.TrainConfig(seed=0))
 
 

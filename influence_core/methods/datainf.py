@@ -32,7 +32,7 @@ class DataInf(InfluenceMethod):
     name = "datainf"
     label = "DataInf"
     kind = "hessian-based"
-    cost = "2 per-sample-gradient passes + 1 JVP"
+    cost = "2 grad passes + 1 JVP pass"
     Settings = DataInfSettings
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:

@@ -50,7 +50,7 @@ class GEX(InfluenceMethod):
     name = "gex"
     label = "GEX"
     kind = "hessian-free"
-    cost = "K×steps SGD + K forward-mode passes"
+    cost = "K×steps SGD + K JVP passes"
     Settings = GEXSettings
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:

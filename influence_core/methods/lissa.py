@@ -43,7 +43,7 @@ def largest_eigenvalue(ctx: ScoringContext, module, params: Params, damping: flo
         norm = torch.sqrt(sum((t * t).sum() for t in v.values()))
         v = {k: t / norm for k, t in v.items()}
         hv = training_objective_hvp(module, params, v, ctx.train_batches(next(iter(params.values())).dtype), ctx.n_train, ctx.fitted.l2)
-        value = float(sum((hv[k] * v[k]).sum() for k in v)) + damping
+        value = float(sum((hv[k] * v[k]).sum() for k in v).detach()) + damping
         v = {k: hv[k] + damping * v[k] for k in v}
     return abs(value)
 
@@ -97,7 +97,7 @@ class LiSSA(InfluenceMethod):
     name = "lissa"
     label = "LiSSA"
     kind = "hessian-based"
-    cost = "depth×repeats HVPs + 1 JVP pass"
+    cost = "depth×repeats HVPs + 1 JVP"
     Settings = LiSSASettings
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:

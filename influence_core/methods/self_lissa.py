@@ -36,7 +36,7 @@ class SelfLiSSA(InfluenceMethod):
     name = "self_lissa"
     label = "Self-LiSSA"
     kind = "self-influence"
-    cost = "N×depth×repeats HVPs (vmapped)"
+    cost = "N×depth×repeats HVPs"
     uses_impact = False
     Settings = SelfLiSSASettings
 

@@ -19,7 +19,7 @@ class SelfTracIn(InfluenceMethod):
     name = "self_tracin"
     label = "Self-TracIn"
     kind = "self-influence"
-    cost = "1 per-sample-gradient pass"
+    cost = "1 per-sample-grad pass"
     uses_impact = False
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:

@@ -31,7 +31,7 @@ class TDA(InfluenceMethod):
     name = "tda"
     label = "TDA"
     kind = "hessian-based"
-    cost = "T × (EKFAC fit + JVP pass)"
+    cost = "T×(EKFAC fit + JVP pass)"
     needs_checkpoints = True
     Settings = TDASettings
 

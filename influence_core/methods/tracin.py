@@ -39,7 +39,7 @@ class TracIn(InfluenceMethod):
     name = "tracin"
     label = "TracIn"
     kind = "hessian-free"
-    cost = "T forward-mode passes (T ckpts)"
+    cost = "T JVP passes (checkpoints)"
     needs_checkpoints = True
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:

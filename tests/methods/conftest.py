@@ -20,3 +20,21 @@ def moons_mlp():
     """Moons (120 training points) with a short-trained MLP and three checkpoints."""
     ds = load_dataset("moons", seed=0, n_train=120, n_val=60, n_test=60, flipped_per_class=5)
     return ds, train_model(ds, "mlp", TrainConfig(epochs=60, checkpoint_every=20))
+
+
+@pytest.fixture(scope="session")
+def tiny_images_cnn():
+    """A 3-class set of random 3×8×8 'images' (class = brightest channel) with the SmallCNN, two checkpoints."""
+    import torch
+
+    from influence_core.data.base import Dataset, Split
+
+    gen = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> Split:
+        x = torch.randn(n, 3, 8, 8, generator=gen)
+        y = x.mean((2, 3)).argmax(1)
+        return Split(x, y, (torch.rand(n, generator=gen) < 0.5).long())
+
+    ds = Dataset(name="tiny-images", train=split(60), val=split(30), test=split(30), classes=["a", "b", "c"], kind="image")
+    return ds, train_model(ds, "cnn", TrainConfig(epochs=4, batch_size=16, checkpoint_every=2))

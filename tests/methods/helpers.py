@@ -1,4 +1,5 @@
-"""Brute-force references shared by the method tests: per-sample gradients by a plain autograd loop."""
+"""Brute-force references for the baseline method tests (on top of tests.reference): models at checkpoints,
+the explicit Hessian by torch.autograd.functional, a max-relative error."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import copy
 import numpy as np
 import torch
 
-from influence_core.grads import per_sample_loss
+from tests.reference import loss_terms, per_sample_grad_loop, validation_loss_grad
 
 
 def module_at(fitted, state=None, dtype=torch.float64):
@@ -18,21 +19,14 @@ def module_at(fitted, state=None, dtype=torch.float64):
 
 
 def loop_grads(module, x, y) -> np.ndarray:
-    """N×P per-sample gradients of the loss, one torch.autograd.grad call per sample."""
-    params = list(module.parameters())
-    rows = []
-    for i in range(len(y)):
-        loss = per_sample_loss(module(x[i : i + 1].to(params[0].dtype)), y[i : i + 1])[0]
-        rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]).detach().numpy())
-    return np.stack(rows)
+    """N×P per-sample gradients of the loss, one torch.autograd.grad call per sample (tests.reference)."""
+    return per_sample_grad_loop(module, x.to(next(module.parameters()).dtype), y).detach().numpy()
 
 
 def val_loss_gradient(module, dataset) -> np.ndarray:
-    """Gradient of the mean validation loss (the utility impact), by autograd."""
-    params = list(module.parameters())
-    x, y = dataset.val.x.to(params[0].dtype), dataset.val.y
-    loss = per_sample_loss(module(x), y).mean()
-    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]).detach().numpy()
+    """Gradient of the mean validation loss (the utility impact), by autograd (tests.reference)."""
+    x = dataset.val.x.to(next(module.parameters()).dtype)
+    return validation_loss_grad(module, x, dataset.val.y).detach().numpy()
 
 
 def rel_err(a, b) -> float:
@@ -53,7 +47,7 @@ def objective_hessian(fitted, dataset, damping: float = 0.0) -> np.ndarray:
         for n, s in zip(names, shapes):
             params[n] = flat[start : start + s.numel()].view(s)
             start += s.numel()
-        loss = per_sample_loss(functional_call(module, params, (x,)), y).mean()
+        loss = loss_terms(functional_call(module, params, (x,)), y).mean()
         return loss + 0.5 * fitted.l2 * (flat * flat).sum()
 
     theta = torch.cat([p.detach().reshape(-1) for p in module.parameters()])

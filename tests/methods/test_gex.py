@@ -10,10 +10,10 @@ import torch
 
 from influence_core.api import compute_scores
 from influence_core.errors import InfluenceError
-from influence_core.grads import per_sample_loss
 from influence_core.models.train import fitted_from_module
 
-from .helpers import rel_err
+from tests.methods.helpers import rel_err
+from tests.reference import loss_terms
 
 
 @pytest.mark.parametrize("case", ["blobs_logreg", "moons_mlp"])
@@ -32,7 +32,7 @@ def _sgd_copy(ds, fm, steps, lr, batch, seed):
     for _ in range(steps):
         idx = torch.randint(len(ds.train), (batch,), generator=gen)
         opt.zero_grad()
-        loss = per_sample_loss(module(ds.train.x[idx]), ds.train.y[idx]).mean()
+        loss = loss_terms(module(ds.train.x[idx]), ds.train.y[idx]).mean()
         loss = loss + 0.5 * fm.l2 * sum((p * p).sum() for p in module.parameters())
         loss.backward()
         opt.step()

@@ -8,7 +8,7 @@ import pytest
 from influence_core.api import compute_scores
 from influence_core.errors import InfluenceError
 
-from .helpers import loop_grads, module_at, objective_hessian, rel_err, val_loss_gradient
+from tests.methods.helpers import loop_grads, module_at, objective_hessian, rel_err, val_loss_gradient
 
 
 def test_converges_to_exact_influence_on_logistic_regression(blobs_logreg):

@@ -8,7 +8,7 @@ import pytest
 from influence_core.api import compute_scores
 from influence_core.errors import InfluenceError
 
-from .helpers import loop_grads, module_at, objective_hessian, rel_err
+from tests.methods.helpers import loop_grads, module_at, objective_hessian, rel_err
 
 
 def test_converges_to_explicit_self_influence(blobs_logreg):

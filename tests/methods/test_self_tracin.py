@@ -8,7 +8,7 @@ import pytest
 from influence_core.api import compute_scores
 from influence_core.models.train import Checkpoint
 
-from .helpers import loop_grads, module_at, rel_err
+from tests.methods.helpers import loop_grads, module_at, rel_err
 
 
 @pytest.mark.parametrize("case", ["blobs_logreg", "moons_mlp"])
@@ -34,7 +34,7 @@ def test_head_selection_uses_only_head_gradients(moons_mlp):
 
 @pytest.mark.parametrize("case", ["blobs_logreg", "moons_mlp"])
 def test_agrees_with_captum_self_influence(case, request):
-    from .captum_peer import captum_self_influence
+    from tests.methods.captum_peer import captum_self_influence
 
     ds, fm = request.getfixturevalue(case)
     converged = Checkpoint(0, 1.0, fm.module.state_dict())  # the converged model only, unit weight

@@ -9,7 +9,7 @@ from influence_core.api import compute_scores
 from influence_core.errors import InfluenceError
 from influence_core.models.train import fitted_from_module
 
-from .helpers import loop_grads, module_at, rel_err, val_loss_gradient
+from tests.methods.helpers import loop_grads, module_at, rel_err, val_loss_gradient
 
 
 def test_one_checkpoint_with_unit_lr_equals_ip(blobs_logreg):
@@ -31,7 +31,7 @@ def test_sum_over_checkpoints_equals_brute_force(moons_mlp):
 
 @pytest.mark.parametrize("case", ["blobs_logreg", "moons_mlp"])
 def test_agrees_with_captum_tracincp(case, request):
-    from .captum_peer import captum_tracin_scores
+    from tests.methods.captum_peer import captum_tracin_scores
 
     ds, fm = request.getfixturevalue(case)
     ours = compute_scores(ds, fm, "tracin", "utility")
@@ -45,3 +45,17 @@ def test_without_checkpoints_is_a_one_line_error(blobs_logreg):
     with pytest.raises(InfluenceError, match="checkpoint_every > 0") as err:
         compute_scores(ds, bare, "tracin")
     assert "\n" not in str(err.value)
+
+
+def test_cli_trains_with_checkpoints_for_tracin(tmp_path):
+    from influence_core.cli import main
+
+    out = tmp_path / "tracin.csv"
+    assert main(["score", "--dataset", "blobs", "--model", "logreg", "--method", "tracin", "--checkpoint-every", "1",
+                 "--quiet", "--out", str(out)]) == 0
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert len(frame) == 150 and np.isfinite(frame["score"]).all()
+    # Without checkpoints the CLI prints the one-line error and fails.
+    assert main(["score", "--dataset", "blobs", "--model", "logreg", "--method", "tracin", "--quiet"]) != 0
