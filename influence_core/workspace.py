@@ -45,6 +45,16 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
 
+def _checkpoints_fingerprint(fitted: FittedModel) -> str:
+    h = hashlib.sha256()
+    for c in fitted.checkpoints:
+        h.update(f"{c.epoch}:{c.lr!r}".encode())
+        for name, t in c.state.items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,12 +158,15 @@ class Workspace:
     def score_key(dataset: Dataset, fitted: FittedModel, method: str, impact: str | Impact = "utility",
                   params: str = "all", settings: dict | None = None, impact_settings: dict | None = None) -> str:
         """The cache key of a score vector; method and impact settings are resolved to their full values first."""
-        resolved = get_method(method, **(settings or {})).settings
+        scorer = get_method(method, **(settings or {}))
         imp = make_impact(impact, **(impact_settings or {}))
         imp_fields = {f.name: getattr(imp, f.name) for f in fields(imp)} if is_dataclass(imp) else {}
-        return _hash({"dataset": dataset.fingerprint(), "model": fitted.fingerprint(), "method": method,
-                      "settings": asdict(resolved) if is_dataclass(resolved) else {}, "impact": imp.name,
-                      "impact_settings": imp_fields, "params": params})
+        payload = {"dataset": dataset.fingerprint(), "model": fitted.fingerprint(), "method": method,
+                   "settings": asdict(scorer.settings) if is_dataclass(scorer.settings) else {}, "impact": imp.name,
+                   "impact_settings": imp_fields, "params": params}
+        if scorer.needs_checkpoints:  # TracIn-like scores depend on the training trajectory, not only on θ
+            payload["checkpoints"] = _checkpoints_fingerprint(fitted)
+        return _hash(payload)
 
     def get_or_score(self, dataset: Dataset, fitted: FittedModel, method: str = "ip", impact: str | Impact = "utility",
                      params: str = "all", settings: dict | None = None, progress: Progress | None = None, *,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import influence_core.workspace as workspace_module
-from influence_core import cli, load_dataset
+from influence_core import cli
 from influence_core.errors import InfluenceError
 from influence_core.models import TrainConfig
 from influence_core.workspace import Workspace
@@ -31,11 +31,6 @@ def counted(monkeypatch):
     monkeypatch.setattr(workspace_module, "train_model", train)
     monkeypatch.setattr(workspace_module, "compute_scores", score)
     return calls
-
-
-@pytest.fixture(scope="module")
-def blobs():
-    return load_dataset("blobs", seed=0)
 
 
 def test_second_train_is_a_cache_hit_with_the_same_model(tmp_path, blobs, counted):
@@ -106,3 +101,17 @@ def test_cli_score_uses_the_workspace_cache(tmp_path, counted, capsys):
     assert cli.main(args[:-2] + ["--no-cache", "--out", str(tmp_path / "again.csv")]) == 0
     assert counted == {"train": 1, "score": 1}  # --no-cache goes around the workspace
     assert (tmp_path / "scores.csv").read_text() == (tmp_path / "again.csv").read_text()
+
+
+def test_checkpoint_methods_key_on_the_trajectory(tmp_path, blobs, counted):
+    """Same final weights, different checkpoints: TracIn must not reuse scores computed from other checkpoints."""
+    ws = Workspace(tmp_path)
+    with_ckpt = ws.get_or_train(blobs, "logreg", TrainConfig(checkpoint_every=1))
+    without = ws.get_or_train(blobs, "logreg", TrainConfig())
+    assert with_ckpt.fingerprint() == without.fingerprint() and not without.checkpoints  # L-BFGS: identical θ
+    ws.get_or_score(blobs, with_ckpt, "tracin")
+    with pytest.raises(InfluenceError):
+        ws.get_or_score(blobs, without, "tracin")
+    ws.get_or_score(blobs, with_ckpt, "ip")
+    ws.get_or_score(blobs, without, "ip")  # IP depends on θ only: a hit
+    assert counted["score"] == 3

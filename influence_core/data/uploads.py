@@ -23,7 +23,7 @@ from ..errors import InfluenceError
 from .base import Dataset, Split
 from .prepare import carve_indices, normalise_images
 from .registry import register_path_loader
-from .tabular import describe_missing, encode_tabular
+from .tabular import encode_tabular
 
 MAX_UPLOAD_BYTES = 200 * 2**20
 MAX_UNCOMPRESSED_BYTES = 2**30
