@@ -52,3 +52,19 @@ def test_good_csv_upload_becomes_the_data_set(workspace):
     sel = load_selection(workspace)
     assert sel.dataset.endswith("points.csv") and (workspace / "uploads" / "data").is_dir()
     assert any(h.value.startswith("points.csv") for h in at.subheader)
+
+
+def test_a_saved_data_set_that_no_longer_loads_is_reported_not_raised(workspace):
+    from influence_core.session import Selection, save_selection
+
+    save_selection(Selection(dataset="/gone/points.csv", dataset_kwargs={}), workspace)
+    at = open_page("1_Data.py")
+    assert not at.exception
+    assert any("no such file" in e.value for e in at.error)
+    at.selectbox[0].set_value("moons").run()  # the chooser stays usable: back to a built-in set
+    next(b for b in at.button if b.label == "Use this data set").click().run()
+    assert load_selection(workspace).dataset == "moons"
+    save_selection(Selection(dataset="/gone/points.csv", dataset_kwargs={}), workspace)
+    at = open_page("3_Scores.py")
+    assert not at.exception
+    assert any("could not be loaded" in e.value for e in at.error) and any("Choose another" in i.value for i in at.info)
