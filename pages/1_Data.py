@@ -118,13 +118,15 @@ def _preview(ds) -> None:
     with right:
         st.markdown("**Preview** (first training samples)")
         if ds.kind == "image":
-            n = min(24, len(ds.train))
+            n = min(18, len(ds.train))
             pixels = images_uint8(ds, np.arange(n))
-            cols = st.columns(8)
+            cols = st.columns(6)
             for i in range(n):
                 noisy = ds.noise_mask is not None and bool(ds.noise_mask[i])
                 caption = ds.classes[int(ds.train.y[i])] + (" ⚠" if noisy else "")
-                cols[i % 8].image(pixels[i], caption=caption, width="stretch")
+                cols[i % 6].image(pixels[i], caption=caption, width="stretch")
+            if ds.noise_mask is not None:
+                st.caption("⚠ = the given label is known to be wrong.")
         else:
             n = min(200, len(ds.train))
             names = ds.feature_names or [f"x{i}" for i in range(ds.train.x.shape[1])]
