@@ -1,4 +1,4 @@
-"""Self-LiSSA (Bae et al. 2022 style self-influence): score_i = −grad ℓ_iᵀ (H + λI)⁻¹ grad ℓ_i, with the inverse HVP
+"""Self-LiSSA (the paper's [5], Bejan et al. 2023): score_i = −grad ℓ_iᵀ (H + λI)⁻¹ grad ℓ_i, with the inverse HVP
 estimated by the LiSSA recursion (see `lissa`).
 
 The recursion runs on a chunk of per-sample gradient vectors at once (vmap over the HVP), with the same
