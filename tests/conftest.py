@@ -36,3 +36,9 @@ def moons_mlp_fit(moons):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _private_workspace(tmp_path_factory, monkeypatch):
+    """Every test gets its own workspace folder: no test writes ./workspace or sees another's cache."""
+    monkeypatch.setenv("INFLUENCE_WORKSPACE", str(tmp_path_factory.mktemp("workspace")))

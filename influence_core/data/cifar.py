@@ -47,7 +47,10 @@ def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {k: np.asarray(z[k]) for k in z.files}
     if path.suffix == ".pt":
-        from numpy._core.multiarray import _reconstruct
+        try:
+            from numpy._core.multiarray import _reconstruct  # numpy ≥ 2
+        except ImportError:  # numpy 1.x
+            from numpy.core.multiarray import _reconstruct
 
         allowed = [(_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype, type(np.dtype("int64"))]
         try:

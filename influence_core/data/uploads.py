@@ -23,7 +23,7 @@ from ..errors import InfluenceError
 from .base import Dataset, Split
 from .prepare import carve_indices, normalise_images
 from .registry import register_path_loader
-from .tabular import describe_missing, encode_tabular
+from .tabular import encode_tabular
 
 MAX_UPLOAD_BYTES = 200 * 2**20
 MAX_UNCOMPRESSED_BYTES = 2**30
@@ -42,6 +42,25 @@ def check_upload_size(path: str | os.PathLike) -> int:
     if size > MAX_UPLOAD_BYTES:
         raise InfluenceError(f"'{Path(path).name}' is {size / 2**20:.1f} MB; uploads are limited to {MAX_UPLOAD_BYTES // 2**20} MB")
     return size
+
+
+def save_upload(data: bytes, filename: str, folder: str | os.PathLike) -> Path:
+    """Write uploaded bytes (e.g. from the app) to ``folder`` under a safe version of ``filename`` and return the path;
+    the size limits are checked before anything is written. Load it with `load_dataset(str(path), ...)`."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(filename).replace("\\", "/")).name).lstrip(".") or "upload"
+    if Path(name).suffix.lower() not in (".csv", ".zip"):
+        raise InfluenceError(f"upload a .csv table or a .zip of images, not '{filename}'")
+    if len(data) == 0:
+        raise InfluenceError(f"the file '{name}' is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InfluenceError(f"'{name}' is {len(data) / 2**20:.1f} MB; uploads are limited to {MAX_UPLOAD_BYTES // 2**20} MB")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    tmp = folder / f".{name}.part"
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
 
 
 def _rows(mask: np.ndarray, limit: int = 5) -> str:

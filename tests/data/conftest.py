@@ -3,23 +3,18 @@ empty temporary folder so a user's cached CIFAR copy cannot change what the test
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-
-def shared_data_path() -> Path:
-    env = os.environ.get("INFLUENCE_SHARED_DATA")
-    return Path(env) if env else (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
+from tests.conftest import SHARED_DATA
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    path = shared_data_path()
-    if not (path / "cifar_n" / "cifar10n_labels.npz").exists():
-        pytest.skip(f"offline data folder {path} is missing")
-    return path
+    if not (SHARED_DATA / "cifar_n" / "cifar10n_labels.npz").exists():
+        pytest.skip(f"offline data folder {SHARED_DATA} is missing")
+    return SHARED_DATA
 
 
 @pytest.fixture(autouse=True)

@@ -118,3 +118,19 @@ def test_cifar100n_labels_and_offline_refusal(shared_data):
 def test_unknown_label_set():
     with pytest.raises(InfluenceError, match="unknown CIFAR-10N label set 'best'; choose one of: aggregate"):
         load_dataset("cifar10n", label_set="best")
+
+
+def test_cifar100n_builds_from_user_images_joined_by_original_index(tmp_path):
+    """With images supplied (here a tiny synthetic .npz in original order), CIFAR-100N joins labels by index."""
+    noisy, clean, _ = cifar100n_labels()
+    rng = np.random.default_rng(0)
+    idx = np.arange(100, 160)
+    path = tmp_path / "c100.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8), y_train=clean[idx], train_index=idx,
+             x_test=rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), y_test=np.arange(10))
+    ds = load_dataset("cifar100n", images=str(path), val_fraction=0.2)
+    assert ds.num_classes == 100 and ds.meta["subset"] is True and ds.meta["n_available_train"] == 60
+    src = ds.source_index.numpy()
+    assert set(src) < set(idx.tolist())
+    assert np.array_equal(ds.train.y.numpy(), noisy[src]) and np.array_equal(ds.clean_labels.numpy(), clean[src])
+    assert np.array_equal(ds.noise_mask.numpy(), noisy[src] != clean[src])

@@ -177,3 +177,24 @@ def test_not_a_zip(tmp_path):
     path.write_bytes(b"this is not a zip archive")
     with pytest.raises(InfluenceError, match="^'fake.zip' is not a valid zip file$"):
         load_dataset(str(path))
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_scores_a_csv_and_an_image_zip(tmp_path, capsys):
+    import pandas as pd
+
+    from influence_core import cli
+
+    csv_path = write_csv(tmp_path, table(80))
+    out = tmp_path / "scores.csv"
+    assert cli.main(["score", "--dataset", csv_path, "--label-column", "outcome", "--sensitive-column", "sex",
+                     "--model", "logreg", "--method", "ip", "--impact", "fairness", "--val-fraction", "0.25",
+                     "--quiet", "--no-cache", "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert len(frame) == 48 and set(frame.columns) >= {"index", "label", "score", "rank"}  # 80 − 16 test − 16 val
+    entries = {f"{c}/{i}.png": png(col) for c, col in (("a", "red"), ("b", "blue")) for i in range(10)}
+    assert cli.main(["score", "--dataset", write_zip(tmp_path, entries), "--model", "cnn", "--epochs", "1",
+                     "--quiet", "--no-cache", "--out", str(tmp_path / "img.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "img.csv")) == 14
+    assert cli.main(["score", "--dataset", csv_path, "--label-column", "nope", "--no-cache"]) == 2
+    assert "error: no label column 'nope' in 'data.csv'; the columns are: income, city, sex, outcome" in capsys.readouterr().err

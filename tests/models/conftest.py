@@ -1,16 +1,13 @@
-"""Model tests that need real images read them from ../shared/data (or $INFLUENCE_SHARED_DATA)."""
+"""Model tests read real images from ../shared/data (or $INFLUENCE_SHARED_DATA), never a user's download cache."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+
+from tests.conftest import SHARED_DATA
 
 
 @pytest.fixture(autouse=True)
 def _offline_data(tmp_path_factory, monkeypatch):
-    env = os.environ.get("INFLUENCE_SHARED_DATA")
-    shared = Path(env) if env else (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
-    monkeypatch.setenv("INFLUENCE_SHARED_DATA", str(shared))
+    monkeypatch.setenv("INFLUENCE_SHARED_DATA", str(SHARED_DATA))
     monkeypatch.setenv("INFLUENCE_DATA_DIR", str(tmp_path_factory.getbasetemp() / "empty-cache"))

@@ -18,11 +18,6 @@ from influence_core.models.loading import load_fitted, load_fitted_bytes, save_s
 
 
 @pytest.fixture(scope="module")
-def blobs():
-    return load_dataset("blobs", seed=0)
-
-
-@pytest.fixture(scope="module")
 def images():
     return load_dataset("cifar10n", max_train=40, max_test=8, val_fraction=0.25)
 
@@ -165,3 +160,20 @@ def test_torch_export_misfits_are_explained(images):
         load_fitted_bytes(export_bytes(TinyCustomNet(), images.train.x[:4]), "c.pt2", "", binary)
     with pytest.raises(InfluenceError, match="^cannot read 'junk.pt2' as a torch.export program"):
         load_fitted_bytes(b"junk", "junk.pt2", "", images)
+
+
+def test_cli_weights_option_scores_the_uploaded_model(blobs, tmp_path, capsys):
+    import pandas as pd
+
+    from influence_core import cli
+
+    fitted = train_model(blobs, "logreg", TrainConfig(l2=0.1))  # not the default l2: retraining would differ
+    path = save_state_dict(fitted, tmp_path / "lr.safetensors")
+    out = tmp_path / "scores.csv"
+    assert cli.main(["score", "--dataset", "blobs", "--model", "logreg", "--weights", str(path), "--quiet",
+                     "--no-cache", "--out", str(out)]) == 0
+    np.testing.assert_allclose(pd.read_csv(out)["score"].to_numpy(), compute_scores(blobs, fitted, "ip"), rtol=1e-6)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(pickle.dumps({"linear.weight": CreatesMarker(str(tmp_path / "pwned"))}))
+    assert cli.main(["score", "--dataset", "blobs", "--model", "logreg", "--weights", str(bad), "--no-cache"]) == 2
+    assert "error: refused to load 'bad.pt'" in capsys.readouterr().err and not (tmp_path / "pwned").exists()

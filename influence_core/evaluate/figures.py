@@ -1,0 +1,88 @@
+"""Plotly figures of an experiment (pure functions of its JSON-able rows/runs; no streamlit):
+
+- `pareto_figure`: paper Fig. 5 — test accuracy vs fairness gap, fairness axis inverted (fairer is up), the
+  full-data model as a reference cross with its two lines, and the Pareto-improvement quadrant (more accurate
+  *and* fairer than the full-data model) shaded.
+- `attack_boxplot`: paper Fig. 6 — accuracy before / after attack as box plots over the random attacks.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from ..errors import InfluenceError
+
+IMPROVEMENT_COLOUR = "rgba(46, 160, 67, 0.15)"
+REFERENCE_COLOUR = "#8c564b"  # the paper's brown cross
+
+
+def _rows(result) -> dict[str, dict]:
+    return result.rows if hasattr(result, "rows") else result.get("results", result)
+
+
+def _runs(result) -> list[dict]:
+    return result.runs if hasattr(result, "runs") else result.get("runs", [])
+
+
+def pareto_figure(result, title: str = "Utility vs fairness after cleaning") -> go.Figure:
+    """Accuracy (x, %) against fairness gap (y, ×100, inverted): top right of the cross = Pareto improvement.
+
+    ``result``: an `ExperimentResult` or its JSON (``{"results": {name: row}}``) or the rows dict itself.
+    """
+    rows = _rows(result)
+    full = rows.get("full") or {}
+    if not full.get("accuracy") or not full.get("fairness_gap"):
+        raise InfluenceError("the Pareto chart needs the full-data run with a fairness gap (a data set with a sensitive attribute)")
+    fx, fy = 100 * full["accuracy"]["mean"], 100 * full["fairness_gap"]["mean"]
+    points = [(name, r) for name, r in rows.items() if name != "full" and r.get("accuracy") and r.get("fairness_gap")]
+    xs = [fx] + [100 * r["accuracy"]["mean"] for _, r in points]
+    ys = [fy] + [100 * r["fairness_gap"]["mean"] for _, r in points]
+    pad_x = max(0.5, 0.15 * (max(xs) - min(xs)))
+    pad_y = max(0.25, 0.15 * (max(ys) - min(ys)))
+    x_lo, x_hi = min(xs) - pad_x, max(xs) + pad_x
+    y_lo, y_hi = max(0.0, min(ys) - pad_y), max(ys) + pad_y
+
+    fig = go.Figure()
+    # More accurate (x > fx) and fairer (gap < fy): with the y axis reversed this is the top-right quadrant.
+    fig.add_shape(type="rect", x0=fx, x1=x_hi, y0=fy, y1=y_lo, fillcolor=IMPROVEMENT_COLOUR, line_width=0,
+                  layer="below", name="Pareto improvement")
+    fig.add_shape(type="line", x0=fx, x1=fx, y0=y_lo, y1=y_hi, line=dict(color=REFERENCE_COLOUR, dash="dot"))
+    fig.add_shape(type="line", x0=x_lo, x1=x_hi, y0=fy, y1=fy, line=dict(color=REFERENCE_COLOUR, dash="dot"))
+    fig.add_trace(go.Scatter(
+        x=[fx], y=[fy], mode="markers", name="full data", marker=dict(symbol="x", size=16, color=REFERENCE_COLOUR),
+        error_x=dict(type="data", array=[100 * full["accuracy"]["std"]], visible=True),
+        error_y=dict(type="data", array=[100 * full["fairness_gap"]["std"]], visible=True),
+        hovertemplate="full data<br>accuracy %{x:.2f}%<br>fairness gap %{y:.2f}<extra></extra>"))
+    for name, r in points:
+        fig.add_trace(go.Scatter(
+            x=[100 * r["accuracy"]["mean"]], y=[100 * r["fairness_gap"]["mean"]], mode="markers+text",
+            name=r.get("label", name), text=[r.get("label", name)], textposition="top center",
+            marker=dict(size=12, symbol="diamond" if name == "random" else "circle"),
+            error_x=dict(type="data", array=[100 * r["accuracy"]["std"]], visible=True),
+            error_y=dict(type="data", array=[100 * r["fairness_gap"]["std"]], visible=True),
+            hovertemplate=f"{r.get('label', name)}<br>accuracy %{{x:.2f}}%<br>fairness gap %{{y:.2f}}<extra></extra>"))
+    fig.update_xaxes(title="test accuracy (%) →", range=[x_lo, x_hi])
+    fig.update_yaxes(title="fairness gap ×100 (fairer ↑)", autorange="reversed", range=None)
+    fig.update_layout(title=title, showlegend=True, margin=dict(t=50, l=10, r=10, b=10))
+    return fig
+
+
+def attack_boxplot(result, title: str = "Accuracy before and after attack") -> go.Figure:
+    """Box plots of test accuracy: the full-data model before attack (``pre``), after attack (``post``), and
+    each cleaned model after attack — one value per (seed, random attack)."""
+    rows, runs = _rows(result), _runs(result)
+    fig = go.Figure()
+    full_runs = [r for r in runs if r["method"] == "full"]
+    if full_runs:
+        fig.add_trace(go.Box(y=[100 * r["accuracy"] for r in full_runs], name="pre-attack (full)", boxpoints="all"))
+    for name, row in rows.items():
+        vals = [100 * a for r in runs if r["method"] == name for a in r.get("attack_accuracies", [])]
+        if not vals:
+            continue
+        label = "post-attack (full)" if name == "full" else row.get("label", name)
+        fig.add_trace(go.Box(y=vals, name=label, boxpoints="all"))
+    if not fig.data:
+        raise InfluenceError("no finished runs with attacks to plot")
+    fig.update_yaxes(title="test accuracy (%)")
+    fig.update_layout(title=title, showlegend=False, margin=dict(t=50, l=10, r=10, b=10))
+    return fig
