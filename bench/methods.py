@@ -50,7 +50,7 @@ class Case:
 
 
 def cases(quick: bool) -> list[Case]:
-    cifar = dict(label_set="worst", max_train=1000 if not quick else 300, max_test=500, val_fraction=0.15)
+    cifar = dict(label_set="worst", max_train=2000 if not quick else 300, max_test=500, val_fraction=0.15)
     cnn_train = TrainConfig(checkpoint_every=5, epochs=15 if not quick else 5)
     return [
         Case("blobs / logreg", "blobs", "logreg", {}, TrainConfig(checkpoint_every=1), exact_damping=0.0),

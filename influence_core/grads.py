@@ -180,7 +180,7 @@ def explicit_hessian(
 
 def squared_norms(per_sample: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """‖g_i‖² per sample of a batch of per-sample gradients ``{name: B×shape}`` (float64)."""
-    return sum(g.double().flatten(1).pow(2).sum(1) for g in per_sample.values())
+    return sum(g.detach().double().flatten(1).pow(2).sum(1) for g in per_sample.values())
 
 
 def batched_hvp(module: nn.Module, params: Params, vectors: Params, x: torch.Tensor, y: torch.Tensor, l2: float) -> Params:

@@ -48,7 +48,7 @@ class DataInf(InfluenceMethod):
         mean_sq = {k: 0.0 for k in params}
         for x, y in ctx.train_batches():
             for k, g in per_sample_grads(module, params, x, y).items():
-                mean_sq[k] += float(g.double().flatten(1).pow(2).sum())
+                mean_sq[k] += float(g.detach().double().flatten(1).pow(2).sum())
         lam = {k: self.settings.lambda_scale * mean_sq[k] / n for k in params}
         if any(l <= 0 for l in lam.values()):
             raise InfluenceError("DataInf: a layer has zero gradient on every training sample; select other parameters")
@@ -57,7 +57,7 @@ class DataInf(InfluenceMethod):
         acc = {k: torch.zeros_like(t) for k, t in v.items()}
         for x, y in ctx.train_batches():
             for k, g in per_sample_grads(module, params, x, y).items():
-                g = g.double().flatten(1)
+                g = g.detach().double().flatten(1)
                 coeff = (g @ v[k].reshape(-1)) / (lam[k] + g.pow(2).sum(1))
                 acc[k] += (coeff @ g).reshape(v[k].shape)
         direction = {k: ((v[k] - acc[k] / n) / lam[k]).to(params[k].dtype) for k in params}

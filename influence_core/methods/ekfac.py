@@ -96,6 +96,9 @@ def _fisher_batches(ctx: ScoringContext, module: nn.Module, layers: list[Kroneck
     hooks = [l.module.register_forward_hook(lambda m, i, o, k=k: captured.setdefault(k, []).append((i[0], o)))
              for k, l in enumerate(layers)]
     dtype = next(module.parameters()).dtype
+    for layer in layers:  # the output gradients are read off the autograd graph through these layers
+        for p in layer.module.parameters():
+            p.requires_grad_(True)
     try:
         for x, _ in ctx.train_batches(dtype):
             captured.clear()

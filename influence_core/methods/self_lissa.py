@@ -1,4 +1,4 @@
-"""Self-LiSSA (Bae et al. 2022 style self-influence): score_i = −grad ℓ_iᵀ (H + λI)⁻¹ grad ℓ_i, with the inverse HVP
+"""Self-LiSSA (the paper's [5], Bejan et al. 2023): score_i = −grad ℓ_iᵀ (H + λI)⁻¹ grad ℓ_i, with the inverse HVP
 estimated by the LiSSA recursion (see `lissa`).
 
 The recursion runs on a chunk of per-sample gradient vectors at once (vmap over the HVP), with the same
@@ -54,7 +54,7 @@ class SelfLiSSA(InfluenceMethod):
         for start in range(0, n, s.sample_chunk):
             stop = min(start + s.sample_chunk, n)
             x, y = train.x[start:stop].to(ctx.device, dtype), train.y[start:stop].to(ctx.device)
-            g = per_sample_grads(module, params, x, y)
+            g = {k: v.detach() for k, v in per_sample_grads(module, params, x, y).items()}
             solved = lissa_inverse_hvp(ctx, module, params, g, s, scale, span=(start / n, stop / n))  # type: ignore[arg-type]
             out[start:stop] = -sum((g[k].double() * solved[k].double()).flatten(1).sum(1) for k in g).cpu()
         return out

@@ -1,4 +1,5 @@
-"""Self-TracIn (Schioppa et al. 2022, TracIn's self-influence at the converged model): score_i = −‖grad ℓ(z_i; θ)‖².
+"""Self-TracIn (the paper's [52], Thakkar et al. 2023): TracIn's self-influence at the converged model only,
+score_i = −‖grad ℓ(z_i; θ)‖².
 
 It needs no impact function. Per-sample gradients are formed one batch at a time (vmap), reduced to their
 squared norms and dropped, so memory does not grow with N. Lower = more detrimental (large gradient = the model

@@ -1,6 +1,7 @@
 """TracIn (Pruthi et al. 2020, TracInCP): score_i = Σ_t lr_t · grad f(θ_t)ᵀ grad ℓ(z_i; θ_t) over saved checkpoints.
 
-IP is TracIn with the converged model as the only checkpoint and unit learning rate. Lower = more detrimental,
+IP is TracIn with the converged model as the only checkpoint and unit learning rate. lr_t is the optimiser's step
+size saved with the checkpoint (for Adam its base rate, as captum's TracInCP and most TracIn code use). Lower = more detrimental,
 as for IP: a mislabelled sample's gradient points against the impact gradient at most checkpoints.
 """
 

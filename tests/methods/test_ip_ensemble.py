@@ -51,3 +51,14 @@ def test_bad_settings_fail_with_one_line_message(moons, moons_mlp_fit):
         ic.compute_scores(moons, moons_mlp_fit, "ip_ensemble", dropout=1.5)
     with pytest.raises(ic.InfluenceError, match="has no setting depth"):
         ic.compute_scores(moons, moons_mlp_fit, "ip_ensemble", depth=3)
+
+
+def test_setting_of_the_wrong_type_is_a_one_line_error(moons, moons_mlp_fit):
+    import pytest
+
+    with pytest.raises(ic.InfluenceError, match="setting ensemble_size must be a whole number, got 2.5"):
+        ic.compute_scores(moons, moons_mlp_fit, "ip_ensemble", ensemble_size=2.5)
+    with pytest.raises(ic.InfluenceError, match="setting dropout must be a float, got 'x'"):
+        ic.compute_scores(moons, moons_mlp_fit, "ip_ensemble", dropout="x")
+    # Ints are accepted where a float is expected (e.g. --set dropout=0 from the command line).
+    assert ic.compute_scores(moons, moons_mlp_fit, "ip_ensemble", ensemble_size=1, dropout=0).shape == (len(moons.train),)
