@@ -61,12 +61,20 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sensitive-column", help="CSV: the binary sensitive attribute column")
     p.add_argument("--val-fraction", type=float, help="user data: fraction of training data held out for validation")
     p.add_argument("--label-set", help="CIFAR-10N: aggregate, random1, random2, random3 or worst")
+    p.add_argument("--max-train", type=int, help="CIFAR-N: use only the first N training images (quick runs)")
+    p.add_argument("--images", help="CIFAR-N: a torchvision CIFAR folder (or .npz) with the images")
+    p.add_argument("--download", action="store_true", help="fetch missing public data (CIFAR images, CIFAR-N labels, UCI files)")
+    p.add_argument("--missing", choices=["impute", "refuse"], help="CSV: missing feature values (default impute: median / 'missing')")
     p.add_argument("--epochs", type=int, help="training epochs (architecture default otherwise)")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--l2", type=float, help="L2 regularisation of the training objective")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="save a checkpoint every k epochs (TracIn and TDA need them; 0 = none)")
     p.add_argument("--weights", help="use these trained weights instead of training (state_dict: .safetensors / .pt)")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--workspace", help="cache folder for models and scores (default: $INFLUENCE_WORKSPACE or ./workspace)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the workspace cache")
 
 
 def load_data_and_model(args: argparse.Namespace):
@@ -76,15 +84,30 @@ def load_data_and_model(args: argparse.Namespace):
 
     dataset = load_dataset(args.dataset, seed=args.seed, label_column=args.label_column,
                            sensitive_column=args.sensitive_column, val_fraction=args.val_fraction,
-                           label_set=args.label_set)
+                           label_set=args.label_set, max_train=getattr(args, "max_train", None),
+                           images=getattr(args, "images", None), download=getattr(args, "download", None) or None,
+                           missing=getattr(args, "missing", None))
     if args.weights:
         from .models import loading  # data / model uploads (issue 4)
 
         return dataset, loading.load_fitted(args.weights, args.model, dataset)
-    config = TrainConfig(seed=args.seed, epochs=args.epochs, lr=args.lr, l2=args.l2)
+    config = TrainConfig(seed=args.seed, epochs=args.epochs, lr=args.lr, l2=args.l2,
+                         checkpoint_every=getattr(args, "checkpoint_every", 0) or 0)
     show = _progress_printer(not args.quiet)
     progress = (lambda rec: show(rec["fraction"], f"training: epoch {rec['epoch']} loss {rec['loss']:.4f}")) if show else None
+    workspace = _workspace(args)
+    if workspace is not None:
+        return dataset, workspace.get_or_train(dataset, args.model, config, progress=progress, device=args.device)
     return dataset, train_model(dataset, args.model, config, device=args.device, progress=progress)
+
+
+def _workspace(args: argparse.Namespace):
+    """The workspace cache the arguments ask for, or None with --no-cache (or for commands without the option)."""
+    if getattr(args, "no_cache", True):
+        return None
+    from .workspace import Workspace
+
+    return Workspace(getattr(args, "workspace", None))
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -100,9 +123,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
     settings.update(_parse_sets(args.set or []))
     impact_settings = {"c": args.c, "epsilon": args.epsilon, "positive_class": args.positive_class}
     dataset, fitted = load_data_and_model(args)
-    scores = compute_scores(dataset, fitted, args.method, args.impact, params=args.params, device=args.device,
-                            batch_size=args.batch_size, progress=_progress_printer(not args.quiet),
-                            impact_settings=impact_settings, **settings)
+    workspace = _workspace(args)
+    if workspace is not None:
+        scores = workspace.get_or_score(dataset, fitted, args.method, args.impact, args.params, settings,
+                                        _progress_printer(not args.quiet), impact_settings=impact_settings,
+                                        device=args.device, batch_size=args.batch_size)
+    else:
+        scores = compute_scores(dataset, fitted, args.method, args.impact, params=args.params, device=args.device,
+                                batch_size=args.batch_size, progress=_progress_printer(not args.quiet),
+                                impact_settings=impact_settings, **settings)
     frame = scores_frame(dataset, scores)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ def blobs():
 
 
 @pytest.fixture(scope="session")
-def blobs_logreg(blobs):
+def blobs_logreg_fit(blobs):
     return ic.train_model(blobs, "logreg", ic.TrainConfig(seed=0))
 
 
@@ -29,10 +29,16 @@ def moons():
 
 
 @pytest.fixture(scope="session")
-def moons_mlp(moons):
+def moons_mlp_fit(moons):
     return ic.train_model(moons, "mlp", ic.TrainConfig(seed=0))
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _private_workspace(tmp_path_factory, monkeypatch):
+    """Every test gets its own workspace folder: no test writes ./workspace or sees another's cache."""
+    monkeypatch.setenv("INFLUENCE_WORKSPACE", str(tmp_path_factory.mktemp("workspace")))

@@ -12,8 +12,8 @@ from influence_core.grads import (explicit_hessian, flatten, per_sample_grads, s
 from tests.reference import per_sample_grad_loop, relative_error
 
 
-def test_per_sample_grads_match_loop(moons, moons_mlp):
-    module = copy.deepcopy(moons_mlp.module).eval()
+def test_per_sample_grads_match_loop(moons, moons_mlp_fit):
+    module = copy.deepcopy(moons_mlp_fit.module).eval()
     params = select_params(module)
     x, y = moons.train.x[:30], moons.train.y[:30]
     got = per_sample_grads(module, params, x, y)
@@ -21,8 +21,8 @@ def test_per_sample_grads_match_loop(moons, moons_mlp):
     assert relative_error(flat, per_sample_grad_loop(module, x, y)) < 1e-6
 
 
-def test_hvp_and_explicit_hessian_match_double_backward(moons, moons_mlp):
-    module = copy.deepcopy(moons_mlp.module).double().eval()
+def test_hvp_and_explicit_hessian_match_double_backward(moons, moons_mlp_fit):
+    module = copy.deepcopy(moons_mlp_fit.module).double().eval()
     params = select_params(module)
     x, y = moons.train.x.double(), moons.train.y
     l2 = 0.01
@@ -40,12 +40,12 @@ def test_hvp_and_explicit_hessian_match_double_backward(moons, moons_mlp):
     assert relative_error(flatten(hv), hv_ref) < 1e-10
 
 
-def test_select_params_head_and_prefix(moons_mlp):
-    assert set(select_params(moons_mlp.module, "head", "head")) == {"head.weight", "head.bias"}
-    assert set(select_params(moons_mlp.module, "body.1")) == {"body.1.weight", "body.1.bias"}
+def test_select_params_head_and_prefix(moons_mlp_fit):
+    assert set(select_params(moons_mlp_fit.module, "head", "head")) == {"head.weight", "head.bias"}
+    assert set(select_params(moons_mlp_fit.module, "body.1")) == {"body.1.weight", "body.1.bias"}
     import pytest
 
     from influence_core.errors import InfluenceError
 
     with pytest.raises(InfluenceError, match="no parameters match 'decoder'"):
-        select_params(moons_mlp.module, "decoder")
+        select_params(moons_mlp_fit.module, "decoder")

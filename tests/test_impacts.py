@@ -41,27 +41,27 @@ def test_removing_most_detrimental_lowers_the_impact(name, arch, impact_name):
     assert worst_removed < best_removed
 
 
-def test_fairness_needs_a_sensitive_attribute(blobs, blobs_logreg):
+def test_fairness_needs_a_sensitive_attribute(blobs, blobs_logreg_fit):
     plain = ic.Dataset("plain", ic.Split(blobs.train.x, blobs.train.y), ic.Split(blobs.val.x, blobs.val.y),
                        ic.Split(blobs.test.x, blobs.test.y), blobs.classes)
     with pytest.raises(ic.InfluenceError, match="needs a sensitive attribute"):
-        ic.compute_scores(plain, blobs_logreg, "ip", "fairness")
+        ic.compute_scores(plain, blobs_logreg_fit, "ip", "fairness")
 
 
-def test_fairness_value_is_the_parity_gap(blobs, blobs_logreg):
+def test_fairness_value_is_the_parity_gap(blobs, blobs_logreg_fit):
     with torch.no_grad():
-        p = torch.sigmoid(blobs_logreg.module(blobs.val.x)[:, 0])
+        p = torch.sigmoid(blobs_logreg_fit.module(blobs.val.x)[:, 0])
     s = blobs.val.sensitive
     expected = abs(float(p[s == 0].mean() - p[s == 1].mean()))
-    assert ic.make_impact("fairness").value(blobs_logreg.module, blobs) == pytest.approx(expected, rel=1e-6)
+    assert ic.make_impact("fairness").value(blobs_logreg_fit.module, blobs) == pytest.approx(expected, rel=1e-6)
 
 
-def test_fgsm_attack_raises_the_loss_for_nonlinear_models(moons, moons_mlp):
-    util = ic.make_impact("utility").value(moons_mlp.module, moons)
-    robust = ic.make_impact("robustness", epsilon=0.2).value(moons_mlp.module, moons)
+def test_fgsm_attack_raises_the_loss_for_nonlinear_models(moons, moons_mlp_fit):
+    util = ic.make_impact("utility").value(moons_mlp_fit.module, moons)
+    robust = ic.make_impact("robustness", epsilon=0.2).value(moons_mlp_fit.module, moons)
     assert robust > util
 
 
-def test_unknown_impact_is_a_one_line_error(blobs, blobs_logreg):
+def test_unknown_impact_is_a_one_line_error(blobs, blobs_logreg_fit):
     with pytest.raises(ic.InfluenceError, match="unknown impact 'speed'; choose one of: utility, fairness, robustness"):
-        ic.compute_scores(blobs, blobs_logreg, "ip", "speed")
+        ic.compute_scores(blobs, blobs_logreg_fit, "ip", "speed")

@@ -127,7 +127,8 @@ class InfluenceMethod(ABC):
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise InfluenceError(f"method '{self.name}' has no setting {', '.join(unknown)}; it takes: {', '.join(sorted(known)) or 'none'}")
-        self.settings = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        checked = {k: _coerce_setting(self.name, k, v, getattr(base, k)) for k, v in overrides.items() if v is not None}
+        self.settings = replace(base, **checked)
 
     @abstractmethod
     def compute(self, ctx: ScoringContext) -> torch.Tensor:
@@ -158,6 +159,21 @@ class InfluenceMethod(ABC):
 
 
 METHODS: dict[str, type[InfluenceMethod]] = {}
+
+
+def _coerce_setting(method: str, key: str, value, default):
+    """``value`` as the type of the setting's default (ints accepted for floats); a one-line error otherwise."""
+    kind = type(default)
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if kind is int and float(value) != int(value):
+            raise InfluenceError(f"method '{method}': setting {key} must be a whole number, got {value!r}")
+        return kind(value)
+    elif default is None or isinstance(value, kind):
+        return value
+    raise InfluenceError(f"method '{method}': setting {key} must be a {kind.__name__}, got {value!r}")
 
 
 def get_method(name: str, **settings) -> InfluenceMethod:

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..errors import InfluenceError
 from .architectures import MLP, LogisticRegression, SmallCNN
+from .resnet import resnet18_cifar, resnet34_cifar
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,8 @@ register_model(ModelSpec("mlp", "MLP, two hidden layers of 32, ReLU", MLP, head_
 register_model(ModelSpec("cnn", "Small CNN for 32x32 images (~140k parameters)", SmallCNN, input_kinds=("image",),
                          head_prefix="head",
                          train_defaults={"optimizer": "adam", "lr": 2e-3, "epochs": 15, "batch_size": 128, "l2": 5e-4}))
+_RESNET_DEFAULTS = {"optimizer": "sgd", "lr": 0.05, "epochs": 30, "batch_size": 128, "l2": 5e-4}
+register_model(ModelSpec("resnet18", "ResNet-18 for 32x32 images (3x3 stem, no max-pool; random init or your weights)",
+                         resnet18_cifar, input_kinds=("image",), head_prefix="fc", train_defaults=_RESNET_DEFAULTS))
+register_model(ModelSpec("resnet34", "ResNet-34 for 32x32 images (3x3 stem, no max-pool; random init or your weights)",
+                         resnet34_cifar, input_kinds=("image",), head_prefix="fc", train_defaults=_RESNET_DEFAULTS))

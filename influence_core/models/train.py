@@ -187,6 +187,8 @@ def train_model(
             total = 0.0
             for start in range(0, len(perm), config.batch_size):
                 idx = perm[start : start + config.batch_size]
+                if len(idx) == 1 and start > 0:
+                    continue  # BatchNorm cannot train on one sample; it is in another batch next epoch
                 w = None if w_all is None else w_all[idx].to(dev)
                 if w is not None and float(w.sum()) == 0:
                     continue

@@ -39,23 +39,23 @@ def _explicit_reference(fitted, dataset, damping=0.0):
     return grads @ torch.linalg.solve(hessian, target)
 
 
-def test_exact_matches_explicit_autograd_hessian_logreg(blobs, blobs_logreg):
-    got = ic.compute_scores(blobs, blobs_logreg, "exact")
-    assert relative_error(got, _explicit_reference(blobs_logreg, blobs)) < 1e-8
+def test_exact_matches_explicit_autograd_hessian_logreg(blobs, blobs_logreg_fit):
+    got = ic.compute_scores(blobs, blobs_logreg_fit, "exact")
+    assert relative_error(got, _explicit_reference(blobs_logreg_fit, blobs)) < 1e-8
 
 
-def test_exact_matches_explicit_autograd_hessian_mlp_with_damping(moons, moons_mlp):
-    got = ic.compute_scores(moons, moons_mlp, "exact", damping=0.01)
-    assert relative_error(got, _explicit_reference(moons_mlp, moons, damping=0.01)) < 1e-6
+def test_exact_matches_explicit_autograd_hessian_mlp_with_damping(moons, moons_mlp_fit):
+    got = ic.compute_scores(moons, moons_mlp_fit, "exact", damping=0.01)
+    assert relative_error(got, _explicit_reference(moons_mlp_fit, moons, damping=0.01)) < 1e-6
 
 
-def test_exact_agrees_with_leave_one_out_retraining(blobs, blobs_logreg):
+def test_exact_agrees_with_leave_one_out_retraining(blobs, blobs_logreg_fit):
     """Spearman ≥ 0.9 between predicted and actual change in validation loss when each sample is removed."""
     impact = ic.make_impact("utility")
-    base = impact.value(blobs_logreg.module, blobs)
-    predicted = ic.compute_scores(blobs, blobs_logreg, "exact") / len(blobs.train)
+    base = impact.value(blobs_logreg_fit.module, blobs)
+    predicted = ic.compute_scores(blobs, blobs_logreg_fit, "exact") / len(blobs.train)
     actual = np.empty(len(blobs.train))
-    state = {k: v.clone() for k, v in blobs_logreg.module.state_dict().items()}
+    state = {k: v.clone() for k, v in blobs_logreg_fit.module.state_dict().items()}
     for i in range(len(blobs.train)):
         keep = np.delete(np.arange(len(blobs.train)), i)
         loo = blobs.with_train(blobs.train.subset(keep))

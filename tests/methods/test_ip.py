@@ -44,41 +44,41 @@ def test_ip_matches_autograd_loop_on_small_cnn():
     assert relative_error(got, expected) < 1e-5
 
 
-def test_ip_fairness_matches_autograd_parity_gap(blobs, blobs_logreg):
-    expected = _brute_force_ip(blobs_logreg, blobs, lambda m: parity_gap_grad(m, blobs.val.x, blobs.val.sensitive))
-    got = ic.compute_scores(blobs, blobs_logreg, "ip", "fairness", batch_size=32)
+def test_ip_fairness_matches_autograd_parity_gap(blobs, blobs_logreg_fit):
+    expected = _brute_force_ip(blobs_logreg_fit, blobs, lambda m: parity_gap_grad(m, blobs.val.x, blobs.val.sensitive))
+    got = ic.compute_scores(blobs, blobs_logreg_fit, "ip", "fairness", batch_size=32)
     assert relative_error(got, expected) < 1e-5
 
 
-def test_ip_robustness_uses_white_box_attack_for_linear_model(blobs, blobs_logreg):
-    w = blobs_logreg.module.linear.weight.detach()[0]
-    b = blobs_logreg.module.linear.bias.detach()[0]
+def test_ip_robustness_uses_white_box_attack_for_linear_model(blobs, blobs_logreg_fit):
+    w = blobs_logreg_fit.module.linear.weight.detach()[0]
+    b = blobs_logreg_fit.module.linear.bias.detach()[0]
     x = blobs.val.x
     x_adv = x - 1.3 * ((x @ w + b) / (w @ w))[:, None] * w[None, :]
     # The attack pushes every point just past the boundary: all predictions flip.
     before = (x @ w + b) > 0
     after = (x_adv @ w + b) > 0
     assert bool((before != after).all())
-    expected = _brute_force_ip(blobs_logreg, blobs, lambda m: validation_loss_grad(m, x_adv, blobs.val.y))
-    got = ic.compute_scores(blobs, blobs_logreg, "ip", "robustness")
+    expected = _brute_force_ip(blobs_logreg_fit, blobs, lambda m: validation_loss_grad(m, x_adv, blobs.val.y))
+    got = ic.compute_scores(blobs, blobs_logreg_fit, "ip", "robustness")
     assert relative_error(got, expected) < 1e-5
 
 
-def test_ip_sign_convention_flipped_labels_are_negative(blobs, blobs_logreg):
-    scores = ic.compute_scores(blobs, blobs_logreg, "ip")
+def test_ip_sign_convention_flipped_labels_are_negative(blobs, blobs_logreg_fit):
+    scores = ic.compute_scores(blobs, blobs_logreg_fit, "ip")
     noisy = blobs.noise_mask.numpy()
     assert np.median(scores[noisy]) < 0 < np.median(scores[~noisy]) + 1e-12
 
 
-def test_ip_head_selection_matches_loop_restricted_to_head(moons, moons_mlp):
-    module = copy.deepcopy(moons_mlp.module).eval()
+def test_ip_head_selection_matches_loop_restricted_to_head(moons, moons_mlp_fit):
+    module = copy.deepcopy(moons_mlp_fit.module).eval()
     head = [module.head.weight, module.head.bias]
     def grads_of(scalar):
         return torch.cat([g.reshape(-1) for g in torch.autograd.grad(scalar, head)])
     from tests.reference import loss_terms
     target = grads_of(loss_terms(module(moons.val.x), moons.val.y).mean())
     expected = torch.stack([grads_of(loss_terms(module(moons.train.x[i:i+1]), moons.train.y[i:i+1]).sum()) for i in range(len(moons.train))]) @ target
-    got = ic.compute_scores(moons, moons_mlp, "ip", params="head")
+    got = ic.compute_scores(moons, moons_mlp_fit, "ip", params="head")
     assert relative_error(got, expected) < 1e-5
 
 

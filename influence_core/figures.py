@@ -1,0 +1,258 @@
+"""Plotly figure builders for the workbench: pure functions of arrays, testable without a browser.
+
+Scores everywhere: lower = more detrimental. "Noisy" samples (known wrong labels) are drawn in red.
+Regions of the gradient-angle view (paper Fig. 1 / App. A), by the signs of gᵀu (IP) and gᵀw (influence):
+I both negative (both call the sample detrimental), II IP ≥ 0 > influence, III both ≥ 0 (both beneficial),
+IV influence ≥ 0 > IP.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+NOISY, CLEAN, ACCENT = "#d62728", "#7f8c99", "#1f6feb"
+REGION_NAMES = ("I", "II", "III", "IV")
+REGION_COLOURS = ("rgba(214,39,40,0.13)", "rgba(255,165,0,0.12)", "rgba(44,160,44,0.12)", "rgba(148,103,189,0.12)")
+_LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=60, b=45), height=460)
+
+
+# ------------------------------------------------------------------------------------------- numbers
+def regions(gu: np.ndarray, gw: np.ndarray) -> np.ndarray:
+    """Region 1..4 (I..IV) of each sample from its IP gᵀu and influence gᵀw (see the module docstring)."""
+    gu, gw = np.asarray(gu), np.asarray(gw)
+    out = np.empty(len(gu), dtype=np.int64)
+    out[(gu < 0) & (gw < 0)] = 1
+    out[(gu >= 0) & (gw < 0)] = 2
+    out[(gu >= 0) & (gw >= 0)] = 3
+    out[(gu < 0) & (gw >= 0)] = 4
+    return out
+
+
+def region_counts(gu: np.ndarray, gw: np.ndarray) -> dict[str, int]:
+    r = regions(gu, gw)
+    return {name: int((r == i + 1).sum()) for i, name in enumerate(REGION_NAMES)}
+
+
+def order_consistency(a: np.ndarray, b: np.ndarray, max_samples: int = 4000, seed: int = 0) -> float:
+    """Share of sample pairs that ``a`` and ``b`` put in the same order (ties in either count as consistent).
+
+    Exact for up to ``max_samples`` samples (all n(n−1)/2 pairs, in blocks); a fixed random subset above that.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) > max_samples:
+        pick = np.random.default_rng(seed).choice(len(a), max_samples, replace=False)
+        a, b = a[pick], b[pick]
+    n = len(a)
+    if n < 2:
+        return float("nan")
+    agree, total = 0, 0
+    for start in range(0, n, 512):
+        da = np.sign(a[start : start + 512, None] - a[None, :])
+        db = np.sign(b[start : start + 512, None] - b[None, :])
+        rows = np.arange(start, min(start + 512, n))[:, None]
+        upper = np.arange(n)[None, :] > rows  # each unordered pair once
+        agree += int(((da * db >= 0) & upper).sum())
+        total += int(upper.sum())
+    return agree / total
+
+
+def detection_auroc(scores: np.ndarray, noisy: np.ndarray) -> float:
+    """AUROC of finding the noisy samples by ranking lowest score first (NaN when only one kind is present)."""
+    noisy = np.asarray(noisy, dtype=bool)
+    if noisy.all() or not noisy.any():
+        return float("nan")
+    return float(roc_auc_score(noisy, -np.asarray(scores)))
+
+
+def precision_at_k(scores: np.ndarray, noisy: np.ndarray, k: int) -> float:
+    """Share of truly noisy samples among the ``k`` lowest-scored (most detrimental) ones."""
+    k = int(min(max(k, 1), len(scores)))
+    return float(np.asarray(noisy, dtype=bool)[np.argsort(scores, kind="stable")[:k]].mean())
+
+
+# ------------------------------------------------------------------------------------------- figures
+def _noise_colours(noisy: np.ndarray | None, n: int) -> list[str]:
+    if noisy is None:
+        return [ACCENT] * n
+    return [NOISY if v else CLEAN for v in np.asarray(noisy, dtype=bool)]
+
+
+def angle_regions_figure(coords: np.ndarray, u_xy: np.ndarray, w_xy: np.ndarray, gu: np.ndarray, gw: np.ndarray,
+                         noisy: np.ndarray | None = None, index: np.ndarray | None = None) -> go.Figure:
+    """Sample gradients projected onto span(u, w), u and w drawn, regions I–IV shaded, counts in the legend."""
+    coords = np.asarray(coords, dtype=np.float64)
+    counts = region_counts(gu, gw)
+    consistent = order_consistency(gu, gw)
+    # Each axis gets its own range (w = H⁻¹∇f can be far from u in scale); region membership stays exact because
+    # it is computed from the plane coordinates: a point p has pᵀu_xy = gᵀu and pᵀw_xy = gᵀw.
+    lim = np.abs(coords).max(0) * 1.15 if len(coords) else np.ones(2)
+    lim = np.where(lim > 0, lim, 1.0)
+    ax, ay = np.linspace(-lim[0], lim[0], 161), np.linspace(-lim[1], lim[1], 161)
+    px, py = np.meshgrid(ax, ay)
+    grid_regions = regions(px.ravel() * u_xy[0] + py.ravel() * u_xy[1], px.ravel() * w_xy[0] + py.ravel() * w_xy[1])
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(
+        x=ax, y=ay, z=grid_regions.reshape(px.shape), showscale=False, hoverinfo="skip",
+        colorscale=[[i / 3, REGION_COLOURS[i]] for i in range(4)], zmin=1, zmax=4,
+    ))
+    for i, name in enumerate(REGION_NAMES):  # the region's numeral at the middle of its shaded area
+        cells = grid_regions == i + 1
+        if cells.any():
+            fig.add_annotation(x=float(px.ravel()[cells].mean()), y=float(py.ravel()[cells].mean()), text=f"<b>{name}</b>",
+                               showarrow=False, font=dict(size=22, color="rgba(0,0,0,0.35)"))
+    idx = np.arange(len(coords)) if index is None else np.asarray(index)
+    r = regions(gu, gw)
+    groups = [("samples", np.ones(len(coords), bool), ACCENT)] if noisy is None else [
+        ("clean", ~np.asarray(noisy, bool), CLEAN), ("noisy label", np.asarray(noisy, bool), NOISY)]
+    for label, mask, colour in groups:
+        fig.add_trace(go.Scattergl(
+            x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=label,
+            marker=dict(color=colour, size=6, opacity=0.8),
+            customdata=np.stack([idx[mask], np.asarray(gu)[mask], np.asarray(gw)[mask], r[mask]], axis=1),
+            hovertemplate="sample %{customdata[0]}<br>IP gᵀu %{customdata[1]:.3g}<br>influence gᵀw %{customdata[2]:.3g}"
+                          "<br>region %{customdata[3]}<extra></extra>",
+        ))
+    for name, vec, colour, shift in (("u = ∇f", u_xy, "#111", -14), ("w = H⁻¹∇f", w_xy, ACCENT, 14)):
+        # Directions drawn to 80% of the visible box on each axis.
+        direction = np.asarray(vec, dtype=np.float64) / lim
+        tip = direction / (np.abs(direction).max() or 1.0) * 0.8 * lim
+        fig.add_annotation(x=tip[0], y=tip[1], ax=0, ay=0, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
+                           arrowhead=3, arrowwidth=2.5, arrowcolor=colour)
+        fig.add_annotation(x=tip[0], y=tip[1], text=f"<b>{name}</b>", showarrow=False, yshift=shift,
+                           font=dict(color=colour, size=14), bgcolor="rgba(255,255,255,0.7)")
+    for i, name in enumerate(REGION_NAMES):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"Region {name}: {counts[name]}",
+                                 marker=dict(symbol="square", size=12, color=REGION_COLOURS[i].replace("0.1", "0.5"))))
+    fig.update_layout(
+        title=f"Sample gradients in span(u, w) — order-consistent pairs (IP vs influence): {consistent:.1%}",
+        xaxis=dict(title="component along u", range=[-lim[0], lim[0]], zeroline=False),
+        yaxis=dict(title="component ⊥ u within span(u, w)", range=[-lim[1], lim[1]], zeroline=False),
+        **_LAYOUT,
+    )
+    return fig
+
+
+def correlation_title(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> str:
+    pearson = stats.pearsonr(a, b)[0] if np.std(a) > 0 and np.std(b) > 0 else float("nan")
+    spearman = stats.spearmanr(a, b)[0] if np.std(a) > 0 and np.std(b) > 0 else float("nan")
+    return f"{name_b} vs {name_a} — Pearson r = {pearson:.3f}, Spearman ρ = {spearman:.3f}"
+
+
+def score_scatter(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, noisy: np.ndarray | None = None,
+                  index: np.ndarray | None = None) -> go.Figure:
+    """One method's scores against another's, noisy samples highlighted, Pearson and Spearman in the title."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    idx = np.arange(len(a)) if index is None else np.asarray(index)
+    fig = go.Figure()
+    groups = [("samples", np.ones(len(a), bool), ACCENT)] if noisy is None else [
+        ("clean", ~np.asarray(noisy, bool), CLEAN), ("noisy label", np.asarray(noisy, bool), NOISY)]
+    for label, mask, colour in groups:
+        fig.add_trace(go.Scattergl(x=a[mask], y=b[mask], mode="markers", name=label, customdata=idx[mask],
+                                   marker=dict(color=colour, size=6, opacity=0.8),
+                                   hovertemplate="sample %{customdata}<br>" + name_a + " %{x:.3g}<br>" + name_b + " %{y:.3g}<extra></extra>"))
+    fig.update_layout(title=correlation_title(a, b, name_a, name_b), xaxis_title=f"{name_a} (lower = more detrimental)",
+                      yaxis_title=f"{name_b} (lower = more detrimental)", **_LAYOUT)
+    return fig
+
+
+def score_distributions(scores: Mapping[str, np.ndarray], noisy: np.ndarray | None, k: int | None = None) -> go.Figure:
+    """One histogram panel per method, noisy and clean samples overlaid, AUROC and precision@k in each panel's title."""
+    from plotly.subplots import make_subplots
+
+    names = list(scores)
+    titles = []
+    for name in names:
+        s = np.asarray(scores[name], np.float64)
+        if noisy is None:
+            titles.append(name)
+        else:
+            mask = np.asarray(noisy, bool)
+            kk = k or int(mask.sum())
+            titles.append(f"{name}: AUROC {detection_auroc(s, mask):.3f}, precision@{kk} {precision_at_k(s, mask, kk):.2f}")
+    fig = make_subplots(rows=len(names), cols=1, subplot_titles=titles, vertical_spacing=0.12 / max(len(names), 1) + 0.04)
+    for row, name in enumerate(names, start=1):
+        s = np.asarray(scores[name], np.float64)
+        if noisy is None:
+            fig.add_trace(go.Histogram(x=s, name=name, marker_color=ACCENT, nbinsx=60, showlegend=False), row=row, col=1)
+            continue
+        mask = np.asarray(noisy, bool)
+        fig.add_trace(go.Histogram(x=s[~mask], name="clean", marker_color=CLEAN, opacity=0.6, nbinsx=60,
+                                   histnorm="probability", legendgroup="clean", showlegend=row == 1), row=row, col=1)
+        fig.add_trace(go.Histogram(x=s[mask], name="noisy label", marker_color=NOISY, opacity=0.75, nbinsx=60,
+                                   histnorm="probability", legendgroup="noisy", showlegend=row == 1), row=row, col=1)
+    fig.update_layout(barmode="overlay", title="Score distributions (lower = more detrimental)",
+                      **{**_LAYOUT, "height": 120 + 230 * len(names)})
+    fig.update_yaxes(title_text="share")
+    return fig
+
+
+def embedding_figure(xy: np.ndarray, scores: np.ndarray, score_name: str, noisy: np.ndarray | None = None,
+                     index: np.ndarray | None = None) -> go.Figure:
+    """A 2-D map of the samples coloured by score (select with the lasso; the point index is the sample)."""
+    xy = np.asarray(xy, np.float64)
+    idx = np.arange(len(xy)) if index is None else np.asarray(index)
+    symbols = None if noisy is None else np.where(np.asarray(noisy, bool), "x", "circle")
+    fig = go.Figure(go.Scatter(
+        x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=idx,
+        marker=dict(color=scores, colorscale="RdBu", cmid=0.0, size=7, symbol=symbols,
+                    colorbar=dict(title=score_name), line=dict(width=0.3, color="#333")),
+        hovertemplate="sample %{customdata}<br>" + score_name + " %{marker.color:.3g}<extra></extra>",
+    ))
+    fig.update_layout(title=f"Feature map coloured by {score_name} (red = detrimental; × = known noisy); lasso to select",
+                      dragmode="lasso", xaxis=dict(showticklabels=False, title=""), yaxis=dict(showticklabels=False, title=""),
+                      **_LAYOUT)
+    return fig
+
+
+def decision_boundary_figure(xs: np.ndarray, ys: np.ndarray, prob: np.ndarray, x: np.ndarray, y: np.ndarray,
+                             flagged: np.ndarray, noisy: np.ndarray | None = None, classes: Sequence[str] = ("0", "1")) -> go.Figure:
+    """2-D data over the model's P(class 1) surface; flagged samples ringed, known noisy ones crossed."""
+    fig = go.Figure(go.Contour(x=xs, y=ys, z=prob, colorscale="RdBu_r", opacity=0.35, showscale=False, hoverinfo="skip",
+                               contours=dict(start=0, end=1, size=0.1)))
+    fig.add_trace(go.Contour(x=xs, y=ys, z=prob, showscale=False, hoverinfo="skip", contours_coloring="none",
+                             contours=dict(start=0.5, end=0.5, size=1), line=dict(color="#111", width=2), name="boundary"))
+    x, y = np.asarray(x), np.asarray(y)
+    for c, name in enumerate(classes):
+        m = y == c
+        fig.add_trace(go.Scatter(x=x[m, 0], y=x[m, 1], mode="markers", name=f"label {name}",
+                                 marker=dict(color=["#2b6cb0", "#c53030"][c % 2], size=6)))
+    flagged = np.asarray(flagged, dtype=np.int64)
+    fig.add_trace(go.Scatter(x=x[flagged, 0], y=x[flagged, 1], mode="markers", name="flagged",
+                             marker=dict(symbol="circle-open", size=14, color="#111", line=dict(width=2))))
+    if noisy is not None:
+        m = np.asarray(noisy, bool)
+        fig.add_trace(go.Scatter(x=x[m, 0], y=x[m, 1], mode="markers", name="known noisy",
+                                 marker=dict(symbol="x-thin-open", size=9, color="#111", line=dict(width=2))))
+    fig.update_layout(title="Decision boundary with flagged samples", **_LAYOUT)
+    fig.update_yaxes(scaleanchor="x")
+    return fig
+
+
+def training_curve(history: Sequence[Mapping]) -> go.Figure:
+    """Training loss and validation accuracy per epoch."""
+    epochs = [h["epoch"] for h in history]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=epochs, y=[h["loss"] for h in history], name="training loss", mode="lines"))
+    fig.add_trace(go.Scatter(x=epochs, y=[h.get("val_accuracy") for h in history], name="validation accuracy",
+                             mode="lines", yaxis="y2"))
+    fig.update_layout(xaxis_title="epoch", yaxis=dict(title="loss"), legend=dict(orientation="h", y=1.12),
+                      yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1], tickformat=".0%",
+                                  tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1], showgrid=False),
+                      **{**_LAYOUT, "height": 320, "margin": dict(l=50, r=50, t=40, b=40)})
+    return fig
+
+
+def class_balance(counts: Mapping[str, int], noisy_counts: Mapping[str, int] | None = None) -> go.Figure:
+    """Training samples per class (and how many of them carry a known wrong label)."""
+    names = list(counts)
+    fig = go.Figure(go.Bar(x=names, y=[counts[n] for n in names], name="samples", marker_color=ACCENT))
+    if noisy_counts:
+        fig.add_trace(go.Bar(x=names, y=[noisy_counts.get(n, 0) for n in names], name="known noisy", marker_color=NOISY))
+    fig.update_layout(barmode="group", title="Class balance (training split)",
+                      **{**_LAYOUT, "height": 300, "margin": dict(l=40, r=20, t=50, b=40)})
+    return fig

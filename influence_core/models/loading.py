@@ -1,0 +1,195 @@
+"""Uploaded models, loaded without running anything from the file.
+
+- A state_dict for a built-in architecture: ``.safetensors`` (no code can run by design) or a torch file
+  (``.pt``, ``.pth``, ``.bin``, ``.ckpt``) read with ``torch.load(weights_only=True)``; a pickle that would build
+  arbitrary Python objects is refused, never executed.
+- A ``torch.export`` program (``.pt2``) for a custom architecture: a graph plus weights, no pickled code.
+Then the model must fit the data: keys, shapes, inputs and the number of outputs, each mismatch said precisely.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data.base import Dataset
+from ..data.uploads import MAX_UPLOAD_BYTES
+from ..errors import InfluenceError
+from .architectures import output_dim
+from .registry import build_model, get_model_spec
+from .train import FittedModel, TrainConfig, fitted_from_module
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+EXPORTED_ARCH = "exported"  # the `arch` of a FittedModel built from a torch.export program
+
+
+class ExportedModule(nn.Module):
+    """A torch.export program as a module. Its graph is fixed as exported, so train()/eval() only set the flag
+    (the unlifted graph module refuses them)."""
+
+    def __init__(self, program: nn.Module) -> None:
+        super().__init__()
+        self.program = program
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)
+
+    def train(self, mode: bool = True) -> "ExportedModule":
+        self.training = mode
+        return self
+
+
+# -------------------------------------------------------------------------------------------- reading
+def read_state_dict(data: bytes, filename: str) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` or torch state_dict file, without executing anything it contains."""
+    suffix = Path(filename).suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors.torch import load as load_safetensors
+
+        try:
+            obj = load_safetensors(data)
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            raise InfluenceError(f"cannot read '{filename}' as safetensors: {str(err).splitlines()[0]}") from None
+    elif suffix in TORCH_SUFFIXES:
+        try:
+            with warnings.catch_warnings():  # torch warns about pickle protocols before refusing; the refusal is the news
+                warnings.simplefilter("ignore", UserWarning)
+                obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        except Exception as err:  # noqa: BLE001 - pickle and zip errors alike
+            text = str(err)
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+            if "Weights only load failed" in text or found:
+                what = f" ({found.group(1)})" if found else ""
+                raise InfluenceError(
+                    f"refused to load '{filename}': it holds Python objects that would run code when unpickled{what}; "
+                    "save only the weights (torch.save(model.state_dict(), ...) or safetensors)") from None
+            raise InfluenceError(f"cannot read '{filename}' as a torch file: {text.splitlines()[0] if text else type(err).__name__}") from None
+    else:
+        raise InfluenceError(f"weights must be .safetensors, {', '.join(TORCH_SUFFIXES)} or a .pt2 torch.export program, not '{filename}'")
+    return _as_state_dict(obj, filename)
+
+
+def _as_state_dict(obj, filename: str) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):  # common checkpoint wrappers
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj:
+        raise InfluenceError(f"'{filename}' holds a {type(obj).__name__}, not a state_dict (a dict of parameter tensors)")
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise InfluenceError(f"'{filename}' is not a plain state_dict: entry '{bad[0]}' is a {type(obj[bad[0]]).__name__}, not a tensor")
+    # Wrappers add prefixes: DataParallel 'module.', torch.compile '_orig_mod.'.
+    for prefix in ("module.", "_orig_mod."):
+        if all(k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix):]: v for k, v in obj.items()}
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in obj.items()}
+
+
+# ------------------------------------------------------------------------------------------- checking
+def _output_message(got: int, dataset: Dataset) -> str:
+    want = output_dim(dataset.num_classes)
+    detail = " (a binary model here has 1 output, one logit)" if dataset.num_classes == 2 else ""
+    return f"the uploaded weights have {got} outputs, the data set has {dataset.num_classes} classes{detail}; expected {want}"
+
+
+def check_state_dict(state: dict[str, torch.Tensor], module: nn.Module, arch: str, dataset: Dataset) -> None:
+    """Raise a precise `InfluenceError` when ``state`` cannot be loaded into ``module`` (built for ``dataset``)."""
+    expected = module.state_dict()
+    linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+    head = f"{linears[-1]}.weight" if linears else None
+    if head and head in state and state[head].ndim == 2 and state[head].shape[0] != expected[head].shape[0]:
+        raise InfluenceError(_output_message(int(state[head].shape[0]), dataset))
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+        raise InfluenceError(f"the weights do not fit architecture '{arch}': {'; '.join(parts)}; is --model right?")
+    first = next(iter(expected))
+    for key, want in expected.items():
+        got = state[key]
+        if tuple(got.shape) == tuple(want.shape):
+            continue
+        if key == first and got.ndim == want.ndim == 2:
+            raise InfluenceError(f"the uploaded weights take {got.shape[1]} input features, the data set has {want.shape[1]}")
+        if key == first and got.ndim == want.ndim == 4:
+            raise InfluenceError(f"the uploaded weights take {got.shape[1]}-channel images, the data set has {want.shape[1]} channels")
+        raise InfluenceError(f"parameter '{key}' has shape {tuple(got.shape)} in the file but {tuple(want.shape)} in '{arch}' "
+                             f"for inputs of shape {dataset.input_shape}")
+
+
+def _probe(module: nn.Module, dataset: Dataset, label: str) -> None:
+    """Run two samples through the model: the inputs must fit and the outputs must match the classes."""
+    split = dataset.val if len(dataset.val) >= 2 else dataset.train
+    x = split.x[:2]
+    try:
+        with torch.no_grad():
+            out = module(x)
+    except Exception as err:  # noqa: BLE001 - whatever the graph raises, the user needs the shape and the reason
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InfluenceError(f"{label} does not accept inputs of shape {tuple(x.shape)} from this data set ({reason}); "
+                             "export it for these inputs with a dynamic batch dimension") from None
+    if out.ndim != 2:
+        raise InfluenceError(f"{label} returns outputs of shape {tuple(out.shape)}; it must return logits of shape (batch, outputs)")
+    if out.shape[1] != output_dim(dataset.num_classes):
+        raise InfluenceError(_output_message(int(out.shape[1]), dataset))
+
+
+# ---------------------------------------------------------------------------------------------- public
+def load_fitted_bytes(data: bytes, filename: str, arch: str, dataset: Dataset) -> FittedModel:
+    """A `FittedModel` from uploaded bytes: a state_dict for built-in ``arch``, or a ``.pt2`` export (``arch`` ignored)."""
+    if len(data) == 0:
+        raise InfluenceError(f"the file '{filename}' is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InfluenceError(f"'{filename}' is {len(data) / 2**20:.1f} MB; uploads are limited to {MAX_UPLOAD_BYTES // 2**20} MB")
+    if Path(filename).suffix.lower() == ".pt2":
+        try:
+            program = torch.export.load(io.BytesIO(data))
+        except Exception as err:  # noqa: BLE001
+            raise InfluenceError(f"cannot read '{filename}' as a torch.export program: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        module = ExportedModule(program.module())
+        _probe(module, dataset, f"the exported program '{filename}'")
+        return fitted_from_module(module, EXPORTED_ARCH, dataset)
+    spec = get_model_spec(arch)
+    if dataset.kind not in spec.input_kinds:
+        raise InfluenceError(f"model '{arch}' needs {' or '.join(spec.input_kinds)} data, '{dataset.name}' is {dataset.kind}")
+    state = read_state_dict(data, filename)
+    module = build_model(arch, dataset.input_shape, dataset.num_classes)
+    check_state_dict(state, module, arch, dataset)
+    module.load_state_dict(state)
+    _probe(module.eval(), dataset, f"the model in '{filename}'")
+    return fitted_from_module(module, arch, dataset, l2=float(TrainConfig().resolved(arch).l2 or 0.0))
+
+
+def load_fitted(path: str | os.PathLike, arch: str, dataset: Dataset) -> FittedModel:
+    """`load_fitted_bytes` for a file on disk (the CLI's ``--weights``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InfluenceError(f"no such weights file: {path}")
+    if path.stat().st_size > MAX_UPLOAD_BYTES:
+        raise InfluenceError(f"'{path.name}' is {path.stat().st_size / 2**20:.1f} MB; uploads are limited to {MAX_UPLOAD_BYTES // 2**20} MB")
+    return load_fitted_bytes(path.read_bytes(), path.name, arch, dataset)
+
+
+def save_state_dict(fitted: FittedModel, path: str | os.PathLike) -> Path:
+    """Write the model's weights as ``.safetensors`` (or a torch file for other suffixes) — the format `load_fitted` reads."""
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in fitted.module.state_dict().items()}
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path

@@ -1,0 +1,125 @@
+"""The decision log: keep / remove / relabel decisions on training samples, saved to SQLite as they are made.
+
+Every call to `DecisionLog.record` is one *batch* (one click in the app, one or many samples); `undo` takes
+back the latest batch. A sample's current decision is its latest decision that has not been undone. Decisions
+are scoped by a ``scope`` string (data set id + model hash), so one database serves a whole workspace.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from .errors import InfluenceError
+
+ACTIONS = ("keep", "remove", "relabel")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope TEXT NOT NULL,
+    batch INTEGER NOT NULL,
+    sample INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    new_label INTEGER,
+    decided_by TEXT NOT NULL,
+    decided_at REAL NOT NULL,
+    undone INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS decisions_scope ON decisions (scope, undone, sample);
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The current decision on one training sample (``sample`` is its row in the training split)."""
+
+    sample: int
+    action: str
+    new_label: int | None
+    decided_by: str
+    decided_at: float
+
+
+def default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+class DecisionLog:
+    """A SQLite file of decisions; each method opens its own short connection (safe across app threads)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=10)
+        con.execute("PRAGMA journal_mode=WAL")
+        return con
+
+    def record(self, scope: str, samples: Iterable[int], action: str, new_label: int | None = None,
+               user: str | None = None) -> int:
+        """Save one batch of decisions (committed before returning); returns its batch number."""
+        samples = [int(s) for s in samples]
+        if action not in ACTIONS:
+            raise InfluenceError(f"unknown action '{action}'; choose one of: {', '.join(ACTIONS)}")
+        if action == "relabel" and new_label is None:
+            raise InfluenceError("relabel needs the new class")
+        if not samples:
+            raise InfluenceError("select at least one sample")
+        label = int(new_label) if action == "relabel" else None
+        now, who = time.time(), user or default_user()
+        with self._connect() as con:
+            batch = con.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM decisions WHERE scope = ?", (scope,)).fetchone()[0]
+            con.executemany(
+                "INSERT INTO decisions (scope, batch, sample, action, new_label, decided_by, decided_at) VALUES (?,?,?,?,?,?,?)",
+                [(scope, batch, s, action, label, who, now) for s in samples],
+            )
+        return int(batch)
+
+    def undo(self, scope: str) -> int:
+        """Take back the latest batch not yet undone; returns how many decisions it held (0 when none)."""
+        with self._connect() as con:
+            row = con.execute("SELECT MAX(batch) FROM decisions WHERE scope = ? AND undone = 0", (scope,)).fetchone()
+            if row[0] is None:
+                return 0
+            cur = con.execute("UPDATE decisions SET undone = 1 WHERE scope = ? AND batch = ?", (scope, row[0]))
+            return int(cur.rowcount)
+
+    def current(self, scope: str) -> dict[int, Decision]:
+        """Each decided sample's latest decision that has not been undone."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT sample, action, new_label, decided_by, decided_at FROM decisions "
+                "WHERE scope = ? AND undone = 0 ORDER BY batch, id", (scope,)
+            ).fetchall()
+        return {int(r[0]): Decision(int(r[0]), r[1], None if r[2] is None else int(r[2]), r[3], float(r[4])) for r in rows}
+
+    def frame(self, scope: str) -> pd.DataFrame:
+        """`current` as a table: sample, action, new_label, decided_by, decided_at (ISO time, UTC)."""
+        rows = [d.__dict__ for d in self.current(scope).values()]
+        frame = pd.DataFrame(rows, columns=["sample", "action", "new_label", "decided_by", "decided_at"])
+        frame["decided_at"] = pd.to_datetime(frame["decided_at"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return frame.sort_values("sample").reset_index(drop=True)
+
+    def counts(self, scope: str) -> dict[str, int]:
+        """How many samples currently carry each action."""
+        out = {a: 0 for a in ACTIONS}
+        for d in self.current(scope).values():
+            out[d.action] += 1
+        return out
+
+    def can_undo(self, scope: str) -> bool:
+        with self._connect() as con:
+            return con.execute("SELECT 1 FROM decisions WHERE scope = ? AND undone = 0 LIMIT 1", (scope,)).fetchone() is not None

@@ -1,0 +1,154 @@
+"""The workbench's state on disk: which data set, model and score runs are current (a small JSON file in the
+workspace), so a page refresh or a server restart loses nothing. Front ends keep only keys; this holds the truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from .data.base import Dataset
+from .errors import InfluenceError
+from .models.train import TrainConfig
+
+SELECTION_FILE = "selection.json"
+
+
+def workspace_root() -> Path:
+    """INFLUENCE_WORKSPACE, else ./workspace."""
+    return Path(os.environ.get("INFLUENCE_WORKSPACE") or "workspace").resolve()
+
+
+@dataclass
+class ScoreRun:
+    """One computed score column: method, impact, parameter group and the method's settings."""
+
+    method: str
+    impact: str = "utility"
+    params: str = "all"
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """A short unique column name, e.g. ``ip_ensemble[K=5,p=0.01]·fairness``."""
+        short = {"ensemble_size": "K", "dropout": "p"}
+        parts = ",".join(f"{short.get(k, k)}={v}" for k, v in sorted(self.settings.items()))
+        name = self.method + (f"[{parts}]" if parts else "")
+        if self.impact != "utility":
+            name += f"·{self.impact}"
+        if self.params != "all":
+            name += f"·{self.params}"
+        return name
+
+
+@dataclass
+class Selection:
+    """What the user has chosen: data set (+ loader arguments), model (trained or uploaded), score runs."""
+
+    dataset: str = "moons"
+    dataset_kwargs: dict = field(default_factory=lambda: {"seed": 0})
+    arch: str | None = None
+    train: dict | None = None  # TrainConfig fields; None = no model yet
+    weights: str | None = None  # uploaded weights (a path inside the workspace)
+    model_hash: str | None = None
+    runs: list[ScoreRun] = field(default_factory=list)
+    primary: str | None = None  # the run whose score orders the review
+    flag_share: float = 0.1  # share of training samples flagged for review (most detrimental first)
+
+    @property
+    def dataset_key(self) -> str:
+        return self.dataset + json.dumps(self.dataset_kwargs, sort_keys=True)
+
+    @property
+    def has_model(self) -> bool:
+        return self.arch is not None and (self.train is not None or self.weights is not None)
+
+    def train_config(self) -> TrainConfig:
+        known = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in (self.train or {}).items() if k in known})
+
+    def primary_run(self) -> ScoreRun | None:
+        for run in self.runs:
+            if run.label == self.primary:
+                return run
+        return self.runs[0] if self.runs else None
+
+    def set_dataset(self, name: str, kwargs: dict) -> None:
+        """A new data set: the model and score runs belonged to the old one."""
+        if name != self.dataset or kwargs != self.dataset_kwargs:
+            self.dataset, self.dataset_kwargs = name, dict(kwargs)
+            self.clear_model()
+
+    def clear_model(self) -> None:
+        self.arch = self.train = self.weights = self.model_hash = None
+        self.runs, self.primary = [], None
+
+    def add_run(self, run: ScoreRun) -> None:
+        self.runs = [r for r in self.runs if r.label != run.label] + [run]
+        self.primary = self.primary or run.label
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Selection":
+        known = {f.name for f in fields(cls)}
+        sel = cls(**{k: v for k, v in data.items() if k in known})
+        sel.runs = [ScoreRun(**r) if isinstance(r, dict) else r for r in sel.runs]
+        return sel
+
+
+def load_selection(root: Path | None = None) -> Selection:
+    """The saved selection, or the built-in default (moons) when there is none or it cannot be read."""
+    path = (root or workspace_root()) / SELECTION_FILE
+    try:
+        return Selection.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return Selection()
+
+
+def save_selection(selection: Selection, root: Path | None = None) -> None:
+    """Write atomically (a reader never sees half a file)."""
+    root = root or workspace_root()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / (SELECTION_FILE + ".tmp")
+    tmp.write_text(json.dumps(selection.to_json(), indent=2, default=str))
+    tmp.replace(root / SELECTION_FILE)
+
+
+def decision_scope(dataset: Dataset) -> str:
+    """Decisions belong to the data (name + content hash), not to a model: retraining keeps them."""
+    return f"{dataset.name}:{dataset.fingerprint()}"
+
+
+def store_upload(data: bytes, filename: str, folder: str, root: Path | None = None) -> Path:
+    """Save uploaded bytes under ``<workspace>/uploads/<folder>/<sha>-<name>``; the name is reduced to a safe basename."""
+    from .export import safe_names
+
+    if not data:
+        raise InfluenceError(f"the uploaded file '{filename}' is empty")
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    name = safe_names([Path(filename).name])[0]
+    path = (root or workspace_root()) / "uploads" / folder / f"{digest}-{name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_bytes(data)
+    return path
+
+
+def flagged_rows(scores: np.ndarray, share: float) -> np.ndarray:
+    """Rows of the ``share`` most detrimental samples (lowest scores first), at least one."""
+    k = max(1, int(round(share * len(scores))))
+    return np.argsort(scores, kind="stable")[:k]
+
+
+def get_workspace(root: Path | None = None):
+    """The project's `Workspace` (cached models and scores) at ``root`` (default: `workspace_root`)."""
+    from .workspace import Workspace
+
+    return Workspace(root or workspace_root())

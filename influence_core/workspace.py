@@ -1,0 +1,195 @@
+"""A project folder on disk that caches what is slow to recompute: trained models and score vectors.
+
+    ws = Workspace()                       # $INFLUENCE_WORKSPACE or ./workspace
+    fitted = ws.get_or_train(ds, "cnn", TrainConfig(epochs=5))
+    scores = ws.get_or_score(ds, fitted, "ip", "utility")   # lower = more detrimental
+
+Layout: ``models/<key>/{weights.safetensors, meta.json, checkpoints/epoch-NNNN.safetensors}`` keyed by
+hash(data fingerprint, architecture, resolved training config); ``scores/<key>.{npy,json}`` keyed by hash(data
+fingerprint, weights fingerprint, method + resolved settings, impact + settings, parameter selection). Every
+entry is written to a temporary name and renamed into place, so a crash never leaves a half-written entry.
+(The app keeps its decision log at ``<root>/decisions.sqlite``; this module does not touch it.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .api import compute_scores
+from .data.base import Dataset
+from .errors import InfluenceError
+from .grads import Progress
+from .impacts import Impact, make_impact
+from .methods import get_method
+from .models.registry import build_model
+from .models.train import Checkpoint, FittedModel, TrainConfig, TrainProgress, train_model
+
+
+def _hash(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def _checkpoints_fingerprint(fitted: FittedModel) -> str:
+    h = hashlib.sha256()
+    for c in fitted.checkpoints:
+        h.update(f"{c.epoch}:{c.lr!r}".encode())
+        for name, t in c.state.items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+class Workspace:
+    """One project's folder: cached models and scores (see the module docstring for the layout)."""
+
+    def __init__(self, root: str | os.PathLike | None = None, project: str | None = None) -> None:
+        base = Path(root or os.environ.get("INFLUENCE_WORKSPACE") or "workspace").expanduser()
+        self.root = (base / project) if project else base
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InfluenceError(f"cannot create the workspace folder {self.root}: {err.strerror}") from None
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the workspace (parent folders created); refuses parts that would leave it."""
+        p = self.root.joinpath(*parts).resolve()
+        if p != self.root.resolve() and self.root.resolve() not in p.parents:
+            raise InfluenceError(f"'{'/'.join(parts)}' points outside the workspace {self.root}")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    # ------------------------------------------------------------------------------------------ models
+    @staticmethod
+    def model_key(dataset: Dataset, arch: str, config: TrainConfig | None = None) -> str:
+        """The cache key of a model: equal data, architecture and (resolved) settings give the same key."""
+        config = (config or TrainConfig()).resolved(arch)
+        return _hash({"dataset": dataset.fingerprint(), "arch": arch, "config": config.key()})
+
+    def load_model(self, key: str, dataset: Dataset) -> FittedModel | None:
+        """The cached model ``key`` rebuilt for ``dataset``, or None when it is not cached."""
+        folder = self.root / "models" / key
+        if not (folder / "meta.json").exists():
+            return None
+        meta = json.loads((folder / "meta.json").read_text())
+        module = build_model(meta["arch"], dataset.input_shape, dataset.num_classes)
+        module.load_state_dict(load_file(str(folder / "weights.safetensors")))
+        checkpoints = [Checkpoint(c["epoch"], c["lr"], load_file(str(folder / "checkpoints" / c["file"])))
+                       for c in meta["checkpoints"]]
+        return FittedModel(module.eval(), meta["arch"], TrainConfig(**meta["config"]), meta["history"], checkpoints,
+                           meta["metrics"], meta["dataset_fingerprint"])
+
+    def save_model(self, key: str, fitted: FittedModel) -> Path:
+        """Store ``fitted`` under ``key`` (weights, checkpoints, JSON metadata), atomically as one folder."""
+        final = self.root / "models" / key
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}."))
+        try:
+            save_file(_tensors(fitted.module.state_dict()), str(tmp / "weights.safetensors"))
+            (tmp / "checkpoints").mkdir()
+            ckpts = []
+            for c in fitted.checkpoints:
+                name = f"epoch-{c.epoch:04d}.safetensors"
+                save_file(_tensors(c.state), str(tmp / "checkpoints" / name))
+                ckpts.append({"epoch": c.epoch, "lr": c.lr, "file": name})
+            meta = {"key": key, "arch": fitted.arch, "config": asdict(fitted.config), "history": fitted.history,
+                    "metrics": fitted.metrics, "dataset_fingerprint": fitted.dataset_fingerprint,
+                    "weights_fingerprint": fitted.fingerprint(), "checkpoints": ckpts, "created": time.time()}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
+            try:
+                os.rename(tmp, final)
+            except OSError:  # another process stored the same key first: theirs is as good as ours
+                pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def get_or_train(self, dataset: Dataset, arch: str, config: TrainConfig | None = None,
+                     progress: TrainProgress | None = None, should_stop: Callable[[], bool] | None = None,
+                     device: str | None = None) -> FittedModel:
+        """The cached model for (data, architecture, settings), training and storing it on a miss.
+
+        A run cancelled through ``should_stop`` is returned but not cached.
+        """
+        config = (config or TrainConfig()).resolved(arch)
+        key = self.model_key(dataset, arch, config)
+        cached = self.load_model(key, dataset)
+        if cached is not None:
+            return cached
+        fitted = train_model(dataset, arch, config, device=device, progress=progress, should_stop=should_stop)
+        if not (fitted.history and fitted.history[-1].get("cancelled")):
+            self.save_model(key, fitted)
+        return fitted
+
+    def models(self) -> list[dict]:
+        """Metadata of every cached model, newest first."""
+        metas = [json.loads(p.read_text()) for p in (self.root / "models").glob("*/meta.json")]
+        return sorted(metas, key=lambda m: m.get("created", 0), reverse=True)
+
+    # ------------------------------------------------------------------------------------------ scores
+    @staticmethod
+    def score_key(dataset: Dataset, fitted: FittedModel, method: str, impact: str | Impact = "utility",
+                  params: str = "all", settings: dict | None = None, impact_settings: dict | None = None) -> str:
+        """The cache key of a score vector; method and impact settings are resolved to their full values first."""
+        scorer = get_method(method, **(settings or {}))
+        imp = make_impact(impact, **(impact_settings or {}))
+        imp_fields = {f.name: getattr(imp, f.name) for f in fields(imp)} if is_dataclass(imp) else {}
+        payload = {"dataset": dataset.fingerprint(), "model": fitted.fingerprint(), "method": method,
+                   "settings": asdict(scorer.settings) if is_dataclass(scorer.settings) else {}, "impact": imp.name,
+                   "impact_settings": imp_fields, "params": params}
+        if scorer.needs_checkpoints:  # TracIn-like scores depend on the training trajectory, not only on θ
+            payload["checkpoints"] = _checkpoints_fingerprint(fitted)
+        return _hash(payload)
+
+    def get_or_score(self, dataset: Dataset, fitted: FittedModel, method: str = "ip", impact: str | Impact = "utility",
+                     params: str = "all", settings: dict | None = None, progress: Progress | None = None, *,
+                     impact_settings: dict | None = None, device: str | None = None, batch_size: int = 256) -> np.ndarray:
+        """Scores of every training sample (lower = more detrimental), from the cache or computed and stored."""
+        key = self.score_key(dataset, fitted, method, impact, params, settings, impact_settings)
+        path = self.root / "scores" / f"{key}.npy"
+        if path.exists():
+            if progress is not None:
+                progress(1.0, "loaded from the workspace cache")
+            return np.load(path, allow_pickle=False)
+        t0 = time.perf_counter()
+        scores = compute_scores(dataset, fitted, method, impact, params=params, device=device, batch_size=batch_size,
+                                progress=progress, impact_settings=impact_settings, **(settings or {}))
+        meta = {"key": key, "method": method, "impact": impact if isinstance(impact, str) else impact.name,
+                "params": params, "settings": settings or {}, "impact_settings": impact_settings or {},
+                "dataset_fingerprint": dataset.fingerprint(), "model_fingerprint": fitted.fingerprint(),
+                "seconds": time.perf_counter() - t0, "created": time.time()}
+        _write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=str)))
+
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.save(f, scores, allow_pickle=False)
+
+        _write_atomic(path, save)
+        return scores

@@ -1,0 +1,152 @@
+"""Data: choose a built-in data set or upload a CSV / image zip; preview it, its class balance and known noise."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from influence_core.data.registry import DATASETS, PATH_LOADERS, load_dataset
+from influence_core.errors import InfluenceError
+from influence_core.export import images_uint8
+from influence_core.figures import class_balance
+from influence_core.session import store_upload
+from pages._common import dataset_of, display_name, guarded, save, selection
+
+UPLOAD = "Upload a file…"
+# Loader arguments with a fixed set of values get a select box instead of a text field.
+CHOICES = {"label_set": ["aggregate", "random1", "random2", "random3", "worst"]}
+
+
+def _parse(text: str):
+    """A free-form argument: blank = the loader's default, numbers as numbers, anything else as text."""
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text.strip()
+
+
+def _parameter_inputs(name: str, defaults: dict, current: dict) -> dict:
+    """A form field per loader argument, prefilled from the current selection or the loader's default."""
+    values = {}
+    cols = st.columns(min(max(len(defaults), 1), 4))
+    for i, (arg, default) in enumerate(defaults.items()):
+        value = current.get(arg, default)
+        key = f"data-{name}-{arg}"
+        with cols[i % len(cols)]:
+            label = arg.replace("_", " ")
+            if arg in CHOICES:
+                opts = CHOICES[arg]
+                values[arg] = st.selectbox(label, opts, index=opts.index(value) if value in opts else 0, key=key)
+            elif isinstance(default, bool):
+                values[arg] = st.checkbox(label, value=bool(value), key=key)
+            elif isinstance(default, int):
+                values[arg] = int(st.number_input(label, value=int(value), step=1, key=key))
+            elif isinstance(default, float):
+                values[arg] = float(st.number_input(label, value=float(value), format="%g", key=key))
+            elif default is None or isinstance(default, str):
+                text = st.text_input(label, value="" if value is None else str(value), key=key,
+                                     placeholder="default" if default is None else "")
+                values[arg] = _parse(text) if default is None else (text or None)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _choose(sel) -> None:
+    names = sorted(DATASETS)
+    current = sel.dataset if sel.dataset in DATASETS else UPLOAD
+    options = names + ([UPLOAD] if PATH_LOADERS else [])
+    choice = st.selectbox("Data set", options, index=options.index(current) if current in options else 0,
+                          format_func=lambda n: n if n == UPLOAD else f"{n} — {DATASETS[n].description}")
+    if choice == UPLOAD:
+        _upload(sel)
+        return
+    defaults = DATASETS[choice].parameters()
+    kwargs = _parameter_inputs(choice, defaults, sel.dataset_kwargs if choice == sel.dataset else {})
+    changed = choice != sel.dataset or kwargs != {k: v for k, v in {**defaults, **sel.dataset_kwargs}.items() if v is not None}
+    if st.button("Use this data set", type="primary", disabled=not changed, icon=":material/check:"):
+        load_dataset(choice, **kwargs)  # refuse bad arguments before anything changes
+        sel.set_dataset(choice, kwargs)
+        save(sel)
+        st.rerun()
+
+
+def _upload(sel) -> None:
+    kinds = sorted(s.lstrip(".") for s in PATH_LOADERS)
+    st.caption("A CSV with one row per sample and a label column, or a zip of images in class folders "
+               "(train/<class>/*.png, optional val/ and test/).")
+    file = st.file_uploader("Data file", type=kinds)
+    c1, c2 = st.columns(2)
+    label_column = c1.text_input("Label column (CSV; blank: the last column)") or None
+    sensitive_column = c2.text_input("Sensitive attribute column (CSV, optional)") or None
+    if file is None:
+        return
+    path = store_upload(file.getvalue(), file.name, "data")
+    kwargs = {k: v for k, v in {"label_column": label_column, "sensitive_column": sensitive_column}.items() if v}
+    try:
+        ds = load_dataset(str(path), **kwargs)
+    except InfluenceError as err:
+        st.error(f"This file cannot be used: {err}")
+        return
+    st.success(f"Read {len(ds.train)} training samples in {ds.num_classes} classes from {file.name}.")
+    if st.button("Use this upload", type="primary", icon=":material/check:"):
+        sel.set_dataset(str(path), kwargs)
+        save(sel)
+        st.rerun()
+
+
+def _preview(ds) -> None:
+    summary = ds.summary()
+    c = st.columns(5)
+    c[0].metric("Training", f"{summary['n_train']:,}")
+    c[1].metric("Validation", f"{summary['n_val']:,}")
+    c[2].metric("Test", f"{summary['n_test']:,}")
+    c[3].metric("Classes", summary["num_classes"])
+    c[4].metric("Known noise rate", f"{summary['noise_rate']:.1%}" if "noise_rate" in summary else "unknown")
+    left, right = st.columns([2, 3])
+    with left:
+        noisy_counts = None
+        if ds.noise_mask is not None:
+            y, m = ds.train.y.numpy(), ds.noise_mask.numpy()
+            noisy_counts = {ds.classes[k]: int((m & (y == k)).sum()) for k in range(ds.num_classes)}
+        st.plotly_chart(class_balance(summary["class_counts"], noisy_counts), width="stretch")
+        if ds.sensitive_name:
+            st.caption(f"Sensitive attribute: {ds.sensitive_name} (used by the fairness impact).")
+    with right:
+        st.markdown("**Preview** (first training samples)")
+        if ds.kind == "image":
+            n = min(18, len(ds.train))
+            pixels = images_uint8(ds, np.arange(n))
+            cols = st.columns(6)
+            for i in range(n):
+                noisy = ds.noise_mask is not None and bool(ds.noise_mask[i])
+                caption = ds.classes[int(ds.train.y[i])] + (" ⚠" if noisy else "")
+                cols[i % 6].image(pixels[i], caption=caption, width="stretch")
+            if ds.noise_mask is not None:
+                st.caption("⚠ = the given label is known to be wrong.")
+        else:
+            n = min(200, len(ds.train))
+            names = ds.feature_names or [f"x{i}" for i in range(ds.train.x.shape[1])]
+            frame = pd.DataFrame(ds.train.x[:n].numpy(), columns=names[: ds.train.x.shape[1]])
+            frame.insert(0, "label", [ds.classes[int(v)] for v in ds.train.y[:n]])
+            if ds.noise_mask is not None:
+                frame.insert(1, "known noisy", ds.noise_mask[:n].numpy().astype(bool))
+            st.dataframe(frame, height=330, width="stretch")
+
+
+def page() -> None:
+    st.title("Data")
+    st.write("Pick the training data to debug. The built-in **moons** set has 20 labels flipped on purpose, so you "
+             "can see the whole flow without uploading anything.")
+    sel = selection()
+    _choose(sel)
+    st.divider()
+    ds = dataset_of(sel)
+    st.subheader(f"{display_name(sel.dataset)} · {ds.kind}")
+    _preview(ds)
+
+
+guarded(page)

@@ -1,0 +1,64 @@
+"""Model page: says a model is missing, trains one in the background, shows accuracies, and can be stopped."""
+
+from influence_core.data import load_dataset
+from influence_core.jobs import get_job
+from influence_core.session import load_selection
+
+from .conftest import no_errors, open_page, settle
+
+
+def test_missing_model_is_said_plainly(workspace):
+    at = open_page("2_Model.py")
+    no_errors(at)
+    assert any("No model yet" in i.value for i in at.info)
+
+
+def test_train_saves_the_model_and_shows_accuracy(workspace):
+    at = open_page("2_Model.py")
+    at.number_input[0].set_value(30)  # epochs
+    next(b for b in at.button if b.label == "Train").click().run()
+    at = settle(at)
+    no_errors(at)
+    assert any("Training finished" in s.value for s in at.success)
+    sel = load_selection(workspace)
+    assert sel.arch == "mlp" and sel.train["epochs"] == 30 and sel.model_hash
+    metrics = {m.label: m.value for m in at.metric}
+    assert any(sel.model_hash in c.value for c in at.caption)
+    assert float(metrics["Validation accuracy"].rstrip("%")) > 70  # moons is easy
+    # A fresh session (restart) finds the same model.
+    assert any(sel.model_hash in c.value for c in open_page("2_Model.py").caption)
+
+
+def test_stop_cancels_training_and_keeps_no_model(workspace):
+    at = open_page("2_Model.py")
+    at.number_input[0].set_value(5000)
+    next(b for b in at.button if b.label == "Train").click().run()
+    job = get_job(f"train:{load_dataset('moons', seed=0).fingerprint()}")
+    assert job is not None and job.running
+    job.cancel()
+    at = settle(at)
+    assert not at.exception
+    assert any("stopped" in w.value for w in at.warning)
+    assert load_selection(workspace).arch is None
+    assert len(job.log) < 5000
+
+
+def test_uploaded_weights_become_the_model_and_bad_ones_are_refused(workspace):
+    from safetensors.torch import save as save_safetensors
+
+    from influence_core.models import TrainConfig, train_model
+
+    ds = load_dataset("moons", seed=0)
+    trained = train_model(ds, "mlp", TrainConfig(epochs=20))
+    at = open_page("2_Model.py")
+    at.file_uploader[0].upload("junk.safetensors", b"not a weights file", "application/octet-stream").run()
+    assert not at.exception
+    assert any("cannot be used" in e.value for e in at.error)
+    assert load_selection(workspace).arch is None
+    data = save_safetensors({k: v.contiguous() for k, v in trained.module.state_dict().items()})
+    at.file_uploader[0].upload("mlp.safetensors", data, "application/octet-stream").run()
+    at.run()
+    no_errors(at)
+    sel = load_selection(workspace)
+    assert sel.weights and sel.model_hash == trained.fingerprint()
+    assert any("uploaded weights" in h.value for h in at.subheader)

@@ -1,0 +1,55 @@
+"""Where data files are found, and downloads (with the network replaced by a stub: tests never go online)."""
+
+from __future__ import annotations
+
+import io
+import urllib.error
+
+import pytest
+
+from influence_core.data import paths
+from influence_core.data.uploads import save_upload
+from influence_core.errors import InfluenceError
+
+
+def test_shared_data_dir_follows_environment(shared_data, tmp_path, monkeypatch):
+    assert paths.shared_data_dir() == shared_data
+    assert paths.find_data_file(["adult/adult.data"]) == shared_data / "adult" / "adult.data"
+    monkeypatch.setenv("INFLUENCE_SHARED_DATA", str(tmp_path))
+    assert paths.find_data_file(["adult/adult.data"]) is None
+
+
+def test_missing_file_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFLUENCE_SHARED_DATA", str(tmp_path))
+    with pytest.raises(InfluenceError, match=r"^data file 'adult/adult.data' not found in .*; pass download=True "
+                                             r"\(CLI: --download\) to fetch https://archive.ics.uci.edu/.*adult.data, or give a local path$"):
+        paths.require_data_file(["adult/adult.data"], f"{paths.UCI}/adult/adult.data")
+    with pytest.raises(InfluenceError, match="^no such file: "):
+        paths.find_data_file(["x"], tmp_path / "nope.csv")
+
+
+def test_download_goes_to_the_cache_atomically(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFLUENCE_SHARED_DATA", str(tmp_path / "shared"))
+    monkeypatch.setenv("INFLUENCE_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(paths.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"hello"))
+    got = paths.require_data_file(["adult/adult.data"], "https://example.org/adult.data", download=True)
+    assert got == tmp_path / "cache" / "adult" / "adult.data" and got.read_bytes() == b"hello"
+    assert [p.name for p in got.parent.iterdir()] == ["adult.data"]  # no temporary file left
+    assert paths.require_data_file(["adult/adult.data"], "unused") == got  # found in the cache next time
+
+    def offline(url, timeout):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(paths.urllib.request, "urlopen", offline)
+    with pytest.raises(InfluenceError, match="^could not download https://example.org/b.csv: <urlopen error no route to host>"):
+        paths.require_data_file(["bank/b.csv"], "https://example.org/b.csv", download=True)
+    assert list((tmp_path / "cache" / "bank").iterdir()) == []
+
+
+def test_save_upload_sanitises_the_name_and_checks_size(tmp_path):
+    path = save_upload(b"a,y\n1,0\n", "../../evil name.csv", tmp_path)
+    assert path == tmp_path / "evil_name.csv" and path.read_bytes() == b"a,y\n1,0\n"
+    with pytest.raises(InfluenceError, match="^upload a .csv table or a .zip of images, not 'x.exe'$"):
+        save_upload(b"x", "x.exe", tmp_path)
+    with pytest.raises(InfluenceError, match="^the file 'e.csv' is empty$"):
+        save_upload(b"", "e.csv", tmp_path)

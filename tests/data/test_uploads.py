@@ -1,0 +1,200 @@
+"""User uploads: a good CSV and a good image zip load as documented; every bad input gives its one-line message."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from influence_core.data import load_dataset, raw_images
+from influence_core.data import uploads
+from influence_core.errors import InfluenceError
+
+
+def write_csv(tmp_path, frame: pd.DataFrame, name: str = "data.csv"):
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def table(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "income": rng.normal(50, 10, n), "city": rng.choice(["paris", "rome", "oslo"], n),
+        "sex": rng.choice(["F", "M"], n), "outcome": rng.choice(["no", "yes"], n),
+    })
+
+
+# ------------------------------------------------------------------------------------------------ CSV
+def test_csv_loads_with_string_labels_and_binarised_sensitive(tmp_path):
+    frame = table()
+    ds = load_dataset(write_csv(tmp_path, frame), label_column="outcome", sensitive_column="sex", seed=1)
+    assert ds.classes == ["no", "yes"] and ds.sensitive_name == "sex = M"
+    assert len(ds.train) + len(ds.val) + len(ds.test) == 60
+    src = ds.source_index.numpy()
+    assert np.array_equal(ds.train.y.numpy(), (frame["outcome"] == "yes").to_numpy()[src])
+    assert np.array_equal(ds.train.sensitive.numpy(), (frame["sex"] == "M").to_numpy()[src])
+    assert set(ds.feature_names) == {"income", "city_oslo", "city_paris", "city_rome", "sex_F", "sex_M"}
+
+
+def test_csv_semicolons_integer_labels_and_median_imputation(tmp_path):
+    frame = pd.DataFrame({"x": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0] * 3, "y": [3, 7] * 15,
+                          "age": list(range(20, 50))})
+    path = tmp_path / "semi.csv"
+    frame.to_csv(path, sep=";", index=False)
+    ds = load_dataset(str(path), label_column="y", sensitive_column="age", seed=0)
+    assert ds.classes == ["3", "7"] and ds.sensitive_name == "age >= 34.5"
+    src = ds.source_index.numpy()
+    assert np.array_equal(ds.train.sensitive.numpy(), (frame["age"].to_numpy() >= 34.5)[src].astype(int))
+    # The missing x is imputed with the training median, which standardises to the value of that median.
+    x_train_raw = frame["x"].to_numpy()[src]
+    med = np.nanmedian(x_train_raw)
+    mu, sd = np.nanmean(np.where(np.isnan(x_train_raw), med, x_train_raw)), np.nanstd(np.where(np.isnan(x_train_raw), med, x_train_raw))
+    rows = np.flatnonzero(np.isnan(x_train_raw))
+    assert len(rows) > 0
+    assert np.allclose(ds.train.x[rows, ds.feature_names.index("x")].numpy(), (med - mu) / sd, atol=1e-5)
+
+
+@pytest.mark.parametrize("frame, kwargs, message", [
+    (pd.DataFrame({"a": [1, 2], "b": [0, 1]}), {"label_column": "y"},
+     "no label column 'y' in 'data.csv'; the columns are: a, b"),
+    (pd.DataFrame({"a": [1, 2], "b": [0, 1]}), {},
+     "choose the label column (--label-column); the columns of 'data.csv' are: a, b"),
+    (pd.DataFrame({"a": [1, 2, 3], "y": [1, 1, 1]}), {"label_column": "y"},
+     "the label column 'y' has only one class ('1'); a classifier needs at least two"),
+    (pd.DataFrame({"a": [1, 2, 3, 4], "y": ["u", None, "v", None]}), {"label_column": "y"},
+     "the label column 'y' is missing in 2 rows (1, 3); fill or drop them"),
+    (pd.DataFrame({"a": [1, 2, 3], "y": [0.0, 0.5, 1.0]}), {"label_column": "y"},
+     "the label column 'y' holds non-integer numbers (e.g. 0.5 in row 1); labels must be class names or integers"),
+    (pd.DataFrame({"a": range(150), "id": [f"r{i}" for i in range(150)]}), {"label_column": "id"},
+     "the label column 'id' has 150 distinct values, more than 100 classes; is it the right column?"),
+    (pd.DataFrame({"a": range(6), "y": [0, 1] * 3, "race": list("abcabc")}), {"label_column": "y", "sensitive_column": "race"},
+     "the sensitive column 'race' has 3 values (a, b, c); it must be binary (two values) or numeric (split at a threshold)"),
+    (pd.DataFrame({"a": range(6), "y": [0, 1] * 3, "s": [1, 1, None, 0, 0, 1]}), {"label_column": "y", "sensitive_column": "s"},
+     "the sensitive column 's' is missing in 1 rows (2); fill or drop them"),
+    (pd.DataFrame({"a": [1.0, None] * 10, "y": [0, 1] * 10}), {"label_column": "y", "missing": "refuse"},
+     "missing feature values in 'a' (10 rows: 1, 3, 5, 7, 9, …); fill them or use missing='impute'"),
+    (pd.DataFrame({"y": [0, 1, 0, 1]}), {"label_column": "y"},
+     "'data.csv' has no feature columns besides the label 'y'"),
+])
+def test_csv_bad_input_messages(tmp_path, frame, kwargs, message):
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(write_csv(tmp_path, frame), **kwargs)
+    assert str(err.value) == message
+
+
+def test_csv_empty_file_and_header_only(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(InfluenceError, match="^the file 'empty.csv' is empty$"):
+        load_dataset(str(empty), label_column="y")
+    header = tmp_path / "header.csv"
+    header.write_text("a,y\n")
+    with pytest.raises(InfluenceError, match="^'header.csv' has a header but no data rows$"):
+        load_dataset(str(header), label_column="y")
+
+
+def test_oversized_upload_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 100)
+    path = write_csv(tmp_path, table(50))
+    with pytest.raises(InfluenceError, match=r"^'data.csv' is 0\.\d MB; uploads are limited to 0 MB$"):
+        load_dataset(path, label_column="outcome")
+
+
+# ------------------------------------------------------------------------------------------ image zip
+def png(color, size=(40, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_zip(tmp_path, entries: dict[str, bytes], name: str = "images.zip", compression=zipfile.ZIP_DEFLATED):
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w", compression=compression) as z:
+        for member, data in entries.items():
+            z.writestr(member, data)
+    return str(path)
+
+
+def test_image_zip_loads_resized_with_classes_from_folders(tmp_path):
+    entries = {f"pets/cat/{i}.png": png((200, 10, 10)) for i in range(10)}
+    entries.update({f"pets/dog/{i}.png": png((10, 10, 200)) for i in range(10)})
+    entries["pets/readme.txt"] = b"not an image"
+    ds = load_dataset(write_zip(tmp_path, entries), seed=0)
+    assert ds.classes == ["cat", "dog"] and ds.input_shape == (3, 32, 32) and ds.kind == "image"
+    assert len(ds.train) + len(ds.val) + len(ds.test) == 20
+    files = ds.meta["files"]
+    pix = raw_images(ds, "train")
+    for row, src in enumerate(ds.source_index.numpy()):
+        expected = (200, 10, 10) if "/cat/" in files[src] else (10, 10, 200)
+        assert ds.classes[int(ds.train.y[row])] in files[src]
+        assert tuple(pix[row, 5, 5]) == expected  # a flat colour survives resizing and normalisation exactly
+
+
+def test_zip_slip_is_refused(tmp_path):
+    path = write_zip(tmp_path, {"cat/1.png": png("red"), "../../evil/1.png": png("blue")})
+    with pytest.raises(InfluenceError, match=r"^unsafe path '\.\./\.\./evil/1\.png' in 'images\.zip': it points outside"):
+        load_dataset(path)
+    path = write_zip(tmp_path, {"cat/1.png": png("red"), "/abs/1.png": png("blue")}, name="abs.zip")
+    with pytest.raises(InfluenceError, match="unsafe path '/abs/1.png'"):
+        load_dataset(path)
+
+
+def test_zip_bomb_ratio_and_total_size_are_refused(tmp_path, monkeypatch):
+    path = write_zip(tmp_path, {"cat/1.png": png("red"), "dog/bomb.png": b"\0" * (4 * 2**20)})
+    with pytest.raises(InfluenceError, match=r"^'dog/bomb\.png' in 'images\.zip' is compressed \d+:1 \(limit 100:1\); this looks like a zip bomb$"):
+        load_dataset(path)
+    monkeypatch.setattr(uploads, "MAX_UNCOMPRESSED_BYTES", 1000)
+    path = write_zip(tmp_path, {"cat/1.png": png("red"), "dog/1.png": png("blue")}, name="big.zip", compression=zipfile.ZIP_STORED)
+    monkeypatch.setattr(uploads, "MAX_UNCOMPRESSED_BYTES", 100)
+    with pytest.raises(InfluenceError, match=r"^'big\.zip' expands to 0 MB; the limit is 0 MB$"):
+        load_dataset(path)
+
+
+def test_unreadable_image_is_named(tmp_path):
+    path = write_zip(tmp_path, {"cat/1.png": png("red"), "dog/broken.png": b"\x89PNG garbage"})
+    with pytest.raises(InfluenceError, match=r"^cannot read image 'dog/broken\.png' in 'images\.zip': cannot identify image file"):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize("entries, message", [
+    ({"cat/1.png": png("red"), "cat/2.png": png("red")}, "'images.zip' has one class only ('cat'); a classifier needs at least two class folders"),
+    ({"1.png": png("red"), "dog/2.png": png("red")}, "images must sit in class folders (class_name/file.png); '1.png' in 'images.zip' does not"),
+    ({"notes.txt": b"hello"}, "no images found in 'images.zip' (expected class_name/file.png)"),
+])
+def test_zip_layout_messages(tmp_path, entries, message):
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(write_zip(tmp_path, entries))
+    assert str(err.value) == message
+
+
+def test_not_a_zip(tmp_path):
+    path = tmp_path / "fake.zip"
+    path.write_bytes(b"this is not a zip archive")
+    with pytest.raises(InfluenceError, match="^'fake.zip' is not a valid zip file$"):
+        load_dataset(str(path))
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_scores_a_csv_and_an_image_zip(tmp_path, capsys):
+    import pandas as pd
+
+    from influence_core import cli
+
+    csv_path = write_csv(tmp_path, table(80))
+    out = tmp_path / "scores.csv"
+    assert cli.main(["score", "--dataset", csv_path, "--label-column", "outcome", "--sensitive-column", "sex",
+                     "--model", "logreg", "--method", "ip", "--impact", "fairness", "--val-fraction", "0.25",
+                     "--quiet", "--no-cache", "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert len(frame) == 48 and set(frame.columns) >= {"index", "label", "score", "rank"}  # 80 − 16 test − 16 val
+    entries = {f"{c}/{i}.png": png(col) for c, col in (("a", "red"), ("b", "blue")) for i in range(10)}
+    assert cli.main(["score", "--dataset", write_zip(tmp_path, entries), "--model", "cnn", "--epochs", "1",
+                     "--quiet", "--no-cache", "--out", str(tmp_path / "img.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "img.csv")) == 14
+    assert cli.main(["score", "--dataset", csv_path, "--label-column", "nope", "--no-cache"]) == 2
+    assert "error: no label column 'nope' in 'data.csv'; the columns are: income, city, sex, outcome" in capsys.readouterr().err

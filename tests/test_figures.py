@@ -1,0 +1,113 @@
+"""Figure builders and the numbers in them, checked against brute-force counts and scipy / sklearn."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from influence_core import figures
+
+
+def _brute_region(a: float, b: float) -> int:
+    if a < 0 and b < 0:
+        return 1
+    if a >= 0 and b < 0:
+        return 2
+    if a >= 0 and b >= 0:
+        return 3
+    return 4
+
+
+def test_region_counts_equal_a_sign_count():
+    rng = np.random.default_rng(0)
+    gu, gw = rng.normal(size=500), rng.normal(size=500)
+    gu[:5] = 0.0  # boundary values go to the ≥ 0 side
+    brute = {name: 0 for name in figures.REGION_NAMES}
+    for a, b in zip(gu, gw):
+        brute[figures.REGION_NAMES[_brute_region(a, b) - 1]] += 1
+    assert figures.region_counts(gu, gw) == brute
+    assert sum(brute.values()) == 500
+
+
+def test_order_consistency_equals_a_pair_loop_and_kendall():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=70)
+    b = a + rng.normal(scale=0.8, size=70)
+    agree = total = 0
+    for i in range(70):
+        for j in range(i + 1, 70):
+            total += 1
+            agree += (a[i] - a[j]) * (b[i] - b[j]) >= 0
+    assert figures.order_consistency(a, b) == pytest.approx(agree / total)
+    tau = stats.kendalltau(a, b)[0]  # no ties: share of concordant pairs = (1 + τ) / 2
+    assert figures.order_consistency(a, b) == pytest.approx((1 + tau) / 2)
+    assert figures.order_consistency(a, -a) == 0.0
+
+
+def test_scatter_title_carries_scipy_correlations():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=200)
+    b = np.exp(a) + rng.normal(scale=0.3, size=200)
+    noisy = rng.random(200) < 0.1
+    fig = figures.score_scatter(a, b, "ip", "exact", noisy)
+    r, rho = map(float, re.findall(r"= (-?[0-9.]+)", fig.layout.title.text))
+    assert r == pytest.approx(stats.pearsonr(a, b)[0], abs=5e-4)
+    assert rho == pytest.approx(stats.spearmanr(a, b)[0], abs=5e-4)
+    noisy_trace = next(t for t in fig.data if t.name == "noisy label")
+    assert sorted(noisy_trace.customdata.tolist()) == np.flatnonzero(noisy).tolist()
+
+
+def test_auroc_and_precision_at_k_by_hand():
+    scores = np.array([-3.0, -2.0, -1.0, 0.5, 1.0, 2.0])
+    noisy = np.array([True, False, True, False, False, True])
+    # AUROC = P(a noisy sample scores lower than a clean one), counted over all 9 noisy-clean pairs.
+    pairs = [(s_n < s_c) for s_n in scores[noisy] for s_c in scores[~noisy]]
+    assert figures.detection_auroc(scores, noisy) == pytest.approx(np.mean(pairs))
+    assert figures.precision_at_k(scores, noisy, 3) == pytest.approx(2 / 3)
+    assert np.isnan(figures.detection_auroc(scores, np.zeros(6, bool)))
+
+
+def test_distribution_title_lists_each_method():
+    rng = np.random.default_rng(3)
+    noisy = rng.random(300) < 0.1
+    s = rng.normal(size=300) - 3 * noisy
+    fig = figures.score_distributions({"ip": s, "exact": -s}, noisy)
+    panel_titles = [a.text for a in fig.layout.annotations]
+    assert panel_titles[0].startswith(f"ip: AUROC {figures.detection_auroc(s, noisy):.3f}")
+    assert panel_titles[1].startswith(f"exact: AUROC {figures.detection_auroc(-s, noisy):.3f}")
+    assert f"precision@{noisy.sum()} {figures.precision_at_k(s, noisy, int(noisy.sum())):.2f}" in panel_titles[0]
+    noisy_trace = next(t for t in fig.data if t.name == "noisy label")
+    assert sorted(noisy_trace.x.tolist()) == sorted(s[noisy].tolist())  # noisy panel holds exactly the noisy scores
+    assert len(fig.data) == 4  # clean and noisy histogram per method
+
+
+def test_angle_figure_shades_the_regions_the_points_are_in():
+    rng = np.random.default_rng(4)
+    coords = rng.normal(size=(300, 2))
+    u_xy, w_xy = np.array([2.0, 0.0]), np.array([1.0, 1.5])
+    gu, gw = coords @ u_xy, coords @ w_xy
+    fig = figures.angle_regions_figure(coords, u_xy, w_xy, gu, gw)
+    heat = fig.data[0]
+    z = np.asarray(heat.z)
+    r = figures.regions(gu, gw)
+    # Away from the boundaries the shaded region under each point is the point's own region.
+    far = (np.abs(gu) > 0.3) & (np.abs(gw) > 0.3)
+    ix = np.abs(np.asarray(heat.x)[None, :] - coords[far, 0:1]).argmin(1)
+    iy = np.abs(np.asarray(heat.y)[None, :] - coords[far, 1:2]).argmin(1)
+    assert np.array_equal(z[iy, ix], r[far])
+    counts = figures.region_counts(gu, gw)
+    assert {t.name for t in fig.data if t.name and t.name.startswith("Region")} == {f"Region {k}: {v}" for k, v in counts.items()}
+
+
+def test_embedding_and_boundary_figures_keep_sample_ids():
+    xy = np.arange(20, dtype=float).reshape(10, 2)
+    fig = figures.embedding_figure(xy, np.linspace(-1, 1, 10), "ip", index=np.arange(100, 110))
+    assert fig.data[0].customdata.tolist() == list(range(100, 110))
+    assert fig.layout.dragmode == "lasso"
+    xs = ys = np.linspace(0, 1, 5)
+    fig = figures.decision_boundary_figure(xs, ys, np.zeros((5, 5)), xy, np.arange(10) % 2, np.array([2, 7]))
+    flagged = next(t for t in fig.data if t.name == "flagged")
+    assert flagged.x.tolist() == [xy[2, 0], xy[7, 0]]

@@ -1,0 +1,55 @@
+"""The SQLite decision log: persistence across connections, latest decision wins, undo by batch, scopes."""
+
+import sqlite3
+
+import pytest
+
+from influence_core.errors import InfluenceError
+from influence_core.review import DecisionLog
+
+
+def test_decisions_persist_across_a_new_connection(tmp_path):
+    path = tmp_path / "d.sqlite"
+    log = DecisionLog(path)
+    log.record("moons:abc", [4, 9], "remove", user="ana")
+    log.record("moons:abc", [4], "relabel", new_label=1, user="ben")
+    del log
+    again = DecisionLog(path)
+    current = again.current("moons:abc")
+    assert set(current) == {4, 9}
+    assert (current[4].action, current[4].new_label, current[4].decided_by) == ("relabel", 1, "ben")
+    assert (current[9].action, current[9].new_label) == ("remove", None)
+    assert again.counts("moons:abc") == {"keep": 0, "remove": 1, "relabel": 1}
+    # the rows are really in the file, readable without the class
+    rows = sqlite3.connect(path).execute("SELECT sample, action FROM decisions ORDER BY id").fetchall()
+    assert rows == [(4, "remove"), (9, "remove"), (4, "relabel")]
+
+
+def test_undo_takes_back_the_latest_batch_only(tmp_path):
+    log = DecisionLog(tmp_path / "d.sqlite")
+    log.record("s", [1], "keep")
+    log.record("s", [1, 2, 3], "remove")
+    assert log.undo("s") == 3
+    assert {k: v.action for k, v in log.current("s").items()} == {1: "keep"}
+    assert log.undo("s") == 1
+    assert log.current("s") == {} and not log.can_undo("s")
+    assert log.undo("s") == 0
+    # undone decisions stay undone after reopening
+    assert DecisionLog(tmp_path / "d.sqlite").current("s") == {}
+
+
+def test_scopes_are_separate_and_bad_input_is_refused(tmp_path):
+    log = DecisionLog(tmp_path / "d.sqlite")
+    log.record("a", [1], "remove")
+    assert log.current("b") == {}
+    log.record("b", [1], "keep")
+    log.undo("b")
+    assert log.current("a")[1].action == "remove"
+    with pytest.raises(InfluenceError, match="unknown action"):
+        log.record("a", [1], "delete")
+    with pytest.raises(InfluenceError, match="new class"):
+        log.record("a", [1], "relabel")
+    with pytest.raises(InfluenceError, match="at least one"):
+        log.record("a", [], "keep")
+    frame = log.frame("a")
+    assert frame["sample"].tolist() == [1] and frame["decided_at"].str.endswith("Z").all()

@@ -1,0 +1,117 @@
+"""Workspace cache: a second get_or_train / get_or_score is a hit (the trainer / scorer is not called again),
+a different configuration misses, entries survive a fresh Workspace object, and the CLI uses the cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import influence_core.workspace as workspace_module
+from influence_core import cli
+from influence_core.errors import InfluenceError
+from influence_core.models import TrainConfig
+from influence_core.workspace import Workspace
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts calls of the real trainer and scorer as the workspace sees them."""
+    calls = {"train": 0, "score": 0}
+    real_train, real_score = workspace_module.train_model, workspace_module.compute_scores
+
+    def train(*args, **kwargs):
+        calls["train"] += 1
+        return real_train(*args, **kwargs)
+
+    def score(*args, **kwargs):
+        calls["score"] += 1
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(workspace_module, "train_model", train)
+    monkeypatch.setattr(workspace_module, "compute_scores", score)
+    return calls
+
+
+def test_second_train_is_a_cache_hit_with_the_same_model(tmp_path, blobs, counted):
+    config = TrainConfig(epochs=4, checkpoint_every=2)
+    first = Workspace(tmp_path).get_or_train(blobs, "mlp", config)
+    again = Workspace(tmp_path).get_or_train(blobs, "mlp", config)  # a fresh object: the disk holds the truth
+    assert counted["train"] == 1
+    with torch.no_grad():
+        assert torch.equal(again.module(blobs.test.x), first.module(blobs.test.x))
+    assert again.fingerprint() == first.fingerprint() and again.history == first.history
+    assert [c.epoch for c in again.checkpoints] == [c.epoch for c in first.checkpoints] == [2, 4]
+    assert all(torch.equal(a.state[k], b.state[k]) for a, b in zip(again.checkpoints, first.checkpoints) for k in a.state)
+    assert again.config == first.config and again.metrics == first.metrics
+    assert not list(tmp_path.rglob(".*"))  # no temporary files left behind
+
+
+def test_different_config_misses_and_resolved_defaults_hit(tmp_path, blobs, counted):
+    ws = Workspace(tmp_path)
+    ws.get_or_train(blobs, "logreg", TrainConfig())
+    ws.get_or_train(blobs, "logreg", TrainConfig(l2=1e-2))  # logreg's default l2: the same run
+    assert counted["train"] == 1
+    ws.get_or_train(blobs, "logreg", TrainConfig(l2=1e-1))
+    ws.get_or_train(blobs, "logreg", TrainConfig(seed=1))
+    assert counted["train"] == 3
+    assert len(ws.models()) == 3
+
+
+def test_cancelled_training_is_not_cached(tmp_path, blobs, counted):
+    ws = Workspace(tmp_path)
+    ws.get_or_train(blobs, "mlp", TrainConfig(epochs=5), should_stop=lambda: True)
+    ws.get_or_train(blobs, "mlp", TrainConfig(epochs=5), should_stop=lambda: True)
+    assert counted["train"] == 2 and ws.models() == []
+
+
+def test_second_score_is_a_cache_hit(tmp_path, blobs, counted):
+    ws = Workspace(tmp_path)
+    fitted = ws.get_or_train(blobs, "logreg")
+    first = ws.get_or_score(blobs, fitted, "ip_ensemble", "utility", settings={"ensemble_size": 3})
+    messages = []
+    again = ws.get_or_score(blobs, fitted, "ip_ensemble", "utility", settings={"ensemble_size": 3, "dropout": 0.01},
+                            progress=lambda f, m: messages.append(m))  # dropout 0.01 is the default: same key
+    assert counted["score"] == 1 and np.array_equal(first, again) and messages == ["loaded from the workspace cache"]
+    ws.get_or_score(blobs, fitted, "ip_ensemble", "utility", settings={"ensemble_size": 4})
+    ws.get_or_score(blobs, fitted, "ip_ensemble", "fairness", settings={"ensemble_size": 3})
+    ws.get_or_score(blobs, fitted, "ip_ensemble", "utility", params="linear.weight", settings={"ensemble_size": 3})
+    assert counted["score"] == 4
+    other = ws.get_or_train(blobs, "logreg", TrainConfig(l2=1e-1))
+    ws.get_or_score(blobs, other, "ip_ensemble", "utility", settings={"ensemble_size": 3})  # other weights: miss
+    assert counted["score"] == 5
+
+
+def test_paths_stay_inside_and_root_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFLUENCE_WORKSPACE", str(tmp_path / "ws"))
+    ws = Workspace(project="demo")
+    assert ws.root == tmp_path / "ws" / "demo"
+    assert ws.path("exports", "a.csv") == (tmp_path / "ws" / "demo" / "exports" / "a.csv").resolve()
+    assert (tmp_path / "ws" / "demo" / "exports").is_dir()
+    with pytest.raises(InfluenceError, match=r"^'\.\./\.\./etc' points outside the workspace"):
+        ws.path("..", "..", "etc")
+
+
+def test_cli_score_uses_the_workspace_cache(tmp_path, counted, capsys):
+    args = ["score", "--dataset", "moons", "--model", "logreg", "--method", "ip", "--quiet",
+            "--workspace", str(tmp_path / "ws"), "--out", str(tmp_path / "scores.csv")]
+    assert cli.main(args) == 0 and cli.main(args) == 0
+    assert counted == {"train": 1, "score": 1}
+    assert len(list((tmp_path / "ws" / "scores").glob("*.npy"))) == 1
+    assert cli.main(args[:-2] + ["--no-cache", "--out", str(tmp_path / "again.csv")]) == 0
+    assert counted == {"train": 1, "score": 1}  # --no-cache goes around the workspace
+    assert (tmp_path / "scores.csv").read_text() == (tmp_path / "again.csv").read_text()
+
+
+def test_checkpoint_methods_key_on_the_trajectory(tmp_path, blobs, counted):
+    """Same final weights, different checkpoints: TracIn must not reuse scores computed from other checkpoints."""
+    ws = Workspace(tmp_path)
+    with_ckpt = ws.get_or_train(blobs, "logreg", TrainConfig(checkpoint_every=1))
+    without = ws.get_or_train(blobs, "logreg", TrainConfig())
+    assert with_ckpt.fingerprint() == without.fingerprint() and not without.checkpoints  # L-BFGS: identical θ
+    ws.get_or_score(blobs, with_ckpt, "tracin")
+    with pytest.raises(InfluenceError):
+        ws.get_or_score(blobs, without, "tracin")
+    ws.get_or_score(blobs, with_ckpt, "ip")
+    ws.get_or_score(blobs, without, "ip")  # IP depends on θ only: a hit
+    assert counted["score"] == 3
