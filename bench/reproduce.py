@@ -127,11 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="blobs and moons only")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--max-rows", type=int, default=10_000, help="Adult / Bank: subsample the data file (0 = all)")
-    p.add_argument("--cifar-epochs", type=int, default=3, help="CNN epochs (0 = the architecture default, 15)")
-    p.add_argument("--cifar-max-train", type=int, default=1500, help="CIFAR-10N: images of the 4,000 used (0 = all)")
-    p.add_argument("--cifar-params", default="head", help="parameters CIFAR scores use: all or head")
-    p.add_argument("--budget-minutes", type=float, default=25.0, help="stop starting new runs after this long")
+    p.add_argument("--max-rows", type=int, default=0, help="Adult / Bank: subsample the data file (0 = all)")
+    p.add_argument("--cifar-epochs", type=int, default=0, help="CNN epochs (0 = the architecture default, 15)")
+    p.add_argument("--cifar-max-train", type=int, default=0, help="CIFAR-10N: images of the 4,000 used (0 = all)")
+    p.add_argument("--cifar-params", default="all", help="parameters CIFAR scores use: all or head")
+    p.add_argument("--budget-minutes", type=float, default=25.0,
+                   help="stop starting new runs after this long (a busy shared machine: try --max-rows 10000 "
+                        "--cifar-max-train 1500 --cifar-epochs 3 --cifar-params head)")
     p.add_argument("--only", default="", help="run only experiments whose title contains this text")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"))
     args = p.parse_args(argv)
