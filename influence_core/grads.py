@@ -122,16 +122,6 @@ def per_sample_grads(module: nn.Module, params: Params, x: torch.Tensor, y: torc
     return vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)
 
 
-def mean_gradient(module: nn.Module, params: Params, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], n: int) -> Params:
-    """Gradient of the mean loss over all samples, accumulated batch by batch."""
-    total = {k: torch.zeros_like(v) for k, v in params.items()}
-    for x, y in batches:
-        g = grad(lambda p: per_sample_losses(module, p, x, y).sum())(params)
-        for k in total:
-            total[k] += g[k]
-    return {k: v / n for k, v in total.items()}
-
-
 # ------------------------------------------------------------------------------------------ curvature
 def training_objective_hvp(
     module: nn.Module, params: Params, vector: Params, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], n: int, l2: float

@@ -14,7 +14,7 @@ import inspect
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields, replace
-from typing import Callable, ClassVar, Iterator
+from typing import ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -181,6 +181,3 @@ def get_method(name: str, **settings) -> InfluenceMethod:
     if name not in METHODS:
         raise InfluenceError(f"unknown method '{name}'; choose one of: {', '.join(sorted(METHODS))}")
     return METHODS[name](**settings)
-
-
-ProgressFn = Callable[[float, str], None]

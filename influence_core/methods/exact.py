@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InfluenceError
-from ..grads import explicit_hessian, flatten, num_params, unflatten
+from ..grads import explicit_hessian, flatten, unflatten
 from .base import InfluenceMethod, ScoringContext, stream_inner_products
 
 

@@ -6,7 +6,6 @@ term written into the loss (not as optimiser weight decay) so the trained model'
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import time
@@ -248,7 +247,3 @@ def fitted_from_module(module: nn.Module, arch: str, dataset: Dataset, l2: float
         "test_accuracy": evaluate_split(module, dataset.test)["accuracy"],
     }
     return FittedModel(module, arch, TrainConfig(l2=l2), [], [], metrics, dataset.fingerprint())
-
-
-def clone_fitted(fitted: FittedModel) -> FittedModel:
-    return copy.deepcopy(fitted)

@@ -68,7 +68,6 @@ def test_exact_agrees_with_leave_one_out_retraining(blobs, blobs_logreg_fit):
 
 
 def test_exact_refuses_models_over_the_size_limit():
-    ds = ic.load_dataset("moons")
     from influence_core.data import Dataset, Split
 
     wide = Dataset("wide", Split(torch.randn(20, 3, 32, 32), torch.randint(0, 2, (20,))),
@@ -77,4 +76,3 @@ def test_exact_refuses_models_over_the_size_limit():
     fitted = train_model(wide, "cnn", TrainConfig(epochs=1, batch_size=10))
     with pytest.raises(ic.InfluenceError, match="at most 20,000 parameters"):
         ic.compute_scores(wide, fitted, "exact")
-    assert ds is not None
