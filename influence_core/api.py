@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 
 from .data.base import Dataset
+from .errors import InfluenceError
+from .folds import FoldSettings, out_of_fold, train_fold_models
 from .grads import Progress
 from .impacts import Impact, make_impact
-from .methods import ScoringContext, get_method
+from .methods import ScoringContext, class_probabilities, get_method, training_logits
 from .models.train import FittedModel
 
 
@@ -30,12 +32,56 @@ def compute_scores(
     batch_size: int = 256,
     progress: Progress | None = None,
     impact_settings: dict | None = None,
+    folds: int | FoldSettings | None = None,
+    fold_models: list[FittedModel] | None = None,
     **method_settings,
 ) -> np.ndarray:
-    """Scores of every training sample by ``method`` against ``impact``; lower = more detrimental."""
-    ctx = ScoringContext(fitted, dataset, make_impact(impact, **(impact_settings or {})), params=params,
-                         device=device, batch_size=batch_size, progress=progress)
-    return get_method(method, **method_settings).scores(ctx)
+    """Scores of every training sample by ``method`` against ``impact``; lower = more detrimental.
+
+    ``folds=K``: out of fold — each sample scored by the one of K models (``fitted``'s architecture and training
+    settings, trained on the other K−1 folds; pass ``fold_models`` to reuse them) that did not see it.
+    """
+    scorer = get_method(method, **method_settings)
+    imp = make_impact(impact, **(impact_settings or {}))
+
+    def score(ds: Dataset, model: FittedModel, report: Progress | None) -> np.ndarray:
+        ctx = ScoringContext(model, ds, imp, params=params, device=device, batch_size=batch_size, progress=report)
+        return scorer.scores(ctx)
+
+    if not folds:
+        return score(dataset, fitted, progress)
+    fold_settings = folds if isinstance(folds, FoldSettings) else FoldSettings(int(folds))
+    scoring_from = 0.0
+    if fold_models is None:
+        fold_models = fold_models_for(dataset, fitted, fold_settings, progress=_span(progress, 0.0, 0.8), device=device)
+        scoring_from = 0.8
+    return out_of_fold(dataset, fold_models, fold_settings, score, progress=_span(progress, scoring_from, 1.0))
+
+
+def fold_models_for(dataset: Dataset, fitted: FittedModel, settings: FoldSettings, *, trainer=None,
+                    progress: Progress | None = None, device: str | None = None) -> list[FittedModel]:
+    """The K fold models for out-of-fold scoring: ``fitted``'s architecture and training settings, refit per fold."""
+    if not fitted.history:
+        raise InfluenceError("out-of-fold scoring refits the model on each fold; an uploaded model has no training "
+                             "recipe — train the model here, or score in-sample (folds = 0)")
+    return train_fold_models(dataset, fitted.arch, fitted.config, settings, trainer=trainer, progress=progress, device=device)
+
+
+def out_of_fold_probabilities(dataset: Dataset, fold_models: list[FittedModel], settings: FoldSettings,
+                              batch_size: int = 512) -> np.ndarray:
+    """N×C predicted class probabilities, each from the fold model that did not train on the sample."""
+    def predict(ds: Dataset, model: FittedModel, report: Progress | None) -> np.ndarray:
+        ctx = ScoringContext(model, ds, make_impact("utility"), batch_size=batch_size, device="cpu")
+        return class_probabilities(training_logits(ctx)).numpy()
+
+    return out_of_fold(dataset, fold_models, settings, predict)
+
+
+def _span(progress: Progress | None, lo: float, hi: float) -> Progress | None:
+    """``progress`` mapped onto [lo, hi] of the whole task."""
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(lo + (hi - lo) * fraction, message)
 
 
 def scores_frame(dataset: Dataset, scores: np.ndarray, column: str = "score") -> pd.DataFrame:

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import grad
@@ -50,11 +51,32 @@ class Impact(ABC):
             s = None if split.sensitive is None else split.sensitive[sl].to(device)
             yield split.x[sl].to(device), split.y[sl].to(device), s
 
+    def val_trim_for(self, dataset: Dataset) -> float:
+        """The share of validation samples the target leaves out (0 for impacts that do not use labels)."""
+        return 0.0
+
+    def target_rows(self, module: nn.Module, params: Params, dataset: Dataset, batch_size: int = 512,
+                    device: torch.device | str = "cpu") -> np.ndarray:
+        """Validation rows the target f is measured on: all of them, or all but the `val_trim_for` share the model
+        at ``params`` finds least plausible (highest loss): a noisy validation label would otherwise steer the
+        target — the mean validation loss is dominated by exactly the wrong labels (issue 9, §4)."""
+        n = len(dataset.val)
+        trim = self.val_trim_for(dataset)
+        n_out = int(np.floor(trim * n))
+        if n_out <= 0 or n - n_out < 1:
+            return np.arange(n)
+        with torch.no_grad():
+            dtype = next(iter(params.values())).dtype
+            losses = torch.cat([per_sample_loss(forward(module, params, x.to(device, dtype)), y.to(device)).cpu()
+                                for x, y in dataset.val.batches(batch_size)])
+        return np.sort(np.argsort(losses.double().numpy(), kind="stable")[: n - n_out])
+
     def target_gradient(self, module: nn.Module, params: Params, dataset: Dataset, batch_size: int = 512,
                         device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> Params:
-        """∇_θ f at ``params`` (a dict like ``params``), accumulated batch by batch."""
+        """∇_θ f at ``params`` (a dict like ``params``), accumulated batch by batch over the `target_rows`."""
         self.check(dataset)
-        split = _cast(dataset.val, dtype)
+        rows = self.target_rows(module, params, dataset, batch_size, device)
+        split = _cast(dataset.val if len(rows) == len(dataset.val) else dataset.val.subset(rows), dtype)
         state = self.prepare(module, params, split, batch_size, device)
         total = {k: torch.zeros_like(v) for k, v in params.items()}
         for batch in self.batches(module, params, split, batch_size, device):
@@ -75,9 +97,29 @@ class Impact(ABC):
         return float(sum(self.batch_term(module, params, b, state) for b in self.batches(module, params, split, batch_size, device)))
 
 
+DEFAULT_VAL_TRIM = 0.1
+
+
+def resolve_val_trim(val_trim: float | None, dataset: Dataset) -> float:
+    """``val_trim`` as set, or by default 0 for a validation split known to be clean (``meta["trusted_val"]``)
+    and `DEFAULT_VAL_TRIM` for one carved from the user's own, possibly noisy, labels."""
+    if val_trim is None:
+        return 0.0 if dataset.meta.get("trusted_val") else DEFAULT_VAL_TRIM
+    if not 0.0 <= val_trim < 1.0:
+        raise InfluenceError(f"val_trim must be in [0, 1), got {val_trim}")
+    return float(val_trim)
+
+
+@dataclass
 class UtilityImpact(Impact):
-    name = "utility"
-    description = "mean validation loss"
+    """Mean validation loss; ``val_trim`` leaves out the least plausible validation samples (None = automatic)."""
+
+    val_trim: float | None = None
+    name: ClassVar[str] = "utility"
+    description: ClassVar[str] = "mean validation loss"
+
+    def val_trim_for(self, dataset: Dataset) -> float:
+        return resolve_val_trim(self.val_trim, dataset)
 
     def prepare(self, module, params, split, batch_size, device) -> dict:
         return {"n": len(split)}
@@ -128,8 +170,12 @@ class RobustnessImpact(Impact):
 
     c: float = 1.3
     epsilon: float = 0.1
+    val_trim: float | None = None
     name: ClassVar[str] = "robustness"
     description: ClassVar[str] = "validation loss under an evasion attack"
+
+    def val_trim_for(self, dataset: Dataset) -> float:
+        return resolve_val_trim(self.val_trim, dataset)
 
     def batches(self, module, params, split, batch_size, device) -> Iterator[Batch]:
         for x, y, s in super().batches(module, params, split, batch_size, device):
@@ -173,7 +219,8 @@ IMPACTS: dict[str, type[Impact]] = {cls.name: cls for cls in (UtilityImpact, Fai
 
 
 def make_impact(name: str | Impact, **settings) -> Impact:
-    """An impact by name (``utility``, ``fairness``, ``robustness``) with its settings (c, epsilon, positive_class)."""
+    """An impact by name (``utility``, ``fairness``, ``robustness``) with its settings (c, epsilon, positive_class,
+    val_trim); settings the impact does not take are ignored."""
     if isinstance(name, Impact):
         return name
     if name not in IMPACTS:

@@ -153,7 +153,7 @@ def _build(name: str, imgs: dict, noisy: np.ndarray, clean: np.ndarray, classes:
     meta = dict(meta)
     meta.update(
         image_source=imgs["source"], subset=bool(imgs["subset"]), n_available_train=n_avail,
-        n_used_train=len(src), val_labels="clean" if clean_val else "noisy", pixel_mean=mean, pixel_std=std,
+        n_used_train=len(src), val_labels="clean" if clean_val else "noisy", trusted_val=bool(clean_val), pixel_mean=mean, pixel_std=std,
         val_source_index=src_va.tolist(), seed=seed,
     )
     if imgs["subset"]:

@@ -8,7 +8,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from ..errors import InfluenceError
-from .base import Dataset
+from .base import Dataset, Split
 
 
 def carve_indices(n: int, fraction: float, seed: int, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -59,3 +59,35 @@ def raw_images(dataset: Dataset, split: str = "train", index: np.ndarray | list[
     std = torch.tensor(dataset.meta["pixel_std"], dtype=torch.float64).view(1, -1, 1, 1)
     pixels = ((x.double() * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
     return pixels.permute(0, 2, 3, 1).numpy()
+
+
+def with_label_noise(dataset: Dataset, fraction: float, seed: int = 0, include_val: bool = True) -> Dataset:
+    """A copy of ``dataset`` with ``fraction`` of its training labels (and, with ``include_val``, of its validation
+    labels, as when validation is carved from the same noisy file) moved to another class uniformly at random.
+
+    The training noise mask and clean labels are kept for scoring detectors; test labels stay clean.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise InfluenceError(f"the label-noise fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed + 20_000)
+    c = dataset.num_classes
+
+    def flip(y: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        y = y.numpy().copy()
+        chosen = rng.choice(len(y), size=int(round(fraction * len(y))), replace=False)
+        y[chosen] = (y[chosen] + rng.integers(1, c, size=len(chosen))) % c  # any class but the true one
+        mask = np.zeros(len(y), dtype=bool)
+        mask[chosen] = True
+        return torch.from_numpy(y), mask
+
+    clean = dataset.train.y.clone() if dataset.clean_labels is None else dataset.clean_labels.clone()
+    y_tr, _ = flip(dataset.train.y)
+    train = Split(dataset.train.x, y_tr, dataset.train.sensitive)
+    out = dataset.with_train(train, noise_mask=y_tr != clean, source_index=dataset.source_index)
+    out.clean_labels = clean
+    out.meta.update(label_noise=fraction, label_noise_seed=seed)
+    if include_val:
+        y_va, _ = flip(dataset.val.y)
+        out.val = Split(dataset.val.x, y_va, dataset.val.sensitive)
+        out.meta["trusted_val"] = False
+    return out

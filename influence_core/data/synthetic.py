@@ -48,7 +48,7 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, n_train: int, n_val: int, fl
         test=Split(torch.from_numpy(x_te), torch.from_numpy(y[n_train + n_val :]), torch.from_numpy(s[n_train + n_val :])),
         classes=["class 0", "class 1"], kind="tabular", noise_mask=torch.from_numpy(mask),
         clean_labels=torch.from_numpy(clean), feature_names=["x1", "x2"],
-        source_index=torch.arange(n_train), sensitive_name="group", meta={"seed": seed, "flipped": int(mask.sum())},
+        source_index=torch.arange(n_train), sensitive_name="group", meta={"seed": seed, "flipped": int(mask.sum()), "trusted_val": True},
     )
 
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..data.base import Dataset
 from ..errors import InfluenceError
-from ..grads import Params, Progress, directional_derivatives, select_params
+from ..grads import Params, Progress, directional_derivatives, per_sample_loss, select_params
 from ..impacts import Impact
 from ..models.train import FittedModel, resolve_device
 
@@ -159,6 +159,47 @@ class InfluenceMethod(ABC):
 
 
 METHODS: dict[str, type[InfluenceMethod]] = {}
+
+
+class PredictionMethod(InfluenceMethod):
+    """A detector computed from the model's outputs on each training sample alone — no gradients, no impact
+    target: the rankings users otherwise reach for (loss, margin, confident learning), offered side by side with
+    influence so a user can see which ranking to trust. Lower = more suspect, like every score here."""
+
+    kind: ClassVar[str] = "detector"
+    cost: ClassVar[str] = "1 forward pass"
+    uses_impact: ClassVar[bool] = False
+
+    @abstractmethod
+    def from_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Scores from the training set's logits (N×outputs) and given labels; lower = more suspect."""
+
+    def compute(self, ctx: ScoringContext) -> torch.Tensor:
+        return self.from_logits(training_logits(ctx), ctx.dataset.train.y)
+
+
+@torch.no_grad()
+def training_logits(ctx: ScoringContext) -> torch.Tensor:
+    """The model's logits on every training sample (float64, on the CPU), streamed in batches."""
+    module = ctx.module()
+    out = []
+    for x, _ in ctx.train_batches():
+        out.append(module(x).double().cpu())
+        ctx.report(sum(len(o) for o in out) / ctx.n_train, "predicting")
+    return torch.cat(out)
+
+
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """N×C class probabilities; a one-logit binary model gives the two columns (1 − p, p)."""
+    if logits.shape[-1] == 1:
+        p1 = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - p1, p1], dim=1)
+    return torch.softmax(logits, dim=-1)
+
+
+def negative_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """−ℓ(z_i; θ), the per-sample training loss negated (lower = more suspect)."""
+    return -per_sample_loss(logits, labels)
 
 
 def _coerce_setting(method: str, key: str, value, default):

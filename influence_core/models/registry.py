@@ -8,7 +8,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import InfluenceError
-from .architectures import MLP, LogisticRegression, SmallCNN
+from .architectures import MLP, GapCNN, LogisticRegression, SmallCNN
 from .resnet import resnet18_cifar, resnet34_cifar
 
 
@@ -48,12 +48,20 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn
 
 register_model(ModelSpec("logreg", "Logistic regression (L-BFGS, L2 1e-2)", LogisticRegression,
                          head_prefix="linear", train_defaults={"optimizer": "lbfgs", "l2": 1e-2}))
+# Neural networks stop early on the validation loss (best epoch restored) and images are augmented: a network
+# trained to convergence on noisy labels memorises them, and a memorised sample's gradient (its score) fades.
 register_model(ModelSpec("mlp", "MLP, two hidden layers of 32, ReLU", MLP, head_prefix="head",
-                         train_defaults={"optimizer": "adam", "lr": 1e-2, "epochs": 300, "batch_size": 64, "l2": 1e-3}))
+                         train_defaults={"optimizer": "adam", "lr": 1e-2, "epochs": 300, "batch_size": 64, "l2": 1e-3,
+                                         "patience": 30}))
 register_model(ModelSpec("cnn", "Small CNN for 32x32 images (~140k parameters)", SmallCNN, input_kinds=("image",),
                          head_prefix="head",
-                         train_defaults={"optimizer": "adam", "lr": 2e-3, "epochs": 15, "batch_size": 128, "l2": 5e-4}))
-_RESNET_DEFAULTS = {"optimizer": "sgd", "lr": 0.05, "epochs": 30, "batch_size": 128, "l2": 5e-4}
+                         train_defaults={"optimizer": "adam", "lr": 2e-3, "epochs": 30, "batch_size": 128, "l2": 5e-4,
+                                         "patience": 3, "augment": True}))
+register_model(ModelSpec("cnn_gap", "Small CNN with a global-average-pooling head (~95k parameters)", GapCNN,
+                         input_kinds=("image",), head_prefix="head",
+                         train_defaults={"optimizer": "adam", "lr": 2e-3, "epochs": 40, "batch_size": 128, "l2": 5e-4,
+                                         "patience": 4, "augment": True}))
+_RESNET_DEFAULTS = {"optimizer": "sgd", "lr": 0.05, "epochs": 30, "batch_size": 128, "l2": 5e-4, "patience": 4, "augment": True}
 register_model(ModelSpec("resnet18", "ResNet-18 for 32x32 images (3x3 stem, no max-pool; random init or your weights)",
                          resnet18_cifar, input_kinds=("image",), head_prefix="fc", train_defaults=_RESNET_DEFAULTS))
 register_model(ModelSpec("resnet34", "ResNet-34 for 32x32 images (3x3 stem, no max-pool; random init or your weights)",

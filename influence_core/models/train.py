@@ -34,12 +34,15 @@ class TrainConfig:
     batch_size: int | None = None
     l2: float | None = None
     seed: int = 0
-    patience: int = 0  # early stopping on validation loss after this many epochs without improvement (0 = off)
+    # Early stopping on validation loss after this many epochs without improvement (0 = off); the best epoch's
+    # weights are restored. None = the architecture's default (on for neural networks: they memorise noisy labels).
+    patience: int | None = None
+    augment: bool | None = None  # images: random 32×32 crop of the 4-pixel-padded image + horizontal flip
     checkpoint_every: int = 0  # save (state, lr) every k epochs for TracIn / TDA (0 = only the final model)
     max_iter: int = 500  # L-BFGS iterations
 
     def resolved(self, arch: str) -> "TrainConfig":
-        base = {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "batch_size": 128, "l2": 1e-4}
+        base = {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "batch_size": 128, "l2": 1e-4, "patience": 0, "augment": False}
         base.update(get_model_spec(arch).train_defaults)
         filled = {k: (getattr(self, k) if getattr(self, k) is not None else base[k]) for k in base}
         return replace(self, **filled)
@@ -179,7 +182,8 @@ def train_model(
         kwargs = {"momentum": 0.9} if config.optimizer == "sgd" else {}
         opt = opt_cls(module.parameters(), lr=config.lr, **kwargs)
         gen = torch.Generator().manual_seed(config.seed)
-        best, best_state, stale = float("inf"), None, 0
+        augment = bool(config.augment) and dataset.kind == "image"
+        best, best_state, best_epoch, stale = float("inf"), None, 0, 0
         for epoch in range(1, config.epochs + 1):
             module.train()
             perm = torch.randperm(len(y_all), generator=gen)
@@ -192,7 +196,10 @@ def train_model(
                 if w is not None and float(w.sum()) == 0:
                     continue
                 opt.zero_grad()
-                loss = _objective(module, x_all[idx].to(dev), y_all[idx].to(dev), w, config.l2)
+                xb = x_all[idx].to(dev)
+                if augment:
+                    xb = augment_images(xb, gen)
+                loss = _objective(module, xb, y_all[idx].to(dev), w, config.l2)
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
@@ -201,7 +208,7 @@ def train_model(
                 checkpoints.append(Checkpoint(epoch, float(opt.param_groups[0]["lr"]), _state_copy(module)))
             if config.patience:
                 if rec["val_loss"] < best - 1e-6:
-                    best, best_state, stale = rec["val_loss"], _state_copy(module), 0
+                    best, best_state, best_epoch, stale = rec["val_loss"], _state_copy(module), epoch, 0
                 else:
                     stale += 1
                     if stale >= config.patience:
@@ -211,6 +218,9 @@ def train_model(
                 break
         if best_state is not None:
             module.load_state_dict(best_state)
+            # The model scored is the best epoch's: TracIn's checkpoints end there too.
+            checkpoints = [c for c in checkpoints if c.epoch < best_epoch]
+            history[best_epoch - 1]["best"] = True
 
     module = module.cpu().eval()
     metrics = {
@@ -219,11 +229,40 @@ def train_model(
         "test_accuracy": evaluate_split(module, dataset.test)["accuracy"],
         "train_seconds": time.perf_counter() - t0,
     }
-    if config.checkpoint_every and (not checkpoints or checkpoints[-1].epoch != len(history)):
-        # TracIn's sum always ends at the model the user scores: add the final parameters.
-        checkpoints.append(Checkpoint(len(history), float(opt.param_groups[0]["lr"]), _state_copy(module)))
+    final_epoch = next((h["epoch"] for h in history if h.get("best")), len(history))
+    metrics["epochs_run"], metrics["best_epoch"] = len(history), final_epoch
+    if config.checkpoint_every and (not checkpoints or checkpoints[-1].epoch != final_epoch):
+        # TracIn's sum always ends at the model the user scores: add the final (best) parameters.
+        checkpoints.append(Checkpoint(final_epoch, float(opt.param_groups[0]["lr"]), _state_copy(module)))
     checkpoints = [Checkpoint(c.epoch, c.lr, {k: v.cpu() for k, v in c.state.items()}) for c in checkpoints]
     return FittedModel(module, arch, config, history, checkpoints, metrics, dataset.fingerprint())
+
+
+def augment_images(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """The standard CIFAR augmentation on a batch: a random H×W crop of the zero-padded image (zero = the
+    training mean, images being standardised), then a horizontal flip with probability 1/2."""
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    out = padded[torch.arange(b, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+MEMORISATION_GAP = 0.20
+MEMORISATION_WARNING = ("the model fits its training labels much better than new data; scores of memorised samples "
+                        "are weak — use out-of-fold scoring")
+
+
+def memorisation_warning(metrics: dict) -> str | None:
+    """The warning to show when training accuracy exceeds validation accuracy by more than 20 points, else None."""
+    train, val = metrics.get("train_accuracy"), metrics.get("val_accuracy")
+    if train is None or val is None or train - val <= MEMORISATION_GAP:
+        return None
+    return f"training accuracy {train:.0%} vs validation {val:.0%}: {MEMORISATION_WARNING}"
 
 
 def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:

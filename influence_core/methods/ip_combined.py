@@ -1,0 +1,46 @@
+"""IP + loss: the rank average of the class-target IP and the training loss (lower = more suspect).
+
+The loss says which labels the model does not believe; influence says which samples pull the validation
+targets the wrong way. Averaging their normalised ranks keeps a sample on top only when both agree, which
+beat either part alone on the CIFAR-10N leaderboard (bench/results/detect.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from ..errors import InfluenceError
+from .base import InfluenceMethod, ScoringContext, negative_losses, training_logits
+from .ip_classwise import classwise_ip
+
+
+@dataclass(frozen=True)
+class CombinedSettings:
+    loss_weight: float = 0.5  # weight of the loss rank; 1 − loss_weight goes to the class-target IP rank
+
+
+class CombinedIP(InfluenceMethod):
+    """Rank average of class-target IP and the training loss (C + 1 forward passes)."""
+
+    name = "ip_combined"
+    label = "IP + loss (rank average)"
+    kind = "hessian-free"
+    cost = "C forward-mode passes + 1 forward"
+    Settings = CombinedSettings
+
+    def compute(self, ctx: ScoringContext) -> torch.Tensor:
+        w = self.settings.loss_weight
+        if not 0.0 <= w <= 1.0:
+            raise InfluenceError(f"ip_combined: loss_weight must be in [0, 1], got {w}")
+        ip = classwise_ip(ctx)
+        loss = negative_losses(training_logits(ctx), ctx.dataset.train.y).numpy()
+        return torch.from_numpy(w * normalised_rank(loss) + (1 - w) * normalised_rank(ip))
+
+
+def normalised_rank(scores: np.ndarray) -> np.ndarray:
+    """Ranks scaled to (0, 1]: the lowest score gets the smallest rank (ties share their mean rank)."""
+    return rankdata(scores) / len(scores)
