@@ -3,7 +3,9 @@
 - A state_dict for a built-in architecture: ``.safetensors`` (no code can run by design) or a torch file
   (``.pt``, ``.pth``, ``.bin``, ``.ckpt``) read with ``torch.load(weights_only=True)``; a pickle that would build
   arbitrary Python objects is refused, never executed.
-- A ``torch.export`` program (``.pt2``) for a custom architecture: a graph plus weights, no pickled code.
+- A ``torch.export`` program (``.pt2``) for a custom architecture: the archive is checked with `zipfile` first
+  (`pt2_check.check_pt2_archive`: no pickled weights, constants or inputs, no compiled code, only ATen operators,
+  plain symbolic shapes) and refused otherwise; its ``guards_code`` is dropped, never executed.
 Then the model must fit the data: keys, shapes, inputs and the number of outputs, each mismatch said precisely.
 """
 
@@ -22,6 +24,7 @@ from ..data.base import Dataset
 from ..data.uploads import MAX_UPLOAD_BYTES
 from ..errors import InfluenceError
 from .architectures import output_dim
+from .pt2_check import check_loaded_program, check_pt2_archive
 from .registry import build_model, get_model_spec
 from .train import FittedModel, TrainConfig, fitted_from_module
 
@@ -154,11 +157,19 @@ def load_fitted_bytes(data: bytes, filename: str, arch: str, dataset: Dataset) -
     if len(data) > MAX_UPLOAD_BYTES:
         raise InfluenceError(f"'{filename}' is {len(data) / 2**20:.1f} MB; uploads are limited to {MAX_UPLOAD_BYTES // 2**20} MB")
     if Path(filename).suffix.lower() == ".pt2":
+        check_pt2_archive(data, filename)  # before torch reads a byte of it
         try:
-            program = torch.export.load(io.BytesIO(data))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program = torch.export.load(io.BytesIO(data))
         except Exception as err:  # noqa: BLE001
             raise InfluenceError(f"cannot read '{filename}' as a torch.export program: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-        module = ExportedModule(program.module())
+        check_loaded_program(program, filename)
+        program._guards_code = []  # Python source from the file: `.module()` would exec it
+        try:
+            module = ExportedModule(program.module())
+        except Exception as err:  # noqa: BLE001
+            raise InfluenceError(f"cannot use the torch.export program '{filename}': {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
         _probe(module, dataset, f"the exported program '{filename}'")
         return fitted_from_module(module, EXPORTED_ARCH, dataset)
     spec = get_model_spec(arch)
