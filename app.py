@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from influence_core.session import workspace_root
-from pages._common import PAGES, ROOT, selection, status
+from pages._common import PAGES, ROOT, plain, selection, status
 
 st.set_page_config(page_title="Influence Workbench", page_icon=str(ROOT / "assets" / "icon.svg"), layout="wide")
 st.logo(str(ROOT / "assets" / "logo.svg"), size="large", icon_image=str(ROOT / "assets" / "icon.svg"))
@@ -31,16 +31,16 @@ current = st.navigation(pages)
 info = status(selection())
 with st.sidebar:
     st.caption("CURRENT WORK")
-    st.markdown(f"**Data set** · {info['dataset']}")
+    st.markdown(f"**Data set** · {plain(info['dataset'])}")
     if info["model"]:
         acc = info.get("val_accuracy")
-        st.markdown(f"**Model** · {info['model']}" + (f"  \nvalidation accuracy {acc:.1%}" if acc is not None else ""))
+        st.markdown(f"**Model** · {plain(info['model'])}" + (f"  \nvalidation accuracy {acc:.1%}" if acc is not None else ""))
     else:
         st.markdown("**Model** · none yet")
-    st.markdown("**Scores** · " + (", ".join(info["scores"]) if info["scores"] else "none yet"))
+    st.markdown("**Scores** · " + (plain(", ".join(info["scores"])) if info["scores"] else "none yet"))
     pending = "" if info["pending"] is None else f" · {info['pending']} flagged to review"
     st.markdown(f"**Decisions** · {info['decisions']} made{pending}")
-    st.caption(f"Workspace: {workspace_root()}")
+    st.caption(f"Workspace: {plain(workspace_root())}")
     st.caption("Scores: lower = more detrimental.")
 
 current.run()

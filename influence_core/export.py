@@ -64,10 +64,33 @@ def corrections_table(dataset: Dataset, decisions: Mapping[int, Decision], score
     return frame
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(value):
+    """A text cell that a spreadsheet would run as a formula (it starts with =, +, -, @, tab or carriage return)
+    gets a leading apostrophe, as OWASP recommends against CSV injection; anything else is returned as it is
+    (numbers such as -0.5 stay numbers)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with `neutralise_formula` applied to every text cell and column name."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(neutralise_formula)
+    out.columns = [neutralise_formula(str(c)) for c in out.columns]
+    return out
+
+
 def table_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
-    """The table as CSV or Parquet bytes."""
+    """The table as CSV (text cells that would run as spreadsheet formulas neutralised, see `csv_safe`) or Parquet
+    (raw values) bytes."""
     if fmt == "csv":
-        return frame.to_csv(index=False).encode()
+        return csv_safe(frame).to_csv(index=False).encode()
     if fmt == "parquet":
         buf = io.BytesIO()
         frame.to_parquet(buf, index=False)
@@ -76,6 +99,15 @@ def table_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def export_stem(dataset_name: str) -> str:
+    """The stem of export file names for a data set: its name (an upload's own file name, without the storage
+    digest older workspaces put in front), with characters unsafe in file names replaced."""
+    stem = Path(str(dataset_name)).stem if Path(str(dataset_name)).suffix.lower() in (".csv", ".zip") else str(dataset_name)
+    stem = re.sub(r"^[0-9a-f]{12}-", "", stem)
+    stem = re.sub(r'[\x00-\x1f\x7f/\\:*?"<>|]+', "_", stem).strip(" ._")
+    return stem or "dataset"
 
 
 def safe_names(names: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ IV influence ≥ 0 > IP.
 
 from __future__ import annotations
 
+import html
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -219,7 +220,7 @@ def decision_boundary_figure(xs: np.ndarray, ys: np.ndarray, prob: np.ndarray, x
     x, y = np.asarray(x), np.asarray(y)
     for c, name in enumerate(classes):
         m = y == c
-        fig.add_trace(go.Scatter(x=x[m, 0], y=x[m, 1], mode="markers", name=f"label {name}",
+        fig.add_trace(go.Scatter(x=x[m, 0], y=x[m, 1], mode="markers", name=f"label {as_text(name)}",
                                  marker=dict(color=["#2b6cb0", "#c53030"][c % 2], size=6)))
     flagged = np.asarray(flagged, dtype=np.int64)
     fig.add_trace(go.Scatter(x=x[flagged, 0], y=x[flagged, 1], mode="markers", name="flagged",
@@ -247,12 +248,19 @@ def training_curve(history: Sequence[Mapping]) -> go.Figure:
     return fig
 
 
+def as_text(name: object) -> str:
+    """A name from the data (a class, a column) for a Plotly label: Plotly renders <b>, <a href=…> and friends in
+    labels, so '<', '>' and '&' are written as entities and show as themselves."""
+    return html.escape(str(name), quote=False)
+
+
 def class_balance(counts: Mapping[str, int], noisy_counts: Mapping[str, int] | None = None) -> go.Figure:
     """Training samples per class (and how many of them carry a known wrong label)."""
     names = list(counts)
-    fig = go.Figure(go.Bar(x=names, y=[counts[n] for n in names], name="samples", marker_color=ACCENT))
+    shown = [as_text(n) for n in names]
+    fig = go.Figure(go.Bar(x=shown, y=[counts[n] for n in names], name="samples", marker_color=ACCENT))
     if noisy_counts:
-        fig.add_trace(go.Bar(x=names, y=[noisy_counts.get(n, 0) for n in names], name="known noisy", marker_color=NOISY))
+        fig.add_trace(go.Bar(x=shown, y=[noisy_counts.get(n, 0) for n in names], name="known noisy", marker_color=NOISY))
     fig.update_layout(barmode="group", title="Class balance (training split)",
                       **{**_LAYOUT, "height": 300, "margin": dict(l=40, r=20, t=50, b=40)})
     return fig

@@ -4,7 +4,6 @@ workspace), so a page refresh or a server restart loses nothing. Front ends keep
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -13,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from .data.base import Dataset
-from .errors import InfluenceError
 from .models.train import TrainConfig
 
 SELECTION_FILE = "selection.json"
@@ -124,21 +122,6 @@ def save_selection(selection: Selection, root: Path | None = None) -> None:
 def decision_scope(dataset: Dataset) -> str:
     """Decisions belong to the data (name + content hash), not to a model: retraining keeps them."""
     return f"{dataset.name}:{dataset.fingerprint()}"
-
-
-def store_upload(data: bytes, filename: str, folder: str, root: Path | None = None) -> Path:
-    """Save uploaded bytes under ``<workspace>/uploads/<folder>/<sha>-<name>``; the name is reduced to a safe basename."""
-    from .export import safe_names
-
-    if not data:
-        raise InfluenceError(f"the uploaded file '{filename}' is empty")
-    digest = hashlib.sha256(data).hexdigest()[:12]
-    name = safe_names([Path(filename).name])[0]
-    path = (root or workspace_root()) / "uploads" / folder / f"{digest}-{name}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        path.write_bytes(data)
-    return path
 
 
 def flagged_rows(scores: np.ndarray, share: float) -> np.ndarray:

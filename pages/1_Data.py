@@ -9,11 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from influence_core.data.registry import DATASETS, PATH_LOADERS, load_dataset
+from influence_core.data.uploads import save_upload, upload_name
 from influence_core.errors import InfluenceError
 from influence_core.export import images_uint8
 from influence_core.figures import class_balance
-from influence_core.session import store_upload
-from pages._common import dataset_of, display_name, guarded, save, selection
+from influence_core.session import workspace_root
+from pages._common import dataset_of, display_name, guarded, plain, save, selection
 
 UPLOAD = "Upload a file…"
 # Loader arguments with a fixed set of values get a select box instead of a text field.
@@ -77,21 +78,21 @@ def _choose(sel) -> None:
 def _upload(sel) -> None:
     kinds = sorted(s.lstrip(".") for s in PATH_LOADERS)
     st.caption("A CSV with one row per sample and a label column, or a zip of images in class folders "
-               "(train/<class>/*.png, optional val/ and test/).")
+               "(<class>/*.png, or train/<class>/*.png with optional val/ and test/).")
     file = st.file_uploader("Data file", type=kinds)
     c1, c2 = st.columns(2)
-    label_column = c1.text_input("Label column (CSV; blank: the last column)") or None
+    label_column = c1.text_input("Label column (CSV; blank: the column named label, y, target or class, else the last column)") or None
     sensitive_column = c2.text_input("Sensitive attribute column (CSV, optional)") or None
     if file is None:
         return
-    path = store_upload(file.getvalue(), file.name, "data")
     kwargs = {k: v for k, v in {"label_column": label_column, "sensitive_column": sensitive_column}.items() if v}
-    try:
-        ds = load_dataset(str(path), **kwargs)
+    try:  # checked, then loaded from a staging copy: only an accepted upload is stored
+        path, ds = save_upload(file.getvalue(), file.name, "data", workspace_root(), load=lambda p: load_dataset(str(p), **kwargs))
     except InfluenceError as err:
-        st.error(f"This file cannot be used: {err}")
+        st.error(f"This file cannot be used: {plain(err)}")
         return
-    st.success(f"Read {len(ds.train)} training samples in {ds.num_classes} classes from {file.name}.")
+    what = f" (label column: {plain(ds.meta['label_column'])})" if ds.meta.get("label_column") else ""
+    st.success(f"Read {len(ds.train)} training samples in {ds.num_classes} classes from {plain(upload_name(file.name))}{what}.")
     if st.button("Use this upload", type="primary", icon=":material/check:"):
         sel.set_dataset(str(path), kwargs)
         save(sel)
@@ -114,7 +115,7 @@ def _preview(ds) -> None:
             noisy_counts = {ds.classes[k]: int((m & (y == k)).sum()) for k in range(ds.num_classes)}
         st.plotly_chart(class_balance(summary["class_counts"], noisy_counts), width="stretch")
         if ds.sensitive_name:
-            st.caption(f"Sensitive attribute: {ds.sensitive_name} (used by the fairness impact).")
+            st.caption(f"Sensitive attribute: {plain(ds.sensitive_name)} (used by the fairness impact).")
     with right:
         st.markdown("**Preview** (first training samples)")
         if ds.kind == "image":
@@ -123,7 +124,7 @@ def _preview(ds) -> None:
             cols = st.columns(6)
             for i in range(n):
                 noisy = ds.noise_mask is not None and bool(ds.noise_mask[i])
-                caption = ds.classes[int(ds.train.y[i])] + (" ⚠" if noisy else "")
+                caption = plain(ds.classes[int(ds.train.y[i])]) + (" ⚠" if noisy else "")
                 cols[i % 6].image(pixels[i], caption=caption, width="stretch")
             if ds.noise_mask is not None:
                 st.caption("⚠ = the given label is known to be wrong.")
@@ -145,7 +146,7 @@ def page() -> None:
     _choose(sel)
     st.divider()
     ds = dataset_of(sel)
-    st.subheader(f"{display_name(sel.dataset)} · {ds.kind}")
+    st.subheader(f"{plain(display_name(sel.dataset))} · {ds.kind}")
     _preview(ds)
 
 

@@ -7,13 +7,14 @@ from dataclasses import fields
 
 import streamlit as st
 
+from influence_core.data.uploads import save_upload, stored_path, upload_name
 from influence_core.errors import InfluenceError
 from influence_core.figures import training_curve
 from influence_core.jobs import forget_job, start_job
 from influence_core.models.registry import MODELS
 from influence_core.models.train import TrainConfig
-from influence_core.session import get_workspace, load_selection, save_selection, store_upload, workspace_root
-from pages._common import guarded, job_panel, model_of, require_dataset, save, selection
+from influence_core.session import get_workspace, load_selection, save_selection, workspace_root
+from pages._common import guarded, job_panel, model_of, plain, require_dataset, save, selection
 
 
 def _show_current(sel, ds) -> None:
@@ -23,7 +24,7 @@ def _show_current(sel, ds) -> None:
     fitted = model_of(sel, ds)
     source = "uploaded weights" if sel.weights else "trained here"
     st.subheader(f"Current model: {sel.arch} ({source})")
-    st.caption(f"Model hash {sel.model_hash or fitted.fingerprint()} · data set {ds.name}")
+    st.caption(f"Model hash {sel.model_hash or fitted.fingerprint()} · data set {plain(ds.name)}")
     c = st.columns(3)
     c[0].metric("Validation accuracy", f"{fitted.metrics.get('val_accuracy', float('nan')):.1%}")
     c[1].metric("Test accuracy", f"{fitted.metrics.get('test_accuracy', float('nan')):.1%}")
@@ -93,14 +94,14 @@ def _upload_form(sel, ds) -> None:
     except ImportError:
         st.error("This installation cannot read weight files (influence_core.models.loading is missing).")
         return
-    path = store_upload(file.getvalue(), file.name, "weights")
-    if sel.weights == str(path) and sel.arch == arch:
-        st.caption(f"{file.name} is the current model.")
+    data = file.getvalue()
+    if sel.weights == str(stored_path(data, file.name, "weights", workspace_root())) and sel.arch == arch:
+        st.caption(f"{plain(upload_name(file.name))} is the current model.")
         return
-    try:
-        fitted = loading.load_fitted(str(path), arch, ds)
+    try:  # checked (no pickled code, no code in .pt2 archives), loaded from a staging copy, stored only when it fits
+        path, fitted = save_upload(data, file.name, "weights", workspace_root(), load=lambda p: loading.load_fitted(str(p), arch, ds))
     except InfluenceError as err:
-        st.error(f"These weights cannot be used: {err}")
+        st.error(f"These weights cannot be used: {plain(err)}")
         return
     sel.clear_model()
     sel.arch, sel.weights, sel.model_hash = arch, str(path), fitted.fingerprint()
@@ -112,12 +113,12 @@ def page() -> None:
     st.title("Model")
     sel = selection()
     ds = require_dataset(sel)
-    st.caption(f"Data set: {ds.name} · {len(ds.train):,} training samples")
+    st.caption(f"Data set: {plain(ds.name)} · {len(ds.train):,} training samples")
     job_key = f"train:{ds.fingerprint()}"
     finished = job_panel(job_key, lambda snap: snap["log"] and st.plotly_chart(training_curve(snap["log"]), width="stretch"))
     if finished is not None:
         if finished.state == "failed":
-            st.error(f"Training failed: {finished.error}")
+            st.error(f"Training failed: {plain(finished.error)}")
         elif finished.state == "cancelled" or (finished.result or {}).get("cancelled"):
             st.warning("Training was stopped; the previous model (if any) is still the current one.")
         else:

@@ -13,7 +13,7 @@ from influence_core import figures
 from influence_core.analysis import angle_geometry, decision_grid, embed_2d, penultimate_features
 from influence_core.jobs import forget_job, start_job
 from influence_core.session import flagged_rows, workspace_root
-from pages._common import PAGES, guarded, job_panel, require_dataset, require_model, require_scores, selection
+from pages._common import PAGES, guarded, job_panel, plain, require_dataset, require_model, require_scores, selection
 
 
 def _background_view(name: str, title: str, path: Path, compute: Callable[[Callable[[float, str], None]], dict],
@@ -26,7 +26,7 @@ def _background_view(name: str, title: str, path: Path, compute: Callable[[Calla
     finished = job_panel(key)
     if finished is not None:
         if finished.state == "failed":
-            st.error(f"{title} failed: {finished.error}")
+            st.error(f"{title} failed: {plain(finished.error)}")
         forget_job(key)
     if st.button(button, key=f"btn-{name}", icon=":material/play_arrow:"):
         def run(handle):

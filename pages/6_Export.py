@@ -10,10 +10,10 @@ import streamlit as st
 
 from influence_core.data.cifar import load_label_file
 from influence_core.data.paths import shared_data_dir
-from influence_core.export import (cifar_label_file, corrections_table, imagefolder_zip, manifest, manifest_bytes,
-                                   table_bytes, write_export)
+from influence_core.export import (cifar_label_file, corrections_table, export_stem, imagefolder_zip, manifest,
+                                   manifest_bytes, table_bytes, write_export)
 from influence_core.session import decision_scope, workspace_root
-from pages._common import APP_VERSION, decisions, guarded, missing, require_dataset, require_model, scores_of, selection
+from pages._common import APP_VERSION, decisions, guarded, missing, plain, require_dataset, require_model, scores_of, selection
 
 def _cifar_source(ds, sel) -> tuple[Path, str] | None:
     """(label file, key the training labels came from) for CIFAR-N data sets; None for others."""
@@ -44,7 +44,7 @@ def page() -> None:
     c[3].metric("Training samples after", f"{info['n_train_after']:,} / {len(ds.train):,}")
     st.subheader("Corrections table")
     st.dataframe(table, hide_index=True, width="stretch", height=260)
-    stem = f"{Path(ds.name).stem}-corrections"
+    stem = f"{export_stem(ds.name)}-corrections"
     files = {f"{stem}.csv": table_bytes(table, "csv"), f"{stem}.parquet": table_bytes(table, "parquet"),
              "manifest.json": manifest_bytes(info)}
     d = st.columns(3)
@@ -73,8 +73,8 @@ def page() -> None:
         st.download_button("Download label file (npz)", npz, f"{stem}-labels.npz", "application/octet-stream")
     st.subheader("Save to the workspace")
     if st.button("Write the export files", icon=":material/save:"):
-        folder = write_export(workspace_root() / "exports" / f"{Path(ds.name).stem}-{time.strftime('%Y%m%d-%H%M%S')}", files)
-        st.success(f"Wrote {len(files)} files to {folder}")
+        folder = write_export(workspace_root() / "exports" / f"{export_stem(ds.name)}-{time.strftime('%Y%m%d-%H%M%S')}", files)
+        st.success(f"Wrote {len(files)} files to {plain(folder)}")
 
 
 guarded(page)

@@ -29,10 +29,15 @@ from influence_core.methods import METHODS
 from influence_core.models import MODELS, TrainConfig, train_model
 
 try:  # the app's shared helpers (current selection on disk); the page also runs on its own
-    from pages._common import require_dataset, require_model, selection
+    from pages._common import plain, require_dataset, require_model, selection
     from influence_core.session import workspace_root
 except ImportError:  # pragma: no cover - standalone page
     selection = None
+
+    def plain(text) -> str:  # names from uploads shown as text, not Markdown
+        import re
+
+        return re.sub(r"([\\`*_{}\[\]()<>!|~$:&@])", r"\\\1", " ".join(str(text).split()))
 
 JOB_KEY = "evaluate-job"
 ACTION_HELP = {
@@ -145,7 +150,7 @@ def _watch(job: _Job) -> None:
 
 def _show(job: _Job) -> None:
     if job.error:
-        st.error(job.error)
+        st.error(plain(job.error))
         return
     result = job.result
     if result.stopped:
@@ -181,7 +186,7 @@ def main() -> None:
     st.caption("Act on the most detrimental samples found by each method (lower score = more detrimental), "
                "retrain from scratch, and see whether the data got better.")
     name, ds, fitted = _data_and_model()
-    st.caption(f"Data set **{ds.name}** ({len(ds.train)} training samples) · model **{fitted.arch}** · "
+    st.caption(f"Data set **{plain(ds.name)}** ({len(ds.train)} training samples) · model **{fitted.arch}** · "
                f"retraining uses the same training settings")
     job: _Job | None = st.session_state.get(JOB_KEY)
     if job is not None and job.running:
@@ -195,4 +200,4 @@ def main() -> None:
 try:
     main()
 except InfluenceError as err:
-    st.error(str(err))
+    st.error(plain(err))

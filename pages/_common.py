@@ -4,6 +4,7 @@ messages with links, background-job panels and the error guard. Pages call the l
 from __future__ import annotations
 
 import json
+import re
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -43,9 +44,29 @@ def display_name(dataset: str) -> str:
     """A data set's name for people: registry names as they are, uploads by their original file name."""
     if not Path(dataset).suffix:
         return dataset
-    name = Path(dataset).name
+    name = Path(dataset).name  # uploads are stored as uploads/data/<12-hex digest>/<name>
     stem, sep, rest = name.partition("-")
-    return rest if sep and len(stem) == 12 else name  # uploads are stored as <12-hex digest>-<name>
+    return rest if sep and re.fullmatch(r"[0-9a-f]{12}", stem) else name  # older workspaces: <digest>-<name>
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>!|~$:&@])")
+
+
+def plain(text) -> str:
+    """``text`` as literal text inside Markdown (st.markdown, st.error, st.success, st.caption, st.subheader, …).
+
+    Names from uploads — files, columns, classes — and messages quoting them go through this: every character
+    Markdown or Streamlit would interpret (links, images, emphasis, :color[…] and :icon: directives, $math$,
+    HTML-ish <tags>, entities, e-mail and www. autolinks) is backslash-escaped, line breaks become spaces, and a
+    leading '#', '-', '+', '=' or '1.' cannot start a heading or list. The text reads the same; nothing in it is
+    rendered.
+    """
+    text = " ".join(str(text).split())
+    text = _MARKDOWN.sub(r"\\\1", text)
+    text = re.sub(r"(?i)\b(www)\.", r"\1\\.", text)
+    if text[:1] in ("#", "-", "+", "="):
+        text = "\\" + text
+    return re.sub(r"^(\d+)([.)])", r"\1\\\2", text)
 
 
 def workspace():
@@ -110,7 +131,7 @@ def require_dataset(sel: Selection) -> Dataset:
     try:
         return dataset_of(sel)
     except InfluenceError as err:
-        st.error(f"The data set could not be loaded: {err}")
+        st.error(f"The data set could not be loaded: {plain(err)}")
         missing("Choose another data set first.", "data", "Go to Data")
 
 
@@ -155,10 +176,10 @@ def guarded(body: Callable[[], None]) -> None:
     try:
         body()
     except InfluenceError as err:
-        st.error(str(err))
+        st.error(plain(err))
     except Exception as err:
         traceback.print_exc()
-        st.error(f"Something went wrong: {type(err).__name__}: {err}")
+        st.error(f"Something went wrong: {type(err).__name__}: {plain(err)}")
 
 
 # --------------------------------------------------------------------------------------- job panel

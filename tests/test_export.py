@@ -12,8 +12,8 @@ import torch
 
 from influence_core.data.base import Dataset, Split
 from influence_core.errors import InfluenceError
-from influence_core.export import (cifar_label_file, corrections_table, imagefolder_zip, images_uint8, manifest,
-                                   safe_names, table_bytes, write_export)
+from influence_core.export import (cifar_label_file, corrections_table, export_stem, imagefolder_zip, images_uint8,
+                                   manifest, safe_names, table_bytes, write_export)
 from influence_core.review import Decision
 
 
@@ -45,6 +45,31 @@ def test_corrections_csv_content(images):
     assert frame["decided_by"].eq("tester").all() and frame["decided_at"].eq("2023-11-14T22:13:20Z").all()
     parquet = pd.read_parquet(io.BytesIO(table_bytes(corrections_table(images, decisions, scores), "parquet")))
     assert parquet["final_label"].tolist() == [2, 2, -1]
+
+
+def test_csv_neutralises_formulas_but_keeps_numbers_and_parquet_keeps_raw_values(images):
+    images.classes = ["=HYPERLINK(\"http://x\")", "+1+2", "@SUM(A1)"]
+    decisions = {0: _d(0, "relabel", 1), 1: _d(1, "relabel", 2), 2: _d(2, "keep"), 5: _d(5, "remove")}
+    decisions[2] = Decision(2, "keep", None, "-me\t", 1_700_000_000.0)
+    scores = {"ip": np.array([-0.5, -1e-3, 2.0, 0.0, 1.0, -7.25])}
+    table = corrections_table(images, decisions, scores)
+    text = table_bytes(table, "csv").decode()
+    frame = pd.read_csv(io.StringIO(text), keep_default_na=False)
+    assert frame["given_class"].tolist() == ["'=HYPERLINK(\"http://x\")", "'+1+2", "'@SUM(A1)", "'@SUM(A1)"]
+    assert frame["final_class"].tolist() == ["'+1+2", "'@SUM(A1)", "'@SUM(A1)", ""]
+    assert frame["decided_by"].tolist() == ["tester", "tester", "'-me\t", "tester"]
+    assert frame["score_ip"].tolist() == [-0.5, -0.001, 2.0, -7.25]  # numbers stay numbers, minus sign and all
+    assert frame["final_label"].tolist() == [1, 2, 2, -1]
+    assert "\n-0.5," not in text and ",-0.5," in text
+    raw = pd.read_parquet(io.BytesIO(table_bytes(table, "parquet")))
+    assert raw["given_class"].tolist() == ["=HYPERLINK(\"http://x\")", "+1+2", "@SUM(A1)", "@SUM(A1)"]
+    assert raw["decided_by"].tolist()[2] == "-me\t"
+
+
+def test_export_stem_is_the_users_file_name():
+    assert export_stem("points") == "points"
+    assert export_stem("db402117cf86-nolabel") == "nolabel"  # workspaces from before the digest folders
+    assert export_stem("my data (1)") == "my data (1)" and export_stem("a/b:c") == "a_b_c" and export_stem("..") == "dataset"
 
 
 def test_safe_names_cannot_escape():

@@ -111,3 +111,12 @@ def test_embedding_and_boundary_figures_keep_sample_ids():
     fig = figures.decision_boundary_figure(xs, ys, np.zeros((5, 5)), xy, np.arange(10) % 2, np.array([2, 7]))
     flagged = next(t for t in fig.data if t.name == "flagged")
     assert flagged.x.tolist() == [xy[2, 0], xy[7, 0]]
+
+
+def test_names_from_the_data_are_plain_text_in_plotly_labels():
+    fig = figures.class_balance({"<a href='http://x'>cat</a>": 3, "dog & co": 2})
+    assert list(fig.data[0].x) == ["&lt;a href='http://x'&gt;cat&lt;/a&gt;", "dog &amp; co"]
+    xy = np.random.default_rng(0).normal(size=(10, 2))
+    fig = figures.decision_boundary_figure(np.arange(5.0), np.arange(5.0), np.zeros((5, 5)), xy, np.arange(10) % 2,
+                                           np.array([2]), classes=["<b>no</b>", "yes"])
+    assert "label &lt;b&gt;no&lt;/b&gt;" in [t.name for t in fig.data]

@@ -2,10 +2,8 @@
 
 
 import numpy as np
-import pytest
 
-from influence_core.errors import InfluenceError
-from influence_core.session import ScoreRun, Selection, flagged_rows, load_selection, save_selection, store_upload
+from influence_core.session import ScoreRun, Selection, flagged_rows, load_selection, save_selection
 
 
 def test_selection_round_trip_and_fallback(tmp_path):
@@ -26,10 +24,3 @@ def test_flagged_rows_are_the_lowest_scores():
     s = np.array([0.3, -2.0, 1.0, -0.5, 0.0, -1.0, 2.0, 0.1, -0.1, 0.2])
     assert flagged_rows(s, 0.3).tolist() == [1, 5, 3]
     assert flagged_rows(s, 0.0).tolist() == [1]
-
-
-def test_store_upload_keeps_a_safe_name(tmp_path):
-    path = store_upload(b"a,b\n1,2\n", "../../etc/passwd.csv", "data", tmp_path)
-    assert path.parent == tmp_path / "uploads" / "data" and path.name.endswith("passwd.csv")
-    with pytest.raises(InfluenceError, match="empty"):
-        store_upload(b"", "x.csv", "data", tmp_path)

@@ -1,19 +1,37 @@
-"""User uploads: a CSV table (one label column, an optional binary sensitive column) or a zip of images in
-ImageFolder layout (``class_name/file.png``). Everything a user can get wrong is a one-line `InfluenceError`.
+"""User uploads: a CSV table (one label column, an optional binary sensitive column), a zip of images, and the
+one function that stores an upload (`save_upload`, used by the app and the tests alike). Everything a user can get
+wrong is a one-line `InfluenceError` that names the user's own file.
 
-Limits (module constants): uploads up to 200 MB; a zip may expand to at most 1 GiB, no entry may be compressed
-more than 100:1 (zip bombs), and no entry may point outside the archive (zip-slip) — the whole file is refused.
-Images are decoded in memory (never extracted to disk), converted to RGB and resized to ``image_size``².
+Storing (`save_upload`): the name, type, size and content are checked from the bytes first, then the file is loaded
+from a staging folder with the caller's loader; only an upload that passes all of it is kept, under
+``<workspace>/uploads/<kind>/<sha256[:12]>/<the user's file name>``. A refused upload leaves nothing on disk, and the
+uploads of one workspace may take at most `MAX_WORKSPACE_UPLOAD_BYTES`.
+
+Limits (module constants): uploads up to 200 MB; a zip may expand to at most 1 GiB, no entry may be compressed more
+than 100:1 (zip bombs), and no entry may point outside the archive (zip-slip) — the whole file is refused. Images:
+at most `MAX_IMAGE_PIXELS` per image and `MAX_TOTAL_PIXELS` per zip, read from each header before anything is
+decoded; decoded in memory (never extracted to disk), converted to RGB and resized to ``image_size``².
+
+Image zips: ``class_name/file.png`` (validation and test carved with the seed), or split folders
+``train/<class>/file.png`` with optional ``val/`` (or ``valid/``, ``validation/``) and ``test/`` (a missing split is
+carved from train). One wrapping folder around either layout is ignored. A zip mixing split folders with class
+folders is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import re
+import shutil
+import tempfile
+import unicodedata
+import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,41 +44,132 @@ from .registry import register_path_loader
 from .tabular import encode_tabular
 
 MAX_UPLOAD_BYTES = 200 * 2**20
+MAX_WORKSPACE_UPLOAD_BYTES = 2 * 2**30  # all stored uploads of one workspace together
 MAX_UNCOMPRESSED_BYTES = 2**30
 MAX_COMPRESSION_RATIO = 100
-MAX_IMAGE_PIXELS = 40_000_000  # per image, before resizing
+MAX_IMAGE_PIXELS = 4096 * 4096  # per image, read from its header before decoding
+MAX_TOTAL_PIXELS = 2**28  # all images of one zip together (about 268 million pixels)
 MAX_CLASSES = 100
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEFAULT_LABEL_NAMES = ("label", "y", "target", "class")
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+UPLOAD_SUFFIXES = {"data": (".csv", ".zip"), "weights": (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pt2")}
+STAGING = ".staging"
 
 
 def check_upload_size(path: str | os.PathLike) -> int:
     """The file's size in bytes; refuses an empty file or one over `MAX_UPLOAD_BYTES`."""
     size = Path(path).stat().st_size
-    if size == 0:
-        raise InfluenceError(f"the file '{Path(path).name}' is empty")
-    if size > MAX_UPLOAD_BYTES:
-        raise InfluenceError(f"'{Path(path).name}' is {size / 2**20:.1f} MB; uploads are limited to {MAX_UPLOAD_BYTES // 2**20} MB")
+    _check_size(size, Path(path).name)
     return size
 
 
-def save_upload(data: bytes, filename: str, folder: str | os.PathLike) -> Path:
-    """Write uploaded bytes (e.g. from the app) to ``folder`` under a safe version of ``filename`` and return the path;
-    the size limits are checked before anything is written. Load it with `load_dataset(str(path), ...)`."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(filename).replace("\\", "/")).name).lstrip(".") or "upload"
-    if Path(name).suffix.lower() not in (".csv", ".zip"):
-        raise InfluenceError(f"upload a .csv table or a .zip of images, not '{filename}'")
-    if len(data) == 0:
+def _check_size(size: int, name: str) -> None:
+    if size == 0:
         raise InfluenceError(f"the file '{name}' is empty")
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise InfluenceError(f"'{name}' is {len(data) / 2**20:.1f} MB; uploads are limited to {MAX_UPLOAD_BYTES // 2**20} MB")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    tmp = folder / f".{name}.part"
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+    if size > MAX_UPLOAD_BYTES:
+        raise InfluenceError(f"'{name}' is {size / 2**20:.1f} MB; uploads are limited to {MAX_UPLOAD_BYTES // 2**20} MB")
+
+
+# --------------------------------------------------------------------------------------------- storing
+def upload_name(filename: str) -> str:
+    """The user's file name as it is stored and shown: its last path component, with control characters and
+    characters unsafe in file names replaced by '_', no leading dots, at most 120 characters."""
+    base = PurePosixPath(str(filename).replace("\\", "/")).name
+    base = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or c in '<>:"|?*' else c for c in base)
+    base = base.strip().lstrip(".").strip()
+    if len(base) > 120:
+        suffix = Path(base).suffix[:16]
+        base = base[: 120 - len(suffix)] + suffix
+    return base or "upload"
+
+
+def uploads_usage(root: str | os.PathLike) -> int:
+    """Bytes taken by the stored uploads of the workspace at ``root``."""
+    folder = Path(root) / "uploads"
+    if not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and STAGING not in p.relative_to(folder).parts)
+
+
+def check_upload_content(data: bytes, name: str, kind: str) -> None:
+    """What can be checked from the bytes alone, before anything is written: a CSV parses and has rows; an image
+    zip is a safe zip in a recognised layout whose images are readable and within the pixel caps; weights read as
+    a state_dict without running code, or a .pt2 passes `pt2_check.check_pt2_archive`."""
+    suffix = Path(name).suffix.lower()
+    if suffix == ".csv":
+        _read_csv(data, name)
+    elif suffix == ".zip":
+        archive = _open_zip(io.BytesIO(data), name)
+        with archive:
+            scan_image_zip(archive, name)
+    elif kind == "weights":
+        from ..models import loading  # models import this module: a top-level import would be circular
+
+        if suffix == ".pt2":
+            from ..models.pt2_check import check_pt2_archive
+
+            check_pt2_archive(data, name)
+        else:
+            loading.read_state_dict(data, name)
+
+
+def stored_path(data: bytes, filename: str, kind: str, root: str | os.PathLike) -> Path:
+    """Where `save_upload` keeps (or would keep) these bytes: ``<root>/uploads/<kind>/<sha256[:12]>/<name>``."""
+    return Path(root) / "uploads" / kind / hashlib.sha256(data).hexdigest()[:12] / upload_name(filename)
+
+
+class StoredUpload(NamedTuple):
+    path: Path  # where the accepted upload now lives
+    value: Any  # what ``load`` returned (None without a loader)
+
+
+def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.PathLike | None = None,
+                load: Callable[[Path], Any] | None = None) -> StoredUpload:
+    """Check an upload and store it only when it is accepted; the one way uploads reach the disk.
+
+    ``kind``: "data" (.csv, .zip) or "weights" (.safetensors, .pt, .pth, .bin, .ckpt, .pt2). Checked in order: name
+    and type, size, the workspace's upload cap, content (`check_upload_content`), then ``load(path)`` (e.g. the
+    data set loader with the user's options) on a staged copy named like the user's file. Any refusal raises
+    `InfluenceError` and leaves nothing behind. ``root``: the workspace (default `session.workspace_root`).
+    """
+    if kind not in UPLOAD_SUFFIXES:
+        raise InfluenceError(f"unknown upload kind '{kind}'; choose {' or '.join(UPLOAD_SUFFIXES)}")
+    name = upload_name(filename)
+    if Path(name).suffix.lower() not in UPLOAD_SUFFIXES[kind]:
+        shown = upload_name(filename)
+        if kind == "data":
+            raise InfluenceError(f"upload a .csv table or a .zip of images, not '{shown}'")
+        raise InfluenceError(f"weights must be .safetensors, .pt, .pth, .bin, .ckpt or a .pt2 torch.export program, not '{shown}'")
+    _check_size(len(data), name)
+    if root is None:
+        from ..session import workspace_root
+
+        root = workspace_root()
+    uploads = Path(root) / "uploads"
+    final = stored_path(data, filename, kind, root)
+    if not final.is_file():
+        used = uploads_usage(root)
+        if used + len(data) > MAX_WORKSPACE_UPLOAD_BYTES:
+            raise InfluenceError(
+                f"this workspace's uploads already take {used / 2**20:.1f} MB; '{name}' ({len(data) / 2**20:.1f} MB) would pass "
+                f"the limit of {MAX_WORKSPACE_UPLOAD_BYTES // 2**20} MB; delete old uploads from {uploads} first")
+    check_upload_content(data, name, kind)
+    if final.is_file():  # accepted before: only the loader's options may differ
+        return StoredUpload(final, load(final) if load else None)
+    (uploads / STAGING).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=uploads / STAGING))
+    try:
+        staged = staging / name
+        staged.write_bytes(data)
+        value = load(staged) if load else None
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if isinstance(value, Dataset) and "source" in value.meta:
+        value.meta["source"] = str(final)
+    return StoredUpload(final, value)
 
 
 def _rows(mask: np.ndarray, limit: int = 5) -> str:
@@ -69,27 +178,38 @@ def _rows(mask: np.ndarray, limit: int = 5) -> str:
 
 
 def _columns(frame: pd.DataFrame) -> str:
+    """The column names for a message: all of them up to 30, else the first 25, '…' and the last 4."""
     cols = [str(c) for c in frame.columns]
-    return ", ".join(cols[:30]) + (f", … ({len(cols)} in all)" if len(cols) > 30 else "")
+    if len(cols) <= 30:
+        return ", ".join(cols)
+    return ", ".join(cols[:25]) + ", …, " + ", ".join(cols[-4:]) + f" ({len(cols)} in all)"
 
 
 # ------------------------------------------------------------------------------------------------- CSV
-def _read_csv(path: Path) -> pd.DataFrame:
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        head = f.read(65536)
+def _read_csv(source: str | os.PathLike | bytes, name: str | None = None) -> pd.DataFrame:
+    """The table in a CSV file (a path, or the uploaded bytes with the file's ``name``)."""
+    if isinstance(source, (bytes, bytearray)):
+        raw, label = bytes(source), name or "upload.csv"
+    else:
+        label = name or Path(source).name
+        with open(source, "rb") as f:
+            raw = f.read()
+    head = raw[:65536].decode("utf-8", errors="replace")
     if not head.strip():
-        raise InfluenceError(f"the file '{path.name}' is empty")
+        raise InfluenceError(f"the file '{label}' is empty")
+    if "\x00" in head:
+        raise InfluenceError(f"'{label}' is not a text CSV file (it holds binary data)")
     try:
         sep = csv.Sniffer().sniff(head.splitlines()[0], delimiters=",;\t|").delimiter
     except csv.Error:
         sep = ","
     try:
-        frame = pd.read_csv(path, sep=sep, skipinitialspace=True)
+        frame = pd.read_csv(io.BytesIO(raw), sep=sep, skipinitialspace=True, encoding="utf-8", encoding_errors="replace")
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-        raise InfluenceError(f"cannot read '{path.name}' as CSV: {str(err).splitlines()[0]}") from None
+        raise InfluenceError(f"cannot read '{label}' as CSV: {str(err).splitlines()[0]}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if len(frame) == 0:
-        raise InfluenceError(f"'{path.name}' has a header but no data rows")
+        raise InfluenceError(f"'{label}' has a header but no data rows")
     return frame
 
 
@@ -152,11 +272,23 @@ def binarise_sensitive(values: pd.Series, column: str, threshold: float | None =
     return s, f"{column} >= {cut:g}"
 
 
+def default_label_column(frame: pd.DataFrame, label: str) -> str:
+    """The label column when none is named: the one column called label, y, target or class (any case), else the
+    last column."""
+    found = [c for c in frame.columns if c.lower() in DEFAULT_LABEL_NAMES]
+    if len(found) > 1:
+        raise InfluenceError(f"'{label}' has several columns that could be the label ({', '.join(found)}); name the label column")
+    if len(frame.columns) < 2:
+        raise InfluenceError(f"'{label}' has one column only ('{frame.columns[0]}'); it needs a label column and features")
+    return found[0] if found else str(frame.columns[-1])
+
+
 @register_path_loader(".csv")
 def load_csv(path: str, label_column: str | None = None, sensitive_column: str | None = None, seed: int = 0,
              val_fraction: float = 0.2, test_fraction: float = 0.2, missing: str = "impute",
              sensitive_threshold: float | None = None, drop_sensitive: bool = False) -> Dataset:
-    """A CSV table: ``label_column`` is the class (default: a column named label, y, target or class).
+    """A CSV table: ``label_column`` is the class (default: the one column named label, y, target or class, else
+    the last column; see `default_label_column`).
 
     Other columns are features (numeric standardised, others one-hot, fitted on train; missing values handled as
     ``missing`` says, see `influence_core.data.tabular`). Test then validation are carved with ``seed``.
@@ -165,10 +297,7 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     check_upload_size(path)
     frame = _read_csv(path)
     if label_column is None:
-        found = [c for c in frame.columns if c.lower() in DEFAULT_LABEL_NAMES]
-        if len(found) != 1:
-            raise InfluenceError(f"choose the label column (--label-column); the columns of '{path.name}' are: {_columns(frame)}")
-        label_column = found[0]
+        label_column = default_label_column(frame, path.name)
     for role, col in (("label", label_column), ("sensitive", sensitive_column)):
         if col is not None and col not in frame.columns:
             raise InfluenceError(f"no {role} column '{col}' in '{path.name}'; the columns are: {_columns(frame)}")
@@ -192,6 +321,13 @@ def _unsafe(name: str) -> bool:
     return norm.startswith("/") or bool(re.match(r"^[A-Za-z]:", norm)) or ".." in PurePosixPath(norm).parts
 
 
+def _open_zip(source, label: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise InfluenceError(f"'{label}' is not a valid zip file") from None
+
+
 def safe_image_members(archive: zipfile.ZipFile, label: str) -> list[zipfile.ZipInfo]:
     """The image entries of ``archive`` after the zip-slip and zip-bomb checks (which refuse the whole file)."""
     infos = archive.infolist()
@@ -209,63 +345,143 @@ def safe_image_members(archive: zipfile.ZipFile, label: str) -> list[zipfile.Zip
             and not PurePosixPath(i.filename).name.startswith(".") and PurePosixPath(i.filename).suffix.lower() in IMAGE_SUFFIXES]
 
 
-def _class_of(members: list[zipfile.ZipInfo], label: str) -> list[str]:
+class ZipLayout(NamedTuple):
+    members: list[zipfile.ZipInfo]  # images, sorted by path
+    classes: list[str]  # class (folder) name of each image
+    splits: list[str] | None  # "train" / "val" / "test" of each image, None for a class-folder zip
+
+
+def image_layout(members: list[zipfile.ZipInfo], label: str) -> ZipLayout:
+    """Classes (and split folders, when used) of the images; refuses a layout that cannot be meant."""
+    members = sorted(members, key=lambda m: m.filename)
     parts = [PurePosixPath(m.filename.replace("\\", "/")).parts for m in members]
-    # One wrapping folder (photos/cat/1.png) is dropped, so zipping the folder or its contents both work.
-    if parts and all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1:
+    # One wrapping folder (photos/cat/1.png, photos/train/cat/1.png) is dropped: zipping a folder or its contents both work.
+    if parts and len({p[0] for p in parts}) == 1 and parts[0][0].lower() not in SPLIT_FOLDERS and all(len(p) >= 3 for p in parts):
         parts = [p[1:] for p in parts]
-    loose = [m.filename for m, p in zip(members, parts) if len(p) < 2]
-    if loose:
-        raise InfluenceError(f"images must sit in class folders (class_name/file.png); '{loose[0]}' in '{label}' does not")
-    return [p[0] for p in parts]
+    tops = {p[0] for p in parts if len(p) >= 2}
+    split_tops = sorted(t for t in tops if t.lower() in SPLIT_FOLDERS)
+    if not split_tops:
+        loose = [m.filename for m, p in zip(members, parts) if len(p) < 2]
+        if loose:
+            raise InfluenceError(f"images must sit in class folders (class_name/file.png); '{loose[0]}' in '{label}' does not")
+        return ZipLayout(members, [p[0] for p in parts], None)
+    others = sorted(tops - set(split_tops)) + [m.filename for m, p in zip(members, parts) if len(p) < 2]
+    if others:
+        raise InfluenceError(f"'{label}' mixes split folders ({', '.join(split_tops)}) with other folders or files ('{others[0]}'); "
+                             "use class_name/file.png, or train/<class>/file.png with optional val/ and test/")
+    mapped = [SPLIT_FOLDERS[t.lower()] for t in split_tops]
+    if len(set(mapped)) != len(mapped):
+        raise InfluenceError(f"'{label}' has two folders for the same split ({', '.join(split_tops)})")
+    if "train" not in mapped:
+        raise InfluenceError(f"'{label}' has {' and '.join(f'{t}/' for t in split_tops)} but no train/ folder")
+    flat = [m.filename for m, p in zip(members, parts) if len(p) < 3]
+    if flat:
+        raise InfluenceError(f"images in split folders must sit in class folders (train/<class>/file.png); "
+                             f"'{flat[0]}' in '{label}' does not")
+    splits = [SPLIT_FOLDERS[p[0].lower()] for p in parts]
+    classes = [p[1] for p in parts]
+    train_classes = {c for c, s in zip(classes, splits) if s == "train"}
+    extra = sorted({c for c, s in zip(classes, splits) if s != "train"} - train_classes)
+    if extra:
+        raise InfluenceError(f"class '{extra[0]}' of '{label}' has images in val/ or test/ but none in train/")
+    return ZipLayout(members, classes, splits)
+
+
+def _clean_reason(err: Exception) -> str:
+    """PIL's message without the repr of our in-memory file ('<_io.BytesIO object at 0x…>')."""
+    text = re.sub(r"\s*<[^<>]* at 0x[0-9A-Fa-f]+>", "", str(err).splitlines()[0] if str(err) else "").strip()
+    return text or type(err).__name__
+
+
+def _open_image(data: bytes, name: str, label: str):
+    """The image, opened lazily (only the header is read), after the per-image pixel cap."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise InfluenceError(f"image '{name}' in '{label}' has more than {MAX_IMAGE_PIXELS:,} pixels, the limit per image") from None
+    except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
+        raise InfluenceError(f"cannot read image '{name}' in '{label}': {_clean_reason(err)}") from None
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        img.close()
+        raise InfluenceError(f"image '{name}' in '{label}' is {img.width}x{img.height} pixels; the limit is "
+                             f"{MAX_IMAGE_PIXELS:,} pixels per image (e.g. {int(MAX_IMAGE_PIXELS ** 0.5)}x{int(MAX_IMAGE_PIXELS ** 0.5)})")
+    return img
+
+
+def scan_image_zip(archive: zipfile.ZipFile, label: str) -> ZipLayout:
+    """Everything about an image zip that can be checked without decoding pixels: zip-slip and zip bombs, the
+    layout, the class count, and every image's header (readable, within `MAX_IMAGE_PIXELS`, all together within
+    `MAX_TOTAL_PIXELS`)."""
+    members = safe_image_members(archive, label)
+    if not members:
+        raise InfluenceError(f"no images found in '{label}' (expected class_name/file.png)")
+    layout = image_layout(members, label)
+    train = [c for c, s in zip(layout.classes, layout.splits or ["train"] * len(layout.classes)) if s == "train"]
+    classes = sorted(set(train))
+    if len(classes) < 2:
+        raise InfluenceError(f"'{label}' has one class only ('{classes[0]}'); a classifier needs at least two class folders")
+    if len(classes) > MAX_CLASSES:
+        raise InfluenceError(f"'{label}' has {len(classes)} class folders; the limit is {MAX_CLASSES}")
+    total = 0
+    for m in layout.members:
+        with _open_image(archive.read(m), m.filename, label) as img:
+            total += img.width * img.height
+        if total > MAX_TOTAL_PIXELS:
+            raise InfluenceError(f"the images in '{label}' have more than {MAX_TOTAL_PIXELS:,} pixels together (at '{m.filename}'); "
+                                 "resize them or upload fewer")
+    return layout
 
 
 def _decode(data: bytes, name: str, label: str, size: int) -> np.ndarray:
     from PIL import Image
 
+    img = _open_image(data, name, label)
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise InfluenceError(f"image '{name}' in '{label}' is {img.width}x{img.height}; the limit is {MAX_IMAGE_PIXELS:,} pixels")
+        with img:
+            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it can
             rgb = img.convert("RGB").resize((size, size), Image.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
-    except InfluenceError:
-        raise
     except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
-        raise InfluenceError(f"cannot read image '{name}' in '{label}': {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        raise InfluenceError(f"cannot read image '{name}' in '{label}': {_clean_reason(err)}") from None
 
 
 @register_path_loader(".zip")
 def load_image_zip(path: str, image_size: int = 32, seed: int = 0, val_fraction: float = 0.1,
                    test_fraction: float = 0.2) -> Dataset:
-    """Images in ImageFolder layout inside a zip: classes are the folder names (sorted), images resized to
-    ``image_size``² RGB and normalised per channel with training statistics; test and validation carved with ``seed``.
+    """Images in a zip (see the module docstring for the layouts): classes are the folder names (sorted), images
+    resized to ``image_size``² RGB and normalised per channel with training statistics. Without split folders, test
+    and validation are carved with ``seed``; with them, a missing val/ or test/ is carved from train/.
 
-    ``source_index`` indexes ``meta["files"]`` (all images, sorted by path).
+    ``source_index`` indexes ``meta["files"]`` (all images, sorted by path); ``meta["splits"]`` says how the splits
+    were made ("folders" or "carved").
     """
     path = Path(path)
     check_upload_size(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise InfluenceError(f"'{path.name}' is not a valid zip file") from None
-    with archive:
-        members = sorted(safe_image_members(archive, path.name), key=lambda m: m.filename)
-        if not members:
-            raise InfluenceError(f"no images found in '{path.name}' (expected class_name/file.png)")
-        folder = _class_of(members, path.name)
-        classes = sorted(set(folder))
-        if len(classes) < 2:
-            raise InfluenceError(f"'{path.name}' has one class only ('{classes[0]}'); a classifier needs at least two class folders")
-        if len(classes) > MAX_CLASSES:
-            raise InfluenceError(f"'{path.name}' has {len(classes)} class folders; the limit is {MAX_CLASSES}")
-        pixels = np.stack([_decode(archive.read(m), m.filename, path.name, image_size) for m in members])
-    y = np.searchsorted(classes, folder).astype(np.int64)
-    rest, te = carve_indices(len(y), test_fraction, seed, labels=y)
-    tr_pos, va_pos = carve_indices(len(rest), val_fraction, seed + 1, labels=y[rest])
-    tr, va = rest[tr_pos], rest[va_pos]
+    with _open_zip(path, path.name) as archive:
+        layout = scan_image_zip(archive, path.name)
+        pixels = np.stack([_decode(archive.read(m), m.filename, path.name, image_size) for m in layout.members])
+    splits = np.asarray(layout.splits) if layout.splits is not None else None
+    classes = sorted(set(layout.classes) if splits is None else {c for c, s in zip(layout.classes, splits) if s == "train"})
+    y = np.searchsorted(classes, layout.classes).astype(np.int64)
+    if splits is None:
+        rest, te = carve_indices(len(y), test_fraction, seed, labels=y)
+        tr_pos, va_pos = carve_indices(len(rest), val_fraction, seed + 1, labels=y[rest])
+        tr, va = rest[tr_pos], rest[va_pos]
+    else:
+        tr, va, te = (np.flatnonzero(splits == s) for s in ("train", "val", "test"))
+        if len(te) == 0:
+            keep, cut = carve_indices(len(tr), test_fraction, seed, labels=y[tr])
+            tr, te = tr[keep], tr[cut]
+        if len(va) == 0:
+            keep, cut = carve_indices(len(tr), val_fraction, seed + 1, labels=y[tr])
+            tr, va = tr[keep], tr[cut]
     (x_tr, x_va, x_te), mean, std = normalise_images(pixels[tr], pixels[va], pixels[te])
-    meta = {"source": str(path), "files": [m.filename for m in members], "image_size": image_size, "seed": seed,
+    meta = {"source": str(path), "files": [m.filename for m in layout.members], "image_size": image_size, "seed": seed,
+            "splits": "carved" if splits is None else "folders",
             "pixel_mean": mean, "pixel_std": std, "val_source_index": va.tolist(), "test_source_index": te.tolist()}
     return Dataset(
         name=path.stem, train=Split(x_tr, torch.from_numpy(y[tr])), val=Split(x_va, torch.from_numpy(y[va])),

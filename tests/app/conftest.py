@@ -61,3 +61,10 @@ def settle(at: AppTest) -> AppTest:
 def no_errors(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def shown(value: str) -> str:
+    """What a Markdown element shows: backslash escapes (pages/_common.plain) removed."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", value)

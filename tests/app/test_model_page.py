@@ -4,7 +4,7 @@ from influence_core.data import load_dataset
 from influence_core.jobs import get_job
 from influence_core.session import load_selection
 
-from .conftest import no_errors, open_page, settle
+from .conftest import no_errors, open_page, settle, shown
 
 
 def test_missing_model_is_said_plainly(workspace):
@@ -62,3 +62,36 @@ def test_uploaded_weights_become_the_model_and_bad_ones_are_refused(workspace):
     sel = load_selection(workspace)
     assert sel.weights and sel.model_hash == trained.fingerprint()
     assert any("uploaded weights" in h.value for h in at.subheader)
+    assert _stored(workspace) == ["mlp.safetensors"]  # the refused junk file left nothing behind
+
+
+def _stored(workspace):
+    folder = workspace / "uploads"
+    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def test_crafted_pt2_upload_runs_nothing_and_stores_nothing(workspace, tmp_path, monkeypatch):
+    from tests.models.pt2_exploits import MARKER, crafted_pt2
+
+    monkeypatch.chdir(tmp_path)  # the payload would touch MARKER here
+    at = open_page("2_Model.py")
+    at.file_uploader[0].upload("evil.pt2", crafted_pt2("pickled_weight"), "application/octet-stream").run()
+    assert not at.exception
+    errors = [shown(e.value) for e in at.error]
+    assert any(e.startswith("These weights cannot be used: refused to load 'evil.pt2': the entry '0.weight' in "
+                            "'model_weights_config.json' is stored as a pickle") for e in errors), errors
+    assert not (tmp_path / MARKER).exists()
+    assert _stored(workspace) == [] and load_selection(workspace).arch is None
+
+
+def test_pickled_pt_upload_is_refused_and_not_stored(workspace, tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    at = open_page("2_Model.py")
+    at.file_uploader[0].upload("evil.pt", pickle.dumps({"0.weight": Evil()}), "application/octet-stream").run()
+    assert any("refused to load 'evil.pt'" in e.value for e in at.error)
+    assert not (tmp_path / "pwned").exists() and _stored(workspace) == []

@@ -62,8 +62,9 @@ def test_csv_semicolons_integer_labels_and_median_imputation(tmp_path):
 @pytest.mark.parametrize("frame, kwargs, message", [
     (pd.DataFrame({"a": [1, 2], "b": [0, 1]}), {"label_column": "y"},
      "no label column 'y' in 'data.csv'; the columns are: a, b"),
-    (pd.DataFrame({"a": [1, 2], "b": [0, 1]}), {},
-     "choose the label column (--label-column); the columns of 'data.csv' are: a, b"),
+    (pd.DataFrame({"a": [1, 2], "label": [0, 1], "Y": [1, 0]}), {},
+     "'data.csv' has several columns that could be the label (label, Y); name the label column"),
+    (pd.DataFrame({"a": [1, 2]}), {}, "'data.csv' has one column only ('a'); it needs a label column and features"),
     (pd.DataFrame({"a": [1, 2, 3], "y": [1, 1, 1]}), {"label_column": "y"},
      "the label column 'y' has only one class ('1'); a classifier needs at least two"),
     (pd.DataFrame({"a": [1, 2, 3, 4], "y": ["u", None, "v", None]}), {"label_column": "y"},
@@ -85,6 +86,25 @@ def test_csv_bad_input_messages(tmp_path, frame, kwargs, message):
     with pytest.raises(InfluenceError) as err:
         load_dataset(write_csv(tmp_path, frame), **kwargs)
     assert str(err.value) == message
+
+
+def test_blank_label_column_is_the_one_named_label_else_the_last_column(tmp_path):
+    frame = table()  # columns income, city, sex, outcome: none is called label / y / target / class
+    ds = load_dataset(write_csv(tmp_path, frame), seed=0)
+    assert ds.meta["label_column"] == "outcome" and ds.classes == ["no", "yes"]
+    assert np.array_equal(ds.train.y.numpy(), (frame["outcome"] == "yes").to_numpy()[ds.source_index.numpy()])
+    named = frame.rename(columns={"sex": "Target"})
+    ds = load_dataset(write_csv(tmp_path, named, "named.csv"), seed=0)
+    assert ds.meta["label_column"] == "Target" and ds.classes == ["F", "M"]
+
+
+def test_column_list_in_messages_keeps_the_last_columns(tmp_path):
+    frame = pd.DataFrame({f"f{i}": [0.0, 1.0] * 10 for i in range(30)} | {"answer": [0, 1] * 10})
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(write_csv(tmp_path, frame), label_column="Answer")
+    assert str(err.value) == ("no label column 'Answer' in 'data.csv'; the columns are: "
+                              + ", ".join(f"f{i}" for i in range(25)) + ", …, f27, f28, f29, answer (31 in all)")
+    assert "--label-column" not in str(err.value)
 
 
 def test_csv_empty_file_and_header_only(tmp_path):
@@ -198,3 +218,132 @@ def test_cli_scores_a_csv_and_an_image_zip(tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "img.csv")) == 14
     assert cli.main(["score", "--dataset", csv_path, "--label-column", "nope", "--no-cache"]) == 2
     assert "error: no label column 'nope' in 'data.csv'; the columns are: income, city, sex, outcome" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- image zip layouts and caps
+def test_split_folders_are_splits_not_classes(tmp_path):
+    entries = {f"train/{c}/{i}.png": png(col) for c, col in (("cat", "red"), ("dog", "blue")) for i in range(8)}
+    entries.update({f"val/{c}/{i}.png": png(col) for c, col in (("cat", "red"), ("dog", "blue")) for i in range(3)})
+    entries.update({f"test/{c}/{i}.png": png(col) for c, col in (("cat", "red"), ("dog", "blue")) for i in range(2)})
+    ds = load_dataset(write_zip(tmp_path, entries), seed=0)
+    assert ds.classes == ["cat", "dog"] and ds.meta["splits"] == "folders"
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (16, 6, 4)
+    files = ds.meta["files"]
+    assert all(files[i].startswith("train/") for i in ds.source_index.numpy())
+    assert all(files[i].startswith("val/") for i in ds.meta["val_source_index"])
+    assert all(files[i].startswith("test/") for i in ds.meta["test_source_index"])
+    for row, src in enumerate(ds.source_index.numpy()):
+        assert ds.classes[int(ds.train.y[row])] == files[src].split("/")[1]
+
+
+def test_train_folder_alone_in_a_wrapper_carves_val_and_test(tmp_path):
+    entries = {f"pets/train/{c}/{i}.png": png(col) for c, col in (("cat", "red"), ("dog", "blue")) for i in range(10)}
+    ds = load_dataset(write_zip(tmp_path, entries), seed=0, val_fraction=0.25, test_fraction=0.2)
+    assert ds.classes == ["cat", "dog"] and ds.meta["splits"] == "folders"
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (12, 4, 4)
+
+
+@pytest.mark.parametrize("entries, message", [
+    ({"train/cat/1.png": png("red"), "train/dog/1.png": png("blue"), "cat/2.png": png("red")},
+     "'images.zip' mixes split folders (train) with other folders or files ('cat'); use class_name/file.png, "
+     "or train/<class>/file.png with optional val/ and test/"),
+    ({"val/cat/1.png": png("red"), "test/dog/1.png": png("blue")}, "'images.zip' has test/ and val/ but no train/ folder"),
+    ({"train/1.png": png("red"), "train/2.png": png("blue"), "val/3.png": png("red")},
+     "images in split folders must sit in class folders (train/<class>/file.png); 'train/1.png' in 'images.zip' does not"),
+    ({"train/cat/1.png": png("red"), "train/dog/1.png": png("blue"), "test/bird/1.png": png("red")},
+     "class 'bird' of 'images.zip' has images in val/ or test/ but none in train/"),
+    ({"train/cat/1.png": png("red"), "train/dog/1.png": png("blue"), "val/cat/1.png": png("red"), "valid/dog/1.png": png("blue")},
+     "'images.zip' has two folders for the same split (train, val, valid)"),
+])
+def test_layouts_that_cannot_be_meant_are_refused(tmp_path, entries, message):
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(write_zip(tmp_path, entries))
+    assert str(err.value) == message
+
+
+def test_pixel_cap_is_checked_from_the_header_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(uploads, "MAX_IMAGE_PIXELS", 1000)
+    path = write_zip(tmp_path, {"cat/1.png": png("red", (20, 20)), "dog/big.png": png("blue", (40, 30))})
+    decoded = []
+    monkeypatch.setattr(PILImage.Image, "load", lambda self: decoded.append(1) or None)
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(path)
+    assert str(err.value) == "image 'dog/big.png' in 'images.zip' is 40x30 pixels; the limit is 1,000 pixels per image (e.g. 31x31)"
+    assert decoded == []  # refused from the header: no pixel was decoded
+
+
+def test_total_pixel_cap(tmp_path, monkeypatch):
+    monkeypatch.setattr(uploads, "MAX_TOTAL_PIXELS", 4000)
+    entries = {f"{c}/{i}.png": png("red", (40, 30)) for c in ("a", "b") for i in range(2)}
+    with pytest.raises(InfluenceError, match=r"^the images in 'images\.zip' have more than 4,000 pixels together \(at 'b/1\.png'\); "):
+        load_dataset(write_zip(tmp_path, entries))
+
+
+def test_truncated_png_message_is_clean(tmp_path):
+    whole = png("red", (64, 64))
+    for cut in (whole[:20], whole[: len(whole) - 30]):
+        path = write_zip(tmp_path, {"cat/1.png": png("red"), "dog/cut.png": cut})
+        with pytest.raises(InfluenceError) as err:
+            load_dataset(path)
+        text = str(err.value)
+        assert text.startswith("cannot read image 'dog/cut.png' in 'images.zip': ") and "0x" not in text and "<" not in text
+
+
+# ------------------------------------------------------------------------------------------------ storing
+def test_save_upload_keeps_the_users_name_and_loads_before_storing(tmp_path):
+    data = table(40).to_csv(index=False).encode()
+    stored = uploads.save_upload(data, "C:\\Users\\me\\my data (1).csv", "data", tmp_path,
+                                 load=lambda p: load_dataset(str(p), sensitive_column="sex"))
+    assert stored.path.name == "my data (1).csv" and stored.path.read_bytes() == data
+    assert stored.path.parent.parent == tmp_path / "uploads" / "data"
+    assert stored.value.name == "my data (1)" and stored.value.meta["source"] == str(stored.path)
+    again = uploads.save_upload(data, "my data (1).csv", "data", tmp_path)
+    assert again.path == stored.path and again.value is None
+    assert not any((tmp_path / "uploads" / uploads.STAGING).iterdir())
+
+
+def _stored_files(root):
+    return sorted(str(p.relative_to(root)) for p in (root / "uploads").rglob("*") if p.is_file()) if (root / "uploads").exists() else []
+
+
+def test_refused_uploads_leave_nothing_on_disk(tmp_path, monkeypatch):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 2000)
+    cases = [
+        (table(200).to_csv(index=False).encode(), "big.csv", "data", r"^'big\.csv' is 0\.\d MB; uploads are limited to 0 MB$"),
+        (open(write_zip(tmp_path, {"cat/1.png": png("red"), "../../evil/1.png": png("blue")}), "rb").read(), "slip.zip", "data",
+         r"^unsafe path '\.\./\.\./evil/1\.png' in 'slip\.zip'"),
+        (pickle.dumps({"linear.weight": Evil()}), "evil.pt", "weights", r"^refused to load 'evil\.pt': it holds Python objects"),
+        (b"a,b\n1\n", "nolabel.csv", "data", None),
+        (b"x", "x.exe", "data", r"^upload a \.csv table or a \.zip of images, not 'x\.exe'$"),
+        (b"x", "w.h5", "weights", r"^weights must be \.safetensors, \.pt, \.pth, \.bin, \.ckpt or a \.pt2"),
+        (b"", "e.csv", "data", "^the file 'e.csv' is empty$"),
+    ]
+    for data, name, kind, message in cases:
+        def load(p):
+            return load_dataset(str(p), label_column="nope")
+
+        with pytest.raises(InfluenceError, match=message or r"^no label column 'nope' in 'nolabel\.csv'; the columns are: a, b$"):
+            uploads.save_upload(data, name, kind, tmp_path, load=load if kind == "data" else None)
+        assert _stored_files(tmp_path) == [], name
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_workspace_upload_cap(tmp_path, monkeypatch):
+    first = table(30).to_csv(index=False).encode()
+    second = table(30, seed=1).to_csv(index=False).encode()
+    monkeypatch.setattr(uploads, "MAX_WORKSPACE_UPLOAD_BYTES", len(first) + len(second) - 1)
+    uploads.save_upload(first, "a.csv", "data", tmp_path)
+    uploads.save_upload(first, "a.csv", "data", tmp_path)  # the same file again takes no more room
+    with pytest.raises(InfluenceError) as err:
+        uploads.save_upload(second, "b.csv", "data", tmp_path)
+    assert str(err.value).startswith(f"this workspace's uploads already take 0.0 MB; 'b.csv' (0.0 MB) would pass the limit of 0 MB; "
+                                     f"delete old uploads from {tmp_path / 'uploads'}")
+    assert len(_stored_files(tmp_path)) == 1
