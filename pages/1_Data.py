@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from influence_core.data.registry import DATASETS, PATH_LOADERS, load_dataset
-from influence_core.data.uploads import save_upload, upload_name
+from influence_core.data.uploads import save_upload
 from influence_core.errors import InfluenceError
 from influence_core.export import images_uint8
 from influence_core.figures import class_balance
@@ -92,7 +92,7 @@ def _upload(sel) -> None:
         st.error(f"This file cannot be used: {plain(err)}")
         return
     what = f" (label column: {plain(ds.meta['label_column'])})" if ds.meta.get("label_column") else ""
-    st.success(f"Read {len(ds.train)} training samples in {ds.num_classes} classes from {plain(upload_name(file.name))}{what}.")
+    st.success(f"Read {len(ds.train)} training samples in {ds.num_classes} classes from {plain(file.name)}{what}.")
     if st.button("Use this upload", type="primary", icon=":material/check:"):
         sel.set_dataset(str(path), kwargs)
         save(sel)

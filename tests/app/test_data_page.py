@@ -4,7 +4,7 @@ from influence_core.data import PATH_LOADERS
 from influence_core.session import load_selection
 import pytest
 
-from .conftest import no_errors, open_page
+from .conftest import no_errors, open_page, shown
 
 
 def test_opens_on_moons_with_summary(workspace):
@@ -68,3 +68,90 @@ def test_a_saved_data_set_that_no_longer_loads_is_reported_not_raised(workspace)
     at = open_page("3_Scores.py")
     assert not at.exception
     assert any("could not be loaded" in e.value for e in at.error) and any("Choose another" in i.value for i in at.info)
+
+
+def _stored(workspace):
+    folder = workspace / "uploads"
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, blob in entries.items():
+            z.writestr(name, blob)
+    return buf.getvalue()
+
+
+def _png(color) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (12, 10), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _upload(name: str, data: bytes, label_column: str = ""):
+    at = open_page("1_Data.py")
+    at.selectbox[0].set_value("Upload a file…").run()
+    if label_column:
+        at.text_input[0].set_value(label_column).run()
+    at.file_uploader[0].upload(name, data, "application/octet-stream").run()
+    assert not at.exception
+    return at
+
+
+def test_refused_uploads_leave_nothing_in_the_workspace(workspace, monkeypatch):
+    from influence_core.data import uploads
+
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 1000)
+    big = b"a,label\n" + b"1,0\n" * 300
+    at = _upload("big.csv", big)
+    assert [shown(e.value) for e in at.error] == ["This file cannot be used: 'big.csv' is 0.0 MB; uploads are limited to 0 MB"]
+    monkeypatch.undo()
+    slip = _zip({"cat/1.png": _png("red"), "../../evil/1.png": _png("blue")})
+    at = _upload("slip.zip", slip)
+    assert any("unsafe path '../../evil/1.png' in 'slip.zip'" in shown(e.value) for e in at.error)
+    at = _upload("nolabel.csv", b"a,b\n1,x\n2,y\n", label_column="label")
+    assert [shown(e.value) for e in at.error] == ["This file cannot be used: no label column 'label' in 'nolabel.csv'; the columns are: a, b"]
+    assert _stored(workspace) == [] and load_selection(workspace).dataset == "moons"
+
+
+def test_blank_label_column_uses_the_last_column_as_the_hint_says(workspace):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = "\n".join(f"{a:.3f},{b:.3f},{'up' if a > 0 else 'down'}" for a, b in rng.normal(size=(60, 2)))
+    at = _upload("points.csv", f"f1,f2,direction\n{rows}\n".encode())
+    assert any("blank: the column named label, y, target or class, else the last column" in t.label for t in at.text_input)
+    assert [shown(s.value) for s in at.success] == [
+        "Read 38 training samples in 2 classes from points.csv (label column: direction)."]
+    assert not at.error and _stored(workspace)[0].endswith("/points.csv")
+
+
+def test_split_folder_zip_and_names_shown_as_text(workspace):
+    evil = "![t](http:__host_p.png) :red[x]"
+    entries = {f"train/{c}/{i}.png": _png(col) for c, col in ((evil, "red"), ("dog", "blue")) for i in range(8)}
+    entries.update({f"val/{c}/{i}.png": _png(col) for c, col in ((evil, "red"), ("dog", "blue")) for i in range(2)})
+    at = _upload("**pets** <b>.zip", _zip(entries))
+    assert [s.value for s in at.success] == [r"Read 13 training samples in 2 classes from \*\*pets\*\* \<b\>.zip."]
+    next(b for b in at.button if b.label == "Use this upload").click().run()
+    no_errors(at)
+    sel = load_selection(workspace)
+    assert sel.dataset.endswith("/__pets__ _b_.zip")  # stored under a name safe on any file system
+    assert [shown(t) for t in at.subheader.values] == ["__pets__ _b_.zip · image"]
+    captions = [img.caption for el in at.get("image") for img in el.proto.imgs]
+    assert captions and {shown(c) for c in captions} <= {evil, "dog"} and evil in {shown(c) for c in captions}
+    texts = captions + [e.value for kind in ("markdown", "success", "caption", "subheader", "error", "info") for e in getattr(at, kind)]
+    for raw in ("![t](", ":red[x]", "**pets**", "<b>"):
+        assert not any(raw in t for t in texts), raw  # every one of them escaped
+    from influence_core.data import load_dataset
+
+    ds = load_dataset(sel.dataset)
+    assert ds.classes == [evil, "dog"] or ds.classes == sorted([evil, "dog"])
+    assert ds.meta["splits"] == "folders" and len(ds.val) == 4
