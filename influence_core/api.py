@@ -15,7 +15,7 @@ import pandas as pd
 from .data.base import Dataset
 from .errors import InfluenceError
 from .folds import FoldSettings, out_of_fold, train_fold_models
-from .grads import Progress
+from .grads import Progress, select_params
 from .impacts import Impact, make_impact
 from .methods import ScoringContext, class_probabilities, get_method, training_logits
 from .models.train import FittedModel
@@ -53,9 +53,9 @@ def compute_scores(
     fold_settings = folds if isinstance(folds, FoldSettings) else FoldSettings(int(folds))
     scoring_from = 0.0
     if fold_models is None:
-        fold_models = fold_models_for(dataset, fitted, fold_settings, progress=_span(progress, 0.0, 0.8), device=device)
+        fold_models = fold_models_for(dataset, fitted, fold_settings, progress=span(progress, 0.0, 0.8), device=device)
         scoring_from = 0.8
-    return out_of_fold(dataset, fold_models, fold_settings, score, progress=_span(progress, scoring_from, 1.0))
+    return out_of_fold(dataset, fold_models, fold_settings, score, progress=span(progress, scoring_from, 1.0))
 
 
 def fold_models_for(dataset: Dataset, fitted: FittedModel, settings: FoldSettings, *, trainer=None,
@@ -77,7 +77,7 @@ def out_of_fold_probabilities(dataset: Dataset, fold_models: list[FittedModel], 
     return out_of_fold(dataset, fold_models, settings, predict)
 
 
-def _span(progress: Progress | None, lo: float, hi: float) -> Progress | None:
+def span(progress: Progress | None, lo: float, hi: float) -> Progress | None:
     """``progress`` mapped onto [lo, hi] of the whole task."""
     if progress is None:
         return None
@@ -100,3 +100,31 @@ def scores_frame(dataset: Dataset, scores: np.ndarray, column: str = "score") ->
 def score_table(dataset: Dataset, fitted: FittedModel, method: str = "ip", impact: str | Impact = "utility", **kwargs) -> pd.DataFrame:
     """`compute_scores` as a DataFrame: index, label, score, rank and, when known, is_noisy and clean_label."""
     return scores_frame(dataset, compute_scores(dataset, fitted, method, impact, **kwargs))
+
+
+def estimate_label_issues(dataset: Dataset, fitted: FittedModel, fold_models: list[FittedModel] | None = None,
+                          folds: int | FoldSettings | None = None) -> dict:
+    """cleanlab's own estimate of how many training labels are wrong (``filter.find_label_issues``), on out-of-fold
+    probabilities when fold models are given (as cleanlab intends), else on the model's in-sample probabilities."""
+    from .methods.confident_learning import find_label_issues
+
+    if fold_models:
+        settings = folds if isinstance(folds, FoldSettings) else FoldSettings(int(folds or len(fold_models)))
+        probs = out_of_fold_probabilities(dataset, fold_models, settings)
+    else:
+        ctx = ScoringContext(fitted, dataset, make_impact("utility"), device="cpu")
+        probs = class_probabilities(training_logits(ctx)).numpy()
+    mask = find_label_issues(probs, dataset.train.y.numpy())
+    return {"count": int(mask.sum()), "share": float(mask.mean()), "out_of_fold": bool(fold_models), "mask": mask}
+
+
+def describe_target(dataset: Dataset, fitted: FittedModel, impact: str | Impact = "utility",
+                    impact_settings: dict | None = None) -> dict:
+    """Which validation samples the impact target uses at ``fitted``: counts, the share left out, and the
+    positions (in the validation split) of the ones left out as least plausible."""
+    imp = make_impact(impact, **(impact_settings or {}))
+    module = fitted.module.eval()
+    rows = imp.target_rows(module, select_params(module), dataset)
+    left_out = np.setdiff1d(np.arange(len(dataset.val)), rows)
+    return {"impact": imp.name, "n_val": len(dataset.val), "n_used": int(len(rows)), "val_trim": imp.val_trim_for(dataset),
+            "trusted_val": bool(dataset.meta.get("trusted_val")), "left_out": left_out.tolist()}

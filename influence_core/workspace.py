@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .api import compute_scores
+from .api import span, compute_scores, fold_models_for
 from .data.base import Dataset
 from .errors import InfluenceError
+from .folds import FoldSettings
 from .grads import Progress
 from .impacts import Impact, make_impact
 from .methods import get_method
@@ -154,9 +155,19 @@ class Workspace:
         return sorted(metas, key=lambda m: m.get("created", 0), reverse=True)
 
     # ------------------------------------------------------------------------------------------ scores
+    def fold_models(self, dataset: Dataset, fitted: FittedModel, folds: int, progress: Progress | None = None,
+                    device: str | None = None) -> list[FittedModel]:
+        """The K fold models of ``fitted``'s architecture and settings, each cached like any model: trained once,
+        and an interrupted run resumes at the first fold not yet stored."""
+        def trainer(ds, arch, config, report):
+            return self.get_or_train(ds, arch, config, progress=report, device=device)
+
+        return fold_models_for(dataset, fitted, FoldSettings(folds), trainer=trainer, progress=progress, device=device)
+
     @staticmethod
     def score_key(dataset: Dataset, fitted: FittedModel, method: str, impact: str | Impact = "utility",
-                  params: str = "all", settings: dict | None = None, impact_settings: dict | None = None) -> str:
+                  params: str = "all", settings: dict | None = None, impact_settings: dict | None = None,
+                  folds: int = 0) -> str:
         """The cache key of a score vector; method and impact settings are resolved to their full values first."""
         scorer = get_method(method, **(settings or {}))
         imp = make_impact(impact, **(impact_settings or {}))
@@ -166,23 +177,33 @@ class Workspace:
                    "impact_settings": imp_fields, "params": params}
         if scorer.needs_checkpoints:  # TracIn-like scores depend on the training trajectory, not only on θ
             payload["checkpoints"] = _checkpoints_fingerprint(fitted)
+        if folds:  # out of fold: the fold models follow from the data, the folds and fitted's training settings
+            payload["folds"] = asdict(FoldSettings(folds))
+            payload["train_config"] = asdict(fitted.config)
         return _hash(payload)
 
     def get_or_score(self, dataset: Dataset, fitted: FittedModel, method: str = "ip", impact: str | Impact = "utility",
                      params: str = "all", settings: dict | None = None, progress: Progress | None = None, *,
-                     impact_settings: dict | None = None, device: str | None = None, batch_size: int = 256) -> np.ndarray:
-        """Scores of every training sample (lower = more detrimental), from the cache or computed and stored."""
-        key = self.score_key(dataset, fitted, method, impact, params, settings, impact_settings)
+                     impact_settings: dict | None = None, device: str | None = None, batch_size: int = 256,
+                     folds: int = 0) -> np.ndarray:
+        """Scores of every training sample (lower = more detrimental), from the cache or computed and stored;
+        ``folds=K`` scores out of fold with K cached fold models."""
+        key = self.score_key(dataset, fitted, method, impact, params, settings, impact_settings, folds)
         path = self.root / "scores" / f"{key}.npy"
         if path.exists():
             if progress is not None:
                 progress(1.0, "loaded from the workspace cache")
             return np.load(path, allow_pickle=False)
         t0 = time.perf_counter()
+        fold_models = None
+        if folds:
+            fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8), device=device)
+            progress = span(progress, 0.8, 1.0)
         scores = compute_scores(dataset, fitted, method, impact, params=params, device=device, batch_size=batch_size,
-                                progress=progress, impact_settings=impact_settings, **(settings or {}))
+                                progress=progress, impact_settings=impact_settings, folds=folds or None,
+                                fold_models=fold_models, **(settings or {}))
         meta = {"key": key, "method": method, "impact": impact if isinstance(impact, str) else impact.name,
-                "params": params, "settings": settings or {}, "impact_settings": impact_settings or {},
+                "params": params, "settings": settings or {}, "impact_settings": impact_settings or {}, "folds": folds,
                 "dataset_fingerprint": dataset.fingerprint(), "model_fingerprint": fitted.fingerprint(),
                 "seconds": time.perf_counter() - t0, "created": time.time()}
         _write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=str)))

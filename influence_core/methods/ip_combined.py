@@ -1,4 +1,4 @@
-"""IP + loss: the rank average of the class-target IP and the training loss (lower = more suspect).
+"""IP + loss: the rank average of IP and the training loss (lower = more suspect).
 
 The loss says which labels the model does not believe; influence says which samples pull the validation
 targets the wrong way. Averaging their normalised ranks keeps a sample on top only when both agree, which
@@ -14,29 +14,40 @@ import torch
 from scipy.stats import rankdata
 
 from ..errors import InfluenceError
-from .base import InfluenceMethod, ScoringContext, negative_losses, training_logits
+from .base import InfluenceMethod, ScoringContext, negative_losses, stream_inner_products, training_logits
 from .ip_classwise import classwise_ip
+
+
+IP_VARIANTS = ("ip", "ip_classwise")
 
 
 @dataclass(frozen=True)
 class CombinedSettings:
-    loss_weight: float = 0.5  # weight of the loss rank; 1 − loss_weight goes to the class-target IP rank
+    loss_weight: float = 0.5  # weight of the loss rank; 1 − loss_weight goes to the IP rank
+    ip_variant: str = "ip"  # "ip" (one target, 1 JVP pass) or "ip_classwise" (class targets, C passes)
 
 
 class CombinedIP(InfluenceMethod):
-    """Rank average of class-target IP and the training loss (C + 1 forward passes)."""
+    """Rank average of IP and the training loss (1 forward-mode pass + 1 forward)."""
 
     name = "ip_combined"
     label = "IP + loss (rank average)"
     kind = "hessian-free"
-    cost = "C forward-mode passes + 1 forward"
+    cost = "1 forward-mode pass + 1 forward"
     Settings = CombinedSettings
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:
-        w = self.settings.loss_weight
+        w, variant = self.settings.loss_weight, self.settings.ip_variant
         if not 0.0 <= w <= 1.0:
             raise InfluenceError(f"ip_combined: loss_weight must be in [0, 1], got {w}")
-        ip = classwise_ip(ctx)
+        if variant not in IP_VARIANTS:
+            raise InfluenceError(f"ip_combined: ip_variant must be one of {', '.join(IP_VARIANTS)}, got '{variant}'")
+        if variant == "ip":
+            module = ctx.module()
+            params = ctx.selected_params(module)
+            ip = stream_inner_products(ctx, module, params, ctx.target_gradient(module, params), message="IP").numpy()
+        else:
+            ip = classwise_ip(ctx)
         loss = negative_losses(training_logits(ctx), ctx.dataset.train.y).numpy()
         return torch.from_numpy(w * normalised_rank(loss) + (1 - w) * normalised_rank(ip))
 

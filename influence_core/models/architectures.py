@@ -55,24 +55,3 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.fc(self.features(x)))
 
-
-class GapCNN(nn.Module):
-    """Three conv blocks and a global-average-pooling head for 32×32 images (≈95k parameters).
-
-    Unlike `SmallCNN`, whose parameters sit mostly in one 2048×64 dense layer that memorises noisy labels, almost
-    every parameter here is a shared convolution filter, and the head sees only pooled features.
-    """
-
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 32) -> None:
-        super().__init__()
-        c = input_shape[0]
-        self.features = nn.Sequential(
-            nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
-        self.head = nn.Linear(4 * width, output_dim(num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))

@@ -8,7 +8,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import InfluenceError
-from .architectures import MLP, GapCNN, LogisticRegression, SmallCNN
+from .architectures import MLP, LogisticRegression, SmallCNN
 from .resnet import resnet18_cifar, resnet34_cifar
 
 
@@ -57,10 +57,6 @@ register_model(ModelSpec("cnn", "Small CNN for 32x32 images (~140k parameters)",
                          head_prefix="head",
                          train_defaults={"optimizer": "adam", "lr": 2e-3, "epochs": 30, "batch_size": 128, "l2": 5e-4,
                                          "patience": 3, "augment": True}))
-register_model(ModelSpec("cnn_gap", "Small CNN with a global-average-pooling head (~95k parameters)", GapCNN,
-                         input_kinds=("image",), head_prefix="head",
-                         train_defaults={"optimizer": "adam", "lr": 2e-3, "epochs": 40, "batch_size": 128, "l2": 5e-4,
-                                         "patience": 4, "augment": True}))
 _RESNET_DEFAULTS = {"optimizer": "sgd", "lr": 0.05, "epochs": 30, "batch_size": 128, "l2": 5e-4, "patience": 4, "augment": True}
 register_model(ModelSpec("resnet18", "ResNet-18 for 32x32 images (3x3 stem, no max-pool; random init or your weights)",
                          resnet18_cifar, input_kinds=("image",), head_prefix="fc", train_defaults=_RESNET_DEFAULTS))
