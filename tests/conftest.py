@@ -11,6 +11,27 @@ import torch
 import influence_core as ic
 
 SHARED_DATA = Path(os.environ.get("INFLUENCE_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
+# The offline files the real-data tests read (CIFAR-10N labels and image subset, CIFAR-100N labels, Adult, Bank).
+SHARED_FILES = ("cifar_n/cifar10n_labels.npz", "cifar_n/cifar100n_labels.npz", "cifar10_subset_original_order.npz",
+                "adult/adult.data", "adult/adult.test", "bank/bank-full.csv")
+
+
+def missing_shared_data() -> str | None:
+    """Why the real-data tests cannot run here (the offline files are missing), or None."""
+    absent = [f for f in SHARED_FILES if not (SHARED_DATA / f).exists()]
+    if not absent:
+        return None
+    return (f"offline data not found: {SHARED_DATA / absent[0]} is missing (a fresh clone without ../shared/data; "
+            "set INFLUENCE_SHARED_DATA to run the real-data tests)")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The offline data folder; a test that asks for it is skipped, with the reason, where the files are missing."""
+    reason = missing_shared_data()
+    if reason:
+        pytest.skip(reason)
+    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")

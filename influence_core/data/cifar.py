@@ -44,8 +44,13 @@ def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            return {k: np.asarray(z[k]) for k in z.files}
+        try:
+            with np.load(path, allow_pickle=False) as z:  # an object array (a pickle) is refused, never unpickled
+                return {k: np.asarray(z[k]) for k in z.files}
+        except ValueError as err:
+            if "allow_pickle" in str(err):
+                raise InfluenceError(f"refused to read {path.name}: it holds Python objects, not label arrays") from None
+            raise InfluenceError(f"cannot read {path.name}: {str(err).splitlines()[0]}") from None
     if path.suffix == ".pt":
         try:
             from numpy._core.multiarray import _reconstruct  # numpy ≥ 2

@@ -27,7 +27,7 @@ def labels(shared_data):
 
 
 @pytest.fixture(scope="module")
-def worst():
+def worst(shared_data):
     return load_dataset("cifar10n", label_set="worst", seed=0)
 
 
@@ -71,7 +71,7 @@ def test_noise_rate_on_subset_is_close_to_published(label_set, labels):
     assert abs(float(mask.mean()) - PUBLISHED_NOISE_RATES[label_set]) < 0.001  # all 50,000: the published figure
 
 
-def test_dataset_noise_rate_matches_label_set():
+def test_dataset_noise_rate_matches_label_set(shared_data):
     ds = load_dataset("cifar10n", label_set="aggregate", max_train=500, max_test=100)
     assert (len(ds.train), len(ds.val), len(ds.test)) == (450, 50, 100)
     assert 0.04 < float(ds.noise_mask.float().mean()) < 0.15
@@ -85,14 +85,22 @@ def test_authors_pt_release_loads_safely_and_equals_npz(shared_data, labels):
 
 
 def test_label_file_with_foreign_objects_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
     class Sneaky:
         def __reduce__(self):
-            return (print, ("should never run",))
+            return (open, (str(marker), "w"))
 
     path = tmp_path / "labels.pt"
     torch.save({"clean_label": np.zeros(3), "x": Sneaky()}, path)
     with pytest.raises(InfluenceError, match="refused to read labels.pt"):
         load_label_file(path)
+    assert not marker.exists()
+    npz = tmp_path / "labels.npz"
+    np.savez(npz, clean_label=np.zeros(3), x=np.array([Sneaky()], dtype=object))  # an object array is a pickle
+    with pytest.raises(InfluenceError, match="^refused to read labels.npz: it holds Python objects, not label arrays"):
+        load_label_file(npz)
+    assert not marker.exists()
 
 
 def test_misaligned_images_are_refused(tmp_path, subset):
@@ -120,7 +128,7 @@ def test_unknown_label_set():
         load_dataset("cifar10n", label_set="best")
 
 
-def test_cifar100n_builds_from_user_images_joined_by_original_index(tmp_path):
+def test_cifar100n_builds_from_user_images_joined_by_original_index(shared_data, tmp_path):
     """With images supplied (here a tiny synthetic .npz in original order), CIFAR-100N joins labels by index."""
     noisy, clean, _ = cifar100n_labels()
     rng = np.random.default_rng(0)

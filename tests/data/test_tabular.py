@@ -15,7 +15,7 @@ from influence_core.errors import InfluenceError
 
 
 @pytest.fixture(scope="module")
-def adult():
+def adult(shared_data):
     return load_dataset("adult", seed=0)
 
 
@@ -57,7 +57,7 @@ def test_bank_sizes_and_age_attribute(shared_data):
     assert total_yes == 5_289
 
 
-def test_bank_max_rows_subsamples():
+def test_bank_max_rows_subsamples(shared_data):
     ds = load_dataset("bank", max_rows=1000, seed=3)
     assert len(ds.train) + len(ds.val) + len(ds.test) == 1000
 

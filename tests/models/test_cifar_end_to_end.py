@@ -14,7 +14,7 @@ from influence_core.models.loading import load_fitted, save_state_dict
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(shared_data):
     ds = load_dataset("cifar10n", label_set="worst", max_train=330, max_test=100, val_fraction=0.1)
     return ds, train_model(ds, "cnn", TrainConfig(epochs=1, batch_size=64, seed=0))
 

@@ -18,7 +18,7 @@ from influence_core.models.loading import load_fitted, load_fitted_bytes, save_s
 
 
 @pytest.fixture(scope="module")
-def images():
+def images(shared_data):
     return load_dataset("cifar10n", max_train=40, max_test=8, val_fraction=0.25)
 
 

@@ -15,7 +15,7 @@ from influence_core.models import TrainConfig, build_model, fitted_from_module, 
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(shared_data):
     return load_dataset("cifar10n", label_set="worst", max_train=44, max_test=8, val_fraction=0.25)
 
 
