@@ -24,16 +24,19 @@ def workspace_root() -> Path:
 
 @dataclass
 class ScoreRun:
-    """One computed score column: method, impact, parameter group and the method's settings."""
+    """One computed score column: method, impact, parameter group, the method's settings, the impact's settings
+    (e.g. ``{"val_trim": 0.0}``) and the number of folds (0 = in-sample, K ≥ 2 = out of fold with K fold models)."""
 
     method: str
     impact: str = "utility"
     params: str = "all"
     settings: dict = field(default_factory=dict)
+    folds: int = 0
+    impact_settings: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
-        """A short unique column name, e.g. ``ip_ensemble[K=5,p=0.01]·fairness``."""
+        """A short unique column name, e.g. ``ip_ensemble[K=5,p=0.01]·fairness``, ``loss·oof5``, ``ip·trim=0``."""
         short = {"ensemble_size": "K", "dropout": "p"}
         parts = ",".join(f"{short.get(k, k)}={v}" for k, v in sorted(self.settings.items()))
         name = self.method + (f"[{parts}]" if parts else "")
@@ -41,7 +44,16 @@ class ScoreRun:
             name += f"·{self.impact}"
         if self.params != "all":
             name += f"·{self.params}"
+        for k, v in sorted((self.impact_settings or {}).items()):
+            name += f"·{'trim' if k == 'val_trim' else k}={v:g}" if isinstance(v, float) else f"·{k}={v}"
+        if self.folds:
+            name += f"·oof{self.folds}"
         return name
+
+    def score_kwargs(self) -> dict:
+        """The keyword arguments of `Workspace.get_or_score` that this run fixes (beyond data set and model)."""
+        return {"method": self.method, "impact": self.impact, "params": self.params, "settings": dict(self.settings),
+                "impact_settings": dict(self.impact_settings or {}) or None, "folds": int(self.folds or 0)}
 
 
 @dataclass
@@ -97,7 +109,9 @@ class Selection:
     def from_json(cls, data: dict) -> "Selection":
         known = {f.name for f in fields(cls)}
         sel = cls(**{k: v for k, v in data.items() if k in known})
-        sel.runs = [ScoreRun(**r) if isinstance(r, dict) else r for r in sel.runs]
+        run_fields = {f.name for f in fields(ScoreRun)}  # older files lack folds / impact_settings: defaults
+        sel.runs = [ScoreRun(**{k: v for k, v in r.items() if k in run_fields}) if isinstance(r, dict) else r
+                    for r in sel.runs]
         return sel
 
 

@@ -19,7 +19,7 @@ from influence_core.errors import InfluenceError
 from influence_core.jobs import Job, get_job
 from influence_core.models.train import FittedModel
 from influence_core.review import DecisionLog
-from influence_core.session import Selection, decision_scope, flagged_rows, get_workspace, load_selection, save_selection, workspace_root
+from influence_core.session import ScoreRun, Selection, decision_scope, flagged_rows, get_workspace, load_selection, save_selection, workspace_root
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
@@ -106,8 +106,8 @@ def model_of(sel: Selection, dataset: Dataset) -> FittedModel | None:
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _load_scores(_dataset: Dataset, _fitted: FittedModel, key: str, root: str, run_json: str) -> np.ndarray:
-    run = json.loads(run_json)
-    return get_workspace(Path(root)).get_or_score(_dataset, _fitted, run["method"], run["impact"], run["params"], run["settings"])
+    run = ScoreRun(**json.loads(run_json))
+    return get_workspace(Path(root)).get_or_score(_dataset, _fitted, **run.score_kwargs())
 
 
 def scores_of(sel: Selection, dataset: Dataset, fitted: FittedModel) -> dict[str, np.ndarray]:
@@ -117,6 +117,25 @@ def scores_of(sel: Selection, dataset: Dataset, fitted: FittedModel) -> dict[str
         run_json = json.dumps(run.__dict__, sort_keys=True, default=str)
         out[run.label] = _load_scores(dataset, fitted, f"{dataset.fingerprint()}-{sel.model_hash}", str(workspace_root()), run_json)
     return out
+
+
+def run_title(run: ScoreRun) -> str:
+    """A run for people, e.g. 'IP + loss (rank average), out of fold (5)' (plain text: settings may be typed in)."""
+    from influence_core.methods import METHODS
+
+    cls = METHODS.get(run.method)
+    parts = [(cls.label or cls.name) if cls is not None else run.method]
+    if run.settings:
+        parts.append(", ".join(f"{k} = {v}" for k, v in sorted(run.settings.items())))
+    if run.impact != "utility":
+        parts.append(f"impact: {run.impact}")
+    if run.params != "all":
+        parts.append(f"parameters: {run.params}")
+    trim = (run.impact_settings or {}).get("val_trim")
+    if trim is not None:
+        parts.append("all validation samples in the target" if not trim else f"{trim:.0%} of validation samples left out")
+    parts.append(f"out of fold ({run.folds})" if run.folds else "in-sample")
+    return ", ".join(parts)
 
 
 # ------------------------------------------------------------------------------------- prerequisites
