@@ -67,7 +67,13 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--missing", choices=["impute", "refuse"], help="CSV: missing feature values (default impute: median / 'missing')")
     p.add_argument("--epochs", type=int, help="training epochs (architecture default otherwise)")
     p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--l2", type=float, help="L2 regularisation of the training objective")
+    p.add_argument("--l2", "--weight-decay", dest="l2", type=float,
+                   help="L2 regularisation (weight decay) of the training objective (architecture default otherwise)")
+    p.add_argument("--patience", type=int,
+                   help="early stopping: epochs without a better validation loss before stopping, best epoch kept "
+                        "(0 = off; default: on for neural networks)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="images: random crop (4-pixel padding) and horizontal flip while training (default: on for CNNs)")
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="save a checkpoint every k epochs (TracIn and TDA need them; 0 = none)")
     p.add_argument("--weights", help="use these trained weights instead of training (state_dict: .safetensors / .pt)")
@@ -81,6 +87,7 @@ def load_data_and_model(args: argparse.Namespace):
     """(dataset, fitted model) as the shared arguments ask: train, or load uploaded weights."""
     from .data import load_dataset
     from .models import TrainConfig, train_model
+    from .models.train import memorisation_warning
 
     dataset = load_dataset(args.dataset, seed=args.seed, label_column=args.label_column,
                            sensitive_column=args.sensitive_column, val_fraction=args.val_fraction,
@@ -91,14 +98,19 @@ def load_data_and_model(args: argparse.Namespace):
         from .models import loading  # data / model uploads (issue 4)
 
         return dataset, loading.load_fitted(args.weights, args.model, dataset)
-    config = TrainConfig(seed=args.seed, epochs=args.epochs, lr=args.lr, l2=args.l2,
-                         checkpoint_every=getattr(args, "checkpoint_every", 0) or 0)
+    config = TrainConfig(seed=args.seed, epochs=args.epochs, lr=args.lr, l2=args.l2, patience=args.patience,
+                         augment=args.augment, checkpoint_every=getattr(args, "checkpoint_every", 0) or 0)
     show = _progress_printer(not args.quiet)
     progress = (lambda rec: show(rec["fraction"], f"training: epoch {rec['epoch']} loss {rec['loss']:.4f}")) if show else None
     workspace = _workspace(args)
     if workspace is not None:
-        return dataset, workspace.get_or_train(dataset, args.model, config, progress=progress, device=args.device)
-    return dataset, train_model(dataset, args.model, config, device=args.device, progress=progress)
+        fitted = workspace.get_or_train(dataset, args.model, config, progress=progress, device=args.device)
+    else:
+        fitted = train_model(dataset, args.model, config, device=args.device, progress=progress)
+    warning = memorisation_warning(fitted.metrics)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return dataset, fitted
 
 
 def _workspace(args: argparse.Namespace):
@@ -111,7 +123,7 @@ def _workspace(args: argparse.Namespace):
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .api import compute_scores, scores_frame
+    from .api import compute_scores, describe_target, scores_frame
     from .methods import METHODS, get_method
 
     method_cls = METHODS.get(args.method)
@@ -121,17 +133,24 @@ def _cmd_score(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in {"ensemble_size": args.ensemble_size, "dropout": args.dropout,
                                    "damping": args.damping}.items() if v is not None and k in known}
     settings.update(_parse_sets(args.set or []))
-    impact_settings = {"c": args.c, "epsilon": args.epsilon, "positive_class": args.positive_class}
+    val_trim = 0.0 if args.trust_val else args.val_trim
+    impact_settings = {"c": args.c, "epsilon": args.epsilon, "positive_class": args.positive_class, "val_trim": val_trim}
+    impact_settings = {k: v for k, v in impact_settings.items() if v is not None}
+    if args.folds is not None and (args.folds == 1 or args.folds < 0):
+        raise InfluenceError("--folds takes 0 (in-sample) or a number of folds ≥ 2")
     dataset, fitted = load_data_and_model(args)
+    if method_cls.uses_impact:
+        _print_target(describe_target(dataset, fitted, args.impact, impact_settings), args.quiet)
     workspace = _workspace(args)
+    folds = args.folds or 0
     if workspace is not None:
         scores = workspace.get_or_score(dataset, fitted, args.method, args.impact, args.params, settings,
                                         _progress_printer(not args.quiet), impact_settings=impact_settings,
-                                        device=args.device, batch_size=args.batch_size)
+                                        device=args.device, batch_size=args.batch_size, folds=folds)
     else:
         scores = compute_scores(dataset, fitted, args.method, args.impact, params=args.params, device=args.device,
                                 batch_size=args.batch_size, progress=_progress_printer(not args.quiet),
-                                impact_settings=impact_settings, **settings)
+                                impact_settings=impact_settings, folds=folds or None, **settings)
     frame = scores_frame(dataset, scores)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +161,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_target(target: dict, quiet: bool) -> None:
+    """Say which validation samples the impact target is measured on (a noisy validation label steers it)."""
+    if quiet:
+        return
+    left = len(target["left_out"])
+    line = f"target ({target['impact']}): {target['n_used']} of {target['n_val']} validation samples"
+    if left:
+        shown = ", ".join(str(i) for i in target["left_out"][:10]) + (" …" if left > 10 else "")
+        line += f"; {left} left out as least plausible (highest loss; validation positions {shown})"
+    print(line, file=sys.stderr)
+
+
 def _cmd_methods(args: argparse.Namespace) -> int:
     from .methods import METHODS
 
@@ -149,10 +180,10 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    print(f"{'method':<13} {'type':<15} {'cost':<28} parameters (defaults)")
+    print(f"{'method':<19} {'type':<15} {'cost':<32} parameters (defaults)")
     for r in rows:
         params = ", ".join(f"{k}={v}" for k, v in r["parameters"].items()) or "-"
-        print(f"{r['name']:<13} {r['kind']:<15} {r['cost']:<28} {params}")
+        print(f"{r['name']:<19} {r['kind']:<15} {r['cost']:<32} {params}")
     print("\nAll scores: lower = more detrimental.")
     return 0
 
@@ -199,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c", type=float, help="robustness (linear models): attack strength c (default 1.3)")
     p.add_argument("--epsilon", type=float, help="robustness (other models): FGSM step size (default 0.1)")
     p.add_argument("--positive-class", type=int, help="fairness: the class whose rate is compared (default 1)")
+    p.add_argument("--folds", type=int, default=0,
+                   help="out of fold: K models, each trained on K-1 folds, score the samples they did not see (0 = in-sample)")
+    p.add_argument("--val-trim", type=float,
+                   help="utility / robustness: share of validation samples with the highest loss left out of the target "
+                        "(default 0.1: a noisy validation label would steer it)")
+    p.add_argument("--trust-val", action="store_true", help="the validation labels are clean: the target uses all of them")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--out", help="CSV path (default: stdout)")
     p.set_defaults(func=_cmd_score)

@@ -101,10 +101,14 @@ DEFAULT_VAL_TRIM = 0.1
 
 
 def resolve_val_trim(val_trim: float | None, dataset: Dataset) -> float:
-    """``val_trim`` as set, or by default 0 for a validation split known to be clean (``meta["trusted_val"]``)
-    and `DEFAULT_VAL_TRIM` for one carved from the user's own, possibly noisy, labels."""
+    """``val_trim`` as set (0 = every validation sample: a split the user trusts), else `DEFAULT_VAL_TRIM`.
+
+    The default trims even a validation split known to be clean (``meta["trusted_val"]``, e.g. CIFAR-N's): on the
+    detection leaderboard (bench/results/detect.md) leaving out the 10% least plausible validation samples raised
+    IP's AUROC on every cell, clean validation included (moons 0.945 → 0.992, CIFAR-10N-worst 0.64 → 0.69);
+    a noisy split gains most. Marking a split trusted means ``val_trim=0``."""
     if val_trim is None:
-        return 0.0 if dataset.meta.get("trusted_val") else DEFAULT_VAL_TRIM
+        return DEFAULT_VAL_TRIM
     if not 0.0 <= val_trim < 1.0:
         raise InfluenceError(f"val_trim must be in [0, 1), got {val_trim}")
     return float(val_trim)
