@@ -82,6 +82,19 @@ def test_second_score_is_a_cache_hit(tmp_path, blobs, counted):
     assert counted["score"] == 5
 
 
+def test_impact_settings_are_part_of_the_score_key(tmp_path, blobs, counted):
+    ws = Workspace(tmp_path)
+    fitted = ws.get_or_train(blobs, "mlp", TrainConfig(epochs=20))  # FGSM: epsilon matters (binary logreg uses c)
+    key = lambda **imp: Workspace.score_key(blobs, fitted, "ip", "robustness", impact_settings=imp or None)  # noqa: E731
+    assert key(epsilon=0.05) != key(epsilon=0.3)
+    assert key() == key(epsilon=0.1)  # 0.1 is the default: settings are resolved before hashing
+    small = ws.get_or_score(blobs, fitted, "ip", "robustness", impact_settings={"epsilon": 0.05})
+    large = ws.get_or_score(blobs, fitted, "ip", "robustness", impact_settings={"epsilon": 0.3})
+    assert counted["score"] == 2 and not np.allclose(small, large)
+    again = ws.get_or_score(blobs, fitted, "ip", "robustness", impact_settings={"epsilon": 0.05})
+    assert counted["score"] == 2 and np.array_equal(again, small)
+
+
 def test_paths_stay_inside_and_root_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("INFLUENCE_WORKSPACE", str(tmp_path / "ws"))
     ws = Workspace(project="demo")
