@@ -12,7 +12,7 @@ from influence_core.errors import InfluenceError
 from influence_core.figures import training_curve
 from influence_core.jobs import forget_job, start_job
 from influence_core.models.registry import MODELS
-from influence_core.models.train import TrainConfig
+from influence_core.models.train import TrainConfig, memorisation_warning
 from influence_core.session import get_workspace, load_selection, save_selection, workspace_root
 from pages._common import guarded, job_panel, model_of, plain, require_dataset, save, selection
 
@@ -30,6 +30,20 @@ def _show_current(sel, ds) -> None:
     c[1].metric("Test accuracy", f"{fitted.metrics.get('test_accuracy', float('nan')):.1%}")
     if "train_accuracy" in fitted.metrics:
         c[2].metric("Training accuracy", f"{fitted.metrics['train_accuracy']:.1%}")
+    warning = memorisation_warning(fitted.metrics)
+    if warning:
+        st.warning(f"Memorisation: {warning} (the **Folds** setting on the Scores page).", icon=":material/warning:")
+    run, best = fitted.metrics.get("epochs_run"), fitted.metrics.get("best_epoch")
+    if run:
+        if fitted.config.optimizer == "lbfgs":
+            st.caption("L-BFGS trained to convergence (one full-batch run).")
+        elif best and best < run:
+            st.caption(f"Best epoch {best} of {run} run: early stopping on the validation loss restored epoch {best}'s "
+                       "weights.")
+        elif not fitted.config.patience:
+            st.caption(f"{run} epochs run (early stopping off).")
+        else:
+            st.caption(f"Best epoch {best or run} of {run} run.")
     if fitted.history:
         st.plotly_chart(training_curve(fitted.history), width="stretch")
 
@@ -44,14 +58,35 @@ def _train_form(sel, ds, job_key: str) -> None:
                         format_func=lambda n: f"{n} — {MODELS[n].description}")
     base = TrainConfig().resolved(arch)
     previous = sel.train if sel.arch == arch and sel.train else {}
+    lbfgs = base.optimizer == "lbfgs"
+
+    def start(name: str, default):
+        return previous.get(name) if previous.get(name) is not None else default
+
     c = st.columns(4)
-    epochs = c[0].number_input("Epochs", 1, 10_000, int(previous.get("epochs") or base.epochs), disabled=base.optimizer == "lbfgs",
-                               help="L-BFGS (logistic regression) runs to convergence instead")
-    lr = c[1].number_input("Learning rate", 1e-6, 10.0, float(previous.get("lr") or base.lr), format="%g")
-    l2 = c[2].number_input("L2 regularisation", 0.0, 10.0, float(previous.get("l2") if previous.get("l2") is not None else base.l2), format="%g")
-    every = c[3].number_input("Checkpoint every k epochs", 0, 1000, int(previous.get("checkpoint_every") or 0),
+    epochs = c[0].number_input("Epochs", 1, 10_000, int(start("epochs", base.epochs)), disabled=lbfgs,
+                               help="L-BFGS (logistic regression) runs to convergence instead" if lbfgs else
+                               f"at most; {arch}'s default: {base.epochs}")
+    lr = c[1].number_input("Learning rate", 1e-6, 10.0, float(start("lr", base.lr)), format="%g", disabled=lbfgs,
+                           help=None if lbfgs else f"{arch}'s default: {base.lr:g}")
+    l2 = c[2].number_input("Weight decay (L2)", 0.0, 10.0, float(start("l2", base.l2)), format="%g",
+                           help=f"½·λ·‖θ‖² added to the training objective (the influence methods use it too); "
+                                f"{arch}'s default: {base.l2:g}")
+    every = c[3].number_input("Checkpoint every k epochs", 0, 1000, int(start("checkpoint_every", 0)),
                               help="0 = none; TracIn-style methods need checkpoints")
-    config = {"epochs": int(epochs), "lr": float(lr), "l2": float(l2), "seed": 0, "checkpoint_every": int(every)}
+    c = st.columns(4)
+    patience = c[0].number_input(
+        "Early stopping patience", 0, 10_000, int(start("patience", base.patience)), disabled=lbfgs,
+        help="Stop after this many epochs without a lower validation loss and keep the best epoch's weights; "
+             f"0 = off. {arch}'s default: {base.patience} (a network trained to convergence on noisy labels memorises "
+             "them, and the scores of memorised samples fade)")
+    config = {"epochs": int(epochs), "lr": float(lr), "l2": float(l2), "seed": 0, "checkpoint_every": int(every),
+              "patience": int(patience)}
+    if ds.kind == "image":
+        config["augment"] = bool(c[1].checkbox(
+            "Augment images", value=bool(start("augment", base.augment)), disabled=lbfgs,
+            help="Random 32×32 crop of the 4-pixel-padded image and a horizontal flip, per batch; "
+                 f"{arch}'s default: {'on' if base.augment else 'off'}"))
     if st.button("Train", type="primary", icon=":material/play_arrow:"):
         _start_training(sel, ds, arch, config, job_key)
         st.rerun()

@@ -2,7 +2,7 @@
 
 from influence_core.data import load_dataset
 from influence_core.jobs import get_job
-from influence_core.session import load_selection
+from influence_core.session import get_workspace, load_selection
 
 from .conftest import no_errors, open_page, settle, shown
 
@@ -95,3 +95,84 @@ def test_pickled_pt_upload_is_refused_and_not_stored(workspace, tmp_path):
     at.file_uploader[0].upload("evil.pt", pickle.dumps({"0.weight": Evil()}), "application/octet-stream").run()
     assert any("refused to load 'evil.pt'" in e.value for e in at.error)
     assert not (tmp_path / "pwned").exists() and _stored(workspace) == []
+
+
+def _widget(at, label):
+    return next(w for w in list(at.number_input) + list(at.checkbox) if w.label == label)
+
+
+def test_default_training_stops_early_and_moons_shows_no_memorisation_warning(workspace):
+    from influence_core.models.train import TrainConfig
+
+    at = open_page("2_Model.py")
+    # The form starts at the architecture's resolved defaults: early stopping on for the MLP, no augmentation (tabular).
+    base = TrainConfig().resolved("mlp")
+    assert _widget(at, "Early stopping patience").value == base.patience > 0
+    assert _widget(at, "Weight decay (L2)").value == base.l2
+    assert not [c for c in at.checkbox if c.label == "Augment images"]
+    next(b for b in at.button if b.label == "Train").click().run()
+    at = settle(at)
+    no_errors(at)
+    sel = load_selection(workspace)
+    assert sel.train["patience"] == base.patience and sel.train["l2"] == base.l2
+    fitted = get_workspace(workspace).load_model(get_workspace(workspace).model_key(load_dataset("moons", seed=0), "mlp",
+                                                                                   sel.train_config()), load_dataset("moons", seed=0))
+    best, run = fitted.metrics["best_epoch"], fitted.metrics["epochs_run"]
+    assert any(f"Best epoch {best} of {run} run" in c.value for c in at.caption)
+    assert not [w for w in at.warning if "Memorisation" in w.value]
+
+
+def test_patience_zero_turns_early_stopping_off(workspace):
+    at = open_page("2_Model.py")
+    at.number_input[0].set_value(12)  # epochs
+    _widget(at, "Early stopping patience").set_value(0)
+    _widget(at, "Weight decay (L2)").set_value(0.0)
+    next(b for b in at.button if b.label == "Train").click().run()
+    at = settle(at)
+    no_errors(at)
+    sel = load_selection(workspace)
+    assert sel.train["patience"] == 0 and sel.train["l2"] == 0.0
+    assert sel.train_config().resolved("mlp").patience == 0
+    assert any("12 epochs run (early stopping off)" in c.value for c in at.caption)
+
+
+def test_memorisation_warning_shows_for_a_model_that_memorised(scored):
+    import json
+
+    meta_path = next((scored / "models").glob("*/meta.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["metrics"].update(train_accuracy=0.99, val_accuracy=0.62)  # fits its labels, not new data
+    meta_path.write_text(json.dumps(meta))
+    at = open_page("2_Model.py")
+    no_errors(at)
+    warnings = [w.value for w in at.warning if "Memorisation" in w.value]
+    assert len(warnings) == 1 and "use out-of-fold scoring" in warnings[0] and "99%" in warnings[0], warnings
+    # 20 points or less: no warning
+    meta["metrics"].update(train_accuracy=0.80, val_accuracy=0.62)
+    meta_path.write_text(json.dumps(meta))
+    import streamlit as st
+
+    st.cache_resource.clear()  # the page caches the loaded model
+    at = open_page("2_Model.py")
+    assert not [w for w in at.warning if "Memorisation" in w.value]
+
+
+def test_image_data_offers_augmentation_at_the_cnn_default(workspace):
+    import pytest
+
+    from influence_core.errors import InfluenceError
+    from influence_core.models.train import TrainConfig
+    from influence_core.session import Selection, save_selection
+
+    kwargs = {"label_set": "worst", "max_train": 60, "max_test": 20, "seed": 0}
+    try:
+        load_dataset("cifar10n", **kwargs)
+    except InfluenceError as err:
+        pytest.skip(f"CIFAR-10N subset not available: {err}")
+    save_selection(Selection(dataset="cifar10n", dataset_kwargs=kwargs), workspace)
+    at = open_page("2_Model.py")
+    no_errors(at)
+    at.selectbox[0].set_value("cnn").run()
+    base = TrainConfig().resolved("cnn")
+    assert _widget(at, "Augment images").value is True is base.augment
+    assert _widget(at, "Early stopping patience").value == base.patience
