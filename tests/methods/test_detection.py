@@ -29,8 +29,10 @@ def test_blobs_logreg_ip_finds_flipped_labels_and_agrees_with_exact():
 
 
 def test_moons_mlp_ip_finds_flipped_labels():
-    auc_ip, auc_exact, rho = map(np.array, zip(*_runs("moons", "mlp", 0.01)))
-    # Reported beside it, not asserted (paper Fig. 2F: exact influence does not separate the flipped samples).
-    print(f"moons/mlp AUROC IP {np.round(auc_ip, 3)} (median {np.median(auc_ip):.3f}); "
-          f"exact {np.round(auc_exact, 3)} (median {np.median(auc_exact):.3f}); Spearman {np.round(rho, 3)}")
-    assert np.median(auc_ip) >= 0.8
+    """IP only: the exact-influence comparison on moons (slow, not asserted) is bench/synthetic_detection.py."""
+    aucs = []
+    for seed in range(5):
+        ds = ic.load_dataset("moons", seed=seed)
+        ip = ic.compute_scores(ds, ic.train_model(ds, "mlp", TrainConfig(seed=seed)), "ip")
+        aucs.append(roc_auc_score(ds.noise_mask.numpy(), -ip))
+    assert np.median(aucs) >= 0.8
