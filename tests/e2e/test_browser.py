@@ -86,6 +86,28 @@ def _idle(page) -> None:
     page.wait_for_function("() => !document.querySelector('[data-testid=stSkeleton]')", timeout=60_000)
 
 
+def _until_finished(page, done: str, failed: tuple[str, ...] = ("failed", "Something went wrong"),
+                    quiet_s: float = 60, limit_s: float = 1800) -> None:
+    """Wait for a background job by the page's own state, not a fixed time: the job panel shows a progress bar
+    while the job runs (keep waiting, however slow the machine), then the page shows ``done``. A failure
+    message, no progress bar and no ``done`` for ``quiet_s`` seconds, or ``limit_s`` in all fails the test."""
+    start = last_running = time.time()
+    while True:
+        if page.get_by_text(done).count():
+            return
+        for text in failed:
+            alert = page.get_by_test_id("stAlertContentError").filter(has_text=text)
+            if alert.count():
+                raise AssertionError(f"waiting for '{done}': the page says {alert.first.inner_text()!r}")
+        if page.get_by_test_id("stProgress").count():
+            last_running = time.time()
+        elif time.time() - last_running > quiet_s:
+            raise AssertionError(f"'{done}' not shown and no job running for {quiet_s:.0f} s")
+        if time.time() - start > limit_s:
+            raise AssertionError(f"'{done}' not shown after {limit_s:.0f} s")
+        page.wait_for_timeout(500)
+
+
 def _shot(page, name: str) -> None:
     """A screenshot of the whole page: Streamlit scrolls inside its main area, so grow the window to fit, then
     restore 1280×800."""
@@ -122,18 +144,18 @@ def test_full_flow_and_restart(tmp_path):
             epochs.press("Enter")
             _idle(page)
             page.get_by_role("button", name="Train").click()
-            page.get_by_text("Training finished.").wait_for(timeout=90_000)
+            _until_finished(page, "Training finished.")
             page.get_by_text("Validation accuracy").first.wait_for()
             _shot(page, "2-model")
 
             _goto(page, "Scores")
             page.get_by_role("button", name="Compute scores").click()
-            page.get_by_text("Scores of all 250 training samples").wait_for(timeout=90_000)
+            _until_finished(page, "Scores of all 250 training samples")
             _shot(page, "3-scores")
 
             _goto(page, "Explore")
             page.get_by_role("button", name="Compute the angle view").click()
-            page.get_by_text("Samples per region").wait_for(timeout=90_000)
+            _until_finished(page, "Samples per region")
             _shot(page, "4-explore")
 
             _goto(page, "Review")
