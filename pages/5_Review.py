@@ -10,7 +10,7 @@ import streamlit as st
 from influence_core.analysis import gradient_similarity, predict
 from influence_core.export import images_uint8
 from influence_core.session import decision_scope, flagged_rows
-from pages._common import decisions, guarded, require_dataset, require_model, require_scores, save, selection
+from pages._common import decisions, guarded, plain, require_dataset, require_model, require_scores, run_title, save, selection
 
 PER_PAGE = 12
 IMAGES_PER_ROW = 3  # wide enough for readable images and unclipped buttons at 1280 px
@@ -31,6 +31,11 @@ def _describe(ds, row: int) -> str:
     names = ds.feature_names or [f"x{i}" for i in range(ds.train.x.shape[1])]
     values = ds.train.x[row].flatten().tolist()
     return ", ".join(f"{n}={v:.3g}" for n, v in list(zip(names, values))[:8]) + (" …" if len(values) > 8 else "")
+
+
+def _cls(ds, c: int) -> str:
+    """A class name as literal Markdown text (upload class names may contain Markdown)."""
+    return plain(ds.classes[int(c)])
 
 
 def _relabel_options(ds, given: int, predicted: int) -> list[int]:
@@ -70,21 +75,21 @@ def _noisy_note(ds, row: int) -> str:
     """' · known noisy (true: dog)' when the data set knows this label is wrong."""
     if ds.noise_mask is None or not bool(ds.noise_mask[row]):
         return ""
-    true = f" (true: {ds.classes[int(ds.clean_labels[row])]})" if ds.clean_labels is not None else ""
+    true = f" (true: {_cls(ds, ds.clean_labels[row])})" if ds.clean_labels is not None else ""
     return f" · :red[known noisy{true}]"
 
 
 def _decision_badge(ds, decision) -> str:
     if decision is None:
         return ""
-    what = decision.action + (f" → {ds.classes[decision.new_label]}" if decision.action == "relabel" else "")
+    what = decision.action + (f" → {_cls(ds, decision.new_label)}" if decision.action == "relabel" else "")
     return f" :green-badge[{what}]"
 
 
 def _image_card(ds, row: int, score: float, pred: int, decision, scope: str, log, pixels) -> None:
     given = int(ds.train.y[row])
     st.image(pixels, width="stretch")
-    st.markdown(f"**#{row}** · given **{ds.classes[given]}** · predicted **{ds.classes[pred]}**  \n"
+    st.markdown(f"**#{row}** · given **{_cls(ds, given)}** · predicted **{_cls(ds, pred)}**  \n"
                 f"score {score:.4g}{_noisy_note(ds, row)}{_decision_badge(ds, decision)}")
     _actions(ds, row, given, pred, log, scope, compact=False)
 
@@ -92,8 +97,8 @@ def _image_card(ds, row: int, score: float, pred: int, decision, scope: str, log
 def _table_row(ds, row: int, score: float, pred: int, decision, scope: str, log) -> None:
     given = int(ds.train.y[row])
     left, right = st.columns([1, 1.3], vertical_alignment="center")
-    left.markdown(f"**#{row}** · given **{ds.classes[given]}** · predicted **{ds.classes[pred]}** · score {score:.4g}"
-                  f"{_noisy_note(ds, row)}{_decision_badge(ds, decision)}  \n:gray[{_describe(ds, row)}]")
+    left.markdown(f"**#{row}** · given **{_cls(ds, given)}** · predicted **{_cls(ds, pred)}** · score {score:.4g}"
+                  f"{_noisy_note(ds, row)}{_decision_badge(ds, decision)}  \n:gray[{plain(_describe(ds, row))}]")
     with right:
         _actions(ds, row, given, pred, log, scope, compact=True)
 
@@ -171,8 +176,12 @@ def page() -> None:
     scores = require_scores(sel, ds, fitted)
     log, scope = decisions(), decision_scope(ds)
     c1, c2, c3 = st.columns([2, 2, 1])
+    runs = {r.label: r for r in sel.runs}
     labels = list(scores)
-    primary = c1.selectbox("Order by", labels, index=labels.index(sel.primary_run().label))
+    primary = c1.selectbox("Order by", labels, index=labels.index(sel.primary_run().label),
+                           format_func=lambda label: run_title(runs[label]) if label in runs else label,
+                           help="Any computed ranking (lower = more detrimental first); compute more on the Scores page. "
+                                "IP + loss (rank average) is the recommended one.")
     share = c2.slider("Flag the most detrimental share of the training set", 0.01, 0.5, float(sel.flag_share), 0.01,
                       format="%.2f")
     show = c3.radio("Show", ["to review", "all flagged", "decided"], horizontal=False)
@@ -190,8 +199,9 @@ def page() -> None:
     else:
         rows = flagged
     counts = log.counts(scope)
-    st.caption(f"{len(flagged)} flagged by {primary} (lower = more detrimental) · {len(rows)} shown · decisions so far: "
-               + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    st.markdown(f"**Ordered by:** {plain(run_title(runs[primary]))}")
+    st.caption(f"{len(flagged)} flagged (the lowest scores of {plain(primary)}, most detrimental first) · {len(rows)} shown · "
+               "decisions so far: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     _batch_bar(ds, rows, preds, scope, log)
     if len(rows) == 0:
         st.success("Nothing left to review here. Export the decisions when you are done.")

@@ -5,7 +5,7 @@ from influence_core.data import load_dataset
 from influence_core.review import DecisionLog
 from influence_core.session import decision_scope
 
-from .conftest import no_errors, open_page
+from .conftest import no_errors, open_page, shown
 
 
 def _log(root):
@@ -55,3 +55,41 @@ def test_a_lasso_selection_from_explore_arrives_as_a_batch(scored):
     next(b for b in at.button if b.label == "Remove all").click().run()
     assert {r: d.action for r, d in _log(scored).items()} == {3: "remove", 4: "remove", 200: "remove"}
     assert at.multiselect(key="batch-rows").value == []  # the batch is cleared after the action
+
+
+def _visible(at):
+    return [int(b.key.split("-")[1]) for b in at.button if b.key and b.key.startswith("keep-")]
+
+
+def _ordered_by(at):
+    return [shown(m.value).replace("**", "") for m in at.markdown if "Ordered by:" in m.value]
+
+
+def test_order_by_any_computed_run_says_which_and_is_kept(scored):
+    import numpy as np
+
+    from influence_core.session import ScoreRun, get_workspace, load_selection, save_selection
+
+    ds = load_dataset("moons", seed=0)
+    sel = load_selection(scored)
+    ws = get_workspace(scored)
+    fitted = ws.get_or_train(ds, "mlp", sel.train_config())
+    ip = ws.get_or_score(ds, fitted, "ip")
+    loss_oof = ws.get_or_score(ds, fitted, "loss", folds=2)
+    sel.add_run(ScoreRun("loss", folds=2))
+    save_selection(sel, scored)
+    at = open_page("5_Review.py")
+    no_errors(at)
+    # default: the selection's primary run
+    assert _ordered_by(at) == ["Ordered by: IP, in-sample"]
+    assert _visible(at) == np.argsort(ip, kind="stable")[: len(_visible(at))].tolist()
+    at.selectbox[0].set_value("loss·oof2").run()
+    no_errors(at)
+    assert _ordered_by(at) == ["Ordered by: Loss, out of fold (2)"]
+    rows = _visible(at)
+    assert rows == np.argsort(loss_oof, kind="stable")[: len(rows)].tolist()
+    assert rows != np.argsort(ip, kind="stable")[: len(rows)].tolist()  # a different order than the default
+    assert load_selection(scored).primary == "loss·oof2"
+    # a fresh session (restart) keeps the choice
+    again = open_page("5_Review.py")
+    assert again.selectbox[0].value == "loss·oof2" and _visible(again) == rows
