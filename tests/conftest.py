@@ -10,6 +10,9 @@ import torch
 
 import influence_core as ic
 
+# The test models are tiny: one thread is faster than two contending ones (and steadier on a loaded machine).
+torch.set_num_threads(1)
+
 SHARED_DATA = Path(os.environ.get("INFLUENCE_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
 # The offline files the real-data tests read (CIFAR-10N labels and image subset, CIFAR-100N labels, Adult, Bank).
 SHARED_FILES = ("cifar_n/cifar10n_labels.npz", "cifar_n/cifar100n_labels.npz", "cifar10_subset_original_order.npz",
