@@ -1,9 +1,10 @@
 """IP against class-conditional targets: one impact gradient per class, g_c = ∇f over the validation samples of
-class c, and score_i = Σ_{c ≠ y_i} g_cᵀ ∇ℓ(z_i; θ) (issue 9, §4).
+class c, M[i, c] = g_cᵀ ∇ℓ(z_i; θ), and score_i = min_c M[i, c] (or Σ_{c ≠ y_i} M[i, c]).
 
 Why: the mean validation gradient averages the classes' pulls away. A wrong-labelled training sample helps its
-given class and hurts the others, so its inner products with the other classes' targets are negative (lower =
-more detrimental, as everywhere); with its own class's target alone the sign flips.
+given class and hurts the others, so its inner product with some other class's target is strongly negative (lower
+= more detrimental, as everywhere); with its own class's target alone the sign flips. All C inner products of a
+batch come from one batched forward-mode pass (vmap over the C tangents).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from torch.func import vmap
 
 from ..errors import InfluenceError
 from ..grads import directional_derivatives
@@ -22,11 +24,13 @@ REDUCTIONS = ("others", "min")
 
 @dataclass(frozen=True)
 class ClasswiseSettings:
-    reduce: str = "others"  # "others": Σ over the classes other than the given label; "min": the minimum over all classes
+    # "min": the most negative class-target IP (default: on the CIFAR-10N leaderboard it held up on every label set);
+    # "others": Σ over the classes other than the given label.
+    reduce: str = "min"
 
 
 class ClasswiseIP(InfluenceMethod):
-    """IP summed over the other classes' validation targets (C forward-mode passes; utility or robustness)."""
+    """IP against one validation target per class, reduced by the minimum over classes (C forward-mode passes)."""
 
     name = "ip_classwise"
     label = "IP, class targets"
@@ -57,19 +61,20 @@ def class_targets(ctx: ScoringContext, module, params) -> list[dict | None]:
     return targets
 
 
-def classwise_ip(ctx: ScoringContext, reduce: str = "others") -> np.ndarray:
+def classwise_ip(ctx: ScoringContext, reduce: str = "min") -> np.ndarray:
     """Per-sample reduction of the N×C matrix M[i, c] = g_cᵀ∇ℓ_i (streamed in batches; one JVP per class)."""
     if reduce not in REDUCTIONS:
         raise InfluenceError(f"ip_classwise: reduce must be one of {', '.join(REDUCTIONS)}, got '{reduce}'")
     module = ctx.module()
     params = ctx.selected_params(module)
     targets = class_targets(ctx, module, params)
+    present = [c for c, g in enumerate(targets) if g is not None]
+    stacked = {k: torch.stack([targets[c][k] for c in present]) for k in params}  # C'×shape
     out = np.empty(ctx.n_train)
     start = 0
     for x, y in ctx.train_batches():
-        cols = [torch.zeros(len(y), dtype=torch.float64) if g is None else
-                directional_derivatives(module, params, g, x, y).detach().double().cpu() for g in targets]
-        m = torch.stack(cols, dim=1)  # B×C
+        m = torch.zeros(len(y), len(targets), dtype=torch.float64)  # B×C; a class without validation samples: 0
+        m[:, present] = vmap(lambda d: directional_derivatives(module, params, d, x, y))(stacked).detach().double().cpu().T
         yc = y.cpu()
         if reduce == "others":
             block = m.sum(1) - m.gather(1, yc[:, None])[:, 0]
