@@ -186,7 +186,7 @@ def summarise(journal: Journal, cells: list[str]) -> tuple[list[dict], str]:
     return summary, "\n".join(lines)
 
 
-def retrain(cells: list[str], seeds: int, ws: Workspace, journal: Journal, scores_dir: Path, share: float = 0.05) -> str:
+def retrain(cells: list[str], seeds: int, scores_dir: Path, name: str, share: float = 0.05) -> str:
     """Paper Table 1 at CPU scale: trim the lowest-scored ``share`` by each ranking (seed-0 scores), retrain the
     default CNN with ``seeds`` seeds, test accuracy mean ± std; ``full`` = no trim, ``random`` = a random 5%."""
     from influence_core.models import train_model
@@ -216,7 +216,7 @@ def retrain(cells: list[str], seeds: int, ws: Workspace, journal: Journal, score
             out.append({"cell": cell_name, "trimmed_by": label, "accuracies": accs})
             lines.append(f"| {cell_name} | {label} | {100 * np.mean(accs):.2f} ± {100 * np.std(accs):.2f} |")
             print(lines[-1], flush=True)
-    (RESULTS / "detect_retrain.json").write_text(json.dumps(out, indent=1))
+    (RESULTS / f"{name}_retrain.json").write_text(json.dumps(out, indent=1))
     return "\n".join(lines)
 
 
@@ -244,7 +244,7 @@ def main() -> None:
     text = header + tables
     if args.retrain:
         cifar = [c for c in args.cells if c.startswith("cifar10n-") and c != "cifar10n-random1"]
-        text += "\n## Trim 5% and retrain (test accuracy, 3 seeds)\n\n" + retrain(cifar, 3, ws, journal, scores_dir) + "\n"
+        text += "\n## Trim 5% and retrain (test accuracy, 3 seeds)\n\n" + retrain(cifar, 3, scores_dir, args.name) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.md").write_text(text)
     (RESULTS / f"{args.name}.json").write_text(json.dumps({"env": env, "summary": summary,
