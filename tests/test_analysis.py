@@ -25,7 +25,7 @@ def test_plane_coordinates_match_a_qr_basis():
 
 
 def test_angle_geometry_on_logistic_regression(blobs, blobs_logreg_fit):
-    geo = angle_geometry(blobs, blobs_logreg_fit)
+    geo = angle_geometry(blobs, blobs_logreg_fit, impact_settings={"val_trim": 0.0})
     module = blobs_logreg_fit.module.double()
     try:
         x, y = blobs.train.x.double(), blobs.train.y

@@ -58,5 +58,7 @@ def test_ip_combined_is_the_rank_average_of_ip_and_loss(moons_mlp):
     weighted = compute_scores(ds, fitted, "ip_combined", loss_weight=1.0)
     np.testing.assert_allclose(weighted, rankdata(loss) / n, atol=1e-12)
     classwise = compute_scores(ds, fitted, "ip_classwise")
-    np.testing.assert_allclose(compute_scores(ds, fitted, "ip_combined"),
+    np.testing.assert_allclose(compute_scores(ds, fitted, "ip_combined", ip_variant="ip_classwise"),
                                0.5 * rankdata(loss) / n + 0.5 * rankdata(classwise) / n, atol=1e-12)
+    # auto: two classes -> plain IP
+    np.testing.assert_allclose(compute_scores(ds, fitted, "ip_combined"), expected, atol=1e-12)

@@ -9,6 +9,8 @@ from torch import nn
 
 from tests.models.autograd_reference import brute_force_ip
 from influence_core import compute_scores, load_dataset
+
+FULL_TARGET = {"val_trim": 0.0}  # the autograd reference differentiates the whole validation loss
 from influence_core.errors import InfluenceError
 from influence_core.grads import select_params
 from influence_core.models import TrainConfig, build_model, fitted_from_module, train_model
@@ -44,7 +46,7 @@ def test_ip_on_head_matches_autograd_and_one_epoch_trains(tiny):
     # 33 training rows with batch 32 leave a last batch of one sample, which BatchNorm cannot train on.
     fitted = train_model(tiny, "resnet18", TrainConfig(epochs=1, batch_size=32, lr=0.01))
     assert len(fitted.history) == 1 and np.isfinite(fitted.history[0]["loss"])
-    scores = compute_scores(tiny, fitted, "ip", "utility", params="head", batch_size=16)
+    scores = compute_scores(tiny, fitted, "ip", "utility", params="head", batch_size=16, impact_settings=FULL_TARGET)
     expected = brute_force_ip(fitted.module, tiny, range(len(tiny.train)), {"fc.weight", "fc.bias"})
     np.testing.assert_allclose(scores, expected.numpy(), rtol=1e-3, atol=1e-6)
 
@@ -53,6 +55,6 @@ def test_ip_on_layer4_prefix_matches_autograd(tiny):
     torch.manual_seed(0)
     fitted = fitted_from_module(build_model("resnet18", tiny.input_shape, tiny.num_classes), "resnet18", tiny)
     names = set(select_params(fitted.module, "layer4.1.conv2"))
-    scores = compute_scores(tiny, fitted, "ip", "utility", params="layer4.1.conv2", batch_size=16)
+    scores = compute_scores(tiny, fitted, "ip", "utility", params="layer4.1.conv2", batch_size=16, impact_settings=FULL_TARGET)
     expected = brute_force_ip(fitted.module, tiny, range(5), names)
     np.testing.assert_allclose(scores[:5], expected.numpy(), rtol=1e-3, atol=1e-7)
