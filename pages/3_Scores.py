@@ -23,8 +23,9 @@ from pages._common import guarded, job_panel, plain, require_dataset, require_mo
 
 # Friendlier names for the settings users touch most.
 SETTING_LABELS = {"ensemble_size": "K (models in the ensemble)", "dropout": "p (dropout rate)", "damping": "damping λ"}
-# The recommended ranking first, then the paper's IP (for comparison); the rest by kind.
-FIRST = ("ip_combined", "ip")
+# The recommended influence ranking, the loss (the strongest plain detector on the leaderboard, bench/results/detect.md)
+# and the paper's IP for comparison come first and are computed by default; the rest by kind.
+FIRST = ("ip_combined", "loss", "ip")
 MAX_FOLDS = 20
 
 

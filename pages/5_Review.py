@@ -161,7 +161,7 @@ def _why(ds, fitted, sel, scores: dict, rows: np.ndarray, preds: np.ndarray) -> 
                 pixels = images_uint8(ds, picks)
                 cols = st.columns(6)
                 for i, j in enumerate(picks):
-                    cols[i].image(pixels[i], caption=f"#{j} {ds.classes[int(ds.train.y[j])]}", width="stretch")
+                    cols[i].image(pixels[i], caption=f"#{j} {plain(ds.classes[int(ds.train.y[j])])}", width="stretch")
             else:
                 st.dataframe(pd.DataFrame({"sample": picks, "label": [ds.classes[int(ds.train.y[j])] for j in picks],
                                            "gradient similarity": sim[picks], "features": [_describe(ds, j) for j in picks]}),

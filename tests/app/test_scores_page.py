@@ -35,12 +35,14 @@ def test_without_model_links_to_the_model_page(workspace):
     assert any("train or upload a model first" in i.value for i in at.info)
 
 
-def test_ip_combined_and_ip_come_first_and_are_the_default(scored):
+def test_ip_combined_loss_and_ip_come_first_and_are_the_default(scored):
     at = open_page("3_Scores.py")
     no_errors(at)
-    assert at.multiselect[0].options[:2] == ["IP + loss (rank average) (hessian-free, 1 forward-mode pass + 1 forward)",
-                                             "IP (hessian-free, 1 forward-mode pass)"]
-    assert at.multiselect[0].value == ["ip_combined", "ip"]
+    from influence_core.methods import METHODS
+
+    expected = [f"{METHODS[n].label} ({METHODS[n].kind}, {METHODS[n].cost})" for n in ("ip_combined", "loss", "ip")]
+    assert at.multiselect[0].options[:3] == expected
+    assert at.multiselect[0].value == ["ip_combined", "loss", "ip"]
     assert at.number_input(key="folds").value == 0
 
 
