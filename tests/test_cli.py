@@ -61,3 +61,39 @@ def test_listings():
     assert "ensemble_size=5" in methods.stdout and "dropout=0.01" in methods.stdout
     datasets = _run("datasets")
     assert "blobs" in datasets.stdout and "moons" in datasets.stdout
+
+
+def test_score_out_of_fold_with_training_flags_matches_the_library(tmp_path):
+    import numpy as np
+
+    import influence_core as ic
+    from influence_core.models import TrainConfig
+
+    out = tmp_path / "oof.csv"
+    res = _run("score", "--dataset", "moons", "--model", "mlp", "--method", "ip_combined", "--folds", "2", "--epochs", "40",
+               "--patience", "5", "--weight-decay", "0.002", "--val-trim", "0.2", "--no-cache", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "target (utility): 80 of 100 validation samples; 20 left out as least plausible" in res.stderr
+    assert "fold 2/2" in res.stderr  # progress over folds
+    ds = ic.load_dataset("moons", seed=0)
+    fitted = ic.train_model(ds, "mlp", TrainConfig(epochs=40, patience=5, l2=0.002))
+    expected = ic.compute_scores(ds, fitted, "ip_combined", folds=2, impact_settings={"val_trim": 0.2})
+    np.testing.assert_allclose(pd.read_csv(out)["score"].to_numpy(), expected, atol=1e-9)
+
+
+def test_score_warns_when_the_model_memorises(tmp_path):
+    import numpy as np
+
+    # Random labels on 150 random features: a logistic regression fits any 100 training labels, learns nothing.
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(200, 150)), columns=[f"f{i}" for i in range(150)])
+    frame["label"] = rng.integers(0, 2, 200)
+    frame.to_csv(tmp_path / "random.csv", index=False)
+    res = _run("score", "--dataset", str(tmp_path / "random.csv"), "--model", "logreg", "--l2", "1e-6",
+               "--val-fraction", "0.4", "--method", "loss", "--no-cache", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "warning: training accuracy 100%" in res.stderr and "use out-of-fold scoring" in res.stderr
+    blobs = _run("score", "--dataset", "blobs", "--model", "logreg", "--method", "loss", "--no-cache", "--quiet")
+    assert blobs.returncode == 0 and "warning" not in blobs.stderr
+    res = _run("score", "--dataset", "blobs", "--model", "logreg", "--folds", "1", "--quiet")
+    assert res.returncode == 2 and "--folds takes 0" in res.stderr

@@ -51,7 +51,8 @@ def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
     return ExperimentSettings(
         dataset=args.dataset, model=args.model, methods=methods, action=args.action, fraction=args.fraction,
         seeds=args.seeds, impact=args.impact, data_seed=args.seed, dataset_kwargs=data_kwargs,
-        train=TrainConfig(epochs=args.epochs, lr=args.lr, l2=args.l2), temperature=args.temperature,
+        train=TrainConfig(epochs=args.epochs, lr=args.lr, l2=args.l2, patience=args.patience, augment=args.augment),
+        temperature=args.temperature,
         standardize=not args.raw_scores, relabel_class=args.relabel_class, upweight=not args.downweight_only,
         attacks=AttackSettings(n_attacks=args.attacks, c=args.c, epsilon=args.epsilon, seed=args.seed,
                                against=args.attack_against),
