@@ -65,3 +65,32 @@ def test_fgsm_attack_raises_the_loss_for_nonlinear_models(moons, moons_mlp_fit):
 def test_unknown_impact_is_a_one_line_error(blobs, blobs_logreg_fit):
     with pytest.raises(ic.InfluenceError, match="unknown impact 'speed'; choose one of: utility, fairness, robustness"):
         ic.compute_scores(blobs, blobs_logreg_fit, "ip", "speed")
+
+
+def test_trimmed_target_leaves_out_the_highest_loss_validation_samples(blobs, blobs_logreg_fit):
+    """val_trim = s: the target is the gradient of the mean loss over the validation samples that remain after the
+    ⌊s·n⌋ with the highest loss are left out — checked against an autograd gradient over those rows."""
+    import numpy as np
+
+    from influence_core.api import describe_target
+    from influence_core.grads import flatten, select_params
+    from influence_core.impacts import DEFAULT_VAL_TRIM, make_impact
+    from tests.reference import loss_terms, validation_loss_grad
+
+    import copy
+
+    ds, fitted = blobs, blobs_logreg_fit
+    module = copy.deepcopy(fitted.module).double().eval()
+    with torch.no_grad():
+        losses = loss_terms(module(ds.val.x.double()), ds.val.y).numpy()
+    kept = np.sort(np.argsort(losses)[: len(losses) - int(0.25 * len(losses))])
+    expected = validation_loss_grad(module, ds.val.x[kept].double(), ds.val.y[kept])
+    params = select_params(module)
+    got = flatten(make_impact("utility", val_trim=0.25).target_gradient(module, params, ds, dtype=torch.float64))
+    assert torch.allclose(got, expected, rtol=1e-8, atol=1e-12)
+    info = describe_target(ds, fitted, "utility", {"val_trim": 0.25})
+    assert info["n_used"] == len(kept) and info["left_out"] == sorted(set(range(len(losses))) - set(kept.tolist()))
+    assert describe_target(ds, fitted, "utility", {"val_trim": 0.0})["left_out"] == []
+    assert describe_target(ds, fitted, "utility")["n_used"] == len(losses) - int(DEFAULT_VAL_TRIM * len(losses))
+    full = flatten(make_impact("utility", val_trim=0.0).target_gradient(module, params, ds, dtype=torch.float64))
+    assert not torch.allclose(full, got)

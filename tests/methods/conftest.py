@@ -8,6 +8,15 @@ from influence_core.data import load_dataset
 from influence_core.models import TrainConfig, train_model
 
 
+@pytest.fixture(autouse=True)
+def whole_validation_target(monkeypatch):
+    """The reference computations here differentiate the whole validation loss, so the methods are compared at
+    val_trim = 0; the trimmed default target is tested against its own reference in tests/test_impacts.py."""
+    from influence_core import impacts
+
+    monkeypatch.setattr(impacts, "DEFAULT_VAL_TRIM", 0.0)
+
+
 @pytest.fixture(scope="session")
 def blobs_logreg():
     """Blobs with an L-BFGS logistic regression; one checkpoint (the final model, lr 1)."""
