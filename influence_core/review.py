@@ -81,6 +81,8 @@ class DecisionLog:
         label = int(new_label) if action == "relabel" else None
         now, who = time.time(), user or default_user()
         with self._connect() as con:
+            # Take the write lock before reading MAX(batch): two writers can then never get the same batch number.
+            con.execute("BEGIN IMMEDIATE")
             batch = con.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM decisions WHERE scope = ?", (scope,)).fetchone()[0]
             con.executemany(
                 "INSERT INTO decisions (scope, batch, sample, action, new_label, decided_by, decided_at) VALUES (?,?,?,?,?,?,?)",
@@ -91,6 +93,7 @@ class DecisionLog:
     def undo(self, scope: str) -> int:
         """Take back the latest batch not yet undone; returns how many decisions it held (0 when none)."""
         with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
             row = con.execute("SELECT MAX(batch) FROM decisions WHERE scope = ? AND undone = 0", (scope,)).fetchone()
             if row[0] is None:
                 return 0

@@ -53,3 +53,23 @@ def test_scopes_are_separate_and_bad_input_is_refused(tmp_path):
         log.record("a", [], "keep")
     frame = log.frame("a")
     assert frame["sample"].tolist() == [1] and frame["decided_at"].str.endswith("Z").all()
+
+
+def _record_many(path: str, n: int, offset: int) -> list[int]:
+    from influence_core.review import DecisionLog
+
+    log = DecisionLog(path)
+    return [log.record("scope", [offset + i], "keep") for i in range(n)]
+
+
+def test_concurrent_writers_get_distinct_batch_numbers(tmp_path):
+    """Two processes recording into one log at once: every batch number is allocated once (inside the write lock)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from influence_core.review import DecisionLog
+
+    path = str(tmp_path / "decisions.sqlite")
+    DecisionLog(path)
+    with ProcessPoolExecutor(2) as pool:
+        batches = [b for f in [pool.submit(_record_many, path, 150, k * 1000) for k in range(2)] for b in f.result()]
+    assert sorted(batches) == list(range(1, 301))

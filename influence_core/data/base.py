@@ -67,6 +67,7 @@ class Dataset:
     source_index: torch.Tensor | None = None
     sensitive_name: str | None = None
     meta: dict = field(default_factory=dict)
+    _fingerprint: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -81,14 +82,20 @@ class Dataset:
         return self.val.sensitive is not None and self.train.sensitive is not None
 
     def fingerprint(self) -> str:
-        """A short content hash of all splits (for cache keys): equal data gives an equal fingerprint."""
+        """A short content hash of all splits (for cache keys): equal data gives an equal fingerprint.
+
+        Hashed straight from the tensors' memory (no copy) and remembered while the splits are the same tensor
+        objects, so the many callers of one data set pay for it once. (Tensors changed in place are not noticed:
+        build a new split instead, as `with_train` does.)"""
+        tensors = [t for s in (self.train, self.val, self.test) for t in (s.x, s.y, s.sensitive) if t is not None]
+        key = (self.name, tuple((id(t), t.data_ptr(), tuple(t.shape)) for t in tensors))
+        if self._fingerprint is not None and self._fingerprint[0] == key:
+            return self._fingerprint[1]
         h = hashlib.sha256(self.name.encode())
-        for split in (self.train, self.val, self.test):
-            h.update(split.x.numpy().tobytes())
-            h.update(split.y.numpy().tobytes())
-            if split.sensitive is not None:
-                h.update(split.sensitive.numpy().tobytes())
-        return h.hexdigest()[:16]
+        for t in tensors:
+            h.update(np.ascontiguousarray(t.numpy()).data)
+        self._fingerprint = (key, h.hexdigest()[:16])
+        return self._fingerprint[1]
 
     def with_train(self, train: Split, noise_mask: torch.Tensor | None = None, source_index: torch.Tensor | None = None) -> "Dataset":
         """A copy with another training split (after trimming or relabelling); val and test are shared."""
