@@ -134,6 +134,10 @@ def _form(sel, ds, fitted, job_key: str) -> None:
     runs = []
     for method in chosen:
         cls = METHODS[method]
+        if cls.uses_impact and cls.impacts is not None and impact not in cls.impacts:
+            st.info(f"{cls.label or method} is meant for the {' or '.join(cls.impacts)} impact; it is left out for "
+                    f"{impact}.")
+            continue
         if cls.needs_checkpoints and not fitted.checkpoints:
             st.warning(f"{cls.label or method} needs training checkpoints: retrain with “Checkpoint every k epochs” > 0.")
             continue

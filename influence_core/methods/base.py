@@ -114,6 +114,7 @@ class InfluenceMethod(ABC):
     cost: ClassVar[str] = ""  # e.g. "1 JVP pass", "K JVP passes", "P×P Hessian"
     uses_impact: ClassVar[bool] = True
     needs_checkpoints: ClassVar[bool] = False
+    impacts: ClassVar[tuple[str, ...] | None] = None  # the impacts the method is meant for (None = every impact)
     Settings: ClassVar[type] = NoSettings
 
     def __init_subclass__(cls, **kwargs) -> None:
@@ -137,6 +138,9 @@ class InfluenceMethod(ABC):
     def scores(self, ctx: ScoringContext) -> np.ndarray:
         """Run the method and check its output: a finite float64 array of length n_train, lower = more detrimental."""
         if self.uses_impact:
+            if self.impacts is not None and ctx.impact.name not in self.impacts:
+                raise InfluenceError(f"method '{self.name}' is meant for the {' or '.join(self.impacts)} impact, not "
+                                     f"{ctx.impact.name}; use ip (or another influence method) for {ctx.impact.name}")
             ctx.impact.check(ctx.dataset)
         t0 = time.perf_counter()
         out = self.compute(ctx)
@@ -154,7 +158,8 @@ class InfluenceMethod(ABC):
         """Name, type, cost class and parameters with defaults (for `methods` listings and the app)."""
         defaults = {f.name: getattr(cls.Settings(), f.name) for f in fields(cls.Settings)}
         return {"name": cls.name, "label": cls.label or cls.name, "kind": cls.kind, "cost": cls.cost,
-                "uses_impact": cls.uses_impact, "needs_checkpoints": cls.needs_checkpoints, "parameters": defaults,
+                "uses_impact": cls.uses_impact, "needs_checkpoints": cls.needs_checkpoints, "impacts": cls.impacts,
+                "parameters": defaults,
                 "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""}
 
 

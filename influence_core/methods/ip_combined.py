@@ -40,6 +40,8 @@ class CombinedIP(InfluenceMethod):
     kind = "hessian-free"
     cost = "C forward-mode passes + 1 forward"
     Settings = CombinedSettings
+    # It ranks wrong labels: the training loss knows nothing of a fairness gap or an attack.
+    impacts = ("utility",)
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:
         w, variant = self.settings.loss_weight, self.settings.ip_variant

@@ -117,3 +117,10 @@ def test_validation_target_is_shown_and_clean_labels_use_all_of_them(scored):
     expected = compute_scores(ds, fitted, "ip", "utility", impact_settings={"val_trim": 0.0})
     np.testing.assert_allclose(table["ip·trim=0"].to_numpy(), expected, rtol=1e-6)
     assert not np.allclose(table["ip·trim=0"].to_numpy(), table["ip"].to_numpy())  # the default trims
+
+
+def test_ip_combined_is_left_out_for_the_fairness_impact(scored):
+    at = open_page("3_Scores.py")
+    at.selectbox[0].set_value("fairness").run()
+    no_errors(at)
+    assert any("meant for the utility impact" in i.value for i in at.info)

@@ -62,3 +62,9 @@ def test_ip_combined_is_the_rank_average_of_ip_and_loss(moons_mlp):
                                0.5 * rankdata(loss) / n + 0.5 * rankdata(classwise) / n, atol=1e-12)
     # auto: two classes -> plain IP
     np.testing.assert_allclose(compute_scores(ds, fitted, "ip_combined"), expected, atol=1e-12)
+
+
+def test_ip_combined_is_for_the_utility_impact_only(blobs_logreg):
+    ds, fitted = blobs_logreg
+    with pytest.raises(InfluenceError, match="meant for the utility impact, not fairness"):
+        compute_scores(ds, fitted, "ip_combined", "fairness")
