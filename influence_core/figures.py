@@ -101,20 +101,26 @@ def _noise_colours(noisy: np.ndarray | None, n: int) -> list[str]:
 
 def angle_regions_figure(coords: np.ndarray, u_xy: np.ndarray, w_xy: np.ndarray, gu: np.ndarray, gw: np.ndarray,
                          noisy: np.ndarray | None = None, index: np.ndarray | None = None) -> go.Figure:
-    """Sample gradients projected onto span(u, w), u and w drawn, regions I–IV shaded, counts in the legend."""
+    """Sample gradients projected onto span(u, w), u and w drawn, regions I–IV shaded, counts in the legend.
+
+    Drawn to scale: the axes are the orthonormal basis e1 = u/‖u‖, e2 ⊥ e1 of span(u, w) with one unit per axis
+    (``scaleanchor``), so u and w appear at their true angle (given in the title) and the region boundaries — the
+    lines gᵀu = 0 and gᵀw = 0 — are perpendicular to u and to w. A point p has pᵀu_xy = gᵀu and pᵀw_xy = gᵀw.
+    """
     coords = np.asarray(coords, dtype=np.float64)
+    u_xy, w_xy = np.asarray(u_xy, dtype=np.float64), np.asarray(w_xy, dtype=np.float64)
     counts = region_counts(gu, gw)
     consistent = order_consistency(gu, gw)
-    # Each axis gets its own range (w = H⁻¹∇f can be far from u in scale); region membership stays exact because
-    # it is computed from the plane coordinates: a point p has pᵀu_xy = gᵀu and pᵀw_xy = gᵀw.
-    lim = np.abs(coords).max(0) * 1.15 if len(coords) else np.ones(2)
-    lim = np.where(lim > 0, lim, 1.0)
-    ax, ay = np.linspace(-lim[0], lim[0], 161), np.linspace(-lim[1], lim[1], 161)
-    px, py = np.meshgrid(ax, ay)
+    angle = vector_angle(u_xy, w_xy)
+    # One square box for both axes: the same scale on each, so angles on screen are the true angles.
+    lim = float(np.abs(coords).max()) * 1.15 if len(coords) else 1.0
+    lim = lim if lim > 0 else 1.0
+    ax = np.linspace(-lim, lim, 161)
+    px, py = np.meshgrid(ax, ax)
     grid_regions = regions(px.ravel() * u_xy[0] + py.ravel() * u_xy[1], px.ravel() * w_xy[0] + py.ravel() * w_xy[1])
     fig = go.Figure()
     fig.add_trace(go.Heatmap(
-        x=ax, y=ay, z=grid_regions.reshape(px.shape), showscale=False, hoverinfo="skip",
+        x=ax, y=ax, z=grid_regions.reshape(px.shape), showscale=False, hoverinfo="skip",
         colorscale=[[i / 3, REGION_COLOURS[i]] for i in range(4)], zmin=1, zmax=4,
     ))
     for i, name in enumerate(REGION_NAMES):  # the region's numeral at the middle of its shaded area
@@ -122,6 +128,13 @@ def angle_regions_figure(coords: np.ndarray, u_xy: np.ndarray, w_xy: np.ndarray,
         if cells.any():
             fig.add_annotation(x=float(px.ravel()[cells].mean()), y=float(py.ravel()[cells].mean()), text=f"<b>{name}</b>",
                                showarrow=False, font=dict(size=22, color="rgba(0,0,0,0.35)"))
+    for name, vec, dash in (("gᵀu = 0 (IP changes sign)", u_xy, "dash"), ("gᵀw = 0 (influence changes sign)", w_xy, "dot")):
+        norm = float(np.hypot(*vec))
+        if norm == 0:
+            continue
+        along = np.array([-vec[1], vec[0]]) / norm * lim * 1.5  # perpendicular to the vector, through the origin
+        fig.add_trace(go.Scatter(x=[-along[0], along[0]], y=[-along[1], along[1]], mode="lines", name=name,
+                                 line=dict(color="rgba(0,0,0,0.45)", width=1.5, dash=dash), hoverinfo="skip"))
     idx = np.arange(len(coords)) if index is None else np.asarray(index)
     r = regions(gu, gw)
     groups = [("samples", np.ones(len(coords), bool), ACCENT)] if noisy is None else [
@@ -135,9 +148,11 @@ def angle_regions_figure(coords: np.ndarray, u_xy: np.ndarray, w_xy: np.ndarray,
                           "<br>region %{customdata[3]}<extra></extra>",
         ))
     for name, vec, colour, shift in (("u = ∇f", u_xy, "#111", -14), ("w = H⁻¹∇f", w_xy, ACCENT, 14)):
-        # Directions drawn to 80% of the visible box on each axis.
-        direction = np.asarray(vec, dtype=np.float64) / lim
-        tip = direction / (np.abs(direction).max() or 1.0) * 0.8 * lim
+        # Both directions drawn to 80% of the box (their lengths differ in scale; their directions are exact).
+        norm = float(np.hypot(*vec))
+        tip = vec / norm * 0.8 * lim if norm > 0 else np.zeros(2)
+        fig.add_trace(go.Scatter(x=[0.0, tip[0]], y=[0.0, tip[1]], mode="lines", name=name, showlegend=False,
+                                 line=dict(color=colour, width=2.5), hoverinfo="skip"))
         fig.add_annotation(x=tip[0], y=tip[1], ax=0, ay=0, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
                            arrowhead=3, arrowwidth=2.5, arrowcolor=colour)
         fig.add_annotation(x=tip[0], y=tip[1], text=f"<b>{name}</b>", showarrow=False, yshift=shift,
@@ -146,12 +161,23 @@ def angle_regions_figure(coords: np.ndarray, u_xy: np.ndarray, w_xy: np.ndarray,
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"Region {name}: {counts[name]}",
                                  marker=dict(symbol="square", size=12, color=REGION_COLOURS[i].replace("0.1", "0.5"))))
     fig.update_layout(
-        title=f"Sample gradients in span(u, w) — order-consistent pairs (IP vs influence): {consistent:.1%}",
-        xaxis=dict(title="component along u", range=[-lim[0], lim[0]], zeroline=False),
-        yaxis=dict(title="component ⊥ u within span(u, w)", range=[-lim[1], lim[1]], zeroline=False),
-        **_LAYOUT,
+        title=f"Sample gradients in span(u, w), to scale — angle(u, w) = {angle:.1f}° · "
+              f"order-consistent pairs (IP vs influence): {consistent:.1%}",
+        xaxis=dict(title="component along u", range=[-lim, lim], zeroline=False, constrain="domain"),
+        yaxis=dict(title="component ⊥ u within span(u, w)", range=[-lim, lim], zeroline=False,
+                   scaleanchor="x", scaleratio=1, constrain="domain"),
+        **{**_LAYOUT, "height": 620},
     )
     return fig
+
+
+def vector_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """The angle between two vectors in degrees, arccos(aᵀb / ‖a‖‖b‖) (NaN when one is zero)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    den = float(np.linalg.norm(a) * np.linalg.norm(b))
+    if den == 0:
+        return float("nan")
+    return float(np.degrees(np.arccos(np.clip(float(a @ b) / den, -1.0, 1.0))))
 
 
 def correlation_title(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> str:

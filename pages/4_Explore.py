@@ -11,35 +11,43 @@ import streamlit as st
 
 from influence_core import figures
 from influence_core.analysis import angle_geometry, decision_grid, embed_2d, penultimate_features
-from influence_core.jobs import forget_job, start_job
+from influence_core.jobs import forget_job, get_job, start_job
 from influence_core.session import flagged_rows, workspace_root
 from pages._common import PAGES, guarded, job_panel, plain, require_dataset, require_model, require_scores, selection
 
 
 def _background_view(name: str, title: str, path: Path, compute: Callable[[Callable[[float, str], None]], dict],
-                     button: str) -> dict | None:
-    """Arrays cached in ``path`` (npz); when missing, a button computes them in the background with progress."""
+                     button: str, slot) -> dict | None:
+    """Arrays cached in ``path`` (npz); when missing, a button computes them in the background with progress.
+
+    Everything (button, progress, Stop) is drawn inside ``slot`` (an ``st.empty``) so that the caller's chart, drawn
+    into the same slot, replaces it whole: no stale button or progress bar is left under the chart.
+    """
+    key = f"view:{path.name}"
     if path.exists():
+        finished = get_job(key)
+        if finished is not None and not finished.running:
+            forget_job(key)
         with np.load(path, allow_pickle=False) as data:
             return dict(data)
-    key = f"view:{path.name}"
-    finished = job_panel(key)
-    if finished is not None:
-        if finished.state == "failed":
-            st.error(f"{title} failed: {plain(finished.error)}")
-        forget_job(key)
-    if st.button(button, key=f"btn-{name}", icon=":material/play_arrow:"):
-        def run(handle):
-            def progress(fraction: float, message: str) -> None:
-                handle.check()
-                handle.report(fraction, message)
+    with slot.container():
+        finished = job_panel(key)
+        if finished is not None:
+            if finished.state == "failed":
+                st.error(f"{title} failed: {plain(finished.error)}")
+            forget_job(key)
+        if get_job(key) is None and st.button(button, key=f"btn-{name}", icon=":material/play_arrow:"):
+            def run(handle):
+                def progress(fraction: float, message: str) -> None:
+                    handle.check()
+                    handle.report(fraction, message)
 
-            arrays = compute(progress)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, **arrays)
+                arrays = compute(progress)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(path, **arrays)
 
-        start_job(key, title, run)
-        st.rerun()
+            start_job(key, title, run)
+            st.rerun()
     return None
 
 
@@ -55,15 +63,19 @@ def _angles(sel, ds, fitted) -> None:
         return {"ip": g.ip, "influence": g.influence, "coords": g.coords, "u_xy": g.u_xy, "w_xy": g.w_xy,
                 "hessian": np.array(g.hessian)}
 
+    slot = st.empty()
     data = _background_view("angles", "Gradient angles", path, compute,
-                            "Compute the angle view (exact Hessian for small models, else LiSSA)")
+                            "Compute the angle view (exact Hessian for small models, else LiSSA)", slot)
     if data is not None:
         noisy = None if ds.noise_mask is None else ds.noise_mask.numpy()
-        st.plotly_chart(figures.angle_regions_figure(data["coords"], data["u_xy"], data["w_xy"], data["ip"], data["influence"], noisy),
-                        width="stretch")
-        counts = figures.region_counts(data["ip"], data["influence"])
-        st.caption("Samples per region: " + " · ".join(f"{k}: {v}" for k, v in counts.items())
-                   + f" · w from the {data['hessian']} · parameters: {run.params}")
+        with slot.container():
+            st.plotly_chart(figures.angle_regions_figure(data["coords"], data["u_xy"], data["w_xy"], data["ip"],
+                                                         data["influence"], noisy), width="stretch")
+            counts = figures.region_counts(data["ip"], data["influence"])
+            angle = figures.vector_angle(data["u_xy"], data["w_xy"])
+            st.caption("Samples per region: " + " · ".join(f"{k}: {v}" for k, v in counts.items())
+                       + f" · angle between u and w: {angle:.1f}° (drawn to scale: one unit per axis)"
+                       + f" · w from the {data['hessian']} · parameters: {run.params}")
 
 
 def _compare(ds, scores: dict) -> None:
@@ -96,7 +108,7 @@ def _feature_map(sel, ds, fitted, scores: dict) -> None:
         progress(0.3, "UMAP (the first run compiles, give it a minute)")
         return {"xy": embed_2d(feats)}
 
-    data = _background_view("umap", "Feature map", path, compute, "Compute the UMAP feature map")
+    data = _background_view("umap", "Feature map", path, compute, "Compute the UMAP feature map", st.empty())
     if data is None:
         return
     name = st.selectbox("Colour by", list(scores), index=list(scores).index(run.label), key="umap-colour")

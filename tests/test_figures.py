@@ -120,3 +120,45 @@ def test_names_from_the_data_are_plain_text_in_plotly_labels():
     fig = figures.decision_boundary_figure(np.arange(5.0), np.arange(5.0), np.zeros((5, 5)), xy, np.arange(10) % 2,
                                            np.array([2]), classes=["<b>no</b>", "yes"])
     assert "label &lt;b&gt;no&lt;/b&gt;" in [t.name for t in fig.data]
+
+
+def test_angle_figure_is_drawn_to_scale_with_u_and_w_at_their_true_angle():
+    from influence_core.analysis import plane_coordinates
+
+    rng = np.random.default_rng(5)
+    u = rng.normal(size=9)
+    w = 40.0 * (u + 0.7 * rng.normal(size=9))  # far longer than u and at a sharp, non-right angle to it
+    g = rng.normal(size=(400, 9)) * np.linspace(0.2, 3.0, 9)
+    gu, gw = g @ u, g @ w
+    coords, u_xy, w_xy = plane_coordinates(gu, gw, u @ u, u @ w, w @ w)
+    fig = figures.angle_regions_figure(coords, u_xy, w_xy, gu, gw)
+    true = np.degrees(np.arccos(u @ w / (np.linalg.norm(u) * np.linalg.norm(w))))
+    assert 5 < true < 80
+
+    def tip(name):
+        t = next(t for t in fig.data if t.name == name)
+        return np.array([t.x[1] - t.x[0], t.y[1] - t.y[0]])
+
+    du, dw = tip("u = ∇f"), tip("w = H⁻¹∇f")
+    drawn = np.degrees(np.arccos(du @ dw / (np.linalg.norm(du) * np.linalg.norm(dw))))
+    assert drawn == pytest.approx(true, abs=1e-6)
+    assert f"angle(u, w) = {true:.1f}°" in fig.layout.title.text
+    # Equal scales: y is anchored to x one-to-one over the same range, so on-screen angles are the true ones.
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.scaleratio == 1
+    assert tuple(fig.layout.xaxis.range) == pytest.approx(tuple(fig.layout.yaxis.range))
+    # Region boundaries are the lines gᵀu = 0 and gᵀw = 0: perpendicular to u and to w respectively.
+    for name, d in (("gᵀu = 0", du), ("gᵀw = 0", dw)):
+        line = next(t for t in fig.data if t.name and t.name.startswith(name))
+        direction = np.array([line.x[1] - line.x[0], line.y[1] - line.y[0]])
+        assert abs(direction @ d) < 1e-9 * np.linalg.norm(direction) * np.linalg.norm(d)
+        assert line.x[0] == pytest.approx(-line.x[1]) and line.y[0] == pytest.approx(-line.y[1])  # through 0
+    # Each sample's region (hover) matches the signs of gᵀu and gᵀw, and so does the shading under it.
+    points = next(t for t in fig.data if t.name == "samples")
+    region = np.asarray(points.customdata)[:, 3].astype(int)
+    brute = np.array([_brute_region(a, b) for a, b in zip(gu, gw)])
+    assert np.array_equal(region, brute)
+    heat = fig.data[0]
+    far = (np.abs(gu) > 0.05 * np.abs(gu).max()) & (np.abs(gw) > 0.05 * np.abs(gw).max())
+    ix = np.abs(np.asarray(heat.x)[None, :] - np.asarray(points.x)[far, None]).argmin(1)
+    iy = np.abs(np.asarray(heat.y)[None, :] - np.asarray(points.y)[far, None]).argmin(1)
+    assert np.array_equal(np.asarray(heat.z)[iy, ix], brute[far])

@@ -20,7 +20,9 @@ def test_views_render(scored):
     at.button(key="btn-angles").click().run()
     at = settle(at)
     no_errors(at)
-    assert any(c.value.startswith("Samples per region") for c in at.caption)
+    assert any(c.value.startswith("Samples per region") and "angle between u and w" in c.value for c in at.caption)
+    # Once the chart is there, nothing of the computation is left under it: no compute button, no Stop.
+    assert not [b for b in at.button if b.key == "btn-angles" or b.label == "Stop"]
     assert (scored / "views").is_dir()
     for view in ("Compare methods", "Distributions", "Feature map", "Decision boundary"):
         at.segmented_control(key="explore-view").set_value(view).run()
