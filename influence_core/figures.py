@@ -21,6 +21,17 @@ REGION_NAMES = ("I", "II", "III", "IV")
 REGION_COLOURS = ("rgba(214,39,40,0.13)", "rgba(255,165,0,0.12)", "rgba(44,160,44,0.12)", "rgba(148,103,189,0.12)")
 _LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=60, b=45), height=460)
 
+# One colour per method on every chart (Pareto, attack box plot, score distributions): fixed by the method's name,
+# never by its position in a chart. ``full`` (no cleaning) is the paper's brown reference, ``random`` a neutral grey.
+METHOD_COLOURS = {
+    "full": "#8c564b", "random": "#7f7f7f",
+    "ip": "#1f77b4", "ip_ensemble": "#ff7f0e", "ip_classwise": "#17becf", "ip_combined": "#9edae5",
+    "exact": "#2ca02c", "lissa": "#9467bd", "ekfac": "#e377c2", "datainf": "#bcbd22", "gex": "#393b79",
+    "tracin": "#d62728", "tda": "#ad494a", "self_tracin": "#e7969c", "self_lissa": "#c5b0d5",
+    "loss": "#637939", "margin": "#8c6d31", "confident_learning": "#de9ed6",
+}
+_SPARE_COLOURS = ("#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#6baed6", "#fd8d3c", "#74c476")
+
 
 # ------------------------------------------------------------------------------------------- numbers
 def regions(gu: np.ndarray, gw: np.ndarray) -> np.ndarray:
@@ -37,6 +48,29 @@ def regions(gu: np.ndarray, gw: np.ndarray) -> np.ndarray:
 def region_counts(gu: np.ndarray, gw: np.ndarray) -> dict[str, int]:
     r = regions(gu, gw)
     return {name: int((r == i + 1).sum()) for i, name in enumerate(REGION_NAMES)}
+
+
+def method_colour(name: str) -> str:
+    """The colour of a method on every chart, from its registry name or its label (e.g. "IP Ensemble");
+    a name the map does not know gets a fixed colour from a hash of the name (the same on every chart)."""
+    import zlib
+
+    key = str(name)
+    if key in METHOD_COLOURS:
+        return METHOD_COLOURS[key]
+    try:
+        from .methods import METHODS
+
+        by_label = {(cls.label or n).lower(): n for n, cls in METHODS.items()}
+    except Exception:  # pragma: no cover - the registry failed to import; hash below
+        by_label = {}
+    base = key.split(" (")[0].strip()
+    for candidate in (key.lower(), base.lower()):
+        if candidate in by_label and by_label[candidate] in METHOD_COLOURS:
+            return METHOD_COLOURS[by_label[candidate]]
+    if base in METHOD_COLOURS:
+        return METHOD_COLOURS[base]
+    return _SPARE_COLOURS[zlib.crc32(key.encode()) % len(_SPARE_COLOURS)]
 
 
 def order_consistency(a: np.ndarray, b: np.ndarray, max_samples: int = 4000, seed: int = 0) -> float:
@@ -221,16 +255,21 @@ def score_distributions(scores: Mapping[str, np.ndarray], noisy: np.ndarray | No
     for row, name in enumerate(names, start=1):
         s = np.asarray(scores[name], np.float64)
         if noisy is None:
-            fig.add_trace(go.Histogram(x=s, name=name, marker_color=ACCENT, nbinsx=60, showlegend=False), row=row, col=1)
+            fig.add_trace(go.Histogram(x=s, name=name, marker_color=method_colour(name), nbinsx=60, histnorm="probability",
+                                       showlegend=False), row=row, col=1)
             continue
         mask = np.asarray(noisy, bool)
         fig.add_trace(go.Histogram(x=s[~mask], name="clean", marker_color=CLEAN, opacity=0.6, nbinsx=60,
                                    histnorm="probability", legendgroup="clean", showlegend=row == 1), row=row, col=1)
         fig.add_trace(go.Histogram(x=s[mask], name="noisy label", marker_color=NOISY, opacity=0.75, nbinsx=60,
                                    histnorm="probability", legendgroup="noisy", showlegend=row == 1), row=row, col=1)
+    for annotation, name in zip(fig.layout.annotations, names):  # each panel's title in its method's colour
+        annotation.font = dict(color=method_colour(name))
     fig.update_layout(barmode="overlay", title="Score distributions (lower = more detrimental)",
                       **{**_LAYOUT, "height": 120 + 230 * len(names)})
-    fig.update_yaxes(title_text="share")
+    # Every histogram is normalised (histnorm="probability"): bar heights are shares of their group, so noisy and
+    # clean samples compare although there are far fewer noisy ones.
+    fig.update_yaxes(title_text="share of group" if noisy is not None else "share of samples")
     return fig
 
 
@@ -277,12 +316,25 @@ def decision_boundary_figure(xs: np.ndarray, ys: np.ndarray, prob: np.ndarray, x
 
 
 def training_curve(history: Sequence[Mapping]) -> go.Figure:
-    """Training loss and validation accuracy per epoch."""
+    """Training loss and validation accuracy per epoch.
+
+    A single record (logistic regression fitted by L-BFGS in one "epoch") has no curve: it is drawn as markers
+    with a sentence giving its numbers, so the chart is never empty.
+    """
     epochs = [h["epoch"] for h in history]
+    mode = "lines+markers" if 1 < len(history) <= 30 else ("lines" if len(history) > 30 else "markers")
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=epochs, y=[h["loss"] for h in history], name="training loss", mode="lines"))
+    fig.add_trace(go.Scatter(x=epochs, y=[h["loss"] for h in history], name="training loss", mode=mode,
+                             marker=dict(size=10 if len(history) == 1 else 5)))
     fig.add_trace(go.Scatter(x=epochs, y=[h.get("val_accuracy") for h in history], name="validation accuracy",
-                             mode="lines", yaxis="y2"))
+                             mode=mode, yaxis="y2", marker=dict(size=10 if len(history) == 1 else 5)))
+    if len(history) == 1:
+        h = history[0]
+        acc = h.get("val_accuracy")
+        text = f"one fit (no epochs to plot): training loss {h['loss']:.4g}" + (f", validation accuracy {acc:.1%}" if acc is not None else "")
+        fig.add_annotation(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=14))
+    elif not history:
+        fig.add_annotation(text="no training record", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False)
     fig.update_layout(xaxis_title="epoch", yaxis=dict(title="loss"), legend=dict(orientation="h", y=1.12),
                       yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1], tickformat=".0%",
                                   tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1], showgrid=False),

@@ -44,8 +44,13 @@ def _show_current(sel, ds) -> None:
             st.caption(f"{run} epochs run (early stopping off).")
         else:
             st.caption(f"Best epoch {best or run} of {run} run.")
-    if fitted.history:
+    if len(fitted.history) > 1:
         st.plotly_chart(training_curve(fitted.history), width="stretch")
+    elif fitted.history:  # one fit (L-BFGS): a single point is no curve, so say its numbers
+        h = fitted.history[0]
+        acc = h.get("val_accuracy")
+        st.caption(f"Fitted in one pass (no training curve): training loss {h['loss']:.4g}"
+                   + (f", validation accuracy {acc:.1%}." if acc is not None else "."))
 
 
 def _train_form(sel, ds, job_key: str) -> None:

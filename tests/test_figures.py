@@ -162,3 +162,34 @@ def test_angle_figure_is_drawn_to_scale_with_u_and_w_at_their_true_angle():
     ix = np.abs(np.asarray(heat.x)[None, :] - np.asarray(points.x)[far, None]).argmin(1)
     iy = np.abs(np.asarray(heat.y)[None, :] - np.asarray(points.y)[far, None]).argmin(1)
     assert np.array_equal(np.asarray(heat.z)[iy, ix], brute[far])
+
+
+def test_one_colour_per_method_by_name_or_label():
+    from influence_core.methods import METHODS
+
+    colours = {name: figures.method_colour(name) for name in [*METHODS, "full", "random"]}
+    assert len(set(colours.values())) == len(colours)  # no two methods share a colour
+    for name, cls in METHODS.items():
+        assert figures.method_colour(cls.label or name) == colours[name]
+    assert figures.method_colour("something new") == figures.method_colour("something new")
+
+
+def test_histograms_plot_shares_and_panel_titles_wear_the_method_colour():
+    rng = np.random.default_rng(6)
+    noisy = rng.random(300) < 0.1
+    s = rng.normal(size=300)
+    for mask in (noisy, None):
+        fig = figures.score_distributions({"ip": s, "exact": -s}, mask)
+        assert all(t.histnorm == "probability" for t in fig.data)  # shares, as the axis says
+        assert fig.layout.yaxis.title.text.startswith("share")
+        assert [a.font.color for a in fig.layout.annotations] == [figures.method_colour("ip"), figures.method_colour("exact")]
+    fig = figures.score_distributions({"ip": s}, None)
+    assert fig.data[0].marker.color == figures.method_colour("ip")
+
+
+def test_training_curve_of_one_fit_is_not_an_empty_chart():
+    fig = figures.training_curve([{"epoch": 1, "loss": 0.41, "val_accuracy": 0.83}])
+    assert all("markers" in t.mode for t in fig.data)  # a single point is visible only as a marker
+    assert any("one fit" in a.text and "0.41" in a.text and "83.0%" in a.text for a in fig.layout.annotations)
+    fig = figures.training_curve([{"epoch": e, "loss": 1 / e, "val_accuracy": 0.5} for e in range(1, 40)])
+    assert all(t.mode == "lines" for t in fig.data) and not fig.layout.annotations

@@ -4,6 +4,9 @@
   full-data model as a reference cross with its two lines, and the Pareto-improvement quadrant (more accurate
   *and* fairer than the full-data model) shaded.
 - `attack_boxplot`: paper Fig. 6 — accuracy before / after attack as box plots over the random attacks.
+
+Each method has one colour on every chart (`influence_core.figures.method_colour`); methods are named in the
+legend, never by text on the plot (labels of methods on one point would print over each other).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from ..errors import InfluenceError
+from ..figures import method_colour
 
 IMPROVEMENT_COLOUR = "rgba(46, 160, 67, 0.15)"
 REFERENCE_COLOUR = "#8c564b"  # the paper's brown cross
@@ -50,37 +54,87 @@ def pareto_figure(result, title: str = "Utility vs fairness after cleaning") -> 
     fig.add_shape(type="line", x0=x_lo, x1=x_hi, y0=fy, y1=fy, line=dict(color=REFERENCE_COLOUR, dash="dot"))
     fig.add_trace(go.Scatter(
         x=[fx], y=[fy], mode="markers", name="full data", marker=dict(symbol="x", size=16, color=REFERENCE_COLOUR),
-        error_x=dict(type="data", array=[100 * full["accuracy"]["std"]], visible=True),
-        error_y=dict(type="data", array=[100 * full["fairness_gap"]["std"]], visible=True),
+        **_error_bars(full),
         hovertemplate="full data<br>accuracy %{x:.2f}%<br>fairness gap %{y:.2f}<extra></extra>"))
-    for name, r in points:
+    for i, (name, r) in enumerate(points):
+        label = r.get("label", name)
         fig.add_trace(go.Scatter(
-            x=[100 * r["accuracy"]["mean"]], y=[100 * r["fairness_gap"]["mean"]], mode="markers+text",
-            name=r.get("label", name), text=[r.get("label", name)], textposition="top center",
-            marker=dict(size=12, symbol="diamond" if name == "random" else "circle"),
-            error_x=dict(type="data", array=[100 * r["accuracy"]["std"]], visible=True),
-            error_y=dict(type="data", array=[100 * r["fairness_gap"]["std"]], visible=True),
-            hovertemplate=f"{r.get('label', name)}<br>accuracy %{{x:.2f}}%<br>fairness gap %{{y:.2f}}<extra></extra>"))
+            x=[100 * r["accuracy"]["mean"]], y=[100 * r["fairness_gap"]["mean"]], mode="markers", name=label,
+            # Open markers of different shapes: methods on one point stay visible on top of each other.
+            marker=dict(size=13, color=method_colour(name), line=dict(width=2, color=method_colour(name)),
+                        symbol="diamond-open" if name == "random" else _SYMBOLS[i % len(_SYMBOLS)]),
+            **_error_bars(r),
+            hovertemplate=f"{label}<br>accuracy %{{x:.2f}}%<br>fairness gap %{{y:.2f}}<extra></extra>"))
     fig.update_xaxes(title="test accuracy (%) →", range=[x_lo, x_hi])
     fig.update_yaxes(title="fairness gap ×100 (fairer ↑)", autorange="reversed", range=None)
     fig.update_layout(title=title, showlegend=True, margin=dict(t=50, l=10, r=10, b=10))
     return fig
 
 
+_SYMBOLS = ("circle-open", "square-open", "triangle-up-open", "cross-open", "star-open", "hexagon-open",
+            "triangle-down-open", "pentagon-open")
+
+
+def _seeds(stat: dict | None) -> int:
+    return int((stat or {}).get("n", 1) or 1)
+
+
+def _error_bars(row: dict) -> dict:
+    """± one std over seeds on each axis, only where the row has more than one seed (one seed: no spread)."""
+    out = {}
+    for axis, metric in (("error_x", "accuracy"), ("error_y", "fairness_gap")):
+        stat = row.get(metric) or {}
+        if _seeds(stat) > 1 and stat.get("std") is not None:
+            out[axis] = dict(type="data", array=[100 * stat["std"]], visible=True, thickness=1.2, width=4)
+    return out
+
+
+def distinct_runs(runs: list[dict], method: str) -> list[dict]:
+    """The runs of ``method`` that are distinct models: a run reused for another seed (a convex model gives one
+    optimum whatever the seed) or one identical to an earlier run counts once."""
+    out, seen = [], set()
+    for r in runs:
+        if r["method"] != method or "reused_from_seed" in r:
+            continue
+        key = (r.get("accuracy"), tuple(r.get("attack_accuracies", [])))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(r)
+    return out
+
+
+def attacks_without_effect(result) -> str | None:
+    """Why an attack box plot would mean nothing, or None: no attacks, or attacks that changed no prediction
+    (every attacked accuracy equals the model's clean accuracy, e.g. on image data)."""
+    runs = [r for r in _runs(result) if r.get("attack_accuracies")]
+    if not runs:
+        return "no attacks were run"
+    if all(abs(a - r["accuracy"]) < 1e-12 for r in runs for a in r["attack_accuracies"]):
+        return ("the attacks changed no prediction: every attacked accuracy equals the accuracy before attack "
+                "(the perturbation is too small to move these models, as on image data), so there is nothing to compare")
+    return None
+
+
 def attack_boxplot(result, title: str = "Accuracy before and after attack") -> go.Figure:
     """Box plots of test accuracy: the full-data model before attack (``pre``), after attack (``post``), and
-    each cleaned model after attack — one value per (seed, random attack)."""
+    each cleaned model after attack — one value per (distinct model, random attack): a model shared by every seed
+    (convex, L-BFGS) counts once. Raises `InfluenceError` with the reason when the attacks changed nothing."""
     rows, runs = _rows(result), _runs(result)
+    why = attacks_without_effect(result)
+    if why:
+        raise InfluenceError(f"no attack chart: {why}")
     fig = go.Figure()
-    full_runs = [r for r in runs if r["method"] == "full"]
+    full_runs = distinct_runs(runs, "full")
     if full_runs:
-        fig.add_trace(go.Box(y=[100 * r["accuracy"] for r in full_runs], name="pre-attack (full)", boxpoints="all"))
+        fig.add_trace(go.Box(y=[100 * r["accuracy"] for r in full_runs], name="pre-attack (full)", boxpoints="all",
+                             marker_color=method_colour("full"), fillcolor="rgba(255,255,255,0)"))
     for name, row in rows.items():
-        vals = [100 * a for r in runs if r["method"] == name for a in r.get("attack_accuracies", [])]
+        vals = [100 * a for r in distinct_runs(runs, name) for a in r.get("attack_accuracies", [])]
         if not vals:
             continue
         label = "post-attack (full)" if name == "full" else row.get("label", name)
-        fig.add_trace(go.Box(y=vals, name=label, boxpoints="all"))
+        fig.add_trace(go.Box(y=vals, name=label, boxpoints="all", marker_color=method_colour(name)))
     if not fig.data:
         raise InfluenceError("no finished runs with attacks to plot")
     fig.update_yaxes(title="test accuracy (%)")

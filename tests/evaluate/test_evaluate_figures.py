@@ -57,3 +57,59 @@ def test_attack_boxplot_has_pre_post_and_method_boxes():
     assert list(fig.data[0].y) == pytest.approx([80.0, 81.0])
     assert list(fig.data[1].y) == pytest.approx([70.0, 72.0, 69.0, 71.0])
     assert list(fig.data[2].y) == pytest.approx([75.0, 76.0])
+
+
+def _row(label, acc, gap, std=0.01, n=3):
+    return {"label": label, "accuracy": {"mean": acc, "std": std, "n": n}, "fairness_gap": {"mean": gap, "std": std, "n": n}}
+
+
+def test_pareto_names_methods_in_the_legend_with_one_colour_each_and_seed_error_bars():
+    from influence_core.figures import method_colour
+
+    rows = {"full": _row("full", 0.80, 0.20), "random": _row("random", 0.80, 0.20),
+            "ip": _row("IP", 0.82, 0.15), "ip_ensemble": _row("IP Ensemble", 0.82, 0.15)}  # two methods on one point
+    fig = pareto_figure({"results": rows})
+    points = fig.data[1:]
+    assert [t.name for t in points] == ["random", "IP", "IP Ensemble"]
+    for t, name in zip(points, ["random", "ip", "ip_ensemble"]):
+        assert "text" not in t.mode and not t.text  # no labels printed on the plot: they cannot collide
+        assert t.showlegend is not False
+        assert t.marker.color == method_colour(name)
+        assert t.error_x.array[0] == pytest.approx(1.0) and t.error_y.array[0] == pytest.approx(1.0)  # std × 100
+    # Methods on one point stay distinguishable: different open symbols, the random control's among them.
+    assert len({t.marker.symbol for t in points}) == 3 and all(str(t.marker.symbol).endswith("-open") for t in points)
+    # One seed: no spread to show, so no error bars.
+    one = pareto_figure({"results": {k: _row(v["label"], v["accuracy"]["mean"], v["fairness_gap"]["mean"], std=0.0, n=1)
+                                     for k, v in rows.items()}})
+    assert all(t.error_x.array is None and t.error_y.array is None for t in one.data)
+
+
+def test_attack_boxes_count_each_model_once_in_the_methods_colour():
+    from influence_core.figures import method_colour
+
+    result = {
+        "results": {"full": _row("full", 0.8, 0.2), "ip": _row("IP", 0.83, 0.15)},
+        "runs": [  # logistic regression: one model for every seed (reused, or identical records)
+            {"method": "full", "seed": 0, "accuracy": 0.8, "attack_accuracies": [0.70, 0.72]},
+            {"method": "full", "seed": 1, "accuracy": 0.8, "attack_accuracies": [0.70, 0.72], "reused_from_seed": 0},
+            {"method": "ip", "seed": 0, "accuracy": 0.83, "attack_accuracies": [0.75, 0.76]},
+            {"method": "ip", "seed": 1, "accuracy": 0.83, "attack_accuracies": [0.75, 0.76]},
+        ],
+    }
+    fig = attack_boxplot(result)
+    assert list(fig.data[0].y) == pytest.approx([80.0])
+    assert list(fig.data[1].y) == pytest.approx([70.0, 72.0])
+    assert list(fig.data[2].y) == pytest.approx([75.0, 76.0])
+    assert [t.marker.color for t in fig.data] == [method_colour("full"), method_colour("full"), method_colour("ip")]
+
+
+def test_no_attack_chart_when_the_attacks_change_nothing():
+    from influence_core.evaluate.figures import attacks_without_effect
+
+    result = {"results": {"full": _row("full", 0.8, 0.2), "ip": _row("IP", 0.83, 0.15)},
+              "runs": [{"method": "full", "seed": 0, "accuracy": 0.8, "attack_accuracies": [0.8, 0.8]},
+                       {"method": "ip", "seed": 0, "accuracy": 0.83, "attack_accuracies": [0.83, 0.83]}]}
+    assert "changed no prediction" in attacks_without_effect(result)
+    with pytest.raises(InfluenceError, match="changed no prediction"):
+        attack_boxplot(result)
+    assert attacks_without_effect(RESULT) is None
