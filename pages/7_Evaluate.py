@@ -21,8 +21,9 @@ import streamlit as st
 from influence_core.data.registry import DATASETS, load_dataset
 from influence_core.errors import InfluenceError
 from influence_core.evaluate.actions import ACTIONS
-from influence_core.evaluate.figures import attack_boxplot, pareto_figure
+from influence_core.evaluate.figures import attack_boxplot, attacks_without_effect, pareto_figure
 from influence_core.evaluate.retrain import AttackSettings
+from influence_core.figures import as_text
 from influence_core.evaluate.runner import ExperimentSettings, cleaned_split_table, format_table, run_experiment
 from influence_core.impacts import IMPACTS
 from influence_core.methods import METHODS
@@ -104,25 +105,54 @@ class _Job:
         return self.thread.is_alive()
 
 
+FORM_DEFAULTS = {"ev-action": ACTIONS[0], "ev-fraction": 0.05, "ev-seeds": 3, "ev-attacks": 5, "ev-impact": "utility",
+                 "ev-temperature": 1.0, "ev-relabel": None}
+
+
+def settings_summary(settings: ExperimentSettings) -> str:
+    """The settings that produced a result, in one line (stated above its table and in its charts' titles)."""
+    methods = ", ".join(METHODS[m].label or m if m in METHODS else m for m in settings.methods)
+    extra = f", T = {settings.temperature:g}" if settings.action == "reweight" else ""
+    return (f"{settings.action} the lowest {settings.fraction:.0%} by {methods} · {settings.impact} impact · "
+            f"{settings.seeds} seed(s) · {settings.attacks.n_attacks} attack(s){extra}")
+
+
+def _show_settings_in_form(job: "_Job | None") -> None:
+    """Put the settings of the result on screen into the form (once per result, so the user's later edits stay)."""
+    if job is None or job.running or job.error or st.session_state.get("ev-form-of") == id(job):
+        return
+    s = job.settings
+    st.session_state.update({
+        "ev-methods": [m for m in s.methods if m in METHODS], "ev-action": s.action, "ev-fraction": float(s.fraction),
+        "ev-seeds": int(s.seeds), "ev-attacks": int(s.attacks.n_attacks), "ev-impact": s.impact,
+        "ev-temperature": float(s.temperature), "ev-relabel": s.relabel_class, "ev-form-of": id(job)})
+
+
 def _form(name: str, ds, fitted) -> None:
     methods = sorted(METHODS, key=lambda n: (METHODS[n].kind, n))
-    default = [m for m in ("ip", "ip_ensemble") if m in methods] or methods[:1]
-    chosen = st.multiselect("Methods", methods, default=default,
+    # Widgets take their values from the session state only (no defaults passed): the defaults on a first visit,
+    # the settings of the result below once there is one.
+    st.session_state.setdefault("ev-methods", [m for m in ("ip", "ip_ensemble") if m in methods] or methods[:1])
+    for key, value in FORM_DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+    chosen = st.multiselect("Methods", methods, key="ev-methods",
                             format_func=lambda n: f"{METHODS[n].label or n} ({METHODS[n].kind})")
     c1, c2, c3, c4 = st.columns(4)
-    action = c1.radio("Action", ACTIONS, format_func=lambda a: f"{a} — {ACTION_HELP[a]}")
-    fraction = c2.slider("Share flagged (lowest scores)", 0.01, 0.30, 0.05, 0.01, format="%.2f")
-    seeds = int(c3.number_input("Retraining seeds", 1, 10, 3))
-    attacks = int(c4.number_input("Random attacks (5–25% of test)", 0, 20, 5))
+    action = c1.radio("Action", ACTIONS, key="ev-action", format_func=lambda a: f"{a} — {ACTION_HELP[a]}")
+    fraction = c2.slider("Share flagged (lowest scores)", 0.01, 0.30, step=0.01, format="%.2f", key="ev-fraction")
+    seeds = int(c3.number_input("Retraining seeds", 1, 10, key="ev-seeds"))
+    attacks = int(c4.number_input("Random attacks (5–25% of test)", 0, 20, key="ev-attacks"))
     c1, c2, c3 = st.columns(3)
-    impact = c1.selectbox("Impact the methods score against", list(IMPACTS),
+    impact = c1.selectbox("Impact the methods score against", list(IMPACTS), key="ev-impact",
                           format_func=lambda n: f"{n} — {IMPACTS[n].description}")
     temperature, relabel_class = 1.0, None
     if action == "reweight":
-        temperature = float(c2.number_input("Temperature T (large = uniform)", 0.05, 100.0, 1.0, format="%g"))
+        temperature = float(c2.number_input("Temperature T (large = uniform)", 0.05, 100.0, format="%g", key="ev-temperature"))
     if action == "relabel" and ds.num_classes > 2:
         options = [None, *range(ds.num_classes)]
-        relabel_class = c2.selectbox("New label", options,
+        if st.session_state.get("ev-relabel") not in options:
+            st.session_state["ev-relabel"] = None
+        relabel_class = c2.selectbox("New label", options, key="ev-relabel",
                                      format_func=lambda c: "the model's predicted class" if c is None else ds.classes[c])
     needs = [m for m in chosen if METHODS[m].needs_checkpoints and not fitted.checkpoints]
     if needs:
@@ -156,6 +186,9 @@ def _show(job: _Job) -> None:
     if result.stopped:
         st.warning("Stopped: the rows below use the runs finished so far. Run again to resume.")
     st.subheader("Accuracy after cleaning")
+    summary = settings_summary(result.settings)
+    st.caption(f"Results of: **{plain(summary)}** (data set {plain(result.settings.dataset)}, model "
+               f"{plain(result.settings.model)}). The form above shows these settings.")
     st.caption("mean ± std over retraining seeds (attacked accuracy: over seeds × attacks); "
                "`full` = no change, `random` = the same action on a random share (the control).")
     st.markdown(format_table(result).split("\n", 2)[2])
@@ -163,12 +196,18 @@ def _show(job: _Job) -> None:
     c1, c2 = st.columns(2)
     with c1:
         if has_gap:
-            st.plotly_chart(pareto_figure(result), width="stretch")
+            st.plotly_chart(pareto_figure(result, title=f"Utility vs fairness after cleaning<br><sup>{as_text(summary)}</sup>"),
+                            width="stretch")
         else:
             st.info("No sensitive attribute in this data set: no fairness gap to chart.")
     with c2:
-        if any(r.get("attack_accuracies") for r in result.runs):
-            st.plotly_chart(attack_boxplot(result), width="stretch")
+        if result.settings.attacks.n_attacks > 0:
+            why = attacks_without_effect(result)
+            if why:
+                st.info(f"No attack chart: {why}.")
+            else:
+                st.plotly_chart(attack_boxplot(result, title=f"Accuracy before and after attack<br><sup>{as_text(summary)}</sup>"),
+                                width="stretch")
     st.download_button("Download results (JSON)", json.dumps(result.to_json(), indent=2, default=str),
                        file_name=job.out.name, mime="application/json")
     if result.actions:
@@ -192,6 +231,7 @@ def main() -> None:
     if job is not None and job.running:
         _watch(job)
         return
+    _show_settings_in_form(job)
     _form(name, ds, fitted)
     if job is not None:
         _show(job)

@@ -36,6 +36,7 @@ def test_page_runs_an_experiment_on_the_current_model(blobs_workspace):
     assert not at.exception, [e.value for e in at.exception]
     assert any("blobs" in c.value and "logreg" in c.value for c in at.caption)
     next(n for n in at.number_input if n.label == "Retraining seeds").set_value(1)
+    next(s for s in at.slider if s.label.startswith("Share flagged")).set_value(0.1)
     next(b for b in at.button if b.label == "Run experiment").click()
     at.run()
     job = at.session_state["evaluate-job"]
@@ -49,6 +50,16 @@ def test_page_runs_an_experiment_on_the_current_model(blobs_workspace):
     table = next(m.value for m in at.markdown if m.value.startswith("| method"))
     assert "| full |" in table and "| random |" in table and "| IP |" in table
     assert len(at.get("plotly_chart")) == 2  # Pareto chart (blobs has a sensitive attribute) and attack box plot
+    # The result states its settings (caption and chart titles), and the form shows them, not its defaults.
+    summary = "trim the lowest 10% by IP, IP Ensemble · utility impact · 1 seed(s) · 5 attack(s)"
+    assert any(summary in c.value.replace("\\", "") for c in at.caption)
+    import json
+
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert len(titles) == 2 and all(summary in t for t in titles)
+    assert next(n for n in at.number_input if n.label == "Retraining seeds").value == 1
+    assert next(s for s in at.slider if s.label.startswith("Share flagged")).value == pytest.approx(0.1)
+    assert next(m for m in at.multiselect if m.label == "Methods").value == ["ip", "ip_ensemble"]
     assert list(blobs_workspace.glob("experiments/*.runs.jsonl"))
 
 
