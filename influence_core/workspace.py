@@ -185,25 +185,32 @@ class Workspace:
     def get_or_score(self, dataset: Dataset, fitted: FittedModel, method: str = "ip", impact: str | Impact = "utility",
                      params: str = "all", settings: dict | None = None, progress: Progress | None = None, *,
                      impact_settings: dict | None = None, device: str | None = None, batch_size: int = 256,
-                     folds: int = 0) -> np.ndarray:
+                     folds: int = 0, details: dict | None = None) -> np.ndarray:
         """Scores of every training sample (lower = more detrimental), from the cache or computed and stored;
-        ``folds=K`` scores out of fold with K cached fold models."""
+        ``folds=K`` scores out of fold with K cached fold models. ``details`` receives the run's notes (see
+        `compute_scores`), stored with the scores."""
         key = self.score_key(dataset, fitted, method, impact, params, settings, impact_settings, folds)
         path = self.root / "scores" / f"{key}.npy"
         if path.exists():
             if progress is not None:
                 progress(1.0, "loaded from the workspace cache")
+            if details is not None:
+                details.update(self._score_meta(path).get("details", {}))
             return np.load(path, allow_pickle=False)
         t0 = time.perf_counter()
         fold_models = None
         if folds:
             fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8), device=device)
             progress = span(progress, 0.8, 1.0)
+        found: dict = {}
         scores = compute_scores(dataset, fitted, method, impact, params=params, device=device, batch_size=batch_size,
                                 progress=progress, impact_settings=impact_settings, folds=folds or None,
-                                fold_models=fold_models, **(settings or {}))
+                                fold_models=fold_models, details=found, **(settings or {}))
+        if details is not None:
+            details.update(found)
         meta = {"key": key, "method": method, "impact": impact if isinstance(impact, str) else impact.name,
                 "params": params, "settings": settings or {}, "impact_settings": impact_settings or {}, "folds": folds,
+                "details": found,
                 "dataset_fingerprint": dataset.fingerprint(), "model_fingerprint": fitted.fingerprint(),
                 "seconds": time.perf_counter() - t0, "created": time.time()}
         _write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=str)))
@@ -214,3 +221,10 @@ class Workspace:
 
         _write_atomic(path, save)
         return scores
+
+    @staticmethod
+    def _score_meta(path: Path) -> dict:
+        try:
+            return json.loads(path.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return {}

@@ -55,6 +55,9 @@ def _settings_inputs(method: str) -> dict:
                 out[f.name] = float(st.number_input(label, value=default, format="%g", key=key))
             elif isinstance(default, str):
                 out[f.name] = st.text_input(label, value=default, key=key)
+            elif default is None:  # an optional number: empty = the method's automatic choice
+                value = st.number_input(label, value=None, format="%g", placeholder="automatic", key=key)
+                out[f.name] = None if value is None else float(value)
     # Only what differs from the defaults goes into the run's name and cache key.
     return {k: v for k, v in out.items() if v != getattr(defaults, k)}
 
@@ -174,6 +177,17 @@ def _label_issues(_ds, _fitted, key: str, folds: int, root: str) -> dict:
     return estimate_label_issues(_ds, _fitted, fold_models=fold_models, folds=folds or None)
 
 
+def _run_notes(sel, ds, fitted) -> None:
+    """What a computed run found that the user must know (e.g. exact influence on a Hessian that is not positive
+    definite), stored with its scores."""
+    ws = get_workspace(workspace_root())
+    for run in sel.runs:
+        details: dict = {}
+        ws.get_or_score(ds, fitted, details=details, **run.score_kwargs())  # a cache hit: reads the stored notes
+        if details.get("note"):
+            st.warning(f"{plain(run_title(run))}: {plain(details['note'])}")
+
+
 def _cleanlab_estimate(sel, ds, fitted) -> None:
     """cleanlab's own count of wrong labels, once a confident-learning run exists (out of fold when there is one)."""
     runs = [r for r in sel.runs if r.method == "confident_learning"]
@@ -217,6 +231,7 @@ def _table(sel, ds, fitted) -> None:
         st.info("No scores yet: pick methods above and press **Compute scores**.")
         return
     _leaderboard(sel, ds, scores)
+    _run_notes(sel, ds, fitted)
     _cleanlab_estimate(sel, ds, fitted)
     frame = scores_frame(ds, next(iter(scores.values())), column="_").drop(columns=["_", "rank"])
     frame.insert(2, "class", [ds.classes[int(v)] for v in frame["label"]])

@@ -23,7 +23,7 @@ from torch import nn
 from ..data.base import Dataset
 from ..errors import InfluenceError
 from ..grads import Params, Progress, directional_derivatives, per_sample_loss, select_params
-from ..impacts import Impact
+from ..impacts import Impact, coerce_setting
 from ..models.train import FittedModel, resolve_device
 
 
@@ -130,6 +130,7 @@ class InfluenceMethod(ABC):
             raise InfluenceError(f"method '{self.name}' has no setting {', '.join(unknown)}; it takes: {', '.join(sorted(known)) or 'none'}")
         checked = {k: _coerce_setting(self.name, k, v, getattr(base, k)) for k, v in overrides.items() if v is not None}
         self.settings = replace(base, **checked)
+        self.details: dict = {}  # what a run found that its user should see (e.g. the Hessian's spectrum)
 
     @abstractmethod
     def compute(self, ctx: ScoringContext) -> torch.Tensor:
@@ -209,17 +210,9 @@ def negative_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def _coerce_setting(method: str, key: str, value, default):
     """``value`` as the type of the setting's default (ints accepted for floats); a one-line error otherwise."""
-    kind = type(default)
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-    elif isinstance(default, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
-        if kind is int and float(value) != int(value):
-            raise InfluenceError(f"method '{method}': setting {key} must be a whole number, got {value!r}")
-        return kind(value)
-    elif default is None or isinstance(value, kind):
+    if default is None:
         return value
-    raise InfluenceError(f"method '{method}': setting {key} must be a {kind.__name__}, got {value!r}")
+    return coerce_setting(f"method '{method}'", key, value, type(default))
 
 
 def get_method(name: str, **settings) -> InfluenceMethod:

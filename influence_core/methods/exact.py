@@ -18,23 +18,73 @@ from .base import InfluenceMethod, ScoringContext, stream_inner_products
 
 @dataclass(frozen=True)
 class ExactSettings:
-    damping: float = 0.0
+    # None = automatic: 0 when the Hessian is positive definite, else the smallest shift that makes H + λI positive
+    # definite with a margin of 1% of the largest eigenvalue: λ = −λ_min + 0.01·|λ_max|. Without it, a non-convex
+    # model's negative-curvature directions dominate (H + λI)⁻¹ and the ranking turns arbitrary (moons MLP at λ = 0:
+    # AUROC 0.36 for the flipped labels).
+    damping: float | None = None
 
 
-def inverse_hvp_target(ctx: ScoringContext, damping: float, span: float = 0.7):
-    """(module, params, s) in float64 with s = (H + λI)⁻¹ grad f from the explicit Hessian."""
+AUTO_MARGIN = 0.01
+
+
+def spectrum_ends(hessian: torch.Tensor) -> tuple[float, float]:
+    """(smallest, largest) eigenvalue of the symmetric ``hessian`` (dense for small P, Lanczos otherwise)."""
+    p = hessian.shape[0]
+    if p <= 4000:
+        values = torch.linalg.eigvalsh(hessian.double().cpu())
+        return float(values[0]), float(values[-1])
+    from scipy.sparse.linalg import eigsh
+
+    dense = hessian.double().cpu().numpy()
+    low = eigsh(dense, k=1, which="SA", return_eigenvectors=False)[0]
+    high = eigsh(dense, k=1, which="LA", return_eigenvectors=False)[0]
+    return float(low), float(high)
+
+
+def automatic_damping(smallest: float, largest: float) -> float:
+    """0 for a positive definite H, else −λ_min + 1% of |λ_max| (H + λI then has smallest eigenvalue 0.01·|λ_max|)."""
+    scale = max(abs(largest), 1e-12)
+    if smallest > 1e-8 * scale:
+        return 0.0
+    return -smallest + AUTO_MARGIN * scale
+
+
+def inverse_hvp_target(ctx: ScoringContext, damping: float | None, span: float = 0.7, details: dict | None = None):
+    """(module, params, s, H + λI) in float64 with s = (H + λI)⁻¹ grad f from the explicit Hessian; ``damping``
+    None = `automatic_damping`. ``details`` (a dict) receives the Hessian's extreme eigenvalues and the λ used."""
+    if damping is not None and (not isinstance(damping, (int, float)) or damping < 0):
+        raise InfluenceError(f"damping must be a number ≥ 0 (or None for automatic), got {damping!r}")
     module = ctx.module(torch.float64)
     params = ctx.selected_params(module)
     target = ctx.target_gradient(module, params)
     n = ctx.n_train
     hessian = explicit_hessian(module, params, lambda: ctx.train_batches(torch.float64), n, ctx.fitted.l2,
                                progress=lambda f, m: ctx.report(span * f, m))
-    hessian += damping * torch.eye(hessian.shape[0], dtype=hessian.dtype, device=hessian.device)
+    smallest, largest = spectrum_ends(hessian)
+    used = automatic_damping(smallest, largest) if damping is None else float(damping)
+    if details is not None:
+        details.update(hessian_min_eigenvalue=smallest, hessian_max_eigenvalue=largest, damping=used,
+                       automatic=damping is None, note=hessian_note(smallest, used, damping is None))
+    hessian += used * torch.eye(hessian.shape[0], dtype=hessian.dtype, device=hessian.device)
     try:
         solved = torch.linalg.solve(hessian, flatten(target))
     except RuntimeError:
         raise InfluenceError("the Hessian is singular; train with L2 > 0 or set a damping > 0") from None
     return module, params, unflatten(solved, params), hessian
+
+
+def hessian_note(smallest: float, used: float, automatic: bool) -> str | None:
+    """What a user must know about the Hessian behind the scores, or None when it is positive definite as used."""
+    if smallest > 0:
+        return None
+    if smallest + used > 0:
+        how = "automatic damping" if automatic else "damping"
+        return (f"the Hessian is not positive definite (smallest eigenvalue {smallest:.3g}); {how} λ = {used:.3g} "
+                "makes H + λI positive definite")
+    return (f"the Hessian is not positive definite (smallest eigenvalue {smallest:.3g}) and damping λ = {used:.3g} "
+            f"does not fix it: the scores follow negative-curvature directions; use damping > {-smallest:.3g} "
+            "(or leave it empty for automatic)")
 
 
 class ExactInfluence(InfluenceMethod):
@@ -47,5 +97,5 @@ class ExactInfluence(InfluenceMethod):
     Settings = ExactSettings
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:
-        module, params, direction, _ = inverse_hvp_target(ctx, self.settings.damping)
+        module, params, direction, _ = inverse_hvp_target(ctx, self.settings.damping, details=self.details)
         return stream_inner_products(ctx, module, params, direction, span=(0.7, 1.0), message="exact influence")

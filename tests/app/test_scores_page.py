@@ -124,3 +124,22 @@ def test_ip_combined_is_left_out_for_the_fairness_impact(scored):
     at.selectbox[0].set_value("fairness").run()
     no_errors(at)
     assert any("meant for the utility impact" in i.value for i in at.info)
+
+
+def test_exact_influence_on_a_non_convex_model_says_what_its_hessian_is(scored):
+    """Damping 0 on the MLP: the page warns that the Hessian is not positive definite, with the library's numbers."""
+    ds, fitted = _fitted(scored)
+    at = open_page("3_Scores.py")
+    at.multiselect[0].set_value(["exact"]).run()
+    at.number_input(key="setting-exact-damping").set_value(0.0).run()
+    next(b for b in at.button if b.label == "Compute scores").click().run()
+    at = settle(at)
+    no_errors(at)
+    details: dict = {}
+    compute_scores(ds, fitted, "exact", damping=0.0, details=details)
+    if details["hessian_min_eigenvalue"] < 0:
+        shown = [w.value for w in at.warning if "not positive definite" in w.value]
+        assert shown, [w.value for w in at.warning]
+        assert f"{details['hessian_min_eigenvalue']:.3g}".lstrip("-") in shown[0]
+    else:
+        assert not any("not positive definite" in w.value for w in at.warning)
