@@ -39,11 +39,11 @@ def _progress_printer(enabled: bool) -> Callable[[float, str], None] | None:
     return show
 
 
-def _parse_sets(pairs: Sequence[str]) -> dict:
+def _parse_sets(pairs: Sequence[str], flag: str = "--set") -> dict:
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise InfluenceError(f"--set expects key=value, got '{pair}'")
+            raise InfluenceError(f"{flag} expects key=value, got '{pair}'")
         key, raw = pair.split("=", 1)
         try:
             out[key.strip().replace("-", "_")] = json.loads(raw)
@@ -83,17 +83,58 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the workspace cache")
 
 
+DATASET_ARGUMENTS = ("label_column", "sensitive_column", "val_fraction", "label_set", "max_train", "images", "download",
+                     "missing")
+
+
+def dataset_arguments(args: argparse.Namespace) -> dict:
+    """The loader keywords the shared data arguments give (those set; ``load_dataset`` drops what a loader does
+    not take): one place for `score`, `experiment` and any command using `add_data_model_arguments`."""
+    out = {k: getattr(args, k, None) for k in DATASET_ARGUMENTS}
+    out["download"] = out["download"] or None  # a store_true flag: unset means the loader's default
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def add_impact_arguments(p: argparse.ArgumentParser, attack_flags: bool = True) -> None:
+    """The impact settings: ``--impact-set key=value`` for any of them, and the older named flags feeding the same
+    settings (``attack_flags``: add --c / --epsilon too; `experiment` has its own, shared with its attacks)."""
+    p.add_argument("--impact-set", action="append", metavar="KEY=VALUE",
+                   help="an impact setting, value as JSON (repeatable), e.g. --impact-set epsilon=0.2 --impact-set val_trim=0 "
+                        "(see `impacts`)")
+    if attack_flags:
+        p.add_argument("--c", type=float, help="robustness (linear models): attack strength c (default 1.3)")
+        p.add_argument("--epsilon", type=float, help="robustness (other models): FGSM step size (default 0.1)")
+    p.add_argument("--positive-class", type=int, help="fairness: the class whose rate is compared (default 1)")
+    p.add_argument("--val-trim", type=float,
+                   help="utility / robustness: share of validation samples with the highest loss left out of the target "
+                        "(default 0.1: a noisy validation label would steer it)")
+    p.add_argument("--trust-val", action="store_true", help="the validation labels are clean: the target uses all of them")
+
+
+def impact_settings_from_args(args: argparse.Namespace, impact: str, named: bool = True) -> dict:
+    """The settings of ``impact`` the arguments give: the named flags that apply to it (others are ignored, as they
+    are meant for another impact), then every ``--impact-set`` (a key the impact does not take is an error).
+    ``named=False`` leaves out --c / --epsilon (for `experiment`, where they set the evaluation's attacks)."""
+    from .impacts import impact_settings_for, make_impact
+
+    maybe = {"positive_class": getattr(args, "positive_class", None),
+             "val_trim": 0.0 if getattr(args, "trust_val", False) else getattr(args, "val_trim", None)}
+    if named:
+        maybe.update(c=getattr(args, "c", None), epsilon=getattr(args, "epsilon", None))
+    settings = impact_settings_for(impact, **maybe)
+    explicit = {k: v for k, v in _parse_sets(getattr(args, "impact_set", None) or [], "--impact-set").items() if v is not None}
+    settings.update(explicit)
+    make_impact(impact, **settings)  # a one-line error for an unknown key, a wrong type or a value out of range
+    return settings
+
+
 def load_data_and_model(args: argparse.Namespace):
     """(dataset, fitted model) as the shared arguments ask: train, or load uploaded weights."""
     from .data import load_dataset
     from .models import TrainConfig, train_model
     from .models.train import memorisation_warning
 
-    dataset = load_dataset(args.dataset, seed=args.seed, label_column=args.label_column,
-                           sensitive_column=args.sensitive_column, val_fraction=args.val_fraction,
-                           label_set=args.label_set, max_train=getattr(args, "max_train", None),
-                           images=getattr(args, "images", None), download=getattr(args, "download", None) or None,
-                           missing=getattr(args, "missing", None))
+    dataset = load_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))
     if args.weights:
         from .models import loading  # data / model uploads (issue 4)
 
@@ -133,9 +174,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in {"ensemble_size": args.ensemble_size, "dropout": args.dropout,
                                    "damping": args.damping}.items() if v is not None and k in known}
     settings.update(_parse_sets(args.set or []))
-    val_trim = 0.0 if args.trust_val else args.val_trim
-    impact_settings = {"c": args.c, "epsilon": args.epsilon, "positive_class": args.positive_class, "val_trim": val_trim}
-    impact_settings = {k: v for k, v in impact_settings.items() if v is not None}
+    impact_settings = impact_settings_from_args(args, args.impact)
     if args.folds is not None and (args.folds == 1 or args.folds < 0):
         raise InfluenceError("--folds takes 0 (in-sample) or a number of folds ≥ 2")
     dataset, fitted = load_data_and_model(args)
@@ -210,7 +249,8 @@ def _cmd_impacts(args: argparse.Namespace) -> int:
     from .impacts import IMPACTS
 
     for name, cls in IMPACTS.items():
-        print(f"{name:<11} {cls.description}")
+        defaults = ", ".join(f"{k}={getattr(cls(), k)}" for k in cls.setting_names()) or "-"
+        print(f"{name:<11} {cls.description:<45} settings: {defaults}")
     return 0
 
 
@@ -227,15 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, help="IP Ensemble: dropout rate p")
     p.add_argument("--damping", type=float, help="Hessian-based methods: damping λ")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other method setting (repeatable)")
-    p.add_argument("--c", type=float, help="robustness (linear models): attack strength c (default 1.3)")
-    p.add_argument("--epsilon", type=float, help="robustness (other models): FGSM step size (default 0.1)")
-    p.add_argument("--positive-class", type=int, help="fairness: the class whose rate is compared (default 1)")
+    add_impact_arguments(p)
     p.add_argument("--folds", type=int, default=0,
                    help="out of fold: K models, each trained on K-1 folds, score the samples they did not see (0 = in-sample)")
-    p.add_argument("--val-trim", type=float,
-                   help="utility / robustness: share of validation samples with the highest loss left out of the target "
-                        "(default 0.1: a noisy validation label would steer it)")
-    p.add_argument("--trust-val", action="store_true", help="the validation labels are clean: the target uses all of them")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--out", help="CSV path (default: stdout)")
     p.set_defaults(func=_cmd_score)

@@ -10,7 +10,7 @@ robustness f = mean loss on an adversarially perturbed validation set; the attac
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import ClassVar, Iterator
 
 import numpy as np
@@ -27,10 +27,28 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 class Impact(ABC):
-    """An impact function f(θ) written as a sum of per-batch terms, so value and gradient stream over batches."""
+    """An impact function f(θ) written as a sum of per-batch terms, so value and gradient stream over batches.
+
+    Each impact is a frozen dataclass whose fields are its settings (like a method's ``Settings``): a setting is
+    checked against its declared type when the impact is built, and an equal impact hashes and compares equal."""
 
     name: ClassVar[str]
     description: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.default is None:
+                continue
+            object.__setattr__(self, f.name, coerce_setting(f"impact '{self.name}'", f.name, value, _declared_kind(f.type)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line `InfluenceError` for a setting out of range."""
+
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls)) if is_dataclass(cls) else ()
 
     def check(self, dataset: Dataset) -> None:
         """Raise `InfluenceError` when ``dataset`` lacks what this impact needs."""
@@ -100,6 +118,11 @@ class Impact(ABC):
 DEFAULT_VAL_TRIM = 0.1
 
 
+def _check_val_trim(val_trim: float | None) -> None:
+    if val_trim is not None and not 0.0 <= val_trim < 1.0:
+        raise InfluenceError(f"val_trim must be in [0, 1), got {val_trim}")
+
+
 def resolve_val_trim(val_trim: float | None, dataset: Dataset) -> float:
     """``val_trim`` as set (0 = every validation sample: a split the user trusts), else `DEFAULT_VAL_TRIM`.
 
@@ -110,18 +133,20 @@ def resolve_val_trim(val_trim: float | None, dataset: Dataset) -> float:
     Marking a split trusted means ``val_trim=0``."""
     if val_trim is None:
         return DEFAULT_VAL_TRIM
-    if not 0.0 <= val_trim < 1.0:
-        raise InfluenceError(f"val_trim must be in [0, 1), got {val_trim}")
+    _check_val_trim(val_trim)
     return float(val_trim)
 
 
-@dataclass
+@dataclass(frozen=True)
 class UtilityImpact(Impact):
     """Mean validation loss; ``val_trim`` leaves out the least plausible validation samples (None = automatic)."""
 
     val_trim: float | None = None
     name: ClassVar[str] = "utility"
     description: ClassVar[str] = "mean validation loss"
+
+    def validate(self) -> None:
+        _check_val_trim(self.val_trim)
 
     def val_trim_for(self, dataset: Dataset) -> float:
         return resolve_val_trim(self.val_trim, dataset)
@@ -134,13 +159,17 @@ class UtilityImpact(Impact):
         return per_sample_loss(forward(module, params, x), y).sum() / state["n"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class FairnessImpact(Impact):
     """Demographic parity gap |mean p̂(s=0) − mean p̂(s=1)| of the positive-class probability."""
 
     positive_class: int = 1
     name: ClassVar[str] = "fairness"
     description: ClassVar[str] = "demographic parity gap on the validation set"
+
+    def validate(self) -> None:
+        if self.positive_class < 0:
+            raise InfluenceError(f"impact 'fairness': positive_class must be a class index (≥ 0), got {self.positive_class}")
 
     def check(self, dataset: Dataset) -> None:
         super().check(dataset)
@@ -169,7 +198,7 @@ class FairnessImpact(Impact):
         return state["sign"] * self._signed_sum(module, params, batch, state)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RobustnessImpact(Impact):
     """Validation loss after an evasion attack computed at θ (white-box along w for binary linear models, FGSM otherwise)."""
 
@@ -178,6 +207,13 @@ class RobustnessImpact(Impact):
     val_trim: float | None = None
     name: ClassVar[str] = "robustness"
     description: ClassVar[str] = "validation loss under an evasion attack"
+
+    def validate(self) -> None:
+        if self.c <= 0:
+            raise InfluenceError(f"impact 'robustness': c must be positive, got {self.c}")
+        if self.epsilon < 0:
+            raise InfluenceError(f"impact 'robustness': epsilon must be ≥ 0, got {self.epsilon}")
+        _check_val_trim(self.val_trim)
 
     def val_trim_for(self, dataset: Dataset) -> float:
         return resolve_val_trim(self.val_trim, dataset)
@@ -223,13 +259,57 @@ def _cast(split: Split, dtype: torch.dtype | None) -> Split:
 IMPACTS: dict[str, type[Impact]] = {cls.name: cls for cls in (UtilityImpact, FairnessImpact, RobustnessImpact)}
 
 
-def make_impact(name: str | Impact, **settings) -> Impact:
-    """An impact by name (``utility``, ``fairness``, ``robustness``) with its settings (c, epsilon, positive_class,
-    val_trim); settings the impact does not take are ignored."""
+def _impact_class(name: str | Impact) -> type[Impact]:
     if isinstance(name, Impact):
-        return name
+        return type(name)
     if name not in IMPACTS:
         raise InfluenceError(f"unknown impact '{name}'; choose one of: {', '.join(IMPACTS)}")
-    cls = IMPACTS[name]
-    fields = getattr(cls, "__dataclass_fields__", {})
-    return cls(**{k: v for k, v in settings.items() if k in fields and v is not None})
+    return IMPACTS[name]
+
+
+def make_impact(name: str | Impact, **settings) -> Impact:
+    """An impact by name (``utility``, ``fairness``, ``robustness``) with its settings (see `IMPACTS` and each
+    class's fields). A setting the impact does not take is a one-line `InfluenceError`; ``None`` means "the
+    default" and is ignored. An `Impact` passed in is returned, with any settings given replaced."""
+    cls = _impact_class(name)
+    given = {k: v for k, v in settings.items() if v is not None}
+    known = cls.setting_names()
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise InfluenceError(f"impact '{cls.name}' has no setting {', '.join(unknown)}; it takes: {', '.join(known) or 'none'}")
+    if isinstance(name, Impact):
+        return replace(name, **given) if given else name
+    return cls(**given)
+
+
+def impact_settings_for(name: str | Impact, **maybe) -> dict:
+    """The settings among ``maybe`` that impact ``name`` takes (None values dropped): for callers holding values
+    for every impact (e.g. the CLI's --c / --epsilon / --positive-class / --val-trim) that must pass only these."""
+    known = set(_impact_class(name).setting_names())
+    return {k: v for k, v in maybe.items() if k in known and v is not None}
+
+
+_KINDS = {"float": float, "int": int, "bool": bool, "str": str}
+
+
+def _declared_kind(annotation) -> type:
+    """The type of a dataclass field as declared (``float | None`` -> float), from the annotation or its string."""
+    if isinstance(annotation, type):
+        return annotation
+    head = str(annotation).split("|")[0].strip()
+    return _KINDS.get(head, object)
+
+
+def coerce_setting(owner: str, key: str, value, kind: type):
+    """``value`` as ``kind`` (ints accepted for floats; a bool is never a number); a one-line error otherwise.
+    ``owner`` names what the setting belongs to in the message, e.g. "method 'ip'"."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if kind is int and float(value) != int(value):
+            raise InfluenceError(f"{owner}: setting {key} must be a whole number, got {value!r}")
+        return kind(value)
+    elif isinstance(value, kind):
+        return value
+    raise InfluenceError(f"{owner}: setting {key} must be a {kind.__name__}, got {value!r}")

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import _parse_sets, _progress_printer, add_data_model_arguments
+from ..cli import (_parse_sets, _progress_printer, _workspace, add_data_model_arguments, add_impact_arguments,
+                   dataset_arguments, impact_settings_from_args)
 from ..errors import InfluenceError
 from ..models.train import TrainConfig
 from .actions import ACTIONS
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attacks", type=int, default=5, help="random evasion attacks per retrained model (5-25%% of test)")
     p.add_argument("--c", type=float, default=1.3, help="linear attack: step past the boundary (×margin)")
     p.add_argument("--epsilon", type=float, default=0.1, help="FGSM attack step")
+    add_impact_arguments(p, attack_flags=False)  # --c / --epsilon above also set the robustness impact's attack
     p.add_argument("--attack-against", default="base", choices=("base", "each"),
                    help="craft the attacks against the full-data base model (default) or each retrained model")
     p.add_argument("--params", default="all", help="parameters the scores use: all, head, or name prefixes")
@@ -46,8 +48,7 @@ def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
             raise InfluenceError(f"--set expects METHOD.KEY=VALUE, got '{key}'")
         method, name = key.split(".", 1)
         method_settings.setdefault(method, {})[name] = value
-    data_kwargs = {k: v for k, v in {"label_column": args.label_column, "sensitive_column": args.sensitive_column,
-                                     "val_fraction": args.val_fraction, "label_set": args.label_set}.items() if v is not None}
+    data_kwargs = dataset_arguments(args)
     return ExperimentSettings(
         dataset=args.dataset, model=args.model, methods=methods, action=args.action, fraction=args.fraction,
         seeds=args.seeds, impact=args.impact, data_seed=args.seed, dataset_kwargs=data_kwargs,
@@ -57,6 +58,7 @@ def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
         attacks=AttackSettings(n_attacks=args.attacks, c=args.c, epsilon=args.epsilon, seed=args.seed,
                                against=args.attack_against),
         method_settings=method_settings, params=args.params,
+        impact_settings=impact_settings_from_args(args, args.impact, named=False),
     )
 
 
@@ -69,7 +71,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
         dataset = load_dataset(settings.dataset, seed=settings.data_seed, **settings.dataset_kwargs)
         base = loading.load_fitted(args.weights, args.model, dataset)
-    result = run_experiment(settings, args.out, dataset=dataset, base=base, progress=_progress_printer(not args.quiet), device=args.device)
+    result = run_experiment(settings, args.out, dataset=dataset, base=base, progress=_progress_printer(not args.quiet),
+                            device=args.device, workspace=_workspace(args))
     print(format_table(result))
     if args.out:
         print(f"wrote {args.out} (finished runs: {Path(args.out).stem}.runs.jsonl)", file=sys.stderr)

@@ -23,6 +23,7 @@ from ..api import compute_scores
 from ..data.base import Dataset
 from ..data.registry import load_dataset
 from ..errors import InfluenceError
+from ..impacts import impact_settings_for, make_impact
 from ..methods.base import METHODS, get_method
 from ..models.architectures import LogisticRegression
 from ..models.train import FittedModel, TrainConfig, train_model
@@ -58,6 +59,9 @@ class ExperimentSettings:
     # A convex model trained to its optimum (logistic regression by L-BFGS) does not depend on the training seed:
     # retrain it once per row and reuse that run for the other seeds (``random`` still draws a new subset per seed).
     convex_shortcut: bool = True
+    # Settings of the impact the methods score against (see `impacts`); the robustness impact's c and epsilon
+    # default to the evaluation's attack settings (``attacks``) unless set here.
+    impact_settings: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise a one-line `InfluenceError` for settings that cannot run."""
@@ -76,6 +80,13 @@ class ExperimentSettings:
             raise InfluenceError(f"the fraction must be between 0 and 1 (exclusive), got {self.fraction}")
         for name, s in self.method_settings.items():
             get_method(name, **s)  # raises for a setting the method does not take
+        make_impact(self.impact, **self.resolved_impact_settings())  # an unknown impact or setting: one line
+
+    def resolved_impact_settings(self) -> dict:
+        """What the impact is built with: the attack's c and epsilon where the impact takes them, then
+        ``impact_settings``."""
+        return {**impact_settings_for(self.impact, c=self.attacks.c, epsilon=self.attacks.epsilon),
+                **{k: v for k, v in self.impact_settings.items() if v is not None}}
 
     def action_settings(self) -> ActionSettings:
         return ActionSettings(self.fraction, self.temperature, self.standardize, self.relabel_class, self.upweight)
@@ -83,6 +94,8 @@ class ExperimentSettings:
     def as_dict(self) -> dict:
         out = asdict(self)
         out["methods"] = list(self.methods)
+        if not out["impact_settings"]:  # as before impact settings existed: earlier runs keep their resume keys
+            del out["impact_settings"]
         return out
 
 
@@ -132,6 +145,8 @@ def score_key(settings: ExperimentSettings, dataset: Dataset, base: FittedModel 
     parts = {"data": dataset.fingerprint(), "method": method, "settings": settings.method_settings.get(method, {}),
              "impact": settings.impact, "c": settings.attacks.c, "epsilon": settings.attacks.epsilon,
              "params": settings.params}
+    if settings.impact_settings:
+        parts["impact_settings"] = settings.resolved_impact_settings()
     if base is not None:
         parts["base"] = base.fingerprint()
     else:
@@ -194,12 +209,14 @@ def base_config(settings: ExperimentSettings) -> TrainConfig:
 def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, *, dataset: Dataset | None = None,
                    base: FittedModel | None = None, progress: Progress | None = None,
                    should_stop: Callable[[], bool] | None = None, on_run: Callable[[dict], None] | None = None,
-                   device: str | None = None, journal: str | Path | None = None) -> ExperimentResult:
+                   device: str | None = None, journal: str | Path | None = None, workspace=None) -> ExperimentResult:
     """Run (or resume) an experiment and, when ``out`` is given, write its JSON there.
 
     ``journal``: the JSONL of finished pieces (default: next to ``out``); experiments sharing one journal also
     share scores that do not depend on the action (same data, model, method, impact).
     ``dataset`` / ``base``: use these instead of loading the named data set / training the base model (the app).
+    ``workspace``: a `Workspace` whose cache holds the base model and the methods' scores (read and written
+    there; the same entries the CLI's `score` and the app use); None: no cache beyond the journal.
     ``on_run`` is called with each finished run's record after it is journaled. ``should_stop`` returning True
     ends the run early with what is finished (``stopped=True``); nothing half-done is kept.
     """
@@ -227,7 +244,10 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
     if base is None:
         tick("training the base model")
         config = base_config(settings)
-        base = train_model(dataset, settings.model, config, device=device)
+        if workspace is not None:
+            base = workspace.get_or_train(dataset, settings.model, config, device=device)
+        else:
+            base = train_model(dataset, settings.model, config, device=device)
     result.base = base
     unit += 1
     config = replace(base.config, checkpoint_every=0) if base.config.optimizer else base_config(settings)
@@ -246,9 +266,15 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
         if method not in scored:
             rec = {"key": key, "score_key": score_keys[method], "type": "scores", "method": method}
             try:
-                rec["scores"] = compute_scores(dataset, base, method, settings.impact, params=settings.params, device=device,
-                                               impact_settings={"c": settings.attacks.c, "epsilon": settings.attacks.epsilon},
-                                               **settings.method_settings.get(method, {}))
+                impact_settings = settings.resolved_impact_settings()
+                if workspace is not None:
+                    rec["scores"] = workspace.get_or_score(dataset, base, method, settings.impact, settings.params,
+                                                           settings.method_settings.get(method, {}),
+                                                           impact_settings=impact_settings, device=device)
+                else:
+                    rec["scores"] = compute_scores(dataset, base, method, settings.impact, params=settings.params,
+                                                   device=device, impact_settings=impact_settings,
+                                                   **settings.method_settings.get(method, {}))
             except Exception as err:  # a method that cannot run here is a table row, not the end of the run
                 rec["error"] = _one_line(err)
             _append(journal, rec)

@@ -1,0 +1,117 @@
+"""CLI (issue 10): --impact-set for `score` and `experiment`, one data-set-arguments helper, and `experiment`
+honouring --workspace and --no-cache. Run in-process through `influence_core.cli.main` on tiny settings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from influence_core.cli import build_parser, dataset_arguments, impact_settings_from_args, main
+
+TINY = ["--model", "logreg", "--quiet"]
+
+
+def _score_metas(root) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((root / "scores").glob("*.json"))]
+
+
+def test_impact_set_and_the_named_flags_feed_the_same_settings(tmp_path):
+    ws = tmp_path / "ws"
+    base = ["score", "--dataset", "blobs", *TINY, "--impact", "robustness", "--workspace", str(ws)]
+    assert main([*base, "--impact-set", "c=2", "--impact-set", "val_trim=0", "--out", str(tmp_path / "a.csv")]) == 0
+    (meta,) = _score_metas(ws)
+    assert meta["impact_settings"] == {"c": 2, "val_trim": 0}
+    # the same settings through the older flags: the same cache entry, the same scores
+    assert main([*base, "--c", "2.0", "--trust-val", "--out", str(tmp_path / "b.csv")]) == 0
+    assert len(_score_metas(ws)) == 1
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    np.testing.assert_array_equal(a["score"], b["score"])
+    # a different setting is a different entry with different scores
+    assert main([*base, "--impact-set", "c=3", "--impact-set", "val_trim=0", "--out", str(tmp_path / "c.csv")]) == 0
+    assert len(_score_metas(ws)) == 2
+    assert not np.allclose(a["score"], pd.read_csv(tmp_path / "c.csv")["score"])
+
+
+def test_named_flags_for_another_impact_are_ignored_impact_set_keys_are_not(capsys):
+    parser = build_parser()
+    args = parser.parse_args(["score", "--dataset", "blobs", "--c", "1.5", "--epsilon", "0.2", "--positive-class", "0",
+                              "--val-trim", "0.2"])
+    assert impact_settings_from_args(args, "utility") == {"val_trim": 0.2}
+    assert impact_settings_from_args(args, "fairness") == {"positive_class": 0}
+    assert impact_settings_from_args(args, "robustness") == {"c": 1.5, "epsilon": 0.2, "val_trim": 0.2}
+    args = parser.parse_args(["score", "--dataset", "blobs", "--val-trim", "0.2", "--impact-set", "val_trim=0.3",
+                              "--impact-set", "positive_class=null"])
+    assert impact_settings_from_args(args, "utility") == {"val_trim": 0.3}  # --impact-set wins; null = default
+
+
+@pytest.mark.parametrize("command", ["score", "experiment"])
+@pytest.mark.parametrize("extra, expected", [
+    (["--impact-set", "epsilon=0.2"], "error: impact 'utility' has no setting epsilon; it takes: val_trim"),
+    (["--impact", "fairness", "--impact-set", "bogus=1"], "error: impact 'fairness' has no setting bogus; it takes: positive_class"),
+    (["--impact-set", "val_trim"], "error: --impact-set expects key=value, got 'val_trim'"),
+    (["--impact-set", "val_trim=\"a\""], "error: impact 'utility': setting val_trim must be a float, got 'a'"),
+])
+def test_a_bad_impact_setting_is_a_one_line_error(command, extra, expected, tmp_path, capsys):
+    extra_args = ["--methods", "ip"] if command == "experiment" else []
+    assert main([command, "--dataset", "blobs", *TINY, "--workspace", str(tmp_path), *extra_args, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == expected
+    assert not (tmp_path / "models").exists()  # refused before any training
+
+
+def test_one_data_set_helper_for_score_and_experiment():
+    parser = build_parser()
+    data = ["--dataset", "cifar10n", "--max-train", "100", "--images", "imgs", "--download", "--missing", "refuse",
+            "--label-set", "worst", "--val-fraction", "0.3"]
+    expected = {"max_train": 100, "images": "imgs", "download": True, "missing": "refuse", "label_set": "worst",
+                "val_fraction": 0.3}
+    assert dataset_arguments(parser.parse_args(["score", *data])) == expected
+    from influence_core.evaluate.cli import settings_from_args
+
+    assert settings_from_args(parser.parse_args(["experiment", *data])).dataset_kwargs == expected
+    assert dataset_arguments(parser.parse_args(["score", "--dataset", "blobs"])) == {}
+
+
+@pytest.mark.parametrize("command", ["score", "experiment"])
+def test_missing_reaches_the_loader_in_both_commands(command, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60), "label": rng.integers(0, 2, 60)})
+    frame.loc[3, "a"] = np.nan
+    path = tmp_path / "holes.csv"
+    frame.to_csv(path, index=False)
+    extra = ["--methods", "ip", "--seeds", "1", "--attacks", "0"] if command == "experiment" else []
+    assert main([command, "--dataset", str(path), *TINY, "--no-cache", "--missing", "refuse", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "missing" in err
+
+
+def _experiment(*extra: str) -> list[str]:
+    return ["experiment", "--dataset", "blobs", *TINY, "--methods", "ip", "--seeds", "1", "--attacks", "0", *extra]
+
+
+def test_experiment_keeps_its_model_and_scores_in_the_workspace(tmp_path, capsys):
+    ws = tmp_path / "ws"
+    assert main(_experiment("--workspace", str(ws), "--impact", "robustness", "--impact-set", "val_trim=0")) == 0
+    assert len(list((ws / "models").glob("*/meta.json"))) == 1
+    (meta,) = _score_metas(ws)
+    assert meta["method"] == "ip" and meta["impact"] == "robustness"
+    assert meta["impact_settings"] == {"c": 1.3, "epsilon": 0.1, "val_trim": 0}
+    # `score` with the same data, model and settings finds the experiment's entry
+    assert main(["score", "--dataset", "blobs", *TINY, "--workspace", str(ws), "--impact", "robustness", "--trust-val",
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    assert len(_score_metas(ws)) == 1 and len(list((ws / "models").glob("*/meta.json"))) == 1
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "s.csv")["score"], np.load(ws / "scores" / f"{meta['key']}.npy"))
+
+
+def test_experiment_with_no_cache_reads_and_writes_no_workspace(tmp_path, monkeypatch, capsys):
+    env_ws = tmp_path / "env"
+    monkeypatch.setenv("INFLUENCE_WORKSPACE", str(env_ws))
+    assert main(_experiment("--workspace", str(tmp_path / "ws"), "--no-cache")) == 0
+    assert main(_experiment("--no-cache")) == 0
+    assert not (tmp_path / "ws").exists() and not env_ws.exists()
+    # without --workspace the default workspace ($INFLUENCE_WORKSPACE) is used, as by `score`
+    assert main(_experiment()) == 0
+    assert len(_score_metas(env_ws)) == 1
