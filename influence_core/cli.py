@@ -177,19 +177,31 @@ def _cmd_score(args: argparse.Namespace) -> int:
     impact_settings = impact_settings_from_args(args, args.impact)
     if args.folds is not None and (args.folds == 1 or args.folds < 0):
         raise InfluenceError("--folds takes 0 (in-sample) or a number of folds ≥ 2")
+    if method_cls.needs_checkpoints and not args.checkpoint_every and not args.weights:
+        # TracIn / TDA sum over the training trajectory: keep about five checkpoints instead of refusing.
+        from .models import TrainConfig
+
+        epochs = args.epochs or TrainConfig().resolved(args.model).epochs
+        args.checkpoint_every = max(1, int(epochs) // 5)
+        if not args.quiet:
+            print(f"note: {args.method} needs training checkpoints: training with --checkpoint-every "
+                  f"{args.checkpoint_every}", file=sys.stderr)
     dataset, fitted = load_data_and_model(args)
     if method_cls.uses_impact:
         _print_target(describe_target(dataset, fitted, args.impact, impact_settings), args.quiet)
     workspace = _workspace(args)
     folds = args.folds or 0
+    details: dict = {}
     if workspace is not None:
         scores = workspace.get_or_score(dataset, fitted, args.method, args.impact, args.params, settings,
                                         _progress_printer(not args.quiet), impact_settings=impact_settings,
-                                        device=args.device, batch_size=args.batch_size, folds=folds)
+                                        device=args.device, batch_size=args.batch_size, folds=folds, details=details)
     else:
         scores = compute_scores(dataset, fitted, args.method, args.impact, params=args.params, device=args.device,
                                 batch_size=args.batch_size, progress=_progress_printer(not args.quiet),
-                                impact_settings=impact_settings, folds=folds or None, **settings)
+                                impact_settings=impact_settings, folds=folds or None, details=details, **settings)
+    if details.get("note"):
+        print(f"warning: {details['note']}", file=sys.stderr)
     frame = scores_frame(dataset, scores)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -97,3 +97,15 @@ def test_score_warns_when_the_model_memorises(tmp_path):
     assert blobs.returncode == 0 and "warning" not in blobs.stderr
     res = _run("score", "--dataset", "blobs", "--model", "logreg", "--folds", "1", "--quiet")
     assert res.returncode == 2 and "--folds takes 0" in res.stderr
+
+
+def test_score_says_when_the_hessian_is_not_positive_definite_and_trains_checkpoints_for_tracin(tmp_path):
+    res = _run("score", "--dataset", "moons", "--model", "mlp", "--method", "exact", "--damping", "0", "--no-cache",
+               "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "warning: the Hessian is not positive definite (smallest eigenvalue -" in res.stderr
+    res = _run("score", "--dataset", "moons", "--model", "mlp", "--method", "tracin", "--epochs", "50", "--no-cache",
+               "--out", str(tmp_path / "t.csv"))
+    assert res.returncode == 0, res.stderr
+    assert "note: tracin needs training checkpoints: training with --checkpoint-every 10" in res.stderr
+    assert len(pd.read_csv(tmp_path / "t.csv")) == 250
