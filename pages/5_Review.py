@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from influence_core.analysis import gradient_similarity, predict
-from influence_core.export import images_uint8
+from influence_core.export import images_uint8, source_index
 from influence_core.session import decision_scope, flagged_rows
 from pages._common import decisions, guarded, plain, require_dataset, require_model, require_scores, run_title, save, selection
 
@@ -79,6 +79,17 @@ def _noisy_note(ds, row: int) -> str:
     return f" · :red[known noisy{true}]"
 
 
+def _sample_id(ds, row: int) -> str:
+    """A sample's id as the exports and the decision log's export show it: its index in the original data (the row
+    in the training split second)."""
+    return f"{int(source_index(ds)[row])}"
+
+
+def _sample_label(ds, row: int) -> str:
+    original = _sample_id(ds, row)
+    return f"{original}" if original == str(row) else f"{original} (row {row})"
+
+
 def _decision_badge(ds, decision) -> str:
     if decision is None:
         return ""
@@ -89,7 +100,7 @@ def _decision_badge(ds, decision) -> str:
 def _image_card(ds, row: int, score: float, pred: int, decision, scope: str, log, pixels) -> None:
     given = int(ds.train.y[row])
     st.image(pixels, width="stretch")
-    st.markdown(f"**#{row}** · given **{_cls(ds, given)}** · predicted **{_cls(ds, pred)}**  \n"
+    st.markdown(f"**{_sample_label(ds, row)}** · given **{_cls(ds, given)}** · predicted **{_cls(ds, pred)}**  \n"
                 f"score {score:.4g}{_noisy_note(ds, row)}{_decision_badge(ds, decision)}")
     _actions(ds, row, given, pred, log, scope, compact=False)
 
@@ -97,7 +108,7 @@ def _image_card(ds, row: int, score: float, pred: int, decision, scope: str, log
 def _table_row(ds, row: int, score: float, pred: int, decision, scope: str, log) -> None:
     given = int(ds.train.y[row])
     left, right = st.columns([1, 1.3], vertical_alignment="center")
-    left.markdown(f"**#{row}** · given **{_cls(ds, given)}** · predicted **{_cls(ds, pred)}** · score {score:.4g}"
+    left.markdown(f"**{_sample_label(ds, row)}** · given **{_cls(ds, given)}** · predicted **{_cls(ds, pred)}** · score {score:.4g}"
                   f"{_noisy_note(ds, row)}{_decision_badge(ds, decision)}  \n:gray[{plain(_describe(ds, row))}]")
     with right:
         _actions(ds, row, given, pred, log, scope, compact=True)
@@ -115,7 +126,7 @@ def _batch_bar(ds, rows: np.ndarray, preds: np.ndarray, scope: str, log) -> None
         st.info(f"{st.session_state['batch-from-map']} samples selected on the Explore map are preselected below.")
     preset = st.session_state.get("batch-rows", [])
     options = [int(r) for r in rows] + [r for r in preset if r not in set(rows.tolist())]
-    chosen = st.multiselect("Batch: samples", options, key="batch-rows", format_func=lambda r: f"#{r}")
+    chosen = st.multiselect("Batch: samples", options, key="batch-rows", format_func=lambda r: _sample_label(ds, r))
     c = st.columns([1, 1, 2, 1, 1])
 
     def act(action: str, label: int | None = None) -> None:
@@ -142,7 +153,7 @@ def _batch_bar(ds, rows: np.ndarray, preds: np.ndarray, scope: str, log) -> None
 
 def _why(ds, fitted, sel, scores: dict, rows: np.ndarray, preds: np.ndarray) -> None:
     st.subheader("Why flagged")
-    row = st.selectbox("Sample", [int(r) for r in rows], format_func=lambda r: f"#{r}", key="why-row")
+    row = st.selectbox("Sample", [int(r) for r in rows], format_func=lambda r: _sample_label(ds, r), key="why-row")
     per_method = pd.DataFrame([{"method": n, "score": float(s[row]), "rank (1 = most detrimental)": int((s < s[row]).sum()) + 1}
                                for n, s in scores.items()])
     st.dataframe(per_method, hide_index=True, width="content")
@@ -161,7 +172,7 @@ def _why(ds, fitted, sel, scores: dict, rows: np.ndarray, preds: np.ndarray) -> 
                 pixels = images_uint8(ds, picks)
                 cols = st.columns(6)
                 for i, j in enumerate(picks):
-                    cols[i].image(pixels[i], caption=f"#{j} {plain(ds.classes[int(ds.train.y[j])])}", width="stretch")
+                    cols[i].image(pixels[i], caption=f"{_sample_id(ds, j)} {plain(ds.classes[int(ds.train.y[j])])}", width="stretch")
             else:
                 st.dataframe(pd.DataFrame({"sample": picks, "label": [ds.classes[int(ds.train.y[j])] for j in picks],
                                            "gradient similarity": sim[picks], "features": [_describe(ds, j) for j in picks]}),

@@ -53,3 +53,21 @@ def test_images_flow_through_review_and_export(cifar, workspace):
     names = sorted(p.name for p in folder.iterdir())
     assert names == sorted(["cifar10n-corrections.csv", "cifar10n-corrections.parquet", "manifest.json",
                             "cifar10n-corrections-imagefolder.zip", "cifar10n-corrections-labels.npz"])
+
+
+def test_review_names_samples_by_their_original_index_as_the_exports_do(cifar, workspace):
+    """CIFAR training rows are not the original indices (validation is carved out): Review shows the original index,
+    with the row second, and the corrections export names the same sample by the same number."""
+    from influence_core.export import corrections_table
+
+    at = open_page("5_Review.py")
+    no_errors(at)
+    rows = [int(b.key.split("-")[1]) for b in at.button if b.key and b.key.startswith("relabel-")]
+    moved = [r for r in rows if int(cifar.source_index[r]) != r]
+    assert moved, "expected at least one flagged sample whose original index differs from its row"
+    row = moved[0]
+    original = int(cifar.source_index[row])
+    assert any(f"**{original} (row {row})**" in m.value for m in at.markdown)
+    at.button(key=f"keep-{row}").click().run()
+    table = corrections_table(cifar, DecisionLog(workspace / "decisions.sqlite").current(decision_scope(cifar)), {})
+    assert original in table["index"].tolist()
