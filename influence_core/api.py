@@ -75,11 +75,13 @@ def fold_models_for(dataset: Dataset, fitted: FittedModel, settings: FoldSetting
 def out_of_fold_probabilities(dataset: Dataset, fold_models: list[FittedModel], settings: FoldSettings,
                               batch_size: int = 512) -> np.ndarray:
     """N×C predicted class probabilities, each from the fold model that did not train on the sample."""
-    def predict(ds: Dataset, model: FittedModel, report: Progress | None) -> np.ndarray:
-        ctx = ScoringContext(model, ds, make_impact("utility"), batch_size=batch_size, device="cpu")
-        return class_probabilities(training_logits(ctx)).numpy()
+    return out_of_fold(dataset, fold_models, settings, lambda ds, model, report: predicted_probabilities(ds, model, batch_size))
 
-    return out_of_fold(dataset, fold_models, settings, predict)
+
+def predicted_probabilities(dataset: Dataset, fitted: FittedModel, batch_size: int = 512) -> np.ndarray:
+    """N×C class probabilities of ``fitted`` on the training split."""
+    ctx = ScoringContext(fitted, dataset, make_impact("utility"), batch_size=batch_size, device="cpu")
+    return class_probabilities(training_logits(ctx)).numpy()
 
 
 def span(progress: Progress | None, lo: float, hi: float) -> Progress | None:
@@ -117,8 +119,7 @@ def estimate_label_issues(dataset: Dataset, fitted: FittedModel, fold_models: li
         settings = folds if isinstance(folds, FoldSettings) else FoldSettings(int(folds or len(fold_models)))
         probs = out_of_fold_probabilities(dataset, fold_models, settings)
     else:
-        ctx = ScoringContext(fitted, dataset, make_impact("utility"), device="cpu")
-        probs = class_probabilities(training_logits(ctx)).numpy()
+        probs = predicted_probabilities(dataset, fitted)
     mask = find_label_issues(probs, dataset.train.y.numpy())
     return {"count": int(mask.sum()), "share": float(mask.mean()), "out_of_fold": bool(fold_models), "mask": mask}
 

@@ -187,8 +187,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
             print(f"note: {args.method} needs training checkpoints: training with --checkpoint-every "
                   f"{args.checkpoint_every}", file=sys.stderr)
     dataset, fitted = load_data_and_model(args)
-    if method_cls.uses_impact:
-        _print_target(describe_target(dataset, fitted, args.impact, impact_settings), args.quiet)
+    if method_cls.uses_impact and not args.quiet:
+        _print_target(describe_target(dataset, fitted, args.impact, impact_settings))
     workspace = _workspace(args)
     folds = args.folds or 0
     details: dict = {}
@@ -212,10 +212,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_target(target: dict, quiet: bool) -> None:
+def _print_target(target: dict) -> None:
     """Say which validation samples the impact target is measured on (a noisy validation label steers it)."""
-    if quiet:
-        return
     left = len(target["left_out"])
     line = f"target ({target['impact']}): {target['n_used']} of {target['n_val']} validation samples"
     if left:

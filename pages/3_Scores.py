@@ -19,7 +19,7 @@ from influence_core.impacts import IMPACTS, resolve_val_trim
 from influence_core.jobs import forget_job, start_job
 from influence_core.methods import METHODS
 from influence_core.session import ScoreRun, get_workspace, load_selection, save_selection, workspace_root
-from pages._common import guarded, job_panel, plain, require_dataset, require_model, run_title, scores_of, selection
+from pages._common import guarded, job_panel, notes_of, plain, require_dataset, require_model, run_title, scores_of, selection
 
 # Friendlier names for the settings users touch most.
 SETTING_LABELS = {"ensemble_size": "K (models in the ensemble)", "dropout": "p (dropout rate)", "damping": "damping λ"}
@@ -178,14 +178,11 @@ def _label_issues(_ds, _fitted, key: str, folds: int, root: str) -> dict:
 
 
 def _run_notes(sel, ds, fitted) -> None:
-    """What a computed run found that the user must know (e.g. exact influence on a Hessian that is not positive
-    definite), stored with its scores."""
-    ws = get_workspace(workspace_root())
+    """What a computed run found that the user must know, e.g. exact influence on a non-convex model."""
+    notes = notes_of(sel, ds, fitted)
     for run in sel.runs:
-        details: dict = {}
-        ws.get_or_score(ds, fitted, details=details, **run.score_kwargs())  # a cache hit: reads the stored notes
-        if details.get("note"):
-            st.warning(f"{plain(run_title(run))}: {plain(details['note'])}")
+        if run.label in notes:
+            st.warning(f"{plain(run_title(run))}: {plain(notes[run.label])}")
 
 
 def _cleanlab_estimate(sel, ds, fitted) -> None:

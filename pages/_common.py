@@ -105,18 +105,29 @@ def model_of(sel: Selection, dataset: Dataset) -> FittedModel | None:
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def _load_scores(_dataset: Dataset, _fitted: FittedModel, key: str, root: str, run_json: str) -> np.ndarray:
+def _load_run(_dataset: Dataset, _fitted: FittedModel, key: str, root: str, run_json: str) -> tuple[np.ndarray, dict]:
+    """(scores, details) of one run, from the workspace cache: the details are its notes for the user."""
     run = ScoreRun(**json.loads(run_json))
-    return get_workspace(Path(root)).get_or_score(_dataset, _fitted, **run.score_kwargs())
+    details: dict = {}
+    scores = get_workspace(Path(root)).get_or_score(_dataset, _fitted, details=details, **run.score_kwargs())
+    return scores, details
+
+
+def _runs(sel: Selection, dataset: Dataset, fitted: FittedModel) -> dict[str, tuple[np.ndarray, dict]]:
+    key = f"{dataset.fingerprint()}-{sel.model_hash}"
+    return {run.label: _load_run(dataset, fitted, key, str(workspace_root()), json.dumps(run.__dict__, sort_keys=True, default=str))
+            for run in sel.runs}
 
 
 def scores_of(sel: Selection, dataset: Dataset, fitted: FittedModel) -> dict[str, np.ndarray]:
     """Every computed run's scores (lower = more detrimental), by column label; computed runs come from the disk cache."""
-    out = {}
-    for run in sel.runs:
-        run_json = json.dumps(run.__dict__, sort_keys=True, default=str)
-        out[run.label] = _load_scores(dataset, fitted, f"{dataset.fingerprint()}-{sel.model_hash}", str(workspace_root()), run_json)
-    return out
+    return {label: scores for label, (scores, _) in _runs(sel, dataset, fitted).items()}
+
+
+def notes_of(sel: Selection, dataset: Dataset, fitted: FittedModel) -> dict[str, str]:
+    """What computed runs found that the user must know (e.g. exact influence on a Hessian that is not positive
+    definite), by column label; stored with the scores, so reading them costs nothing."""
+    return {label: details["note"] for label, (_, details) in _runs(sel, dataset, fitted).items() if details.get("note")}
 
 
 def run_title(run: ScoreRun) -> str:

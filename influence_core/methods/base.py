@@ -188,10 +188,11 @@ class PredictionMethod(InfluenceMethod):
 def training_logits(ctx: ScoringContext) -> torch.Tensor:
     """The model's logits on every training sample (float64, on the CPU), streamed in batches."""
     module = ctx.module()
-    out = []
+    out, done = [], 0
     for x, _ in ctx.train_batches():
         out.append(module(x).double().cpu())
-        ctx.report(sum(len(o) for o in out) / ctx.n_train, "predicting")
+        done += len(x)
+        ctx.report(done / ctx.n_train, "predicting")
     return torch.cat(out)
 
 

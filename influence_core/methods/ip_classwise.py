@@ -48,6 +48,7 @@ def class_targets(ctx: ScoringContext, module, params) -> list[dict | None]:
         raise InfluenceError("class-conditional targets need an impact that is a mean over validation samples "
                              "(utility or robustness), not the fairness gap")
     val_y = ctx.dataset.val.y.numpy()
+    dtype = next(iter(params.values())).dtype
     targets = []
     for c in range(ctx.dataset.num_classes):
         rows = np.flatnonzero(val_y == c)
@@ -55,7 +56,6 @@ def class_targets(ctx: ScoringContext, module, params) -> list[dict | None]:
             targets.append(None)
             continue
         view = replace(ctx.dataset, val=ctx.dataset.val.subset(rows))
-        dtype = next(iter(params.values())).dtype
         targets.append(ctx.impact.target_gradient(module, params, view, ctx.batch_size, ctx.device, dtype))
         ctx.report(0.2 * (c + 1) / ctx.dataset.num_classes, f"target of class {c + 1}/{ctx.dataset.num_classes}")
     return targets

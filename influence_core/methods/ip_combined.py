@@ -15,7 +15,8 @@ import torch
 from scipy.stats import rankdata
 
 from ..errors import InfluenceError
-from .base import InfluenceMethod, ScoringContext, negative_losses, stream_inner_products, training_logits
+from .base import InfluenceMethod, ScoringContext, negative_losses, training_logits
+from .ip import InnerProduct
 from .ip_classwise import classwise_ip
 
 
@@ -52,9 +53,7 @@ class CombinedIP(InfluenceMethod):
         if variant == "auto":
             variant = "ip_classwise" if ctx.dataset.num_classes > 2 else "ip"
         if variant == "ip":
-            module = ctx.module()
-            params = ctx.selected_params(module)
-            ip = stream_inner_products(ctx, module, params, ctx.target_gradient(module, params), message="IP").numpy()
+            ip = InnerProduct().compute(ctx).numpy()
         else:
             ip = classwise_ip(ctx)
         loss = negative_losses(training_logits(ctx), ctx.dataset.train.y).numpy()
