@@ -1,8 +1,10 @@
 """The decision log: keep / remove / relabel decisions on training samples, saved to SQLite as they are made.
 
 Every call to `DecisionLog.record` is one *batch* (one click in the app, one or many samples); `undo` takes
-back the latest batch. A sample's current decision is its latest decision that has not been undone. Decisions
-are scoped by a ``scope`` string (data set id + model hash), so one database serves a whole workspace.
+back the latest batch — of one browser session when ``session`` is given, so two people on one project never
+undo each other's work. A sample's current decision is its latest decision that has not been undone. Decisions
+are scoped by a ``scope`` string (data set name + content hash). A click carries an ``event`` id, so a click
+delivered twice (a browser retry, a component resending its queue) is recorded once.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ CREATE TABLE IF NOT EXISTS decisions (
     new_label INTEGER,
     decided_by TEXT NOT NULL,
     decided_at REAL NOT NULL,
-    undone INTEGER NOT NULL DEFAULT 0
+    undone INTEGER NOT NULL DEFAULT 0,
+    session TEXT,
+    event TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_scope ON decisions (scope, undone, sample);
 """
+# Columns added after the first release: older files get them on open (ALTER TABLE ADD COLUMN keeps the rows).
+_ADDED_COLUMNS = {"session": "TEXT", "event": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,11 @@ class DecisionLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.executescript(_SCHEMA)
+            have = {row[1] for row in con.execute("PRAGMA table_info(decisions)")}
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in have:
+                    con.execute(f"ALTER TABLE decisions ADD COLUMN {name} {kind}")
+            con.execute("CREATE INDEX IF NOT EXISTS decisions_event ON decisions (scope, event)")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=10)
@@ -69,8 +80,11 @@ class DecisionLog:
         return con
 
     def record(self, scope: str, samples: Iterable[int], action: str, new_label: int | None = None,
-               user: str | None = None) -> int:
-        """Save one batch of decisions (committed before returning); returns its batch number."""
+               user: str | None = None, session: str | None = None, event: str | None = None) -> int:
+        """Save one batch of decisions (committed before returning); returns its batch number.
+
+        ``session``: the browser session that made it (its Undo takes back only its own batches). ``event``: an id
+        unique to the click; a batch already recorded under it is not recorded again (its number is returned)."""
         samples = [int(s) for s in samples]
         if action not in ACTIONS:
             raise InfluenceError(f"unknown action '{action}'; choose one of: {', '.join(ACTIONS)}")
@@ -83,18 +97,26 @@ class DecisionLog:
         with self._connect() as con:
             # Take the write lock before reading MAX(batch): two writers can then never get the same batch number.
             con.execute("BEGIN IMMEDIATE")
+            if event is not None:
+                seen = con.execute("SELECT batch FROM decisions WHERE scope = ? AND event = ? LIMIT 1",
+                                   (scope, event)).fetchone()
+                if seen is not None:
+                    return int(seen[0])
             batch = con.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM decisions WHERE scope = ?", (scope,)).fetchone()[0]
             con.executemany(
-                "INSERT INTO decisions (scope, batch, sample, action, new_label, decided_by, decided_at) VALUES (?,?,?,?,?,?,?)",
-                [(scope, batch, s, action, label, who, now) for s in samples],
+                "INSERT INTO decisions (scope, batch, sample, action, new_label, decided_by, decided_at, session, event) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                [(scope, batch, s, action, label, who, now, session, event) for s in samples],
             )
         return int(batch)
 
-    def undo(self, scope: str) -> int:
-        """Take back the latest batch not yet undone; returns how many decisions it held (0 when none)."""
+    def undo(self, scope: str, session: str | None = None) -> int:
+        """Take back the latest batch not yet undone (of ``session`` when given); returns how many decisions it
+        held (0 when none)."""
+        where, args = ("AND session = ?", (scope, session)) if session is not None else ("", (scope,))
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
-            row = con.execute("SELECT MAX(batch) FROM decisions WHERE scope = ? AND undone = 0", (scope,)).fetchone()
+            row = con.execute(f"SELECT MAX(batch) FROM decisions WHERE scope = ? AND undone = 0 {where}", args).fetchone()
             if row[0] is None:
                 return 0
             cur = con.execute("UPDATE decisions SET undone = 1 WHERE scope = ? AND batch = ?", (scope, row[0]))
@@ -123,6 +145,8 @@ class DecisionLog:
             out[d.action] += 1
         return out
 
-    def can_undo(self, scope: str) -> bool:
+    def can_undo(self, scope: str, session: str | None = None) -> bool:
+        where, args = ("AND session = ?", (scope, session)) if session is not None else ("", (scope,))
         with self._connect() as con:
-            return con.execute("SELECT 1 FROM decisions WHERE scope = ? AND undone = 0 LIMIT 1", (scope,)).fetchone() is not None
+            return con.execute(f"SELECT 1 FROM decisions WHERE scope = ? AND undone = 0 {where} LIMIT 1",
+                               args).fetchone() is not None

@@ -1,14 +1,15 @@
-"""A project folder on disk that caches what is slow to recompute: trained models and score vectors.
+"""The cache on disk of what is slow to recompute: trained models, fold models, score vectors, views, experiments.
 
     ws = Workspace()                       # $INFLUENCE_WORKSPACE or ./workspace
     fitted = ws.get_or_train(ds, "cnn", TrainConfig(epochs=5))
     scores = ws.get_or_score(ds, fitted, "ip", "utility")   # lower = more detrimental
 
 Layout: ``models/<key>/{weights.safetensors, meta.json, checkpoints/epoch-NNNN.safetensors}`` keyed by
-hash(data fingerprint, architecture, resolved training config); ``scores/<key>.{npy,json}`` keyed by hash(data
+hash(data fingerprint, architecture, resolved training config); ``scores/<key>.npy`` (+ ``<key>.meta.json``) keyed by hash(data
 fingerprint, weights fingerprint, method + resolved settings, impact + settings, parameter selection). Every
 entry is written to a temporary name and renamed into place, so a crash never leaves a half-written entry.
-(The app keeps its decision log at ``<root>/decisions.sqlite``; this module does not touch it.)
+Every kind goes through one `Workspace.get_or_compute`; keys hash every setting that changes the result. Entries are
+content-addressed, so the projects of one workspace (``projects/<name>/``, see `project.py`) share them safely.
 """
 
 from __future__ import annotations
@@ -56,6 +57,21 @@ def _checkpoints_fingerprint(fitted: FittedModel) -> str:
     return h.hexdigest()[:16]
 
 
+def _write_model(key: str, fitted: FittedModel, folder: Path) -> None:
+    """Weights, checkpoints and JSON metadata of ``fitted`` into ``folder``."""
+    save_file(_tensors(fitted.module.state_dict()), str(folder / "weights.safetensors"))
+    (folder / "checkpoints").mkdir()
+    ckpts = []
+    for c in fitted.checkpoints:
+        name = f"epoch-{c.epoch:04d}.safetensors"
+        save_file(_tensors(c.state), str(folder / "checkpoints" / name))
+        ckpts.append({"epoch": c.epoch, "lr": c.lr, "file": name})
+    meta = {"key": key, "arch": fitted.arch, "config": asdict(fitted.config), "history": fitted.history,
+            "metrics": fitted.metrics, "dataset_fingerprint": fitted.dataset_fingerprint,
+            "weights_fingerprint": fitted.fingerprint(), "checkpoints": ckpts, "created": time.time()}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
+
+
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +103,65 @@ class Workspace:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
+    # ------------------------------------------------------------------------------------------- cache
+    def get_or_compute(self, kind: str, key: str | dict, compute: Callable[[], object], *, suffix: str = ".json",
+                       save: Callable[[object, Path], None] | None = None, load: Callable[[Path], object] | None = None,
+                       meta: Callable[[object], dict] | None = None) -> object:
+        """The cache's one entry point: the value stored as ``<kind>/<key><suffix>``, else ``compute()`` stored there.
+
+        ``key``: a string, or a dict of every setting that changes the result (hashed). ``save(value, tmp)`` writes
+        a temporary file (or folder, when ``suffix`` is "") that is renamed into place; ``load(path)`` reads it back.
+        Without them the value is JSON. ``meta(value)``: a small JSON record kept beside the entry (``.meta.json``).
+        """
+        name = key if isinstance(key, str) else _hash(key)
+        path = self.root / kind / f"{name}{suffix}"
+        load = load or (lambda p: json.loads(p.read_text()))
+        save = save or (lambda value, tmp: tmp.write_text(json.dumps(value, default=str)))
+        if path.exists():
+            return load(path)
+        value = compute()
+        if meta is not None:
+            record = meta(value)
+            _write_atomic(path.with_name(f"{name}.meta.json"),
+                          lambda tmp: tmp.write_text(json.dumps(record, indent=1, default=str)))
+        if suffix:
+            _write_atomic(path, lambda tmp: save(value, tmp))
+        else:  # a folder entry: written whole under a temporary name, then renamed
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{name}."))
+            try:
+                save(value, tmp)
+                try:
+                    os.rename(tmp, path)
+                except OSError:  # another process stored the same key first: theirs is as good as ours
+                    pass
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return value
+
+    def has_entry(self, kind: str, key: str | dict, suffix: str = ".json") -> bool:
+        name = key if isinstance(key, str) else _hash(key)
+        return (self.root / kind / f"{name}{suffix}").exists()
+
+    def entry_meta(self, kind: str, key: str) -> dict:
+        """The ``.meta.json`` record kept beside a cache entry ({} when there is none)."""
+        try:
+            return json.loads((self.root / kind / f"{key}.meta.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def get_or_compute_arrays(self, kind: str, key: str | dict, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """`get_or_compute` for a dict of arrays (an ``.npz``; views such as the UMAP map and the angle view)."""
+        def save(arrays: dict, tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        def load(path: Path) -> dict:
+            with np.load(path, allow_pickle=False) as data:
+                return dict(data)
+
+        return self.get_or_compute(kind, key, compute, suffix=".npz", save=save, load=load)
+
     # ------------------------------------------------------------------------------------------ models
     @staticmethod
     def model_key(dataset: Dataset, arch: str, config: TrainConfig | None = None) -> str:
@@ -109,28 +184,9 @@ class Workspace:
 
     def save_model(self, key: str, fitted: FittedModel) -> Path:
         """Store ``fitted`` under ``key`` (weights, checkpoints, JSON metadata), atomically as one folder."""
-        final = self.root / "models" / key
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}."))
-        try:
-            save_file(_tensors(fitted.module.state_dict()), str(tmp / "weights.safetensors"))
-            (tmp / "checkpoints").mkdir()
-            ckpts = []
-            for c in fitted.checkpoints:
-                name = f"epoch-{c.epoch:04d}.safetensors"
-                save_file(_tensors(c.state), str(tmp / "checkpoints" / name))
-                ckpts.append({"epoch": c.epoch, "lr": c.lr, "file": name})
-            meta = {"key": key, "arch": fitted.arch, "config": asdict(fitted.config), "history": fitted.history,
-                    "metrics": fitted.metrics, "dataset_fingerprint": fitted.dataset_fingerprint,
-                    "weights_fingerprint": fitted.fingerprint(), "checkpoints": ckpts, "created": time.time()}
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
-            try:
-                os.rename(tmp, final)
-            except OSError:  # another process stored the same key first: theirs is as good as ours
-                pass
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return final
+        self.get_or_compute("models", key, lambda: fitted, suffix="", save=lambda value, tmp: _write_model(key, value, tmp),
+                            load=lambda path: None)
+        return self.root / "models" / key
 
     def get_or_train(self, dataset: Dataset, arch: str, config: TrainConfig | None = None,
                      progress: TrainProgress | None = None, should_stop: Callable[[], bool] | None = None,
@@ -190,41 +246,43 @@ class Workspace:
         ``folds=K`` scores out of fold with K cached fold models. ``details`` receives the run's notes (see
         `compute_scores`), stored with the scores."""
         key = self.score_key(dataset, fitted, method, impact, params, settings, impact_settings, folds)
-        path = self.root / "scores" / f"{key}.npy"
-        if path.exists():
+        found: dict = {}
+        computed = False
+
+        def compute() -> np.ndarray:
+            nonlocal computed, progress
+            computed = True
+            fold_models = None
+            if folds:
+                fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8), device=device)
+                progress = span(progress, 0.8, 1.0)
+            return compute_scores(dataset, fitted, method, impact, params=params, device=device, batch_size=batch_size,
+                                  progress=progress, impact_settings=impact_settings, folds=folds or None,
+                                  fold_models=fold_models, details=found, **(settings or {}))
+
+        t0 = time.perf_counter()
+
+        def meta(scores: np.ndarray) -> dict:
+            return {"key": key, "method": method, "impact": impact if isinstance(impact, str) else impact.name,
+                    "params": params, "settings": settings or {}, "impact_settings": impact_settings or {},
+                    "folds": folds, "details": found, "dataset_fingerprint": dataset.fingerprint(),
+                    "model_fingerprint": fitted.fingerprint(), "seconds": time.perf_counter() - t0, "created": time.time()}
+
+        scores = self.get_or_compute("scores", key, compute, suffix=".npy", save=_save_npy,
+                                     load=lambda p: np.load(p, allow_pickle=False), meta=meta)
+        if not computed:
             if progress is not None:
                 progress(1.0, "loaded from the workspace cache")
-            if details is not None:
-                details.update(self._score_meta(path).get("details", {}))
-            return np.load(path, allow_pickle=False)
-        t0 = time.perf_counter()
-        fold_models = None
-        if folds:
-            fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8), device=device)
-            progress = span(progress, 0.8, 1.0)
-        found: dict = {}
-        scores = compute_scores(dataset, fitted, method, impact, params=params, device=device, batch_size=batch_size,
-                                progress=progress, impact_settings=impact_settings, folds=folds or None,
-                                fold_models=fold_models, details=found, **(settings or {}))
+            found = self.entry_meta("scores", key).get("details", {})
         if details is not None:
             details.update(found)
-        meta = {"key": key, "method": method, "impact": impact if isinstance(impact, str) else impact.name,
-                "params": params, "settings": settings or {}, "impact_settings": impact_settings or {}, "folds": folds,
-                "details": found,
-                "dataset_fingerprint": dataset.fingerprint(), "model_fingerprint": fitted.fingerprint(),
-                "seconds": time.perf_counter() - t0, "created": time.time()}
-        _write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=str)))
-
-        def save(tmp: Path) -> None:
-            with open(tmp, "wb") as f:
-                np.save(f, scores, allow_pickle=False)
-
-        _write_atomic(path, save)
         return scores
 
-    @staticmethod
-    def _score_meta(path: Path) -> dict:
-        try:
-            return json.loads(path.with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            return {}
+    def score_meta(self, key: str) -> dict:
+        """The record kept with a cached score vector: settings, the run's details, seconds, when."""
+        return self.entry_meta("scores", key)
+
+
+def _save_npy(array: np.ndarray, tmp: Path) -> None:
+    with open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -62,6 +62,17 @@ class ExperimentSettings:
     # Settings of the impact the methods score against (see `impacts`); the robustness impact's c and epsilon
     # default to the evaluation's attack settings (``attacks``) unless set here.
     impact_settings: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ExperimentSettings":
+        """Settings read back from `as_dict` (unknown keys from other versions are dropped)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["methods"] = tuple(values.get("methods") or ())
+        train_fields = {f.name for f in fields(TrainConfig)}
+        values["train"] = TrainConfig(**{k: v for k, v in (values.get("train") or {}).items() if k in train_fields})
+        values["attacks"] = AttackSettings(**(values.get("attacks") or {}))
+        return cls(**values)
 
     def validate(self) -> None:
         """Raise a one-line `InfluenceError` for settings that cannot run."""
@@ -117,6 +128,12 @@ class ExperimentResult:
     def to_json(self) -> dict:
         return {"settings": self.settings.as_dict(), "key": self.key, "stopped": self.stopped,
                 "results": self.rows, "runs": self.runs}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ExperimentResult":
+        """A result read back from `to_json` (a finished job's record): settings, table rows and runs."""
+        return cls(ExperimentSettings.from_json(data["settings"]), data.get("key", ""), data.get("results") or {},
+                   list(data.get("runs") or []), stopped=bool(data.get("stopped")))
 
     def table(self) -> pd.DataFrame:
         """One row per method (``full`` and ``random`` first): mean and std of each metric, and any failure."""

@@ -1,0 +1,503 @@
+"""The facade every front end uses (like kronfluence's ``Analyzer``): a named project in a workspace holds the
+chosen data set, model, score runs, decisions, jobs and exports, and exposes the pipeline as methods.
+
+    project = Project.open("cifar-audit")                  # <workspace>/projects/cifar-audit/
+    project.use_dataset("moons", seed=0)
+    project.train("mlp")                                   # cached: the same data and settings train once
+    scores = project.score(ScoreRun("ip_combined"))        # lower = more detrimental
+    project.record([3, 17], "remove", session="me")        # SQLite, this project's decisions only
+    project.undo(session="me")                             # takes back this session's last batch only
+
+The CLI, every page of the app and the experiment runner go through this class; adding an impact setting or a
+loader argument touches the settings types here and in ``session.py``, not the front ends. The project folder holds
+``state.json`` (what is chosen), ``decisions.sqlite``, ``jobs/`` (background jobs' records), ``uploads/`` and
+``exports/``; slow results (models, fold models, scores, views) live in the workspace's content-addressed cache,
+shared by the projects of one workspace (a key holds the data's fingerprint, so no project sees another's data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .data.base import Dataset
+from .data.registry import DATASETS, PATH_LOADERS, load_dataset
+from .errors import InfluenceError
+from .grads import Progress
+from .impacts import IMPACTS, make_impact, resolve_val_trim
+from .jobs import Job, JobHandle, forget_job, get_job, start_job
+from .methods import METHODS
+from .models.registry import MODELS
+from .models.train import FittedModel, TrainConfig, TrainProgress, memorisation_warning
+from .review import ACTIONS, DecisionLog
+from .session import ScoreRun, Selection, decision_scope, flagged_rows, workspace_root
+from .workspace import Workspace
+
+__all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "DATASETS", "PATH_LOADERS", "METHODS", "IMPACTS",
+           "MODELS", "ACTIONS", "Job", "JobHandle", "InfluenceError", "memorisation_warning", "resolve_val_trim",
+           "workspace_root", "project_names", "DEFAULT_PROJECT", "valid_project_name"]
+
+DEFAULT_PROJECT = "default"
+STATE_FILE = "state.json"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def valid_project_name(name: str) -> str:
+    """``name`` when it can name a project folder (letters, digits, '-', '_', '.'; at most 64), else a one-line error."""
+    name = str(name or "").strip()
+    if not _NAME.fullmatch(name) or name in (".", ".."):
+        raise InfluenceError(f"'{name[:80]}' cannot name a project: use up to 64 letters, digits, '-', '_' or '.', "
+                             "starting with a letter or digit")
+    return name
+
+
+def project_names(root: str | os.PathLike | None = None) -> list[str]:
+    """The projects of a workspace, by name (the default one first)."""
+    folder = Path(root or workspace_root()) / "projects"
+    names = sorted(p.name for p in folder.glob("*") if p.is_dir() and _NAME.fullmatch(p.name)) if folder.exists() else []
+    return sorted(names, key=lambda n: n != DEFAULT_PROJECT)
+
+
+# Loaded data sets and models, shared by every project and session of this process (keyed by content, so sharing is
+# safe); a small LRU so a server with many users keeps a bounded number in memory.
+class _Memo:
+    def __init__(self, size: int) -> None:
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: str, make: Callable[[], Any]) -> Any:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        value = make()
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+
+_DATASETS = _Memo(6)
+_MODELS = _Memo(8)
+_SCORES = _Memo(64)
+
+
+class Project:
+    """One named project: its state on disk, the shared cache, its decision log and background jobs."""
+
+    def __init__(self, name: str = DEFAULT_PROJECT, root: str | os.PathLike | None = None) -> None:
+        self.name = valid_project_name(name)
+        self.root = Path(root).expanduser().resolve() if root is not None else workspace_root()
+        self.folder = self.root / "projects" / self.name
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InfluenceError(f"cannot create the project folder {self.folder}: {err.strerror}") from None
+        self.cache = Workspace(self.root)
+
+    @classmethod
+    def open(cls, name: str = DEFAULT_PROJECT, root: str | os.PathLike | None = None) -> "Project":
+        return cls(name, root)
+
+    def __repr__(self) -> str:
+        return f"Project({self.name!r}, root={str(self.root)!r})"
+
+    def rename(self, new_name: str) -> "Project":
+        """The same project under ``new_name`` (its folder moved); refuses a name already taken."""
+        new_name = valid_project_name(new_name)
+        target = self.root / "projects" / new_name
+        if new_name == self.name:
+            return self
+        if target.exists():
+            raise InfluenceError(f"a project named '{new_name}' exists already")
+        if any(job.running for job in self.jobs()):
+            raise InfluenceError("a job of this project is running; rename it when the job has finished")
+        os.rename(self.folder, target)
+        return Project(new_name, self.root)
+
+    # ------------------------------------------------------------------------------------------- state
+    @property
+    def state_path(self) -> Path:
+        return self.folder / STATE_FILE
+
+    def state(self) -> Selection:
+        """What is chosen in this project, read from disk on every call (the disk holds the truth)."""
+        try:
+            return Selection.from_json(json.loads(self.state_path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return Selection()
+
+    def save_state(self, state: Selection) -> None:
+        """Write atomically (a reader never sees half a file; two writers never interleave)."""
+        tmp = self.state_path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(state.to_json(), indent=2, default=str))
+        os.replace(tmp, self.state_path)
+
+    def _update_state(self, change: Callable[[Selection], None], *, only_if: Callable[[Selection], bool] | None = None) -> bool:
+        with _STATE_LOCK:
+            state = self.state()
+            if only_if is not None and not only_if(state):
+                return False
+            change(state)
+            self.save_state(state)
+            return True
+
+    # -------------------------------------------------------------------------------------------- data
+    def use_dataset(self, name: str, **kwargs) -> Dataset:
+        """Make ``name`` (a registered data set, or a stored upload's path) with loader arguments the current data set;
+        loads it first, so a data set that cannot be loaded never becomes current. A new data set clears the model."""
+        dataset = self._load(name, kwargs)
+        self._update_state(lambda s: s.set_dataset(name, kwargs))
+        return dataset
+
+    def dataset(self) -> Dataset:
+        state = self.state()
+        return self._load(state.dataset, state.dataset_kwargs)
+
+    @staticmethod
+    def _load(name: str, kwargs: dict) -> Dataset:
+        return _DATASETS.get(name + json.dumps(kwargs, sort_keys=True, default=str), lambda: load_dataset(name, **kwargs))
+
+    def save_upload(self, data: bytes, filename: str, kind: str = "data", load: Callable[[Path], Any] | None = None):
+        """Check and store an uploaded file in this project (`uploads.save_upload`: refused uploads leave nothing)."""
+        from .data.uploads import save_upload
+
+        return save_upload(data, filename, kind, self.folder, load=load)
+
+    def upload_dataset(self, data: bytes, filename: str, **kwargs) -> Dataset:
+        """An uploaded CSV or image zip, checked, stored in the project and made the current data set."""
+        stored = self.save_upload(data, filename, "data", load=lambda p: load_dataset(str(p), **kwargs))
+        path = str(stored.path)
+        _DATASETS.get(path + json.dumps(kwargs, sort_keys=True, default=str), lambda: stored.value)
+        self._update_state(lambda s: s.set_dataset(path, kwargs))
+        return stored.value
+
+    # ------------------------------------------------------------------------------------------- model
+    def model(self, dataset: Dataset | None = None) -> FittedModel | None:
+        """The current model (trained here and cached, or uploaded), or None when there is none yet."""
+        state = self.state()
+        if not state.has_model:
+            return None
+        dataset = dataset if dataset is not None else self.dataset()
+        if state.weights:
+            from .models.loading import load_fitted
+
+            return _MODELS.get(f"weights:{state.weights}:{state.arch}:{dataset.fingerprint()}",
+                               lambda: load_fitted(state.weights, state.arch, dataset))
+        config = state.train_config()
+        key = self.cache.model_key(dataset, state.arch, config)
+        return _MODELS.get(f"model:{key}", lambda: self.cache.get_or_train(dataset, state.arch, config))
+
+    def train(self, arch: str, config: TrainConfig | dict | None = None, *, progress: TrainProgress | None = None,
+              should_stop: Callable[[], bool] | None = None, device: str | None = None) -> FittedModel:
+        """Train ``arch`` on the current data set (or find it in the cache) and make it the current model — unless the
+        run was stopped, or the user chose another data set meanwhile."""
+        dataset, state = self.dataset(), self.state()
+        settings = _train_settings(config)
+        fitted = self.cache.get_or_train(dataset, arch, TrainConfig(**settings), progress=progress,
+                                         should_stop=should_stop, device=device)
+        if fitted.history and fitted.history[-1].get("cancelled"):
+            return fitted
+        _MODELS.get(f"model:{self.cache.model_key(dataset, arch, TrainConfig(**settings))}", lambda: fitted)
+
+        def use(s: Selection) -> None:
+            s.clear_model()
+            s.arch, s.train, s.model_hash = arch, settings, fitted.fingerprint()
+
+        self._update_state(use, only_if=lambda s: s.dataset_key == state.dataset_key)
+        return fitted
+
+    def upload_weights(self, data: bytes, filename: str, arch: str) -> FittedModel:
+        """Uploaded weights (checked: no pickled code, no code in .pt2 programs), stored and made the current model."""
+        from .models.loading import load_fitted
+
+        dataset = self.dataset()
+        path, fitted = self.save_upload(data, filename, "weights", load=lambda p: load_fitted(str(p), arch, dataset))
+
+        def use(s: Selection) -> None:
+            s.clear_model()
+            s.arch, s.weights, s.model_hash = arch, str(path), fitted.fingerprint()
+
+        self._update_state(use)
+        return fitted
+
+    def uploaded_weights_path(self, data: bytes, filename: str) -> Path:
+        from .data.uploads import stored_path
+
+        return stored_path(data, filename, "weights", self.folder)
+
+    def fold_models(self, folds: int, progress: Progress | None = None, device: str | None = None) -> list[FittedModel]:
+        dataset = self.dataset()
+        return self.cache.fold_models(dataset, self.require_model(dataset), folds, progress=progress, device=device)
+
+    def require_model(self, dataset: Dataset | None = None) -> FittedModel:
+        fitted = self.model(dataset)
+        if fitted is None:
+            raise InfluenceError("no model yet: train or upload a model first")
+        return fitted
+
+    # ------------------------------------------------------------------------------------------ scores
+    def score(self, run: ScoreRun, progress: Progress | None = None, *, details: dict | None = None,
+              device: str | None = None, batch_size: int = 256, add: bool = True) -> np.ndarray:
+        """Scores of every training sample by ``run`` (lower = more detrimental), from the cache or computed; ``add``
+        keeps the run among the project's score columns (unless the model changed meanwhile)."""
+        dataset, state = self.dataset(), self.state()
+        fitted = self.require_model(dataset)
+        scores = self.cache.get_or_score(dataset, fitted, progress=progress, details=details, device=device,
+                                         batch_size=batch_size, **run.score_kwargs())
+        if add:
+            self._update_state(lambda s: s.add_run(run), only_if=lambda s: s.model_hash == state.model_hash)
+        return scores
+
+    def _run_result(self, dataset: Dataset, fitted: FittedModel, run: ScoreRun) -> tuple[np.ndarray, dict]:
+        kwargs = run.score_kwargs()
+        key = self.cache.score_key(dataset, fitted, kwargs["method"], kwargs["impact"], kwargs["params"],
+                                   kwargs["settings"], kwargs["impact_settings"], kwargs["folds"])
+
+        def load() -> tuple[np.ndarray, dict]:
+            details: dict = {}
+            return self.cache.get_or_score(dataset, fitted, details=details, **kwargs), details
+
+        return _SCORES.get(f"{self.root}:{key}", load)
+
+    def scores(self) -> dict[str, np.ndarray]:
+        """Every computed run's scores (lower = more detrimental), by column label."""
+        state = self.state()
+        if not state.runs:
+            return {}
+        dataset = self.dataset()
+        fitted = self.require_model(dataset)
+        return {run.label: self._run_result(dataset, fitted, run)[0] for run in state.runs}
+
+    def notes(self) -> dict[str, str]:
+        """What computed runs found that the user must know (e.g. exact influence on a Hessian that is not positive
+        definite), by column label; stored with the scores."""
+        state = self.state()
+        if not state.runs:
+            return {}
+        dataset = self.dataset()
+        fitted = self.require_model(dataset)
+        out = {}
+        for run in state.runs:
+            note = self._run_result(dataset, fitted, run)[1].get("note")
+            if note:
+                out[run.label] = note
+        return out
+
+    def set_primary(self, label: str) -> None:
+        self._update_state(lambda s: setattr(s, "primary", label))
+
+    def set_flag_share(self, share: float) -> None:
+        self._update_state(lambda s: setattr(s, "flag_share", float(share)))
+
+    def flagged(self, label: str | None = None) -> np.ndarray:
+        """Rows of the flagged samples: the ``flag_share`` lowest scores of ``label`` (default: the primary run)."""
+        state = self.state()
+        run = state.primary_run() if label is None else next((r for r in state.runs if r.label == label), None)
+        if run is None:
+            return np.zeros(0, dtype=np.int64)
+        return flagged_rows(self.scores()[run.label], state.flag_share)
+
+    def describe_target(self, impact: str = "utility", impact_settings: dict | None = None) -> dict:
+        from .api import describe_target
+
+        dataset = self.dataset()
+        return describe_target(dataset, self.require_model(dataset), impact, impact_settings)
+
+    def label_issues(self, folds: int = 0) -> dict:
+        """cleanlab's estimate of how many labels are wrong (out of fold with ``folds`` ≥ 2, as cleanlab intends)."""
+        from .api import estimate_label_issues
+
+        dataset = self.dataset()
+        fitted = self.require_model(dataset)
+        fold_models = self.cache.fold_models(dataset, fitted, folds) if folds else None
+        return estimate_label_issues(dataset, fitted, fold_models=fold_models, folds=folds or None)
+
+    # ------------------------------------------------------------------------------------------- views
+    def angle_view(self, impact: str = "utility", params: str = "all", progress: Progress | None = None) -> dict:
+        """Paper Fig. 1's geometry of the current model (cached): IP, influence and plane coordinates per sample."""
+        from .analysis import angle_geometry
+
+        dataset = self.dataset()
+        fitted = self.require_model(dataset)
+
+        def compute() -> dict:
+            g = angle_geometry(dataset, fitted, impact, params, progress=progress)
+            return {"ip": g.ip, "influence": g.influence, "coords": g.coords, "u_xy": g.u_xy, "w_xy": g.w_xy,
+                    "hessian": np.array(g.hessian)}
+
+        return self.cache.get_or_compute_arrays("views", _view_key("angles", dataset, fitted, impact=impact, params=params),
+                                                compute)
+
+    def feature_map(self, progress: Progress | None = None, seed: int = 0) -> dict:
+        """A 2-D UMAP of the model's penultimate features of the training split (cached)."""
+        from .analysis import embed_2d, penultimate_features
+
+        dataset = self.dataset()
+        fitted = self.require_model(dataset)
+
+        def compute() -> dict:
+            report = progress or (lambda f, m: None)
+            report(0.05, "penultimate features")
+            feats = penultimate_features(fitted, dataset.train)
+            report(0.3, f"UMAP of {len(feats):,} points")
+            return {"xy": embed_2d(feats, seed=seed)}
+
+        return self.cache.get_or_compute_arrays("views", _view_key("umap", dataset, fitted, seed=seed), compute)
+
+    def has_view(self, name: str, **settings) -> bool:
+        """Whether a view ("angles" with impact / params, "umap") is cached, so a page can draw it without a job."""
+        dataset = self.dataset()
+        return self.cache.has_entry("views", _view_key(name, dataset, self.require_model(dataset), **settings), ".npz")
+
+    # --------------------------------------------------------------------------------------- decisions
+    @property
+    def decisions(self) -> DecisionLog:
+        return DecisionLog(self.folder / "decisions.sqlite")
+
+    def decision_scope(self, dataset: Dataset | None = None) -> str:
+        return decision_scope(dataset if dataset is not None else self.dataset())
+
+    def record(self, rows, action: str, new_label: int | None = None, *, session: str | None = None,
+               event: str | None = None, user: str | None = None) -> int:
+        """Record one batch of decisions on training rows of the current data set; returns its batch number."""
+        return self.decisions.record(self.decision_scope(), rows, action, new_label, user=user, session=session,
+                                     event=event)
+
+    def undo(self, session: str | None = None) -> int:
+        """Take back the last batch of ``session`` (of anyone when None); returns how many decisions it held."""
+        return self.decisions.undo(self.decision_scope(), session=session)
+
+    def current_decisions(self) -> dict:
+        return self.decisions.current(self.decision_scope())
+
+    # -------------------------------------------------------------------------------------------- jobs
+    @property
+    def jobs_folder(self) -> Path:
+        return self.folder / "jobs"
+
+    def start_job(self, kind: str, title: str, fn: Callable[[JobHandle], Any]) -> Job:
+        """Run ``fn(handle)`` in the background as this project's ``kind`` job (one at a time per kind); its progress
+        and JSON result are kept in the project, so a refresh or a restart shows them."""
+        return start_job(kind, title, fn, store=self.jobs_folder)
+
+    def job(self, kind: str) -> Job | None:
+        """This project's ``kind`` job: running, finished (with its result), or "interrupted" by a restart."""
+        return get_job(kind, store=self.jobs_folder)
+
+    def forget_job(self, kind: str) -> None:
+        forget_job(kind, store=self.jobs_folder)
+
+    def jobs(self) -> list[Job]:
+        out = []
+        for path in sorted(self.jobs_folder.glob("*.json")):
+            try:
+                key = json.loads(path.read_text()).get("key")
+            except (OSError, ValueError):
+                continue
+            job = self.job(key) if key else None
+            if job is not None:
+                out.append(job)
+        return out
+
+    def train_in_background(self, arch: str, config: dict) -> Job:
+        """Train as the "train" job: an epoch log for the live curve, Stop at the next epoch."""
+        def run(handle: JobHandle) -> dict:
+            def progress(rec: dict) -> None:
+                handle.report(rec["fraction"], f"epoch {rec['epoch']} · loss {rec['loss']:.4f} · validation accuracy "
+                                               f"{rec['val_accuracy']:.1%}", record=rec)
+
+            fitted = self.train(arch, config, progress=progress, should_stop=handle.should_stop)
+            if handle.should_stop():
+                return {"cancelled": True, "epochs": len(fitted.history)}
+            return {"cancelled": False, "val_accuracy": fitted.metrics.get("val_accuracy")}
+
+        return self.start_job("train", f"Training {arch}", run)
+
+    def score_in_background(self, runs: list[ScoreRun]) -> Job:
+        """Compute ``runs`` one after another as the "score" job; each finished run is kept even when stopped."""
+        def run(handle: JobHandle) -> dict:
+            for i, r in enumerate(runs):
+                def progress(fraction: float, message: str, i=i, r=r) -> None:
+                    handle.check()  # Stop takes effect inside a method, at its next progress report
+                    handle.report((i + fraction) / len(runs), f"{r.label}: {message}")
+
+                self.score(r, progress)
+            return {"runs": [r.label for r in runs]}
+
+        return self.start_job("score", "Scoring", run)
+
+    def view_in_background(self, name: str, **settings) -> Job:
+        """Compute a view ("angles" or "umap") as a job of that name; the page draws it from the cache when done."""
+        def run(handle: JobHandle) -> dict:
+            def progress(fraction: float, message: str) -> None:
+                handle.check()
+                handle.report(fraction, message)
+
+            if name == "angles":
+                self.angle_view(settings.get("impact", "utility"), settings.get("params", "all"), progress=progress)
+            else:
+                self.feature_map(progress=progress)
+            return {"view": name}
+
+        title = "Gradient angles" if name == "angles" else "UMAP feature map"
+        return self.start_job(f"view:{name}", title, run)
+
+    # -------------------------------------------------------------------------------------- experiment
+    def experiment(self, settings, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                   device: str | None = None):
+        """Trim / relabel / reweight by each method, retrain, compare (`evaluate.runner.run_experiment`) on the current
+        data set and model; scores come from the same cache as the Scores page's, finished runs from the journal."""
+        from .evaluate.runner import run_experiment
+
+        dataset = self.dataset()
+        fitted = self.require_model(dataset)
+        out = self.folder / "experiments" / "latest.json"
+        return run_experiment(settings, out, dataset=dataset, base=fitted, progress=progress, should_stop=should_stop,
+                              device=device, journal=self.folder / "experiments" / "journal.jsonl", workspace=self.cache)
+
+    def experiment_in_background(self, settings) -> Job:
+        """The experiment as the "experiment" job; its result (settings, table rows, runs) is kept as JSON."""
+        def run(handle: JobHandle) -> dict:
+            result = self.experiment(settings, progress=lambda f, m: handle.report(f, m), should_stop=handle.should_stop)
+            return result.to_json()
+
+        return self.start_job("experiment", "Experiment", run)
+
+
+_STATE_LOCK = threading.Lock()
+_VIEW_DEFAULTS = {"angles": {"impact": "utility", "params": "all"}, "umap": {"seed": 0}}
+
+
+def _view_key(name: str, dataset: Dataset, fitted: FittedModel, **settings) -> dict:
+    """The cache key of a view: every setting that changes it, defaults filled in."""
+    if name not in _VIEW_DEFAULTS:
+        raise InfluenceError(f"unknown view '{name}'; choose one of: {', '.join(_VIEW_DEFAULTS)}")
+    return {"view": name, "dataset": dataset.fingerprint(), "model": fitted.fingerprint(),
+            **{**_VIEW_DEFAULTS[name], **settings}}
+
+
+def _train_settings(config: TrainConfig | dict | None) -> dict:
+    """Training settings as the dict stored in the state (known fields only)."""
+    if config is None:
+        return {}
+    if isinstance(config, TrainConfig):
+        return asdict(config)
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise InfluenceError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return dict(config)
