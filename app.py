@@ -1,15 +1,16 @@
 """Influence Workbench: the Streamlit entry point. Routes to the pages in pages/ and keeps a status sidebar.
 
-Run: ``python -m streamlit run app.py``. State lives in the workspace folder (INFLUENCE_WORKSPACE, default
-./workspace): the current selection, cached models and scores, the decision log and exports.
+Run: ``python -m streamlit run app.py``. Work lives in projects (folders under INFLUENCE_WORKSPACE, default
+./workspace, ``projects/<name>/``): each holds its data set, model, score runs, decisions, jobs and exports. The
+project is in the URL (``?project=NAME``), so a refresh or a bookmark returns to it; the sidebar switches projects.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from influence_core.session import workspace_root
-from pages._common import PAGES, ROOT, plain, selection, status
+from influence_core.project import InfluenceError, Project, project_names, valid_project_name
+from pages._common import PAGES, ROOT, plain, project, status, switch_project
 
 st.set_page_config(page_title="Influence Workbench", page_icon=str(ROOT / "assets" / "icon.svg"), layout="wide")
 st.logo(str(ROOT / "assets" / "logo.svg"), size="large", icon_image=str(ROOT / "assets" / "icon.svg"))
@@ -28,8 +29,41 @@ pages = [st.Page(PAGES[key], title=title, icon=icon, default=(key == "data"))
          for key, title, icon in _PAGES if (ROOT / PAGES[key]).exists()]
 current = st.navigation(pages)
 
-info = status(selection())
+
+
+def _project_switcher(proj: Project) -> None:
+    """List, create and rename projects; the choice goes into the URL."""
+    names = project_names(proj.root)
+    if proj.name not in names:
+        names.append(proj.name)
+    chosen = st.selectbox("Project", names, index=names.index(proj.name), key=f"project-pick-{proj.name}",
+                          help="Each project keeps its own data set, model, scores, decisions and jobs. The project is "
+                               "in the page's address: bookmark it to come back.")
+    if chosen != proj.name:
+        switch_project(chosen)
+        st.rerun()
+    with st.popover("New or rename", icon=":material/edit:", width="stretch"):
+        name = st.text_input("Name", key="project-name", placeholder="e.g. cifar-audit", max_chars=64)
+        c1, c2 = st.columns(2)
+        try:
+            if c1.button("Create", key="project-create", disabled=not name):
+                new = valid_project_name(name)
+                if new in names:
+                    raise InfluenceError(f"a project named '{new}' exists already")
+                Project.open(new, proj.root)
+                switch_project(new)
+                st.rerun()
+            if c2.button("Rename this one", key="project-rename", disabled=not name):
+                switch_project(proj.rename(name).name)
+                st.rerun()
+        except InfluenceError as err:
+            st.error(plain(err))
+
+
+proj = project()
+info = status(proj)
 with st.sidebar:
+    _project_switcher(proj)
     st.caption("CURRENT WORK")
     st.markdown(f"**Data set** · {plain(info['dataset'])}")
     if info["model"]:
@@ -40,7 +74,7 @@ with st.sidebar:
     st.markdown("**Scores** · " + (plain(", ".join(info["scores"])) if info["scores"] else "none yet"))
     pending = "" if info["pending"] is None else f" · {info['pending']} flagged to review"
     st.markdown(f"**Decisions** · {info['decisions']} made{pending}")
-    st.caption(f"Workspace: {plain(workspace_root())}")
+    st.caption(f"Project folder: {plain(proj.folder)}")
     st.caption("Scores: lower = more detrimental.")
 
 current.run()

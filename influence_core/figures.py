@@ -358,3 +358,7 @@ def class_balance(counts: Mapping[str, int], noisy_counts: Mapping[str, int] | N
     fig.update_layout(barmode="group", title="Class balance (training split)",
                       **{**_LAYOUT, "height": 300, "margin": dict(l=40, r=20, t=50, b=40)})
     return fig
+
+
+# The experiment's charts (paper Figs. 5-6) live with the runner; pages take every figure builder from this module.
+from .evaluate.figures import attack_boxplot, attacks_without_effect, pareto_figure  # noqa: E402,F401

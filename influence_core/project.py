@@ -38,13 +38,20 @@ from .jobs import Job, JobHandle, forget_job, get_job, start_job
 from .methods import METHODS
 from .models.registry import MODELS
 from .models.train import FittedModel, TrainConfig, TrainProgress, memorisation_warning
-from .review import ACTIONS, DecisionLog
+from .review import ACTIONS as DECISION_ACTIONS, DecisionLog
 from .session import ScoreRun, Selection, decision_scope, flagged_rows, workspace_root
 from .workspace import Workspace
 
-__all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "DATASETS", "PATH_LOADERS", "METHODS", "IMPACTS",
-           "MODELS", "ACTIONS", "Job", "JobHandle", "InfluenceError", "memorisation_warning", "resolve_val_trim",
-           "workspace_root", "project_names", "DEFAULT_PROJECT", "valid_project_name"]
+# What front ends need besides the class: settings types and the catalogues of data sets, models, methods, impacts and
+# actions (so a page imports this module only).
+from .evaluate.actions import ACTIONS as CLEANING_ACTIONS  # noqa: E402
+from .evaluate.retrain import AttackSettings  # noqa: E402
+from .evaluate.runner import ExperimentResult, ExperimentSettings, cleaned_split_table, format_table  # noqa: E402
+
+__all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSettings", "ExperimentResult", "AttackSettings",
+           "DATASETS", "PATH_LOADERS", "METHODS", "IMPACTS", "MODELS", "DECISION_ACTIONS", "CLEANING_ACTIONS", "Job",
+           "JobHandle", "InfluenceError", "memorisation_warning", "resolve_val_trim", "workspace_root", "project_names",
+           "DEFAULT_PROJECT", "valid_project_name", "format_table", "cleaned_split_table"]
 
 DEFAULT_PROJECT = "default"
 STATE_FILE = "state.json"
@@ -362,6 +369,40 @@ class Project:
         """Whether a view ("angles" with impact / params, "umap") is cached, so a page can draw it without a job."""
         dataset = self.dataset()
         return self.cache.has_entry("views", _view_key(name, dataset, self.require_model(dataset), **settings), ".npz")
+
+    # ---------------------------------------------------------------------------------------- samples
+    def predictions(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """(predicted class, class probabilities N×C) of the current model on a split (memoised per model)."""
+        from .analysis import predict
+
+        dataset = self.dataset()
+        fitted = self.require_model(dataset)
+        return _SCORES.get(f"predict:{fitted.fingerprint()}:{dataset.fingerprint()}:{split}",
+                           lambda: predict(fitted, getattr(dataset, split)))
+
+    def similar_samples(self, row: int, params: str = "all") -> np.ndarray:
+        """grad ℓ_jᵀ grad ℓ_row for every training sample j: who supports (> 0) or opposes (< 0) sample ``row``."""
+        from .analysis import gradient_similarity
+
+        dataset = self.dataset()
+        return gradient_similarity(dataset, self.require_model(dataset), int(row), params)
+
+    def source_index(self) -> np.ndarray:
+        """Each training row's index in the original data: the sample id shown everywhere (Review, Explore, exports)."""
+        from .export import source_index
+
+        return source_index(self.dataset())
+
+    def images(self, rows, split: str = "train") -> np.ndarray:
+        """Images at ``rows`` as N×H×W×C uint8 for display (normalisation undone)."""
+        from .export import images_uint8
+
+        dataset = self.dataset()
+        if split != "train":
+            from .data.prepare import raw_images
+
+            return raw_images(dataset, split, rows)
+        return images_uint8(dataset, rows)
 
     # --------------------------------------------------------------------------------------- decisions
     @property

@@ -1,5 +1,6 @@
-"""The workbench's state on disk: which data set, model and score runs are current (a small JSON file in the
-workspace), so a page refresh or a server restart loses nothing. Front ends keep only keys; this holds the truth.
+"""The types of a project's state: which data set, model and score runs are current (`Selection`, kept by
+`project.Project` as ``state.json`` in the project's folder, so a refresh or a restart loses nothing) and one score
+column (`ScoreRun`). Front ends keep only keys; the project on disk holds the truth.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import numpy as np
 
 from .data.base import Dataset
 from .models.train import TrainConfig
-
-SELECTION_FILE = "selection.json"
-
 
 def workspace_root() -> Path:
     """INFLUENCE_WORKSPACE, else ./workspace."""
@@ -115,24 +113,6 @@ class Selection:
         return sel
 
 
-def load_selection(root: Path | None = None) -> Selection:
-    """The saved selection, or the built-in default (moons) when there is none or it cannot be read."""
-    path = (root or workspace_root()) / SELECTION_FILE
-    try:
-        return Selection.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        return Selection()
-
-
-def save_selection(selection: Selection, root: Path | None = None) -> None:
-    """Write atomically (a reader never sees half a file)."""
-    root = root or workspace_root()
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / (SELECTION_FILE + ".tmp")
-    tmp.write_text(json.dumps(selection.to_json(), indent=2, default=str))
-    tmp.replace(root / SELECTION_FILE)
-
-
 def decision_scope(dataset: Dataset) -> str:
     """Decisions belong to the data (name + content hash), not to a model: retraining keeps them."""
     return f"{dataset.name}:{dataset.fingerprint()}"
@@ -142,10 +122,3 @@ def flagged_rows(scores: np.ndarray, share: float) -> np.ndarray:
     """Rows of the ``share`` most detrimental samples (lowest scores first), at least one."""
     k = max(1, int(round(share * len(scores))))
     return np.argsort(scores, kind="stable")[:k]
-
-
-def get_workspace(root: Path | None = None):
-    """The project's `Workspace` (cached models and scores) at ``root`` (default: `workspace_root`)."""
-    from .workspace import Workspace
-
-    return Workspace(root or workspace_root())

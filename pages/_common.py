@@ -1,11 +1,12 @@
-"""What every page shares: the selection on disk, cached loading of data / model / scores, prerequisite
-messages with links, background-job panels and the error guard. Pages call the library through these."""
+"""What every page shares: the project named in the URL (``?project=NAME``), prerequisite messages with links,
+background-job panels and the error guard. Pages ask the project (`influence_core.project`) for everything and
+only render; nothing here computes."""
 
 from __future__ import annotations
 
-import json
 import re
 import traceback
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -13,13 +14,7 @@ import numpy as np
 import streamlit as st
 
 from influence_core import __version__
-from influence_core.data.base import Dataset
-from influence_core.data.registry import load_dataset
-from influence_core.errors import InfluenceError
-from influence_core.jobs import Job, get_job
-from influence_core.models.train import FittedModel
-from influence_core.review import DecisionLog
-from influence_core.session import ScoreRun, Selection, decision_scope, flagged_rows, get_workspace, load_selection, save_selection, workspace_root
+from influence_core.project import DEFAULT_PROJECT, METHODS, InfluenceError, Job, Project, ScoreRun, valid_project_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
@@ -30,14 +25,44 @@ PAGES = {
 APP_VERSION = __version__
 
 
-# ------------------------------------------------------------------------------------------ selection
-def selection() -> Selection:
-    """The current selection, read from the workspace on every run (the disk holds the truth)."""
-    return load_selection(workspace_root())
+# -------------------------------------------------------------------------------------------- project
+def project_name() -> str:
+    """The project in the URL; a page change that drops the query keeps this session's project (and puts it back)."""
+    name = st.query_params.get("project") or st.session_state.get("project") or DEFAULT_PROJECT
+    try:
+        name = valid_project_name(name)
+    except InfluenceError as err:
+        st.error(plain(err))
+        name = DEFAULT_PROJECT
+    st.session_state["project"] = name
+    if st.query_params.get("project") != name:
+        st.query_params["project"] = name
+    return name
 
 
-def save(sel: Selection) -> None:
-    save_selection(sel, workspace_root())
+def project() -> Project:
+    """This session's project (a folder in the workspace): its data set, model, scores, decisions and jobs."""
+    return Project.open(project_name())
+
+
+def switch_project(name: str) -> None:
+    """Show project ``name`` in this session (the URL changes with it, so a bookmark returns here)."""
+    st.session_state["project"] = name
+    st.query_params["project"] = name
+
+
+def session_id() -> str:
+    """This browser session's id: its Undo takes back only its own decisions."""
+    return st.session_state.setdefault("session-id", uuid.uuid4().hex[:12])
+
+
+def link(page: str, label: str, icon: str = ":material/arrow_forward:") -> None:
+    """A link to another page of this project."""
+    st.page_link(PAGES[page], label=label, icon=icon, query_params={"project": project_name()})
+
+
+def go(page: str) -> None:
+    st.switch_page(PAGES[page], query_params={"project": project_name()})
 
 
 def display_name(dataset: str) -> str:
@@ -69,71 +94,8 @@ def plain(text) -> str:
     return re.sub(r"^(\d+)([.)])", r"\1\\\2", text)
 
 
-def workspace():
-    return get_workspace(workspace_root())
-
-
-def decisions() -> DecisionLog:
-    return DecisionLog(workspace_root() / "decisions.sqlite")
-
-
-# ------------------------------------------------------------------------------------------- loading
-@st.cache_resource(max_entries=4, show_spinner="Loading the data set…")
-def _load_dataset(name: str, kwargs_json: str) -> Dataset:
-    return load_dataset(name, **json.loads(kwargs_json))
-
-
-def dataset_of(sel: Selection) -> Dataset:
-    return _load_dataset(sel.dataset, json.dumps(sel.dataset_kwargs, sort_keys=True))
-
-
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def _load_model(_dataset: Dataset, fingerprint: str, arch: str, train_json: str, weights: str | None, root: str) -> FittedModel:
-    if weights:
-        from influence_core.models import loading  # weight uploads (data branch)
-
-        return loading.load_fitted(weights, arch, _dataset)
-    sel = Selection(train=json.loads(train_json))
-    return get_workspace(Path(root)).get_or_train(_dataset, arch, sel.train_config())
-
-
-def model_of(sel: Selection, dataset: Dataset) -> FittedModel | None:
-    if not sel.has_model:
-        return None
-    return _load_model(dataset, dataset.fingerprint(), sel.arch, json.dumps(sel.train or {}, sort_keys=True), sel.weights,
-                       str(workspace_root()))
-
-
-@st.cache_resource(max_entries=32, show_spinner=False)
-def _load_run(_dataset: Dataset, _fitted: FittedModel, key: str, root: str, run_json: str) -> tuple[np.ndarray, dict]:
-    """(scores, details) of one run, from the workspace cache: the details are its notes for the user."""
-    run = ScoreRun(**json.loads(run_json))
-    details: dict = {}
-    scores = get_workspace(Path(root)).get_or_score(_dataset, _fitted, details=details, **run.score_kwargs())
-    return scores, details
-
-
-def _runs(sel: Selection, dataset: Dataset, fitted: FittedModel) -> dict[str, tuple[np.ndarray, dict]]:
-    key = f"{dataset.fingerprint()}-{sel.model_hash}"
-    return {run.label: _load_run(dataset, fitted, key, str(workspace_root()), json.dumps(run.__dict__, sort_keys=True, default=str))
-            for run in sel.runs}
-
-
-def scores_of(sel: Selection, dataset: Dataset, fitted: FittedModel) -> dict[str, np.ndarray]:
-    """Every computed run's scores (lower = more detrimental), by column label; computed runs come from the disk cache."""
-    return {label: scores for label, (scores, _) in _runs(sel, dataset, fitted).items()}
-
-
-def notes_of(sel: Selection, dataset: Dataset, fitted: FittedModel) -> dict[str, str]:
-    """What computed runs found that the user must know (e.g. exact influence on a Hessian that is not positive
-    definite), by column label; stored with the scores, so reading them costs nothing."""
-    return {label: details["note"] for label, (_, details) in _runs(sel, dataset, fitted).items() if details.get("note")}
-
-
 def run_title(run: ScoreRun) -> str:
     """A run for people, e.g. 'IP + loss (rank average), out of fold (5)' (plain text: settings may be typed in)."""
-    from influence_core.methods import METHODS
-
     cls = METHODS.get(run.method)
     parts = [(cls.label or cls.name) if cls is not None else run.method]
     if run.settings:
@@ -153,48 +115,46 @@ def run_title(run: ScoreRun) -> str:
 def missing(message: str, page: str, label: str) -> None:
     """Say plainly what is missing, link to where to fix it, and stop the page."""
     st.info(message)
-    st.page_link(PAGES[page], label=label, icon=":material/arrow_forward:")
+    link(page, label)
     st.stop()
 
 
-def require_dataset(sel: Selection) -> Dataset:
+def require_dataset(proj: Project):
     try:
-        return dataset_of(sel)
+        with st.spinner("Loading the data set…"):
+            return proj.dataset()
     except InfluenceError as err:
         st.error(f"The data set could not be loaded: {plain(err)}")
         missing("Choose another data set first.", "data", "Go to Data")
 
 
-def require_model(sel: Selection, dataset: Dataset) -> FittedModel:
-    if not sel.has_model:
+def require_model(proj: Project, dataset):
+    if not proj.state().has_model:
         missing("No model yet: train or upload a model first.", "model", "Go to Model")
-    fitted = model_of(sel, dataset)
-    return fitted
+    with st.spinner("Loading the model…"):
+        return proj.model(dataset)
 
 
-def require_scores(sel: Selection, dataset: Dataset, fitted: FittedModel) -> dict[str, np.ndarray]:
-    if not sel.runs:
+def require_scores(proj: Project) -> dict[str, np.ndarray]:
+    if not proj.state().runs:
         missing("No scores yet: compute influence scores first.", "scores", "Go to Scores")
-    return scores_of(sel, dataset, fitted)
+    return proj.scores()
 
 
-def status(sel: Selection) -> dict:
+def status(proj: Project) -> dict:
     """What the sidebar shows: data set, model, score runs, decisions and flagged samples still to review."""
-    out = {"dataset": display_name(sel.dataset), "model": None,
-           "scores": [r.label for r in sel.runs], "decisions": 0, "pending": None}
+    state = proj.state()
+    out = {"dataset": display_name(state.dataset), "model": None, "scores": [r.label for r in state.runs],
+           "decisions": 0, "pending": None}
     try:
-        ds = dataset_of(sel)
-        current = decisions().current(decision_scope(ds))
+        current = proj.current_decisions()
         out["decisions"] = len(current)
-        if sel.has_model:
-            fitted = model_of(sel, ds)
-            out["model"] = f"{sel.arch} · {sel.model_hash or fitted.fingerprint()}"[:28]
+        if state.has_model:
+            fitted = proj.model()
+            out["model"] = f"{state.arch} · {state.model_hash or fitted.fingerprint()}"[:28]
             out["val_accuracy"] = fitted.metrics.get("val_accuracy")
-            run = sel.primary_run()
-            if run is not None:
-                s = scores_of(sel, ds, fitted)[run.label]
-                flagged = flagged_rows(s, sel.flag_share)
-                out["pending"] = int(sum(1 for r in flagged if int(r) not in current))
+            if state.runs:
+                out["pending"] = int(sum(1 for r in proj.flagged() if int(r) not in current))
     except Exception:  # the sidebar never breaks a page; the page itself reports the problem
         pass
     return out
@@ -213,12 +173,14 @@ def guarded(body: Callable[[], None]) -> None:
 
 
 # --------------------------------------------------------------------------------------- job panel
-def job_panel(key: str, render_running: Callable[[dict], None] | None = None) -> Job | None:
-    """Show a running job's progress (polled every second) with a Stop button; rerun the page when it ends.
+def job_panel(proj: Project, kind: str, render_running: Callable[[dict], None] | None = None) -> Job | None:
+    """Show the project's running ``kind`` job — started in this session or another, before a refresh or not — with
+    its progress (polled every second) and a Stop button; rerun the page when it ends.
 
-    Returns the job when it has finished (so the page can report its outcome), else None.
+    Returns the job when it has ended (done, failed, cancelled, or "interrupted" by a server restart) so the page
+    can report its outcome; None while it runs or when there is none.
     """
-    job = get_job(key)
+    job = proj.job(kind)
     if job is None:
         return None
     if not job.running:
@@ -226,15 +188,27 @@ def job_panel(key: str, render_running: Callable[[dict], None] | None = None) ->
 
     @st.fragment(run_every=1.0)
     def _watch() -> None:
-        snap = job.snapshot()
+        live = proj.job(kind)
+        snap = live.snapshot() if live is not None else {"state": "gone"}
         if snap["state"] != "running":
             st.rerun()
-        st.progress(snap["fraction"], text=f"{job.title}: {snap['message']} ({snap['seconds']:.0f} s)")
+        st.progress(snap["fraction"], text=f"{live.title}: {snap['message']} ({snap['seconds']:.0f} s)")
         if render_running is not None:
             render_running(snap)
-        if st.button("Stop", key=f"stop-{key}", icon=":material/stop_circle:"):
-            job.cancel()
+        if st.button("Stop", key=f"stop-{kind}", icon=":material/stop_circle:"):
+            live.cancel()
             st.toast("Stopping at the next checkpoint…")
 
     _watch()
     return None
+
+
+def job_outcome(proj: Project, kind: str, job: Job, what: str) -> None:
+    """Report how a finished job ended (an error, a stop, an interruption) in one line."""
+    if job.state == "failed":
+        st.error(f"{what} failed: {plain(job.error)}")
+    elif job.state == "cancelled":
+        st.warning(f"{what} was stopped; what had finished is kept.")
+    elif job.state == "interrupted":
+        st.warning(f"{what} was interrupted (the server restarted); what had finished is kept — start it again to "
+                   "resume.")
