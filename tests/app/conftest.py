@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from influence_core.data import load_dataset
 from influence_core.jobs import wait_all
-from influence_core.session import ScoreRun, Selection, get_workspace, save_selection
+from influence_core.project import Project, ScoreRun
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TRAIN = {"epochs": 40, "lr": 0.01, "l2": 0.001, "seed": 0, "checkpoint_every": 0}
@@ -27,15 +26,10 @@ def workspace(tmp_path, monkeypatch) -> Path:
 def scored_template(tmp_path_factory) -> Path:
     """A workspace holding moons, a small MLP and its IP scores (built once, copied per test)."""
     root = tmp_path_factory.mktemp("scored")
-    ds = load_dataset("moons", seed=0)
-    sel = Selection()
-    sel.arch, sel.train = "mlp", dict(TRAIN)
-    ws = get_workspace(root)
-    fitted = ws.get_or_train(ds, "mlp", sel.train_config())
-    sel.model_hash = fitted.fingerprint()
-    ws.get_or_score(ds, fitted, "ip", "utility", "all", {})
-    sel.add_run(ScoreRun("ip"))
-    save_selection(sel, root)
+    proj = Project.open("default", root)
+    proj.use_dataset("moons", seed=0)
+    proj.train("mlp", dict(TRAIN))
+    proj.score(ScoreRun("ip"))
     return root
 
 
@@ -68,3 +62,8 @@ def shown(value: str) -> str:
     import re
 
     return re.sub(r"\\(.)", r"\1", value)
+
+
+def project_of(root: Path, name: str = "default") -> Project:
+    """The project a page test's app works in (AppTest runs without a URL: the default project)."""
+    return Project.open(name, root)
