@@ -8,42 +8,139 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.utils.data
 
 from ..errors import InfluenceError
+from .storage import StoredFeatures
 
 
-@dataclass
 class Split:
-    """One split: features ``x`` (float32, N×...), integer labels ``y`` (int64, N) and an optional
-    binary sensitive attribute ``sensitive`` (int64 in {0, 1}, N)."""
+    """One split: features ``x`` (float32, N×...), integer labels ``y`` (int64, N) and an optional binary sensitive
+    attribute ``sensitive`` (int64 in {0, 1}, N).
 
-    x: torch.Tensor
-    y: torch.Tensor
-    sensitive: torch.Tensor | None = None
+    ``x`` is a tensor in memory, or `StoredFeatures` (a file on disk: uint8 images standardised per batch, float32
+    features): then `rows` / `batches` / `loader` read only the rows asked for, and ``.x`` (for small data and code
+    that wants every row at once) materialises the whole split on first use."""
 
-    def __post_init__(self) -> None:
-        self.x = torch.as_tensor(self.x, dtype=torch.float32)
-        self.y = torch.as_tensor(self.y, dtype=torch.int64)
-        if self.x.shape[0] != self.y.shape[0]:
-            raise InfluenceError(f"features have {self.x.shape[0]} rows but labels have {self.y.shape[0]}")
-        if self.sensitive is not None:
-            self.sensitive = torch.as_tensor(self.sensitive, dtype=torch.int64)
-            if self.sensitive.shape[0] != self.y.shape[0]:
-                raise InfluenceError("the sensitive attribute has a different length than the labels")
+    def __init__(self, x: torch.Tensor | np.ndarray | StoredFeatures, y: torch.Tensor | np.ndarray,
+                 sensitive: torch.Tensor | np.ndarray | None = None) -> None:
+        if isinstance(x, StoredFeatures):
+            self.store: StoredFeatures | None = x
+            self._x: torch.Tensor | None = None
+        else:
+            self.store, self._x = None, torch.as_tensor(x, dtype=torch.float32)
+        self.y = torch.as_tensor(y, dtype=torch.int64)
+        n_x = len(self.store) if self.store is not None else self._x.shape[0]
+        if n_x != self.y.shape[0]:
+            raise InfluenceError(f"features have {n_x} rows but labels have {self.y.shape[0]}")
+        self.sensitive = None if sensitive is None else torch.as_tensor(sensitive, dtype=torch.int64)
+        if self.sensitive is not None and self.sensitive.shape[0] != self.y.shape[0]:
+            raise InfluenceError("the sensitive attribute has a different length than the labels")
+
+    @property
+    def x(self) -> torch.Tensor:
+        """Every row's features as one tensor (read from disk once, then kept, for a stored split)."""
+        if self._x is None:
+            self._x = self.store.read()
+        return self._x
+
+    @x.setter
+    def x(self, value: torch.Tensor) -> None:
+        self._x, self.store = torch.as_tensor(value), None
+
+    @property
+    def on_disk(self) -> bool:
+        """True when the features are read from disk batch by batch."""
+        return self.store is not None
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """The shape of one sample's features (without reading any)."""
+        return tuple(self.store.shape[1:]) if self.store is not None else tuple(self._x.shape[1:])
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def __repr__(self) -> str:
+        where = f"on disk ({self.store.array.path.name})" if self.store is not None else "in memory"
+        return f"Split({len(self)} rows, features {self.feature_shape}, {where})"
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.store is not None:
+            state["_x"] = None  # a stored split travels (to a Dask worker) as its file's path, never as its rows
+        return state
+
+    def rows(self, index: slice | torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
+        """The features of the rows at ``index`` (a slice or positions), float32; a stored split reads only those."""
+        if self.store is None or self._x is not None:
+            if not isinstance(index, (slice, torch.Tensor)):
+                index = torch.as_tensor(np.asarray(index), dtype=torch.int64)
+            return self.x[index]
+        return self.store.read(index)
+
     def subset(self, index: torch.Tensor | np.ndarray) -> "Split":
-        """The rows at ``index`` (a copy)."""
+        """The rows at ``index``: a copy in memory, a view (nothing read) of a stored split."""
         index = torch.as_tensor(np.asarray(index), dtype=torch.int64)
         sens = None if self.sensitive is None else self.sensitive[index]
-        return Split(self.x[index], self.y[index], sens)
+        x = self.store.subset(index.numpy()) if self.store is not None else self.x[index]
+        return Split(x, self.y[index], sens)
 
-    def batches(self, batch_size: int, device: torch.device | str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (x, y) batches moved to ``device``; memory stays O(batch_size) on the device."""
-        for start in range(0, len(self), batch_size):
-            yield self.x[start : start + batch_size].to(device), self.y[start : start + batch_size].to(device)
+    def with_labels(self, y: torch.Tensor | np.ndarray) -> "Split":
+        """The same features (still on disk when stored) with other labels."""
+        return Split(self.store if self.store is not None else self.x, y, self.sensitive)
+
+    def batches(self, batch_size: int, device: torch.device | str = "cpu", start: int = 0,
+                stop: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x, y) batches of rows start..stop moved to ``device``; memory stays O(batch_size)."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        for lo in range(start, stop, batch_size):
+            hi = min(lo + batch_size, stop)
+            yield self.rows(slice(lo, hi)).to(device), self.y[lo:hi].to(device)
+
+    def loader(self, order: torch.Tensor, batch_size: int, *, num_workers: int = 0, pin_memory: bool = False
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(positions, x, y) batches of the rows in ``order``, ``batch_size`` at a time, on the CPU. With
+        ``num_workers`` a torch `DataLoader` reads the next batches in worker processes (and pins them for a fast
+        copy to a GPU with ``pin_memory``) while the current one trains."""
+        chunks = [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
+        if num_workers <= 0 and not pin_memory:
+            for idx in chunks:
+                yield idx, self.rows(idx), self.y[idx]
+            return
+        from torch.utils.data import DataLoader
+
+        yield from DataLoader(_BatchReader(self, chunks), batch_size=None, shuffle=False, num_workers=num_workers,
+                              pin_memory=pin_memory, persistent_workers=False)
+
+    def hash_into(self, h: "hashlib._Hash") -> None:
+        """Feed this split's content to ``h``: the tensors' bytes, or for stored features their file's digest."""
+        if self.store is not None:
+            h.update(self.store.token())
+        else:
+            h.update(np.ascontiguousarray(self._x.numpy()).data)
+        for t in (self.y, self.sensitive):
+            if t is not None:
+                h.update(np.ascontiguousarray(t.numpy()).data)
+
+    def identity(self) -> tuple:
+        """What changes when this split is replaced (the fingerprint's cache key; contents are not read)."""
+        xs = (id(self.store),) if self.store is not None else (id(self._x), self._x.data_ptr(), tuple(self._x.shape))
+        return xs + tuple((id(t), t.data_ptr(), tuple(t.shape)) for t in (self.y, self.sensitive) if t is not None)
+
+
+class _BatchReader(torch.utils.data.Dataset):
+    """One item = one batch of rows (so a DataLoader worker reads whole batches from disk)."""
+
+    def __init__(self, split: Split, chunks: list[torch.Tensor]) -> None:
+        self.split, self.chunks = split, chunks
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = self.chunks[i]
+        return idx, self.split.rows(idx), self.split.y[idx]
 
 
 @dataclass
@@ -75,7 +172,7 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.x.shape[1:])
+        return self.train.feature_shape
 
     @property
     def has_sensitive(self) -> bool:
@@ -84,16 +181,17 @@ class Dataset:
     def fingerprint(self) -> str:
         """A short content hash of all splits (for cache keys): equal data gives an equal fingerprint.
 
-        Hashed straight from the tensors' memory (no copy) and remembered while the splits are the same tensor
-        objects, so the many callers of one data set pay for it once. (Tensors changed in place are not noticed:
-        build a new split instead, as `with_train` does.)"""
-        tensors = [t for s in (self.train, self.val, self.test) for t in (s.x, s.y, s.sensitive) if t is not None]
-        key = (self.name, tuple((id(t), t.data_ptr(), tuple(t.shape)) for t in tensors))
+        Hashed straight from the tensors' memory (no copy) — for features on disk, from their file's digest stored
+        at write time, so nothing is read — and remembered while the splits are the same objects, so the many callers
+        of one data set pay for it once. (Tensors changed in place are not noticed: build a new split instead, as
+        `with_train` does.)"""
+        splits = (self.train, self.val, self.test)
+        key = (self.name, tuple(s.identity() for s in splits))
         if self._fingerprint is not None and self._fingerprint[0] == key:
             return self._fingerprint[1]
         h = hashlib.sha256(self.name.encode())
-        for t in tensors:
-            h.update(np.ascontiguousarray(t.numpy()).data)
+        for s in splits:
+            s.hash_into(h)
         self._fingerprint = (key, h.hexdigest()[:16])
         return self._fingerprint[1]
 
