@@ -68,9 +68,30 @@ class ScoringContext:
     def selected_params(self, module: nn.Module) -> Params:
         return select_params(module, self.params, self.fitted.head_prefix)
 
-    def train_batches(self, dtype: torch.dtype = torch.float32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in self.dataset.train.batches(self.batch_size, self.device):
+    def train_batches(self, dtype: torch.dtype = torch.float32, start: int = 0,
+                      stop: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Training rows start..stop in batches on the context's device: the only way scoring reads the training
+        data, so a split on disk is read a batch at a time and memory does not grow with N."""
+        for x, y in self.dataset.train.batches(self.batch_size, self.device, start, stop):
             yield x.to(dtype), y
+
+    def train_rows(self, index: torch.Tensor | slice, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of the training rows at ``index`` (e.g. a random mini-batch) on the context's device."""
+        train = self.dataset.train
+        y = train.y[index]
+        return train.rows(index).to(self.device, dtype), y.to(self.device)
+
+    def term_module(self, state: dict | None, dtype: torch.dtype = torch.float32) -> nn.Module:
+        """The model with the parameters ``state`` (a training checkpoint; None = the fitted model), on the context's
+        device in eval mode; kept, so the shards of one worker share it."""
+        if state is None:
+            return self.module(dtype)
+        key = ("state", id(state), str(self.device), dtype)
+        if key not in self._modules:
+            module = copy.deepcopy(self.fitted.module)
+            module.load_state_dict(state)
+            self._modules[key] = module.to(device=self.device, dtype=dtype).eval()
+        return self._modules[key]
 
     def target_gradient(self, module: nn.Module, params: Params) -> Params:
         dtype = next(iter(params.values())).dtype
@@ -90,16 +111,59 @@ def _output_features(module: nn.Module) -> int | None:
 
 
 def stream_inner_products(ctx: ScoringContext, module: nn.Module, params: Params, direction: Params,
-                          span: tuple[float, float] = (0.0, 1.0), message: str = "scoring") -> torch.Tensor:
-    """``grad ℓ(z_i; θ)ᵀ direction`` for every training sample, streamed in batches by forward-mode JVP."""
-    out = torch.empty(ctx.n_train, dtype=torch.float64)
+                          span: tuple[float, float] = (0.0, 1.0), message: str = "scoring", start: int = 0,
+                          stop: int | None = None) -> torch.Tensor:
+    """``grad ℓ(z_i; θ)ᵀ direction`` for training samples start..stop (default: all), streamed in batches by
+    forward-mode JVP."""
+    stop = ctx.n_train if stop is None else stop
+    out = torch.empty(stop - start, dtype=torch.float64)
     dtype = next(iter(params.values())).dtype
-    start = 0
-    for x, y in ctx.train_batches(dtype):
-        out[start : start + len(y)] = directional_derivatives(module, params, direction, x, y).detach().double().cpu()
-        start += len(y)
-        ctx.report(span[0] + (span[1] - span[0]) * start / ctx.n_train, message)
+    direction = {k: v.to(ctx.device) for k, v in direction.items()}
+    done = 0
+    for x, y in ctx.train_batches(dtype, start, stop):
+        out[done : done + len(y)] = directional_derivatives(module, params, direction, x, y).detach().double().cpu()
+        done += len(y)
+        ctx.report(span[0] + (span[1] - span[0]) * done / max(stop - start, 1), message)
     return out
+
+
+@dataclass
+class Term:
+    """One part of a linear score: ``weight · grad ℓ(z_i; θ)ᵀ direction``, θ the model ``state`` (None = the fitted
+    model) with the selected parameters replaced by ``params`` (None = the model's own), in ``dtype``."""
+
+    direction: Params
+    weight: float = 1.0
+    params: Params | None = None
+    state: dict | None = None
+    dtype: torch.dtype = torch.float32
+    message: str = "scoring"
+
+
+@dataclass
+class LinearPlan:
+    """What a linear method computes once for all samples: its terms; score_i = Σ_t weight_t · (term t)_i / divide_by.
+    ``start`` is where, in the method's progress, the per-sample part begins."""
+
+    terms: list[Term]
+    divide_by: float = 1.0
+    start: float = 0.0
+
+
+def plan_scores(ctx: ScoringContext, plan: LinearPlan, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """Scores of training rows start..stop under ``plan`` (one JVP pass per term over those rows)."""
+    stop = ctx.n_train if stop is None else stop
+    total = torch.zeros(stop - start, dtype=torch.float64)
+    count = len(plan.terms)
+    for t, term in enumerate(plan.terms):
+        module = ctx.term_module(term.state, term.dtype)
+        params = ctx.selected_params(module) if term.params is None else {k: v.to(ctx.device) for k, v in term.params.items()}
+        lo = plan.start + (1 - plan.start) * t / count
+        hi = plan.start + (1 - plan.start) * (t + 1) / count
+        part = stream_inner_products(ctx, module, params, term.direction, span=(lo, hi), message=term.message,
+                                     start=start, stop=stop)
+        total += part if term.weight == 1.0 else term.weight * part
+    return total if plan.divide_by == 1.0 else total / plan.divide_by
 
 
 class InfluenceMethod(ABC):
@@ -132,17 +196,33 @@ class InfluenceMethod(ABC):
         self.settings = replace(base, **checked)
         self.details: dict = {}  # what a run found that its user should see (e.g. the Hessian's spectrum)
 
+    # True when the method splits into `prepare` (once) and `score_rows` (any range of rows): sharded scoring.
+    shardable: ClassVar[bool] = False
+
     @abstractmethod
     def compute(self, ctx: ScoringContext) -> torch.Tensor:
         """Per-training-sample scores, shape (n_train,); lower = more detrimental."""
 
-    def scores(self, ctx: ScoringContext) -> np.ndarray:
-        """Run the method and check its output: a finite float64 array of length n_train, lower = more detrimental."""
+    def prepare(self, ctx: ScoringContext):
+        """What a `shardable` method computes once for all samples (its target direction, the solved (H + λI)⁻¹∇f,
+        a scale…); `score_rows` then scores any range of rows from it, on this process or on a Dask worker."""
+        raise InfluenceError(f"method '{self.name}' scores all training samples at once and cannot be sharded")
+
+    def score_rows(self, ctx: ScoringContext, prepared, start: int, stop: int) -> torch.Tensor:
+        """Scores of training rows start..stop given `prepare`'s result; lower = more detrimental."""
+        raise InfluenceError(f"method '{self.name}' scores all training samples at once and cannot be sharded")
+
+    def check(self, ctx: ScoringContext) -> None:
+        """Refuse, in one line, an impact this method is not meant for or one the data cannot support."""
         if self.uses_impact:
             if self.impacts is not None and ctx.impact.name not in self.impacts:
                 raise InfluenceError(f"method '{self.name}' is meant for the {' or '.join(self.impacts)} impact, not "
                                      f"{ctx.impact.name}; use ip (or another influence method) for {ctx.impact.name}")
             ctx.impact.check(ctx.dataset)
+
+    def scores(self, ctx: ScoringContext) -> np.ndarray:
+        """Run the method and check its output: a finite float64 array of length n_train, lower = more detrimental."""
+        self.check(ctx)
         t0 = time.perf_counter()
         out = self.compute(ctx)
         out = np.asarray(out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out, dtype=np.float64)
@@ -167,6 +247,25 @@ class InfluenceMethod(ABC):
 METHODS: dict[str, type[InfluenceMethod]] = {}
 
 
+class LinearMethod(InfluenceMethod):
+    """A method whose score is a weighted sum of inner products grad ℓ(z_i; θ_t)ᵀ d_t (IP, IP Ensemble, TracIn, and
+    the Hessian methods once their direction is solved): `prepare` returns the `LinearPlan`, computed once; the
+    per-sample part streams over any range of rows, so it shards."""
+
+    shardable: ClassVar[bool] = True
+
+    @abstractmethod
+    def prepare(self, ctx: ScoringContext) -> LinearPlan:
+        """The terms (directions, weights, models), computed once for every training sample."""
+
+    def score_rows(self, ctx: ScoringContext, prepared: LinearPlan, start: int, stop: int) -> torch.Tensor:
+        return plan_scores(ctx, prepared, start, stop)
+
+    def compute(self, ctx: ScoringContext) -> torch.Tensor:
+        """Per-training-sample scores, lower = more detrimental: the plan, then one pass per term over the rows."""
+        return self.score_rows(ctx, self.prepare(ctx), 0, ctx.n_train)
+
+
 class PredictionMethod(InfluenceMethod):
     """A detector computed from the model's outputs on each training sample alone — no gradients, no impact
     target: the rankings users otherwise reach for (loss, margin, confident learning), offered side by side with
@@ -176,6 +275,10 @@ class PredictionMethod(InfluenceMethod):
     cost: ClassVar[str] = "1 forward pass"
     uses_impact: ClassVar[bool] = False
 
+    # A score of one sample depends on its own logits only (loss, margin), so any range of rows can be scored
+    # alone; confident learning, which calibrates on every sample's probabilities, sets this False.
+    shardable: ClassVar[bool] = True
+
     @abstractmethod
     def from_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Scores from the training set's logits (N×outputs) and given labels; lower = more suspect."""
@@ -183,17 +286,24 @@ class PredictionMethod(InfluenceMethod):
     def compute(self, ctx: ScoringContext) -> torch.Tensor:
         return self.from_logits(training_logits(ctx), ctx.dataset.train.y)
 
+    def prepare(self, ctx: ScoringContext) -> None:
+        return None
+
+    def score_rows(self, ctx: ScoringContext, prepared, start: int, stop: int) -> torch.Tensor:
+        return self.from_logits(training_logits(ctx, start, stop), ctx.dataset.train.y[start:stop])
+
 
 @torch.no_grad()
-def training_logits(ctx: ScoringContext) -> torch.Tensor:
-    """The model's logits on every training sample (float64, on the CPU), streamed in batches."""
+def training_logits(ctx: ScoringContext, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """The model's logits on training samples start..stop (default: all; float64, on the CPU), streamed in batches."""
     module = ctx.module()
+    stop = ctx.n_train if stop is None else stop
     out, done = [], 0
-    for x, _ in ctx.train_batches():
+    for x, _ in ctx.train_batches(start=start, stop=stop):
         out.append(module(x).double().cpu())
         done += len(x)
-        ctx.report(done / ctx.n_train, "predicting")
-    return torch.cat(out)
+        ctx.report(done / max(stop - start, 1), "predicting")
+    return torch.cat(out) if out else torch.empty(0, 1, dtype=torch.float64)
 
 
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:

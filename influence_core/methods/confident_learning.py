@@ -29,6 +29,7 @@ class ConfidentLearning(PredictionMethod):
     name = "confident_learning"
     label = "Confident learning (cleanlab)"
     Settings = ConfidentLearningSettings
+    shardable = False  # cleanlab's per-class thresholds come from every sample's probabilities at once
 
     def from_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(label_quality(class_probabilities(logits).numpy(), labels.numpy(), self.settings.score))

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import InfluenceError
 from ..grads import per_sample_grads
-from .base import InfluenceMethod, ScoringContext, stream_inner_products
+from .base import LinearMethod, LinearPlan, ScoringContext, Term
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class DataInfSettings:
     lambda_scale: float = 0.1  # λ_l = lambda_scale × mean_i ‖g_il‖²
 
 
-class DataInf(InfluenceMethod):
+class DataInf(LinearMethod):
     """Influence with DataInf's layer-wise Sherman–Morrison closed form for the inverse damped Fisher."""
 
     name = "datainf"
@@ -35,8 +35,8 @@ class DataInf(InfluenceMethod):
     cost = "2 grad passes + 1 JVP pass"
     Settings = DataInfSettings
 
-    def compute(self, ctx: ScoringContext) -> torch.Tensor:
-        """Scores (n_train,) = grad fᵀ (DataInf inverse) grad ℓ_i, lower = more detrimental."""
+    def prepare(self, ctx: ScoringContext) -> LinearPlan:
+        """The DataInf direction, solved once (two gradient passes); scores = grad ℓ_iᵀ s, lower = more detrimental."""
         if self.settings.lambda_scale <= 0:
             raise InfluenceError("DataInf needs lambda_scale > 0")
         module = ctx.module()
@@ -61,4 +61,4 @@ class DataInf(InfluenceMethod):
                 coeff = (g @ v[k].reshape(-1)) / (lam[k] + g.pow(2).sum(1))
                 acc[k] += (coeff @ g).reshape(v[k].shape)
         direction = {k: ((v[k] - acc[k] / n) / lam[k]).to(params[k].dtype) for k in params}
-        return stream_inner_products(ctx, module, params, direction, span=(0.6, 1.0), message="DataInf scores")
+        return LinearPlan([Term(direction, message="DataInf scores")], start=0.6)

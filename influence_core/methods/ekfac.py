@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import InfluenceError
 from ..grads import Params
-from .base import InfluenceMethod, ScoringContext, stream_inner_products
+from .base import LinearMethod, LinearPlan, ScoringContext, Term
 
 SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d)
 
@@ -189,7 +189,7 @@ def ekfac_inverse_hvp(ctx: ScoringContext, module: nn.Module, params: Params, ve
     return {k: out[k] for k in params}
 
 
-class EKFAC(InfluenceMethod):
+class EKFAC(LinearMethod):
     """Influence with the eigenvalue-corrected K-FAC inverse Gauss-Newton (Linear and Conv2d layers)."""
 
     name = "ekfac"
@@ -198,12 +198,12 @@ class EKFAC(InfluenceMethod):
     cost = "2 factor passes + 1 JVP"
     Settings = EKFACSettings
 
-    def compute(self, ctx: ScoringContext) -> torch.Tensor:
-        """Scores (n_train,) = grad fᵀ (G + (l2+λ)I)⁻¹ grad ℓ_i, lower = more detrimental."""
+    def prepare(self, ctx: ScoringContext) -> LinearPlan:
+        """s = (G + (l2+λ)I)⁻¹ grad f, solved once; scores = grad ℓ_iᵀ s, lower = more detrimental."""
         module = ctx.module()
         params = ctx.selected_params(module)
         covered_layers(module, params)  # fail fast, before any pass over the data
         ctx.report(0.0, "impact gradient")
         target = ctx.target_gradient(module, params)
         direction = ekfac_inverse_hvp(ctx, module, params, target, self.settings.damping, span=(0.0, 0.8))
-        return stream_inner_products(ctx, module, params, direction, span=(0.8, 1.0), message="EKFAC scores")
+        return LinearPlan([Term(direction, message="EKFAC scores")], start=0.8)

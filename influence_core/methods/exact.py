@@ -13,7 +13,7 @@ import torch
 
 from ..errors import InfluenceError
 from ..grads import explicit_hessian, flatten, unflatten
-from .base import InfluenceMethod, ScoringContext, stream_inner_products
+from .base import LinearMethod, LinearPlan, ScoringContext, Term
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def hessian_note(smallest: float, used: float, automatic: bool) -> str | None:
             "(or leave it empty for automatic)")
 
 
-class ExactInfluence(InfluenceMethod):
+class ExactInfluence(LinearMethod):
     """Influence with the explicit (damped) Hessian of the training objective; for models up to 20k parameters."""
 
     name = "exact"
@@ -96,6 +96,7 @@ class ExactInfluence(InfluenceMethod):
     cost = "P×P Hessian + solve"
     Settings = ExactSettings
 
-    def compute(self, ctx: ScoringContext) -> torch.Tensor:
-        module, params, direction, _ = inverse_hvp_target(ctx, self.settings.damping, details=self.details)
-        return stream_inner_products(ctx, module, params, direction, span=(0.7, 1.0), message="exact influence")
+    def prepare(self, ctx: ScoringContext) -> LinearPlan:
+        """s = (H + λI)⁻¹ grad f from the explicit Hessian, solved once; scores = grad ℓ_iᵀ s (float64)."""
+        _, _, direction, _ = inverse_hvp_target(ctx, self.settings.damping, details=self.details)
+        return LinearPlan([Term(direction, dtype=torch.float64, message="exact influence")], start=0.7)

@@ -14,7 +14,7 @@ from torch.func import grad
 
 from ..errors import InfluenceError
 from ..grads import Params, per_sample_losses
-from .base import InfluenceMethod, ScoringContext, stream_inner_products
+from .base import LinearMethod, LinearPlan, ScoringContext, Term
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,13 @@ def sgd_from(ctx: ScoringContext, module, params: Params, steps: int, lr: float,
 
     for _ in range(steps):
         idx = torch.randint(len(train), (min(batch_size, len(train)),), generator=gen)
-        x, y = train.x[idx].to(ctx.device, dtype), train.y[idx].to(ctx.device)
+        x, y = ctx.train_rows(idx, dtype)
         g = grad(objective)(current, x, y)
         current = {k: current[k] - lr * g[k] for k in current}
     return current
 
 
-class GEX(InfluenceMethod):
+class GEX(LinearMethod):
     """Mean IP over K models reached by a few extra SGD steps from the converged model."""
 
     name = "gex"
@@ -53,20 +53,20 @@ class GEX(InfluenceMethod):
     cost = "K×steps SGD + K JVP passes"
     Settings = GEXSettings
 
-    def compute(self, ctx: ScoringContext) -> torch.Tensor:
-        """Scores (n_train,), lower = more detrimental: mean over k of grad f(θ_k)ᵀ grad ℓ_i(θ_k)."""
+    def prepare(self, ctx: ScoringContext) -> LinearPlan:
+        """K models θ_k and their impact gradients, once; scores (lower = more detrimental) are the mean over k of
+        grad f(θ_k)ᵀ grad ℓ_i(θ_k)."""
         s = self.settings
         if s.ensemble_size < 1 or s.steps < 0 or s.lr < 0 or s.sgd_batch_size < 1:
             raise InfluenceError("GEX needs ensemble_size ≥ 1, steps ≥ 0, lr ≥ 0 and sgd_batch_size ≥ 1")
         module = ctx.module()
         params = ctx.selected_params(module)
         k = s.ensemble_size
-        total = torch.zeros(ctx.n_train, dtype=torch.float64)
+        terms = []
         for i in range(k):
-            ctx.report(i / k, f"model {i + 1}/{k}: {s.steps} SGD steps")
+            ctx.report(0.5 * i / k, f"model {i + 1}/{k}: {s.steps} SGD steps")
             theta = sgd_from(ctx, module, params, s.steps, s.lr, s.sgd_batch_size, s.seed + i)
             if not all(bool(torch.isfinite(v).all()) for v in theta.values()):
                 raise InfluenceError(f"GEX's extra SGD steps diverged (lr={s.lr}); use a smaller lr")
-            target = ctx.target_gradient(module, theta)
-            total += stream_inner_products(ctx, module, theta, target, span=(i / k, (i + 1) / k), message=f"model {i + 1}/{k}")
-        return total / k
+            terms.append(Term(ctx.target_gradient(module, theta), params=theta, message=f"model {i + 1}/{k}"))
+        return LinearPlan(terms, divide_by=k, start=0.5)

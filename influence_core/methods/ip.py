@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-
-from .base import InfluenceMethod, ScoringContext, stream_inner_products
+from .base import LinearMethod, LinearPlan, ScoringContext, Term
 
 
-class InnerProduct(InfluenceMethod):
+class InnerProduct(LinearMethod):
     """Inner product of each sample's loss gradient with the impact gradient (one JVP pass over the data)."""
 
     name = "ip"
@@ -15,9 +13,9 @@ class InnerProduct(InfluenceMethod):
     kind = "hessian-free"
     cost = "1 forward-mode pass"
 
-    def compute(self, ctx: ScoringContext) -> torch.Tensor:
+    def prepare(self, ctx: ScoringContext) -> LinearPlan:
+        """The impact gradient at θ, computed once; scores are one JVP pass along it (lower = more detrimental)."""
         module = ctx.module()
         params = ctx.selected_params(module)
         ctx.report(0.0, "impact gradient")
-        target = ctx.target_gradient(module, params)
-        return stream_inner_products(ctx, module, params, target, message="IP")
+        return LinearPlan([Term(ctx.target_gradient(module, params), message="IP")])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InfluenceError
-from .base import InfluenceMethod, ScoringContext, stream_inner_products
+from .base import LinearMethod, LinearPlan, ScoringContext, Term
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class IPEnsembleSettings:
     seed: int = 0
 
 
-class IPEnsemble(InfluenceMethod):
+class IPEnsemble(LinearMethod):
     """Average IP over K dropout-masked copies of the converged model (no retraining, no checkpoints)."""
 
     name = "ip_ensemble"
@@ -30,18 +30,19 @@ class IPEnsemble(InfluenceMethod):
     cost = "K forward-mode passes"
     Settings = IPEnsembleSettings
 
-    def compute(self, ctx: ScoringContext) -> torch.Tensor:
+    def prepare(self, ctx: ScoringContext) -> LinearPlan:
+        """K masked models and their impact gradients, drawn and computed once (so every shard of a sharded run sees
+        the same masks); scores are the mean of K JVP passes (lower = more detrimental)."""
         k, p = self.settings.ensemble_size, self.settings.dropout
         if k < 1 or not 0.0 <= p < 1.0:
             raise InfluenceError("IP Ensemble needs ensemble_size ≥ 1 and 0 ≤ dropout < 1")
         module = ctx.module()
         params = ctx.selected_params(module)
         gen = torch.Generator().manual_seed(self.settings.seed)
-        total = torch.zeros(ctx.n_train, dtype=torch.float64)
+        terms = []
         for i in range(k):
             # m_k ~ Bernoulli(1 − p) per parameter entry, drawn on the CPU so results do not depend on the device.
             masked = {n: v * (torch.rand(v.shape, generator=gen) >= p).to(v.device, v.dtype) for n, v in params.items()}
-            ctx.report(i / k, f"model {i + 1}/{k}: impact gradient")
-            target = ctx.target_gradient(module, masked)
-            total += stream_inner_products(ctx, module, masked, target, span=(i / k, (i + 1) / k), message=f"model {i + 1}/{k}")
-        return total / k
+            ctx.report(0.1 * i / k, f"model {i + 1}/{k}: impact gradient")
+            terms.append(Term(ctx.target_gradient(module, masked), params=masked, message=f"model {i + 1}/{k}"))
+        return LinearPlan(terms, divide_by=k, start=0.1)

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import InfluenceError
 from ..grads import Params, batched_hvp, training_objective_hvp
-from .base import InfluenceMethod, ScoringContext, stream_inner_products
+from .base import LinearMethod, LinearPlan, ScoringContext, Term
 
 # ‖h_j‖ may legitimately reach scale·‖v‖/λ_min; far beyond that the recursion is diverging.
 DIVERGENCE_RATIO = 1e8
@@ -72,10 +72,10 @@ def lissa_inverse_hvp(ctx: ScoringContext, module, params: Params, vectors: Para
         h = {k: t.clone() for k, t in vectors.items()}
         for j in range(settings.depth):
             if settings.hvp_batch_size >= len(train):  # the whole training set: deterministic Neumann series
-                x, y = train.x.to(ctx.device, dtype), train.y.to(ctx.device)
+                x, y = ctx.train_rows(slice(None), dtype)
             else:
                 idx = torch.randint(len(train), (settings.hvp_batch_size,), generator=gen)
-                x, y = train.x[idx].to(ctx.device, dtype), train.y[idx].to(ctx.device)
+                x, y = ctx.train_rows(idx, dtype)
             hv = batched_hvp(module, params, h, x, y, l2)
             h = {k: vectors[k] + h[k] - (hv[k] + lam * h[k]) / scale for k in h}
             if j % 10 == 9 or j == settings.depth - 1:
@@ -91,7 +91,7 @@ def lissa_inverse_hvp(ctx: ScoringContext, module, params: Params, vectors: Para
     return estimate
 
 
-class LiSSA(InfluenceMethod):
+class LiSSA(LinearMethod):
     """Influence with (H + λI)⁻¹ grad f estimated by the stochastic LiSSA recursion (HVPs on mini-batches)."""
 
     name = "lissa"
@@ -100,8 +100,8 @@ class LiSSA(InfluenceMethod):
     cost = "depth×repeats HVPs + 1 JVP"
     Settings = LiSSASettings
 
-    def compute(self, ctx: ScoringContext) -> torch.Tensor:
-        """Scores (n_train,) = grad fᵀ (H+λI)⁻¹ grad ℓ_i (LiSSA estimate), lower = more detrimental."""
+    def prepare(self, ctx: ScoringContext) -> LinearPlan:
+        """s ≈ (H+λI)⁻¹ grad f by the LiSSA recursion, once; scores = grad ℓ_iᵀ s, lower = more detrimental."""
         module = ctx.module()
         params = ctx.selected_params(module)
         scale = resolve_scale(ctx, module, params, self.settings)
@@ -110,4 +110,4 @@ class LiSSA(InfluenceMethod):
         stacked = {k: v.unsqueeze(0) for k, v in target.items()}
         solved = lissa_inverse_hvp(ctx, module, params, stacked, self.settings, scale, span=(0.0, 0.9))
         direction = {k: v[0] for k, v in solved.items()}
-        return stream_inner_products(ctx, module, params, direction, span=(0.9, 1.0), message="LiSSA scores")
+        return LinearPlan([Term(direction, message="LiSSA scores")], start=0.9)

@@ -38,23 +38,33 @@ class SelfLiSSA(InfluenceMethod):
     kind = "self-influence"
     cost = "N×depth×repeats HVPs"
     uses_impact = False
+    shardable = True
     Settings = SelfLiSSASettings
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:
         """Scores (n_train,) = −grad ℓ_iᵀ (H+λI)⁻¹ grad ℓ_i, lower = more detrimental."""
-        s = self.settings
-        if s.sample_chunk < 1:
+        return self.score_rows(ctx, self.prepare(ctx), 0, ctx.n_train)
+
+    def prepare(self, ctx: ScoringContext) -> float:
+        """The LiSSA scale (a power iteration over the whole training set when automatic), computed once."""
+        if self.settings.sample_chunk < 1:
             raise InfluenceError("Self-LiSSA needs sample_chunk ≥ 1")
         module = ctx.module()
+        return resolve_scale(ctx, module, ctx.selected_params(module), self.settings)  # type: ignore[arg-type]
+
+    def score_rows(self, ctx: ScoringContext, prepared: float, start: int, stop: int) -> torch.Tensor:
+        """Self-influence of training rows start..stop, ``sample_chunk`` samples per LiSSA recursion (each recursion
+        draws its mini-batches from the whole training set, the same sequence for every chunk)."""
+        s, scale = self.settings, prepared
+        module = ctx.module()
         params = ctx.selected_params(module)
-        scale = resolve_scale(ctx, module, params, s)  # type: ignore[arg-type]
-        train, n = ctx.dataset.train, ctx.n_train
-        out = torch.empty(n, dtype=torch.float64)
+        out = torch.empty(stop - start, dtype=torch.float64)
         dtype = next(iter(params.values())).dtype
-        for start in range(0, n, s.sample_chunk):
-            stop = min(start + s.sample_chunk, n)
-            x, y = train.x[start:stop].to(ctx.device, dtype), train.y[start:stop].to(ctx.device)
+        n = max(stop - start, 1)
+        for lo in range(start, stop, s.sample_chunk):
+            hi = min(lo + s.sample_chunk, stop)
+            x, y = ctx.train_rows(slice(lo, hi), dtype)
             g = {k: v.detach() for k, v in per_sample_grads(module, params, x, y).items()}
-            solved = lissa_inverse_hvp(ctx, module, params, g, s, scale, span=(start / n, stop / n))  # type: ignore[arg-type]
-            out[start:stop] = -sum((g[k].double() * solved[k].double()).flatten(1).sum(1) for k in g).cpu()
+            solved = lissa_inverse_hvp(ctx, module, params, g, s, scale, span=((lo - start) / n, (hi - start) / n))  # type: ignore[arg-type]
+            out[lo - start : hi - start] = -sum((g[k].double() * solved[k].double()).flatten(1).sum(1) for k in g).cpu()
         return out

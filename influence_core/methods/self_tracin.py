@@ -22,15 +22,23 @@ class SelfTracIn(InfluenceMethod):
     kind = "self-influence"
     cost = "1 per-sample-grad pass"
     uses_impact = False
+    shardable = True
 
     def compute(self, ctx: ScoringContext) -> torch.Tensor:
         """Scores (n_train,) = −‖grad ℓ_i‖², lower = more detrimental."""
+        return self.score_rows(ctx, self.prepare(ctx), 0, ctx.n_train)
+
+    def prepare(self, ctx: ScoringContext) -> None:
+        return None  # each sample's score needs only its own gradient
+
+    def score_rows(self, ctx: ScoringContext, prepared, start: int, stop: int) -> torch.Tensor:
+        """−‖grad ℓ_i‖² for training rows start..stop, one batch of per-sample gradients at a time."""
         module = ctx.module()
         params = ctx.selected_params(module)
-        out = torch.empty(ctx.n_train, dtype=torch.float64)
-        start = 0
-        for x, y in ctx.train_batches():
-            out[start : start + len(y)] = -squared_norms(per_sample_grads(module, params, x, y)).cpu()
-            start += len(y)
-            ctx.report(start / ctx.n_train, "Self-TracIn")
+        out = torch.empty(stop - start, dtype=torch.float64)
+        done = 0
+        for x, y in ctx.train_batches(start=start, stop=stop):
+            out[done : done + len(y)] = -squared_norms(per_sample_grads(module, params, x, y)).cpu()
+            done += len(y)
+            ctx.report(done / max(stop - start, 1), "Self-TracIn")
         return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import InfluenceMethod, ScoringContext, stream_inner_products
+from .base import LinearMethod, LinearPlan, ScoringContext, Term
 from .ekfac import covered_layers, ekfac_inverse_hvp
 from .tracin import checkpoint_modules, require_checkpoints
 
@@ -25,7 +25,7 @@ class TDASettings:
     damping: float = 0.001  # added to the model's own L2
 
 
-class TDA(InfluenceMethod):
+class TDA(LinearMethod):
     """Mean EKFAC influence over the training checkpoints (SOURCE without the unrolling terms)."""
 
     name = "tda"
@@ -35,17 +35,16 @@ class TDA(InfluenceMethod):
     needs_checkpoints = True
     Settings = TDASettings
 
-    def compute(self, ctx: ScoringContext) -> torch.Tensor:
-        """Scores (n_train,), lower = more detrimental: mean over checkpoints of EKFAC influence."""
+    def prepare(self, ctx: ScoringContext) -> LinearPlan:
+        """Each checkpoint's EKFAC direction, solved once; scores (lower = more detrimental) are their mean IP."""
         n_ckpt = len(require_checkpoints(ctx, self.label))
-        total = torch.zeros(ctx.n_train, dtype=torch.float64)
-        for t, (_, module) in enumerate(checkpoint_modules(ctx, self.label)):
+        terms = []
+        for t, (ckpt, module) in enumerate(checkpoint_modules(ctx, self.label)):
             params = ctx.selected_params(module)
             covered_layers(module, params)
-            lo, hi = t / n_ckpt, (t + 1) / n_ckpt
+            lo, hi = 0.8 * t / n_ckpt, 0.8 * (t + 1) / n_ckpt
             ctx.report(lo, f"checkpoint {t + 1}/{n_ckpt}: impact gradient")
             target = ctx.target_gradient(module, params)
-            direction = ekfac_inverse_hvp(ctx, module, params, target, self.settings.damping, span=(lo, lo + 0.8 * (hi - lo)))
-            total += stream_inner_products(ctx, module, params, direction, span=(lo + 0.8 * (hi - lo), hi),
-                                           message=f"checkpoint {t + 1}/{n_ckpt}")
-        return total / n_ckpt
+            direction = ekfac_inverse_hvp(ctx, module, params, target, self.settings.damping, span=(lo, hi))
+            terms.append(Term(direction, state=ckpt.state, message=f"checkpoint {t + 1}/{n_ckpt}"))
+        return LinearPlan(terms, divide_by=n_ckpt, start=0.8)

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import InfluenceError
 from ..models.train import Checkpoint
-from .base import InfluenceMethod, ScoringContext, stream_inner_products
+from .base import InfluenceMethod, LinearMethod, LinearPlan, ScoringContext, Term
 
 
 def require_checkpoints(ctx: ScoringContext, method: str) -> list[Checkpoint]:
@@ -34,7 +34,7 @@ def checkpoint_modules(ctx: ScoringContext, method: str, dtype: torch.dtype = to
         yield ckpt, module.to(device=ctx.device, dtype=dtype).eval()
 
 
-class TracIn(InfluenceMethod):
+class TracIn(LinearMethod):
     """Learning-rate-weighted sum of IP over the training checkpoints (TracInCP)."""
 
     name = "tracin"
@@ -43,14 +43,14 @@ class TracIn(InfluenceMethod):
     cost = "T JVP passes (checkpoints)"
     needs_checkpoints = True
 
-    def compute(self, ctx: ScoringContext) -> torch.Tensor:
-        """Scores (n_train,), lower = more detrimental: Σ_t lr_t grad f(θ_t)ᵀ grad ℓ_i(θ_t)."""
+    def prepare(self, ctx: ScoringContext) -> LinearPlan:
+        """Each checkpoint's impact gradient, computed once; scores (lower = more detrimental) are
+        Σ_t lr_t grad f(θ_t)ᵀ grad ℓ_i(θ_t), one JVP pass per checkpoint."""
         n_ckpt = len(require_checkpoints(ctx, self.label))
-        total = torch.zeros(ctx.n_train, dtype=torch.float64)
+        terms = []
         for t, (ckpt, module) in enumerate(checkpoint_modules(ctx, self.label)):
             params = ctx.selected_params(module)
-            ctx.report(t / n_ckpt, f"checkpoint {t + 1}/{n_ckpt}: impact gradient")
-            target = ctx.target_gradient(module, params)
-            total += ckpt.lr * stream_inner_products(ctx, module, params, target, span=(t / n_ckpt, (t + 1) / n_ckpt),
-                                                     message=f"checkpoint {t + 1}/{n_ckpt}")
-        return total
+            ctx.report(0.1 * t / n_ckpt, f"checkpoint {t + 1}/{n_ckpt}: impact gradient")
+            terms.append(Term(ctx.target_gradient(module, params), weight=ckpt.lr, state=ckpt.state,
+                              message=f"checkpoint {t + 1}/{n_ckpt}"))
+        return LinearPlan(terms, start=0.1)
