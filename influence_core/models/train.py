@@ -123,6 +123,37 @@ def _objective(module: nn.Module, x, y, w, l2: float) -> torch.Tensor:
     return data
 
 
+def _loader_settings(split: Split, dev: torch.device, workers: int | None) -> tuple[int, bool]:
+    """(reader processes, pinned memory) for the training loader: see `train_model`'s ``loader_workers``."""
+    on_gpu = dev.type == "cuda"
+    if workers is None:
+        workers = 2 if on_gpu and split.on_disk else 0
+    return max(int(workers), 0), on_gpu
+
+
+def _streamed_objective(module: nn.Module, split: Split, w_all: torch.Tensor | None, l2: float, dev: torch.device,
+                        backward: bool, batch_size: int = 1024) -> torch.Tensor:
+    """The training objective of `_objective` over the whole split, summed a batch at a time (gradients accumulated
+    when ``backward``): full-batch L-BFGS without the whole split in memory."""
+    denom = float(w_all.sum()) if w_all is not None else float(len(split))
+    total = torch.zeros((), dtype=torch.float64)
+    with torch.set_grad_enabled(backward):
+        for lo, (x, y) in zip(range(0, len(split), batch_size), split.batches(batch_size, dev)):
+            losses = per_sample_loss(module(x), y)
+            if w_all is not None:
+                losses = losses * w_all[lo : lo + len(y)].to(dev)
+            part = losses.sum() / denom
+            if backward:
+                part.backward()
+            total += float(part.detach())
+        if l2:
+            reg = 0.5 * l2 * sum((p * p).sum() for p in module.parameters())
+            if backward:
+                reg.backward()
+            total += float(reg.detach())
+    return total
+
+
 def train_model(
     dataset: Dataset,
     arch: str = "mlp",
@@ -133,11 +164,14 @@ def train_model(
     progress: TrainProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
     init_state: dict | None = None,
+    loader_workers: int | None = None,
 ) -> FittedModel:
     """Train architecture ``arch`` on ``dataset.train`` and report validation and test accuracy.
 
     ``progress`` receives a dict per epoch (epoch, loss, train/val accuracy, fraction done);
-    ``should_stop`` returning True cancels cleanly and keeps the best model so far.
+    ``should_stop`` returning True cancels cleanly and keeps the best model so far. The training rows are read a
+    mini-batch at a time (from disk for a stored split); ``loader_workers`` processes read ahead (None = automatic:
+    on a GPU, 2 for data on disk, with pinned memory; on the CPU none, the cores are busy training).
     """
     config = (config or TrainConfig()).resolved(arch)
     dev = resolve_device(device)
@@ -150,7 +184,7 @@ def train_model(
     module = build_model(arch, dataset.input_shape, dataset.num_classes).to(dev)
     if init_state is not None:
         module.load_state_dict(init_state)
-    x_all, y_all = dataset.train.x, dataset.train.y
+    train, y_all = dataset.train, dataset.train.y
     w_all = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
     if w_all is not None and (w_all.shape[0] != len(y_all) or bool((w_all < 0).any()) or float(w_all.sum()) <= 0):
         raise InfluenceError("sample weights must be non-negative, one per training sample, not all zero")
@@ -159,20 +193,29 @@ def train_model(
     t0 = time.perf_counter()
 
     if config.optimizer == "lbfgs":
-        x, y = x_all.to(dev), y_all.to(dev)
-        w = None if w_all is None else w_all.to(dev)
         opt = torch.optim.LBFGS(module.parameters(), lr=1.0, max_iter=config.max_iter, tolerance_grad=1e-9,
                                 tolerance_change=1e-12, history_size=50, line_search_fn="strong_wolfe")
         module.train()
+        if train.on_disk:  # full-batch L-BFGS on data that stays on disk: the objective summed batch by batch
+            def closure():
+                opt.zero_grad()
+                return _streamed_objective(module, train, w_all, config.l2, dev, backward=True)
 
-        def closure():
-            opt.zero_grad()
-            loss = _objective(module, x, y, w, config.l2)
-            loss.backward()
-            return loss
+            opt.step(closure)
+            final_loss = float(_streamed_objective(module, train, w_all, config.l2, dev, backward=False))
+        else:
+            x, y = train.x.to(dev), y_all.to(dev)
+            w = None if w_all is None else w_all.to(dev)
 
-        opt.step(closure)
-        _log_epoch(module, dataset, dev, history, 1, 1, float(_objective(module, x, y, w, config.l2).detach()), progress)
+            def closure():
+                opt.zero_grad()
+                loss = _objective(module, x, y, w, config.l2)
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+            final_loss = float(_objective(module, x, y, w, config.l2).detach())
+        _log_epoch(module, dataset, dev, history, 1, 1, final_loss, progress)
         if config.checkpoint_every:
             checkpoints.append(Checkpoint(1, 1.0, _state_copy(module)))
     else:
@@ -184,22 +227,22 @@ def train_model(
         gen = torch.Generator().manual_seed(config.seed)
         augment = bool(config.augment) and dataset.kind == "image"
         best, best_state, best_epoch, stale = float("inf"), None, 0, 0
+        workers, pin = _loader_settings(train, dev, loader_workers)
         for epoch in range(1, config.epochs + 1):
             module.train()
             perm = torch.randperm(len(y_all), generator=gen)
             total = 0.0
-            for start in range(0, len(perm), config.batch_size):
-                idx = perm[start : start + config.batch_size]
-                if len(idx) == 1 and start > 0:
+            for b, (idx, xb, yb) in enumerate(train.loader(perm, config.batch_size, num_workers=workers, pin_memory=pin)):
+                if len(idx) == 1 and b > 0:
                     continue  # BatchNorm cannot train on one sample; it is in another batch next epoch
                 w = None if w_all is None else w_all[idx].to(dev)
                 if w is not None and float(w.sum()) == 0:
                     continue
                 opt.zero_grad()
-                xb = x_all[idx].to(dev)
+                xb = xb.to(dev, non_blocking=pin)
                 if augment:
                     xb = augment_images(xb, gen)
-                loss = _objective(module, xb, y_all[idx].to(dev), w, config.l2)
+                loss = _objective(module, xb, yb.to(dev, non_blocking=pin), w, config.l2)
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
