@@ -14,7 +14,15 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from ..errors import InfluenceError
-from ..figures import method_colour
+
+
+def method_colour(name: str) -> str:
+    """`influence_core.figures.method_colour`, imported on use: that module re-exports this one's figures, so a
+    top-level import would be circular whichever of the two is imported first."""
+    from ..figures import method_colour as colour
+
+    return colour(name)
+
 
 IMPROVEMENT_COLOUR = "rgba(46, 160, 67, 0.15)"
 REFERENCE_COLOUR = "#8c564b"  # the paper's brown cross
@@ -80,11 +88,12 @@ def _seeds(stat: dict | None) -> int:
 
 
 def _error_bars(row: dict) -> dict:
-    """± one std over seeds on each axis, only where the row has more than one seed (one seed: no spread)."""
+    """± one std over seeds on each axis, only where the seeds spread (one seed, or a convex model that every seed
+    retrains to the same optimum: no bar of zero length)."""
     out = {}
     for axis, metric in (("error_x", "accuracy"), ("error_y", "fairness_gap")):
         stat = row.get(metric) or {}
-        if _seeds(stat) > 1 and stat.get("std") is not None:
+        if _seeds(stat) > 1 and (stat.get("std") or 0.0) > 0.0:
             out[axis] = dict(type="data", array=[100 * stat["std"]], visible=True, thickness=1.2, width=4)
     return out
 

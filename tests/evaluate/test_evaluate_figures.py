@@ -82,6 +82,10 @@ def test_pareto_names_methods_in_the_legend_with_one_colour_each_and_seed_error_
     one = pareto_figure({"results": {k: _row(v["label"], v["accuracy"]["mean"], v["fairness_gap"]["mean"], std=0.0, n=1)
                                      for k, v in rows.items()}})
     assert all(t.error_x.array is None and t.error_y.array is None for t in one.data)
+    # Several seeds of one convex model (logistic regression: every seed the same optimum): no zero-length bars.
+    same = pareto_figure({"results": {k: _row(v["label"], v["accuracy"]["mean"], v["fairness_gap"]["mean"], std=0.0, n=3)
+                                      for k, v in rows.items()}})
+    assert all(t.error_x.array is None and t.error_y.array is None for t in same.data)
 
 
 def test_attack_boxes_count_each_model_once_in_the_methods_colour():
