@@ -79,8 +79,11 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="use these trained weights instead of training (state_dict: .safetensors / .pt)")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--workspace", help="cache folder for models and scores (default: $INFLUENCE_WORKSPACE or ./workspace)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the workspace cache")
+    p.add_argument("--workspace", help="the workspace: cached models and scores, and the projects "
+                                       "(default: $INFLUENCE_WORKSPACE or ./workspace)")
+    p.add_argument("--project", default="cli",
+                   help="the project this run works in (default: cli); the app opens it at ?project=NAME")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the workspace (no project either)")
 
 
 DATASET_ARGUMENTS = ("label_column", "sensitive_column", "val_fraction", "label_set", "max_train", "images", "download",
@@ -128,39 +131,47 @@ def impact_settings_from_args(args: argparse.Namespace, impact: str, named: bool
     return settings
 
 
-def load_data_and_model(args: argparse.Namespace):
-    """(dataset, fitted model) as the shared arguments ask: train, or load uploaded weights."""
+def open_project(args: argparse.Namespace):
+    """The project the arguments name (`project.Project`), or None with --no-cache."""
+    if getattr(args, "no_cache", True):
+        return None
+    from .project import Project
+
+    return Project.open(getattr(args, "project", None) or "cli", getattr(args, "workspace", None))
+
+
+def train_config_from_args(args: argparse.Namespace):
+    from .models import TrainConfig
+
+    return TrainConfig(seed=args.seed, epochs=args.epochs, lr=args.lr, l2=args.l2, patience=args.patience,
+                       augment=args.augment, checkpoint_every=getattr(args, "checkpoint_every", 0) or 0)
+
+
+def load_data_and_model(args: argparse.Namespace, project=None):
+    """(dataset, fitted model) as the shared arguments ask — train, or load weights — in ``project`` when given (its
+    current data set and model then; cached), else in memory."""
     from .data import load_dataset
-    from .models import TrainConfig, train_model
+    from .models import train_model
     from .models.train import memorisation_warning
 
-    dataset = load_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))
-    if args.weights:
-        from .models import loading  # data / model uploads (issue 4)
-
-        return dataset, loading.load_fitted(args.weights, args.model, dataset)
-    config = TrainConfig(seed=args.seed, epochs=args.epochs, lr=args.lr, l2=args.l2, patience=args.patience,
-                         augment=args.augment, checkpoint_every=getattr(args, "checkpoint_every", 0) or 0)
     show = _progress_printer(not args.quiet)
     progress = (lambda rec: show(rec["fraction"], f"training: epoch {rec['epoch']} loss {rec['loss']:.4f}")) if show else None
-    workspace = _workspace(args)
-    if workspace is not None:
-        fitted = workspace.get_or_train(dataset, args.model, config, progress=progress, device=args.device)
+    if project is not None:
+        dataset = project.use_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))
+        if args.weights:
+            return dataset, project.use_weights(args.weights, args.model)
+        fitted = project.train(args.model, train_config_from_args(args), progress=progress, device=args.device)
     else:
-        fitted = train_model(dataset, args.model, config, device=args.device, progress=progress)
+        dataset = load_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))
+        if args.weights:
+            from .models import loading
+
+            return dataset, loading.load_fitted(args.weights, args.model, dataset)
+        fitted = train_model(dataset, args.model, train_config_from_args(args), device=args.device, progress=progress)
     warning = memorisation_warning(fitted.metrics)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     return dataset, fitted
-
-
-def _workspace(args: argparse.Namespace):
-    """The workspace cache the arguments ask for, or None with --no-cache (or for commands without the option)."""
-    if getattr(args, "no_cache", True):
-        return None
-    from .workspace import Workspace
-
-    return Workspace(getattr(args, "workspace", None))
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -186,16 +197,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"note: {args.method} needs training checkpoints: training with --checkpoint-every "
                   f"{args.checkpoint_every}", file=sys.stderr)
-    dataset, fitted = load_data_and_model(args)
+    project = open_project(args)
+    dataset, fitted = load_data_and_model(args, project)
     if method_cls.uses_impact and not args.quiet:
         _print_target(describe_target(dataset, fitted, args.impact, impact_settings))
-    workspace = _workspace(args)
     folds = args.folds or 0
     details: dict = {}
-    if workspace is not None:
-        scores = workspace.get_or_score(dataset, fitted, args.method, args.impact, args.params, settings,
-                                        _progress_printer(not args.quiet), impact_settings=impact_settings,
-                                        device=args.device, batch_size=args.batch_size, folds=folds, details=details)
+    if project is not None:
+        from .session import ScoreRun
+
+        run = ScoreRun(args.method, args.impact, args.params, settings, folds=folds, impact_settings=impact_settings)
+        scores = project.score(run, _progress_printer(not args.quiet), details=details, device=args.device,
+                               batch_size=args.batch_size)
     else:
         scores = compute_scores(dataset, fitted, args.method, args.impact, params=args.params, device=args.device,
                                 batch_size=args.batch_size, progress=_progress_printer(not args.quiet),

@@ -241,6 +241,20 @@ class Project:
         self._update_state(use)
         return fitted
 
+    def use_weights(self, path: str | os.PathLike, arch: str) -> FittedModel:
+        """Weights from a local file (the CLI's ``--weights``; checked like an upload, not copied) as the current model."""
+        from .models.loading import load_fitted
+
+        dataset = self.dataset()
+        fitted = load_fitted(str(path), arch, dataset)
+
+        def use(s: Selection) -> None:
+            s.clear_model()
+            s.arch, s.weights, s.model_hash = arch, str(Path(path).resolve()), fitted.fingerprint()
+
+        self._update_state(use)
+        return fitted
+
     def uploaded_weights_path(self, data: bytes, filename: str) -> Path:
         from .data.uploads import stored_path
 
@@ -499,24 +513,55 @@ class Project:
 
     # -------------------------------------------------------------------------------------- experiment
     def experiment(self, settings, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-                   device: str | None = None):
+                   device: str | None = None, *, out: str | os.PathLike | None = None, current_model: bool = True):
         """Trim / relabel / reweight by each method, retrain, compare (`evaluate.runner.run_experiment`) on the current
-        data set and model; scores come from the same cache as the Scores page's, finished runs from the journal."""
+        data set — with the current model as the base (``current_model``), else the one ``settings`` describe. Scores
+        come from the same cache as the Scores page's; finished runs from the project's journal, so a rerun resumes.
+        The result's JSON goes to ``out`` (default: the project's ``experiments/latest.json``)."""
         from .evaluate.runner import run_experiment
 
         dataset = self.dataset()
-        fitted = self.require_model(dataset)
-        out = self.folder / "experiments" / "latest.json"
-        return run_experiment(settings, out, dataset=dataset, base=fitted, progress=progress, should_stop=should_stop,
-                              device=device, journal=self.folder / "experiments" / "journal.jsonl", workspace=self.cache)
+        base = self.require_model(dataset) if current_model else None
+        folder = self.folder / "experiments"
+        return run_experiment(settings, out or folder / "latest.json", dataset=dataset, base=base, progress=progress,
+                              should_stop=should_stop, device=device, journal=folder / "journal.jsonl",
+                              workspace=self.cache)
 
     def experiment_in_background(self, settings) -> Job:
-        """The experiment as the "experiment" job; its result (settings, table rows, runs) is kept as JSON."""
+        """The experiment as the "experiment" job; its result (settings, table rows, runs) is kept as JSON. The job's
+        log starts with ``{"settings": ...}``, so a page can say what is running, or refill its form to resume an
+        interrupted run."""
         def run(handle: JobHandle) -> dict:
+            handle.report(0.0, "starting", record={"settings": settings.as_dict()})
             result = self.experiment(settings, progress=lambda f, m: handle.report(f, m), should_stop=handle.should_stop)
             return result.to_json()
 
         return self.start_job("experiment", "Experiment", run)
+
+    def cleaned_split(self, result, method: str):
+        """The training split ``method``'s action produced in ``result`` (`cleaned_split_table`: index, given and final
+        label, action, weight, score — lower = more detrimental), also for a result read back from JSON: the action is
+        applied again to the method's cached scores. A one-line error when ``result`` is of another data set or model."""
+        from dataclasses import replace
+
+        from .evaluate.actions import apply_action
+        from .evaluate.runner import run_key
+
+        dataset = self.dataset()
+        base = self.require_model(dataset)
+        s = result.settings
+        if run_key(s, dataset, base) != result.key:
+            raise InfluenceError("this result was computed on another data set or model than the current one")
+        if method not in s.methods:
+            raise InfluenceError(f"'{method}' is not a method of this result; choose one of: {', '.join(s.methods)}")
+        args = {"method": method, "impact": s.impact, "params": s.params, "settings": s.method_settings.get(method, {}),
+                "impact_settings": s.resolved_impact_settings()}
+        if not self.cache.has_entry("scores", self.cache.score_key(dataset, base, **args), ".npy"):
+            raise InfluenceError(f"the scores of '{method}' are not in the cache (any more): run the experiment again")
+        scores = self.cache.get_or_score(dataset, base, **args)
+        action = apply_action(s.action, dataset, scores, s.action_settings(), base.module)
+        return cleaned_split_table(replace(result, dataset=dataset, base=base, scores={method: scores},
+                                           actions={method: action}), method)
 
 
 _STATE_LOCK = threading.Lock()

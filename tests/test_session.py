@@ -1,23 +1,25 @@
-"""The selection on disk, upload storage, flagged rows and the local model / score cache."""
-
+"""The state's types: score-run labels and flagged rows (the state file itself: tests/test_project.py)."""
 
 import numpy as np
 
-from influence_core.session import ScoreRun, Selection, flagged_rows, load_selection, save_selection
+from influence_core.session import ScoreRun, Selection, flagged_rows
 
 
-def test_selection_round_trip_and_fallback(tmp_path):
+def test_switching_data_set_clears_model_and_runs():
     sel = Selection()
     sel.arch, sel.train, sel.model_hash = "mlp", {"epochs": 5}, "abc"
     sel.add_run(ScoreRun("ip_ensemble", settings={"ensemble_size": 3}))
-    save_selection(sel, tmp_path)
-    back = load_selection(tmp_path)
-    assert back == sel and back.runs[0].label == "ip_ensemble[K=3]" and back.primary == "ip_ensemble[K=3]"
-    assert back.train_config().epochs == 5
-    back.set_dataset("blobs", {"seed": 1})
-    assert back.arch is None and back.runs == []
-    (tmp_path / "selection.json").write_text("{not json")
-    assert load_selection(tmp_path) == Selection()  # a broken file falls back to the default (moons)
+    sel.set_dataset("moons", {"seed": 0})  # the same data set: nothing changes
+    assert sel.arch == "mlp" and sel.primary == "ip_ensemble[K=3]"
+    sel.set_dataset("blobs", {"seed": 1})
+    assert sel.arch is None and sel.runs == [] and sel.primary is None
+
+
+def test_run_labels_name_every_setting_that_changes_the_scores():
+    assert ScoreRun("ip").label == "ip"
+    assert ScoreRun("loss", folds=5).label == "loss·oof5"
+    assert ScoreRun("ip", "robustness", impact_settings={"epsilon": 0.2}).label == "ip·robustness·epsilon=0.2"
+    assert ScoreRun("ip", impact_settings={"val_trim": 0.0}).label == "ip·trim=0"
 
 
 def test_flagged_rows_are_the_lowest_scores():

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import (_parse_sets, _progress_printer, _workspace, add_data_model_arguments, add_impact_arguments,
-                   dataset_arguments, impact_settings_from_args)
+from ..cli import (_parse_sets, _progress_printer, add_data_model_arguments, add_impact_arguments, dataset_arguments,
+                   impact_settings_from_args, open_project)
 from ..errors import InfluenceError
 from ..models.train import TrainConfig
 from .actions import ACTIONS
@@ -64,18 +64,27 @@ def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    dataset = base = None
-    if args.weights:
-        from ..data import load_dataset
-        from ..models import loading  # uploaded weights (issue 4)
+    progress = _progress_printer(not args.quiet)
+    project = open_project(args)
+    if project is not None:  # the project's data set (and, with --weights, its model); cache and journal shared
+        project.use_dataset(settings.dataset, seed=settings.data_seed, **settings.dataset_kwargs)
+        if args.weights:
+            project.use_weights(args.weights, args.model)
+        result = project.experiment(settings, progress, device=args.device, out=args.out, current_model=bool(args.weights))
+    else:
+        dataset = base = None
+        if args.weights:
+            from ..data import load_dataset
+            from ..models import loading
 
-        dataset = load_dataset(settings.dataset, seed=settings.data_seed, **settings.dataset_kwargs)
-        base = loading.load_fitted(args.weights, args.model, dataset)
-    result = run_experiment(settings, args.out, dataset=dataset, base=base, progress=_progress_printer(not args.quiet),
-                            device=args.device, workspace=_workspace(args))
+            dataset = load_dataset(settings.dataset, seed=settings.data_seed, **settings.dataset_kwargs)
+            base = loading.load_fitted(args.weights, args.model, dataset)
+        result = run_experiment(settings, args.out, dataset=dataset, base=base, progress=progress, device=args.device)
     print(format_table(result))
     if args.out:
-        print(f"wrote {args.out} (finished runs: {Path(args.out).stem}.runs.jsonl)", file=sys.stderr)
+        journal = f"the project's journal in {project.folder / 'experiments'}" if project is not None else \
+            f"{Path(args.out).stem}.runs.jsonl"
+        print(f"wrote {args.out} (finished runs: {journal})", file=sys.stderr)
     return 0
 
 

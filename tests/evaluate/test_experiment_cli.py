@@ -7,15 +7,22 @@ from influence_core.cli import main
 
 def test_experiment_command_writes_json_and_prints_table(tmp_path, capsys):
     out = tmp_path / "results.json"
-    rc = main(["experiment", "--dataset", "blobs", "--model", "logreg", "--methods", "ip,ip_ensemble", "--seeds", "1",
-               "--attacks", "1", "--action", "reweight", "--temperature", "2", "--out", str(out), "--quiet"])
+    args = ["experiment", "--dataset", "blobs", "--model", "logreg", "--methods", "ip,ip_ensemble", "--seeds", "1",
+            "--attacks", "1", "--action", "reweight", "--temperature", "2", "--out", str(out), "--quiet",
+            "--workspace", str(tmp_path / "ws"), "--project", "exp"]
+    rc = main(args)
     assert rc == 0
     text = capsys.readouterr().out
     assert "| full |" in text and "| IP Ensemble |" in text
     data = json.loads(out.read_text())
     assert set(data["results"]) == {"full", "random", "ip", "ip_ensemble"}
     assert data["settings"]["action"] == "reweight" and data["settings"]["temperature"] == 2.0
-    assert (tmp_path / "results.runs.jsonl").exists()
+    # Finished runs are journaled in the project, the base model and scores in the workspace cache: a rerun resumes.
+    journal = tmp_path / "ws" / "projects" / "exp" / "experiments" / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    assert lines and list((tmp_path / "ws" / "scores").glob("*.npy"))
+    assert main(args) == 0 and journal.read_text().splitlines() == lines
+    assert "| full |" in capsys.readouterr().out
 
 
 def test_experiment_errors_are_one_line(capsys):
