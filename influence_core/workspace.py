@@ -37,6 +37,7 @@ from .impacts import Impact, make_impact
 from .methods import get_method
 from .models.registry import build_model
 from .models.train import Checkpoint, FittedModel, TrainConfig, TrainProgress, train_model
+from .session import workspace_root
 
 
 def _hash(payload: dict) -> str:
@@ -88,7 +89,7 @@ class Workspace:
     """One project's folder: cached models and scores (see the module docstring for the layout)."""
 
     def __init__(self, root: str | os.PathLike | None = None, project: str | None = None) -> None:
-        base = Path(root or os.environ.get("INFLUENCE_WORKSPACE") or "workspace").expanduser()
+        base = Path(root).expanduser() if root else workspace_root()
         self.root = (base / project) if project else base
         try:
             self.root.mkdir(parents=True, exist_ok=True)

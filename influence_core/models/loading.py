@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..data.base import Dataset
-from ..data.uploads import MAX_UPLOAD_BYTES
+from ..data.uploads import check_size
 from ..errors import InfluenceError
 from .architectures import output_dim
 from .pt2_check import check_loaded_program, check_pt2_archive
@@ -152,10 +152,7 @@ def _probe(module: nn.Module, dataset: Dataset, label: str) -> None:
 # ---------------------------------------------------------------------------------------------- public
 def load_fitted_bytes(data: bytes, filename: str, arch: str, dataset: Dataset) -> FittedModel:
     """A `FittedModel` from uploaded bytes: a state_dict for built-in ``arch``, or a ``.pt2`` export (``arch`` ignored)."""
-    if len(data) == 0:
-        raise InfluenceError(f"the file '{filename}' is empty")
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise InfluenceError(f"'{filename}' is {len(data) / 2**20:.1f} MB; uploads are limited to {MAX_UPLOAD_BYTES // 2**20} MB")
+    check_size(len(data), filename)
     if Path(filename).suffix.lower() == ".pt2":
         check_pt2_archive(data, filename)  # before torch reads a byte of it
         try:
@@ -188,8 +185,7 @@ def load_fitted(path: str | os.PathLike, arch: str, dataset: Dataset) -> FittedM
     path = Path(path)
     if not path.is_file():
         raise InfluenceError(f"no such weights file: {path}")
-    if path.stat().st_size > MAX_UPLOAD_BYTES:
-        raise InfluenceError(f"'{path.name}' is {path.stat().st_size / 2**20:.1f} MB; uploads are limited to {MAX_UPLOAD_BYTES // 2**20} MB")
+    check_size(path.stat().st_size, path.name)
     return load_fitted_bytes(path.read_bytes(), path.name, arch, dataset)
 
 
