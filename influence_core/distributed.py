@@ -1,0 +1,529 @@
+"""Sharded, resumable scoring on a Dask cluster: scatter the model and the target direction once, score one shard of
+the training set per task, write each shard to Parquet, and on a rerun skip the shards already written.
+
+    scores = score_sharded(ds, fitted, "ip", out_dir=Path("workspace/shards/<key>"), cluster="local:2")
+
+Why it works: once a method's per-sample part is separated from what it computes once for every sample (the impact
+gradient, IP Ensemble's masked models, TracIn's checkpoints, the solved (H + λI)⁻¹∇f of a Hessian method — see
+`InfluenceMethod.prepare` / `score_rows`), scoring is embarrassingly parallel and linear in N. Dask
+(`dask.distributed`) runs the tasks: a `LocalCluster` of N worker processes (``cluster="local:N"``), dask-cuda's
+`LocalCUDACluster` (``"local-cuda"``: one worker per GPU), or any running scheduler (``scheduler="tcp://HOST:PORT"``,
+or ``$INFLUENCE_DASK_SCHEDULER``). Without any, the shards run one after another in this process — still resumable.
+
+Each shard is ``out_dir/shard-00007.parquet`` (``fold-02-shard-00007.parquet`` out of fold): columns ``row`` (the
+position in the training split) and ``score`` (lower = more detrimental), written to a temporary name and renamed.
+The worker writes it when it sees ``out_dir`` (a shared folder); otherwise the client does when the result arrives.
+``out_dir/manifest.json`` names the run, so shards of another run are never mixed in. Workers of a remote cluster
+need the project installed and, for data on disk, the same folders at the same paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import resource
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from .data.base import Dataset
+from .errors import InfluenceError
+from .folds import FoldSettings, fold_assignment, fold_split
+from .grads import Progress
+from .impacts import Impact, make_impact
+from .methods import METHODS, InfluenceMethod, ScoringContext, get_method
+from .models.train import FittedModel
+
+ENV_SCHEDULER = "INFLUENCE_DASK_SCHEDULER"
+MIN_SHARD, MAX_SHARD, TARGET_SHARDS = 1024, 16384, 64
+_SCHEDULER_RE = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[^\s/]+$")
+
+
+# ------------------------------------------------------------------------------------------- where to run
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where sharded scoring runs: ``kind`` "process" (this process, shard after shard), "local" (a `LocalCluster`
+    of ``workers`` processes with ``threads`` threads each), "local-cuda" (one worker per GPU, or ``workers`` GPUs)
+    or "scheduler" (a running Dask scheduler at ``address``)."""
+
+    kind: str = "process"
+    workers: int | None = None
+    threads: int = 1
+    address: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "local":
+            return f"local Dask cluster of {self.workers} worker(s) × {self.threads} thread(s)"
+        if self.kind == "local-cuda":
+            return f"local CUDA Dask cluster ({self.workers or 'one worker per'} GPU)"
+        if self.kind == "scheduler":
+            return f"Dask scheduler at {self.address}"
+        return "this process"
+
+
+def parse_cluster(cluster: str | None = None, scheduler: str | None = None, *, threads: int = 1,
+                  environ: dict | None = None) -> ClusterSpec:
+    """The `ClusterSpec` for the CLI's ``--cluster local:N`` / ``local-cuda[:N]`` / ``none`` and ``--scheduler
+    tcp://HOST:PORT``; with neither, ``$INFLUENCE_DASK_SCHEDULER`` when set, else this process. One-line errors."""
+    environ = os.environ if environ is None else environ
+    if cluster and scheduler:
+        raise InfluenceError("give --cluster or --scheduler, not both")
+    if scheduler is None and cluster is None:
+        scheduler = environ.get(ENV_SCHEDULER) or None
+    if threads < 1:
+        raise InfluenceError(f"threads per worker must be at least 1, got {threads}")
+    if scheduler:
+        address = scheduler.strip()
+        if "://" not in address:
+            address = "tcp://" + address
+        if not _SCHEDULER_RE.match(address) or not re.search(r":\d+$", address) and not address.startswith("inproc://"):
+            raise InfluenceError(f"a Dask scheduler address looks like tcp://HOST:PORT, not '{scheduler}'")
+        return ClusterSpec("scheduler", address=address, threads=threads)
+    text = (cluster or "none").strip().lower()
+    if text in ("none", "process", "off", ""):
+        return ClusterSpec("process", threads=threads)
+    m = re.fullmatch(r"(local|local-cuda)(?::(\d+))?", text)
+    if not m:
+        raise InfluenceError(f"--cluster takes local:N (N worker processes), local-cuda[:N] or none, not '{cluster}'")
+    n = int(m.group(2)) if m.group(2) else None
+    if n is not None and n < 1:
+        raise InfluenceError(f"a local cluster needs at least 1 worker, got {n}")
+    if m.group(1) == "local":
+        return ClusterSpec("local", workers=n or max(1, (os.cpu_count() or 1) // threads), threads=threads)
+    return ClusterSpec("local-cuda", workers=n, threads=threads)
+
+
+@contextmanager
+def dask_client(spec: ClusterSpec) -> Iterator[Any]:
+    """A `distributed.Client` for ``spec`` (None for "process"); a cluster started here is closed on exit."""
+    if spec.kind == "process":
+        yield None
+        return
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if spec.kind == "scheduler":
+        try:
+            client = Client(spec.address, timeout="10s")
+        except (OSError, TimeoutError) as err:
+            raise InfluenceError(f"cannot reach the Dask scheduler at {spec.address}: {str(err).splitlines()[0]}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    if spec.kind == "local-cuda":
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise InfluenceError("--cluster local-cuda needs dask-cuda (pip install dask-cuda) and a CUDA GPU") from None
+        kwargs = {"CUDA_VISIBLE_DEVICES": list(range(spec.workers))} if spec.workers else {}
+        cluster = LocalCUDACluster(threads_per_worker=spec.threads, dashboard_address=None, silence_logs=logging.ERROR, **kwargs)
+    else:
+        cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=spec.threads, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    try:
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def shardable_methods() -> list[str]:
+    """The registered methods sharded scoring can run (those with a per-sample part)."""
+    return sorted(name for name, cls in METHODS.items() if cls.shardable)
+
+
+# -------------------------------------------------------------------------------------------- the shards
+@dataclass(frozen=True)
+class Shard:
+    """Rows start..stop of one part (the whole training set, or the held-out rows of fold ``fold``)."""
+
+    part: int
+    index: int
+    start: int
+    stop: int
+    rows: np.ndarray  # positions in the whole training split
+    name: str
+
+
+def default_shard_size(n: int, batch_size: int) -> int:
+    """About 64 shards, each 1,024..16,384 rows and a whole number of batches: enough tasks to keep every worker
+    busy to the end, few enough that each is long next to Dask's per-task overhead. Depends on N only, so a rerun
+    on another cluster finds the same shards."""
+    return round_shard_size(min(MAX_SHARD, max(MIN_SHARD, math.ceil(n / TARGET_SHARDS))), batch_size)
+
+
+def round_shard_size(size: int, batch_size: int) -> int:
+    """``size`` rounded up to whole batches: a shard's batches are then the single-process run's batches."""
+    if size < 1:
+        raise InfluenceError(f"shard size must be at least 1, got {size}")
+    return max(batch_size, math.ceil(size / batch_size) * batch_size)
+
+
+def _shards(parts: list[np.ndarray], shard_size: int, folds: int) -> list[Shard]:
+    out = []
+    for p, rows in enumerate(parts):
+        for i, lo in enumerate(range(0, len(rows), shard_size)):
+            hi = min(lo + shard_size, len(rows))
+            name = f"fold-{p:02d}-shard-{i:05d}.parquet" if folds else f"shard-{i:05d}.parquet"
+            out.append(Shard(p, i, lo, hi, rows[lo:hi], name))
+    return out
+
+
+def write_shard(path: Path, rows: np.ndarray, scores: np.ndarray) -> None:
+    """One shard as Parquet (``row``, ``score``), written to a temporary name and renamed: never half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"row": pa.array(np.asarray(rows, dtype=np.int64)), "score": pa.array(np.asarray(scores, dtype=np.float64))})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def read_shard(path: Path, rows: np.ndarray) -> np.ndarray | None:
+    """The scores of a finished shard, or None when the file is missing, unreadable or for other rows."""
+    try:
+        table = pq.read_table(path, columns=["row", "score"])
+    except (OSError, pa.ArrowException):
+        return None
+    found_rows = table.column("row").to_numpy()
+    scores = table.column("score").to_numpy().astype(np.float64)
+    if not np.array_equal(found_rows, rows) or not np.isfinite(scores).all():
+        return None
+    return scores
+
+
+def shard_status(out_dir: str | os.PathLike) -> dict:
+    """How far a sharded run in ``out_dir`` is (for a progress display while it runs, or after it was stopped):
+    total shards, the names of those written, and the run's description from its manifest."""
+    out_dir = Path(out_dir)
+    manifest = _read_manifest(out_dir) or {}
+    done = sorted(p.name for p in out_dir.glob("*shard-*.parquet")) if out_dir.exists() else []
+    return {"total": manifest.get("shards"), "done": done, "manifest": manifest}
+
+
+# ---------------------------------------------------------------------------------------- the worker side
+class ShardJob:
+    """What every task of one part needs, scattered once to each worker: the method with its prepared result (the
+    target direction, …), the model (without its checkpoints: a plan carries the ones it needs), the part's training
+    rows (a file path and row index for data on disk) and where to write."""
+
+    def __init__(self, method: InfluenceMethod, prepared: Any, fitted: FittedModel, dataset: Dataset, impact: Impact,
+                 params: str, batch_size: int, device: str | None, out_dir: str) -> None:
+        self.method, self.prepared, self.fitted, self.dataset = method, prepared, fitted, dataset
+        self.impact, self.params, self.batch_size, self.device, self.out_dir = impact, params, batch_size, device, out_dir
+        self._ctx: ScoringContext | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_ctx"], state["_lock"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def context(self) -> ScoringContext:
+        """The scoring context on this worker, built on first use and kept (its model copies serve every shard)."""
+        with self._lock:
+            if self._ctx is None:
+                self._ctx = ScoringContext(self.fitted, self.dataset, self.impact, params=self.params,
+                                           device=self.device, batch_size=self.batch_size)
+            return self._ctx
+
+
+def run_shard(job: ShardJob, start: int, stop: int, rows: np.ndarray, name: str) -> dict:
+    """Score rows start..stop of the job's part and write the shard (when ``out_dir`` is reachable from here).
+    Returns the scores and this process's peak resident memory, for the client."""
+    try:
+        from distributed import get_worker
+
+        torch.set_num_threads(max(1, int(get_worker().state.nthreads)))
+        worker = get_worker().address
+    except (ImportError, ValueError):
+        worker = "this process"
+    t0 = time.perf_counter()
+    ctx = job.context()
+    scores = job.method.score_rows(ctx, job.prepared, start, stop)
+    scores = np.asarray(scores.detach().cpu().numpy() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+    if scores.shape != (stop - start,):
+        raise InfluenceError(f"method '{job.method.name}' returned {scores.shape} scores for {stop - start} rows")
+    if not np.isfinite(scores).all():
+        raise InfluenceError(f"method '{job.method.name}' produced non-finite scores; try more damping or a smaller step")
+    written = False
+    try:
+        write_shard(Path(job.out_dir) / name, rows, scores)
+        written = True
+    except OSError:
+        pass  # the folder is not shared with this worker: the client writes the shard
+    return {"scores": scores, "written": written, "worker": worker, "seconds": time.perf_counter() - t0,
+            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+# ---------------------------------------------------------------------------------------- the client side
+def score_sharded(
+    dataset: Dataset,
+    fitted: FittedModel,
+    method: str,
+    impact: str | Impact = "utility",
+    *,
+    out_dir: str | os.PathLike,
+    settings: dict | None = None,
+    impact_settings: dict | None = None,
+    params: str = "all",
+    folds: int = 0,
+    fold_models: list[FittedModel] | None = None,
+    cluster: str | ClusterSpec | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    shard_size: int | None = None,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+    device: str | None = None,
+    details: dict | None = None,
+) -> np.ndarray:
+    """Scores of every training sample by ``method`` against ``impact`` (lower = more detrimental), computed shard
+    by shard on Dask and kept in ``out_dir``; equal to `compute_scores` with the same arguments (to float rounding).
+
+    ``cluster``: "local:N" (a LocalCluster of N single-thread workers, started and closed here), "local-cuda[:N]",
+    "none" (this process) or a `ClusterSpec`; ``scheduler``: "tcp://HOST:PORT" of a running cluster; neither:
+    ``$INFLUENCE_DASK_SCHEDULER`` if set, else this process. ``client``: an open `distributed.Client` to use
+    instead (not closed here). A rerun with the same ``out_dir`` scores only the shards not yet written.
+    ``folds=K``: out of fold, one task per (fold, shard); ``fold_models`` are trained here when not given.
+    ``progress(fraction, message)`` hears of every shard; ``details`` receives the method's notes and the run's
+    counts (shards, skipped, computed, peak memory per worker in bytes, seconds).
+    """
+    t0 = time.perf_counter()
+    settings = dict(settings or {})
+    scorer = get_method(method, **settings)
+    if not scorer.shardable:
+        raise InfluenceError(f"method '{method}' scores all training samples at once and cannot be sharded; "
+                             f"sharded scoring runs: {', '.join(shardable_methods())}")
+    imp = make_impact(impact, **(impact_settings or {}))
+    spec = cluster if isinstance(cluster, ClusterSpec) else (None if client is not None else parse_cluster(cluster, scheduler))
+    out_dir = Path(out_dir)
+    n = len(dataset.train)
+    if n == 0:
+        raise InfluenceError("the training split is empty")
+
+    # The parts: the whole training set, or each fold's held-out rows scored by the model that did not see them.
+    if folds:
+        fold_settings = FoldSettings(int(folds))
+        if fold_models is None:
+            from .api import fold_models_for, span
+
+            fold_models = fold_models_for(dataset, fitted, fold_settings, progress=span(progress, 0.0, 0.5), device=device)
+            progress = span(progress, 0.5, 1.0)
+        if len(fold_models) != fold_settings.folds:
+            raise InfluenceError(f"expected {fold_settings.folds} fold models, got {len(fold_models)}")
+        assignment = fold_assignment(dataset.train.y.numpy(), fold_settings)
+        splits = [fold_split(dataset, assignment, k) for k in range(fold_settings.folds)]
+        parts = [(held, model, rows) for (_, held, rows), model in zip(splits, fold_models)]
+    else:
+        parts = [(dataset, fitted, np.arange(n))]
+
+    # The manifest ties out_dir to one run; its shard size wins on a rerun so the same shards are found.
+    manifest = _manifest(dataset, fitted, fold_models if folds else None, scorer, imp, params, folds, n)
+    previous = _read_manifest(out_dir)
+    if previous is not None:
+        differs = [k for k in manifest if previous.get(k) != manifest[k]]
+        if differs:
+            raise InfluenceError(f"{out_dir} holds shards of another run ({', '.join(differs)} differ); "
+                                 "give an empty folder or the one of this run")
+        if shard_size is not None and round_shard_size(shard_size, batch_size) != previous["shard_size"]:
+            raise InfluenceError(f"{out_dir} holds shards of {previous['shard_size']} rows; rerun with that shard size "
+                                 "or give an empty folder")
+        size = int(previous["shard_size"])
+    else:
+        size = round_shard_size(shard_size, batch_size) if shard_size else default_shard_size(n, batch_size)
+    shards = _shards([rows for _, _, rows in parts], size, folds)
+    manifest.update(shard_size=size, shards=len(shards), batch_size=batch_size,
+                    details=(previous or {}).get("details", {}))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    out = np.full(n, np.nan)
+    todo = []
+    for s in shards:
+        found = read_shard(out_dir / s.name, s.rows)
+        if found is None:
+            todo.append(s)
+        else:
+            out[s.rows] = found
+    skipped = len(shards) - len(todo)
+    run = {"shards": len(shards), "skipped": skipped, "computed": 0, "shard_size": size, "peak_rss": {},
+           "where": "none needed" if not todo else (spec.describe() if spec is not None else "the given Dask client")}
+
+    def report(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(float(min(max(fraction, 0.0), 1.0)), message)
+
+    if todo:
+        # Once per part: the method's shared computation (impact gradient, solved direction, …), on this process.
+        jobs: dict[int, ShardJob] = {}
+        needed = sorted({s.part for s in todo})
+        for j, p in enumerate(needed):
+            part_ds, model, _ = parts[p]
+            label = f"fold {p + 1}/{len(parts)}: " if folds else ""
+
+            def prep_report(fraction: float, message: str, j=j, label=label) -> None:
+                report(0.2 * (j + min(fraction, 1.0)) / len(needed), f"{label}preparing: {message}")
+
+            ctx = ScoringContext(model, part_ds, imp, params=params, device=device, batch_size=batch_size, progress=prep_report)
+            scorer.check(ctx)
+            prepared = scorer.prepare(ctx)
+            jobs[p] = ShardJob(scorer, _to_cpu(prepared), _bare(model), _worker_dataset(part_ds), imp, params, batch_size,
+                               device, str(out_dir.resolve()))
+        manifest["details"] = _jsonable(scorer.details)
+        _write_manifest(out_dir, manifest)
+        report(0.2, f"{skipped}/{len(shards)} shards from an earlier run; scoring {len(todo)} on {run['where']}")
+
+        def done(s: Shard, result: dict) -> None:
+            if not result["written"] or not (out_dir / s.name).exists():
+                write_shard(out_dir / s.name, s.rows, result["scores"])
+            out[s.rows] = result["scores"]
+            run["computed"] += 1
+            worker = result["worker"]
+            run["peak_rss"][worker] = max(run["peak_rss"].get(worker, 0), int(result["peak_rss"]))
+            finished = skipped + run["computed"]
+            where = f"fold {s.part + 1}/{len(parts)}, " if folds else ""
+            report(0.2 + 0.8 * run["computed"] / len(todo),
+                   f"shard {s.index + 1} ({where}rows {s.start}–{s.stop}) written: {finished}/{len(shards)} shards")
+
+        if client is not None:
+            _run_on_dask(client, jobs, todo, done)
+        else:
+            with dask_client(spec) as opened:
+                if opened is None:
+                    for s in todo:
+                        done(s, run_shard(jobs[s.part], s.start, s.stop, s.rows, s.name))
+                else:
+                    _run_on_dask(opened, jobs, todo, done)
+    else:
+        _write_manifest(out_dir, manifest)
+        report(1.0, f"all {len(shards)} shards from an earlier run")
+
+    if not np.isfinite(out).all():
+        raise InfluenceError(f"sharded scoring left {int((~np.isfinite(out)).sum())} samples without a score")
+    scorer.details = manifest.get("details", {}) or scorer.details
+    if details is not None:
+        details.update(scorer.details)
+        details["sharding"] = dict(run, seconds=time.perf_counter() - t0)
+    report(1.0, "done")
+    return out
+
+
+def _run_on_dask(client, jobs: dict[int, ShardJob], todo: list[Shard], done: Callable[[Shard, dict], None]) -> None:
+    """Scatter each part's job to every worker once, submit one task per shard, and hand results over as they come;
+    an error (or an interruption of the client) cancels what is still queued — the shards written stay."""
+    from distributed import as_completed
+
+    scattered = {p: client.scatter(job, broadcast=True, hash=False) for p, job in jobs.items()}
+    run_id = uuid.uuid4().hex[:8]
+    futures = {}
+    for s in todo:
+        future = client.submit(run_shard, scattered[s.part], s.start, s.stop, s.rows, s.name,
+                               key=f"influence-shard-{run_id}-{s.name}", pure=False)
+        futures[future] = s
+    try:
+        for future in as_completed(list(futures)):
+            try:
+                result = future.result()
+            except InfluenceError:
+                raise
+            except Exception as err:  # noqa: BLE001 - a worker's failure becomes one line for the user
+                first = (str(err).splitlines() or [""])[0][:200]
+                raise InfluenceError(f"shard {futures[future].name} failed on a Dask worker: {type(err).__name__}: {first}; "
+                                     "rerun to score the remaining shards") from None
+            done(futures[future], result)
+    finally:
+        client.cancel(list(futures), force=True)
+        client.cancel(list(scattered.values()), force=True)
+
+
+def _bare(model: FittedModel) -> FittedModel:
+    """The model without its training record and checkpoints (a plan carries the checkpoints it scores with)."""
+    return replace(model, history=[], checkpoints=[])
+
+
+def _worker_dataset(dataset: Dataset) -> Dataset:
+    """The data set as the workers need it: the training rows only (a path and row index when stored on disk)."""
+    return replace(dataset, val=dataset.val.subset(np.arange(0)), test=dataset.test.subset(np.arange(0)),
+                   noise_mask=None, clean_labels=None)
+
+
+def _to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor moved to the CPU (what is scattered must not depend on the client's GPU)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return replace(obj, **{f.name: _to_cpu(getattr(obj, f.name)) for f in fields(obj) if f.init})
+    return obj
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+
+
+def _manifest(dataset: Dataset, fitted: FittedModel, fold_models: list[FittedModel] | None, scorer: InfluenceMethod,
+              imp: Impact, params: str, folds: int, n: int) -> dict:
+    imp_settings = {f.name: getattr(imp, f.name) for f in fields(imp)} if is_dataclass(imp) else {}
+    models = [m.fingerprint() for m in fold_models] if fold_models else [fitted.fingerprint()]
+    if scorer.needs_checkpoints:  # TracIn-like scores depend on the training trajectory, not only on θ
+        models += [_checkpoints_fingerprint(m) for m in (fold_models or [fitted])]
+    return _jsonable({"method": scorer.name, "settings": asdict(scorer.settings) if is_dataclass(scorer.settings) else {},
+                      "impact": imp.name if scorer.uses_impact else None, "impact_settings": imp_settings if scorer.uses_impact else {},
+                      "params": params, "folds": int(folds or 0), "n_train": n, "dataset": dataset.fingerprint(),
+                      "models": models})
+
+
+def _checkpoints_fingerprint(fitted: FittedModel) -> str:
+    h = hashlib.sha256()
+    for c in fitted.checkpoints:
+        h.update(f"{c.epoch}:{c.lr!r}".encode())
+        for name, t in c.state.items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _read_manifest(out_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(out_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_manifest(out_dir: Path, manifest: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".manifest.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(manifest, written=time.time()), f, indent=1)
+        os.replace(tmp, out_dir / "manifest.json")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
