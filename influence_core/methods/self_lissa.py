@@ -16,17 +16,14 @@ import torch
 from ..errors import InfluenceError
 from ..grads import per_sample_grads
 from .base import InfluenceMethod, ScoringContext
-from .lissa import lissa_inverse_hvp, resolve_scale
+from .lissa import LiSSASettings, lissa_inverse_hvp, resolve_scale
 
 
 @dataclass(frozen=True)
-class SelfLiSSASettings:
+class SelfLiSSASettings(LiSSASettings):
+    """LiSSA's settings with a shallower default recursion (it runs once per chunk of samples) and the chunk size."""
+
     depth: int = 200
-    repeats: int = 1
-    scale: float = 0.0  # 0 = auto: 2 × the largest eigenvalue of H + λI (power iteration)
-    damping: float = 0.01
-    hvp_batch_size: int = 64
-    seed: int = 0
     sample_chunk: int = 64
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import LinearMethod, LinearPlan, ScoringContext, Term
+from .base import LinearMethod, LinearPlan, ScoringContext
 from .ekfac import covered_layers, ekfac_inverse_hvp
-from .tracin import checkpoint_modules, require_checkpoints
+from .tracin import checkpoint_plan
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,9 @@ class TDA(LinearMethod):
 
     def prepare(self, ctx: ScoringContext) -> LinearPlan:
         """Each checkpoint's EKFAC direction, solved once; scores (lower = more detrimental) are their mean IP."""
-        n_ckpt = len(require_checkpoints(ctx, self.label))
-        terms = []
-        for t, (ckpt, module) in enumerate(checkpoint_modules(ctx, self.label)):
-            params = ctx.selected_params(module)
+        def direction(module, params, lo, hi):
             covered_layers(module, params)
-            lo, hi = 0.8 * t / n_ckpt, 0.8 * (t + 1) / n_ckpt
-            ctx.report(lo, f"checkpoint {t + 1}/{n_ckpt}: impact gradient")
             target = ctx.target_gradient(module, params)
-            direction = ekfac_inverse_hvp(ctx, module, params, target, self.settings.damping, span=(lo, hi))
-            terms.append(Term(direction, state=ckpt.state, message=f"checkpoint {t + 1}/{n_ckpt}"))
-        return LinearPlan(terms, divide_by=n_ckpt, start=0.8)
+            return ekfac_inverse_hvp(ctx, module, params, target, self.settings.damping, span=(lo, hi))
+
+        return checkpoint_plan(ctx, self.label, direction, start=0.8, mean=True)

@@ -8,7 +8,7 @@ as for IP: a mislabelled sample's gradient points against the impact gradient at
 from __future__ import annotations
 
 import copy
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -34,6 +34,20 @@ def checkpoint_modules(ctx: ScoringContext, method: str, dtype: torch.dtype = to
         yield ckpt, module.to(device=ctx.device, dtype=dtype).eval()
 
 
+def checkpoint_plan(ctx: ScoringContext, method: str, direction: Callable[[nn.Module, dict, float, float], dict], *,
+                    start: float, lr_weighted: bool = False, mean: bool = False) -> LinearPlan:
+    """A plan with one term per training checkpoint θ_t: ``direction(module_t, params_t, lo, hi)`` solved once per
+    checkpoint (progress from lo to hi of [0, start]), weighted by lr_t (TracIn) and/or averaged over T (TDA)."""
+    n_ckpt = len(require_checkpoints(ctx, method))
+    terms = []
+    for t, (ckpt, module) in enumerate(checkpoint_modules(ctx, method)):
+        lo, hi = start * t / n_ckpt, start * (t + 1) / n_ckpt
+        ctx.report(lo, f"checkpoint {t + 1}/{n_ckpt}: impact gradient")
+        terms.append(Term(direction(module, ctx.selected_params(module), lo, hi), weight=ckpt.lr if lr_weighted else 1.0,
+                          state=ckpt.state, message=f"checkpoint {t + 1}/{n_ckpt}"))
+    return LinearPlan(terms, divide_by=n_ckpt if mean else 1, start=start)
+
+
 class TracIn(LinearMethod):
     """Learning-rate-weighted sum of IP over the training checkpoints (TracInCP)."""
 
@@ -46,11 +60,5 @@ class TracIn(LinearMethod):
     def prepare(self, ctx: ScoringContext) -> LinearPlan:
         """Each checkpoint's impact gradient, computed once; scores (lower = more detrimental) are
         Σ_t lr_t grad f(θ_t)ᵀ grad ℓ_i(θ_t), one JVP pass per checkpoint."""
-        n_ckpt = len(require_checkpoints(ctx, self.label))
-        terms = []
-        for t, (ckpt, module) in enumerate(checkpoint_modules(ctx, self.label)):
-            params = ctx.selected_params(module)
-            ctx.report(0.1 * t / n_ckpt, f"checkpoint {t + 1}/{n_ckpt}: impact gradient")
-            terms.append(Term(ctx.target_gradient(module, params), weight=ckpt.lr, state=ckpt.state,
-                              message=f"checkpoint {t + 1}/{n_ckpt}"))
-        return LinearPlan(terms, start=0.1)
+        return checkpoint_plan(ctx, self.label, lambda module, params, lo, hi: ctx.target_gradient(module, params),
+                               start=0.1, lr_weighted=True)
