@@ -1,0 +1,206 @@
+"""Data on disk (influence_core/data/storage.py and the stored `Split`): what is read equals what the in-memory path
+computes, fingerprints never read the pixels, and scoring and training read batches only."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from influence_core.api import compute_scores
+from influence_core.data.base import Dataset, Split
+from influence_core.data.prepare import normalise_images
+from influence_core.data.storage import DiskArray, StoredFeatures, channel_statistics, save_array, stored_copy
+from influence_core.errors import InfluenceError
+from influence_core.models import TrainConfig, train_model
+
+
+def _pixels(n: int, seed: int = 0, side: int = 8) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+
+
+def _labels(u8: np.ndarray) -> np.ndarray:
+    return u8.reshape(len(u8), -1, 3).mean(1).argmax(1).astype(np.int64)  # class = the brightest channel
+
+
+@pytest.fixture()
+def twin_sets(tmp_path):
+    """The same tiny 3-class image set twice: standardised in memory (`normalise_images`) and stored on disk."""
+    u8 = _pixels(150)
+    tr, va, te = np.arange(0, 90), np.arange(90, 120), np.arange(120, 150)
+    (x_tr, x_va, x_te), mean, std = normalise_images(u8[tr], u8[va], u8[te])
+    y = torch.from_numpy(_labels(u8))
+    memory = Dataset("tiny", Split(x_tr, y[tr]), Split(x_va, y[va]), Split(x_te, y[te]), ["r", "g", "b"], kind="image")
+    array = save_array(tmp_path / "pixels.npy", u8)
+    norm = dict(layout="nhwc", mean=tuple(mean), std=tuple(std))
+    disk = Dataset("tiny", *(Split(StoredFeatures(array, rows, **norm), y[rows]) for rows in (tr, va, te)),
+                   ["r", "g", "b"], kind="image")
+    return memory, disk
+
+
+def test_disk_array_round_trip_digest_and_plain_npy(tmp_path):
+    u8 = _pixels(37)
+    array = save_array(tmp_path / "a.npy", u8, chunk_rows=10)
+    assert array.shape == u8.shape and array.dtype == np.uint8 and len(array) == 37
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), u8)  # a plain .npy file
+    np.testing.assert_array_equal(array.read(slice(5, 9)), u8[5:9])
+    np.testing.assert_array_equal(array.read(np.array([30, 2, 2, 17])), u8[[30, 2, 2, 17]])
+    # The digest written beside the file equals a fresh one computed from the contents.
+    fresh = DiskArray(tmp_path / "a.npy")
+    (tmp_path / "a.json").unlink()
+    assert fresh.digest == DiskArray(tmp_path / "a.npy").digest
+    assert save_array(tmp_path / "b.npy", u8[::-1].copy()).digest != array.digest
+    # It pickles as its path: nothing of the contents travels.
+    assert len(pickle.dumps(array)) < 600
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(array)).read(slice(0, 3)), u8[:3])
+
+
+def test_stored_copy_is_written_once_per_content(tmp_path):
+    u8 = _pixels(20)
+    first = stored_copy(tmp_path, "set", u8)
+    mtime = first.path.stat().st_mtime_ns
+    again = stored_copy(tmp_path, "set", u8.copy())
+    assert again.path == first.path and again.path.stat().st_mtime_ns == mtime
+    assert stored_copy(tmp_path, "set", _pixels(20, seed=1)).path != first.path
+
+
+def test_refuses_arrays_it_cannot_read_safely(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(InfluenceError, match="uint8 or float32"):
+        DiskArray(tmp_path / "obj.npy")
+    np.save(tmp_path / "f64.npy", np.zeros((3, 2)))
+    with pytest.raises(InfluenceError, match="uint8 or float32"):
+        DiskArray(tmp_path / "f64.npy")
+    (tmp_path / "junk.npy").write_bytes(b"not an array")
+    with pytest.raises(InfluenceError, match="not a .npy"):
+        DiskArray(tmp_path / "junk.npy")
+    with pytest.raises(InfluenceError, match="no such array"):
+        DiskArray(tmp_path / "missing.npy")
+
+
+def test_per_batch_standardisation_equals_normalise_images(tmp_path):
+    u8 = _pixels(300, side=6)
+    rows = np.sort(np.random.default_rng(1).choice(300, 200, replace=False))
+    (x_rows, x_all), mean, std = normalise_images(u8[rows], u8)
+    array = save_array(tmp_path / "p.npy", u8)
+    got_mean, got_std = channel_statistics(array, rows, chunk_rows=64)  # chunked two-pass statistics
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(got_std, std, rtol=1e-12)
+    features = StoredFeatures(array, None, "nhwc", tuple(mean), tuple(std))
+    assert torch.equal(features.read(), x_all)
+    view = features.subset(rows)
+    assert view.shape == (200, 3, 6, 6)
+    assert torch.equal(view.read(), x_rows)
+    assert torch.equal(view.read(torch.tensor([7, 3, 150])), x_rows[[7, 3, 150]])
+    assert torch.equal(view.subset(np.array([4, 5])).read(), x_rows[4:6])
+
+
+def test_float32_tabular_features_are_read_as_stored(tmp_path):
+    x = np.random.default_rng(0).normal(size=(50, 7)).astype(np.float32)
+    split = Split(StoredFeatures(save_array(tmp_path / "t.npy", x)), np.zeros(50, dtype=np.int64))
+    assert split.on_disk and split.feature_shape == (7,)
+    assert torch.equal(split.rows(slice(10, 20)), torch.from_numpy(x[10:20]))
+    assert torch.equal(split.x, torch.from_numpy(x))
+
+
+def test_stored_split_reads_the_same_rows_as_memory(twin_sets):
+    memory, disk = twin_sets
+    for name in ("train", "val", "test"):
+        mem, dsk = getattr(memory, name), getattr(disk, name)
+        assert dsk.on_disk and not mem.on_disk and dsk.feature_shape == mem.feature_shape
+        for (xa, ya), (xb, yb) in zip(mem.batches(16, start=5, stop=61), dsk.batches(16, start=5, stop=61)):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        idx = torch.tensor([3, 1, 4, 1, 5])
+        assert torch.equal(mem.rows(idx), dsk.rows(idx))
+        sub = dsk.subset(np.array([2, 7, 11]))
+        assert sub.on_disk and torch.equal(sub.x, mem.subset(np.array([2, 7, 11])).x)
+    relabelled = disk.train.with_labels(torch.zeros(90, dtype=torch.int64))
+    assert relabelled.on_disk and int(relabelled.y.sum()) == 0
+    assert disk.input_shape == memory.input_shape == (3, 8, 8)
+
+
+def test_fingerprint_of_a_stored_split_reads_no_pixels(twin_sets, monkeypatch, tmp_path):
+    _, disk = twin_sets
+
+    def refuse(self, index):
+        raise AssertionError("the fingerprint read the pixels")
+
+    monkeypatch.setattr(DiskArray, "read", refuse)
+    first = disk.fingerprint()
+    assert len(first) == 16
+    # Other rows or other labels give another fingerprint; the same content gives the same one.
+    other = Dataset("tiny", disk.train.subset(np.arange(80)), disk.val, disk.test, disk.classes, kind="image")
+    assert other.fingerprint() != first
+    relabel = disk.with_train(disk.train.with_labels(torch.zeros(90, dtype=torch.int64)))
+    assert relabel.fingerprint() != first
+    same = Dataset("tiny", *(Split(s.store, s.y) for s in (disk.train, disk.val, disk.test)), disk.classes, kind="image")
+    assert same.fingerprint() == first
+    assert len(pickle.dumps(disk.train)) < 4000  # a stored split travels as its path, row index and labels
+
+
+def _largest_read(monkeypatch) -> list[int]:
+    sizes: list[int] = []
+    original = StoredFeatures.read
+
+    def recording(self, index=None):
+        out = original(self, index)
+        sizes.append(len(out))
+        return out
+
+    monkeypatch.setattr(StoredFeatures, "read", recording)
+    return sizes
+
+
+@pytest.mark.parametrize("method", ["ip", "ip_ensemble", "tracin", "loss", "self_tracin"])
+def test_scoring_a_stored_split_reads_batches_only_and_equals_memory(twin_sets, monkeypatch, method):
+    memory, disk = twin_sets
+    fitted = train_model(memory, "cnn", TrainConfig(epochs=2, batch_size=16, checkpoint_every=1, patience=0))
+    settings = {"ensemble_size": 2} if method == "ip_ensemble" else {}
+    expected = compute_scores(memory, fitted, method, batch_size=32, **settings)
+    _ = disk.val.x  # the impact target reads the (small) validation split whole, as before
+    sizes = _largest_read(monkeypatch)
+    got = compute_scores(disk, fitted, method, batch_size=32, **settings)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    assert sizes and max(sizes) <= 32, f"{method} read {max(sizes)} rows at once"
+    assert disk.train._x is None  # the training split was never materialised
+
+
+def test_training_on_a_stored_split_reads_batches_and_equals_memory(twin_sets, monkeypatch):
+    memory, disk = twin_sets
+    config = TrainConfig(epochs=2, batch_size=16, patience=1, augment=True, checkpoint_every=1)
+    expected = train_model(memory, "cnn", config)
+    _ = disk.val.x, disk.test.x  # evaluation reads these small splits in batches too; only train is watched
+    sizes = _largest_read(monkeypatch)
+    got = train_model(disk, "cnn", config)
+    assert max(sizes) <= 512 and disk.train._x is None
+    for (name, a), b in zip(expected.module.state_dict().items(), got.module.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_full_batch_lbfgs_on_a_stored_split_matches_memory(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.3 * rng.normal(size=300) > 0).astype(np.int64)
+    stored = Split(StoredFeatures(save_array(tmp_path / "x.npy", x)), y)
+    val = Split(x[:50], y[:50])
+    memory = Dataset("lin", Split(x, y), val, val, ["0", "1"])
+    disk = Dataset("lin", stored, val, val, ["0", "1"])
+    a = train_model(memory, "logreg", TrainConfig(seed=0))
+    b = train_model(disk, "logreg", TrainConfig(seed=0))
+    for pa, pb in zip(a.module.parameters(), b.module.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_cifar_subset_on_disk_equals_memory(shared_data):
+    from influence_core.data import load_dataset
+
+    memory = load_dataset("cifar10n", label_set="worst", max_train=1200, max_test=200)
+    disk = load_dataset("cifar10n", label_set="worst", max_train=1200, max_test=200, on_disk=True)
+    assert disk.train.on_disk and disk.meta["on_disk"] and not memory.meta["on_disk"]
+    np.testing.assert_allclose(disk.meta["pixel_std"], memory.meta["pixel_std"], rtol=1e-12)
+    for name in ("train", "val", "test"):
+        torch.testing.assert_close(getattr(disk, name).rows(slice(0, 100)), getattr(memory, name).x[:100], rtol=1e-6, atol=1e-6)
+        assert torch.equal(getattr(disk, name).y, getattr(memory, name).y)
+    assert torch.equal(disk.noise_mask, memory.noise_mask)
