@@ -1,22 +1,26 @@
-"""Exports of reviewed decisions: a corrections table (CSV / Parquet), an ImageFolder zip, a CIFAR-N label file
-and a JSON manifest that says what produced them. Scores in the table: lower = more detrimental.
+"""Exports of reviewed decisions: a corrections table (CSV / Parquet), the cleaned data set a user loads next (a
+table with the source's own values, or an ImageFolder zip with the original image files), a CIFAR-N label file and
+a JSON manifest that says what produced them. Scores in the table: lower = more detrimental.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
 import time
 import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import BinaryIO, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .data.base import Dataset
+from .data.originals import SPLITS, check_file, label_column, label_values, original_rows, source_rows
 from .errors import InfluenceError
 from .review import ACTIONS, Decision
 
@@ -36,8 +40,8 @@ def final_labels(dataset: Dataset, decisions: Mapping[int, Decision]) -> tuple[n
 
 
 def source_index(dataset: Dataset) -> np.ndarray:
-    n = len(dataset.train)
-    return dataset.source_index.numpy() if dataset.source_index is not None else np.arange(n)
+    """Each training row's position in the original data (the ``index`` every export writes)."""
+    return source_rows(dataset, "train")
 
 
 def corrections_table(dataset: Dataset, decisions: Mapping[int, Decision], scores: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -80,6 +84,8 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` with `neutralise_formula` applied to every text cell and column name."""
     out = frame.copy()
     for col in out.columns:
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype(object)
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].map(neutralise_formula)
     out.columns = [neutralise_formula(str(c)) for c in out.columns]
@@ -93,9 +99,36 @@ def table_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
         return csv_safe(frame).to_csv(index=False).encode()
     if fmt == "parquet":
         buf = io.BytesIO()
-        frame.to_parquet(buf, index=False)
+        try:
+            frame.to_parquet(buf, index=False)
+        except (TypeError, ValueError) as err:  # pyarrow's errors subclass these: a column mixing types
+            if not (mixed := _mixed_columns(frame)):
+                raise InfluenceError(f"cannot write the table as Parquet: {str(err).splitlines()[0]}") from None
+            buf = io.BytesIO()
+            frame.assign(**{c: frame[c].map(lambda v: v if pd.isna(v) else str(v)) for c in mixed}).to_parquet(buf, index=False)
         return buf.getvalue()
     raise InfluenceError(f"unknown table format '{fmt}'; choose csv or parquet")
+
+
+def _mixed_columns(frame: pd.DataFrame) -> list:
+    """Object columns holding values of more than one type (a CSV column pandas read as numbers and text)."""
+    return [c for c in frame.columns if frame[c].dtype == object and frame[c].dropna().map(type).nunique() > 1]
+
+
+def cleaned_table(dataset: Dataset, decisions: Mapping[int, Decision]) -> pd.DataFrame:
+    """The cleaned data set of a tabular data set, to load next: every kept training row with its values as the
+    source holds them (`original_rows`: not standardised, not one-hot, missing cells missing) and its final label
+    (relabels applied, in the source's own label column and type); removed rows left out. Indexed by the original
+    index, which the files do not write (it would become a feature)."""
+    if dataset.kind != "tabular":
+        raise InfluenceError("the cleaned table is for tabular data sets; use the ImageFolder export for images")
+    labels, kept = final_labels(dataset, decisions)
+    rows = np.flatnonzero(kept)
+    frame = original_rows(dataset, rows, "train")
+    values = np.empty(dataset.num_classes, dtype=object)
+    values[:] = label_values(dataset)
+    frame[label_column(dataset)] = pd.Series(values[labels[rows]], index=frame.index, dtype=object).infer_objects()
+    return frame
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -121,15 +154,18 @@ def safe_names(names: list[str]) -> list[str]:
     return out
 
 
-def images_uint8(dataset: Dataset, rows: np.ndarray | list[int]) -> np.ndarray:
-    """Training images at ``rows`` as N×H×W×C uint8 for display and export: the data set's normalisation undone
-    when it is recorded (``meta`` pixel_mean / pixel_std), else [0, 1] values as they are, else each image
-    stretched to its own range."""
-    if "pixel_mean" in dataset.meta:
-        from .data.prepare import raw_images
-
-        return raw_images(dataset, "train", rows)
-    arr = dataset.train.x[torch.as_tensor(np.asarray(rows), dtype=torch.int64)].double().numpy()
+def images_uint8(dataset: Dataset, rows: np.ndarray | list[int], split: str = "train") -> np.ndarray:
+    """Images of ``split`` at ``rows`` as N×H×W×C uint8 for display and export, reading only those rows (features
+    on disk stay there): the data set's normalisation undone when it is recorded (``meta`` pixel_mean /
+    pixel_std), else [0, 1] values as they are, else each image stretched to its own range."""
+    if split not in SPLITS:
+        raise InfluenceError(f"split must be train, val or test, not '{split}'")
+    x = getattr(dataset, split).rows(np.asarray(rows, dtype=np.int64).reshape(-1)).double()
+    if "pixel_mean" in dataset.meta:  # as data.prepare.raw_images undoes it
+        mean = torch.tensor(dataset.meta["pixel_mean"], dtype=torch.float64).view(1, -1, 1, 1)
+        std = torch.tensor(dataset.meta["pixel_std"], dtype=torch.float64).view(1, -1, 1, 1)
+        return ((x * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    arr = x.numpy()
     if arr.size and (arr.min() < 0 or arr.max() > 1):
         lo = arr.min(axis=(1, 2, 3), keepdims=True)
         hi = arr.max(axis=(1, 2, 3), keepdims=True)
@@ -137,32 +173,166 @@ def images_uint8(dataset: Dataset, rows: np.ndarray | list[int]) -> np.ndarray:
     return (np.clip(arr, 0, 1) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def imagefolder_zip(dataset: Dataset, decisions: Mapping[int, Decision]) -> bytes:
-    """The cleaned training split as ``train/<class>/<index>.png`` plus ``metadata.csv`` (removed rows left out)."""
+_UNSAFE_PART = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
+_STORED_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}  # compressed already: stored as they are
+
+
+def safe_file_name(name: str, fallback: str) -> str:
+    """One path component as it may sit in an archive and on any file system: the user's name, with only
+    separators, control characters and characters Windows refuses replaced by '_', no leading dots, no trailing
+    dots or spaces, no device name (CON, NUL, …); ``fallback`` when nothing is left."""
+    clean = _UNSAFE_PART.sub("_", str(name)).strip(" ").lstrip(".").rstrip(". ")
+    if not clean:
+        return fallback
+    return "_" + clean if _RESERVED.match(clean) else clean
+
+
+def class_folders(classes: list[str]) -> list[str]:
+    """Folder names for the classes: `safe_file_name` of each, unique even on case-insensitive file systems."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, c in enumerate(classes):
+        base = name = safe_file_name(c, f"class_{i}")
+        k = 1
+        while name.casefold() in seen:
+            name, k = f"{base}_{k}", k + 1
+        seen.add(name.casefold())
+        out.append(name)
+    return out
+
+
+class ImageEntry(NamedTuple):
+    """One image of the ImageFolder export."""
+
+    split: str  # "train", "val" or "test"
+    row: int  # position in the split
+    index: int  # position in the original data (its source index)
+    given_label: int
+    final_label: int
+    action: str  # "keep", "relabel" (training rows decided so), else "none"
+    path: str  # where it goes in the export: <split>/<class folder>/<name>
+    source_file: str  # its path in the uploaded zip ("" when the data set has no files)
+
+
+def imagefolder_plan(dataset: Dataset, decisions: Mapping[int, Decision]) -> list[ImageEntry]:
+    """What the ImageFolder export writes: kept training images under their final class, validation and test images
+    under their label; an uploaded zip's images keep their names (the path below their class folder), others are
+    ``<index>.png``. Where two images would share a path (a relabelled image meets one of the same name), the one
+    that moved gets ``_<index>`` before its suffix."""
     if dataset.kind != "image":
-        raise InfluenceError("the ImageFolder export is for image data sets; use the corrections table for tables")
+        raise InfluenceError("the ImageFolder export is for image data sets; use the cleaned table for tables")
+    labels, kept = final_labels(dataset, decisions)
+    folders = class_folders(list(dataset.classes))
+    info = dataset.meta.get("originals") or {}
+    names = info.get("names") if "zip" in info else None
+    files = dataset.meta.get("files")
+    entries: list[tuple[bool, ImageEntry]] = []
+    for split in SPLITS:
+        part, src = getattr(dataset, split), source_rows(dataset, split)
+        given = part.y.numpy()
+        final = labels if split == "train" else given
+        for row in range(len(part)):
+            if split == "train" and not kept[row]:
+                continue
+            index = int(src[row])
+            d = decisions.get(row) if split == "train" else None
+            rel = (names[index] if names else "") or f"{index}.png"
+            name = "/".join(safe_file_name(p, f"{index}") for p in rel.split("/"))
+            entry = ImageEntry(split, row, index, int(given[row]), int(final[row]), d.action if d else "none",
+                               f"{split}/{folders[final[row]]}/{name}", str(files[index]) if names and files else "")
+            entries.append((entry.final_label != entry.given_label, entry))
+    taken: set[str] = set()
+    out: dict[tuple[str, int], ImageEntry] = {}
+    for _, e in sorted(entries, key=lambda t: t[0]):  # images that stay where they were keep their names first
+        path, k = e.path, 0
+        while path.casefold() in taken:
+            stem, dot, suffix = e.path.rpartition(".")
+            tag = f"_{e.index}" + (f"_{k}" if k else "")
+            path, k = (f"{stem}{tag}.{suffix}" if dot and "/" not in suffix else f"{e.path}{tag}"), k + 1
+        taken.add(path.casefold())
+        out[(e.split, e.row)] = e._replace(path=path)
+    return [out[key] for key in sorted(out, key=lambda t: (SPLITS.index(t[0]), t[1]))]
+
+
+def _source_zip(dataset: Dataset) -> zipfile.ZipFile | None:
+    """The uploaded zip the data set came from (checked unchanged), or None for data sets without files."""
+    info = dataset.meta.get("originals") or {}
+    if "zip" not in info:
+        return None
+    path = check_file(info["zip"], dataset.name)
+    from .data.uploads import safe_image_members
+
+    archive = zipfile.ZipFile(path)
+    safe_image_members(archive, path.name)  # zip-slip and zip-bomb checks again: nothing escapes, nothing explodes
+    return archive
+
+
+def write_imagefolder(dataset: Dataset, decisions: Mapping[int, Decision], target: str | os.PathLike | BinaryIO) -> None:
+    """Write the cleaned image data set as a zip to ``target`` (a path or a binary file), one image at a time:
+    ``train/<class>/<name>`` (removed images left out, relabelled ones in their new class), ``val/…`` and
+    ``test/…`` as loaded, and ``metadata.csv``. An uploaded zip's images are copied byte for byte under their own
+    names; other images (no files, e.g. CIFAR) are PNGs named by their original index. See `imagefolder_plan`."""
+    plan = imagefolder_plan(dataset, decisions)
+    final_path = None
+    if isinstance(target, (str, os.PathLike)):
+        final_path = Path(target)
+        target = final_path.with_name(final_path.name + ".part")
+    try:
+        with contextlib.ExitStack() as stack:
+            source = _source_zip(dataset)
+            if source is not None:
+                stack.enter_context(source)
+            zf = stack.enter_context(zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED))
+            if source is not None:
+                _copy_files(dataset, plan, source, zf)
+            else:
+                _write_pixels(dataset, plan, zf)
+            meta = pd.DataFrame([{"split": e.split, "file": e.path, "index": e.index, "original_file": e.source_file,
+                                  "given_label": e.given_label, "final_label": e.final_label, "action": e.action}
+                                 for e in plan],
+                                columns=["split", "file", "index", "original_file", "given_label", "final_label", "action"])
+            zf.writestr("metadata.csv", csv_safe(meta).to_csv(index=False))
+    except BaseException:
+        if final_path is not None:
+            Path(target).unlink(missing_ok=True)
+        raise
+    if final_path is not None:
+        os.replace(target, final_path)
+
+
+def _copy_files(dataset: Dataset, plan: list[ImageEntry], source: zipfile.ZipFile, zf: zipfile.ZipFile) -> None:
+    """The uploaded images, byte for byte, under their export paths (read and written one at a time)."""
+    members = {i.filename: i for i in source.infolist()}
+    for e in plan:
+        info = members.get(e.source_file)
+        if info is None:
+            raise InfluenceError(f"'{e.source_file}' is no longer in the zip of '{dataset.name}'; load the data set again")
+        zi = zipfile.ZipInfo(e.path, date_time=info.date_time)
+        zi.compress_type = zipfile.ZIP_STORED if Path(e.path).suffix.lower() in _STORED_SUFFIXES else zipfile.ZIP_DEFLATED
+        zi.external_attr = 0o644 << 16
+        zf.writestr(zi, source.read(info))
+
+
+def _write_pixels(dataset: Dataset, plan: list[ImageEntry], zf: zipfile.ZipFile, chunk: int = 512) -> None:
+    """PNGs of the images (their normalisation undone), decoded ``chunk`` at a time per split."""
     from PIL import Image
 
-    labels, kept = final_labels(dataset, decisions)
-    folders = safe_names(list(dataset.classes))
-    index = source_index(dataset)
-    meta = []
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for start in range(0, len(labels), 512):
-            pixels = images_uint8(dataset, np.arange(start, min(start + 512, len(labels))))
-            for offset, img in enumerate(pixels):
-                row = start + offset
-                if not kept[row]:
-                    continue
-                name = f"train/{folders[labels[row]]}/{int(index[row])}.png"
+    for split in SPLITS:
+        entries = [e for e in plan if e.split == split]
+        for start in range(0, len(entries), chunk):
+            part = entries[start : start + chunk]
+            pixels = images_uint8(dataset, [e.row for e in part], split)
+            for e, img in zip(part, pixels):
                 png = io.BytesIO()
                 Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(png, format="PNG")
-                zf.writestr(name, png.getvalue())
-                d = decisions.get(row)
-                meta.append({"file": name, "index": int(index[row]), "given_label": int(dataset.train.y[row]),
-                             "final_label": int(labels[row]), "action": d.action if d else "none"})
-        zf.writestr("metadata.csv", pd.DataFrame(meta, columns=["file", "index", "given_label", "final_label", "action"]).to_csv(index=False))
+                zf.writestr(e.path, png.getvalue())
+
+
+def imagefolder_zip(dataset: Dataset, decisions: Mapping[int, Decision]) -> bytes:
+    """`write_imagefolder` into memory: the zip's bytes (for a download button)."""
+    buf = io.BytesIO()
+    write_imagefolder(dataset, decisions, buf)
     return buf.getvalue()
 
 

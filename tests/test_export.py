@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +13,9 @@ import torch
 
 from influence_core.data.base import Dataset, Split
 from influence_core.errors import InfluenceError
-from influence_core.export import (cifar_label_file, corrections_table, export_stem, imagefolder_zip, images_uint8,
-                                   manifest, safe_names, table_bytes, write_export)
+from influence_core.export import (cifar_label_file, class_folders, cleaned_table, corrections_table, csv_safe,
+                                   export_stem, imagefolder_zip, images_uint8, manifest, safe_file_name, safe_names,
+                                   table_bytes, write_export, write_imagefolder)
 from influence_core.review import Decision
 
 
@@ -79,23 +81,39 @@ def test_safe_names_cannot_escape():
     assert len(set(names)) == len(names)
 
 
+def test_safe_file_name_keeps_names_but_nothing_that_escapes():
+    assert safe_file_name("my cat (2).JPG", "x") == "my cat (2).JPG" and safe_file_name("chat_été.png", "x") == "chat_été.png"
+    assert safe_file_name("a/b\\c:d*.png", "x") == "a_b_c_d_.png" and safe_file_name("..", "x") == "x"
+    assert safe_file_name(" .hidden. ", "x") == "hidden" and safe_file_name("CON.png", "x") == "_CON.png"
+    assert safe_file_name("tab\there", "x") == "tab_here" and safe_file_name("", "fallback") == "fallback"
+    assert class_folders(["Cat", "cat", "a/b", ""]) == ["Cat", "cat_1", "a_b", "class_3"]
+
+
 def test_imagefolder_zip_layout_and_metadata(images):
     decisions = {0: _d(0, "relabel", 2), 5: _d(5, "remove")}
     with zipfile.ZipFile(io.BytesIO(imagefolder_zip(images, decisions))) as zf:
         names = zf.namelist()
-        meta = pd.read_csv(zf.open("metadata.csv"))
+        meta = pd.read_csv(zf.open("metadata.csv"), keep_default_na=False)
         from PIL import Image
 
-        first = np.asarray(Image.open(zf.open(meta.loc[meta["index"] == 10, "file"].item())))
+        first = np.asarray(Image.open(zf.open("train/cat/10.png")))
+        val0 = np.asarray(Image.open(zf.open(meta.loc[meta["split"] == "val", "file"].iloc[0])))
     files = [n for n in names if n != "metadata.csv"]
-    assert len(files) == 5  # one removed
+    train = [n for n in files if n.startswith("train/")]
+    assert len(train) == 5 and len(files) == 5 + 2 + 2  # one training image removed; validation and test all there
     for n in files:
         parts = n.split("/")
-        assert parts[0] == "train" and len(parts) == 3 and ".." not in parts
+        assert parts[0] in ("train", "val", "test") and len(parts) == 3 and ".." not in parts and parts[1] != ""
     assert "train/cat/10.png" in files  # relabelled to class 2, whose folder is "cat"
-    assert meta["final_label"].tolist() == [2, 1, 2, 0, 1] and 15 not in meta["index"].tolist()
+    assert sorted(n for n in files if not n.startswith("train/")) == ["test/_evil/0.png", "test/a_b/1.png",
+                                                                      "val/_evil/0.png", "val/a_b/1.png"]
+    train_meta = meta[meta["split"] == "train"]
+    assert train_meta["final_label"].tolist() == [2, 1, 2, 0, 1] and 15 not in train_meta["index"].tolist()
+    assert train_meta["action"].tolist() == ["relabel", "none", "none", "none", "none"]
+    assert meta["original_file"].eq("").all()  # no files: names are the original indices
     expected = (images.train.x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert np.array_equal(first, expected)  # pixels survive the round trip
+    assert np.array_equal(val0, (images.val.x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
 
 def test_images_uint8_undoes_normalisation(images):
@@ -135,3 +153,156 @@ def test_manifest_counts_and_plain_file_names(images, tmp_path):
     assert (tmp_path / "out" / "a.csv").read_bytes() == b"x"
     with pytest.raises(InfluenceError):
         write_export(tmp_path / "out", {"../b.csv": b"x"})
+
+
+# --------------------------------------------------------------------------- the cleaned data set a user loads next
+FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutralised(frame: pd.DataFrame) -> pd.DataFrame:
+    """What the CSV should hold, written out independently of export.csv_safe: text starting like a formula gets '."""
+    return frame.apply(lambda col: col.map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA) else v))
+
+
+def test_cleaned_csv_and_parquet_of_an_upload_are_the_files_rows(tmp_path):
+    from tests.data.test_originals import people, train_names
+
+    from influence_core.data import load_dataset
+
+    frame = people()
+    path = tmp_path / "people.csv"
+    frame.to_csv(path, index=False)
+    ds = load_dataset(str(path), label_column="outcome", seed=0)
+    names = train_names(ds)
+    given = ds.train.y.numpy()
+    decisions = {2: _d(2, "remove"), 9: _d(9, "remove"), 4: _d(4, "relabel", 1 - int(given[4])), 6: _d(6, "keep")}
+    # Expected, from the file itself: the training rows by name, minus the removed two, one label flipped 3 <-> 7.
+    original = pd.read_csv(path).set_index("name")
+    expected = original.loc[[n for i, n in enumerate(names) if i not in (2, 9)]].reset_index()[frame.columns]
+    flipped = expected["name"] == names[4]
+    expected.loc[flipped, "outcome"] = 10 - expected.loc[flipped, "outcome"]
+    assert flipped.sum() == 1 and len(expected) == len(ds.train) - 2
+
+    table = cleaned_table(ds, decisions)
+    csv = pd.read_csv(io.BytesIO(table_bytes(table, "csv")))
+    parquet = pd.read_parquet(io.BytesIO(table_bytes(table, "parquet")))
+    pd.testing.assert_frame_equal(parquet, expected)  # raw values, the file's column types
+    pd.testing.assert_frame_equal(csv, _neutralised(expected))  # cells that would run as formulas neutralised
+    assert (csv["city"] == "'=1+1").any() and (csv["city"] == "'-oslo").any() and csv["income"].isna().sum() >= 1
+    pd.testing.assert_frame_equal(_neutralised(parquet), csv)  # Parquet = CSV but for the apostrophes
+
+    # ...and it is what a user loads next: the loader reads it back with the same columns, classes and rows.
+    again = tmp_path / "people-cleaned.csv"
+    again.write_bytes(table_bytes(table, "csv"))
+    reloaded = load_dataset(str(again), label_column="outcome", seed=0)
+    assert reloaded.classes == ds.classes and len(reloaded.train) + len(reloaded.val) + len(reloaded.test) == len(expected)
+
+
+def test_cleaned_table_of_generated_data_and_refusals(moons, images):
+    table = cleaned_table(moons, {0: _d(0, "remove"), 1: _d(1, "relabel", 1 - int(moons.train.y[1]))})
+    assert len(table) == len(moons.train) - 1 and table.columns.tolist() == ["x1", "x2", "label"]
+    assert table["label"].iloc[0] == moons.classes[1 - int(moons.train.y[1])]
+    with pytest.raises(InfluenceError, match="^the cleaned table is for tabular data sets"):
+        cleaned_table(images, {})
+    with pytest.raises(InfluenceError, match="^the ImageFolder export is for image data sets"):
+        imagefolder_zip(moons, {})
+
+
+def test_csv_safe_neutralises_categories_too():
+    frame = pd.DataFrame({"c": pd.Categorical(["=a", "b", "=a"]), "n": [-1, 2, 3]})
+    out = csv_safe(frame)
+    assert out["c"].tolist() == ["'=a", "b", "'=a"] and out["n"].tolist() == [-1, 2, 3]
+
+
+def _zip_with_names(tmp_path):
+    from tests.data.test_uploads import png, write_zip
+
+    entries = {}
+    for c, col in (("cat", "red"), ("my dog", "blue")):
+        for i in range(6):
+            entries[f"pets/train/{c}/{c[-3:]}_{i}.png"] = png(col, size=(40 + i, 30))
+        entries[f"pets/train/{c}/sub/deep.png"] = png(col, size=(33, 33))
+        entries[f"pets/val/{c}/v.png"] = png(col, size=(20, 20))
+        entries[f"pets/test/{c}/t.png"] = png(col, size=(21, 21))
+    entries["pets/train/cat/same.png"] = png("red", size=(50, 50))
+    entries["pets/train/my dog/same.png"] = png("blue", size=(51, 51))
+    return write_zip(tmp_path, entries, "pets.zip"), entries
+
+
+def test_imagefolder_of_an_uploaded_zip_keeps_file_names_bytes_and_splits(tmp_path):
+    from influence_core.data import load_dataset
+
+    path, entries = _zip_with_names(tmp_path)
+    ds = load_dataset(path, seed=0)
+    files = ds.meta["files"]
+    row_of = {files[s]: r for r, s in enumerate(ds.source_index.numpy())}
+    dog_same, cat_0 = row_of["pets/train/my dog/same.png"], row_of["pets/train/cat/cat_0.png"]
+    decisions = {dog_same: _d(dog_same, "relabel", 0), cat_0: _d(cat_0, "remove"),
+                 row_of["pets/train/my dog/dog_1.png"]: _d(0, "relabel", 0)}
+    out = tmp_path / "export.zip"
+    write_imagefolder(ds, decisions, out)
+    with zipfile.ZipFile(out) as zf:
+        names = sorted(n for n in zf.namelist() if n != "metadata.csv")
+        meta = pd.read_csv(zf.open("metadata.csv"), keep_default_na=False)
+        copied = {n: zf.read(n) for n in names}
+    dog_same_index = int(ds.source_index[dog_same])
+    assert names == sorted([
+        "train/cat/cat_1.png", "train/cat/cat_2.png", "train/cat/cat_3.png", "train/cat/cat_4.png", "train/cat/cat_5.png",
+        "train/cat/sub/deep.png", "train/cat/same.png", f"train/cat/same_{dog_same_index}.png", "train/cat/dog_1.png",
+        "train/my dog/dog_0.png", "train/my dog/dog_2.png", "train/my dog/dog_3.png", "train/my dog/dog_4.png",
+        "train/my dog/dog_5.png", "train/my dog/sub/deep.png",
+        "val/cat/v.png", "val/my dog/v.png", "test/cat/t.png", "test/my dog/t.png"])
+    # Every image is the uploaded file itself, byte for byte (full size, not the 32x32 the model sees).
+    for _, m in meta.iterrows():
+        assert copied[m["file"]] == entries[m["original_file"]]
+    moved = meta.set_index("original_file").loc["pets/train/my dog/same.png"]
+    assert moved["file"] == f"train/cat/same_{dog_same_index}.png" and moved["action"] == "relabel"
+    assert set(meta["split"]) == {"train", "val", "test"} and "pets/train/cat/cat_0.png" not in set(meta["original_file"])
+    # The export is an upload again: the same splits and classes, the decisions applied.
+    back = load_dataset(str(out), seed=0)
+    assert back.classes == ["cat", "my dog"] and (len(back.train), len(back.val), len(back.test)) == (len(ds.train) - 1, 2, 2)
+    assert int((back.train.y == 0).sum()) == int((ds.train.y == 0).sum()) - 1 + 2
+
+
+def test_imagefolder_of_a_carved_zip_writes_its_carved_splits(tmp_path):
+    from tests.data.test_uploads import png, write_zip
+
+    from influence_core.data import load_dataset
+
+    entries = {f"{c}/{i}.jpg" if c == "cat" else f"{c}/{i}.png": png(col) for c, col in (("cat", "red"), ("dog", "blue"))
+               for i in range(10)}
+    ds = load_dataset(write_zip(tmp_path, entries), seed=3)
+    with zipfile.ZipFile(io.BytesIO(imagefolder_zip(ds, {}))) as zf:
+        meta = pd.read_csv(zf.open("metadata.csv"), keep_default_na=False)
+    for split in ("train", "val", "test"):
+        rows = meta[meta["split"] == split]
+        expected = sorted(ds.meta["files"][i] for i in (ds.source_index.tolist() if split == "train" else ds.meta[f"{split}_source_index"]))
+        assert sorted(rows["original_file"]) == expected
+        assert all(f == f"{split}/{o}" for f, o in zip(rows["file"], rows["original_file"]))
+
+
+def test_imagefolder_refuses_when_the_uploaded_zip_is_gone(tmp_path):
+    from influence_core.data import load_dataset
+
+    path, _ = _zip_with_names(tmp_path)
+    ds = load_dataset(path, seed=0)
+    Path(path).unlink()
+    out = tmp_path / "export.zip"
+    with pytest.raises(InfluenceError, match=r"^the source file of 'pets' is gone .*; load the data set again$"):
+        write_imagefolder(ds, {}, out)
+    assert not out.exists() and not list(tmp_path.glob("*.part"))
+
+
+def test_imagefolder_of_cifar10n_adds_val_and_test(shared_data):
+    from influence_core.data import load_dataset
+
+    ds = load_dataset("cifar10n", seed=0, max_train=60, max_test=20)
+    decisions = {0: _d(0, "remove"), 1: _d(1, "relabel", (int(ds.train.y[1]) + 1) % 10)}
+    with zipfile.ZipFile(io.BytesIO(imagefolder_zip(ds, decisions))) as zf:
+        names = [n for n in zf.namelist() if n != "metadata.csv"]
+    by_split = {s: [n for n in names if n.startswith(f"{s}/")] for s in ("train", "val", "test")}
+    assert (len(by_split["train"]), len(by_split["val"]), len(by_split["test"])) == (len(ds.train) - 1, len(ds.val), 20)
+    index1 = int(ds.source_index[1])
+    assert f"train/{ds.classes[(int(ds.train.y[1]) + 1) % 10]}/{index1}.png" in names
+    assert sorted(int(n.rsplit("/", 1)[1][:-4]) for n in by_split["val"]) == sorted(ds.meta["val_source_index"])
+    assert f"test/{ds.classes[int(ds.test.y[0])]}/0.png" in names

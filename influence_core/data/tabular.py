@@ -5,6 +5,9 @@ on the training rows only (validation and test are transformed with the training
 values are imputed by a fixed rule, fitted on train too: numeric → the training median, categorical → their own
 category "missing" (``missing="refuse"`` raises instead, naming columns and rows). Labels and the sensitive
 attribute are never imputed.
+
+The raw table is not kept with the data set: ``meta["originals"]`` says how to read it again (see
+`influence_core.data.originals`), so exports and the Review page can show rows as the file has them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ..errors import InfluenceError
 from .base import Dataset, Split
+from .originals import register_table_reader, table_spec
 from .paths import UCI, require_data_file
 from .prepare import carve_indices
 from .registry import register_dataset
@@ -57,7 +61,9 @@ def encode_tabular(
 ) -> Dataset:
     """A `Dataset` from raw feature columns: carve test (unless given) and validation with ``seed``, then encode.
 
-    ``source_index`` of a training row is its row position in ``features`` (its line in the file, 0-based).
+    ``source_index`` of a training row is its row position in ``features`` (its line in the file, 0-based);
+    ``meta["val_source_index"]`` / ``meta["test_source_index"]`` do the same for validation and test (test rows
+    index the given test table when there is one).
     """
     if missing not in ("impute", "refuse"):
         raise InfluenceError(f"missing must be 'impute' or 'refuse', not '{missing}'")
@@ -70,6 +76,8 @@ def encode_tabular(
     if test is None:
         rows, test_rows = carve_indices(len(features), test_fraction, seed, labels=y)
         test = (features.iloc[test_rows], y[test_rows], None if sensitive is None else sensitive[test_rows])
+    else:
+        test_rows = np.arange(len(test[0]))
     tr_pos, va_pos = carve_indices(len(rows), val_fraction, seed + 1, labels=y[rows])
     tr, va = rows[tr_pos], rows[va_pos]
     enc = _encoder(features)
@@ -85,7 +93,7 @@ def encode_tabular(
     info = dict(meta or {})
     info.update(seed=seed, missing=missing, n_missing_rows=int(features.isna().any(axis=1).sum()),
                 numeric_columns=list(enc.transformers_[0][2]), categorical_columns=list(enc.transformers_[1][2]),
-                val_source_index=va.tolist())
+                val_source_index=va.tolist(), test_source_index=test_rows.tolist())
     return Dataset(
         name=name, train=split(x_tr, y[tr], s_tr), val=split(x_va, y[va], s_va), test=split(x_te, test[1], test[2]),
         classes=classes, kind="tabular", feature_names=[str(f) for f in enc.get_feature_names_out()],
@@ -108,6 +116,13 @@ def _read_adult(path, skiprows: int) -> pd.DataFrame:
     return frame
 
 
+@register_table_reader("adult")
+def read_adult_table(path, skiprows: int = 0, max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """An Adult file as `load_adult` reads it (named columns, '?' missing, the test file's '.' after the income
+    dropped), subsampled as ``max_rows`` and ``seed`` say; also how the originals are read again."""
+    return _subsample(_read_adult(path, skiprows), max_rows, seed)
+
+
 @register_dataset("adult", "UCI Adult income (>50K), sensitive attribute: sex; 26,049 train / 6,512 val / 16,281 test")
 def load_adult(seed: int = 0, val_fraction: float = 0.2, max_rows: int | None = None, drop_sensitive: bool = False,
                data_path: str | None = None, test_path: str | None = None, download: bool = False) -> Dataset:
@@ -116,9 +131,13 @@ def load_adult(seed: int = 0, val_fraction: float = 0.2, max_rows: int | None = 
     Label 1 = income >50K; sensitive s = 1 for Male (the privileged group), 0 for Female.
     ``max_rows`` subsamples adult.data for quick runs; the sensitive column stays a feature unless ``drop_sensitive``.
     """
-    train = _read_adult(require_data_file(["adult/adult.data"], f"{UCI}/adult/adult.data", data_path, download), 0)
-    test = _read_adult(require_data_file(["adult/adult.test"], f"{UCI}/adult/adult.test", test_path, download), 1)
-    train = _subsample(train, max_rows, seed)
+    train_file = require_data_file(["adult/adult.data"], f"{UCI}/adult/adult.data", data_path, download)
+    test_file = require_data_file(["adult/adult.test"], f"{UCI}/adult/adult.test", test_path, download)
+    train = read_adult_table(train_file, 0, max_rows, seed)
+    test = read_adult_table(test_file, 1)
+    originals = {"label_column": "income", "tables": {
+        "train": table_spec("adult", train_file, len(train), skiprows=0, max_rows=max_rows, seed=seed),
+        "test": table_spec("adult", test_file, len(test), skiprows=1)}}
 
     def parts(frame):
         y = (frame["income"] == ">50K").to_numpy().astype(np.int64)
@@ -128,7 +147,8 @@ def load_adult(seed: int = 0, val_fraction: float = 0.2, max_rows: int | None = 
 
     x, y, s = parts(train)
     return encode_tabular("adult", x, y, s, ["<=50K", ">50K"], test=parts(test), val_fraction=val_fraction, seed=seed,
-                          sensitive_name="sex (1 = Male)", meta={"source": "UCI Adult", "max_rows": max_rows})
+                          sensitive_name="sex (1 = Male)",
+                          meta={"source": "UCI Adult", "max_rows": max_rows, "originals": originals})
 
 
 def _read_bank(path) -> pd.DataFrame:
@@ -140,6 +160,12 @@ def _read_bank(path) -> pd.DataFrame:
     return pd.read_csv(path, sep=";")
 
 
+@register_table_reader("bank")
+def read_bank_table(path, max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """bank-full.csv (or the UCI bank.zip) as `load_bank` reads it, subsampled as ``max_rows`` and ``seed`` say."""
+    return _subsample(_read_bank(path), max_rows, seed)
+
+
 @register_dataset("bank", "UCI Bank Marketing (subscribed a term deposit), sensitive: age >= 25; 45,211 rows "
                            "(20% test, 20% of the rest validation)")
 def load_bank(seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2, max_rows: int | None = None,
@@ -149,10 +175,11 @@ def load_bank(seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0
     No official test split: test and validation are carved with ``seed``; ``max_rows`` subsamples first.
     """
     path = require_data_file(["bank/bank-full.csv", "bank/bank.zip"], f"{UCI}/00222/bank.zip", data_path, download)
-    frame = _subsample(_read_bank(path), max_rows, seed)
+    frame = read_bank_table(path, max_rows, seed)
+    originals = {"label_column": "y", "tables": {"train": table_spec("bank", path, len(frame), max_rows=max_rows, seed=seed)}}
     y = (frame["y"] == "yes").to_numpy().astype(np.int64)
     s = (frame["age"] >= BANK_PRIVILEGED_AGE).to_numpy().astype(np.int64)
     features = frame.drop(columns=["y"] + (["age"] if drop_sensitive else []))
     return encode_tabular("bank", features, y, s, ["no", "yes"], test_fraction=test_fraction, val_fraction=val_fraction,
                           seed=seed, sensitive_name=f"age >= {BANK_PRIVILEGED_AGE}",
-                          meta={"source": "UCI Bank Marketing (bank-full.csv)", "max_rows": max_rows})
+                          meta={"source": "UCI Bank Marketing (bank-full.csv)", "max_rows": max_rows, "originals": originals})

@@ -39,6 +39,7 @@ import torch
 
 from ..errors import InfluenceError
 from .base import Dataset, Split
+from .originals import file_spec, register_table_reader, relocate, table_spec
 from .prepare import carve_indices, normalise_images
 from .registry import register_path_loader
 from .tabular import encode_tabular
@@ -60,11 +61,11 @@ STAGING = ".staging"
 def check_upload_size(path: str | os.PathLike) -> int:
     """The file's size in bytes; refuses an empty file or one over `MAX_UPLOAD_BYTES`."""
     size = Path(path).stat().st_size
-    _check_size(size, Path(path).name)
+    check_size(size, Path(path).name)
     return size
 
 
-def _check_size(size: int, name: str) -> None:
+def check_size(size: int, name: str) -> None:
     if size == 0:
         raise InfluenceError(f"the file '{name}' is empty")
     if size > MAX_UPLOAD_BYTES:
@@ -141,7 +142,7 @@ def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.P
         if kind == "data":
             raise InfluenceError(f"upload a .csv table or a .zip of images, not '{shown}'")
         raise InfluenceError(f"weights must be .safetensors, .pt, .pth, .bin, .ckpt or a .pt2 torch.export program, not '{shown}'")
-    _check_size(len(data), name)
+    check_size(len(data), name)
     if root is None:
         from ..session import workspace_root
 
@@ -165,6 +166,8 @@ def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.P
         value = load(staged) if load else None
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, final)
+        if isinstance(value, Dataset):
+            relocate(value, staged, final)  # its recorded source moved with the file
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if isinstance(value, Dataset) and "source" in value.meta:
@@ -186,8 +189,10 @@ def _columns(frame: pd.DataFrame) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- CSV
+@register_table_reader("csv")
 def _read_csv(source: str | os.PathLike | bytes, name: str | None = None) -> pd.DataFrame:
-    """The table in a CSV file (a path, or the uploaded bytes with the file's ``name``)."""
+    """The table in a CSV file (a path, or the uploaded bytes with the file's ``name``); also how the originals of
+    a loaded CSV are read again."""
     if isinstance(source, (bytes, bytearray)):
         raw, label = bytes(source), name or "upload.csv"
     else:
@@ -309,9 +314,11 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     features = frame.drop(columns=drop)
     if features.shape[1] == 0:
         raise InfluenceError(f"'{path.name}' has no feature columns besides the label '{label_column}'")
+    originals = {"label_column": label_column, "tables": {"train": table_spec("csv", path, len(frame))}}
     return encode_tabular(path.stem, features, y, s, classes, test_fraction=test_fraction, val_fraction=val_fraction,
                           seed=seed, sensitive_name=s_name, missing=missing,
-                          meta={"source": str(path), "label_column": label_column, "sensitive_column": sensitive_column})
+                          meta={"source": str(path), "label_column": label_column, "sensitive_column": sensitive_column,
+                                "originals": originals})
 
 
 # ------------------------------------------------------------------------------------------- image zip
@@ -349,6 +356,7 @@ class ZipLayout(NamedTuple):
     members: list[zipfile.ZipInfo]  # images, sorted by path
     classes: list[str]  # class (folder) name of each image
     splits: list[str] | None  # "train" / "val" / "test" of each image, None for a class-folder zip
+    names: list[str] | None = None  # each image's path below its class folder ("1.png", "sub/2.png")
 
 
 def image_layout(members: list[zipfile.ZipInfo], label: str) -> ZipLayout:
@@ -364,7 +372,7 @@ def image_layout(members: list[zipfile.ZipInfo], label: str) -> ZipLayout:
         loose = [m.filename for m, p in zip(members, parts) if len(p) < 2]
         if loose:
             raise InfluenceError(f"images must sit in class folders (class_name/file.png); '{loose[0]}' in '{label}' does not")
-        return ZipLayout(members, [p[0] for p in parts], None)
+        return ZipLayout(members, [p[0] for p in parts], None, ["/".join(p[1:]) for p in parts])
     others = sorted(tops - set(split_tops)) + [m.filename for m, p in zip(members, parts) if len(p) < 2]
     if others:
         raise InfluenceError(f"'{label}' mixes split folders ({', '.join(split_tops)}) with other folders or files ('{others[0]}'); "
@@ -384,7 +392,7 @@ def image_layout(members: list[zipfile.ZipInfo], label: str) -> ZipLayout:
     extra = sorted({c for c, s in zip(classes, splits) if s != "train"} - train_classes)
     if extra:
         raise InfluenceError(f"class '{extra[0]}' of '{label}' has images in val/ or test/ but none in train/")
-    return ZipLayout(members, classes, splits)
+    return ZipLayout(members, classes, splits, ["/".join(p[2:]) for p in parts])
 
 
 def _clean_reason(err: Exception) -> str:
@@ -457,7 +465,8 @@ def load_image_zip(path: str, image_size: int = 32, seed: int = 0, val_fraction:
     and validation are carved with ``seed``; with them, a missing val/ or test/ is carved from train/.
 
     ``source_index`` indexes ``meta["files"]`` (all images, sorted by path); ``meta["splits"]`` says how the splits
-    were made ("folders" or "carved").
+    were made ("folders" or "carved"); ``meta["originals"]`` records the zip and each image's name below its class
+    folder, for exports that keep the original files.
     """
     path = Path(path)
     check_upload_size(path)
@@ -482,7 +491,8 @@ def load_image_zip(path: str, image_size: int = 32, seed: int = 0, val_fraction:
     (x_tr, x_va, x_te), mean, std = normalise_images(pixels[tr], pixels[va], pixels[te])
     meta = {"source": str(path), "files": [m.filename for m in layout.members], "image_size": image_size, "seed": seed,
             "splits": "carved" if splits is None else "folders",
-            "pixel_mean": mean, "pixel_std": std, "val_source_index": va.tolist(), "test_source_index": te.tolist()}
+            "pixel_mean": mean, "pixel_std": std, "val_source_index": va.tolist(), "test_source_index": te.tolist(),
+            "originals": {"zip": file_spec(path), "names": list(layout.names or [])}}
     return Dataset(
         name=path.stem, train=Split(x_tr, torch.from_numpy(y[tr])), val=Split(x_va, torch.from_numpy(y[va])),
         test=Split(x_te, torch.from_numpy(y[te])), classes=classes, kind="image",

@@ -67,3 +67,60 @@ def test_missing_refuse_names_columns_and_rows():
     y = np.array([0, 1] * 5)
     with pytest.raises(InfluenceError, match=r"missing feature values in 'a' \(2 rows: 1, 5\)"):
         encode_tabular("t", frame, y, None, ["0", "1"], missing="refuse", test_fraction=0.2, val_fraction=0.25)
+
+
+# ------------------------------------------------------------------------------------- the way back to the files
+def _raw_rows(path, skip: int = 0) -> list[list[str]]:
+    with open(path) as f:
+        return [r for r in csv.reader(f, skipinitialspace=True) if r][skip:]
+
+
+def _as_text(value) -> str:
+    return "?" if pd.isna(value) else str(int(value) if isinstance(value, (int, np.integer)) else value)
+
+
+def test_adult_original_rows_are_the_files_lines(adult, shared_data):
+    from influence_core.data.originals import original_rows
+
+    rows = _raw_rows(shared_data / "adult" / "adult.data")
+    src = adult.source_index.numpy()
+    picks = [0, 1, 2, len(adult.train) - 1, next(r for r in range(len(src)) if "?" in rows[src[r]])]
+    got = original_rows(adult, picks)
+    assert got.columns.tolist() == ["age", "workclass", "fnlwgt", "education", "education-num", "marital-status",
+                                    "occupation", "relationship", "race", "sex", "capital-gain", "capital-loss",
+                                    "hours-per-week", "native-country", "income"]
+    for (_, row), i in zip(got.iterrows(), src[picks]):
+        assert [_as_text(v) for v in row] == rows[i]  # every cell as written ('?' = missing), not standardised
+    assert got.iloc[-1].isna().any()  # a row with '?' in the file: missing, not the imputed category
+    test_rows = _raw_rows(shared_data / "adult" / "adult.test", skip=1)
+    got_test = original_rows(adult, [0, len(adult.test) - 1], "test")
+    for (_, row), i in zip(got_test.iterrows(), [0, len(adult.test) - 1]):
+        assert [_as_text(v) for v in row] == test_rows[i][:-1] + [test_rows[i][-1].rstrip(".")]
+
+
+def test_adult_cleaned_table_after_decisions(adult, shared_data):
+    from influence_core.export import cleaned_table
+    from influence_core.review import Decision
+
+    rows = _raw_rows(shared_data / "adult" / "adult.data")
+    flip = 1 - int(adult.train.y[7])
+    decisions = {3: Decision(3, "remove", None, "t", 0.0), 7: Decision(7, "relabel", flip, "t", 0.0)}
+    table = cleaned_table(adult, decisions)
+    src = adult.source_index.numpy()
+    assert len(table) == len(adult.train) - 1 and int(src[3]) not in table.index
+    assert table.index[3] == src[4] and [_as_text(v) for v in table.iloc[3]] == rows[src[4]]
+    relabelled = table.loc[int(src[7])]
+    assert relabelled["income"] == adult.classes[flip] and [_as_text(v) for v in relabelled][:-1] == rows[src[7]][:-1]
+
+
+def test_bank_subsample_original_rows(shared_data):
+    from influence_core.data.originals import original_rows
+
+    ds = load_dataset("bank", max_rows=300, seed=3)
+    raw = pd.read_csv(shared_data / "bank" / "bank-full.csv", sep=";")
+    chosen = np.sort(np.random.default_rng(3).choice(len(raw), size=300, replace=False))  # the documented subsample
+    got = original_rows(ds, np.arange(len(ds.train)))
+    expected = raw.iloc[chosen[ds.source_index.numpy()]]
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=False)
+    test = original_rows(ds, np.arange(len(ds.test)), "test")
+    assert np.array_equal((test["y"] == "yes").to_numpy(), ds.test.y.numpy().astype(bool))
