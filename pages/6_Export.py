@@ -1,5 +1,6 @@
-"""Export: the corrections table (CSV, Parquet), an ImageFolder zip for images, a CIFAR-N label file with
-cleaned labels, and a manifest of what produced them — as downloads and as files in the workspace."""
+"""Export: the corrections table (CSV, Parquet), the cleaned data set (a table with the source's values, or an
+ImageFolder zip with the original image files), a CIFAR-N label file with cleaned labels, and a manifest of what
+produced them — as downloads and as files in the workspace."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import streamlit as st
 
 from influence_core.data.cifar import load_label_file
 from influence_core.data.paths import shared_data_dir
-from influence_core.export import (cifar_label_file, corrections_table, export_stem, imagefolder_zip, manifest,
-                                   manifest_bytes, table_bytes, write_export)
+from influence_core.data.originals import label_column
+from influence_core.errors import InfluenceError
+from influence_core.export import (cifar_label_file, cleaned_table, corrections_table, export_stem, imagefolder_zip,
+                                   manifest, manifest_bytes, table_bytes, write_export)
 from influence_core.session import decision_scope, workspace_root
 from pages._common import APP_VERSION, decisions, guarded, missing, plain, require_dataset, require_model, scores_of, selection
 
@@ -54,14 +57,35 @@ def page() -> None:
                          icon=":material/download:", width="stretch")
     d[2].download_button("Download manifest (JSON)", files["manifest.json"], "manifest.json", "application/json",
                          icon=":material/download:", width="stretch")
+    later = {}  # built only when downloaded or written: the cleaned data set can be large
+    if ds.kind == "tabular":
+        st.subheader("Cleaned data set")
+        try:
+            cleaned = cleaned_table(ds, current)
+        except InfluenceError as err:
+            st.warning(str(err))
+        else:
+            name = f"{export_stem(ds.name)}-cleaned"
+            later = {f"{name}.csv": lambda: table_bytes(cleaned, "csv"), f"{name}.parquet": lambda: table_bytes(cleaned, "parquet")}
+            values = "values as in the file (not standardised)" if "originals" in ds.meta else "values as generated"
+            st.caption(f"The {len(cleaned):,} kept training rows with their {values} and final labels in "
+                       f"'{plain(label_column(ds))}': load it next like any CSV. The CSV neutralises formula cells; "
+                       "Parquet keeps raw values.")
+            e = st.columns(2)
+            e[0].download_button("Download cleaned CSV", later[f"{name}.csv"], f"{name}.csv", "text/csv",
+                                 icon=":material/download:", width="stretch")
+            e[1].download_button("Download cleaned Parquet", later[f"{name}.parquet"], f"{name}.parquet",
+                                 "application/octet-stream", icon=":material/download:", width="stretch")
     if ds.kind == "image":
         st.subheader("Cleaned images (ImageFolder layout)")
-        st.caption("train/<class>/<index>.png with relabels applied and removed samples left out, plus metadata.csv.")
+        st.caption("train/<class>/<name> with relabels applied and removed samples left out, val/ and test/ as loaded, "
+                   "plus metadata.csv. An uploaded zip keeps its files and names; others are <index>.png.")
+        decided = (ds.fingerprint(), sorted((r, d.action, d.new_label) for r, d in current.items()))
         if st.button("Build the image zip", icon=":material/folder_zip:"):
             with st.spinner("Writing images…"):
-                st.session_state["export-zip"] = imagefolder_zip(ds, current)
-        if "export-zip" in st.session_state:
-            files[f"{stem}-imagefolder.zip"] = st.session_state["export-zip"]
+                st.session_state["export-zip"] = (decided, imagefolder_zip(ds, current))
+        if st.session_state.get("export-zip", (None,))[0] == decided:  # built for these decisions, not earlier ones
+            files[f"{stem}-imagefolder.zip"] = st.session_state["export-zip"][1]
             st.download_button("Download image zip", files[f"{stem}-imagefolder.zip"], f"{stem}-imagefolder.zip", "application/zip")
     source = _cifar_source(ds, sel)
     if source is not None:
@@ -73,6 +97,7 @@ def page() -> None:
         st.download_button("Download label file (npz)", npz, f"{stem}-labels.npz", "application/octet-stream")
     st.subheader("Save to the workspace")
     if st.button("Write the export files", icon=":material/save:"):
+        files.update({n: build() for n, build in later.items()})
         folder = write_export(workspace_root() / "exports" / f"{export_stem(ds.name)}-{time.strftime('%Y%m%d-%H%M%S')}", files)
         st.success(f"Wrote {len(files)} files to {plain(folder)}")
 

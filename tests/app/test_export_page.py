@@ -1,14 +1,20 @@
-"""Export page: needs decisions first; shows the corrections table and writes the files to the workspace."""
+"""Export page: needs decisions first; shows the corrections table and writes the files (the corrections table, the
+cleaned data set for tables, the manifest) to the project's exports folder."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from influence_core.data import load_dataset
-from influence_core.review import DecisionLog
-from influence_core.session import decision_scope
+from .conftest import no_errors, open_page, project_of
 
-from .conftest import no_errors, open_page
+
+def _written(root: Path, name: str) -> Path:
+    """The folder the page wrote its export files into (found by one of its files)."""
+    found = sorted(root.rglob(name))
+    assert len(found) == 1, found
+    return found[0].parent
 
 
 def test_without_decisions_links_to_review(scored):
@@ -18,19 +24,49 @@ def test_without_decisions_links_to_review(scored):
 
 
 def test_table_and_files(scored):
-    ds = load_dataset("moons", seed=0)
-    log = DecisionLog(scored / "decisions.sqlite")
-    log.record(decision_scope(ds), [3], "relabel", 1 - int(ds.train.y[3]))
-    log.record(decision_scope(ds), [5, 7], "remove")
+    proj = project_of(scored)
+    ds = proj.dataset()
+    proj.record([3], "relabel", 1 - int(ds.train.y[3]))
+    proj.record([5, 7], "remove")
     at = open_page("6_Export.py")
     no_errors(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Remove"] == "2" and metrics["Relabel"] == "1" and metrics["Training samples after"] == "248 / 250"
     table = at.dataframe[0].value
     assert table["row"].tolist() == [3, 5, 7] and table["action"].tolist() == ["relabel", "remove", "remove"]
+    assert any("248 kept training rows" in c.value for c in at.caption)
     next(b for b in at.button if b.label == "Write the export files").click().run()
-    folder = next((scored / "exports").iterdir())
-    written = pd.read_csv(next(folder.glob("*.csv")))
+    folder = _written(scored, "moons-corrections.csv")
+    written = pd.read_csv(folder / "moons-corrections.csv")
     assert written["final_label"].tolist() == [1 - int(ds.train.y[3]), -1, -1]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["counts"] == {"keep": 0, "remove": 2, "relabel": 1}
+    # The cleaned data set: the kept training rows with the relabel applied, CSV and Parquet alike.
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "moons-cleaned.csv", "moons-cleaned.parquet",
+                                                        "moons-corrections.csv", "moons-corrections.parquet"]
+    cleaned = pd.read_csv(folder / "moons-cleaned.csv")
+    pd.testing.assert_frame_equal(cleaned, pd.read_parquet(folder / "moons-cleaned.parquet"), check_dtype=False)
+    kept = [r for r in range(len(ds.train)) if r not in (5, 7)]
+    assert cleaned.columns.tolist() == ["x1", "x2", "label"] and len(cleaned) == len(kept) == 248
+    assert np.allclose(cleaned[["x1", "x2"]].to_numpy(), ds.train.x[kept].numpy())
+    labels = [ds.classes[int(ds.train.y[r])] for r in kept]
+    labels[3] = ds.classes[1 - int(ds.train.y[3])]
+    assert cleaned["label"].tolist() == labels
+
+
+def test_cleaned_data_set_of_an_uploaded_csv(workspace):
+    """An uploaded CSV's cleaned data set holds the file's rows as written, the decisions applied."""
+    frame = pd.DataFrame({"name": [f"r{i:02d}" for i in range(40)], "size": np.arange(40) * 1.5,
+                          "kind": ["=a", "b"] * 20, "label": ["no", "yes"] * 20})
+    proj = project_of(workspace)
+    ds = proj.upload_dataset(frame.to_csv(index=False).encode(), "pets.csv", seed=0)
+    proj.train("logreg", {"epochs": 5, "seed": 0})
+    proj.record([0, 1], "remove")
+    at = open_page("6_Export.py")
+    no_errors(at)
+    assert any(f"{len(ds.train) - 2} kept training rows" in c.value and "'label'" in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Write the export files").click().run()
+    cleaned = pd.read_csv(_written(workspace, "pets-cleaned.csv") / "pets-cleaned.csv")
+    expected = frame.iloc[ds.source_index.numpy()[2:]].reset_index(drop=True)
+    expected["kind"] = expected["kind"].map(lambda v: "'" + v if v.startswith("=") else v)  # formula neutralised
+    pd.testing.assert_frame_equal(cleaned, expected)
