@@ -236,32 +236,34 @@ def test_imagefolder_of_an_uploaded_zip_keeps_file_names_bytes_and_splits(tmp_pa
     ds = load_dataset(path, seed=0)
     files = ds.meta["files"]
     row_of = {files[s]: r for r, s in enumerate(ds.source_index.numpy())}
-    dog_same, cat_0 = row_of["pets/train/my dog/same.png"], row_of["pets/train/cat/cat_0.png"]
-    decisions = {dog_same: _d(dog_same, "relabel", 0), cat_0: _d(cat_0, "remove"),
-                 row_of["pets/train/my dog/dog_1.png"]: _d(0, "relabel", 0)}
+    # cat/same.png moves to "my dog", which has a same.png of its own (later in row order: it keeps its name).
+    cat_same, cat_0, dog_1 = (row_of[f"pets/train/{n}.png"] for n in ("cat/same", "cat/cat_0", "my dog/dog_1"))
+    decisions = {cat_same: _d(cat_same, "relabel", 1), cat_0: _d(cat_0, "remove"), dog_1: _d(dog_1, "relabel", 0)}
     out = tmp_path / "export.zip"
     write_imagefolder(ds, decisions, out)
     with zipfile.ZipFile(out) as zf:
         names = sorted(n for n in zf.namelist() if n != "metadata.csv")
         meta = pd.read_csv(zf.open("metadata.csv"), keep_default_na=False)
         copied = {n: zf.read(n) for n in names}
-    dog_same_index = int(ds.source_index[dog_same])
+    cat_same_index = int(ds.source_index[cat_same])
     assert names == sorted([
         "train/cat/cat_1.png", "train/cat/cat_2.png", "train/cat/cat_3.png", "train/cat/cat_4.png", "train/cat/cat_5.png",
-        "train/cat/sub/deep.png", "train/cat/same.png", f"train/cat/same_{dog_same_index}.png", "train/cat/dog_1.png",
+        "train/cat/sub/deep.png", "train/cat/dog_1.png",
         "train/my dog/dog_0.png", "train/my dog/dog_2.png", "train/my dog/dog_3.png", "train/my dog/dog_4.png",
-        "train/my dog/dog_5.png", "train/my dog/sub/deep.png",
+        "train/my dog/dog_5.png", "train/my dog/sub/deep.png", "train/my dog/same.png", f"train/my dog/same_{cat_same_index}.png",
         "val/cat/v.png", "val/my dog/v.png", "test/cat/t.png", "test/my dog/t.png"])
     # Every image is the uploaded file itself, byte for byte (full size, not the 32x32 the model sees).
     for _, m in meta.iterrows():
         assert copied[m["file"]] == entries[m["original_file"]]
-    moved = meta.set_index("original_file").loc["pets/train/my dog/same.png"]
-    assert moved["file"] == f"train/cat/same_{dog_same_index}.png" and moved["action"] == "relabel"
-    assert set(meta["split"]) == {"train", "val", "test"} and "pets/train/cat/cat_0.png" not in set(meta["original_file"])
+    by_file = meta.set_index("original_file")
+    assert by_file.loc["pets/train/my dog/same.png", "file"] == "train/my dog/same.png"  # it stayed: its name kept
+    moved = by_file.loc["pets/train/cat/same.png"]
+    assert moved["file"] == f"train/my dog/same_{cat_same_index}.png" and moved["action"] == "relabel"
+    assert set(meta["split"]) == {"train", "val", "test"} and "pets/train/cat/cat_0.png" not in by_file.index
     # The export is an upload again: the same splits and classes, the decisions applied.
     back = load_dataset(str(out), seed=0)
     assert back.classes == ["cat", "my dog"] and (len(back.train), len(back.val), len(back.test)) == (len(ds.train) - 1, 2, 2)
-    assert int((back.train.y == 0).sum()) == int((ds.train.y == 0).sum()) - 1 + 2
+    assert int((back.train.y == 0).sum()) == int((ds.train.y == 0).sum()) - 2 + 1
 
 
 def test_imagefolder_of_a_carved_zip_writes_its_carved_splits(tmp_path):
