@@ -100,6 +100,7 @@ class _Memo:
 _DATASETS = _Memo(6)
 _MODELS = _Memo(8)
 _SCORES = _Memo(64)
+_ESTIMATES = _Memo(32)  # measured training-step times (Project.training_estimate)
 
 
 class Project:
@@ -186,11 +187,18 @@ class Project:
 
     def upload_dataset(self, data: bytes, filename: str, **kwargs) -> Dataset:
         """An uploaded CSV or image zip, checked, stored in the project and made the current data set."""
+        path, dataset = self.stage_dataset_upload(data, filename, **kwargs)
+        self._update_state(lambda s: s.set_dataset(path, kwargs))
+        return dataset
+
+    def stage_dataset_upload(self, data: bytes, filename: str, **kwargs) -> tuple[str, Dataset]:
+        """An uploaded CSV or image zip, checked, loaded with ``kwargs`` and stored in the project (a refused one leaves
+        nothing), but not yet current: its stored path (for `use_dataset`) and the data set, so a page can show what
+        was read before the user takes it."""
         stored = self.save_upload(data, filename, "data", load=lambda p: load_dataset(str(p), **kwargs))
         path = str(stored.path)
         _DATASETS.get(path + json.dumps(kwargs, sort_keys=True, default=str), lambda: stored.value)
-        self._update_state(lambda s: s.set_dataset(path, kwargs))
-        return stored.value
+        return path, stored.value
 
     # ------------------------------------------------------------------------------------------- model
     def model(self, dataset: Dataset | None = None) -> FittedModel | None:
@@ -259,6 +267,18 @@ class Project:
         from .data.uploads import stored_path
 
         return stored_path(data, filename, "weights", self.folder)
+
+    def training_estimate(self, arch: str, config: TrainConfig | dict | None = None) -> dict:
+        """How long `train` would take, before it starts: ``{"seconds", "text", "how", "at_most"}``
+        (`models.estimate.estimate_training`) from real training steps of ``arch`` timed on the current data (measured
+        once per data, architecture and batch size, in about half a second) times batches × epochs."""
+        from .models.estimate import estimate_training, measure_steps
+
+        dataset = self.dataset()
+        resolved = TrainConfig(**_train_settings(config)).resolved(arch)
+        key = f"{dataset.fingerprint()}:{arch}:{resolved.optimizer}:{resolved.batch_size}:{bool(resolved.augment)}"
+        times = _ESTIMATES.get(key, lambda: measure_steps(dataset, arch, resolved))
+        return estimate_training(dataset, resolved, times)
 
     def fold_models(self, folds: int, progress: Progress | None = None, device: str | None = None) -> list[FittedModel]:
         dataset = self.dataset()
@@ -347,6 +367,19 @@ class Project:
         fold_models = self.cache.fold_models(dataset, fitted, folds) if folds else None
         return estimate_label_issues(dataset, fitted, fold_models=fold_models, folds=folds or None)
 
+    def method_costs(self, params: str = "all", folds: int = 0, settings: dict[str, dict] | None = None) -> dict[str, float]:
+        """Rough seconds each method (with ``settings[name]``) would take on the current data set and model: one
+        forward + backward timed on this model (memoised), scaled by each method's cost class
+        (`analysis.estimate_seconds`). For labels next to method names, not promises: a factor of two either way."""
+        from .analysis import cost_units, estimate_seconds
+
+        dataset = self.dataset()
+        fitted = self.require_model(dataset)
+        units = _SCORES.get(f"cost:{fitted.fingerprint()}:{dataset.fingerprint()}:{params}",
+                            lambda: cost_units(dataset, fitted, params))
+        checkpoints = len(fitted.checkpoints or [])
+        return {name: estimate_seconds(name, units, (settings or {}).get(name), folds, checkpoints) for name in METHODS}
+
     # ------------------------------------------------------------------------------------------- views
     def angle_view(self, impact: str = "utility", params: str = "all", progress: Progress | None = None) -> dict:
         """Paper Fig. 1's geometry of the current model (cached): IP, influence and plane coordinates per sample."""
@@ -364,18 +397,19 @@ class Project:
                                                 compute)
 
     def feature_map(self, progress: Progress | None = None, seed: int = 0) -> dict:
-        """A 2-D UMAP of the model's penultimate features of the training split (cached)."""
-        from .analysis import embed_2d, penultimate_features
+        """A 2-D map of the model's penultimate features of the training split (cached): t-SNE up to
+        `analysis.TSNE_MAX_POINTS` samples, UMAP above (``method`` in the result says which)."""
+        from .analysis import embed_2d, embedding_method, penultimate_features
 
         dataset = self.dataset()
         fitted = self.require_model(dataset)
 
         def compute() -> dict:
             report = progress or (lambda f, m: None)
-            report(0.05, "penultimate features")
+            report(0.02, "penultimate features")
             feats = penultimate_features(fitted, dataset.train)
-            report(0.3, f"UMAP of {len(feats):,} points")
-            return {"xy": embed_2d(feats, seed=seed)}
+            xy = embed_2d(feats, seed=seed, progress=lambda f, m: report(0.1 + 0.9 * f, m))
+            return {"xy": xy, "method": np.array(embedding_method(len(feats)) if feats.shape[1] > 2 else "features")}
 
         return self.cache.get_or_compute_arrays("views", _view_key("umap", dataset, fitted, seed=seed), compute)
 
@@ -562,6 +596,83 @@ class Project:
         action = apply_action(s.action, dataset, scores, s.action_settings(), base.module)
         return cleaned_split_table(replace(result, dataset=dataset, base=base, scores={method: scores},
                                            actions={method: action}), method)
+
+
+    # ------------------------------------------------------------------------------------------ export
+    def export_stem(self) -> str:
+        """A file-name stem for this project's exports, from the data set's name."""
+        from .export import export_stem
+
+        return export_stem(self.dataset().name)
+
+    def corrections(self):
+        """One row per decided sample: original index, training row, given and final label, action, every computed
+        run's score (lower = more detrimental), who and when (`export.corrections_table`)."""
+        from .export import corrections_table
+
+        dataset = self.dataset()
+        return corrections_table(dataset, self.current_decisions(), self.scores())
+
+    def manifest(self) -> dict:
+        """What produced the export: data set, model, score runs, decision counts, versions."""
+        from . import __version__
+        from .export import manifest
+
+        dataset, state = self.dataset(), self.state()
+        fitted = self.require_model(dataset)
+        return manifest(dataset, state.model_hash or fitted.fingerprint(),
+                        [r.__dict__ | {"label": r.label} for r in state.runs], self.current_decisions(), __version__)
+
+    def cleaned_table(self):
+        """Every kept training row with its original values (as in the source file) and final label
+        (`export.cleaned_table`); a one-line error when the source cannot be read back."""
+        from .export import cleaned_table
+
+        return cleaned_table(self.dataset(), self.current_decisions())
+
+    def label_column(self) -> str:
+        """The source's label column (where the cleaned table writes the final labels)."""
+        from .data.originals import label_column
+
+        return label_column(self.dataset())
+
+    def image_zip(self) -> bytes:
+        """The cleaned images in ImageFolder layout: train/ with decisions applied, val/ and test/, metadata.csv."""
+        from .export import imagefolder_zip
+
+        return imagefolder_zip(self.dataset(), self.current_decisions())
+
+    def cifar_labels(self) -> tuple[bytes, str, str] | None:
+        """(npz bytes, source file name, label key) of a CIFAR-N label file with ``cleaned_label`` added; None for
+        other data sets or when the label file is not here."""
+        from .data.cifar import load_label_file
+        from .data.paths import shared_data_dir
+        from .export import cifar_label_file
+
+        dataset, state = self.dataset(), self.state()
+        key = dataset.meta.get("label_key")
+        if key is None or not dataset.name.startswith(("cifar10n", "cifar100n")):
+            return None
+        name = "cifar100n_labels.npz" if dataset.name.startswith("cifar100n") else "cifar10n_labels.npz"
+        path = Path(state.dataset_kwargs.get("labels_path") or shared_data_dir() / "cifar_n" / name)
+        if not path.exists():
+            return None
+        return cifar_label_file(load_label_file(path), dataset, self.current_decisions(), key), path.name, key
+
+    def write_export(self, files: dict[str, bytes]) -> Path:
+        """Write ``files`` (name → bytes) into a new time-stamped folder under the project's ``exports/``."""
+        import time
+
+        from .export import write_export
+
+        return write_export(self.folder / "exports" / f"{self.export_stem()}-{time.strftime('%Y%m%d-%H%M%S')}", files)
+
+    @staticmethod
+    def table_bytes(frame, fmt: str) -> bytes:
+        """A table as CSV (formula cells neutralised) or Parquet (raw values) bytes."""
+        from .export import table_bytes
+
+        return table_bytes(frame, fmt)
 
 
 _STATE_LOCK = threading.Lock()
