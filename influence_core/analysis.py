@@ -7,7 +7,7 @@ sample would lower the impact f).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from torch.func import grad
 
 from .data.base import Dataset, Split
 from .errors import InfluenceError
-from .grads import MAX_EXACT_PARAMS, Progress, num_params, per_sample_losses, predict_labels
+from .grads import MAX_EXACT_PARAMS, Progress, num_params, per_sample_losses, predict_labels, select_params
 from .impacts import make_impact
 from .methods.base import ScoringContext, stream_inner_products
 from .methods.exact import inverse_hvp_target
@@ -142,13 +142,62 @@ def penultimate_features(fitted: FittedModel, split: Split, batch_size: int = 51
     return torch.cat(captured).double().numpy()
 
 
-def embed_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
-    """A 2-D UMAP embedding of ``features`` (N×D); features that are already 2-D are returned as they are."""
-    if features.shape[1] <= 2:
-        return np.pad(features, ((0, 0), (0, 2 - features.shape[1])))
+# Up to this many points the feature map is a t-SNE (scikit-learn, no compilation): on this project's 2-core CPU a
+# t-SNE of 250 points takes ~3 s and of 1,700 ~25 s, while UMAP's numba code compiles on first use in every server
+# process — 35-60 s before the first epoch whatever the size (250 points: import 6 s + first fit 33-51 s, second
+# fit 1 s). Above it UMAP wins: its compile is paid once and t-SNE grows ~N log N (10,000 points: 300 s).
+TSNE_MAX_POINTS = 2500
+
+
+def embedding_method(n: int) -> str:
+    """The 2-D layout `embed_2d` uses for ``n`` points: "t-SNE" up to `TSNE_MAX_POINTS`, else "UMAP"."""
+    return "t-SNE" if n <= TSNE_MAX_POINTS else "UMAP"
+
+
+class _EpochSink:
+    """A file for UMAP's tqdm bar: turns "n/total" of the epoch loop into progress reports (no console output)."""
+
+    def __init__(self, report: Progress) -> None:
+        self.report, self.last = report, -1
+
+    def write(self, text: str) -> None:
+        import re
+
+        found = re.findall(r"(\d+)/(\d+)", text)
+        if found:
+            done, total = map(int, found[-1])
+            if total and done != self.last:
+                self.last = done
+                self.report(done / total, f"UMAP layout: epoch {done} of {total}")
+
+    def flush(self) -> None:
+        pass
+
+
+def embed_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, progress: Progress | None = None) -> np.ndarray:
+    """A 2-D map of ``features`` (N×D) where near rows stay near: t-SNE up to `TSNE_MAX_POINTS` rows, UMAP above
+    (see `embedding_method`); features already 2-D are returned as they are. ``progress`` gets stage messages
+    and, for UMAP, the epochs."""
+    report = progress or (lambda f, m: None)
+    features = np.asarray(features, dtype=np.float64)
+    n = len(features)
+    if features.shape[1] <= 2 or n < 3:
+        return np.pad(features, ((0, 0), (0, max(0, 2 - features.shape[1]))))[:, :2]
+    if embedding_method(n) == "t-SNE":
+        from sklearn.manifold import TSNE
+
+        report(0.0, f"t-SNE layout of {n:,} points")
+        perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
+        out = TSNE(2, perplexity=perplexity, init="pca", random_state=seed, n_jobs=1).fit_transform(features)
+        report(1.0, "t-SNE layout done")
+        return out
+    report(0.0, f"UMAP of {n:,} points: importing and compiling UMAP (about a minute the first time in a server)")
     import umap  # slow import (numba); only when asked
 
-    reducer = umap.UMAP(n_neighbors=min(n_neighbors, max(2, len(features) - 1)), random_state=seed, n_jobs=1)
+    reducer = umap.UMAP(n_neighbors=min(n_neighbors, max(2, n - 1)), random_state=seed, n_jobs=1,
+                        tqdm_kwds={"disable": False, "file": _EpochSink(lambda f, m: report(0.2 + 0.8 * f, m)),
+                                   "mininterval": 0.5})
+    report(0.05, f"UMAP of {n:,} points: neighbour graph")
     return reducer.fit_transform(features)
 
 
@@ -163,3 +212,105 @@ def decision_grid(fitted: FittedModel, x: np.ndarray, steps: int = 120, margin: 
     grid = torch.tensor(np.stack([gx.ravel(), gy.ravel()], axis=1), dtype=torch.float32)
     _, probs = predict(fitted, Split(grid, torch.zeros(len(grid), dtype=torch.int64)))
     return xs, ys, probs[:, 1].reshape(steps, steps)
+
+
+# ------------------------------------------------------------------------------------------ cost estimates
+@dataclass
+class CostUnits:
+    """What one model costs here, measured in milliseconds: ``step`` = forward + backward on one batch of 64 training
+    rows, ``train_pass`` / ``val_pass`` = the same over every training / validation row in batches of 256."""
+
+    step: float
+    train_pass: float
+    val_pass: float
+    n_train: int
+    n_params: int
+    n_classes: int
+    layer_dims: tuple[int, ...]
+
+
+def cost_units(dataset: Dataset, fitted: FittedModel, params: str = "all", repeats: int = 3) -> CostUnits:
+    """Time forward + backward of the current model on a batch of 64 and one of 256 training rows (best of
+    ``repeats`` after a warm-up) and scale to the split sizes: the units `estimate_seconds` counts in."""
+    import math
+    import time
+
+    module = fitted.module.eval()
+    sel = select_params(module, params, fitted.head_prefix)
+    n, n_val = len(dataset.train), len(dataset.val)
+
+    def seconds(rows: int) -> float:
+        x, y = next(iter(dataset.train.batches(max(1, min(rows, n)))))
+        x = x.to(next(iter(sel.values())).dtype)
+
+        def once() -> None:
+            p = {k: v.detach().requires_grad_(True) for k, v in sel.items()}
+            torch.autograd.grad(per_sample_losses(module, p, x, y).sum(), list(p.values()))
+
+        once()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            once()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    big = seconds(256)
+    dims = tuple(int(d) for v in sel.values() if v.dim() >= 2 for d in (v.shape[0], int(np.prod(v.shape[1:]))))
+    return CostUnits(step=seconds(64), train_pass=big * math.ceil(n / 256), val_pass=big * math.ceil(max(n_val, 1) / 256),
+                     n_train=n, n_params=num_params(sel), n_classes=max(int(dataset.num_classes), 2), layer_dims=dims)
+
+
+# The fixed cost of one torch.func call (HVP, SGD step) beyond its arithmetic: it dominates small models (a LiSSA
+# step on the moons MLP takes ~7 ms where a plain forward + backward takes 0.7 ms).
+_FUNC_CALL = 0.006
+
+
+def estimate_seconds(method: str, units: CostUnits, settings: dict | None = None, folds: int = 0,
+                     checkpoints: int = 0) -> float:
+    """A rough estimate of the seconds ``method`` (with ``settings``) takes on this model, from `cost_units`.
+
+    Each method is counted as a fixed part (its target gradient, LiSSA recursion, Hessian or factor fit; repeated by
+    each of ``folds`` fold models) plus a part per training row, in the units above: a forward-mode (JVP) pass ≈ 1.5
+    training passes, an HVP ≈ 2 steps, the explicit Hessian ≈ 1.6 training passes per parameter plus its P³
+    eigen-solve. The factors were fitted to timings on this project's CPU (moons MLP, Adult logistic regression)
+    and bench/results/methods.md (CIFAR CNN); expect a factor of two either way, more on a busy machine.
+    """
+    from .methods import METHODS
+
+    cls = METHODS.get(method)
+    s = {**({} if cls is None else {f.name: getattr(cls.Settings(), f.name) for f in fields(cls.Settings)}),
+         **(settings or {})}
+    u, overhead = units, 0.05
+    jvp = 1.5 * u.train_pass
+    target = u.val_pass
+    forward = 0.4 * u.train_pass
+    per_sample = 3.0 * u.train_pass  # vmapped per-sample gradients
+    hvp = 2.0 * u.step + _FUNC_CALL  # a torch.func HVP on one mini-batch
+    chunk = max(int(s.get("sample_chunk", 64)), 1)
+    chunk_hvp = _FUNC_CALL + 0.3 * chunk * u.step  # Self-LiSSA: one HVP vmapped over a chunk of sample gradients
+    eig = sum(d ** 3 for d in u.layer_dims) * 2e-9  # EKFAC: eigendecompositions of the Kronecker factors
+    ip_like = (target, jvp)
+    k = max(int(s.get("ensemble_size", 1) or 1), 1)
+    t = max(int(checkpoints), 1)
+    c = u.n_classes
+    fixed, rows = {
+        "loss": (0.0, forward), "margin": (0.0, forward), "confident_learning": (0.0, forward),
+        "ip": ip_like,
+        "ip_classwise": (c * target, c * jvp),
+        "ip_combined": (c * target, c * jvp + forward),
+        "ip_ensemble": (k * target, k * jvp),
+        "tracin": (t * target, t * jvp),
+        "self_tracin": (0.0, per_sample),
+        "gex": (k * (int(s.get("steps", 10)) * (u.step + _FUNC_CALL) + target), k * jvp),
+        "lissa": (int(s.get("depth", 1000)) * int(s.get("repeats", 1)) * hvp + 20 * hvp + target, jvp),
+        "self_lissa": (20 * hvp, per_sample + np.ceil(u.n_train / chunk) * int(s.get("depth", 200))
+                       * int(s.get("repeats", 1)) * chunk_hvp),
+        "exact": (1.6 * u.n_params * u.train_pass + u.n_params ** 3 * 1e-9 + target, jvp),
+        "ekfac": (3 * u.train_pass + eig + target, jvp),
+        "datainf": (2 * per_sample + target, jvp),
+        "tda": (t * (3 * u.train_pass + eig + target), t * jvp),
+    }.get(method, (3 * target, 3 * jvp))
+    if folds and folds >= 2:
+        fixed *= folds
+    return overhead + fixed + rows
