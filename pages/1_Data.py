@@ -8,13 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from influence_core.data.registry import DATASETS, PATH_LOADERS, load_dataset
-from influence_core.data.uploads import save_upload
-from influence_core.errors import InfluenceError
-from influence_core.export import images_uint8
 from influence_core.figures import class_balance
-from influence_core.session import workspace_root
-from pages._common import dataset_of, display_name, guarded, plain, save, selection
+from influence_core.project import DATASETS, PATH_LOADERS, InfluenceError, Project
+from pages._common import display_name, guarded, plain, project
 
 UPLOAD = "Upload a file…"
 # Loader arguments with a fixed set of values get a select box instead of a text field.
@@ -56,26 +52,31 @@ def _parameter_inputs(name: str, defaults: dict, current: dict) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _choose(sel) -> None:
+def _choose(proj: Project) -> None:
+    state = proj.state()
     names = sorted(DATASETS)
-    current = sel.dataset if sel.dataset in DATASETS else UPLOAD
+    current = state.dataset if state.dataset in DATASETS else UPLOAD
     options = names + ([UPLOAD] if PATH_LOADERS else [])
     choice = st.selectbox("Data set", options, index=options.index(current) if current in options else 0,
                           format_func=lambda n: n if n == UPLOAD else f"{n} — {DATASETS[n].description}")
     if choice == UPLOAD:
-        _upload(sel)
+        _upload(proj)
         return
     defaults = DATASETS[choice].parameters()
-    kwargs = _parameter_inputs(choice, defaults, sel.dataset_kwargs if choice == sel.dataset else {})
-    changed = choice != sel.dataset or kwargs != {k: v for k, v in {**defaults, **sel.dataset_kwargs}.items() if v is not None}
+    kwargs = _parameter_inputs(choice, defaults, state.dataset_kwargs if choice == state.dataset else {})
+    given = {k: v for k, v in {**defaults, **state.dataset_kwargs}.items() if v is not None}
+    changed = choice != state.dataset or kwargs != given
     if st.button("Use this data set", type="primary", disabled=not changed, icon=":material/check:"):
-        load_dataset(choice, **kwargs)  # refuse bad arguments before anything changes
-        sel.set_dataset(choice, kwargs)
-        save(sel)
+        try:  # loaded first: a data set that cannot be loaded never becomes current
+            with st.spinner(f"Loading {choice}…"):
+                proj.use_dataset(choice, **kwargs)
+        except InfluenceError as err:
+            st.error(f"This data set cannot be used: {plain(err)}")
+            return
         st.rerun()
 
 
-def _upload(sel) -> None:
+def _upload(proj: Project) -> None:
     kinds = sorted(s.lstrip(".") for s in PATH_LOADERS)
     st.caption("A CSV with one row per sample and a label column, or a zip of images in class folders "
                "(<class>/*.png, or train/<class>/*.png with optional val/ and test/).")
@@ -87,19 +88,22 @@ def _upload(sel) -> None:
         return
     kwargs = {k: v for k, v in {"label_column": label_column, "sensitive_column": sensitive_column}.items() if v}
     try:  # checked, then loaded from a staging copy: only an accepted upload is stored
-        path, ds = save_upload(file.getvalue(), file.name, "data", workspace_root(), load=lambda p: load_dataset(str(p), **kwargs))
+        with st.spinner("Checking the file…"):
+            path, ds = proj.stage_dataset_upload(file.getvalue(), file.name, **kwargs)
     except InfluenceError as err:
         st.error(f"This file cannot be used: {plain(err)}")
         return
     what = f" (label column: {plain(ds.meta['label_column'])})" if ds.meta.get("label_column") else ""
     st.success(f"Read {len(ds.train)} training samples in {ds.num_classes} classes from {plain(file.name)}{what}.")
-    if st.button("Use this upload", type="primary", icon=":material/check:"):
-        sel.set_dataset(str(path), kwargs)
-        save(sel)
+    state = proj.state()
+    if state.dataset == path and state.dataset_kwargs == kwargs:
+        st.caption("This upload is the current data set.")
+    elif st.button("Use this upload", type="primary", icon=":material/check:"):
+        proj.use_dataset(path, **kwargs)
         st.rerun()
 
 
-def _preview(ds) -> None:
+def _preview(proj: Project, ds) -> None:
     summary = ds.summary()
     c = st.columns(5)
     c[0].metric("Training", f"{summary['n_train']:,}")
@@ -120,7 +124,7 @@ def _preview(ds) -> None:
         st.markdown("**Preview** (first training samples)")
         if ds.kind == "image":
             n = min(18, len(ds.train))
-            pixels = images_uint8(ds, np.arange(n))
+            pixels = proj.images(np.arange(n))
             cols = st.columns(6)
             for i in range(n):
                 noisy = ds.noise_mask is not None and bool(ds.noise_mask[i])
@@ -130,8 +134,9 @@ def _preview(ds) -> None:
                 st.caption("⚠ = the given label is known to be wrong.")
         else:
             n = min(200, len(ds.train))
-            names = ds.feature_names or [f"x{i}" for i in range(ds.train.x.shape[1])]
-            frame = pd.DataFrame(ds.train.x[:n].numpy(), columns=names[: ds.train.x.shape[1]])
+            x = ds.train.rows(slice(0, n)).numpy().reshape(n, -1)
+            names = ds.feature_names or [f"x{i}" for i in range(x.shape[1])]
+            frame = pd.DataFrame(x, columns=names[: x.shape[1]])
             frame.insert(0, "label", [ds.classes[int(v)] for v in ds.train.y[:n]])
             if ds.noise_mask is not None:
                 frame.insert(1, "known noisy", ds.noise_mask[:n].numpy().astype(bool))
@@ -142,12 +147,12 @@ def page() -> None:
     st.title("Data")
     st.write("Pick the training data to debug. The built-in **moons** set has 20 labels flipped on purpose, so you "
              "can see the whole flow without uploading anything.")
-    sel = selection()
-    _choose(sel)
+    proj = project()
+    _choose(proj)
     st.divider()
-    ds = dataset_of(sel)
-    st.subheader(f"{plain(display_name(sel.dataset))} · {ds.kind}")
-    _preview(ds)
+    ds = proj.dataset()  # a data set that no longer loads: its one-line reason, the chooser above still works
+    st.subheader(f"{plain(display_name(proj.state().dataset))} · {ds.kind}")
+    _preview(proj, ds)
 
 
 guarded(page)

@@ -1,30 +1,26 @@
-"""Model: train an architecture on the chosen data (in the background, with a live curve, stoppable) or upload
-trained weights; show validation and test accuracy."""
+"""Model: train an architecture on the chosen data (the project's "train" job: a live curve, stoppable, still shown
+after a refresh) or upload trained weights; show validation and test accuracy."""
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 import streamlit as st
 
-from influence_core.data.uploads import save_upload, stored_path, upload_name
-from influence_core.errors import InfluenceError
 from influence_core.figures import training_curve
-from influence_core.jobs import forget_job, start_job
-from influence_core.models.registry import MODELS
-from influence_core.models.train import TrainConfig, memorisation_warning
-from influence_core.session import get_workspace, load_selection, save_selection, workspace_root
-from pages._common import guarded, job_panel, model_of, plain, require_dataset, save, selection
+from influence_core.project import MODELS, InfluenceError, Project, TrainConfig, memorisation_warning
+from pages._common import guarded, job_outcome, job_panel, plain, project, require_dataset
 
 
-def _show_current(sel, ds) -> None:
-    if not sel.has_model:
-        st.info("No model yet. Train one below (the defaults take a few seconds on moons) or upload weights.")
+def _show_current(proj: Project, ds, training: bool) -> None:
+    state = proj.state()
+    if not state.has_model:
+        if not training:  # while training runs, its panel above says what is happening
+            st.info("No model yet. Train one below or upload weights.")
         return
-    fitted = model_of(sel, ds)
-    source = "uploaded weights" if sel.weights else "trained here"
-    st.subheader(f"Current model: {sel.arch} ({source})")
-    st.caption(f"Model hash {sel.model_hash or fitted.fingerprint()} · data set {plain(ds.name)}")
+    with st.spinner("Loading the model…"):
+        fitted = proj.model(ds)
+    source = "uploaded weights" if state.weights else "trained here"
+    st.subheader(f"Current model: {state.arch} ({source})")
+    st.caption(f"Model hash {state.model_hash or fitted.fingerprint()} · data set {plain(ds.name)}")
     c = st.columns(3)
     c[0].metric("Validation accuracy", f"{fitted.metrics.get('val_accuracy', float('nan')):.1%}")
     c[1].metric("Test accuracy", f"{fitted.metrics.get('test_accuracy', float('nan')):.1%}")
@@ -53,16 +49,21 @@ def _show_current(sel, ds) -> None:
                    + (f", validation accuracy {acc:.1%}." if acc is not None else "."))
 
 
-def _train_form(sel, ds, job_key: str) -> None:
-    archs = [n for n, spec in sorted(MODELS.items()) if ds.kind in spec.input_kinds]
+def _archs(ds) -> list[str]:
+    return [n for n, spec in sorted(MODELS.items()) if ds.kind in spec.input_kinds]
+
+
+def _train_form(proj: Project, ds, training: bool) -> None:
+    archs = _archs(ds)
     if not archs:
         st.warning(f"No architecture takes {ds.kind} data.")
         return
-    default_arch = sel.arch if sel.arch in archs else ("mlp" if "mlp" in archs else archs[0])
+    state = proj.state()
+    default_arch = state.arch if state.arch in archs else ("mlp" if "mlp" in archs else archs[0])
     arch = st.selectbox("Architecture", archs, index=archs.index(default_arch),
                         format_func=lambda n: f"{n} — {MODELS[n].description}")
     base = TrainConfig().resolved(arch)
-    previous = sel.train if sel.arch == arch and sel.train else {}
+    previous = state.train if state.arch == arch and state.train else {}
     lbfgs = base.optimizer == "lbfgs"
 
     def start(name: str, default):
@@ -92,85 +93,81 @@ def _train_form(sel, ds, job_key: str) -> None:
             "Augment images", value=bool(start("augment", base.augment)), disabled=lbfgs,
             help="Random 32×32 crop of the 4-pixel-padded image and a horizontal flip, per batch; "
                  f"{arch}'s default: {'on' if base.augment else 'off'}"))
-    if st.button("Train", type="primary", icon=":material/play_arrow:"):
-        _start_training(sel, ds, arch, config, job_key)
+    if training:  # one training run at a time: the button comes back when the job above has ended
+        st.caption("Training is running (above): stop it or wait for it to finish to train again.")
+        return
+    left, right = st.columns([1, 4], vertical_alignment="center")
+    clicked = left.button("Train", type="primary", icon=":material/play_arrow:")
+    try:
+        with right, st.spinner("Timing a few training steps…"):
+            estimate = proj.training_estimate(arch, config)
+        right.caption(f"Estimated training time: {estimate['text']} — {estimate['how']}.")
+    except InfluenceError as err:
+        right.warning(plain(err))
+    if clicked:
+        proj.train_in_background(arch, config)
         st.rerun()
 
 
-def _start_training(sel, ds, arch: str, config: dict, job_key: str) -> None:
-    root, dataset_key = workspace_root(), sel.dataset_key
-    known = {f.name for f in fields(TrainConfig)}
-    train_config = TrainConfig(**{k: v for k, v in config.items() if k in known})
-
-    def run(handle):
-        def progress(rec: dict) -> None:
-            handle.report(rec["fraction"], f"epoch {rec['epoch']} · loss {rec['loss']:.4f} · validation accuracy "
-                                           f"{rec['val_accuracy']:.1%}", record=rec)
-
-        fitted = get_workspace(root).get_or_train(ds, arch, train_config, progress=progress, should_stop=handle.should_stop)
-        if handle.should_stop():
-            return {"cancelled": True, "epochs": len(fitted.history)}
-        current = load_selection(root)
-        if current.dataset_key == dataset_key:  # the user may have switched data sets meanwhile
-            current.clear_model()
-            current.arch, current.train, current.model_hash = arch, config, fitted.fingerprint()
-            save_selection(current, root)
-        return {"cancelled": False, "val_accuracy": fitted.metrics.get("val_accuracy")}
-
-    start_job(job_key, f"Training {arch}", run)
-
-
-def _upload_form(sel, ds) -> None:
-    archs = [n for n, spec in sorted(MODELS.items()) if ds.kind in spec.input_kinds]
-    default = sel.arch if sel.arch in archs else ("mlp" if "mlp" in archs else archs[0])
+def _upload_form(proj: Project, ds) -> None:
+    archs = _archs(ds)
+    if not archs:
+        return
+    state = proj.state()
+    default = state.arch if state.arch in archs else ("mlp" if "mlp" in archs else archs[0])
     arch = st.selectbox("Architecture of the weights", archs, index=archs.index(default), key="upload-arch",
                         help="ignored for .pt2 programs, which carry their own architecture")
     file = st.file_uploader("Weights: a state_dict (.safetensors, .pt) or a torch.export program (.pt2)",
                             type=["safetensors", "pt", "pth", "pt2"])
     if file is None:
         return
-    try:
-        from influence_core.models import loading
-    except ImportError:
-        st.error("This installation cannot read weight files (influence_core.models.loading is missing).")
-        return
     data = file.getvalue()
-    if sel.weights == str(stored_path(data, file.name, "weights", workspace_root())) and sel.arch == arch:
-        st.caption(f"{plain(upload_name(file.name))} is the current model.")
+    stored = proj.uploaded_weights_path(data, file.name)
+    if state.weights == str(stored) and state.arch == arch:
+        st.caption(f"{plain(stored.name)} is the current model.")
         return
     try:  # checked (no pickled code, no code in .pt2 archives), loaded from a staging copy, stored only when it fits
-        path, fitted = save_upload(data, file.name, "weights", workspace_root(), load=lambda p: loading.load_fitted(str(p), arch, ds))
+        with st.spinner("Checking the weights…"):
+            proj.upload_weights(data, file.name, arch)
     except InfluenceError as err:
         st.error(f"These weights cannot be used: {plain(err)}")
         return
-    sel.clear_model()
-    sel.arch, sel.weights, sel.model_hash = arch, str(path), fitted.fingerprint()
-    save(sel)
     st.rerun()
+
+
+def _live_curve(snap: dict) -> None:
+    if len(snap["log"]) > 1:
+        st.plotly_chart(training_curve(snap["log"]), width="stretch")
+
+
+def _report(proj: Project, job) -> None:
+    """How the last training run ended, said once: the job is forgotten after this."""
+    if job.state == "done" and not (job.result or {}).get("cancelled"):
+        st.success("Training finished.")
+    elif job.state in ("cancelled", "done"):
+        st.warning("Training was stopped; the previous model (if any) is still the current one.")
+    else:
+        job_outcome(proj, "train", job, "Training")
+    proj.forget_job("train")
 
 
 def page() -> None:
     st.title("Model")
-    sel = selection()
-    ds = require_dataset(sel)
+    proj = project()
+    ds = require_dataset(proj)
     st.caption(f"Data set: {plain(ds.name)} · {len(ds.train):,} training samples")
-    job_key = f"train:{ds.fingerprint()}"
-    finished = job_panel(job_key, lambda snap: snap["log"] and st.plotly_chart(training_curve(snap["log"]), width="stretch"))
+    finished = job_panel(proj, "train", render_running=_live_curve)
     if finished is not None:
-        if finished.state == "failed":
-            st.error(f"Training failed: {plain(finished.error)}")
-        elif finished.state == "cancelled" or (finished.result or {}).get("cancelled"):
-            st.warning("Training was stopped; the previous model (if any) is still the current one.")
-        else:
-            st.success("Training finished.")
-        forget_job(job_key)
-    _show_current(sel, ds)
+        _report(proj, finished)
+    job = proj.job("train")
+    training = job is not None and job.running
+    _show_current(proj, ds, training)
     st.divider()
     train_tab, upload_tab = st.tabs(["Train a model", "Upload weights"])
     with train_tab:
-        _train_form(sel, ds, job_key)
+        _train_form(proj, ds, training)
     with upload_tab:
-        _upload_form(sel, ds)
+        _upload_form(proj, ds)
 
 
 guarded(page)

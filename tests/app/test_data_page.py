@@ -1,10 +1,10 @@
 """Data page: opens on moons with a preview; switching data sets is saved; a bad upload is refused with a reason."""
 
-from influence_core.data import PATH_LOADERS
-from influence_core.session import load_selection
 import pytest
 
-from .conftest import no_errors, open_page, shown
+from influence_core.project import PATH_LOADERS, Selection
+
+from .conftest import no_errors, open_page, project_of, shown
 
 
 def test_opens_on_moons_with_summary(workspace):
@@ -21,7 +21,7 @@ def test_switching_to_blobs_is_saved_and_clears_the_model(scored):
     at.selectbox[0].set_value("blobs").run()
     next(b for b in at.button if b.label == "Use this data set").click().run()
     no_errors(at)
-    sel = load_selection(scored)
+    sel = project_of(scored).state()
     assert sel.dataset == "blobs" and sel.arch is None and sel.runs == []
     assert {m.label: m.value for m in at.metric}["Training"] == "150"
 
@@ -33,7 +33,7 @@ def test_bad_csv_upload_is_refused(workspace):
     at.file_uploader[0].upload("broken.csv", b"a,b\n1\n", "text/csv").run()
     assert not at.exception
     assert any("cannot be used" in e.value for e in at.error)
-    assert load_selection(workspace).dataset == "moons"
+    assert project_of(workspace).state().dataset == "moons"
 
 
 @pytest.mark.skipif(".csv" not in PATH_LOADERS, reason="no CSV loader in this build")
@@ -49,29 +49,34 @@ def test_good_csv_upload_becomes_the_data_set(workspace):
     assert any("Read" in s.value for s in at.success), [e.value for e in at.error]
     next(b for b in at.button if b.label == "Use this upload").click().run()
     no_errors(at)
-    sel = load_selection(workspace)
-    assert sel.dataset.endswith("points.csv") and (workspace / "uploads" / "data").is_dir()
+    assert "This upload is the current data set." in [c.value for c in at.caption]
+    assert not [b for b in at.button if b.label == "Use this upload"]
+    sel = project_of(workspace).state()
+    assert sel.dataset.endswith("points.csv") and (project_of(workspace).folder / "uploads" / "data").is_dir()
     assert any(h.value.startswith("points.csv") for h in at.subheader)
 
 
 def test_a_saved_data_set_that_no_longer_loads_is_reported_not_raised(workspace):
-    from influence_core.session import Selection, save_selection
-
-    save_selection(Selection(dataset="/gone/points.csv", dataset_kwargs={}), workspace)
+    project_of(workspace).save_state(Selection(dataset="/gone/points.csv", dataset_kwargs={}))
     at = open_page("1_Data.py")
     assert not at.exception
     assert any("no such file" in e.value for e in at.error)
     at.selectbox[0].set_value("moons").run()  # the chooser stays usable: back to a built-in set
     next(b for b in at.button if b.label == "Use this data set").click().run()
-    assert load_selection(workspace).dataset == "moons"
-    save_selection(Selection(dataset="/gone/points.csv", dataset_kwargs={}), workspace)
+    no_errors(at)
+    assert project_of(workspace).state().dataset == "moons"
+    assert {m.label: m.value for m in at.metric}["Training"] == "250"
+
+
+def test_a_later_page_says_the_saved_data_set_no_longer_loads(workspace):
+    project_of(workspace).save_state(Selection(dataset="/gone/points.csv", dataset_kwargs={}))
     at = open_page("3_Scores.py")
     assert not at.exception
     assert any("could not be loaded" in e.value for e in at.error) and any("Choose another" in i.value for i in at.info)
 
 
 def _stored(workspace):
-    folder = workspace / "uploads"
+    folder = project_of(workspace).folder / "uploads"
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
@@ -119,7 +124,7 @@ def test_refused_uploads_leave_nothing_in_the_workspace(workspace, monkeypatch):
     assert any("unsafe path '../../evil/1.png' in 'slip.zip'" in shown(e.value) for e in at.error)
     at = _upload("nolabel.csv", b"a,b\n1,x\n2,y\n", label_column="label")
     assert [shown(e.value) for e in at.error] == ["This file cannot be used: no label column 'label' in 'nolabel.csv'; the columns are: a, b"]
-    assert _stored(workspace) == [] and load_selection(workspace).dataset == "moons"
+    assert _stored(workspace) == [] and project_of(workspace).state().dataset == "moons"
 
 
 def test_blank_label_column_uses_the_last_column_as_the_hint_says(workspace):
@@ -142,7 +147,7 @@ def test_split_folder_zip_and_names_shown_as_text(workspace):
     assert [s.value for s in at.success] == [r"Read 13 training samples in 2 classes from \*\*pets\*\* \<b\>.zip."]
     next(b for b in at.button if b.label == "Use this upload").click().run()
     no_errors(at)
-    sel = load_selection(workspace)
+    sel = project_of(workspace).state()
     assert sel.dataset.endswith("/__pets__ _b_.zip")  # stored under a name safe on any file system
     assert [shown(t) for t in at.subheader.values] == ["__pets__ _b_.zip · image"]
     captions = [img.caption for el in at.get("image") for img in el.proto.imgs]

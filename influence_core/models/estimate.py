@@ -1,0 +1,188 @@
+"""How long a training run will take, before it starts: time one or two real optimiser steps of the architecture
+on the actual data (cheap), then multiply by batches × epochs. The Model page shows it next to the Train button."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..data.base import Dataset
+from ..errors import InfluenceError
+from .registry import build_model, get_model_spec
+from .train import TrainConfig, _objective, augment_images, evaluate_split, resolve_device
+
+BUDGET_SECONDS = 0.5  # time spent measuring, about (one step of a very slow model may take longer)
+REPEATS = 8  # steps timed on the real batch when it is cheap (their median counts)
+SMALL_BATCH = 4  # the first timed batch; then 4× larger while the budget allows, up to the real batch size
+LBFGS_TYPICAL_ITERATIONS = 25  # L-BFGS iterations to convergence on tabular data (10–25 measured; images: 100s)
+LBFGS_STEP_FACTOR = 1.5  # an L-BFGS iteration: the objective and gradient, line search and two-loop bookkeeping
+FORWARD_SHARE = 1 / 3  # a no-grad forward pass costs about a third of a training step (forward + backward + update)
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Measured costs: seconds per optimiser step on ``batch`` rows (L-BFGS: one full-batch objective and gradient),
+    seconds per sample of a no-grad evaluation pass, and how the step was measured (for the explanation)."""
+
+    step: float
+    batch: int
+    eval_per_sample: float
+    device: str
+    measured_on: int  # rows of the timed batch (smaller than ``batch`` when scaled up linearly)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_steps(dataset: Dataset, arch: str, config: TrainConfig | None = None,
+                  device: str | torch.device | None = None) -> StepTimes:
+    """Time real training steps of ``arch`` on the first training rows of ``dataset`` (the global RNG untouched).
+
+    Steps are timed on batches growing from four rows to the real batch size while that stays within about half a
+    second (`_grow`); the cost of a larger batch is extrapolated. L-BFGS: one full-batch objective and gradient."""
+    config = (config or TrainConfig()).resolved(arch)
+    spec = get_model_spec(arch)
+    if dataset.kind not in spec.input_kinds:
+        raise InfluenceError(f"model '{arch}' needs {' or '.join(spec.input_kinds)} data, '{dataset.name}' is {dataset.kind}")
+    n = len(dataset.train)
+    if n == 0:
+        raise InfluenceError("the training split is empty")
+    dev = resolve_device(device)
+    lbfgs = config.optimizer == "lbfgs"
+    batch = n if lbfgs else min(int(config.batch_size), n)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        module = build_model(arch, dataset.input_shape, dataset.num_classes).to(dev)
+        if lbfgs:
+            opt = None  # one L-BFGS evaluation: the full-batch objective and its gradient
+        elif config.optimizer in ("adam", "sgd"):
+            opt = (torch.optim.Adam(module.parameters(), lr=config.lr) if config.optimizer == "adam" else
+                   torch.optim.SGD(module.parameters(), lr=config.lr, momentum=0.9))
+        else:
+            raise InfluenceError(f"unknown optimizer '{config.optimizer}'; choose lbfgs, adam or sgd")
+        gen = torch.Generator().manual_seed(config.seed)
+        augment = bool(config.augment) and dataset.kind == "image" and not lbfgs
+
+        def step(rows: int) -> float:
+            idx = torch.randperm(n, generator=gen)[:rows]
+            if dataset.train.on_disk:  # read outside the clock (training holds the split in memory)
+                x = dataset.train.rows(slice(0, rows))
+            _sync(dev)
+            start = time.perf_counter()
+            if not dataset.train.on_disk:
+                x = dataset.train.rows(idx)  # the same gather as a training step
+            x, y = x.to(dev), dataset.train.y[idx].to(dev)
+            module.train()
+            module.zero_grad()
+            xb = augment_images(x, gen) if augment else x
+            _objective(module, xb, y, None, config.l2).backward()
+            if opt is not None:
+                opt.step()
+            _sync(dev)
+            return time.perf_counter() - start
+
+        if lbfgs:
+            spent = step(batch)  # warm-up: allocations, kernel selection
+            seconds, measured_on = _repeat(step, batch, spent), batch
+        else:
+            seconds, measured_on = _grow(step, min(batch, max(2, min(SMALL_BATCH, n))), batch)
+        # Each epoch ends with a validation pass (`evaluate_split`, batches of 512): time one batch of it.
+        split = dataset.val if len(dataset.val) else dataset.train
+        rows = min(len(split), 512)
+        if measured_on < batch:  # slow model: do not time a forward pass of 512 rows as well
+            eval_per_sample = FORWARD_SHARE * seconds / batch
+        else:
+            part = split.subset(np.arange(rows))
+            evaluate_split(module, part, device=dev)
+            start = time.perf_counter()
+            evaluate_split(module, part, device=dev)
+            eval_per_sample = (time.perf_counter() - start) / rows
+    return StepTimes(seconds, batch, eval_per_sample, str(dev), measured_on)
+
+
+def _repeat(step: Callable[[int], float], rows: int, spent: float, times: list[float] | None = None) -> float:
+    """The median of up to `REPEATS` steps on ``rows`` rows, as many as the budget allows (at least one): a step
+    slowed by another process (a busy machine) does not make the estimate."""
+    times = list(times or [])
+    while not times or (len(times) < REPEATS and spent + times[-1] < BUDGET_SECONDS):
+        times.append(step(rows))
+        spent += times[-1]
+    return float(np.median(times))
+
+
+def _grow(step: Callable[[int], float], small: int, batch: int) -> tuple[float, int]:
+    """Seconds per step on ``batch`` rows, and the rows of the largest batch timed: steps on batches growing 4× from
+    ``small`` while the budget allows, extrapolated along the line through the last two (a step costs a fixed
+    overhead plus a cost per row) when the real batch was too expensive to time."""
+    first = step(small)  # warm-up (a process's first step also pays one-off set-up costs)
+    if first > BUDGET_SECONDS:  # very slow (a ResNet on a CPU): no second step
+        return first * batch / small, small
+    spent, points, size = first, [], small
+    while True:
+        t = step(size)
+        spent += t
+        points.append((size, t))
+        if size == batch:  # cheap enough to time the real batch: a few more steps
+            return _repeat(step, batch, spent, [t]), batch
+        bigger = min(batch, size * 4)
+        if spent + t * bigger / size > BUDGET_SECONDS:
+            break
+        size = bigger
+    (s1, t1), (s2, t2) = points[-2] if len(points) > 1 else (0, 0.0), points[-1]
+    slope = (t2 - t1) / (s2 - s1)
+    if len(points) == 1 or slope <= 0:  # one point or noise: proportional to the rows (an overestimate)
+        return t2 * batch / s2, s2
+    return t2 + slope * (batch - s2), s2
+
+
+def estimate_training(dataset: Dataset, config: TrainConfig, times: StepTimes) -> dict:
+    """How long training with the resolved ``config`` takes: ``seconds``; ``text``, the figure for people (prefixed
+    "at most" when early stopping may end sooner); ``how``, the arithmetic behind it; ``at_most``. Networks: epochs ×
+    batches × the measured step plus a validation pass per epoch and the final accuracy passes; L-BFGS: a typical
+    number of full-batch iterations (many parameters need more: ``how`` gives the limit's time)."""
+    n_train, n_val, n_test = len(dataset.train), len(dataset.val), len(dataset.test)
+    final = (n_train + n_val + n_test) * times.eval_per_sample
+    where = "the GPU" if times.device.startswith("cuda") else "this machine's CPU"
+    if config.optimizer == "lbfgs":
+        iteration = LBFGS_STEP_FACTOR * times.step
+        seconds = LBFGS_TYPICAL_ITERATIONS * iteration + final
+        longest = config.max_iter * iteration + final
+        how = (f"about {LBFGS_TYPICAL_ITERATIONS} full-batch L-BFGS iterations at {_short(iteration)} each on {where}, "
+               f"as on tabular data; many parameters (images) need more: {format_duration(longest)} at its limit of "
+               f"{config.max_iter}")
+        return {"seconds": seconds, "text": f"about {format_duration(seconds)}", "how": how, "at_most": False}
+    batches = math.ceil(n_train / times.batch)
+    per_epoch = batches * times.step + n_val * times.eval_per_sample
+    seconds = config.epochs * per_epoch + final
+    measured = "" if times.measured_on == times.batch else f", scaled from a batch of {times.measured_on}"
+    how = (f"{config.epochs} epochs × {batches:,} batches of {times.batch} at {_short(times.step)} a batch on {where}"
+           f"{measured}, plus a validation pass per epoch")
+    at_most = bool(config.patience)
+    text = (f"at most about {format_duration(seconds)} (early stopping usually ends sooner)" if at_most
+            else f"about {format_duration(seconds)}")
+    return {"seconds": seconds, "text": text, "how": how, "at_most": at_most}
+
+
+def _short(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for people: '3 s', '2 min 10 s', '1 h 25 min' (under a second: 'under a second')."""
+    if seconds < 1:
+        return "under a second"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec} s" if sec and minutes < 10 else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

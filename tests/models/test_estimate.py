@@ -1,0 +1,113 @@
+"""Training-time estimates (`models.estimate`, `Project.training_estimate`): the estimate lands near a real run's
+time, the step-time extrapolation is exact for a step whose cost is linear in its rows, measurements are cached
+per data / architecture / batch size, and early stopping turns the figure into an "at most"."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from influence_core.errors import InfluenceError
+from influence_core.models import estimate
+from influence_core.models.estimate import _grow, format_duration, measure_steps
+from influence_core.project import Project
+
+
+@pytest.fixture
+def proj(tmp_path):
+    return Project.open("estimate", tmp_path)
+
+
+def _timed_training(proj: Project, arch: str, config: dict) -> float:
+    start = time.perf_counter()
+    proj.train(arch, config)
+    return time.perf_counter() - start
+
+
+def test_network_estimate_is_within_a_factor_of_a_real_two_epoch_run(proj):
+    # An accuracy check of the estimate (not of speed): both times come from the same machine under the same load.
+    proj.use_dataset("moons", seed=0, n_train=4000)
+    config = {"epochs": 2, "patience": 0}
+    guess = proj.training_estimate("mlp", config)
+    actual = _timed_training(proj, "mlp", config)
+    assert 0.2 * actual <= guess["seconds"] <= 5 * actual, (guess, actual)
+    assert "2 epochs × 63 batches of 64" in guess["how"] and guess["text"].startswith("about ")
+
+
+def test_lbfgs_estimate_is_within_a_generous_factor_of_a_real_fit(proj):
+    proj.use_dataset("moons", seed=0, n_train=20000)
+    guess = proj.training_estimate("logreg")
+    actual = _timed_training(proj, "logreg", {})
+    assert 0.1 * actual <= guess["seconds"] <= 10 * actual, (guess, actual)
+    assert "L-BFGS iterations" in guess["how"] and "limit of 500" in guess["how"]
+
+
+def test_measured_once_per_data_architecture_and_batch_size(proj, monkeypatch):
+    from influence_core import project as project_module
+
+    project_module._ESTIMATES.clear()  # measurements are kept per process: start from none
+    proj.use_dataset("moons", seed=0)
+    calls = []
+    real = estimate.measure_steps
+    monkeypatch.setattr(estimate, "measure_steps", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    e10, e100, e190 = (proj.training_estimate("mlp", {"epochs": e, "patience": 0})["seconds"] for e in (10, 100, 190))
+    assert len(calls) == 1  # other epochs: the same measured step
+    assert e190 - e100 == pytest.approx(e100 - e10) and e100 > e10  # linear in the epochs
+    proj.training_estimate("mlp", {"epochs": 10, "batch_size": 32})
+    assert len(calls) == 2  # another batch size is measured again
+    proj.use_dataset("blobs", seed=0)
+    proj.training_estimate("mlp", {"epochs": 10})
+    assert len(calls) == 3  # and so is other data
+
+
+def test_early_stopping_makes_it_an_upper_bound(proj):
+    proj.use_dataset("moons", seed=0)
+    with_patience = proj.training_estimate("mlp", {"patience": 30})
+    without = proj.training_estimate("mlp", {"patience": 0})
+    assert with_patience["at_most"] and with_patience["text"].startswith("at most about ")
+    assert "early stopping usually ends sooner" in with_patience["text"]
+    assert not without["at_most"] and "early stopping" not in without["text"]
+    assert with_patience["seconds"] == pytest.approx(without["seconds"])  # the same 300 epochs, said differently
+
+
+def test_growth_extrapolates_a_linear_step_cost_exactly():
+    timed = []
+
+    def step(rows: int) -> float:  # a step costing 10 ms plus 4 ms a row, reported without sleeping
+        timed.append(rows)
+        return 0.010 + 0.004 * rows
+
+    seconds, measured_on = _grow(step, 4, 128)
+    assert seconds == pytest.approx(0.010 + 0.004 * 128)
+    assert measured_on == 64 and max(timed) == 64  # the real batch was too dear to time within the budget
+    seconds, measured_on = _grow(lambda rows: 0.001 * rows, 4, 64)  # cheap: timed on the real batch
+    assert seconds == pytest.approx(0.064) and measured_on == 64
+
+
+def test_a_very_slow_step_is_timed_once_and_scaled(monkeypatch):
+    timed = []
+    seconds, measured_on = _grow(lambda rows: timed.append(rows) or 0.8, 4, 128)
+    assert timed == [4] and measured_on == 4 and seconds == pytest.approx(0.8 * 32)
+
+
+def test_measuring_leaves_the_global_random_state_alone(proj):
+    proj.use_dataset("moons", seed=0)
+    ds = proj.dataset()
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    measure_steps(ds, "mlp")
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_an_architecture_that_cannot_take_the_data_is_refused_in_one_line(proj):
+    proj.use_dataset("moons", seed=0)
+    with pytest.raises(InfluenceError, match="model 'cnn' needs image data"):
+        proj.training_estimate("cnn")
+
+
+def test_durations_read_like_people_write_them():
+    assert [format_duration(s) for s in (0.2, 3.4, 130, 900, 5400, 7200)] == [
+        "under a second", "3 s", "2 min 10 s", "15 min", "1 h 30 min", "2 h"]
