@@ -1,239 +1,293 @@
-"""Review: the flagged samples, most detrimental first; keep, remove or relabel them one by one or in batches,
-undo, and see why a sample was flagged. Every decision is saved to the workspace's SQLite log at once."""
+"""Review: the flagged samples, most detrimental first by the ranking you choose; keep, remove or relabel each with
+one click or one key (a card grid whose every click and key is recorded exactly once, however fast), or many at once;
+undo your own last decision; open "why flagged" inside a card. Decisions go to the project's log as they are made."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-from influence_core.analysis import gradient_similarity, predict
-from influence_core.export import images_uint8, source_index
-from influence_core.session import decision_scope, flagged_rows
-from pages._common import decisions, guarded, plain, require_dataset, require_model, require_scores, run_title, save, selection
+from influence_core.project import InfluenceError
+from pages import _review_grid as grid
+from pages._common import (guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model,
+                           require_scores, run_title, session_id)
 
-PER_PAGE = 12
-IMAGES_PER_ROW = 3  # wide enough for readable images and unclipped buttons at 1280 px
+SHOW = ("to review", "all flagged", "decided")
+PER_PAGE = (12, 24, 48, 96)
+PER_ROW = (3, 6)
+SIMILAR = 6  # supporting / opposing training samples shown under "why flagged"
+FEATURES = 12  # feature values shown on a tabular card
+
+KEYS_FEW = ("**Keys** (click a card first): `a` keep · `r` remove · `p` relabel to the model's prediction · "
+            "`0`–`9` relabel to that class (the given class's digit keeps it) · `u` undo · `j` / `k` or arrows: next / "
+            "previous card · `]` / `[` next / previous page · `w` why flagged · `v` larger view · `Esc` close. "
+            "After a decision the next card is focused.")
+KEYS_MANY = ("**Keys** (click a card first): `a` keep · `r` remove · `p` relabel to the model's prediction · `/` or a "
+             "digit: type a class name or number, Enter relabels to the first match · `u` undo · `j` / `k` or arrows: "
+             "next / previous card · `]` / `[` next / previous page · `w` why flagged · `v` larger view · `Esc` close. "
+             "After a decision the next card is focused.")
 
 
-@st.cache_resource(max_entries=4, show_spinner="Predicting…")
-def _predictions(_fitted, _dataset, key: str) -> np.ndarray:
-    return predict(_fitted, _dataset.train)[0]
+# --------------------------------------------------------------------------------------------- the list
+def _listed(view: str, show: str, flagged: np.ndarray, s: np.ndarray, current: dict) -> np.ndarray:
+    """The rows this view lists, fixed when the view is opened (and on Refresh): a decided card stays in place with its
+    decision shown, so the grid never moves under the keyboard."""
+    pinned = st.session_state.get("review-list")
+    if st.session_state.pop("review-refresh", False) or not pinned or pinned.get("view") != view:
+        if show == "to review":
+            rows = [int(r) for r in flagged if int(r) not in current]
+        elif show == "decided":
+            rows = sorted(current, key=lambda r: (float(s[r]), r))
+        else:
+            rows = [int(r) for r in flagged]
+        pinned = {"view": view, "rows": rows}
+        st.session_state["review-list"] = pinned
+        st.session_state["review-page"] = 1
+    return np.asarray(pinned["rows"], dtype=np.int64)
 
 
-@st.cache_resource(max_entries=16, show_spinner="Comparing gradients…")
-def _similarity(_dataset, _fitted, key: str, row: int, params: str) -> np.ndarray:
-    return gradient_similarity(_dataset, _fitted, row, params)
+# -------------------------------------------------------------------------------------------- the cards
+def _ranks(scores: np.ndarray, rows: np.ndarray) -> list[int]:
+    """Each row's rank by ``scores`` (1 = lowest = most detrimental)."""
+    return [int((scores < scores[r]).sum()) + 1 for r in rows]
 
 
-def _describe(ds, row: int) -> str:
-    """A tabular sample as 'feature=value' text."""
+def _features(ds, rows: np.ndarray) -> list[list[list[str]]]:
+    """Each tabular row's feature values as [name, text] pairs (the values the model sees, standardised)."""
     names = ds.feature_names or [f"x{i}" for i in range(ds.train.x.shape[1])]
-    values = ds.train.x[row].flatten().tolist()
-    return ", ".join(f"{n}={v:.3g}" for n, v in list(zip(names, values))[:8]) + (" …" if len(values) > 8 else "")
+    values = ds.train.x[rows].reshape(len(rows), -1).tolist()
+    return [[[str(n), f"{v:.4g}"] for n, v in list(zip(names, vals))[:FEATURES]] for vals in values]
 
 
-def _cls(ds, c: int) -> str:
-    """A class name as literal Markdown text (upload class names may contain Markdown)."""
-    return plain(ds.classes[int(c)])
+def _similar(proj, ds, memo: dict, model: str, rows: np.ndarray, wanted: list[int], src: np.ndarray) -> dict:
+    """The "why flagged" supporting / opposing samples of each visible row that has them (or is waiting for them)."""
+    out, found = {}, {}
+    for r in rows:
+        res = memo.get(f"{model}:{int(r)}")
+        if res is not None:
+            found[int(r)] = res
+        elif int(r) in wanted:
+            job = proj.job("why")
+            out[int(r)] = {"status": "running" if job is not None and job.running else "queued"}
+    needed = sorted({j for res in found.values() for j, _ in res.get("support", []) + res.get("oppose", [])})
+    pixels = dict(zip(needed, proj.images(needed))) if ds.kind == "image" and needed else {}
+    y = ds.train.y
+    for r, res in found.items():
+        if "failed" in res:
+            out[r] = {"status": "failed", "error": res["failed"]}
+            continue
+        out[r] = {"status": "done", **{side: [{"row": j, "id": int(src[j]), "label": int(y[j]), "sim": grid.number(v),
+                                              "image": grid.thumbnail(pixels[j]) if j in pixels else None}
+                                             for j, v in res[side]] for side in ("support", "oppose")}}
+    return out
 
 
-def _relabel_options(ds, given: int, predicted: int) -> list[int]:
-    """Classes to relabel to, the model's prediction first, the given label left out."""
-    rest = [c for c in range(ds.num_classes) if c not in (given, predicted)]
-    return ([predicted] if predicted != given else []) + rest
+def _cards(proj, ds, visible: np.ndarray, primary: str, scores: dict, titles: dict, current: dict,
+           similar: dict) -> list[dict]:
+    preds, probs = proj.predictions()
+    src = proj.source_index()
+    s = scores[primary]
+    images = [grid.thumbnail(px) for px in proj.images(visible)] if ds.kind == "image" and len(visible) else None
+    features = _features(ds, visible) if ds.kind != "image" and len(visible) else None
+    ranks = {label: _ranks(sc, visible) for label, sc in scores.items()}
+    noise = ds.noise_mask
+    clean = ds.clean_labels
+    cards = []
+    for i, r in enumerate(int(r) for r in visible):
+        given, pred = int(ds.train.y[r]), int(preds[r])
+        decision = current.get(r)
+        noisy = bool(noise[r]) if noise is not None else None
+        cards.append({
+            "row": r, "id": int(src[r]), "given": given, "pred": pred,
+            "prob": grid.number(probs[r, pred]), "prob_given": grid.number(probs[r, given]),
+            "score": grid.number(s[r]), "rank": ranks[primary][i], "n": int(len(s)),
+            "noisy": noisy, "true": int(clean[r]) if noisy and clean is not None else None,
+            "image": images[i] if images else None, "features": features[i] if features else None,
+            "decision": None if decision is None else {"action": decision.action, "label": decision.new_label},
+            "methods": [{"label": label, "title": titles.get(label, label), "score": grid.number(sc[r]),
+                         "rank": ranks[label][i]} for label, sc in scores.items()],
+            "similar": similar.get(r),
+        })
+    return cards
 
 
-def _decide(log, scope: str, row: int, action: str, label: int | None = None) -> None:
-    log.record(scope, [row], action, label)
-    st.rerun()
+# --------------------------------------------------------------------------------------- why flagged
+def _why_jobs(proj, asked: list[int], model: str, params: str, src: np.ndarray) -> tuple[dict, list[int]]:
+    """Run the asked-for "why flagged" comparisons one after another as the project's "why" job; returns the
+    session's results (by model and row) and the rows still waiting."""
+    memo = st.session_state.setdefault("review-similar", {})
+    wanted = st.session_state.setdefault("review-why-wanted", [])
+    for r in asked:
+        if "failed" in memo.get(f"{model}:{r}", {}):
+            memo.pop(f"{model}:{r}")  # asked again after a failure: try again
+    job = proj.job("why")
+    if job is not None and not job.running:
+        result = job.result if isinstance(job.result, dict) else {}
+        if job.state == "done" and "row" in result:
+            memo[f"{result.get('model')}:{result['row']}"] = result
+        else:
+            job_outcome(proj, "why", job, "Finding the supporting and opposing samples")
+            row = st.session_state.get("review-why-row")
+            if row is not None:
+                memo[f"{model}:{row}"] = {"failed": job.error or job.state}
+        proj.forget_job("why")
+    wanted[:] = [r for r in wanted if f"{model}:{r}" not in memo]
+    if wanted and proj.job("why") is None:
+        st.session_state["review-why-row"] = wanted[0]
+        _start_why(proj, wanted[0], int(src[wanted[0]]), params, model)
+    job_panel(proj, "why")
+    return memo, wanted
 
 
-def _actions(ds, row: int, given: int, pred: int, log, scope: str, compact: bool) -> None:
-    """Keep / Remove / Relabel buttons for one sample; the relabel choice offers the model's prediction first."""
-    options = _relabel_options(ds, given, pred)
-    if compact:  # a row of a table: everything on one line
-        cols = st.columns([1.3, 1, 1.25, 1.25], gap="small")
-        target = cols[0].selectbox("Relabel to", options, key=f"target-{row}", format_func=lambda c: ds.classes[c],
-                                   label_visibility="collapsed")
-        buttons = cols[1:]
-    else:  # a card: relabel choice and button on one line, keep / remove below
-        top = st.columns([1.3, 1], gap="small")
-        target = top[0].selectbox("Relabel to", options, key=f"target-{row}", format_func=lambda c: ds.classes[c],
-                                  label_visibility="collapsed")
-        bottom = st.columns(2, gap="small")
-        buttons = [bottom[0], bottom[1], top[1]]
-    if buttons[0].button("Keep", key=f"keep-{row}", width="stretch"):
-        _decide(log, scope, row, "keep")
-    if buttons[1].button("Remove", key=f"remove-{row}", width="stretch"):
-        _decide(log, scope, row, "remove")
-    if buttons[2].button("Relabel", key=f"relabel-{row}", width="stretch", type="primary", disabled=not options):
-        _decide(log, scope, row, "relabel", int(target))
+def _start_why(proj, row: int, sample_id: int, params: str, model: str) -> None:
+    def run(handle) -> dict:
+        handle.report(0.05, f"comparing sample {sample_id} with every training sample")
+        sim = np.asarray(proj.similar_samples(row, params), dtype=float)
+        sim[row] = np.nan  # itself
+        order = np.argsort(np.nan_to_num(sim, nan=0.0), kind="stable")
+        support = [int(j) for j in order[::-1][:SIMILAR] if sim[j] > 0]
+        oppose = [int(j) for j in order[:SIMILAR] if sim[j] < 0]
+        return {"row": row, "model": model, "support": [[j, float(sim[j])] for j in support],
+                "oppose": [[j, float(sim[j])] for j in oppose]}
+
+    proj.start_job("why", f"Why flagged: sample {sample_id}", run)
 
 
-def _noisy_note(ds, row: int) -> str:
-    """' · known noisy (true: dog)' when the data set knows this label is wrong."""
-    if ds.noise_mask is None or not bool(ds.noise_mask[row]):
-        return ""
-    true = f" (true: {_cls(ds, ds.clean_labels[row])})" if ds.clean_labels is not None else ""
-    return f" · :red[known noisy{true}]"
+# --------------------------------------------------------------------------------------------- batches
+def _batch(proj, action: str) -> None:
+    """A batch button's click (a callback: it runs once per click, before the page is drawn again)."""
+    rows = list(st.session_state.get("batch-rows") or [])
+    label = st.session_state.get("batch-target") if action == "relabel" else None
+    try:
+        proj.record(rows, action, label, session=session_id())
+    except InfluenceError as err:
+        st.session_state["review-message"] = ("error", str(err))
+        return
+    st.session_state["batch-rows"] = []
+    st.session_state.pop("batch-from-map", None)
+    st.session_state["review-message"] = ("done", f"{action} · {len(rows)} sample{'s' if len(rows) != 1 else ''}")
 
 
-def _sample_id(ds, row: int) -> str:
-    """A sample's id as the exports and the decision log's export show it: its index in the original data (the row
-    in the training split second)."""
-    return f"{int(source_index(ds)[row])}"
+def _undo(proj) -> None:
+    n = proj.undo(session=session_id())
+    st.session_state["review-message"] = ("done", f"Undid your last decision ({n} sample{'s' if n != 1 else ''}).")
 
 
-def _sample_label(ds, row: int) -> str:
-    original = _sample_id(ds, row)
-    return f"{original}" if original == str(row) else f"{original} (row {row})"
-
-
-def _decision_badge(ds, decision) -> str:
-    if decision is None:
-        return ""
-    what = decision.action + (f" → {_cls(ds, decision.new_label)}" if decision.action == "relabel" else "")
-    return f" :green-badge[{what}]"
-
-
-def _image_card(ds, row: int, score: float, pred: int, decision, scope: str, log, pixels) -> None:
-    given = int(ds.train.y[row])
-    st.image(pixels, width="stretch")
-    st.markdown(f"**{_sample_label(ds, row)}** · given **{_cls(ds, given)}** · predicted **{_cls(ds, pred)}**  \n"
-                f"score {score:.4g}{_noisy_note(ds, row)}{_decision_badge(ds, decision)}")
-    _actions(ds, row, given, pred, log, scope, compact=False)
-
-
-def _table_row(ds, row: int, score: float, pred: int, decision, scope: str, log) -> None:
-    given = int(ds.train.y[row])
-    left, right = st.columns([1, 1.3], vertical_alignment="center")
-    left.markdown(f"**{_sample_label(ds, row)}** · given **{_cls(ds, given)}** · predicted **{_cls(ds, pred)}** · score {score:.4g}"
-                  f"{_noisy_note(ds, row)}{_decision_badge(ds, decision)}  \n:gray[{plain(_describe(ds, row))}]")
-    with right:
-        _actions(ds, row, given, pred, log, scope, compact=True)
-
-
-def _batch_bar(ds, rows: np.ndarray, preds: np.ndarray, scope: str, log) -> None:
-    # Widget state can only be set before the widget is drawn: a lasso batch from Explore, or a clear after an action.
+def _batch_bar(proj, ds, rows: np.ndarray, preds: np.ndarray, name) -> None:
+    # Widget state can only be set before the widget is drawn: a lasso selection from Explore arrives here.
     if "review_batch" in st.session_state:
         st.session_state["batch-rows"] = [int(r) for r in st.session_state.pop("review_batch")]
         st.session_state["batch-from-map"] = len(st.session_state["batch-rows"])
-    if st.session_state.pop("batch-clear", False):
-        st.session_state["batch-rows"] = []
-        st.session_state.pop("batch-from-map", None)
     if st.session_state.get("batch-from-map"):
         st.info(f"{st.session_state['batch-from-map']} samples selected on the Explore map are preselected below.")
-    preset = st.session_state.get("batch-rows", [])
-    options = [int(r) for r in rows] + [r for r in preset if r not in set(rows.tolist())]
-    chosen = st.multiselect("Batch: samples", options, key="batch-rows", format_func=lambda r: _sample_label(ds, r))
+    preset = [int(r) for r in st.session_state.get("batch-rows", [])]
+    listed = set(rows.tolist())
+    options = [int(r) for r in rows] + [r for r in preset if r not in listed]
+    chosen = st.multiselect("Batch: samples", options, key="batch-rows", format_func=name)
     c = st.columns([1, 1, 2, 1, 1])
-
-    def act(action: str, label: int | None = None) -> None:
-        log.record(scope, chosen, action, label)
-        st.session_state["batch-clear"] = True
-        st.rerun()
-
-    if c[0].button("Keep all", disabled=not chosen, width="stretch"):
-        act("keep")
-    if c[1].button("Remove all", disabled=not chosen, width="stretch"):
-        act("remove")
-    # The batch's majority prediction is offered first.
+    c[0].button("Keep all", disabled=not chosen, width="stretch", on_click=_batch, args=(proj, "keep"))
+    c[1].button("Remove all", disabled=not chosen, width="stretch", on_click=_batch, args=(proj, "remove"))
     majority = int(np.bincount(preds[chosen], minlength=ds.num_classes).argmax()) if chosen else 0
-    order = [majority] + [k for k in range(ds.num_classes) if k != majority]
-    target = c[2].selectbox("Batch relabel to", order, format_func=lambda k: f"relabel to {ds.classes[k]}",
-                            label_visibility="collapsed")
-    if c[3].button("Relabel all", disabled=not chosen, width="stretch"):
-        act("relabel", int(target))
-    if c[4].button("Undo", icon=":material/undo:", disabled=not log.can_undo(scope), width="stretch"):
-        n = log.undo(scope)
-        st.toast(f"Undid the last decision ({n} sample{'s' if n != 1 else ''}).")
-        st.rerun()
+    order = [majority] + [k for k in range(ds.num_classes) if k != majority]  # the batch's majority prediction first
+    if st.session_state.get("batch-target") not in order:
+        st.session_state.pop("batch-target", None)
+    c[2].selectbox("Batch relabel to", order, key="batch-target", format_func=lambda k: f"relabel to {ds.classes[k]}",
+                   label_visibility="collapsed")
+    c[3].button("Relabel all", disabled=not chosen, width="stretch", type="primary", on_click=_batch,
+                args=(proj, "relabel"))
+    can_undo = proj.decisions.can_undo(proj.decision_scope(ds), session=session_id())
+    c[4].button("Undo", icon=":material/undo:", disabled=not can_undo, width="stretch", on_click=_undo, args=(proj,),
+                help="Takes back your own last decision (a key, a click or a batch) — not other people's.")
 
 
-def _why(ds, fitted, sel, scores: dict, rows: np.ndarray, preds: np.ndarray) -> None:
-    st.subheader("Why flagged")
-    row = st.selectbox("Sample", [int(r) for r in rows], format_func=lambda r: _sample_label(ds, r), key="why-row")
-    per_method = pd.DataFrame([{"method": n, "score": float(s[row]), "rank (1 = most detrimental)": int((s < s[row]).sum()) + 1}
-                               for n, s in scores.items()])
-    st.dataframe(per_method, hide_index=True, width="content")
-    run = sel.primary_run()
-    sim = _similarity(ds, fitted, sel.model_hash, row, run.params)
-    sim[row] = np.nan  # itself
-    order = np.argsort(np.nan_to_num(sim, nan=0.0))
-    st.caption("Training samples whose gradients align with this sample's own (they support its given label) and "
-               "those that oppose it: grad ℓⱼᵀ grad ℓᵢ.")
-    helping, hurting = [int(j) for j in order[::-1][:6]], [int(j) for j in order[:6]]
-    left, right = st.columns(2)
-    for col, title, picks in ((left, "Most helping", helping), (right, "Most hurting", hurting)):
-        with col:
-            st.markdown(f"**{title}**")
-            if ds.kind == "image":
-                pixels = images_uint8(ds, picks)
-                cols = st.columns(6)
-                for i, j in enumerate(picks):
-                    cols[i].image(pixels[i], caption=f"{_sample_id(ds, j)} {plain(ds.classes[int(ds.train.y[j])])}", width="stretch")
-            else:
-                st.dataframe(pd.DataFrame({"sample": picks, "label": [ds.classes[int(ds.train.y[j])] for j in picks],
-                                           "gradient similarity": sim[picks], "features": [_describe(ds, j) for j in picks]}),
-                             hide_index=True, width="stretch")
-
-
+# ------------------------------------------------------------------------------------------------ page
 def page() -> None:
     st.title("Review")
-    sel = selection()
-    ds = require_dataset(sel)
-    fitted = require_model(sel, ds)
-    scores = require_scores(sel, ds, fitted)
-    log, scope = decisions(), decision_scope(ds)
-    c1, c2, c3 = st.columns([2, 2, 1])
-    runs = {r.label: r for r in sel.runs}
+    proj = project()
+    ds = require_dataset(proj)
+    require_model(proj, ds)
+    scores = require_scores(proj)
+    session = session_id()
+    # The grid's queued events first: every decision reaches the log before anything here is counted.
+    outcome = grid.process_events(proj, grid.pending_events(), session=session,
+                                  done=st.session_state.setdefault("review-events", {}),
+                                  n_rows=len(ds.train), n_classes=ds.num_classes)
+    if outcome.page is not None:
+        st.session_state["review-page"] = outcome.page
+    wanted = st.session_state.setdefault("review-why-wanted", [])
+    wanted.extend(r for r in outcome.why if r not in wanted)
+    if outcome.undone:
+        st.session_state["review-message"] = ("done", f"Undid your last decision ({outcome.undone} "
+                                                      f"sample{'s' if outcome.undone != 1 else ''}).")
+    kind, message = st.session_state.pop("review-message", (None, ""))
+    if kind == "error":
+        st.error(plain(message))
+    elif kind:
+        st.toast(message)
+
+    state = proj.state()
+    runs = {r.label: r for r in state.runs}
+    titles = {label: run_title(runs[label]) if label in runs else label for label in scores}
     labels = list(scores)
-    primary = c1.selectbox("Order by", labels, index=labels.index(sel.primary_run().label),
-                           format_func=lambda label: run_title(runs[label]) if label in runs else label,
-                           help="Any computed ranking (lower = more detrimental first); compute more on the Scores page. "
-                                "IP + loss (rank average) is the recommended one.")
-    share = c2.slider("Flag the most detrimental share of the training set", 0.01, 0.5, float(sel.flag_share), 0.01,
+    c1, c2, c3, c4, c5 = st.columns([2.6, 2.2, 1.1, 0.9, 0.9])
+    primary = c1.selectbox("Order by", labels, index=labels.index(state.primary_run().label),
+                           format_func=lambda label: titles[label],
+                           help="Any computed ranking (lower = more detrimental first); compute more on the Scores "
+                                "page. IP + loss (rank average) is the recommended influence-based one.")
+    share = c2.slider("Flag the most detrimental share of the training set", 0.01, 0.5, float(state.flag_share), 0.01,
                       format="%.2f")
-    show = c3.radio("Show", ["to review", "all flagged", "decided"], horizontal=False)
-    if primary != sel.primary or share != sel.flag_share:
-        sel.primary, sel.flag_share = primary, share
-        save(sel)
+    show = c3.radio("Show", SHOW, key="review-show")
+    per_row = c4.selectbox("Cards per row", PER_ROW, index=PER_ROW.index(6 if ds.kind == "image" else 3),
+                           key="review-per-row")
+    per_page = c5.selectbox("Cards per page", PER_PAGE, index=1, key="review-per-page")
+    if primary != state.primary:
+        proj.set_primary(primary)
+    if share != state.flag_share:
+        proj.set_flag_share(share)
+
     s = scores[primary]
-    flagged = flagged_rows(s, share)
-    current = log.current(scope)
-    preds = _predictions(fitted, ds, sel.model_hash)
-    if show == "to review":
-        rows = np.array([r for r in flagged if int(r) not in current], dtype=np.int64)
-    elif show == "decided":
-        rows = np.array(sorted(current, key=lambda r: s[r]), dtype=np.int64)
-    else:
-        rows = flagged
-    counts = log.counts(scope)
-    st.markdown(f"**Ordered by:** {plain(run_title(runs[primary]))}")
-    st.caption(f"{len(flagged)} flagged (the lowest scores of {plain(primary)}, most detrimental first) · {len(rows)} shown · "
-               "decisions so far: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    _batch_bar(ds, rows, preds, scope, log)
+    flagged = proj.flagged(primary)
+    current = proj.current_decisions()
+    src = proj.source_index()
+    preds, _ = proj.predictions()
+    view = f"{state.dataset_key}|{state.model_hash}|{primary}|{share}|{show}"
+    rows = _listed(view, show, flagged, s, current)
+    pages = max(1, math.ceil(len(rows) / per_page))
+    page_no = min(max(int(st.session_state.get("review-page", 1)), 1), pages)
+    st.session_state["review-page"] = page_no
+
+    def name(r: int) -> str:
+        return f"{int(src[r])}" if int(src[r]) == r else f"{int(src[r])} (row {r})"
+
+    counts = proj.decisions.counts(proj.decision_scope(ds))
+    left = sum(1 for r in flagged if int(r) not in current)
+    st.markdown(f"**Ordered by:** {plain(titles[primary])}")
+    st.caption(f"{len(flagged)} flagged (the lowest scores, most detrimental first) · {left} still to review · "
+               f"{len(rows)} listed · decisions so far: " + ", ".join(f"{v} {k}" for k, v in counts.items()) +
+               " · samples are named by their index in the original data (the number the exports use).")
+    _batch_bar(proj, ds, rows, preds, name)
     if len(rows) == 0:
         st.success("Nothing left to review here. Export the decisions when you are done.")
-        st.page_link("pages/6_Export.py", label="Go to Export", icon=":material/arrow_forward:")
-    else:
-        pages = max(1, -(-len(rows) // PER_PAGE))
-        page_no = st.columns([1, 5])[0].number_input(f"Page (of {pages})", 1, pages, 1, key="review-page") if pages > 1 else 1
-        visible = rows[(page_no - 1) * PER_PAGE : page_no * PER_PAGE]
-        if ds.kind == "image":
-            pixels = images_uint8(ds, visible)
-            for start in range(0, len(visible), IMAGES_PER_ROW):
-                cols = st.columns(IMAGES_PER_ROW, border=True)
-                for col, row, px in zip(cols, visible[start : start + IMAGES_PER_ROW], pixels[start : start + IMAGES_PER_ROW]):
-                    with col:
-                        _image_card(ds, int(row), float(s[row]), int(preds[row]), current.get(int(row)), scope, log, px)
-        else:
-            for row in visible:
-                with st.container(border=True):
-                    _table_row(ds, int(row), float(s[row]), int(preds[row]), current.get(int(row)), scope, log)
-    st.divider()
-    _why(ds, fitted, sel, scores, flagged, preds)
+        link("export", "Go to Export")
+        return
+    top = st.columns([5, 1], vertical_alignment="center")
+    top[0].markdown(KEYS_FEW if ds.num_classes <= 10 else KEYS_MANY)
+    if top[1].button("Refresh list", icon=":material/refresh:", help="List again without the samples decided since",
+                     width="stretch"):
+        st.session_state["review-refresh"] = True
+        st.rerun()
+    run = runs.get(primary)
+    memo, wanted = _why_jobs(proj, outcome.why, state.model_hash, run.params if run else "all", src)
+    visible = rows[(page_no - 1) * per_page : page_no * per_page]
+    similar = _similar(proj, ds, memo, state.model_hash, visible, wanted, src)
+    grid.show({
+        "project": proj.name, "session": session, "classes": [str(c) for c in ds.classes], "per_row": per_row,
+        "page": {"number": page_no, "count": pages}, "primary": titles[primary],
+        "cards": _cards(proj, ds, visible, primary, scores, titles, current, similar),
+        "acked": outcome.acked, "failed": outcome.failed,
+    })
 
 
 guarded(page)

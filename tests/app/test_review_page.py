@@ -1,16 +1,41 @@
-"""Review page: relabel / remove / keep per sample and in batches, undo; all saved to SQLite at once."""
+"""Review page: the card grid's event queue (each event recorded once, however often it is sent), per-session undo,
+batches and the Explore hand-off, ordering by any run, pages and "why flagged" — all checked through the facade."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from influence_core.project import ScoreRun
+
+from .conftest import no_errors, open_page, project_of, settle, shown
 
 
-from influence_core.data import load_dataset
-from influence_core.review import DecisionLog
-from influence_core.session import decision_scope
+def _grid(at) -> dict:
+    """The data the page gave the review grid component on its last run."""
+    def walk(node):
+        if getattr(node, "type", None) == "bidi_component" and node.proto.component_name == "influence_review_grid":
+            return node
+        for child in (node.children.values() if isinstance(getattr(node, "children", None), dict) else []):
+            found = walk(child)
+            if found is not None:
+                return found
+        return None
 
-from .conftest import no_errors, open_page, shown
+    found = walk(at.main)
+    assert found is not None, "the review grid is not on the page"
+    return json.loads(found.proto.json)
 
 
-def _log(root):
-    ds = load_dataset("moons", seed=0)
-    return DecisionLog(root / "decisions.sqlite").current(decision_scope(ds))
+def _send(at, *events: dict):
+    """What the browser does: the whole unacknowledged queue as the component's value, then a rerun."""
+    at.session_state["review-grid"] = {"queue": list(events)}
+    return at.run()
+
+
+def _keep(eid, row):
+    return {"id": eid, "action": "keep", "rows": [row], "label": None}
 
 
 def test_without_model_links_to_the_model_page(workspace):
@@ -19,30 +44,59 @@ def test_without_model_links_to_the_model_page(workspace):
     assert any("train or upload a model first" in i.value for i in at.info)
 
 
-def test_decisions_per_sample_batch_and_undo(scored):
+def test_each_event_is_recorded_once_however_often_it_is_sent(scored):
+    proj = project_of(scored)
     at = open_page("5_Review.py")
     no_errors(at)
-    keys = [b.key for b in at.button if b.key and b.key.startswith("relabel-")]
-    first, second = int(keys[0].split("-")[1]), int(keys[1].split("-")[1])
-    at.button(key=f"relabel-{first}").click().run()
-    at.button(key=f"remove-{second}").click().run()
+    cards = _grid(at)["cards"]
+    r = [c["row"] for c in cards[:5]]
+    other = 1 - cards[2]["given"]  # moons: the other class
+    e1, e2 = _keep("e1", r[0]), {"id": "e2", "action": "remove", "rows": [r[1]], "label": None}
+    e3 = {"id": "e3", "action": "relabel", "rows": [r[2]], "label": other}
+    _send(at, e1, e2, e3)
+    assert _grid(at)["acked"] == ["e1", "e2", "e3"]
+    # the component had not seen the acknowledgement yet: it resends, with two more events
+    e4, e5 = _keep("e4", r[3]), {"id": "e5", "action": "remove", "rows": [r[4]], "label": None}
+    _send(at, e1, e2, e3, e4, e5)
+    _send(at, e4, e5)  # and a stale value once more
     no_errors(at)
-    current = _log(scored)
-    given = int(load_dataset("moons", seed=0).train.y[first])
-    assert current[first].action == "relabel" and current[first].new_label == 1 - given
-    assert current[second].action == "remove"
-    # decided samples left the "to review" list
-    assert f"relabel-{first}" not in [b.key for b in at.button]
-    # batch keep of two more, then undo takes back exactly that batch
-    rest = [int(k.split("-")[1]) for k in (b.key for b in at.button) if k and k.startswith("keep-")][:2]
-    at.multiselect(key="batch-rows").set_value(rest).run()
-    next(b for b in at.button if b.label == "Keep all").click().run()
-    assert {r: _log(scored)[r].action for r in rest} == {r: "keep" for r in rest}
+    assert _grid(at)["acked"] == ["e4", "e5"]
+    current = proj.current_decisions()
+    assert {row: (d.action, d.new_label) for row, d in current.items()} == {
+        r[0]: ("keep", None), r[1]: ("remove", None), r[2]: ("relabel", other), r[3]: ("keep", None),
+        r[4]: ("remove", None)}
+    # the cards show the saved decisions
+    shown_decisions = {c["row"]: c["decision"] for c in _grid(at)["cards"] if c["decision"]}
+    assert shown_decisions[r[2]] == {"action": "relabel", "label": other}
+    # exactly five batches: five undos take back one decision each, a sixth finds nothing
+    session = at.session_state["session-id"]
+    assert [proj.undo(session=session) for _ in range(6)] == [1, 1, 1, 1, 1, 0]
+
+
+def test_a_refused_event_is_reported_not_acknowledged(scored):
+    at = open_page("5_Review.py")
+    _send(at, {"id": "bad", "action": "relabel", "rows": [0], "label": 7}, _keep("k", 10_000))
+    data = _grid(at)
+    assert data["acked"] == []
+    assert set(data["failed"]) == {"bad", "k"} and "class 7 does not exist" in data["failed"]["bad"]
+    assert project_of(scored).current_decisions() == {}
+
+
+def test_undo_takes_back_only_this_sessions_last_decision(scored):
+    proj = project_of(scored)
+    at = open_page("5_Review.py")
+    r = [c["row"] for c in _grid(at)["cards"][:3]]
+    proj.record([r[2]], "remove", session="someone-else")  # another browser on the same project
+    _send(at, _keep("k1", r[0]), _keep("k2", r[1]))
+    undo = {"id": "u1", "action": "undo", "rows": [], "label": None, "target": r[1]}
+    _send(at, _keep("k1", r[0]), _keep("k2", r[1]), undo)
+    assert set(proj.current_decisions()) == {r[0], r[2]}
+    _send(at, _keep("k1", r[0]), _keep("k2", r[1]), undo)  # a resent undo takes back nothing more
+    assert set(proj.current_decisions()) == {r[0], r[2]}
     next(b for b in at.button if b.label == "Undo").click().run()
-    after = _log(scored)
-    assert set(after) == {first, second}
-    # "Why flagged" lists the score under each method
-    assert at.dataframe[0].value["method"].tolist() == ["ip"]
+    no_errors(at)
+    assert set(proj.current_decisions()) == {r[2]}  # the other session's decision stays
+    assert next(b for b in at.button if b.label == "Undo").disabled
 
 
 def test_a_lasso_selection_from_explore_arrives_as_a_batch(scored):
@@ -53,12 +107,14 @@ def test_a_lasso_selection_from_explore_arrives_as_a_batch(scored):
     assert any("3 samples selected on the Explore map" in i.value for i in at.info)
     assert at.multiselect(key="batch-rows").value == [3, 4, 200]
     next(b for b in at.button if b.label == "Remove all").click().run()
-    assert {r: d.action for r, d in _log(scored).items()} == {3: "remove", 4: "remove", 200: "remove"}
+    no_errors(at)
+    assert {r: d.action for r, d in project_of(scored).current_decisions().items()} == {3: "remove", 4: "remove",
+                                                                                       200: "remove"}
     assert at.multiselect(key="batch-rows").value == []  # the batch is cleared after the action
 
 
-def _visible(at):
-    return [int(b.key.split("-")[1]) for b in at.button if b.key and b.key.startswith("keep-")]
+def _rows(at) -> list[int]:
+    return [c["row"] for c in _grid(at)["cards"]]
 
 
 def _ordered_by(at):
@@ -66,30 +122,48 @@ def _ordered_by(at):
 
 
 def test_order_by_any_computed_run_says_which_and_is_kept(scored):
-    import numpy as np
-
-    from influence_core.session import ScoreRun, get_workspace, load_selection, save_selection
-
-    ds = load_dataset("moons", seed=0)
-    sel = load_selection(scored)
-    ws = get_workspace(scored)
-    fitted = ws.get_or_train(ds, "mlp", sel.train_config())
-    ip = ws.get_or_score(ds, fitted, "ip")
-    loss_oof = ws.get_or_score(ds, fitted, "loss", folds=2)
-    sel.add_run(ScoreRun("loss", folds=2))
-    save_selection(sel, scored)
+    proj = project_of(scored)
+    ip = proj.scores()["ip"]
+    loss = proj.score(ScoreRun("loss"))
     at = open_page("5_Review.py")
     no_errors(at)
-    # default: the selection's primary run
     assert _ordered_by(at) == ["Ordered by: IP, in-sample"]
-    assert _visible(at) == np.argsort(ip, kind="stable")[: len(_visible(at))].tolist()
-    at.selectbox[0].set_value("loss·oof2").run()
+    assert _rows(at) == np.argsort(ip, kind="stable")[: len(_rows(at))].tolist()
+    at.selectbox[0].set_value("loss").run()
     no_errors(at)
-    assert _ordered_by(at) == ["Ordered by: Loss, out of fold (2)"]
-    rows = _visible(at)
-    assert rows == np.argsort(loss_oof, kind="stable")[: len(rows)].tolist()
-    assert rows != np.argsort(ip, kind="stable")[: len(rows)].tolist()  # a different order than the default
-    assert load_selection(scored).primary == "loss·oof2"
-    # a fresh session (restart) keeps the choice
-    again = open_page("5_Review.py")
-    assert again.selectbox[0].value == "loss·oof2" and _visible(again) == rows
+    assert _ordered_by(at) == ["Ordered by: Loss, in-sample"]
+    rows = _rows(at)
+    assert rows == np.argsort(loss, kind="stable")[: len(rows)].tolist()
+    assert rows != np.argsort(ip, kind="stable")[: len(rows)].tolist()
+    assert proj.state().primary == "loss"
+    # every computed run's score and rank is on each card (for "why flagged")
+    card = _grid(at)["cards"][0]
+    assert {m["label"]: m["rank"] for m in card["methods"]} == {
+        "ip": int((ip < ip[card["row"]]).sum()) + 1, "loss": 1}
+    again = open_page("5_Review.py")  # a fresh session (restart) keeps the choice
+    assert again.selectbox[0].value == "loss" and _rows(again) == rows
+
+
+def test_pages_ids_features_and_why_flagged(scored):
+    proj = project_of(scored)
+    src = proj.source_index()
+    at = open_page("5_Review.py")
+    data = _grid(at)
+    assert data["page"] == {"number": 1, "count": 2}  # 25 flagged, 24 a page
+    first = data["cards"][0]
+    assert first["id"] == int(src[first["row"]])
+    assert [name for name, _ in first["features"]] == ["x1", "x2"]  # tabular: the feature values
+    _send(at, {"id": "p", "action": "page", "page": 2})
+    data = _grid(at)
+    assert data["page"]["number"] == 2 and len(data["cards"]) == 1
+    row = data["cards"][0]["row"]
+    _send(at, {"id": "p", "action": "page", "page": 2}, {"id": "w", "action": "why", "rows": [row]})
+    at = settle(at)
+    no_errors(at)
+    similar = _grid(at)["cards"][0]["similar"]
+    assert similar["status"] == "done"
+    sim = proj.similar_samples(row)
+    support = [s["row"] for s in similar["support"]]
+    assert support and all(sim[j] > 0 for j in support) and row not in support
+    assert support[0] == max((j for j in range(len(sim)) if j != row), key=lambda j: sim[j])
+    assert all(s["id"] == int(src[s["row"]]) for s in similar["support"] + similar["oppose"])
