@@ -453,7 +453,7 @@ def _run_on_dask(client, jobs: dict[int, ShardJob], todo: list[Shard], done: Cal
             except InfluenceError:
                 raise
             except Exception as err:  # noqa: BLE001 - a worker's failure becomes one line for the user
-                first = (str(err).splitlines() or [""])[0][:200]
+                first = (str(err).splitlines() or [""])[0][:300]
                 raise InfluenceError(f"shard {futures[future].name} failed on a Dask worker: {type(err).__name__}: {first}; "
                                      "rerun to score the remaining shards") from None
             done(futures[future], result)

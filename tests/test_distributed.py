@@ -1,0 +1,246 @@
+"""Sharded scoring on Dask (influence_core/distributed.py): every sharded result equals the single-process scores of
+`compute_scores` (to 1e-6 relative), on a LocalCluster of 2 single-thread worker processes; a rerun after a killed
+worker or an interrupted client scores only the shards not yet written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from influence_core.api import compute_scores
+from influence_core.data import load_dataset
+from influence_core.data.base import Dataset, Split
+from influence_core.data.prepare import normalise_images
+from influence_core.data.storage import StoredFeatures, save_array
+from influence_core.distributed import (ENV_SCHEDULER, ClusterSpec, parse_cluster, read_shard, score_sharded,
+                                        shard_status, shardable_methods)
+from influence_core.errors import InfluenceError
+from influence_core.folds import FoldSettings, train_fold_models
+from influence_core.models import TrainConfig, train_model
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One LocalCluster of 2 worker processes × 1 thread for the whole module, closed at its end. The workers are
+    forked from this process (torch already imported, one thread): they start in a second, where spawned ones
+    (Dask's default, which the library keeps) spend 10-30 s here importing torch again."""
+    import logging
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.CRITICAL)
+    dask_client = Client(cluster)
+    dask_client.wait_for_workers(2)
+    yield dask_client
+    dask_client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def moons_model():
+    ds = load_dataset("moons", seed=0, n_train=250, n_val=80, n_test=40)
+    return ds, train_model(ds, "mlp", TrainConfig(epochs=40, checkpoint_every=20, seed=0))
+
+
+def assert_same_scores(got: np.ndarray, expected: np.ndarray) -> None:
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+# --------------------------------------------------------------------------------------------------- parsing
+def test_parse_cluster_and_scheduler():
+    assert parse_cluster("local:3", environ={}) == ClusterSpec("local", workers=3)
+    assert parse_cluster("local:2", threads=2, environ={}) == ClusterSpec("local", workers=2, threads=2)
+    assert parse_cluster("local-cuda", environ={}).kind == "local-cuda"
+    assert parse_cluster("local-cuda:2", environ={}).workers == 2
+    assert parse_cluster(None, environ={}).kind == "process"
+    assert parse_cluster("none", environ={ENV_SCHEDULER: "tcp://h:1"}).kind == "process"  # asked for explicitly
+    assert parse_cluster(scheduler="tcp://10.0.0.5:8786", environ={}).address == "tcp://10.0.0.5:8786"
+    assert parse_cluster(scheduler="head-node:8786", environ={}).address == "tcp://head-node:8786"
+    env = parse_cluster(environ={ENV_SCHEDULER: "tcp://sched:8786"})
+    assert env == ClusterSpec("scheduler", address="tcp://sched:8786")
+    for bad, kwargs in [("local:0", {}), ("lokal:2", {}), ("local:x", {})]:
+        with pytest.raises(InfluenceError, match="local"):
+            parse_cluster(bad, environ={}, **kwargs)
+    with pytest.raises(InfluenceError, match="tcp://HOST:PORT"):
+        parse_cluster(scheduler="tcp://no-port", environ={})
+    with pytest.raises(InfluenceError, match="not both"):
+        parse_cluster("local:2", "tcp://h:1", environ={})
+
+
+def test_methods_that_cannot_be_sharded_say_which_can(moons_model, tmp_path):
+    ds, fitted = moons_model
+    assert {"ip", "ip_ensemble", "tracin", "loss", "self_tracin", "self_lissa", "exact"} <= set(shardable_methods())
+    for method in ("confident_learning", "ip_combined"):
+        with pytest.raises(InfluenceError, match="cannot be sharded; sharded scoring runs: .*ip_ensemble"):
+            score_sharded(ds, fitted, method, out_dir=tmp_path, cluster="none")
+
+
+# ------------------------------------------------------------------------------------ equal to one process
+# (method, settings, parameter group): the Hessian methods on the head, where their solve is quick.
+METHOD_CASES = [
+    ("ip", {}, "all"), ("ip_ensemble", {"ensemble_size": 3, "dropout": 0.1}, "all"), ("tracin", {}, "all"),
+    ("loss", {}, "all"), ("margin", {}, "all"), ("self_tracin", {}, "all"),
+    ("self_lissa", {"depth": 10, "sample_chunk": 32}, "head"), ("exact", {}, "head"), ("lissa", {"depth": 20}, "head"),
+]
+
+
+@pytest.mark.parametrize("method,settings,params", METHOD_CASES, ids=[m for m, _, _ in METHOD_CASES])
+def test_sharded_on_two_workers_equals_single_process(client, moons_model, tmp_path, method, settings, params):
+    ds, fitted = moons_model
+    expected = compute_scores(ds, fitted, method, batch_size=32, params=params, **settings)
+    messages, details = [], {}
+    got = score_sharded(ds, fitted, method, out_dir=tmp_path, client=client, settings=settings, params=params,
+                        shard_size=64, batch_size=32, progress=lambda f, m: messages.append((f, m)), details=details)
+    assert_same_scores(got, expected)
+    run = details["sharding"]
+    assert run["shards"] == 4 and run["computed"] == 4 and run["skipped"] == 0
+    assert len(run["peak_rss"]) == 2, "both workers scored"
+    assert sum("written" in m for _, m in messages) == 4 and messages[-1][0] == 1.0
+    # Each shard on disk holds its rows and their scores.
+    status = shard_status(tmp_path)
+    assert status["total"] == 4 and status["done"] == [f"shard-{i:05d}.parquet" for i in range(4)]
+    np.testing.assert_array_equal(read_shard(tmp_path / "shard-00001.parquet", np.arange(64, 128)), got[64:128])
+
+
+def test_in_process_shards_equal_single_process(moons_model, tmp_path):
+    ds, fitted = moons_model
+    expected = compute_scores(ds, fitted, "ip_ensemble", batch_size=32, ensemble_size=2)
+    got = score_sharded(ds, fitted, "ip_ensemble", out_dir=tmp_path, cluster="none", settings={"ensemble_size": 2},
+                        batch_size=32, shard_size=100)  # rounded up to whole batches: 128
+    assert_same_scores(got, expected)
+    assert shard_status(tmp_path)["manifest"]["shard_size"] == 128
+
+
+def test_stored_images_are_read_by_the_workers(client, tmp_path):
+    """Images on disk as uint8: the workers open the file by path; scores equal the in-memory set's."""
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, (200, 8, 8, 3), dtype=np.uint8)
+    y = torch.from_numpy(u8.reshape(200, -1, 3).mean(1).argmax(1))
+    tr, va, te = np.arange(140), np.arange(140, 170), np.arange(170, 200)
+    (x_tr, x_va, x_te), mean, std = normalise_images(u8[tr], u8[va], u8[te])
+    memory = Dataset("tiny", Split(x_tr, y[tr]), Split(x_va, y[va]), Split(x_te, y[te]), ["r", "g", "b"], kind="image")
+    array = save_array(tmp_path / "pixels.npy", u8)
+    norm = dict(layout="nhwc", mean=tuple(mean), std=tuple(std))
+    disk = Dataset("tiny", *(Split(StoredFeatures(array, rows, **norm), y[rows]) for rows in (tr, va, te)),
+                   ["r", "g", "b"], kind="image")
+    fitted = train_model(memory, "cnn", TrainConfig(epochs=2, batch_size=16, patience=0))
+    for method in ("ip", "self_tracin"):
+        expected = compute_scores(memory, fitted, method, batch_size=32)
+        got = score_sharded(disk, fitted, method, out_dir=tmp_path / method, client=client, shard_size=32, batch_size=32)
+        assert_same_scores(got, expected)
+    assert disk.train._x is None
+
+
+def test_out_of_fold_one_task_per_fold_and_shard(client, tmp_path):
+    ds = load_dataset("moons", seed=1, n_train=150, n_val=60, n_test=30)
+    fitted = train_model(ds, "mlp", TrainConfig(epochs=30, seed=0))
+    settings = FoldSettings(3)
+    models = train_fold_models(ds, "mlp", fitted.config, settings)
+    for method in ("ip", "loss"):
+        expected = compute_scores(ds, fitted, method, folds=settings, fold_models=models, batch_size=16)
+        details = {}
+        got = score_sharded(ds, fitted, method, out_dir=tmp_path / method, client=client, folds=3, fold_models=models,
+                            shard_size=16, batch_size=16, details=details)
+        assert_same_scores(got, expected)
+        assert details["sharding"]["shards"] == 3 * 4  # 50 held-out rows per fold, 16 per shard
+        assert (tmp_path / method / "fold-02-shard-00003.parquet").exists()
+
+
+# -------------------------------------------------------------------------------------------------- resuming
+def test_interrupted_client_resumes_with_the_missing_shards_only(moons_model, tmp_path):
+    ds, fitted = moons_model
+    expected = compute_scores(ds, fitted, "ip", batch_size=16)
+
+    def stop_after_three(fraction, message):
+        if message.count("written") and int(message.split(": ")[-1].split("/")[0]) >= 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        score_sharded(ds, fitted, "ip", out_dir=tmp_path, cluster="none", shard_size=32, batch_size=16,
+                      progress=stop_after_three)
+    assert len(shard_status(tmp_path)["done"]) == 3
+    details = {}
+    got = score_sharded(ds, fitted, "ip", out_dir=tmp_path, cluster="none", batch_size=16, details=details)
+    assert details["sharding"]["skipped"] == 3 and details["sharding"]["computed"] == 8 - 3
+    assert_same_scores(got, expected)
+    # A third run finds every shard: nothing is computed, no cluster is needed.
+    details = {}
+    assert_same_scores(score_sharded(ds, fitted, "ip", out_dir=tmp_path, cluster="local:64", batch_size=16,
+                                     details=details), expected)
+    assert details["sharding"]["computed"] == 0 and details["sharding"]["where"] == "none needed"
+
+
+def test_killed_worker_leaves_the_rerun_only_the_missing_shards(client, moons_model, tmp_path):
+    """A worker killed mid-run (SIGKILL; with no retries allowed the run stops): the shards already written stay,
+    and the rerun scores exactly the others."""
+    ds, fitted = moons_model
+    expected = compute_scores(ds, fitted, "ip_ensemble", batch_size=8, ensemble_size=4)
+    scheduler = client.cluster.scheduler
+    pids = client.run(os.getpid)
+    killed = []
+
+    def kill_a_busy_worker(fraction, message):
+        if killed or "written" not in message:
+            return
+        busy = [addr for addr, keys in client.processing().items() if keys]
+        if busy:
+            os.kill(pids[busy[0]], signal.SIGKILL)
+            killed.append(busy[0])
+
+    scheduler.allowed_failures, before = 0, scheduler.allowed_failures
+    try:
+        with pytest.raises(InfluenceError, match="failed on a Dask worker.*rerun"):
+            score_sharded(ds, fitted, "ip_ensemble", out_dir=tmp_path, client=client, settings={"ensemble_size": 4},
+                          shard_size=8, batch_size=8, progress=kill_a_busy_worker)
+    finally:
+        scheduler.allowed_failures = before
+    assert killed
+    _wait_until_idle(client)  # the other worker's shard in flight still lands (a cancelled task runs to its end)
+    written = len(shard_status(tmp_path)["done"])
+    assert 1 <= written < 32
+    details = {}
+    got = score_sharded(ds, fitted, "ip_ensemble", out_dir=tmp_path, client=client, settings={"ensemble_size": 4},
+                        batch_size=8, details=details)
+    assert details["sharding"]["skipped"] == written and details["sharding"]["computed"] == 32 - written
+    assert_same_scores(got, expected)
+
+
+def _wait_until_idle(client, timeout: float = 60.0) -> None:
+    """Until no worker has run a task for three polls in a row (a restarted worker counts as idle)."""
+    deadline, quiet = time.time() + timeout, 0
+    while quiet < 3 and time.time() < deadline:
+        busy = client.run(lambda dask_worker: len(dask_worker.state.executing), on_error="ignore")
+        quiet = quiet + 1 if not any(busy.values()) else 0
+        time.sleep(0.2)
+
+
+def test_shards_of_another_run_are_never_mixed_in(moons_model, tmp_path):
+    ds, fitted = moons_model
+    score_sharded(ds, fitted, "loss", out_dir=tmp_path, cluster="none", batch_size=64)
+    with pytest.raises(InfluenceError, match="shards of another run .*method"):
+        score_sharded(ds, fitted, "margin", out_dir=tmp_path, cluster="none", batch_size=64)
+    with pytest.raises(InfluenceError, match="shards of 1024 rows"):
+        score_sharded(ds, fitted, "loss", out_dir=tmp_path, cluster="none", batch_size=64, shard_size=64)
+    # A damaged shard file is scored again, not trusted.
+    (tmp_path / "shard-00000.parquet").write_bytes(b"garbage")
+    details = {}
+    got = score_sharded(ds, fitted, "loss", out_dir=tmp_path, cluster="none", batch_size=64, details=details)
+    assert details["sharding"]["computed"] == 1
+    assert_same_scores(got, compute_scores(ds, fitted, "loss"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here: the LocalCUDACluster test needs one")
+def test_local_cuda_cluster_equals_single_process(moons_model, tmp_path):
+    pytest.importorskip("dask_cuda", reason="dask-cuda is not installed")
+    ds, fitted = moons_model
+    expected = compute_scores(ds, fitted, "ip", batch_size=32, device="cuda")
+    got = score_sharded(ds, fitted, "ip", out_dir=tmp_path, cluster="local-cuda", batch_size=32, device="cuda")
+    assert_same_scores(got, expected)
