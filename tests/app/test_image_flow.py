@@ -4,70 +4,82 @@ from __future__ import annotations
 
 import pytest
 
-from influence_core.data import load_dataset
-from influence_core.errors import InfluenceError
-from influence_core.review import DecisionLog
-from influence_core.session import ScoreRun, Selection, decision_scope, get_workspace, save_selection
+from influence_core.project import InfluenceError, ScoreRun
 
-from .conftest import no_errors, open_page
+from .conftest import no_errors, open_page, project_of
 
 KWARGS = {"label_set": "worst", "max_train": 120, "max_test": 50, "seed": 0}
 
 
 @pytest.fixture
 def cifar(workspace):
+    proj = project_of(workspace)
     try:
-        ds = load_dataset("cifar10n", **KWARGS)
+        ds = proj.use_dataset("cifar10n", **KWARGS)
     except InfluenceError as err:
         pytest.skip(f"CIFAR-10N subset not available: {err}")
-    sel = Selection(dataset="cifar10n", dataset_kwargs=dict(KWARGS))
-    sel.arch, sel.train = "cnn", {"epochs": 1, "seed": 0}
-    ws = get_workspace(workspace)
-    fitted = ws.get_or_train(ds, "cnn", sel.train_config())
-    sel.model_hash = fitted.fingerprint()
-    ws.get_or_score(ds, fitted, "ip", "utility", "head", {})
-    sel.add_run(ScoreRun("ip", params="head"))
-    save_selection(sel, workspace)
+    proj.train("cnn", {"epochs": 1, "seed": 0})
+    proj.score(ScoreRun("ip", params="head"))
     return ds
 
 
+def _cards(at) -> list[dict]:
+    """The Review grid's cards as the page sends them to the browser component."""
+    import json
+
+    grid = next(iter(at.get("bidi_component")))
+    return json.loads(grid.proto.json)["cards"]
+
+
+def _decide(at, event: dict) -> None:
+    """A click on a card, as the grid component reports it: its event queue in the widget's state."""
+    at.session_state["review-grid"] = {"queue": [event]}
+    at.run()
+    no_errors(at)
+
+
 def test_images_flow_through_review_and_export(cifar, workspace):
+    proj = project_of(workspace)
     at = open_page("1_Data.py")
     no_errors(at)
     assert {m.label: m.value for m in at.metric}["Training"] == f"{len(cifar.train)}"
+    shown = [img.caption for el in at.get("image") for img in el.proto.imgs]  # the preview: images, not a table
+    assert len(shown) == 18 and set(shown) <= set(cifar.classes) | {f"{c} ⚠" for c in cifar.classes}
+    assert not at.dataframe
     at = open_page("5_Review.py")
     no_errors(at)
-    rows = [int(b.key.split("-")[1]) for b in at.button if b.key and b.key.startswith("relabel-")]
-    assert len(rows) == min(12, round(0.1 * len(cifar.train)))  # the flagged 10%, at most one page of the grid
-    at.button(key=f"relabel-{rows[0]}").click().run()
-    no_errors(at)
-    log = DecisionLog(workspace / "decisions.sqlite").current(decision_scope(cifar))
-    assert log[rows[0]].action == "relabel" and log[rows[0]].new_label != int(cifar.train.y[rows[0]])
+    cards = _cards(at)
+    flagged = {int(r) for r in proj.flagged()}
+    assert cards and {c["row"] for c in cards} <= flagged  # the flagged 10%, most detrimental first
+    assert all(c["image"].startswith("data:image/png;base64,") for c in cards)
+    row, given = cards[0]["row"], cards[0]["given"]
+    _decide(at, {"id": "image-flow-1", "action": "relabel", "rows": [row], "label": (given + 1) % cifar.num_classes})
+    log = proj.current_decisions()
+    assert log[row].action == "relabel" and log[row].new_label != int(cifar.train.y[row])
     at = open_page("6_Export.py")
     no_errors(at)
     assert any("worse_label" in c.value for c in at.caption)  # the label file keeps the key it came from
     next(b for b in at.button if b.label == "Build the image zip").click().run()
     no_errors(at)
     next(b for b in at.button if b.label == "Write the export files").click().run()
-    folder = next((workspace / "exports").iterdir())
+    no_errors(at)
+    folder = next((proj.folder / "exports").iterdir())
     names = sorted(p.name for p in folder.iterdir())
     assert names == sorted(["cifar10n-corrections.csv", "cifar10n-corrections.parquet", "manifest.json",
                             "cifar10n-corrections-imagefolder.zip", "cifar10n-corrections-labels.npz"])
 
 
 def test_review_names_samples_by_their_original_index_as_the_exports_do(cifar, workspace):
-    """CIFAR training rows are not the original indices (validation is carved out): Review shows the original index,
-    with the row second, and the corrections export names the same sample by the same number."""
-    from influence_core.export import corrections_table
-
+    """CIFAR training rows are not the original indices (validation is carved out): Review names a sample by its
+    original index, and the corrections export names the same sample by the same number."""
+    proj = project_of(workspace)
     at = open_page("5_Review.py")
     no_errors(at)
-    rows = [int(b.key.split("-")[1]) for b in at.button if b.key and b.key.startswith("relabel-")]
-    moved = [r for r in rows if int(cifar.source_index[r]) != r]
+    cards = _cards(at)
+    source = proj.source_index()
+    assert all(c["id"] == int(source[c["row"]]) for c in cards)
+    moved = [c for c in cards if c["id"] != c["row"]]
     assert moved, "expected at least one flagged sample whose original index differs from its row"
-    row = moved[0]
-    original = int(cifar.source_index[row])
-    assert any(f"**{original} (row {row})**" in m.value for m in at.markdown)
-    at.button(key=f"keep-{row}").click().run()
-    table = corrections_table(cifar, DecisionLog(workspace / "decisions.sqlite").current(decision_scope(cifar)), {})
-    assert original in table["index"].tolist()
+    _decide(at, {"id": "image-flow-2", "action": "keep", "rows": [moved[0]["row"]]})
+    table = proj.corrections()
+    assert table["index"].tolist() == [moved[0]["id"]]
