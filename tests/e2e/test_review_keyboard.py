@@ -1,0 +1,105 @@
+"""Keyboard review in a real browser: on the offline CIFAR-10N subset, 20 flagged images reviewed with one key each,
+150 ms apart (keep, remove, and relabel to a class that is neither the given nor the predicted one, by digit). Every
+decision must reach the log (checked through the facade, not the page) and the export must list them by their
+original index. Prints the seconds and key presses per image.
+
+The project (data, a small CNN trained for 2 epochs, loss scores) is built up-front through the facade. Skipped
+without Chromium / Playwright (see test_browser.py, whose launch helpers this reuses) or the offline data.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from influence_core.export import corrections_table
+from influence_core.project import InfluenceError, Project, ScoreRun
+from tests.e2e.test_browser import CHROMIUM, Server, _goto, _idle, _shot, _step, playwright_api
+
+IMAGES = 20
+GAP_MS = 150
+
+
+def _project(workspace) -> Project:
+    proj = Project.open("default", workspace)
+    try:
+        proj.use_dataset("cifar10n", max_train=400, seed=0)
+    except InfluenceError as err:
+        pytest.skip(f"the offline CIFAR-10N subset is not here: {err}")
+    proj.train("cnn", {"epochs": 2, "seed": 0, "patience": 0, "augment": False})
+    proj.score(ScoreRun("loss"))
+    return proj
+
+
+def _plan(cards) -> list[tuple[int, int, str, int | None, str]]:
+    """(row, original index, action, new label, key) for the first IMAGES cards: keep, remove, relabel by digit."""
+    plan = []
+    for i in range(IMAGES):
+        card = cards.nth(i)
+        row, sid, given, pred = (int(card.get_attribute(a)) for a in ("data-row", "data-id", "data-given", "data-pred"))
+        action = ("keep", "remove", "relabel")[i % 3]
+        if action == "relabel":
+            label = next(c for c in ((given + 1 + i + k) % 10 for k in range(10)) if c not in (given, pred))
+            plan.append((row, sid, action, label, str(label)))
+        else:
+            plan.append((row, sid, action, None, "a" if action == "keep" else "r"))
+    return plan
+
+
+def test_twenty_images_by_keyboard_150_ms_apart(tmp_path):
+    workspace = tmp_path / "workspace"
+    _step("building the project through the facade")
+    _project(workspace)
+    server = Server(workspace)
+    try:
+        with playwright_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(120_000)
+            page.goto(server.url)
+            page.get_by_role("heading", name="Data", exact=True).wait_for()
+            _goto(page, "Review")
+            cards = page.get_by_test_id("review-card")
+            cards.nth(IMAGES - 1).wait_for()
+            _idle(page)
+            plan = _plan(cards)
+            cards.first.locator(".rg-title").click()  # focus the first card: the only click
+            _step(f"{IMAGES} keys, {GAP_MS} ms apart")
+            start = time.time()
+            for *_, key in plan:
+                page.keyboard.press(key)
+                page.wait_for_timeout(GAP_MS)
+            typed = time.time() - start
+            saved = page.locator('[data-testid="review-card"][data-state="saved"]')
+            while saved.count() < IMAGES:
+                if time.time() - start > 180:
+                    states = [cards.nth(i).get_attribute("data-state") for i in range(IMAGES)]
+                    raise AssertionError(f"after 180 s the cards say {states}")
+                page.wait_for_timeout(100)
+            confirmed = time.time() - start
+            page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+            _shot(page, "5-review-keyboard")
+            browser.close()
+    finally:
+        server.stop()
+
+    print(f"\n[review keyboard] {IMAGES} images: keys typed in {typed:.1f} s, every card confirmed saved after "
+          f"{confirmed:.1f} s = {confirmed / IMAGES:.2f} s per image; {(IMAGES + 1) / IMAGES:.2f} key presses or clicks "
+          f"per image ({IMAGES} keys + 1 click to focus the first card)", flush=True)
+
+    # The log, read through the facade (not the page): exactly these 20 decisions.
+    proj = Project.open("default", workspace)
+    current = proj.current_decisions()
+    assert {r: (d.action, d.new_label) for r, d in current.items()} == {
+        row: (action, label) for row, _, action, label, _ in plan}
+    # The export names each sample by its original index: the number the card showed.
+    dataset = proj.dataset()
+    table = corrections_table(dataset, current, proj.scores()).set_index("index")
+    assert sorted(table.index) == sorted(sid for _, sid, *_ in plan)
+    assert any(sid != row for row, sid, *_ in plan)  # the original index is not the training row here
+    given = dataset.train.y.numpy()
+    for row, sid, action, label, _ in plan:
+        line = table.loc[sid]
+        assert (line["row"], line["action"]) == (row, action)
+        assert line["final_label"] == {"keep": given[row], "remove": -1, "relabel": label}[action]
