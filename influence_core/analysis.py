@@ -271,10 +271,11 @@ def estimate_seconds(method: str, units: CostUnits, settings: dict | None = None
     """A rough estimate of the seconds ``method`` (with ``settings``) takes on this model, from `cost_units`.
 
     Each method is counted as a fixed part (its target gradient, LiSSA recursion, Hessian or factor fit; repeated by
-    each of ``folds`` fold models) plus a part per training row, in the units above: a forward-mode (JVP) pass ≈ 1.5
-    training passes, an HVP ≈ 2 steps, the explicit Hessian ≈ 1.6 training passes per parameter plus its P³
-    eigen-solve. The factors were fitted to timings on this project's CPU (moons MLP, Adult logistic regression)
-    and bench/results/methods.md (CIFAR CNN); expect a factor of two either way, more on a busy machine.
+    each of ``folds`` fold models) plus a part per training row, in the units above: a forward-mode (JVP) pass ≈ 0.8
+    training passes, per-sample gradients ≈ 2.7, an HVP ≈ 2 steps + a fixed 6 ms, the explicit Hessian ≈ 1.6
+    training passes per parameter plus its P³ eigen-solve. The factors were fitted to timings of every method on this
+    project's 2-core CPU (moons MLP, CIFAR-10N CNN on 900 images, Adult logistic regression); expect a factor of two
+    either way, more on a busy machine.
     """
     from .methods import METHODS
 
@@ -282,10 +283,10 @@ def estimate_seconds(method: str, units: CostUnits, settings: dict | None = None
     s = {**({} if cls is None else {f.name: getattr(cls.Settings(), f.name) for f in fields(cls.Settings)}),
          **(settings or {})}
     u, overhead = units, 0.05
-    jvp = 1.5 * u.train_pass
-    target = u.val_pass
-    forward = 0.4 * u.train_pass
-    per_sample = 3.0 * u.train_pass  # vmapped per-sample gradients
+    jvp = 0.8 * u.train_pass  # a forward-mode pass streams no backward graph
+    target = 0.8 * u.val_pass
+    forward = 0.25 * u.train_pass
+    per_sample = 2.7 * u.train_pass  # vmapped per-sample gradients
     hvp = 2.0 * u.step + _FUNC_CALL  # a torch.func HVP on one mini-batch
     chunk = max(int(s.get("sample_chunk", 64)), 1)
     chunk_hvp = _FUNC_CALL + 0.3 * chunk * u.step  # Self-LiSSA: one HVP vmapped over a chunk of sample gradients
@@ -299,7 +300,7 @@ def estimate_seconds(method: str, units: CostUnits, settings: dict | None = None
         "ip": ip_like,
         "ip_classwise": (c * target, c * jvp),
         "ip_combined": (c * target, c * jvp + forward),
-        "ip_ensemble": (k * target, k * jvp),
+        "ip_ensemble": (k * target, 0.4 * k * jvp),
         "tracin": (t * target, t * jvp),
         "self_tracin": (0.0, per_sample),
         "gex": (k * (int(s.get("steps", 10)) * (u.step + _FUNC_CALL) + target), k * jvp),
@@ -307,9 +308,9 @@ def estimate_seconds(method: str, units: CostUnits, settings: dict | None = None
         "self_lissa": (20 * hvp, per_sample + np.ceil(u.n_train / chunk) * int(s.get("depth", 200))
                        * int(s.get("repeats", 1)) * chunk_hvp),
         "exact": (1.6 * u.n_params * u.train_pass + u.n_params ** 3 * 1e-9 + target, jvp),
-        "ekfac": (3 * u.train_pass + eig + target, jvp),
-        "datainf": (2 * per_sample + target, jvp),
-        "tda": (t * (3 * u.train_pass + eig + target), t * jvp),
+        "ekfac": ((3 + 2 * c) * u.train_pass + eig + target, jvp),  # factors: an expectation over every class
+        "datainf": (5 * per_sample + target, jvp),
+        "tda": (t * ((3 + 2 * c) * u.train_pass + eig + target), t * jvp),
     }.get(method, (3 * target, 3 * jvp))
     if folds and folds >= 2:
         fixed *= folds

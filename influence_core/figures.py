@@ -273,36 +273,80 @@ def score_distributions(scores: Mapping[str, np.ndarray], noisy: np.ndarray | No
     return fig
 
 
+# Feature map colours: the score's rank from most detrimental (red) to most helpful (blue), through a mid-tone
+# purple — no white in the scale, so every marker stays visible on the white background.
+RANK_COLOURS = [[0.0, "#b2182b"], [0.2, "#e34a33"], [0.45, "#c994c7"], [0.55, "#9e9ac8"], [0.8, "#4292c6"],
+                [1.0, "#08306b"]]
+
+
+def score_ranks(scores: np.ndarray) -> np.ndarray:
+    """Each score's rank as a share in [0, 1]: 0 = the lowest score (most detrimental), 1 = the highest."""
+    s = np.asarray(scores, np.float64)
+    if len(s) < 2:
+        return np.zeros(len(s))
+    return (stats.rankdata(s, method="average") - 1) / (len(s) - 1)
+
+
 def embedding_figure(xy: np.ndarray, scores: np.ndarray, score_name: str, noisy: np.ndarray | None = None,
-                     index: np.ndarray | None = None) -> go.Figure:
-    """A 2-D map of the samples coloured by score (select with the lasso; the point index is the sample)."""
+                     index: np.ndarray | None = None, labels: Sequence[str] | None = None,
+                     method: str = "UMAP") -> go.Figure:
+    """A 2-D map of the training samples (``method``: how ``xy`` was laid out) coloured by the rank of their score,
+    red = most detrimental; filled markers, known wrong labels as crosses. Each point carries its training row
+    (``customdata[0]``, what a selection hands over) and its sample id ``index`` (the original index, shown on
+    hover), then its score, rank and class. Lasso / box / click to select."""
     xy = np.asarray(xy, np.float64)
-    idx = np.arange(len(xy)) if index is None else np.asarray(index)
-    symbols = None if noisy is None else np.where(np.asarray(noisy, bool), "x", "circle")
-    fig = go.Figure(go.Scatter(
-        x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=idx,
-        marker=dict(color=scores, colorscale="RdBu", cmid=0.0, size=7, symbol=symbols,
-                    colorbar=dict(title=score_name), line=dict(width=0.3, color="#333")),
-        hovertemplate="sample %{customdata}<br>" + score_name + " %{marker.color:.3g}<extra></extra>",
-    ))
-    fig.update_layout(title=f"Feature map coloured by {score_name} (red = detrimental; × = known noisy); lasso to select",
-                      dragmode="lasso", xaxis=dict(showticklabels=False, title=""), yaxis=dict(showticklabels=False, title=""),
-                      **_LAYOUT)
+    s = np.asarray(scores, np.float64)
+    n = len(xy)
+    rows = np.arange(n)
+    idx = rows if index is None else np.asarray(index)
+    ranks = score_ranks(s)
+    order = np.argsort(np.argsort(s, kind="stable"), kind="stable") + 1  # 1 = most detrimental
+    classes = [""] * n if labels is None else [as_text(v) for v in labels]
+    name = as_text(score_name)
+    custom = np.empty((n, 5), dtype=object)
+    custom[:, 0], custom[:, 1], custom[:, 2], custom[:, 3], custom[:, 4] = rows, idx, s, order, classes
+    groups = [("samples", np.ones(n, bool), "circle")] if noisy is None else [
+        ("clean", ~np.asarray(noisy, bool), "circle"), ("known wrong label", np.asarray(noisy, bool), "x")]
+    trace = go.Scattergl if n > 3000 else go.Scatter
+    fig = go.Figure()
+    for label, mask, symbol in groups:
+        fig.add_trace(trace(
+            x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=label, customdata=custom[mask],
+            marker=dict(color=ranks[mask], coloraxis="coloraxis", size=8 if symbol == "circle" else 10, symbol=symbol,
+                        opacity=0.9, line=dict(width=0.6, color="#ffffff" if symbol == "circle" else "#222222")),
+            hovertemplate="sample %{customdata[1]}" + ("" if labels is None else " · %{customdata[4]}")
+                          + "<br>" + name + " %{customdata[2]:.3g}<br>rank %{customdata[3]} of " + f"{n:,}"
+                          + "<extra></extra>",
+        ))
+    fig.update_layout(
+        title=f"{method} map of the model's features, coloured by {name} (red = most detrimental"
+              + ("; × = known wrong label" if noisy is not None else "") + ") — click a point or lasso a group",
+        coloraxis=dict(colorscale=RANK_COLOURS, cmin=0.0, cmax=1.0, colorbar=dict(
+            title=dict(text=f"{name}<br>rank", side="top"), tickvals=[0, 0.25, 0.5, 0.75, 1],
+            ticktext=["lowest", "25%", "median", "75%", "highest"])),
+        dragmode="lasso", legend=dict(orientation="h", y=-0.05), xaxis=dict(showticklabels=False, title=f"{method} 1"),
+        yaxis=dict(showticklabels=False, title=f"{method} 2"), **{**_LAYOUT, "height": 560},
+    )
     return fig
 
 
 def decision_boundary_figure(xs: np.ndarray, ys: np.ndarray, prob: np.ndarray, x: np.ndarray, y: np.ndarray,
-                             flagged: np.ndarray, noisy: np.ndarray | None = None, classes: Sequence[str] = ("0", "1")) -> go.Figure:
-    """2-D data over the model's P(class 1) surface; flagged samples ringed, known noisy ones crossed."""
+                             flagged: np.ndarray, noisy: np.ndarray | None = None, classes: Sequence[str] = ("0", "1"),
+                             index: np.ndarray | None = None) -> go.Figure:
+    """2-D data over the model's P(class 1) surface; flagged samples ringed, known noisy ones crossed; hovering a
+    sample shows its id ``index`` (default: its row)."""
     fig = go.Figure(go.Contour(x=xs, y=ys, z=prob, colorscale="RdBu_r", opacity=0.35, showscale=False, hoverinfo="skip",
                                contours=dict(start=0, end=1, size=0.1)))
     fig.add_trace(go.Contour(x=xs, y=ys, z=prob, showscale=False, hoverinfo="skip", contours_coloring="none",
                              contours=dict(start=0.5, end=0.5, size=1), line=dict(color="#111", width=2), name="boundary"))
     x, y = np.asarray(x), np.asarray(y)
+    idx = np.arange(len(x)) if index is None else np.asarray(index)
     for c, name in enumerate(classes):
         m = y == c
         fig.add_trace(go.Scatter(x=x[m, 0], y=x[m, 1], mode="markers", name=f"label {as_text(name)}",
-                                 marker=dict(color=["#2b6cb0", "#c53030"][c % 2], size=6)))
+                                 marker=dict(color=["#2b6cb0", "#c53030"][c % 2], size=6), customdata=idx[m],
+                                 hovertemplate="sample %{customdata}<br>label " + as_text(name)
+                                               + "<br>(%{x:.3g}, %{y:.3g})<extra></extra>"))
     flagged = np.asarray(flagged, dtype=np.int64)
     fig.add_trace(go.Scatter(x=x[flagged, 0], y=x[flagged, 1], mode="markers", name="flagged",
                              marker=dict(symbol="circle-open", size=14, color="#111", line=dict(width=2))))
@@ -340,6 +384,26 @@ def training_curve(history: Sequence[Mapping]) -> go.Figure:
                                   tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1], showgrid=False),
                       **{**_LAYOUT, "height": 320, "margin": dict(l=50, r=50, t=40, b=40)})
     return fig
+
+
+def format_duration(seconds: float) -> str:
+    """A rough duration for people: "< 1 s", "≈ 4 s", "≈ 40 s", "≈ 2 min", "≈ 1.5 h" (estimates, so one or two
+    significant figures)."""
+    s = float(seconds)
+    if not np.isfinite(s):
+        return "unknown"
+    if s < 1:
+        return "< 1 s"
+    if s < 9.5:
+        return f"≈ {s:.0f} s"
+    if s < 55:
+        return f"≈ {round(s, -1):.0f} s"
+    minutes = s / 60
+    if minutes < 9.5:
+        return f"≈ {max(1, round(minutes)):.0f} min"
+    if minutes < 90:
+        return f"≈ {5 * round(minutes / 5):.0f} min"
+    return f"≈ {s / 3600:.1f} h"
 
 
 def as_text(name: object) -> str:

@@ -418,6 +418,14 @@ class Project:
         dataset = self.dataset()
         return self.cache.has_entry("views", _view_key(name, dataset, self.require_model(dataset), **settings), ".npz")
 
+    def decision_surface(self, steps: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(xs, ys, P(class 1) on a steps × steps grid) around the training points of a two-feature data set: the
+        current model's decision surface (Explore's decision boundary; a one-line error for other data)."""
+        from .analysis import decision_grid
+
+        dataset = self.dataset()
+        return decision_grid(self.require_model(dataset), dataset.train.x.numpy(), steps)
+
     # ---------------------------------------------------------------------------------------- samples
     def predictions(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         """(predicted class, class probabilities N×C) of the current model on a split (memoised per model)."""

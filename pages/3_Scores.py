@@ -1,31 +1,37 @@
-"""Scores: pick methods (IP + loss first), the impact, its validation target and the parameter group, in-sample
-or out of fold; compute in the background (cached); the leaderboard where the wrong labels are known, cleanlab's
-estimate of how many labels are wrong, and a table sortable by any method. Lower = more detrimental."""
+"""Scores: tick methods (IP + loss, loss and IP by default; each with its estimated time here), the impact and its
+settings, the validation target and the parameter group, in-sample or out of fold; compute as the project's "score"
+job; the leaderboard where the wrong labels are known, cleanlab's estimate of how many labels are wrong, and a table
+of every training sample by its original index. Lower = more detrimental."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import fields
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
-from influence_core.api import describe_target, estimate_label_issues, scores_frame
-from influence_core.figures import detection_report
-from influence_core.impacts import IMPACTS, resolve_val_trim
-from influence_core.jobs import forget_job, start_job
-from influence_core.methods import METHODS
-from influence_core.session import ScoreRun, get_workspace, load_selection, save_selection, workspace_root
-from pages._common import guarded, job_panel, notes_of, plain, require_dataset, require_model, run_title, scores_of, selection
+from influence_core.figures import detection_report, format_duration
+from influence_core.project import IMPACTS, METHODS, InfluenceError, Project, ScoreRun, resolve_val_trim
+from pages._common import guarded, job_outcome, job_panel, plain, project, require_dataset, require_model, run_title
 
 # Friendlier names for the settings users touch most.
 SETTING_LABELS = {"ensemble_size": "K (models in the ensemble)", "dropout": "p (dropout rate)", "damping": "damping λ"}
+IMPACT_LABELS = {
+    "positive_class": ("Positive class",
+                       "Fairness measures the gap between the sensitive groups' mean predicted probability of this class."),
+    "c": ("Attack strength c",
+          "Binary logistic regression: each validation point is moved along w past the decision boundary, c times its "
+          "margin (c > 1 crosses it). Other models use ε."),
+    "epsilon": ("Attack step ε",
+                "Models other than binary logistic regression: one FGSM step of this size on each validation input."),
+}
 # The recommended influence ranking, the loss (the strongest plain detector on the leaderboard, bench/results/detect.md)
-# and the paper's IP for comparison come first and are computed by default; the rest by kind.
+# and the paper's IP for comparison come first and are ticked by default; the rest by kind.
 FIRST = ("ip_combined", "loss", "ip")
+KINDS = {"hessian-free": "Hessian-free influence", "hessian-based": "Hessian-based influence",
+         "self-influence": "Self-influence", "detector": "Detectors (no gradients)"}
 MAX_FOLDS = 20
 
 
@@ -34,32 +40,88 @@ def _method_names() -> list[str]:
     return first + sorted((n for n in METHODS if n not in first), key=lambda n: (METHODS[n].kind, n))
 
 
+def _label(name: str) -> str:
+    return METHODS[name].label or name
+
+
+# ------------------------------------------------------------------------------------------ widgets
+def _typed_input(label: str, default, key: str, help: str | None = None, **limits):
+    """One input for a setting of the type of its default (bool, int, float, str, or None = an optional number)."""
+    if isinstance(default, bool):
+        return st.checkbox(label, value=default, key=key, help=help)
+    if isinstance(default, int):
+        return int(st.number_input(label, value=default, step=1, key=key, help=help, **limits))
+    if isinstance(default, float):
+        return float(st.number_input(label, value=default, format="%g", key=key, help=help, **limits))
+    if isinstance(default, str):
+        return st.text_input(label, value=default, key=key, help=help)
+    value = st.number_input(label, value=None, format="%g", placeholder="automatic", key=key, help=help)
+    return None if value is None else float(value)
+
+
 def _settings_inputs(method: str) -> dict:
+    """Inputs for a ticked method's settings; only what differs from the defaults goes into the run (its name and
+    cache key)."""
     cls = METHODS[method]
-    out = {}
     defaults = cls.Settings()
-    specs = [f for f in fields(cls.Settings)]
+    specs = list(fields(cls.Settings))
     if not specs:
-        return out
+        return {}
+    out = {}
     cols = st.columns(min(len(specs), 4))
     for i, f in enumerate(specs):
-        default = getattr(defaults, f.name)
-        label = f"{cls.label or cls.name}: {SETTING_LABELS.get(f.name, f.name.replace('_', ' '))}"
-        key = f"setting-{method}-{f.name}"
+        label = f"{_label(method)}: {SETTING_LABELS.get(f.name, f.name.replace('_', ' '))}"
         with cols[i % len(cols)]:
-            if isinstance(default, bool):
-                out[f.name] = st.checkbox(label, value=default, key=key)
-            elif isinstance(default, int):
-                out[f.name] = int(st.number_input(label, value=default, step=1, key=key))
-            elif isinstance(default, float):
-                out[f.name] = float(st.number_input(label, value=default, format="%g", key=key))
-            elif isinstance(default, str):
-                out[f.name] = st.text_input(label, value=default, key=key)
-            elif default is None:  # an optional number: empty = the method's automatic choice
-                value = st.number_input(label, value=None, format="%g", placeholder="automatic", key=key)
-                out[f.name] = None if value is None else float(value)
-    # Only what differs from the defaults goes into the run's name and cache key.
+            out[f.name] = _typed_input(label, getattr(defaults, f.name), f"setting-{method}-{f.name}")
     return {k: v for k, v in out.items() if v != getattr(defaults, k)}
+
+
+def _stored_settings(method: str) -> dict:
+    """A method's settings as its inputs hold them now (read before they are drawn, for the cost estimates)."""
+    cls = METHODS[method]
+    defaults = cls.Settings()
+    out = {}
+    for f in fields(cls.Settings):
+        value = st.session_state.get(f"setting-{method}-{f.name}", getattr(defaults, f.name))
+        if value != getattr(defaults, f.name):
+            out[f.name] = value
+    return out
+
+
+def _costs(proj: Project, params: str, folds: int) -> dict[str, float]:
+    """Each method's estimated seconds on this data set and model ({} when the estimate cannot be made)."""
+    try:
+        with st.spinner("Timing this model for the cost estimates…"):
+            return proj.method_costs(params, folds, {n: _stored_settings(n) for n in METHODS})
+    except (InfluenceError, RuntimeError, ValueError):
+        return {}
+
+
+def _method_picker(costs: dict[str, float], n_train: int) -> list[str]:
+    """One checkbox per method, grouped by kind, with its estimated time here: only ticked methods are computed
+    (nothing can be added by typing)."""
+    st.markdown("**Methods** — tick what to compute; the time after each name is a rough estimate for this data set "
+                "and model")
+    names = _method_names()
+    groups = {kind: [n for n in names if METHODS[n].kind == kind] for kind in KINDS}
+    others = [n for n in names if METHODS[n].kind not in KINDS]
+    if others:
+        groups["other"] = others
+    how = ("Estimated from one forward + backward pass timed on this model, scaled to the "
+           f"{n_train:,} training samples and by the method's cost class and settings (bench/results/methods.md); "
+           "expect a factor of two either way, more on a busy machine.")
+    cols = st.columns(len(groups))
+    for col, (kind, members) in zip(cols, groups.items()):
+        with col:
+            st.caption(KINDS.get(kind, kind))
+            for name in members:
+                key = f"method-{name}"
+                if key not in st.session_state:
+                    st.session_state[key] = name in FIRST
+                cost = f" · {format_duration(costs[name])}" if name in costs else ""
+                st.checkbox(f"{_label(name)}{cost}", key=key,
+                            help=f"Cost class: {METHODS[name].cost}. " + (how if cost else ""))
+    return [n for n in names if st.session_state.get(f"method-{n}")]
 
 
 def _param_groups(fitted) -> list[str]:
@@ -68,17 +130,42 @@ def _param_groups(fitted) -> list[str]:
     return groups
 
 
-@st.cache_resource(max_entries=16, show_spinner="Finding the validation samples the target uses…")
-def _target(_ds, _fitted, key: str, impact: str, settings_json: str) -> dict:
-    info = describe_target(_ds, _fitted, impact, json.loads(settings_json))
+def _impact_inputs(impact: str, ds) -> dict:
+    """Inputs for the impact's settings besides its validation target (fairness: the positive class; robustness: c
+    and ε), one per field of the impact's settings dataclass; only values that differ from the defaults are kept."""
+    cls = IMPACTS[impact]
+    specs = [f for f in fields(cls) if f.name != "val_trim"]
+    if not specs:
+        return {}
+    defaults = cls()
+    out = {}
+    cols = st.columns(min(len(specs), 4))
+    for i, f in enumerate(specs):
+        default = getattr(defaults, f.name)
+        label, help_text = IMPACT_LABELS.get(f.name, (f.name.replace("_", " "), None))
+        key = f"impact-{impact}-{f.name}"
+        with cols[i % len(cols)]:
+            if f.name == "positive_class":
+                classes = list(range(len(ds.classes)))
+                out[f.name] = st.selectbox(label, classes, index=min(default, len(classes) - 1), key=key,
+                                           format_func=lambda c: f"{c}: {ds.classes[c]}", help=help_text)
+            else:
+                limits = {"min_value": 0.0} if isinstance(default, float) else {}
+                out[f.name] = _typed_input(label, default, key, help_text, **limits)
+    return {k: v for k, v in out.items() if v != getattr(defaults, k)}
+
+
+@st.cache_data(max_entries=16, show_spinner="Finding the validation samples the target uses…")
+def _target(_proj: Project, key: str, impact: str, settings_json: str) -> dict:
+    """Which validation samples the target uses (cached per project, model and settings) and what the model predicts
+    for the ones left out."""
+    info = _proj.describe_target(impact, json.loads(settings_json))
     rows = np.asarray(info["left_out"], dtype=np.int64)
-    if len(rows):
-        with torch.no_grad():
-            info["predicted"] = _fitted.module.eval()(_ds.val.x[torch.from_numpy(rows)]).argmax(1).tolist()
+    info["predicted"] = _proj.predictions("val")[0][rows].tolist() if len(rows) else []
     return info
 
 
-def _target_controls(ds, fitted, impact: str, folds: int, key: str) -> dict:
+def _target_controls(proj: Project, ds, impact: str, folds: int, key: str) -> dict:
     """The validation target's settings (``{}`` = automatic) and which validation samples it uses."""
     if "val_trim" not in {f.name for f in fields(IMPACTS[impact])}:
         return {}
@@ -94,7 +181,7 @@ def _target_controls(ds, fitted, impact: str, folds: int, key: str) -> dict:
              "validation loss: the target would point the wrong way. This share of validation samples with the "
              f"highest loss is left out of the target. Empty = automatic ({auto:.0%}).")
     settings = {"val_trim": 0.0} if clean else ({} if share is None else {"val_trim": float(share)})
-    info = _target(ds, fitted, key, impact, json.dumps(settings, sort_keys=True))
+    info = _target(proj, key, impact, json.dumps(settings, sort_keys=True))
     out = len(info["left_out"])
     text = f"Target: {info['n_used']:,} of {info['n_val']:,} validation samples"
     text += f"; {out:,} left out as least plausible." if out else " (all of them)."
@@ -110,17 +197,14 @@ def _target_controls(ds, fitted, impact: str, folds: int, key: str) -> dict:
     return settings
 
 
-def _form(sel, ds, fitted, job_key: str) -> None:
-    names = _method_names()
-    chosen = st.multiselect("Methods", names, default=[n for n in FIRST if n in names] or names[:1],
-                            format_func=lambda n: f"{METHODS[n].label or n} ({METHODS[n].kind}, {METHODS[n].cost})",
-                            help="IP + loss (rank average) is the recommended ranking; IP is the paper's method, kept "
-                                 "for comparison. Detectors (loss, margin, confident learning) rank by how little the "
-                                 "model believes a label.")
+def _form(proj: Project, ds, fitted, running: bool) -> None:
+    params_now = st.session_state.get("params", "all")
+    folds_now = int(st.session_state.get("folds", 0) or 0)
+    chosen = _method_picker(_costs(proj, params_now, folds_now), len(ds.train))
     c1, c2, c3 = st.columns(3)
-    impact = c1.selectbox("Impact (what the score measures)", list(IMPACTS),
+    impact = c1.selectbox("Impact (what the score measures)", list(IMPACTS), key="impact",
                           format_func=lambda n: f"{n} — {IMPACTS[n].description}")
-    params = c2.selectbox("Parameter group", _param_groups(fitted),
+    params = c2.selectbox("Parameter group", _param_groups(fitted), key="params",
                           help="'head' = the last layer only: faster, and required for the exact Hessian on larger models")
     refittable = bool(fitted.history)
     folds = int(c3.number_input(
@@ -133,65 +217,57 @@ def _form(sel, ds, fitted, job_key: str) -> None:
                            "recipe. Train the model here to use it."))
     if folds == 1:
         st.warning("Folds: 0 (in-sample) or at least 2.")
-    impact_settings = _target_controls(ds, fitted, impact, folds, sel.model_hash or fitted.fingerprint())
+    elif folds >= 2 and fitted.metrics.get("train_seconds"):
+        st.caption(f"Out of fold: training the {folds} fold models takes {format_duration((folds - 1) * fitted.metrics['train_seconds'])}"
+                   " once (each about as long as this model's training), shared by every method; the times above "
+                   "are for the scoring.")
+    settings = _impact_inputs(impact, ds)
+    settings.update(_target_controls(proj, ds, impact, folds, proj.state().model_hash or fitted.fingerprint()))
+    valid = True
+    try:
+        IMPACTS[impact](**settings)
+    except InfluenceError as err:
+        st.error(plain(err))
+        valid = False
     runs = []
     for method in chosen:
         cls = METHODS[method]
         if cls.uses_impact and cls.impacts is not None and impact not in cls.impacts:
-            st.info(f"{cls.label or method} is meant for the {' or '.join(cls.impacts)} impact; it is left out for "
-                    f"{impact}.")
+            st.info(f"{_label(method)} is meant for the {' or '.join(cls.impacts)} impact; it is left out for {impact}.")
             continue
         if cls.needs_checkpoints and not fitted.checkpoints:
-            st.warning(f"{cls.label or method} needs training checkpoints: retrain with “Checkpoint every k epochs” > 0.")
+            st.warning(f"{_label(method)} needs training checkpoints: retrain with “Checkpoint every k epochs” > 0.")
             continue
         runs.append(ScoreRun(method, impact if cls.uses_impact else "utility", params, _settings_inputs(method),
-                             folds=folds, impact_settings=impact_settings if cls.uses_impact else {}))
-    if st.button("Compute scores", type="primary", disabled=not runs or folds == 1, icon=":material/calculate:"):
-        _start(sel, ds, fitted, runs, job_key)
+                             folds=folds, impact_settings=settings if cls.uses_impact else {}))
+    if st.button("Compute scores", type="primary", disabled=running or not runs or folds == 1 or not valid,
+                 icon=":material/calculate:", help="Runs in the background; this page shows its progress."):
+        proj.score_in_background(runs)
         st.rerun()
 
 
-def _start(sel, ds, fitted, runs: list[ScoreRun], job_key: str) -> None:
-    root, model_hash = workspace_root(), sel.model_hash
-
-    def run(handle):
-        ws = get_workspace(root)
-        for i, r in enumerate(runs):
-            def progress(fraction: float, message: str, i=i, r=r) -> None:
-                handle.check()  # Stop takes effect inside a method, at its next progress report
-                handle.report((i + fraction) / len(runs), f"{r.label}: {message}")
-
-            ws.get_or_score(ds, fitted, progress=progress, **r.score_kwargs())
-            current = load_selection(root)
-            if current.model_hash == model_hash:
-                current.add_run(r)
-                save_selection(current, root)
-        return len(runs)
-
-    start_job(job_key, "Scoring", run)
+# ------------------------------------------------------------------------------------------ results
+@st.cache_data(max_entries=8, show_spinner="Asking cleanlab how many labels are wrong…")
+def _label_issues(_proj: Project, key: str, folds: int) -> dict:
+    est = _proj.label_issues(folds)
+    return {**est, "mask": np.asarray(est["mask"], dtype=bool)}
 
 
-@st.cache_resource(max_entries=8, show_spinner="Asking cleanlab how many labels are wrong…")
-def _label_issues(_ds, _fitted, key: str, folds: int, root: str) -> dict:
-    fold_models = get_workspace(Path(root)).fold_models(_ds, _fitted, folds) if folds else None
-    return estimate_label_issues(_ds, _fitted, fold_models=fold_models, folds=folds or None)
-
-
-def _run_notes(sel, ds, fitted) -> None:
+def _run_notes(proj: Project, runs: list[ScoreRun]) -> None:
     """What a computed run found that the user must know, e.g. exact influence on a non-convex model."""
-    notes = notes_of(sel, ds, fitted)
-    for run in sel.runs:
+    notes = proj.notes()
+    for run in runs:
         if run.label in notes:
             st.warning(f"{plain(run_title(run))}: {plain(notes[run.label])}")
 
 
-def _cleanlab_estimate(sel, ds, fitted) -> None:
+def _cleanlab_estimate(proj: Project, ds, runs: list[ScoreRun], key: str) -> None:
     """cleanlab's own count of wrong labels, once a confident-learning run exists (out of fold when there is one)."""
-    runs = [r for r in sel.runs if r.method == "confident_learning"]
-    if not runs:
+    cl = [r for r in runs if r.method == "confident_learning"]
+    if not cl:
         return
-    run = max(runs, key=lambda r: r.folds)
-    est = _label_issues(ds, fitted, sel.model_hash or fitted.fingerprint(), run.folds, str(workspace_root()))
+    run = max(cl, key=lambda r: r.folds)
+    est = _label_issues(proj, key, run.folds)
     n = len(ds.train)
     c = st.columns([1, 3], vertical_alignment="center")
     c[0].metric("Wrong labels (cleanlab's estimate)", f"{est['count']:,}", help="cleanlab.filter.find_label_issues")
@@ -201,17 +277,18 @@ def _cleanlab_estimate(sel, ds, fitted) -> None:
         "compute confident learning with folds ≥ 2 for cleanlab's intended estimate."))
     if ds.noise_mask is not None:
         noisy = ds.noise_mask.numpy().astype(bool)
-        text += f" Known: {int(noisy.sum()):,} labels are wrong; {int((est['mask'] & noisy).sum()):,} of cleanlab's {est['count']:,} are."
+        text += (f" Known: {int(noisy.sum()):,} labels are wrong; {int((est['mask'] & noisy).sum()):,} of cleanlab's "
+                 f"{est['count']:,} are.")
     c[1].caption(text)
 
 
-def _leaderboard(sel, ds, scores: dict) -> None:
+def _leaderboard(ds, runs: list[ScoreRun], scores: dict) -> None:
     """Where the wrong labels are known: how well each computed ranking finds them (which ranking to trust)."""
     if ds.noise_mask is None:
         return
     noisy = ds.noise_mask.numpy().astype(bool)
     report = detection_report(scores, noisy)
-    titles = {r.label: run_title(r) for r in sel.runs}
+    titles = {r.label: run_title(r) for r in runs}
     report.insert(1, "ranking", [titles.get(m, m) for m in report["method"]])
     st.markdown(f"**Which ranking to trust** — how well each computed ranking finds the {int(noisy.sum()):,} labels "
                 f"known to be wrong in {plain(ds.name)}, with this model (best first)")
@@ -222,43 +299,51 @@ def _leaderboard(sel, ds, scores: dict) -> None:
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in numbers})
 
 
-def _table(sel, ds, fitted) -> None:
-    scores = scores_of(sel, ds, fitted)
+def _table(proj: Project, ds, fitted) -> None:
+    state = proj.state()
+    scores = proj.scores()
     if not scores:
-        st.info("No scores yet: pick methods above and press **Compute scores**.")
+        st.info("No scores yet: tick methods above and press **Compute scores**.")
         return
-    _leaderboard(sel, ds, scores)
-    _run_notes(sel, ds, fitted)
-    _cleanlab_estimate(sel, ds, fitted)
-    frame = scores_frame(ds, next(iter(scores.values())), column="_").drop(columns=["_", "rank"])
-    frame.insert(2, "class", [ds.classes[int(v)] for v in frame["label"]])
+    key = state.model_hash or fitted.fingerprint()
+    _leaderboard(ds, state.runs, scores)
+    _run_notes(proj, state.runs)
+    _cleanlab_estimate(proj, ds, state.runs, key)
+    y = ds.train.y.numpy()
+    frame = pd.DataFrame({"sample": proj.source_index().astype(np.int64), "row": np.arange(len(y)), "label": y,
+                          "class": [ds.classes[int(v)] for v in y]})
+    if ds.noise_mask is not None:
+        frame["known wrong label"] = ds.noise_mask.numpy().astype(bool)
+    if ds.clean_labels is not None:
+        frame["clean label"] = ds.clean_labels.numpy()
     for name, s in scores.items():
         frame[name] = s
-    primary = sel.primary_run()
+    primary = state.primary_run()
     st.markdown(f"**Scores of all {len(frame):,} training samples** — lower = more detrimental; ordered by "
                 f"{plain(run_title(primary))}; click a column header to sort.")
     order = np.argsort(scores[primary.label], kind="stable")
-    st.dataframe(frame.iloc[order], hide_index=True, width="stretch", height=420, key="scores",
-                 column_config={n: st.column_config.NumberColumn(n, format="%.4g") for n in scores})
+    config = {n: st.column_config.NumberColumn(n, format="%.4g") for n in scores}
+    config["sample"] = st.column_config.NumberColumn(
+        "sample", format="%d", help="The sample's index in the original data: the id Explore, Review and the exports use")
+    config["row"] = st.column_config.NumberColumn("row", format="%d", help="Position in the training split")
+    st.dataframe(frame.iloc[order], hide_index=True, width="stretch", height=420, key="scores", column_config=config)
 
 
 def page() -> None:
     st.title("Scores")
-    sel = selection()
-    ds = require_dataset(sel)
-    fitted = require_model(sel, ds)
-    st.caption(f"Data set: {plain(ds.name)} · model: {sel.arch} {sel.model_hash}")
-    job_key = f"score:{sel.model_hash}"
-    finished = job_panel(job_key)
+    proj = project()
+    ds = require_dataset(proj)
+    fitted = require_model(proj, ds)
+    state = proj.state()
+    st.caption(f"Data set: {plain(ds.name)} · model: {state.arch} {state.model_hash or ''}")
+    finished = job_panel(proj, "score")
     if finished is not None:
-        if finished.state == "failed":
-            st.error(f"Scoring failed: {plain(finished.error)}")
-        elif finished.state == "cancelled":
-            st.warning("Scoring was stopped; the methods that had finished are kept.")
-        forget_job(job_key)
-    _form(sel, ds, fitted, job_key)
+        job_outcome(proj, "score", finished, "Scoring")
+        proj.forget_job("score")
+    live = proj.job("score")
+    _form(proj, ds, fitted, running=live is not None and live.running)
     st.divider()
-    _table(sel, ds, fitted)
+    _table(proj, ds, fitted)
 
 
 guarded(page)

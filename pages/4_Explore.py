@@ -1,158 +1,182 @@
 """Explore: gradient-angle regions (paper Fig. 1), method-vs-method scatter, score distributions for noisy and
-clean samples, a UMAP feature map with lasso selection for review, and the decision boundary of 2-D sets."""
+clean samples, a feature map (t-SNE / UMAP of the model's features; click or lasso samples, see them, hand them to
+Review) and the decision boundary of 2-D sets. The slow views run as project jobs and are cached; every hover names
+a sample by its original index."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
-
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from influence_core import figures
-from influence_core.analysis import angle_geometry, decision_grid, embed_2d, penultimate_features
-from influence_core.jobs import forget_job, get_job, start_job
-from influence_core.session import flagged_rows, workspace_root
-from pages._common import PAGES, guarded, job_panel, plain, require_dataset, require_model, require_scores, selection
+from influence_core.project import Project, ScoreRun
+from pages._common import go, guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model, \
+    require_scores, run_title
+
+MAX_THUMBNAILS = 24
 
 
-def _background_view(name: str, title: str, path: Path, compute: Callable[[Callable[[float, str], None]], dict],
-                     button: str, slot) -> dict | None:
-    """Arrays cached in ``path`` (npz); when missing, a button computes them in the background with progress.
+def _noisy(ds) -> np.ndarray | None:
+    return None if ds.noise_mask is None else ds.noise_mask.numpy().astype(bool)
 
-    Everything (button, progress, Stop) is drawn inside ``slot`` (an ``st.empty``) so that the caller's chart, drawn
-    into the same slot, replaces it whole: no stale button or progress bar is left under the chart.
-    """
-    key = f"view:{path.name}"
-    if path.exists():
-        finished = get_job(key)
-        if finished is not None and not finished.running:
-            forget_job(key)
-        with np.load(path, allow_pickle=False) as data:
-            return dict(data)
-    with slot.container():
-        finished = job_panel(key)
-        if finished is not None:
-            if finished.state == "failed":
-                st.error(f"{title} failed: {plain(finished.error)}")
-            forget_job(key)
-        if get_job(key) is None and st.button(button, key=f"btn-{name}", icon=":material/play_arrow:"):
-            def run(handle):
-                def progress(fraction: float, message: str) -> None:
-                    handle.check()
-                    handle.report(fraction, message)
 
-                arrays = compute(progress)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(path, **arrays)
-
-            start_job(key, title, run)
+def _view_job(proj: Project, name: str, what: str, button: str, settings: dict) -> None:
+    """The view's job panel while it runs (progress, Stop), how it ended, else a button that starts it."""
+    kind = f"view:{name}"
+    ended = job_panel(proj, kind)
+    if ended is not None:
+        job_outcome(proj, kind, ended, what)
+        proj.forget_job(kind)
+    live = proj.job(kind)
+    if live is None or not live.running:
+        if st.button(button, key=f"btn-{name}", icon=":material/play_arrow:"):
+            proj.view_in_background(name, **settings)
             st.rerun()
-    return None
 
 
-def _angles(sel, ds, fitted) -> None:
-    run = sel.primary_run()
+# --------------------------------------------------------------------------------------------- views
+def _angles(proj: Project, ds, run: ScoreRun) -> None:
     st.caption("Each training gradient g projected onto the plane of u = ∇f and w = H⁻¹∇f. gᵀu is the IP score, gᵀw the "
                "influence score. Region I: both negative (both call the sample detrimental); III: both positive; II and "
                "IV: they disagree. Pairs in II/IV keep the same order under both scores (paper App. A).")
-    path = workspace_root() / "views" / f"angles-{sel.model_hash}-{run.impact}-{run.params}.npz"
-
-    def compute(progress):
-        g = angle_geometry(ds, fitted, run.impact, run.params, progress=progress)
-        return {"ip": g.ip, "influence": g.influence, "coords": g.coords, "u_xy": g.u_xy, "w_xy": g.w_xy,
-                "hessian": np.array(g.hessian)}
-
-    slot = st.empty()
-    data = _background_view("angles", "Gradient angles", path, compute,
-                            "Compute the angle view (exact Hessian for small models, else LiSSA)", slot)
-    if data is not None:
-        noisy = None if ds.noise_mask is None else ds.noise_mask.numpy()
-        with slot.container():
-            st.plotly_chart(figures.angle_regions_figure(data["coords"], data["u_xy"], data["w_xy"], data["ip"],
-                                                         data["influence"], noisy), width="stretch")
-            counts = figures.region_counts(data["ip"], data["influence"])
-            angle = figures.vector_angle(data["u_xy"], data["w_xy"])
-            st.caption("Samples per region: " + " · ".join(f"{k}: {v}" for k, v in counts.items())
-                       + f" · angle between u and w: {angle:.1f}° (drawn to scale: one unit per axis)"
-                       + f" · w from the {data['hessian']} · parameters: {run.params}")
+    settings = {"impact": run.impact, "params": run.params}
+    if not proj.has_view("angles", **settings):
+        _view_job(proj, "angles", "The angle view", "Compute the angle view (exact Hessian for small models, else LiSSA)",
+                  settings)
+        return
+    data = proj.angle_view(run.impact, run.params)
+    st.plotly_chart(figures.angle_regions_figure(data["coords"], data["u_xy"], data["w_xy"], data["ip"],
+                                                 data["influence"], _noisy(ds), index=proj.source_index()),
+                    width="stretch")
+    counts = figures.region_counts(data["ip"], data["influence"])
+    angle = figures.vector_angle(data["u_xy"], data["w_xy"])
+    st.caption("Samples per region: " + " · ".join(f"{k}: {v}" for k, v in counts.items())
+               + f" · angle between u and w: {angle:.1f}° (drawn to scale: one unit per axis)"
+               + f" · w from the {data['hessian']} · impact: {run.impact} · parameters: {plain(run.params)}")
 
 
-def _compare(ds, scores: dict) -> None:
+def _compare(proj: Project, ds, scores: dict) -> None:
     names = list(scores)
     if len(names) < 2:
         st.info("Compute at least two methods on the Scores page to compare them (e.g. IP and Exact influence).")
-        st.page_link(PAGES["scores"], label="Go to Scores", icon=":material/arrow_forward:")
+        link("scores", "Go to Scores")
         return
     c1, c2 = st.columns(2)
-    a = c1.selectbox("x axis", names, index=0)
-    b = c2.selectbox("y axis", names, index=1)
-    noisy = None if ds.noise_mask is None else ds.noise_mask.numpy()
-    st.plotly_chart(figures.score_scatter(scores[a], scores[b], a, b, noisy), width="stretch")
+    a = c1.selectbox("x axis", names, index=0, key="compare-x")
+    b = c2.selectbox("y axis", names, index=1, key="compare-y")
+    st.plotly_chart(figures.score_scatter(scores[a], scores[b], a, b, _noisy(ds), index=proj.source_index()),
+                    width="stretch")
 
 
 def _distributions(ds, scores: dict) -> None:
-    noisy = None if ds.noise_mask is None else ds.noise_mask.numpy()
-    if noisy is None:
+    if ds.noise_mask is None:
         st.caption("This data set has no known noisy labels: the histograms are not split.")
-    st.plotly_chart(figures.score_distributions(scores, noisy), width="stretch")
+    st.plotly_chart(figures.score_distributions(scores, _noisy(ds)), width="stretch")
 
 
-def _feature_map(sel, ds, fitted, scores: dict) -> None:
-    run = sel.primary_run()
-    path = workspace_root() / "views" / f"umap-{sel.model_hash}.npz"
+def _rows_of(points: list) -> list[int]:
+    """Training rows of the points a selection event names (each point's customdata starts with its row)."""
+    rows = set()
+    for p in points or []:
+        data = p.get("customdata") if isinstance(p, dict) else None
+        if data is None:
+            continue
+        rows.add(int(data[0] if isinstance(data, (list, tuple)) else data))
+    return sorted(rows)
 
-    def compute(progress):
-        progress(0.1, "features")
-        feats = penultimate_features(fitted, ds.train)
-        progress(0.3, "UMAP (the first run compiles, give it a minute)")
-        return {"xy": embed_2d(feats)}
 
-    data = _background_view("umap", "Feature map", path, compute, "Compute the UMAP feature map", st.empty())
-    if data is None:
+def _remember_selection() -> None:
+    """The map's click / lasso / box selection, kept as training rows (also what a test sets)."""
+    event = st.session_state.get("map-chart")
+    points = event["selection"]["points"] if event and event.get("selection") else []
+    st.session_state["map-selection"] = _rows_of(points)
+
+
+def _selection_panel(proj: Project, ds, rows: list[int], score: np.ndarray, name: str) -> None:
+    """What is selected on the map: thumbnails (image data) or a small table, and the hand-off to Review."""
+    src = proj.source_index()
+    noisy = _noisy(ds)
+    st.markdown(f"**{len(rows):,} sample{'s' if len(rows) != 1 else ''} selected**")
+    if ds.kind == "image":
+        shown = rows[:MAX_THUMBNAILS]
+        images = proj.images(shown)
+        captions = [f"sample {int(src[r])} · {ds.classes[int(ds.train.y[r])]}" for r in shown]
+        st.image(list(images), caption=captions, width=72 if len(shown) > 1 else 160)
+        if len(rows) > len(shown):
+            st.caption(f"The first {len(shown)} of {len(rows):,} shown.")
+    table = pd.DataFrame({"sample": src[rows].astype(np.int64), "class": [ds.classes[int(ds.train.y[r])] for r in rows],
+                          name: score[rows]})
+    if noisy is not None:
+        table["known wrong label"] = noisy[rows]
+    st.dataframe(table, hide_index=True, width="stretch", height=min(36 * (len(rows) + 1), 300), key="map-selected",
+                 column_config={name: st.column_config.NumberColumn(name, format="%.3g")})
+    if st.button("Review these samples", type="primary", icon=":material/fact_check:", key="to-review"):
+        st.session_state["review_batch"] = [int(r) for r in rows]
+        go("review")
+
+
+def _feature_map(proj: Project, ds, scores: dict, primary: ScoreRun) -> None:
+    n = len(ds.train)
+    if not proj.has_view("umap"):
+        st.caption(f"A 2-D map of the model's penultimate-layer features of the {n:,} training samples — "
+                   + ("t-SNE (a few seconds to a minute)" if n <= 2500 else
+                      "UMAP (its first run in a server compiles for about a minute, then epochs)")
+                   + ": samples the model sees alike sit together. Computed once and cached.")
+        _view_job(proj, "umap", "The feature map", "Compute the feature map", {})
         return
-    name = st.selectbox("Colour by", list(scores), index=list(scores).index(run.label), key="umap-colour")
-    noisy = None if ds.noise_mask is None else ds.noise_mask.numpy()
-    event = st.plotly_chart(figures.embedding_figure(data["xy"], scores[name], name, noisy), width="stretch",
-                            on_select="rerun", selection_mode=("lasso", "box"), key="umap-chart")
-    picked = sorted({int(p["customdata"]) for p in (event.selection.points if event else []) if "customdata" in p})
-    if picked:
-        st.write(f"{len(picked)} samples selected.")
-        if st.button("Review these samples", type="primary", icon=":material/fact_check:"):
-            st.session_state["review_batch"] = picked
-            st.switch_page(PAGES["review"])
+    data = proj.feature_map()
+    method = str(data["method"]) if "method" in data else "UMAP"
+    names = list(scores)
+    name = st.selectbox("Colour by", names, index=names.index(primary.label), key="map-colour")
+    score = np.asarray(scores[name], np.float64)
+    fig = figures.embedding_figure(data["xy"], score, name, _noisy(ds), index=proj.source_index(),
+                                   labels=[ds.classes[int(v)] for v in ds.train.y.numpy()], method=method)
+    chart, side = st.columns([3, 1]) if ds.kind == "image" else (st.container(), st.container())
+    with chart:
+        st.plotly_chart(fig, width="stretch", on_select=_remember_selection, selection_mode=("points", "box", "lasso"),
+                        key="map-chart")
+    st.caption(f"Colour: {plain(run_title(primary) if name == primary.label else name)} — the rank of each sample's "
+               "score, red = most detrimental. Hover a point for its sample id and score; click a point or lasso a "
+               "group to " + ("see the images and " if ds.kind == "image" else "list them and ") + "send them to Review.")
+    rows = [r for r in st.session_state.get("map-selection", []) if 0 <= r < n]
+    with side:
+        if rows:
+            _selection_panel(proj, ds, rows, score, name)
+        elif ds.kind == "image":
+            st.caption("Click a point to see its image here (Plotly's hover box can show text only).")
 
 
-def _boundary(sel, ds, fitted, scores: dict) -> None:
-    run = sel.primary_run()
+def _boundary(proj: Project, ds, scores: dict, primary: ScoreRun) -> None:
+    xs, ys, prob = proj.decision_surface()
+    flagged = proj.flagged(primary.label)
     x = ds.train.x.numpy()
-    xs, ys, prob = decision_grid(fitted, x)
-    flagged = flagged_rows(scores[run.label], sel.flag_share)
-    noisy = None if ds.noise_mask is None else ds.noise_mask.numpy()
-    st.plotly_chart(figures.decision_boundary_figure(xs, ys, prob, x, ds.train.y.numpy(), flagged, noisy, ds.classes),
+    st.plotly_chart(figures.decision_boundary_figure(xs, ys, prob, x, ds.train.y.numpy(), flagged, _noisy(ds),
+                                                     list(ds.classes), index=proj.source_index()),
                     width="stretch")
-    st.caption(f"Ringed: the {len(flagged)} samples flagged by {run.label}; crossed: labels known to be wrong.")
+    st.caption(f"Ringed: the {len(flagged)} samples flagged by {plain(primary.label)}; crossed: labels known to be wrong.")
 
 
 def page() -> None:
     st.title("Explore")
-    sel = selection()
-    ds = require_dataset(sel)
-    fitted = require_model(sel, ds)
-    scores = require_scores(sel, ds, fitted)
+    proj = project()
+    ds = require_dataset(proj)
+    require_model(proj, ds)
+    scores = require_scores(proj)
+    primary = proj.state().primary_run()
     two_d = ds.kind == "tabular" and ds.train.x.shape[1] == 2
     names = ["Gradient angles", "Compare methods", "Distributions", "Feature map"] + (["Decision boundary"] if two_d else [])
     view = st.segmented_control("View", names, default=names[0], key="explore-view", label_visibility="collapsed") or names[0]
     if view == "Gradient angles":
-        _angles(sel, ds, fitted)
+        _angles(proj, ds, primary)
     elif view == "Compare methods":
-        _compare(ds, scores)
+        _compare(proj, ds, scores)
     elif view == "Distributions":
         _distributions(ds, scores)
     elif view == "Feature map":
-        _feature_map(sel, ds, fitted, scores)
+        _feature_map(proj, ds, scores, primary)
     else:
-        _boundary(sel, ds, fitted, scores)
+        _boundary(proj, ds, scores, primary)
 
 
 guarded(page)
