@@ -449,6 +449,13 @@ class Project:
 
         return source_index(self.dataset())
 
+    def sample_values(self, rows):
+        """Training rows ``rows`` as their source holds them, indexed by original index: a table's own cells (not the
+        standardised values the model sees), an uploaded image's file name (`data.originals.original_rows`)."""
+        from .data.originals import original_rows
+
+        return original_rows(self.dataset(), rows)
+
     def images(self, rows, split: str = "train") -> np.ndarray:
         """Images at ``rows`` as N×H×W×C uint8 for display (normalisation undone)."""
         from .export import images_uint8

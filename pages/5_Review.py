@@ -18,7 +18,7 @@ SHOW = ("to review", "all flagged", "decided")
 PER_PAGE = (12, 24, 48, 96)
 PER_ROW = (3, 6)
 SIMILAR = 6  # supporting / opposing training samples shown under "why flagged"
-FEATURES = 12  # feature values shown on a tabular card
+FEATURES = 12  # columns shown on a tabular card (as the source file holds them)
 
 KEYS_FEW = ("**Keys** (click a card first): `a` keep · `r` remove · `p` relabel to the model's prediction · "
             "`0`–`9` relabel to that class (the given class's digit keeps it) · `u` undo · `j` / `k` or arrows: next / "
@@ -54,11 +54,23 @@ def _ranks(scores: np.ndarray, rows: np.ndarray) -> list[int]:
     return [int((scores < scores[r]).sum()) + 1 for r in rows]
 
 
-def _features(ds, rows: np.ndarray) -> list[list[list[str]]]:
-    """Each tabular row's feature values as [name, text] pairs (the values the model sees, standardised)."""
-    names = ds.feature_names or [f"x{i}" for i in range(ds.train.x.shape[1])]
-    values = ds.train.x[rows].reshape(len(rows), -1).tolist()
-    return [[[str(n), f"{v:.4g}"] for n, v in list(zip(names, vals))[:FEATURES]] for vals in values]
+def _text(value) -> str:
+    """A source cell for the card: numbers short, missing cells said so."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "missing"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    return str(value)
+
+
+def _values(proj, ds, rows: np.ndarray) -> tuple[list | None, list | None]:
+    """Per row: the tabular sample's [column, value] pairs as its source holds them, and an uploaded image's file
+    name (None where there is none)."""
+    frame = proj.sample_values(rows)
+    if ds.kind == "image":
+        return None, [str(f) for f in frame["file"]] if "file" in frame.columns else None
+    columns = list(frame.columns)[:FEATURES]
+    return [[[str(c), _text(v)] for c, v in zip(columns, values)] for values in frame[columns].itertuples(index=False)], None
 
 
 def _similar(proj, ds, memo: dict, model: str, rows: np.ndarray, wanted: list[int], src: np.ndarray) -> dict:
@@ -90,7 +102,7 @@ def _cards(proj, ds, visible: np.ndarray, primary: str, scores: dict, titles: di
     src = proj.source_index()
     s = scores[primary]
     images = [grid.thumbnail(px) for px in proj.images(visible)] if ds.kind == "image" and len(visible) else None
-    features = _features(ds, visible) if ds.kind != "image" and len(visible) else None
+    features, files = _values(proj, ds, visible) if len(visible) else (None, None)
     ranks = {label: _ranks(sc, visible) for label, sc in scores.items()}
     noise = ds.noise_mask
     clean = ds.clean_labels
@@ -105,6 +117,7 @@ def _cards(proj, ds, visible: np.ndarray, primary: str, scores: dict, titles: di
             "score": grid.number(s[r]), "rank": ranks[primary][i], "n": int(len(s)),
             "noisy": noisy, "true": int(clean[r]) if noisy and clean is not None else None,
             "image": images[i] if images else None, "features": features[i] if features else None,
+            "file": files[i] if files else None,
             "decision": None if decision is None else {"action": decision.action, "label": decision.new_label},
             "methods": [{"label": label, "title": titles.get(label, label), "score": grid.number(sc[r]),
                          "rank": ranks[label][i]} for label, sc in scores.items()],

@@ -25,7 +25,11 @@ function button(label, act, opts = {}) {
   if (opts.title) b.title = opts.title;
   b.tabIndex = -1; // the card is the focus stop; keys work there
   b.append(el("span", "rg-btn-text", label));
-  if (opts.key) b.append(el("kbd", null, opts.key));
+  if (opts.key) {
+    b.append(el("kbd", null, opts.key)); // shown, not read out: the name stays the label
+    b.setAttribute("aria-label", label);
+    b.setAttribute("aria-keyshortcuts", opts.key);
+  }
   return b;
 }
 
@@ -548,6 +552,7 @@ class ReviewGrid {
     if (c.id !== c.row) title.append(el("span", "rg-sub", ` row ${c.row}`));
     title.append(el("span", "rg-score", ` · score ${num(c.score)} · rank ${c.rank}`));
     node.append(title);
+    if (c.file) node.append(el("div", "rg-sub rg-file", c.file));
 
     const labels = el("div", "rg-labels");
     labels.append(el("span", null, "given "), el("b", null, classes[c.given]));

@@ -152,7 +152,7 @@ def test_pages_ids_features_and_why_flagged(scored):
     assert data["page"] == {"number": 1, "count": 2}  # 25 flagged, 24 a page
     first = data["cards"][0]
     assert first["id"] == int(src[first["row"]])
-    assert [name for name, _ in first["features"]] == ["x1", "x2"]  # tabular: the feature values
+    assert [name for name, _ in first["features"]] == ["x1", "x2", "label"]  # tabular: the sample's values
     _send(at, {"id": "p", "action": "page", "page": 2})
     data = _grid(at)
     assert data["page"]["number"] == 2 and len(data["cards"]) == 1
@@ -167,3 +167,20 @@ def test_pages_ids_features_and_why_flagged(scored):
     assert support and all(sim[j] > 0 for j in support) and row not in support
     assert support[0] == max((j for j in range(len(sim)) if j != row), key=lambda j: sim[j])
     assert all(s["id"] == int(src[s["row"]]) for s in similar["support"] + similar["oppose"])
+
+
+def test_a_table_card_shows_its_values_as_the_uploaded_file_holds_them(workspace):
+    rng = np.random.default_rng(0)
+    cities = ["Paris", "Lyon", "Nice"]
+    lines = ["age,city,income"] + [f"{20 + i % 50},{cities[i % 3]},{'high' if (i % 50) + rng.normal(0, 9) > 25 else 'low'}"
+                                   for i in range(150)]
+    proj = project_of(workspace)
+    proj.upload_dataset("\n".join(lines).encode(), "people.csv")
+    proj.train("logreg", {"epochs": 30, "seed": 0})
+    proj.score(ScoreRun("loss"))
+    at = open_page("5_Review.py")
+    no_errors(at)
+    card = _grid(at)["cards"][0]
+    age, city, income = lines[1 + card["id"]].split(",")  # the card's id is the line of the file
+    assert dict(card["features"]) == {"age": age, "city": city, "income": income}
+    assert proj.sample_values([card["row"]]).loc[card["id"], "city"] == city
