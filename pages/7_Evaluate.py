@@ -159,6 +159,8 @@ def _cleaned_split(proj, result: ExperimentResult) -> None:
     if not methods:
         return
     st.subheader("Cleaned training split")
+    if st.session_state.get("ev-split-method") not in methods:  # a new result with other methods
+        st.session_state.pop("ev-split-method", None)
     method = st.selectbox("Method", methods, key="ev-split-method",
                           format_func=lambda m: METHODS[m].label or m if m in METHODS else m)
     try:

@@ -48,8 +48,9 @@ def blobs_project(tmp_path, monkeypatch) -> Project:
     return proj
 
 
-def _result_on_screen(at: AppTest) -> str:
-    """Assert the result is shown with its settings (caption, both chart titles, the form); return its table."""
+def _result_on_screen(at: AppTest, ip_scores) -> str:
+    """Assert the result is shown with its settings (caption, both chart titles, the form) and IP's cleaned split;
+    return its table."""
     _no_errors(at)
     table = next(m.value for m in at.markdown if m.value.startswith("| method"))
     assert "| full |" in table and "| random |" in table and "| IP |" in table
@@ -62,6 +63,10 @@ def _result_on_screen(at: AppTest) -> str:
     assert next(n for n in at.number_input if n.label == "Retraining seeds").value == 1
     assert next(s for s in at.slider if s.label.startswith("Share flagged")).value == pytest.approx(0.1)
     assert next(m for m in at.multiselect if m.label == "Methods").value == ["ip", "ip_ensemble"]
+    # The cleaned split of the chosen method (IP), rebuilt from the cache: the 10% with the lowest scores removed.
+    split = at.dataframe[0].value
+    assert set(split["action"]) == {"remove"}
+    assert sorted(split["index"]) == sorted(int(i) for i in ip_scores.argsort()[:15])
     return table
 
 
@@ -78,16 +83,17 @@ def test_the_result_survives_a_refresh_and_a_restart_until_cleared(blobs_project
     jobs.wait_all(120)
     assert job.state == "done", job.error
     at.run()
-    table = _result_on_screen(at)
+    ip_scores = blobs_project.score(ScoreRun("ip"), add=False)  # from the cache the experiment filled
+    table = _result_on_screen(at, ip_scores)
     assert (blobs_project.folder / "experiments" / "journal.jsonl").exists()  # finished runs journaled: resumable
 
     # A refresh is a new session: the result comes from the project's job, and the form is set from it again.
-    assert _result_on_screen(_open()) == table
+    assert _result_on_screen(_open(), ip_scores) == table
     # A server restart: no live job in this process, only the job's record on disk.
     monkeypatch.setattr(jobs, "_JOBS", {})
     monkeypatch.setattr(jobs, "PROCESS", "another-process")
     at = _open()
-    assert _result_on_screen(at) == table
+    assert _result_on_screen(at, ip_scores) == table
 
     next(b for b in at.button if b.label == "Clear result").click()
     at.run()
