@@ -1,7 +1,8 @@
 """Keyboard review in a real browser: on the offline CIFAR-10N subset, 20 flagged images reviewed with one key each,
 150 ms apart (keep, remove, and relabel to a class that is neither the given nor the predicted one, by digit). Every
 decision must reach the log (checked through the facade, not the page) and the export must list them by their
-original index. Prints the seconds and key presses per image.
+original index. Then four clicks on the next cards (Keep, Remove, a class button, the prediction), 150 ms apart:
+every one recorded too. Prints the seconds and key presses per image.
 
 The project (data, a small CNN trained for 2 epochs, loss scores) is built up-front through the facade. Skipped
 without Chromium / Playwright (see test_browser.py, whose launch helpers this reuses) or the offline data.
@@ -78,6 +79,23 @@ def test_twenty_images_by_keyboard_150_ms_apart(tmp_path):
                     raise AssertionError(f"after 180 s the cards say {states}")
                 page.wait_for_timeout(100)
             confirmed = time.time() - start
+            _step("4 clicks, 150 ms apart")
+            clicks = []
+            for i, (act, how) in enumerate((("keep", "Keep"), ("remove", "Remove"), ("class", None), ("pred", None))):
+                card = cards.nth(IMAGES + i)
+                row, given, pred = (int(card.get_attribute(a)) for a in ("data-row", "data-given", "data-pred"))
+                if act == "class":
+                    label = next(c for c in range(10) if c not in (given, pred))
+                    card.locator(f'[data-act="class"][data-label="{label}"]').click()
+                    clicks.append((row, "relabel", label))
+                elif act == "pred":
+                    card.locator('[data-act="pred"]').click()
+                    clicks.append((row, "relabel", pred) if pred != given else (row, "keep", None))
+                else:
+                    card.get_by_role("button", name=how, exact=True).click()
+                    clicks.append((row, act, None))
+                page.wait_for_timeout(GAP_MS)
+            saved.nth(IMAGES + len(clicks) - 1).wait_for()
             page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
             _shot(page, "5-review-keyboard")
             browser.close()
@@ -92,7 +110,8 @@ def test_twenty_images_by_keyboard_150_ms_apart(tmp_path):
     proj = Project.open("default", workspace)
     current = proj.current_decisions()
     assert {r: (d.action, d.new_label) for r, d in current.items()} == {
-        row: (action, label) for row, _, action, label, _ in plan}
+        **{row: (action, label) for row, _, action, label, _ in plan}, **{row: (a, label) for row, a, label in clicks}}
+    current = {r: d for r, d in current.items() if r not in {row for row, *_ in clicks}}  # the 20 keyed ones
     # The export names each sample by its original index: the number the card showed.
     dataset = proj.dataset()
     table = corrections_table(dataset, current, proj.scores()).set_index("index")
