@@ -20,14 +20,12 @@ PER_ROW = (3, 6)
 SIMILAR = 6  # supporting / opposing training samples shown under "why flagged"
 FEATURES = 12  # columns shown on a tabular card (as the source file holds them)
 
+_KEYS_MOVE = ("`u` undo · `j` / `k` or arrows: next / previous card · `]` / `[` next / previous page · `w` why "
+              "flagged · `v` larger view · `Esc` close. After a decision the next card is focused.")
 KEYS_FEW = ("**Keys** (click a card first): `a` keep · `r` remove · `p` relabel to the model's prediction · "
-            "`0`–`9` relabel to that class (the given class's digit keeps it) · `u` undo · `j` / `k` or arrows: next / "
-            "previous card · `]` / `[` next / previous page · `w` why flagged · `v` larger view · `Esc` close. "
-            "After a decision the next card is focused.")
-KEYS_MANY = ("**Keys** (click a card first): `a` keep · `r` remove · `p` relabel to the model's prediction · `/` or a "
-             "digit: type a class name or number, Enter relabels to the first match · `u` undo · `j` / `k` or arrows: "
-             "next / previous card · `]` / `[` next / previous page · `w` why flagged · `v` larger view · `Esc` close. "
-             "After a decision the next card is focused.")
+            "`0`–`9` relabel to that class (the given class's digit keeps it) · " + _KEYS_MOVE)
+KEYS_MANY = ("**Keys** (click a card first): `a` keep · `r` remove · `p` relabel to the model's prediction · "
+             "`/` or a digit: type a class name or number, Enter relabels to the first match · " + _KEYS_MOVE)
 
 
 # --------------------------------------------------------------------------------------------- the list
@@ -70,7 +68,8 @@ def _values(proj, ds, rows: np.ndarray) -> tuple[list | None, list | None]:
     if ds.kind == "image":
         return None, [str(f) for f in frame["file"]] if "file" in frame.columns else None
     columns = list(frame.columns)[:FEATURES]
-    return [[[str(c), _text(v)] for c, v in zip(columns, values)] for values in frame[columns].itertuples(index=False)], None
+    table = frame[columns].itertuples(index=False)
+    return [[[str(c), _text(v)] for c, v in zip(columns, values)] for values in table], None
 
 
 def _similar(proj, ds, memo: dict, model: str, rows: np.ndarray, wanted: list[int], src: np.ndarray) -> dict:

@@ -172,8 +172,8 @@ def test_pages_ids_features_and_why_flagged(scored):
 def test_a_table_card_shows_its_values_as_the_uploaded_file_holds_them(workspace):
     rng = np.random.default_rng(0)
     cities = ["Paris", "Lyon", "Nice"]
-    lines = ["age,city,income"] + [f"{20 + i % 50},{cities[i % 3]},{'high' if (i % 50) + rng.normal(0, 9) > 25 else 'low'}"
-                                   for i in range(150)]
+    income = ["high" if (i % 50) + rng.normal(0, 9) > 25 else "low" for i in range(150)]
+    lines = ["age,city,income"] + [f"{20 + i % 50},{cities[i % 3]},{income[i]}" for i in range(150)]
     proj = project_of(workspace)
     proj.upload_dataset("\n".join(lines).encode(), "people.csv")
     proj.train("logreg", {"epochs": 30, "seed": 0})

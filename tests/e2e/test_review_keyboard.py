@@ -103,8 +103,8 @@ def test_twenty_images_by_keyboard_150_ms_apart(tmp_path):
         server.stop()
 
     print(f"\n[review keyboard] {IMAGES} images: keys typed in {typed:.1f} s, every card confirmed saved after "
-          f"{confirmed:.1f} s = {confirmed / IMAGES:.2f} s per image; {(IMAGES + 1) / IMAGES:.2f} key presses or clicks "
-          f"per image ({IMAGES} keys + 1 click to focus the first card)", flush=True)
+          f"{confirmed:.1f} s = {confirmed / IMAGES:.2f} s per image; {(IMAGES + 1) / IMAGES:.2f} key presses or "
+          f"clicks per image ({IMAGES} keys + 1 click to focus the first card)", flush=True)
 
     # The log, read through the facade (not the page): exactly these 20 decisions.
     proj = Project.open("default", workspace)
