@@ -97,9 +97,9 @@ def _costs(proj: Project, params: str, folds: int) -> dict[str, float]:
         return {}
 
 
-def _method_picker(costs: dict[str, float], n_train: int) -> list[str]:
-    """One checkbox per method, grouped by kind, with its estimated time here: only ticked methods are computed
-    (nothing can be added by typing)."""
+def _method_picker(costs: dict[str, float], n_train: int, checkpoints: bool) -> list[str]:
+    """One checkbox per method, grouped by kind, with its estimated time here (or what it lacks): only ticked methods
+    are computed (nothing can be added by typing)."""
     st.markdown("**Methods** — tick what to compute; the time after each name is a rough estimate for this data set "
                 "and model")
     names = _method_names()
@@ -119,8 +119,10 @@ def _method_picker(costs: dict[str, float], n_train: int) -> list[str]:
                 if key not in st.session_state:
                     st.session_state[key] = name in FIRST
                 cost = f" · {format_duration(costs[name])}" if name in costs else ""
+                if METHODS[name].needs_checkpoints and not checkpoints:
+                    cost = " · needs checkpoints"
                 st.checkbox(f"{_label(name)}{cost}", key=key,
-                            help=f"Cost class: {METHODS[name].cost}. " + (how if cost else ""))
+                            help=f"Cost class: {METHODS[name].cost}. " + (how if name in costs else ""))
     return [n for n in names if st.session_state.get(f"method-{n}")]
 
 
@@ -200,7 +202,7 @@ def _target_controls(proj: Project, ds, impact: str, folds: int, key: str) -> di
 def _form(proj: Project, ds, fitted, running: bool) -> None:
     params_now = st.session_state.get("params", "all")
     folds_now = int(st.session_state.get("folds", 0) or 0)
-    chosen = _method_picker(_costs(proj, params_now, folds_now), len(ds.train))
+    chosen = _method_picker(_costs(proj, params_now, folds_now), len(ds.train), bool(fitted.checkpoints))
     c1, c2, c3 = st.columns(3)
     impact = c1.selectbox("Impact (what the score measures)", list(IMPACTS), key="impact",
                           format_func=lambda n: f"{n} — {IMPACTS[n].description}")

@@ -35,6 +35,13 @@ def _view_job(proj: Project, name: str, what: str, button: str, settings: dict) 
             st.rerun()
 
 
+def _drop_ended(proj: Project, name: str) -> None:
+    """The view is cached: a job that computed it (or an older one) has nothing left to say."""
+    job = proj.job(f"view:{name}")
+    if job is not None and not job.running:
+        proj.forget_job(f"view:{name}")
+
+
 # --------------------------------------------------------------------------------------------- views
 def _angles(proj: Project, ds, run: ScoreRun) -> None:
     st.caption("Each training gradient g projected onto the plane of u = ∇f and w = H⁻¹∇f. gᵀu is the IP score, gᵀw the "
@@ -45,6 +52,7 @@ def _angles(proj: Project, ds, run: ScoreRun) -> None:
         _view_job(proj, "angles", "The angle view", "Compute the angle view (exact Hessian for small models, else LiSSA)",
                   settings)
         return
+    _drop_ended(proj, "angles")
     data = proj.angle_view(run.impact, run.params)
     st.plotly_chart(figures.angle_regions_figure(data["coords"], data["u_xy"], data["w_xy"], data["ip"],
                                                  data["influence"], _noisy(ds), index=proj.source_index()),
@@ -125,6 +133,7 @@ def _feature_map(proj: Project, ds, scores: dict, primary: ScoreRun) -> None:
                    + ": samples the model sees alike sit together. Computed once and cached.")
         _view_job(proj, "umap", "The feature map", "Compute the feature map", {})
         return
+    _drop_ended(proj, "umap")
     data = proj.feature_map()
     method = str(data["method"]) if "method" in data else "UMAP"
     names = list(scores)

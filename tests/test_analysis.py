@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from influence_core.analysis import (angle_geometry, decision_grid, gradient_similarity, penultimate_features,
-                                     plane_coordinates, predict)
+from influence_core.analysis import (TSNE_MAX_POINTS, _EpochSink, angle_geometry, cost_units, decision_grid,
+                                     embed_2d, embedding_method, estimate_seconds, gradient_similarity,
+                                     penultimate_features, plane_coordinates, predict)
 
 from tests.reference import per_sample_grad_loop, validation_loss_grad
 
@@ -74,3 +75,49 @@ def test_features_predictions_and_grid(moons, moons_mlp_fit):
     with torch.no_grad():
         corner = torch.sigmoid(module(torch.tensor([[xs[3], ys[5]]], dtype=torch.float32)))[0, 0].item()
     assert grid[5, 3] == pytest.approx(corner, rel=1e-5)
+
+
+def test_small_feature_maps_are_a_t_sne_that_keeps_neighbours_together():
+    """Up to TSNE_MAX_POINTS the map is scikit-learn's t-SNE (no numba compile); two far clusters stay apart."""
+    rng = np.random.default_rng(0)
+    feats = np.concatenate([rng.normal(0, 1, (40, 10)), rng.normal(8, 1, (40, 10))])
+    seen = []
+    xy = embed_2d(feats, seed=0, progress=lambda f, m: seen.append((f, m)))
+    assert xy.shape == (80, 2) and np.isfinite(xy).all()
+    dist = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1) + np.eye(80) * 1e9
+    nearest = dist.argmin(1)
+    assert ((nearest < 40) == (np.arange(80) < 40)).all()  # every point's 2-D neighbour is from its own cluster
+    assert seen[0] == (0.0, "t-SNE layout of 80 points") and seen[-1][0] == 1.0
+    np.testing.assert_array_equal(embed_2d(feats, seed=0), xy)  # seeded: the cached map is reproducible
+    assert embedding_method(TSNE_MAX_POINTS) == "t-SNE" and embedding_method(TSNE_MAX_POINTS + 1) == "UMAP"
+    flat = rng.normal(size=(5, 2))
+    np.testing.assert_array_equal(embed_2d(flat), flat)  # already 2-D: as it is
+
+
+def test_umap_epochs_reach_the_progress_callback():
+    """UMAP's tqdm bar (its only progress hook) is parsed into fractions; nothing goes to the console."""
+    seen = []
+    sink = _EpochSink(lambda f, m: seen.append((f, m)))
+    for text in ("\rEpochs completed:   0%|  0/200 [00:00]", "\rEpochs completed:  50%| 100/200 [00:01]",
+                 "\rEpochs completed:  50%| 100/200 [00:01]", "\rEpochs completed: 100%| 200/200 [00:02]", "\n"):
+        sink.write(text)
+    assert seen == [(0.0, "UMAP layout: epoch 0 of 200"), (0.5, "UMAP layout: epoch 100 of 200"),
+                    (1.0, "UMAP layout: epoch 200 of 200")]
+
+
+def test_cost_estimates_follow_each_methods_cost_class(moons, moons_mlp_fit):
+    units = cost_units(moons, moons_mlp_fit)
+    assert units.n_train == len(moons.train) and units.n_params == sum(p.numel() for p in moons_mlp_fit.module.parameters())
+    assert 0 < units.step and 0 < units.train_pass and 0 < units.val_pass
+    est = {m: estimate_seconds(m, units) for m in ("loss", "ip", "ip_ensemble", "lissa", "self_lissa", "exact")}
+    assert all(np.isfinite(v) and v > 0 for v in est.values())
+    assert est["loss"] <= est["ip"] < est["ip_ensemble"] < est["lissa"] < est["self_lissa"]
+    # settings that multiply the work multiply the estimate
+    assert estimate_seconds("ip_ensemble", units, {"ensemble_size": 10}) > est["ip_ensemble"]
+    assert estimate_seconds("lissa", units, {"depth": 2000}) == pytest.approx(2 * est["lissa"], rel=0.1)
+    # out of fold: each fold model repeats the fixed part (LiSSA's recursion), not the per-row part
+    assert estimate_seconds("lissa", units, folds=5) == pytest.approx(5 * est["lissa"], rel=0.1)
+    assert estimate_seconds("loss", units, folds=5) == pytest.approx(est["loss"])
+    assert estimate_seconds("tracin", units, checkpoints=4) > estimate_seconds("tracin", units, checkpoints=1)
+    head = cost_units(moons, moons_mlp_fit, "head")
+    assert head.n_params < units.n_params and estimate_seconds("exact", head) < est["exact"]

@@ -102,15 +102,59 @@ def test_angle_figure_shades_the_regions_the_points_are_in():
     assert {t.name for t in fig.data if t.name and t.name.startswith("Region")} == {f"Region {k}: {v}" for k, v in counts.items()}
 
 
-def test_embedding_and_boundary_figures_keep_sample_ids():
+def test_embedding_and_boundary_figures_keep_rows_and_sample_ids():
     xy = np.arange(20, dtype=float).reshape(10, 2)
-    fig = figures.embedding_figure(xy, np.linspace(-1, 1, 10), "ip", index=np.arange(100, 110))
-    assert fig.data[0].customdata.tolist() == list(range(100, 110))
+    noisy = np.arange(10) % 4 == 0
+    fig = figures.embedding_figure(xy, np.linspace(-1, 1, 10), "ip", noisy, index=np.arange(100, 110),
+                                   labels=[f"c{i % 2}" for i in range(10)])
+    points = np.concatenate([np.asarray(t.customdata, dtype=object) for t in fig.data])
+    by_row = {int(p[0]): p for p in points}
+    assert sorted(by_row) == list(range(10))  # every training row once: what a selection hands to Review
+    assert [int(by_row[r][1]) for r in range(10)] == list(range(100, 110))  # the sample id shown on hover
+    assert [by_row[r][4] for r in range(10)] == [f"c{i % 2}" for i in range(10)]
+    assert all("sample %{customdata[1]}" in t.hovertemplate for t in fig.data)
     assert fig.layout.dragmode == "lasso"
     xs = ys = np.linspace(0, 1, 5)
-    fig = figures.decision_boundary_figure(xs, ys, np.zeros((5, 5)), xy, np.arange(10) % 2, np.array([2, 7]))
+    fig = figures.decision_boundary_figure(xs, ys, np.zeros((5, 5)), xy, np.arange(10) % 2, np.array([2, 7]),
+                                           index=np.arange(100, 110))
     flagged = next(t for t in fig.data if t.name == "flagged")
     assert flagged.x.tolist() == [xy[2, 0], xy[7, 0]]
+    label0 = next(t for t in fig.data if t.name == "label 0")
+    assert label0.customdata.tolist() == [100, 102, 104, 106, 108] and "sample %{customdata}" in label0.hovertemplate
+
+
+def _luminance(colour: str) -> float:
+    r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_feature_map_markers_are_filled_and_coloured_by_rank_on_a_visible_scale():
+    """Issue 12: the map was near-white hollow markers (raw scores near 0 on a scale white in the middle)."""
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0, 1e-4, 95), [-5.0, -3.0, 2.0, 4.0, 9.0]])  # most scores near 0
+    noisy = np.zeros(100, bool)
+    noisy[[95, 96]] = True
+    fig = figures.embedding_figure(rng.normal(size=(100, 2)), scores, "ip", noisy)
+    for trace in fig.data:
+        assert "open" not in str(trace.marker.symbol) and trace.marker.opacity >= 0.85
+        rows = np.array([int(p[0]) for p in trace.customdata])
+        np.testing.assert_allclose(trace.marker.color, figures.score_ranks(scores)[rows])
+        assert [int(p[3]) for p in trace.customdata] == (stats.rankdata(scores, method="ordinal")[rows]).tolist()
+    assert {t.name: t.marker.symbol for t in fig.data} == {"clean": "circle", "known wrong label": "x"}
+    ranks = figures.score_ranks(scores)
+    assert ranks.min() == 0.0 and ranks.max() == 1.0 and ranks[95] == 0.0  # the lowest score is rank 0 (red)
+    # colours spread evenly although the scores bunch at 0: the middle half of the samples spans half the scale
+    assert np.ptp(np.sort(ranks)[25:75]) > 0.45
+    scale = fig.layout.coloraxis.colorscale
+    assert scale[0][1] == figures.RANK_COLOURS[0][1] and fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 1
+    assert max(_luminance(c) for _, c in scale) < 0.75  # no near-white colour anywhere on the scale
+    assert fig.layout.coloraxis.colorbar.ticktext[0] == "lowest"
+
+
+def test_durations_read_as_rough_estimates():
+    cases = {0.2: "< 1 s", 4.4: "≈ 4 s", 37: "≈ 40 s", 59: "≈ 1 min", 119: "≈ 2 min", 1000: "≈ 15 min",
+             7200: "≈ 2.0 h", float("nan"): "unknown"}
+    assert {k: figures.format_duration(k) for k in cases} == cases
 
 
 def test_names_from_the_data_are_plain_text_in_plotly_labels():

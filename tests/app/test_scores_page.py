@@ -1,24 +1,35 @@
-"""Scores page: says what is missing; computes methods in the background (in-sample or out of fold, with the chosen
-validation target); the leaderboard where the wrong labels are known; cleanlab's estimate; a column per method."""
+"""Scores page: says what is missing; methods are ticked (never added by typing) with their estimated time; computes
+the ticked ones as the project's "score" job (in-sample or out of fold, with the chosen validation target and impact
+settings); the leaderboard where the wrong labels are known; cleanlab's estimate; a column per method, rows named
+by their original index."""
 
 import numpy as np
-import pytest
 
 from influence_core.api import compute_scores, describe_target, estimate_label_issues
-from influence_core.data import load_dataset
-from influence_core.figures import detection_report
-from influence_core.session import get_workspace, load_selection
+from influence_core.figures import detection_report, format_duration
+from influence_core.project import METHODS, Project
 
-from .conftest import no_errors, open_page, settle
+from .conftest import no_errors, open_page, project_of, settle
 
 
 def _fitted(root):
-    ds = load_dataset("moons", seed=0)
-    return ds, get_workspace(root).get_or_train(ds, "mlp", load_selection(root).train_config())
+    proj = project_of(root)
+    ds = proj.dataset()
+    return ds, proj.model(ds)
 
 
-def _compute(at, methods):
-    at.multiselect[0].set_value(methods).run()
+def _tick(at, methods):
+    """Tick exactly ``methods`` (unticking the defaults)."""
+    for name in METHODS:
+        box = at.checkbox(key=f"method-{name}")
+        if box.value != (name in methods):
+            box.set_value(name in methods)
+    return at.run()
+
+
+def _compute(at, methods=None):
+    if methods is not None:
+        at = _tick(at, methods)
     next(b for b in at.button if b.label == "Compute scores").click().run()
     at = settle(at)
     no_errors(at)
@@ -35,35 +46,42 @@ def test_without_model_links_to_the_model_page(workspace):
     assert any("train or upload a model first" in i.value for i in at.info)
 
 
-def test_ip_combined_loss_and_ip_come_first_and_are_the_default(scored):
+def test_methods_are_checkboxes_with_their_estimated_time_and_three_are_ticked(scored):
+    """Issue 12: a multiselect let "Select 3 matches" + Enter add unpicked expensive methods; checkboxes cannot."""
     at = open_page("3_Scores.py")
     no_errors(at)
-    from influence_core.methods import METHODS
-
-    expected = [f"{METHODS[n].label} ({METHODS[n].kind}, {METHODS[n].cost})" for n in ("ip_combined", "loss", "ip")]
-    assert at.multiselect[0].options[:3] == expected
-    assert at.multiselect[0].value == ["ip_combined", "loss", "ip"]
+    assert not at.multiselect  # nothing to type into
+    ticked = {name for name in METHODS if at.checkbox(key=f"method-{name}").value}
+    assert ticked == {"ip_combined", "loss", "ip"}
+    costs = project_of(scored).method_costs()
+    assert set(costs) == set(METHODS) and all(np.isfinite(v) and v > 0 for v in costs.values())
+    for name in METHODS:  # each label is the method's name and its estimate here (same process: same timing)
+        cost = "needs checkpoints" if METHODS[name].needs_checkpoints else format_duration(costs[name])
+        assert at.checkbox(key=f"method-{name}").label == f"{METHODS[name].label} · {cost}"  # (trained without any)
+    assert costs["self_lissa"] > costs["ip"]
     assert at.number_input(key="folds").value == 0
 
 
-def test_compute_ip_ensemble_adds_a_column_equal_to_the_library(scored):
-    at = _compute(open_page("3_Scores.py"), ["ip", "ip_ensemble"])
-    sel = load_selection(scored)
-    assert [r.label for r in sel.runs] == ["ip", "ip_ensemble"]
+def test_compute_adds_only_the_ticked_methods_equal_to_the_library(scored):
+    at = _compute(open_page("3_Scores.py"), ["ip_ensemble"])
+    assert [r.label for r in project_of(scored).state().runs] == ["ip", "ip_ensemble"]  # ip came with the fixture
     table = _frame(at, "ip_ensemble")
     ds, fitted = _fitted(scored)
     expected = compute_scores(ds, fitted, "ip_ensemble", "utility")
-    np.testing.assert_allclose(table.sort_values("index")["ip_ensemble"].to_numpy(), expected, rtol=1e-6)
-    # sorted most detrimental first by the primary method
-    assert np.all(np.diff(table["ip"].to_numpy()) >= 0)
+    np.testing.assert_allclose(table.sort_values("row")["ip_ensemble"].to_numpy(), expected, rtol=1e-6)
+    assert np.all(np.diff(table["ip"].to_numpy()) >= 0)  # sorted most detrimental first by the primary method
+    # one sample id everywhere: the original index, with the training row beside it
+    np.testing.assert_array_equal(table.sort_values("row")["sample"].to_numpy(), ds.source_index.numpy()
+                                  if ds.source_index is not None else np.arange(len(ds.train)))
+    assert not project_of(scored).job("score")  # the finished job was reported and forgotten
 
 
 def test_leaderboard_matches_the_detection_report(scored):
     at = _compute(open_page("3_Scores.py"), ["loss", "margin"])
-    ds, fitted = _fitted(scored)
-    ws = get_workspace(scored)
-    scores = {r.label: ws.get_or_score(ds, fitted, **r.score_kwargs()) for r in load_selection(scored).runs}
+    proj = project_of(scored)
+    scores = proj.scores()
     assert set(scores) == {"ip", "loss", "margin"}
+    ds = proj.dataset()
     board = _frame(at, "AUROC")
     expected = detection_report(scores, ds.noise_mask.numpy())
     assert board["method"].tolist() == expected["method"].tolist()  # best first
@@ -73,24 +91,25 @@ def test_leaderboard_matches_the_detection_report(scored):
     assert (board["AUROC"] > 0.8).all()  # moons' flipped labels are easy to find
 
 
-def test_out_of_fold_run_equals_the_workspace_and_cleanlab_estimates_the_wrong_labels(scored, tmp_path):
+def test_out_of_fold_run_equals_a_fresh_project_and_cleanlab_estimates_the_wrong_labels(scored, tmp_path):
     at = open_page("3_Scores.py")
     at.number_input(key="folds").set_value(2).run()
+    assert any("training the 2 fold models takes" in c.value for c in at.caption)
     at = _compute(at, ["ip", "confident_learning"])
-    sel = load_selection(scored)
-    assert [r.label for r in sel.runs] == ["ip", "ip·oof2", "confident_learning·oof2"]
-    assert [r.folds for r in sel.runs] == [0, 2, 2]
+    runs = project_of(scored).state().runs
+    assert [r.label for r in runs] == ["ip", "ip·oof2", "confident_learning·oof2"]
+    assert [r.folds for r in runs] == [0, 2, 2]
     ds, fitted = _fitted(scored)
-    table = _frame(at, "ip·oof2").sort_values("index")
+    table = _frame(at, "ip·oof2").sort_values("row")
     # the same call made directly, in a fresh workspace (fold models trained from scratch there)
-    fresh = get_workspace(tmp_path / "fresh")
-    expected = fresh.get_or_score(ds, fitted, "ip", "utility", folds=2)
+    fresh = Project.open("fresh", tmp_path / "fresh")
+    expected = fresh.cache.get_or_score(ds, fitted, "ip", "utility", folds=2)
     np.testing.assert_allclose(table["ip·oof2"].to_numpy(), expected, rtol=1e-6)
     assert not np.allclose(table["ip·oof2"].to_numpy(), table["ip"].to_numpy())  # not the in-sample scores
     np.testing.assert_allclose(table["confident_learning·oof2"].to_numpy(),
-                               fresh.get_or_score(ds, fitted, "confident_learning", folds=2), rtol=1e-6)
+                               fresh.cache.get_or_score(ds, fitted, "confident_learning", folds=2), rtol=1e-6)
     # cleanlab's own count of wrong labels, on the fold models' out-of-fold probabilities
-    est = estimate_label_issues(ds, fitted, fold_models=fresh.fold_models(ds, fitted, 2), folds=2)
+    est = estimate_label_issues(ds, fitted, fold_models=fresh.cache.fold_models(ds, fitted, 2), folds=2)
     assert {m.label: m.value for m in at.metric}["Wrong labels (cleanlab's estimate)"] == f"{est['count']:,}"
     assert any("out-of-fold probabilities (2 folds)" in c.value for c in at.caption)
 
@@ -104,24 +123,56 @@ def test_validation_target_is_shown_and_clean_labels_use_all_of_them(scored):
     assert n_out > 0
     assert any(f"Target: {info['n_used']} of {info['n_val']} validation samples; {n_out} left out as least plausible"
                in c.value for c in at.caption)
-    assert _frame(at, "validation sample")["validation sample"].tolist() == info["left_out"]
+    left_out = _frame(at, "validation sample")
+    assert left_out["validation sample"].tolist() == info["left_out"]
+    predicted = fitted.module.eval()(ds.val.x[info["left_out"]]).detach()
+    assert left_out["predicted"].tolist() == [ds.classes[int(p)] for p in (predicted[:, 0] > 0).long()]
     at.number_input(key="val-trim").set_value(0.2).run()
     assert any(f"Target: {ds.val.x.shape[0] - 20} of {ds.val.x.shape[0]} validation samples; 20 left out" in c.value
                for c in at.caption)
     at.checkbox(key="val-clean").check().run()
     assert any(f"Target: {info['n_val']} of {info['n_val']} validation samples (all of them)" in c.value for c in at.caption)
     at = _compute(at, ["ip"])
-    sel = load_selection(scored)
-    assert [r.label for r in sel.runs] == ["ip", "ip·trim=0"] and sel.runs[1].impact_settings == {"val_trim": 0.0}
-    table = _frame(at, "ip·trim=0").sort_values("index")
+    runs = project_of(scored).state().runs
+    assert [r.label for r in runs] == ["ip", "ip·trim=0"] and runs[1].impact_settings == {"val_trim": 0.0}
+    table = _frame(at, "ip·trim=0").sort_values("row")
     expected = compute_scores(ds, fitted, "ip", "utility", impact_settings={"val_trim": 0.0})
     np.testing.assert_allclose(table["ip·trim=0"].to_numpy(), expected, rtol=1e-6)
     assert not np.allclose(table["ip·trim=0"].to_numpy(), table["ip"].to_numpy())  # the default trims
 
 
+def test_impact_settings_go_into_the_run_and_its_scores(scored):
+    """Issue 10: the fairness positive class and the attack's ε are set on the page; they name the column and key
+    the cache, and the scores are the library's with those settings."""
+    at = open_page("3_Scores.py")
+    at.selectbox(key="impact").set_value("robustness").run()
+    at.number_input(key="impact-robustness-epsilon").set_value(0.3).run()
+    at = _compute(at, ["ip"])
+    at.selectbox(key="impact").set_value("fairness").run()
+    at.selectbox(key="impact-fairness-positive_class").set_value(0).run()
+    at = _compute(at)
+    runs = {r.label: r for r in project_of(scored).state().runs}
+    assert set(runs) == {"ip", "ip·robustness·epsilon=0.3", "ip·fairness·positive_class=0"}
+    assert runs["ip·robustness·epsilon=0.3"].impact_settings == {"epsilon": 0.3}
+    assert runs["ip·fairness·positive_class=0"].impact_settings == {"positive_class": 0}
+    ds, fitted = _fitted(scored)
+    table = _frame(at, "ip·fairness·positive_class=0").sort_values("row")
+    np.testing.assert_allclose(table["ip·robustness·epsilon=0.3"].to_numpy(),
+                               compute_scores(ds, fitted, "ip", "robustness", impact_settings={"epsilon": 0.3}), rtol=1e-6)
+    fair = compute_scores(ds, fitted, "ip", "fairness", impact_settings={"positive_class": 0})
+    np.testing.assert_allclose(table["ip·fairness·positive_class=0"].to_numpy(), fair, rtol=1e-6)
+    # (binary data: the gap in P(class 0) is the gap in P(class 1), so the scores match the default's)
+    np.testing.assert_allclose(fair, compute_scores(ds, fitted, "ip", "fairness"), rtol=1e-6)
+    # an impossible setting is said in one line and nothing can be computed
+    at.selectbox(key="impact").set_value("robustness").run()
+    at.number_input(key="impact-robustness-c").set_value(0.0).run()
+    assert any("c must be positive" in e.value for e in at.error)
+    assert next(b for b in at.button if b.label == "Compute scores").disabled
+
+
 def test_ip_combined_is_left_out_for_the_fairness_impact(scored):
     at = open_page("3_Scores.py")
-    at.selectbox[0].set_value("fairness").run()
+    at.selectbox(key="impact").set_value("fairness").run()
     no_errors(at)
     assert any("meant for the utility impact" in i.value for i in at.info)
 
@@ -129,12 +180,9 @@ def test_ip_combined_is_left_out_for_the_fairness_impact(scored):
 def test_exact_influence_on_a_non_convex_model_says_what_its_hessian_is(scored):
     """Damping 0 on the MLP: the page warns that the Hessian is not positive definite, with the library's numbers."""
     ds, fitted = _fitted(scored)
-    at = open_page("3_Scores.py")
-    at.multiselect[0].set_value(["exact"]).run()
+    at = _tick(open_page("3_Scores.py"), ["exact"])
     at.number_input(key="setting-exact-damping").set_value(0.0).run()
-    next(b for b in at.button if b.label == "Compute scores").click().run()
-    at = settle(at)
-    no_errors(at)
+    at = _compute(at)
     details: dict = {}
     compute_scores(ds, fitted, "exact", damping=0.0, details=details)
     if details["hessian_min_eigenvalue"] < 0:
