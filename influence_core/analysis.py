@@ -217,12 +217,15 @@ def decision_grid(fitted: FittedModel, x: np.ndarray, steps: int = 120, margin: 
 # ------------------------------------------------------------------------------------------ cost estimates
 @dataclass
 class CostUnits:
-    """What one model costs here, measured in milliseconds: ``step`` = forward + backward on one batch of 64 training
-    rows, ``train_pass`` / ``val_pass`` = the same over every training / validation row in batches of 256."""
+    """What one model costs here, in seconds: ``step`` = forward + backward on one batch of 64 training rows,
+    ``train_pass`` / ``val_pass`` = the same over every training / validation row in batches of 256 (``batches`` /
+    ``val_batches`` of them), timed on this machine by `cost_units`."""
 
     step: float
     train_pass: float
     val_pass: float
+    batches: int
+    val_batches: int
     n_train: int
     n_params: int
     n_classes: int
@@ -231,7 +234,8 @@ class CostUnits:
 
 def cost_units(dataset: Dataset, fitted: FittedModel, params: str = "all", repeats: int = 3) -> CostUnits:
     """Time forward + backward of the current model on a batch of 64 and one of 256 training rows (best of
-    ``repeats`` after a warm-up) and scale to the split sizes: the units `estimate_seconds` counts in."""
+    ``repeats`` after a warm-up; a fraction of a second) and scale to the split sizes: what `estimate_seconds`
+    counts in."""
     import math
     import time
 
@@ -256,61 +260,67 @@ def cost_units(dataset: Dataset, fitted: FittedModel, params: str = "all", repea
         return best
 
     big = seconds(256)
+    batches, val_batches = math.ceil(n / 256), math.ceil(max(n_val, 1) / 256)
     dims = tuple(int(d) for v in sel.values() if v.dim() >= 2 for d in (v.shape[0], int(np.prod(v.shape[1:]))))
-    return CostUnits(step=seconds(64), train_pass=big * math.ceil(n / 256), val_pass=big * math.ceil(max(n_val, 1) / 256),
-                     n_train=n, n_params=num_params(sel), n_classes=max(int(dataset.num_classes), 2), layer_dims=dims)
+    return CostUnits(step=seconds(64), train_pass=big * batches, val_pass=big * val_batches, batches=batches,
+                     val_batches=val_batches, n_train=n, n_params=num_params(sel),
+                     n_classes=max(int(dataset.num_classes), 2), layer_dims=dims)
 
 
-# The fixed cost of one torch.func call (HVP, SGD step) beyond its arithmetic: it dominates small models (a LiSSA
-# step on the moons MLP takes ~7 ms where a plain forward + backward takes 0.7 ms).
-_FUNC_CALL = 0.006
+# The fixed cost of one torch.func call (a JVP over a batch, an HVP, an SGD step) beyond its arithmetic: it dominates
+# small models (a LiSSA step on the moons MLP takes ~7 ms where a plain forward + backward takes 0.7 ms; IP on Adult's
+# logistic regression ~11 ms per batch of 256 where forward + backward takes 0.3 ms).
+_FUNC_CALL = 0.01
 
 
 def estimate_seconds(method: str, units: CostUnits, settings: dict | None = None, folds: int = 0,
                      checkpoints: int = 0) -> float:
     """A rough estimate of the seconds ``method`` (with ``settings``) takes on this model, from `cost_units`.
 
-    Each method is counted as a fixed part (its target gradient, LiSSA recursion, Hessian or factor fit; repeated by
-    each of ``folds`` fold models) plus a part per training row, in the units above: a forward-mode (JVP) pass ≈ 0.8
-    training passes, per-sample gradients ≈ 2.7, an HVP ≈ 2 steps + a fixed 6 ms, the explicit Hessian ≈ 1.6
-    training passes per parameter plus its P³ eigen-solve. The factors were fitted to timings of every method on this
-    project's 2-core CPU (moons MLP, CIFAR-10N CNN on 900 images, Adult logistic regression); expect a factor of two
-    either way, more on a busy machine.
+    Each method is counted as a fixed part (its target gradient, LiSSA recursion with its 20-step power iteration,
+    Hessian or factor fit; repeated by each of ``folds`` fold models) plus a part per training row: a forward-mode
+    (JVP) pass ≈ 0.8 training passes, per-sample gradients ≈ 2.7, an HVP ≈ 2 steps, each batch-level torch.func call
+    + 10 ms, the explicit Hessian ≈ 1.6 training passes per parameter plus its P³ eigen-solve, EKFAC's factors an
+    expectation over every class. Fitted to timings of every method on this project's busy 2-core CPU (moons MLP,
+    CIFAR-10N CNN on 900 images, Adult logistic regression with 26,049 rows): within a factor of two there, often
+    better; a GPU is faster.
     """
     from .methods import METHODS
 
     cls = METHODS.get(method)
     s = {**({} if cls is None else {f.name: getattr(cls.Settings(), f.name) for f in fields(cls.Settings)}),
          **(settings or {})}
-    u, overhead = units, 0.05
-    jvp = 0.8 * u.train_pass  # a forward-mode pass streams no backward graph
-    target = 0.8 * u.val_pass
+    u, overhead, func = units, 0.05, _FUNC_CALL
+    jvp = 0.8 * u.train_pass + u.batches * func  # a forward-mode pass streams no backward graph
+    target = 0.8 * u.val_pass + u.val_batches * func
     forward = 0.25 * u.train_pass
-    per_sample = 2.7 * u.train_pass  # vmapped per-sample gradients
-    hvp = 2.0 * u.step + _FUNC_CALL  # a torch.func HVP on one mini-batch
+    per_sample = 2.7 * u.train_pass + u.batches * func  # vmapped per-sample gradients
+    hvp = 2.0 * u.step + func  # one HVP on a mini-batch
+    full_hvp = 2.0 * u.train_pass + u.batches * func  # one HVP over the whole training set
     chunk = max(int(s.get("sample_chunk", 64)), 1)
-    chunk_hvp = _FUNC_CALL + 0.3 * chunk * u.step  # Self-LiSSA: one HVP vmapped over a chunk of sample gradients
+    chunk_hvp = func + 0.3 * chunk * u.step  # Self-LiSSA: one HVP vmapped over a chunk of sample gradients
+    factors = (3 + 2 * u.n_classes) * (u.train_pass + u.batches * func)  # EKFAC's factor passes
     eig = sum(d ** 3 for d in u.layer_dims) * 2e-9  # EKFAC: eigendecompositions of the Kronecker factors
-    ip_like = (target, jvp)
     k = max(int(s.get("ensemble_size", 1) or 1), 1)
     t = max(int(checkpoints), 1)
     c = u.n_classes
+    depth = int(s.get("depth", 1000)) * int(s.get("repeats", 1))
+    scale = 0 if float(s.get("scale", 0.0) or 0.0) > 0 else 20 * full_hvp  # automatic scale: power iteration
     fixed, rows = {
         "loss": (0.0, forward), "margin": (0.0, forward), "confident_learning": (0.0, forward),
-        "ip": ip_like,
+        "ip": (target, jvp),
         "ip_classwise": (c * target, c * jvp),
         "ip_combined": (c * target, c * jvp + forward),
-        "ip_ensemble": (k * target, 0.4 * k * jvp),
+        "ip_ensemble": (k * target, 0.4 * k * (jvp - u.batches * func) + k * u.batches * func),
         "tracin": (t * target, t * jvp),
         "self_tracin": (0.0, per_sample),
-        "gex": (k * (int(s.get("steps", 10)) * (u.step + _FUNC_CALL) + target), k * jvp),
-        "lissa": (int(s.get("depth", 1000)) * int(s.get("repeats", 1)) * hvp + 20 * hvp + target, jvp),
-        "self_lissa": (20 * hvp, per_sample + np.ceil(u.n_train / chunk) * int(s.get("depth", 200))
-                       * int(s.get("repeats", 1)) * chunk_hvp),
+        "gex": (k * (int(s.get("steps", 10)) * (u.step + func) + target), k * jvp),
+        "lissa": (depth * hvp + scale + target, jvp),
+        "self_lissa": (scale, per_sample + np.ceil(u.n_train / chunk) * depth * chunk_hvp),
         "exact": (1.6 * u.n_params * u.train_pass + u.n_params ** 3 * 1e-9 + target, jvp),
-        "ekfac": ((3 + 2 * c) * u.train_pass + eig + target, jvp),  # factors: an expectation over every class
+        "ekfac": (factors + eig + target, jvp),
         "datainf": (5 * per_sample + target, jvp),
-        "tda": (t * ((3 + 2 * c) * u.train_pass + eig + target), t * jvp),
+        "tda": (t * (factors + eig + target), t * jvp),
     }.get(method, (3 * target, 3 * jvp))
     if folds and folds >= 2:
         fixed *= folds
