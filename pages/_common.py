@@ -25,6 +25,20 @@ PAGES = {
 APP_VERSION = __version__
 
 
+def _route_through_the_app() -> None:
+    """A bookmark or a refresh of a page's URL on a freshly started server would run that page alone, without app.py
+    (Streamlit's multipage v1 mode, chosen because a ``pages/`` folder exists, until some run calls st.navigation):
+    no project switcher, and every file of ``pages/`` listed. Switch v1 off and run again, through app.py."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_route_through_the_app()
+
+
 # -------------------------------------------------------------------------------------------- project
 def project_name() -> str:
     """The project in the URL; a page change that drops the query keeps this session's project (and puts it back)."""
