@@ -54,6 +54,9 @@ def _archs(ds) -> list[str]:
 
 
 def _train_form(proj: Project, ds, training: bool) -> None:
+    if training:  # one run at a time; the form comes back with the settings of the model it trained
+        st.caption("Training is running (above): stop it or wait for it to finish to train again.")
+        return
     archs = _archs(ds)
     if not archs:
         st.warning(f"No architecture takes {ds.kind} data.")
@@ -93,9 +96,6 @@ def _train_form(proj: Project, ds, training: bool) -> None:
             "Augment images", value=bool(start("augment", base.augment)), disabled=lbfgs,
             help="Random 32×32 crop of the 4-pixel-padded image and a horizontal flip, per batch; "
                  f"{arch}'s default: {'on' if base.augment else 'off'}"))
-    if training:  # one training run at a time: the button comes back when the job above has ended
-        st.caption("Training is running (above): stop it or wait for it to finish to train again.")
-        return
     left, right = st.columns([1, 4], vertical_alignment="center")
     clicked = left.button("Train", type="primary", icon=":material/play_arrow:")
     try:

@@ -40,6 +40,7 @@ def _running_view(at) -> None:
     assert not [i for i in at.info if "No model yet" in i.value]
     assert not [b for b in at.button if b.label == "Train"]
     assert any("Training is running" in c.value for c in at.caption)
+    assert not [w for w in at.number_input if w.label == "Epochs"]  # no form whose values differ from the run's
     assert [b for b in at.button if b.label == "Stop"]
 
 
