@@ -60,10 +60,9 @@ def _project_switcher(proj: Project) -> None:
             st.error(plain(err))
 
 
-proj = project()
-info = status(proj)
-with st.sidebar:
-    _project_switcher(proj)
+def _current_work(proj: Project) -> None:
+    """What the project holds now: data set, model, score runs, decisions and flagged samples still to review."""
+    info = status(proj)
     st.caption("CURRENT WORK")
     st.markdown(f"**Data set** · {plain(info['dataset'])}")
     if info["model"]:
@@ -77,4 +76,13 @@ with st.sidebar:
     st.caption(f"Project folder: {plain(proj.folder)}")
     st.caption("Scores: lower = more detrimental.")
 
-current.run()
+
+proj = project()
+with st.sidebar:
+    _project_switcher(proj)
+    work = st.empty()
+try:
+    current.run()
+finally:  # drawn after the page, so it counts what the page just recorded (also when the page stops early)
+    with work.container():
+        _current_work(proj)
