@@ -26,6 +26,17 @@ def test_switching_to_blobs_is_saved_and_clears_the_model(scored):
     assert {m.label: m.value for m in at.metric}["Training"] == "150"
 
 
+def test_a_data_set_that_cannot_be_loaded_never_becomes_current(scored):
+    at = open_page("1_Data.py")
+    at.selectbox[0].set_value("cifar100n").run()  # no CIFAR-100 images offline
+    next(b for b in at.button if b.label == "Use this data set").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error if e.value.startswith("This data set cannot be used: ")]
+    state = project_of(scored).state()
+    assert state.dataset == "moons" and state.has_model and state.runs  # the model and scores are kept
+    assert {m.label: m.value for m in at.metric}["Training"] == "250"  # the preview still shows moons
+
+
 @pytest.mark.skipif(".csv" not in PATH_LOADERS, reason="no CSV loader in this build")
 def test_bad_csv_upload_is_refused(workspace):
     at = open_page("1_Data.py")
