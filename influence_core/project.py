@@ -271,7 +271,8 @@ class Project:
     def training_estimate(self, arch: str, config: TrainConfig | dict | None = None) -> dict:
         """How long `train` would take, before it starts: ``{"seconds", "text", "how", "at_most"}``
         (`models.estimate.estimate_training`) from real training steps of ``arch`` timed on the current data (measured
-        once per data, architecture and batch size, in about half a second) times batches × epochs."""
+        once per data, architecture and batch size, in about half a second, or one step of a very slow model) times
+        batches × epochs."""
         from .models.estimate import estimate_training, measure_steps
 
         dataset = self.dataset()
