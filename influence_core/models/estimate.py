@@ -132,8 +132,9 @@ def _grow(step: Callable[[int], float], small: int, batch: int) -> tuple[float, 
         if size == batch:  # cheap enough to time the real batch: a few more steps
             return _repeat(step, batch, spent, [t]), batch
         bigger = min(batch, size * 4)
-        if spent + t * bigger / size > BUDGET_SECONDS:
-            break
+        over = spent + t * bigger / size > BUDGET_SECONDS
+        if over and (len(points) > 1 or t * bigger / size > 2 * BUDGET_SECONDS):
+            break  # a second size is timed even over budget (within reason): one point cannot tell overhead from rows
         size = bigger
     (s1, t1), (s2, t2) = points[-2] if len(points) > 1 else (0, 0.0), points[-1]
     slope = (t2 - t1) / (s2 - s1)

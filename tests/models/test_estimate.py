@@ -86,6 +86,14 @@ def test_growth_extrapolates_a_linear_step_cost_exactly():
     assert seconds == pytest.approx(0.064) and measured_on == 64
 
 
+def test_a_step_dominated_by_overhead_is_not_scaled_by_its_rows():
+    # 100 ms a step whatever the batch (a small convnet on a busy CPU): after one batch of 4 the budget is spent, but
+    # a second size is timed so that the fixed cost is not multiplied by 32 (3.3 s instead of 0.23 s a batch).
+    timed = []
+    seconds, measured_on = _grow(lambda rows: timed.append(rows) or 0.1 + 0.001 * rows, 4, 128)
+    assert seconds == pytest.approx(0.1 + 0.001 * 128) and timed == [4, 4, 16] and measured_on == 16
+
+
 def test_a_very_slow_step_is_timed_once_and_scaled(monkeypatch):
     timed = []
     seconds, measured_on = _grow(lambda rows: timed.append(rows) or 0.8, 4, 128)
