@@ -16,8 +16,12 @@ def _show_current(proj: Project, ds, training: bool) -> None:
         if not training:  # while training runs, its panel above says what is happening
             st.info("No model yet. Train one below or upload weights.")
         return
-    with st.spinner("Loading the model…"):
-        fitted = proj.model(ds)
+    try:
+        with st.spinner("Loading the model…"):
+            fitted = proj.model(ds)
+    except InfluenceError as err:  # e.g. uploaded weights gone from disk: say so, and keep the forms below usable
+        st.error(f"The current model could not be loaded: {plain(err)}. Train or upload another below.")
+        return
     source = "uploaded weights" if state.weights else "trained here"
     st.subheader(f"Current model: {state.arch} ({source})")
     st.caption(f"Model hash {state.model_hash or fitted.fingerprint()} · data set {plain(ds.name)}")

@@ -215,3 +215,16 @@ def test_image_data_offers_augmentation_at_the_cnn_default(workspace):
     base = TrainConfig().resolved("cnn")
     assert _widget(at, "Augment images").value is True is base.augment
     assert _widget(at, "Early stopping patience").value == base.patience
+
+
+def test_weights_gone_from_disk_are_reported_and_the_forms_stay(workspace):
+    proj = project_of(workspace)
+    state = proj.state()
+    state.arch, state.weights, state.model_hash = "mlp", str(workspace / "gone.safetensors"), "0123abcd"
+    proj.save_state(state)
+    at = open_page("2_Model.py")
+    assert not at.exception
+    assert [shown(e.value) for e in at.error] == [
+        f"The current model could not be loaded: no such weights file: {workspace / 'gone.safetensors'}. "
+        "Train or upload another below."]
+    assert [b for b in at.button if b.label == "Train"] and at.file_uploader
