@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from sklearn.datasets import make_blobs, make_moons
 
+from ..errors import InfluenceError
 from .base import Dataset, Split
 from .registry import register_dataset
 
@@ -25,6 +26,16 @@ def _flip(y: np.ndarray, per_class: dict[int, int] | int, rng: np.random.Generat
         return np.sort(rng.choice(len(y), size=per_class, replace=False))
     chosen = [rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c, k in per_class.items()]
     return np.sort(np.concatenate(chosen))
+
+
+def check_sizes(name: str, n_train: int, n_val: int, n_test: int, flips: int) -> None:
+    """One-line errors for split sizes a synthetic set cannot have (instead of numpy's own errors)."""
+    for what, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if int(n) < 10:
+            raise InfluenceError(f"{name}: {what} must be at least 10, got {n}")
+    if not 0 <= int(flips) <= int(n_train) // 4:
+        raise InfluenceError(f"{name}: the flipped labels must be between 0 and a quarter of n_train ({int(n_train) // 4}), "
+                             f"got {flips}")
 
 
 def _build(name: str, x: np.ndarray, y: np.ndarray, n_train: int, n_val: int, flips, seed: int) -> Dataset:
@@ -54,6 +65,7 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, n_train: int, n_val: int, fl
 
 @register_dataset("blobs", "Two Gaussian blobs (150 train / 100 val / 100 test), 10 training labels flipped.")
 def load_blobs(seed: int = 0, n_train: int = 150, n_val: int = 100, n_test: int = 100, n_flipped: int = 10) -> Dataset:
+    check_sizes("blobs", n_train, n_val, n_test, n_flipped)
     n = n_train + n_val + n_test
     x, y = make_blobs(n_samples=n, centers=BLOB_CENTRES, cluster_std=1.0, random_state=seed)
     return _build("blobs", x, y, n_train, n_val, n_flipped, seed)
@@ -61,6 +73,7 @@ def load_blobs(seed: int = 0, n_train: int = 150, n_val: int = 100, n_test: int 
 
 @register_dataset("moons", "Two interleaved moons (250 train / 100 val / 100 test), 10 labels flipped per class.")
 def load_moons(seed: int = 0, n_train: int = 250, n_val: int = 100, n_test: int = 100, flipped_per_class: int = 10) -> Dataset:
+    check_sizes("moons", n_train, n_val, n_test, 2 * flipped_per_class)
     n = n_train + n_val + n_test
     x, y = make_moons(n_samples=n, noise=0.2, random_state=seed)
     perm = np.random.default_rng(seed).permutation(n)  # make_moons orders by class; shuffle before splitting

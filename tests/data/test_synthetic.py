@@ -36,3 +36,15 @@ def test_sensitive_groups_differ_in_base_rate(name):
     s, y = ds.train.sensitive.numpy(), ds.clean_labels.numpy()
     assert set(np.unique(s)) == {0, 1}
     assert abs(y[s == 0].mean() - y[s == 1].mean()) > 0.15
+
+
+def test_impossible_sizes_are_one_line_errors():
+    import pytest
+
+    from influence_core.data import load_dataset
+    from influence_core.errors import InfluenceError
+
+    with pytest.raises(InfluenceError, match="n_train must be at least 10"):
+        load_dataset("moons", n_train=0)
+    with pytest.raises(InfluenceError, match="flipped labels"):
+        load_dataset("blobs", n_flipped=500)
