@@ -214,7 +214,14 @@ class Project:
                                lambda: load_fitted(state.weights, state.arch, dataset))
         config = state.train_config()
         key = self.cache.model_key(dataset, state.arch, config)
-        return _MODELS.get(f"model:{key}", lambda: self.cache.get_or_train(dataset, state.arch, config))
+        def load() -> FittedModel:
+            fitted = self.cache.load_model(key, dataset)
+            if fitted is None:  # never a silent retraining while a page loads
+                raise InfluenceError(f"the current model ({state.arch}) is no longer in the workspace cache; train it "
+                                     "again on the Model page")
+            return fitted
+
+        return _MODELS.get(f"model:{key}", load)
 
     def train(self, arch: str, config: TrainConfig | dict | None = None, *, progress: TrainProgress | None = None,
               should_stop: Callable[[], bool] | None = None, device: str | None = None) -> FittedModel:

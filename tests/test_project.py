@@ -176,3 +176,14 @@ def test_experiment_job_reuses_the_scores_page_scores_and_its_result_reads_back(
     result = ExperimentResult.from_json(moons_project.job("experiment").result)
     assert result.settings == settings and set(result.rows) == {"full", "random", "ip"}
     assert json.loads((moons_project.folder / "experiments" / "latest.json").read_text())["key"] == result.key
+
+
+def test_a_model_gone_from_the_cache_is_an_error_not_a_silent_retraining(moons_project):
+    import shutil
+
+    from influence_core import project as project_module
+
+    project_module._MODELS.clear()
+    shutil.rmtree(moons_project.root / "models")
+    with pytest.raises(InfluenceError, match="no longer in the workspace cache"):
+        moons_project.model()
