@@ -293,7 +293,8 @@ def embedding_figure(xy: np.ndarray, scores: np.ndarray, score_name: str, noisy:
     """A 2-D map of the training samples (``method``: how ``xy`` was laid out) coloured by the rank of their score,
     red = most detrimental; filled markers, known wrong labels as crosses. Each point carries its training row
     (``customdata[0]``, what a selection hands over) and its sample id ``index`` (the original index, shown on
-    hover), then its score, rank and class. Lasso / box / click to select."""
+    hover), then its score, rank and class. No drag mode is set: Streamlit's selection then starts in pan mode where
+    a click selects one point (in lasso or box mode it ignores clicks); the lasso and box are in the toolbar."""
     xy = np.asarray(xy, np.float64)
     s = np.asarray(scores, np.float64)
     n = len(xy)
@@ -319,12 +320,11 @@ def embedding_figure(xy: np.ndarray, scores: np.ndarray, score_name: str, noisy:
                           + "<extra></extra>",
         ))
     fig.update_layout(
-        title=f"{method} map of the model's features, coloured by {name} (red = most detrimental"
-              + ("; × = known wrong label" if noisy is not None else "") + ") — click a point or lasso a group",
+        title=f"{method} map of the model's features · colour: rank by {name}, red = most detrimental",
         coloraxis=dict(colorscale=RANK_COLOURS, cmin=0.0, cmax=1.0, colorbar=dict(
             title=dict(text=f"{name}<br>rank", side="top"), tickvals=[0, 0.25, 0.5, 0.75, 1],
             ticktext=["lowest", "25%", "median", "75%", "highest"])),
-        dragmode="lasso", legend=dict(orientation="h", y=-0.05), xaxis=dict(showticklabels=False, title=f"{method} 1"),
+        legend=dict(orientation="h", y=-0.05), hoverlabel=dict(bgcolor="white"), xaxis=dict(showticklabels=False, title=f"{method} 1"),
         yaxis=dict(showticklabels=False, title=f"{method} 2"), **{**_LAYOUT, "height": 560},
     )
     return fig

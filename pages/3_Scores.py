@@ -44,6 +44,11 @@ def _label(name: str) -> str:
     return METHODS[name].label or name
 
 
+def _short(name: str) -> str:
+    """A method's name without its parenthesis (e.g. "IP + loss"), so name and time fit a checkbox column."""
+    return _label(name).split(" (")[0]
+
+
 # ------------------------------------------------------------------------------------------ widgets
 def _typed_input(label: str, default, key: str, help: str | None = None, **limits):
     """One input for a setting of the type of its default (bool, int, float, str, or None = an optional number)."""
@@ -119,10 +124,13 @@ def _method_picker(costs: dict[str, float], n_train: int, checkpoints: bool) -> 
                 if key not in st.session_state:
                     st.session_state[key] = name in FIRST
                 cost = f" · {format_duration(costs[name])}" if name in costs else ""
-                if METHODS[name].needs_checkpoints and not checkpoints:
-                    cost = " · needs checkpoints"
-                st.checkbox(f"{_label(name)}{cost}", key=key,
-                            help=f"Cost class: {METHODS[name].cost}. " + (how if name in costs else ""))
+                lacking = METHODS[name].needs_checkpoints and not checkpoints
+                if lacking:
+                    cost = " · no checkpoints"
+                st.checkbox(f"{_short(name)}{cost}", key=key,
+                            help=f"{_label(name)}. Cost class: {METHODS[name].cost}. "
+                                 + ("It needs training checkpoints: retrain with “Checkpoint every k epochs” > 0. "
+                                    if lacking else "") + (how if name in costs else ""))
     return [n for n in names if st.session_state.get(f"method-{n}")]
 
 

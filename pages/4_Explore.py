@@ -146,8 +146,9 @@ def _feature_map(proj: Project, ds, scores: dict, primary: ScoreRun) -> None:
         st.plotly_chart(fig, width="stretch", on_select=_remember_selection, selection_mode=("points", "box", "lasso"),
                         key="map-chart")
     st.caption(f"Colour: {plain(run_title(primary) if name == primary.label else name)} — the rank of each sample's "
-               "score, red = most detrimental. Hover a point for its sample id and score; click a point or lasso a "
-               "group to " + ("see the images and " if ds.kind == "image" else "list them and ") + "send them to Review.")
+               "score, red = most detrimental. Hover a point for its sample id and score; click a point, or pick the "
+               "lasso (or box) in the chart's toolbar and circle a group, to "
+               + ("see the images and " if ds.kind == "image" else "list them and ") + "send them to Review.")
     rows = [r for r in st.session_state.get("map-selection", []) if 0 <= r < n]
     with side:
         if rows:

@@ -113,7 +113,7 @@ def test_embedding_and_boundary_figures_keep_rows_and_sample_ids():
     assert [int(by_row[r][1]) for r in range(10)] == list(range(100, 110))  # the sample id shown on hover
     assert [by_row[r][4] for r in range(10)] == [f"c{i % 2}" for i in range(10)]
     assert all("sample %{customdata[1]}" in t.hovertemplate for t in fig.data)
-    assert fig.layout.dragmode == "lasso"
+    assert fig.layout.dragmode is None  # Streamlit: pan, where a click selects a point; lasso in the toolbar
     xs = ys = np.linspace(0, 1, 5)
     fig = figures.decision_boundary_figure(xs, ys, np.zeros((5, 5)), xy, np.arange(10) % 2, np.array([2, 7]),
                                            index=np.arange(100, 110))
