@@ -232,24 +232,31 @@ class CostUnits:
     layer_dims: tuple[int, ...]
 
 
-def cost_units(dataset: Dataset, fitted: FittedModel, params: str = "all", repeats: int = 3) -> CostUnits:
+def cost_units(dataset: Dataset, fitted: FittedModel, params: str = "all", repeats: int = 3,
+               device: str | None = None) -> CostUnits:
     """Time forward + backward of the current model on a batch of 64 and one of 256 training rows (best of
-    ``repeats`` after a warm-up; a fraction of a second) and scale to the split sizes: what `estimate_seconds`
-    counts in."""
+    ``repeats`` after a warm-up; a fraction of a second) on the device scoring uses (CUDA when there is one) and
+    scale to the split sizes: what `estimate_seconds` counts in."""
+    import copy
     import math
     import time
 
-    module = fitted.module.eval()
+    from .models.train import resolve_device
+
+    dev = resolve_device(device)
+    module = fitted.module.eval() if dev.type == "cpu" else copy.deepcopy(fitted.module).to(dev).eval()
     sel = select_params(module, params, fitted.head_prefix)
     n, n_val = len(dataset.train), len(dataset.val)
 
     def seconds(rows: int) -> float:
         x, y = next(iter(dataset.train.batches(max(1, min(rows, n)))))
-        x = x.to(next(iter(sel.values())).dtype)
+        x, y = x.to(dev, next(iter(sel.values())).dtype), y.to(dev)
 
         def once() -> None:
             p = {k: v.detach().requires_grad_(True) for k, v in sel.items()}
             torch.autograd.grad(per_sample_losses(module, p, x, y).sum(), list(p.values()))
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
 
         once()
         best = float("inf")
@@ -283,7 +290,7 @@ def estimate_seconds(method: str, units: CostUnits, settings: dict | None = None
     + 10 ms, the explicit Hessian ≈ 1.6 training passes per parameter plus its P³ eigen-solve, EKFAC's factors an
     expectation over every class. Fitted to timings of every method on this project's busy 2-core CPU (moons MLP,
     CIFAR-10N CNN on 900 images, Adult logistic regression with 26,049 rows): within a factor of two there, often
-    better; a GPU is faster.
+    better. On a GPU the units are timed on the GPU, but the per-call cost is this CPU's (not calibrated there).
     """
     from .methods import METHODS
 
