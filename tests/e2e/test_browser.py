@@ -159,9 +159,13 @@ def test_full_flow_and_restart(tmp_path):
             _shot(page, "4-explore")
 
             _goto(page, "Review")
-            page.get_by_role("button", name="Relabel", exact=True).first.click()
+            cards = page.get_by_test_id("review-card")
+            cards.nth(1).wait_for()
+            _idle(page)
+            cards.first.locator(".rg-title").click()  # focus the first card, relabel it to the other class by key
+            page.keyboard.press(str(1 - int(cards.first.get_attribute("data-given"))))
             page.get_by_text("0 keep, 0 remove, 1 relabel").wait_for()
-            page.get_by_role("button", name="Remove", exact=True).first.click()
+            cards.nth(1).get_by_role("button", name="Remove", exact=True).click()  # and a click on the second card
             page.get_by_text("0 keep, 1 remove, 1 relabel").wait_for()
             _shot(page, "5-review")
 
