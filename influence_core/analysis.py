@@ -58,14 +58,15 @@ def plane_coordinates(gu: np.ndarray, gw: np.ndarray, uu: float, uw: float, ww: 
 
 def angle_geometry(dataset: Dataset, fitted: FittedModel, impact: str = "utility", params: str = "all",
                    damping: float = 0.0, hessian: str = "auto", lissa_settings: dict | None = None,
-                   progress: Progress | None = None, impact_settings: dict | None = None) -> AngleGeometry:
+                   progress: Progress | None = None, impact_settings: dict | None = None, cache=None) -> AngleGeometry:
     """gᵀu and gᵀw for every training sample by two JVP passes.
 
     ``hessian``: "exact" (explicit Hessian, models up to the explicit-Hessian size), "lissa" (the LiSSA estimate
     of (H + λI)⁻¹∇f; λ = max(damping, 0.01) unless ``lissa_settings`` say otherwise) or "auto" (exact when small
-    enough, else LiSSA).
+    enough, else LiSSA). ``cache``: the workspace's array cache (the explicit Hessian is shared with exact influence).
     """
-    ctx = ScoringContext(fitted, dataset, make_impact(impact, **(impact_settings or {})), params=params, progress=progress)
+    ctx = ScoringContext(fitted, dataset, make_impact(impact, **(impact_settings or {})), params=params, progress=progress,
+                         cache=cache)
     count = num_params(ctx.selected_params(ctx.module()))
     if hessian not in ("auto", "exact", "lissa"):
         raise InfluenceError(f"unknown Hessian '{hessian}'; choose auto, exact or lissa")

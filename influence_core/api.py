@@ -35,6 +35,7 @@ def compute_scores(
     folds: int | FoldSettings | None = None,
     fold_models: list[FittedModel] | None = None,
     details: dict | None = None,
+    cache=None,
     **method_settings,
 ) -> np.ndarray:
     """Scores of every training sample by ``method`` against ``impact``; lower = more detrimental.
@@ -42,12 +43,14 @@ def compute_scores(
     ``folds=K``: out of fold — each sample scored by the one of K models (``fitted``'s architecture and training
     settings, trained on the other K−1 folds; pass ``fold_models`` to reuse them) that did not see it.
     ``details`` (a dict) receives what the run found that a user should see, e.g. exact influence's Hessian spectrum.
+    ``cache``: the workspace's array cache, for what methods reuse across runs (the explicit Hessian).
     """
     scorer = get_method(method, **method_settings)
     imp = make_impact(impact, **(impact_settings or {}))
 
     def score(ds: Dataset, model: FittedModel, report: Progress | None) -> np.ndarray:
-        ctx = ScoringContext(model, ds, imp, params=params, device=device, batch_size=batch_size, progress=report)
+        ctx = ScoringContext(model, ds, imp, params=params, device=device, batch_size=batch_size, progress=report,
+                             cache=cache)
         out = scorer.scores(ctx)
         if details is not None:
             details.update(scorer.details)

@@ -397,7 +397,7 @@ class Project:
         fitted = self.require_model(dataset)
 
         def compute() -> dict:
-            g = angle_geometry(dataset, fitted, impact, params, progress=progress)
+            g = angle_geometry(dataset, fitted, impact, params, progress=progress, cache=self.cache.get_or_compute_arrays)
             return {"ip": g.ip, "influence": g.influence, "coords": g.coords, "u_xy": g.u_xy, "w_xy": g.w_xy,
                     "hessian": np.array(g.hessian)}
 

@@ -259,7 +259,8 @@ class Workspace:
                 progress = span(progress, 0.8, 1.0)
             return compute_scores(dataset, fitted, method, impact, params=params, device=device, batch_size=batch_size,
                                   progress=progress, impact_settings=impact_settings, folds=folds or None,
-                                  fold_models=fold_models, details=found, **(settings or {}))
+                                  fold_models=fold_models, details=found, cache=self.get_or_compute_arrays,
+                                  **(settings or {}))
 
         t0 = time.perf_counter()
 

@@ -187,3 +187,17 @@ def test_a_model_gone_from_the_cache_is_an_error_not_a_silent_retraining(moons_p
     shutil.rmtree(moons_project.root / "models")
     with pytest.raises(InfluenceError, match="no longer in the workspace cache"):
         moons_project.model()
+
+
+def test_the_explicit_hessian_is_computed_once_for_exact_influence_and_the_angle_view(moons_project, monkeypatch):
+    import influence_core.methods.exact as exact
+
+    calls = []
+    real = exact.explicit_hessian
+    monkeypatch.setattr(exact, "explicit_hessian", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    utility = moons_project.score(ScoreRun("exact"))
+    fairness = moons_project.score(ScoreRun("exact", "fairness"))
+    view = moons_project.angle_view()
+    assert len(calls) == 1 and len(list((moons_project.root / "curvature").glob("*.npz"))) == 1
+    np.testing.assert_allclose(view["influence"], utility, rtol=1e-6, atol=1e-9)  # gᵀw is exact influence
+    assert not np.allclose(utility, fairness)

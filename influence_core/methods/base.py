@@ -14,7 +14,7 @@ import inspect
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields, replace
-from typing import ClassVar, Iterator
+from typing import Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ class ScoringContext:
     device: torch.device | str | None = None
     batch_size: int = 256
     progress: Progress | None = None
+    # The workspace cache (`Workspace.get_or_compute_arrays`) for what a method may reuse across runs, e.g. the explicit
+    # Hessian (it does not depend on the impact); None = compute every time.
+    cache: Callable[[str, dict, Callable[[], dict]], dict] | None = None
     _modules: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -64,6 +67,15 @@ class ScoringContext:
         if key not in self._modules:
             self._modules[key] = copy.deepcopy(self.fitted.module).to(device=self.device, dtype=dtype).eval()
         return self._modules[key]
+
+    def cached_arrays(self, what: str, settings: dict, compute: Callable[[], dict]) -> dict:
+        """``compute()`` (a dict of arrays) at the fitted model on the training data, from the cache when there is one;
+        the key holds the data, the weights, the parameter group and ``settings``."""
+        if self.cache is None:
+            return compute()
+        key = {"what": what, "dataset": self.dataset.fingerprint(), "model": self.fitted.fingerprint(),
+               "params": self.params, "l2": self.fitted.l2, **settings}
+        return self.cache("curvature", key, compute)
 
     def selected_params(self, module: nn.Module) -> Params:
         return select_params(module, self.params, self.fitted.head_prefix)

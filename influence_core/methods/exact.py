@@ -50,6 +50,9 @@ def automatic_damping(smallest: float, largest: float) -> float:
     return -smallest + AUTO_MARGIN * scale
 
 
+HESSIAN_CACHE_MAX_PARAMS = 2_500
+
+
 def inverse_hvp_target(ctx: ScoringContext, damping: float | None, span: float = 0.7, details: dict | None = None):
     """(module, params, s, H + λI) in float64 with s = (H + λI)⁻¹ grad f from the explicit Hessian; ``damping``
     None = `automatic_damping`. ``details`` (a dict) receives the Hessian's extreme eigenvalues and the λ used."""
@@ -59,8 +62,17 @@ def inverse_hvp_target(ctx: ScoringContext, damping: float | None, span: float =
     params = ctx.selected_params(module)
     target = ctx.target_gradient(module, params)
     n = ctx.n_train
-    hessian = explicit_hessian(module, params, lambda: ctx.train_batches(torch.float64), n, ctx.fitted.l2,
-                               progress=lambda f, m: ctx.report(span * f, m))
+
+    def compute() -> dict:
+        h = explicit_hessian(module, params, lambda: ctx.train_batches(torch.float64), n, ctx.fitted.l2,
+                             progress=lambda f, m: ctx.report(span * f, m))
+        return {"hessian": h.cpu().numpy()}
+
+    size = sum(p.numel() for p in params.values())
+    if size <= HESSIAN_CACHE_MAX_PARAMS:  # reused by every impact and the angle view (at most ~50 MB on disk)
+        hessian = torch.from_numpy(ctx.cached_arrays("hessian", {}, compute)["hessian"]).to(ctx.device)
+    else:
+        hessian = torch.from_numpy(compute()["hessian"]).to(ctx.device)
     smallest, largest = spectrum_ends(hessian)
     used = automatic_damping(smallest, largest) if damping is None else float(damping)
     if details is not None:
