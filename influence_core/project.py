@@ -486,8 +486,14 @@ class Project:
     def record(self, rows, action: str, new_label: int | None = None, *, session: str | None = None,
                event: str | None = None, user: str | None = None) -> int:
         """Record one batch of decisions on training rows of the current data set; returns its batch number."""
+        rows = [int(r) for r in rows]
+        source = self.source_index()
+        outside = [r for r in rows if not 0 <= r < len(source)]
+        if outside:
+            raise InfluenceError(f"training row {outside[0]} is not in the training split (0..{len(source) - 1})")
+        originals = [int(source[r]) for r in rows]
         return self.decisions.record(self.decision_scope(), rows, action, new_label, user=user, session=session,
-                                     event=event)
+                                     event=event, originals=originals)
 
     def undo(self, session: str | None = None) -> int:
         """Take back the last batch of ``session`` (of anyone when None); returns how many decisions it held."""

@@ -34,23 +34,26 @@ CREATE TABLE IF NOT EXISTS decisions (
     decided_at REAL NOT NULL,
     undone INTEGER NOT NULL DEFAULT 0,
     session TEXT,
-    event TEXT
+    event TEXT,
+    original INTEGER
 );
 CREATE INDEX IF NOT EXISTS decisions_scope ON decisions (scope, undone, sample);
 """
 # Columns added after the first release: older files get them on open (ALTER TABLE ADD COLUMN keeps the rows).
-_ADDED_COLUMNS = {"session": "TEXT", "event": "TEXT"}
+_ADDED_COLUMNS = {"session": "TEXT", "event": "TEXT", "original": "INTEGER"}
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The current decision on one training sample (``sample`` is its row in the training split)."""
+    """The current decision on one training sample (``sample`` is its row in the training split, ``original`` its
+    index in the original data — the id the app and the exports show — when it was recorded)."""
 
     sample: int
     action: str
     new_label: int | None
     decided_by: str
     decided_at: float
+    original: int | None = None
 
 
 def default_user() -> str:
@@ -80,12 +83,17 @@ class DecisionLog:
         return con
 
     def record(self, scope: str, samples: Iterable[int], action: str, new_label: int | None = None,
-               user: str | None = None, session: str | None = None, event: str | None = None) -> int:
+               user: str | None = None, session: str | None = None, event: str | None = None,
+               originals: Iterable[int] | None = None) -> int:
         """Save one batch of decisions (committed before returning); returns its batch number.
 
         ``session``: the browser session that made it (its Undo takes back only its own batches). ``event``: an id
-        unique to the click; a batch already recorded under it is not recorded again (its number is returned)."""
+        unique to the click; a batch already recorded under it is not recorded again (its number is returned).
+        ``originals``: each sample's index in the original data, kept beside its row."""
         samples = [int(s) for s in samples]
+        originals = [int(o) for o in originals] if originals is not None else [None] * len(samples)
+        if len(originals) != len(samples):
+            raise InfluenceError("one original index per sample, please")
         if action not in ACTIONS:
             raise InfluenceError(f"unknown action '{action}'; choose one of: {', '.join(ACTIONS)}")
         if action == "relabel" and new_label is None:
@@ -104,9 +112,9 @@ class DecisionLog:
                     return int(seen[0])
             batch = con.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM decisions WHERE scope = ?", (scope,)).fetchone()[0]
             con.executemany(
-                "INSERT INTO decisions (scope, batch, sample, action, new_label, decided_by, decided_at, session, event) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
-                [(scope, batch, s, action, label, who, now, session, event) for s in samples],
+                "INSERT INTO decisions (scope, batch, sample, action, new_label, decided_by, decided_at, session, event, "
+                "original) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(scope, batch, s, action, label, who, now, session, event, o) for s, o in zip(samples, originals)],
             )
         return int(batch)
 
@@ -126,15 +134,17 @@ class DecisionLog:
         """Each decided sample's latest decision that has not been undone."""
         with self._connect() as con:
             rows = con.execute(
-                "SELECT sample, action, new_label, decided_by, decided_at FROM decisions "
+                "SELECT sample, action, new_label, decided_by, decided_at, original FROM decisions "
                 "WHERE scope = ? AND undone = 0 ORDER BY batch, id", (scope,)
             ).fetchall()
-        return {int(r[0]): Decision(int(r[0]), r[1], None if r[2] is None else int(r[2]), r[3], float(r[4])) for r in rows}
+        return {int(r[0]): Decision(int(r[0]), r[1], None if r[2] is None else int(r[2]), r[3], float(r[4]),
+                                    None if r[5] is None else int(r[5])) for r in rows}
 
     def frame(self, scope: str) -> pd.DataFrame:
-        """`current` as a table: sample, action, new_label, decided_by, decided_at (ISO time, UTC)."""
+        """`current` as a table: sample (training row), original (index in the original data), action, new_label,
+        decided_by, decided_at (ISO time, UTC)."""
         rows = [d.__dict__ for d in self.current(scope).values()]
-        frame = pd.DataFrame(rows, columns=["sample", "action", "new_label", "decided_by", "decided_at"])
+        frame = pd.DataFrame(rows, columns=["sample", "original", "action", "new_label", "decided_by", "decided_at"])
         frame["decided_at"] = pd.to_datetime(frame["decided_at"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         return frame.sort_values("sample").reset_index(drop=True)
 

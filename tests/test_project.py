@@ -201,3 +201,19 @@ def test_the_explicit_hessian_is_computed_once_for_exact_influence_and_the_angle
     assert len(calls) == 1 and len(list((moons_project.root / "curvature").glob("*.npz"))) == 1
     np.testing.assert_allclose(view["influence"], utility, rtol=1e-6, atol=1e-9)  # gᵀw is exact influence
     assert not np.allclose(utility, fairness)
+
+
+def test_the_log_keeps_each_decisions_original_index(tmp_path):
+    rng = np.random.default_rng(0)
+    csv = tmp_path / "table.csv"
+    lines = ["a,b,label"] + [f"{rng.normal():.3f},{rng.normal():.3f},{i % 2}" for i in range(60)]
+    csv.write_text("\n".join(lines) + "\n")
+    proj = Project.open("ids", tmp_path)
+    proj.use_dataset(str(csv), seed=0)
+    source = proj.source_index()
+    assert not np.array_equal(source[:10], np.arange(10))  # shuffled splits: a row is not its original index
+    proj.record([3, 9], "remove")
+    frame = proj.decisions.frame(proj.decision_scope())
+    assert frame["original"].tolist() == [int(source[3]), int(source[9])]
+    with pytest.raises(InfluenceError, match="not in the training split"):
+        proj.record([10_000], "keep")
