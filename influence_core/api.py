@@ -96,8 +96,9 @@ def span(progress: Progress | None, lo: float, hi: float) -> Progress | None:
 
 def scores_frame(dataset: Dataset, scores: np.ndarray, column: str = "score") -> pd.DataFrame:
     """A table of scores with index (position in the original data), label, rank (1 = most detrimental), truth."""
-    n = len(dataset.train)
-    index = dataset.source_index.numpy() if dataset.source_index is not None else np.arange(n)
+    from .data.originals import source_rows
+
+    index = source_rows(dataset, "train")
     frame = pd.DataFrame({"index": index, "label": dataset.train.y.numpy(), column: scores})
     frame["rank"] = frame[column].rank(method="first").astype(int)
     if dataset.noise_mask is not None:

@@ -40,7 +40,7 @@ def final_labels(dataset: Dataset, decisions: Mapping[int, Decision]) -> tuple[n
 
 
 def source_index(dataset: Dataset) -> np.ndarray:
-    """Each training row's position in the original data (the ``index`` every export writes)."""
+    """Each training row's index in the original data (the sample id shown everywhere): `originals.source_rows`."""
     return source_rows(dataset, "train")
 
 
