@@ -14,6 +14,7 @@ import torch
 
 from ..data.base import Dataset, Split
 from ..errors import InfluenceError
+from ..session import flagged_rows
 from ..grads import predict_labels
 
 ACTIONS = ("trim", "relabel", "reweight")
@@ -71,8 +72,7 @@ def most_detrimental(scores: np.ndarray, fraction: float) -> np.ndarray:
         raise InfluenceError("scores must be a non-empty 1-D array, one per training sample")
     if not 0.0 < fraction < 1.0:
         raise InfluenceError(f"the fraction to act on must be between 0 and 1 (exclusive), got {fraction}")
-    k = max(1, int(round(fraction * len(scores))))
-    return np.argsort(scores, kind="stable")[:k]
+    return flagged_rows(scores, fraction)
 
 
 def _check_scores(dataset: Dataset, scores: np.ndarray) -> np.ndarray:
