@@ -7,6 +7,7 @@ test-artifacts/. Skipped only when Chromium or Playwright is missing locally; CI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -63,6 +64,23 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+@contextlib.contextmanager
+def served_page(workspace: Path, width: int = 1280, height: int = 800, timeout_ms: int = 60_000):
+    """A fresh server on ``workspace`` and a headless Chromium page (downloads allowed); both closed afterwards."""
+    server = Server(workspace)
+    try:
+        with playwright_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+            page.set_default_timeout(timeout_ms)
+            try:
+                yield server, page
+            finally:
+                browser.close()
+    finally:
+        server.stop()
 
 
 T0 = time.time()
@@ -127,57 +145,49 @@ def _shot(page, name: str) -> None:
 
 def test_full_flow_and_restart(tmp_path):
     workspace = tmp_path / "workspace"
-    server = Server(workspace)
-    try:
-        with playwright_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-            page.set_default_timeout(60_000)
-            page.goto(server.url)
-            page.get_by_role("heading", name="Data", exact=True).wait_for()
-            page.get_by_text("Known noise rate").wait_for()
-            _shot(page, "1-data")
+    with served_page(workspace) as (server, page):
+        page.goto(server.url)
+        page.get_by_role("heading", name="Data", exact=True).wait_for()
+        page.get_by_text("Known noise rate").wait_for()
+        _shot(page, "1-data")
 
-            _goto(page, "Model")
-            epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
-            epochs.fill("120")  # fewer than the default 300: the test machine is shared
-            epochs.press("Enter")
-            _idle(page)
-            page.get_by_role("button", name="Train").click()
-            _until_finished(page, "Training finished.")
-            page.get_by_text("Validation accuracy").first.wait_for()
-            _shot(page, "2-model")
+        _goto(page, "Model")
+        epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+        epochs.fill("120")  # fewer than the default 300: the test machine is shared
+        epochs.press("Enter")
+        _idle(page)
+        page.get_by_role("button", name="Train").click()
+        _until_finished(page, "Training finished.")
+        page.get_by_text("Validation accuracy").first.wait_for()
+        _shot(page, "2-model")
 
-            _goto(page, "Scores")
-            page.get_by_role("button", name="Compute scores").click()
-            _until_finished(page, "Scores of all 250 training samples")
-            _shot(page, "3-scores")
+        _goto(page, "Scores")
+        page.get_by_role("button", name="Compute scores").click()
+        _until_finished(page, "Scores of all 250 training samples")
+        _shot(page, "3-scores")
 
-            _goto(page, "Explore")
-            page.get_by_role("button", name="Compute the angle view").click()
-            _until_finished(page, "Samples per region")
-            _shot(page, "4-explore")
+        _goto(page, "Explore")
+        page.get_by_role("button", name="Compute the angle view").click()
+        _until_finished(page, "Samples per region")
+        _shot(page, "4-explore")
 
-            _goto(page, "Review")
-            cards = page.get_by_test_id("review-card")
-            cards.nth(1).wait_for()
-            _idle(page)
-            cards.first.locator(".rg-title").click()  # focus the first card, relabel it to the other class by key
-            page.keyboard.press(str(1 - int(cards.first.get_attribute("data-given"))))
-            page.get_by_text("0 keep, 0 remove, 1 relabel").wait_for()
-            cards.nth(1).get_by_role("button", name="Remove", exact=True).click()  # and a click on the second card
-            page.get_by_text("0 keep, 1 remove, 1 relabel").wait_for()
-            _shot(page, "5-review")
+        _goto(page, "Review")
+        cards = page.get_by_test_id("review-card")
+        cards.nth(1).wait_for()
+        _idle(page)
+        cards.first.locator(".rg-title").click()  # focus the first card, relabel it to the other class by key
+        page.keyboard.press(str(1 - int(cards.first.get_attribute("data-given"))))
+        page.get_by_text("0 keep, 0 remove, 1 relabel").wait_for()
+        cards.nth(1).get_by_role("button", name="Remove", exact=True).click()  # and a click on the second card
+        page.get_by_text("0 keep, 1 remove, 1 relabel").wait_for()
+        _shot(page, "5-review")
 
-            _goto(page, "Export")
-            with page.expect_download() as info:
-                page.get_by_role("button", name="Download CSV").click()
-            csv_path = tmp_path / "corrections.csv"
-            info.value.save_as(csv_path)
-            _shot(page, "6-export")
-            browser.close()
-    finally:
-        server.stop()
+        _goto(page, "Export")
+        with page.expect_download() as info:
+            page.get_by_role("button", name="Download CSV").click()
+        csv_path = tmp_path / "corrections.csv"
+        info.value.save_as(csv_path)
+        _shot(page, "6-export")
 
     table = pd.read_csv(csv_path)
     assert sorted(table["action"]) == ["relabel", "remove"]
@@ -188,19 +198,12 @@ def test_full_flow_and_restart(tmp_path):
     assert (table["score_ip"] < 0).all()  # flagged samples: the most detrimental, negative IP
 
     # A new server on the same workspace: the decisions, model and scores are all still there.
-    server = Server(workspace)
-    try:
-        with playwright_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(server.url)
-            page.get_by_role("heading", name="Data", exact=True).wait_for(timeout=60_000)
-            _goto(page, "Export")
-            page.get_by_text("Training samples after").wait_for()
-            page.get_by_text("249 / 250").wait_for()
-            _goto(page, "Review")
-            page.get_by_text("0 keep, 1 remove, 1 relabel").wait_for()
-            _shot(page, "7-review-after-restart")
-            browser.close()
-    finally:
-        server.stop()
+    with served_page(workspace) as (server, page):
+        page.goto(server.url)
+        page.get_by_role("heading", name="Data", exact=True).wait_for()
+        _goto(page, "Export")
+        page.get_by_text("Training samples after").wait_for()
+        page.get_by_text("249 / 250").wait_for()
+        _goto(page, "Review")
+        page.get_by_text("0 keep, 1 remove, 1 relabel").wait_for()
+        _shot(page, "7-review-after-restart")

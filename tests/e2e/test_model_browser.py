@@ -5,7 +5,7 @@ Skipped like tests/e2e/test_browser.py when Chromium or Playwright is missing.""
 
 from __future__ import annotations
 
-from tests.e2e.test_browser import CHROMIUM, Server, _idle, _shot, _step, playwright_api
+from tests.e2e.test_browser import served_page, _idle, _shot, _step
 
 
 def _running(page) -> None:
@@ -18,39 +18,31 @@ def _running(page) -> None:
 
 
 def test_refresh_during_training_shows_the_job_and_stop_is_reported_once(tmp_path):
-    server = Server(tmp_path / "workspace")
-    try:
-        with playwright_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.set_default_timeout(60_000)
-            page.goto(f"{server.url}/Model?project=refresh")  # a bookmark, first thing on a fresh server
-            page.get_by_role("heading", name="Model", exact=True).wait_for()
-            page.get_by_text("No model yet").wait_for()
-            page.get_by_text("Estimated training time: at most about").wait_for()
-            for label, value in (("Epochs", "5000"), ("Early stopping patience", "0")):
-                box = page.get_by_role("spinbutton", name=label, exact=True)
-                box.fill(value)
-                box.press("Enter")
-                _idle(page)
-            page.get_by_text("5000 epochs × 4 batches of 64").wait_for()  # the estimate follows the form
-            _step("train")
-            page.get_by_role("button", name="Train", exact=True).click()
-            _running(page)
-            _step("refresh")
-            page.reload()
-            page.get_by_role("heading", name="Model", exact=True).wait_for()
-            _running(page)
-            page.get_by_text("CURRENT WORK").wait_for()  # the whole app (its sidebar too), not the page file alone
-            _shot(page, "model-training-after-refresh")
-            _step("stop")
-            page.get_by_role("button", name="Stop", exact=True).click()
-            page.get_by_text("Training was stopped").wait_for(timeout=120_000)
-            page.get_by_role("button", name="Train", exact=True).wait_for()
-            page.reload()  # reported once: gone after a refresh
-            page.get_by_text("No model yet").wait_for()
+    with served_page(tmp_path / "workspace") as (server, page):
+        page.goto(f"{server.url}/Model?project=refresh")  # a bookmark, first thing on a fresh server
+        page.get_by_role("heading", name="Model", exact=True).wait_for()
+        page.get_by_text("No model yet").wait_for()
+        page.get_by_text("Estimated training time: at most about").wait_for()
+        for label, value in (("Epochs", "5000"), ("Early stopping patience", "0")):
+            box = page.get_by_role("spinbutton", name=label, exact=True)
+            box.fill(value)
+            box.press("Enter")
             _idle(page)
-            assert page.get_by_text("Training was stopped").count() == 0
-            browser.close()
-    finally:
-        server.stop()
+        page.get_by_text("5000 epochs × 4 batches of 64").wait_for()  # the estimate follows the form
+        _step("train")
+        page.get_by_role("button", name="Train", exact=True).click()
+        _running(page)
+        _step("refresh")
+        page.reload()
+        page.get_by_role("heading", name="Model", exact=True).wait_for()
+        _running(page)
+        page.get_by_text("CURRENT WORK").wait_for()  # the whole app (its sidebar too), not the page file alone
+        _shot(page, "model-training-after-refresh")
+        _step("stop")
+        page.get_by_role("button", name="Stop", exact=True).click()
+        page.get_by_text("Training was stopped").wait_for(timeout=120_000)
+        page.get_by_role("button", name="Train", exact=True).wait_for()
+        page.reload()  # reported once: gone after a refresh
+        page.get_by_text("No model yet").wait_for()
+        _idle(page)
+        assert page.get_by_text("Training was stopped").count() == 0

@@ -16,7 +16,7 @@ import pytest
 
 from influence_core.export import corrections_table
 from influence_core.project import InfluenceError, Project, ScoreRun
-from tests.e2e.test_browser import CHROMIUM, Server, _goto, _idle, _shot, _step, playwright_api
+from tests.e2e.test_browser import served_page, _goto, _idle, _shot, _step
 
 IMAGES = 20
 GAP_MS = 150
@@ -52,55 +52,47 @@ def test_twenty_images_by_keyboard_150_ms_apart(tmp_path):
     workspace = tmp_path / "workspace"
     _step("building the project through the facade")
     _project(workspace)
-    server = Server(workspace)
-    try:
-        with playwright_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(120_000)
-            page.goto(server.url)
-            page.get_by_role("heading", name="Data", exact=True).wait_for()
-            _goto(page, "Review")
-            cards = page.get_by_test_id("review-card")
-            cards.nth(IMAGES - 1).wait_for()
-            _idle(page)
-            plan = _plan(cards)
-            cards.first.locator(".rg-title").click()  # focus the first card: the only click
-            _step(f"{IMAGES} keys, {GAP_MS} ms apart")
-            start = time.time()
-            for *_, key in plan:
-                page.keyboard.press(key)
-                page.wait_for_timeout(GAP_MS)
-            typed = time.time() - start
-            saved = page.locator('[data-testid="review-card"][data-state="saved"]')
-            while saved.count() < IMAGES:
-                if time.time() - start > 180:
-                    states = [cards.nth(i).get_attribute("data-state") for i in range(IMAGES)]
-                    raise AssertionError(f"after 180 s the cards say {states}")
-                page.wait_for_timeout(100)
-            confirmed = time.time() - start
-            _step("4 clicks, 150 ms apart")
-            clicks = []
-            for i, (act, how) in enumerate((("keep", "Keep"), ("remove", "Remove"), ("class", None), ("pred", None))):
-                card = cards.nth(IMAGES + i)
-                row, given, pred = (int(card.get_attribute(a)) for a in ("data-row", "data-given", "data-pred"))
-                if act == "class":
-                    label = next(c for c in range(10) if c not in (given, pred))
-                    card.locator(f'[data-act="class"][data-label="{label}"]').click()
-                    clicks.append((row, "relabel", label))
-                elif act == "pred":
-                    card.locator('[data-act="pred"]').click()
-                    clicks.append((row, "relabel", pred) if pred != given else (row, "keep", None))
-                else:
-                    card.get_by_role("button", name=how, exact=True).click()
-                    clicks.append((row, act, None))
-                page.wait_for_timeout(GAP_MS)
-            saved.nth(IMAGES + len(clicks) - 1).wait_for()
-            page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
-            _shot(page, "5-review-keyboard")
-            browser.close()
-    finally:
-        server.stop()
+    with served_page(workspace, width=1280, height=900, timeout_ms=120_000) as (server, page):
+        page.goto(server.url)
+        page.get_by_role("heading", name="Data", exact=True).wait_for()
+        _goto(page, "Review")
+        cards = page.get_by_test_id("review-card")
+        cards.nth(IMAGES - 1).wait_for()
+        _idle(page)
+        plan = _plan(cards)
+        cards.first.locator(".rg-title").click()  # focus the first card: the only click
+        _step(f"{IMAGES} keys, {GAP_MS} ms apart")
+        start = time.time()
+        for *_, key in plan:
+            page.keyboard.press(key)
+            page.wait_for_timeout(GAP_MS)
+        typed = time.time() - start
+        saved = page.locator('[data-testid="review-card"][data-state="saved"]')
+        while saved.count() < IMAGES:
+            if time.time() - start > 180:
+                states = [cards.nth(i).get_attribute("data-state") for i in range(IMAGES)]
+                raise AssertionError(f"after 180 s the cards say {states}")
+            page.wait_for_timeout(100)
+        confirmed = time.time() - start
+        _step("4 clicks, 150 ms apart")
+        clicks = []
+        for i, (act, how) in enumerate((("keep", "Keep"), ("remove", "Remove"), ("class", None), ("pred", None))):
+            card = cards.nth(IMAGES + i)
+            row, given, pred = (int(card.get_attribute(a)) for a in ("data-row", "data-given", "data-pred"))
+            if act == "class":
+                label = next(c for c in range(10) if c not in (given, pred))
+                card.locator(f'[data-act="class"][data-label="{label}"]').click()
+                clicks.append((row, "relabel", label))
+            elif act == "pred":
+                card.locator('[data-act="pred"]').click()
+                clicks.append((row, "relabel", pred) if pred != given else (row, "keep", None))
+            else:
+                card.get_by_role("button", name=how, exact=True).click()
+                clicks.append((row, act, None))
+            page.wait_for_timeout(GAP_MS)
+        saved.nth(IMAGES + len(clicks) - 1).wait_for()
+        page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+        _shot(page, "5-review-keyboard")
 
     print(f"\n[review keyboard] {IMAGES} images: keys typed in {typed:.1f} s, every card confirmed saved after "
           f"{confirmed:.1f} s = {confirmed / IMAGES:.2f} s per image; {(IMAGES + 1) / IMAGES:.2f} key presses or "
