@@ -233,12 +233,12 @@ class ShardJob:
                  params: str, batch_size: int, device: str | None, out_dir: str) -> None:
         self.method, self.prepared, self.fitted, self.dataset = method, prepared, fitted, dataset
         self.impact, self.params, self.batch_size, self.device, self.out_dir = impact, params, batch_size, device, out_dir
-        self._ctx: ScoringContext | None = None
+        self._contexts: dict[int, ScoringContext] = {}
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_ctx"], state["_lock"] = None, None
+        state["_contexts"], state["_lock"] = {}, None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -246,21 +246,24 @@ class ShardJob:
         self._lock = threading.Lock()
 
     def context(self) -> ScoringContext:
-        """The scoring context on this worker, built on first use and kept (its model copies serve every shard)."""
+        """The scoring context of this worker thread, built on first use and kept, so its model copies serve every
+        shard (one per thread: `functional_call` swaps a module's parameters, which two threads must not share)."""
         with self._lock:
-            if self._ctx is None:
-                self._ctx = ScoringContext(self.fitted, self.dataset, self.impact, params=self.params,
-                                           device=self.device, batch_size=self.batch_size)
-            return self._ctx
+            ctx = self._contexts.get(threading.get_ident())
+            if ctx is None:
+                ctx = ScoringContext(self.fitted, self.dataset, self.impact, params=self.params, device=self.device,
+                                     batch_size=self.batch_size)
+                self._contexts[threading.get_ident()] = ctx
+            return ctx
 
 
 def run_shard(job: ShardJob, start: int, stop: int, rows: np.ndarray, name: str) -> dict:
     """Score rows start..stop of the job's part and write the shard (when ``out_dir`` is reachable from here).
-    Returns the scores and this process's peak resident memory, for the client."""
+    Returns the scores and this process's peak resident memory, for the client. Torch keeps the worker's thread
+    setting (Dask starts workers with OMP_NUM_THREADS=1: one core per task thread)."""
     try:
         from distributed import get_worker
 
-        torch.set_num_threads(max(1, int(get_worker().state.nthreads)))
         worker = get_worker().address
     except (ImportError, ValueError):
         worker = "this process"
@@ -279,7 +282,20 @@ def run_shard(job: ShardJob, start: int, stop: int, rows: np.ndarray, name: str)
     except OSError:
         pass  # the folder is not shared with this worker: the client writes the shard
     return {"scores": scores, "written": written, "worker": worker, "seconds": time.perf_counter() - t0,
-            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+            "peak_rss": peak_rss()}
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes: VmHWM on Linux (resettable through /proc/self/clear_refs,
+    which a benchmark does between runs), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # ---------------------------------------------------------------------------------------- the client side
@@ -303,6 +319,7 @@ def score_sharded(
     progress: Progress | None = None,
     device: str | None = None,
     details: dict | None = None,
+    cache: Callable[[str, dict, Callable[[], dict]], dict] | None = None,
 ) -> np.ndarray:
     """Scores of every training sample by ``method`` against ``impact`` (lower = more detrimental), computed shard
     by shard on Dask and kept in ``out_dir``; equal to `compute_scores` with the same arguments (to float rounding).
@@ -313,7 +330,8 @@ def score_sharded(
     instead (not closed here). A rerun with the same ``out_dir`` scores only the shards not yet written.
     ``folds=K``: out of fold, one task per (fold, shard); ``fold_models`` are trained here when not given.
     ``progress(fraction, message)`` hears of every shard; ``details`` receives the method's notes and the run's
-    counts (shards, skipped, computed, peak memory per worker in bytes, seconds).
+    counts (shards, skipped, computed, peak memory per worker in bytes, seconds). ``cache``: the workspace's array
+    cache for what the client computes once (e.g. the explicit Hessian), as for `ScoringContext`.
     """
     t0 = time.perf_counter()
     settings = dict(settings or {})
@@ -390,7 +408,8 @@ def score_sharded(
             def prep_report(fraction: float, message: str, j=j, label=label) -> None:
                 report(0.2 * (j + min(fraction, 1.0)) / len(needed), f"{label}preparing: {message}")
 
-            ctx = ScoringContext(model, part_ds, imp, params=params, device=device, batch_size=batch_size, progress=prep_report)
+            ctx = ScoringContext(model, part_ds, imp, params=params, device=device, batch_size=batch_size,
+                                 progress=prep_report, cache=cache)
             scorer.check(ctx)
             prepared = scorer.prepare(ctx)
             jobs[p] = ShardJob(scorer, _to_cpu(prepared), _bare(model), _worker_dataset(part_ds), imp, params, batch_size,

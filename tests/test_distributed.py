@@ -84,11 +84,11 @@ def test_methods_that_cannot_be_sharded_say_which_can(moons_model, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ equal to one process
-# (method, settings, parameter group): the Hessian methods on the head, where their solve is quick.
+# (method, settings, parameter group): the stochastic Hessian methods on the head, where their solve is quick.
 METHOD_CASES = [
     ("ip", {}, "all"), ("ip_ensemble", {"ensemble_size": 3, "dropout": 0.1}, "all"), ("tracin", {}, "all"),
     ("loss", {}, "all"), ("margin", {}, "all"), ("self_tracin", {}, "all"),
-    ("self_lissa", {"depth": 10, "sample_chunk": 32}, "head"), ("exact", {}, "head"), ("lissa", {"depth": 20}, "head"),
+    ("self_lissa", {"depth": 10, "sample_chunk": 32}, "head"), ("exact", {}, "all"), ("lissa", {"depth": 20}, "head"),
 ]
 
 

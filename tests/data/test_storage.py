@@ -121,6 +121,17 @@ def test_stored_split_reads_the_same_rows_as_memory(twin_sets):
     assert disk.input_shape == memory.input_shape == (3, 8, 8)
 
 
+def test_loader_reads_the_same_batches_with_reader_processes(twin_sets):
+    """The training loader: in this process, or read ahead by a DataLoader worker (as on a GPU): the same batches."""
+    memory, disk = twin_sets
+    order = torch.randperm(90, generator=torch.Generator().manual_seed(0))
+    direct = list(memory.train.loader(order, 16))
+    ahead = list(disk.train.loader(order, 16, num_workers=1))
+    assert len(direct) == len(ahead) == 6
+    for (ia, xa, ya), (ib, xb, yb) in zip(direct, ahead):
+        assert torch.equal(ia, ib) and torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
 def test_fingerprint_of_a_stored_split_reads_no_pixels(twin_sets, monkeypatch, tmp_path):
     _, disk = twin_sets
 
