@@ -188,6 +188,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
     impact_settings = impact_settings_from_args(args, args.impact)
     if args.folds is not None and (args.folds == 1 or args.folds < 0):
         raise InfluenceError("--folds takes 0 (in-sample) or a number of folds ≥ 2")
+    from .workspace import sharded
+
+    if args.cluster or args.scheduler:
+        from .distributed import parse_cluster
+
+        parse_cluster(args.cluster, args.scheduler)  # a one-line error for a malformed value, before any training
+        if not sharded(args.method, args.cluster, args.scheduler) and not args.quiet:
+            print(f"note: {args.method} scores all samples at once and runs in this process, not sharded",
+                  file=sys.stderr)
     if method_cls.needs_checkpoints and not args.checkpoint_every and not args.weights:
         # TracIn / TDA sum over the training trajectory: keep about five checkpoints instead of refusing.
         from .models import TrainConfig
@@ -208,7 +217,17 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
         run = ScoreRun(args.method, args.impact, args.params, settings, folds=folds, impact_settings=impact_settings)
         scores = project.score(run, _progress_printer(not args.quiet), details=details, device=args.device,
-                               batch_size=args.batch_size)
+                               batch_size=args.batch_size, cluster=args.cluster, scheduler=args.scheduler)
+    elif sharded(args.method, args.cluster, args.scheduler):  # --no-cache: the shards in a temporary folder
+        import tempfile
+
+        from .distributed import score_sharded
+
+        with tempfile.TemporaryDirectory() as shards:
+            scores = score_sharded(dataset, fitted, args.method, args.impact, out_dir=shards, settings=settings,
+                                   impact_settings=impact_settings, params=args.params, folds=folds,
+                                   cluster=args.cluster, scheduler=args.scheduler, batch_size=args.batch_size,
+                                   progress=_progress_printer(not args.quiet), device=args.device, details=details)
     else:
         scores = compute_scores(dataset, fitted, args.method, args.impact, params=args.params, device=args.device,
                                 batch_size=args.batch_size, progress=_progress_printer(not args.quiet),
@@ -294,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=0,
                    help="out of fold: K models, each trained on K-1 folds, score the samples they did not see (0 = in-sample)")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--cluster", help="shard the scoring over a local Dask cluster: local:N (N worker processes), "
+                                     "local-cuda[:N] (one worker per GPU) or none")
+    p.add_argument("--scheduler", help="shard the scoring over a running Dask cluster: tcp://HOST:PORT "
+                                       "(default: $INFLUENCE_DASK_SCHEDULER when set)")
     p.add_argument("--out", help="CSV path (default: stdout)")
     p.set_defaults(func=_cmd_score)
 

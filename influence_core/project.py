@@ -300,13 +300,16 @@ class Project:
 
     # ------------------------------------------------------------------------------------------ scores
     def score(self, run: ScoreRun, progress: Progress | None = None, *, details: dict | None = None,
-              device: str | None = None, batch_size: int = 256, add: bool = True) -> np.ndarray:
+              device: str | None = None, batch_size: int = 256, add: bool = True, cluster: str | None = None,
+              scheduler: str | None = None) -> np.ndarray:
         """Scores of every training sample by ``run`` (lower = more detrimental), from the cache or computed; ``add``
-        keeps the run among the project's score columns (unless the model changed meanwhile)."""
+        keeps the run among the project's score columns (unless the model changed meanwhile). ``cluster`` / ``scheduler``
+        (or ``$INFLUENCE_DASK_SCHEDULER``): methods that can be sharded run on Dask, with progress per shard."""
         dataset, state = self.dataset(), self.state()
         fitted = self.require_model(dataset)
         scores = self.cache.get_or_score(dataset, fitted, progress=progress, details=details, device=device,
-                                         batch_size=batch_size, **run.score_kwargs())
+                                         batch_size=batch_size, cluster=cluster, scheduler=scheduler,
+                                         **run.score_kwargs())
         if add:
             self._update_state(lambda s: s.add_run(run), only_if=lambda s: s.model_hash == state.model_hash)
         return scores
@@ -545,7 +548,22 @@ class Project:
 
         return self.start_job("train", f"Training {arch}", run)
 
-    def score_in_background(self, runs: list[ScoreRun]) -> Job:
+    @staticmethod
+    def dask_scheduler(address: str | None = None) -> str | None:
+        """The Dask scheduler scoring uses: ``address`` checked (a one-line error when malformed), else
+        ``$INFLUENCE_DASK_SCHEDULER``, else None (this process)."""
+        from .distributed import ENV_SCHEDULER, parse_cluster
+
+        address = (address or "").strip() or os.environ.get(ENV_SCHEDULER) or None
+        return parse_cluster(scheduler=address).address if address else None
+
+    @staticmethod
+    def shardable_methods() -> list[str]:
+        from .distributed import shardable_methods
+
+        return shardable_methods()
+
+    def score_in_background(self, runs: list[ScoreRun], scheduler: str | None = None) -> Job:
         """Compute ``runs`` one after another as the "score" job; each finished run is kept even when stopped."""
         def run(handle: JobHandle) -> dict:
             for i, r in enumerate(runs):
@@ -553,7 +571,7 @@ class Project:
                     handle.check()  # Stop takes effect inside a method, at its next progress report
                     handle.report((i + fraction) / len(runs), f"{r.label}: {message}")
 
-                self.score(r, progress)
+                self.score(r, progress, scheduler=scheduler or None)
             return {"runs": [r.label for r in runs]}
 
         return self.start_job("score", "Scoring", run)

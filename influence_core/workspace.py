@@ -242,10 +242,13 @@ class Workspace:
     def get_or_score(self, dataset: Dataset, fitted: FittedModel, method: str = "ip", impact: str | Impact = "utility",
                      params: str = "all", settings: dict | None = None, progress: Progress | None = None, *,
                      impact_settings: dict | None = None, device: str | None = None, batch_size: int = 256,
-                     folds: int = 0, details: dict | None = None) -> np.ndarray:
+                     folds: int = 0, details: dict | None = None, cluster: str | None = None,
+                     scheduler: str | None = None) -> np.ndarray:
         """Scores of every training sample (lower = more detrimental), from the cache or computed and stored;
         ``folds=K`` scores out of fold with K cached fold models. ``details`` receives the run's notes (see
-        `compute_scores`), stored with the scores."""
+        `compute_scores`), stored with the scores. ``cluster`` ("local:N") / ``scheduler`` ("tcp://HOST:PORT"), or
+        ``$INFLUENCE_DASK_SCHEDULER``: sharded on Dask (`distributed.score_sharded`), shards kept under
+        ``shards/<key>/`` so an interrupted run resumes; the same scores (to 1e-6), hence the same cache entry."""
         key = self.score_key(dataset, fitted, method, impact, params, settings, impact_settings, folds)
         found: dict = {}
         computed = False
@@ -257,6 +260,14 @@ class Workspace:
             if folds:
                 fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8), device=device)
                 progress = span(progress, 0.8, 1.0)
+            if sharded(method, cluster, scheduler):
+                from .distributed import score_sharded
+
+                return score_sharded(dataset, fitted, method, impact, out_dir=self.root / "shards" / key,
+                                     settings=settings, impact_settings=impact_settings, params=params, folds=folds,
+                                     fold_models=fold_models, cluster=cluster, scheduler=scheduler,
+                                     batch_size=batch_size, progress=progress, device=device, details=found,
+                                     cache=self.get_or_compute_arrays)
             return compute_scores(dataset, fitted, method, impact, params=params, device=device, batch_size=batch_size,
                                   progress=progress, impact_settings=impact_settings, folds=folds or None,
                                   fold_models=fold_models, details=found, cache=self.get_or_compute_arrays,
@@ -283,6 +294,15 @@ class Workspace:
     def score_meta(self, key: str) -> dict:
         """The record kept with a cached score vector: settings, the run's details, seconds, when."""
         return self.entry_meta("scores", key)
+
+
+def sharded(method: str, cluster: str | None = None, scheduler: str | None = None) -> bool:
+    """Whether ``method`` runs sharded on Dask: a cluster or scheduler is asked for (or $INFLUENCE_DASK_SCHEDULER is
+    set) and the method can be sharded; others run in this process as always."""
+    if not (scheduler or (cluster and cluster.strip().lower() not in ("none", "process", "off"))
+            or os.environ.get("INFLUENCE_DASK_SCHEDULER")):
+        return False
+    return bool(getattr(get_method(method), "shardable", False))
 
 
 def _save_npy(array: np.ndarray, tmp: Path) -> None:

@@ -244,3 +244,36 @@ def test_local_cuda_cluster_equals_single_process(moons_model, tmp_path):
     expected = compute_scores(ds, fitted, "ip", batch_size=32, device="cuda")
     got = score_sharded(ds, fitted, "ip", out_dir=tmp_path, cluster="local-cuda", batch_size=32, device="cuda")
     assert_same_scores(got, expected)
+
+
+def test_the_project_and_the_cli_shard_on_a_scheduler_and_share_the_cache_entry(client, tmp_path, capsys, monkeypatch):
+    """The app's path (Project.score with a scheduler, or $INFLUENCE_DASK_SCHEDULER) and the CLI's --scheduler give
+    the single-process scores; the entry is the same cache entry, so scoring again in-process computes nothing."""
+    import pandas as pd
+
+    import influence_core.workspace as workspace
+    from influence_core.cli import main
+    from influence_core.project import Project, ScoreRun
+
+    address = client.scheduler.address
+    proj = Project.open("dask", tmp_path)
+    proj.use_dataset("moons", seed=0)
+    proj.train("logreg")
+    messages = []
+    sharded = proj.score(ScoreRun("ip"), lambda f, m: messages.append(m), scheduler=address)
+    assert any("shards" in m for m in messages)  # per-shard progress
+    expected = compute_scores(proj.dataset(), proj.model(), "ip")
+    assert_same_scores(sharded, expected)
+    assert list((tmp_path / "shards").glob("*/shard-*.parquet"))
+    monkeypatch.setattr(workspace, "compute_scores", lambda *a, **k: pytest.fail("recomputed"))
+    assert_same_scores(proj.score(ScoreRun("ip")), expected)
+
+    monkeypatch.setenv("INFLUENCE_DASK_SCHEDULER", address)  # the app's setting by environment
+    assert Project.dask_scheduler() == address
+    out = tmp_path / "cli.csv"
+    assert main(["score", "--dataset", "moons", "--model", "logreg", "--method", "loss", "--workspace", str(tmp_path),
+                 "--out", str(out), "--quiet"]) == 0
+    loss = compute_scores(proj.dataset(), proj.model(), "loss")
+    assert_same_scores(pd.read_csv(out)["score"].to_numpy(), loss)
+    assert main(["score", "--dataset", "moons", "--method", "ip", "--scheduler", "nonsense", "--quiet"]) == 2
+    assert "tcp://HOST:PORT" in capsys.readouterr().err
