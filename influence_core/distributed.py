@@ -19,7 +19,6 @@ need the project installed and, for data on disk, the same folders at the same p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -257,6 +256,28 @@ class ShardJob:
             return ctx
 
 
+_MALLOC_RESTORED = False
+
+
+def restore_malloc_thresholds() -> None:
+    """Undo, in this worker process, what Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` (its default for worker processes)
+    does to torch: setting it also turns off glibc's adaptive mmap threshold, so every large tensor is mapped fresh
+    from the kernel and zeroed, and IP ran at half speed per CPU-second (bench/scale.py: 1,480 vs 3,130 samples per
+    CPU-second). Sets the thresholds glibc's adaptation would reach (32 MB mmap, 64 MB trim); elsewhere a no-op."""
+    global _MALLOC_RESTORED
+    if _MALLOC_RESTORED or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return
+    _MALLOC_RESTORED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 64 * 2**20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to undo
+        pass
+
+
 def run_shard(job: ShardJob, start: int, stop: int, rows: np.ndarray, name: str) -> dict:
     """Score rows start..stop of the job's part and write the shard (when ``out_dir`` is reachable from here).
     Returns the scores and this process's peak resident memory, for the client. Torch keeps the worker's thread
@@ -267,6 +288,7 @@ def run_shard(job: ShardJob, start: int, stop: int, rows: np.ndarray, name: str)
         worker = get_worker().address
     except (ImportError, ValueError):
         worker = "this process"
+    restore_malloc_thresholds()
     t0 = time.perf_counter()
     ctx = job.context()
     scores = job.method.score_rows(ctx, job.prepared, start, stop)
@@ -514,21 +536,11 @@ def _manifest(dataset: Dataset, fitted: FittedModel, fold_models: list[FittedMod
     imp_settings = {f.name: getattr(imp, f.name) for f in fields(imp)} if is_dataclass(imp) else {}
     models = [m.fingerprint() for m in fold_models] if fold_models else [fitted.fingerprint()]
     if scorer.needs_checkpoints:  # TracIn-like scores depend on the training trajectory, not only on θ
-        models += [_checkpoints_fingerprint(m) for m in (fold_models or [fitted])]
+        models += [m.checkpoints_fingerprint() for m in (fold_models or [fitted])]
     return _jsonable({"method": scorer.name, "settings": asdict(scorer.settings) if is_dataclass(scorer.settings) else {},
                       "impact": imp.name if scorer.uses_impact else None, "impact_settings": imp_settings if scorer.uses_impact else {},
                       "params": params, "folds": int(folds or 0), "n_train": n, "dataset": dataset.fingerprint(),
                       "models": models})
-
-
-def _checkpoints_fingerprint(fitted: FittedModel) -> str:
-    h = hashlib.sha256()
-    for c in fitted.checkpoints:
-        h.update(f"{c.epoch}:{c.lr!r}".encode())
-        for name, t in c.state.items():
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _read_manifest(out_dir: Path) -> dict | None:

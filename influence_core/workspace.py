@@ -48,16 +48,6 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
 
-def _checkpoints_fingerprint(fitted: FittedModel) -> str:
-    h = hashlib.sha256()
-    for c in fitted.checkpoints:
-        h.update(f"{c.epoch}:{c.lr!r}".encode())
-        for name, t in c.state.items():
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _write_model(key: str, fitted: FittedModel, folder: Path) -> None:
     """Weights, checkpoints and JSON metadata of ``fitted`` into ``folder``."""
     save_file(_tensors(fitted.module.state_dict()), str(folder / "weights.safetensors"))
@@ -233,7 +223,7 @@ class Workspace:
                    "settings": asdict(scorer.settings) if is_dataclass(scorer.settings) else {}, "impact": imp.name,
                    "impact_settings": imp_fields, "params": params}
         if scorer.needs_checkpoints:  # TracIn-like scores depend on the training trajectory, not only on θ
-            payload["checkpoints"] = _checkpoints_fingerprint(fitted)
+            payload["checkpoints"] = fitted.checkpoints_fingerprint()
         if folds:  # out of fold: the fold models follow from the data, the folds and fitted's training settings
             payload["folds"] = asdict(FoldSettings(folds))
             payload["train_config"] = asdict(fitted.config)

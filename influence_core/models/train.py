@@ -91,6 +91,17 @@ class FittedModel:
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
+    def checkpoints_fingerprint(self) -> str:
+        """A content hash of the training checkpoints (epoch, learning rate, weights): TracIn-like scores depend on
+        the trajectory, not only on the final weights."""
+        h = hashlib.sha256()
+        for c in self.checkpoints:
+            h.update(f"{c.epoch}:{c.lr!r}".encode())
+            for name, t in c.state.items():
+                h.update(name.encode())
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """CUDA when available and not overridden, else CPU."""
