@@ -86,10 +86,11 @@ def warm_up(dask_worker=None) -> int:
     outside the timed runs; return the worker's resident memory then."""
     import psutil
 
-    import influence_core.distributed  # noqa: F401
+    from influence_core.distributed import restore_malloc_thresholds
     from influence_core.grads import directional_derivatives, select_params
     from influence_core.models.registry import build_model
 
+    restore_malloc_thresholds()  # as every shard does; here also for process×2, which runs no shard
     module = build_model("cnn", (3, 32, 32), CLASSES).eval()
     params = select_params(module)
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, CLASSES, (8,))
@@ -150,12 +151,12 @@ def run_sharded(client, ds, fitted, args, out: Path, name: str, cuda: bool = Fal
     details = {}
     load0 = load()
     idle = client.run(reset_peak)
-    cpu0 = sum(client.run(cpu_seconds).values())
+    cpu0 = sum(client.run(cpu_seconds).values()) + cpu_seconds()  # the workers', and this client's (with the scheduler)
     t0 = time.perf_counter()
     scores = score_sharded(ds, fitted, args.method, params=args.params, out_dir=out, client=client,
                            batch_size=args.batch_size, details=details, device="cuda" if cuda else None)
     seconds = time.perf_counter() - t0
-    cores = (sum(client.run(cpu_seconds).values()) - cpu0) / seconds
+    cores = (sum(client.run(cpu_seconds).values()) + cpu_seconds() - cpu0) / seconds
     peaks = details["sharding"]["peak_rss"]
     rises = [peaks[w] - idle.get(w, peaks[w]) for w in peaks]
     return {"config": name, "workers": len(idle), "threads": 1, "seconds": seconds, "cores_used": cores,
@@ -222,7 +223,7 @@ def report(payload: dict) -> str:
     rows = payload["runs"]
     cols = [("n", "N"), ("config", "configuration"), ("seconds", "seconds"), ("samples_per_s", "samples/s"),
             ("peak_mb", "peak MB per worker"), ("rise_mb", "rise above idle worker, MB"), ("startup_s", "cluster start, s"),
-            ("cores_used", "CPU cores our processes got"),
+            ("cores_used", "CPU cores our processes got (workers + client)"),
             ("samples_per_cpu_s", "samples per CPU-second"), ("max_rel_diff", "max rel. diff vs process×2"),
             ("diff_vs_local1", "vs local:1×1"),
             ("load", "load avg (start, end)")]
