@@ -57,7 +57,7 @@ def test_methods_are_checkboxes_with_their_estimated_time_and_three_are_ticked(s
     assert set(costs) == set(METHODS) and all(np.isfinite(v) and v > 0 for v in costs.values())
     for name in METHODS:  # each label is the method's name and its estimate here (same process: same timing)
         cost = "no checkpoints" if METHODS[name].needs_checkpoints else format_duration(costs[name])  # (none saved)
-        assert at.checkbox(key=f"method-{name}").label == f"{METHODS[name].label.split(' (')[0]} · {cost}"
+        assert at.checkbox(key=f"method-{name}").label == f"{(METHODS[name].label or name).split(' (')[0]} · {cost}"
     assert costs["self_lissa"] > costs["ip"]
     assert at.number_input(key="folds").value == 0
 
