@@ -217,3 +217,17 @@ def test_the_log_keeps_each_decisions_original_index(tmp_path):
     assert frame["original"].tolist() == [int(source[3]), int(source[9])]
     with pytest.raises(InfluenceError, match="not in the training split"):
         proj.record([10_000], "keep")
+
+
+def test_exact_influence_on_the_head_of_a_network_uses_the_cached_hessian(tmp_path):
+    """The head of an MLP (its parameters require grad inside the Hessian's computation): cached and reused."""
+    from influence_core.api import compute_scores
+
+    proj = Project.open("head", tmp_path)
+    proj.use_dataset("moons", seed=0)
+    proj.train("mlp", {"epochs": 30, "seed": 0})
+    first = proj.score(ScoreRun("exact", params="head"))
+    again = proj.score(ScoreRun("exact", "fairness", params="head"))
+    assert len(list((tmp_path / "curvature").glob("*.npz"))) == 1 and not np.allclose(first, again)
+    np.testing.assert_allclose(first, compute_scores(proj.dataset(), proj.model(), "exact", params="head"),
+                               rtol=1e-6, atol=1e-9)

@@ -66,7 +66,7 @@ def inverse_hvp_target(ctx: ScoringContext, damping: float | None, span: float =
     def compute() -> dict:
         h = explicit_hessian(module, params, lambda: ctx.train_batches(torch.float64), n, ctx.fitted.l2,
                              progress=lambda f, m: ctx.report(span * f, m))
-        return {"hessian": h.cpu().numpy()}
+        return {"hessian": h.detach().cpu().numpy()}
 
     size = sum(p.numel() for p in params.values())
     if size <= HESSIAN_CACHE_MAX_PARAMS:  # reused by every impact and the angle view (at most ~50 MB on disk)
