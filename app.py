@@ -81,8 +81,8 @@ proj = project()
 with st.sidebar:
     _project_switcher(proj)
     work = st.empty()
-try:
-    current.run()
-finally:  # drawn after the page, so it counts what the page just recorded (also when the page stops early)
-    with work.container():
-        _current_work(proj)
+with work.container():  # drawn before the page (a page may stop early) …
+    _current_work(proj)
+current.run()
+with work.container():  # … and again after it, counting what the page just recorded
+    _current_work(proj)

@@ -36,9 +36,6 @@ def _route_through_the_app() -> None:
         st.rerun()
 
 
-_route_through_the_app()
-
-
 # -------------------------------------------------------------------------------------------- project
 def project_name() -> str:
     """The project in the URL; a page change that drops the query keeps this session's project (and puts it back)."""
@@ -226,3 +223,8 @@ def job_outcome(proj: Project, kind: str, job: Job, what: str) -> None:
     elif job.state == "interrupted":
         st.warning(f"{what} was interrupted (the server restarted); what had finished is kept — start it again to "
                    "resume.")
+
+
+# Last, once every name above exists: a session importing this module while another one's first import stops it
+# with the rerun still finds everything it imports.
+_route_through_the_app()
