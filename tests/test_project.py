@@ -231,3 +231,21 @@ def test_exact_influence_on_the_head_of_a_network_uses_the_cached_hessian(tmp_pa
     assert len(list((tmp_path / "curvature").glob("*.npz"))) == 1 and not np.allclose(first, again)
     np.testing.assert_allclose(first, compute_scores(proj.dataset(), proj.model(), "exact", params="head"),
                                rtol=1e-6, atol=1e-9)
+
+
+def test_ekfac_factors_are_fitted_once_for_every_impact_and_damping(tmp_path, monkeypatch):
+    import influence_core.methods.ekfac as ekfac
+    from influence_core.api import compute_scores
+
+    proj = Project.open("kfac", tmp_path)
+    proj.use_dataset("moons", seed=0)
+    proj.train("mlp", {"epochs": 30, "seed": 0})
+    calls = []
+    real = ekfac.fit_ekfac
+    monkeypatch.setattr(ekfac, "fit_ekfac", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    utility = proj.score(ScoreRun("ekfac"))
+    proj.score(ScoreRun("ekfac", "fairness"))
+    damped = proj.score(ScoreRun("ekfac", settings={"damping": 0.1}))
+    assert len(calls) == 1 and not np.allclose(utility, damped)
+    np.testing.assert_allclose(utility, compute_scores(proj.dataset(), proj.model(), "ekfac"), rtol=1e-6, atol=1e-9)
+    assert len(calls) == 2  # the direct computation has no cache: it fits its own

@@ -168,14 +168,29 @@ def _as_matrix(layer: KroneckerLayer, vector: Params) -> torch.Tensor:
     return torch.cat(parts, dim=1).double()
 
 
+FACTORS = ("q_a", "q_s", "corrections")
+
+
 def ekfac_inverse_hvp(ctx: ScoringContext, module: nn.Module, params: Params, vector: Params, damping: float,
-                      span: tuple[float, float] = (0.0, 1.0)) -> Params:
-    """(G_EKFAC + (l2 + λ)I)⁻¹ v over the selected parameters (fits the factors at ``module``'s parameters)."""
+                      span: tuple[float, float] = (0.0, 1.0), cached: bool = False) -> Params:
+    """(G_EKFAC + (l2 + λ)I)⁻¹ v over the selected parameters (fits the factors at ``module``'s parameters).
+
+    ``cached``: ``module`` holds the fitted model's weights, so its factors (which depend on neither the impact nor
+    the damping) go through the workspace cache when the context has one."""
     shift = ctx.fitted.l2 + damping
     if damping < 0 or shift <= 0:
         raise InfluenceError("EKFAC needs damping ≥ 0 and L2 + damping > 0 (this model has no L2: set a damping > 0)")
     layers = covered_layers(module, params)
-    fit_ekfac(ctx, module, layers, span)
+
+    def compute() -> dict:
+        fit_ekfac(ctx, module, layers, span)
+        return {f"{k}.{name}": getattr(layer, name).detach().cpu().numpy() for k, layer in enumerate(layers)
+                for name in FACTORS}
+
+    arrays = ctx.cached_arrays("ekfac_factors", {}, compute) if cached else compute()
+    for k, layer in enumerate(layers):
+        for name in FACTORS:
+            setattr(layer, name, torch.from_numpy(arrays[f"{k}.{name}"]).to(ctx.device))
     out: Params = {}
     for layer in layers:
         rotated = layer.q_s.T @ _as_matrix(layer, vector).to(layer.q_a.device) @ layer.q_a
@@ -205,5 +220,5 @@ class EKFAC(LinearMethod):
         covered_layers(module, params)  # fail fast, before any pass over the data
         ctx.report(0.0, "impact gradient")
         target = ctx.target_gradient(module, params)
-        direction = ekfac_inverse_hvp(ctx, module, params, target, self.settings.damping, span=(0.0, 0.8))
+        direction = ekfac_inverse_hvp(ctx, module, params, target, self.settings.damping, span=(0.0, 0.8), cached=True)
         return LinearPlan([Term(direction, message="EKFAC scores")], start=0.8)
