@@ -57,6 +57,12 @@ def test_two_sessions_on_two_projects_never_mix(tmp_path):
             assert _data_set_shown(page_b) == "moons"
             page_a.reload()
             assert _data_set_shown(page_a) == "blobs" and "project=a" in page_a.url
+            # A bookmark of a page that stops early (blobs has no model yet): the app's sidebar with a's current work.
+            page_a.goto(f"{server.url}/Review?project=a")
+            page_a.get_by_text("No model yet").wait_for()
+            sidebar = page_a.get_by_test_id("stSidebar")
+            sidebar.get_by_text("CURRENT WORK").wait_for()
+            assert "blobs" in sidebar.inner_text()
 
             _step("b decides one sample by keyboard, then undoes it")
             _goto(page_b, "Review")
