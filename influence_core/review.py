@@ -70,6 +70,10 @@ class DecisionLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
+            # WAL is a property of the file: set once here, not on every connection (two processes switching the
+            # journal mode of one file at the same moment could fail with "disk I/O error").
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
             have = {row[1] for row in con.execute("PRAGMA table_info(decisions)")}
             for name, kind in _ADDED_COLUMNS.items():
@@ -78,9 +82,7 @@ class DecisionLog:
             con.execute("CREATE INDEX IF NOT EXISTS decisions_event ON decisions (scope, event)")
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=10)
-        con.execute("PRAGMA journal_mode=WAL")
-        return con
+        return sqlite3.connect(self.path, timeout=10)
 
     def record(self, scope: str, samples: Iterable[int], action: str, new_label: int | None = None,
                user: str | None = None, session: str | None = None, event: str | None = None,
