@@ -70,10 +70,11 @@ class DecisionLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
-            # WAL is a property of the file: set once here, not on every connection (two processes switching the
-            # journal mode of one file at the same moment could fail with "disk I/O error").
-            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                con.execute("PRAGMA journal_mode=WAL")
+            # A rollback journal, not WAL: every call opens and closes its own connection, and under load two
+            # processes doing that on a WAL file raced on the WAL's deletion at last close (SQLITE_IOERR_SHORT_READ,
+            # reproduced). Writers serialise on BEGIN IMMEDIATE either way; logs made in WAL mode are switched back.
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                con.execute("PRAGMA journal_mode=DELETE")
             con.executescript(_SCHEMA)
             have = {row[1] for row in con.execute("PRAGMA table_info(decisions)")}
             for name, kind in _ADDED_COLUMNS.items():

@@ -73,3 +73,21 @@ def test_concurrent_writers_get_distinct_batch_numbers(tmp_path):
     with ProcessPoolExecutor(2) as pool:
         batches = [b for f in [pool.submit(_record_many, path, 150, k * 1000) for k in range(2)] for b in f.result()]
     assert sorted(batches) == list(range(1, 301))
+
+
+def test_a_log_made_in_wal_mode_is_switched_to_a_rollback_journal(tmp_path):
+    """Logs written by older versions in WAL mode are switched on open (WAL raced between processes under load)."""
+    import sqlite3
+
+    from influence_core.review import DecisionLog
+
+    path = tmp_path / "decisions.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.close()
+    log = DecisionLog(path)
+    log.record("a", [3], "keep")
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    con.close()
+    assert list(log.current("a")) == [3]
