@@ -52,9 +52,8 @@ def raw_images(dataset: Dataset, split: str = "train", index: np.ndarray | list[
         raise InfluenceError(f"'{dataset.name}' holds no images to show")
     if split not in ("train", "val", "test"):
         raise InfluenceError(f"split must be train, val or test, not '{split}'")
-    x = getattr(dataset, split).x
-    if index is not None:
-        x = x[torch.as_tensor(np.asarray(index), dtype=torch.int64)]
+    part = getattr(dataset, split)
+    x = part.rows(slice(None) if index is None else np.asarray(index, dtype=np.int64))  # only those rows from disk
     mean = torch.tensor(dataset.meta["pixel_mean"], dtype=torch.float64).view(1, -1, 1, 1)
     std = torch.tensor(dataset.meta["pixel_std"], dtype=torch.float64).view(1, -1, 1, 1)
     pixels = ((x.double() * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
@@ -82,12 +81,12 @@ def with_label_noise(dataset: Dataset, fraction: float, seed: int = 0, include_v
 
     clean = dataset.train.y.clone() if dataset.clean_labels is None else dataset.clean_labels.clone()
     y_tr, _ = flip(dataset.train.y)
-    train = Split(dataset.train.x, y_tr, dataset.train.sensitive)
+    train = dataset.train.with_labels(y_tr)
     out = dataset.with_train(train, noise_mask=y_tr != clean, source_index=dataset.source_index)
     out.clean_labels = clean
     out.meta.update(label_noise=fraction, label_noise_seed=seed)
     if include_val:
         y_va, _ = flip(dataset.val.y)
-        out.val = Split(dataset.val.x, y_va, dataset.val.sensitive)
+        out.val = dataset.val.with_labels(y_va)
         out.meta["trusted_val"] = False
     return out

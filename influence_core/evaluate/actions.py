@@ -123,7 +123,7 @@ def relabel(dataset: Dataset, scores: np.ndarray, settings: ActionSettings = Act
             raise InfluenceError("relabelling a multiclass data set needs a model (its predicted class) or a relabel class")
         final[selected] = predicted_classes(module, dataset.train.subset(selected))
     changed = np.sort(selected[final[selected] != given[selected]])
-    train = Split(dataset.train.x, torch.from_numpy(final), dataset.train.sensitive)
+    train = dataset.train.with_labels(torch.from_numpy(final))  # features stay on disk when stored
     mask = dataset.noise_mask
     if dataset.clean_labels is not None:
         mask = torch.from_numpy(final != dataset.clean_labels.numpy())  # which labels are still wrong

@@ -215,3 +215,27 @@ def test_cifar_subset_on_disk_equals_memory(shared_data):
         torch.testing.assert_close(getattr(disk, name).rows(slice(0, 100)), getattr(memory, name).x[:100], rtol=1e-6, atol=1e-6)
         assert torch.equal(getattr(disk, name).y, getattr(memory, name).y)
     assert torch.equal(disk.noise_mask, memory.noise_mask)
+
+
+def test_label_noise_relabelling_and_raw_images_keep_a_stored_split_on_disk(twin_sets, monkeypatch):
+    """Changing labels never materialises the features; showing images reads only the rows asked for."""
+    from influence_core.data.prepare import raw_images, with_label_noise
+    from influence_core.evaluate.actions import ActionSettings, relabel
+
+    memory, disk = twin_sets
+    sizes = _largest_read(monkeypatch)
+    noisy = with_label_noise(disk, 0.2, seed=1)
+    expected = with_label_noise(memory, 0.2, seed=1)
+    assert noisy.train.on_disk and noisy.val.on_disk and disk.train._x is None
+    assert torch.equal(noisy.train.y, expected.train.y) and torch.equal(noisy.val.y, expected.val.y)
+    scores = np.linspace(-1.0, 1.0, len(disk.train))
+    moved = relabel(noisy, scores, ActionSettings(fraction=0.1, relabel_class=2))
+    assert moved.dataset.train.on_disk and noisy.train._x is None
+    assert (moved.dataset.train.y.numpy()[:9] == 2).all()  # the lowest 10% were relabelled
+    assert not sizes  # nothing above read a single pixel
+    mean, std = disk.train.store.mean, disk.train.store.std
+    for d in (memory, disk):
+        d.meta.update(pixel_mean=list(mean), pixel_std=list(std))
+    shown = raw_images(disk, "train", [3, 7])
+    assert sizes == [2] and disk.train._x is None
+    np.testing.assert_array_equal(shown, raw_images(memory, "train", [3, 7]))
