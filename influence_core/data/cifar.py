@@ -25,7 +25,7 @@ from .base import Dataset, Split
 from .paths import CIFAR_N, cache_dir, require_data_file, shared_data_dir
 from .prepare import carve_indices, normalise_images
 from .registry import register_dataset
-from .storage import StoredFeatures, channel_statistics, stored_copy
+from .storage import IMAGES_ON_DISK_FROM, stored_image_splits
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # User-facing label-set names -> keys of the CIFAR-10N release.
@@ -38,7 +38,6 @@ PUBLISHED_NOISE_RATES = {"aggregate": 0.0903, "random1": 0.1723, "random2": 0.18
                          "clean": 0.0, "cifar100n": 0.4020}
 SUBSET_FILE = "cifar10_subset_original_order.npz"
 N_TRAIN_FULL = 50_000
-ON_DISK_FROM = 10_000  # on_disk=None keeps images on disk from this many training images (the full sets)
 
 
 # ------------------------------------------------------------------------------------------ label files
@@ -160,9 +159,9 @@ def _build(name: str, imgs: dict, noisy: np.ndarray, clean: np.ndarray, classes:
         x_test, y_test = x_test[:max_test], y_test[:max_test]
     tr, va = carve_indices(len(src), val_fraction, seed, labels=noisy[src])
     if on_disk is None:
-        on_disk = len(src) >= ON_DISK_FROM
+        on_disk = len(src) >= IMAGES_ON_DISK_FROM
     if on_disk:
-        x_tr, x_va, x_te, mean, std = _stored_images(name, x_all, tr, va, x_test)
+        (x_tr, x_va, x_te), mean, std = stored_image_splits(name, [(x_all, tr), (x_all, va), (x_test, None)])
     else:
         (x_tr, x_va, x_te), mean, std = normalise_images(x_all[tr], x_all[va], x_test)
     src_tr, src_va = src[tr], src[va]
@@ -184,21 +183,6 @@ def _build(name: str, imgs: dict, noisy: np.ndarray, clean: np.ndarray, classes:
         classes=classes, kind="image", noise_mask=torch.from_numpy(mask), clean_labels=torch.from_numpy(clean[src_tr]),
         source_index=torch.from_numpy(src_tr), meta=meta,
     )
-
-
-def _stored_images(name: str, x_all: np.ndarray, tr: np.ndarray, va: np.ndarray, x_test: np.ndarray):
-    """Train / val / test features read from uint8 arrays on disk (each array written once, named by its content
-    hash), standardised per batch with the training rows' per-channel statistics."""
-    folder = cache_dir() / "arrays"
-    try:
-        images, tests = stored_copy(folder, f"{name}-train", x_all), stored_copy(folder, f"{name}-test", x_test)
-    except OSError as err:
-        raise InfluenceError(f"cannot store the images under {folder}: {err.strerror}; set INFLUENCE_DATA_DIR or "
-                             "pass on_disk=False") from None
-    mean, std = channel_statistics(images, tr)
-    norm = dict(layout="nhwc", mean=tuple(mean), std=tuple(std))
-    return (StoredFeatures(images, tr, **norm), StoredFeatures(images, va, **norm), StoredFeatures(tests, None, **norm),
-            mean, std)
 
 
 @register_dataset("cifar10n", "CIFAR-10 with human noisy labels (label_set: aggregate, random1-3, worst); "

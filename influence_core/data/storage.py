@@ -28,6 +28,8 @@ from ..errors import InfluenceError
 
 DTYPES = {"uint8": np.uint8, "float32": np.float32}
 CHUNK_ROWS = 4096
+IMAGES_ON_DISK_FROM = 10_000  # image sets with this many training images (full CIFAR) are read from disk by default
+FEATURES_ON_DISK_BYTES = 256 * 2**20  # tabular sets whose float32 features exceed this are read from disk by default
 
 
 class DiskArray:
@@ -253,3 +255,39 @@ def channel_statistics(array: DiskArray, rows: np.ndarray | None = None, chunk_r
     mean = sum(c.sum(axis=(0, 1, 2)) for c in chunks()) / per_channel
     var = sum(((c - mean) ** 2).sum(axis=(0, 1, 2)) for c in chunks()) / per_channel
     return mean.tolist(), (np.sqrt(var) + 1e-8).tolist()
+
+
+def _arrays_folder() -> Path:
+    from .paths import cache_dir
+
+    return cache_dir() / "arrays"
+
+
+def _store(name: str, array: np.ndarray) -> DiskArray:
+    folder = _arrays_folder()
+    try:
+        return stored_copy(folder, name, array)
+    except OSError as err:
+        raise InfluenceError(f"cannot store '{name}' under {folder}: {err.strerror}; set INFLUENCE_DATA_DIR or pass "
+                             "on_disk=False") from None
+
+
+def stored_image_splits(name: str, parts: list[tuple[np.ndarray, np.ndarray | None]]
+                        ) -> tuple[list[StoredFeatures], list[float], list[float]]:
+    """Train / val / test features over uint8 N×H×W×C images written once to the data cache (named by content
+    hash), standardised per batch with the statistics of the first part's rows (the training split).
+
+    ``parts``: (images, rows or None for all) per split; parts may share one images array (stored once)."""
+    stored: dict[int, DiskArray] = {}
+    for split, (images, _) in zip(("train", "val", "test"), parts):
+        if id(images) not in stored:  # named after the first split that reads it
+            stored[id(images)] = _store(f"{name}-{split}", images)
+    mean, std = channel_statistics(stored[id(parts[0][0])], parts[0][1])
+    norm = dict(layout="nhwc", mean=tuple(mean), std=tuple(std))
+    return [StoredFeatures(stored[id(images)], rows, **norm) for images, rows in parts], mean, std
+
+
+def stored_feature_splits(name: str, features: list[np.ndarray]) -> list[StoredFeatures]:
+    """Already-encoded float32 feature matrices (one per split) written once to the data cache and read by rows."""
+    return [StoredFeatures(_store(f"{name}-{split}", np.asarray(x, dtype=np.float32)))
+            for split, x in zip(("train", "val", "test"), features)]

@@ -26,6 +26,7 @@ from .originals import register_table_reader, table_spec
 from .paths import UCI, require_data_file
 from .prepare import carve_indices
 from .registry import register_dataset
+from .storage import FEATURES_ON_DISK_BYTES, stored_feature_splits
 
 ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
                  "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country",
@@ -57,13 +58,14 @@ def encode_tabular(
     name: str, features: pd.DataFrame, y: np.ndarray, sensitive: np.ndarray | None, classes: list[str], *,
     test: tuple[pd.DataFrame, np.ndarray, np.ndarray | None] | None = None, test_fraction: float = 0.2,
     val_fraction: float = 0.2, seed: int = 0, sensitive_name: str | None = None, missing: str = "impute",
-    meta: dict | None = None,
+    meta: dict | None = None, on_disk: bool | None = None,
 ) -> Dataset:
     """A `Dataset` from raw feature columns: carve test (unless given) and validation with ``seed``, then encode.
 
     ``source_index`` of a training row is its row position in ``features`` (its line in the file, 0-based);
     ``meta["val_source_index"]`` / ``meta["test_source_index"]`` do the same for validation and test (test rows
-    index the given test table when there is one).
+    index the given test table when there is one). ``on_disk``: keep the encoded float32 features on disk and read
+    them a batch at a time (None = when they would take more than 256 MiB).
     """
     if missing not in ("impute", "refuse"):
         raise InfluenceError(f"missing must be 'impute' or 'refuse', not '{missing}'")
@@ -84,8 +86,15 @@ def encode_tabular(
     x_tr = enc.fit_transform(features.iloc[tr])  # statistics from the training rows only
     x_va, x_te = enc.transform(features.iloc[va]), enc.transform(test[0])
 
+    xs = [np.asarray(x, dtype=np.float32) for x in (x_tr, x_va, x_te)]
+    if on_disk is None:
+        on_disk = sum(x.nbytes for x in xs) > FEATURES_ON_DISK_BYTES
+    if on_disk:
+        xs = stored_feature_splits(name, xs)
+    x_tr, x_va, x_te = xs
+
     def split(x, idx_y, s):
-        return Split(torch.from_numpy(np.asarray(x, dtype=np.float32)), torch.from_numpy(idx_y.astype(np.int64)),
+        return Split(x if on_disk else torch.from_numpy(x), torch.from_numpy(idx_y.astype(np.int64)),
                      None if s is None else torch.from_numpy(s.astype(np.int64)))
 
     s_tr = None if sensitive is None else sensitive[tr]

@@ -41,6 +41,7 @@ from ..errors import InfluenceError
 from .base import Dataset, Split
 from .originals import file_spec, register_table_reader, relocate, table_spec
 from .prepare import carve_indices, normalise_images
+from .storage import IMAGES_ON_DISK_FROM, stored_image_splits
 from .registry import register_path_loader
 from .tabular import encode_tabular
 
@@ -291,12 +292,14 @@ def default_label_column(frame: pd.DataFrame, label: str) -> str:
 @register_path_loader(".csv")
 def load_csv(path: str, label_column: str | None = None, sensitive_column: str | None = None, seed: int = 0,
              val_fraction: float = 0.2, test_fraction: float = 0.2, missing: str = "impute",
-             sensitive_threshold: float | None = None, drop_sensitive: bool = False) -> Dataset:
+             sensitive_threshold: float | None = None, drop_sensitive: bool = False,
+             on_disk: bool | None = None) -> Dataset:
     """A CSV table: ``label_column`` is the class (default: the one column named label, y, target or class, else
     the last column; see `default_label_column`).
 
     Other columns are features (numeric standardised, others one-hot, fitted on train; missing values handled as
     ``missing`` says, see `influence_core.data.tabular`). Test then validation are carved with ``seed``.
+    ``on_disk``: read the encoded features from disk a batch at a time (None = when over 256 MiB).
     """
     path = Path(path)
     check_upload_size(path)
@@ -316,7 +319,7 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
         raise InfluenceError(f"'{path.name}' has no feature columns besides the label '{label_column}'")
     originals = {"label_column": label_column, "tables": {"train": table_spec("csv", path, len(frame))}}
     return encode_tabular(path.stem, features, y, s, classes, test_fraction=test_fraction, val_fraction=val_fraction,
-                          seed=seed, sensitive_name=s_name, missing=missing,
+                          seed=seed, sensitive_name=s_name, missing=missing, on_disk=on_disk,
                           meta={"source": str(path), "label_column": label_column, "sensitive_column": sensitive_column,
                                 "originals": originals})
 
@@ -459,14 +462,15 @@ def _decode(data: bytes, name: str, label: str, size: int) -> np.ndarray:
 
 @register_path_loader(".zip")
 def load_image_zip(path: str, image_size: int = 32, seed: int = 0, val_fraction: float = 0.1,
-                   test_fraction: float = 0.2) -> Dataset:
+                   test_fraction: float = 0.2, on_disk: bool | None = None) -> Dataset:
     """Images in a zip (see the module docstring for the layouts): classes are the folder names (sorted), images
     resized to ``image_size``² RGB and normalised per channel with training statistics. Without split folders, test
     and validation are carved with ``seed``; with them, a missing val/ or test/ is carved from train/.
 
     ``source_index`` indexes ``meta["files"]`` (all images, sorted by path); ``meta["splits"]`` says how the splits
     were made ("folders" or "carved"); ``meta["originals"]`` records the zip and each image's name below its class
-    folder, for exports that keep the original files.
+    folder, for exports that keep the original files. ``on_disk``: keep the decoded images on disk as uint8 and read
+    them a batch at a time (None = from 10,000 training images).
     """
     path = Path(path)
     check_upload_size(path)
@@ -488,7 +492,12 @@ def load_image_zip(path: str, image_size: int = 32, seed: int = 0, val_fraction:
         if len(va) == 0:
             keep, cut = carve_indices(len(tr), val_fraction, seed + 1, labels=y[tr])
             tr, va = tr[keep], tr[cut]
-    (x_tr, x_va, x_te), mean, std = normalise_images(pixels[tr], pixels[va], pixels[te])
+    if on_disk is None:
+        on_disk = len(tr) >= IMAGES_ON_DISK_FROM
+    if on_disk:
+        (x_tr, x_va, x_te), mean, std = stored_image_splits(path.stem, [(pixels, tr), (pixels, va), (pixels, te)])
+    else:
+        (x_tr, x_va, x_te), mean, std = normalise_images(pixels[tr], pixels[va], pixels[te])
     meta = {"source": str(path), "files": [m.filename for m in layout.members], "image_size": image_size, "seed": seed,
             "splits": "carved" if splits is None else "folders",
             "pixel_mean": mean, "pixel_std": std, "val_source_index": va.tolist(), "test_source_index": te.tolist(),

@@ -239,3 +239,42 @@ def test_label_noise_relabelling_and_raw_images_keep_a_stored_split_on_disk(twin
     shown = raw_images(disk, "train", [3, 7])
     assert sizes == [2] and disk.train._x is None
     np.testing.assert_array_equal(shown, raw_images(memory, "train", [3, 7]))
+
+
+def test_an_image_zip_on_disk_equals_it_in_memory(tmp_path):
+    """A large image upload is stored once as uint8 and standardised per batch: the same inputs as in memory."""
+    from influence_core.data.uploads import load_image_zip
+    from tests.data.test_uploads import png, write_zip
+
+    rng = np.random.default_rng(3)
+    entries = {f"set/{c}/{i}.png": png(tuple(int(v) for v in rng.integers(0, 256, 3)), size=(8, 8))
+               for c in ("a", "b") for i in range(12)}
+    path = write_zip(tmp_path, entries)
+    memory, disk = load_image_zip(path, image_size=8, on_disk=False), load_image_zip(path, image_size=8, on_disk=True)
+    assert disk.train.on_disk and disk.test.on_disk and not memory.train.on_disk
+    assert disk.meta["pixel_mean"] == pytest.approx(memory.meta["pixel_mean"], rel=1e-6)
+    for part in ("train", "val", "test"):
+        a, b = getattr(memory, part), getattr(disk, part)
+        torch.testing.assert_close(b.rows(slice(None)), a.x, rtol=1e-5, atol=1e-5)
+        assert torch.equal(a.y, b.y)
+    assert disk.train._x is None
+
+
+def test_a_large_table_is_read_from_disk_by_default(tmp_path, monkeypatch):
+    """Encoded features over the size limit go to a float32 file; the scores are those of the table in memory."""
+    from influence_core.data import storage
+    from influence_core.data.uploads import load_csv
+    from tests.data.test_uploads import table, write_csv
+
+    path = write_csv(tmp_path, table(200))
+    memory = load_csv(path, label_column="outcome")
+    monkeypatch.setattr("influence_core.data.tabular.FEATURES_ON_DISK_BYTES", 1000)
+    disk = load_csv(path, label_column="outcome")
+    assert disk.train.on_disk and disk.val.on_disk and not memory.train.on_disk
+    assert disk.train.store.array.path.parent == storage._arrays_folder()
+    for part in ("train", "val", "test"):
+        assert torch.equal(getattr(disk, part).rows(slice(None)), getattr(memory, part).x)
+    fitted = train_model(memory, "logreg", TrainConfig(epochs=20, batch_size=32, patience=0))
+    np.testing.assert_allclose(compute_scores(disk, fitted, "ip"), compute_scores(memory, fitted, "ip"), rtol=1e-6,
+                               atol=1e-9)
+    assert disk.train._x is None
