@@ -228,8 +228,9 @@ def report(payload: dict) -> str:
             ("diff_vs_local1", "vs local:1×1"),
             ("load", "load avg (start, end)")]
     lines = [f"# Scoring at scale ({payload['method']}, parameters: {payload['params']}; {payload['date']})", "",
-             f"Machine: {payload['machine']}; {payload['cpus']} CPU cores shared with other jobs (load averages in the "
-             f"table). Synthetic 32×32×3 uint8 images on disk, SmallCNN, batch {payload['batch_size']}. "
+             f"Machine: {payload['machine']}; {payload['cpus']} CPU cores (the load averages in the table show what "
+             f"else ran: a load above 1 before a 1-worker run, or above 2 before a 2-worker run, means other work "
+             f"shared the cores). Synthetic 32×32×3 uint8 images on disk, SmallCNN, batch {payload['batch_size']}. "
              f"Whole bench: {payload['total_s']:.0f} s.", "", markdown_table(rows, cols), ""]
     lines += ["## Targets", ""]
     for t in payload["targets"]:
