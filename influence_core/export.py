@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from .data.base import Dataset
-from .data.originals import SPLITS, check_file, label_column, label_values, original_rows, source_rows
+from .data.originals import SPLIT_COLUMN, SPLITS, check_file, label_column, label_values, original_rows, source_rows
 from .errors import InfluenceError
 from .review import ACTIONS, Decision
 
@@ -115,20 +115,35 @@ def _mixed_columns(frame: pd.DataFrame) -> list:
     return [c for c in frame.columns if frame[c].dtype == object and frame[c].dropna().map(type).nunique() > 1]
 
 
-def cleaned_table(dataset: Dataset, decisions: Mapping[int, Decision]) -> pd.DataFrame:
+def cleaned_table(dataset: Dataset, decisions: Mapping[int, Decision], with_splits: bool = False) -> pd.DataFrame:
     """The cleaned data set of a tabular data set, to load next: every kept training row with its values as the
     source holds them (`original_rows`: not standardised, not one-hot, missing cells missing) and its final label
     (relabels applied, in the source's own label column and type); removed rows left out. Indexed by the original
-    index, which the files do not write (it would become a feature)."""
+    index, which the files do not write (it would become a feature).
+
+    ``with_splits``: the validation and test rows follow (as given), and a ``split`` column says train / val /
+    test, which the CSV loader honours: retraining on the cleaned file keeps the same validation and test rows."""
     if dataset.kind != "tabular":
         raise InfluenceError("the cleaned table is for tabular data sets; use the ImageFolder export for images")
+    column = label_column(dataset)
+    if with_splits and column == SPLIT_COLUMN:
+        raise InfluenceError(f"the label column is named '{SPLIT_COLUMN}', the name of the split column; export "
+                             "without the validation and test rows")
     labels, kept = final_labels(dataset, decisions)
-    rows = np.flatnonzero(kept)
-    frame = original_rows(dataset, rows, "train")
+    parts = [("train", np.flatnonzero(kept), labels)]
+    if with_splits:
+        parts += [(split, np.arange(len(getattr(dataset, split))), getattr(dataset, split).y.numpy())
+                  for split in ("val", "test")]
     values = np.empty(dataset.num_classes, dtype=object)
     values[:] = label_values(dataset)
-    frame[label_column(dataset)] = pd.Series(values[labels[rows]], index=frame.index, dtype=object).infer_objects()
-    return frame
+    frames = []
+    for split, rows, given in parts:
+        frame = original_rows(dataset, rows, split)
+        frame[column] = pd.Series(values[given[rows]], index=frame.index, dtype=object).infer_objects()
+        if with_splits:
+            frame[SPLIT_COLUMN] = split
+        frames.append(frame)
+    return pd.concat(frames) if len(frames) > 1 else frames[0]
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -670,12 +670,13 @@ class Project:
         return manifest(dataset, state.model_hash or fitted.fingerprint(),
                         [r.__dict__ | {"label": r.label} for r in state.runs], self.current_decisions(), __version__)
 
-    def cleaned_table(self):
-        """Every kept training row with its original values (as in the source file) and final label
-        (`export.cleaned_table`); a one-line error when the source cannot be read back."""
+    def cleaned_table(self, with_splits: bool = False):
+        """Every kept training row with its original values (as in the source file) and final label, and with
+        ``with_splits`` the validation and test rows and a split column (`export.cleaned_table`); a one-line error
+        when the source cannot be read back."""
         from .export import cleaned_table
 
-        return cleaned_table(self.dataset(), self.current_decisions())
+        return cleaned_table(self.dataset(), self.current_decisions(), with_splits=with_splits)
 
     def label_column(self) -> str:
         """The source's label column (where the cleaned table writes the final labels)."""

@@ -41,8 +41,11 @@ def page() -> None:
     later = {}  # built only when downloaded or written: the cleaned data set can be large
     if ds.kind == "tabular":
         st.subheader("Cleaned data set")
+        with_splits = st.checkbox("Include the validation and test rows", value=True, key="export-with-splits",
+                                  help="Adds a 'split' column (train / val / test). Loading the file back keeps these "
+                                       "splits, so a model retrained on the cleaned data is judged on the same rows.")
         try:
-            cleaned = proj.cleaned_table()
+            cleaned = proj.cleaned_table(with_splits)
         except InfluenceError as err:
             st.warning(plain(err))
         else:
@@ -50,9 +53,12 @@ def page() -> None:
             later = {f"{name}.csv": lambda: proj.table_bytes(cleaned, "csv"),
                      f"{name}.parquet": lambda: proj.table_bytes(cleaned, "parquet")}
             values = "values as in the file (not standardised)" if "originals" in ds.meta else "values as generated"
-            st.caption(f"The {len(cleaned):,} kept training rows with their {values} and final labels in "
-                       f"'{plain(proj.label_column())}': load it next like any CSV. The CSV neutralises formula cells; "
-                       "Parquet keeps raw values.")
+            kept = int((cleaned["split"] == "train").sum()) if with_splits else len(cleaned)
+            rest = (f", then the {len(cleaned) - kept:,} validation and test rows as loaded, marked in a 'split' column"
+                    if with_splits else "")
+            st.caption(f"The {kept:,} kept training rows with their {values} and final labels in "
+                       f"'{plain(proj.label_column())}'{rest}: load it next like any CSV. The CSV neutralises formula "
+                       "cells; Parquet keeps raw values.")
             e = st.columns(2)
             e[0].download_button("Download cleaned CSV", later[f"{name}.csv"], f"{name}.csv", "text/csv",
                                  icon=":material/download:", width="stretch")

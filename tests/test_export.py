@@ -308,3 +308,41 @@ def test_imagefolder_of_cifar10n_adds_val_and_test(shared_data):
     assert f"train/{ds.classes[(int(ds.train.y[1]) + 1) % 10]}/{index1}.png" in names
     assert sorted(int(n.rsplit("/", 1)[1][:-4]) for n in by_split["val"]) == sorted(ds.meta["val_source_index"])
     assert f"test/{ds.classes[int(ds.test.y[0])]}/0.png" in names
+
+
+def test_cleaned_table_with_splits_loads_back_with_the_same_validation_and_test_rows(tmp_path):
+    """The cleaned file with its split column is loaded back (under another seed) with the kept training rows, the
+    same validation and test rows, and the relabels; a 'split' column with other values stays a feature."""
+    from tests.data.test_originals import people, train_names
+
+    from influence_core.data import load_dataset
+
+    frame = people(80)
+    path = tmp_path / "people.csv"
+    frame.to_csv(path, index=False)
+    ds = load_dataset(str(path), label_column="outcome", seed=0)
+    names = train_names(ds)
+    given = ds.train.y.numpy()
+    decisions = {2: _d(2, "remove"), 4: _d(4, "relabel", 1 - int(given[4]))}
+    table = cleaned_table(ds, decisions, with_splits=True)
+    assert table["split"].value_counts().to_dict() == {"train": len(ds.train) - 1, "val": len(ds.val),
+                                                        "test": len(ds.test)}
+    again = tmp_path / "people-cleaned.csv"
+    again.write_bytes(table_bytes(table, "csv"))
+    reloaded = load_dataset(str(again), label_column="outcome", seed=7)  # another seed: the column decides
+    written = pd.read_csv(again)
+
+    def held_out(dataset, file, split):
+        return sorted(file["name"].iloc[dataset.meta[f"{split}_source_index"]])
+
+    assert sorted(train_names(reloaded)) == sorted(n for i, n in enumerate(names) if i != 2)
+    for split in ("val", "test"):
+        assert held_out(reloaded, written, split) == held_out(ds, frame, split)
+    assert reloaded.meta["splits"] == "column" and not any(f.startswith("split") for f in reloaded.feature_names)
+    row = train_names(reloaded).index(names[4])
+    assert reloaded.classes[int(reloaded.train.y[row])] == ds.classes[1 - int(given[4])]
+
+    other = frame.assign(split=np.where(np.arange(len(frame)) % 2, "train", "holdout"))
+    other.to_csv(path, index=False)
+    kept_as_feature = load_dataset(str(path), label_column="outcome", seed=0)
+    assert kept_as_feature.meta["splits"] == "carved" and "split_holdout" in kept_as_feature.feature_names

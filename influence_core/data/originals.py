@@ -29,6 +29,7 @@ from ..errors import InfluenceError
 from .base import Dataset
 
 SPLITS = ("train", "val", "test")
+SPLIT_COLUMN = "split"  # a table column of train / val / test: the cleaned export writes it, the CSV loader honours it
 # name -> reader(path, **options) returning the whole raw table the loader encoded (the same call the loader makes).
 TABLE_READERS: dict[str, Callable[..., pd.DataFrame]] = {}
 

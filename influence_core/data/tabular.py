@@ -58,14 +58,16 @@ def encode_tabular(
     name: str, features: pd.DataFrame, y: np.ndarray, sensitive: np.ndarray | None, classes: list[str], *,
     test: tuple[pd.DataFrame, np.ndarray, np.ndarray | None] | None = None, test_fraction: float = 0.2,
     val_fraction: float = 0.2, seed: int = 0, sensitive_name: str | None = None, missing: str = "impute",
-    meta: dict | None = None, on_disk: bool | None = None,
+    meta: dict | None = None, on_disk: bool | None = None, assigned: np.ndarray | None = None,
 ) -> Dataset:
     """A `Dataset` from raw feature columns: carve test (unless given) and validation with ``seed``, then encode.
 
     ``source_index`` of a training row is its row position in ``features`` (its line in the file, 0-based);
     ``meta["val_source_index"]`` / ``meta["test_source_index"]`` do the same for validation and test (test rows
     index the given test table when there is one). ``on_disk``: keep the encoded float32 features on disk and read
-    them a batch at a time (None = when they would take more than 256 MiB).
+    them a batch at a time (None = when they would take more than 256 MiB). ``assigned``: each row's split
+    ("train", "val" or "test", e.g. from a cleaned export's split column) instead of carving; a split with no rows is
+    still carved from the training rows.
     """
     if missing not in ("impute", "refuse"):
         raise InfluenceError(f"missing must be 'impute' or 'refuse', not '{missing}'")
@@ -75,13 +77,28 @@ def encode_tabular(
     if missing == "refuse" and features.isna().any().any():
         raise InfluenceError(f"missing feature values in {describe_missing(features)}; fill them or use missing='impute'")
     rows = np.arange(len(features))
-    if test is None:
+    given_val = None
+    if assigned is not None:
+        if test is not None:
+            raise InfluenceError("give either assigned splits or a test table, not both")
+        assigned = np.asarray(assigned)
+        rows, given_val, test_rows = (np.flatnonzero(assigned == s) for s in ("train", "val", "test"))
+        if len(rows) == 0:
+            raise InfluenceError("the split column marks no row as train")
+        if len(test_rows) == 0:
+            keep, cut = carve_indices(len(rows), test_fraction, seed, labels=y[rows])
+            rows, test_rows = rows[keep], rows[cut]
+        test = (features.iloc[test_rows], y[test_rows], None if sensitive is None else sensitive[test_rows])
+    elif test is None:
         rows, test_rows = carve_indices(len(features), test_fraction, seed, labels=y)
         test = (features.iloc[test_rows], y[test_rows], None if sensitive is None else sensitive[test_rows])
     else:
         test_rows = np.arange(len(test[0]))
-    tr_pos, va_pos = carve_indices(len(rows), val_fraction, seed + 1, labels=y[rows])
-    tr, va = rows[tr_pos], rows[va_pos]
+    if given_val is not None and len(given_val):
+        tr, va = rows, given_val
+    else:
+        tr_pos, va_pos = carve_indices(len(rows), val_fraction, seed + 1, labels=y[rows])
+        tr, va = rows[tr_pos], rows[va_pos]
     enc = _encoder(features)
     x_tr = enc.fit_transform(features.iloc[tr])  # statistics from the training rows only
     x_va, x_te = enc.transform(features.iloc[va]), enc.transform(test[0])
@@ -100,7 +117,7 @@ def encode_tabular(
     s_tr = None if sensitive is None else sensitive[tr]
     s_va = None if sensitive is None else sensitive[va]
     info = dict(meta or {})
-    info.update(seed=seed, missing=missing, n_missing_rows=int(features.isna().any(axis=1).sum()),
+    info.update(seed=seed, missing=missing, splits="column" if assigned is not None else "carved", n_missing_rows=int(features.isna().any(axis=1).sum()),
                 numeric_columns=list(enc.transformers_[0][2]), categorical_columns=list(enc.transformers_[1][2]),
                 val_source_index=va.tolist(), test_source_index=test_rows.tolist())
     return Dataset(

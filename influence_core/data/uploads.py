@@ -39,7 +39,7 @@ import torch
 
 from ..errors import InfluenceError
 from .base import Dataset, Split
-from .originals import file_spec, register_table_reader, relocate, table_spec
+from .originals import SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
 from .prepare import carve_indices, normalise_images
 from .storage import IMAGES_ON_DISK_FROM, stored_image_splits
 from .registry import register_path_loader
@@ -289,6 +289,17 @@ def default_label_column(frame: pd.DataFrame, label: str) -> str:
     return found[0] if found else str(frame.columns[-1])
 
 
+def split_assignment(frame: pd.DataFrame, label_column: str) -> np.ndarray | None:
+    """Each row's split from a ``split`` column holding only train / val / test (any case, spaces trimmed), or None
+    when there is no such column (a ``split`` column with other values stays a feature)."""
+    if SPLIT_COLUMN not in frame.columns or label_column == SPLIT_COLUMN:
+        return None
+    values = frame[SPLIT_COLUMN].astype("string").str.strip().str.lower()
+    if values.isna().any() or not set(values.unique()) <= {"train", "val", "test"}:
+        return None
+    return values.to_numpy(dtype=object)
+
+
 @register_path_loader(".csv")
 def load_csv(path: str, label_column: str | None = None, sensitive_column: str | None = None, seed: int = 0,
              val_fraction: float = 0.2, test_fraction: float = 0.2, missing: str = "impute",
@@ -299,7 +310,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
 
     Other columns are features (numeric standardised, others one-hot, fitted on train; missing values handled as
     ``missing`` says, see `influence_core.data.tabular`). Test then validation are carved with ``seed``.
-    ``on_disk``: read the encoded features from disk a batch at a time (None = when over 256 MiB).
+    ``on_disk``: read the encoded features from disk a batch at a time (None = when over 256 MiB). A column named
+    ``split`` holding only train / val / test (as the cleaned export writes it) assigns the splits instead.
     """
     path = Path(path)
     check_upload_size(path)
@@ -314,12 +326,15 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     if sensitive_column is not None:
         s, s_name = binarise_sensitive(frame[sensitive_column], sensitive_column, sensitive_threshold)
     drop = [label_column] + ([sensitive_column] if drop_sensitive and sensitive_column else [])
+    assigned = split_assignment(frame, label_column)
+    if assigned is not None:
+        drop.append(SPLIT_COLUMN)
     features = frame.drop(columns=drop)
     if features.shape[1] == 0:
         raise InfluenceError(f"'{path.name}' has no feature columns besides the label '{label_column}'")
     originals = {"label_column": label_column, "tables": {"train": table_spec("csv", path, len(frame))}}
     return encode_tabular(path.stem, features, y, s, classes, test_fraction=test_fraction, val_fraction=val_fraction,
-                          seed=seed, sensitive_name=s_name, missing=missing, on_disk=on_disk,
+                          seed=seed, sensitive_name=s_name, missing=missing, on_disk=on_disk, assigned=assigned,
                           meta={"source": str(path), "label_column": label_column, "sensitive_column": sensitive_column,
                                 "originals": originals})
 

@@ -44,8 +44,15 @@ def test_table_and_files(scored):
     # The cleaned data set: the kept training rows with the relabel applied, CSV and Parquet alike.
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "moons-cleaned.csv", "moons-cleaned.parquet",
                                                         "moons-corrections.csv", "moons-corrections.parquet"]
-    cleaned = pd.read_csv(folder / "moons-cleaned.csv")
-    pd.testing.assert_frame_equal(cleaned, pd.read_parquet(folder / "moons-cleaned.parquet"), check_dtype=False)
+    written = pd.read_csv(folder / "moons-cleaned.csv")
+    pd.testing.assert_frame_equal(written, pd.read_parquet(folder / "moons-cleaned.parquet"), check_dtype=False)
+    # By default the validation and test rows follow, marked in a split column (loading it back keeps them).
+    assert written.columns.tolist() == ["x1", "x2", "label", "split"]
+    assert written["split"].value_counts().to_dict() == {"train": 248, "val": len(ds.val), "test": len(ds.test)}
+    for part in ("val", "test"):
+        rows = written[written["split"] == part]
+        assert np.allclose(rows[["x1", "x2"]].to_numpy(), getattr(ds, part).x.numpy())
+    cleaned = written[written["split"] == "train"].drop(columns="split")
     kept = [r for r in range(len(ds.train)) if r not in (5, 7)]
     assert cleaned.columns.tolist() == ["x1", "x2", "label"] and len(cleaned) == len(kept) == 248
     assert np.allclose(cleaned[["x1", "x2"]].to_numpy(), ds.train.x[kept].numpy())
@@ -63,6 +70,7 @@ def test_cleaned_data_set_of_an_uploaded_csv(workspace):
     proj.train("logreg", {"epochs": 5, "seed": 0})
     proj.record([0, 1], "remove")
     at = open_page("6_Export.py")
+    at.checkbox(key="export-with-splits").uncheck().run()  # the training rows alone
     no_errors(at)
     assert any(f"{len(ds.train) - 2} kept training rows" in c.value and "'label'" in c.value for c in at.caption)
     next(b for b in at.button if b.label == "Write the export files").click().run()
