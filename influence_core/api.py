@@ -66,13 +66,15 @@ def compute_scores(
     return out_of_fold(dataset, fold_models, fold_settings, score, progress=span(progress, scoring_from, 1.0))
 
 
-def fold_models_for(dataset: Dataset, fitted: FittedModel, settings: FoldSettings, *, trainer=None,
+def fold_models_for(dataset: Dataset, fitted: FittedModel, settings: FoldSettings, *, trainer=None, train_many=None,
                     progress: Progress | None = None, device: str | None = None) -> list[FittedModel]:
-    """The K fold models for out-of-fold scoring: ``fitted``'s architecture and training settings, refit per fold."""
+    """The K fold models for out-of-fold scoring: ``fitted``'s architecture and training settings, refit per fold
+    (``trainer`` / ``train_many``: see `folds.train_fold_models`)."""
     if not fitted.history:
         raise InfluenceError("out-of-fold scoring refits the model on each fold; an uploaded model has no training "
                              "recipe — train the model here, or score in-sample (folds = 0)")
-    return train_fold_models(dataset, fitted.arch, fitted.config, settings, trainer=trainer, progress=progress, device=device)
+    return train_fold_models(dataset, fitted.arch, fitted.config, settings, trainer=trainer, train_many=train_many,
+                             progress=progress, device=device)
 
 
 def out_of_fold_probabilities(dataset: Dataset, fold_models: list[FittedModel], settings: FoldSettings,

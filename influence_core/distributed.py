@@ -44,7 +44,7 @@ from .folds import FoldSettings, fold_assignment, fold_split
 from .grads import Progress
 from .impacts import Impact, make_impact
 from .methods import METHODS, InfluenceMethod, ScoringContext, get_method
-from .models.train import FittedModel
+from .models.train import FittedModel, TrainConfig
 
 ENV_SCHEDULER = "INFLUENCE_DASK_SCHEDULER"
 MIN_SHARD, MAX_SHARD, TARGET_SHARDS = 1024, 16384, 64
@@ -320,7 +320,48 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def train_on_worker(dataset: Dataset, arch: str, config: TrainConfig) -> FittedModel:
+    """Train one model (a fold model) in this worker; returned on the CPU, for the client to cache."""
+    from .models.train import train_model
+
+    restore_malloc_thresholds()
+    fitted = train_model(dataset, arch, config)
+    fitted.module.cpu()
+    return fitted
+
+
 # ---------------------------------------------------------------------------------------- the client side
+
+
+def train_models_on_dask(client, runs: list[tuple[Dataset, str, TrainConfig]],
+                         done: Callable[[int, FittedModel], None] | None = None,
+                         progress: Progress | None = None) -> list[FittedModel]:
+    """Train each (data, architecture, settings) of ``runs`` as one Dask task, all at once; ``done(i, model)`` hears
+    of each as it finishes (the caller caches it, so a rerun after a failure trains only the rest)."""
+    from distributed import as_completed
+
+    run_id = uuid.uuid4().hex[:8]
+    futures = {client.submit(train_on_worker, data, arch, config, key=f"influence-train-{run_id}-{i}",
+                             pure=False): i for i, (data, arch, config) in enumerate(runs)}
+    models: list[FittedModel | None] = [None] * len(runs)
+    try:
+        for finished, future in enumerate(as_completed(list(futures)), start=1):
+            i = futures[future]
+            try:
+                models[i] = future.result()
+            except InfluenceError:
+                raise
+            except Exception as err:  # noqa: BLE001 - a worker's failure becomes one line for the user
+                first = (str(err).splitlines() or [""])[0][:300]
+                raise InfluenceError(f"training model {i + 1} of {len(runs)} failed on a Dask worker: "
+                                     f"{type(err).__name__}: {first}; rerun to train the rest") from None
+            if done is not None:
+                done(i, models[i])
+            if progress is not None:
+                progress(finished / len(runs), f"{finished} of {len(runs)} models trained on the cluster")
+    finally:
+        client.cancel(list(futures), force=True)
+    return models  # type: ignore[return-value]
 def score_sharded(
     dataset: Dataset,
     fitted: FittedModel,
@@ -350,7 +391,8 @@ def score_sharded(
     "none" (this process) or a `ClusterSpec`; ``scheduler``: "tcp://HOST:PORT" of a running cluster; neither:
     ``$INFLUENCE_DASK_SCHEDULER`` if set, else this process. ``client``: an open `distributed.Client` to use
     instead (not closed here). A rerun with the same ``out_dir`` scores only the shards not yet written.
-    ``folds=K``: out of fold, one task per (fold, shard); ``fold_models`` are trained here when not given.
+    ``folds=K``: out of fold, one task per (fold, shard); ``fold_models``, when not given, are trained one task each
+    on ``client``'s workers (without a client, here; `Workspace.get_or_score` caches them either way).
     ``progress(fraction, message)`` hears of every shard; ``details`` receives the method's notes and the run's
     counts (shards, skipped, computed, peak memory per worker in bytes, seconds). ``cache``: the workspace's array
     cache for what the client computes once (e.g. the explicit Hessian), as for `ScoringContext`.
@@ -374,7 +416,11 @@ def score_sharded(
         if fold_models is None:
             from .api import fold_models_for, span
 
-            fold_models = fold_models_for(dataset, fitted, fold_settings, progress=span(progress, 0.0, 0.5), device=device)
+            def on_the_workers(fold_parts, arch, config, report):
+                return train_models_on_dask(client, [(part, arch, config) for part in fold_parts], progress=report)
+
+            fold_models = fold_models_for(dataset, fitted, fold_settings, progress=span(progress, 0.0, 0.5),
+                                          device=device, train_many=on_the_workers if client is not None else None)
             progress = span(progress, 0.5, 1.0)
         if len(fold_models) != fold_settings.folds:
             raise InfluenceError(f"expected {fold_settings.folds} fold models, got {len(fold_models)}")

@@ -23,6 +23,8 @@ from .models.train import FittedModel, TrainConfig, TrainProgress, train_model
 # (fold dataset, architecture, settings, progress) -> fitted model: `train_model`, or a cache such as
 # `Workspace.get_or_train`, which makes fold training resumable (a finished fold is never trained again).
 Trainer = Callable[[Dataset, str, TrainConfig, TrainProgress | None], FittedModel]
+# (all K fold datasets, architecture, settings, progress) -> the K models, trained at once (e.g. one Dask task each).
+ManyTrainer = Callable[[list[Dataset], str, TrainConfig, Progress | None], list[FittedModel]]
 
 
 @dataclass(frozen=True)
@@ -60,19 +62,26 @@ def fold_split(dataset: Dataset, assignment: np.ndarray, fold: int) -> tuple[Dat
     return part(kept), part(held), held
 
 
-def train_fold_models(dataset: Dataset, arch: str, config: TrainConfig | None = None, settings: FoldSettings = FoldSettings(),
-                      *, trainer: Trainer | None = None, progress: Progress | None = None,
-                      device: str | None = None) -> list[FittedModel]:
-    """The K fold models, fold k trained on every fold but k with ``config`` (progress over folds and epochs)."""
+def fold_training_parts(dataset: Dataset, settings: FoldSettings) -> list[Dataset]:
+    """The K training parts: part k holds every fold but k."""
     assignment = fold_assignment(dataset.train.y.numpy(), settings)
+    return [fold_split(dataset, assignment, fold)[0] for fold in range(settings.folds)]
+
+
+def train_fold_models(dataset: Dataset, arch: str, config: TrainConfig | None = None, settings: FoldSettings = FoldSettings(),
+                      *, trainer: Trainer | None = None, train_many: ManyTrainer | None = None,
+                      progress: Progress | None = None, device: str | None = None) -> list[FittedModel]:
+    """The K fold models, fold k trained on every fold but k with ``config`` (progress over folds and epochs), one
+    after another with ``trainer``, or all at once by ``train_many``."""
+    parts = fold_training_parts(dataset, settings)
     config = config or TrainConfig()
+    if train_many is not None:
+        return train_many(parts, arch, config, progress)
     if trainer is None:
         def trainer(ds, a, c, p):
             return train_model(ds, a, c, device=device, progress=p)
     models = []
-    for fold in range(settings.folds):
-        part, _, _ = fold_split(dataset, assignment, fold)
-
+    for fold, part in enumerate(parts):
         def report(rec: dict, fold=fold) -> None:
             if progress is not None:
                 progress((fold + rec.get("fraction", 1.0)) / settings.folds,

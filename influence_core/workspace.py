@@ -203,13 +203,31 @@ class Workspace:
 
     # ------------------------------------------------------------------------------------------ scores
     def fold_models(self, dataset: Dataset, fitted: FittedModel, folds: int, progress: Progress | None = None,
-                    device: str | None = None) -> list[FittedModel]:
+                    device: str | None = None, client=None) -> list[FittedModel]:
         """The K fold models of ``fitted``'s architecture and settings, each cached like any model: trained once,
-        and an interrupted run resumes at the first fold not yet stored."""
+        and an interrupted run resumes at the first fold not yet stored. ``client``: an open Dask client; the folds
+        not yet cached are trained on its workers at once, one task each."""
         def trainer(ds, arch, config, report):
             return self.get_or_train(ds, arch, config, progress=report, device=device)
 
-        return fold_models_for(dataset, fitted, FoldSettings(folds), trainer=trainer, progress=progress, device=device)
+        def train_many(parts, arch, config, report):
+            from .distributed import train_models_on_dask
+
+            config = config.resolved(arch)
+            keys = [self.model_key(part, arch, config) for part in parts]
+            models = [self.load_model(key, part) for key, part in zip(keys, parts)]
+            missing = [i for i, m in enumerate(models) if m is None]
+
+            def done(j: int, model: FittedModel) -> None:
+                models[missing[j]] = model
+                self.save_model(keys[missing[j]], model)
+
+            if missing:
+                train_models_on_dask(client, [(parts[i], arch, config) for i in missing], done=done, progress=report)
+            return models
+
+        return fold_models_for(dataset, fitted, FoldSettings(folds), trainer=trainer,
+                               train_many=train_many if client is not None else None, progress=progress, device=device)
 
     @staticmethod
     def score_key(dataset: Dataset, fitted: FittedModel, method: str, impact: str | Impact = "utility",
@@ -246,18 +264,25 @@ class Workspace:
         def compute() -> np.ndarray:
             nonlocal computed, progress
             computed = True
+            if sharded(method, cluster, scheduler):
+                from .distributed import dask_client, parse_cluster, score_sharded
+
+                spec = parse_cluster(cluster, scheduler)
+                with dask_client(spec) as client:  # one cluster for the fold models and the shards
+                    fold_models = None
+                    if folds:
+                        fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8),
+                                                       device=device, client=client)
+                        progress = span(progress, 0.8, 1.0)
+                    return score_sharded(dataset, fitted, method, impact, out_dir=self.root / "shards" / key,
+                                         settings=settings, impact_settings=impact_settings, params=params, folds=folds,
+                                         fold_models=fold_models, cluster=spec, client=client, batch_size=batch_size,
+                                         progress=progress, device=device, details=found,
+                                         cache=self.get_or_compute_arrays)
             fold_models = None
             if folds:
                 fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8), device=device)
                 progress = span(progress, 0.8, 1.0)
-            if sharded(method, cluster, scheduler):
-                from .distributed import score_sharded
-
-                return score_sharded(dataset, fitted, method, impact, out_dir=self.root / "shards" / key,
-                                     settings=settings, impact_settings=impact_settings, params=params, folds=folds,
-                                     fold_models=fold_models, cluster=cluster, scheduler=scheduler,
-                                     batch_size=batch_size, progress=progress, device=device, details=found,
-                                     cache=self.get_or_compute_arrays)
             return compute_scores(dataset, fitted, method, impact, params=params, device=device, batch_size=batch_size,
                                   progress=progress, impact_settings=impact_settings, folds=folds or None,
                                   fold_models=fold_models, details=found, cache=self.get_or_compute_arrays,

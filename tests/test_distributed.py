@@ -152,6 +152,11 @@ def test_out_of_fold_one_task_per_fold_and_shard(client, tmp_path):
         assert_same_scores(got, expected)
         assert details["sharding"]["shards"] == 3 * 4  # 50 held-out rows per fold, 16 per shard
         assert (tmp_path / method / "fold-02-shard-00003.parquet").exists()
+    # Without fold models, a client trains them on its workers, one task each: the same models, the same scores.
+    got = score_sharded(ds, fitted, "ip", out_dir=tmp_path / "trained-there", client=client, folds=3, shard_size=16,
+                        batch_size=16)
+    np.testing.assert_allclose(got, compute_scores(ds, fitted, "ip", folds=settings, fold_models=models, batch_size=16),
+                               rtol=1e-5, atol=1e-6)
 
 
 # -------------------------------------------------------------------------------------------------- resuming
@@ -277,3 +282,34 @@ def test_the_project_and_the_cli_shard_on_a_scheduler_and_share_the_cache_entry(
     assert_same_scores(pd.read_csv(out)["score"].to_numpy(), loss)
     assert main(["score", "--dataset", "moons", "--method", "ip", "--scheduler", "nonsense", "--quiet"]) == 2
     assert "tcp://HOST:PORT" in capsys.readouterr().err
+
+
+def test_fold_models_are_trained_on_the_workers_one_task_each_and_cached(client, tmp_path, monkeypatch):
+    """Out-of-fold scoring on a scheduler trains the missing fold models on the workers (none in this process),
+    caches them like any model, and gives the in-process out-of-fold scores."""
+    import influence_core.folds as folds_module
+    import influence_core.workspace as workspace
+    from influence_core.project import Project, ScoreRun
+
+    proj = Project.open("dask-folds", tmp_path)
+    proj.use_dataset("moons", seed=0, n_train=200)
+    proj.train("logreg")
+    ds, fitted = proj.dataset(), proj.model()
+    expected_models = train_fold_models(ds, "logreg", fitted.config, FoldSettings(3))
+    expected = compute_scores(ds, fitted, "ip", folds=FoldSettings(3), fold_models=expected_models)
+
+    def no_training(*args, **kwargs):
+        pytest.fail("a fold model was trained in the client")
+
+    monkeypatch.setattr(workspace, "train_model", no_training)
+    monkeypatch.setattr(folds_module, "train_model", no_training)
+    messages = []
+    got = proj.score(ScoreRun("ip", folds=3), lambda f, m: messages.append(m), scheduler=client.scheduler.address)
+    assert "3 of 3 models trained on the cluster" in " ".join(messages)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    cached = proj.fold_models(3)  # from the cache: training is still impossible here
+    for model, reference in zip(cached, expected_models):
+        for (name, a), b in zip(model.module.state_dict().items(), reference.module.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert_same_scores(proj.score(ScoreRun("loss", folds=3), scheduler=client.scheduler.address),
+                       compute_scores(ds, fitted, "loss", folds=FoldSettings(3), fold_models=expected_models))
