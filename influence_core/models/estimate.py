@@ -72,13 +72,17 @@ def measure_steps(dataset: Dataset, arch: str, config: TrainConfig | None = None
         gen = torch.Generator().manual_seed(config.seed)
         augment = bool(config.augment) and dataset.kind == "image" and not lbfgs
 
+        # A minibatch step gathers its rows on the clock; L-BFGS holds the whole split on the device, and a stored
+        # split is read by loader processes beside training: those rows are read outside the clock.
+        gather_on_clock = not (lbfgs or dataset.train.on_disk)
+
         def step(rows: int) -> float:
             idx = torch.randperm(n, generator=gen)[:rows]
-            if dataset.train.on_disk:  # read outside the clock (training holds the split in memory)
+            if not gather_on_clock:
                 x = dataset.train.rows(slice(0, rows))
             _sync(dev)
             start = time.perf_counter()
-            if not dataset.train.on_disk:
+            if gather_on_clock:
                 x = dataset.train.rows(idx)  # the same gather as a training step
             x, y = x.to(dev), dataset.train.y[idx].to(dev)
             module.train()
