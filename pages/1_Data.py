@@ -78,8 +78,9 @@ def _choose(proj: Project) -> None:
 
 def _upload(proj: Project) -> None:
     kinds = sorted(s.lstrip(".") for s in PATH_LOADERS)
-    st.caption("A CSV with one row per sample and a label column, or a zip of images in class folders "
-               "(<class>/*.png, or train/<class>/*.png with optional val/ and test/).")
+    st.caption("A CSV with one row per sample and a label column (and optionally a 'split' column of train / val / "
+               "test, as the cleaned export writes it), or a zip of images in class folders (<class>/*.png, or "
+               "train/<class>/*.png with optional val/ and test/).")
     file = st.file_uploader("Data file", type=kinds)
     c1, c2 = st.columns(2)
     label_column = c1.text_input("Label column (CSV; blank: the column named label, y, target or class, else the last column)") or None
@@ -94,6 +95,8 @@ def _upload(proj: Project) -> None:
         st.error(f"This file cannot be used: {plain(err)}")
         return
     what = f" (label column: {plain(ds.meta['label_column'])})" if ds.meta.get("label_column") else ""
+    if ds.meta.get("splits") == "column":
+        what += f"; validation ({len(ds.val)}) and test ({len(ds.test)}) as its split column says"
     st.success(f"Read {len(ds.train)} training samples in {ds.num_classes} classes from {plain(file.name)}{what}.")
     state = proj.state()
     if state.dataset == path and state.dataset_kwargs == kwargs:

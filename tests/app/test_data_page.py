@@ -171,3 +171,18 @@ def test_split_folder_zip_and_names_shown_as_text(workspace):
     ds = load_dataset(sel.dataset)
     assert ds.classes == [evil, "dog"] or ds.classes == sorted([evil, "dog"])
     assert ds.meta["splits"] == "folders" and len(ds.val) == 4
+
+
+def test_a_csv_with_a_split_column_says_it_keeps_its_splits(workspace):
+    """A cleaned export loaded back: the page says validation and test come from the file's split column."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 2))
+    split = ["train"] * 40 + ["val"] * 8 + ["test"] * 12
+    rows = "\n".join(f"{a:.4f},{b:.4f},{'yes' if a + b > 0 else 'no'},{s}" for (a, b), s in zip(x, split))
+    at = open_page("1_Data.py")
+    at.selectbox[0].set_value("Upload a file…").run()
+    at.file_uploader[0].upload("cleaned.csv", f"f1,f2,target,split\n{rows}\n".encode(), "text/csv").run()
+    assert any("Read 40 training samples" in s.value and "validation (8) and test (12) as its split column says"
+               in s.value for s in at.success), [s.value for s in at.success] + [e.value for e in at.error]
