@@ -392,7 +392,7 @@ def score_sharded(
     ``$INFLUENCE_DASK_SCHEDULER`` if set, else this process. ``client``: an open `distributed.Client` to use
     instead (not closed here). A rerun with the same ``out_dir`` scores only the shards not yet written.
     ``folds=K``: out of fold, one task per (fold, shard); ``fold_models``, when not given, are trained one task each
-    on ``client``'s workers (without a client, here; `Workspace.get_or_score` caches them either way).
+    on the cluster's workers (in this process when there is none; `Workspace.get_or_score` caches them).
     ``progress(fraction, message)`` hears of every shard; ``details`` receives the method's notes and the run's
     counts (shards, skipped, computed, peak memory per worker in bytes, seconds). ``cache``: the workspace's array
     cache for what the client computes once (e.g. the explicit Hessian), as for `ScoringContext`.
@@ -405,6 +405,12 @@ def score_sharded(
                              f"sharded scoring runs: {', '.join(shardable_methods())}")
     imp = make_impact(impact, **(impact_settings or {}))
     spec = cluster if isinstance(cluster, ClusterSpec) else (None if client is not None else parse_cluster(cluster, scheduler))
+    if client is None and folds and fold_models is None and spec.kind != "process":
+        with dask_client(spec) as opened:  # the fold models are trained on the cluster the shards then run on
+            return score_sharded(dataset, fitted, method, impact, out_dir=out_dir, settings=settings,
+                                 impact_settings=impact_settings, params=params, folds=folds, cluster=spec,
+                                 client=opened, shard_size=shard_size, batch_size=batch_size, progress=progress,
+                                 device=device, details=details, cache=cache)
     out_dir = Path(out_dir)
     n = len(dataset.train)
     if n == 0:

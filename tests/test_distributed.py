@@ -139,7 +139,7 @@ def test_stored_images_are_read_by_the_workers(client, tmp_path):
     assert disk.train._x is None
 
 
-def test_out_of_fold_one_task_per_fold_and_shard(client, tmp_path):
+def test_out_of_fold_one_task_per_fold_and_shard(client, tmp_path, monkeypatch):
     ds = load_dataset("moons", seed=1, n_train=150, n_val=60, n_test=30)
     fitted = train_model(ds, "mlp", TrainConfig(epochs=30, seed=0))
     settings = FoldSettings(3)
@@ -152,11 +152,19 @@ def test_out_of_fold_one_task_per_fold_and_shard(client, tmp_path):
         assert_same_scores(got, expected)
         assert details["sharding"]["shards"] == 3 * 4  # 50 held-out rows per fold, 16 per shard
         assert (tmp_path / method / "fold-02-shard-00003.parquet").exists()
-    # Without fold models, a client trains them on its workers, one task each: the same models, the same scores.
-    got = score_sharded(ds, fitted, "ip", out_dir=tmp_path / "trained-there", client=client, folds=3, shard_size=16,
-                        batch_size=16)
-    np.testing.assert_allclose(got, compute_scores(ds, fitted, "ip", folds=settings, fold_models=models, batch_size=16),
-                               rtol=1e-5, atol=1e-6)
+    # Without fold models, the cluster (a client, or one started from a spec, as the CLI's --no-cache does) trains
+    # them on its workers, one task each — none in this process: the same models, the same scores.
+    import contextlib
+
+    import influence_core.distributed as distributed
+    import influence_core.folds as folds_module
+
+    monkeypatch.setattr(folds_module, "train_model", lambda *a, **k: pytest.fail("a fold model was trained here"))
+    monkeypatch.setattr(distributed, "dask_client", lambda spec: contextlib.nullcontext(client))  # "local:2" → this one
+    expected = compute_scores(ds, fitted, "ip", folds=settings, fold_models=models, batch_size=16)
+    for name, where in (("client", {"client": client}), ("spec", {"cluster": "local:2"})):
+        got = score_sharded(ds, fitted, "ip", out_dir=tmp_path / name, folds=3, shard_size=16, batch_size=16, **where)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 # -------------------------------------------------------------------------------------------------- resuming
