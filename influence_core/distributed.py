@@ -44,7 +44,7 @@ from .folds import FoldSettings, fold_assignment, fold_split
 from .grads import Progress
 from .impacts import Impact, make_impact
 from .methods import METHODS, InfluenceMethod, ScoringContext, get_method
-from .models.train import FittedModel, TrainConfig
+from .models.train import FittedModel, TrainConfig, train_model
 
 ENV_SCHEDULER = "INFLUENCE_DASK_SCHEDULER"
 MIN_SHARD, MAX_SHARD, TARGET_SHARDS = 1024, 16384, 64
@@ -322,8 +322,6 @@ def peak_rss() -> int:
 
 def train_on_worker(dataset: Dataset, arch: str, config: TrainConfig) -> FittedModel:
     """Train one model (a fold model) in this worker; returned on the CPU, for the client to cache."""
-    from .models.train import train_model
-
     restore_malloc_thresholds()
     fitted = train_model(dataset, arch, config)
     fitted.module.cpu()
@@ -338,30 +336,41 @@ def train_models_on_dask(client, runs: list[tuple[Dataset, str, TrainConfig]],
                          progress: Progress | None = None) -> list[FittedModel]:
     """Train each (data, architecture, settings) of ``runs`` as one Dask task, all at once; ``done(i, model)`` hears
     of each as it finishes (the caller caches it, so a rerun after a failure trains only the rest)."""
-    from distributed import as_completed
-
     run_id = uuid.uuid4().hex[:8]
     futures = {client.submit(train_on_worker, data, arch, config, key=f"influence-train-{run_id}-{i}",
                              pure=False): i for i, (data, arch, config) in enumerate(runs)}
     models: list[FittedModel | None] = [None] * len(runs)
+    finished = _as_completed(client, futures, lambda i: f"training model {i + 1} of {len(runs)}", "train the rest")
+    for count, (i, model) in enumerate(finished, start=1):
+        models[i] = model
+        if done is not None:
+            done(i, model)
+        if progress is not None:
+            progress(count / len(runs), f"{count} of {len(runs)} models trained on the cluster")
+    return models  # type: ignore[return-value]
+
+
+def _as_completed(client, futures: dict, what: Callable[[Any], str], rerun: str) -> Iterator[tuple[Any, Any]]:
+    """(item, result) of each of ``futures`` (future → item) as it finishes. A worker's failure becomes one line for
+    the user (``what(item)`` names the task, ``rerun`` what a rerun does); an error, or an interruption of the
+    client, cancels what is still queued."""
+    from distributed import as_completed
+
     try:
-        for finished, future in enumerate(as_completed(list(futures)), start=1):
-            i = futures[future]
+        for future in as_completed(list(futures)):
             try:
-                models[i] = future.result()
+                result = future.result()
             except InfluenceError:
                 raise
             except Exception as err:  # noqa: BLE001 - a worker's failure becomes one line for the user
                 first = (str(err).splitlines() or [""])[0][:300]
-                raise InfluenceError(f"training model {i + 1} of {len(runs)} failed on a Dask worker: "
-                                     f"{type(err).__name__}: {first}; rerun to train the rest") from None
-            if done is not None:
-                done(i, models[i])
-            if progress is not None:
-                progress(finished / len(runs), f"{finished} of {len(runs)} models trained on the cluster")
+                raise InfluenceError(f"{what(futures[future])} failed on a Dask worker: {type(err).__name__}: {first}; "
+                                     f"rerun to {rerun}") from None
+            yield futures[future], result
     finally:
         client.cancel(list(futures), force=True)
-    return models  # type: ignore[return-value]
+
+
 def score_sharded(
     dataset: Dataset,
     fitted: FittedModel,
@@ -530,28 +539,14 @@ def score_sharded(
 def _run_on_dask(client, jobs: dict[int, ShardJob], todo: list[Shard], done: Callable[[Shard, dict], None]) -> None:
     """Scatter each part's job to every worker once, submit one task per shard, and hand results over as they come;
     an error (or an interruption of the client) cancels what is still queued — the shards written stay."""
-    from distributed import as_completed
-
     scattered = {p: client.scatter(job, broadcast=True, hash=False) for p, job in jobs.items()}
     run_id = uuid.uuid4().hex[:8]
-    futures = {}
-    for s in todo:
-        future = client.submit(run_shard, scattered[s.part], s.start, s.stop, s.rows, s.name,
-                               key=f"influence-shard-{run_id}-{s.name}", pure=False)
-        futures[future] = s
+    futures = {client.submit(run_shard, scattered[s.part], s.start, s.stop, s.rows, s.name,
+                             key=f"influence-shard-{run_id}-{s.name}", pure=False): s for s in todo}
     try:
-        for future in as_completed(list(futures)):
-            try:
-                result = future.result()
-            except InfluenceError:
-                raise
-            except Exception as err:  # noqa: BLE001 - a worker's failure becomes one line for the user
-                first = (str(err).splitlines() or [""])[0][:300]
-                raise InfluenceError(f"shard {futures[future].name} failed on a Dask worker: {type(err).__name__}: {first}; "
-                                     "rerun to score the remaining shards") from None
-            done(futures[future], result)
+        for shard, result in _as_completed(client, futures, lambda s: f"shard {s.name}", "score the remaining shards"):
+            done(shard, result)
     finally:
-        client.cancel(list(futures), force=True)
         client.cancel(list(scattered.values()), force=True)
 
 

@@ -14,6 +14,7 @@ content-addressed, so the projects of one workspace (``projects/<name>/``, see `
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -264,29 +265,27 @@ class Workspace:
         def compute() -> np.ndarray:
             nonlocal computed, progress
             computed = True
-            if sharded(method, cluster, scheduler):
+            on_dask = sharded(method, cluster, scheduler)
+            if on_dask:
                 from .distributed import dask_client, parse_cluster, score_sharded
 
                 spec = parse_cluster(cluster, scheduler)
-                with dask_client(spec) as client:  # one cluster for the fold models and the shards
-                    fold_models = None
-                    if folds:
-                        fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8),
-                                                       device=device, client=client)
-                        progress = span(progress, 0.8, 1.0)
+            with dask_client(spec) if on_dask else contextlib.nullcontext() as client:  # fold models and shards alike
+                fold_models = None
+                if folds:
+                    fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8),
+                                                   device=device, client=client)
+                    progress = span(progress, 0.8, 1.0)
+                if on_dask:
                     return score_sharded(dataset, fitted, method, impact, out_dir=self.root / "shards" / key,
                                          settings=settings, impact_settings=impact_settings, params=params, folds=folds,
                                          fold_models=fold_models, cluster=spec, client=client, batch_size=batch_size,
                                          progress=progress, device=device, details=found,
                                          cache=self.get_or_compute_arrays)
-            fold_models = None
-            if folds:
-                fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8), device=device)
-                progress = span(progress, 0.8, 1.0)
-            return compute_scores(dataset, fitted, method, impact, params=params, device=device, batch_size=batch_size,
-                                  progress=progress, impact_settings=impact_settings, folds=folds or None,
-                                  fold_models=fold_models, details=found, cache=self.get_or_compute_arrays,
-                                  **(settings or {}))
+                return compute_scores(dataset, fitted, method, impact, params=params, device=device,
+                                      batch_size=batch_size, progress=progress, impact_settings=impact_settings,
+                                      folds=folds or None, fold_models=fold_models, details=found,
+                                      cache=self.get_or_compute_arrays, **(settings or {}))
 
         t0 = time.perf_counter()
 

@@ -117,7 +117,8 @@ def encode_tabular(
     s_tr = None if sensitive is None else sensitive[tr]
     s_va = None if sensitive is None else sensitive[va]
     info = dict(meta or {})
-    info.update(seed=seed, missing=missing, splits="column" if assigned is not None else "carved", n_missing_rows=int(features.isna().any(axis=1).sum()),
+    info.update(seed=seed, missing=missing, splits="column" if assigned is not None else "carved",
+                n_missing_rows=int(features.isna().any(axis=1).sum()),
                 numeric_columns=list(enc.transformers_[0][2]), categorical_columns=list(enc.transformers_[1][2]),
                 val_source_index=va.tolist(), test_source_index=test_rows.tolist())
     return Dataset(

@@ -41,8 +41,8 @@ from ..errors import InfluenceError
 from .base import Dataset, Split
 from .originals import SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
 from .prepare import carve_indices, normalise_images
-from .storage import IMAGES_ON_DISK_FROM, stored_image_splits
 from .registry import register_path_loader
+from .storage import IMAGES_ON_DISK_FROM, stored_image_splits
 from .tabular import encode_tabular
 
 MAX_UPLOAD_BYTES = 200 * 2**20
