@@ -79,8 +79,8 @@ def _choose(proj: Project) -> None:
 def _upload(proj: Project) -> None:
     kinds = sorted(s.lstrip(".") for s in PATH_LOADERS)
     st.caption("A CSV with one row per sample and a label column (and optionally a 'split' column of train / val / "
-               "test, as the cleaned export writes it), or a zip of images in class folders (<class>/*.png, or "
-               "train/<class>/*.png with optional val/ and test/).")
+               "test, as the cleaned export writes it), or a zip of images in class folders (`<class>/*.png`, or "
+               "`train/<class>/*.png` with optional `val/` and `test/`).")
     file = st.file_uploader("Data file", type=kinds)
     c1, c2 = st.columns(2)
     label_column = c1.text_input("Label column (CSV; blank: the column named label, y, target or class, else the last column)") or None
