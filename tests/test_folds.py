@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import influence_core as ic
 from influence_core.api import compute_scores, out_of_fold_probabilities
@@ -69,6 +70,22 @@ def test_out_of_fold_probabilities_come_from_the_model_that_did_not_see_the_samp
     probs = out_of_fold_probabilities(ds, models, settings)
     assert probs.shape == (len(ds.train), 2)
     np.testing.assert_allclose(probs.sum(1), 1.0)
+    # By hand: each fold model's own probabilities (numpy sigmoid of its one logit) on all rows; a sample's row must
+    # come from the one model whose training part left it out, and differ from every other fold model's.
+    a = fold_assignment(ds.train.y.numpy(), settings)
+    x = ds.train.rows(slice(0, len(ds.train)))
+    by_model = []
+    for model in models:
+        with torch.no_grad():
+            z = model.module.eval()(x).numpy().astype(np.float64)
+        assert z.shape[1] == 1  # moons' MLP: one logit, p(class 1) = sigmoid
+        p1 = 1 / (1 + np.exp(-z[:, 0]))
+        by_model.append(np.stack([1 - p1, p1], axis=1))
+    for fold in range(3):
+        held = a == fold
+        np.testing.assert_allclose(probs[held], by_model[fold][held], rtol=0, atol=1e-6)  # float32 sigmoid vs float64
+        for other in set(range(3)) - {fold}:
+            assert np.abs(probs[held] - by_model[other][held]).max() > 1e-3
     issues = ic.estimate_label_issues(ds, fitted, fold_models=models, folds=settings)
     assert issues["out_of_fold"] and 0 < issues["count"] < len(ds.train)
 

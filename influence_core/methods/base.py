@@ -196,7 +196,7 @@ class InfluenceMethod(ABC):
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         if cls.name and not inspect.isabstract(cls):
-            METHODS[cls.name] = cls
+            register_method(cls)
 
     def __init__(self, settings=None, **overrides) -> None:
         base = settings if settings is not None else self.Settings()
@@ -257,6 +257,21 @@ class InfluenceMethod(ABC):
 
 
 METHODS: dict[str, type[InfluenceMethod]] = {}
+# Names the product already uses for something else: the experiment's control arms.
+RESERVED_METHOD_NAMES = frozenset({"full", "random"})
+
+
+def register_method(cls: type[InfluenceMethod]) -> None:
+    """Add ``cls`` to the registry under ``cls.name``; a reserved name or one another class holds is refused with one
+    line (a silent overwrite would compute one method and show it under another's name). The same class defined again
+    (its module re-imported) replaces itself."""
+    if cls.name in RESERVED_METHOD_NAMES:
+        raise InfluenceError(f"method name '{cls.name}' is reserved (used for: {', '.join(sorted(RESERVED_METHOD_NAMES))}); "
+                             "choose another")
+    held = METHODS.get(cls.name)
+    if held is not None and (held.__module__, held.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise InfluenceError(f"method name '{cls.name}' is taken by {held.__module__}.{held.__qualname__}; choose another")
+    METHODS[cls.name] = cls
 
 
 class LinearMethod(InfluenceMethod):

@@ -88,3 +88,15 @@ def test_impossible_settings_are_one_line_errors(method, settings, message, moon
     with pytest.raises(InfluenceError, match=message) as err:
         compute_scores(ds, fm, method, **settings)
     assert "\n" not in str(err.value)
+
+
+def test_registry_refuses_a_taken_or_reserved_name():
+    from influence_core.errors import InfluenceError
+    from influence_core.methods.base import METHODS, InfluenceMethod
+
+    before = dict(METHODS)
+    with pytest.raises(InfluenceError, match="'random' is reserved"):
+        type("RandomArm", (InfluenceMethod,), {"name": "random", "compute": lambda self, ctx: None, "__module__": __name__})
+    with pytest.raises(InfluenceError, match="'ip' is taken by influence_core.methods.ip"):
+        type("MyIP", (InfluenceMethod,), {"name": "ip", "compute": lambda self, ctx: None, "__module__": __name__})
+    assert METHODS == before  # nothing was overwritten or added
