@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import zipfile
 from pathlib import Path
@@ -346,3 +347,13 @@ def test_cleaned_table_with_splits_loads_back_with_the_same_validation_and_test_
     other.to_csv(path, index=False)
     kept_as_feature = load_dataset(str(path), label_column="outcome", seed=0)
     assert kept_as_feature.meta["splits"] == "carved" and "split_holdout" in kept_as_feature.feature_names
+
+
+def test_csv_header_that_looks_like_a_formula_is_neutralised_and_parquet_keeps_it():
+    """A column named like a formula (an uploaded CSV's header) must not run when the export is opened."""
+    frame = pd.DataFrame({"=HYPERLINK(\"http://x\",\"y\")": ["a"], "@SUM(A1)": [1], "plain": [2.0], "-1": [3]})
+    header = table_bytes(frame, "csv").decode().splitlines()[0]
+    cells = next(csv.reader([header]))
+    assert cells == ["'=HYPERLINK(\"http://x\",\"y\")", "'@SUM(A1)", "plain", "'-1"]
+    raw = pd.read_parquet(io.BytesIO(table_bytes(frame, "parquet")))
+    assert list(raw.columns) == list(frame.columns)  # Parquet is read by programs, not spreadsheets: names as they are
