@@ -281,12 +281,14 @@ class Project:
 
     @staticmethod
     def storage_usage(root: str | os.PathLike | None = None) -> dict:
-        """The workspace's bytes: ``{"projects": {name: bytes}, "kinds": {cache kind: bytes}, "owners": {owner:
-        bytes}, "total": bytes}`` (`workspace.disk_usage`, `workspace.usage_by_owner`)."""
-        from .workspace import disk_usage, usage_by_owner
+        """The workspace's bytes: ``{"projects": {name: bytes}, "project_owners": {name: owner}, "kinds": {cache
+        kind: bytes}, "owners": {owner: bytes}, "total": bytes}`` (`workspace.disk_usage`, `usage_by_owner`)."""
+        from .workspace import disk_usage, project_owner, usage_by_owner
 
         root = Path(root).expanduser().resolve() if root is not None else workspace_root()
-        return {**disk_usage(root), "owners": usage_by_owner(root)}
+        usage = disk_usage(root)
+        return {**usage, "project_owners": {name: project_owner(root, name) for name in usage["projects"]},
+                "owners": usage_by_owner(root)}
 
     @staticmethod
     def collect_garbage(root: str | os.PathLike | None = None, dry_run: bool = False) -> list[tuple[str, int]]:
