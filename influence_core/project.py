@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .data.base import Dataset
-from .data.registry import DATASETS, PATH_LOADERS, load_dataset
+from .data.registry import DATASETS, PATH_LOADERS, is_size, load_dataset
 from .errors import InfluenceError
 from .grads import Progress
 from .impacts import IMPACTS, make_impact, resolve_val_trim
@@ -51,7 +51,7 @@ from .evaluate.runner import ExperimentResult, ExperimentSettings, cleaned_split
 __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSettings", "ExperimentResult", "AttackSettings",
            "DATASETS", "PATH_LOADERS", "METHODS", "IMPACTS", "MODELS", "DECISION_ACTIONS", "CLEANING_ACTIONS", "Job",
            "JobHandle", "InfluenceError", "memorisation_warning", "resolve_val_trim", "workspace_root", "project_names",
-           "DEFAULT_PROJECT", "valid_project_name", "format_table", "cleaned_split_table", "format_bytes"]
+           "DEFAULT_PROJECT", "valid_project_name", "format_table", "cleaned_split_table", "format_bytes", "is_size"]
 
 DEFAULT_PROJECT = "default"
 STATE_FILE = "state.json"
@@ -198,7 +198,7 @@ class Project:
     def _check_loader_arguments(self, what: str, loader: Callable, kwargs: dict, marked: frozenset = frozenset()) -> None:
         from .data.registry import check_browser_arguments
 
-        check_browser_arguments(what, loader, kwargs, self._config().max_generated_samples, marked)
+        check_browser_arguments(what, loader, kwargs, self.server_config().max_generated_samples, marked)
 
     def dataset(self) -> Dataset:
         state = self.state()
@@ -208,13 +208,14 @@ class Project:
         """The data set, from the process's memo (at most the server's ``max_loaded_datasets``) or loaded, with any
         array it stores kept in this project's ``arrays/`` within the disk quotas."""
         return _DATASETS.get(self._memo_key(name, kwargs), lambda: self._within_quota(lambda: load_dataset(name, **kwargs)),
-                             size=self._config().max_loaded_datasets)
+                             size=self.server_config().max_loaded_datasets)
 
     def _memo_key(self, name: str, kwargs: dict) -> str:
         return f"{self.folder}:{name}{json.dumps(kwargs, sort_keys=True, default=str)}"
 
-    def _config(self):
-        """The administrator's settings for this project's workspace (`server_config.server_config`)."""
+    def server_config(self):
+        """The administrator's settings for this project's workspace (`server_config.server_config`): what a page
+        may offer (e.g. ``max_generated_samples`` for its size inputs)."""
         from .server_config import server_config
 
         return server_config(self.root)
@@ -225,7 +226,7 @@ class Project:
         from .data.storage import arrays_in
         from .workspace import check_quota
 
-        with arrays_in(self.folder / "arrays", lambda nbytes: check_quota(self.root, self.name, nbytes, self._config())):
+        with arrays_in(self.folder / "arrays", lambda nbytes: check_quota(self.root, self.name, nbytes, self.server_config())):
             return make()
 
     def save_upload(self, data: bytes, filename: str, kind: str = "data", load: Callable[[Path], Any] | None = None):
@@ -235,7 +236,7 @@ class Project:
         from .data.uploads import save_upload
         from .workspace import check_quota
 
-        config = self._config()
+        config = self.server_config()
         check_quota(self.root, self.name, len(data), config)
         return self._within_quota(lambda: save_upload(data, filename, kind, self.folder, load=load,
                                                       max_bytes=config.project_upload_bytes))
@@ -259,7 +260,7 @@ class Project:
                 self._check_loader_arguments(f"the {suffix} upload", PATH_LOADERS[suffix], kwargs)
         stored = self.save_upload(data, filename, "data", load=lambda p: load_dataset(str(p), **kwargs))
         path = str(stored.path)
-        _DATASETS.get(self._memo_key(path, kwargs), lambda: stored.value, size=self._config().max_loaded_datasets)
+        _DATASETS.get(self._memo_key(path, kwargs), lambda: stored.value, size=self.server_config().max_loaded_datasets)
         return path, stored.value
 
     # ----------------------------------------------------------------------------------------- storage
