@@ -233,11 +233,12 @@ class Project:
         """Check and store an uploaded file in this project (`uploads.save_upload`: refused uploads leave nothing),
         within the server's caps: ``project_upload_bytes`` for this project's uploads, the user's and the
         workspace's quota for the file and any array its loader stores."""
-        from .data.uploads import save_upload
+        from .data.uploads import save_upload, stored_path
         from .workspace import check_quota
 
         config = self.server_config()
-        check_quota(self.root, self.name, len(data), config)
+        if not stored_path(data, filename, kind, self.folder).is_file():  # stored before: it takes no more space
+            check_quota(self.root, self.name, len(data), config)
         return self._within_quota(lambda: save_upload(data, filename, kind, self.folder, load=load,
                                                       max_bytes=config.project_upload_bytes))
 
