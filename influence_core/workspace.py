@@ -427,7 +427,7 @@ def collect_garbage(root: str | os.PathLike | None, fingerprints: set[str], arra
             if json.loads(meta.read_text()).get("dataset_fingerprint") not in fingerprints:
                 doomed += [meta, meta.with_name(meta.name.replace(".meta.json", ".npy"))]
     for shard in sorted((root / "shards").glob("*")):
-        if (root / "scores" / f"{shard.name}.npy").exists() and (root / "scores" / f"{shard.name}.npy") not in doomed:
+        if (root / "scores" / f"{shard.name}.npy").exists():  # the run finished: its shards are a copy of it
             doomed.append(shard)
     keep = {Path(p).resolve() for p in arrays}
     for folder in [root / "arrays"] + [p / "arrays" for p in _project_folders(root)]:

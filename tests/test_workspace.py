@@ -155,9 +155,14 @@ def test_gc_frees_what_no_project_refers_to_and_a_dry_run_frees_nothing(tmp_path
     root = tmp_path / "ws"
     a, b, blobs_key = _two_projects_one_data_set_left(root)
     moons_key = Workspace.model_key(a.dataset(), "logreg", TrainConfig(epochs=5, seed=0))
+    finished = sorted((root / "scores").glob("*.npy"))[0].stem
+    for run in (finished, "unfinished"):  # a finished sharded run's shards are a copy; an unfinished run resumes
+        (root / "shards" / run).mkdir(parents=True)
+        (root / "shards" / run / "shard-00000.parquet").write_bytes(b"rows")
     dry = Project.collect_garbage(root, dry_run=True)
     paths = {p for p, _ in dry}
-    assert {f"models/{blobs_key}", "projects/b/arrays/stale.npy", "arrays/library.npy"} <= paths
+    assert {f"models/{blobs_key}", "projects/b/arrays/stale.npy", "arrays/library.npy", f"shards/{finished}"} <= paths
+    assert "shards/unfinished" not in paths
     assert sum(p.startswith("scores/") and p.endswith(".npy") for p in paths) == 1  # blobs' loss scores
     assert all(size > 0 for _, size in dry) and (root / "models" / blobs_key).exists()  # nothing deleted yet
     assert Project.collect_garbage(root) == dry
