@@ -394,8 +394,15 @@ def usage_by_owner(root: str | os.PathLike | None = None) -> dict[str, int]:
 
 
 def check_quota(root: str | os.PathLike, project: str, nbytes: int, config) -> None:
-    """A one-line refusal when ``nbytes`` more in ``project`` would pass its owner's ``user_quota_bytes`` or the
-    workspace's ``workspace_quota_bytes`` (``config``: a `ServerConfig`)."""
+    """A one-line refusal when ``nbytes`` more in ``project`` would pass its ``project_upload_bytes`` (its uploads
+    and the arrays stored from them), its owner's ``user_quota_bytes`` or the workspace's ``workspace_quota_bytes``
+    (``config``: a `ServerConfig`)."""
+    folder = Path(root) / "projects" / project
+    data = folder_bytes(folder / "uploads") + folder_bytes(folder / "arrays")
+    if data + nbytes > config.project_upload_bytes:
+        raise InfluenceError(f"{format_bytes(nbytes)} more would pass this project's cap of "
+                             f"{format_bytes(config.project_upload_bytes)} for uploads and the arrays stored from them "
+                             f"({format_bytes(data)} in use)")
     usage = disk_usage(root)
     if usage["total"] + nbytes > config.workspace_quota_bytes:
         raise InfluenceError(f"{format_bytes(nbytes)} more would pass this server's storage cap of "

@@ -322,11 +322,13 @@ def test_stored_arrays_live_in_the_project_and_count_against_the_quotas(tmp_path
     assert ds.train.on_disk and ds.train.store.array.path.parent == proj.folder / "arrays"
     assert not (tmp_path / "home").exists()  # nothing under ~/.cache
 
-    _server_toml(root, user_quota_bytes=proj.storage_usage(root)["owners"]["local"] + 100)
     other = Project.open("q", root)
-    with pytest.raises(InfluenceError, match="would pass your storage cap of"):
-        other.use_dataset(_points_csv(tmp_path, 90, "more.csv"), label_column="target", on_disk=True)
-    assert not list((other.folder / "arrays").glob("*")) and other.state().dataset == "moons"
+    for cap, value, message in (("user_quota_bytes", proj.storage_usage(root)["owners"]["local"] + 100, "your storage cap"),
+                                ("project_upload_bytes", 100, "this project's cap")):
+        _server_toml(root, **{cap: value})
+        with pytest.raises(InfluenceError, match=f"would pass {message} of"):
+            other.use_dataset(_points_csv(tmp_path, 90, "more.csv"), label_column="target", on_disk=True)
+        assert not list((other.folder / "arrays").glob("*")) and other.state().dataset == "moons"
 
 
 @pytest.mark.parametrize("cap", ["project_upload_bytes", "user_quota_bytes", "workspace_quota_bytes"])
