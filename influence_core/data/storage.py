@@ -280,10 +280,15 @@ def arrays_in(folder: str | os.PathLike, before_write: Callable[[int], None] | N
 
 
 def _arrays_folder() -> Path:
-    """The folder `arrays_in` chose, else ``<workspace>/arrays`` (``$INFLUENCE_WORKSPACE``): never outside a workspace."""
+    """The folder `arrays_in` chose (a project's, as every load by the app is), else for the library and the CLI's
+    ``--no-cache`` ``$INFLUENCE_DATA_DIR/arrays`` when that is set, else ``<workspace>/arrays``."""
     chosen = _ARRAYS.get()
     if chosen is not None:
         return chosen[0]
+    if os.environ.get("INFLUENCE_DATA_DIR"):
+        from .paths import cache_dir
+
+        return cache_dir() / "arrays"
     from ..session import workspace_root  # data/ sits below the session module: imported when first needed
 
     return workspace_root() / "arrays"

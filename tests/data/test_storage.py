@@ -302,3 +302,15 @@ def test_arrays_go_where_the_project_says_and_a_refused_one_leaves_none(tmp_path
     with pytest.raises(InfluenceError, match="^over the cap$"), storage.arrays_in(tmp_path / "refused", refuse_the_second):
         storage.stored_image_splits("zip", [(images, np.arange(15)), (images, np.arange(15, 20)), (test_images, None)])
     assert list((tmp_path / "refused").glob("*")) == []
+
+
+def test_arrays_outside_a_project_go_to_the_workspace_unless_the_data_dir_is_set(tmp_path, monkeypatch):
+    from influence_core.data import storage
+
+    monkeypatch.setenv("INFLUENCE_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.delenv("INFLUENCE_DATA_DIR", raising=False)
+    assert storage._arrays_folder() == (tmp_path / "ws").resolve() / "arrays"
+    monkeypatch.setenv("INFLUENCE_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert storage._arrays_folder() == tmp_path / "elsewhere" / "arrays"
+    with storage.arrays_in(tmp_path / "ws" / "projects" / "p" / "arrays"):
+        assert storage._arrays_folder() == tmp_path / "ws" / "projects" / "p" / "arrays"
