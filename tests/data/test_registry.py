@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import typing
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from influence_core.data.registry import DATASETS, PATH_LOADERS, check_browser_arguments, is_server_side, is_size
 from influence_core.errors import InfluenceError
 
-# Text parameters a browser may set because their values are a fixed list the loader checks (no file names).
+# Text parameters a browser may set: a fixed list of values the loader checks, or a column of the uploaded file.
 TEXT_CHOICES = {"label_set", "missing", "label_column", "sensitive_column"}
 
 
@@ -23,7 +24,7 @@ def _text_parameters(loader) -> list[str]:
             continue
         hint = hints.get(name)
         args = typing.get_args(hint) or (hint,)
-        if any(a is str or (isinstance(a, type) and issubclass(a, __import__("os").PathLike)) for a in args):
+        if any(a is str or (isinstance(a, type) and issubclass(a, os.PathLike)) for a in args):
             out.append(name)
     return out
 
