@@ -330,6 +330,7 @@ def _save_npy(array: np.ndarray, tmp: Path) -> None:
 # `server_config.ServerConfig` checked before an upload or a stored array is written, and `collect_garbage`, which
 # deletes the cache entries no project refers to.
 LOCAL_OWNER = "local"  # the owner of a project whose state names none (every project, until sign-in exists)
+STALE_STAGING_S = 3600  # an upload's staging folder this old belongs to no upload in progress
 
 
 def folder_bytes(path: str | os.PathLike) -> int:
@@ -422,7 +423,8 @@ def collect_garbage(root: str | os.PathLike | None, fingerprints: set[str], arra
     ``dry_run``) that would be. ``fingerprints``: the data sets the projects use (fold parts included): models and
     scores of other data go. ``arrays``: the stored array files the projects' data sets read: other ``.npy`` files
     (and their sidecars) under ``arrays/`` and ``projects/*/arrays/`` go. Shards of a score run whose scores are
-    stored go too. Entries whose data cannot be told (views, no metadata) are kept."""
+    stored go too, and uploads' staging folders older than an hour. Entries whose data cannot be told (views, no
+    metadata) are kept."""
     root = Path(root).expanduser() if root else workspace_root()
     doomed: list[Path] = []
     for meta in sorted((root / "models").glob("*/meta.json")):
@@ -436,6 +438,9 @@ def collect_garbage(root: str | os.PathLike | None, fingerprints: set[str], arra
     for shard in sorted((root / "shards").glob("*")):
         if (root / "scores" / f"{shard.name}.npy").exists():  # the run finished: its shards are a copy of it
             doomed.append(shard)
+    for project in _project_folders(root):  # an upload's staging copy that a killed process left (one in use is young)
+        doomed += [p for p in sorted((project / "uploads" / ".staging").glob("*"))
+                   if time.time() - p.stat().st_mtime > STALE_STAGING_S]
     keep = {Path(p).resolve() for p in arrays}
     for folder in [root / "arrays"] + [p / "arrays" for p in _project_folders(root)]:
         for npy in sorted(folder.glob("*.npy")):

@@ -3,6 +3,9 @@ a different configuration misses, entries survive a fresh Workspace object, and 
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -146,6 +149,11 @@ def _two_projects_one_data_set_left(root):
     b.use_dataset("moons", seed=0)
     save_array(b.folder / "arrays" / "stale.npy", np.zeros((4, 3), np.uint8))
     save_array(root / "arrays" / "library.npy", np.zeros((4, 3), np.uint8))
+    for staging, age in (("left", 7200), ("in-progress", 0)):  # a killed upload's staging copy, and a live one
+        folder = b.folder / "uploads" / ".staging" / staging
+        folder.mkdir(parents=True)
+        (folder / "x.csv").write_text("a,b\n")
+        os.utime(folder, (time.time() - age, time.time() - age))
     return a, b, Workspace.model_key(blobs, "logreg", TrainConfig(epochs=5, seed=0))
 
 
@@ -162,7 +170,8 @@ def test_gc_frees_what_no_project_refers_to_and_a_dry_run_frees_nothing(tmp_path
     dry = Project.collect_garbage(root, dry_run=True)
     paths = {p for p, _ in dry}
     assert {f"models/{blobs_key}", "projects/b/arrays/stale.npy", "arrays/library.npy", f"shards/{finished}"} <= paths
-    assert "shards/unfinished" not in paths
+    assert "shards/unfinished" not in paths and "projects/b/uploads/.staging/left" in paths
+    assert "projects/b/uploads/.staging/in-progress" not in paths
     assert sum(p.startswith("scores/") and p.endswith(".npy") for p in paths) == 1  # blobs' loss scores
     assert all(size > 0 for _, size in dry) and (root / "models" / blobs_key).exists()  # nothing deleted yet
     assert Project.collect_garbage(root) == dry
