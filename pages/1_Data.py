@@ -160,7 +160,7 @@ def _storage(proj: Project) -> None:
         usage = Project.storage_usage(proj.root)
         config = proj.server_config()
         st.caption(f"{format_bytes(usage['total'])} in use of this server's {format_bytes(config.workspace_quota_bytes)}; "
-                   f"each user's projects may take {format_bytes(config.user_quota_bytes)}, each project's uploads "
+                   f"each user's projects may take {format_bytes(config.user_quota_bytes)}, each project's uploads and arrays "
                    f"{format_bytes(config.project_upload_bytes)}.")
         left, right = st.columns(2)
         left.dataframe(pd.DataFrame({"project": list(usage["projects"]),
