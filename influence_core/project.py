@@ -191,11 +191,12 @@ class Project:
         uploads = os.path.join(str(self.folder), "uploads", "data", "")
         suffix = Path(str(name)).suffix.lower()
         if not os.path.abspath(str(name)).startswith(uploads) or suffix not in PATH_LOADERS:
-            raise InfluenceError(f"'{str(name)[:40]}' is not a data set here: choose one of {', '.join(sorted(DATASETS))}, "
-                                 "or upload a file")
+            raise InfluenceError(f"'{str(name)[:40]}' is not a data set here: choose one of "
+                                 f"{', '.join(sorted(DATASETS))}, or upload a file")
         self._check_loader_arguments(f"the {suffix} upload", PATH_LOADERS[suffix], kwargs)
 
-    def _check_loader_arguments(self, what: str, loader: Callable, kwargs: dict, marked: frozenset = frozenset()) -> None:
+    def _check_loader_arguments(self, what: str, loader: Callable, kwargs: dict,
+                                marked: frozenset = frozenset()) -> None:
         from .data.registry import check_browser_arguments
 
         check_browser_arguments(what, loader, kwargs, self.server_config().max_generated_samples, marked)
@@ -207,7 +208,8 @@ class Project:
     def _load(self, name: str, kwargs: dict) -> Dataset:
         """The data set, from the process's memo (at most the server's ``max_loaded_datasets``) or loaded, with any
         array it stores kept in this project's ``arrays/`` within the disk quotas."""
-        return _DATASETS.get(self._memo_key(name, kwargs), lambda: self._within_quota(lambda: load_dataset(name, **kwargs)),
+        return _DATASETS.get(self._memo_key(name, kwargs),
+                             lambda: self._within_quota(lambda: load_dataset(name, **kwargs)),
                              size=self.server_config().max_loaded_datasets)
 
     def _memo_key(self, name: str, kwargs: dict) -> str:
@@ -226,7 +228,10 @@ class Project:
         from .data.storage import arrays_in
         from .workspace import check_quota
 
-        with arrays_in(self.folder / "arrays", lambda nbytes: check_quota(self.root, self.name, nbytes, self.server_config())):
+        def check(nbytes: int) -> None:
+            check_quota(self.root, self.name, nbytes, self.server_config())
+
+        with arrays_in(self.folder / "arrays", check):
             return make()
 
     def save_upload(self, data: bytes, filename: str, kind: str = "data", load: Callable[[Path], Any] | None = None):

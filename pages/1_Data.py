@@ -159,15 +159,17 @@ def _storage(proj: Project) -> None:
     with st.expander("Workspace storage"):
         usage = Project.storage_usage(proj.root)
         config = proj.server_config()
-        st.caption(f"{format_bytes(usage['total'])} in use of this server's {format_bytes(config.workspace_quota_bytes)}; "
-                   f"each user's projects may take {format_bytes(config.user_quota_bytes)}, each project's uploads and arrays "
+        st.caption(f"{format_bytes(usage['total'])} in use of this server's "
+                   f"{format_bytes(config.workspace_quota_bytes)}; each user's projects may take "
+                   f"{format_bytes(config.user_quota_bytes)}, each project's uploads and arrays "
                    f"{format_bytes(config.project_upload_bytes)}.")
         left, right = st.columns(2)
         left.dataframe(pd.DataFrame({"project": list(usage["projects"]),
                                      "owner": [usage["project_owners"][n] for n in usage["projects"]],
                                      "size": [format_bytes(b) for b in usage["projects"].values()]}),
                        hide_index=True, width="stretch")
-        right.dataframe(pd.DataFrame({"cache": list(usage["kinds"]), "size": [format_bytes(b) for b in usage["kinds"].values()]}),
+        right.dataframe(pd.DataFrame({"cache": list(usage["kinds"]),
+                                      "size": [format_bytes(b) for b in usage["kinds"].values()]}),
                         hide_index=True, width="stretch")
         if st.button("Delete unused cache entries", icon=":material/delete_sweep:",
                      help="models and scores of data no project uses, stored arrays no project reads, shards of "

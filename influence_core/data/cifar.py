@@ -7,9 +7,9 @@ CIFAR-10 falls back to the real 4,000-image subset in ../shared/data and says so
 not bundled, so ``cifar100n`` needs a folder or a download. Validation is carved from the training images with a
 fixed seed and, by default, labelled with the clean labels (the small trusted set the impact is measured on).
 
-The full 50,000 images are kept on disk as uint8 (written once to the project's ``arrays/`` in the workspace) and standardised
-a batch at a time (``on_disk``; 150 MB on disk instead of 720 MB of float32 tensors per copy in memory); the
-4,000-image subset stays in memory.
+The full 50,000 images are kept on disk as uint8 (written once to the project's ``arrays/`` in the workspace) and
+standardised a batch at a time (``on_disk``; 150 MB on disk instead of 720 MB of float32 tensors per copy in memory);
+the 4,000-image subset stays in memory.
 """
 
 from __future__ import annotations

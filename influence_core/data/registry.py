@@ -33,7 +33,8 @@ def is_server_side(parameter: str, marked: frozenset[str] = frozenset()) -> bool
 
 def is_size(parameter: str, default: object) -> bool:
     """Whether a loader parameter is a number of samples (n_train, max_rows, ...): capped for browser calls."""
-    return bool(SIZE_NAME.match(parameter)) and (default is None or (isinstance(default, int) and not isinstance(default, bool)))
+    whole = isinstance(default, int) and not isinstance(default, bool)
+    return bool(SIZE_NAME.match(parameter)) and (default is None or whole)
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class DatasetSpec:
     name: str
     description: str
     loader: Callable[..., Dataset]
-    server_side: frozenset[str] = frozenset()  # parameters marked by the loader as server-side (besides the naming rule)
+    server_side: frozenset[str] = frozenset()  # marked server-side by the loader (besides the naming rule)
 
     def parameters(self) -> dict[str, object]:
         """The loader's keyword arguments with their defaults (for listings and the CLI)."""
@@ -111,8 +112,8 @@ def check_browser_arguments(what: str, loader: Callable[..., Dataset], kwargs: d
     params = loader_parameters(loader)
     for key in sorted(kwargs):
         if is_server_side(key, marked):
-            raise InfluenceError(f"{what}: '{key}' is a server-side setting (the CLI or the server's configuration sets "
-                                 "it); in the app, upload a file instead")
+            raise InfluenceError(f"{what}: '{key}' is a server-side setting (the CLI or the server's configuration "
+                                 "sets it); in the app, upload a file instead")
         if key not in params:
             raise InfluenceError(f"{what} takes no setting '{key[:40]}'; it takes: {', '.join(sorted(params))}")
     generated = 0
