@@ -287,6 +287,33 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_usage(args: argparse.Namespace) -> int:
+    """The workspace's bytes per project (with its owner), per cache kind, and in all."""
+    from .project import Project
+    from .workspace import format_bytes
+
+    usage = Project.storage_usage(args.workspace)
+    for name, size in sorted(usage["projects"].items(), key=lambda kv: -kv[1]):
+        print(f"project  {name:<32} {format_bytes(size):>10}  owner {usage['project_owners'][name]}")
+    for kind, size in sorted(usage["kinds"].items(), key=lambda kv: -kv[1]):
+        print(f"cache    {kind:<32} {format_bytes(size):>10}")
+    print(f"total    {'':<32} {format_bytes(usage['total']):>10}")
+    return 0
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    """Delete (or with --dry-run list) the cache entries no project refers to, and say what was freed."""
+    from .project import Project
+    from .workspace import format_bytes
+
+    freed = Project.collect_garbage(args.workspace, dry_run=args.dry_run)
+    for path, size in freed:
+        print(f"{'would free' if args.dry_run else 'freed'}  {format_bytes(size):>10}  {path}")
+    total = format_bytes(sum(size for _, size in freed))
+    print(f"{'would free' if args.dry_run else 'freed'} {total} in {len(freed)} entries")
+    return 0
+
+
 def _cmd_impacts(args: argparse.Namespace) -> int:
     from .impacts import IMPACTS
 
@@ -326,6 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list the data sets").set_defaults(func=_cmd_datasets)
     sub.add_parser("models", help="list the architectures").set_defaults(func=_cmd_models)
     sub.add_parser("impacts", help="list the impact functions").set_defaults(func=_cmd_impacts)
+    p = sub.add_parser("usage", help="disk space per project and per cache kind")
+    p.add_argument("--workspace", help="the workspace (default: $INFLUENCE_WORKSPACE or ./workspace)")
+    p.set_defaults(func=_cmd_usage)
+    p = sub.add_parser("gc", help="delete the cache entries no project refers to, printing what was freed")
+    p.add_argument("--workspace", help="the workspace (default: $INFLUENCE_WORKSPACE or ./workspace)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be freed, delete nothing")
+    p.set_defaults(func=_cmd_gc)
     from .evaluate import cli as _evaluate_cli  # the `experiment` command (evaluate/)
 
     if _evaluate_cli.register not in EXTRA_COMMANDS:

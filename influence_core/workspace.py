@@ -322,3 +322,139 @@ def sharded(method: str, cluster: str | None = None, scheduler: str | None = Non
 def _save_npy(array: np.ndarray, tmp: Path) -> None:
     with open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
+
+
+# ------------------------------------------------------------------------------------ disk usage and gc
+# The space a workspace takes and how to free it: bytes per project (its folder: uploads, stored arrays, exports,
+# jobs) and per cache kind (the workspace's own folders: models, scores, views, shards, arrays), the quotas of
+# `server_config.ServerConfig` checked before an upload or a stored array is written, and `collect_garbage`, which
+# deletes the cache entries no project refers to.
+LOCAL_OWNER = "local"  # the owner of a project whose state names none (every project, until sign-in exists)
+STALE_STAGING_S = 3600  # an upload's staging folder this old belongs to no upload in progress
+
+
+def folder_bytes(path: str | os.PathLike) -> int:
+    """Bytes of the files under ``path`` (a file's own size; links are not followed; 0 when it is missing)."""
+    path = Path(path)
+    if path.is_symlink():
+        return 0
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(folder, name))
+                total += st.st_size if not os.path.islink(os.path.join(folder, name)) else 0
+    return total
+
+
+def format_bytes(n: int) -> str:
+    """'1.5 GiB', '12.0 MiB', '300 B': a size for a message."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def project_owner(root: str | os.PathLike, project: str) -> str:
+    """Who owns a project: the ``owner`` field of its ``state.json``, else `LOCAL_OWNER`."""
+    try:
+        owner = json.loads((Path(root) / "projects" / project / "state.json").read_text()).get("owner")
+    except (OSError, ValueError, AttributeError):
+        owner = None
+    return str(owner) if owner else LOCAL_OWNER
+
+
+def _project_folders(root: Path) -> list[Path]:
+    folder = root / "projects"
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()) if folder.is_dir() else []
+
+
+def disk_usage(root: str | os.PathLike | None = None) -> dict:
+    """``{"projects": {name: bytes}, "kinds": {cache kind: bytes}, "total": bytes}`` for the workspace at ``root``."""
+    root = Path(root).expanduser() if root else workspace_root()
+    projects = {p.name: folder_bytes(p) for p in _project_folders(root)}
+    kinds = {}
+    if root.is_dir():
+        for entry in sorted(root.iterdir()):
+            if entry.name != "projects":
+                kind = entry.name if entry.is_dir() else "other files"
+                kinds[kind] = kinds.get(kind, 0) + folder_bytes(entry)
+    return {"projects": projects, "kinds": kinds, "total": sum(projects.values()) + sum(kinds.values())}
+
+
+def usage_by_owner(root: str | os.PathLike | None = None) -> dict[str, int]:
+    """Bytes of the projects each owner owns (`project_owner`), for the per-user quota."""
+    root = Path(root).expanduser() if root else workspace_root()
+    out: dict[str, int] = {}
+    for folder in _project_folders(root):
+        owner = project_owner(root, folder.name)
+        out[owner] = out.get(owner, 0) + folder_bytes(folder)
+    return out
+
+
+def check_quota(root: str | os.PathLike, project: str, nbytes: int, config) -> None:
+    """A one-line refusal when ``nbytes`` more in ``project`` would pass its ``project_upload_bytes`` (its uploads
+    and the arrays stored from them), its owner's ``user_quota_bytes`` or the workspace's ``workspace_quota_bytes``
+    (``config``: a `ServerConfig`)."""
+    folder = Path(root) / "projects" / project
+    data = folder_bytes(folder / "uploads") + folder_bytes(folder / "arrays")
+    if data + nbytes > config.project_upload_bytes:
+        raise InfluenceError(f"{format_bytes(nbytes)} more would pass this project's cap of "
+                             f"{format_bytes(config.project_upload_bytes)} for uploads and the arrays stored from them "
+                             f"({format_bytes(data)} in use)")
+    usage = disk_usage(root)
+    if usage["total"] + nbytes > config.workspace_quota_bytes:
+        raise InfluenceError(f"{format_bytes(nbytes)} more would pass this server's storage cap of "
+                             f"{format_bytes(config.workspace_quota_bytes)} ({format_bytes(usage['total'])} in use); "
+                             "free space under Workspace storage on the Data page")
+    owner = project_owner(root, project)
+    used = usage_by_owner(root).get(owner, 0)
+    if used + nbytes > config.user_quota_bytes:
+        raise InfluenceError(f"{format_bytes(nbytes)} more would pass your storage cap of "
+                             f"{format_bytes(config.user_quota_bytes)} ({format_bytes(used)} in your projects); "
+                             "delete uploads or projects you no longer need")
+
+
+def collect_garbage(root: str | os.PathLike | None, fingerprints: set[str], arrays: set[Path], *,
+                    dry_run: bool = False) -> list[tuple[str, int]]:
+    """Delete the cache entries nothing refers to; ``(path relative to root, bytes)`` of each, freed or (with
+    ``dry_run``) that would be. ``fingerprints``: the data sets the projects use (fold parts included): models and
+    scores of other data go. ``arrays``: the stored array files the projects' data sets read: other ``.npy`` files
+    (and their sidecars) under ``arrays/`` and ``projects/*/arrays/`` go. Shards of a score run whose scores are
+    stored go too, and uploads' staging folders older than an hour. Entries whose data cannot be told (views, no
+    metadata) are kept."""
+    root = Path(root).expanduser() if root else workspace_root()
+    doomed: list[Path] = []
+    for meta in sorted((root / "models").glob("*/meta.json")):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if json.loads(meta.read_text()).get("dataset_fingerprint") not in fingerprints:
+                doomed.append(meta.parent)
+    for meta in sorted((root / "scores").glob("*.meta.json")):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if json.loads(meta.read_text()).get("dataset_fingerprint") not in fingerprints:
+                doomed += [meta, meta.with_name(meta.name.replace(".meta.json", ".npy"))]
+    for shard in sorted((root / "shards").glob("*")):
+        if (root / "scores" / f"{shard.name}.npy").exists():  # the run finished: its shards are a copy of it
+            doomed.append(shard)
+    for project in _project_folders(root):  # an upload's staging copy that a killed process left (one in use is young)
+        doomed += [p for p in sorted((project / "uploads" / ".staging").glob("*"))
+                   if time.time() - p.stat().st_mtime > STALE_STAGING_S]
+    keep = {Path(p).resolve() for p in arrays}
+    for folder in [root / "arrays"] + [p / "arrays" for p in _project_folders(root)]:
+        for npy in sorted(folder.glob("*.npy")):
+            if npy.resolve() not in keep:
+                doomed += [npy, npy.with_suffix(".json")]
+    freed = []
+    for path in doomed:
+        if not path.exists():
+            continue
+        size = folder_bytes(path)
+        if not dry_run:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        freed.append((str(path.relative_to(root)), size))
+    return freed

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from influence_core.figures import class_balance
-from influence_core.project import DATASETS, PATH_LOADERS, InfluenceError, Project
+from influence_core.project import DATASETS, PATH_LOADERS, InfluenceError, Project, format_bytes, is_size
 from pages._common import display_name, guarded, plain, project
 
 UPLOAD = "Upload a file…"
@@ -27,8 +27,9 @@ def _parse(text: str):
         return text.strip()
 
 
-def _parameter_inputs(name: str, defaults: dict, current: dict) -> dict:
-    """A form field per loader argument, prefilled from the current selection or the loader's default."""
+def _parameter_inputs(name: str, defaults: dict, current: dict, max_samples: int) -> dict:
+    """A form field per loader argument a browser may set, prefilled from the current selection or the loader's
+    default; sizes (n_train, max_rows, ...) go up to the server's ``max_samples``."""
     values = {}
     cols = st.columns(min(max(len(defaults), 1), 4))
     for i, (arg, default) in enumerate(defaults.items()):
@@ -41,6 +42,11 @@ def _parameter_inputs(name: str, defaults: dict, current: dict) -> dict:
                 values[arg] = st.selectbox(label, opts, index=opts.index(value) if value in opts else 0, key=key)
             elif isinstance(default, bool):
                 values[arg] = st.checkbox(label, value=bool(value), key=key)
+            elif is_size(arg, default):
+                shown = None if not isinstance(value, int) else min(max(value, 0), max_samples)
+                chosen = st.number_input(label, value=shown, min_value=0, max_value=max_samples, step=1, key=key,
+                                         placeholder="all", help=f"at most {max_samples:,} (this server's cap)")
+                values[arg] = None if chosen is None else int(chosen)
             elif isinstance(default, int):
                 values[arg] = int(st.number_input(label, value=int(value), step=1, key=key))
             elif isinstance(default, float):
@@ -62,14 +68,15 @@ def _choose(proj: Project) -> None:
     if choice == UPLOAD:
         _upload(proj)
         return
-    defaults = DATASETS[choice].parameters()
-    kwargs = _parameter_inputs(choice, defaults, state.dataset_kwargs if choice == state.dataset else {})
-    given = {k: v for k, v in {**defaults, **state.dataset_kwargs}.items() if v is not None}
+    defaults = DATASETS[choice].browser_parameters()  # paths and downloads are the server's settings, never shown
+    cap = proj.server_config().max_generated_samples
+    kwargs = _parameter_inputs(choice, defaults, state.dataset_kwargs if choice == state.dataset else {}, cap)
+    given = {k: v for k, v in {**defaults, **state.dataset_kwargs}.items() if v is not None and k in defaults}
     changed = choice != state.dataset or kwargs != given
     if st.button("Use this data set", type="primary", disabled=not changed, icon=":material/check:"):
-        try:  # loaded first: a data set that cannot be loaded never becomes current
+        try:  # checked and loaded first: a data set that cannot be loaded never becomes current
             with st.spinner(f"Loading {choice}…"):
-                proj.use_dataset(choice, **kwargs)
+                proj.use_dataset(choice, from_browser=True, **kwargs)
         except InfluenceError as err:
             st.error(f"This data set cannot be used: {plain(err)}")
             return
@@ -90,7 +97,7 @@ def _upload(proj: Project) -> None:
     kwargs = {k: v for k, v in {"label_column": label_column, "sensitive_column": sensitive_column}.items() if v}
     try:  # checked, then loaded from a staging copy: only an accepted upload is stored
         with st.spinner("Checking the file…"):
-            path, ds = proj.stage_dataset_upload(file.getvalue(), file.name, **kwargs)
+            path, ds = proj.stage_dataset_upload(file.getvalue(), file.name, from_browser=True, **kwargs)
     except InfluenceError as err:
         st.error(f"This file cannot be used: {plain(err)}")
         return
@@ -102,7 +109,7 @@ def _upload(proj: Project) -> None:
     if state.dataset == path and state.dataset_kwargs == kwargs:
         st.caption("This upload is the current data set.")
     elif st.button("Use this upload", type="primary", icon=":material/check:"):
-        proj.use_dataset(path, **kwargs)
+        proj.use_dataset(path, from_browser=True, **kwargs)
         st.rerun()
 
 
@@ -146,6 +153,32 @@ def _preview(proj: Project, ds) -> None:
             st.dataframe(frame, height=330, width="stretch")
 
 
+def _storage(proj: Project) -> None:
+    """Workspace storage: bytes per project and per cache kind, and a button that deletes cache entries no project
+    refers to."""
+    with st.expander("Workspace storage"):
+        usage = Project.storage_usage(proj.root)
+        config = proj.server_config()
+        st.caption(f"{format_bytes(usage['total'])} in use of this server's "
+                   f"{format_bytes(config.workspace_quota_bytes)}; each user's projects may take "
+                   f"{format_bytes(config.user_quota_bytes)}, each project's uploads and arrays "
+                   f"{format_bytes(config.project_upload_bytes)}.")
+        left, right = st.columns(2)
+        left.dataframe(pd.DataFrame({"project": list(usage["projects"]),
+                                     "owner": [usage["project_owners"][n] for n in usage["projects"]],
+                                     "size": [format_bytes(b) for b in usage["projects"].values()]}),
+                       hide_index=True, width="stretch")
+        right.dataframe(pd.DataFrame({"cache": list(usage["kinds"]),
+                                      "size": [format_bytes(b) for b in usage["kinds"].values()]}),
+                        hide_index=True, width="stretch")
+        if st.button("Delete unused cache entries", icon=":material/delete_sweep:",
+                     help="models and scores of data no project uses, stored arrays no project reads, shards of "
+                          "finished runs; everything a project uses stays"):
+            with st.spinner("Looking for entries no project uses…"):
+                freed = Project.collect_garbage(proj.root)
+            st.success(f"Freed {format_bytes(sum(size for _, size in freed))} in {len(freed)} entries.")
+
+
 def page() -> None:
     st.title("Data")
     st.write("Pick the training data to debug. The built-in **moons** set has 20 labels flipped on purpose, so you "
@@ -156,6 +189,7 @@ def page() -> None:
     ds = proj.dataset()  # a data set that no longer loads: its one-line reason, the chooser above still works
     st.subheader(f"{plain(display_name(proj.state().dataset))} · {ds.kind}")
     _preview(proj, ds)
+    _storage(proj)
 
 
 guarded(page)

@@ -249,3 +249,95 @@ def test_ekfac_factors_are_fitted_once_for_every_impact_and_damping(tmp_path, mo
     assert len(calls) == 1 and not np.allclose(utility, damped)
     np.testing.assert_allclose(utility, compute_scores(proj.dataset(), proj.model(), "ekfac"), rtol=1e-6, atol=1e-9)
     assert len(calls) == 2  # the direct computation has no cache: it fits its own
+
+
+# ------------------------------------------------------------------ data sets from a browser, caps, arrays, quotas
+def _points_csv(folder, n: int = 80, name: str = "points.csv") -> str:
+    """A small two-feature CSV with a 'target' column."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 2))
+    path = folder / name
+    path.write_text("f1,f2,target\n" + "\n".join(f"{a:.4f},{b:.4f},{'yes' if a + b > 0 else 'no'}" for a, b in x) + "\n")
+    return str(path)
+
+
+def _server_toml(root, **settings) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "server.toml").write_text("[server]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+
+
+def test_a_browser_cannot_read_server_files_and_cannot_tell_which_exist(tmp_path):
+    """Attacker: the Data page's code path with 'data path' / a data set name set to files on the server."""
+    proj = Project.open("p", tmp_path / "ws")
+    existing = _points_csv(tmp_path)
+    for param in ("data_path", "test_path"):
+        messages = set()
+        for value in (existing, str(tmp_path / "missing.csv"), "/etc/passwd"):
+            with pytest.raises(InfluenceError) as err:
+                proj.use_dataset("adult", from_browser=True, **{param: value})
+            messages.add(str(err.value))
+        assert len(messages) == 1 and "server-side" in messages.pop()
+    for name, kwargs in (("cifar10n", {"images": existing}), ("cifar10n", {"labels_path": existing}),
+                         ("cifar100n", {"download": True}), ("bank", {"download": True})):
+        with pytest.raises(InfluenceError, match="server-side"):
+            proj.use_dataset(name, from_browser=True, **kwargs)
+    messages = set()
+    for name in (existing, str(tmp_path / "missing.csv"), "/etc/passwd"):
+        with pytest.raises(InfluenceError) as err:
+            proj.use_dataset(name, from_browser=True)
+        messages.add(str(err.value).split("'")[2])  # the same words around the echoed name
+    assert len(messages) == 1
+    assert proj.state().dataset == "moons"
+    assert proj.use_dataset(existing, label_column="target").num_classes == 2  # the library and CLI keep paths
+
+
+def test_browser_sizes_are_capped_by_the_server_config(tmp_path):
+    root = tmp_path / "ws"
+    _server_toml(root, max_generated_samples=1000)
+    proj = Project.open("p", root)
+    with pytest.raises(InfluenceError, match=r"^moons: 'n_train' = 10,000,000 is over this server's cap of 1,000 samples$"):
+        proj.use_dataset("moons", from_browser=True, n_train=10**7)
+    assert len(proj.use_dataset("moons", from_browser=True, n_train=600).train) == 600
+    assert len(proj.use_dataset("moons", n_train=1200).train) == 1200  # the library is not capped
+
+
+def test_loaded_data_sets_in_memory_are_bounded_by_the_server_config(tmp_path):
+    from influence_core import project as project_module
+
+    root = tmp_path / "ws"
+    _server_toml(root, max_loaded_datasets=1)
+    proj = Project.open("p", root)
+    for seed in range(3):
+        proj.use_dataset("blobs", seed=seed)
+    assert len(project_module._DATASETS.items) == 1
+
+
+def test_stored_arrays_live_in_the_project_and_count_against_the_quotas(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("INFLUENCE_DATA_DIR", raising=False)
+    csv = _points_csv(tmp_path)
+    root = tmp_path / "ws"
+    proj = Project.open("p", root)
+    ds = proj.use_dataset(csv, label_column="target", on_disk=True)
+    assert ds.train.on_disk and ds.train.store.array.path.parent == proj.folder / "arrays"
+    assert not (tmp_path / "home").exists()  # nothing under ~/.cache
+
+    other = Project.open("q", root)
+    for cap, value, message in (("user_quota_bytes", proj.storage_usage(root)["owners"]["local"] + 100, "your storage cap"),
+                                ("project_upload_bytes", 100, "this project's cap")):
+        _server_toml(root, **{cap: value})
+        with pytest.raises(InfluenceError, match=f"would pass {message} of"):
+            other.use_dataset(_points_csv(tmp_path, 90, "more.csv"), label_column="target", on_disk=True)
+        assert not list((other.folder / "arrays").glob("*")) and other.state().dataset == "moons"
+
+
+@pytest.mark.parametrize("cap", ["project_upload_bytes", "user_quota_bytes", "workspace_quota_bytes"])
+def test_an_upload_over_a_cap_is_refused_and_leaves_nothing(tmp_path, cap):
+    root = tmp_path / "ws"
+    data = open(_points_csv(tmp_path), "rb").read()
+    _server_toml(root, **{cap: len(data) - 1})
+    proj = Project.open("p", root)
+    with pytest.raises(InfluenceError) as err:
+        proj.upload_dataset(data, "points.csv", label_column="target")
+    assert "\n" not in str(err.value)
+    assert not [p for p in (proj.folder / "uploads").rglob("*") if p.is_file()]

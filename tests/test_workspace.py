@@ -3,6 +3,9 @@ a different configuration misses, entries survive a fresh Workspace object, and 
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +131,101 @@ def test_checkpoint_methods_key_on_the_trajectory(tmp_path, blobs, counted):
     ws.get_or_score(blobs, with_ckpt, "ip")
     ws.get_or_score(blobs, without, "ip")  # IP depends on θ only: a hit
     assert counted["score"] == 3
+
+
+# ------------------------------------------------------------------------------------ disk usage and gc
+def _two_projects_one_data_set_left(root):
+    """Projects a and b on moons with a model and loss scores each; b used blobs before (its model and scores are
+    left behind), and b's arrays folder holds a stale array; the workspace's arrays folder one more."""
+    from influence_core.data.storage import save_array
+    from influence_core.project import Project, ScoreRun
+
+    a, b = Project.open("a", root), Project.open("b", root)
+    for proj, name in ((a, "moons"), (b, "blobs")):
+        proj.use_dataset(name, seed=0)
+        proj.train("logreg", {"epochs": 5, "seed": 0})
+        proj.score(ScoreRun("loss"))
+    blobs = b.dataset()
+    b.use_dataset("moons", seed=0)
+    save_array(b.folder / "arrays" / "stale.npy", np.zeros((4, 3), np.uint8))
+    save_array(root / "arrays" / "library.npy", np.zeros((4, 3), np.uint8))
+    for staging, age in (("left", 7200), ("in-progress", 0)):  # a killed upload's staging copy, and a live one
+        folder = b.folder / "uploads" / ".staging" / staging
+        folder.mkdir(parents=True)
+        (folder / "x.csv").write_text("a,b\n")
+        os.utime(folder, (time.time() - age, time.time() - age))
+    return a, b, Workspace.model_key(blobs, "logreg", TrainConfig(epochs=5, seed=0))
+
+
+def test_gc_frees_what_no_project_refers_to_and_a_dry_run_frees_nothing(tmp_path):
+    from influence_core.project import Project
+
+    root = tmp_path / "ws"
+    a, b, blobs_key = _two_projects_one_data_set_left(root)
+    moons_key = Workspace.model_key(a.dataset(), "logreg", TrainConfig(epochs=5, seed=0))
+    finished = sorted((root / "scores").glob("*.npy"))[0].stem
+    for run in (finished, "unfinished"):  # a finished sharded run's shards are a copy; an unfinished run resumes
+        (root / "shards" / run).mkdir(parents=True)
+        (root / "shards" / run / "shard-00000.parquet").write_bytes(b"rows")
+    dry = Project.collect_garbage(root, dry_run=True)
+    paths = {p for p, _ in dry}
+    assert {f"models/{blobs_key}", "projects/b/arrays/stale.npy", "arrays/library.npy", f"shards/{finished}"} <= paths
+    assert "shards/unfinished" not in paths and "projects/b/uploads/.staging/left" in paths
+    assert "projects/b/uploads/.staging/in-progress" not in paths
+    assert sum(p.startswith("scores/") and p.endswith(".npy") for p in paths) == 1  # blobs' loss scores
+    assert all(size > 0 for _, size in dry) and (root / "models" / blobs_key).exists()  # nothing deleted yet
+    assert Project.collect_garbage(root) == dry
+    assert not (root / "models" / blobs_key).exists() and not (b.folder / "arrays" / "stale.npy").exists()
+    assert (root / "models" / moons_key).exists() and Project.collect_garbage(root, dry_run=True) == []
+    assert set(a.scores()) == {"loss"} and a.model() is not None  # what projects use still loads
+
+
+def test_gc_keeps_the_arrays_a_projects_data_set_reads(tmp_path):
+    from influence_core.project import Project
+
+    root = tmp_path / "ws"
+    csv = tmp_path / "t.csv"
+    rng = np.random.default_rng(0)
+    csv.write_text("f,y\n" + "\n".join(f"{v:.3f},{int(v > 0)}" for v in rng.normal(size=60)) + "\n")
+    proj = Project.open("p", root)
+    ds = proj.use_dataset(str(csv), on_disk=True)
+    Project.collect_garbage(root)
+    assert ds.train.store.array.path.exists() and len(proj.dataset().train) == len(ds.train)
+
+
+def test_usage_per_project_per_cache_kind_and_per_owner(tmp_path):
+    import json
+
+    from influence_core.project import Project
+    from influence_core.workspace import disk_usage, usage_by_owner
+
+    root = tmp_path / "ws"
+    for name, size, owner in (("a", 100, None), ("b", 300, "alice"), ("c", 50, "alice")):
+        folder = root / "projects" / name
+        (folder / "uploads").mkdir(parents=True)
+        (folder / "uploads" / "f.csv").write_bytes(b"x" * size)
+        state = {"owner": owner} if owner else {}
+        (folder / "state.json").write_text(json.dumps(state))
+    (root / "models" / "k").mkdir(parents=True)
+    (root / "models" / "k" / "weights.safetensors").write_bytes(b"w" * 70)
+    usage = disk_usage(root)
+    state_bytes = {n: len((root / "projects" / n / "state.json").read_bytes()) for n in "abc"}
+    assert usage["projects"] == {"a": 100 + state_bytes["a"], "b": 300 + state_bytes["b"], "c": 50 + state_bytes["c"]}
+    assert usage["kinds"] == {"models": 70} and usage["total"] == sum(usage["projects"].values()) + 70
+    assert usage_by_owner(root) == {"local": usage["projects"]["a"], "alice": usage["projects"]["b"] + usage["projects"]["c"]}
+    assert Project.storage_usage(root)["project_owners"] == {"a": "local", "b": "alice", "c": "alice"}
+
+
+def test_cli_usage_and_gc(tmp_path, capsys):
+    root = tmp_path / "ws"
+    _, b, blobs_key = _two_projects_one_data_set_left(root)
+    assert cli.main(["usage", "--workspace", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "project  a " in out and "cache    models " in out and "owner local" in out and out.startswith("project")
+    assert cli.main(["gc", "--dry-run", "--workspace", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"models/{blobs_key}" in out and "would free" in out and (root / "models" / blobs_key).exists()
+    assert cli.main(["gc", "--workspace", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"models/{blobs_key}" in out and out.splitlines()[-1].startswith("freed ")
+    assert not (root / "models" / blobs_key).exists() and not (b.folder / "arrays" / "stale.npy").exists()

@@ -7,9 +7,9 @@ CIFAR-10 falls back to the real 4,000-image subset in ../shared/data and says so
 not bundled, so ``cifar100n`` needs a folder or a download. Validation is carved from the training images with a
 fixed seed and, by default, labelled with the clean labels (the small trusted set the impact is measured on).
 
-The full 50,000 images are kept on disk as uint8 (written once to ``$INFLUENCE_DATA_DIR/arrays``) and standardised
-a batch at a time (``on_disk``; 150 MB on disk instead of 720 MB of float32 tensors per copy in memory); the
-4,000-image subset stays in memory.
+The full 50,000 images are kept on disk as uint8 (written once to the project's ``arrays/`` in the workspace) and
+standardised a batch at a time (``on_disk``; 150 MB on disk instead of 720 MB of float32 tensors per copy in memory);
+the 4,000-image subset stays in memory.
 """
 
 from __future__ import annotations
@@ -186,7 +186,8 @@ def _build(name: str, imgs: dict, noisy: np.ndarray, clean: np.ndarray, classes:
 
 
 @register_dataset("cifar10n", "CIFAR-10 with human noisy labels (label_set: aggregate, random1-3, worst); "
-                              "offline: the 4,000-image real subset")
+                              "offline: the 4,000-image real subset",
+                  server_side=("images", "labels_path", "download", "on_disk"))
 def load_cifar10n(label_set: str = "aggregate", seed: int = 0, val_fraction: float = 0.1, max_train: int | None = None,
                   max_test: int | None = None, clean_val: bool = True, images: str | None = None,
                   labels_path: str | None = None, download: bool = False, on_disk: bool | None = None) -> Dataset:
@@ -211,7 +212,8 @@ def load_cifar10n(label_set: str = "aggregate", seed: int = 0, val_fraction: flo
 
 
 @register_dataset("cifar100n", "CIFAR-100 with human noisy labels (40% noise); needs the CIFAR-100 images "
-                               "(images=<folder> or download=True)")
+                               "(images=<folder> or download=True)",
+                  server_side=("images", "labels_path", "download", "on_disk"))
 def load_cifar100n(seed: int = 0, val_fraction: float = 0.1, max_train: int | None = None, max_test: int | None = None,
                    clean_val: bool = True, images: str | None = None, labels_path: str | None = None,
                    download: bool = False, on_disk: bool | None = None) -> Dataset:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -11,16 +12,45 @@ from ..errors import InfluenceError
 from .base import Dataset
 
 
+# Loader parameters a browser never sets: files and folders on the server, downloads and where data is kept. They are
+# the server's settings (the CLI, the library, the administrator's configuration); a browser uploads files instead.
+# A parameter is server-side when its loader says so (``register_dataset(..., server_side=...)``) or its name does.
+SERVER_SIDE_NAME = re.compile(r"(^|_)(path|paths|dir|folder|file|files|url|root|images|download|on_disk)($|_)")
+# Numeric size parameters (samples generated or kept): capped for browser calls by `max_generated_samples`.
+SIZE_NAME = re.compile(r"^(n|max)_[a-z_]+$")
+
+
+def loader_parameters(loader: Callable[..., Dataset]) -> dict[str, object]:
+    """A loader's keyword arguments with their defaults (the path argument of a file loader has none)."""
+    sig = inspect.signature(loader)
+    return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def is_server_side(parameter: str, marked: frozenset[str] = frozenset()) -> bool:
+    """Whether a loader parameter is the server's to set (a path, a download...), never a browser's."""
+    return parameter in marked or bool(SERVER_SIDE_NAME.search(parameter))
+
+
+def is_size(parameter: str, default: object) -> bool:
+    """Whether a loader parameter is a number of samples (n_train, max_rows, ...): capped for browser calls."""
+    whole = isinstance(default, int) and not isinstance(default, bool)
+    return bool(SIZE_NAME.match(parameter)) and (default is None or whole)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
     description: str
     loader: Callable[..., Dataset]
+    server_side: frozenset[str] = frozenset()  # marked server-side by the loader (besides the naming rule)
 
     def parameters(self) -> dict[str, object]:
-        """The loader's keyword arguments with their defaults (for listings and the app's forms)."""
-        sig = inspect.signature(self.loader)
-        return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+        """The loader's keyword arguments with their defaults (for listings and the CLI)."""
+        return loader_parameters(self.loader)
+
+    def browser_parameters(self) -> dict[str, object]:
+        """The parameters a browser may set (the Data page's form): every one that is not server-side."""
+        return {k: v for k, v in self.parameters().items() if not is_server_side(k, self.server_side)}
 
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -28,9 +58,11 @@ DATASETS: dict[str, DatasetSpec] = {}
 PATH_LOADERS: dict[str, Callable[..., Dataset]] = {}
 
 
-def register_dataset(name: str, description: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+def register_dataset(name: str, description: str, server_side: tuple[str, ...] = ()
+                     ) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    """Register a loader under ``name``; ``server_side``: parameters a browser may not set beyond the naming rule."""
     def deco(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        DATASETS[name] = DatasetSpec(name, description, fn)
+        DATASETS[name] = DatasetSpec(name, description, fn, frozenset(server_side))
         return fn
 
     return deco
@@ -69,3 +101,30 @@ def _accepted(fn: Callable, kwargs: dict) -> dict:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return {k: v for k, v in kwargs.items() if v is not None}
     return {k: v for k, v in kwargs.items() if k in params and v is not None}
+
+
+def check_browser_arguments(what: str, loader: Callable[..., Dataset], kwargs: dict, max_samples: int,
+                            marked: frozenset[str] = frozenset()) -> dict:
+    """``kwargs`` for ``loader`` when a browser may ask for them, else a one-line refusal: no server-side parameter
+    (paths, downloads; the message never depends on the value, so it tells nothing about the server's files), no
+    parameter the loader does not take, sizes whole numbers within ``max_samples`` (each, and the generated ones
+    together)."""
+    params = loader_parameters(loader)
+    for key in sorted(kwargs):
+        if is_server_side(key, marked):
+            raise InfluenceError(f"{what}: '{key}' is a server-side setting (the CLI or the server's configuration "
+                                 "sets it); in the app, upload a file instead")
+        if key not in params:
+            raise InfluenceError(f"{what} takes no setting '{key[:40]}'; it takes: {', '.join(sorted(params))}")
+    generated = 0
+    for key, value in kwargs.items():
+        if value is None or not is_size(key, params[key]):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InfluenceError(f"{what}: '{key}' must be a whole number, not {str(value)[:40]!r}")
+        if not 0 <= value <= max_samples:
+            raise InfluenceError(f"{what}: '{key}' = {value:,} is over this server's cap of {max_samples:,} samples")
+        generated += value if key in ("n_train", "n_val", "n_test") else 0
+    if generated > max_samples:
+        raise InfluenceError(f"{what}: {generated:,} samples in all is over this server's cap of {max_samples:,}")
+    return kwargs

@@ -13,13 +13,15 @@ mmap_mode="r")`` opens them) and pickle as their path: a Dask worker that sees t
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -140,8 +142,10 @@ def save_array(path: str | os.PathLike, array: np.ndarray, chunk_rows: int = CHU
                        np.dtype(array.dtype).name)
 
 
-def stored_copy(folder: str | os.PathLike, name: str, array: np.ndarray) -> DiskArray:
-    """``array`` stored once under ``folder`` as ``<name>-<content hash>.npy``: an identical array is written only once."""
+def stored_copy(folder: str | os.PathLike, name: str, array: np.ndarray,
+                before_write: Callable[[int], None] | None = None) -> DiskArray:
+    """``array`` stored once under ``folder`` as ``<name>-<content hash>.npy``: an identical array is written only once.
+    ``before_write(bytes)`` is called before a new file is written (a quota check that may refuse it)."""
     array = np.ascontiguousarray(array)
     h = _start_digest(array.shape, array.dtype)
     for s in range(0, len(array), CHUNK_ROWS):
@@ -152,6 +156,8 @@ def stored_copy(folder: str | os.PathLike, name: str, array: np.ndarray) -> Disk
         found = DiskArray(path)
         if found.shape == array.shape and found.dtype == array.dtype and found.digest == digest:
             return found
+    if before_write is not None:
+        before_write(array.nbytes)
     return save_array(path, array)
 
 
@@ -257,37 +263,87 @@ def channel_statistics(array: DiskArray, rows: np.ndarray | None = None, chunk_r
     return mean.tolist(), (np.sqrt(var) + 1e-8).tolist()
 
 
-def _arrays_folder() -> Path:
-    from .paths import cache_dir
+# Where stored arrays go while a project loads its data (`arrays_in`), with the quota check new files must pass.
+_ARRAYS: contextvars.ContextVar[tuple[Path, Callable[[int], None] | None] | None] = contextvars.ContextVar(
+    "influence_arrays", default=None)
 
-    return cache_dir() / "arrays"
 
-
-def _store(name: str, array: np.ndarray) -> DiskArray:
-    folder = _arrays_folder()
+@contextlib.contextmanager
+def arrays_in(folder: str | os.PathLike, before_write: Callable[[int], None] | None = None) -> Iterator[None]:
+    """Arrays stored by loaders in this block go to ``folder`` (a project's ``arrays/``), each new file checked first
+    by ``before_write(bytes)``, which may refuse it with an `InfluenceError`."""
+    token = _ARRAYS.set((Path(folder), before_write))
     try:
-        return stored_copy(folder, name, array)
+        yield
+    finally:
+        _ARRAYS.reset(token)
+
+
+def _arrays_folder() -> Path:
+    """The folder `arrays_in` chose (a project's, as every load by the app is), else for the library and the CLI's
+    ``--no-cache`` ``$INFLUENCE_DATA_DIR/arrays`` when that is set, else ``<workspace>/arrays``."""
+    chosen = _ARRAYS.get()
+    if chosen is not None:
+        return chosen[0]
+    if os.environ.get("INFLUENCE_DATA_DIR"):
+        from .paths import cache_dir
+
+        return cache_dir() / "arrays"
+    from ..session import workspace_root  # data/ sits below the session module: imported when first needed
+
+    return workspace_root() / "arrays"
+
+
+def _store(name: str, array: np.ndarray, written: list[Path]) -> DiskArray:
+    folder, chosen = _arrays_folder(), _ARRAYS.get()
+    new: list[int] = []
+
+    def before_write(nbytes: int) -> None:
+        if chosen is not None and chosen[1] is not None:
+            chosen[1](nbytes)
+        new.append(nbytes)
+
+    try:
+        stored = stored_copy(folder, name, array, before_write)
     except OSError as err:
-        raise InfluenceError(f"cannot store '{name}' under {folder}: {err.strerror}; set INFLUENCE_DATA_DIR or pass "
-                             "on_disk=False") from None
+        raise InfluenceError(f"cannot store '{name}' under {folder}: {err.strerror}; pass on_disk=False") from None
+    if new:
+        written.append(stored.path)
+    return stored
+
+
+@contextlib.contextmanager
+def _all_or_nothing() -> Iterator[list[Path]]:
+    """The array files written in this block, removed again (with their sidecars) when it fails: a refused data set
+    leaves nothing on disk."""
+    written: list[Path] = []
+    try:
+        yield written
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".json").unlink(missing_ok=True)
+        raise
 
 
 def stored_image_splits(name: str, parts: list[tuple[np.ndarray, np.ndarray | None]]
                         ) -> tuple[list[StoredFeatures], list[float], list[float]]:
-    """Train / val / test features over uint8 N×H×W×C images written once to the data cache (named by content
+    """Train / val / test features over uint8 N×H×W×C images written once to the arrays folder (named by content
     hash), standardised per batch with the statistics of the first part's rows (the training split).
 
     ``parts``: (images, rows or None for all) per split; parts may share one images array (stored once)."""
     stored: dict[int, DiskArray] = {}
-    for split, (images, _) in zip(("train", "val", "test"), parts):
-        if id(images) not in stored:  # named after the first split that reads it
-            stored[id(images)] = _store(f"{name}-{split}", images)
+    with _all_or_nothing() as written:
+        for split, (images, _) in zip(("train", "val", "test"), parts):
+            if id(images) not in stored:  # named after the first split that reads it
+                stored[id(images)] = _store(f"{name}-{split}", images, written)
     mean, std = channel_statistics(stored[id(parts[0][0])], parts[0][1])
     norm = dict(layout="nhwc", mean=tuple(mean), std=tuple(std))
     return [StoredFeatures(stored[id(images)], rows, **norm) for images, rows in parts], mean, std
 
 
 def stored_feature_splits(name: str, features: list[np.ndarray]) -> list[StoredFeatures]:
-    """Already-encoded float32 feature matrices (one per split) written once to the data cache and read by rows."""
-    return [StoredFeatures(_store(f"{name}-{split}", np.asarray(x, dtype=np.float32)))
-            for split, x in zip(("train", "val", "test"), features)]
+    """Already-encoded float32 feature matrices (one per split) written once to the arrays folder and read by rows."""
+    with _all_or_nothing() as written:
+        return [StoredFeatures(_store(f"{name}-{split}", np.asarray(x, dtype=np.float32), written))
+                for split, x in zip(("train", "val", "test"), features)]

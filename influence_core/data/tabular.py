@@ -150,7 +150,8 @@ def read_adult_table(path, skiprows: int = 0, max_rows: int | None = None, seed:
     return _subsample(_read_adult(path, skiprows), max_rows, seed)
 
 
-@register_dataset("adult", "UCI Adult income (>50K), sensitive attribute: sex; 26,049 train / 6,512 val / 16,281 test")
+@register_dataset("adult", "UCI Adult income (>50K), sensitive attribute: sex; 26,049 train / 6,512 val / 16,281 test",
+                  server_side=("data_path", "test_path", "download"))
 def load_adult(seed: int = 0, val_fraction: float = 0.2, max_rows: int | None = None, drop_sensitive: bool = False,
                data_path: str | None = None, test_path: str | None = None, download: bool = False) -> Dataset:
     """Adult: adult.data is train (+ validation carved with ``seed``), adult.test the test split.
@@ -194,7 +195,7 @@ def read_bank_table(path, max_rows: int | None = None, seed: int = 0) -> pd.Data
 
 
 @register_dataset("bank", "UCI Bank Marketing (subscribed a term deposit), sensitive: age >= 25; 45,211 rows "
-                           "(20% test, 20% of the rest validation)")
+                           "(20% test, 20% of the rest validation)", server_side=("data_path", "download"))
 def load_bank(seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2, max_rows: int | None = None,
               drop_sensitive: bool = False, data_path: str | None = None, download: bool = False) -> Dataset:
     """Bank Marketing (bank-full.csv): label 1 = 'yes'; sensitive s = 1 when age ≥ 25 (AIF360 convention).

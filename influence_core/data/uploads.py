@@ -127,13 +127,15 @@ class StoredUpload(NamedTuple):
 
 
 def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.PathLike | None = None,
-                load: Callable[[Path], Any] | None = None) -> StoredUpload:
+                load: Callable[[Path], Any] | None = None, max_bytes: int | None = None) -> StoredUpload:
     """Check an upload and store it only when it is accepted; the one way uploads reach the disk.
 
     ``kind``: "data" (.csv, .zip) or "weights" (.safetensors, .pt, .pth, .bin, .ckpt, .pt2). Checked in order: name
     and type, size, the workspace's upload cap, content (`check_upload_content`), then ``load(path)`` (e.g. the
     data set loader with the user's options) on a staged copy named like the user's file. Any refusal raises
     `InfluenceError` and leaves nothing behind. ``root``: the workspace (default `session.workspace_root`).
+    ``max_bytes``: the cap on the uploads under ``root`` (default `MAX_WORKSPACE_UPLOAD_BYTES`; a project passes the
+    server's ``project_upload_bytes``).
     """
     if kind not in UPLOAD_SUFFIXES:
         raise InfluenceError(f"unknown upload kind '{kind}'; choose {' or '.join(UPLOAD_SUFFIXES)}")
@@ -151,11 +153,11 @@ def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.P
     uploads = Path(root) / "uploads"
     final = stored_path(data, filename, kind, root)
     if not final.is_file():
-        used = uploads_usage(root)
-        if used + len(data) > MAX_WORKSPACE_UPLOAD_BYTES:
+        used, cap = uploads_usage(root), MAX_WORKSPACE_UPLOAD_BYTES if max_bytes is None else max_bytes
+        if used + len(data) > cap:
             raise InfluenceError(
                 f"this workspace's uploads already take {used / 2**20:.1f} MB; '{name}' ({len(data) / 2**20:.1f} MB) would pass "
-                f"the limit of {MAX_WORKSPACE_UPLOAD_BYTES // 2**20} MB; delete old uploads from {uploads} first")
+                f"the limit of {cap // 2**20} MB; delete old uploads from {uploads} first")
     check_upload_content(data, name, kind)
     if final.is_file():  # accepted before: only the loader's options may differ
         return StoredUpload(final, load(final) if load else None)

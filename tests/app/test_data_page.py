@@ -186,3 +186,55 @@ def test_a_csv_with_a_split_column_says_it_keeps_its_splits(workspace):
     at.file_uploader[0].upload("cleaned.csv", f"f1,f2,target,split\n{rows}\n".encode(), "text/csv").run()
     assert any("Read 40 training samples" in s.value and "validation (8) and test (12) as its split column says"
                in s.value for s in at.success), [s.value for s in at.success] + [e.value for e in at.error]
+
+
+# ---------------------------------------------------------------- server-side settings, caps, workspace storage
+def _labels(at) -> set[str]:
+    return {w.label for kind in ("text_input", "number_input", "checkbox", "selectbox") for w in getattr(at, kind)}
+
+
+@pytest.mark.parametrize("name", ["adult", "bank", "cifar10n", "cifar100n"])
+def test_the_page_never_offers_server_paths_or_downloads(workspace, name):
+    at = open_page("1_Data.py")
+    at.selectbox[0].set_value(name).run()
+    assert not at.exception
+    labels = _labels(at)
+    assert "seed" in labels  # the form is there
+    for hidden in ("data path", "test path", "images", "labels path", "download", "on disk"):
+        assert hidden not in labels, (name, hidden)
+
+
+def test_size_inputs_carry_the_server_cap_and_the_page_checks_what_it_sends(workspace):
+    """Attacker: moons with 10⁷ training samples from the Data page; the cap comes from the server's config."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / "server.toml").write_text("[server]\nmax_generated_samples = 1000\n")
+    at = open_page("1_Data.py")
+    at.selectbox[0].set_value("moons").run()
+    sizes = {n.label: n for n in at.number_input if n.label in ("n train", "n val", "n test")}
+    assert {n.max for n in sizes.values()} == {1000}
+    sizes["n train"].set_value(600).run()
+    at.number_input(key="data-moons-n_val").set_value(300).run()
+    at.number_input(key="data-moons-n_test").set_value(200).run()
+    next(b for b in at.button if b.label == "Use this data set").click().run()
+    assert [shown(e.value) for e in at.error] == [
+        "This data set cannot be used: moons: 1,100 samples in all is over this server's cap of 1,000"]
+    assert project_of(workspace).state().dataset_kwargs == {"seed": 0}  # nothing changed
+
+
+def test_workspace_storage_shows_bytes_and_frees_what_no_project_uses(workspace):
+    import numpy as np
+
+    from influence_core.data.storage import save_array
+
+    from influence_core.project import format_bytes
+
+    stale = save_array(workspace / "arrays" / "stale.npy", np.zeros((64, 64), np.uint8)).path
+    size = stale.stat().st_size + stale.with_suffix(".json").stat().st_size  # the array and its digest sidecar
+    at = open_page("1_Data.py")
+    frames = [d.value for d in at.dataframe if "project" in d.value.columns or "cache" in d.value.columns]
+    assert frames[0]["project"].tolist() == ["default"]
+    assert frames[1].set_index("cache")["size"]["arrays"].endswith("KiB")
+    next(b for b in at.button if b.label == "Delete unused cache entries").click().run()
+    no_errors(at)
+    assert [s.value for s in at.success] == [f"Freed {format_bytes(size)} in 2 entries."]
+    assert not stale.exists()

@@ -278,3 +278,39 @@ def test_a_large_table_is_read_from_disk_by_default(tmp_path, monkeypatch):
     np.testing.assert_allclose(compute_scores(disk, fitted, "ip"), compute_scores(memory, fitted, "ip"), rtol=1e-6,
                                atol=1e-9)
     assert disk.train._x is None
+
+
+def test_arrays_go_where_the_project_says_and_a_refused_one_leaves_none(tmp_path):
+    """A zip's images and a table's features are stored in the folder `arrays_in` names (a project's arrays/), each
+    new file checked first; when the check refuses a later split, the files already written are removed too."""
+    from influence_core.data import storage
+
+    images = np.arange(20 * 4 * 4 * 3, dtype=np.uint8).reshape(20, 4, 4, 3)
+    test_images = images[:5] + 1
+    seen: list[int] = []
+    with storage.arrays_in(tmp_path / "arrays", seen.append):
+        (tr, _, te), _, _ = storage.stored_image_splits("zip", [(images, np.arange(15)), (images, np.arange(15, 20)),
+                                                                (test_images, None)])
+    assert tr.array.path.parent == te.array.path.parent == tmp_path / "arrays"
+    assert seen == [images.nbytes, test_images.nbytes]  # each new file once, shared ones stored once
+
+    def refuse_the_second(nbytes: int, calls=[]) -> None:
+        calls.append(nbytes)
+        if len(calls) == 2:
+            raise InfluenceError("over the cap")
+
+    with pytest.raises(InfluenceError, match="^over the cap$"), storage.arrays_in(tmp_path / "refused", refuse_the_second):
+        storage.stored_image_splits("zip", [(images, np.arange(15)), (images, np.arange(15, 20)), (test_images, None)])
+    assert list((tmp_path / "refused").glob("*")) == []
+
+
+def test_arrays_outside_a_project_go_to_the_workspace_unless_the_data_dir_is_set(tmp_path, monkeypatch):
+    from influence_core.data import storage
+
+    monkeypatch.setenv("INFLUENCE_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.delenv("INFLUENCE_DATA_DIR", raising=False)
+    assert storage._arrays_folder() == (tmp_path / "ws").resolve() / "arrays"
+    monkeypatch.setenv("INFLUENCE_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert storage._arrays_folder() == tmp_path / "elsewhere" / "arrays"
+    with storage.arrays_in(tmp_path / "ws" / "projects" / "p" / "arrays"):
+        assert storage._arrays_folder() == tmp_path / "ws" / "projects" / "p" / "arrays"

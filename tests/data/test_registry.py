@@ -1,0 +1,81 @@
+"""The registry's classification of loader parameters: what a browser may set, and the browser check itself."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import typing
+
+import pytest
+
+from influence_core.data.registry import DATASETS, PATH_LOADERS, check_browser_arguments, is_server_side, is_size
+from influence_core.errors import InfluenceError
+
+# Text parameters a browser may set: a fixed list of values the loader checks, or a column of the uploaded file.
+TEXT_CHOICES = {"label_set", "missing", "label_column", "sensitive_column"}
+
+
+def _text_parameters(loader) -> list[str]:
+    """A loader's keyword parameters that take text (str, a path or None-able str): where a path could hide."""
+    hints = typing.get_type_hints(loader)
+    out = []
+    for name, p in inspect.signature(loader).parameters.items():
+        if p.default is inspect.Parameter.empty:
+            continue
+        hint = hints.get(name)
+        args = typing.get_args(hint) or (hint,)
+        if any(a is str or (isinstance(a, type) and issubclass(a, os.PathLike)) for a in args):
+            out.append(name)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_text_parameter_of_a_registered_loader_is_server_side_or_a_choice(name):
+    spec = DATASETS[name]
+    for param in _text_parameters(spec.loader):
+        assert param in TEXT_CHOICES or is_server_side(param, spec.server_side), (name, param)
+        assert (param not in spec.browser_parameters()) == is_server_side(param, spec.server_side)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_paths_and_downloads_are_never_browser_parameters(name):
+    spec = DATASETS[name]
+    params = set(spec.parameters())
+    for hidden in ("data_path", "test_path", "images", "labels_path", "download", "on_disk"):
+        if hidden in params:
+            assert hidden not in spec.browser_parameters(), (name, hidden)
+    assert set(spec.browser_parameters()) <= params
+
+
+@pytest.mark.parametrize("suffix", sorted(PATH_LOADERS))
+def test_upload_loaders_take_no_path_from_the_browser(suffix):
+    loader = PATH_LOADERS[suffix]
+    for param in _text_parameters(loader):
+        assert param in TEXT_CHOICES or is_server_side(param), (suffix, param)
+
+
+def test_sizes_are_the_sample_counts():
+    assert is_size("n_train", 250) and is_size("max_rows", None) and is_size("max_train", None)
+    assert not is_size("seed", 0) and not is_size("val_fraction", 0.2) and not is_size("n_train", True)
+
+
+@pytest.mark.parametrize("value", ["/etc/passwd", "/no/such/file.csv"])
+def test_a_server_path_is_refused_with_one_message_whether_or_not_it_exists(value):
+    spec = DATASETS["adult"]
+    with pytest.raises(InfluenceError) as err:
+        check_browser_arguments("adult", spec.loader, {"data_path": value}, 1000, spec.server_side)
+    assert str(err.value) == ("adult: 'data_path' is a server-side setting (the CLI or the server's configuration sets "
+                              "it); in the app, upload a file instead")
+
+
+def test_sizes_over_the_cap_and_non_numbers_are_refused_naming_the_cap():
+    spec = DATASETS["moons"]
+    check_browser_arguments("moons", spec.loader, {"n_train": 1000, "n_val": 500, "n_test": 500}, 2000)
+    with pytest.raises(InfluenceError, match=r"^moons: 'n_train' = 10,000,000 is over this server's cap of 2,000 samples$"):
+        check_browser_arguments("moons", spec.loader, {"n_train": 10**7}, 2000)
+    with pytest.raises(InfluenceError, match=r"^moons: 2,001 samples in all is over this server's cap of 2,000$"):
+        check_browser_arguments("moons", spec.loader, {"n_train": 1000, "n_val": 1000, "n_test": 1}, 2000)
+    with pytest.raises(InfluenceError, match="must be a whole number"):
+        check_browser_arguments("moons", spec.loader, {"n_train": "1e9"}, 2000)
+    with pytest.raises(InfluenceError, match="takes no setting 'bogus'"):
+        check_browser_arguments("moons", spec.loader, {"bogus": 1}, 2000)
