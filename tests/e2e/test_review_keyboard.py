@@ -2,7 +2,8 @@
 150 ms apart (keep, remove, and relabel to a class that is neither the given nor the predicted one, by digit). Every
 decision must reach the log (checked through the facade, not the page) and the export must list them by their
 original index. Then four clicks on the next cards (Keep, Remove, a class button, the prediction), 150 ms apart:
-every one recorded too. Prints the seconds and key presses per image.
+every one recorded too. Prints the seconds and key presses per image. And Undo after a reload: the reviewer id the
+browser keeps for the project makes `u` take back the decision made before the reload.
 
 The project (data, a small CNN trained for 2 epochs, loss scores) is built up-front through the facade. Skipped
 without Chromium / Playwright (see test_browser.py, whose launch helpers this reuses) or the offline data.
@@ -114,3 +115,34 @@ def test_twenty_images_by_keyboard_150_ms_apart(tmp_path):
         line = table.loc[sid]
         assert (line["row"], line["action"]) == (row, action)
         assert line["final_label"] == {"keep": given[row], "remove": -1, "relabel": label}[action]
+
+
+def test_undo_after_a_reload_takes_back_the_decision(tmp_path):
+    workspace = tmp_path / "workspace"
+    proj = Project.open("default", workspace)
+    proj.use_dataset("moons", seed=0)
+    proj.train("logreg")
+    proj.score(ScoreRun("ip"))
+    with served_page(workspace) as (server, page):
+        page.goto(server.url)
+        page.get_by_role("heading", name="Data", exact=True).wait_for()
+        _goto(page, "Review")
+        cards = page.get_by_test_id("review-card")
+        cards.first.wait_for()
+        _idle(page)
+        row = int(cards.first.get_attribute("data-row"))
+        cards.first.locator(".rg-title").click()
+        page.keyboard.press("a")
+        page.locator('[data-testid="review-card"][data-state="saved"]').first.wait_for()
+        page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+        assert {r: d.action for r, d in proj.current_decisions().items()} == {row: "keep"}
+        _step("reload, then u")
+        page.reload()
+        page.get_by_role("heading", name="Review", exact=True).wait_for()
+        cards.first.wait_for()
+        _idle(page)
+        cards.first.locator(".rg-title").click()
+        page.keyboard.press("u")
+        page.get_by_text("Undid your last decision (1 sample)").first.wait_for(timeout=30_000)
+        page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+    assert proj.current_decisions() == {}
