@@ -161,9 +161,10 @@ class ReviewGrid {
     // the page turn is answered once its event is processed (the page may have been clamped or the list changed)
     if (this.pageWanted !== null && (acked.has(this.pageEvent) || this.pageEvent in failed)) this.pageWanted = null;
     this.render();
-    // a new queue, or what is left of one the server took part of (it processes a bounded number per run): send now
-    if ((first || switched || progressed) && this.queue.length) this.flush();
-    if ((first || switched) && this.reviewer !== data.session) this.send("reviewer", this.reviewer);
+    // A new queue, or what is left of one the server took part of (it processes a bounded number per run): send now.
+    // After a project switch always, even empty, and the reviewer id too: they replace the old project's values.
+    if (switched || ((first || progressed) && this.queue.length)) this.flush();
+    if (switched || (first && this.reviewer !== data.session)) this.send("reviewer", this.reviewer);
     this.scheduleResend();
     if (this.pageWanted === null && this.buffer.length) {
       const keys = this.buffer.splice(0);
