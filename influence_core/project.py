@@ -614,9 +614,10 @@ class Project:
         return self.decisions.record(self.decision_scope(), rows, action, new_label, user=user, session=session,
                                      event=event, originals=originals)
 
-    def undo(self, session: str | None = None) -> int:
-        """Take back the last batch of ``session`` (of anyone when None); returns how many decisions it held."""
-        return self.decisions.undo(self.decision_scope(), session=session)
+    def undo(self, session: str | None = None, *, event: str | None = None) -> int:
+        """Take back the last batch of ``session`` (of anyone when None); returns how many decisions it held. An undo
+        already applied under ``event`` (a replayed click) takes back nothing more."""
+        return self.decisions.undo(self.decision_scope(), session=session, event=event)
 
     def current_decisions(self) -> dict:
         return self.decisions.current(self.decision_scope())

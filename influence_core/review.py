@@ -1,10 +1,11 @@
 """The decision log: keep / remove / relabel decisions on training samples, saved to SQLite as they are made.
 
 Every call to `DecisionLog.record` is one *batch* (one click in the app, one or many samples); `undo` takes
-back the latest batch — of one browser session when ``session`` is given, so two people on one project never
-undo each other's work. A sample's current decision is its latest decision that has not been undone. Decisions
+back the latest batch — of one reviewer session when ``session`` is given, so two people on one project never
+undo each other's work (the app's session id is kept in the browser, so it survives a refresh). A sample's current decision is its latest decision that has not been undone. Decisions
 are scoped by a ``scope`` string (data set name + content hash). A click carries an ``event`` id, so a click
-delivered twice (a browser retry, a component resending its queue) is recorded once.
+delivered twice (a browser retry, a component resending its queue) is recorded once; so is an undo with an
+``event`` id (kept in the file, so a replay after a refresh or a restart takes back nothing more).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ CREATE TABLE IF NOT EXISTS decisions (
     original INTEGER
 );
 CREATE INDEX IF NOT EXISTS decisions_scope ON decisions (scope, undone, sample);
+"""
+# Undo events already applied (event ids from the browser's queue), so a replayed undo takes back nothing more.
+_UNDO_SCHEMA = """
+CREATE TABLE IF NOT EXISTS undo_events (scope TEXT NOT NULL, event TEXT NOT NULL, batch INTEGER,
+                                        PRIMARY KEY (scope, event));
 """
 # Columns added after the first release: older files get them on open (ALTER TABLE ADD COLUMN keeps the rows).
 _ADDED_COLUMNS = {"session": "TEXT", "event": "TEXT", "original": "INTEGER"}
@@ -75,7 +81,7 @@ class DecisionLog:
             # reproduced). Writers serialise on BEGIN IMMEDIATE either way; logs made in WAL mode are switched back.
             if con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
                 con.execute("PRAGMA journal_mode=DELETE")
-            con.executescript(_SCHEMA)
+            con.executescript(_SCHEMA + _UNDO_SCHEMA)
             have = {row[1] for row in con.execute("PRAGMA table_info(decisions)")}
             for name, kind in _ADDED_COLUMNS.items():
                 if name not in have:
@@ -121,16 +127,22 @@ class DecisionLog:
             )
         return int(batch)
 
-    def undo(self, scope: str, session: str | None = None) -> int:
+    def undo(self, scope: str, session: str | None = None, event: str | None = None) -> int:
         """Take back the latest batch not yet undone (of ``session`` when given); returns how many decisions it
-        held (0 when none)."""
+        held (0 when none). ``event``: an id unique to the undo click; an undo already applied under it (even one
+        that found nothing) takes back nothing more."""
         where, args = ("AND session = ?", (scope, session)) if session is not None else ("", (scope,))
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
-            row = con.execute(f"SELECT MAX(batch) FROM decisions WHERE scope = ? AND undone = 0 {where}", args).fetchone()
-            if row[0] is None:
+            if event is not None and con.execute("SELECT 1 FROM undo_events WHERE scope = ? AND event = ?",
+                                                 (scope, event)).fetchone() is not None:
                 return 0
-            cur = con.execute("UPDATE decisions SET undone = 1 WHERE scope = ? AND batch = ?", (scope, row[0]))
+            batch = con.execute(f"SELECT MAX(batch) FROM decisions WHERE scope = ? AND undone = 0 {where}", args).fetchone()[0]
+            if event is not None:
+                con.execute("INSERT INTO undo_events (scope, event, batch) VALUES (?,?,?)", (scope, event, batch))
+            if batch is None:
+                return 0
+            cur = con.execute("UPDATE decisions SET undone = 1 WHERE scope = ? AND batch = ?", (scope, batch))
             return int(cur.rowcount)
 
     def current(self, scope: str) -> dict[int, Decision]:

@@ -165,9 +165,17 @@ def _impact_inputs(impact: str, ds) -> dict:
     return {k: v for k, v in out.items() if v != getattr(defaults, k)}
 
 
+def _cache_key(proj: Project, ds, fitted) -> str:
+    """What this page's cached results depend on besides their settings: the project, the data's content, the model
+    and its training settings (st.cache_data is shared by every session of the server)."""
+    state = proj.state()
+    return "|".join([proj.name, f"{ds.name}:{ds.fingerprint()}", state.model_hash or fitted.fingerprint(),
+                     json.dumps(state.train, sort_keys=True)])
+
+
 @st.cache_data(max_entries=16, show_spinner="Finding the validation samples the target uses…")
 def _target(_proj: Project, key: str, impact: str, settings_json: str) -> dict:
-    """Which validation samples the target uses (cached per project, model and settings) and what the model predicts
+    """Which validation samples the target uses (cached per `_cache_key` and settings) and what the model predicts
     for the ones left out."""
     info = _proj.describe_target(impact, json.loads(settings_json))
     rows = np.asarray(info["left_out"], dtype=np.int64)
@@ -232,7 +240,7 @@ def _form(proj: Project, ds, fitted, running: bool) -> None:
                    " once (each about as long as this model's training), shared by every method; the times above "
                    "are for the scoring.")
     settings = _impact_inputs(impact, ds)
-    settings.update(_target_controls(proj, ds, impact, folds, proj.state().model_hash or fitted.fingerprint()))
+    settings.update(_target_controls(proj, ds, impact, folds, _cache_key(proj, ds, fitted)))
     valid = True
     try:
         IMPACTS[impact](**settings)
@@ -277,6 +285,7 @@ def _scheduler_input() -> str | None:
 # ------------------------------------------------------------------------------------------ results
 @st.cache_data(max_entries=8, show_spinner="Asking cleanlab how many labels are wrong…")
 def _label_issues(_proj: Project, key: str, folds: int) -> dict:
+    """cleanlab's estimate, cached per `_cache_key` and folds."""
     est = _proj.label_issues(folds)
     return {**est, "mask": np.asarray(est["mask"], dtype=bool)}
 
@@ -333,7 +342,7 @@ def _table(proj: Project, ds, fitted) -> None:
     if not scores:
         st.info("No scores yet: tick methods above and press **Compute scores**.")
         return
-    key = state.model_hash or fitted.fingerprint()
+    key = _cache_key(proj, ds, fitted)
     _leaderboard(ds, state.runs, scores)
     _run_notes(proj, state.runs)
     _cleanlab_estimate(proj, ds, state.runs, key)

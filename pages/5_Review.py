@@ -12,7 +12,7 @@ import streamlit as st
 from influence_core.project import InfluenceError
 from pages import _review_grid as grid
 from pages._common import (guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model,
-                           require_scores, run_title, session_id)
+                           require_scores, run_title, session_id, use_session_id)
 
 SHOW = ("to review", "all flagged", "decided")
 PER_PAGE = (12, 24, 48, 96)
@@ -184,7 +184,15 @@ def _batch(proj, action: str) -> None:
 
 def _undo(proj) -> None:
     n = proj.undo(session=session_id())
-    st.session_state["review-message"] = ("done", f"Undid your last decision ({n} sample{'s' if n != 1 else ''}).")
+    st.session_state["review-message"] = ("done", _undo_message(int(n > 0), n))
+
+
+def _undo_message(batches: int, samples: int) -> str:
+    """What undo took back: how many of your decisions (a key, a click or a batch each) and how many samples."""
+    if not batches:
+        return "Nothing of yours to undo."
+    what = "your last decision" if batches == 1 else f"your last {batches} decisions"
+    return f"Undid {what} ({samples} sample{'s' if samples != 1 else ''})."
 
 
 def _batch_bar(proj, ds, rows: np.ndarray, preds: np.ndarray, name) -> None:
@@ -221,6 +229,9 @@ def page() -> None:
     ds = require_dataset(proj)
     require_model(proj, ds)
     scores = require_scores(proj)
+    sent = grid.browser_session()
+    if sent is not None:  # the reviewer id the browser keeps for this project: Undo survives a refresh
+        use_session_id(sent)
     session = session_id()
     # The grid's queued events first: every decision reaches the log before anything here is counted.
     outcome = grid.process_events(proj, grid.pending_events(), session=session,
@@ -230,9 +241,10 @@ def page() -> None:
         st.session_state["review-page"] = outcome.page
     wanted = st.session_state.setdefault("review-why-wanted", [])
     wanted.extend(r for r in outcome.why if r not in wanted)
-    if outcome.undone:
-        st.session_state["review-message"] = ("done", f"Undid your last decision ({outcome.undone} "
-                                                      f"sample{'s' if outcome.undone != 1 else ''}).")
+    if outcome.undos:
+        st.session_state["review-message"] = ("done", _undo_message(outcome.undos, outcome.undone))
+    if outcome.foreign:
+        st.warning(plain(outcome.foreign_message(proj.name)))
     kind, message = st.session_state.pop("review-message", (None, ""))
     if kind == "error":
         st.error(plain(message))
@@ -298,7 +310,7 @@ def page() -> None:
         "project": proj.name, "session": session, "classes": [str(c) for c in ds.classes], "per_row": per_row,
         "page": {"number": page_no, "count": pages}, "primary": titles[primary],
         "cards": _cards(proj, ds, visible, primary, scores, titles, current, similar),
-        "acked": outcome.acked, "failed": outcome.failed,
+        "acked": outcome.acked, "failed": outcome.failed, "foreign": outcome.foreign,
     })
 
 

@@ -23,6 +23,8 @@ PAGES = {
     "evaluate": "pages/7_Evaluate.py",
 }
 APP_VERSION = __version__
+# Session-state keys that belong to the browser session, not to one project: a project switch clears every other key.
+SESSION_KEYS = ("project", "state-of-project")
 
 
 def _route_through_the_app() -> None:
@@ -48,7 +50,19 @@ def project_name() -> str:
     st.session_state["project"] = name
     if st.query_params.get("project") != name:
         st.query_params["project"] = name
+    _scope_state_to(name)
     return name
+
+
+def _scope_state_to(name: str) -> None:
+    """Page state — widget values, selections, the Review batch and queue, the reviewer id — belongs to one project:
+    when this session's project changes (the switcher, a link, an edited address), the old project's is cleared, so
+    nothing chosen in one project is shown or recorded in another."""
+    owner = st.session_state.get("state-of-project")
+    if owner is not None and owner != name:
+        for key in [k for k in st.session_state if k not in SESSION_KEYS]:
+            del st.session_state[key]
+    st.session_state["state-of-project"] = name
 
 
 def project() -> Project:
@@ -63,8 +77,14 @@ def switch_project(name: str) -> None:
 
 
 def session_id() -> str:
-    """This browser session's id: its Undo takes back only its own decisions."""
+    """This reviewer session's id in this project: its Undo takes back only its own decisions. The review grid keeps
+    it in the browser (`use_session_id`), so a refresh keeps it; until then, an id made for this Streamlit session."""
     return st.session_state.setdefault("session-id", uuid.uuid4().hex[:12])
+
+
+def use_session_id(value: str) -> None:
+    """Adopt the reviewer-session id the browser keeps for this project (checked well-formed by the caller)."""
+    st.session_state["session-id"] = value
 
 
 def link(page: str, label: str, icon: str = ":material/arrow_forward:") -> None:

@@ -91,3 +91,22 @@ def test_a_log_made_in_wal_mode_is_switched_to_a_rollback_journal(tmp_path):
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     con.close()
     assert list(log.current("a")) == [3]
+
+
+def test_an_undo_event_takes_back_once_even_replayed_after_a_reopen(tmp_path):
+    """The browser resends an undo whose acknowledgement it missed (a refresh, a new server session): the log
+    remembers the undo's event id, so the replay takes back nothing more."""
+    path = tmp_path / "d.sqlite"
+    log = DecisionLog(path)
+    log.record("s", [1], "keep", session="r1")
+    log.record("s", [2, 3], "remove", session="r1")
+    assert log.undo("s", session="r1", event="u1") == 2
+    again = DecisionLog(path)  # another process, after a restart
+    assert again.undo("s", session="r1", event="u1") == 0
+    assert set(again.current("s")) == {1}
+    # an undo that found nothing is remembered too: replayed after a new decision, it does not take that back
+    assert again.undo("s", session="r2", event="u2") == 0
+    again.record("s", [4], "keep", session="r2")
+    assert again.undo("s", session="r2", event="u2") == 0
+    assert set(again.current("s")) == {1, 4}
+    assert again.undo("s", session="r1", event="u3") == 1 and set(again.current("s")) == {4}

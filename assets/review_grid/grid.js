@@ -4,11 +4,44 @@
 // and sends the processed ids back as data.acked, which are then dropped here. A card shows its decision at once
 // (pending) and as saved when the server's decision arrives. Text from the data (class names, feature values) is
 // only ever set with textContent.
+// Every event carries its project and the reviewer id this browser keeps for that project (localStorage), so Undo
+// still takes back this reviewer's decisions after a refresh. The queue is kept per project (sessionStorage): on a
+// project switch the old project's events stay queued under its own key, and an event the server hands back as
+// another project's ("foreign") is moved to that project's queue, never recorded here.
 
 const GRIDS = new WeakMap(); // parentElement -> ReviewGrid: the DOM, queue and focus survive every data update
 const NONCE = Math.random().toString(36).slice(2, 7) + Date.now().toString(36).slice(-4);
 const RESEND_MS = 2500; // resend a queue nobody answered (doubling up to 30 s); ids make resending harmless
 const DECISIONS = new Set(["keep", "remove", "relabel"]);
+const REVIEWER = /^[0-9a-f]{12,32}$/; // the server refuses any other reviewer id
+
+function newReviewer() {
+  const bytes = new Uint8Array(16);
+  window.crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function queueKey(project) {
+  return `influence-review-queue:${project || ""}`;
+}
+
+function loadQueue(project) {
+  try {
+    const saved = JSON.parse(window.sessionStorage.getItem(queueKey(project)) || "[]");
+    return Array.isArray(saved) ? saved.filter((ev) => ev && typeof ev.id === "string") : [];
+  } catch (err) {
+    return [];
+  }
+}
+
+function saveQueue(project, queue) {
+  try {
+    if (queue.length) window.sessionStorage.setItem(queueKey(project), JSON.stringify(queue));
+    else window.sessionStorage.removeItem(queueKey(project));
+  } catch (err) {
+    /* storage may be off; the queue still lives in memory */
+  }
+}
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -100,16 +133,19 @@ class ReviewGrid {
   // ----------------------------------------------------------------------------------------- data in
   update(data, send) {
     const first = this.data === undefined;
+    const switched = !first && (data.project || "") !== this.project;
     this.data = data;
     this.send = send;
     this.lastUpdate = Date.now();
-    this.storageKey = `influence-review-queue:${data.project || ""}`;
-    if (first) this.restore();
+    if (first || switched) this.openProject(data);
     const acked = new Set(data.acked || []);
     const failed = data.failed || {};
+    const foreign = data.foreign || {};
     const kept = [];
     for (const ev of this.queue) {
-      if (ev.id in failed) {
+      if (ev.id in foreign) {
+        this.requeue(ev);
+      } else if (ev.id in failed) {
         for (const row of ev.rows || []) this.errors.set(row, failed[ev.id]);
         if (ev.target !== null && ev.target !== undefined) this.errors.set(ev.target, failed[ev.id]);
       } else if (acked.has(ev.id)) {
@@ -118,13 +154,17 @@ class ReviewGrid {
         kept.push(ev);
       }
     }
-    if (kept.length !== this.queue.length) this.resendDelay = RESEND_MS;
+    const progressed = kept.length !== this.queue.length;
+    if (progressed) this.resendDelay = RESEND_MS;
     this.queue = kept;
     this.persist();
     // the page turn is answered once its event is processed (the page may have been clamped or the list changed)
     if (this.pageWanted !== null && (acked.has(this.pageEvent) || this.pageEvent in failed)) this.pageWanted = null;
     this.render();
-    if (first && this.queue.length) this.flush();
+    // A new queue, or what is left of one the server took part of (it processes a bounded number per run): send now.
+    // After a project switch always, even empty, and the reviewer id too: they replace the old project's values.
+    if (switched || ((first || progressed) && this.queue.length)) this.flush();
+    if (switched || (first && this.reviewer !== data.session)) this.send("reviewer", this.reviewer);
     this.scheduleResend();
     if (this.pageWanted === null && this.buffer.length) {
       const keys = this.buffer.splice(0);
@@ -132,27 +172,52 @@ class ReviewGrid {
     }
   }
 
-  restore() {
+  openProject(data) {
+    // The old project's queue is already saved under its own key (persist); this project's is read back.
+    this.project = data.project || "";
+    this.reviewer = this.loadReviewer(data.session);
+    this.queue = loadQueue(this.project);
+    this.history = [];
+    this.errors.clear();
+    this.saved.clear();
+    this.pageWanted = null;
+    this.buffer = [];
+  }
+
+  loadReviewer(fallback) {
+    // One reviewer id per project in this browser, kept across refreshes; the server's id when there is none yet.
+    const key = `influence-reviewer:${this.project}`;
+    let id = null;
     try {
-      const saved = JSON.parse(window.sessionStorage.getItem(this.storageKey) || "[]");
-      if (Array.isArray(saved)) this.queue = saved.filter((ev) => ev && typeof ev.id === "string");
+      id = window.localStorage.getItem(key);
     } catch (err) {
-      this.queue = [];
+      /* storage may be off: the id lives as long as the page */
     }
+    if (!REVIEWER.test(id || "")) {
+      id = REVIEWER.test(fallback || "") ? fallback : newReviewer();
+      try {
+        window.localStorage.setItem(key, id);
+      } catch (err) {
+        /* as above */
+      }
+    }
+    return id;
+  }
+
+  requeue(ev) {
+    // Another project's event: it waits in that project's queue, recorded when its Review page is open.
+    const theirs = loadQueue(ev.project);
+    if (!theirs.some((other) => other.id === ev.id)) saveQueue(ev.project, [...theirs, ev]);
   }
 
   persist() {
-    try {
-      if (this.queue.length) window.sessionStorage.setItem(this.storageKey, JSON.stringify(this.queue));
-      else window.sessionStorage.removeItem(this.storageKey);
-    } catch (err) {
-      /* storage may be off; the queue still lives in memory */
-    }
+    saveQueue(this.project, this.queue);
   }
 
   // ---------------------------------------------------------------------------------------- events out
   emit(event) {
-    const ev = { id: `${this.data.session || "s"}-${NONCE}-${++this.counter}`, rows: [], label: null, ...event };
+    const ev = { id: `${this.reviewer}-${NONCE}-${++this.counter}`, rows: [], label: null, ...event,
+      project: this.project, reviewer: this.reviewer };
     this.queue.push(ev);
     this.persist();
     this.flush();
@@ -197,7 +262,7 @@ class ReviewGrid {
     const target = last ? last.row : null;
     this.emit({ action: "undo", target });
     if (target !== null) this.errors.delete(target);
-    this.notice = "Undo sent: it takes back your last decision (this session's).";
+    this.notice = "Undo sent: it takes back your own last decision in this project.";
     this.render();
     if (target !== null && this.cards.has(target)) {
       if (this.viewRow !== null) this.showView(target);

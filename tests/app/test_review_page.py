@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 
-from influence_core.project import ScoreRun
+from influence_core.project import Project, ScoreRun
 
-from .conftest import no_errors, open_page, project_of, settle, shown
+from .conftest import TRAIN, no_errors, open_page, project_of, settle, shown
 
 
 def _grid(at) -> dict:
@@ -29,8 +29,9 @@ def _grid(at) -> dict:
 
 
 def _send(at, *events: dict):
-    """What the browser does: the whole unacknowledged queue as the component's value, then a rerun."""
-    at.session_state["review-grid"] = {"queue": list(events)}
+    """What the browser does: the whole unacknowledged queue (each event names its project) as the component's value,
+    then a rerun."""
+    at.session_state["review-grid"] = {"queue": [{"project": "default", **ev} for ev in events]}
     return at.run()
 
 
@@ -184,3 +185,33 @@ def test_a_table_card_shows_its_values_as_the_uploaded_file_holds_them(workspace
     age, city, income = lines[1 + card["id"]].split(",")  # the card's id is the line of the file
     assert dict(card["features"]) == {"age": age, "city": city, "income": income}
     assert proj.sample_values([card["row"]]).loc[card["id"], "city"] == city
+
+
+def test_a_batch_chosen_in_one_project_does_not_reach_another(scored):
+    """Page state is the project's: after a switch, project default's batch rows (and Explore hand-off) are gone, so
+    "Keep all" cannot record them in b."""
+    b = Project.open("b", scored)
+    b.use_dataset("moons", seed=0)
+    b.train("mlp", dict(TRAIN))  # the same data and settings: from the cache
+    b.score(ScoreRun("ip"))
+    at = open_page("5_Review.py")
+    at.multiselect(key="batch-rows").set_value([3, 4]).run()
+    at.session_state["review_batch"] = [5]  # a lasso selection on the way from Explore
+    at.query_params["project"] = "b"  # the switcher, a link or an edited address: the session's project changes
+    at.run()
+    no_errors(at)
+    assert at.query_params["project"] == "b" and _grid(at)["project"] == "b"
+    assert at.multiselect(key="batch-rows").value == []
+    assert next(btn for btn in at.button if btn.label == "Keep all").disabled
+    assert b.current_decisions() == {} and project_of(scored).current_decisions() == {}
+
+
+def test_the_undo_message_counts_what_was_undone(scored):
+    at = open_page("5_Review.py")
+    rows = [c["row"] for c in _grid(at)["cards"][:12]]
+    _send(at, *[_keep(f"k{i}", r) for i, r in enumerate(rows)])
+    undos = [{"id": f"u{i}", "action": "undo", "rows": [], "label": None} for i in range(13)]
+    _send(at, *undos)
+    no_errors(at)
+    assert project_of(scored).current_decisions() == {}
+    assert [t.value for t in at.toast] == ["Undid your last 12 decisions (12 samples)."]

@@ -7,7 +7,7 @@ import numpy as np
 
 from influence_core.api import compute_scores, describe_target, estimate_label_issues
 from influence_core.figures import detection_report, format_duration
-from influence_core.project import METHODS, Project
+from influence_core.project import METHODS, Project, ScoreRun
 
 from .conftest import no_errors, open_page, project_of, settle
 
@@ -191,3 +191,33 @@ def test_exact_influence_on_a_non_convex_model_says_what_its_hessian_is(scored):
         assert f"{details['hessian_min_eigenvalue']:.3g}".lstrip("-") in shown[0]
     else:
         assert not any("not positive definite" in w.value for w in at.warning)
+
+
+def test_cached_results_are_keyed_by_project_and_data_not_only_by_the_model(workspace):
+    """The same weights on two data sets: each project shows its own cleanlab count and validation target (the
+    page's st.cache_data is shared by every session of the server)."""
+    from safetensors.torch import save
+    from streamlit.testing.v1 import AppTest
+
+    from .conftest import APP
+
+    a = Project.open("default", workspace)
+    a.use_dataset("moons", seed=0)
+    fitted = a.train("logreg", {"epochs": 30, "seed": 0})
+    b = Project.open("b", workspace)
+    b.use_dataset("moons", seed=1)  # other data, the same weights
+    b.upload_weights(save({k: v.contiguous() for k, v in fitted.module.state_dict().items()}), "w.safetensors", "logreg")
+    assert a.state().model_hash == b.state().model_hash
+    expected = {}
+    for proj in (a, b):
+        proj.score(ScoreRun("confident_learning"))
+        expected[proj.name] = (proj.label_issues(0)["count"], proj.describe_target("utility", {})["left_out"])
+    assert expected["default"][0] != expected["b"][0] and expected["default"][1] != expected["b"][1]
+    for name, (count, left_out) in expected.items():
+        at = AppTest.from_file(APP, default_timeout=90)
+        at.switch_page("pages/3_Scores.py")
+        at.query_params["project"] = name
+        at.run()
+        no_errors(at)
+        assert {m.label: m.value for m in at.metric}["Wrong labels (cleanlab's estimate)"] == f"{count:,}"
+        assert _frame(at, "validation sample")["validation sample"].tolist() == left_out

@@ -2,7 +2,8 @@
 150 ms apart (keep, remove, and relabel to a class that is neither the given nor the predicted one, by digit). Every
 decision must reach the log (checked through the facade, not the page) and the export must list them by their
 original index. Then four clicks on the next cards (Keep, Remove, a class button, the prediction), 150 ms apart:
-every one recorded too. Prints the seconds and key presses per image.
+every one recorded too. Prints the seconds and key presses per image. And Undo after a reload: the reviewer id the
+browser keeps for the project makes `u` take back the decision made before the reload.
 
 The project (data, a small CNN trained for 2 epochs, loss scores) is built up-front through the facade. Skipped
 without Chromium / Playwright (see test_browser.py, whose launch helpers this reuses) or the offline data.
@@ -114,3 +115,84 @@ def test_twenty_images_by_keyboard_150_ms_apart(tmp_path):
         line = table.loc[sid]
         assert (line["row"], line["action"]) == (row, action)
         assert line["final_label"] == {"keep": given[row], "remove": -1, "relabel": label}[action]
+
+
+def _moons(workspace, name: str = "default") -> Project:
+    proj = Project.open(name, workspace)
+    proj.use_dataset("moons", seed=0)
+    proj.train("logreg")
+    proj.score(ScoreRun("ip"))
+    return proj
+
+
+def _first_card(page):
+    cards = page.get_by_test_id("review-card")
+    cards.first.wait_for()
+    _idle(page)
+    return cards.first
+
+
+def test_undo_after_a_reload_takes_back_the_decision(tmp_path):
+    workspace = tmp_path / "workspace"
+    proj = _moons(workspace)
+    with served_page(workspace) as (server, page):
+        page.goto(server.url)
+        page.get_by_role("heading", name="Data", exact=True).wait_for()
+        _goto(page, "Review")
+        cards = page.get_by_test_id("review-card")
+        cards.first.wait_for()
+        _idle(page)
+        row = int(cards.first.get_attribute("data-row"))
+        cards.first.locator(".rg-title").click()
+        page.keyboard.press("a")
+        page.locator('[data-testid="review-card"][data-state="saved"]').first.wait_for()
+        page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+        assert {r: d.action for r, d in proj.current_decisions().items()} == {row: "keep"}
+        _step("reload, then u")
+        page.reload()
+        page.get_by_role("heading", name="Review", exact=True).wait_for()
+        cards.first.wait_for()
+        _idle(page)
+        cards.first.locator(".rg-title").click()
+        page.keyboard.press("u")
+        page.get_by_text("Undid your last decision (1 sample)").first.wait_for(timeout=30_000)
+        page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+    assert proj.current_decisions() == {}
+
+
+def _switch(page, name: str) -> None:
+    """Pick project ``name`` in the sidebar's switcher (the page stays on Review)."""
+    _step(f"switch to project {name}")
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").filter(has_text="Project").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.wait_for_url(f"**project={name}*")
+
+
+def test_a_queued_event_of_another_project_is_recorded_in_its_own_only(tmp_path):
+    """An event of project a found in b's queue (a switch while it was unconfirmed) is refused by b with one line, and
+    recorded once a's Review page is open again; a decision made in b stays b's."""
+    workspace = tmp_path / "workspace"
+    a, b = _moons(workspace, "a"), _moons(workspace, "b")
+    errors = []
+    with served_page(workspace) as (server, page):
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(f"{server.url}/?project=a")
+        page.get_by_role("heading", name="Data", exact=True).wait_for()
+        _goto(page, "Review")
+        row = int(_first_card(page).get_attribute("data-row"))
+        stale = {"id": "0123456789abcdef0123456789abcdef-x-1", "action": "remove", "rows": [row], "label": None,
+                 "project": "a", "reviewer": "0123456789abcdef0123456789abcdef"}
+        page.evaluate("ev => sessionStorage.setItem('influence-review-queue:b', JSON.stringify([ev]))", stale)
+        _switch(page, "b")
+        page.get_by_text("not recorded in 'b'").first.wait_for()
+        card = _first_card(page)
+        card.locator(".rg-title").click()
+        page.keyboard.press("a")
+        page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+        assert {r: d.action for r, d in b.current_decisions().items()} == {int(card.get_attribute("data-row")): "keep"}
+        assert a.current_decisions() == {}
+        _switch(page, "a")
+        page.locator(f'[data-testid="review-card"][data-row="{row}"][data-state="saved"]').wait_for()
+        page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+    assert {r: d.action for r, d in a.current_decisions().items()} == {row: "remove"}
+    assert len(b.current_decisions()) == 1 and errors == []
