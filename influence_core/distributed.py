@@ -9,6 +9,8 @@ gradient, IP Ensemble's masked models, TracIn's checkpoints, the solved (H + λI
 (`dask.distributed`) runs the tasks: a `LocalCluster` of N worker processes (``cluster="local:N"``), dask-cuda's
 `LocalCUDACluster` (``"local-cuda"``: one worker per GPU), or any running scheduler (``scheduler="tcp://HOST:PORT"``,
 or ``$INFLUENCE_DASK_SCHEDULER``). Without any, the shards run one after another in this process — still resumable.
+The app offers only the clusters the server's administrator named (`cluster_choices`, `resolve_cluster`): a browser
+sends a name, never an address, because a cluster receives the data and model and the server unpickles its results.
 
 Each shard is ``out_dir/shard-00007.parquet`` (``fold-02-shard-00007.parquet`` out of fold): columns ``row`` (the
 position in the training split) and ``score`` (lower = more detrimental), written to a temporary name and renamed.
@@ -19,6 +21,7 @@ need the project installed and, for data on disk, the same folders at the same p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -62,8 +65,13 @@ class ClusterSpec:
     workers: int | None = None
     threads: int = 1
     address: str | None = None
+    name: str | None = None  # the administrator's name for it: what the app shows instead of the address
+    connect_timeout_s: float = 10.0  # connect and Dask's handshake together
+    tls: tuple[str | None, str | None, str | None] | None = None  # CA, certificate, key files for a tls:// scheduler
 
     def describe(self) -> str:
+        if self.name is not None:
+            return f"Dask cluster '{self.name}'"
         if self.kind == "local":
             return f"local Dask cluster of {self.workers} worker(s) × {self.threads} thread(s)"
         if self.kind == "local-cuda":
@@ -106,8 +114,9 @@ def parse_cluster(cluster: str | None = None, scheduler: str | None = None, *, t
 
 
 @contextmanager
-def dask_client(spec: ClusterSpec) -> Iterator[Any]:
-    """A `distributed.Client` for ``spec`` (None for "process"); a cluster started here is closed on exit."""
+def dask_client(spec: ClusterSpec, progress: Progress | None = None) -> Iterator[Any]:
+    """A `distributed.Client` for ``spec`` (None for "process"); a cluster started here is closed on exit. While a
+    scheduler is being reached, ``progress`` hears of it twice a second (a job's Stop raises from there)."""
     if spec.kind == "process":
         yield None
         return
@@ -116,10 +125,7 @@ def dask_client(spec: ClusterSpec) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if spec.kind == "scheduler":
-        try:
-            client = Client(spec.address, timeout="10s")
-        except (OSError, TimeoutError) as err:
-            raise InfluenceError(f"cannot reach the Dask scheduler at {spec.address}: {str(err).splitlines()[0]}") from None
+        client = _connect(spec, progress)
         try:
             yield client
         finally:
@@ -143,6 +149,115 @@ def dask_client(spec: ClusterSpec) -> Iterator[Any]:
             client.close()
     finally:
         cluster.close()
+
+
+THIS_PROCESS = "this process"
+FROM_THE_ENVIRONMENT = "default (from the environment)"
+
+
+def cluster_choices(config: Any = None, environ: dict | None = None) -> dict[str, ClusterSpec]:
+    """The clusters a browser user may pick, by name: this process, ``local:N`` up to the administrator's
+    ``max_local_workers``, ``$INFLUENCE_DASK_SCHEDULER`` and the administrator's named ``clusters`` (a `ServerConfig`;
+    default: `server_config()`), each with the configured connect timeout and, for tls://, TLS files."""
+    from .server_config import server_config
+
+    config = server_config() if config is None else config
+    environ = os.environ if environ is None else environ
+    tls = (config.dask_tls_ca_file, config.dask_tls_cert_file, config.dask_tls_key_file)
+
+    def named(name: str, address: str) -> ClusterSpec:
+        try:
+            spec = parse_cluster(scheduler=address, environ={})
+        except InfluenceError as err:
+            raise InfluenceError(f"server config: Dask cluster '{name}': {err}") from None
+        return replace(spec, name=name, connect_timeout_s=float(config.dask_connect_timeout_s),
+                       tls=tls if spec.address.startswith("tls://") and any(tls) else None)
+
+    choices = {THIS_PROCESS: ClusterSpec("process")}
+    choices.update({f"local:{n}": ClusterSpec("local", workers=n) for n in range(1, config.max_local_workers + 1)})
+    if environ.get(ENV_SCHEDULER):
+        choices[FROM_THE_ENVIRONMENT] = named(FROM_THE_ENVIRONMENT, environ[ENV_SCHEDULER])
+    for name, address in config.clusters.items():
+        choices.setdefault(name, named(name, address))
+    return choices
+
+
+def resolve_cluster(name: str | None, config: Any = None, environ: dict | None = None) -> ClusterSpec:
+    """The cluster a browser user picked by ``name`` (None: this process); anything else, an address above all, is
+    refused with one line before any connection is made."""
+    choices = cluster_choices(config, environ)
+    spec = choices.get(THIS_PROCESS if name is None else name)
+    if spec is None:
+        shown = repr(str(name))[:80]
+        raise InfluenceError(f"{shown} is not a Dask cluster this server offers; choose one of: {', '.join(choices)}")
+    return spec
+
+
+def security(spec: ClusterSpec) -> Any:
+    """Dask's `Security` for a tls:// scheduler from the administrator's CA, certificate and key files (None
+    otherwise: Dask's own configuration applies)."""
+    if spec.tls is None:
+        return None
+    from distributed.security import Security
+
+    ca, cert, key = spec.tls
+    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+
+
+def _connect(spec: ClusterSpec, progress: Progress | None) -> Any:
+    """A `Client` of the scheduler at ``spec.address`` within ``spec.connect_timeout_s`` as a whole, or one line.
+    Dask's own timeout covers the TCP connect but not its handshake, so a port that accepts and never answers (not a
+    Dask scheduler) would hang for good: the handshake is tried first under a bound, and the caller waits at most the
+    timeout (``progress`` may raise to stop waiting); a client that arrives after the caller left is closed."""
+    from distributed import Client
+    from distributed.comm import connect
+
+    timeout = spec.connect_timeout_s
+    sec = security(spec)
+    lock, box = threading.Lock(), {}
+
+    async def handshake() -> None:
+        args = sec.get_connection_args("client") if sec is not None else {}
+        comm = await asyncio.wait_for(connect(spec.address, timeout=timeout, **args), timeout)
+        await comm.close()
+
+    def attempt() -> None:
+        try:
+            asyncio.run(handshake())
+            client = Client(spec.address, timeout=timeout, security=sec, set_as_default=False)
+        except BaseException as err:  # noqa: BLE001 - reported by the waiting thread
+            with lock:
+                box["error"] = err
+            return
+        with lock:
+            if not box.get("gone"):
+                box["client"] = client
+                return
+        client.close()
+
+    thread = threading.Thread(target=attempt, name="dask-connect", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while thread.is_alive() and time.monotonic() < deadline:
+            thread.join(min(0.5, max(deadline - time.monotonic(), 0.0)))
+            if thread.is_alive() and progress is not None:
+                progress(0.0, f"connecting to {spec.describe()}")
+    finally:
+        with lock:
+            box["gone"] = True
+            client, error = box.get("client"), box.get("error")
+    if client is not None:
+        return client
+    if error is None or isinstance(error, (asyncio.TimeoutError, TimeoutError)):
+        raise InfluenceError(f"{spec.describe()} did not answer as a Dask scheduler within {timeout:g} s; "
+                             "ask the server's administrator to check its address")
+    raise InfluenceError(f"cannot reach {spec.describe()}: {_one_line(error)}")
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as one line for the user: its type and the first line of its message."""
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}"
 
 
 def shardable_methods() -> list[str]:
@@ -363,8 +478,7 @@ def _as_completed(client, futures: dict, what: Callable[[Any], str], rerun: str)
             except InfluenceError:
                 raise
             except Exception as err:  # noqa: BLE001 - a worker's failure becomes one line for the user
-                first = (str(err).splitlines() or [""])[0][:300]
-                raise InfluenceError(f"{what(futures[future])} failed on a Dask worker: {type(err).__name__}: {first}; "
+                raise InfluenceError(f"{what(futures[future])} failed on a Dask worker: {_one_line(err)}; "
                                      f"rerun to {rerun}") from None
             yield futures[future], result
     finally:
@@ -415,7 +529,7 @@ def score_sharded(
     imp = make_impact(impact, **(impact_settings or {}))
     spec = cluster if isinstance(cluster, ClusterSpec) else (None if client is not None else parse_cluster(cluster, scheduler))
     if client is None and folds and fold_models is None and spec.kind != "process":
-        with dask_client(spec) as opened:  # the fold models are trained on the cluster the shards then run on
+        with dask_client(spec, progress) as opened:  # the fold models are trained on the cluster the shards then run on
             return score_sharded(dataset, fitted, method, impact, out_dir=out_dir, settings=settings,
                                  impact_settings=impact_settings, params=params, folds=folds, cluster=spec,
                                  client=opened, shard_size=shard_size, batch_size=batch_size, progress=progress,
@@ -516,7 +630,7 @@ def score_sharded(
         if client is not None:
             _run_on_dask(client, jobs, todo, done)
         else:
-            with dask_client(spec) as opened:
+            with dask_client(spec, progress) as opened:
                 if opened is None:
                     for s in todo:
                         done(s, run_shard(jobs[s.part], s.start, s.stop, s.rows, s.name))
@@ -539,7 +653,11 @@ def score_sharded(
 def _run_on_dask(client, jobs: dict[int, ShardJob], todo: list[Shard], done: Callable[[Shard, dict], None]) -> None:
     """Scatter each part's job to every worker once, submit one task per shard, and hand results over as they come;
     an error (or an interruption of the client) cancels what is still queued — the shards written stay."""
-    scattered = {p: client.scatter(job, broadcast=True, hash=False) for p, job in jobs.items()}
+    try:
+        scattered = {p: client.scatter(job, broadcast=True, hash=False) for p, job in jobs.items()}
+    except Exception as err:  # noqa: BLE001 - e.g. a worker killed meanwhile: one line for the user
+        raise InfluenceError(f"sending the model and data to the Dask workers failed: {_one_line(err)}; "
+                             "rerun to score the remaining shards") from None
     run_id = uuid.uuid4().hex[:8]
     futures = {client.submit(run_shard, scattered[s.part], s.start, s.stop, s.rows, s.name,
                              key=f"influence-shard-{run_id}-{s.name}", pure=False): s for s in todo}
