@@ -252,7 +252,10 @@ def _connect(spec: ClusterSpec, progress: Progress | None) -> Any:
     if error is None or isinstance(error, (asyncio.TimeoutError, TimeoutError)):
         raise InfluenceError(f"{spec.describe()} did not answer as a Dask scheduler within {timeout:g} s; "
                              "ask the server's administrator to check its address")
-    raise InfluenceError(f"cannot reach {spec.describe()}: {_one_line(error)}")
+    reason = _one_line(error)
+    if spec.name is not None:  # the app names a cluster; its address stays the administrator's
+        reason = reason.replace(spec.address, "its address").replace(spec.address.split("://", 1)[1], "its address")
+    raise InfluenceError(f"cannot reach {spec.describe()}: {reason}")
 
 
 def _one_line(err: BaseException) -> str:
