@@ -208,18 +208,23 @@ def _connect(spec: ClusterSpec, progress: Progress | None) -> Any:
     """A `Client` of the scheduler at ``spec.address`` within ``spec.connect_timeout_s`` as a whole, or one line.
     Dask's own timeout covers the TCP connect but not its handshake, so a port that accepts and never answers (not a
     Dask scheduler) would hang for good: the handshake is tried first under a bound, and the caller waits at most the
-    timeout (``progress`` may raise to stop waiting); a client that arrives after the caller left is closed."""
+    timeout (``progress`` may raise to stop waiting); the attempt then ends too (a client made meanwhile is closed)."""
     from distributed import Client
     from distributed.comm import connect
 
     timeout = spec.connect_timeout_s
     sec = security(spec)
-    lock, box = threading.Lock(), {}
+    lock, box, gone = threading.Lock(), {}, threading.Event()  # gone: the caller stopped waiting
+    deadline = time.monotonic() + timeout
 
     async def handshake() -> None:
         args = sec.get_connection_args("client") if sec is not None else {}
-        comm = await asyncio.wait_for(connect(spec.address, timeout=timeout, **args), timeout)
-        await comm.close()
+        task = asyncio.ensure_future(connect(spec.address, timeout=timeout, **args))
+        while not task.done():
+            if gone.is_set() or time.monotonic() >= deadline:
+                raise TimeoutError("no Dask handshake in time")  # asyncio.run cancels the attempt and its socket
+            await asyncio.wait({task}, timeout=0.25)
+        await task.result().close()
 
     def attempt() -> None:
         try:
@@ -230,14 +235,13 @@ def _connect(spec: ClusterSpec, progress: Progress | None) -> Any:
                 box["error"] = err
             return
         with lock:
-            if not box.get("gone"):
+            if not gone.is_set():
                 box["client"] = client
                 return
         client.close()
 
     thread = threading.Thread(target=attempt, name="dask-connect", daemon=True)
     thread.start()
-    deadline = time.monotonic() + timeout
     try:
         while thread.is_alive() and time.monotonic() < deadline:
             thread.join(min(0.5, max(deadline - time.monotonic(), 0.0)))
@@ -245,7 +249,7 @@ def _connect(spec: ClusterSpec, progress: Progress | None) -> Any:
                 progress(0.0, f"connecting to {spec.describe()}")
     finally:
         with lock:
-            box["gone"] = True
+            gone.set()
             client, error = box.get("client"), box.get("error")
     if client is not None:
         return client

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import numpy as np
@@ -416,7 +417,6 @@ class _SilentPort:
 
     def __enter__(self):
         import socket
-        import threading
 
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.accepted = []
@@ -462,6 +462,11 @@ def test_a_named_cluster_that_never_answers_fails_in_one_line_and_stop_ends_the_
         job.cancel()
         job.wait(120)
         assert not job.running and job.state == "cancelled"
+        for _ in range(300):  # the connection attempt ends with the job, not when its 600 s are up
+            if not [t for t in threading.enumerate() if t.name == "dask-connect"]:
+                break
+            time.sleep(0.1)
+        assert not [t for t in threading.enumerate() if t.name == "dask-connect"]
 
 
 def test_a_tls_cluster_is_reached_with_the_administrators_files(tmp_path):
