@@ -161,7 +161,7 @@ def test_out_of_fold_one_task_per_fold_and_shard(client, tmp_path, monkeypatch):
     import influence_core.folds as folds_module
 
     monkeypatch.setattr(folds_module, "train_model", lambda *a, **k: pytest.fail("a fold model was trained here"))
-    monkeypatch.setattr(distributed, "dask_client", lambda spec, progress=None: contextlib.nullcontext(client))  # local:2
+    monkeypatch.setattr(distributed, "dask_client", lambda spec, progress=None: contextlib.nullcontext(client))
     expected = compute_scores(ds, fitted, "ip", folds=settings, fold_models=models, batch_size=16)
     for name, where in (("client", {"client": client}), ("spec", {"cluster": "local:2"})):
         got = score_sharded(ds, fitted, "ip", out_dir=tmp_path / name, folds=3, shard_size=16, batch_size=16, **where)
@@ -444,7 +444,8 @@ def test_a_named_cluster_that_never_answers_fails_in_one_line_and_stop_ends_the_
     from influence_core.project import ScoreRun
 
     with _SilentPort() as silent:
-        _configure(tmp_path, monkeypatch, f'[server]\ndask_connect_timeout_s = 1\n[server.clusters]\nsilent = "{silent.address}"\n')
+        silent_for = f'[server.clusters]\nsilent = "{silent.address}"\n'
+        _configure(tmp_path, monkeypatch, f"[server]\ndask_connect_timeout_s = 1\n{silent_for}")
         proj = _small_project(tmp_path)
         job = proj.score_in_background([ScoreRun("ip")], "silent").wait(120)  # a guard: the job must have ended
         assert silent.accepted  # the connection was made, and the handshake never came
@@ -452,7 +453,7 @@ def test_a_named_cluster_that_never_answers_fails_in_one_line_and_stop_ends_the_
         assert "Dask cluster 'silent' did not answer as a Dask scheduler within 1 s" in job.error
         assert "\n" not in job.error
 
-        _configure(tmp_path, monkeypatch, f'[server]\ndask_connect_timeout_s = 600\n[server.clusters]\nsilent = "{silent.address}"\n')
+        _configure(tmp_path, monkeypatch, f"[server]\ndask_connect_timeout_s = 600\n{silent_for}")
         job = proj.score_in_background([ScoreRun("loss")], "silent")
         for _ in range(600):
             if "connecting to Dask cluster 'silent'" in job.message:
@@ -526,7 +527,8 @@ def test_a_worker_killed_during_scatter_is_one_line(tmp_path):
         with Client(cluster) as one:
             one.wait_for_workers(1)
             shard = Shard(0, 0, 0, 4, np.arange(4), "shard-00000.parquet")
-            with pytest.raises(InfluenceError, match="sending the model and data to the Dask workers failed: .*rerun") as err:
+            with pytest.raises(InfluenceError, match="sending the model and data to the Dask workers failed: .*rerun") \
+                    as err:
                 _run_on_dask(one, {0: _KillsTheWorker()}, [shard], lambda s, r: None)
             assert "\n" not in str(err.value)
     finally:
