@@ -242,15 +242,19 @@ def _connect(spec: ClusterSpec, progress: Progress | None) -> Any:
 
     thread = threading.Thread(target=attempt, name="dask-connect", daemon=True)
     thread.start()
+    stopped = True  # until the wait ends without progress raising
     try:
         while thread.is_alive() and time.monotonic() < deadline:
             thread.join(min(0.5, max(deadline - time.monotonic(), 0.0)))
             if thread.is_alive() and progress is not None:
                 progress(0.0, f"connecting to {spec.describe()}")
+        stopped = False
     finally:
         with lock:
             gone.set()
             client, error = box.get("client"), box.get("error")
+        if client is not None and stopped:  # stopped just as the client arrived
+            client.close()
     if client is not None:
         return client
     if error is None or isinstance(error, (asyncio.TimeoutError, TimeoutError)):
