@@ -466,34 +466,53 @@ def train_models_on_dask(client, runs: list[tuple[Dataset, str, TrainConfig]],
     futures = {client.submit(train_on_worker, data, arch, config, key=f"influence-train-{run_id}-{i}",
                              pure=False): i for i, (data, arch, config) in enumerate(runs)}
     models: list[FittedModel | None] = [None] * len(runs)
-    finished = _as_completed(client, futures, lambda i: f"training model {i + 1} of {len(runs)}", "train the rest")
-    for count, (i, model) in enumerate(finished, start=1):
+
+    def tell() -> None:
+        if progress is not None:
+            count = sum(m is not None for m in models)
+            progress(count / len(runs), f"{count} of {len(runs)} models trained on the cluster")
+
+    finished = _as_completed(client, futures, lambda i: f"training model {i + 1} of {len(runs)}", "train the rest",
+                             waiting=tell)
+    for i, model in finished:
         models[i] = model
         if done is not None:
             done(i, model)
-        if progress is not None:
-            progress(count / len(runs), f"{count} of {len(runs)} models trained on the cluster")
+        tell()
     return models  # type: ignore[return-value]
 
 
-def _as_completed(client, futures: dict, what: Callable[[Any], str], rerun: str) -> Iterator[tuple[Any, Any]]:
+def _as_completed(client, futures: dict, what: Callable[[Any], str], rerun: str,
+                  waiting: Callable[[], None] | None = None) -> Iterator[tuple[Any, Any]]:
     """(item, result) of each of ``futures`` (future → item) as it finishes. A worker's failure becomes one line for
     the user (``what(item)`` names the task, ``rerun`` what a rerun does); an error, or an interruption of the
-    client, cancels what is still queued."""
-    from distributed import as_completed
+    client, cancels what is still queued. ``waiting()`` is called twice a second while nothing finishes (a job's
+    Stop raises from there, so a hung worker cannot keep a run alive)."""
+    from distributed import wait
 
+    pending = set(futures)
     try:
-        for future in as_completed(list(futures)):
+        while pending:
             try:
-                result = future.result()
-            except InfluenceError:
-                raise
-            except Exception as err:  # noqa: BLE001 - a worker's failure becomes one line for the user
-                raise InfluenceError(f"{what(futures[future])} failed on a Dask worker: {_one_line(err)}; "
-                                     f"rerun to {rerun}") from None
-            yield futures[future], result
+                finished, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                if waiting is not None:
+                    waiting()
+                continue
+            for future in finished:
+                yield futures[future], _result(future, what(futures[future]), rerun)
     finally:
         client.cancel(list(futures), force=True)
+
+
+def _result(future, what: str, rerun: str) -> Any:
+    """A finished future's result; a worker's failure as one line for the user."""
+    try:
+        return future.result()
+    except InfluenceError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a worker's failure becomes one line for the user
+        raise InfluenceError(f"{what} failed on a Dask worker: {_one_line(err)}; rerun to {rerun}") from None
 
 
 def score_sharded(
@@ -601,7 +620,10 @@ def score_sharded(
     run = {"shards": len(shards), "skipped": skipped, "computed": 0, "shard_size": size, "peak_rss": {},
            "where": "none needed" if not todo else (spec.describe() if spec is not None else "the given Dask client")}
 
+    last = [0.0, "starting"]  # what progress heard last: told again while the workers are busy
+
     def report(fraction: float, message: str) -> None:
+        last[:] = [fraction, message]
         if progress is not None:
             progress(float(min(max(fraction, 0.0), 1.0)), message)
 
@@ -639,14 +661,14 @@ def score_sharded(
                    f"shard {s.index + 1} ({where}rows {s.start}–{s.stop}) written: {finished}/{len(shards)} shards")
 
         if client is not None:
-            _run_on_dask(client, jobs, todo, done)
+            _run_on_dask(client, jobs, todo, done, waiting=lambda: report(*last))
         else:
             with dask_client(spec, progress) as opened:
                 if opened is None:
                     for s in todo:
                         done(s, run_shard(jobs[s.part], s.start, s.stop, s.rows, s.name))
                 else:
-                    _run_on_dask(opened, jobs, todo, done)
+                    _run_on_dask(opened, jobs, todo, done, waiting=lambda: report(*last))
     else:
         _write_manifest(out_dir, manifest)
         report(1.0, f"all {len(shards)} shards from an earlier run")
@@ -661,9 +683,11 @@ def score_sharded(
     return out
 
 
-def _run_on_dask(client, jobs: dict[int, ShardJob], todo: list[Shard], done: Callable[[Shard, dict], None]) -> None:
+def _run_on_dask(client, jobs: dict[int, ShardJob], todo: list[Shard], done: Callable[[Shard, dict], None],
+                 waiting: Callable[[], None] | None = None) -> None:
     """Scatter each part's job to every worker once, submit one task per shard, and hand results over as they come;
-    an error (or an interruption of the client) cancels what is still queued — the shards written stay."""
+    an error (or an interruption of the client) cancels what is still queued — the shards written stay.
+    ``waiting()``: called while no shard finishes (see `_as_completed`)."""
     try:
         scattered = {p: client.scatter(job, broadcast=True, hash=False) for p, job in jobs.items()}
     except Exception as err:  # noqa: BLE001 - e.g. a worker killed meanwhile: one line for the user
@@ -673,7 +697,8 @@ def _run_on_dask(client, jobs: dict[int, ShardJob], todo: list[Shard], done: Cal
     futures = {client.submit(run_shard, scattered[s.part], s.start, s.stop, s.rows, s.name,
                              key=f"influence-shard-{run_id}-{s.name}", pure=False): s for s in todo}
     try:
-        for shard, result in _as_completed(client, futures, lambda s: f"shard {s.name}", "score the remaining shards"):
+        for shard, result in _as_completed(client, futures, lambda s: f"shard {s.name}", "score the remaining shards",
+                                           waiting=waiting):
             done(shard, result)
     finally:
         client.cancel(list(scattered.values()), force=True)
