@@ -263,6 +263,8 @@ def _connect(spec: ClusterSpec, progress: Progress | None) -> Any:
     reason = _one_line(error)
     if spec.name is not None:  # the app names a cluster; its address stays the administrator's
         reason = reason.replace(spec.address, "its address").replace(spec.address.split("://", 1)[1], "its address")
+    if spec.address.startswith("tls://") and spec.tls is None:
+        reason += "; a tls:// cluster needs dask_tls_ca_file, dask_tls_cert_file and dask_tls_key_file in server.toml"
     raise InfluenceError(f"cannot reach {spec.describe()}: {reason}")
 
 

@@ -499,7 +499,7 @@ def test_a_tls_cluster_is_reached_with_the_administrators_files(tmp_path):
             assert opened.security.tls_ca_file == files[0]
             assert opened.scheduler_info()["address"] == cluster.scheduler_address
         plain = cluster_choices(ServerConfig.from_mapping(settings), environ={})["secure"]
-        with pytest.raises(InfluenceError, match="Dask cluster 'secure'") as err:
+        with pytest.raises(InfluenceError, match="Dask cluster 'secure'.*needs dask_tls_ca_file") as err:
             with dask_client(plain):
                 pass
         assert "\n" not in str(err.value) and cluster.scheduler_address.split("://")[1] not in str(err.value)
