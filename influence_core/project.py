@@ -303,10 +303,10 @@ class Project:
               device: str | None = None, batch_size: int = 256, add: bool = True, cluster: Any = None,
               scheduler: str | None = None) -> np.ndarray:
         """Scores of every training sample by ``run`` (lower = more detrimental), from the cache or computed; ``add``
-        keeps the run among the project's score columns (unless the model changed meanwhile). ``cluster`` ("local:N" or a
-        `ClusterSpec`) / ``scheduler`` (or ``$INFLUENCE_DASK_SCHEDULER``): methods that can be sharded run on Dask, with
-        progress per shard. For the library and the CLI (the machine's user); a page passes a cluster's name to
-        `score_in_background`."""
+        keeps the run among the project's score columns (unless the model changed meanwhile). ``cluster`` ("local:N"
+        or a `ClusterSpec`) / ``scheduler`` (or ``$INFLUENCE_DASK_SCHEDULER``): methods that can be sharded run on
+        Dask, with progress per shard. For the library and the CLI (the machine's user); a page passes a cluster's
+        name to `score_in_background`."""
         dataset, state = self.dataset(), self.state()
         fitted = self.require_model(dataset)
         scores = self.cache.get_or_score(dataset, fitted, progress=progress, details=details, device=device,
