@@ -9,6 +9,8 @@ gradient, IP Ensemble's masked models, TracIn's checkpoints, the solved (H + λI
 (`dask.distributed`) runs the tasks: a `LocalCluster` of N worker processes (``cluster="local:N"``), dask-cuda's
 `LocalCUDACluster` (``"local-cuda"``: one worker per GPU), or any running scheduler (``scheduler="tcp://HOST:PORT"``,
 or ``$INFLUENCE_DASK_SCHEDULER``). Without any, the shards run one after another in this process — still resumable.
+The app offers only the clusters the server's administrator named (`cluster_choices`, `resolve_cluster`): a browser
+sends a name, never an address, because a cluster receives the data and model and the server unpickles its results.
 
 Each shard is ``out_dir/shard-00007.parquet`` (``fold-02-shard-00007.parquet`` out of fold): columns ``row`` (the
 position in the training split) and ``score`` (lower = more detrimental), written to a temporary name and renamed.
@@ -19,6 +21,7 @@ need the project installed and, for data on disk, the same folders at the same p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -62,8 +65,13 @@ class ClusterSpec:
     workers: int | None = None
     threads: int = 1
     address: str | None = None
+    name: str | None = None  # the administrator's name for it: what the app shows instead of the address
+    connect_timeout_s: float = 10.0  # connect and Dask's handshake together
+    tls: tuple[str | None, str | None, str | None] | None = None  # CA, certificate, key files for a tls:// scheduler
 
     def describe(self) -> str:
+        if self.name is not None:
+            return f"Dask cluster '{self.name}'"
         if self.kind == "local":
             return f"local Dask cluster of {self.workers} worker(s) × {self.threads} thread(s)"
         if self.kind == "local-cuda":
@@ -106,8 +114,9 @@ def parse_cluster(cluster: str | None = None, scheduler: str | None = None, *, t
 
 
 @contextmanager
-def dask_client(spec: ClusterSpec) -> Iterator[Any]:
-    """A `distributed.Client` for ``spec`` (None for "process"); a cluster started here is closed on exit."""
+def dask_client(spec: ClusterSpec, progress: Progress | None = None) -> Iterator[Any]:
+    """A `distributed.Client` for ``spec`` (None for "process"); a cluster started here is closed on exit. While a
+    scheduler is being reached, ``progress`` hears of it twice a second (a job's Stop raises from there)."""
     if spec.kind == "process":
         yield None
         return
@@ -116,10 +125,7 @@ def dask_client(spec: ClusterSpec) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if spec.kind == "scheduler":
-        try:
-            client = Client(spec.address, timeout="10s")
-        except (OSError, TimeoutError) as err:
-            raise InfluenceError(f"cannot reach the Dask scheduler at {spec.address}: {str(err).splitlines()[0]}") from None
+        client = _connect(spec, progress)
         try:
             yield client
         finally:
@@ -143,6 +149,128 @@ def dask_client(spec: ClusterSpec) -> Iterator[Any]:
             client.close()
     finally:
         cluster.close()
+
+
+THIS_PROCESS = "this process"
+FROM_THE_ENVIRONMENT = "default (from the environment)"
+
+
+def cluster_choices(config: Any = None, environ: dict | None = None) -> dict[str, ClusterSpec]:
+    """The clusters a browser user may pick, by name: this process, ``local:N`` up to the administrator's
+    ``max_local_workers``, ``$INFLUENCE_DASK_SCHEDULER`` and the administrator's named ``clusters`` (a `ServerConfig`;
+    default: `server_config()`), each with the configured connect timeout and, for tls://, TLS files."""
+    from .server_config import server_config
+
+    config = server_config() if config is None else config
+    environ = os.environ if environ is None else environ
+    tls = (config.dask_tls_ca_file, config.dask_tls_cert_file, config.dask_tls_key_file)
+
+    def named(name: str, address: str) -> ClusterSpec:
+        try:
+            spec = parse_cluster(scheduler=address, environ={})
+        except InfluenceError as err:
+            raise InfluenceError(f"server config: Dask cluster '{name}': {err}") from None
+        return replace(spec, name=name, connect_timeout_s=float(config.dask_connect_timeout_s),
+                       tls=tls if spec.address.startswith("tls://") and any(tls) else None)
+
+    choices = {THIS_PROCESS: ClusterSpec("process")}
+    choices.update({f"local:{n}": ClusterSpec("local", workers=n) for n in range(1, config.max_local_workers + 1)})
+    if environ.get(ENV_SCHEDULER):
+        choices[FROM_THE_ENVIRONMENT] = named(FROM_THE_ENVIRONMENT, environ[ENV_SCHEDULER])
+    for name, address in config.clusters.items():
+        choices.setdefault(name, named(name, address))
+    return choices
+
+
+def resolve_cluster(name: str | None, config: Any = None, environ: dict | None = None) -> ClusterSpec:
+    """The cluster a browser user picked by ``name`` (None: this process); anything else, an address above all, is
+    refused with one line before any connection is made."""
+    choices = cluster_choices(config, environ)
+    spec = choices.get(THIS_PROCESS if name is None else name)
+    if spec is None:
+        shown = repr(str(name))[:80]
+        raise InfluenceError(f"{shown} is not a Dask cluster this server offers; choose one of: {', '.join(choices)}")
+    return spec
+
+
+def security(spec: ClusterSpec) -> Any:
+    """Dask's `Security` for a tls:// scheduler from the administrator's CA, certificate and key files (None
+    otherwise: Dask's own configuration applies)."""
+    if spec.tls is None:
+        return None
+    from distributed.security import Security
+
+    ca, cert, key = spec.tls
+    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+
+
+def _connect(spec: ClusterSpec, progress: Progress | None) -> Any:
+    """A `Client` of the scheduler at ``spec.address`` within ``spec.connect_timeout_s`` as a whole, or one line.
+    Dask's own timeout covers the TCP connect but not its handshake, so a port that accepts and never answers (not a
+    Dask scheduler) would hang for good: the handshake is tried first under a bound, and the caller waits at most the
+    timeout (``progress`` may raise to stop waiting); the attempt then ends too (a client made meanwhile is closed)."""
+    from distributed import Client
+    from distributed.comm import connect
+
+    timeout = spec.connect_timeout_s
+    sec = security(spec)
+    lock, box, gone = threading.Lock(), {}, threading.Event()  # gone: the caller stopped waiting
+    deadline = time.monotonic() + timeout
+
+    async def handshake() -> None:
+        args = sec.get_connection_args("client") if sec is not None else {}
+        task = asyncio.ensure_future(connect(spec.address, timeout=timeout, **args))
+        while not task.done():
+            if gone.is_set() or time.monotonic() >= deadline:
+                raise TimeoutError("no Dask handshake in time")  # asyncio.run cancels the attempt and its socket
+            await asyncio.wait({task}, timeout=0.25)
+        await task.result().close()
+
+    def attempt() -> None:
+        try:
+            asyncio.run(handshake())
+            client = Client(spec.address, timeout=timeout, security=sec, set_as_default=False)
+        except BaseException as err:  # noqa: BLE001 - reported by the waiting thread
+            with lock:
+                box["error"] = err
+            return
+        with lock:
+            if not gone.is_set():
+                box["client"] = client
+                return
+        client.close()
+
+    thread = threading.Thread(target=attempt, name="dask-connect", daemon=True)
+    thread.start()
+    stopped = True  # until the wait ends without progress raising
+    try:
+        while thread.is_alive() and time.monotonic() < deadline:
+            thread.join(min(0.5, max(deadline - time.monotonic(), 0.0)))
+            if thread.is_alive() and progress is not None:
+                progress(0.0, f"connecting to {spec.describe()}")
+        stopped = False
+    finally:
+        with lock:
+            gone.set()
+            client, error = box.get("client"), box.get("error")
+        if client is not None and stopped:  # stopped just as the client arrived
+            client.close()
+    if client is not None:
+        return client
+    if error is None or isinstance(error, (asyncio.TimeoutError, TimeoutError)):
+        raise InfluenceError(f"{spec.describe()} did not answer as a Dask scheduler within {timeout:g} s; "
+                             "ask the server's administrator to check its address")
+    reason = _one_line(error)
+    if spec.name is not None:  # the app names a cluster; its address stays the administrator's
+        reason = reason.replace(spec.address, "its address").replace(spec.address.split("://", 1)[1], "its address")
+    if spec.address.startswith("tls://") and spec.tls is None:
+        reason += "; a tls:// cluster needs dask_tls_ca_file, dask_tls_cert_file and dask_tls_key_file in server.toml"
+    raise InfluenceError(f"cannot reach {spec.describe()}: {reason}")
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as one line for the user: its type and the first line of its message."""
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}"
 
 
 def shardable_methods() -> list[str]:
@@ -340,35 +468,53 @@ def train_models_on_dask(client, runs: list[tuple[Dataset, str, TrainConfig]],
     futures = {client.submit(train_on_worker, data, arch, config, key=f"influence-train-{run_id}-{i}",
                              pure=False): i for i, (data, arch, config) in enumerate(runs)}
     models: list[FittedModel | None] = [None] * len(runs)
-    finished = _as_completed(client, futures, lambda i: f"training model {i + 1} of {len(runs)}", "train the rest")
-    for count, (i, model) in enumerate(finished, start=1):
+
+    def tell() -> None:
+        if progress is not None:
+            count = sum(m is not None for m in models)
+            progress(count / len(runs), f"{count} of {len(runs)} models trained on the cluster")
+
+    finished = _as_completed(client, futures, lambda i: f"training model {i + 1} of {len(runs)}", "train the rest",
+                             waiting=tell)
+    for i, model in finished:
         models[i] = model
         if done is not None:
             done(i, model)
-        if progress is not None:
-            progress(count / len(runs), f"{count} of {len(runs)} models trained on the cluster")
+        tell()
     return models  # type: ignore[return-value]
 
 
-def _as_completed(client, futures: dict, what: Callable[[Any], str], rerun: str) -> Iterator[tuple[Any, Any]]:
+def _as_completed(client, futures: dict, what: Callable[[Any], str], rerun: str,
+                  waiting: Callable[[], None] | None = None) -> Iterator[tuple[Any, Any]]:
     """(item, result) of each of ``futures`` (future → item) as it finishes. A worker's failure becomes one line for
     the user (``what(item)`` names the task, ``rerun`` what a rerun does); an error, or an interruption of the
-    client, cancels what is still queued."""
-    from distributed import as_completed
+    client, cancels what is still queued. ``waiting()`` is called twice a second while nothing finishes (a job's
+    Stop raises from there, so a hung worker cannot keep a run alive)."""
+    from distributed import wait
 
+    pending = set(futures)
     try:
-        for future in as_completed(list(futures)):
+        while pending:
             try:
-                result = future.result()
-            except InfluenceError:
-                raise
-            except Exception as err:  # noqa: BLE001 - a worker's failure becomes one line for the user
-                first = (str(err).splitlines() or [""])[0][:300]
-                raise InfluenceError(f"{what(futures[future])} failed on a Dask worker: {type(err).__name__}: {first}; "
-                                     f"rerun to {rerun}") from None
-            yield futures[future], result
+                finished, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                if waiting is not None:
+                    waiting()
+                continue
+            for future in finished:
+                yield futures[future], _result(future, what(futures[future]), rerun)
     finally:
         client.cancel(list(futures), force=True)
+
+
+def _result(future, what: str, rerun: str) -> Any:
+    """A finished future's result; a worker's failure as one line for the user."""
+    try:
+        return future.result()
+    except InfluenceError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a worker's failure becomes one line for the user
+        raise InfluenceError(f"{what} failed on a Dask worker: {_one_line(err)}; rerun to {rerun}") from None
 
 
 def score_sharded(
@@ -415,7 +561,7 @@ def score_sharded(
     imp = make_impact(impact, **(impact_settings or {}))
     spec = cluster if isinstance(cluster, ClusterSpec) else (None if client is not None else parse_cluster(cluster, scheduler))
     if client is None and folds and fold_models is None and spec.kind != "process":
-        with dask_client(spec) as opened:  # the fold models are trained on the cluster the shards then run on
+        with dask_client(spec, progress) as opened:  # the fold models are trained on the cluster the shards then run on
             return score_sharded(dataset, fitted, method, impact, out_dir=out_dir, settings=settings,
                                  impact_settings=impact_settings, params=params, folds=folds, cluster=spec,
                                  client=opened, shard_size=shard_size, batch_size=batch_size, progress=progress,
@@ -476,7 +622,10 @@ def score_sharded(
     run = {"shards": len(shards), "skipped": skipped, "computed": 0, "shard_size": size, "peak_rss": {},
            "where": "none needed" if not todo else (spec.describe() if spec is not None else "the given Dask client")}
 
+    last = [0.0, "starting"]  # what progress heard last: told again while the workers are busy
+
     def report(fraction: float, message: str) -> None:
+        last[:] = [fraction, message]
         if progress is not None:
             progress(float(min(max(fraction, 0.0), 1.0)), message)
 
@@ -514,14 +663,14 @@ def score_sharded(
                    f"shard {s.index + 1} ({where}rows {s.start}–{s.stop}) written: {finished}/{len(shards)} shards")
 
         if client is not None:
-            _run_on_dask(client, jobs, todo, done)
+            _run_on_dask(client, jobs, todo, done, waiting=lambda: report(*last))
         else:
-            with dask_client(spec) as opened:
+            with dask_client(spec, progress) as opened:
                 if opened is None:
                     for s in todo:
                         done(s, run_shard(jobs[s.part], s.start, s.stop, s.rows, s.name))
                 else:
-                    _run_on_dask(opened, jobs, todo, done)
+                    _run_on_dask(opened, jobs, todo, done, waiting=lambda: report(*last))
     else:
         _write_manifest(out_dir, manifest)
         report(1.0, f"all {len(shards)} shards from an earlier run")
@@ -536,15 +685,22 @@ def score_sharded(
     return out
 
 
-def _run_on_dask(client, jobs: dict[int, ShardJob], todo: list[Shard], done: Callable[[Shard, dict], None]) -> None:
+def _run_on_dask(client, jobs: dict[int, ShardJob], todo: list[Shard], done: Callable[[Shard, dict], None],
+                 waiting: Callable[[], None] | None = None) -> None:
     """Scatter each part's job to every worker once, submit one task per shard, and hand results over as they come;
-    an error (or an interruption of the client) cancels what is still queued — the shards written stay."""
-    scattered = {p: client.scatter(job, broadcast=True, hash=False) for p, job in jobs.items()}
+    an error (or an interruption of the client) cancels what is still queued — the shards written stay.
+    ``waiting()``: called while no shard finishes (see `_as_completed`)."""
+    try:
+        scattered = {p: client.scatter(job, broadcast=True, hash=False) for p, job in jobs.items()}
+    except Exception as err:  # noqa: BLE001 - e.g. a worker killed meanwhile: one line for the user
+        raise InfluenceError(f"sending the model and data to the Dask workers failed: {_one_line(err)}; "
+                             "rerun to score the remaining shards") from None
     run_id = uuid.uuid4().hex[:8]
     futures = {client.submit(run_shard, scattered[s.part], s.start, s.stop, s.rows, s.name,
                              key=f"influence-shard-{run_id}-{s.name}", pure=False): s for s in todo}
     try:
-        for shard, result in _as_completed(client, futures, lambda s: f"shard {s.name}", "score the remaining shards"):
+        for shard, result in _as_completed(client, futures, lambda s: f"shard {s.name}", "score the remaining shards",
+                                           waiting=waiting):
             done(shard, result)
     finally:
         client.cancel(list(scattered.values()), force=True)

@@ -416,11 +416,13 @@ class Project:
 
     # ------------------------------------------------------------------------------------------ scores
     def score(self, run: ScoreRun, progress: Progress | None = None, *, details: dict | None = None,
-              device: str | None = None, batch_size: int = 256, add: bool = True, cluster: str | None = None,
+              device: str | None = None, batch_size: int = 256, add: bool = True, cluster: Any = None,
               scheduler: str | None = None) -> np.ndarray:
         """Scores of every training sample by ``run`` (lower = more detrimental), from the cache or computed; ``add``
-        keeps the run among the project's score columns (unless the model changed meanwhile). ``cluster`` / ``scheduler``
-        (or ``$INFLUENCE_DASK_SCHEDULER``): methods that can be sharded run on Dask, with progress per shard."""
+        keeps the run among the project's score columns (unless the model changed meanwhile). ``cluster`` ("local:N"
+        or a `ClusterSpec`) / ``scheduler`` (or ``$INFLUENCE_DASK_SCHEDULER``): methods that can be sharded run on
+        Dask, with progress per shard. For the library and the CLI (the machine's user); a page passes a cluster's
+        name to `score_in_background`."""
         dataset, state = self.dataset(), self.state()
         fitted = self.require_model(dataset)
         scores = self.cache.get_or_score(dataset, fitted, progress=progress, details=details, device=device,
@@ -665,14 +667,13 @@ class Project:
 
         return self.start_job("train", f"Training {arch}", run)
 
-    @staticmethod
-    def dask_scheduler(address: str | None = None) -> str | None:
-        """The Dask scheduler scoring uses: ``address`` checked (a one-line error when malformed), else
-        ``$INFLUENCE_DASK_SCHEDULER``, else None (this process)."""
-        from .distributed import ENV_SCHEDULER, parse_cluster
+    def dask_clusters(self) -> list[str]:
+        """The names of the Dask clusters a browser user may score on, "this process" first: ``local:N`` and those
+        the server's administrator named (`server_config`); the names only, never an address."""
+        from .distributed import cluster_choices
+        from .server_config import server_config
 
-        address = (address or "").strip() or os.environ.get(ENV_SCHEDULER) or None
-        return parse_cluster(scheduler=address).address if address else None
+        return list(cluster_choices(server_config(self.root)))
 
     @staticmethod
     def shardable_methods() -> list[str]:
@@ -680,15 +681,23 @@ class Project:
 
         return shardable_methods()
 
-    def score_in_background(self, runs: list[ScoreRun], scheduler: str | None = None) -> Job:
-        """Compute ``runs`` one after another as the "score" job; each finished run is kept even when stopped."""
+    def score_in_background(self, runs: list[ScoreRun], cluster: str | None = None) -> Job:
+        """Compute ``runs`` one after another as the "score" job; each finished run is kept even when stopped.
+        ``cluster``: one of `dask_clusters` by name (None: this process); anything else, an address above all, is
+        refused with one line before any connection (a Dask cluster receives the data and model, and its results
+        are unpickled here)."""
+        from .distributed import resolve_cluster
+        from .server_config import server_config
+
+        spec = resolve_cluster(cluster, server_config(self.root))
+
         def run(handle: JobHandle) -> dict:
             for i, r in enumerate(runs):
                 def progress(fraction: float, message: str, i=i, r=r) -> None:
                     handle.check()  # Stop takes effect inside a method, at its next progress report
                     handle.report((i + fraction) / len(runs), f"{r.label}: {message}")
 
-                self.score(r, progress, scheduler=scheduler or None)
+                self.score(r, progress, cluster=spec)
             return {"runs": [r.label for r in runs]}
 
         return self.start_job("score", "Scoring", run)

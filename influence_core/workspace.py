@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from .methods import get_method
 from .models.registry import build_model
 from .models.train import Checkpoint, FittedModel, TrainConfig, TrainProgress, train_model
 from .session import workspace_root
+
+if TYPE_CHECKING:
+    from .distributed import ClusterSpec
 
 
 def _hash(payload: dict) -> str:
@@ -251,11 +254,12 @@ class Workspace:
     def get_or_score(self, dataset: Dataset, fitted: FittedModel, method: str = "ip", impact: str | Impact = "utility",
                      params: str = "all", settings: dict | None = None, progress: Progress | None = None, *,
                      impact_settings: dict | None = None, device: str | None = None, batch_size: int = 256,
-                     folds: int = 0, details: dict | None = None, cluster: str | None = None,
+                     folds: int = 0, details: dict | None = None, cluster: str | ClusterSpec | None = None,
                      scheduler: str | None = None) -> np.ndarray:
         """Scores of every training sample (lower = more detrimental), from the cache or computed and stored;
         ``folds=K`` scores out of fold with K cached fold models. ``details`` receives the run's notes (see
-        `compute_scores`), stored with the scores. ``cluster`` ("local:N") / ``scheduler`` ("tcp://HOST:PORT"), or
+        `compute_scores`), stored with the scores. ``cluster`` ("local:N", or a resolved `ClusterSpec`) / ``scheduler``
+        ("tcp://HOST:PORT"), or
         ``$INFLUENCE_DASK_SCHEDULER``: sharded on Dask (`distributed.score_sharded`), shards kept under
         ``shards/<key>/`` so an interrupted run resumes; the same scores (to 1e-6), hence the same cache entry."""
         key = self.score_key(dataset, fitted, method, impact, params, settings, impact_settings, folds)
@@ -267,10 +271,10 @@ class Workspace:
             computed = True
             on_dask = sharded(method, cluster, scheduler)
             if on_dask:
-                from .distributed import dask_client, parse_cluster, score_sharded
+                from .distributed import ClusterSpec, dask_client, parse_cluster, score_sharded
 
-                spec = parse_cluster(cluster, scheduler)
-            with dask_client(spec) if on_dask else contextlib.nullcontext() as client:  # fold models and shards alike
+                spec = cluster if isinstance(cluster, ClusterSpec) else parse_cluster(cluster, scheduler)
+            with dask_client(spec, progress) if on_dask else contextlib.nullcontext() as client:  # folds and shards
                 fold_models = None
                 if folds:
                     fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8),
@@ -310,11 +314,14 @@ class Workspace:
         return self.entry_meta("scores", key)
 
 
-def sharded(method: str, cluster: str | None = None, scheduler: str | None = None) -> bool:
+def sharded(method: str, cluster: str | ClusterSpec | None = None, scheduler: str | None = None) -> bool:
     """Whether ``method`` runs sharded on Dask: a cluster or scheduler is asked for (or $INFLUENCE_DASK_SCHEDULER is
-    set) and the method can be sharded; others run in this process as always."""
-    if not (scheduler or (cluster and cluster.strip().lower() not in ("none", "process", "off"))
-            or os.environ.get("INFLUENCE_DASK_SCHEDULER")):
+    set; a `ClusterSpec` says for itself) and the method can be sharded; others run in this process as always."""
+    if cluster is not None and not isinstance(cluster, str):  # a ClusterSpec
+        if cluster.kind == "process":
+            return False
+    elif not (scheduler or (cluster and cluster.strip().lower() not in ("none", "process", "off"))
+              or os.environ.get("INFLUENCE_DASK_SCHEDULER")):
         return False
     return bool(getattr(get_method(method), "shardable", False))
 

@@ -258,28 +258,31 @@ def _form(proj: Project, ds, fitted, running: bool) -> None:
             continue
         runs.append(ScoreRun(method, impact if cls.uses_impact else "utility", params, _settings_inputs(method),
                              folds=folds, impact_settings=settings if cls.uses_impact else {}))
-    scheduler = _scheduler_input()
+    cluster = _cluster_input(proj)
     if st.button("Compute scores", type="primary", disabled=running or not runs or folds == 1 or not valid,
                  icon=":material/calculate:", help="Runs in the background; this page shows its progress."):
-        proj.score_in_background(runs, scheduler=scheduler)
-        st.rerun()
-
-
-def _scheduler_input() -> str | None:
-    """An optional Dask scheduler: methods that can be sharded then run shard by shard on its workers."""
-    default = Project.dask_scheduler() or ""
-    with st.expander("Scale out on a Dask cluster" + (f" — {default}" if default else ""), expanded=False):
-        text = st.text_input(
-            "Dask scheduler address", value=default, placeholder="tcp://HOST:PORT (empty: this process)",
-            key="dask-scheduler",
-            help="Shardable methods (" + ", ".join(Project.shardable_methods()) + ") are cut into shards of the "
-                 "training set, each scored on a worker and kept, so an interrupted run resumes; the progress counts "
-                 "shards. Workers need this project installed (see the README). Default: $INFLUENCE_DASK_SCHEDULER.")
         try:
-            return Project.dask_scheduler(text)
+            proj.score_in_background(runs, cluster=cluster)
         except InfluenceError as err:
             st.error(plain(err))
-            return None
+        else:
+            st.rerun()
+
+
+def _cluster_input(proj: Project) -> str | None:
+    """Where shardable methods run, by name: this process, a local Dask cluster, or a cluster the server's
+    administrator named (never an address typed here: a cluster receives the data and model)."""
+    try:
+        names = proj.dask_clusters()
+    except InfluenceError as err:
+        st.error(plain(err))
+        return None
+    with st.expander("Scale out on a Dask cluster", expanded=False):
+        return st.selectbox(
+            "Dask cluster", names, index=0, key="dask-cluster",
+            help="Shardable methods (" + ", ".join(Project.shardable_methods()) + ") are cut into shards of the "
+                 "training set, each scored on a worker and kept, so an interrupted run resumes; the progress counts "
+                 "shards. The clusters offered are those the server's administrator configured (see the README).")
 
 
 # ------------------------------------------------------------------------------------------ results

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import numpy as np
@@ -103,7 +104,7 @@ def test_sharded_on_two_workers_equals_single_process(client, moons_model, tmp_p
     run = details["sharding"]
     assert run["shards"] == 4 and run["computed"] == 4 and run["skipped"] == 0
     assert len(run["peak_rss"]) == 2, "both workers scored"
-    assert sum("written" in m for _, m in messages) == 4 and messages[-1][0] == 1.0
+    assert len({m for _, m in messages if "written" in m}) == 4 and messages[-1][0] == 1.0  # (told again while busy)
     # Each shard on disk holds its rows and their scores.
     status = shard_status(tmp_path)
     assert status["total"] == 4 and status["done"] == [f"shard-{i:05d}.parquet" for i in range(4)]
@@ -160,7 +161,7 @@ def test_out_of_fold_one_task_per_fold_and_shard(client, tmp_path, monkeypatch):
     import influence_core.folds as folds_module
 
     monkeypatch.setattr(folds_module, "train_model", lambda *a, **k: pytest.fail("a fold model was trained here"))
-    monkeypatch.setattr(distributed, "dask_client", lambda spec: contextlib.nullcontext(client))  # "local:2" → this one
+    monkeypatch.setattr(distributed, "dask_client", lambda spec, progress=None: contextlib.nullcontext(client))
     expected = compute_scores(ds, fitted, "ip", folds=settings, fold_models=models, batch_size=16)
     for name, where in (("client", {"client": client}), ("spec", {"cluster": "local:2"})):
         got = score_sharded(ds, fitted, "ip", out_dir=tmp_path / name, folds=3, shard_size=16, batch_size=16, **where)
@@ -282,7 +283,7 @@ def test_the_project_and_the_cli_shard_on_a_scheduler_and_share_the_cache_entry(
     assert_same_scores(proj.score(ScoreRun("ip")), expected)
 
     monkeypatch.setenv("INFLUENCE_DASK_SCHEDULER", address)  # the app's setting by environment
-    assert Project.dask_scheduler() == address
+    assert "default (from the environment)" in proj.dask_clusters()  # offered by name
     out = tmp_path / "cli.csv"
     assert main(["score", "--dataset", "moons", "--model", "logreg", "--method", "loss", "--workspace", str(tmp_path),
                  "--out", str(out), "--quiet"]) == 0
@@ -321,3 +322,265 @@ def test_fold_models_are_trained_on_the_workers_one_task_each_and_cached(client,
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     assert_same_scores(proj.score(ScoreRun("loss", folds=3), scheduler=client.scheduler.address),
                        compute_scores(ds, fitted, "loss", folds=FoldSettings(3), fold_models=expected_models))
+
+
+# ----------------------------------------------------------------------- clusters the administrator names
+def _small_project(root, name="dask-choice"):
+    from influence_core.project import Project
+
+    proj = Project.open(name, root)
+    proj.use_dataset("moons", seed=0, n_train=120)
+    proj.train("logreg")
+    return proj
+
+
+def _configure(root, monkeypatch, text: str) -> None:
+    """``text`` as the administrator's ``<workspace>/server.toml`` (no $INFLUENCE_CONFIG elsewhere)."""
+    monkeypatch.delenv("INFLUENCE_CONFIG", raising=False)
+    monkeypatch.delenv(ENV_SCHEDULER, raising=False)
+    (root / "server.toml").write_text(text)
+
+
+def test_the_clusters_offered_are_names_the_administrator_configured():
+    from influence_core.distributed import FROM_THE_ENVIRONMENT, THIS_PROCESS, cluster_choices, resolve_cluster
+    from influence_core.server_config import ServerConfig
+
+    config = ServerConfig.from_mapping({"clusters": {"gpu-box": "tls://10.0.0.5:8786", "cpu": "tcp://cpu:8786"},
+                                        "max_local_workers": 3, "dask_connect_timeout_s": 4,
+                                        "dask_tls_ca_file": "/etc/ca.pem", "dask_tls_cert_file": "/etc/c.pem",
+                                        "dask_tls_key_file": "/etc/k.pem"})
+    choices = cluster_choices(config, environ={ENV_SCHEDULER: "tcp://sched:8786"})
+    assert list(choices) == [THIS_PROCESS, "local:1", "local:2", "local:3", FROM_THE_ENVIRONMENT, "gpu-box", "cpu"]
+    assert choices["local:3"] == ClusterSpec("local", workers=3)
+    assert choices["gpu-box"] == ClusterSpec("scheduler", address="tls://10.0.0.5:8786", name="gpu-box",
+                                             connect_timeout_s=4.0, tls=("/etc/ca.pem", "/etc/c.pem", "/etc/k.pem"))
+    assert choices["cpu"].tls is None and choices[FROM_THE_ENVIRONMENT].address == "tcp://sched:8786"
+    assert "tcp://" not in choices["cpu"].describe()  # the app names a cluster, it does not show its address
+    assert resolve_cluster(None, config, environ={}) == ClusterSpec("process")
+    for typed in ("tcp://127.0.0.1:8786", "cpu:8786", "local:4", "local:2\nx"):
+        with pytest.raises(InfluenceError, match="is not a Dask cluster this server offers; choose one of") as err:
+            resolve_cluster(typed, config, environ={})
+        assert "\n" not in str(err.value)
+    with pytest.raises(InfluenceError, match="server config: Dask cluster 'bad'"):
+        cluster_choices(ServerConfig.from_mapping({"clusters": {"bad": "http://x"}}), environ={})
+
+
+def _attackers_run_shard(*args, **kwargs):
+    """What the attacker's workers return instead of a shard's scores: an object whose unpickling runs code."""
+    return _WritesAMarker(os.environ["ATTACK_MARKER"])
+
+
+class _WritesAMarker:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (exec, (f"open({self.path!r}, 'w').write('code ran in the app server')",))
+
+
+def _arm(marker: str) -> None:
+    import influence_core.distributed as module
+
+    os.environ["ATTACK_MARKER"] = marker
+    module.run_shard, module._honest_run_shard = _attackers_run_shard, module.run_shard
+
+
+def _disarm() -> None:
+    import influence_core.distributed as module
+
+    module.run_shard = getattr(module, "_honest_run_shard", module.run_shard)
+
+
+def test_an_address_from_the_browser_is_refused_before_any_connection(client, tmp_path, monkeypatch):
+    """The attacker runs a Dask cluster whose workers return a pickle that runs code, and gives its address where
+    the Scores page's value goes: refused with one line, the attacker's scheduler sees no client, no code runs."""
+    from influence_core.project import ScoreRun
+
+    _configure(tmp_path, monkeypatch, "[server]\n")
+    proj = _small_project(tmp_path)
+    marker = tmp_path / "marker"
+    client.run(_arm, str(marker))
+    scheduler = client.cluster.scheduler
+    clients_before = set(scheduler.clients)
+    try:
+        with pytest.raises(InfluenceError, match="not a Dask cluster this server offers"):
+            job = proj.score_in_background([ScoreRun("ip")], client.scheduler.address)
+            job.wait(120)
+    finally:
+        client.run(_disarm)
+    assert set(scheduler.clients) == clients_before
+    assert not marker.exists()
+
+
+class _SilentPort:
+    """A TCP server on 127.0.0.1 that accepts connections and never says a word (not a Dask scheduler)."""
+
+    def __enter__(self):
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.accepted = []
+        self.address = f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self):
+        try:
+            while True:
+                self.accepted.append(self.sock.accept()[0])
+        except OSError:  # closed
+            pass
+
+    def __exit__(self, *exc):
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+def test_a_named_cluster_that_never_answers_fails_in_one_line_and_stop_ends_the_job(tmp_path, monkeypatch):
+    """Dask's connect timeout does not cover its handshake: a port that accepts and stays silent hung scoring for
+    good (Stop did nothing). Now the job fails with one line once the administrator's timeout has passed, and a
+    Stop while connecting ends it."""
+    from influence_core.project import ScoreRun
+
+    with _SilentPort() as silent:
+        silent_for = f'[server.clusters]\nsilent = "{silent.address}"\n'
+        _configure(tmp_path, monkeypatch, f"[server]\ndask_connect_timeout_s = 1\n{silent_for}")
+        proj = _small_project(tmp_path)
+        job = proj.score_in_background([ScoreRun("ip")], "silent").wait(120)  # a guard: the job must have ended
+        assert silent.accepted  # the connection was made, and the handshake never came
+        assert job.state == "failed" and not job.running
+        assert "Dask cluster 'silent' did not answer as a Dask scheduler within 1 s" in job.error
+        assert "\n" not in job.error
+
+        _configure(tmp_path, monkeypatch, f"[server]\ndask_connect_timeout_s = 600\n{silent_for}")
+        job = proj.score_in_background([ScoreRun("loss")], "silent")
+        for _ in range(600):
+            if "connecting to Dask cluster 'silent'" in job.message:
+                break
+            time.sleep(0.1)
+        assert "connecting to Dask cluster 'silent'" in job.message
+        job.cancel()
+        job.wait(120)
+        assert not job.running and job.state == "cancelled"
+        for _ in range(300):  # the connection attempt ends with the job, not when its 600 s are up
+            if not [t for t in threading.enumerate() if t.name == "dask-connect"]:
+                break
+            time.sleep(0.1)
+        assert not [t for t in threading.enumerate() if t.name == "dask-connect"]
+
+
+def test_a_tls_cluster_is_reached_with_the_administrators_files(tmp_path):
+    """A tls:// cluster is reached through Dask's Security built from the configured CA, certificate and key files;
+    without them the connection fails with one line."""
+    import logging
+
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    from influence_core.distributed import cluster_choices, dask_client, security
+    from influence_core.server_config import ServerConfig
+
+    sec = Security.temporary()
+    files = []
+    for name, pem in [("ca", sec.tls_ca_file), ("cert", sec.tls_client_cert), ("key", sec.tls_client_key)]:
+        (tmp_path / f"{name}.pem").write_text(pem)
+        files.append(str(tmp_path / f"{name}.pem"))
+    with LocalCluster(n_workers=0, processes=False, protocol="tls://", host="127.0.0.1", security=sec,
+                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster:
+        clusters = {"secure": cluster.scheduler_address}
+        settings = {"clusters": clusters, "dask_connect_timeout_s": 5}
+        tls_files = dict(zip(["dask_tls_ca_file", "dask_tls_cert_file", "dask_tls_key_file"], files))
+        spec = cluster_choices(ServerConfig.from_mapping({**settings, **tls_files}), environ={})["secure"]
+        built = security(spec)
+        assert (built.tls_ca_file, built.tls_client_cert, built.tls_client_key) == tuple(files)
+        assert built.require_encryption
+        with dask_client(spec) as opened:
+            assert opened.security.tls_ca_file == files[0]
+            assert opened.scheduler_info()["address"] == cluster.scheduler_address
+        plain = cluster_choices(ServerConfig.from_mapping(settings), environ={})["secure"]
+        with pytest.raises(InfluenceError, match="Dask cluster 'secure'.*needs dask_tls_ca_file") as err:
+            with dask_client(plain):
+                pass
+        assert "\n" not in str(err.value) and cluster.scheduler_address.split("://")[1] not in str(err.value)
+
+
+class _KillsTheWorker:
+    """Scattered in place of a shard job: unpickling it ends the worker process (a worker killed during scatter)."""
+
+    def __reduce__(self):
+        return (os._exit, (3,))
+
+
+def test_a_worker_killed_during_scatter_is_one_line(tmp_path):
+    import logging
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    from influence_core.distributed import Shard, _run_on_dask
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.CRITICAL)
+    try:
+        with Client(cluster) as one:
+            one.wait_for_workers(1)
+            shard = Shard(0, 0, 0, 4, np.arange(4), "shard-00000.parquet")
+            with pytest.raises(InfluenceError, match="sending the model and data to the Dask workers failed: .*rerun") \
+                    as err:
+                _run_on_dask(one, {0: _KillsTheWorker()}, [shard], lambda s, r: None)
+            assert "\n" not in str(err.value)
+    finally:
+        cluster.close()
+
+
+class _Stuck:
+    """Scattered in place of a shard job: its task never finishes (a hung worker)."""
+
+    def context(self):
+        time.sleep(3600)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_stop_ends_the_wait_for_a_worker_that_never_finishes(tmp_path):
+    """Stop takes effect at a progress report; while no shard finishes, the wait still reports (the same progress)
+    twice a second, so a Stop ends the run instead of waiting for a hung worker."""
+    import logging
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    from influence_core.distributed import Shard, _run_on_dask
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.CRITICAL)
+    heard = []
+
+    def stop_when_asked_twice():
+        heard.append(1)
+        if len(heard) >= 2:
+            raise _Stop()
+
+    try:
+        with Client(cluster) as one:
+            one.wait_for_workers(1)
+            shard = Shard(0, 0, 0, 4, np.arange(4), "shard-00000.parquet")
+            outcome = []
+
+            def run():
+                try:
+                    _run_on_dask(one, {0: _Stuck()}, [shard], lambda s, r: None, waiting=stop_when_asked_twice)
+                except _Stop:
+                    outcome.append("stopped")
+
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            thread.join(120)  # a guard, not a measurement
+            assert outcome == ["stopped"]
+    finally:
+        cluster.close()

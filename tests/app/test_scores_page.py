@@ -221,3 +221,29 @@ def test_cached_results_are_keyed_by_project_and_data_not_only_by_the_model(work
         no_errors(at)
         assert {m.label: m.value for m in at.metric}["Wrong labels (cleanlab's estimate)"] == f"{count:,}"
         assert _frame(at, "validation sample")["validation sample"].tolist() == left_out
+
+
+def test_dask_clusters_are_picked_by_name_and_one_that_never_answers_fails_in_one_line(scored, monkeypatch):
+    """Issue 21 §1: no address field; the clusters offered are the administrator's names. A named cluster whose port
+    accepts and never answers (not a Dask scheduler) fails in one line, and Compute is usable again."""
+    import socket
+
+    monkeypatch.delenv("INFLUENCE_CONFIG", raising=False)
+    monkeypatch.delenv("INFLUENCE_DASK_SCHEDULER", raising=False)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel completes connects; nobody ever answers
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        (scored / "server.toml").write_text(f'[server]\nmax_local_workers = 2\ndask_connect_timeout_s = 1\n'
+                                            f'[server.clusters]\nsilent = "{address}"\n')
+        at = open_page("3_Scores.py")
+        no_errors(at)
+        assert not [t for t in at.text_input if "dask" in t.label.lower() or "scheduler" in t.label.lower()]
+        box = at.selectbox(key="dask-cluster")
+        assert list(box.options) == ["this process", "local:1", "local:2", "silent"] and box.value == "this process"
+        box.set_value("silent")
+        at = _tick(at.run(), ["loss"])
+        next(b for b in at.button if b.label == "Compute scores").click().run()
+        at = settle(at)
+    failed = [e.value for e in at.error]
+    assert len(failed) == 1 and "Dask cluster 'silent' did not answer as a Dask scheduler within 1 s" in failed[0]
+    assert "\n" not in failed[0] and address not in failed[0]
+    assert not next(b for b in at.button if b.label == "Compute scores").disabled
