@@ -249,3 +249,45 @@ def test_ekfac_factors_are_fitted_once_for_every_impact_and_damping(tmp_path, mo
     assert len(calls) == 1 and not np.allclose(utility, damped)
     np.testing.assert_allclose(utility, compute_scores(proj.dataset(), proj.model(), "ekfac"), rtol=1e-6, atol=1e-9)
     assert len(calls) == 2  # the direct computation has no cache: it fits its own
+
+
+# ----------------------------------------------------------------- decisions the export could not use (issue 21 §1)
+@pytest.fixture
+def moons_data_project(tmp_path) -> Project:
+    proj = Project.open("d", tmp_path)
+    proj.use_dataset("moons", seed=0)
+    return proj
+
+
+@pytest.mark.parametrize("label", [99, -1, 2, 1.5])
+def test_record_refuses_a_relabel_to_a_class_the_data_set_does_not_have(moons_data_project, label):
+    with pytest.raises(InfluenceError) as err:
+        moons_data_project.record([0, 1], "relabel", label)
+    assert str(err.value) == f"cannot relabel to {label}: the classes of 'moons' are 0..1"
+    assert moons_data_project.current_decisions() == {}
+    moons_data_project.record([0], "relabel", 1)  # a class it has is recorded
+    assert moons_data_project.current_decisions()[0].new_label == 1
+
+
+@pytest.mark.parametrize("how, reason", [("full", "the disk is full"), ("read-only", "the disk is read-only")])
+def test_a_full_or_read_only_disk_refuses_a_decision_in_one_line(moons_data_project, monkeypatch, how, reason):
+    import sqlite3
+
+    from influence_core.review import DecisionLog
+
+    moons_data_project.record([5], "keep")  # the file exists, as after a first click
+
+    def connect(log):
+        if how == "read-only":  # what SQLite says on a read-only file system or file
+            return sqlite3.connect(f"file:{log.path}?mode=ro", uri=True)
+        con = sqlite3.connect(log.path)
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        con.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own 'database or disk is full'
+        return con
+
+    monkeypatch.setattr(DecisionLog, "_connect", connect)
+    with pytest.raises(InfluenceError) as err:
+        moons_data_project.record(list(range(200)), "remove")
+    assert str(err.value) == f"cannot record the decisions: {reason} on the server; ask its administrator"
+    monkeypatch.undo()
+    assert set(moons_data_project.current_decisions()) == {5}  # nothing half-written
