@@ -148,11 +148,15 @@ class Project:
         except (OSError, ValueError, TypeError):
             return Selection()
 
+    @writing("save the project's state")  # a full or read-only disk: one line, the old state kept
     def save_state(self, state: Selection) -> None:
         """Write atomically (a reader never sees half a file; two writers never interleave)."""
         tmp = self.state_path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(state.to_json(), indent=2, default=str))
-        os.replace(tmp, self.state_path)
+        try:
+            tmp.write_text(json.dumps(state.to_json(), indent=2, default=str))
+            os.replace(tmp, self.state_path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _update_state(self, change: Callable[[Selection], None], *, only_if: Callable[[Selection], bool] | None = None) -> bool:
         with _STATE_LOCK:

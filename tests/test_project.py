@@ -291,3 +291,21 @@ def test_a_full_or_read_only_disk_refuses_a_decision_in_one_line(moons_data_proj
     assert str(err.value) == f"cannot record the decisions: {reason} on the server; ask its administrator"
     monkeypatch.undo()
     assert set(moons_data_project.current_decisions()) == {5}  # nothing half-written
+
+
+def test_a_full_disk_refuses_a_state_change_in_one_line_and_keeps_the_old_state(moons_data_project, monkeypatch):
+    import errno
+    import os
+
+    import influence_core.project as project_module
+
+    def refuse(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(project_module.os, "replace", refuse)
+    with pytest.raises(InfluenceError) as err:
+        moons_data_project.use_dataset("blobs", seed=0)
+    assert str(err.value) == "cannot save the project's state: the disk is full on the server; ask its administrator"
+    monkeypatch.undo()
+    assert moons_data_project.state().dataset == "moons"
+    assert sorted(p.name for p in moons_data_project.folder.iterdir() if p.name.startswith(".state")) == []

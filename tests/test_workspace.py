@@ -128,3 +128,19 @@ def test_checkpoint_methods_key_on_the_trajectory(tmp_path, blobs, counted):
     ws.get_or_score(blobs, with_ckpt, "ip")
     ws.get_or_score(blobs, without, "ip")  # IP depends on θ only: a hit
     assert counted["score"] == 3
+
+
+@pytest.mark.parametrize("code, reason", [("ENOSPC", "the disk is full"), ("EROFS", "the disk is read-only")])
+def test_a_full_or_read_only_disk_refuses_a_cache_write_in_one_line_and_leaves_nothing(tmp_path, monkeypatch, code, reason):
+    import errno
+    import os
+
+    def refuse(src, dst):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(dst))
+
+    monkeypatch.setattr(workspace_module.os, "replace", refuse)
+    ws = Workspace(tmp_path)
+    with pytest.raises(InfluenceError) as err:
+        ws.get_or_compute("scores", {"k": 1}, lambda: [1, 2], meta=lambda value: {"n": len(value)})
+    assert str(err.value) == f"cannot store a result in the workspace cache: {reason} on the server; ask its administrator"
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
