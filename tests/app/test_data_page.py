@@ -186,3 +186,13 @@ def test_a_csv_with_a_split_column_says_it_keeps_its_splits(workspace):
     at.file_uploader[0].upload("cleaned.csv", f"f1,f2,target,split\n{rows}\n".encode(), "text/csv").run()
     assert any("Read 40 training samples" in s.value and "validation (8) and test (12) as its split column says"
                in s.value for s in at.success), [s.value for s in at.success] + [e.value for e in at.error]
+
+
+def test_the_upload_summary_states_what_was_read_differently(workspace):
+    """Thousands separators read as numbers and a free-text column left out: each said on the page (issue 21 §1)."""
+    rows = "\n".join(f'"{937 + 37 * i:,}",the film number {i} was rather good,{i % 2}' for i in range(60))
+    at = _upload("reviews.csv", f"amount,review,label\n{rows}\n".encode())
+    no_errors(at)
+    assert [shown(i.value) for i in at.info] == [
+        "column 'amount': thousands separators read as numbers",
+        "column 'review' looks like free text; it was left out (text is not supported yet)"]
