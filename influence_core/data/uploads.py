@@ -256,7 +256,7 @@ def encode_labels(values: pd.Series, column: str, max_classes: int = MAX_CLASSES
         values = values.astype(np.int64)
     elif pd.api.types.is_float_dtype(values):
         arr = values.to_numpy()
-        frac = arr != np.round(arr)
+        frac = ~np.isfinite(arr) | (arr != np.round(arr))
         if frac.any():
             raise InfluenceError(f"the label column '{column}' holds non-integer numbers (e.g. {arr[frac][0]:g} in row "
                                  f"{int(np.flatnonzero(frac)[0])}); labels must be class names or integers")

@@ -419,3 +419,12 @@ def test_a_full_or_read_only_disk_refuses_the_upload_in_one_line_and_leaves_noth
     assert str(err.value) == f"cannot store the upload 'a.csv': {reason} on the server; ask its administrator"
     assert str(tmp_path) not in str(err.value)  # no server paths in a message for the browser
     assert _stored_files(tmp_path) == []
+
+
+def test_an_infinite_label_is_refused_not_read_as_a_huge_class(tmp_path):
+    labels = ["inf" if i == 4 else str(i % 2) for i in range(30)]
+    path = write_text(tmp_path, "a,y\n" + "\n".join(f"{i},{y}" for i, y in enumerate(labels)))
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(path)
+    assert str(err.value) == ("the label column 'y' holds non-integer numbers (e.g. inf in row 4); "
+                              "labels must be class names or integers")
