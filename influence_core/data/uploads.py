@@ -334,7 +334,7 @@ def readable_features(features: pd.DataFrame, notes: list[str]) -> tuple[pd.Data
     """The feature columns as the encoder should see them, and the free-text columns left out: numbers written with
     thousands separators ("1,037") read as numbers, not one category each; a text column (mostly distinct values of
     `TEXT_MIN_WORDS` words or more) left out, as text is not supported yet. ``notes`` gets a line for each change."""
-    features, text_columns = features.copy(), []
+    converted, text_columns = {}, []
     for col in features.columns:
         values = features[col]
         if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
@@ -343,12 +343,12 @@ def readable_features(features: pd.DataFrame, notes: list[str]) -> tuple[pd.Data
         if len(text) == 0:
             continue
         if text.str.fullmatch(GROUPED_NUMBER).all() and text.str.contains(",", regex=False).any():
-            features[col] = pd.to_numeric(values.astype("string").str.strip().str.replace(",", "", regex=False))
+            converted[col] = pd.to_numeric(values.astype("string").str.strip().str.replace(",", "", regex=False)).astype(float)
             notes.append(f"column '{col}': thousands separators read as numbers")
         elif text.nunique() >= TEXT_MIN_DISTINCT * len(text) and text.str.split().str.len().median() >= TEXT_MIN_WORDS:
             text_columns.append(col)
             notes.append(f"column '{col}' looks like free text; it was left out (text is not supported yet)")
-    return features.drop(columns=text_columns), text_columns
+    return features.drop(columns=text_columns).assign(**converted), text_columns
 
 
 @register_path_loader(".csv")
