@@ -363,6 +363,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     ``missing`` says, see `influence_core.data.tabular`). Test then validation are carved with ``seed``.
     ``on_disk``: read the encoded features from disk a batch at a time (None = when over 256 MiB). A column named
     ``split`` holding only train / val / test (as the cleaned export writes it) assigns the splits instead.
+    What is read differently from the cells (thousands separators, labels "1" and "1.0", a free-text column left
+    out; see `readable_features`) is listed in ``meta["conversions"]``, one line each, for the page to state.
     """
     path = Path(path)
     check_upload_size(path)
