@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import InfluenceError
+from .errors import InfluenceError, disk_error
 
 
 class Cancelled(Exception):
@@ -161,7 +161,8 @@ def start_job(key: str, title: str, fn: Callable[[JobHandle], Any], store: str |
         except Exception as err:  # the UI shows one line; the traceback goes to the server log
             traceback.print_exc()
             with job._lock:
-                job.error, job.state = f"{type(err).__name__}: {err}", "failed"
+                refused = disk_error(err, "write to the workspace")  # a full or read-only disk: no server path
+                job.error, job.state = str(refused) if refused else f"{type(err).__name__}: {err}", "failed"
         finally:
             job.finished = time.time()
             job.persist(force=True)

@@ -31,7 +31,7 @@ import numpy as np
 
 from .data.base import Dataset
 from .data.registry import DATASETS, PATH_LOADERS, is_size, load_dataset
-from .errors import InfluenceError
+from .errors import InfluenceError, writing
 from .grads import Progress
 from .impacts import IMPACTS, make_impact, resolve_val_trim
 from .jobs import Job, JobHandle, forget_job, get_job, start_job
@@ -152,11 +152,15 @@ class Project:
         except (OSError, ValueError, TypeError):
             return Selection()
 
+    @writing("save the project's state")  # a full or read-only disk: one line, the old state kept
     def save_state(self, state: Selection) -> None:
         """Write atomically (a reader never sees half a file; two writers never interleave)."""
         tmp = self.state_path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(state.to_json(), indent=2, default=str))
-        os.replace(tmp, self.state_path)
+        try:
+            tmp.write_text(json.dumps(state.to_json(), indent=2, default=str))
+            os.replace(tmp, self.state_path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _update_state(self, change: Callable[[Selection], None], *, only_if: Callable[[Selection], bool] | None = None) -> bool:
         with _STATE_LOCK:
@@ -612,9 +616,19 @@ class Project:
         outside = [r for r in rows if not 0 <= r < len(source)]
         if outside:
             raise InfluenceError(f"training row {outside[0]} is not in the training split (0..{len(source) - 1})")
+        if action == "relabel" and new_label is not None:  # a class the data set lacks would only fail at Export
+            dataset = self.dataset()
+            try:
+                value = float(new_label)
+            except (TypeError, ValueError):
+                value = -1.0
+            if isinstance(new_label, bool) or not value.is_integer() or not 0 <= value < dataset.num_classes:
+                raise InfluenceError(f"cannot relabel to {new_label}: the classes of '{dataset.name}' are "
+                                     f"0..{dataset.num_classes - 1}")
         originals = [int(source[r]) for r in rows]
-        return self.decisions.record(self.decision_scope(), rows, action, new_label, user=user, session=session,
-                                     event=event, originals=originals)
+        with writing("record the decisions"):
+            return self.decisions.record(self.decision_scope(), rows, action, new_label, user=user, session=session,
+                                         event=event, originals=originals)
 
     def undo(self, session: str | None = None, *, event: str | None = None) -> int:
         """Take back the last batch of ``session`` (of anyone when None); returns how many decisions it held. An undo

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from .api import span, compute_scores, fold_models_for
 from .data.base import Dataset
-from .errors import InfluenceError
+from .errors import InfluenceError, writing
 from .folds import FoldSettings
 from .grads import Progress
 from .impacts import Impact, make_impact
@@ -67,6 +67,7 @@ def _write_model(key: str, fitted: FittedModel, folder: Path) -> None:
     (folder / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
 
 
+@writing("store a result in the workspace cache")  # a full or read-only disk: one line, the temporary file removed
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)

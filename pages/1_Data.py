@@ -105,6 +105,8 @@ def _upload(proj: Project) -> None:
     if ds.meta.get("splits") == "column":
         what += f"; validation ({len(ds.val)}) and test ({len(ds.test)}) as its split column says"
     st.success(f"Read {len(ds.train)} training samples in {ds.num_classes} classes from {plain(file.name)}{what}.")
+    for note in ds.meta.get("conversions") or []:  # what the loader read differently from the file's cells
+        st.info(plain(note))
     state = proj.state()
     if state.dataset == path and state.dataset_kwargs == kwargs:
         st.caption("This upload is the current data set.")

@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from influence_core import __version__
+from influence_core.errors import disk_error
 from influence_core.project import DEFAULT_PROJECT, METHODS, InfluenceError, Job, Project, ScoreRun, valid_project_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,14 +194,16 @@ def status(proj: Project) -> dict:
 
 # ------------------------------------------------------------------------------------------- guard
 def guarded(body: Callable[[], None]) -> None:
-    """Run a page body; user errors show their one-line message, anything else a short note (traceback to the log)."""
+    """Run a page body; user errors show their one-line message, a write the disk refused (full, read-only, no
+    permission) one line without server paths, anything else a short note (traceback to the log)."""
     try:
         body()
     except InfluenceError as err:
         st.error(plain(err))
     except Exception as err:
         traceback.print_exc()
-        st.error(f"Something went wrong: {type(err).__name__}: {plain(err)}")
+        refused = disk_error(err, "write to the workspace")
+        st.error(plain(refused) if refused else f"Something went wrong: {type(err).__name__}: {plain(err)}")
 
 
 # --------------------------------------------------------------------------------------- job panel

@@ -45,3 +45,15 @@ def test_failures_become_one_line_messages():
     assert job.state == "failed" and job.error == "the model has 3 outputs but 2 classes"
     job = start_job("t-crash", "Test", lambda h: 1 / 0).wait(10)
     assert job.state == "failed" and job.error.startswith("ZeroDivisionError")
+
+
+def test_a_full_disk_in_a_job_is_one_line_without_the_server_path():
+    import errno
+    import os
+
+    def work(handle):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/srv/workspace/models/abc/model.safetensors")
+
+    job = start_job("t-disk", "Test", work).wait(10)
+    assert job.state == "failed"
+    assert job.error == "cannot write to the workspace: the disk is full on the server; ask its administrator"

@@ -341,3 +341,63 @@ def test_an_upload_over_a_cap_is_refused_and_leaves_nothing(tmp_path, cap):
         proj.upload_dataset(data, "points.csv", label_column="target")
     assert "\n" not in str(err.value)
     assert not [p for p in (proj.folder / "uploads").rglob("*") if p.is_file()]
+
+
+# ----------------------------------------------------------------- decisions the export could not use (issue 21 §1)
+@pytest.fixture
+def moons_data_project(tmp_path) -> Project:
+    proj = Project.open("d", tmp_path)
+    proj.use_dataset("moons", seed=0)
+    return proj
+
+
+@pytest.mark.parametrize("label", [99, -1, 2, 1.5])
+def test_record_refuses_a_relabel_to_a_class_the_data_set_does_not_have(moons_data_project, label):
+    with pytest.raises(InfluenceError) as err:
+        moons_data_project.record([0, 1], "relabel", label)
+    assert str(err.value) == f"cannot relabel to {label}: the classes of 'moons' are 0..1"
+    assert moons_data_project.current_decisions() == {}
+    moons_data_project.record([0], "relabel", 1)  # a class it has is recorded
+    assert moons_data_project.current_decisions()[0].new_label == 1
+
+
+@pytest.mark.parametrize("how, reason", [("full", "the disk is full"), ("read-only", "the disk is read-only")])
+def test_a_full_or_read_only_disk_refuses_a_decision_in_one_line(moons_data_project, monkeypatch, how, reason):
+    import sqlite3
+
+    from influence_core.review import DecisionLog
+
+    moons_data_project.record([5], "keep")  # the file exists, as after a first click
+
+    def connect(log):
+        if how == "read-only":  # what SQLite says on a read-only file system or file
+            return sqlite3.connect(f"file:{log.path}?mode=ro", uri=True)
+        con = sqlite3.connect(log.path)
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        con.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own 'database or disk is full'
+        return con
+
+    monkeypatch.setattr(DecisionLog, "_connect", connect)
+    with pytest.raises(InfluenceError) as err:
+        moons_data_project.record(list(range(200)), "remove")
+    assert str(err.value) == f"cannot record the decisions: {reason} on the server; ask its administrator"
+    monkeypatch.undo()
+    assert set(moons_data_project.current_decisions()) == {5}  # nothing half-written
+
+
+def test_a_full_disk_refuses_a_state_change_in_one_line_and_keeps_the_old_state(moons_data_project, monkeypatch):
+    import errno
+    import os
+
+    import influence_core.project as project_module
+
+    def refuse(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(project_module.os, "replace", refuse)
+    with pytest.raises(InfluenceError) as err:
+        moons_data_project.use_dataset("blobs", seed=0)
+    assert str(err.value) == "cannot save the project's state: the disk is full on the server; ask its administrator"
+    monkeypatch.undo()
+    assert moons_data_project.state().dataset == "moons"
+    assert sorted(p.name for p in moons_data_project.folder.iterdir() if p.name.startswith(".state")) == []

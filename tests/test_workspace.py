@@ -229,3 +229,19 @@ def test_cli_usage_and_gc(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"models/{blobs_key}" in out and out.splitlines()[-1].startswith("freed ")
     assert not (root / "models" / blobs_key).exists() and not (b.folder / "arrays" / "stale.npy").exists()
+
+
+@pytest.mark.parametrize("code, reason", [("ENOSPC", "the disk is full"), ("EROFS", "the disk is read-only")])
+def test_a_full_or_read_only_disk_refuses_a_cache_write_in_one_line_and_leaves_nothing(tmp_path, monkeypatch, code, reason):
+    import errno
+    import os
+
+    def refuse(src, dst):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(dst))
+
+    monkeypatch.setattr(workspace_module.os, "replace", refuse)
+    ws = Workspace(tmp_path)
+    with pytest.raises(InfluenceError) as err:
+        ws.get_or_compute("scores", {"k": 1}, lambda: [1, 2], meta=lambda value: {"n": len(value)})
+    assert str(err.value) == f"cannot store a result in the workspace cache: {reason} on the server; ask its administrator"
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

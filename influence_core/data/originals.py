@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +30,7 @@ from ..errors import InfluenceError
 from .base import Dataset
 
 SPLITS = ("train", "val", "test")
+INTEGRAL_TEXT = re.compile(r"^([+-]?\d+)\.0+$")  # a label written "1.0": class "1", as the number 1.0 is
 SPLIT_COLUMN = "split"  # a table column of train / val / test: the cleaned export writes it, the CSV loader honours it
 # name -> reader(path, **options) returning the whole raw table the loader encoded (the same call the loader makes).
 TABLE_READERS: dict[str, Callable[..., pd.DataFrame]] = {}
@@ -154,7 +156,7 @@ def _class_name(value) -> str:
         return str(int(value))
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
-    return str(value).strip()
+    return INTEGRAL_TEXT.sub(r"\1", str(value).strip())
 
 
 def label_values(dataset: Dataset) -> list:

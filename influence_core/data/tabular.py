@@ -34,14 +34,31 @@ ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education-num", "ma
 BANK_PRIVILEGED_AGE = 25  # AIF360's convention for Bank Marketing: age ≥ 25 is the privileged group (s = 1)
 
 
+def shown_rows(rows: np.ndarray, limit: int = 5) -> str:
+    """'3, 8, 11, …': the first ``limit`` row numbers for a message."""
+    return ", ".join(str(r) for r in rows[:limit]) + (", …" if len(rows) > limit else "")
+
+
 def describe_missing(frame: pd.DataFrame, limit: int = 5) -> str:
     """'column a (rows 3, 8), column b (rows 1, …)': where ``frame`` has missing values (rows 0-based)."""
     parts = []
     for col in frame.columns[frame.isna().any()]:
         rows = np.flatnonzero(frame[col].isna().to_numpy())
-        shown = ", ".join(str(r) for r in rows[:limit]) + (", …" if len(rows) > limit else "")
-        parts.append(f"'{col}' ({len(rows)} rows: {shown})")
+        parts.append(f"'{col}' ({len(rows)} rows: {shown_rows(rows, limit)})")
     return "; ".join(parts)
+
+
+def refuse_infinite(frame: pd.DataFrame, limit: int = 5, where: str = "") -> None:
+    """Refuse numeric cells that are infinite or too large for float32 (the features' type), naming the column and
+    rows (0-based); scikit-learn would stop with a traceback that names neither."""
+    for col in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
+            continue
+        values = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        rows = np.flatnonzero(np.isinf(values) | (np.abs(np.nan_to_num(values)) > np.finfo(np.float32).max))
+        if len(rows):
+            raise InfluenceError(f"feature column '{col}' holds infinite or too large numbers in {len(rows)} rows "
+                                 f"({shown_rows(rows, limit)}){where}; replace them with numbers or leave the cells empty")
 
 
 def _encoder(features: pd.DataFrame) -> ColumnTransformer:
@@ -74,6 +91,9 @@ def encode_tabular(
     all_missing = [c for c in features.columns if features[c].isna().all()]
     if all_missing:
         raise InfluenceError(f"feature column(s) {', '.join(map(repr, all_missing))} hold no values; drop them")
+    refuse_infinite(features)
+    if test is not None:
+        refuse_infinite(test[0], where=" of the test table")
     if missing == "refuse" and features.isna().any().any():
         raise InfluenceError(f"missing feature values in {describe_missing(features)}; fill them or use missing='impute'")
     rows = np.arange(len(features))

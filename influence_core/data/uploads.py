@@ -20,6 +20,7 @@ folders is refused.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -37,13 +38,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import InfluenceError
+from ..errors import InfluenceError, writing
 from .base import Dataset, Split
-from .originals import SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
+from .originals import INTEGRAL_TEXT, SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
 from .prepare import carve_indices, normalise_images
 from .registry import register_path_loader
 from .storage import IMAGES_ON_DISK_FROM, stored_image_splits
-from .tabular import encode_tabular
+from .tabular import encode_tabular, shown_rows
 
 MAX_UPLOAD_BYTES = 200 * 2**20
 MAX_WORKSPACE_UPLOAD_BYTES = 2 * 2**30  # all stored uploads of one workspace together
@@ -57,6 +58,9 @@ DEFAULT_LABEL_NAMES = ("label", "y", "target", "class")
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 UPLOAD_SUFFIXES = {"data": (".csv", ".zip"), "weights": (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pt2")}
 STAGING = ".staging"
+GROUPED_NUMBER = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")  # 1,037 or 1037.5: a CSV cell of a number
+TEXT_MIN_WORDS = 4  # a string column of mostly distinct values this many words long (the median) is free text
+TEXT_MIN_DISTINCT = 0.5
 
 
 def check_upload_size(path: str | os.PathLike) -> int:
@@ -161,14 +165,23 @@ def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.P
     check_upload_content(data, name, kind)
     if final.is_file():  # accepted before: only the loader's options may differ
         return StoredUpload(final, load(final) if load else None)
-    (uploads / STAGING).mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=uploads / STAGING))
+    store = f"store the upload '{name}'"  # a full or read-only disk: one line, and nothing half-written stays
+    with writing(store):
+        (uploads / STAGING).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=uploads / STAGING))
     try:
         staged = staging / name
-        staged.write_bytes(data)
+        with writing(store):
+            staged.write_bytes(data)
         value = load(staged) if load else None
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
+        try:
+            with writing(store):
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+        except InfluenceError:
+            with contextlib.suppress(OSError):
+                final.parent.rmdir()  # only when empty: the same bytes may be stored under another name
+            raise
         if isinstance(value, Dataset):
             relocate(value, staged, final)  # its recorded source moved with the file
     finally:
@@ -179,8 +192,7 @@ def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.P
 
 
 def _rows(mask: np.ndarray, limit: int = 5) -> str:
-    rows = np.flatnonzero(mask)
-    return ", ".join(str(r) for r in rows[:limit]) + (", …" if len(rows) > limit else "")
+    return shown_rows(np.flatnonzero(mask), limit)
 
 
 def _columns(frame: pd.DataFrame) -> str:
@@ -211,19 +223,32 @@ def _read_csv(source: str | os.PathLike | bytes, name: str | None = None) -> pd.
         sep = csv.Sniffer().sniff(head.splitlines()[0], delimiters=",;\t|").delimiter
     except csv.Error:
         sep = ","
+    header = next(csv.reader(head.splitlines()[:1], delimiter=sep), [])
+    _refuse_duplicate_names([c.strip() for c in header if c.strip()], label)  # pandas would rename one ('a.1')
     try:
         frame = pd.read_csv(io.BytesIO(raw), sep=sep, skipinitialspace=True, encoding="utf-8", encoding_errors="replace")
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
         raise InfluenceError(f"cannot read '{label}' as CSV: {str(err).splitlines()[0]}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    _refuse_duplicate_names(list(frame.columns), label)
     if len(frame) == 0:
         raise InfluenceError(f"'{label}' has a header but no data rows")
     return frame
 
 
-def encode_labels(values: pd.Series, column: str, max_classes: int = MAX_CLASSES) -> tuple[np.ndarray, list[str]]:
+def _refuse_duplicate_names(names: list[str], label: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InfluenceError(f"'{label}' has two columns named '{name}' (spaces around names are ignored); rename one")
+        seen.add(name)
+
+
+def encode_labels(values: pd.Series, column: str, max_classes: int = MAX_CLASSES,
+                  notes: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """Class indices 0..K-1 and class names from a label column: strings, integers or integral floats.
 
+    Text labels that spell one integer ("1", "1.0") are one class; ``notes`` gets a line for each such merge.
     Refuses missing labels, non-integral numbers, a single class and more than ``max_classes`` classes.
     """
     missing = values.isna().to_numpy()
@@ -233,13 +258,18 @@ def encode_labels(values: pd.Series, column: str, max_classes: int = MAX_CLASSES
         values = values.astype(np.int64)
     elif pd.api.types.is_float_dtype(values):
         arr = values.to_numpy()
-        frac = arr != np.round(arr)
+        frac = ~np.isfinite(arr) | (arr != np.round(arr))
         if frac.any():
             raise InfluenceError(f"the label column '{column}' holds non-integer numbers (e.g. {arr[frac][0]:g} in row "
                                  f"{int(np.flatnonzero(frac)[0])}); labels must be class names or integers")
         values = values.astype(np.int64)
     elif not pd.api.types.is_integer_dtype(values):
-        values = values.astype(str).str.strip()
+        text = values.astype(str).str.strip()
+        values = text.str.replace(INTEGRAL_TEXT, r"\1", regex=True)  # the rule of `originals._class_name`
+        if notes is not None:
+            for name, spellings in text.groupby(values.to_numpy()).unique().items():
+                if len(spellings) > 1:
+                    notes.append(f"labels {' and '.join(sorted(spellings, key=len))} read as one class")
     uniques = np.unique(values.to_numpy())  # sorted: numeric order for integers, lexicographic for names
     if len(uniques) < 2:
         raise InfluenceError(f"the label column '{column}' has only one class ('{uniques[0]}'); a classifier needs at least two")
@@ -302,6 +332,27 @@ def split_assignment(frame: pd.DataFrame, label_column: str) -> np.ndarray | Non
     return values.to_numpy(dtype=object)
 
 
+def readable_features(features: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The feature columns as the encoder should see them, and the free-text columns left out: numbers written with
+    thousands separators ("1,037") read as numbers, not one category each; a text column (mostly distinct values of
+    `TEXT_MIN_WORDS` words or more) left out, as text is not supported yet. ``notes`` gets a line for each change."""
+    converted, text_columns = {}, []
+    for col in features.columns:
+        values = features[col]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        text = values.dropna().astype(str).str.strip()
+        if len(text) == 0:
+            continue
+        if text.str.fullmatch(GROUPED_NUMBER).all() and text.str.contains(",", regex=False).any():
+            converted[col] = pd.to_numeric(values.astype("string").str.strip().str.replace(",", "", regex=False)).astype(float)
+            notes.append(f"column '{col}': thousands separators read as numbers")
+        elif text.nunique() >= TEXT_MIN_DISTINCT * len(text) and text.str.split().str.len().median() >= TEXT_MIN_WORDS:
+            text_columns.append(col)
+            notes.append(f"column '{col}' looks like free text; it was left out (text is not supported yet)")
+    return features.drop(columns=text_columns).assign(**converted), text_columns
+
+
 @register_path_loader(".csv")
 def load_csv(path: str, label_column: str | None = None, sensitive_column: str | None = None, seed: int = 0,
              val_fraction: float = 0.2, test_fraction: float = 0.2, missing: str = "impute",
@@ -314,6 +365,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     ``missing`` says, see `influence_core.data.tabular`). Test then validation are carved with ``seed``.
     ``on_disk``: read the encoded features from disk a batch at a time (None = when over 256 MiB). A column named
     ``split`` holding only train / val / test (as the cleaned export writes it) assigns the splits instead.
+    What is read differently from the cells (thousands separators, labels "1" and "1.0", a free-text column left
+    out; see `readable_features`) is listed in ``meta["conversions"]``, one line each, for the page to state.
     """
     path = Path(path)
     check_upload_size(path)
@@ -323,7 +376,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     for role, col in (("label", label_column), ("sensitive", sensitive_column)):
         if col is not None and col not in frame.columns:
             raise InfluenceError(f"no {role} column '{col}' in '{path.name}'; the columns are: {_columns(frame)}")
-    y, classes = encode_labels(frame[label_column], label_column)
+    notes: list[str] = []  # conversions the page states (meta["conversions"])
+    y, classes = encode_labels(frame[label_column], label_column, notes=notes)
     s, s_name = (None, None)
     if sensitive_column is not None:
         s, s_name = binarise_sensitive(frame[sensitive_column], sensitive_column, sensitive_threshold)
@@ -331,14 +385,19 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     assigned = split_assignment(frame, label_column)
     if assigned is not None:
         drop.append(SPLIT_COLUMN)
-    features = frame.drop(columns=drop)
+    features, text_columns = readable_features(frame.drop(columns=drop), notes)
     if features.shape[1] == 0:
-        raise InfluenceError(f"'{path.name}' has no feature columns besides the label '{label_column}'")
+        why = ""
+        if text_columns:
+            names = ", ".join(f"'{c}'" for c in text_columns)
+            why = f": column {names} looks" if len(text_columns) == 1 else f": columns {names} look"
+            why += " like free text (text is not supported yet)"
+        raise InfluenceError(f"'{path.name}' has no feature columns besides the label '{label_column}'{why}")
     originals = {"label_column": label_column, "tables": {"train": table_spec("csv", path, len(frame))}}
     return encode_tabular(path.stem, features, y, s, classes, test_fraction=test_fraction, val_fraction=val_fraction,
                           seed=seed, sensitive_name=s_name, missing=missing, on_disk=on_disk, assigned=assigned,
                           meta={"source": str(path), "label_column": label_column, "sensitive_column": sensitive_column,
-                                "originals": originals})
+                                "originals": originals, "conversions": notes})
 
 
 # ------------------------------------------------------------------------------------------- image zip

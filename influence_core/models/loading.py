@@ -12,6 +12,7 @@ Then the model must fit the data: keys, shapes, inputs and the number of outputs
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import warnings
@@ -30,6 +31,7 @@ from .train import FittedModel, TrainConfig, fitted_from_module
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 EXPORTED_ARCH = "exported"  # the `arch` of a FittedModel built from a torch.export program
+MAX_ABS_WEIGHT = 1e6  # a larger weight means a damaged file or a diverged training: scoring would fail much later
 
 
 class ExportedModule(nn.Module):
@@ -49,6 +51,23 @@ class ExportedModule(nn.Module):
 
 
 # -------------------------------------------------------------------------------------------- reading
+class _LoggedErrors(logging.Handler):
+    """The exceptions a logger reports with ``exc_info`` (torch.export.load logs the reason it cannot read a file)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.errors.append(record.exc_info[1])
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def read_state_dict(data: bytes, filename: str) -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` or torch state_dict file, without executing anything it contains."""
     suffix = Path(filename).suffix.lower()
@@ -72,7 +91,7 @@ def read_state_dict(data: bytes, filename: str) -> dict[str, torch.Tensor]:
                 raise InfluenceError(
                     f"refused to load '{filename}': it holds Python objects that would run code when unpickled{what}; "
                     "save only the weights (torch.save(model.state_dict(), ...) or safetensors)") from None
-            raise InfluenceError(f"cannot read '{filename}' as a torch file: {text.splitlines()[0] if text else type(err).__name__}") from None
+            raise InfluenceError(f"cannot read '{filename}' as a torch file: {_first_line(err)}") from None
     else:
         raise InfluenceError(f"weights must be .safetensors, {', '.join(TORCH_SUFFIXES)} or a .pt2 torch.export program, not '{filename}'")
     return _as_state_dict(obj, filename)
@@ -89,11 +108,38 @@ def _as_state_dict(obj, filename: str) -> dict[str, torch.Tensor]:
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise InfluenceError(f"'{filename}' is not a plain state_dict: entry '{bad[0]}' is a {type(obj[bad[0]]).__name__}, not a tensor")
+    check_tensor_values(obj, filename)
     # Wrappers add prefixes: DataParallel 'module.', torch.compile '_orig_mod.'.
     for prefix in ("module.", "_orig_mod."):
         if all(k.startswith(prefix) for k in obj):
             obj = {k[len(prefix):]: v for k, v in obj.items()}
     return {k: (v.float() if v.is_floating_point() else v) for k, v in obj.items()}
+
+
+def check_tensor_values(state: dict, filename: str) -> None:
+    """Refuse tensors that would load wrong or fail later: complex (the imaginary part would be dropped), sparse or
+    meta (a traceback on loading), quantized, NaN / infinite or beyond `MAX_ABS_WEIGHT` (scoring fails later)."""
+    for key, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        why = None
+        if v.layout != torch.strided:
+            why = f"is a sparse tensor ({v.layout}); save dense weights (tensor.to_dense())"
+        elif v.is_meta:
+            why = "is a meta tensor, which holds no values; save the trained weights"
+        elif v.is_complex():
+            why = "holds complex numbers; weights must be real"
+        elif v.is_quantized:
+            why = "is a quantized tensor; save float weights"
+        elif v.is_floating_point() and v.numel():
+            if not bool(torch.isfinite(v).all()):
+                why = "holds NaN or infinite values"
+            elif (largest := float(v.abs().max())) > MAX_ABS_WEIGHT:
+                why = f"holds values as large as {largest:g} (the limit is {MAX_ABS_WEIGHT:g})"
+            if why:
+                why += "; the file is damaged or the training diverged"
+        if why:
+            raise InfluenceError(f"refused to load '{filename}': entry '{key}' {why}")
 
 
 # ------------------------------------------------------------------------------------------- checking
@@ -140,8 +186,7 @@ def _probe(module: nn.Module, dataset: Dataset, label: str) -> None:
         with torch.no_grad():
             out = module(x)
     except Exception as err:  # noqa: BLE001 - whatever the graph raises, the user needs the shape and the reason
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InfluenceError(f"{label} does not accept inputs of shape {tuple(x.shape)} from this data set ({reason}); "
+        raise InfluenceError(f"{label} does not accept inputs of shape {tuple(x.shape)} from this data set ({_first_line(err)}); "
                              "export it for these inputs with a dynamic batch dimension") from None
     if out.ndim != 2:
         raise InfluenceError(f"{label} returns outputs of shape {tuple(out.shape)}; it must return logits of shape (batch, outputs)")
@@ -155,18 +200,25 @@ def load_fitted_bytes(data: bytes, filename: str, arch: str, dataset: Dataset) -
     check_size(len(data), filename)
     if Path(filename).suffix.lower() == ".pt2":
         check_pt2_archive(data, filename)  # before torch reads a byte of it
+        logged = _LoggedErrors()  # torch logs the real error, then raises "check the warnings above"
+        logger = logging.getLogger(torch.export.__name__)
+        logger.addHandler(logged)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 program = torch.export.load(io.BytesIO(data))
         except Exception as err:  # noqa: BLE001
-            raise InfluenceError(f"cannot read '{filename}' as a torch.export program: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+            cause = logged.errors[-1] if logged.errors else err
+            raise InfluenceError(f"cannot read '{filename}' as a torch.export program: {_first_line(cause)}") from None
+        finally:
+            logger.removeHandler(logged)
         check_loaded_program(program, filename)
+        check_tensor_values({**program.state_dict, **program.constants}, filename)
         program._guards_code = []  # Python source from the file: `.module()` would exec it
         try:
             module = ExportedModule(program.module())
         except Exception as err:  # noqa: BLE001
-            raise InfluenceError(f"cannot use the torch.export program '{filename}': {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+            raise InfluenceError(f"cannot use the torch.export program '{filename}': {_first_line(err)}") from None
         _probe(module, dataset, f"the exported program '{filename}'")
         return fitted_from_module(module, EXPORTED_ARCH, dataset)
     spec = get_model_spec(arch)

@@ -124,3 +124,16 @@ def test_bank_subsample_original_rows(shared_data):
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=False)
     test = original_rows(ds, np.arange(len(ds.test)), "test")
     assert np.array_equal((test["y"] == "yes").to_numpy(), ds.test.y.numpy().astype(bool))
+
+
+def test_infinity_or_overflow_in_a_feature_names_the_column_and_rows():
+    """A cell of inf (or a number float32 cannot hold) used to end in scikit-learn's traceback naming no column."""
+    n = 40
+    a = np.arange(n, dtype=float)
+    a[3], a[8] = np.inf, -1e39  # -1e39 overflows float32, the features' type
+    features = pd.DataFrame({"b": np.arange(n, dtype=float), "a": a})
+    y = np.arange(n) % 2
+    with pytest.raises(InfluenceError) as err:
+        encode_tabular("t", features, y, None, ["0", "1"])
+    assert str(err.value) == ("feature column 'a' holds infinite or too large numbers in 2 rows (3, 8); "
+                              "replace them with numbers or leave the cells empty")

@@ -347,3 +347,84 @@ def test_workspace_upload_cap(tmp_path, monkeypatch):
     assert str(err.value).startswith(f"this workspace's uploads already take 0.0 MB; 'b.csv' (0.0 MB) would pass the limit of 0 MB; "
                                      f"delete old uploads from {tmp_path / 'uploads'}")
     assert len(_stored_files(tmp_path)) == 1
+
+
+# --------------------------------------------------------------- silent conversions said, or refused (issue 21 §1)
+def write_text(tmp_path, text: str, name: str = "data.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_labels_1_and_1_0_are_one_class_and_the_conversion_is_stated(tmp_path):
+    spellings = ["1", "1.0", "0", "0.00", "unsure"]  # a stray text label makes pandas keep the column as strings
+    labels = [spellings[i % 5] for i in range(40)]
+    path = write_text(tmp_path, "a,label\n" + "\n".join(f"{i},{y}" for i, y in enumerate(labels)))
+    ds = load_dataset(path)
+    assert ds.classes == ["0", "1", "unsure"]
+    want = np.array([{"1": 1, "1.0": 1, "0": 0, "0.00": 0, "unsure": 2}[y] for y in labels])
+    assert np.array_equal(ds.train.y.numpy(), want[ds.source_index.numpy()])
+    assert "labels 0 and 0.00 read as one class" in ds.meta["conversions"]
+    assert "labels 1 and 1.0 read as one class" in ds.meta["conversions"]
+
+
+def test_thousands_separators_are_read_as_numbers_and_the_conversion_is_stated(tmp_path):
+    values = [937 + 37 * i for i in range(60)]  # 937 … 3120: most written "1,037"
+    path = write_text(tmp_path, "amount,label\n" + "\n".join(f'"{v:,}",{i % 2}' for i, v in enumerate(values)))
+    ds = load_dataset(path)
+    assert ds.feature_names == ["amount"]
+    assert ds.meta["conversions"] == ["column 'amount': thousands separators read as numbers"]
+    raw = np.array(values, dtype=float)[ds.source_index.numpy()]
+    standardised = (raw - raw.mean()) / raw.std()
+    np.testing.assert_allclose(ds.train.x[:, 0].numpy(), standardised, atol=1e-5)
+
+
+def test_a_free_text_column_is_left_out_with_a_stated_reason(tmp_path):
+    rows = [f"{i % 7},{['paris', 'rome'][i % 2]},the film number {i} was rather good,{i % 2}" for i in range(60)]
+    ds = load_dataset(write_text(tmp_path, "a,city,review,label\n" + "\n".join(rows)))
+    assert ds.feature_names == ["a", "city_paris", "city_rome"]
+    assert ds.meta["conversions"] == ["column 'review' looks like free text; it was left out (text is not supported yet)"]
+    assert ds.meta["categorical_columns"] == ["city"]
+
+
+def test_a_table_of_free_text_only_is_refused(tmp_path):
+    rows = [f"the film number {i} was rather good,{i % 2}" for i in range(40)]
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(write_text(tmp_path, "review,label\n" + "\n".join(rows), "text.csv"))
+    assert str(err.value) == ("'text.csv' has no feature columns besides the label 'label': column 'review' looks like "
+                              "free text (text is not supported yet)")
+
+
+@pytest.mark.parametrize("header", ["a ,a,label", "a,a,label"])
+def test_duplicate_column_names_after_trimming_are_refused_in_one_line(tmp_path, header):
+    path = write_text(tmp_path, header + "\n" + "\n".join(f"{i},{2 * i},{i % 2}" for i in range(30)), "dup.csv")
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(path)
+    assert str(err.value) == "'dup.csv' has two columns named 'a' (spaces around names are ignored); rename one"
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EROFS", "EACCES"])
+def test_a_full_or_read_only_disk_refuses_the_upload_in_one_line_and_leaves_nothing(tmp_path, monkeypatch, code):
+    import errno
+    import os
+
+    def refuse(src, dst):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(dst))
+
+    monkeypatch.setattr(uploads.os, "replace", refuse)
+    with pytest.raises(InfluenceError) as err:
+        uploads.save_upload(table(40).to_csv(index=False).encode(), "a.csv", "data", tmp_path,
+                            load=lambda p: load_dataset(str(p)))
+    reason = {"ENOSPC": "the disk is full", "EROFS": "the disk is read-only", "EACCES": "no permission to write there"}[code]
+    assert str(err.value) == f"cannot store the upload 'a.csv': {reason} on the server; ask its administrator"
+    assert str(tmp_path) not in str(err.value)  # no server paths in a message for the browser
+    assert _stored_files(tmp_path) == []
+
+
+def test_an_infinite_label_is_refused_not_read_as_a_huge_class(tmp_path):
+    labels = ["inf" if i == 4 else str(i % 2) for i in range(30)]
+    path = write_text(tmp_path, "a,y\n" + "\n".join(f"{i},{y}" for i, y in enumerate(labels)))
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(path)
+    assert str(err.value) == ("the label column 'y' holds non-integer numbers (e.g. inf in row 4); "
+                              "labels must be class names or integers")

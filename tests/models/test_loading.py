@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -177,3 +178,36 @@ def test_cli_weights_option_scores_the_uploaded_model(blobs, tmp_path, capsys):
     bad.write_bytes(pickle.dumps({"linear.weight": CreatesMarker(str(tmp_path / "pwned"))}))
     assert cli.main(["score", "--dataset", "blobs", "--model", "logreg", "--weights", str(bad), "--no-cache"]) == 2
     assert "error: refused to load 'bad.pt'" in capsys.readouterr().err and not (tmp_path / "pwned").exists()
+
+
+# ---------------------------------------------------- weights that would load wrong or crash later (issue 21 §1)
+def _logreg_state(blobs, change) -> dict:
+    return {k: change(k, v) for k, v in build_model("logreg", blobs.input_shape, 2).state_dict().items()}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda k, v: v.to(torch.complex64) + 1j, "'w.pt': entry 'linear.weight' holds complex numbers; weights must be real"),
+    (lambda k, v: v.to_sparse() if v.ndim == 2 else v,
+     "'w.pt': entry 'linear.weight' is a sparse tensor (torch.sparse_coo); save dense weights (tensor.to_dense())"),
+    (lambda k, v: v.to_sparse_csr() if v.ndim == 2 else v,
+     "'w.pt': entry 'linear.weight' is a sparse tensor (torch.sparse_csr); save dense weights (tensor.to_dense())"),
+    (lambda k, v: v.to("meta"), "'w.pt': entry 'linear.weight' is a meta tensor, which holds no values; save the trained weights"),
+    (lambda k, v: v.clone().fill_(float("nan")) if k == "linear.bias" else v,
+     "'w.pt': entry 'linear.bias' holds NaN or infinite values; the file is damaged or the training diverged"),
+    (lambda k, v: v + 1e30 if k == "linear.weight" else v,
+     "'w.pt': entry 'linear.weight' holds values as large as 1e+30 (the limit is 1e+06); the file is damaged or the "
+     "training diverged"),
+])
+def test_complex_sparse_meta_and_non_finite_weights_are_refused_in_one_line(blobs, change, message):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that sparse CSR support is beta
+        data = torch_bytes(_logreg_state(blobs, change))
+    with pytest.raises(InfluenceError) as err:
+        load_fitted_bytes(data, "w.pt", "logreg", blobs)
+    assert str(err.value) == f"refused to load {message}"
+
+
+def test_non_finite_weights_in_safetensors_are_refused_too(blobs):
+    data = safetensors_bytes(_logreg_state(blobs, lambda k, v: v.clone().fill_(float("inf")) if k == "linear.weight" else v))
+    with pytest.raises(InfluenceError, match=r"^refused to load 'w\.safetensors': entry 'linear\.weight' holds NaN or infinite"):
+        load_fitted_bytes(data, "w.safetensors", "logreg", blobs)

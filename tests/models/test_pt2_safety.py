@@ -94,3 +94,31 @@ def test_not_an_archive(moons, data, message):
 ])
 def test_symbolic_shapes_allow_only_plain_expressions(text, ok):
     assert check_sym_expr(text) is ok
+
+
+def test_a_pt2_torch_cannot_read_says_why_in_the_one_line(moons, base):
+    """torch.export.load logs the real error and raises "check the warnings above"; the user sees the reason."""
+    import json
+
+    from tests.models.pt2_exploits import _members, _pack
+
+    root, members = _members(base)
+    program = json.loads(members["models/model.json"])
+    program["schema_version"] = {"major": 99, "minor": 0}
+    members["models/model.json"] = json.dumps(program).encode()
+    with pytest.raises(InfluenceError) as err:
+        load_fitted_bytes(_pack(root, members), "new.pt2", "", moons)
+    message = str(err.value)
+    assert message.startswith("cannot read 'new.pt2' as a torch.export program: ")
+    assert "schema version" in message and "major=99" in message
+    assert "warnings above" not in message and "\n" not in message
+
+
+def test_a_pt2_with_nan_weights_is_refused(moons):
+    module = moons_mlp()
+    with torch.no_grad():
+        module[0].weight[0, 0] = float("nan")
+    with pytest.raises(InfluenceError) as err:
+        load_fitted_bytes(genuine_pt2(module), "nan.pt2", "", moons)
+    assert str(err.value) == ("refused to load 'nan.pt2': entry '0.weight' holds NaN or infinite values; "
+                              "the file is damaged or the training diverged")
