@@ -90,6 +90,13 @@ class Access:
         """The machine's user (``user``, e.g. the CLI's ``--user``, or the OS login name): owner of every project."""
         return cls(valid_user(user) if user else default_user())
 
+    @classmethod
+    def signed_in_as(cls, user: str | None) -> "Access":
+        """A user the sign-in provider vouched for, with the administrators of the server's configuration."""
+        from .server_config import server_config
+
+        return cls(valid_user(user), signed_in=True, admins=tuple(server_config().admins))
+
     @property
     def admin(self) -> bool:
         return any(_same(a, self.user) for a in self.admins)

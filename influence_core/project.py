@@ -125,7 +125,7 @@ class Project:
                     write_members(self.folder, Members(self.access.user, {}))
             except OSError as err:
                 raise InfluenceError(f"cannot create the project folder {self.folder}: {err.strerror}") from None
-        self.access.check(self.folder, "open")
+        self.require("open")
         self.cache = Workspace(self.root)
 
     @classmethod
@@ -165,13 +165,17 @@ class Project:
         """This user's role here: "owner", "reviewer" or "viewer"."""
         return self.access.role(self.folder)
 
+    def require(self, right: str) -> None:
+        """Refuse, in one line, what this project's user may not do here: "open", "decide" or "manage"."""
+        self.access.check(self.folder, right)
+
     def members(self) -> Members:
         """The owner and the members' roles (``members.json``)."""
         return read_members(self.folder)
 
     def set_member(self, user: str, role: str | None) -> Members:
         """Give ``user`` the role "viewer" or "reviewer" (None: remove them); the owner only."""
-        self.access.check(self.folder, "manage")
+        self.require("manage")
         return set_member(self.folder, user, role)
 
     def __repr__(self) -> str:
@@ -544,7 +548,7 @@ class Project:
                event: str | None = None, user: str | None = None) -> int:
         """Record one batch of decisions on training rows of the current data set, by ``user`` (default: this
         project's user); returns its batch number. Refuses a user without the right to decide."""
-        self.access.check(self.folder, "decide")
+        self.require("decide")
         rows = [int(r) for r in rows]
         source = self.source_index()
         outside = [r for r in rows if not 0 <= r < len(source)]
@@ -556,7 +560,7 @@ class Project:
 
     def undo(self, session: str | None = None) -> int:
         """Take back the last batch of ``session`` (of anyone when None); returns how many decisions it held."""
-        self.access.check(self.folder, "decide")
+        self.require("decide")
         return self.decisions.undo(self.decision_scope(), session=session)
 
     def current_decisions(self) -> dict:
