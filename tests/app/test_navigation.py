@@ -1,5 +1,6 @@
 """The router: every page file present is reachable, including Evaluate when it exists, and none errors."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,29 @@ def test_without_auth_the_sidebar_says_single_user_mode(workspace):
     no_errors(at)
     assert any("Single-user mode" in c.value for c in at.sidebar.caption)
     assert (workspace / "projects" / "default").is_dir()  # the local user's default project, as before
+
+
+def test_a_viewer_sees_the_review_page_but_every_decision_is_refused_in_one_line(scored):
+    viewer = "carol@example.com"
+    Project.open("default", scored).set_member(viewer, "viewer")
+    at = _as(viewer, "default")
+    at.switch_page("pages/5_Review.py").run()
+    assert at.title[0].value == "Review" and not at.exception
+    at.session_state["review-grid"] = {"queue": [{"id": "k1", "action": "keep", "rows": [0], "label": None},
+                                                 {"id": "u1", "action": "undo", "rows": [], "label": None}]}
+    at.run()
+    refusal = "you may view project 'default' but not decide (your role: viewer); ask its owner for the reviewer role"
+    grid = next(json.loads(c.proto.json) for c in _all(at.main) if getattr(c, "type", None) == "bidi_component")
+    assert grid["failed"] == {"k1": refusal, "u1": refusal}
+    at.session_state["review_batch"] = [3]  # a batch (as Explore's lasso hands it over)
+    at.run()
+    next(b for b in at.button if b.label == "Remove all").click().run()
+    assert [shown(e.value) for e in at.error] == [refusal]
+    assert Project.open("default", scored).current_decisions() == {}
+
+
+def _all(node):
+    """Every element under ``node``."""
+    yield node
+    for child in (node.children.values() if isinstance(getattr(node, "children", None), dict) else []):
+        yield from _all(child)
