@@ -730,14 +730,16 @@ class Project:
         return corrections_table(dataset, self.current_decisions(), self.scores())
 
     def manifest(self) -> dict:
-        """What produced the export: data set, model, score runs, decision counts, versions."""
+        """What produced the export: data set, model, score runs, decision counts, versions, and who decided
+        (``decided_by``: each reviewer's counts)."""
         from . import __version__
         from .export import manifest
 
         dataset, state = self.dataset(), self.state()
         fitted = self.require_model(dataset)
         return manifest(dataset, state.model_hash or fitted.fingerprint(),
-                        [r.__dict__ | {"label": r.label} for r in state.runs], self.current_decisions(), __version__)
+                        [r.__dict__ | {"label": r.label} for r in state.runs], self.current_decisions(), __version__,
+                        extra={"decided_by": self.reviewers()["counts"]})
 
     def cleaned_table(self, with_splits: bool = False):
         """Every kept training row with its original values (as in the source file) and final label, and with

@@ -94,3 +94,5 @@ def test_decisions_per_reviewer_and_their_agreement(scored):
     assert table.to_dict("records") == [{"reviewer": "ann", "keep": 3, "remove": 2, "relabel": 0, "total": 5},
                                         {"reviewer": "ben", "keep": 2, "remove": 4, "relabel": 0, "total": 6}]
     assert any("ann and ben both decided 5 samples: they agree on 80%, Cohen's κ = 0.62" in c.value for c in at.caption)
+    assert proj.manifest()["decided_by"] == {"ann": {"keep": 3, "remove": 2, "relabel": 0},
+                                             "ben": {"keep": 2, "remove": 4, "relabel": 0}}
