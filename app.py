@@ -71,6 +71,13 @@ def _project_switcher(access: Access, name: str, proj: Project | None) -> None:
                 proj.require("manage")
                 switch_project(proj.rename(new).name)
                 st.rerun()
+            if owner:
+                sure = st.checkbox("Delete this project: its data choice, decisions, jobs and exports", key="project-sure")
+                if st.button("Delete this one", key="project-delete", disabled=not sure, icon=":material/delete:"):
+                    proj.delete()
+                    st.session_state.pop("project", None)  # on to the first project left (the default one locally)
+                    del st.query_params["project"]
+                    st.rerun()
         except InfluenceError as err:
             st.error(plain(err))
     if owner and access.signed_in:

@@ -169,6 +169,14 @@ class Project:
         """Refuse, in one line, what this project's user may not do here: "open", "decide" or "manage"."""
         self.access.check(self.folder, right)
 
+    def delete(self) -> None:
+        """Delete this project's folder (its state, decisions, jobs, uploads and exports; the workspace's shared
+        cache stays); the owner only, and not while one of its jobs runs."""
+        self.require("manage")
+        if any(job.running for job in self.jobs()):
+            raise InfluenceError("a job of this project is running; delete it when the job has finished")
+        shutil.rmtree(self.folder)
+
     def members(self) -> Members:
         """The owner and the members' roles (``members.json``)."""
         return read_members(self.folder)

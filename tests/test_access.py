@@ -153,3 +153,12 @@ def test_project_reviewers_counts_each_reviewers_own_decisions(alices):
     assert summary["counts"] == {ALICE: {"keep": 0, "remove": 2, "relabel": 0},
                                  BOB: {"keep": 2, "remove": 0, "relabel": 0}}
     assert [(p["reviewers"], p["samples"], p["agreement"]) for p in summary["agreement"]] == [((ALICE, BOB), 1, 0.0)]
+
+
+def test_only_the_owner_deletes_a_project(alices):
+    bob = Project.open_existing("audit", signed_in(BOB), alices.root)
+    with pytest.raises(InfluenceError, match="only the owner of project 'audit' may do that"):
+        bob.delete()
+    assert alices.folder.is_dir()
+    alices.delete()
+    assert not alices.folder.exists()

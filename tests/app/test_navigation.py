@@ -116,3 +116,15 @@ def _all(node):
     yield node
     for child in (node.children.values() if isinstance(getattr(node, "children", None), dict) else []):
         yield from _all(child)
+
+
+def test_only_the_owner_is_offered_members_rename_and_delete(workspace):
+    """(Sidebar clicks are driven in tests/e2e/test_signin_browser.py; the rights themselves in tests/test_access.py.)"""
+    proj = _alices_project(workspace)
+    proj.set_member(MALLORY, "reviewer")
+    owner_only = {"member-set", "member-remove", "project-rename", "project-delete"}
+    owner, reviewer = _as(ALICE, "audit"), _as(MALLORY, "audit")
+    no_errors(owner)
+    no_errors(reviewer)
+    assert owner_only <= {b.key for b in owner.sidebar.button}
+    assert reviewer.title[0].value == "Data" and not owner_only & {b.key for b in reviewer.sidebar.button}

@@ -1,7 +1,8 @@
 """Sign-in in a real browser through a real OpenID Connect provider (oidc-provider-mock, started here on 127.0.0.1):
 Streamlit's st.login redirects Chromium to the provider, Alice authorizes as alice@example.com, the provider
 redirects back to /oauth2callback. Then: the switcher lists only Alice's projects; Bob's project by URL is refused
-in one line; an unknown name is offered with a Create button (no folder before the click); her decision on Review
+in one line; an unknown name is offered with a Create button (no folder before the click), which she shares
+and deletes from the sidebar; her decision on Review
 is recorded with decided_by = alice@example.com; after Sign out (the provider ends the session too)
 the project is closed again.
 
@@ -15,6 +16,7 @@ import threading
 
 import pytest
 
+from influence_core.access import read_members
 from influence_core.project import Access, Project, ScoreRun
 from tests.e2e.test_browser import CHROMIUM, Server, _free_port, _goto, _idle, _shot, _step, playwright_api
 
@@ -91,6 +93,21 @@ def test_sign_in_through_a_real_provider_scopes_projects_and_records_the_identit
             page.get_by_role("button", name="Create fresh").click()
             page.get_by_role("heading", name="Data", exact=True).wait_for()
             assert Project.open_existing("fresh", Access(ALICE, signed_in=True), workspace).role == "owner"
+
+            _step("share the new project, then delete it")
+            sidebar.get_by_role("button", name="Members").click()  # a popover: it stays open across reruns
+            email = page.get_by_role("textbox", name="E-mail")
+            email.fill(BOB)
+            email.press("Enter")
+            page.get_by_role("button", name="Add or change").click()  # Playwright waits until it is enabled
+            page.get_by_text(f"{BOB} · reviewer").wait_for()  # the member list, drawn again after the change
+            assert read_members(workspace / "projects" / "fresh").roles == {BOB: "reviewer"}
+            page.keyboard.press("Escape")
+            sidebar.get_by_role("button", name="New or rename").click()
+            page.get_by_text("Delete this project").click()
+            page.get_by_role("button", name="Delete this one").click()
+            page.wait_for_url("**project=audit")  # on to the project left
+            assert not (workspace / "projects" / "fresh").exists()
 
             _step("a decision on Review is Alice's")
             page.goto(f"{server.url}/?project=audit")
