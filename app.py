@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from influence_core.project import ROLES, Access, InfluenceError, Project, valid_project_name
-from pages._common import (PAGES, ROOT, identity, plain, project, project_name, sign_in_configured, status,
-                           switch_project, visible_projects)
+from influence_core.project import ROLES, Access, InfluenceError, Project
+from pages._common import (PAGES, ROOT, identity, plain, project, project_name, status, switch_project,
+                           visible_projects)
 
 st.set_page_config(page_title="Influence Workbench", page_icon=str(ROOT / "assets" / "icon.svg"), layout="wide")
 st.logo(str(ROOT / "assets" / "logo.svg"), size="large", icon_image=str(ROOT / "assets" / "icon.svg"))
