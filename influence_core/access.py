@@ -14,7 +14,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -44,12 +44,12 @@ class Members:
     """A project's owner (None for a project made before sign-in) and its other members' roles."""
 
     owner: str | None = None
-    roles: Mapping[str, str] = None  # user -> "viewer" | "reviewer" (the owner is not listed here)
+    roles: Mapping[str, str] = field(default_factory=dict)  # user -> "viewer" | "reviewer" (not the owner)
 
     def role_of(self, user: str) -> str | None:
         if _same(self.owner, user):
             return "owner"
-        return next((role for who, role in (self.roles or {}).items() if _same(who, user)), None)
+        return next((role for who, role in self.roles.items() if _same(who, user)), None)
 
 
 def read_members(folder: str | os.PathLike) -> Members:
@@ -61,6 +61,8 @@ def read_members(folder: str | os.PathLike) -> Members:
         return Members(None, {})
     except (OSError, ValueError) as err:
         raise InfluenceError(f"the member list of project '{Path(folder).name}' cannot be read: {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("members") or {}, dict):
+        raise InfluenceError(f"the member list of project '{Path(folder).name}' is not an owner and a table of members")
     roles = {str(u): str(r) for u, r in (data.get("members") or {}).items() if r in ROLES[:-1]}
     return Members(data.get("owner") or None, roles)
 
@@ -68,7 +70,7 @@ def read_members(folder: str | os.PathLike) -> Members:
 def write_members(folder: str | os.PathLike, members: Members) -> None:
     """Save ``members`` atomically (a reader sees the old or the new list, never half of one)."""
     folder = Path(folder)
-    body = json.dumps({"owner": members.owner, "members": dict(sorted((members.roles or {}).items()))}, indent=2)
+    body = json.dumps({"owner": members.owner, "members": dict(sorted(members.roles.items()))}, indent=2)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".members-", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(body)
@@ -146,7 +148,7 @@ def set_member(folder: str | os.PathLike, user: str, role: str | None) -> Member
     members = read_members(folder)
     if _same(members.owner, user):
         raise InfluenceError(f"{user} owns this project")
-    roles = {u: r for u, r in (members.roles or {}).items() if not _same(u, user)}
+    roles = {u: r for u, r in members.roles.items() if not _same(u, user)}
     if role is not None:
         roles[user] = role
     members = Members(members.owner, roles)
