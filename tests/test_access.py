@@ -162,3 +162,9 @@ def test_only_the_owner_deletes_a_project(alices):
     assert alices.folder.is_dir()
     alices.delete()
     assert not alices.folder.exists()
+
+
+def test_a_damaged_member_list_is_a_one_line_error(alices):
+    (alices.folder / "members.json").write_text("[]")
+    with pytest.raises(InfluenceError, match="member list of project 'audit' is not an owner and a table"):
+        Project.open_existing("audit", signed_in(ALICE), alices.root)
