@@ -83,6 +83,8 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
                                        "(default: $INFLUENCE_WORKSPACE or ./workspace)")
     p.add_argument("--project", default="cli",
                    help="the project this run works in (default: cli); the app opens it at ?project=NAME")
+    p.add_argument("--user", help="who runs this: the owner of a project it makes and the decided_by of its decisions "
+                                  "(default: the OS login name)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the workspace (no project either)")
 
 
@@ -137,7 +139,8 @@ def open_project(args: argparse.Namespace):
         return None
     from .project import Project
 
-    return Project.open(getattr(args, "project", None) or "cli", getattr(args, "workspace", None))
+    return Project.open(getattr(args, "project", None) or "cli", getattr(args, "workspace", None),
+                        user=getattr(args, "user", None))
 
 
 def train_config_from_args(args: argparse.Namespace):

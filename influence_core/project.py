@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .access import MEMBERS_FILE, ROLES, Access, Members, read_members, set_member, write_members
 from .data.base import Dataset
 from .data.registry import DATASETS, PATH_LOADERS, is_size, load_dataset
 from .errors import InfluenceError, writing
@@ -38,7 +39,7 @@ from .jobs import Job, JobHandle, forget_job, get_job, start_job
 from .methods import METHODS
 from .models.registry import MODELS
 from .models.train import FittedModel, TrainConfig, TrainProgress, memorisation_warning
-from .review import ACTIONS as DECISION_ACTIONS, DecisionLog
+from .review import ACTIONS as DECISION_ACTIONS, DecisionLog, reviewer_agreement
 from .session import ScoreRun, Selection, decision_scope, flagged_rows, workspace_root
 from .workspace import Workspace, format_bytes
 
@@ -51,7 +52,8 @@ from .evaluate.runner import ExperimentResult, ExperimentSettings, cleaned_split
 __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSettings", "ExperimentResult", "AttackSettings",
            "DATASETS", "PATH_LOADERS", "METHODS", "IMPACTS", "MODELS", "DECISION_ACTIONS", "CLEANING_ACTIONS", "Job",
            "JobHandle", "InfluenceError", "memorisation_warning", "resolve_val_trim", "workspace_root", "project_names",
-           "DEFAULT_PROJECT", "valid_project_name", "format_table", "cleaned_split_table", "format_bytes", "is_size"]
+           "DEFAULT_PROJECT", "valid_project_name", "format_table", "cleaned_split_table", "format_bytes", "is_size",
+           "Access", "ROLES", "Members"]
 
 DEFAULT_PROJECT = "default"
 STATE_FILE = "state.json"
@@ -110,19 +112,84 @@ _ESTIMATES = _Memo(32)  # measured training-step times (Project.training_estimat
 class Project:
     """One named project: its state on disk, the shared cache, its decision log and background jobs."""
 
-    def __init__(self, name: str = DEFAULT_PROJECT, root: str | os.PathLike | None = None) -> None:
+    def __init__(self, name: str = DEFAULT_PROJECT, root: str | os.PathLike | None = None, *,
+                 access: Access | None = None, create: bool = True) -> None:
+        """The project ``name`` of the workspace ``root`` as ``access`` (default: the machine's user, who owns every
+        project) sees it; a missing folder is made (owned by that user) only with ``create``. Refuses, in one line,
+        a user who may not open it."""
         self.name = valid_project_name(name)
         self.root = Path(root).expanduser().resolve() if root is not None else workspace_root()
         self.folder = self.root / "projects" / self.name
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise InfluenceError(f"cannot create the project folder {self.folder}: {err.strerror}") from None
+        self.access = access or Access.local()
+        if not self.folder.is_dir():
+            if not create:
+                raise InfluenceError(f"no project named '{self.name}'")
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                if not (self.folder / MEMBERS_FILE).exists():
+                    write_members(self.folder, Members(self.access.user, {}))
+            except OSError as err:
+                raise InfluenceError(f"cannot create the project folder {self.folder}: {err.strerror}") from None
+        self.require("open")
         self.cache = Workspace(self.root)
 
     @classmethod
-    def open(cls, name: str = DEFAULT_PROJECT, root: str | os.PathLike | None = None) -> "Project":
-        return cls(name, root)
+    def open(cls, name: str = DEFAULT_PROJECT, root: str | os.PathLike | None = None, *,
+             user: str | None = None) -> "Project":
+        """The project ``name`` (made when missing) for the machine's user — ``user`` (the CLI's ``--user``) or the
+        OS login name, recorded as ``decided_by`` and as the owner of a project made here."""
+        return cls(name, root, access=Access.local(user))
+
+    @classmethod
+    def open_existing(cls, name: str, access: Access, root: str | os.PathLike | None = None) -> "Project":
+        """The existing project ``name`` as ``access`` may see it (the app's path: a URL never makes a folder)."""
+        return cls(name, root, access=access, create=False)
+
+    @classmethod
+    def create(cls, name: str, access: Access, root: str | os.PathLike | None = None) -> "Project":
+        """Make the project ``name``, owned by ``access.user`` (an explicit action); refuses a name taken or a user
+        the server does not let create projects."""
+        access.check_create()
+        name = valid_project_name(name)
+        if cls.exists(name, root):
+            raise InfluenceError(f"a project named '{name}' exists already")
+        return cls(name, root, access=access, create=True)
+
+    @staticmethod
+    def exists(name: str, root: str | os.PathLike | None = None) -> bool:
+        """Whether the workspace ``root`` holds a project ``name`` (a valid name only)."""
+        return (Path(root or workspace_root()) / "projects" / valid_project_name(name)).is_dir()
+
+    @property
+    def user(self) -> str:
+        """Who works in this project now: recorded as ``decided_by``."""
+        return self.access.user
+
+    @property
+    def role(self) -> str | None:
+        """This user's role here: "owner", "reviewer" or "viewer"."""
+        return self.access.role(self.folder)
+
+    def require(self, right: str) -> None:
+        """Refuse, in one line, what this project's user may not do here: "open", "decide" or "manage"."""
+        self.access.check(self.folder, right)
+
+    def delete(self) -> None:
+        """Delete this project's folder (its state, decisions, jobs, uploads and exports; the workspace's shared
+        cache stays); the owner only, and not while one of its jobs runs."""
+        self.require("manage")
+        if any(job.running for job in self.jobs()):
+            raise InfluenceError("a job of this project is running; delete it when the job has finished")
+        shutil.rmtree(self.folder)
+
+    def members(self) -> Members:
+        """The owner and the members' roles (``members.json``)."""
+        return read_members(self.folder)
+
+    def set_member(self, user: str, role: str | None) -> Members:
+        """Give ``user`` the role "viewer" or "reviewer" (None: remove them); the owner only."""
+        self.require("manage")
+        return set_member(self.folder, user, role)
 
     def __repr__(self) -> str:
         return f"Project({self.name!r}, root={str(self.root)!r})"
@@ -610,7 +677,9 @@ class Project:
 
     def record(self, rows, action: str, new_label: int | None = None, *, session: str | None = None,
                event: str | None = None, user: str | None = None) -> int:
-        """Record one batch of decisions on training rows of the current data set; returns its batch number."""
+        """Record one batch of decisions on training rows of the current data set, by ``user`` (default: this
+        project's user); returns its batch number. Refuses a user without the right to decide."""
+        self.require("decide")
         rows = [int(r) for r in rows]
         source = self.source_index()
         outside = [r for r in rows if not 0 <= r < len(source)]
@@ -627,16 +696,25 @@ class Project:
                                      f"0..{dataset.num_classes - 1}")
         originals = [int(source[r]) for r in rows]
         with writing("record the decisions"):
-            return self.decisions.record(self.decision_scope(), rows, action, new_label, user=user, session=session,
-                                         event=event, originals=originals)
+            return self.decisions.record(self.decision_scope(), rows, action, new_label, user=user or self.user,
+                                         session=session, event=event, originals=originals)
 
     def undo(self, session: str | None = None, *, event: str | None = None) -> int:
         """Take back the last batch of ``session`` (of anyone when None); returns how many decisions it held. An undo
         already applied under ``event`` (a replayed click) takes back nothing more."""
+        self.require("decide")
         return self.decisions.undo(self.decision_scope(), session=session, event=event)
 
     def current_decisions(self) -> dict:
         return self.decisions.current(self.decision_scope())
+
+    def reviewers(self) -> dict:
+        """Per reviewer (``decided_by``), how many samples they keep, remove and relabel (their own latest decisions),
+        and, for each pair who decided the same samples, their agreement and Cohen's κ (`review.reviewer_agreement`)."""
+        by_reviewer = self.decisions.by_reviewer(self.decision_scope())
+        counts = {who: {a: sum(c.split(":")[0] == a for c in cats.values()) for a in DECISION_ACTIONS}
+                  for who, cats in sorted(by_reviewer.items())}
+        return {"counts": counts, "agreement": reviewer_agreement(by_reviewer)}
 
     # -------------------------------------------------------------------------------------------- jobs
     @property
@@ -801,14 +879,16 @@ class Project:
         return corrections_table(dataset, self.current_decisions(), self.scores())
 
     def manifest(self) -> dict:
-        """What produced the export: data set, model, score runs, decision counts, versions."""
+        """What produced the export: data set, model, score runs, decision counts, versions, and who decided
+        (``decided_by``: each reviewer's counts)."""
         from . import __version__
         from .export import manifest
 
         dataset, state = self.dataset(), self.state()
         fitted = self.require_model(dataset)
         return manifest(dataset, state.model_hash or fitted.fingerprint(),
-                        [r.__dict__ | {"label": r.label} for r in state.runs], self.current_decisions(), __version__)
+                        [r.__dict__ | {"label": r.label} for r in state.runs], self.current_decisions(), __version__,
+                        extra={"decided_by": self.reviewers()["counts"]})
 
     def cleaned_table(self, with_splits: bool = False):
         """Every kept training row with its original values (as in the source file) and final label, and with

@@ -163,6 +163,17 @@ class DecisionLog:
         frame["decided_at"] = pd.to_datetime(frame["decided_at"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         return frame.sort_values("sample").reset_index(drop=True)
 
+    def by_reviewer(self, scope: str) -> dict[str, dict[int, str]]:
+        """Each reviewer's (``decided_by``) own latest decision per sample that has not been undone, as a category —
+        the action, or "relabel:<class>" — what per-reviewer counts and their agreement are computed from."""
+        with self._connect() as con:
+            rows = con.execute("SELECT decided_by, sample, action, new_label FROM decisions "
+                               "WHERE scope = ? AND undone = 0 ORDER BY batch, id", (scope,)).fetchall()
+        out: dict[str, dict[int, str]] = {}
+        for who, sample, action, label in rows:
+            out.setdefault(who, {})[int(sample)] = action if action != "relabel" else f"relabel:{label}"
+        return out
+
     def counts(self, scope: str) -> dict[str, int]:
         """How many samples currently carry each action."""
         out = {a: 0 for a in ACTIONS}
@@ -175,3 +186,23 @@ class DecisionLog:
         with self._connect() as con:
             return con.execute(f"SELECT 1 FROM decisions WHERE scope = ? AND undone = 0 {where} LIMIT 1",
                                args).fetchone() is not None
+
+
+def reviewer_agreement(by_reviewer: dict[str, dict[int, str]]) -> list[dict]:
+    """For each pair of reviewers who both decided some samples: how many, the share decided alike, and Cohen's κ
+    over those samples (scikit-learn's ``cohen_kappa_score``; the categories are the action or the new class). κ is
+    None where both gave one and the same category to every shared sample (chance agreement is then 1: κ is 0/0)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    out = []
+    names = sorted(by_reviewer)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            shared = sorted(set(by_reviewer[a]) & set(by_reviewer[b]))
+            if not shared:
+                continue
+            x, y = [by_reviewer[a][s] for s in shared], [by_reviewer[b][s] for s in shared]
+            kappa = None if len(set(x) | set(y)) == 1 else float(cohen_kappa_score(x, y))
+            out.append({"reviewers": (a, b), "samples": len(shared),
+                        "agreement": sum(p == q for p, q in zip(x, y)) / len(shared), "kappa": kappa})
+    return out

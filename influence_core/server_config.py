@@ -47,7 +47,8 @@ class ServerConfig:
     user_quota_bytes: int = 10 * GiB
     project_upload_bytes: int = 2 * GiB
 
-    # --- Access: with [auth] in .streamlit/secrets.toml, who may create projects ("" = any signed-in user).
+    # --- Access: with [auth] in .streamlit/secrets.toml, the signed-in users (e-mails) who own every project and,
+    # when listed, are the only ones who may create projects (none listed: any signed-in user may; see access.py).
     admins: tuple[str, ...] = ()
 
     @classmethod

@@ -183,7 +183,11 @@ def _batch(proj, action: str) -> None:
 
 
 def _undo(proj) -> None:
-    n = proj.undo(session=session_id())
+    try:
+        n = proj.undo(session=session_id())
+    except InfluenceError as err:  # e.g. a viewer: one line, as for a batch
+        st.session_state["review-message"] = ("error", str(err))
+        return
     st.session_state["review-message"] = ("done", _undo_message(int(n > 0), n))
 
 

@@ -12,6 +12,23 @@ from influence_core.project import InfluenceError
 from pages._common import guarded, missing, plain, project, require_dataset, require_model
 
 
+def _reviewers(proj) -> None:
+    """Decisions per reviewer and, where two reviewers decided the same samples, their agreement (Cohen's κ)."""
+    summary = proj.reviewers()
+    if len(summary["counts"]) < 2:
+        return
+    st.subheader("Reviewers")
+    st.dataframe([{"reviewer": who, **counts, "total": sum(counts.values())} for who, counts in summary["counts"].items()],
+                 hide_index=True, width="stretch")
+    for pair in summary["agreement"]:
+        a, b = (plain(who) for who in pair["reviewers"])
+        kappa = "κ undefined (one category throughout)" if pair["kappa"] is None else f"Cohen's κ = {pair['kappa']:.2f}"
+        st.caption(f"{a} and {b} both decided {pair['samples']} samples: they agree on {pair['agreement']:.0%}, "
+                   f"{kappa} (the categories: keep, remove, relabel to each class).")
+    if not summary["agreement"]:
+        st.caption("No two reviewers decided the same samples, so there is no agreement to measure.")
+
+
 def page() -> None:
     st.title("Export")
     proj = project()
@@ -26,6 +43,7 @@ def page() -> None:
     for col, action in zip(c, ("keep", "remove", "relabel")):
         col.metric(action.capitalize(), info["counts"][action])
     c[3].metric("Training samples after", f"{info['n_train_after']:,} / {len(ds.train):,}")
+    _reviewers(proj)
     st.subheader("Corrections table")
     st.dataframe(table, hide_index=True, width="stretch", height=260)
     stem = f"{proj.export_stem()}-corrections"

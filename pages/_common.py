@@ -15,7 +15,8 @@ import streamlit as st
 
 from influence_core import __version__
 from influence_core.errors import disk_error
-from influence_core.project import DEFAULT_PROJECT, METHODS, InfluenceError, Job, Project, ScoreRun, valid_project_name
+from influence_core.project import (DEFAULT_PROJECT, METHODS, Access, InfluenceError, Job, Project, ScoreRun,
+                                    project_names, valid_project_name, workspace_root)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
@@ -40,9 +41,37 @@ def _route_through_the_app() -> None:
 
 
 # -------------------------------------------------------------------------------------------- project
+def sign_in_configured() -> bool:
+    """Whether the server's administrator configured sign-in (an ``[auth]`` table in .streamlit/secrets.toml)."""
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets file at all
+        return False
+
+
+def identity() -> Access | None:
+    """Who uses this browser session: with sign-in configured, the signed-in identity (its e-mail, else its OpenID
+    subject) or None before signing in; without it, the machine's user, who owns every project (single-user mode)."""
+    if not sign_in_configured():
+        return Access.local()
+    if not st.user.get("is_logged_in"):
+        return None
+    return Access.signed_in_as(st.user.get("email") or st.user.get("sub"))
+
+
+def visible_projects(access: Access) -> list[str]:
+    """The workspace's projects this user may open (all of them in single-user mode)."""
+    return access.visible(workspace_root() / "projects", project_names())
+
+
 def project_name() -> str:
-    """The project in the URL; a page change that drops the query keeps this session's project (and puts it back)."""
-    name = st.query_params.get("project") or st.session_state.get("project") or DEFAULT_PROJECT
+    """The project in the URL; a page change that drops the query keeps this session's project (and puts it back).
+    Signed in without a project named: the first one the user may open."""
+    name = st.query_params.get("project") or st.session_state.get("project")
+    if not name:
+        access = identity()
+        mine = visible_projects(access) if access is not None and access.signed_in else []
+        name = mine[0] if mine else DEFAULT_PROJECT
     try:
         name = valid_project_name(name)
     except InfluenceError as err:
@@ -67,8 +96,15 @@ def _scope_state_to(name: str) -> None:
 
 
 def project() -> Project:
-    """This session's project (a folder in the workspace): its data set, model, scores, decisions and jobs."""
-    return Project.open(project_name())
+    """This session's project (a folder in the workspace): its data set, model, scores, decisions and jobs. Signed
+    in, only a project the user may open, and a URL never makes one (one-line errors); in single-user mode a URL
+    naming a new project makes it, as the CLI does."""
+    access = identity()
+    if access is None:
+        raise InfluenceError("sign in to open a project")
+    if not access.signed_in:
+        return Project.open(project_name(), user=access.user)
+    return Project.open_existing(project_name(), access)
 
 
 def switch_project(name: str) -> None:

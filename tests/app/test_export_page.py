@@ -78,3 +78,21 @@ def test_cleaned_data_set_of_an_uploaded_csv(workspace):
     expected = frame.iloc[ds.source_index.numpy()[2:]].reset_index(drop=True)
     expected["kind"] = expected["kind"].map(lambda v: "'" + v if v.startswith("=") else v)  # formula neutralised
     pd.testing.assert_frame_equal(cleaned, expected)
+
+
+def test_decisions_per_reviewer_and_their_agreement(scored):
+    """ann and ben both decide rows 0-4 (ann: keep keep remove remove keep; ben: keep remove remove remove keep):
+    observed agreement 4/5; ann keeps 3, removes 2, ben keeps 2, removes 3, so chance agreement (3·2 + 2·3)/25 =
+    12/25 and κ = (0.8 - 0.48) / (1 - 0.48) = 0.615…; ben also removes row 9, which ann did not decide."""
+    proj = project_of(scored)
+    for user, keep, remove in (("ann", [0, 1, 4], [2, 3]), ("ben", [0, 4], [1, 2, 3, 9])):
+        proj.record(keep, "keep", user=user)
+        proj.record(remove, "remove", user=user)
+    at = open_page("6_Export.py")
+    no_errors(at)
+    table = at.dataframe[0].value
+    assert table.to_dict("records") == [{"reviewer": "ann", "keep": 3, "remove": 2, "relabel": 0, "total": 5},
+                                        {"reviewer": "ben", "keep": 2, "remove": 4, "relabel": 0, "total": 6}]
+    assert any("ann and ben both decided 5 samples: they agree on 80%, Cohen's κ = 0.62" in c.value for c in at.caption)
+    assert proj.manifest()["decided_by"] == {"ann": {"keep": 3, "remove": 2, "relabel": 0},
+                                             "ben": {"keep": 2, "remove": 4, "relabel": 0}}

@@ -38,13 +38,14 @@ def _free_port() -> int:
 class Server:
     """`streamlit run app.py` on a free 127.0.0.1 port with the given workspace; stopped by its own pid."""
 
-    def __init__(self, workspace: Path) -> None:
-        self.port = _free_port()
+    def __init__(self, workspace: Path, port: int | None = None, args: tuple[str, ...] = ()) -> None:
+        self.port = port or _free_port()
         env = {**os.environ, "INFLUENCE_WORKSPACE": str(workspace), "OMP_NUM_THREADS": "1"}
         self.log = open(workspace.parent / f"server-{self.port}.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             *args],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 60
