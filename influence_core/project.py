@@ -18,10 +18,12 @@ shared by the projects of one workspace (a key holds the data's fingerprint, so 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -55,6 +57,9 @@ __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSetting
 
 DEFAULT_PROJECT = "default"
 STATE_FILE = "state.json"
+STATE_BACKUP = "state.json.bak"  # the last good state, written with every change
+NOTICE_FILE = "notice.txt"  # a one-line notice for the sidebar (Project.notice)
+_LOG = logging.getLogger(__name__)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -142,17 +147,61 @@ class Project:
         return self.folder / STATE_FILE
 
     def state(self) -> Selection:
-        """What is chosen in this project, read from disk on every call (the disk holds the truth)."""
+        """What is chosen in this project, read from disk on every call (the disk holds the truth). An unreadable
+        ``state.json`` is never silently reset: it is kept aside and the last good copy used (`notice` says so)."""
         try:
-            return Selection.from_json(json.loads(self.state_path.read_text()))
-        except (OSError, ValueError, TypeError):
+            raw = self.state_path.read_bytes()
+        except FileNotFoundError:
             return Selection()
+        except OSError as err:
+            raise InfluenceError(f"cannot read {self.state_path}: {err.strerror}") from None
+        state = _parse_state(raw)
+        return state if state is not None else self._restore_state()
 
     def save_state(self, state: Selection) -> None:
-        """Write atomically (a reader never sees half a file; two writers never interleave)."""
-        tmp = self.state_path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(state.to_json(), indent=2, default=str))
-        os.replace(tmp, self.state_path)
+        """Write atomically (a reader never sees half a file; two writers never interleave), then the same as the
+        last good copy (``state.json.bak``) that `state` falls back on."""
+        text = json.dumps(state.to_json(), indent=2, default=str)
+        _write_text_atomic(self.state_path, text)
+        _write_text_atomic(self.state_path.with_name(STATE_BACKUP), text)
+
+    def _restore_state(self) -> Selection:
+        """``state.json`` is unreadable: keep it aside as ``state.json.corrupt-<time>``, put the last good copy back
+        (or the defaults when there is none) and leave a one-line notice for the sidebar."""
+        with _STATE_LOCK:
+            aside = self.folder / f"{STATE_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            try:
+                os.rename(self.state_path, aside)
+            except FileNotFoundError:  # another session moved it first: read what it restored
+                return self.state()
+            again = _parse_state(aside.read_bytes())
+            if again is not None:  # rewritten good between our read and the move: put it back
+                os.replace(aside, self.state_path)
+                return again
+            try:
+                good = _parse_state(self.state_path.with_name(STATE_BACKUP).read_bytes())
+            except OSError:
+                good = None
+            if good is not None:
+                self.save_state(good)
+                message = (f"{STATE_FILE} was unreadable; restored the last good state from {STATE_BACKUP} (the "
+                           f"unreadable file is kept as {aside.name})")
+            else:
+                message = (f"{STATE_FILE} was unreadable and no good copy exists; the project starts from the defaults "
+                           f"(the unreadable file is kept as {aside.name})")
+            _LOG.warning("project %s: %s", self.name, message)
+            _write_text_atomic(self.folder / NOTICE_FILE, message)
+            return good if good is not None else Selection()
+
+    def notice(self) -> str | None:
+        """A one-line notice the sidebar shows until dismissed (e.g. that an unreadable state.json was restored)."""
+        try:
+            return " ".join((self.folder / NOTICE_FILE).read_text().split()) or None
+        except OSError:
+            return None
+
+    def dismiss_notice(self) -> None:
+        (self.folder / NOTICE_FILE).unlink(missing_ok=True)
 
     def _update_state(self, change: Callable[[Selection], None], *, only_if: Callable[[Selection], bool] | None = None) -> bool:
         with _STATE_LOCK:
@@ -723,7 +772,26 @@ class Project:
         return table_bytes(frame, fmt)
 
 
-_STATE_LOCK = threading.Lock()
+_STATE_LOCK = threading.RLock()
+
+
+def _parse_state(raw: bytes) -> Selection | None:
+    """The state in ``raw`` (a state.json's bytes), or None when it is not a readable state."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        return Selection.from_json(data) if isinstance(data, dict) else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a synced temporary file and a rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 _VIEW_DEFAULTS = {"angles": {"impact": "utility", "params": "all"}, "umap": {"seed": 0}}
 
 

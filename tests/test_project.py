@@ -24,7 +24,7 @@ def moons_project(tmp_path) -> Project:
     return proj
 
 
-def test_state_round_trip_and_a_broken_file_falls_back(tmp_path):
+def test_state_round_trip_and_a_broken_file_falls_back_to_the_last_good_state(tmp_path):
     proj = Project.open("p", tmp_path)
     sel = Selection()
     sel.arch, sel.train, sel.model_hash = "mlp", {"epochs": 5}, "abc"
@@ -34,7 +34,7 @@ def test_state_round_trip_and_a_broken_file_falls_back(tmp_path):
     assert back == sel and back.runs[0].label == "ip_ensemble[K=3]" and back.primary == "ip_ensemble[K=3]"
     assert back.train_config().epochs == 5
     proj.state_path.write_text("{not json")
-    assert proj.state() == Selection()  # the default (moons), not a crash
+    assert proj.state() == sel  # the last good state, not a crash nor the default (moons)
 
 
 def test_projects_never_see_each_others_data_model_or_decisions(tmp_path, moons_project):
@@ -249,3 +249,25 @@ def test_ekfac_factors_are_fitted_once_for_every_impact_and_damping(tmp_path, mo
     assert len(calls) == 1 and not np.allclose(utility, damped)
     np.testing.assert_allclose(utility, compute_scores(proj.dataset(), proj.model(), "ekfac"), rtol=1e-6, atol=1e-9)
     assert len(calls) == 2  # the direct computation has no cache: it fits its own
+
+
+def test_a_corrupt_state_file_restores_the_last_good_state_keeps_the_bad_one_and_says_so(tmp_path, moons_project):
+    moons_project.score(ScoreRun("loss"))
+    good = moons_project.state()
+    moons_project.state_path.write_text('{"dataset": "moo')  # truncated by a full disk, or a hand edit gone wrong
+    fresh = Project.open("a", tmp_path)
+    assert fresh.state() == good  # not moons without a model
+    kept = list(fresh.folder.glob("state.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_text() == '{"dataset": "moo'
+    notice = fresh.notice()
+    assert notice and "\n" not in notice and "state.json was unreadable" in notice and "restored" in notice
+    fresh.set_flag_share(0.2)  # the next change builds on the restored state
+    assert Project.open("a", tmp_path).state().runs == good.runs
+
+
+def test_a_corrupt_state_file_without_a_good_copy_is_kept_and_reported_not_silently_reset(tmp_path):
+    proj = Project.open("p", tmp_path)
+    proj.state_path.write_text("\x00\x00\x00")
+    assert proj.state() == Selection()
+    assert list(proj.folder.glob("state.json.corrupt-*")) and "no good copy" in proj.notice()
+    assert Project.open("fresh", tmp_path).notice() is None
