@@ -45,3 +45,100 @@ def test_failures_become_one_line_messages():
     assert job.state == "failed" and job.error == "the model has 3 outputs but 2 classes"
     job = start_job("t-crash", "Test", lambda h: 1 / 0).wait(10)
     assert job.state == "failed" and job.error.startswith("ZeroDivisionError")
+
+
+# --------------------------------------------------------------------- two servers on one workspace
+def _jobs_in_another_server(store: str, folder: str) -> None:
+    """Another server process: a job that finishes when the file ``release-1`` appears, then one during which the
+    process dies at ``release-2``; ``started-N`` says each job's record is written."""
+    import os
+    import time
+    from pathlib import Path
+
+    from influence_core.jobs import start_job
+
+    def wait_for(name: str) -> None:
+        while not (Path(folder) / name).exists():
+            time.sleep(0.02)
+
+    for n in (1, 2):
+        # job 2 waits for a file that never comes: the process dies under it
+        job = start_job(f"other-{n}", "Elsewhere", lambda handle, n=n: (handle.report(0.5, "half way"),
+                                                                        wait_for(f"release-{n}" if n == 1 else "never"))[1],
+                        store=store)
+        job.persist(force=True)
+        (Path(folder) / f"started-{n}").touch()
+        if n == 1:
+            job.wait(60)
+    wait_for("release-2")
+    os._exit(0)  # the server dies with its job running
+
+
+def test_another_servers_running_job_is_running_here_and_interrupted_only_when_its_process_is_gone(tmp_path):
+    import multiprocessing as mp
+
+    store = tmp_path / "jobs"
+    process = mp.get_context("spawn").Process(target=_jobs_in_another_server, args=(str(store), str(tmp_path)))
+    process.start()
+    try:
+        for n, ending in ((1, "done"), (2, "interrupted")):
+            while not (tmp_path / f"started-{n}").exists():
+                assert process.is_alive(), "the other process ended early"
+                process.join(0.05)
+            seen = get_job(f"other-{n}", store=store)  # this process never ran it: read from its record
+            assert seen.state == "running" and seen.message == "half way", seen
+            (tmp_path / f"release-{n}").touch()
+            if n == 2:
+                process.join(60)
+            while get_job(f"other-{n}", store=store).state == "running":
+                assert process.is_alive() or n == 2, "the job did not finish"
+                process.join(0.05)
+            assert get_job(f"other-{n}", store=store).state == ending
+    finally:  # a failed assert must not leave the other process waiting forever
+        if process.is_alive():
+            process.kill()
+
+
+def _write_record(store, **fields) -> None:
+    import json
+
+    from influence_core import jobs
+
+    path = jobs._record_path(store, "remote")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": "remote", "title": "Remote", "state": "running", "owner": "elsewhere-1",
+                                **fields}))
+
+
+def test_a_job_on_another_host_is_interrupted_only_when_its_heartbeat_is_stale(tmp_path):
+    import time
+
+    from influence_core import jobs
+
+    _write_record(tmp_path, host="another-host", pid=1, heartbeat=time.time())
+    assert get_job("remote", store=tmp_path).state == "running"
+    _write_record(tmp_path, host="another-host", pid=1, heartbeat=time.time() - 2 * jobs.STALE_SECONDS)
+    assert get_job("remote", store=tmp_path).state == "interrupted"
+    _write_record(tmp_path)  # a record from before jobs named their server: its process is gone, as before
+    assert get_job("remote", store=tmp_path).state == "interrupted"
+
+
+def test_a_running_job_beats_its_heartbeat_without_reporting(tmp_path, monkeypatch):
+    import json
+    import time
+
+    from influence_core import jobs
+
+    monkeypatch.setattr(jobs, "HEARTBEAT_SECONDS", 0.05)
+    gate = threading.Event()
+    job = start_job("quiet", "Quiet", lambda handle: gate.wait(30), store=tmp_path)
+    path = jobs._record_path(tmp_path, "quiet")
+    first = json.loads(path.read_text())
+    assert first["host"] == jobs.HOST and first["pid"] > 0 and first["owner"] == jobs.PROCESS
+    beat, deadline = first["heartbeat"], time.time() + 30
+    while json.loads(path.read_text())["heartbeat"] == beat:  # the job never reports: the heartbeat still moves
+        assert time.time() < deadline, "no heartbeat"
+        time.sleep(0.02)
+    gate.set()
+    job.wait(10)
+    assert json.loads(path.read_text())["state"] == "done"
