@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from influence_core.project import InfluenceError, Project, project_names, valid_project_name
-from pages._common import PAGES, ROOT, plain, project, status, switch_project
+from pages._common import PAGES, ROOT, notice_banner, plain, project, status, switch_project
 
 st.set_page_config(page_title="Influence Workbench", page_icon=str(ROOT / "assets" / "icon.svg"), layout="wide")
 st.logo(str(ROOT / "assets" / "logo.svg"), size="large", icon_image=str(ROOT / "assets" / "icon.svg"))
@@ -58,6 +58,7 @@ def _project_switcher(proj: Project) -> None:
                 st.rerun()
         except InfluenceError as err:
             st.error(plain(err))
+    notice_banner(proj)
 
 
 def _current_work(proj: Project) -> None:

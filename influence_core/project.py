@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -36,7 +37,7 @@ from .data.registry import DATASETS, PATH_LOADERS, load_dataset
 from .errors import InfluenceError
 from .grads import Progress
 from .impacts import IMPACTS, make_impact, resolve_val_trim
-from .jobs import Job, JobHandle, forget_job, get_job, start_job
+from .jobs import MOVED_FILE, Job, JobHandle, forget_job, get_job, moved_folder, start_job
 from .methods import METHODS
 from .models.registry import MODELS
 from .models.train import FittedModel, TrainConfig, TrainProgress, memorisation_warning
@@ -75,7 +76,8 @@ def valid_project_name(name: str) -> str:
 def project_names(root: str | os.PathLike | None = None) -> list[str]:
     """The projects of a workspace, by name (the default one first)."""
     folder = Path(root or workspace_root()) / "projects"
-    names = sorted(p.name for p in folder.glob("*") if p.is_dir() and _NAME.fullmatch(p.name)) if folder.exists() else []
+    names = sorted(p.name for p in folder.glob("*") if p.is_dir() and _NAME.fullmatch(p.name)
+                   and not (p / MOVED_FILE).exists()) if folder.exists() else []  # a renamed one's old name: not listed
     return sorted(names, key=lambda n: n != DEFAULT_PROJECT)
 
 
@@ -114,12 +116,24 @@ class Project:
     def __init__(self, name: str = DEFAULT_PROJECT, root: str | os.PathLike | None = None) -> None:
         self.name = valid_project_name(name)
         self.root = Path(root).expanduser().resolve() if root is not None else workspace_root()
-        self.folder = self.root / "projects" / self.name
+        asked = self.root / "projects" / self.name
+        self._folder = moved_folder(asked)  # a renamed project: its old name forwards to the new one
+        self.renamed_from = self.name if self._folder != asked else None
+        self.name = self._folder.name
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self._folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise InfluenceError(f"cannot create the project folder {self.folder}: {err.strerror}") from None
+            raise InfluenceError(f"cannot create the project folder {self._folder}: {err.strerror}") from None
         self.cache = Workspace(self.root)
+
+    @property
+    def folder(self) -> Path:
+        """The project's folder — where it is now: an object opened before a rename follows it (on every access), so
+        what a session or a job writes lands in the renamed project."""
+        moved = moved_folder(self._folder)
+        if moved != self._folder:
+            self._folder, self.name = moved, moved.name
+        return self._folder
 
     @classmethod
     def open(cls, name: str = DEFAULT_PROJECT, root: str | os.PathLike | None = None) -> "Project":
@@ -129,16 +143,32 @@ class Project:
         return f"Project({self.name!r}, root={str(self.root)!r})"
 
     def rename(self, new_name: str) -> "Project":
-        """The same project under ``new_name`` (its folder moved); refuses a name already taken."""
+        """The same project under ``new_name`` (its folder moved); its old folder keeps only a forwarding record
+        (``renamed.json``), so a session or a job still on the old name follows. Refuses a name already taken and a
+        project whose job runs (on any server of this workspace)."""
         new_name = valid_project_name(new_name)
-        target = self.root / "projects" / new_name
+        source, target = self.folder, self.root / "projects" / new_name
         if new_name == self.name:
             return self
-        if target.exists():
+        if target.exists() and moved_folder(target) == target:
             raise InfluenceError(f"a project named '{new_name}' exists already")
         if any(job.running for job in self.jobs()):
             raise InfluenceError("a job of this project is running; rename it when the job has finished")
-        os.rename(self.folder, target)
+        forward = Path(tempfile.mkdtemp(dir=source.parent, prefix=f".renamed-{self.name}."))
+        (forward / MOVED_FILE).write_text(json.dumps({"to": new_name, "at": time.time()}))
+        try:
+            if target.exists():  # only a forwarding record: the name is free again
+                shutil.rmtree(target)
+            os.rename(source, target)
+        except OSError as err:
+            shutil.rmtree(forward, ignore_errors=True)
+            raise InfluenceError(f"cannot rename the project: {err.strerror}") from None
+        try:
+            os.rename(forward, source)
+        except OSError:  # a session wrote into the old place in the instant between: it forwards as it is
+            shutil.rmtree(forward, ignore_errors=True)
+            (source / MOVED_FILE).write_text(json.dumps({"to": new_name, "at": time.time()}))
+        self._folder, self.name = target, new_name
         return Project(new_name, self.root)
 
     # ------------------------------------------------------------------------------------------- state
@@ -195,6 +225,7 @@ class Project:
 
     def notice(self) -> str | None:
         """A one-line notice the sidebar shows until dismissed (e.g. that an unreadable state.json was restored)."""
+        self.state()  # reading the state is what finds an unreadable file
         try:
             return " ".join((self.folder / NOTICE_FILE).read_text().split()) or None
         except OSError:

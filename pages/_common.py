@@ -52,8 +52,21 @@ def project_name() -> str:
 
 
 def project() -> Project:
-    """This session's project (a folder in the workspace): its data set, model, scores, decisions and jobs."""
-    return Project.open(project_name())
+    """This session's project (a folder in the workspace): its data set, model, scores, decisions and jobs. A project
+    renamed (in another session) is followed from its old name to the new one, said in one line."""
+    proj = Project.open(project_name())
+    if proj.renamed_from is not None:
+        st.sidebar.info(f"Project '{plain(proj.renamed_from)}' was renamed to '{plain(proj.name)}'; now showing it.")
+        switch_project(proj.name)
+    return proj
+
+
+def notice_banner(proj: Project) -> None:
+    """The project's notice (e.g. that an unreadable state.json was restored), with a button to dismiss it."""
+    notice = proj.notice()
+    if notice:
+        st.warning(plain(notice), icon=":material/restore:")
+        st.button("Dismiss", key="project-notice-dismiss", on_click=proj.dismiss_notice)
 
 
 def switch_project(name: str) -> None:

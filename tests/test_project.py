@@ -271,3 +271,85 @@ def test_a_corrupt_state_file_without_a_good_copy_is_kept_and_reported_not_silen
     assert proj.state() == Selection()
     assert list(proj.folder.glob("state.json.corrupt-*")) and "no good copy" in proj.notice()
     assert Project.open("fresh", tmp_path).notice() is None
+
+
+def test_a_session_still_on_the_old_name_follows_a_rename_and_nothing_it_records_is_lost(tmp_path, moons_project):
+    held = moons_project  # another session's project object, opened before the rename
+    Project.open("a", tmp_path).rename("b")
+    held.record([1, 2], "remove", session="s")
+    held.set_flag_share(0.3)
+    b = Project.open("b", tmp_path)
+    assert set(b.current_decisions()) == {1, 2} and b.state().flag_share == 0.3 and held.name == "b"
+    again = Project.open("a", tmp_path)  # a bookmark of the old name
+    assert again.name == "b" and again.renamed_from == "a" and again.model() is not None
+    assert project_names(tmp_path) == ["b"]
+    assert sorted(p.name for p in (tmp_path / "projects" / "a").iterdir()) == ["renamed.json"]
+    b.rename("a")  # the old name is free again: a forwarding record is replaced, not "taken"
+    assert project_names(tmp_path) == ["a"] and Project.open("b", tmp_path).name == "a"
+    assert set(Project.open("a", tmp_path).current_decisions()) == {1, 2}
+
+
+def test_a_job_finishing_after_a_rename_attaches_its_result_to_the_renamed_project(tmp_path, monkeypatch):
+    import threading
+
+    proj = Project.open("a", tmp_path)
+    proj.use_dataset("moons", seed=0)
+    gate = threading.Event()
+
+    def train(handle):
+        gate.wait(30)
+        return {"arch": proj.train("logreg").arch}
+
+    job = proj.start_job("train", "Training", train)
+    with pytest.raises(InfluenceError, match="running"):
+        Project.open("a", tmp_path).rename("b")
+    # The race the check cannot close: the rename passed its check just before the job started.
+    monkeypatch.setattr(Project, "jobs", lambda self: [])
+    Project.open("a", tmp_path).rename("b")
+    gate.set()
+    job.wait(60)
+    b = Project.open("b", tmp_path)
+    assert job.state == "done" and b.state().arch == "logreg" and b.model() is not None
+    assert b.job("train").state == "done" and b.job("train").result == {"arch": "logreg"}
+    assert sorted(p.name for p in (tmp_path / "projects" / "a").iterdir()) == ["renamed.json"]
+
+
+def _train_in_another_server(root: str) -> None:
+    """Another server on the same workspace: project p's training job, which waits for the file ``release``."""
+    from pathlib import Path
+
+    proj = Project.open("p", root)
+
+    def train(handle):
+        handle.report(0.1, "epoch 1")
+        while not (Path(root) / "release").exists():
+            time.sleep(0.02)
+        proj.train("logreg")
+        return {}
+
+    job = proj.start_job("train", "Training", train)
+    job.persist(force=True)
+    (Path(root) / "started").touch()
+    job.wait(120)
+
+
+def test_another_servers_running_training_is_running_here_and_blocks_a_rename(tmp_path):
+    Project.open("p", tmp_path).use_dataset("moons", seed=0)
+    process = mp.get_context("spawn").Process(target=_train_in_another_server, args=(str(tmp_path),))
+    process.start()
+    try:
+        while not (tmp_path / "started").exists():
+            assert process.is_alive(), "the other server ended early"
+            process.join(0.05)
+        here = Project.open("p", tmp_path)
+        assert here.job("train").state == "running"
+        with pytest.raises(InfluenceError, match="running"):
+            here.rename("q")
+        (tmp_path / "release").touch()
+        process.join(120)
+    finally:
+        if process.is_alive():
+            process.kill()
+    assert here.job("train").state == "done"
+    renamed = here.rename("q")
+    assert renamed.state().arch == "logreg" and renamed.model() is not None
