@@ -83,8 +83,11 @@ class Job:
         return self.state == "running"
 
     def cancel(self) -> None:
-        """Ask the function to stop at its next check; it decides what to keep."""
+        """Ask the function to stop at its next check; it decides what to keep. A job another server runs (known
+        here by its record) gets a stop request beside its record, which that server's heartbeat passes on."""
         self._stop.set()
+        if self._thread is None and self.store is not None and self.running:
+            _stop_path(self.store, self.key).touch()
 
     def wait(self, timeout: float | None = None) -> "Job":
         if self._thread is not None:
@@ -189,6 +192,8 @@ def _beat() -> None:
         for job in list(_JOBS.values()):
             if job.running and job.store is not None:
                 try:
+                    if _stop_path(job.store, job.key).exists():  # Stop pressed on another server
+                        job.cancel()
                     job.persist(force=True)
                 except OSError:  # a full disk or a removed folder: the next beat tries again
                     pass
@@ -203,6 +208,11 @@ def _start_heartbeat() -> None:
 
 def _record_path(store: Path, key: str) -> Path:
     return Path(store) / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+
+
+def _stop_path(store: Path, key: str) -> Path:
+    """Where another server asks this job to stop (`Job.cancel` on a job known by its record)."""
+    return _record_path(store, key).with_suffix(".stop")
 
 
 def _jsonable(value: Any) -> Any:
@@ -228,9 +238,13 @@ def start_job(key: str, title: str, fn: Callable[[JobHandle], Any], store: str |
         existing = _JOBS.get(_registry_key(key, store))
         if existing is not None and existing.running:
             return existing
+        elsewhere = _stored_job(key, store) if store is not None else None
+        if elsewhere is not None and elsewhere.running:  # another server of this workspace runs it
+            return elsewhere
         job = Job(key, title, store=store, owner=PROCESS)
         _JOBS[_registry_key(key, store)] = job
         if store is not None:
+            _stop_path(store, key).unlink(missing_ok=True)  # a request meant for an earlier run
             _start_heartbeat()
     job.persist(force=True)
 
@@ -268,6 +282,12 @@ def get_job(key: str, store: str | Path | None = None) -> Job | None:
     job = _JOBS.get(_registry_key(key, store))
     if job is not None or store is None:
         return job
+    return _stored_job(key, store)
+
+
+def _stored_job(key: str, store: Path) -> Job | None:
+    """The job under ``key`` as its record in ``store`` says (None without one); "interrupted" when it says running
+    but its server is gone."""
     try:
         record = json.loads(_record_path(store, key).read_text())
     except (OSError, ValueError):

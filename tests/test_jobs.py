@@ -142,3 +142,39 @@ def test_a_running_job_beats_its_heartbeat_without_reporting(tmp_path, monkeypat
     gate.set()
     job.wait(10)
     assert json.loads(path.read_text())["state"] == "done"
+
+
+def test_stop_from_another_server_reaches_the_running_job(tmp_path, monkeypatch):
+    from influence_core import jobs
+
+    monkeypatch.setattr(jobs, "HEARTBEAT_SECONDS", 0.05)
+    started = threading.Event()
+
+    def work(handle):
+        started.set()
+        while not handle.should_stop():
+            handle.report(0.5, "working")
+        return "stopped"
+
+    live = start_job("long", "Long", work, store=tmp_path)
+    started.wait(10)
+    saved = dict(jobs._JOBS)
+    jobs._JOBS.clear()  # the view of another server: the job known only by its record
+    elsewhere = get_job("long", store=tmp_path)
+    jobs._JOBS.update(saved)
+    assert elsewhere.running and elsewhere is not live
+    elsewhere.cancel()
+    live.wait(30)
+    assert live.state == "cancelled" and get_job("long", store=tmp_path).state == "cancelled"
+
+
+def test_a_job_another_live_server_runs_is_not_started_twice(tmp_path):
+    import os
+
+    from influence_core import jobs
+
+    parent = os.getppid()  # a live process of this host, not this one
+    _write_record(tmp_path, host=jobs.HOST, pid=parent, pid_start=jobs._process_start(parent), heartbeat=0.0)
+    ran = []
+    job = start_job("remote", "Again", lambda handle: ran.append(1), store=tmp_path)
+    assert job.running and job.title == "Remote" and not ran
