@@ -188,7 +188,7 @@ class Workspace:
             path.unlink(missing_ok=True)
         if meta_path is not None:
             meta_path.unlink(missing_ok=True)
-        line = f"cache entry {kind}/{path.name} was bad ({problem}); removed it, computing it again"
+        line = f"cache entry {kind}/{path.name} was bad ({problem}); removed it (computed again when next asked for)"
         _LOG.warning(line)
         self.notices.append(line)
 

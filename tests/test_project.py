@@ -353,3 +353,14 @@ def test_another_servers_running_training_is_running_here_and_blocks_a_rename(tm
     assert here.job("train").state == "done"
     renamed = here.rename("q")
     assert renamed.state().arch == "logreg" and renamed.model() is not None
+
+
+def test_a_damaged_current_model_is_one_line_that_says_so(tmp_path, moons_project):
+    from influence_core import project as project_module
+
+    weights = next((tmp_path / "models").glob("*/weights.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-8])
+    project_module._MODELS.clear()  # a fresh server process: nothing in memory
+    with pytest.raises(InfluenceError, match=r"^the current model \(logreg\) was damaged in the workspace cache") as err:
+        Project.open("a", tmp_path).model()
+    assert "\n" not in str(err.value) and "checksum" in str(err.value)
