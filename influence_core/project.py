@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -235,7 +236,9 @@ class Project:
         (self.folder / NOTICE_FILE).unlink(missing_ok=True)
 
     def _update_state(self, change: Callable[[Selection], None], *, only_if: Callable[[Selection], bool] | None = None) -> bool:
-        with _STATE_LOCK:
+        """Read, change and write the state as one step, also against other processes (servers, the CLI) sharing
+        the workspace: no change overwrites another's."""
+        with _STATE_LOCK, _file_lock(self.folder / ".state.lock"):
             state = self.state()
             if only_if is not None and not only_if(state):
                 return False
@@ -808,6 +811,22 @@ class Project:
 
 
 _STATE_LOCK = threading.RLock()
+
+
+@contextmanager
+def _file_lock(path: Path):
+    """An exclusive lock on ``path`` between processes (flock; where there is none, only this process's lock)."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _parse_state(raw: bytes) -> Selection | None:

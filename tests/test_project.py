@@ -70,16 +70,20 @@ def test_a_click_event_delivered_twice_is_recorded_once(moons_project):
 def _record_many(args) -> list[int]:
     root, session = args
     proj = Project.open("shared", root)
-    return [proj.record([i], "keep", session=session) for i in range(40)]
+    batches = [proj.record([i], "keep", session=session) for i in range(40)]
+    for i in range(40):  # and change the state as often: no change may overwrite the other server's
+        proj._update_state(lambda s, i=i: s.add_run(ScoreRun("loss", settings={"n": f"{session}-{i}"})))
+    return batches
 
 
-def test_two_processes_recording_into_one_project_get_distinct_batch_numbers(tmp_path):
+def test_two_processes_recording_into_one_project_get_distinct_batch_numbers_and_lose_no_state_change(tmp_path):
     proj = Project.open("shared", tmp_path)
     proj.use_dataset("moons", seed=0)
     with mp.get_context("spawn").Pool(2) as pool:
         batches = pool.map(_record_many, [(str(tmp_path), "p1"), (str(tmp_path), "p2")])
     together = batches[0] + batches[1]
     assert len(together) == 80 and len(set(together)) == 80
+    assert len(proj.state().runs) == 80
 
 
 def test_rename_moves_the_project_and_refuses_bad_or_taken_names(tmp_path, moons_project):
