@@ -301,8 +301,8 @@ class Project:
             dropped = len(self.cache.notices)
             fitted = self.cache.load_model(key, dataset)
             if fitted is None and len(self.cache.notices) > dropped:  # it was there, but bad: removed
-                raise InfluenceError(f"the current model ({state.arch}) was damaged in the workspace cache and removed: "
-                                     f"{self.cache.notices[-1]}; train it again on the Model page")
+                raise InfluenceError(f"the current model ({state.arch}) was damaged in the workspace cache and "
+                                     f"removed: {self.cache.notices[-1]}; train it again on the Model page")
             if fitted is None:  # never a silent retraining while a page loads
                 raise InfluenceError(f"the current model ({state.arch}) is no longer in the workspace cache; train it "
                                      "again on the Model page")

@@ -62,10 +62,9 @@ def _jobs_in_another_server(store: str, folder: str) -> None:
             time.sleep(0.02)
 
     for n in (1, 2):
-        # job 2 waits for a file that never comes: the process dies under it
-        job = start_job(f"other-{n}", "Elsewhere", lambda handle, n=n: (handle.report(0.5, "half way"),
-                                                                        wait_for(f"release-{n}" if n == 1 else "never"))[1],
-                        store=store)
+        waited = f"release-{n}" if n == 1 else "never"  # job 2 waits for a file that never comes: the process dies
+        job = start_job(f"other-{n}", "Elsewhere", lambda handle, waited=waited: (handle.report(0.5, "half way"),
+                                                                                  wait_for(waited))[1], store=store)
         job.persist(force=True)
         (Path(folder) / f"started-{n}").touch()
         if n == 1:

@@ -365,6 +365,6 @@ def test_a_damaged_current_model_is_one_line_that_says_so(tmp_path, moons_projec
     weights = next((tmp_path / "models").glob("*/weights.safetensors"))
     weights.write_bytes(weights.read_bytes()[:-8])
     project_module._MODELS.clear()  # a fresh server process: nothing in memory
-    with pytest.raises(InfluenceError, match=r"^the current model \(logreg\) was damaged in the workspace cache") as err:
+    with pytest.raises(InfluenceError, match=r"^the current model \(logreg\) was damaged in the workspace") as err:
         Project.open("a", tmp_path).model()
     assert "\n" not in str(err.value) and "checksum" in str(err.value)
