@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from influence_core.project import ROLES, Access, InfluenceError, Project
-from pages._common import (PAGES, ROOT, identity, plain, project, project_name, status, switch_project,
+from pages._common import (PAGES, ROOT, identity, notice_banner, plain, project, project_name, status, switch_project,
                            visible_projects)
 
 st.set_page_config(page_title="Influence Workbench", page_icon=str(ROOT / "assets" / "icon.svg"), layout="wide")
@@ -104,6 +104,7 @@ def _members(proj: Project) -> None:
                 st.rerun()
         except InfluenceError as err:
             st.error(plain(err))
+    notice_banner(proj)
 
 
 def _no_project(access: Access | None, name: str | None, refusal: InfluenceError | None) -> None:

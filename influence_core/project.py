@@ -18,11 +18,15 @@ shared by the projects of one workspace (a key holds the data's fingerprint, so 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
+import tempfile
 import threading
+import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -34,8 +38,8 @@ from .data.base import Dataset
 from .data.registry import DATASETS, PATH_LOADERS, is_size, load_dataset
 from .errors import InfluenceError, writing
 from .grads import Progress
-from .impacts import IMPACTS, make_impact, resolve_val_trim
-from .jobs import Job, JobHandle, forget_job, get_job, start_job
+from .impacts import IMPACTS, resolve_val_trim
+from .jobs import MOVED_FILE, Job, JobHandle, forget_job, get_job, moved_folder, start_job
 from .methods import METHODS
 from .models.registry import MODELS
 from .models.train import FittedModel, TrainConfig, TrainProgress, memorisation_warning
@@ -57,6 +61,9 @@ __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSetting
 
 DEFAULT_PROJECT = "default"
 STATE_FILE = "state.json"
+STATE_BACKUP = "state.json.bak"  # the last good state, written with every change
+NOTICE_FILE = "notice.txt"  # a one-line notice for the sidebar (Project.notice)
+_LOG = logging.getLogger(__name__)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -72,7 +79,8 @@ def valid_project_name(name: str) -> str:
 def project_names(root: str | os.PathLike | None = None) -> list[str]:
     """The projects of a workspace, by name (the default one first)."""
     folder = Path(root or workspace_root()) / "projects"
-    names = sorted(p.name for p in folder.glob("*") if p.is_dir() and _NAME.fullmatch(p.name)) if folder.exists() else []
+    names = sorted(p.name for p in folder.glob("*") if p.is_dir() and _NAME.fullmatch(p.name)
+                   and not (p / MOVED_FILE).exists()) if folder.exists() else []  # a renamed one's old name: not listed
     return sorted(names, key=lambda n: n != DEFAULT_PROJECT)
 
 
@@ -119,19 +127,31 @@ class Project:
         a user who may not open it."""
         self.name = valid_project_name(name)
         self.root = Path(root).expanduser().resolve() if root is not None else workspace_root()
-        self.folder = self.root / "projects" / self.name
+        asked = self.root / "projects" / self.name
+        self._folder = moved_folder(asked)  # a renamed project: its old name forwards to the new one
+        self.renamed_from = self.name if self._folder != asked else None
+        self.name = self._folder.name
         self.access = access or Access.local()
-        if not self.folder.is_dir():
+        if not self._folder.is_dir():
             if not create:
                 raise InfluenceError(f"no project named '{self.name}'")
             try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                if not (self.folder / MEMBERS_FILE).exists():
-                    write_members(self.folder, Members(self.access.user, {}))
+                self._folder.mkdir(parents=True, exist_ok=True)
+                if not (self._folder / MEMBERS_FILE).exists():
+                    write_members(self._folder, Members(self.access.user, {}))
             except OSError as err:
-                raise InfluenceError(f"cannot create the project folder {self.folder}: {err.strerror}") from None
+                raise InfluenceError(f"cannot create the project folder {self._folder}: {err.strerror}") from None
         self.require("open")
         self.cache = Workspace(self.root)
+
+    @property
+    def folder(self) -> Path:
+        """The project's folder — where it is now: an object opened before a rename follows it (on every access), so
+        what a session or a job writes lands in the renamed project."""
+        moved = moved_folder(self._folder)
+        if moved != self._folder:
+            self._folder, self.name = moved, moved.name
+        return self._folder
 
     @classmethod
     def open(cls, name: str = DEFAULT_PROJECT, root: str | os.PathLike | None = None, *,
@@ -195,16 +215,32 @@ class Project:
         return f"Project({self.name!r}, root={str(self.root)!r})"
 
     def rename(self, new_name: str) -> "Project":
-        """The same project under ``new_name`` (its folder moved); refuses a name already taken."""
+        """The same project under ``new_name`` (its folder moved); its old folder keeps only a forwarding record
+        (``renamed.json``), so a session or a job still on the old name follows. Refuses a name already taken and a
+        project whose job runs (on any server of this workspace)."""
         new_name = valid_project_name(new_name)
-        target = self.root / "projects" / new_name
+        source, target = self.folder, self.root / "projects" / new_name
         if new_name == self.name:
             return self
-        if target.exists():
+        if target.exists() and moved_folder(target) == target:
             raise InfluenceError(f"a project named '{new_name}' exists already")
         if any(job.running for job in self.jobs()):
             raise InfluenceError("a job of this project is running; rename it when the job has finished")
-        os.rename(self.folder, target)
+        forward = Path(tempfile.mkdtemp(dir=source.parent, prefix=f".renamed-{self.name}."))
+        (forward / MOVED_FILE).write_text(json.dumps({"to": new_name, "at": time.time()}))
+        try:
+            if target.exists():  # only a forwarding record: the name is free again
+                shutil.rmtree(target)
+            os.rename(source, target)
+        except OSError as err:
+            shutil.rmtree(forward, ignore_errors=True)
+            raise InfluenceError(f"cannot rename the project: {err.strerror}") from None
+        try:
+            os.rename(forward, source)
+        except OSError:  # a session wrote into the old place in the instant between: it forwards as it is
+            shutil.rmtree(forward, ignore_errors=True)
+            (source / MOVED_FILE).write_text(json.dumps({"to": new_name, "at": time.time()}))
+        self._folder, self.name = target, new_name
         return Project(new_name, self.root)
 
     # ------------------------------------------------------------------------------------------- state
@@ -213,24 +249,68 @@ class Project:
         return self.folder / STATE_FILE
 
     def state(self) -> Selection:
-        """What is chosen in this project, read from disk on every call (the disk holds the truth)."""
+        """What is chosen in this project, read from disk on every call (the disk holds the truth). An unreadable
+        ``state.json`` is never silently reset: it is kept aside and the last good copy used (`notice` says so)."""
         try:
-            return Selection.from_json(json.loads(self.state_path.read_text()))
-        except (OSError, ValueError, TypeError):
+            raw = self.state_path.read_bytes()
+        except FileNotFoundError:
             return Selection()
+        except OSError as err:
+            raise InfluenceError(f"cannot read {self.state_path}: {err.strerror}") from None
+        state = _parse_state(raw)
+        return state if state is not None else self._restore_state()
 
     @writing("save the project's state")  # a full or read-only disk: one line, the old state kept
     def save_state(self, state: Selection) -> None:
-        """Write atomically (a reader never sees half a file; two writers never interleave)."""
-        tmp = self.state_path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
+        """Write atomically (a reader never sees half a file; two writers never interleave), then the same as the
+        last good copy (``state.json.bak``) that `state` falls back on."""
+        text = json.dumps(state.to_json(), indent=2, default=str)
+        _write_text_atomic(self.state_path, text)
+        _write_text_atomic(self.state_path.with_name(STATE_BACKUP), text)
+
+    def _restore_state(self) -> Selection:
+        """``state.json`` is unreadable: keep it aside as ``state.json.corrupt-<time>``, put the last good copy back
+        (or the defaults when there is none) and leave a one-line notice for the sidebar."""
+        with _STATE_LOCK:
+            aside = self.folder / f"{STATE_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            try:
+                os.rename(self.state_path, aside)
+            except FileNotFoundError:  # another session moved it first: read what it restored
+                return self.state()
+            again = _parse_state(aside.read_bytes())
+            if again is not None:  # rewritten good between our read and the move: put it back
+                os.replace(aside, self.state_path)
+                return again
+            try:
+                good = _parse_state(self.state_path.with_name(STATE_BACKUP).read_bytes())
+            except OSError:
+                good = None
+            if good is not None:
+                self.save_state(good)
+                message = (f"{STATE_FILE} was unreadable; restored the last good state from {STATE_BACKUP} (the "
+                           f"unreadable file is kept as {aside.name})")
+            else:
+                message = (f"{STATE_FILE} was unreadable and no good copy exists; the project starts from the defaults "
+                           f"(the unreadable file is kept as {aside.name})")
+            _LOG.warning("project %s: %s", self.name, message)
+            _write_text_atomic(self.folder / NOTICE_FILE, message)
+            return good if good is not None else Selection()
+
+    def notice(self) -> str | None:
+        """A one-line notice the sidebar shows until dismissed (e.g. that an unreadable state.json was restored)."""
+        self.state()  # reading the state is what finds an unreadable file
         try:
-            tmp.write_text(json.dumps(state.to_json(), indent=2, default=str))
-            os.replace(tmp, self.state_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+            return " ".join((self.folder / NOTICE_FILE).read_text().split()) or None
+        except OSError:
+            return None
+
+    def dismiss_notice(self) -> None:
+        (self.folder / NOTICE_FILE).unlink(missing_ok=True)
 
     def _update_state(self, change: Callable[[Selection], None], *, only_if: Callable[[Selection], bool] | None = None) -> bool:
-        with _STATE_LOCK:
+        """Read, change and write the state as one step, also against other processes (servers, the CLI) sharing
+        the workspace: no change overwrites another's."""
+        with _STATE_LOCK, _file_lock(self.folder / ".state.lock"):
             state = self.state()
             if only_if is not None and not only_if(state):
                 return False
@@ -402,7 +482,11 @@ class Project:
         config = state.train_config()
         key = self.cache.model_key(dataset, state.arch, config)
         def load() -> FittedModel:
+            dropped = len(self.cache.notices)
             fitted = self.cache.load_model(key, dataset)
+            if fitted is None and len(self.cache.notices) > dropped:  # it was there, but bad: removed
+                raise InfluenceError(f"the current model ({state.arch}) was damaged in the workspace cache and "
+                                     f"removed: {self.cache.notices[-1]}; train it again on the Model page")
             if fitted is None:  # never a silent retraining while a page loads
                 raise InfluenceError(f"the current model ({state.arch}) is no longer in the workspace cache; train it "
                                      "again on the Model page")
@@ -943,7 +1027,47 @@ class Project:
         return table_bytes(frame, fmt)
 
 
-_STATE_LOCK = threading.Lock()
+_STATE_LOCK = threading.RLock()
+
+
+@contextmanager
+def _file_lock(path: Path):
+    """An exclusive lock on ``path`` between processes (flock; where there is none, only this process's lock)."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _parse_state(raw: bytes) -> Selection | None:
+    """The state in ``raw`` (a state.json's bytes), or None when it is not a readable state."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        return Selection.from_json(data) if isinstance(data, dict) else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a synced temporary file and a rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:  # a full disk: nothing half-written stays
+        tmp.unlink(missing_ok=True)
+
+
 _VIEW_DEFAULTS = {"angles": {"impact": "utility", "params": "all"}, "umap": {"seed": 0}}
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -44,6 +45,19 @@ if TYPE_CHECKING:
     from .distributed import ClusterSpec
 
 
+_LOG = logging.getLogger(__name__)
+_BAD = object()  # what `Workspace._read_entry` returns for an entry that did not verify
+
+
+def _checksum(path: Path) -> str:
+    """sha256 of a file's bytes, as written into its entry's record and compared on read."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
 def _hash(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -61,9 +75,11 @@ def _write_model(key: str, fitted: FittedModel, folder: Path) -> None:
         name = f"epoch-{c.epoch:04d}.safetensors"
         save_file(_tensors(c.state), str(folder / "checkpoints" / name))
         ckpts.append({"epoch": c.epoch, "lr": c.lr, "file": name})
+    files = ["weights.safetensors", *(f"checkpoints/{c['file']}" for c in ckpts)]
     meta = {"key": key, "arch": fitted.arch, "config": asdict(fitted.config), "history": fitted.history,
             "metrics": fitted.metrics, "dataset_fingerprint": fitted.dataset_fingerprint,
-            "weights_fingerprint": fitted.fingerprint(), "checkpoints": ckpts, "created": time.time()}
+            "weights_fingerprint": fitted.fingerprint(), "checkpoints": ckpts, "created": time.time(),
+            "checksums": {name: _checksum(folder / name) for name in files}}
     (folder / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
 
 
@@ -90,6 +106,7 @@ class Workspace:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise InfluenceError(f"cannot create the workspace folder {self.root}: {err.strerror}") from None
+        self.notices: list[str] = []  # one line per bad entry removed (and recomputed) through this object
 
     def path(self, *parts: str) -> Path:
         """A path inside the workspace (parent folders created); refuses parts that would leave it."""
@@ -102,26 +119,34 @@ class Workspace:
     # ------------------------------------------------------------------------------------------- cache
     def get_or_compute(self, kind: str, key: str | dict, compute: Callable[[], object], *, suffix: str = ".json",
                        save: Callable[[object, Path], None] | None = None, load: Callable[[Path], object] | None = None,
-                       meta: Callable[[object], dict] | None = None) -> object:
+                       meta: Callable[[object], dict] | None = None,
+                       check: Callable[[object], str | None] | None = None) -> object:
         """The cache's one entry point: the value stored as ``<kind>/<key><suffix>``, else ``compute()`` stored there.
 
         ``key``: a string, or a dict of every setting that changes the result (hashed). ``save(value, tmp)`` writes
         a temporary file (or folder, when ``suffix`` is "") that is renamed into place; ``load(path)`` reads it back.
-        Without them the value is JSON. ``meta(value)``: a small JSON record kept beside the entry (``.meta.json``).
+        Without them the value is JSON. ``meta(value)``: a small JSON record kept beside the entry (``.meta.json``);
+        a file entry's record also holds the payload's checksum. On read, the checksum (older entries have none),
+        ``load`` and ``check(value)`` (a reason the value is wrong, or None) verify the entry: a bad one is removed
+        with one logged line (also kept in `notices`) and computed again.
         """
         name = key if isinstance(key, str) else _hash(key)
         path = self.root / kind / f"{name}{suffix}"
         load = load or (lambda p: json.loads(p.read_text()))
         save = save or (lambda value, tmp: tmp.write_text(json.dumps(value, default=str)))
         if path.exists():
-            return load(path)
+            found = self._read_entry(kind, path, path.with_name(f"{name}.meta.json") if suffix else None, load, check)
+            if found is not _BAD:
+                return found
         value = compute()
-        if meta is not None:
-            record = meta(value)
-            _write_atomic(path.with_name(f"{name}.meta.json"),
-                          lambda tmp: tmp.write_text(json.dumps(record, indent=1, default=str)))
         if suffix:
-            _write_atomic(path, lambda tmp: save(value, tmp))
+            def write(tmp: Path) -> None:  # the record (with the payload's checksum) lands before the payload
+                save(value, tmp)
+                record = {**(meta(value) if meta is not None else {}), "checksum": _checksum(tmp)}
+                _write_atomic(path.with_name(f"{name}.meta.json"),
+                              lambda t: t.write_text(json.dumps(record, indent=1, default=str)))
+
+            _write_atomic(path, write)
         else:  # a folder entry: written whole under a temporary name, then renamed
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{name}."))
@@ -134,6 +159,42 @@ class Workspace:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         return value
+
+    def _read_entry(self, kind: str, path: Path, meta_path: Path | None, load: Callable[[Path], object],
+                    check: Callable[[object], str | None] | None) -> object:
+        """The stored value at ``path`` when it verifies (checksum in its record, ``load``, ``check``), else `_BAD`
+        (the entry removed, with one line)."""
+        problem, value = None, _BAD
+        try:
+            record = json.loads(meta_path.read_text()) if meta_path is not None and meta_path.exists() else {}
+        except (OSError, ValueError):
+            record, problem = {}, "its record (.meta.json) is unreadable"
+        expected = record.get("checksum") if isinstance(record, dict) else None
+        if problem is None and expected and _checksum(path) != expected:
+            problem = "its checksum does not match (changed or truncated)"
+        if problem is None:
+            try:
+                value = load(path)
+            except Exception as err:  # whatever a damaged file raises, the entry is recomputed
+                problem = f"unreadable ({type(err).__name__})"
+            else:
+                problem = check(value) if check is not None else None
+        if problem is None:
+            return value
+        self._drop(kind, path, meta_path, problem)
+        return _BAD
+
+    def _drop(self, kind: str, path: Path, meta_path: Path | None, problem: str) -> None:
+        """Remove a bad entry (file or folder, and its record) with one logged line, kept in `notices`."""
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        if meta_path is not None:
+            meta_path.unlink(missing_ok=True)
+        line = f"cache entry {kind}/{path.name} was bad ({problem}); removed it (computed again when next asked for)"
+        _LOG.warning(line)
+        self.notices.append(line)
 
     def has_entry(self, kind: str, key: str | dict, suffix: str = ".json") -> bool:
         name = key if isinstance(key, str) else _hash(key)
@@ -166,17 +227,26 @@ class Workspace:
         return _hash({"dataset": dataset.fingerprint(), "arch": arch, "config": config.key()})
 
     def load_model(self, key: str, dataset: Dataset) -> FittedModel | None:
-        """The cached model ``key`` rebuilt for ``dataset``, or None when it is not cached."""
+        """The cached model ``key`` rebuilt for ``dataset``, or None when it is not cached — or was bad (unreadable
+        meta.json, a weights or checkpoint file that fails its checksum or does not load): then it is removed with
+        one line, so the next `get_or_train` trains it again."""
         folder = self.root / "models" / key
-        if not (folder / "meta.json").exists():
+        if not folder.exists():
             return None
-        meta = json.loads((folder / "meta.json").read_text())
-        module = build_model(meta["arch"], dataset.input_shape, dataset.num_classes)
-        module.load_state_dict(load_file(str(folder / "weights.safetensors")))
-        checkpoints = [Checkpoint(c["epoch"], c["lr"], load_file(str(folder / "checkpoints" / c["file"])))
-                       for c in meta["checkpoints"]]
-        return FittedModel(module.eval(), meta["arch"], TrainConfig(**meta["config"]), meta["history"], checkpoints,
-                           meta["metrics"], meta["dataset_fingerprint"])
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            for name, expected in (meta.get("checksums") or {}).items():  # older entries have none
+                if _checksum(folder / name) != expected:
+                    raise ValueError(f"{name} does not match its checksum")
+            module = build_model(meta["arch"], dataset.input_shape, dataset.num_classes)
+            module.load_state_dict(load_file(str(folder / "weights.safetensors")))
+            checkpoints = [Checkpoint(c["epoch"], c["lr"], load_file(str(folder / "checkpoints" / c["file"])))
+                           for c in meta["checkpoints"]]
+            return FittedModel(module.eval(), meta["arch"], TrainConfig(**meta["config"]), meta["history"],
+                               checkpoints, meta["metrics"], meta["dataset_fingerprint"])
+        except Exception as err:  # whatever a damaged entry raises: drop it, train again
+            self._drop("models", folder, None, f"{type(err).__name__}: {' '.join(str(err).split())[:120]}")
+            return None
 
     def save_model(self, key: str, fitted: FittedModel) -> Path:
         """Store ``fitted`` under ``key`` (weights, checkpoints, JSON metadata), atomically as one folder."""
@@ -203,7 +273,12 @@ class Workspace:
 
     def models(self) -> list[dict]:
         """Metadata of every cached model, newest first."""
-        metas = [json.loads(p.read_text()) for p in (self.root / "models").glob("*/meta.json")]
+        metas = []
+        for path in (self.root / "models").glob("*/meta.json"):
+            try:
+                metas.append(json.loads(path.read_text()))
+            except (OSError, ValueError):  # a bad entry: `load_model` removes it when it is asked for
+                continue
         return sorted(metas, key=lambda m: m.get("created", 0), reverse=True)
 
     # ------------------------------------------------------------------------------------------ scores
@@ -301,7 +376,8 @@ class Workspace:
                     "model_fingerprint": fitted.fingerprint(), "seconds": time.perf_counter() - t0, "created": time.time()}
 
         scores = self.get_or_compute("scores", key, compute, suffix=".npy", save=_save_npy,
-                                     load=lambda p: np.load(p, allow_pickle=False), meta=meta)
+                                     load=lambda p: np.load(p, allow_pickle=False), meta=meta,
+                                     check=lambda a: _score_problem(a, len(dataset.train)))
         if not computed:
             if progress is not None:
                 progress(1.0, "loaded from the workspace cache")
@@ -325,6 +401,15 @@ def sharded(method: str, cluster: str | ClusterSpec | None = None, scheduler: st
               or os.environ.get("INFLUENCE_DASK_SCHEDULER")):
         return False
     return bool(getattr(get_method(method), "shardable", False))
+
+
+def _score_problem(scores: np.ndarray, n: int) -> str | None:
+    """Why a stored score vector cannot be the scores of ``n`` training samples (None when it can)."""
+    if scores.dtype.kind != "f":
+        return f"its values are {scores.dtype}, not numbers"
+    if scores.shape != (n,):
+        return f"it holds shape {scores.shape}, not one score per training sample ({n})"
+    return None
 
 
 def _save_npy(array: np.ndarray, tmp: Path) -> None:

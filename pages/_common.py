@@ -98,13 +98,27 @@ def _scope_state_to(name: str) -> None:
 def project() -> Project:
     """This session's project (a folder in the workspace): its data set, model, scores, decisions and jobs. Signed
     in, only a project the user may open, and a URL never makes one (one-line errors); in single-user mode a URL
-    naming a new project makes it, as the CLI does."""
+    naming a new project makes it, as the CLI does. A project renamed (in another session) is followed from its old
+    name to the new one, said in one line."""
     access = identity()
     if access is None:
         raise InfluenceError("sign in to open a project")
     if not access.signed_in:
-        return Project.open(project_name(), user=access.user)
-    return Project.open_existing(project_name(), access)
+        proj = Project.open(project_name(), user=access.user)
+    else:
+        proj = Project.open_existing(project_name(), access)
+    if proj.renamed_from is not None:
+        st.sidebar.info(f"Project '{plain(proj.renamed_from)}' was renamed to '{plain(proj.name)}'; now showing it.")
+        switch_project(proj.name)
+    return proj
+
+
+def notice_banner(proj: Project) -> None:
+    """The project's notice (e.g. that an unreadable state.json was restored), with a button to dismiss it."""
+    notice = proj.notice()
+    if notice:
+        st.warning(plain(notice), icon=":material/restore:")
+        st.button("Dismiss", key="project-notice-dismiss", on_click=proj.dismiss_notice)
 
 
 def switch_project(name: str) -> None:

@@ -24,7 +24,7 @@ def moons_project(tmp_path) -> Project:
     return proj
 
 
-def test_state_round_trip_and_a_broken_file_falls_back(tmp_path):
+def test_state_round_trip_and_a_broken_file_falls_back_to_the_last_good_state(tmp_path):
     proj = Project.open("p", tmp_path)
     sel = Selection()
     sel.arch, sel.train, sel.model_hash = "mlp", {"epochs": 5}, "abc"
@@ -34,7 +34,7 @@ def test_state_round_trip_and_a_broken_file_falls_back(tmp_path):
     assert back == sel and back.runs[0].label == "ip_ensemble[K=3]" and back.primary == "ip_ensemble[K=3]"
     assert back.train_config().epochs == 5
     proj.state_path.write_text("{not json")
-    assert proj.state() == Selection()  # the default (moons), not a crash
+    assert proj.state() == sel  # the last good state, not a crash nor the default (moons)
 
 
 def test_projects_never_see_each_others_data_model_or_decisions(tmp_path, moons_project):
@@ -70,16 +70,20 @@ def test_a_click_event_delivered_twice_is_recorded_once(moons_project):
 def _record_many(args) -> list[int]:
     root, session = args
     proj = Project.open("shared", root)
-    return [proj.record([i], "keep", session=session) for i in range(40)]
+    batches = [proj.record([i], "keep", session=session) for i in range(40)]
+    for i in range(40):  # and change the state as often: no change may overwrite the other server's
+        proj._update_state(lambda s, i=i: s.add_run(ScoreRun("loss", settings={"n": f"{session}-{i}"})))
+    return batches
 
 
-def test_two_processes_recording_into_one_project_get_distinct_batch_numbers(tmp_path):
+def test_two_processes_recording_into_one_project_get_distinct_batch_numbers_and_lose_no_state_change(tmp_path):
     proj = Project.open("shared", tmp_path)
     proj.use_dataset("moons", seed=0)
     with mp.get_context("spawn").Pool(2) as pool:
         batches = pool.map(_record_many, [(str(tmp_path), "p1"), (str(tmp_path), "p2")])
     together = batches[0] + batches[1]
     assert len(together) == 80 and len(set(together)) == 80
+    assert len(proj.state().runs) == 80
 
 
 def test_rename_moves_the_project_and_refuses_bad_or_taken_names(tmp_path, moons_project):
@@ -401,3 +405,118 @@ def test_a_full_disk_refuses_a_state_change_in_one_line_and_keeps_the_old_state(
     monkeypatch.undo()
     assert moons_data_project.state().dataset == "moons"
     assert sorted(p.name for p in moons_data_project.folder.iterdir() if p.name.startswith(".state")) == []
+
+
+def test_a_corrupt_state_file_restores_the_last_good_state_keeps_the_bad_one_and_says_so(tmp_path, moons_project):
+    moons_project.score(ScoreRun("loss"))
+    good = moons_project.state()
+    moons_project.state_path.write_text('{"dataset": "moo')  # truncated by a full disk, or a hand edit gone wrong
+    fresh = Project.open("a", tmp_path)
+    assert fresh.state() == good  # not moons without a model
+    kept = list(fresh.folder.glob("state.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_text() == '{"dataset": "moo'
+    notice = fresh.notice()
+    assert notice and "\n" not in notice and "state.json was unreadable" in notice and "restored" in notice
+    fresh.set_flag_share(0.2)  # the next change builds on the restored state
+    assert Project.open("a", tmp_path).state().runs == good.runs
+
+
+def test_a_corrupt_state_file_without_a_good_copy_is_kept_and_reported_not_silently_reset(tmp_path):
+    proj = Project.open("p", tmp_path)
+    proj.state_path.write_text("\x00\x00\x00")
+    assert proj.state() == Selection()
+    assert list(proj.folder.glob("state.json.corrupt-*")) and "no good copy" in proj.notice()
+    assert Project.open("fresh", tmp_path).notice() is None
+
+
+def test_a_session_still_on_the_old_name_follows_a_rename_and_nothing_it_records_is_lost(tmp_path, moons_project):
+    held = moons_project  # another session's project object, opened before the rename
+    Project.open("a", tmp_path).rename("b")
+    held.record([1, 2], "remove", session="s")
+    held.set_flag_share(0.3)
+    b = Project.open("b", tmp_path)
+    assert set(b.current_decisions()) == {1, 2} and b.state().flag_share == 0.3 and held.name == "b"
+    again = Project.open("a", tmp_path)  # a bookmark of the old name
+    assert again.name == "b" and again.renamed_from == "a" and again.model() is not None
+    assert project_names(tmp_path) == ["b"]
+    assert sorted(p.name for p in (tmp_path / "projects" / "a").iterdir()) == ["renamed.json"]
+    b.rename("a")  # the old name is free again: a forwarding record is replaced, not "taken"
+    assert project_names(tmp_path) == ["a"] and Project.open("b", tmp_path).name == "a"
+    assert set(Project.open("a", tmp_path).current_decisions()) == {1, 2}
+
+
+def test_a_job_finishing_after_a_rename_attaches_its_result_to_the_renamed_project(tmp_path, monkeypatch):
+    import threading
+
+    proj = Project.open("a", tmp_path)
+    proj.use_dataset("moons", seed=0)
+    gate = threading.Event()
+
+    def train(handle):
+        gate.wait(30)
+        return {"arch": proj.train("logreg").arch}
+
+    job = proj.start_job("train", "Training", train)
+    with pytest.raises(InfluenceError, match="running"):
+        Project.open("a", tmp_path).rename("b")
+    # The race the check cannot close: the rename passed its check just before the job started.
+    monkeypatch.setattr(Project, "jobs", lambda self: [])
+    Project.open("a", tmp_path).rename("b")
+    gate.set()
+    job.wait(60)
+    b = Project.open("b", tmp_path)
+    assert job.state == "done" and b.state().arch == "logreg" and b.model() is not None
+    assert b.job("train").state == "done" and b.job("train").result == {"arch": "logreg"}
+    assert sorted(p.name for p in (tmp_path / "projects" / "a").iterdir()) == ["renamed.json"]
+
+
+def _train_in_another_server(root: str) -> None:
+    """Another server on the same workspace: project p's training job, which waits for the file ``release``."""
+    from pathlib import Path
+
+    proj = Project.open("p", root)
+
+    def train(handle):
+        handle.report(0.1, "epoch 1")
+        while not (Path(root) / "release").exists():
+            time.sleep(0.02)
+        proj.train("logreg")
+        return {}
+
+    job = proj.start_job("train", "Training", train)
+    job.persist(force=True)
+    (Path(root) / "started").touch()
+    job.wait(120)
+
+
+def test_another_servers_running_training_is_running_here_and_blocks_a_rename(tmp_path):
+    Project.open("p", tmp_path).use_dataset("moons", seed=0)
+    process = mp.get_context("spawn").Process(target=_train_in_another_server, args=(str(tmp_path),))
+    process.start()
+    try:
+        while not (tmp_path / "started").exists():
+            assert process.is_alive(), "the other server ended early"
+            process.join(0.05)
+        here = Project.open("p", tmp_path)
+        assert here.job("train").state == "running"
+        with pytest.raises(InfluenceError, match="running"):
+            here.rename("q")
+        (tmp_path / "release").touch()
+        process.join(120)
+    finally:
+        if process.is_alive():
+            process.kill()
+    assert here.job("train").state == "done"
+    renamed = here.rename("q")
+    assert renamed.state().arch == "logreg" and renamed.model() is not None
+
+
+def test_a_damaged_current_model_is_one_line_that_says_so(tmp_path, moons_project):
+    from influence_core import project as project_module
+
+    weights = next((tmp_path / "models").glob("*/weights.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-8])
+    project_module._MODELS.clear()  # a fresh server process: nothing in memory
+    with pytest.raises(InfluenceError, match=r"^the current model \(logreg\) was damaged in the workspace") as err:
+        Project.open("a", tmp_path).model()
+    assert "\n" not in str(err.value) and "checksum" in str(err.value)

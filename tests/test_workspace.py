@@ -245,3 +245,93 @@ def test_a_full_or_read_only_disk_refuses_a_cache_write_in_one_line_and_leaves_n
         ws.get_or_compute("scores", {"k": 1}, lambda: [1, 2], meta=lambda value: {"n": len(value)})
     assert str(err.value) == f"cannot store a result in the workspace cache: {reason} on the server; ask its administrator"
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def _score_entry(ws: Workspace, blobs, fitted) -> tuple:
+    """(the .npy path, the .meta.json path) of blobs' loss scores."""
+    key = ws.score_key(blobs, fitted, "loss")
+    return ws.root / "scores" / f"{key}.npy", ws.root / "scores" / f"{key}.meta.json"
+
+
+def _without_checksum(meta_path) -> None:
+    """Make an entry look like one written before entries carried a checksum."""
+    import json
+
+    meta = json.loads(meta_path.read_text())
+    meta.pop("checksum", None)
+    meta_path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "strings", "wrong length, no checksum", "strings, no checksum",
+                                    "other numbers", "meta unreadable"])
+def test_a_bad_score_entry_is_dropped_with_one_line_and_recomputed(tmp_path, blobs, counted, damage, caplog):
+    ws = Workspace(tmp_path)
+    fitted = ws.get_or_train(blobs, "logreg")
+    first = ws.get_or_score(blobs, fitted, "loss")
+    npy, meta = _score_entry(ws, blobs, fitted)
+    n = len(blobs.train)
+    if damage == "truncated":
+        npy.write_bytes(npy.read_bytes()[:-40])
+    elif damage.startswith("strings"):
+        np.save(npy, np.array([f"row {i}" for i in range(n)]))
+    elif damage == "wrong length, no checksum":
+        np.save(npy, np.zeros(n + 3))
+    elif damage == "other numbers":
+        np.save(npy, np.arange(n, dtype=first.dtype))  # right shape and dtype; only the checksum tells
+    else:
+        meta.write_text("{broken")
+    if "no checksum" in damage:
+        _without_checksum(meta)
+    again = Workspace(tmp_path)
+    scores = again.get_or_score(blobs, fitted, "loss")
+    assert counted["score"] == 2 and np.array_equal(scores, first)
+    assert len(again.notices) == 1 and "\n" not in again.notices[0] and npy.name in again.notices[0]
+    assert again.notices[0] in caplog.text
+    assert np.array_equal(np.load(npy), first) and again.get_or_score(blobs, fitted, "loss") is not None
+    assert counted["score"] == 2  # the recomputed entry is good: read, not computed again
+
+
+def test_an_older_entry_without_a_checksum_is_still_read(tmp_path, blobs, counted):
+    ws = Workspace(tmp_path)
+    fitted = ws.get_or_train(blobs, "logreg")
+    first = ws.get_or_score(blobs, fitted, "loss")
+    _without_checksum(_score_entry(ws, blobs, fitted)[1])
+    assert np.array_equal(Workspace(tmp_path).get_or_score(blobs, fitted, "loss"), first) and counted["score"] == 1
+
+
+@pytest.mark.parametrize("damage", ["meta.json", "weights", "checkpoint", "weights gone"])
+def test_a_bad_model_entry_is_dropped_and_trained_again(tmp_path, blobs, counted, damage):
+    config = TrainConfig(epochs=2, checkpoint_every=1)
+    ws = Workspace(tmp_path)
+    first = ws.get_or_train(blobs, "mlp", config)
+    folder = ws.root / "models" / ws.model_key(blobs, "mlp", config)
+    if damage == "meta.json":
+        (folder / "meta.json").write_text('{"arch": "ml')
+    elif damage == "weights":
+        weights = folder / "weights.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-16] + bytes(16))  # same size, other bytes
+    elif damage == "checkpoint":
+        next((folder / "checkpoints").glob("*.safetensors")).write_bytes(b"junk")
+    else:
+        (folder / "weights.safetensors").unlink()
+    again = Workspace(tmp_path)
+    assert again.load_model(ws.model_key(blobs, "mlp", config), blobs) is None and len(again.notices) == 1
+    fitted = again.get_or_train(blobs, "mlp", config)
+    assert counted["train"] == 2 and fitted.fingerprint() == first.fingerprint()
+    assert Workspace(tmp_path).load_model(ws.model_key(blobs, "mlp", config), blobs) is not None
+    assert len(Workspace(tmp_path).models()) == 1
+
+
+def test_a_bad_array_entry_is_recomputed(tmp_path):
+    ws = Workspace(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"xy": np.arange(6.0).reshape(3, 2)}
+
+    ws.get_or_compute_arrays("views", "v", compute)
+    (ws.root / "views" / "v.npz").write_bytes(b"PK\x03\x04 not a zip")
+    again = Workspace(tmp_path)
+    assert np.array_equal(again.get_or_compute_arrays("views", "v", compute)["xy"], np.arange(6.0).reshape(3, 2))
+    assert len(calls) == 2 and len(again.notices) == 1

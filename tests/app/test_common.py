@@ -1,11 +1,14 @@
-"""pages/_common.py: the error guard every page body runs in."""
+"""What every page shares (pages/_common.py): the error guard every page body runs in; a renamed project is followed
+from its old name; the project's notice (e.g. a restored state.json) shows in the sidebar until dismissed."""
 
 from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import shown
+from influence_core.project import Project
+
+from .conftest import APP, no_errors, shown
 
 
 def _page_that_raises(errno_name: str) -> None:
@@ -27,3 +30,33 @@ def test_a_stray_full_or_read_only_disk_error_is_one_line_without_server_paths(c
     at = AppTest.from_function(_page_that_raises, args=(code,)).run()
     assert not at.exception
     assert [shown(e.value) for e in at.error] == [f"cannot write to the workspace: {reason} on the server; ask its administrator"]
+
+
+
+def _open(project: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params["project"] = project
+    return at.run()
+
+
+def test_a_session_on_a_renamed_projects_old_name_is_told_and_follows(workspace):
+    Project.open("old", workspace).use_dataset("blobs", seed=0)
+    Project.open("old", workspace).rename("new")
+    at = _open("old")
+    no_errors(at)
+    told = [i.value for i in at.sidebar.info if "renamed" in i.value]
+    assert len(told) == 1 and "old" in told[0] and "new" in told[0]
+    assert at.query_params["project"] == "new" and at.session_state["project"] == "new"
+    assert not (workspace / "projects" / "old" / "state.json").exists()
+
+
+def test_a_restored_state_file_is_said_in_the_sidebar_until_dismissed(workspace):
+    proj = Project.open("p", workspace)
+    proj.use_dataset("blobs", seed=0)
+    proj.state_path.write_text("{garbage")
+    at = _open("p")
+    no_errors(at)
+    said = [w.value for w in at.sidebar.warning if "state.json was unreadable" in w.value]
+    assert len(said) == 1 and "restored the last good state" in said[0]
+    next(b for b in at.sidebar.button if b.key == "project-notice-dismiss").click().run()
+    assert not [w for w in at.warning if "state.json" in w.value] and proj.notice() is None
