@@ -133,73 +133,60 @@ def _noise_colours(noisy: np.ndarray | None, n: int) -> list[str]:
     return [NOISY if v else CLEAN for v in np.asarray(noisy, dtype=bool)]
 
 
-def angle_regions_figure(coords: np.ndarray, u_xy: np.ndarray, w_xy: np.ndarray, gu: np.ndarray, gw: np.ndarray,
+def angle_regions_figure(gu: np.ndarray, gw: np.ndarray, u_xy: np.ndarray, w_xy: np.ndarray,
                          noisy: np.ndarray | None = None, index: np.ndarray | None = None) -> go.Figure:
-    """Sample gradients projected onto span(u, w), u and w drawn, regions I–IV shaded, counts in the legend.
+    """Each sample at (gᵀu/‖u‖, gᵀw/‖w‖): its gradient's component along u = ∇f and along w = H⁻¹∇f, each axis on
+    its own scale, so the regions I–IV are the quadrants and their boundaries (gᵀu = 0, gᵀw = 0) the axes.
 
-    Drawn to scale: the axes are the orthonormal basis e1 = u/‖u‖, e2 ⊥ e1 of span(u, w) with one unit per axis
-    (``scaleanchor``), so u and w appear at their true angle (given in the title) and the region boundaries — the
-    lines gᵀu = 0 and gᵀw = 0 — are perpendicular to u and to w. A point p has pᵀu_xy = gᵀu and pᵀw_xy = gᵀw.
+    True for any angle between u and w (given in the title; ``u_xy`` / ``w_xy`` are u and w in any orthonormal basis
+    of their plane) and readable when they are near orthogonal, where a to-scale drawing of the plane puts every
+    sample on one line (moons: 89.7°, the components along u a thousandth of those along w).
     """
-    coords = np.asarray(coords, dtype=np.float64)
-    u_xy, w_xy = np.asarray(u_xy, dtype=np.float64), np.asarray(w_xy, dtype=np.float64)
+    gu, gw = np.asarray(gu, dtype=np.float64), np.asarray(gw, dtype=np.float64)
+    nu, nw = float(np.hypot(*u_xy)), float(np.hypot(*w_xy))
+    x, y = gu / (nu or 1.0), gw / (nw or 1.0)
     counts = region_counts(gu, gw)
     consistent = order_consistency(gu, gw)
     angle = vector_angle(u_xy, w_xy)
-    # One square box for both axes: the same scale on each, so angles on screen are the true angles.
-    lim = float(np.abs(coords).max()) * 1.15 if len(coords) else 1.0
-    lim = lim if lim > 0 else 1.0
-    ax = np.linspace(-lim, lim, 161)
-    px, py = np.meshgrid(ax, ax)
-    grid_regions = regions(px.ravel() * u_xy[0] + py.ravel() * u_xy[1], px.ravel() * w_xy[0] + py.ravel() * w_xy[1])
+
+    def extent(v: np.ndarray) -> list[float]:
+        """The axis range: every point and the boundary at 0, with a margin of a tenth of the span."""
+        lo, hi = min(float(v.min()) if len(v) else 0.0, 0.0), max(float(v.max()) if len(v) else 0.0, 0.0)
+        pad = 0.1 * (hi - lo) or 1.0
+        return [lo - pad, hi + pad]
+
+    xr, yr = extent(x), extent(y)
     fig = go.Figure()
-    fig.add_trace(go.Heatmap(
-        x=ax, y=ax, z=grid_regions.reshape(px.shape), showscale=False, hoverinfo="skip",
-        colorscale=[[i / 3, REGION_COLOURS[i]] for i in range(4)], zmin=1, zmax=4,
-    ))
-    for i, name in enumerate(REGION_NAMES):  # the region's numeral at the middle of its shaded area
-        cells = grid_regions == i + 1
-        if cells.any():
-            fig.add_annotation(x=float(px.ravel()[cells].mean()), y=float(py.ravel()[cells].mean()), text=f"<b>{name}</b>",
-                               showarrow=False, font=dict(size=22, color="rgba(0,0,0,0.35)"))
-    for name, vec, dash in (("gᵀu = 0 (IP changes sign)", u_xy, "dash"), ("gᵀw = 0 (influence changes sign)", w_xy, "dot")):
-        norm = float(np.hypot(*vec))
-        if norm == 0:
-            continue
-        along = np.array([-vec[1], vec[0]]) / norm * lim * 1.5  # perpendicular to the vector, through the origin
-        fig.add_trace(go.Scatter(x=[-along[0], along[0]], y=[-along[1], along[1]], mode="lines", name=name,
-                                 line=dict(color="rgba(0,0,0,0.45)", width=1.5, dash=dash), hoverinfo="skip"))
-    idx = np.arange(len(coords)) if index is None else np.asarray(index)
+    quadrants = {"I": (xr[0], 0, yr[0], 0), "II": (0, xr[1], yr[0], 0), "III": (0, xr[1], 0, yr[1]), "IV": (xr[0], 0, 0, yr[1])}
+    for i, name in enumerate(REGION_NAMES):  # each region shaded, its numeral at its middle
+        x0, x1, y0, y1 = quadrants[name]
+        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, xref="x", yref="y", fillcolor=REGION_COLOURS[i],
+                      line=dict(width=0), layer="below")
+        fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=f"<b>{name}</b>", showarrow=False,
+                           font=dict(size=22, color="rgba(0,0,0,0.35)"))
+    fig.add_trace(go.Scatter(x=[0.0, 0.0], y=yr, mode="lines", name="gᵀu = 0 (IP changes sign)", hoverinfo="skip",
+                             line=dict(color="rgba(0,0,0,0.55)", width=1.5, dash="dash")))
+    fig.add_trace(go.Scatter(x=xr, y=[0.0, 0.0], mode="lines", name="gᵀw = 0 (influence changes sign)",
+                             hoverinfo="skip", line=dict(color="rgba(0,0,0,0.55)", width=1.5, dash="dot")))
+    idx = np.arange(len(gu)) if index is None else np.asarray(index)
     r = regions(gu, gw)
-    groups = [("samples", np.ones(len(coords), bool), ACCENT)] if noisy is None else [
+    groups = [("samples", np.ones(len(gu), bool), ACCENT)] if noisy is None else [
         ("clean", ~np.asarray(noisy, bool), CLEAN), ("noisy label", np.asarray(noisy, bool), NOISY)]
     for label, mask, colour in groups:
         fig.add_trace(go.Scattergl(
-            x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=label,
-            marker=dict(color=colour, size=6, opacity=0.8),
-            customdata=np.stack([idx[mask], np.asarray(gu)[mask], np.asarray(gw)[mask], r[mask]], axis=1),
+            x=x[mask], y=y[mask], mode="markers", name=label, marker=dict(color=colour, size=6, opacity=0.8),
+            customdata=np.stack([idx[mask], gu[mask], gw[mask], r[mask]], axis=1),
             hovertemplate="sample %{customdata[0]}<br>IP gᵀu %{customdata[1]:.3g}<br>influence gᵀw %{customdata[2]:.3g}"
                           "<br>region %{customdata[3]}<extra></extra>",
         ))
-    for name, vec, colour, shift in (("u = ∇f", u_xy, "#111", -14), ("w = H⁻¹∇f", w_xy, ACCENT, 14)):
-        # Both directions drawn to 80% of the box (their lengths differ in scale; their directions are exact).
-        norm = float(np.hypot(*vec))
-        tip = vec / norm * 0.8 * lim if norm > 0 else np.zeros(2)
-        fig.add_trace(go.Scatter(x=[0.0, tip[0]], y=[0.0, tip[1]], mode="lines", name=name, showlegend=False,
-                                 line=dict(color=colour, width=2.5), hoverinfo="skip"))
-        fig.add_annotation(x=tip[0], y=tip[1], ax=0, ay=0, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
-                           arrowhead=3, arrowwidth=2.5, arrowcolor=colour)
-        fig.add_annotation(x=tip[0], y=tip[1], text=f"<b>{name}</b>", showarrow=False, yshift=shift,
-                           font=dict(color=colour, size=14), bgcolor="rgba(255,255,255,0.7)")
     for i, name in enumerate(REGION_NAMES):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"Region {name}: {counts[name]}",
                                  marker=dict(symbol="square", size=12, color=REGION_COLOURS[i].replace("0.1", "0.5"))))
     fig.update_layout(
-        title=f"Sample gradients in span(u, w), to scale — angle(u, w) = {angle:.1f}° · "
+        title=f"Sample gradients along u and along w (angle(u, w) = {angle:.1f}°, each axis on its own scale) · "
               f"order-consistent pairs (IP vs influence): {consistent:.1%}",
-        xaxis=dict(title="component along u", range=[-lim, lim], zeroline=False, constrain="domain"),
-        yaxis=dict(title="component ⊥ u within span(u, w)", range=[-lim, lim], zeroline=False,
-                   scaleanchor="x", scaleratio=1, constrain="domain"),
+        xaxis=dict(title="gᵀu / ‖u‖ — component along u = ∇f (IP, scaled)", range=xr, zeroline=False),
+        yaxis=dict(title="gᵀw / ‖w‖ — component along w = H⁻¹∇f (influence, scaled)", range=yr, zeroline=False),
         **{**_LAYOUT, "height": 620},
     )
     return fig

@@ -724,7 +724,8 @@ class Project:
 
 
 _STATE_LOCK = threading.Lock()
-_VIEW_DEFAULTS = {"angles": {"impact": "utility", "params": "all"}, "umap": {"seed": 0}}
+# "w": the angle view's w = (H + λI)⁻¹∇f with exact influence's automatic λ (views cached with λ = 0 are not reused)
+_VIEW_DEFAULTS = {"angles": {"impact": "utility", "params": "all", "w": "auto-damped"}, "umap": {"seed": 0}}
 
 
 def _view_key(name: str, dataset: Dataset, fitted: FittedModel, **settings) -> dict:

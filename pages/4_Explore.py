@@ -44,8 +44,8 @@ def _drop_ended(proj: Project, name: str) -> None:
 
 # --------------------------------------------------------------------------------------------- views
 def _angles(proj: Project, ds, run: ScoreRun) -> None:
-    st.caption("Each training gradient g projected onto the plane of u = ∇f and w = H⁻¹∇f. gᵀu is the IP score, gᵀw the "
-               "influence score. Region I: both negative (both call the sample detrimental); III: both positive; II and "
+    st.caption("Each training gradient g at its components along u = ∇f and along w = H⁻¹∇f (gᵀu/‖u‖, gᵀw/‖w‖). gᵀu is "
+               "the IP score, gᵀw the influence score. Region I: both negative (both call the sample detrimental); III: both positive; II and "
                "IV: they disagree. Pairs in II/IV keep the same order under both scores (paper App. A).")
     settings = {"impact": run.impact, "params": run.params}
     if not proj.has_view("angles", **settings):
@@ -54,13 +54,12 @@ def _angles(proj: Project, ds, run: ScoreRun) -> None:
         return
     _drop_ended(proj, "angles")
     data = proj.angle_view(run.impact, run.params)
-    st.plotly_chart(figures.angle_regions_figure(data["coords"], data["u_xy"], data["w_xy"], data["ip"],
-                                                 data["influence"], _noisy(ds), index=proj.source_index()),
-                    width="stretch")
+    st.plotly_chart(figures.angle_regions_figure(data["ip"], data["influence"], data["u_xy"], data["w_xy"], _noisy(ds),
+                                                 index=proj.source_index()), width="stretch")
     counts = figures.region_counts(data["ip"], data["influence"])
     angle = figures.vector_angle(data["u_xy"], data["w_xy"])
     st.caption("Samples per region: " + " · ".join(f"{k}: {v}" for k, v in counts.items())
-               + f" · angle between u and w: {angle:.1f}° (drawn to scale: one unit per axis)"
+               + f" · angle between u and w: {angle:.1f}° (each axis on its own scale, so both spreads show)"
                + f" · w from the {data['hessian']} · impact: {run.impact} · parameters: {plain(run.params)}")
 
 
