@@ -89,8 +89,8 @@ def test_feature_map_job_selection_and_hand_off_to_review(scored):
     assert table["sample"].tolist() == [int(ids[3]), int(ids[5])]
     np.testing.assert_allclose(table["ip"].to_numpy(), proj.scores()["ip"][[3, 5]])
     at.button(key="to-review").click().run()
-    # Review takes the rows over (it moves them into its batch selection)
-    handed = at.session_state["review_batch"] if "review_batch" in at.session_state else at.session_state["batch-rows"]
+    # Review takes the rows over (they become its grid's cards)
+    handed = at.session_state["review_batch"] if "review_batch" in at.session_state else at.session_state["review-from-map"]
     assert [int(r) for r in handed] == [3, 5]
     assert len(ds.train) == 250
 
