@@ -365,3 +365,12 @@ def estimate_seconds(method: str, units: CostUnits, settings: dict | None = None
     if folds and folds >= 2:
         fixed *= folds
     return overhead + fixed + rows
+
+
+def angle_view_seconds(units: CostUnits) -> float:
+    """A rough estimate of `angle_geometry`'s seconds on this model, from `cost_units`: the w of exact influence (the
+    explicit Hessian up to `MAX_EXACT_PARAMS` parameters, else LiSSA at its defaults) plus one more pass of IP (the
+    view scores gᵀu and gᵀw). An upper end: a cached Hessian is not built again."""
+    solver = "exact" if units.n_params <= MAX_EXACT_PARAMS else "lissa"
+    return estimate_seconds(solver, units) + estimate_seconds("ip", units)
+

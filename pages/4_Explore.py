@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from influence_core import figures
-from influence_core.project import Project, ScoreRun
+from influence_core.project import InfluenceError, Project, ScoreRun
 from pages._common import go, guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model, \
     require_scores, run_title
 
@@ -21,8 +21,9 @@ def _noisy(ds) -> np.ndarray | None:
     return None if ds.noise_mask is None else ds.noise_mask.numpy().astype(bool)
 
 
-def _view_job(proj: Project, name: str, what: str, button: str, settings: dict) -> None:
-    """The view's job panel while it runs (progress, Stop), how it ended, else a button that starts it."""
+def _view_job(proj: Project, name: str, what: str, button: str, settings: dict, seconds: float | None = None) -> None:
+    """The view's job panel while it runs (progress, Stop), how it ended, else a button that starts it (with the
+    estimated ``seconds`` beside it when known)."""
     kind = f"view:{name}"
     ended = job_panel(proj, kind)
     if ended is not None:
@@ -30,7 +31,10 @@ def _view_job(proj: Project, name: str, what: str, button: str, settings: dict) 
         proj.forget_job(kind)
     live = proj.job(kind)
     if live is None or not live.running:
-        if st.button(button, key=f"btn-{name}", icon=":material/play_arrow:"):
+        left, right = st.columns([2, 3], vertical_alignment="center")
+        if seconds is not None:
+            right.caption(f"Estimated time: {figures.format_duration(seconds)} on this model (a rough estimate).")
+        if left.button(button, key=f"btn-{name}", icon=":material/play_arrow:"):
             proj.view_in_background(name, **settings)
             st.rerun()
 
@@ -49,8 +53,12 @@ def _angles(proj: Project, ds, run: ScoreRun) -> None:
                "IV: they disagree. Pairs in II/IV keep the same order under both scores (paper App. A).")
     settings = {"impact": run.impact, "params": run.params}
     if not proj.has_view("angles", **settings):
+        try:
+            seconds = proj.angle_view_seconds(run.params)
+        except (InfluenceError, RuntimeError, ValueError):
+            seconds = None
         _view_job(proj, "angles", "The angle view", "Compute the angle view (exact Hessian for small models, else LiSSA)",
-                  settings)
+                  settings, seconds)
         return
     _drop_ended(proj, "angles")
     data = proj.angle_view(run.impact, run.params)

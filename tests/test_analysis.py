@@ -157,3 +157,16 @@ def test_the_angle_views_dense_linear_algebra_runs_on_one_thread(blobs, blobs_lo
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_angle_views_estimate_counts_the_solver_it_will_use():
+    """Issue 21: the angle view (70.8 s on CIFAR) started without an estimate; it is exact influence's w plus one
+    more IP pass, with the explicit Hessian only for models it fits."""
+    from influence_core.analysis import CostUnits, angle_view_seconds, estimate_seconds
+    from influence_core.grads import MAX_EXACT_PARAMS
+
+    small = CostUnits(step=0.001, train_pass=0.01, val_pass=0.005, batches=2, val_batches=1, n_train=400,
+                      n_params=1185, n_classes=2, layer_dims=(2, 32, 32, 1))
+    big = CostUnits(**{**small.__dict__, "n_params": MAX_EXACT_PARAMS + 1})
+    assert angle_view_seconds(small) == pytest.approx(estimate_seconds("exact", small) + estimate_seconds("ip", small))
+    assert angle_view_seconds(big) == pytest.approx(estimate_seconds("lissa", big) + estimate_seconds("ip", big))

@@ -43,6 +43,7 @@ def test_views_render_and_slow_ones_are_cached_project_jobs(scored):
     at = open_page("4_Explore.py")
     no_errors(at)
     assert not proj.has_view("angles", impact="utility", params="all")
+    assert any(c.value.startswith("Estimated time: ") for c in at.caption)  # said before it starts
     at.button(key="btn-angles").click().run()
     at = settle(at)
     no_errors(at)
