@@ -274,14 +274,23 @@ def score_ranks(scores: np.ndarray) -> np.ndarray:
     return (stats.rankdata(s, method="average") - 1) / (len(s) - 1)
 
 
+# Feature map colours by a category (given class, predicted class): Plotly's qualitative palettes, cycled.
+GROUP_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                 "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354")
+
+
 def embedding_figure(xy: np.ndarray, scores: np.ndarray, score_name: str, noisy: np.ndarray | None = None,
                      index: np.ndarray | None = None, labels: Sequence[str] | None = None,
-                     method: str = "UMAP") -> go.Figure:
+                     method: str = "UMAP", groups: Sequence[str] | None = None, group_title: str = "",
+                     selected: Sequence[int] | None = None) -> go.Figure:
     """A 2-D map of the training samples (``method``: how ``xy`` was laid out) coloured by the rank of their score,
-    red = most detrimental; filled markers, known wrong labels as crosses. Each point carries its training row
-    (``customdata[0]``, what a selection hands over) and its sample id ``index`` (the original index, shown on
-    hover), then its score, rank and class. No drag mode is set: Streamlit's selection then starts in pan mode where
-    a click selects one point (in lasso or box mode it ignores clicks); the lasso and box are in the toolbar."""
+    red = most detrimental — or, with ``groups`` (one name per sample, e.g. the given or the predicted class, called
+    ``group_title``), one colour per group; filled markers, known wrong labels as crosses. Each point carries its
+    training row (``customdata[0]``, what a selection hands over) and its sample id ``index`` (the original index,
+    shown on hover), then its score, rank and class. ``selected`` rows are drawn selected (the others faded) by the
+    figure itself, so a selection stays visible when the figure is drawn again (recoloured). No drag mode is set:
+    Streamlit's selection then starts in pan mode where a click selects one point (in lasso or box mode it ignores
+    clicks); the lasso and box are in the toolbar."""
     xy = np.asarray(xy, np.float64)
     s = np.asarray(scores, np.float64)
     n = len(xy)
@@ -293,27 +302,45 @@ def embedding_figure(xy: np.ndarray, scores: np.ndarray, score_name: str, noisy:
     name = as_text(score_name)
     custom = np.empty((n, 5), dtype=object)
     custom[:, 0], custom[:, 1], custom[:, 2], custom[:, 3], custom[:, 4] = rows, idx, s, order, classes
-    groups = [("samples", np.ones(n, bool), "circle")] if noisy is None else [
-        ("clean", ~np.asarray(noisy, bool), "circle"), ("known wrong label", np.asarray(noisy, bool), "x")]
+    kinds = [("", np.ones(n, bool), "circle")] if noisy is None else [
+        ("", ~np.asarray(noisy, bool), "circle"), ("known wrong label", np.asarray(noisy, bool), "x")]
+    if groups is None:
+        traces = [(label or ("samples" if noisy is None else "clean"), mask, symbol, None) for label, mask, symbol in kinds]
+    else:
+        group_of = np.asarray([as_text(g) for g in groups], dtype=object)
+        names = list(dict.fromkeys(group_of.tolist()))
+        traces = [(g + (f" · {label}" if label else ""), mask & (group_of == g), symbol, GROUP_COLOURS[i % len(GROUP_COLOURS)])
+                  for i, g in enumerate(names) for label, mask, symbol in kinds]
+    chosen = np.zeros(n, bool)
+    if selected is not None:
+        picked = np.asarray([int(r) for r in selected if 0 <= int(r) < n], dtype=np.int64)
+        chosen[picked] = True
     trace = go.Scattergl if n > 3000 else go.Scatter
     fig = go.Figure()
-    for label, mask, symbol in groups:
+    for label, mask, symbol, colour in traces:
+        if groups is not None and not mask.any():
+            continue
+        marker = dict(size=8 if symbol == "circle" else 10, symbol=symbol, opacity=0.9,
+                      line=dict(width=0.6, color="#ffffff" if symbol == "circle" else "#222222"))
+        marker.update(dict(color=ranks[mask], coloraxis="coloraxis") if colour is None else dict(color=colour))
         fig.add_trace(trace(
-            x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=label, customdata=custom[mask],
-            marker=dict(color=ranks[mask], coloraxis="coloraxis", size=8 if symbol == "circle" else 10, symbol=symbol,
-                        opacity=0.9, line=dict(width=0.6, color="#ffffff" if symbol == "circle" else "#222222")),
+            x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=label, customdata=custom[mask], marker=marker,
+            selectedpoints=np.flatnonzero(chosen[mask]).tolist() if selected is not None else None,
+            unselected=dict(marker=dict(opacity=0.15)) if selected is not None else None,
             hovertemplate="sample %{customdata[1]}" + ("" if labels is None else " · %{customdata[4]}")
                           + "<br>" + name + " %{customdata[2]:.3g}<br>rank %{customdata[3]} of " + f"{n:,}"
                           + "<extra></extra>",
         ))
+    colour_text = (f"rank by {name}, red = most detrimental" if groups is None else as_text(group_title or "group"))
     fig.update_layout(
-        title=f"{method} map of the model's features · colour: rank by {name}, red = most detrimental",
-        coloraxis=dict(colorscale=RANK_COLOURS, cmin=0.0, cmax=1.0, colorbar=dict(
-            title=dict(text=f"{name}<br>rank", side="top"), tickvals=[0, 0.25, 0.5, 0.75, 1],
-            ticktext=["lowest", "25%", "median", "75%", "highest"])),
+        title=f"{method} map of the model's features · colour: {colour_text}",
         legend=dict(orientation="h", y=-0.05), hoverlabel=dict(bgcolor="white"), xaxis=dict(showticklabels=False, title=f"{method} 1"),
         yaxis=dict(showticklabels=False, title=f"{method} 2"), **{**_LAYOUT, "height": 560},
     )
+    if groups is None:
+        fig.update_layout(coloraxis=dict(colorscale=RANK_COLOURS, cmin=0.0, cmax=1.0, colorbar=dict(
+            title=dict(text=f"{name}<br>rank", side="top"), tickvals=[0, 0.25, 0.5, 0.75, 1],
+            ticktext=["lowest", "25%", "median", "75%", "highest"])))
     return fig
 
 

@@ -15,6 +15,7 @@ from pages._common import go, guarded, job_outcome, job_panel, link, plain, proj
     require_scores, run_title
 
 MAX_THUMBNAILS = 24
+MAP_GROUPS = ("given class", "predicted class")  # the feature map's colourings besides a score's rank
 
 
 def _noisy(ds) -> np.ndarray | None:
@@ -144,19 +145,29 @@ def _feature_map(proj: Project, ds, scores: dict, primary: ScoreRun) -> None:
     data = proj.feature_map()
     method = str(data["method"]) if "method" in data else "UMAP"
     names = list(scores)
-    name = st.selectbox("Colour by", names, index=names.index(primary.label), key="map-colour")
+    colourings = names + list(MAP_GROUPS)
+    c1, c2 = st.columns(2)
+    colour = c1.selectbox("Colour by", colourings, index=names.index(primary.label), key="map-colour",
+                          format_func=lambda c: f"{c} (score rank)" if c in scores else c)
+    name = c2.selectbox("Score shown on hover and beside the selection", names, index=names.index(primary.label),
+                        key="map-score") if colour in MAP_GROUPS else colour
     score = np.asarray(scores[name], np.float64)
-    fig = figures.embedding_figure(data["xy"], score, name, _noisy(ds), index=proj.source_index(),
-                                   labels=[ds.classes[int(v)] for v in ds.train.y.numpy()], method=method)
+    given = [ds.classes[int(v)] for v in ds.train.y.numpy()]
+    groups = None if colour not in MAP_GROUPS else given if colour == "given class" else \
+        [ds.classes[int(v)] for v in proj.predictions()[0]]
+    rows = [r for r in st.session_state.get("map-selection", []) if 0 <= r < n]
+    fig = figures.embedding_figure(data["xy"], score, name, _noisy(ds), index=proj.source_index(), labels=given,
+                                   method=method, groups=groups, group_title=colour, selected=rows or None)
     chart, side = st.columns([3, 1]) if ds.kind == "image" else (st.container(), st.container())
     with chart:
         st.plotly_chart(fig, width="stretch", on_select=_remember_selection, selection_mode=("points", "box", "lasso"),
                         key="map-chart")
-    st.caption(f"Colour: {plain(run_title(primary) if name == primary.label else name)} — the rank of each sample's "
-               "score, red = most detrimental. Hover a point for its sample id and score; click a point, or pick the "
+    what = (f"{plain(run_title(primary) if name == primary.label else name)} — the rank of each sample's score, red = "
+            "most detrimental" if groups is None else f"the {colour}, one colour per class")
+    st.caption(f"Colour: {what}. Hover a point for its sample id and score; click a point, or pick the "
                "lasso (or box) in the chart's toolbar and circle a group, to "
-               + ("see the images and " if ds.kind == "image" else "list them and ") + "send them to Review.")
-    rows = [r for r in st.session_state.get("map-selection", []) if 0 <= r < n]
+               + ("see the images and " if ds.kind == "image" else "list them and ") + "send them to Review; "
+               "the selection stays drawn when you recolour.")
     with side:
         if rows:
             _selection_panel(proj, ds, rows, score, name)

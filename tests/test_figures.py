@@ -229,3 +229,29 @@ def test_training_curve_of_one_fit_is_not_an_empty_chart():
     assert any("one fit" in a.text and "0.41" in a.text and "83.0%" in a.text for a in fig.layout.annotations)
     fig = figures.training_curve([{"epoch": e, "loss": 1 / e, "val_accuracy": 0.5} for e in range(1, 40)])
     assert all(t.mode == "lines" for t in fig.data) and not fig.layout.annotations
+
+
+def test_feature_map_colours_by_a_category_and_keeps_the_selection_drawn():
+    """Issue 21: the map could be coloured only by score rank, and recolouring lost the lasso's highlight while the
+    panel still counted the selection: the figure draws the selection itself."""
+    rng = np.random.default_rng(1)
+    n = 40
+    classes = np.where(np.arange(n) % 3 == 0, "cat", np.where(np.arange(n) % 3 == 1, "dog", "<b>ship</b>"))
+    noisy = np.arange(n) % 7 == 0
+    selected = [2, 9, 14, 35]
+    fig = figures.embedding_figure(rng.normal(size=(n, 2)), rng.normal(size=n), "ip", noisy, groups=classes,
+                                   group_title="given class", selected=selected)
+    seen, picked, colour_of = set(), set(), {}
+    for trace in fig.data:
+        rows = [int(p[0]) for p in trace.customdata]
+        group = {str(classes[r]) for r in rows}
+        assert len(group) == 1  # one class per trace, in one colour
+        colour_of.setdefault(group.pop(), set()).add(trace.marker.color)
+        seen.update(rows)
+        picked.update(rows[i] for i in trace.selectedpoints)
+    assert seen == set(range(n)) and picked == set(selected)
+    assert all(len(c) == 1 for c in colour_of.values()) and len({c.pop() for c in colour_of.values()}) == 3
+    assert "given class" in fig.layout.title.text and "&lt;b&gt;ship&lt;/b&gt;" in {t.name for t in fig.data}
+    # by rank, too, the selection is drawn
+    fig = figures.embedding_figure(rng.normal(size=(n, 2)), rng.normal(size=n), "ip", noisy, selected=selected)
+    assert {int(t.customdata[i][0]) for t in fig.data for i in t.selectedpoints} == set(selected)
