@@ -73,6 +73,24 @@ def method_colour(name: str) -> str:
     return _SPARE_COLOURS[zlib.crc32(key.encode()) % len(_SPARE_COLOURS)]
 
 
+def contrast_on_white(colour: str) -> float:
+    """The WCAG contrast ratio of a "#rrggbb" colour against white (1 = invisible, 21 = black)."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 1.05 / (0.2126 * r + 0.7152 * g + 0.0722 * b + 0.05)
+
+
+def readable_on_white(colour: str, ratio: float = 4.5) -> str:
+    """``colour`` darkened in steps (same hue) until text in it has WCAG contrast ``ratio`` on white: a light
+    method colour (IP + loss's light cyan) stays recognisable on a chart title and becomes readable."""
+    rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.float64)
+    out = colour
+    while contrast_on_white(out) < ratio and rgb.max() > 0:
+        rgb *= 0.9
+        out = "#" + "".join(f"{int(v):02x}" for v in rgb.round())
+    return out
+
+
 def order_consistency(a: np.ndarray, b: np.ndarray, max_samples: int = 4000, seed: int = 0) -> float:
     """Share of sample pairs that ``a`` and ``b`` put in the same order (ties in either count as consistent).
 
@@ -250,8 +268,8 @@ def score_distributions(scores: Mapping[str, np.ndarray], noisy: np.ndarray | No
                                    histnorm="probability", legendgroup="clean", showlegend=row == 1), row=row, col=1)
         fig.add_trace(go.Histogram(x=s[mask], name="noisy label", marker_color=NOISY, opacity=0.75, nbinsx=60,
                                    histnorm="probability", legendgroup="noisy", showlegend=row == 1), row=row, col=1)
-    for annotation, name in zip(fig.layout.annotations, names):  # each panel's title in its method's colour
-        annotation.font = dict(color=method_colour(name))
+    for annotation, name in zip(fig.layout.annotations, names):  # each panel's title in its method's colour, darkened
+        annotation.font = dict(color=readable_on_white(method_colour(name)))  # until it reads on white
     fig.update_layout(barmode="overlay", title="Score distributions (lower = more detrimental)",
                       **{**_LAYOUT, "height": 120 + 230 * len(names)})
     # Every histogram is normalised (histnorm="probability"): bar heights are shares of their group, so noisy and

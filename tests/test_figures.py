@@ -255,3 +255,19 @@ def test_feature_map_colours_by_a_category_and_keeps_the_selection_drawn():
     # by rank, too, the selection is drawn
     fig = figures.embedding_figure(rng.normal(size=(n, 2)), rng.normal(size=n), "ip", noisy, selected=selected)
     assert {int(t.customdata[i][0]) for t in fig.data for i in t.selectedpoints} == set(selected)
+
+
+def test_distribution_titles_read_on_white_in_every_methods_colour():
+    """Issue 21: the IP + loss panel's title was light cyan (#9edae5) on white."""
+    from influence_core.methods import METHODS
+
+    scores = {name: np.linspace(-1, 1, 20) for name in METHODS}
+    fig = figures.score_distributions(scores, None)
+    for annotation in fig.layout.annotations:
+        colour = annotation.font.color
+        r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        assert 1.05 / (0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2] + 0.05) >= 4.5, (annotation.text, colour)
+    ip_combined = next(a for a in fig.layout.annotations if a.text == "ip_combined")
+    red, green, blue = (int(ip_combined.font.color[i : i + 2], 16) for i in (1, 3, 5))
+    assert blue > red and green > red  # still its cyan hue, darker
