@@ -218,7 +218,8 @@ def test_histograms_plot_shares_and_panel_titles_wear_the_method_colour():
         fig = figures.score_distributions({"ip": s, "exact": -s}, mask)
         assert all(t.histnorm == "probability" for t in fig.data)  # shares, as the axis says
         assert fig.layout.yaxis.title.text.startswith("share")
-        assert [a.font.color for a in fig.layout.annotations] == [figures.method_colour("ip"), figures.method_colour("exact")]
+        assert [a.font.color for a in fig.layout.annotations] == [figures.readable_on_white(figures.method_colour(m))
+                                                                 for m in ("ip", "exact")]
     fig = figures.score_distributions({"ip": s}, None)
     assert fig.data[0].marker.color == figures.method_colour("ip")
 
