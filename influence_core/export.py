@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from .data.base import Dataset
-from .data.originals import SPLIT_COLUMN, SPLITS, check_file, label_column, label_values, original_rows, source_rows
+from .data.originals import ORIGINAL_INDEX_COLUMN, SPLIT_COLUMN, SPLITS, check_file, label_column, label_values, original_rows, source_rows
 from .errors import InfluenceError
 from .review import ACTIONS, Decision
 
@@ -45,14 +45,16 @@ def source_index(dataset: Dataset) -> np.ndarray:
 
 
 def corrections_table(dataset: Dataset, decisions: Mapping[int, Decision], scores: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """One row per decided sample: index (in the original data), row (in the training split), given and final
-    label (number and class name), action, each method's score (lower = more detrimental), who and when."""
+    """One row per decided sample: index (in the original data), row (in the training split), the file in the
+    uploaded zip (images with files), given and final label (number and class name), action, each method's score
+    (lower = more detrimental), who and when."""
     rows = sorted(decisions)
     labels, _ = final_labels(dataset, decisions)
     given = dataset.train.y.numpy()
     frame = pd.DataFrame({
         "index": source_index(dataset)[rows].astype(np.int64),
         "row": np.asarray(rows, dtype=np.int64),
+        **({"file": original_rows(dataset, rows)["file"].tolist()} if dataset.meta.get("files") is not None else {}),
         "given_label": given[rows].astype(np.int64),
         "given_class": [dataset.classes[given[r]] for r in rows],
         "final_label": [int(labels[r]) if decisions[r].action != "remove" else -1 for r in rows],
@@ -119,7 +121,8 @@ def cleaned_table(dataset: Dataset, decisions: Mapping[int, Decision], with_spli
     """The cleaned data set of a tabular data set, to load next: every kept training row with its values as the
     source holds them (`original_rows`: not standardised, not one-hot, missing cells missing) and its final label
     (relabels applied, in the source's own label column and type); removed rows left out. Indexed by the original
-    index, which the files do not write (it would become a feature).
+    index, also written as the first column ``original_index`` (a re-uploaded file is numbered from 0; the loader
+    keeps that column out of the features); a source that has the column already keeps its own (the first file's).
 
     ``with_splits``: the validation and test rows follow (as given), and a ``split`` column says train / val /
     test, which the CSV loader honours: retraining on the cleaned file keeps the same validation and test rows."""
@@ -142,6 +145,8 @@ def cleaned_table(dataset: Dataset, decisions: Mapping[int, Decision], with_spli
         frame[column] = pd.Series(values[given[rows]], index=frame.index, dtype=object).infer_objects()
         if with_splits:
             frame[SPLIT_COLUMN] = split
+        if ORIGINAL_INDEX_COLUMN not in frame.columns:
+            frame.insert(0, ORIGINAL_INDEX_COLUMN, frame.index.to_numpy(dtype=np.int64))
         frames.append(frame)
     return pd.concat(frames) if len(frames) > 1 else frames[0]
 
@@ -286,7 +291,8 @@ def _source_zip(dataset: Dataset) -> zipfile.ZipFile | None:
 def write_imagefolder(dataset: Dataset, decisions: Mapping[int, Decision], target: str | os.PathLike | BinaryIO) -> None:
     """Write the cleaned image data set as a zip to ``target`` (a path or a binary file), one image at a time:
     ``train/<class>/<name>`` (removed images left out, relabelled ones in their new class), ``val/…`` and
-    ``test/…`` as loaded, and ``metadata.csv``. An uploaded zip's images are copied byte for byte under their own
+    ``test/…`` as loaded, and ``metadata.csv`` (every image written, plus one row per removed image with action
+    "remove" and no file). An uploaded zip's images are copied byte for byte under their own
     names; other images (no files, e.g. CIFAR) are PNGs named by their original index. See `imagefolder_plan`."""
     plan = imagefolder_plan(dataset, decisions)
     final_path = None
@@ -303,9 +309,9 @@ def write_imagefolder(dataset: Dataset, decisions: Mapping[int, Decision], targe
                 _copy_files(dataset, plan, source, zf)
             else:
                 _write_pixels(dataset, plan, zf)
-            meta = pd.DataFrame([{"split": e.split, "file": e.path, "index": e.index, "original_file": e.source_file,
-                                  "given_label": e.given_label, "final_label": e.final_label, "action": e.action}
-                                 for e in plan],
+            rows = [{"split": e.split, "file": e.path, "index": e.index, "original_file": e.source_file,
+                     "given_label": e.given_label, "final_label": e.final_label, "action": e.action} for e in plan]
+            meta = pd.DataFrame(rows + _removed_images(dataset, decisions),
                                 columns=["split", "file", "index", "original_file", "given_label", "final_label", "action"])
             zf.writestr("metadata.csv", csv_safe(meta).to_csv(index=False))
     except BaseException:
@@ -314,6 +320,17 @@ def write_imagefolder(dataset: Dataset, decisions: Mapping[int, Decision], targe
         raise
     if final_path is not None:
         os.replace(target, final_path)
+
+
+def _removed_images(dataset: Dataset, decisions: Mapping[int, Decision]) -> list[dict]:
+    """metadata.csv rows for the removed training images (not in the zip, ``file`` empty, final label −1), so the
+    archive keeps a record of every removal."""
+    removed = sorted(r for r, d in decisions.items() if d.action == "remove")
+    src, given = source_index(dataset), dataset.train.y.numpy()
+    files = dataset.meta.get("files")
+    has_files = "zip" in (dataset.meta.get("originals") or {}) and files is not None
+    return [{"split": "train", "file": "", "index": int(src[r]), "original_file": str(files[int(src[r])]) if has_files else "",
+             "given_label": int(given[r]), "final_label": -1, "action": "remove"} for r in removed]
 
 
 def _copy_files(dataset: Dataset, plan: list[ImageEntry], source: zipfile.ZipFile, zf: zipfile.ZipFile) -> None:
@@ -354,7 +371,9 @@ def imagefolder_zip(dataset: Dataset, decisions: Mapping[int, Decision]) -> byte
 def cifar_label_file(original: Mapping[str, np.ndarray], dataset: Dataset, decisions: Mapping[int, Decision],
                      label_key: str) -> bytes:
     """The CIFAR-N label file (npz) with every original key plus ``cleaned_label``: ``label_key``'s labels with
-    the reviewed training rows replaced by their final label, and −1 where a sample was removed."""
+    the data set's training rows replaced by their final label, and −1 where a sample was removed. ``in_subset``
+    marks the images of those training rows and ``reviewed`` the decided ones: every other image keeps its given
+    (noisy) label in ``cleaned_label`` without having been looked at."""
     if label_key not in original:
         raise InfluenceError(f"the label file has no key '{label_key}'; it has: {', '.join(sorted(original))}")
     cleaned = np.asarray(original[label_key]).astype(np.int64).copy()
@@ -363,8 +382,13 @@ def cifar_label_file(original: Mapping[str, np.ndarray], dataset: Dataset, decis
     if index.size and index.max() >= len(cleaned):
         raise InfluenceError("the data set's sample indices do not fit this label file")
     cleaned[index] = np.where(kept, labels, -1)
+    in_subset = np.zeros(len(cleaned), dtype=bool)
+    in_subset[index] = True
+    reviewed = np.zeros(len(cleaned), dtype=bool)
+    reviewed[index[sorted(decisions)]] = True
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in original.items()}, cleaned_label=cleaned)
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in original.items()}, cleaned_label=cleaned,
+                        in_subset=in_subset, reviewed=reviewed)
     return buf.getvalue()
 
 

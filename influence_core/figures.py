@@ -73,6 +73,24 @@ def method_colour(name: str) -> str:
     return _SPARE_COLOURS[zlib.crc32(key.encode()) % len(_SPARE_COLOURS)]
 
 
+def contrast_on_white(colour: str) -> float:
+    """The WCAG contrast ratio of a "#rrggbb" colour against white (1 = invisible, 21 = black)."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 1.05 / (0.2126 * r + 0.7152 * g + 0.0722 * b + 0.05)
+
+
+def readable_on_white(colour: str, ratio: float = 4.5) -> str:
+    """``colour`` darkened in steps (same hue) until text in it has WCAG contrast ``ratio`` on white: a light
+    method colour (IP + loss's light cyan) stays recognisable on a chart title and becomes readable."""
+    rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.float64)
+    out = colour
+    while contrast_on_white(out) < ratio and rgb.max() > 0:
+        rgb *= 0.9
+        out = "#" + "".join(f"{int(v):02x}" for v in rgb.round())
+    return out
+
+
 def order_consistency(a: np.ndarray, b: np.ndarray, max_samples: int = 4000, seed: int = 0) -> float:
     """Share of sample pairs that ``a`` and ``b`` put in the same order (ties in either count as consistent).
 
@@ -133,73 +151,60 @@ def _noise_colours(noisy: np.ndarray | None, n: int) -> list[str]:
     return [NOISY if v else CLEAN for v in np.asarray(noisy, dtype=bool)]
 
 
-def angle_regions_figure(coords: np.ndarray, u_xy: np.ndarray, w_xy: np.ndarray, gu: np.ndarray, gw: np.ndarray,
+def angle_regions_figure(gu: np.ndarray, gw: np.ndarray, u_xy: np.ndarray, w_xy: np.ndarray,
                          noisy: np.ndarray | None = None, index: np.ndarray | None = None) -> go.Figure:
-    """Sample gradients projected onto span(u, w), u and w drawn, regions I–IV shaded, counts in the legend.
+    """Each sample at (gᵀu/‖u‖, gᵀw/‖w‖): its gradient's component along u = ∇f and along w = H⁻¹∇f, each axis on
+    its own scale, so the regions I–IV are the quadrants and their boundaries (gᵀu = 0, gᵀw = 0) the axes.
 
-    Drawn to scale: the axes are the orthonormal basis e1 = u/‖u‖, e2 ⊥ e1 of span(u, w) with one unit per axis
-    (``scaleanchor``), so u and w appear at their true angle (given in the title) and the region boundaries — the
-    lines gᵀu = 0 and gᵀw = 0 — are perpendicular to u and to w. A point p has pᵀu_xy = gᵀu and pᵀw_xy = gᵀw.
+    True for any angle between u and w (given in the title; ``u_xy`` / ``w_xy`` are u and w in any orthonormal basis
+    of their plane) and readable when they are near orthogonal, where a to-scale drawing of the plane puts every
+    sample on one line (moons: 89.7°, the components along u a thousandth of those along w).
     """
-    coords = np.asarray(coords, dtype=np.float64)
-    u_xy, w_xy = np.asarray(u_xy, dtype=np.float64), np.asarray(w_xy, dtype=np.float64)
+    gu, gw = np.asarray(gu, dtype=np.float64), np.asarray(gw, dtype=np.float64)
+    nu, nw = float(np.hypot(*u_xy)), float(np.hypot(*w_xy))
+    x, y = gu / (nu or 1.0), gw / (nw or 1.0)
     counts = region_counts(gu, gw)
     consistent = order_consistency(gu, gw)
     angle = vector_angle(u_xy, w_xy)
-    # One square box for both axes: the same scale on each, so angles on screen are the true angles.
-    lim = float(np.abs(coords).max()) * 1.15 if len(coords) else 1.0
-    lim = lim if lim > 0 else 1.0
-    ax = np.linspace(-lim, lim, 161)
-    px, py = np.meshgrid(ax, ax)
-    grid_regions = regions(px.ravel() * u_xy[0] + py.ravel() * u_xy[1], px.ravel() * w_xy[0] + py.ravel() * w_xy[1])
+
+    def extent(v: np.ndarray) -> list[float]:
+        """The axis range: every point and the boundary at 0, with a margin of a tenth of the span."""
+        lo, hi = min(float(v.min()) if len(v) else 0.0, 0.0), max(float(v.max()) if len(v) else 0.0, 0.0)
+        pad = 0.1 * (hi - lo) or 1.0
+        return [lo - pad, hi + pad]
+
+    xr, yr = extent(x), extent(y)
     fig = go.Figure()
-    fig.add_trace(go.Heatmap(
-        x=ax, y=ax, z=grid_regions.reshape(px.shape), showscale=False, hoverinfo="skip",
-        colorscale=[[i / 3, REGION_COLOURS[i]] for i in range(4)], zmin=1, zmax=4,
-    ))
-    for i, name in enumerate(REGION_NAMES):  # the region's numeral at the middle of its shaded area
-        cells = grid_regions == i + 1
-        if cells.any():
-            fig.add_annotation(x=float(px.ravel()[cells].mean()), y=float(py.ravel()[cells].mean()), text=f"<b>{name}</b>",
-                               showarrow=False, font=dict(size=22, color="rgba(0,0,0,0.35)"))
-    for name, vec, dash in (("gᵀu = 0 (IP changes sign)", u_xy, "dash"), ("gᵀw = 0 (influence changes sign)", w_xy, "dot")):
-        norm = float(np.hypot(*vec))
-        if norm == 0:
-            continue
-        along = np.array([-vec[1], vec[0]]) / norm * lim * 1.5  # perpendicular to the vector, through the origin
-        fig.add_trace(go.Scatter(x=[-along[0], along[0]], y=[-along[1], along[1]], mode="lines", name=name,
-                                 line=dict(color="rgba(0,0,0,0.45)", width=1.5, dash=dash), hoverinfo="skip"))
-    idx = np.arange(len(coords)) if index is None else np.asarray(index)
+    quadrants = {"I": (xr[0], 0, yr[0], 0), "II": (0, xr[1], yr[0], 0), "III": (0, xr[1], 0, yr[1]), "IV": (xr[0], 0, 0, yr[1])}
+    for i, name in enumerate(REGION_NAMES):  # each region shaded, its numeral at its middle
+        x0, x1, y0, y1 = quadrants[name]
+        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, xref="x", yref="y", fillcolor=REGION_COLOURS[i],
+                      line=dict(width=0), layer="below")
+        fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=f"<b>{name}</b>", showarrow=False,
+                           font=dict(size=22, color="rgba(0,0,0,0.35)"))
+    fig.add_trace(go.Scatter(x=[0.0, 0.0], y=yr, mode="lines", name="gᵀu = 0 (IP changes sign)", hoverinfo="skip",
+                             line=dict(color="rgba(0,0,0,0.55)", width=1.5, dash="dash")))
+    fig.add_trace(go.Scatter(x=xr, y=[0.0, 0.0], mode="lines", name="gᵀw = 0 (influence changes sign)",
+                             hoverinfo="skip", line=dict(color="rgba(0,0,0,0.55)", width=1.5, dash="dot")))
+    idx = np.arange(len(gu)) if index is None else np.asarray(index)
     r = regions(gu, gw)
-    groups = [("samples", np.ones(len(coords), bool), ACCENT)] if noisy is None else [
+    groups = [("samples", np.ones(len(gu), bool), ACCENT)] if noisy is None else [
         ("clean", ~np.asarray(noisy, bool), CLEAN), ("noisy label", np.asarray(noisy, bool), NOISY)]
     for label, mask, colour in groups:
         fig.add_trace(go.Scattergl(
-            x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=label,
-            marker=dict(color=colour, size=6, opacity=0.8),
-            customdata=np.stack([idx[mask], np.asarray(gu)[mask], np.asarray(gw)[mask], r[mask]], axis=1),
+            x=x[mask], y=y[mask], mode="markers", name=label, marker=dict(color=colour, size=6, opacity=0.8),
+            customdata=np.stack([idx[mask], gu[mask], gw[mask], r[mask]], axis=1),
             hovertemplate="sample %{customdata[0]}<br>IP gᵀu %{customdata[1]:.3g}<br>influence gᵀw %{customdata[2]:.3g}"
                           "<br>region %{customdata[3]}<extra></extra>",
         ))
-    for name, vec, colour, shift in (("u = ∇f", u_xy, "#111", -14), ("w = H⁻¹∇f", w_xy, ACCENT, 14)):
-        # Both directions drawn to 80% of the box (their lengths differ in scale; their directions are exact).
-        norm = float(np.hypot(*vec))
-        tip = vec / norm * 0.8 * lim if norm > 0 else np.zeros(2)
-        fig.add_trace(go.Scatter(x=[0.0, tip[0]], y=[0.0, tip[1]], mode="lines", name=name, showlegend=False,
-                                 line=dict(color=colour, width=2.5), hoverinfo="skip"))
-        fig.add_annotation(x=tip[0], y=tip[1], ax=0, ay=0, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
-                           arrowhead=3, arrowwidth=2.5, arrowcolor=colour)
-        fig.add_annotation(x=tip[0], y=tip[1], text=f"<b>{name}</b>", showarrow=False, yshift=shift,
-                           font=dict(color=colour, size=14), bgcolor="rgba(255,255,255,0.7)")
     for i, name in enumerate(REGION_NAMES):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"Region {name}: {counts[name]}",
                                  marker=dict(symbol="square", size=12, color=REGION_COLOURS[i].replace("0.1", "0.5"))))
     fig.update_layout(
-        title=f"Sample gradients in span(u, w), to scale — angle(u, w) = {angle:.1f}° · "
+        title=f"Sample gradients along u and along w (angle(u, w) = {angle:.1f}°, each axis on its own scale) · "
               f"order-consistent pairs (IP vs influence): {consistent:.1%}",
-        xaxis=dict(title="component along u", range=[-lim, lim], zeroline=False, constrain="domain"),
-        yaxis=dict(title="component ⊥ u within span(u, w)", range=[-lim, lim], zeroline=False,
-                   scaleanchor="x", scaleratio=1, constrain="domain"),
+        xaxis=dict(title="gᵀu / ‖u‖ — component along u = ∇f (IP, scaled)", range=xr, zeroline=False),
+        yaxis=dict(title="gᵀw / ‖w‖ — component along w = H⁻¹∇f (influence, scaled)", range=yr, zeroline=False),
         **{**_LAYOUT, "height": 620},
     )
     return fig
@@ -263,8 +268,8 @@ def score_distributions(scores: Mapping[str, np.ndarray], noisy: np.ndarray | No
                                    histnorm="probability", legendgroup="clean", showlegend=row == 1), row=row, col=1)
         fig.add_trace(go.Histogram(x=s[mask], name="noisy label", marker_color=NOISY, opacity=0.75, nbinsx=60,
                                    histnorm="probability", legendgroup="noisy", showlegend=row == 1), row=row, col=1)
-    for annotation, name in zip(fig.layout.annotations, names):  # each panel's title in its method's colour
-        annotation.font = dict(color=method_colour(name))
+    for annotation, name in zip(fig.layout.annotations, names):  # each panel's title in its method's colour, darkened
+        annotation.font = dict(color=readable_on_white(method_colour(name)))  # until it reads on white
     fig.update_layout(barmode="overlay", title="Score distributions (lower = more detrimental)",
                       **{**_LAYOUT, "height": 120 + 230 * len(names)})
     # Every histogram is normalised (histnorm="probability"): bar heights are shares of their group, so noisy and
@@ -287,14 +292,23 @@ def score_ranks(scores: np.ndarray) -> np.ndarray:
     return (stats.rankdata(s, method="average") - 1) / (len(s) - 1)
 
 
+# Feature map colours by a category (given class, predicted class): Plotly's qualitative palettes, cycled.
+GROUP_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                 "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354")
+
+
 def embedding_figure(xy: np.ndarray, scores: np.ndarray, score_name: str, noisy: np.ndarray | None = None,
                      index: np.ndarray | None = None, labels: Sequence[str] | None = None,
-                     method: str = "UMAP") -> go.Figure:
+                     method: str = "UMAP", groups: Sequence[str] | None = None, group_title: str = "",
+                     selected: Sequence[int] | None = None) -> go.Figure:
     """A 2-D map of the training samples (``method``: how ``xy`` was laid out) coloured by the rank of their score,
-    red = most detrimental; filled markers, known wrong labels as crosses. Each point carries its training row
-    (``customdata[0]``, what a selection hands over) and its sample id ``index`` (the original index, shown on
-    hover), then its score, rank and class. No drag mode is set: Streamlit's selection then starts in pan mode where
-    a click selects one point (in lasso or box mode it ignores clicks); the lasso and box are in the toolbar."""
+    red = most detrimental — or, with ``groups`` (one name per sample, e.g. the given or the predicted class, called
+    ``group_title``), one colour per group; filled markers, known wrong labels as crosses. Each point carries its
+    training row (``customdata[0]``, what a selection hands over) and its sample id ``index`` (the original index,
+    shown on hover), then its score, rank and class. ``selected`` rows are drawn selected (the others faded) by the
+    figure itself, so a selection stays visible when the figure is drawn again (recoloured). No drag mode is set:
+    Streamlit's selection then starts in pan mode where a click selects one point (in lasso or box mode it ignores
+    clicks); the lasso and box are in the toolbar."""
     xy = np.asarray(xy, np.float64)
     s = np.asarray(scores, np.float64)
     n = len(xy)
@@ -306,27 +320,45 @@ def embedding_figure(xy: np.ndarray, scores: np.ndarray, score_name: str, noisy:
     name = as_text(score_name)
     custom = np.empty((n, 5), dtype=object)
     custom[:, 0], custom[:, 1], custom[:, 2], custom[:, 3], custom[:, 4] = rows, idx, s, order, classes
-    groups = [("samples", np.ones(n, bool), "circle")] if noisy is None else [
-        ("clean", ~np.asarray(noisy, bool), "circle"), ("known wrong label", np.asarray(noisy, bool), "x")]
+    kinds = [("", np.ones(n, bool), "circle")] if noisy is None else [
+        ("", ~np.asarray(noisy, bool), "circle"), ("known wrong label", np.asarray(noisy, bool), "x")]
+    if groups is None:
+        traces = [(label or ("samples" if noisy is None else "clean"), mask, symbol, None) for label, mask, symbol in kinds]
+    else:
+        group_of = np.asarray([as_text(g) for g in groups], dtype=object)
+        names = list(dict.fromkeys(group_of.tolist()))
+        traces = [(g + (f" · {label}" if label else ""), mask & (group_of == g), symbol, GROUP_COLOURS[i % len(GROUP_COLOURS)])
+                  for i, g in enumerate(names) for label, mask, symbol in kinds]
+    chosen = np.zeros(n, bool)
+    if selected is not None:
+        picked = np.asarray([int(r) for r in selected if 0 <= int(r) < n], dtype=np.int64)
+        chosen[picked] = True
     trace = go.Scattergl if n > 3000 else go.Scatter
     fig = go.Figure()
-    for label, mask, symbol in groups:
+    for label, mask, symbol, colour in traces:
+        if groups is not None and not mask.any():
+            continue
+        marker = dict(size=8 if symbol == "circle" else 10, symbol=symbol, opacity=0.9,
+                      line=dict(width=0.6, color="#ffffff" if symbol == "circle" else "#222222"))
+        marker.update(dict(color=ranks[mask], coloraxis="coloraxis") if colour is None else dict(color=colour))
         fig.add_trace(trace(
-            x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=label, customdata=custom[mask],
-            marker=dict(color=ranks[mask], coloraxis="coloraxis", size=8 if symbol == "circle" else 10, symbol=symbol,
-                        opacity=0.9, line=dict(width=0.6, color="#ffffff" if symbol == "circle" else "#222222")),
+            x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=label, customdata=custom[mask], marker=marker,
+            selectedpoints=np.flatnonzero(chosen[mask]).tolist() if selected is not None else None,
+            unselected=dict(marker=dict(opacity=0.15)) if selected is not None else None,
             hovertemplate="sample %{customdata[1]}" + ("" if labels is None else " · %{customdata[4]}")
                           + "<br>" + name + " %{customdata[2]:.3g}<br>rank %{customdata[3]} of " + f"{n:,}"
                           + "<extra></extra>",
         ))
+    colour_text = (f"rank by {name}, red = most detrimental" if groups is None else as_text(group_title or "group"))
     fig.update_layout(
-        title=f"{method} map of the model's features · colour: rank by {name}, red = most detrimental",
-        coloraxis=dict(colorscale=RANK_COLOURS, cmin=0.0, cmax=1.0, colorbar=dict(
-            title=dict(text=f"{name}<br>rank", side="top"), tickvals=[0, 0.25, 0.5, 0.75, 1],
-            ticktext=["lowest", "25%", "median", "75%", "highest"])),
+        title=f"{method} map of the model's features · colour: {colour_text}",
         legend=dict(orientation="h", y=-0.05), hoverlabel=dict(bgcolor="white"), xaxis=dict(showticklabels=False, title=f"{method} 1"),
         yaxis=dict(showticklabels=False, title=f"{method} 2"), **{**_LAYOUT, "height": 560},
     )
+    if groups is None:
+        fig.update_layout(coloraxis=dict(colorscale=RANK_COLOURS, cmin=0.0, cmax=1.0, colorbar=dict(
+            title=dict(text=f"{name}<br>rank", side="top"), tickvals=[0, 0.25, 0.5, 0.75, 1],
+            ticktext=["lowest", "25%", "median", "75%", "highest"])))
     return fig
 
 
@@ -425,4 +457,4 @@ def class_balance(counts: Mapping[str, int], noisy_counts: Mapping[str, int] | N
 
 
 # The experiment's charts (paper Figs. 5-6) live with the runner; pages take every figure builder from this module.
-from .evaluate.figures import attack_boxplot, attacks_without_effect, pareto_figure  # noqa: E402,F401
+from .evaluate.figures import accuracy_figure, attack_boxplot, attacks_without_effect, pareto_figure, spread_note  # noqa: E402,F401,E501

@@ -14,6 +14,7 @@ host). No UI imports here.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -58,7 +59,7 @@ class JobHandle:
 
 @dataclass
 class Job:
-    """One background run. ``state``: running, done, failed or cancelled."""
+    """One background run. ``state``: running, done, failed, cancelled or interrupted (its process ended first)."""
 
     key: str
     title: str
@@ -255,10 +256,10 @@ def start_job(key: str, title: str, fn: Callable[[JobHandle], Any], store: str |
             with job._lock:
                 job.result = result
                 job.fraction = 1.0
-                job.state = "cancelled" if job._stop.is_set() else "done"
+                job.state = ("interrupted" if _EXITING.is_set() else "cancelled") if job._stop.is_set() else "done"
         except Cancelled:
             with job._lock:
-                job.state = "cancelled"
+                job.state = "interrupted" if _EXITING.is_set() else "cancelled"
         except InfluenceError as err:
             with job._lock:
                 job.error, job.state = str(err), "failed"
@@ -311,6 +312,25 @@ def forget_job(key: str, store: str | Path | None = None) -> None:
         job.cancel()
     if store is not None:
         _record_path(store, key).unlink(missing_ok=True)
+
+
+_EXITING = threading.Event()
+EXIT_WAIT_SECONDS = 20.0
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """At interpreter exit (a server stopped with Ctrl+C or SIGTERM), stop the running jobs and wait for them (at
+    most `EXIT_WAIT_SECONDS` in all): a daemon thread still inside torch when the interpreter tears down aborts the
+    process with "terminate called without an active exception". Their records say "interrupted" (resumable),
+    not "cancelled"."""
+    _EXITING.set()
+    running = [job for job in list(_JOBS.values()) if job.running]
+    for job in running:
+        job.cancel()
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    for job in running:
+        job.wait(max(0.0, deadline - time.monotonic()))
 
 
 def wait_all(timeout: float | None = None) -> None:

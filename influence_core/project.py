@@ -664,6 +664,17 @@ class Project:
         checkpoints = len(fitted.checkpoints or [])
         return {name: estimate_seconds(name, units, (settings or {}).get(name), folds, checkpoints) for name in METHODS}
 
+    def angle_view_seconds(self, params: str = "all") -> float:
+        """Rough seconds `angle_view` would take on the current model (`analysis.angle_view_seconds`), said before
+        it starts; the model's timing is memoised with `method_costs`'."""
+        from .analysis import angle_view_seconds, cost_units
+
+        dataset = self.dataset()
+        fitted = self.require_model(dataset)
+        units = _SCORES.get(f"cost:{fitted.fingerprint()}:{dataset.fingerprint()}:{params}",
+                            lambda: cost_units(dataset, fitted, params))
+        return angle_view_seconds(units)
+
     # ------------------------------------------------------------------------------------------- views
     def angle_view(self, impact: str = "utility", params: str = "all", progress: Progress | None = None) -> dict:
         """Paper Fig. 1's geometry of the current model (cached): IP, influence and plane coordinates per sample."""
@@ -1068,7 +1079,8 @@ def _write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-_VIEW_DEFAULTS = {"angles": {"impact": "utility", "params": "all"}, "umap": {"seed": 0}}
+# "w": the angle view's w = (H + λI)⁻¹∇f with exact influence's automatic λ (views cached with λ = 0 are not reused)
+_VIEW_DEFAULTS = {"angles": {"impact": "utility", "params": "all", "w": "auto-damped"}, "umap": {"seed": 0}}
 
 
 def _view_key(name: str, dataset: Dataset, fitted: FittedModel, **settings) -> dict:

@@ -10,19 +10,21 @@ import pandas as pd
 import streamlit as st
 
 from influence_core import figures
-from influence_core.project import Project, ScoreRun
+from influence_core.project import InfluenceError, Project, ScoreRun
 from pages._common import go, guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model, \
     require_scores, run_title
 
 MAX_THUMBNAILS = 24
+MAP_GROUPS = ("given class", "predicted class")  # the feature map's colourings besides a score's rank
 
 
 def _noisy(ds) -> np.ndarray | None:
     return None if ds.noise_mask is None else ds.noise_mask.numpy().astype(bool)
 
 
-def _view_job(proj: Project, name: str, what: str, button: str, settings: dict) -> None:
-    """The view's job panel while it runs (progress, Stop), how it ended, else a button that starts it."""
+def _view_job(proj: Project, name: str, what: str, button: str, settings: dict, seconds: float | None = None) -> None:
+    """The view's job panel while it runs (progress, Stop), how it ended, else a button that starts it (with the
+    estimated ``seconds`` beside it when known)."""
     kind = f"view:{name}"
     ended = job_panel(proj, kind)
     if ended is not None:
@@ -30,7 +32,10 @@ def _view_job(proj: Project, name: str, what: str, button: str, settings: dict) 
         proj.forget_job(kind)
     live = proj.job(kind)
     if live is None or not live.running:
-        if st.button(button, key=f"btn-{name}", icon=":material/play_arrow:"):
+        left, right = st.columns([2, 3], vertical_alignment="center")
+        if seconds is not None:
+            right.caption(f"Estimated time: {figures.format_duration(seconds)} on this model (a rough estimate).")
+        if left.button(button, key=f"btn-{name}", icon=":material/play_arrow:"):
             proj.view_in_background(name, **settings)
             st.rerun()
 
@@ -44,23 +49,26 @@ def _drop_ended(proj: Project, name: str) -> None:
 
 # --------------------------------------------------------------------------------------------- views
 def _angles(proj: Project, ds, run: ScoreRun) -> None:
-    st.caption("Each training gradient g projected onto the plane of u = ∇f and w = H⁻¹∇f. gᵀu is the IP score, gᵀw the "
-               "influence score. Region I: both negative (both call the sample detrimental); III: both positive; II and "
+    st.caption("Each training gradient g at its components along u = ∇f and along w = H⁻¹∇f (gᵀu/‖u‖, gᵀw/‖w‖). gᵀu is "
+               "the IP score, gᵀw the influence score. Region I: both negative (both call the sample detrimental); III: both positive; II and "
                "IV: they disagree. Pairs in II/IV keep the same order under both scores (paper App. A).")
     settings = {"impact": run.impact, "params": run.params}
     if not proj.has_view("angles", **settings):
+        try:
+            seconds = proj.angle_view_seconds(run.params)
+        except (InfluenceError, RuntimeError, ValueError):
+            seconds = None
         _view_job(proj, "angles", "The angle view", "Compute the angle view (exact Hessian for small models, else LiSSA)",
-                  settings)
+                  settings, seconds)
         return
     _drop_ended(proj, "angles")
     data = proj.angle_view(run.impact, run.params)
-    st.plotly_chart(figures.angle_regions_figure(data["coords"], data["u_xy"], data["w_xy"], data["ip"],
-                                                 data["influence"], _noisy(ds), index=proj.source_index()),
-                    width="stretch")
+    st.plotly_chart(figures.angle_regions_figure(data["ip"], data["influence"], data["u_xy"], data["w_xy"], _noisy(ds),
+                                                 index=proj.source_index()), width="stretch")
     counts = figures.region_counts(data["ip"], data["influence"])
     angle = figures.vector_angle(data["u_xy"], data["w_xy"])
     st.caption("Samples per region: " + " · ".join(f"{k}: {v}" for k, v in counts.items())
-               + f" · angle between u and w: {angle:.1f}° (drawn to scale: one unit per axis)"
+               + f" · angle between u and w: {angle:.1f}° (each axis on its own scale, so both spreads show)"
                + f" · w from the {data['hessian']} · impact: {run.impact} · parameters: {plain(run.params)}")
 
 
@@ -137,19 +145,29 @@ def _feature_map(proj: Project, ds, scores: dict, primary: ScoreRun) -> None:
     data = proj.feature_map()
     method = str(data["method"]) if "method" in data else "UMAP"
     names = list(scores)
-    name = st.selectbox("Colour by", names, index=names.index(primary.label), key="map-colour")
+    colourings = names + list(MAP_GROUPS)
+    c1, c2 = st.columns(2)
+    colour = c1.selectbox("Colour by", colourings, index=names.index(primary.label), key="map-colour",
+                          format_func=lambda c: f"{c} (score rank)" if c in scores else c)
+    name = c2.selectbox("Score shown on hover and beside the selection", names, index=names.index(primary.label),
+                        key="map-score") if colour in MAP_GROUPS else colour
     score = np.asarray(scores[name], np.float64)
-    fig = figures.embedding_figure(data["xy"], score, name, _noisy(ds), index=proj.source_index(),
-                                   labels=[ds.classes[int(v)] for v in ds.train.y.numpy()], method=method)
+    given = [ds.classes[int(v)] for v in ds.train.y.numpy()]
+    groups = None if colour not in MAP_GROUPS else given if colour == "given class" else \
+        [ds.classes[int(v)] for v in proj.predictions()[0]]
+    rows = [r for r in st.session_state.get("map-selection", []) if 0 <= r < n]
+    fig = figures.embedding_figure(data["xy"], score, name, _noisy(ds), index=proj.source_index(), labels=given,
+                                   method=method, groups=groups, group_title=colour, selected=rows or None)
     chart, side = st.columns([3, 1]) if ds.kind == "image" else (st.container(), st.container())
     with chart:
         st.plotly_chart(fig, width="stretch", on_select=_remember_selection, selection_mode=("points", "box", "lasso"),
                         key="map-chart")
-    st.caption(f"Colour: {plain(run_title(primary) if name == primary.label else name)} — the rank of each sample's "
-               "score, red = most detrimental. Hover a point for its sample id and score; click a point, or pick the "
+    what = (f"{plain(run_title(primary) if name == primary.label else name)} — the rank of each sample's score, red = "
+            "most detrimental" if groups is None else f"the {colour}, one colour per class")
+    st.caption(f"Colour: {what}. Hover a point for its sample id and score; click a point, or pick the "
                "lasso (or box) in the chart's toolbar and circle a group, to "
-               + ("see the images and " if ds.kind == "image" else "list them and ") + "send them to Review.")
-    rows = [r for r in st.session_state.get("map-selection", []) if 0 <= r < n]
+               + ("see the images and " if ds.kind == "image" else "list them and ") + "send them to Review; "
+               "the selection stays drawn when you recolour.")
     with side:
         if rows:
             _selection_panel(proj, ds, rows, score, name)

@@ -29,12 +29,16 @@ KEYS_MANY = ("**Keys** (click a card first): `a` keep · `r` remove · `p` relab
 
 
 # --------------------------------------------------------------------------------------------- the list
-def _listed(view: str, show: str, flagged: np.ndarray, s: np.ndarray, current: dict) -> np.ndarray:
+def _listed(view: str, show: str, flagged: np.ndarray, s: np.ndarray, current: dict,
+            selection: list[int] | None = None) -> np.ndarray:
     """The rows this view lists, fixed when the view is opened (and on Refresh): a decided card stays in place with its
-    decision shown, so the grid never moves under the keyboard."""
+    decision shown, so the grid never moves under the keyboard. ``selection`` (the Explore map's): those rows only,
+    most detrimental first."""
     pinned = st.session_state.get("review-list")
     if st.session_state.pop("review-refresh", False) or not pinned or pinned.get("view") != view:
-        if show == "to review":
+        if selection:
+            rows = sorted(selection, key=lambda r: (float(s[r]), r))
+        elif show == "to review":
             rows = [int(r) for r in flagged if int(r) not in current]
         elif show == "decided":
             rows = sorted(current, key=lambda r: (float(s[r]), r))
@@ -178,7 +182,6 @@ def _batch(proj, action: str) -> None:
         st.session_state["review-message"] = ("error", str(err))
         return
     st.session_state["batch-rows"] = []
-    st.session_state.pop("batch-from-map", None)
     st.session_state["review-message"] = ("done", f"{action} · {len(rows)} sample{'s' if len(rows) != 1 else ''}")
 
 
@@ -199,13 +202,25 @@ def _undo_message(batches: int, samples: int) -> str:
     return f"Undid {what} ({samples} sample{'s' if samples != 1 else ''})."
 
 
-def _batch_bar(proj, ds, rows: np.ndarray, preds: np.ndarray, name) -> None:
-    # Widget state can only be set before the widget is drawn: a lasso selection from Explore arrives here.
+def _map_selection(n: int) -> list[int]:
+    """The rows selected on the Explore map (handed over as "review_batch"): the grid's cards until the user goes
+    back to the flagged samples."""
     if "review_batch" in st.session_state:
-        st.session_state["batch-rows"] = [int(r) for r in st.session_state.pop("review_batch")]
-        st.session_state["batch-from-map"] = len(st.session_state["batch-rows"])
-    if st.session_state.get("batch-from-map"):
-        st.info(f"{st.session_state['batch-from-map']} samples selected on the Explore map are preselected below.")
+        handed = {int(r) for r in st.session_state.pop("review_batch")}
+        st.session_state["review-from-map"] = sorted(r for r in handed if 0 <= r < n)
+    return list(st.session_state.get("review-from-map") or [])
+
+
+def _map_banner(count: int) -> None:
+    """What the grid shows while it shows a map selection, and the way back to the flagged samples."""
+    c = st.columns([4, 1], vertical_alignment="center")
+    c[0].info(f"The grid shows the {count} sample{'s' if count != 1 else ''} selected on the Explore map, most "
+              "detrimental first — not the flagged list.")
+    c[1].button("Back to the flagged samples", key="leave-map-selection", width="stretch",
+                on_click=lambda: st.session_state.pop("review-from-map", None))
+
+
+def _batch_bar(proj, ds, rows: np.ndarray, preds: np.ndarray, name) -> None:
     preset = [int(r) for r in st.session_state.get("batch-rows", [])]
     listed = set(rows.tolist())
     options = [int(r) for r in rows] + [r for r in preset if r not in listed]
@@ -217,9 +232,10 @@ def _batch_bar(proj, ds, rows: np.ndarray, preds: np.ndarray, name) -> None:
     order = [majority] + [k for k in range(ds.num_classes) if k != majority]  # the batch's majority prediction first
     if st.session_state.get("batch-target") not in order:
         st.session_state.pop("batch-target", None)
-    c[2].selectbox("Batch relabel to", order, key="batch-target", format_func=lambda k: f"relabel to {ds.classes[k]}",
-                   label_visibility="collapsed")
-    c[3].button("Relabel all", disabled=not chosen, width="stretch", type="primary", on_click=_batch,
+    # No class is preset: relabelling a whole batch is one deliberate choice, never a default one click away.
+    target = c[2].selectbox("Batch relabel to", order, key="batch-target", index=None, placeholder="relabel to…",
+                            format_func=lambda k: f"relabel to {ds.classes[k]}", label_visibility="collapsed")
+    c[3].button("Relabel all", disabled=not chosen or target is None, width="stretch", type="primary", on_click=_batch,
                 args=(proj, "relabel"))
     can_undo = proj.decisions.can_undo(proj.decision_scope(ds), session=session_id())
     c[4].button("Undo", icon=":material/undo:", disabled=not can_undo, width="stretch", on_click=_undo, args=(proj,),
@@ -280,8 +296,9 @@ def page() -> None:
     current = proj.current_decisions()
     src = proj.source_index()
     preds, _ = proj.predictions()
-    view = f"{state.dataset_key}|{state.model_hash}|{primary}|{share}|{show}"
-    rows = _listed(view, show, flagged, s, current)
+    selection = _map_selection(len(ds.train))
+    view = f"{state.dataset_key}|{state.model_hash}|{primary}|{share}|{show}|{selection}"
+    rows = _listed(view, show, flagged, s, current, selection)
     pages = max(1, math.ceil(len(rows) / per_page))
     page_no = min(max(int(st.session_state.get("review-page", 1)), 1), pages)
     st.session_state["review-page"] = page_no
@@ -295,6 +312,8 @@ def page() -> None:
     st.caption(f"{len(flagged)} flagged (the lowest scores, most detrimental first) · {left} still to review · "
                f"{len(rows)} listed · decisions so far: " + ", ".join(f"{v} {k}" for k, v in counts.items()) +
                " · samples are named by their index in the original data (the number the exports use).")
+    if selection:
+        _map_banner(len(selection))
     _batch_bar(proj, ds, rows, preds, name)
     if len(rows) == 0:
         st.success("Nothing left to review here. Export the decisions when you are done.")

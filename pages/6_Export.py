@@ -75,7 +75,8 @@ def page() -> None:
             rest = (f", then the {len(cleaned) - kept:,} validation and test rows as loaded, marked in a 'split' column"
                     if with_splits else "")
             st.caption(f"The {kept:,} kept training rows with their {values} and final labels in "
-                       f"'{plain(proj.label_column())}'{rest}: load it next like any CSV. The CSV neutralises formula "
+                       f"'{plain(proj.label_column())}'{rest}: load it next like any CSV. Each row's index in the "
+                       "original data is in 'original_index' (not a feature when loaded). The CSV neutralises formula "
                        "cells; Parquet keeps raw values.")
             e = st.columns(2)
             e[0].download_button("Download cleaned CSV", later[f"{name}.csv"], f"{name}.csv", "text/csv",
@@ -85,7 +86,8 @@ def page() -> None:
     if ds.kind == "image":
         st.subheader("Cleaned images (ImageFolder layout)")
         st.caption("train/<class>/<name> with relabels applied and removed samples left out, val/ and test/ as loaded, "
-                   "plus metadata.csv. An uploaded zip keeps its files and names; others are <index>.png.")
+                   "plus metadata.csv (every image and every removal, with its original index). An uploaded zip keeps "
+                   "its files and names; others are <index>.png.")
         decided = (ds.fingerprint(), sorted((r, d.action, d.new_label) for r, d in current.items()))
         if st.button("Build the image zip", icon=":material/folder_zip:"):
             with st.spinner("Writing images…"):
@@ -98,7 +100,9 @@ def page() -> None:
         st.subheader("CIFAR-N label file")
         npz, source, key = cifar
         files[f"{stem}-labels.npz"] = npz
-        st.caption(f"All keys of {source} plus cleaned_label ({key} with your relabels; −1 = removed).")
+        st.caption(f"All keys of {source} plus cleaned_label ({key} with your relabels; −1 = removed), in_subset (the "
+                   "images of this data set's training split: elsewhere cleaned_label is the given label, never "
+                   "reviewed) and reviewed (the images you decided).")
         st.download_button("Download label file (npz)", npz, f"{stem}-labels.npz", "application/octet-stream")
     st.subheader("Save to the project")
     if st.button("Write the export files", icon=":material/save:"):

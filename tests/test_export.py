@@ -108,7 +108,7 @@ def test_imagefolder_zip_layout_and_metadata(images):
     assert "train/cat/10.png" in files  # relabelled to class 2, whose folder is "cat"
     assert sorted(n for n in files if not n.startswith("train/")) == ["test/_evil/0.png", "test/a_b/1.png",
                                                                       "val/_evil/0.png", "val/a_b/1.png"]
-    train_meta = meta[meta["split"] == "train"]
+    train_meta = meta[(meta["split"] == "train") & (meta["file"] != "")]  # the removed image has a row, no file
     assert train_meta["final_label"].tolist() == [2, 1, 2, 0, 1] and 15 not in train_meta["index"].tolist()
     assert train_meta["action"].tolist() == ["relabel", "none", "none", "none", "none"]
     assert meta["original_file"].eq("").all()  # no files: names are the original indices
@@ -134,7 +134,7 @@ def test_cifar_label_file_keeps_keys_and_adds_cleaned(images):
     original = {"clean_label": np.arange(20) % 3, "aggre_label": (np.arange(20) + 1) % 3}
     decisions = {1: _d(1, "relabel", 0), 3: _d(3, "remove")}
     with np.load(io.BytesIO(cifar_label_file(original, images, decisions, "aggre_label"))) as out:
-        assert set(out.files) == {"clean_label", "aggre_label", "cleaned_label"}
+        assert set(out.files) == {"clean_label", "aggre_label", "cleaned_label", "in_subset", "reviewed"}
         cleaned = out["cleaned_label"]
         assert np.array_equal(out["aggre_label"], original["aggre_label"])
     expected = original["aggre_label"].copy()
@@ -185,8 +185,8 @@ def test_cleaned_csv_and_parquet_of_an_upload_are_the_files_rows(tmp_path):
     assert flipped.sum() == 1 and len(expected) == len(ds.train) - 2
 
     table = cleaned_table(ds, decisions)
-    csv = pd.read_csv(io.BytesIO(table_bytes(table, "csv")))
-    parquet = pd.read_parquet(io.BytesIO(table_bytes(table, "parquet")))
+    csv = pd.read_csv(io.BytesIO(table_bytes(table, "csv"))).drop(columns="original_index")
+    parquet = pd.read_parquet(io.BytesIO(table_bytes(table, "parquet"))).drop(columns="original_index")
     pd.testing.assert_frame_equal(parquet, expected)  # raw values, the file's column types
     pd.testing.assert_frame_equal(csv, _neutralised(expected))  # cells that would run as formulas neutralised
     assert (csv["city"] == "'=1+1").any() and (csv["city"] == "'-oslo").any() and csv["income"].isna().sum() >= 1
@@ -201,7 +201,7 @@ def test_cleaned_csv_and_parquet_of_an_upload_are_the_files_rows(tmp_path):
 
 def test_cleaned_table_of_generated_data_and_refusals(moons, images):
     table = cleaned_table(moons, {0: _d(0, "remove"), 1: _d(1, "relabel", 1 - int(moons.train.y[1]))})
-    assert len(table) == len(moons.train) - 1 and table.columns.tolist() == ["x1", "x2", "label"]
+    assert len(table) == len(moons.train) - 1 and table.columns.tolist() == ["original_index", "x1", "x2", "label"]
     assert table["label"].iloc[0] == moons.classes[1 - int(moons.train.y[1])]
     with pytest.raises(InfluenceError, match="^the cleaned table is for tabular data sets"):
         cleaned_table(images, {})
@@ -254,13 +254,13 @@ def test_imagefolder_of_an_uploaded_zip_keeps_file_names_bytes_and_splits(tmp_pa
         "train/my dog/dog_5.png", "train/my dog/sub/deep.png", "train/my dog/same.png", f"train/my dog/same_{cat_same_index}.png",
         "val/cat/v.png", "val/my dog/v.png", "test/cat/t.png", "test/my dog/t.png"])
     # Every image is the uploaded file itself, byte for byte (full size, not the 32x32 the model sees).
-    for _, m in meta.iterrows():
+    for _, m in meta[meta["action"] != "remove"].iterrows():
         assert copied[m["file"]] == entries[m["original_file"]]
     by_file = meta.set_index("original_file")
     assert by_file.loc["pets/train/my dog/same.png", "file"] == "train/my dog/same.png"  # it stayed: its name kept
     moved = by_file.loc["pets/train/cat/same.png"]
     assert moved["file"] == f"train/my dog/same_{cat_same_index}.png" and moved["action"] == "relabel"
-    assert set(meta["split"]) == {"train", "val", "test"} and "pets/train/cat/cat_0.png" not in by_file.index
+    assert set(meta["split"]) == {"train", "val", "test"} and by_file.loc["pets/train/cat/cat_0.png", "file"] == ""
     # The export is an upload again: the same splits and classes, the decisions applied.
     back = load_dataset(str(out), seed=0)
     assert back.classes == ["cat", "my dog"] and (len(back.train), len(back.val), len(back.test)) == (len(ds.train) - 1, 2, 2)
@@ -357,3 +357,59 @@ def test_csv_header_that_looks_like_a_formula_is_neutralised_and_parquet_keeps_i
     assert cells == ["'=HYPERLINK(\"http://x\",\"y\")", "'@SUM(A1)", "plain", "'-1"]
     raw = pd.read_parquet(io.BytesIO(table_bytes(frame, "parquet")))
     assert list(raw.columns) == list(frame.columns)  # Parquet is read by programs, not spreadsheets: names as they are
+
+
+# --------------------------------------------------------------------------- the link back to the source (issue 21 §3)
+def test_cleaned_table_writes_each_rows_original_index_and_the_loader_keeps_it_out_of_the_features(tmp_path):
+    """A re-uploaded cleaned file is renumbered from 0: the original index must travel in a column of its own,
+    and loading the file again must not learn from it."""
+    from tests.data.test_originals import people
+
+    from influence_core.data import load_dataset
+
+    frame = people(40)
+    path = tmp_path / "people.csv"
+    frame.to_csv(path, index=False)
+    ds = load_dataset(str(path), label_column="outcome", seed=0)
+    table = cleaned_table(ds, {1: _d(1, "remove")}, with_splits=True)
+    csv = pd.read_csv(io.BytesIO(table_bytes(table, "csv")))
+    assert "original_index" in csv.columns
+    # each row's original index names the file's row with the same values
+    assert (frame["name"].iloc[csv["original_index"]].to_numpy() == csv["name"].to_numpy()).all()
+    removed = int(ds.source_index[1])
+    assert removed not in csv["original_index"].tolist() and len(set(csv["original_index"])) == len(csv)
+    again = tmp_path / "people-cleaned.csv"
+    again.write_bytes(table_bytes(table, "csv"))
+    reloaded = load_dataset(str(again), label_column="outcome", seed=0)
+    assert not any(f.startswith("original_index") for f in reloaded.feature_names)
+    # exported again, the first file's index is kept, not the second file's line numbers
+    twice = cleaned_table(reloaded, {}, with_splits=True)
+    assert sorted(twice["original_index"].tolist()) == sorted(csv["original_index"].tolist())
+
+
+def test_image_corrections_name_the_uploaded_file(tmp_path):
+    from influence_core.data import load_dataset
+
+    path, _ = _zip_with_names(tmp_path)
+    ds = load_dataset(path, seed=0)
+    table = corrections_table(ds, {0: _d(0, "remove"), 3: _d(3, "relabel", 1)}, {})
+    files = ds.meta["files"]
+    assert table["file"].tolist() == [files[int(ds.source_index[0])], files[int(ds.source_index[3])]]
+
+
+def test_zip_metadata_lists_removed_images(images):
+    with zipfile.ZipFile(io.BytesIO(imagefolder_zip(images, {5: _d(5, "remove"), 0: _d(0, "keep")}))) as zf:
+        meta = pd.read_csv(zf.open("metadata.csv"), keep_default_na=False)
+        names = zf.namelist()
+    gone = meta[meta["action"] == "remove"]
+    assert gone["index"].tolist() == [15] and gone["file"].tolist() == [""] and gone["final_label"].tolist() == [-1]
+    assert gone["split"].tolist() == ["train"] and not any(n.endswith("15.png") for n in names)
+    assert len(meta) == len(names) - 1 + 1  # every image in the zip plus the removed one
+
+
+def test_cifar_label_file_marks_the_samples_outside_the_subset(images):
+    original = {"clean_label": np.arange(20) % 3, "aggre_label": (np.arange(20) + 1) % 3}
+    with np.load(io.BytesIO(cifar_label_file(original, images, {1: _d(1, "relabel", 0)}, "aggre_label"))) as out:
+        in_subset, reviewed = out["in_subset"], out["reviewed"]
+    assert in_subset.dtype == bool and np.flatnonzero(in_subset).tolist() == list(range(10, 16))
+    assert np.flatnonzero(reviewed).tolist() == [11]

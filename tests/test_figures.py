@@ -84,24 +84,6 @@ def test_distribution_title_lists_each_method():
     assert len(fig.data) == 4  # clean and noisy histogram per method
 
 
-def test_angle_figure_shades_the_regions_the_points_are_in():
-    rng = np.random.default_rng(4)
-    coords = rng.normal(size=(300, 2))
-    u_xy, w_xy = np.array([2.0, 0.0]), np.array([1.0, 1.5])
-    gu, gw = coords @ u_xy, coords @ w_xy
-    fig = figures.angle_regions_figure(coords, u_xy, w_xy, gu, gw)
-    heat = fig.data[0]
-    z = np.asarray(heat.z)
-    r = figures.regions(gu, gw)
-    # Away from the boundaries the shaded region under each point is the point's own region.
-    far = (np.abs(gu) > 0.3) & (np.abs(gw) > 0.3)
-    ix = np.abs(np.asarray(heat.x)[None, :] - coords[far, 0:1]).argmin(1)
-    iy = np.abs(np.asarray(heat.y)[None, :] - coords[far, 1:2]).argmin(1)
-    assert np.array_equal(z[iy, ix], r[far])
-    counts = figures.region_counts(gu, gw)
-    assert {t.name for t in fig.data if t.name and t.name.startswith("Region")} == {f"Region {k}: {v}" for k, v in counts.items()}
-
-
 def test_embedding_and_boundary_figures_keep_rows_and_sample_ids():
     xy = np.arange(20, dtype=float).reshape(10, 2)
     noisy = np.arange(10) % 4 == 0
@@ -166,46 +148,56 @@ def test_names_from_the_data_are_plain_text_in_plotly_labels():
     assert "label &lt;b&gt;no&lt;/b&gt;" in [t.name for t in fig.data]
 
 
-def test_angle_figure_is_drawn_to_scale_with_u_and_w_at_their_true_angle():
+def _angle_case(degrees: float, w_length: float, seed: int = 5, off_u: float = 1.0):
+    """u and w in a 9-D space at ``degrees`` to each other, w ``w_length`` times as long; 400 sample gradients whose
+    component in span(u, w) orthogonal to u is ``off_u`` times the size of the one along u."""
     from influence_core.analysis import plane_coordinates
 
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     u = rng.normal(size=9)
-    w = 40.0 * (u + 0.7 * rng.normal(size=9))  # far longer than u and at a sharp, non-right angle to it
+    other = rng.normal(size=9)
+    other -= (other @ u) / (u @ u) * u
+    t = np.radians(degrees)
+    w = w_length * np.linalg.norm(u) * (np.cos(t) * u / np.linalg.norm(u) + np.sin(t) * other / np.linalg.norm(other))
     g = rng.normal(size=(400, 9)) * np.linspace(0.2, 3.0, 9)
+    e1, e2 = u / np.linalg.norm(u), other / np.linalg.norm(other)
+    a1, a2 = g @ e1, g @ e2
+    g = g - np.outer(a1, e1) - np.outer(a2, e2) + np.outer(a1, e1) + off_u * np.outer(a2, e2)
     gu, gw = g @ u, g @ w
-    coords, u_xy, w_xy = plane_coordinates(gu, gw, u @ u, u @ w, w @ w)
-    fig = figures.angle_regions_figure(coords, u_xy, w_xy, gu, gw)
-    true = np.degrees(np.arccos(u @ w / (np.linalg.norm(u) * np.linalg.norm(w))))
-    assert 5 < true < 80
+    _, u_xy, w_xy = plane_coordinates(gu, gw, u @ u, u @ w, w @ w)
+    return g, u, w, gu, gw, u_xy, w_xy
 
-    def tip(name):
-        t = next(t for t in fig.data if t.name == name)
-        return np.array([t.x[1] - t.x[0], t.y[1] - t.y[0]])
 
-    du, dw = tip("u = ∇f"), tip("w = H⁻¹∇f")
-    drawn = np.degrees(np.arccos(du @ dw / (np.linalg.norm(du) * np.linalg.norm(dw))))
-    assert drawn == pytest.approx(true, abs=1e-6)
-    assert f"angle(u, w) = {true:.1f}°" in fig.layout.title.text
-    # Equal scales: y is anchored to x one-to-one over the same range, so on-screen angles are the true ones.
-    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.scaleratio == 1
-    assert tuple(fig.layout.xaxis.range) == pytest.approx(tuple(fig.layout.yaxis.range))
-    # Region boundaries are the lines gᵀu = 0 and gᵀw = 0: perpendicular to u and to w respectively.
-    for name, d in (("gᵀu = 0", du), ("gᵀw = 0", dw)):
-        line = next(t for t in fig.data if t.name and t.name.startswith(name))
-        direction = np.array([line.x[1] - line.x[0], line.y[1] - line.y[0]])
-        assert abs(direction @ d) < 1e-9 * np.linalg.norm(direction) * np.linalg.norm(d)
-        assert line.x[0] == pytest.approx(-line.x[1]) and line.y[0] == pytest.approx(-line.y[1])  # through 0
-    # Each sample's region (hover) matches the signs of gᵀu and gᵀw, and so does the shading under it.
+@pytest.mark.parametrize("degrees, w_length, off_u", [(89.9, 1000.0, 1e-3), (30.0, 40.0, 1.0)])
+def test_angle_figure_places_each_sample_by_its_components_along_u_and_w_readably(degrees, w_length, off_u):
+    """Issue 21: with u and w at 89.9° and the gradients' components along w a thousandth of those along u, the
+    to-scale drawing put all 250 moons samples on one axis. Each sample sits at (gᵀu/‖u‖, gᵀw/‖w‖), each axis spans
+    its points, the regions are the quadrants, the true angle is named."""
+    g, u, w, gu, gw, u_xy, w_xy = _angle_case(degrees, w_length, off_u=off_u)
+    fig = figures.angle_regions_figure(gu, gw, u_xy, w_xy)
     points = next(t for t in fig.data if t.name == "samples")
+    x, y = np.asarray(points.x), np.asarray(points.y)
+    np.testing.assert_allclose(x, g @ (u / np.linalg.norm(u)), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(y, g @ (w / np.linalg.norm(w)), rtol=1e-9, atol=1e-12)
+    for values, axis in ((x, fig.layout.xaxis), (y, fig.layout.yaxis)):  # readable: the points fill each axis
+        lo, hi = axis.range
+        assert lo < values.min() and values.max() < hi and np.ptp(values) > 0.7 * (hi - lo)
+        assert lo < 0 < hi  # the boundary (0) is in view
+    assert f"angle(u, w) = {degrees:.1f}°" in fig.layout.title.text
+    # Each sample's region (hover) matches the signs of gᵀu and gᵀw, and so does the quadrant it is drawn in.
     region = np.asarray(points.customdata)[:, 3].astype(int)
     brute = np.array([_brute_region(a, b) for a, b in zip(gu, gw)])
     assert np.array_equal(region, brute)
-    heat = fig.data[0]
-    far = (np.abs(gu) > 0.05 * np.abs(gu).max()) & (np.abs(gw) > 0.05 * np.abs(gw).max())
-    ix = np.abs(np.asarray(heat.x)[None, :] - np.asarray(points.x)[far, None]).argmin(1)
-    iy = np.abs(np.asarray(heat.y)[None, :] - np.asarray(points.y)[far, None]).argmin(1)
-    assert np.array_equal(np.asarray(heat.z)[iy, ix], brute[far])
+    shaded = {figures.REGION_COLOURS.index(sh.fillcolor) + 1: sh for sh in fig.layout.shapes}
+    assert sorted(shaded) == [1, 2, 3, 4]
+    for px, py, r in zip(x, y, brute):
+        box = shaded[r]
+        assert min(box.x0, box.x1) <= px <= max(box.x0, box.x1) and min(box.y0, box.y1) <= py <= max(box.y0, box.y1)
+    counts = figures.region_counts(gu, gw)
+    assert {t.name for t in fig.data if t.name and t.name.startswith("Region")} == {f"Region {k}: {v}" for k, v in counts.items()}
+    boundaries = {t.name: t for t in fig.data if t.name and t.name.startswith("gᵀ")}
+    assert list(boundaries["gᵀu = 0 (IP changes sign)"].x) == [0.0, 0.0]
+    assert list(boundaries["gᵀw = 0 (influence changes sign)"].y) == [0.0, 0.0]
 
 
 def test_one_colour_per_method_by_name_or_label():
@@ -226,7 +218,8 @@ def test_histograms_plot_shares_and_panel_titles_wear_the_method_colour():
         fig = figures.score_distributions({"ip": s, "exact": -s}, mask)
         assert all(t.histnorm == "probability" for t in fig.data)  # shares, as the axis says
         assert fig.layout.yaxis.title.text.startswith("share")
-        assert [a.font.color for a in fig.layout.annotations] == [figures.method_colour("ip"), figures.method_colour("exact")]
+        assert [a.font.color for a in fig.layout.annotations] == [figures.readable_on_white(figures.method_colour(m))
+                                                                 for m in ("ip", "exact")]
     fig = figures.score_distributions({"ip": s}, None)
     assert fig.data[0].marker.color == figures.method_colour("ip")
 
@@ -237,3 +230,45 @@ def test_training_curve_of_one_fit_is_not_an_empty_chart():
     assert any("one fit" in a.text and "0.41" in a.text and "83.0%" in a.text for a in fig.layout.annotations)
     fig = figures.training_curve([{"epoch": e, "loss": 1 / e, "val_accuracy": 0.5} for e in range(1, 40)])
     assert all(t.mode == "lines" for t in fig.data) and not fig.layout.annotations
+
+
+def test_feature_map_colours_by_a_category_and_keeps_the_selection_drawn():
+    """Issue 21: the map could be coloured only by score rank, and recolouring lost the lasso's highlight while the
+    panel still counted the selection: the figure draws the selection itself."""
+    rng = np.random.default_rng(1)
+    n = 40
+    classes = np.where(np.arange(n) % 3 == 0, "cat", np.where(np.arange(n) % 3 == 1, "dog", "<b>ship</b>"))
+    noisy = np.arange(n) % 7 == 0
+    selected = [2, 9, 14, 35]
+    fig = figures.embedding_figure(rng.normal(size=(n, 2)), rng.normal(size=n), "ip", noisy, groups=classes,
+                                   group_title="given class", selected=selected)
+    seen, picked, colour_of = set(), set(), {}
+    for trace in fig.data:
+        rows = [int(p[0]) for p in trace.customdata]
+        group = {str(classes[r]) for r in rows}
+        assert len(group) == 1  # one class per trace, in one colour
+        colour_of.setdefault(group.pop(), set()).add(trace.marker.color)
+        seen.update(rows)
+        picked.update(rows[i] for i in trace.selectedpoints)
+    assert seen == set(range(n)) and picked == set(selected)
+    assert all(len(c) == 1 for c in colour_of.values()) and len({c.pop() for c in colour_of.values()}) == 3
+    assert "given class" in fig.layout.title.text and "&lt;b&gt;ship&lt;/b&gt;" in {t.name for t in fig.data}
+    # by rank, too, the selection is drawn
+    fig = figures.embedding_figure(rng.normal(size=(n, 2)), rng.normal(size=n), "ip", noisy, selected=selected)
+    assert {int(t.customdata[i][0]) for t in fig.data for i in t.selectedpoints} == set(selected)
+
+
+def test_distribution_titles_read_on_white_in_every_methods_colour():
+    """Issue 21: the IP + loss panel's title was light cyan (#9edae5) on white."""
+    from influence_core.methods import METHODS
+
+    scores = {name: np.linspace(-1, 1, 20) for name in METHODS}
+    fig = figures.score_distributions(scores, None)
+    for annotation in fig.layout.annotations:
+        colour = annotation.font.color
+        r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        assert 1.05 / (0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2] + 0.05) >= 4.5, (annotation.text, colour)
+    ip_combined = next(a for a in fig.layout.annotations if a.text == "ip_combined")
+    red, green, blue = (int(ip_combined.font.color[i : i + 2], 16) for i in (1, 3, 5))
+    assert blue > red and green > red  # still its cyan hue, darker

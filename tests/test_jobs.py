@@ -1,6 +1,9 @@
 """Background jobs: results, progress, cancellation (cooperative and immediate), failures as one line."""
 
+import json
+import os
 import threading
+from pathlib import Path
 
 from influence_core.errors import InfluenceError
 from influence_core.jobs import get_job, start_job
@@ -189,3 +192,35 @@ def test_a_job_another_live_server_runs_is_not_started_twice(tmp_path):
     ran = []
     job = start_job("remote", "Again", lambda handle: ran.append(1), store=tmp_path)
     assert job.running and job.title == "Remote" and not ran
+
+
+def test_a_process_that_exits_during_a_job_stops_it_cleanly(tmp_path):
+    """Issue 21: stopping the server during a job printed "terminate called without an active exception" and
+    aborted (a daemon thread still inside torch at interpreter exit). The job is stopped and waited for; its record
+    says "interrupted", so a restarted server offers to resume it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import time, torch
+        from influence_core import jobs
+
+        def work(handle):
+            x = torch.randn(300, 300, requires_grad=True)
+            while True:
+                handle.check()
+                (x @ x).sum().backward()
+                torch.linalg.eigvalsh(torch.randn(200, 200, dtype=torch.float64))
+
+        jobs.start_job("spin", "Spin", work, store={str(tmp_path)!r})
+        time.sleep(1.0)  # the job is inside torch now
+        print("exiting", flush=True)
+    """)
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert "terminate called" not in done.stderr and done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert "exiting" in done.stdout
+    record = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert record["state"] == "interrupted"

@@ -32,6 +32,7 @@ from .base import Dataset
 SPLITS = ("train", "val", "test")
 INTEGRAL_TEXT = re.compile(r"^([+-]?\d+)\.0+$")  # a label written "1.0": class "1", as the number 1.0 is
 SPLIT_COLUMN = "split"  # a table column of train / val / test: the cleaned export writes it, the CSV loader honours it
+ORIGINAL_INDEX_COLUMN = "original_index"  # the cleaned export's link back to the source rows; never a feature on load
 # name -> reader(path, **options) returning the whole raw table the loader encoded (the same call the loader makes).
 TABLE_READERS: dict[str, Callable[..., pd.DataFrame]] = {}
 

@@ -40,7 +40,7 @@ import torch
 
 from ..errors import InfluenceError, writing
 from .base import Dataset, Split
-from .originals import INTEGRAL_TEXT, SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
+from .originals import INTEGRAL_TEXT, ORIGINAL_INDEX_COLUMN, SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
 from .prepare import carve_indices, normalise_images
 from .registry import register_path_loader
 from .storage import IMAGES_ON_DISK_FROM, stored_image_splits
@@ -364,7 +364,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     Other columns are features (numeric standardised, others one-hot, fitted on train; missing values handled as
     ``missing`` says, see `influence_core.data.tabular`). Test then validation are carved with ``seed``.
     ``on_disk``: read the encoded features from disk a batch at a time (None = when over 256 MiB). A column named
-    ``split`` holding only train / val / test (as the cleaned export writes it) assigns the splits instead.
+    ``split`` holding only train / val / test (as the cleaned export writes it) assigns the splits instead; a column
+    ``original_index`` (the cleaned export's link back to its source) stays in the file but is not a feature.
     What is read differently from the cells (thousands separators, labels "1" and "1.0", a free-text column left
     out; see `readable_features`) is listed in ``meta["conversions"]``, one line each, for the page to state.
     """
@@ -385,6 +386,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     assigned = split_assignment(frame, label_column)
     if assigned is not None:
         drop.append(SPLIT_COLUMN)
+    if ORIGINAL_INDEX_COLUMN in frame.columns and ORIGINAL_INDEX_COLUMN not in drop:
+        drop.append(ORIGINAL_INDEX_COLUMN)  # a cleaned export's row ids: kept in the file, not learnt from
     features, text_columns = readable_features(frame.drop(columns=drop), notes)
     if features.shape[1] == 0:
         why = ""

@@ -149,3 +149,62 @@ def attack_boxplot(result, title: str = "Accuracy before and after attack") -> g
     fig.update_yaxes(title="test accuracy (%)")
     fig.update_layout(title=title, showlegend=False, margin=dict(t=50, l=10, r=10, b=10))
     return fig
+
+
+def _arms(result) -> list[tuple[str, str, dict]]:
+    """(name, label, accuracy stat) of every arm with an accuracy: full first, then random, then the methods."""
+    rows = _rows(result)
+    order = ["full", "random"] + [n for n in rows if n not in ("full", "random")]
+    return [(n, rows[n].get("label", n), rows[n]["accuracy"]) for n in order if n in rows and (rows[n] or {}).get("accuracy")]
+
+
+def accuracy_figure(result, title: str = "Clean test accuracy per arm") -> go.Figure:
+    """Test accuracy (no attack) of each arm — full data, the random control, each method — one dot per retraining
+    seed and the mean ± one std over seeds, with the full-data mean as a dashed line: the question Evaluate asks
+    (did cleaning help?) with the seeds' spread beside each gain."""
+    arms, runs = _arms(result), _runs(result)
+    if not arms:
+        raise InfluenceError("no finished runs with a test accuracy to plot")
+    fig = go.Figure()
+    for name, label, stat in arms:
+        seeds = [100 * r["accuracy"] for r in runs if r.get("method") == name and r.get("accuracy") is not None]
+        colour = method_colour(name)
+        if seeds:
+            fig.add_trace(go.Scatter(x=[label] * len(seeds), y=seeds, mode="markers", name=f"{label}: seeds",
+                                     showlegend=False, marker=dict(color=colour, size=7, opacity=0.45),
+                                     hovertemplate=f"{label}<br>one seed: %{{y:.2f}}%<extra></extra>"))
+        std = 100 * (stat.get("std") or 0.0)
+        fig.add_trace(go.Scatter(
+            x=[label], y=[100 * stat["mean"]], mode="markers", name=label,
+            marker=dict(color=colour, size=14, symbol="diamond", line=dict(width=1, color="#222")),
+            error_y=dict(type="data", array=[std], visible=std > 0, thickness=1.5, width=8),
+            hovertemplate=f"{label}<br>mean %{{y:.2f}}% ± {std:.2f} (std over {_seeds(stat)} seed(s))<extra></extra>"))
+    full = next((stat for name, _, stat in arms if name == "full"), None)
+    if full is not None:
+        fig.add_hline(y=100 * full["mean"], line=dict(color=REFERENCE_COLOUR, dash="dot"),
+                      annotation_text="full data", annotation_position="top left")
+    fig.update_yaxes(title="test accuracy (%), no attack")
+    fig.update_layout(title=title, showlegend=False, margin=dict(t=50, l=10, r=10, b=10))
+    return fig
+
+
+def spread_note(result) -> str | None:
+    """A sentence when the seeds' spread of test accuracy is as large as a method's gain over the full data (then
+    the gain may be seed noise), else None. The spread of a comparison is the larger std of its two arms."""
+    arms = _arms(result)
+    full = next((stat for name, _, stat in arms if name == "full"), None)
+    if full is None or _seeds(full) < 2:
+        return None
+    noisy = []
+    for name, label, stat in arms:
+        if name == "full":
+            continue
+        gain = 100 * (stat["mean"] - full["mean"])
+        spread = 100 * max(full.get("std") or 0.0, stat.get("std") or 0.0)
+        if spread > 0 and abs(gain) <= spread:
+            noisy.append(f"{label} {gain:+.2f}")
+    if not noisy:
+        return None
+    return (f"With {_seeds(full)} seeds the spread of test accuracy (full data ±{100 * (full.get('std') or 0.0):.2f} "
+            f"points) is as large as the gain of {', '.join(noisy)} points over the full data: these differences may "
+            "be seed noise — run more seeds before trusting them.")

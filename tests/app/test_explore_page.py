@@ -43,6 +43,7 @@ def test_views_render_and_slow_ones_are_cached_project_jobs(scored):
     at = open_page("4_Explore.py")
     no_errors(at)
     assert not proj.has_view("angles", impact="utility", params="all")
+    assert any(c.value.startswith("Estimated time: ") for c in at.caption)  # said before it starts
     at.button(key="btn-angles").click().run()
     at = settle(at)
     no_errors(at)
@@ -88,9 +89,19 @@ def test_feature_map_job_selection_and_hand_off_to_review(scored):
     table = next(d.value for d in at.dataframe if "known wrong label" in d.value.columns)
     assert table["sample"].tolist() == [int(ids[3]), int(ids[5])]
     np.testing.assert_allclose(table["ip"].to_numpy(), proj.scores()["ip"][[3, 5]])
+    # Recoloured by the given class: the map still draws the selection the panel lists (issue 21)
+    for colour in (None, "given class", "predicted class"):
+        if colour:
+            at.selectbox(key="map-colour").set_value(colour).run()
+            no_errors(at)
+        spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+        drawn = {int(_array(t["customdata"])[i][0]) for t in spec["data"] for i in t.get("selectedpoints") or []}
+        assert drawn == {3, 5}, colour
+    assert {t["name"] for t in spec["data"]} <= {f"{c}{k}" for c in ds.classes for k in ("", " · known wrong label")}
+    assert any(shown(m.value) == "**2 samples selected**" for m in at.markdown)
     at.button(key="to-review").click().run()
-    # Review takes the rows over (it moves them into its batch selection)
-    handed = at.session_state["review_batch"] if "review_batch" in at.session_state else at.session_state["batch-rows"]
+    # Review takes the rows over (they become its grid's cards)
+    handed = at.session_state["review_batch"] if "review_batch" in at.session_state else at.session_state["review-from-map"]
     assert [int(r) for r in handed] == [3, 5]
     assert len(ds.train) == 250
 

@@ -47,12 +47,12 @@ def test_table_and_files(scored):
     written = pd.read_csv(folder / "moons-cleaned.csv")
     pd.testing.assert_frame_equal(written, pd.read_parquet(folder / "moons-cleaned.parquet"), check_dtype=False)
     # By default the validation and test rows follow, marked in a split column (loading it back keeps them).
-    assert written.columns.tolist() == ["x1", "x2", "label", "split"]
+    assert written.columns.tolist() == ["original_index", "x1", "x2", "label", "split"]
     assert written["split"].value_counts().to_dict() == {"train": 248, "val": len(ds.val), "test": len(ds.test)}
     for part in ("val", "test"):
         rows = written[written["split"] == part]
         assert np.allclose(rows[["x1", "x2"]].to_numpy(), getattr(ds, part).x.numpy())
-    cleaned = written[written["split"] == "train"].drop(columns="split")
+    cleaned = written[written["split"] == "train"].drop(columns=["split", "original_index"])
     kept = [r for r in range(len(ds.train)) if r not in (5, 7)]
     assert cleaned.columns.tolist() == ["x1", "x2", "label"] and len(cleaned) == len(kept) == 248
     assert np.allclose(cleaned[["x1", "x2"]].to_numpy(), ds.train.x[kept].numpy())
@@ -76,6 +76,7 @@ def test_cleaned_data_set_of_an_uploaded_csv(workspace):
     next(b for b in at.button if b.label == "Write the export files").click().run()
     cleaned = pd.read_csv(_written(workspace, "pets-cleaned.csv") / "pets-cleaned.csv")
     expected = frame.iloc[ds.source_index.numpy()[2:]].reset_index(drop=True)
+    expected.insert(0, "original_index", ds.source_index.numpy()[2:])
     expected["kind"] = expected["kind"].map(lambda v: "'" + v if v.startswith("=") else v)  # formula neutralised
     pd.testing.assert_frame_equal(cleaned, expected)
 

@@ -100,18 +100,37 @@ def test_undo_takes_back_only_this_sessions_last_decision(scored):
     assert next(b for b in at.button if b.label == "Undo").disabled
 
 
-def test_a_lasso_selection_from_explore_arrives_as_a_batch(scored):
+def test_a_lasso_selection_from_explore_becomes_the_grids_cards(scored):
+    """Issue 21: the map's selection arrived as chips in the batch box above the unchanged flagged grid, with
+    "relabel all" preset to a class, and its banner stayed after the batch was cleared."""
+    proj = project_of(scored)
     at = open_page("5_Review.py")
-    at.session_state["review_batch"] = [3, 4, 200]
+    flagged_first = _rows(at)
+    at.session_state["review_batch"] = [200, 3, 4]
     at.run()
     no_errors(at)
+    s = proj.scores()["ip"]
+    assert _rows(at) == sorted([200, 3, 4], key=lambda r: (s[r], r))  # the selection is the grid, most detrimental first
     assert any("3 samples selected on the Explore map" in i.value for i in at.info)
-    assert at.multiselect(key="batch-rows").value == [3, 4, 200]
+    assert at.multiselect(key="batch-rows").value == []  # nothing preloaded into a batch
+    assert at.selectbox(key="batch-target").value is None  # "relabel all" has no class preset
+    at.multiselect(key="batch-rows").set_value([3, 4]).run()
+    assert next(b for b in at.button if b.label == "Relabel all").disabled  # it waits for a chosen class
     next(b for b in at.button if b.label == "Remove all").click().run()
     no_errors(at)
-    assert {r: d.action for r, d in project_of(scored).current_decisions().items()} == {3: "remove", 4: "remove",
-                                                                                       200: "remove"}
-    assert at.multiselect(key="batch-rows").value == []  # the batch is cleared after the action
+    assert {r: d.action for r, d in proj.current_decisions().items()} == {3: "remove", 4: "remove"}
+    assert at.multiselect(key="batch-rows").value == []
+    at.button(key="leave-map-selection").click().run()
+    no_errors(at)
+    assert not any("selected on the Explore map" in i.value for i in at.info)  # the banner goes with the selection
+    assert _rows(at) == [r for r in flagged_first if r not in (3, 4)]
+
+
+def test_one_selected_sample_is_named_in_the_singular(scored):
+    at = open_page("5_Review.py")
+    at.session_state["review_batch"] = [7]
+    at.run()
+    assert any("the 1 sample selected on the Explore map" in i.value for i in at.info)
 
 
 def _rows(at) -> list[int]:

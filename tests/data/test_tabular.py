@@ -106,6 +106,7 @@ def test_adult_cleaned_table_after_decisions(adult, shared_data):
     flip = 1 - int(adult.train.y[7])
     decisions = {3: Decision(3, "remove", None, "t", 0.0), 7: Decision(7, "relabel", flip, "t", 0.0)}
     table = cleaned_table(adult, decisions)
+    assert (table.pop("original_index") == table.index).all()  # the link back, written as a column
     src = adult.source_index.numpy()
     assert len(table) == len(adult.train) - 1 and int(src[3]) not in table.index
     assert table.index[3] == src[4] and [_as_text(v) for v in table.iloc[3]] == rows[src[4]]

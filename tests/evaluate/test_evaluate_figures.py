@@ -117,3 +117,38 @@ def test_no_attack_chart_when_the_attacks_change_nothing():
     with pytest.raises(InfluenceError, match="changed no prediction"):
         attack_boxplot(result)
     assert attacks_without_effect(RESULT) is None
+
+
+def _acc_result(full_accs, ip_accs):
+    import numpy as np
+
+    def stat(v):
+        return {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+    return {"results": {"full": {"label": "full", "accuracy": stat(full_accs)},
+                        "ip": {"label": "IP", "accuracy": stat(ip_accs)}},
+            "runs": [{"method": "full", "seed": i, "accuracy": a} for i, a in enumerate(full_accs)]
+                    + [{"method": "ip", "seed": i, "accuracy": a} for i, a in enumerate(ip_accs)]}
+
+
+def test_accuracy_chart_shows_each_arms_clean_accuracy_with_the_seeds_spread():
+    """Issue 21: the only chart was accuracy under attack; clean test accuracy after trimming had none."""
+    from influence_core.evaluate.figures import accuracy_figure
+
+    result = _acc_result([0.70, 0.75], [0.74, 0.76])
+    fig = accuracy_figure(result)
+    means = {t.name: t for t in fig.data if t.error_y is not None and t.name in ("full", "IP")}
+    assert list(means["full"].y) == pytest.approx([72.5]) and list(means["IP"].y) == pytest.approx([75.0])
+    assert list(means["full"].error_y.array) == pytest.approx([100 * result["results"]["full"]["accuracy"]["std"]])
+    seeds = next(t for t in fig.data if t.name == "full: seeds")
+    assert list(seeds.y) == pytest.approx([70.0, 75.0])  # each seed's accuracy is on the chart
+    assert "no attack" in fig.layout.yaxis.title.text
+
+
+def test_a_sentence_when_the_seeds_spread_is_as_large_as_the_gain():
+    from influence_core.evaluate.figures import spread_note
+
+    noisy = spread_note(_acc_result([0.70, 0.75], [0.74, 0.76]))  # gain 2.5 points, full's std 3.54 points
+    assert noisy is not None and noisy.startswith("With 2 seeds") and "IP +2.50" in noisy and "±3.54" in noisy
+    assert spread_note(_acc_result([0.700, 0.701], [0.80, 0.801])) is None  # a gain far beyond the spread
+    assert spread_note(_acc_result([0.70], [0.71])) is None  # one seed: no spread to compare with

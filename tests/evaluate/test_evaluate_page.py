@@ -18,7 +18,7 @@ from influence_core.project import (AttackSettings, ExperimentResult, Experiment
                                     ScoreRun, cleaned_split_table)
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-SUMMARY = "trim the lowest 10% by IP, IP Ensemble · utility impact · 1 seed(s) · 5 attack(s)"
+SUMMARY = "trim the lowest 10% by IP, IP Ensemble · utility impact · 1 seed(s) · no attacks"
 
 
 def _open() -> AppTest:
@@ -56,9 +56,10 @@ def _result_on_screen(at: AppTest, ip_scores) -> str:
     assert "| full |" in table and "| random |" in table and "| IP |" in table
     assert any(SUMMARY in _shown(c.value) for c in at.caption)
     charts = at.get("plotly_chart")
-    assert len(charts) == 2  # the Pareto chart (blobs has a sensitive attribute) and the attack box plot
+    assert len(charts) == 2  # clean accuracy per arm and the Pareto chart (blobs has a sensitive attribute); no attacks
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
-    assert titles[0].startswith("Utility vs fairness") and all(SUMMARY in t for t in titles)
+    assert titles[0].startswith("Clean test accuracy per arm") and titles[1].startswith("Utility vs fairness")
+    assert all(SUMMARY in t for t in titles)
     # The form shows the settings of the result, not its defaults (3 seeds, 5%).
     assert next(n for n in at.number_input if n.label == "Retraining seeds").value == 1
     assert next(s for s in at.slider if s.label.startswith("Share flagged")).value == pytest.approx(0.1)
@@ -172,3 +173,14 @@ def test_the_cleaned_split_is_rebuilt_from_the_job_record(blobs_project, monkeyp
     blobs_project.train("logreg", {"seed": 0, "l2": 0.5})  # another model: the result is not of it
     with pytest.raises(InfluenceError, match="another data set or model"):
         blobs_project.cleaned_split(stored, "ip")
+
+
+def test_no_attacks_by_default_and_an_estimate_before_running(blobs_project):
+    """Issue 21: attacks were on by default (a question the user did not ask), and a 115 s run started without an
+    estimate."""
+    at = _open()
+    _no_errors(at)
+    assert next(n for n in at.number_input if n.label.startswith("Random attacks")).value == 0
+    estimate = next(_shown(c.value) for c in at.caption if c.value.startswith("Estimated time"))
+    # 2 methods (IP, IP Ensemble) + full + random, 3 seeds, less the full-data run the current model already is
+    assert "11 retrainings" in estimate and "× 3 seed(s)" in estimate
