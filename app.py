@@ -82,6 +82,8 @@ def _project_switcher(access: Access, name: str, proj: Project | None) -> None:
             st.error(plain(err))
     if owner and access.signed_in:
         _members(proj)
+    if proj is not None:
+        notice_banner(proj)
 
 
 def _members(proj: Project) -> None:
@@ -104,7 +106,6 @@ def _members(proj: Project) -> None:
                 st.rerun()
         except InfluenceError as err:
             st.error(plain(err))
-    notice_banner(proj)
 
 
 def _no_project(access: Access | None, name: str | None, refusal: InfluenceError | None) -> None:

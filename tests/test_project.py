@@ -404,7 +404,7 @@ def test_a_full_disk_refuses_a_state_change_in_one_line_and_keeps_the_old_state(
     assert str(err.value) == "cannot save the project's state: the disk is full on the server; ask its administrator"
     monkeypatch.undo()
     assert moons_data_project.state().dataset == "moons"
-    assert sorted(p.name for p in moons_data_project.folder.iterdir() if p.name.startswith(".state")) == []
+    assert sorted(p.name for p in moons_data_project.folder.iterdir() if p.name.endswith(".tmp")) == []  # no half-written state
 
 
 def test_a_corrupt_state_file_restores_the_last_good_state_keeps_the_bad_one_and_says_so(tmp_path, moons_project):

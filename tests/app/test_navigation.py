@@ -105,8 +105,7 @@ def test_a_viewer_sees_the_review_page_but_every_decision_is_refused_in_one_line
     refusal = "you may view project 'default' but not decide (your role: viewer); ask its owner for the reviewer role"
     grid = next(json.loads(c.proto.json) for c in _all(at.main) if getattr(c, "type", None) == "bidi_component")
     assert grid["failed"] == {"k1": refusal, "u1": refusal}
-    at.session_state["review_batch"] = [3]  # a batch (as Explore's lasso hands it over)
-    at.run()
+    at.multiselect(key="batch-rows").set_value([at.multiselect(key="batch-rows").options[0]]).run()  # a batch
     next(b for b in at.button if b.label == "Remove all").click().run()
     assert [shown(e.value) for e in at.error] == [refusal]
     assert Project.open("default", scored).current_decisions() == {}
