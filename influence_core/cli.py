@@ -261,8 +261,8 @@ def _print_target(target: dict) -> None:
     left = len(target["left_out"])
     line = f"target ({target['impact']}): {target['n_used']} of {target['n_val']} validation samples"
     if left:
-        shown = ", ".join(str(i) for i in target["left_out"][:10]) + (" …" if left > 10 else "")
-        line += f"; {left} left out as least plausible (highest loss; validation positions {shown})"
+        shown = ", ".join(str(i) for i in target["left_out_index"][:10]) + (" …" if left > 10 else "")
+        line += f"; {left} left out as least plausible (highest loss; samples {shown} of the data)"
     print(line, file=sys.stderr)
 
 
