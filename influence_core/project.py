@@ -349,8 +349,27 @@ class Project:
                 out[run.label] = note
         return out
 
-    def set_primary(self, label: str) -> None:
+    def set_primary(self, label: str | None) -> None:
+        """Order Review by the run ``label`` (None: the default choice again, see `primary_run`)."""
         self._update_state(lambda s: setattr(s, "primary", label))
+
+    def primary_run(self) -> ScoreRun | None:
+        """The ranking Review orders by and flags with: the one chosen there (`set_primary`); else, where the wrong
+        labels are known, the computed ranking that finds them best (the Scores page's leaderboard, by AUROC); else
+        the ranking the benchmark supports (README "Which ranking to trust": the loss, in-sample first); else the
+        newest run. Computing runs hands the choice back to this default, so a new run can reach Review."""
+        state = self.state()
+        chosen = next((r for r in state.runs if r.label == state.primary), None)
+        if chosen is not None or not state.runs:
+            return chosen
+        dataset = self.dataset()
+        if dataset.noise_mask is not None and dataset.noise_mask.any():
+            from .figures import detection_auroc
+
+            noisy, scores = dataset.noise_mask.numpy().astype(bool), self.scores()
+            return max(state.runs, key=lambda r: detection_auroc(scores[r.label], noisy))  # the first of equals
+        losses = sorted((r for r in state.runs if r.method == "loss"), key=lambda r: r.folds)
+        return losses[0] if losses else state.runs[-1]
 
     def set_flag_share(self, share: float) -> None:
         self._update_state(lambda s: setattr(s, "flag_share", float(share)))
@@ -358,7 +377,7 @@ class Project:
     def flagged(self, label: str | None = None) -> np.ndarray:
         """Rows of the flagged samples: the ``flag_share`` lowest scores of ``label`` (default: the primary run)."""
         state = self.state()
-        run = state.primary_run() if label is None else next((r for r in state.runs if r.label == label), None)
+        run = self.primary_run() if label is None else next((r for r in state.runs if r.label == label), None)
         if run is None:
             return np.zeros(0, dtype=np.int64)
         return flagged_rows(self.scores()[run.label], state.flag_share)
@@ -572,6 +591,7 @@ class Project:
                     handle.report((i + fraction) / len(runs), f"{r.label}: {message}")
 
                 self.score(r, progress, scheduler=scheduler or None)
+            self.set_primary(None)  # Review orders by the default choice again, among the new runs too
             return {"runs": [r.label for r in runs]}
 
         return self.start_job("score", "Scoring", run)

@@ -368,7 +368,7 @@ def _table(proj: Project, ds, fitted) -> None:
     titles = _column_titles(state.runs, scores)
     for name, s in scores.items():
         frame[titles[name]] = s
-    primary = state.primary_run()
+    primary = proj.primary_run()
     st.markdown(f"**Scores of all {len(frame):,} training samples** — lower = more detrimental; ordered by "
                 f"{plain(run_title(primary))}; click a column header to sort.")
     order = np.argsort(scores[primary.label], kind="stable")

@@ -173,7 +173,7 @@ def page() -> None:
     ds = require_dataset(proj)
     require_model(proj, ds)
     scores = require_scores(proj)
-    primary = proj.state().primary_run()
+    primary = proj.primary_run()
     two_d = ds.kind == "tabular" and ds.train.x.shape[1] == 2
     names = ["Gradient angles", "Compare methods", "Distributions", "Feature map"] + (["Decision boundary"] if two_d else [])
     view = st.segmented_control("View", names, default=names[0], key="explore-view", label_visibility="collapsed") or names[0]

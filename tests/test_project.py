@@ -29,6 +29,7 @@ def test_state_round_trip_and_a_broken_file_falls_back(tmp_path):
     sel = Selection()
     sel.arch, sel.train, sel.model_hash = "mlp", {"epochs": 5}, "abc"
     sel.add_run(ScoreRun("ip_ensemble", settings={"ensemble_size": 3}))
+    sel.primary = "ip_ensemble[K=3]"
     proj.save_state(sel)
     back = Project.open("p", tmp_path).state()
     assert back == sel and back.runs[0].label == "ip_ensemble[K=3]" and back.primary == "ip_ensemble[K=3]"
