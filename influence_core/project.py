@@ -36,7 +36,7 @@ from .grads import Progress
 from .impacts import IMPACTS, make_impact, resolve_val_trim
 from .jobs import Job, JobHandle, forget_job, get_job, start_job
 from .methods import METHODS
-from .models.registry import MODELS
+from .models.registry import MODELS, default_architecture
 from .models.train import FittedModel, TrainConfig, TrainProgress, memorisation_warning
 from .review import ACTIONS as DECISION_ACTIONS, DecisionLog
 from .session import ScoreRun, Selection, decision_scope, flagged_rows, workspace_root
@@ -51,7 +51,7 @@ from .evaluate.runner import ExperimentResult, ExperimentSettings, cleaned_split
 __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSettings", "ExperimentResult", "AttackSettings",
            "DATASETS", "PATH_LOADERS", "METHODS", "IMPACTS", "MODELS", "DECISION_ACTIONS", "CLEANING_ACTIONS", "Job",
            "JobHandle", "InfluenceError", "memorisation_warning", "resolve_val_trim", "workspace_root", "project_names",
-           "DEFAULT_PROJECT", "valid_project_name", "format_table", "cleaned_split_table"]
+           "DEFAULT_PROJECT", "valid_project_name", "format_table", "cleaned_split_table", "default_architecture"]
 
 DEFAULT_PROJECT = "default"
 STATE_FILE = "state.json"

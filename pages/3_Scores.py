@@ -14,7 +14,8 @@ import streamlit as st
 
 from influence_core.figures import detection_report, format_duration
 from influence_core.project import IMPACTS, METHODS, InfluenceError, Project, ScoreRun, resolve_val_trim
-from pages._common import guarded, job_outcome, job_panel, plain, project, require_dataset, require_model, run_title
+from pages._common import (guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model,
+                           run_title)
 
 # Friendlier names for the settings users touch most.
 SETTING_LABELS = {"ensemble_size": "K (models in the ensemble)", "dropout": "p (dropout rate)", "damping": "damping λ"}
@@ -377,6 +378,8 @@ def _table(proj: Project, ds, fitted) -> None:
         "sample", format="%d", help="The sample's index in the original data: the id Explore, Review and the exports use")
     config["row"] = st.column_config.NumberColumn("row", format="%d", help="Position in the training split")
     st.dataframe(frame.iloc[order], hide_index=True, width="stretch", height=420, key="scores", column_config=config)
+    link("explore", "Next: see where the flagged samples lie on Explore")
+    link("review", "Or review them on Review")
 
 
 def _column_titles(runs: list[ScoreRun], scores: dict) -> dict[str, str]:

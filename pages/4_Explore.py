@@ -187,6 +187,8 @@ def page() -> None:
         _feature_map(proj, ds, scores, primary)
     else:
         _boundary(proj, ds, scores, primary)
+    st.divider()
+    link("review", "Next: review the flagged samples on Review")
 
 
 guarded(page)

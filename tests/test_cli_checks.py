@@ -3,10 +3,6 @@ is typed, and `--model` follows the data kind (in-process: `cli.main`, training 
 
 from __future__ import annotations
 
-import io
-import zipfile
-
-import numpy as np
 import pytest
 
 from influence_core import cli, models
@@ -49,23 +45,10 @@ def test_usage_hints_name_the_command_as_typed(argv, hint, capsys):
     assert hint in err and "influence_core influence_core" not in err, err
 
 
-def _image_zip(path) -> str:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    with zipfile.ZipFile(path, "w") as z:
-        for c in ("cat", "dog"):
-            for i in range(10):
-                buf = io.BytesIO()
-                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(buf, format="PNG")
-                z.writestr(f"{c}/{i}.png", buf.getvalue())
-    return str(path)
-
-
-def test_the_default_model_follows_the_data_kind(tmp_path, no_training):
+def test_the_default_model_follows_the_data_kind(tiny_image_zip, no_training):
     with pytest.raises(_Trained, match="^cnn$"):
-        cli.main(["score", "--dataset", _image_zip(tmp_path / "pets.zip"), "--no-cache", "--quiet"])
+        cli.main(["score", "--dataset", tiny_image_zip, "--no-cache", "--quiet"])
     with pytest.raises(_Trained, match="^mlp$"):
         cli.main(["score", "--dataset", "moons", "--no-cache", "--quiet"])
     with pytest.raises(_Trained, match="^logreg$"):  # a model asked for is the model trained
-        cli.main(["score", "--dataset", _image_zip(tmp_path / "pets.zip"), "--model", "logreg", "--no-cache", "--quiet"])
+        cli.main(["score", "--dataset", tiny_image_zip, "--model", "logreg", "--no-cache", "--quiet"])

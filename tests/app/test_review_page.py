@@ -227,3 +227,12 @@ def test_without_known_wrong_labels_review_orders_by_the_loss(scored, monkeypatc
     assert proj.primary_run().label == "loss"
     proj.set_primary("margin")
     assert proj.primary_run().label == "margin"  # a choice made on Review is kept
+
+
+def test_the_flag_share_moves_in_coarse_steps(scored):
+    at = open_page("5_Review.py")
+    no_errors(at)
+    share = next(w for w in at.select_slider if w.label.startswith("Flag the most detrimental share"))
+    assert share.options == ["1%", "2%", "5%", "10%", "15%", "20%", "25%", "30%", "40%", "50%"]
+    share.set_value(0.2).run()
+    assert project_of(scored).state().flag_share == 0.2
