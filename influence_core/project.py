@@ -583,7 +583,13 @@ class Project:
         return shardable_methods()
 
     def score_in_background(self, runs: list[ScoreRun], scheduler: str | None = None) -> Job:
-        """Compute ``runs`` one after another as the "score" job; each finished run is kept even when stopped."""
+        """Compute ``runs`` one after another as the "score" job; each finished run is kept even when stopped. While
+        one is running (started in another tab, say) a second is refused in one line, never silently dropped."""
+        running = self.job("score")
+        if running is not None and running.running:
+            raise InfluenceError(f"{running.title} is already running in this project (scores are already being "
+                                 "computed): wait for it or stop it, then compute again")
+
         def run(handle: JobHandle) -> dict:
             for i, r in enumerate(runs):
                 def progress(fraction: float, message: str, i=i, r=r) -> None:
@@ -594,7 +600,7 @@ class Project:
             self.set_primary(None)  # Review orders by the default choice again, among the new runs too
             return {"runs": [r.label for r in runs]}
 
-        return self.start_job("score", "Scoring", run)
+        return self.start_job("score", "Scoring " + ", ".join(r.label for r in runs), run)
 
     def view_in_background(self, name: str, **settings) -> Job:
         """Compute a view ("angles" or "umap") as a job of that name; the page draws it from the cache when done."""

@@ -275,8 +275,12 @@ def _form(proj: Project, ds, fitted, running: bool) -> None:
     scheduler = _scheduler_input()
     if st.button("Compute scores", type="primary", disabled=running or not runs or folds == 1 or not valid,
                  icon=":material/calculate:", help="Runs in the background; this page shows its progress."):
-        proj.score_in_background(runs, scheduler=scheduler)
-        st.rerun()
+        try:
+            proj.score_in_background(runs, scheduler=scheduler)
+        except InfluenceError as err:  # a score job started meanwhile (another tab): say so, do not drop the runs
+            st.error(plain(err))
+        else:
+            st.rerun()
 
 
 def _scheduler_input() -> str | None:

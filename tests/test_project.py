@@ -250,3 +250,25 @@ def test_ekfac_factors_are_fitted_once_for_every_impact_and_damping(tmp_path, mo
     assert len(calls) == 1 and not np.allclose(utility, damped)
     np.testing.assert_allclose(utility, compute_scores(proj.dataset(), proj.model(), "ekfac"), rtol=1e-6, atol=1e-9)
     assert len(calls) == 2  # the direct computation has no cache: it fits its own
+
+
+def test_a_second_compute_while_scoring_runs_is_refused_not_dropped(tmp_path, monkeypatch):
+    """Seen on the Scores page: confident learning ticked alone, the progress said "loss·oof5: fold 1/5" — the
+    project's score job already running (another tab) was returned in place of the runs asked for, without a word."""
+    import threading
+
+    from influence_core.jobs import wait_all
+
+    proj = Project.open("busy", tmp_path)
+    proj.use_dataset("moons", seed=0)
+    release = threading.Event()
+    monkeypatch.setattr(Project, "score", lambda self, run, *a, **k: release.wait(30))
+    first = proj.score_in_background([ScoreRun("loss", folds=5)])
+    try:
+        with pytest.raises(InfluenceError, match="already being computed") as err:
+            proj.score_in_background([ScoreRun("confident_learning", folds=5)])
+        assert "loss·oof5" in str(err.value) and "\n" not in str(err.value)
+    finally:
+        release.set()
+        wait_all(30)
+    assert first.state == "done" and first.result == {"runs": ["loss·oof5"]}
