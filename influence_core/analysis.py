@@ -344,13 +344,19 @@ def estimate_seconds(method: str, units: CostUnits, settings: dict | None = None
     k = max(int(s.get("ensemble_size", 1) or 1), 1)
     t = max(int(checkpoints), 1)
     c = u.n_classes
+    # Class targets (ip_classwise): one validation target per class, together one pass over validation; their JVPs
+    # are one vmapped torch.func call per batch, not one per class.
+    class_targets = 0.8 * u.val_pass + max(c, u.val_batches) * func
+    class_rows = c * 0.8 * u.train_pass + u.batches * func
+    # IP + loss: class targets on multiclass data, plain IP on binary data (its "auto" variant), plus the loss.
+    combined = (class_targets, class_rows + forward) if c > 2 else (target, jvp + forward)
     depth = int(s.get("depth", 1000)) * int(s.get("repeats", 1))
     scale = 0 if float(s.get("scale", 0.0) or 0.0) > 0 else 20 * full_hvp  # automatic scale: power iteration
     fixed, rows = {
         "loss": (0.0, forward), "margin": (0.0, forward), "confident_learning": (0.0, forward),
         "ip": (target, jvp),
-        "ip_classwise": (c * target, c * jvp),
-        "ip_combined": (c * target, c * jvp + forward),
+        "ip_classwise": (class_targets, class_rows),
+        "ip_combined": combined,
         "ip_ensemble": (k * target, 0.4 * k * (jvp - u.batches * func) + k * u.batches * func),
         "tracin": (t * target, t * jvp),
         "self_tracin": (0.0, per_sample),

@@ -132,11 +132,15 @@ def estimate_label_issues(dataset: Dataset, fitted: FittedModel, fold_models: li
 
 def describe_target(dataset: Dataset, fitted: FittedModel, impact: str | Impact = "utility",
                     impact_settings: dict | None = None) -> dict:
-    """Which validation samples the impact target uses at ``fitted``: counts, the share left out, and the
-    positions (in the validation split) of the ones left out as least plausible."""
+    """Which validation samples the impact target uses at ``fitted``: counts, the share left out, and the ones left
+    out as least plausible: ``left_out``, their positions in the validation split, and ``left_out_index``, their rows
+    in the original data (the ids people see)."""
+    from .data.originals import source_rows
+
     imp = make_impact(impact, **(impact_settings or {}))
     module = fitted.module.eval()
     rows = imp.target_rows(module, select_params(module), dataset)
     left_out = np.setdiff1d(np.arange(len(dataset.val)), rows)
     return {"impact": imp.name, "n_val": len(dataset.val), "n_used": int(len(rows)), "val_trim": imp.val_trim_for(dataset),
-            "trusted_val": bool(dataset.meta.get("trusted_val")), "left_out": left_out.tolist()}
+            "trusted_val": bool(dataset.meta.get("trusted_val")), "left_out": left_out.tolist(),
+            "left_out_index": source_rows(dataset, "val")[left_out].tolist()}

@@ -17,7 +17,7 @@ from .errors import InfluenceError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + message
-        raise InfluenceError(f"{message} (see: python -m influence_core {self.prog.split()[-1]} --help)")
+        raise InfluenceError(f"{message} (see: {self.prog} --help)")
 
 
 def _progress_printer(enabled: bool) -> Callable[[float, str], None] | None:
@@ -55,7 +55,7 @@ def _parse_sets(pairs: Sequence[str], flag: str = "--set") -> dict:
 def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by every command that loads data and trains or loads a model."""
     p.add_argument("--dataset", required=True, help="a registered data set (see `datasets`) or a path to a .csv / .zip")
-    p.add_argument("--model", default="mlp", help="architecture (see `models`)")
+    p.add_argument("--model", help="architecture (see `models`; default: cnn for image data, mlp otherwise)")
     p.add_argument("--seed", type=int, default=0, help="seed for the data and the training")
     p.add_argument("--label-column", help="CSV: the label column")
     p.add_argument("--sensitive-column", help="CSV: the binary sensitive attribute column")
@@ -153,28 +153,47 @@ def train_config_from_args(args: argparse.Namespace):
 def load_data_and_model(args: argparse.Namespace, project=None):
     """(dataset, fitted model) as the shared arguments ask — train, or load weights — in ``project`` when given (its
     current data set and model then; cached), else in memory."""
+    from . import models
     from .data import load_dataset
-    from .models import train_model
     from .models.train import memorisation_warning
 
     show = _progress_printer(not args.quiet)
     progress = (lambda rec: show(rec["fraction"], f"training: epoch {rec['epoch']} loss {rec['loss']:.4f}")) if show else None
     if project is not None:
         dataset = project.use_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))
-        if args.weights:
-            return dataset, project.use_weights(args.weights, args.model)
-        fitted = project.train(args.model, train_config_from_args(args), progress=progress, device=args.device)
     else:
         dataset = load_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))
-        if args.weights:
-            from .models import loading
+    args.model = args.model or models.default_architecture(dataset.kind)
+    models.get_model_spec(args.model)  # an unknown name: one line
+    if args.weights:
+        if project is not None:
+            return dataset, project.use_weights(args.weights, args.model)
+        from .models import loading
 
-            return dataset, loading.load_fitted(args.weights, args.model, dataset)
-        fitted = train_model(dataset, args.model, train_config_from_args(args), device=args.device, progress=progress)
+        return dataset, loading.load_fitted(args.weights, args.model, dataset)
+    _automatic_checkpoints(args)
+    if project is not None:
+        fitted = project.train(args.model, train_config_from_args(args), progress=progress, device=args.device)
+    else:
+        fitted = models.train_model(dataset, args.model, train_config_from_args(args), device=args.device,
+                                    progress=progress)
     warning = memorisation_warning(fitted.metrics)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     return dataset, fitted
+
+
+def _automatic_checkpoints(args: argparse.Namespace) -> None:
+    """TracIn / TDA sum over the training trajectory: train with about five checkpoints instead of refusing."""
+    if not getattr(args, "needs_checkpoints", False) or args.checkpoint_every:
+        return
+    from .models import TrainConfig
+
+    epochs = args.epochs or TrainConfig().resolved(args.model).epochs
+    args.checkpoint_every = max(1, int(epochs) // 5)
+    if not args.quiet:
+        print(f"note: {args.method} needs training checkpoints: training with --checkpoint-every "
+              f"{args.checkpoint_every}", file=sys.stderr)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -188,6 +207,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in {"ensemble_size": args.ensemble_size, "dropout": args.dropout,
                                    "damping": args.damping}.items() if v is not None and k in known}
     settings.update(_parse_sets(args.set or []))
+    method_cls(**settings)  # unknown keys, wrong types and values out of range: one line, before any training
     impact_settings = impact_settings_from_args(args, args.impact)
     if args.folds is not None and (args.folds == 1 or args.folds < 0):
         raise InfluenceError("--folds takes 0 (in-sample) or a number of folds ≥ 2")
@@ -200,15 +220,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         if not sharded(args.method, args.cluster, args.scheduler) and not args.quiet:
             print(f"note: {args.method} scores all samples at once and runs in this process, not sharded",
                   file=sys.stderr)
-    if method_cls.needs_checkpoints and not args.checkpoint_every and not args.weights:
-        # TracIn / TDA sum over the training trajectory: keep about five checkpoints instead of refusing.
-        from .models import TrainConfig
-
-        epochs = args.epochs or TrainConfig().resolved(args.model).epochs
-        args.checkpoint_every = max(1, int(epochs) // 5)
-        if not args.quiet:
-            print(f"note: {args.method} needs training checkpoints: training with --checkpoint-every "
-                  f"{args.checkpoint_every}", file=sys.stderr)
+    args.needs_checkpoints = method_cls.needs_checkpoints
     project = open_project(args)
     dataset, fitted = load_data_and_model(args, project)
     if method_cls.uses_impact and not args.quiet:
@@ -252,8 +264,8 @@ def _print_target(target: dict) -> None:
     left = len(target["left_out"])
     line = f"target ({target['impact']}): {target['n_used']} of {target['n_val']} validation samples"
     if left:
-        shown = ", ".join(str(i) for i in target["left_out"][:10]) + (" …" if left > 10 else "")
-        line += f"; {left} left out as least plausible (highest loss; validation positions {shown})"
+        shown = ", ".join(str(i) for i in target["left_out_index"][:10]) + (" …" if left > 10 else "")
+        line += f"; {left} left out as least plausible (highest loss; samples {shown} of the data)"
     print(line, file=sys.stderr)
 
 

@@ -41,7 +41,7 @@ from .grads import Progress
 from .impacts import IMPACTS, resolve_val_trim
 from .jobs import MOVED_FILE, Job, JobHandle, forget_job, get_job, moved_folder, start_job
 from .methods import METHODS
-from .models.registry import MODELS
+from .models.registry import MODELS, default_architecture
 from .models.train import FittedModel, TrainConfig, TrainProgress, memorisation_warning
 from .review import ACTIONS as DECISION_ACTIONS, DecisionLog, reviewer_agreement
 from .session import ScoreRun, Selection, decision_scope, flagged_rows, workspace_root
@@ -57,7 +57,8 @@ __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSetting
            "DATASETS", "PATH_LOADERS", "METHODS", "IMPACTS", "MODELS", "DECISION_ACTIONS", "CLEANING_ACTIONS", "Job",
            "JobHandle", "InfluenceError", "memorisation_warning", "resolve_val_trim", "workspace_root", "project_names",
            "DEFAULT_PROJECT", "valid_project_name", "format_table", "cleaned_split_table", "format_bytes", "is_size",
-           "Access", "ROLES", "Members"]
+           "Access", "ROLES", "Members",
+           "default_architecture"]
 
 DEFAULT_PROJECT = "default"
 STATE_FILE = "state.json"
@@ -622,8 +623,27 @@ class Project:
                 out[run.label] = note
         return out
 
-    def set_primary(self, label: str) -> None:
+    def set_primary(self, label: str | None) -> None:
+        """Order Review by the run ``label`` (None: the default choice again, see `primary_run`)."""
         self._update_state(lambda s: setattr(s, "primary", label))
+
+    def primary_run(self) -> ScoreRun | None:
+        """The ranking Review orders by and flags with: the one chosen there (`set_primary`); else, where the wrong
+        labels are known, the computed ranking that finds them best (the Scores page's leaderboard, by AUROC); else
+        the ranking the benchmark supports (README "Which ranking to trust": the loss, in-sample first); else the
+        newest run. Computing runs hands the choice back to this default, so a new run can reach Review."""
+        state = self.state()
+        chosen = next((r for r in state.runs if r.label == state.primary), None)
+        if chosen is not None or not state.runs:
+            return chosen
+        dataset = self.dataset()
+        if dataset.noise_mask is not None and dataset.noise_mask.any():
+            from .figures import detection_auroc
+
+            noisy, scores = dataset.noise_mask.numpy().astype(bool), self.scores()
+            return max(state.runs, key=lambda r: detection_auroc(scores[r.label], noisy))  # the first of equals
+        losses = sorted((r for r in state.runs if r.method == "loss"), key=lambda r: r.folds)
+        return losses[0] if losses else state.runs[-1]
 
     def set_flag_share(self, share: float) -> None:
         self._update_state(lambda s: setattr(s, "flag_share", float(share)))
@@ -631,7 +651,7 @@ class Project:
     def flagged(self, label: str | None = None) -> np.ndarray:
         """Rows of the flagged samples: the ``flag_share`` lowest scores of ``label`` (default: the primary run)."""
         state = self.state()
-        run = state.primary_run() if label is None else next((r for r in state.runs if r.label == label), None)
+        run = self.primary_run() if label is None else next((r for r in state.runs if r.label == label), None)
         if run is None:
             return np.zeros(0, dtype=np.int64)
         return flagged_rows(self.scores()[run.label], state.flag_share)
@@ -872,11 +892,16 @@ class Project:
         """Compute ``runs`` one after another as the "score" job; each finished run is kept even when stopped.
         ``cluster``: one of `dask_clusters` by name (None: this process); anything else, an address above all, is
         refused with one line before any connection (a Dask cluster receives the data and model, and its results
-        are unpickled here)."""
+        are unpickled here). While one is running (started in another tab, say) a second is refused in one line,
+        never silently dropped."""
         from .distributed import resolve_cluster
         from .server_config import server_config
 
         spec = resolve_cluster(cluster, server_config(self.root))
+        running = self.job("score")
+        if running is not None and running.running:
+            raise InfluenceError(f"{running.title} is already running in this project (scores are already being "
+                                 "computed): wait for it or stop it, then compute again")
 
         def run(handle: JobHandle) -> dict:
             for i, r in enumerate(runs):
@@ -885,9 +910,10 @@ class Project:
                     handle.report((i + fraction) / len(runs), f"{r.label}: {message}")
 
                 self.score(r, progress, cluster=spec)
+            self.set_primary(None)  # Review orders by the default choice again, among the new runs too
             return {"runs": [r.label for r in runs]}
 
-        return self.start_job("score", "Scoring", run)
+        return self.start_job("score", "Scoring " + ", ".join(r.label for r in runs), run)
 
     def view_in_background(self, name: str, **settings) -> Job:
         """Compute a view ("angles" or "umap") as a job of that name; the page draws it from the cache when done."""

@@ -98,7 +98,6 @@ class Selection:
 
     def add_run(self, run: ScoreRun) -> None:
         self.runs = [r for r in self.runs if r.label != run.label] + [run]
-        self.primary = self.primary or run.label
 
     def to_json(self) -> dict:
         return asdict(self)

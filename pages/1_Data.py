@@ -10,7 +10,7 @@ import streamlit as st
 
 from influence_core.figures import class_balance
 from influence_core.project import DATASETS, PATH_LOADERS, InfluenceError, Project, format_bytes, is_size
-from pages._common import display_name, guarded, plain, project
+from pages._common import display_name, guarded, link, plain, project
 
 UPLOAD = "Upload a file…"
 # Loader arguments with a fixed set of values get a select box instead of a text field.
@@ -191,6 +191,7 @@ def page() -> None:
     ds = proj.dataset()  # a data set that no longer loads: its one-line reason, the chooser above still works
     st.subheader(f"{plain(display_name(proj.state().dataset))} · {ds.kind}")
     _preview(proj, ds)
+    link("model", "Next: train a model on this data on Model")
     _storage(proj)
 
 

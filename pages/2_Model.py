@@ -6,8 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from influence_core.figures import training_curve
-from influence_core.project import MODELS, InfluenceError, Project, TrainConfig, memorisation_warning
-from pages._common import guarded, job_outcome, job_panel, plain, project, require_dataset
+from influence_core.project import (MODELS, InfluenceError, Project, TrainConfig, default_architecture,
+                                    memorisation_warning)
+from pages._common import guarded, job_outcome, job_panel, link, plain, project, require_dataset
 
 
 def _show_current(proj: Project, ds, training: bool) -> None:
@@ -51,10 +52,18 @@ def _show_current(proj: Project, ds, training: bool) -> None:
         acc = h.get("val_accuracy")
         st.caption(f"Fitted in one pass (no training curve): training loss {h['loss']:.4g}"
                    + (f", validation accuracy {acc:.1%}." if acc is not None else "."))
+    if not training:
+        link("scores", "Next: score the training samples on Scores")
 
 
 def _archs(ds) -> list[str]:
     return [n for n, spec in sorted(MODELS.items()) if ds.kind in spec.input_kinds]
+
+
+def _default_arch(ds, archs: list[str]) -> str:
+    """The architecture offered first for this data: the CNN for images, the MLP otherwise."""
+    preferred = default_architecture(ds.kind)
+    return preferred if preferred in archs else archs[0]
 
 
 def _train_form(proj: Project, ds, training: bool) -> None:
@@ -66,7 +75,7 @@ def _train_form(proj: Project, ds, training: bool) -> None:
         st.warning(f"No architecture takes {ds.kind} data.")
         return
     state = proj.state()
-    default_arch = state.arch if state.arch in archs else ("mlp" if "mlp" in archs else archs[0])
+    default_arch = state.arch if state.arch in archs else _default_arch(ds, archs)
     arch = st.selectbox("Architecture", archs, index=archs.index(default_arch),
                         format_func=lambda n: f"{n} — {MODELS[n].description}")
     base = TrainConfig().resolved(arch)
@@ -118,7 +127,7 @@ def _upload_form(proj: Project, ds) -> None:
     if not archs:
         return
     state = proj.state()
-    default = state.arch if state.arch in archs else ("mlp" if "mlp" in archs else archs[0])
+    default = state.arch if state.arch in archs else _default_arch(ds, archs)
     arch = st.selectbox("Architecture of the weights", archs, index=archs.index(default), key="upload-arch",
                         help="ignored for .pt2 programs, which carry their own architecture")
     file = st.file_uploader("Weights: a state_dict (.safetensors, .pt) or a torch.export program (.pt2)",

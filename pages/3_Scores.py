@@ -14,7 +14,8 @@ import streamlit as st
 
 from influence_core.figures import detection_report, format_duration
 from influence_core.project import IMPACTS, METHODS, InfluenceError, Project, ScoreRun, resolve_val_trim
-from pages._common import guarded, job_outcome, job_panel, plain, project, require_dataset, require_model, run_title
+from pages._common import (guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model,
+                           run_title)
 
 # Friendlier names for the settings users touch most.
 SETTING_LABELS = {"ensemble_size": "K (models in the ensemble)", "dropout": "p (dropout rate)", "damping": "damping λ"}
@@ -199,6 +200,8 @@ def _target_controls(proj: Project, ds, impact: str, folds: int, key: str) -> di
              "validation loss: the target would point the wrong way. This share of validation samples with the "
              f"highest loss is left out of the target. Empty = automatic ({auto:.0%}).")
     settings = {"val_trim": 0.0} if clean else ({} if share is None else {"val_trim": float(share)})
+    if clean:
+        _warn_trusting(ds, _target(proj, key, impact, json.dumps({})))
     info = _target(proj, key, impact, json.dumps(settings, sort_keys=True))
     out = len(info["left_out"])
     text = f"Target: {info['n_used']:,} of {info['n_val']:,} validation samples"
@@ -208,11 +211,30 @@ def _target_controls(proj: Project, ds, impact: str, folds: int, key: str) -> di
     st.caption(text)
     if out:
         with st.expander(f"The {out:,} validation samples left out of the target"):
-            st.dataframe(pd.DataFrame({"validation sample": info["left_out"],
+            st.dataframe(pd.DataFrame({"validation sample": info["left_out_index"],
                                        "given label": [ds.classes[int(ds.val.y[r])] for r in info["left_out"]],
                                        "predicted": [ds.classes[int(p)] for p in info["predicted"]]}),
-                         hide_index=True, width="content", key="left-out")
+                         hide_index=True, width="content", key="left-out",
+                         column_config={"validation sample": st.column_config.NumberColumn(
+                             format="%d", help="The sample's row in the original data")})
     return settings
+
+
+def _warn_trusting(ds, automatic: dict) -> None:
+    """Before computing with every validation label trusted: how many of them the model finds implausible. On a
+    noisy split they steer the target the wrong way (breast cancer, 10% of labels flipped: IP's AUROC 0.996 → 0.007)."""
+    given = ds.val.y.numpy()[np.asarray(automatic["left_out"], dtype=np.int64)]
+    contradicted = int(sum(int(p) != int(g) for p, g in zip(automatic["predicted"], given)))
+    if not contradicted:
+        return
+    text = (f"The model predicts another class than the given label for {contradicted:,} of the "
+            f"{len(given):,} validation samples it finds least plausible. Trusting every validation label puts them "
+            "in the target: if they are wrong labels, the target points the wrong way and the ranking can invert "
+            "(the most detrimental samples listed last). Untick unless you know these labels are right.")
+    if ds.meta.get("trusted_val"):
+        st.caption(text.replace(" Untick", " This data set's validation labels are marked clean; untick"))
+    else:
+        st.warning(text, icon=":material/warning:")
 
 
 def _form(proj: Project, ds, fitted, running: bool) -> None:
@@ -356,17 +378,27 @@ def _table(proj: Project, ds, fitted) -> None:
         frame["known wrong label"] = ds.noise_mask.numpy().astype(bool)
     if ds.clean_labels is not None:
         frame["clean label"] = ds.clean_labels.numpy()
+    titles = _column_titles(state.runs, scores)
     for name, s in scores.items():
-        frame[name] = s
-    primary = state.primary_run()
+        frame[titles[name]] = s
+    primary = proj.primary_run()
     st.markdown(f"**Scores of all {len(frame):,} training samples** — lower = more detrimental; ordered by "
                 f"{plain(run_title(primary))}; click a column header to sort.")
     order = np.argsort(scores[primary.label], kind="stable")
-    config = {n: st.column_config.NumberColumn(n, format="%.4g") for n in scores}
+    config = {t: st.column_config.NumberColumn(t, format="%.4g") for t in titles.values()}
     config["sample"] = st.column_config.NumberColumn(
         "sample", format="%d", help="The sample's index in the original data: the id Explore, Review and the exports use")
     config["row"] = st.column_config.NumberColumn("row", format="%d", help="Position in the training split")
     st.dataframe(frame.iloc[order], hide_index=True, width="stretch", height=420, key="scores", column_config=config)
+    link("explore", "Next: see where the flagged samples lie on Explore")
+    link("review", "Or review them on Review")
+
+
+def _column_titles(runs: list[ScoreRun], scores: dict) -> dict[str, str]:
+    """Each score column's heading: its run's title ("IP, in-sample"), the run's label where two titles coincide."""
+    titles = {r.label: run_title(r) for r in runs if r.label in scores}
+    counts = pd.Series(list(titles.values())).value_counts()
+    return {label: titles[label] if label in titles and counts[titles[label]] == 1 else label for label in scores}
 
 
 def page() -> None:

@@ -191,7 +191,7 @@ def page() -> None:
     ds = require_dataset(proj)
     require_model(proj, ds)
     scores = require_scores(proj)
-    primary = proj.state().primary_run()
+    primary = proj.primary_run()
     two_d = ds.kind == "tabular" and ds.train.x.shape[1] == 2
     names = ["Gradient angles", "Compare methods", "Distributions", "Feature map"] + (["Decision boundary"] if two_d else [])
     view = st.segmented_control("View", names, default=names[0], key="explore-view", label_visibility="collapsed") or names[0]
@@ -205,6 +205,8 @@ def page() -> None:
         _feature_map(proj, ds, scores, primary)
     else:
         _boundary(proj, ds, scores, primary)
+    st.divider()
+    link("review", "Next: review the flagged samples on Review")
 
 
 guarded(page)

@@ -276,17 +276,20 @@ def page() -> None:
     titles = {label: run_title(runs[label]) if label in runs else label for label in scores}
     labels = list(scores)
     c1, c2, c3, c4, c5 = st.columns([2.6, 2.2, 1.1, 0.9, 0.9])
-    primary = c1.selectbox("Order by", labels, index=labels.index(state.primary_run().label),
+    default = proj.primary_run().label
+    primary = c1.selectbox("Order by", labels, index=labels.index(default),
                            format_func=lambda label: titles[label],
                            help="Any computed ranking (lower = more detrimental first); compute more on the Scores "
-                                "page. IP + loss (rank average) is the recommended influence-based one.")
-    share = c2.slider("Flag the most detrimental share of the training set", 0.01, 0.5, float(state.flag_share), 0.01,
-                      format="%.2f")
+                                "page. Until you choose, the one that finds the known wrong labels best (the Scores "
+                                "page's leaderboard), else the loss (README: which ranking to trust).")
+    shares = sorted({0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, float(state.flag_share)})
+    share = c2.select_slider("Flag the most detrimental share of the training set", shares, float(state.flag_share),
+                             format_func=lambda v: f"{v:.0%}")
     show = c3.radio("Show", SHOW, key="review-show")
     per_row = c4.selectbox("Cards per row", PER_ROW, index=PER_ROW.index(6 if ds.kind == "image" else 3),
                            key="review-per-row")
     per_page = c5.selectbox("Cards per page", PER_PAGE, index=1, key="review-per-page")
-    if primary != state.primary:
+    if primary != default:
         proj.set_primary(primary)
     if share != state.flag_share:
         proj.set_flag_share(share)

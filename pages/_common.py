@@ -188,7 +188,7 @@ def run_title(run: ScoreRun) -> str:
         parts.append(f"parameters: {run.params}")
     trim = (run.impact_settings or {}).get("val_trim")
     if trim is not None:
-        parts.append("all validation samples in the target" if not trim else f"{trim:.0%} of validation samples left out")
+        parts.append("target trusts every validation label" if not trim else f"{trim:.0%} of validation samples left out")
     parts.append(f"out of fold ({run.folds})" if run.folds else "in-sample")
     return ", ".join(parts)
 

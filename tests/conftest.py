@@ -47,6 +47,26 @@ def blobs_logreg_fit(blobs):
     return ic.train_model(blobs, "logreg", ic.TrainConfig(seed=0))
 
 
+@pytest.fixture
+def tiny_image_zip(tmp_path) -> str:
+    """An image zip of two class folders, ten random 8×8 PNGs each (image data without the shared files)."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "pets.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for c in ("cat", "dog"):
+            for i in range(10):
+                buf = io.BytesIO()
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(buf, format="PNG")
+                z.writestr(f"{c}/{i}.png", buf.getvalue())
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def moons():
     return ic.load_dataset("moons", seed=0)

@@ -170,3 +170,19 @@ def test_the_angle_views_estimate_counts_the_solver_it_will_use():
     big = CostUnits(**{**small.__dict__, "n_params": MAX_EXACT_PARAMS + 1})
     assert angle_view_seconds(small) == pytest.approx(estimate_seconds("exact", small) + estimate_seconds("ip", small))
     assert angle_view_seconds(big) == pytest.approx(estimate_seconds("lissa", big) + estimate_seconds("ip", big))
+
+
+def test_ip_combined_is_costed_as_it_runs():
+    """Binary data: IP + loss is IP against the validation target plus a forward pass, not one JVP pass per class;
+    multiclass: the class targets share one validation pass and their JVPs are one vmapped call per batch, so the
+    10 ms per torch.func call counts once per batch (the Scores page said 15 s for ≈7 s)."""
+    from influence_core.analysis import _FUNC_CALL, CostUnits
+
+    binary = CostUnits(step=0.01, train_pass=0.4, val_pass=0.1, batches=8, val_batches=2, n_train=2000, n_params=100,
+                       n_classes=2, layer_dims=(10, 10))
+    calls_only = CostUnits(step=0.0, train_pass=0.0, val_pass=0.0, batches=8, val_batches=2, n_train=2000,
+                           n_params=100, n_classes=10, layer_dims=(10, 10))  # no arithmetic: only the calls count
+    overhead = estimate_seconds("loss", calls_only)  # what every run costs besides its passes
+    loss_rows = estimate_seconds("loss", binary) - overhead
+    assert estimate_seconds("ip_combined", binary) == pytest.approx(estimate_seconds("ip", binary) + loss_rows)
+    assert estimate_seconds("ip_classwise", calls_only) == pytest.approx(overhead + (10 + 8) * _FUNC_CALL)

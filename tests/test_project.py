@@ -29,6 +29,7 @@ def test_state_round_trip_and_a_broken_file_falls_back_to_the_last_good_state(tm
     sel = Selection()
     sel.arch, sel.train, sel.model_hash = "mlp", {"epochs": 5}, "abc"
     sel.add_run(ScoreRun("ip_ensemble", settings={"ensemble_size": 3}))
+    sel.primary = "ip_ensemble[K=3]"
     proj.save_state(sel)
     back = Project.open("p", tmp_path).state()
     assert back == sel and back.runs[0].label == "ip_ensemble[K=3]" and back.primary == "ip_ensemble[K=3]"
@@ -520,3 +521,25 @@ def test_a_damaged_current_model_is_one_line_that_says_so(tmp_path, moons_projec
     with pytest.raises(InfluenceError, match=r"^the current model \(logreg\) was damaged in the workspace") as err:
         Project.open("a", tmp_path).model()
     assert "\n" not in str(err.value) and "checksum" in str(err.value)
+
+
+def test_a_second_compute_while_scoring_runs_is_refused_not_dropped(tmp_path, monkeypatch):
+    """Seen on the Scores page: confident learning ticked alone, the progress said "loss·oof5: fold 1/5" — the
+    project's score job already running (another tab) was returned in place of the runs asked for, without a word."""
+    import threading
+
+    from influence_core.jobs import wait_all
+
+    proj = Project.open("busy", tmp_path)
+    proj.use_dataset("moons", seed=0)
+    release = threading.Event()
+    monkeypatch.setattr(Project, "score", lambda self, run, *a, **k: release.wait(30))
+    first = proj.score_in_background([ScoreRun("loss", folds=5)])
+    try:
+        with pytest.raises(InfluenceError, match="already being computed") as err:
+            proj.score_in_background([ScoreRun("confident_learning", folds=5)])
+        assert "loss·oof5" in str(err.value) and "\n" not in str(err.value)
+    finally:
+        release.set()
+        wait_all(30)
+    assert first.state == "done" and first.result == {"runs": ["loss·oof5"]}

@@ -9,6 +9,7 @@ def test_switching_data_set_clears_model_and_runs():
     sel = Selection()
     sel.arch, sel.train, sel.model_hash = "mlp", {"epochs": 5}, "abc"
     sel.add_run(ScoreRun("ip_ensemble", settings={"ensemble_size": 3}))
+    sel.primary = "ip_ensemble[K=3]"  # chosen on Review (adding a run chooses nothing: Project.primary_run)
     sel.set_dataset("moons", {"seed": 0})  # the same data set: nothing changes
     assert sel.arch == "mlp" and sel.primary == "ip_ensemble[K=3]"
     sel.set_dataset("blobs", {"seed": 1})

@@ -50,7 +50,7 @@ def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
         method_settings.setdefault(method, {})[name] = value
     data_kwargs = dataset_arguments(args)
     return ExperimentSettings(
-        dataset=args.dataset, model=args.model, methods=methods, action=args.action, fraction=args.fraction,
+        dataset=args.dataset, model=args.model or "mlp", methods=methods, action=args.action, fraction=args.fraction,
         seeds=args.seeds, impact=args.impact, data_seed=args.seed, dataset_kwargs=data_kwargs,
         train=TrainConfig(epochs=args.epochs, lr=args.lr, l2=args.l2, patience=args.patience, augment=args.augment),
         temperature=args.temperature,

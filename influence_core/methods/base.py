@@ -206,7 +206,12 @@ class InfluenceMethod(ABC):
             raise InfluenceError(f"method '{self.name}' has no setting {', '.join(unknown)}; it takes: {', '.join(sorted(known)) or 'none'}")
         checked = {k: _coerce_setting(self.name, k, v, getattr(base, k)) for k, v in overrides.items() if v is not None}
         self.settings = replace(base, **checked)
+        self.check_settings()
         self.details: dict = {}  # what a run found that its user should see (e.g. the Hessian's spectrum)
+
+    def check_settings(self) -> None:
+        """Refuse settings out of range in one line, when the method is made: before any data or model is touched
+        (the CLI makes it before training)."""
 
     # True when the method splits into `prepare` (once) and `score_rows` (any range of rows): sharded scoring.
     shardable: ClassVar[bool] = False

@@ -35,10 +35,12 @@ class DataInf(LinearMethod):
     cost = "2 grad passes + 1 JVP pass"
     Settings = DataInfSettings
 
-    def prepare(self, ctx: ScoringContext) -> LinearPlan:
-        """The DataInf direction, solved once (two gradient passes); scores = grad ℓ_iᵀ s, lower = more detrimental."""
+    def check_settings(self) -> None:
         if self.settings.lambda_scale <= 0:
             raise InfluenceError("DataInf needs lambda_scale > 0")
+
+    def prepare(self, ctx: ScoringContext) -> LinearPlan:
+        """The DataInf direction, solved once (two gradient passes); scores = grad ℓ_iᵀ s, lower = more detrimental."""
         module = ctx.module()
         params = ctx.selected_params(module)
         ctx.report(0.0, "impact gradient")

@@ -53,12 +53,15 @@ class GEX(LinearMethod):
     cost = "K×steps SGD + K JVP passes"
     Settings = GEXSettings
 
+    def check_settings(self) -> None:
+        s = self.settings
+        if s.ensemble_size < 1 or s.steps < 0 or s.lr < 0 or s.sgd_batch_size < 1:
+            raise InfluenceError("GEX needs ensemble_size ≥ 1, steps ≥ 0, lr ≥ 0 and sgd_batch_size ≥ 1")
+
     def prepare(self, ctx: ScoringContext) -> LinearPlan:
         """K models θ_k and their impact gradients, once; scores (lower = more detrimental) are the mean over k of
         grad f(θ_k)ᵀ grad ℓ_i(θ_k)."""
         s = self.settings
-        if s.ensemble_size < 1 or s.steps < 0 or s.lr < 0 or s.sgd_batch_size < 1:
-            raise InfluenceError("GEX needs ensemble_size ≥ 1, steps ≥ 0, lr ≥ 0 and sgd_batch_size ≥ 1")
         module = ctx.module()
         params = ctx.selected_params(module)
         k = s.ensemble_size

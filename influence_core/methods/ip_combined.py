@@ -44,12 +44,15 @@ class CombinedIP(InfluenceMethod):
     # It ranks wrong labels: the training loss knows nothing of a fairness gap or an attack.
     impacts = ("utility",)
 
-    def compute(self, ctx: ScoringContext) -> torch.Tensor:
+    def check_settings(self) -> None:
         w, variant = self.settings.loss_weight, self.settings.ip_variant
         if not 0.0 <= w <= 1.0:
             raise InfluenceError(f"ip_combined: loss_weight must be in [0, 1], got {w}")
         if variant not in IP_VARIANTS:
             raise InfluenceError(f"ip_combined: ip_variant must be one of {', '.join(IP_VARIANTS)}, got '{variant}'")
+
+    def compute(self, ctx: ScoringContext) -> torch.Tensor:
+        w, variant = self.settings.loss_weight, self.settings.ip_variant
         if variant == "auto":
             variant = "ip_classwise" if ctx.dataset.num_classes > 2 else "ip"
         if variant == "ip":

@@ -30,12 +30,14 @@ class IPEnsemble(LinearMethod):
     cost = "K forward-mode passes"
     Settings = IPEnsembleSettings
 
+    def check_settings(self) -> None:
+        if self.settings.ensemble_size < 1 or not 0.0 <= self.settings.dropout < 1.0:
+            raise InfluenceError("IP Ensemble needs ensemble_size ≥ 1 and 0 ≤ dropout < 1")
+
     def prepare(self, ctx: ScoringContext) -> LinearPlan:
         """K masked models and their impact gradients, drawn and computed once (so every shard of a sharded run sees
         the same masks); scores are the mean of K JVP passes (lower = more detrimental)."""
         k, p = self.settings.ensemble_size, self.settings.dropout
-        if k < 1 or not 0.0 <= p < 1.0:
-            raise InfluenceError("IP Ensemble needs ensemble_size ≥ 1 and 0 ≤ dropout < 1")
         module = ctx.module()
         params = ctx.selected_params(module)
         gen = torch.Generator().manual_seed(self.settings.seed)

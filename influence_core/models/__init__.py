@@ -1,11 +1,12 @@
 """Architectures, the trainer and model wrappers."""
 
 from .architectures import MLP, LogisticRegression, SmallCNN, output_dim
-from .registry import MODELS, ModelSpec, build_model, get_model_spec, register_model
+from .registry import MODELS, ModelSpec, build_model, default_architecture, get_model_spec, register_model
 from .train import Checkpoint, FittedModel, TrainConfig, evaluate_split, fitted_from_module, resolve_device, train_model
 
 __all__ = [
-    "MLP", "LogisticRegression", "SmallCNN", "output_dim", "MODELS", "ModelSpec", "build_model", "get_model_spec",
+    "MLP", "LogisticRegression", "SmallCNN", "output_dim", "MODELS", "ModelSpec", "build_model", "default_architecture",
+    "get_model_spec",
     "register_model", "Checkpoint", "FittedModel", "TrainConfig", "evaluate_split", "fitted_from_module",
     "resolve_device", "train_model",
 ]

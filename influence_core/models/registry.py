@@ -37,6 +37,12 @@ def get_model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
+def default_architecture(kind: str) -> str:
+    """The architecture a model for ``kind`` data gets unless one is chosen (the Model page, the CLI): the CNN for
+    images (augmented, early stopping: the README's leaderboard setting), the MLP otherwise."""
+    return "cnn" if kind == "image" else "mlp"
+
+
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """A freshly initialised module of architecture ``name`` for inputs of ``input_shape``."""
     spec = get_model_spec(name)

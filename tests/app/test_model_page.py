@@ -228,3 +228,22 @@ def test_weights_gone_from_disk_are_reported_and_the_forms_stay(workspace):
         f"The current model could not be loaded: no such weights file: {workspace / 'gone.safetensors'}. "
         "Train or upload another below."]
     assert [b for b in at.button if b.label == "Train"] and at.file_uploader
+
+
+def test_image_data_preselects_the_cnn_with_its_augmentation_and_a_trained_model_links_to_scores(workspace,
+                                                                                                 tiny_image_zip):
+    from influence_core.models.train import TrainConfig
+
+    proj = project_of(workspace)
+    proj.use_dataset(tiny_image_zip, seed=0)
+    at = open_page("2_Model.py")
+    no_errors(at)
+    assert at.selectbox[0].value == "cnn"
+    assert _widget(at, "Augment images").value is True is TrainConfig().resolved("cnn").augment
+    assert not _next_links(at)
+    proj.train("cnn", {"epochs": 1, "patience": 0})
+    assert _next_links(open_page("2_Model.py")) == ["Scores"]
+
+
+def _next_links(at) -> list[str]:
+    return [link.proto.page for link in at.get("page_link") if link.proto.label.startswith("Next:")]

@@ -128,3 +128,11 @@ def test_only_the_owner_is_offered_members_rename_and_delete(workspace):
     no_errors(reviewer)
     assert owner_only <= {b.key for b in owner.sidebar.button}
     assert reviewer.title[0].value == "Data" and not owner_only & {b.key for b in reviewer.sidebar.button}
+
+
+@pytest.mark.parametrize("page, next_page", [("1_Data.py", "Model"), ("2_Model.py", "Scores"),
+                                             ("3_Scores.py", "Explore"), ("4_Explore.py", "Review")])
+def test_each_step_done_links_to_the_next_page(scored, page, next_page):
+    at = open_page(page)
+    no_errors(at)
+    assert [link.proto.page for link in at.get("page_link") if link.proto.label.startswith("Next:")] == [next_page]

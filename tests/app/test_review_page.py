@@ -145,6 +145,7 @@ def test_order_by_any_computed_run_says_which_and_is_kept(scored):
     proj = project_of(scored)
     ip = proj.scores()["ip"]
     loss = proj.score(ScoreRun("loss"))
+    proj.set_primary("ip")
     at = open_page("5_Review.py")
     no_errors(at)
     assert _ordered_by(at) == ["Ordered by: IP, in-sample"]
@@ -234,3 +235,54 @@ def test_the_undo_message_counts_what_was_undone(scored):
     no_errors(at)
     assert project_of(scored).current_decisions() == {}
     assert [t.value for t in at.toast] == ["Undid your last 12 decisions (12 samples)."]
+
+
+def _best_on_the_leaderboard(proj) -> str:
+    from influence_core.figures import detection_report
+
+    return detection_report(proj.scores(), proj.dataset().noise_mask.numpy())["method"][0]
+
+
+def test_review_orders_by_the_leaderboard_s_best_and_a_new_run_reaches_it(scored):
+    """Moons' wrong labels are known: Review orders by the ranking that finds them best, not by the first run;
+    a run computed later on the Scores page takes the order when it is better, even after Review was opened."""
+    from influence_core.figures import detection_auroc
+
+    proj = project_of(scored)
+    open_page("5_Review.py")  # ip alone: Review orders by it (opening the page chooses nothing)
+    assert proj.state().primary is None
+    scores_page = open_page("3_Scores.py")
+    for name in ("loss", "ip_combined", "ip"):
+        scores_page.checkbox(key=f"method-{name}").set_value(name == "ip_combined")
+    next(b for b in scores_page.run().button if b.label == "Compute scores").click().run()
+    settle(scores_page)
+    noisy = proj.dataset().noise_mask.numpy()
+    scores = proj.scores()
+    assert detection_auroc(scores["ip_combined"], noisy) > detection_auroc(scores["ip"], noisy)
+    at = open_page("5_Review.py")
+    no_errors(at)
+    assert _best_on_the_leaderboard(proj) == "ip_combined"
+    assert _ordered_by(at) == ["Ordered by: IP + loss (rank average), in-sample"]
+    assert _rows(at) == np.argsort(scores["ip_combined"], kind="stable")[: len(_rows(at))].tolist()
+    expected = np.sort(np.argsort(scores["ip_combined"], kind="stable")[: len(proj.flagged())])
+    np.testing.assert_array_equal(np.sort(proj.flagged()), expected)
+
+
+def test_without_known_wrong_labels_review_orders_by_the_loss(scored, monkeypatch):
+    proj = project_of(scored)
+    proj.score(ScoreRun("margin"))
+    proj.score(ScoreRun("loss"))
+    proj.score(ScoreRun("ip_ensemble"))
+    monkeypatch.setattr(proj.dataset(), "noise_mask", None)  # the memoised data set: as if the truth were unknown
+    assert proj.primary_run().label == "loss"
+    proj.set_primary("margin")
+    assert proj.primary_run().label == "margin"  # a choice made on Review is kept
+
+
+def test_the_flag_share_moves_in_coarse_steps(scored):
+    at = open_page("5_Review.py")
+    no_errors(at)
+    share = next(w for w in at.select_slider if w.label.startswith("Flag the most detrimental share"))
+    assert share.options == ["1%", "2%", "5%", "10%", "15%", "20%", "25%", "30%", "40%", "50%"]
+    share.set_value(0.2).run()
+    assert project_of(scored).state().flag_share == 0.2

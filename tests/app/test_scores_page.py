@@ -37,7 +37,17 @@ def _compute(at, methods=None):
 
 
 def _frame(at, column):
-    return next(d.value for d in at.dataframe if column in d.value.columns)
+    """The first table with ``column``; in the scores table, whose headings are run titles, ``column`` may be a run's
+    label (the titles are renamed to labels)."""
+    from pages._common import run_title
+
+    for shown_table in at.dataframe:
+        frame = shown_table.value
+        if {"sample", "row"} <= set(frame.columns) and column not in frame.columns:
+            frame = frame.rename(columns={run_title(r): r.label for r in Project.open("default").state().runs})
+        if column in frame.columns:
+            return frame
+    raise AssertionError(f"no table with a column {column!r}")
 
 
 def test_without_model_links_to_the_model_page(workspace):
@@ -247,3 +257,53 @@ def test_dask_clusters_are_picked_by_name_and_one_that_never_answers_fails_in_on
     assert len(failed) == 1 and "Dask cluster 'silent' did not answer as a Dask scheduler within 1 s" in failed[0]
     assert "\n" not in failed[0] and address not in failed[0]
     assert not next(b for b in at.button if b.label == "Compute scores").disabled
+
+
+def _noisy_breast_cancer(workspace, tmp_path):
+    """Breast cancer as a CSV with 10% of all labels flipped (validation rows included), logistic regression."""
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.data.iloc[:, :8].copy()
+    rng = np.random.default_rng(0)
+    label = data.target.to_numpy().copy()
+    flipped = rng.choice(len(label), len(label) // 10, replace=False)
+    label[flipped] = 1 - label[flipped]
+    frame["label"] = label
+    path = tmp_path / "cancer.csv"
+    frame.to_csv(path, index=False)
+    proj = project_of(workspace)
+    proj.use_dataset(str(path), seed=0)
+    proj.train("logreg")
+    return proj, frame
+
+
+def test_left_out_validation_samples_are_named_by_their_row_in_the_file(workspace, tmp_path):
+    proj, frame = _noisy_breast_cancer(workspace, tmp_path)
+    at = open_page("3_Scores.py")
+    no_errors(at)
+    ds = proj.dataset()
+    info = describe_target(ds, proj.model(ds), "utility")
+    shown_rows = _frame(at, "validation sample")
+    rows = shown_rows["validation sample"].tolist()
+    assert rows == info["left_out_index"] and rows != info["left_out"]  # carved at random: rows ≠ positions
+    # The named rows are the file's: their labels in the file are the labels the table gives.
+    assert [ds.classes[int(v)] for v in frame["label"].to_numpy()[rows]] == shown_rows["given label"].tolist()
+
+
+def test_trusting_a_noisy_validation_split_warns_with_the_count_and_says_so_in_the_title(workspace, tmp_path):
+    proj, _ = _noisy_breast_cancer(workspace, tmp_path)
+    ds = proj.dataset()
+    info = describe_target(ds, proj.model(ds), "utility")
+    rows = np.asarray(info["left_out"])
+    contradicted = int((proj.predictions("val")[0][rows] != ds.val.y.numpy()[rows]).sum())
+    assert contradicted > 0  # the flipped validation labels the model sees through
+    at = open_page("3_Scores.py")
+    assert not at.warning or all("validation label" not in w.value for w in at.warning)
+    at.checkbox(key="val-clean").check().run()
+    no_errors(at)
+    assert any(f"another class than the given label for {contradicted} of the {len(rows)} validation samples"
+               in w.value for w in at.warning), [w.value for w in at.warning]
+    at = _compute(at, ["ip"])
+    assert any("IP" in c and "target trusts every validation label" in c for c in _frame(at, "row").columns)

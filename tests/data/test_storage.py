@@ -3,6 +3,7 @@ computes, fingerprints never read the pixels, and scoring and training read batc
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import numpy as np
@@ -14,6 +15,7 @@ from influence_core.data.base import Dataset, Split
 from influence_core.data.prepare import normalise_images
 from influence_core.data.storage import DiskArray, StoredFeatures, channel_statistics, save_array, stored_copy
 from influence_core.errors import InfluenceError
+from influence_core.grads import per_sample_loss
 from influence_core.models import TrainConfig, train_model
 
 
@@ -198,10 +200,25 @@ def test_full_batch_lbfgs_on_a_stored_split_matches_memory(tmp_path):
     val = Split(x[:50], y[:50])
     memory = Dataset("lin", Split(x, y), val, val, ["0", "1"])
     disk = Dataset("lin", stored, val, val, ["0", "1"])
+    # The same data reaches the optimiser: the stored split's rows are the array's, bit for bit.
+    assert torch.equal(stored.rows(slice(0, len(y))), torch.from_numpy(x))
     a = train_model(memory, "logreg", TrainConfig(seed=0))
     b = train_model(disk, "logreg", TrainConfig(seed=0))
-    for pa, pb in zip(a.module.parameters(), b.module.parameters()):
-        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+    # The disk objective is summed batch by batch, so the float32 iterates differ in their last bits (3.4e-6 on a
+    # Xeon) and parameters need not match to 1e-6. Both must be the optimum within what float32 allows: the
+    # objective is l2-strongly convex, so ‖θa − θb‖ ≤ (‖∇F(θa)‖ + ‖∇F(θb)‖) / l2, the gradients taken in float64.
+    l2 = a.config.l2
+    x64, y64 = torch.from_numpy(x).double(), torch.from_numpy(y)
+
+    def gradient(module) -> torch.Tensor:
+        m = copy.deepcopy(module).double()
+        loss = per_sample_loss(m(x64), y64).mean() + 0.5 * l2 * sum((p * p).sum() for p in m.parameters())
+        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(m.parameters()))])
+
+    ga, gb = gradient(a.module).norm(), gradient(b.module).norm()
+    assert ga < 1e-4 and gb < 1e-4  # converged: float32's objective resolves gradients to about 1e-6
+    flat = [torch.cat([p.detach().double().flatten() for p in f.module.parameters()]) for f in (a, b)]
+    assert (flat[0] - flat[1]).norm() <= (ga + gb) / l2
 
 
 def test_cifar_subset_on_disk_equals_memory(shared_data):

@@ -81,7 +81,7 @@ def test_growth_extrapolates_a_linear_step_cost_exactly():
 
     seconds, measured_on = _grow(step, 4, 128)
     assert seconds == pytest.approx(0.010 + 0.004 * 128)
-    assert measured_on == 64 and max(timed) == 64  # the real batch was too dear to time within the budget
+    assert measured_on < 128 and max(timed) == measured_on  # the real batch was too dear to time within the budget
     seconds, measured_on = _grow(lambda rows: 0.001 * rows, 4, 64)  # cheap: timed on the real batch
     assert seconds == pytest.approx(0.064) and measured_on == 64
 
@@ -91,13 +91,26 @@ def test_a_step_dominated_by_overhead_is_not_scaled_by_its_rows():
     # a second size is timed so that the fixed cost is not multiplied by 32 (3.3 s instead of 0.23 s a batch).
     timed = []
     seconds, measured_on = _grow(lambda rows: timed.append(rows) or 0.1 + 0.001 * rows, 4, 128)
-    assert seconds == pytest.approx(0.1 + 0.001 * 128) and timed == [4, 4, 16] and measured_on == 16
+    assert seconds == pytest.approx(0.1 + 0.001 * 128) and set(timed) == {4, 16} and measured_on == 16
 
 
-def test_a_very_slow_step_is_timed_once_and_scaled(monkeypatch):
+def test_a_very_slow_step_is_timed_twice_after_its_warm_up_and_scaled(monkeypatch):
     timed = []
     seconds, measured_on = _grow(lambda rows: timed.append(rows) or 0.8, 4, 128)
-    assert timed == [4] and measured_on == 4 and seconds == pytest.approx(0.8 * 32)
+    assert timed == [4, 4, 4] and measured_on == 4 and seconds == pytest.approx(0.8 * 32)
+
+
+def test_a_warm_up_and_a_step_slowed_by_another_job_do_not_make_the_estimate():
+    """Seen in the server (digits zip, MLP): "3.1 s a batch" for a 2 ms step. A thread's first step pays set-up costs,
+    and with the CPU busy (another job's threads, other processes) a multi-threaded step waits 0.4 s at times
+    (measured here: 0.4 s against 1 ms). The warm-up was counted, and one slowed step ended the timing."""
+    slow = [0.45, 0.4]  # the warm-up, then one step slowed by a busy CPU
+
+    def step(rows: int) -> float:
+        return slow.pop(0) if slow else 0.001 + 0.0001 * rows
+
+    seconds, measured_on = _grow(step, 4, 64)
+    assert measured_on == 64 and seconds == pytest.approx(0.001 + 0.0001 * 64)
 
 
 def test_measuring_leaves_the_global_random_state_alone(proj):

@@ -1,0 +1,54 @@
+"""The CLI checks what it can before it trains (method and impact settings), its usage hints name the command as it
+is typed, and `--model` follows the data kind (in-process: `cli.main`, training replaced by a probe)."""
+
+from __future__ import annotations
+
+import pytest
+
+from influence_core import cli, models
+
+
+class _Trained(Exception):
+    pass
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Training raises `_Trained` with the architecture it was asked for: what the command did before training."""
+
+    def probe(dataset, arch, *args, **kwargs):
+        raise _Trained(arch)
+
+    monkeypatch.setattr(models, "train_model", probe)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "ip_ensemble", "--ensemble-size", "0"], "IP Ensemble needs ensemble_size ≥ 1"),
+    (["--method", "ip_ensemble", "--dropout", "1.5"], "0 ≤ dropout < 1"),
+    (["--method", "ip_combined", "--set", "loss_weight=2"], "loss_weight must be in [0, 1]"),
+    (["--method", "ip", "--impact-set", "val_trim=2"], "val_trim"),
+])
+def test_settings_out_of_range_fail_before_training(extra, message, no_training, capsys):
+    code = cli.main(["score", "--dataset", "moons", "--no-cache", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err  # not _Trained: no model was trained
+    assert "target" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["score", "--dataset", "moons", "--seed", "x"], "(see: python -m influence_core score --help)"),
+    (["nonsense"], "(see: python -m influence_core --help)"),
+])
+def test_usage_hints_name_the_command_as_typed(argv, hint, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert hint in err and "influence_core influence_core" not in err, err
+
+
+def test_the_default_model_follows_the_data_kind(tiny_image_zip, no_training):
+    with pytest.raises(_Trained, match="^cnn$"):
+        cli.main(["score", "--dataset", tiny_image_zip, "--no-cache", "--quiet"])
+    with pytest.raises(_Trained, match="^mlp$"):
+        cli.main(["score", "--dataset", "moons", "--no-cache", "--quiet"])
+    with pytest.raises(_Trained, match="^logreg$"):  # a model asked for is the model trained
+        cli.main(["score", "--dataset", tiny_image_zip, "--model", "logreg", "--no-cache", "--quiet"])
