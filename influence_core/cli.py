@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import InfluenceError
+from .errors import InfluenceError, disk_error
 
 
 class _Parser(argparse.ArgumentParser):
@@ -402,6 +403,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `... | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    except (OSError, sqlite3.Error) as err:  # a file the machine refused (--out's folder, a full disk): one line
+        mapped = disk_error(err, "write")
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"error: {mapped or (getattr(err, 'strerror', None) or str(err)) + where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

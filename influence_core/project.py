@@ -218,7 +218,8 @@ class Project:
     def rename(self, new_name: str) -> "Project":
         """The same project under ``new_name`` (its folder moved); its old folder keeps only a forwarding record
         (``renamed.json``), so a session or a job still on the old name follows. Refuses a name already taken and a
-        project whose job runs (on any server of this workspace)."""
+        project whose job runs (on any server of this workspace), and anyone but its owner."""
+        self.require("manage")
         new_name = valid_project_name(new_name)
         source, target = self.folder, self.root / "projects" / new_name
         if new_name == self.name:

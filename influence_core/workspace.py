@@ -422,7 +422,7 @@ def _save_npy(array: np.ndarray, tmp: Path) -> None:
 # jobs) and per cache kind (the workspace's own folders: models, scores, views, shards, arrays), the quotas of
 # `server_config.ServerConfig` checked before an upload or a stored array is written, and `collect_garbage`, which
 # deletes the cache entries no project refers to.
-LOCAL_OWNER = "local"  # the owner of a project whose state names none (every project, until sign-in exists)
+LOCAL_OWNER = "local"  # the owner of a project that names none (made before projects had members.json)
 STALE_STAGING_S = 3600  # an upload's staging folder this old belongs to no upload in progress
 
 
@@ -451,11 +451,20 @@ def format_bytes(n: int) -> str:
 
 
 def project_owner(root: str | os.PathLike, project: str) -> str:
-    """Who owns a project: the ``owner`` field of its ``state.json``, else `LOCAL_OWNER`."""
+    """Who owns a project: the owner in its ``members.json`` (`access`), else the ``owner`` field of an older
+    ``state.json``, else `LOCAL_OWNER`."""
+    from .access import read_members
+
+    folder = Path(root) / "projects" / project
     try:
-        owner = json.loads((Path(root) / "projects" / project / "state.json").read_text()).get("owner")
-    except (OSError, ValueError, AttributeError):
+        owner = read_members(folder).owner
+    except InfluenceError:  # an unreadable member list: the project still counts, under the older fields
         owner = None
+    if not owner:
+        try:
+            owner = json.loads((folder / "state.json").read_text()).get("owner")
+        except (OSError, ValueError, AttributeError):
+            owner = None
     return str(owner) if owner else LOCAL_OWNER
 
 

@@ -156,11 +156,18 @@ def _preview(proj: Project, ds) -> None:
 
 
 def _storage(proj: Project) -> None:
-    """Workspace storage: bytes per project and per cache kind, and a button that deletes cache entries no project
-    refers to."""
+    """Workspace storage: for the server's administrators (everyone in single-user mode) bytes per project and per
+    cache kind, and a button that deletes cache entries no project refers to; for other signed-in users, their own
+    projects' bytes against their quota (other users' project names stay private)."""
     with st.expander("Workspace storage"):
         usage = Project.storage_usage(proj.root)
         config = proj.server_config()
+        if proj.access.signed_in and not proj.access.admin:
+            mine = usage["owners"].get(proj.access.user, 0)
+            st.caption(f"Your projects take {format_bytes(mine)} of your {format_bytes(config.user_quota_bytes)}; "
+                       f"each project's uploads and arrays may take {format_bytes(config.project_upload_bytes)}. "
+                       "The server's administrators see and free the rest of the workspace.")
+            return
         st.caption(f"{format_bytes(usage['total'])} in use of this server's "
                    f"{format_bytes(config.workspace_quota_bytes)}; each user's projects may take "
                    f"{format_bytes(config.user_quota_bytes)}, each project's uploads and arrays "

@@ -58,6 +58,9 @@ def test_roles_decide_who_may_open_decide_and_manage(alices):
     bob.record([0, 1], "remove")
     with pytest.raises(InfluenceError, match="only the owner of project 'audit'"):
         bob.set_member(MALLORY, "reviewer")
+    with pytest.raises(InfluenceError, match="only the owner of project 'audit'"):
+        bob.rename("bobs")  # the library refuses too, not only the app's hidden button
+    assert not (root / "projects" / "bobs").exists()
     carol = Project.open_existing("audit", signed_in(CAROL), root)
     with pytest.raises(InfluenceError, match="may view project 'audit' but not decide"):
         carol.record([2], "keep")

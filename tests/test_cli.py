@@ -109,3 +109,15 @@ def test_score_says_when_the_hessian_is_not_positive_definite_and_trains_checkpo
     assert res.returncode == 0, res.stderr
     assert "note: tracin needs training checkpoints: training with --checkpoint-every 10" in res.stderr
     assert len(pd.read_csv(tmp_path / "t.csv")) == 250
+
+
+def test_a_file_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    from influence_core import cli
+
+    monkeypatch.setenv("INFLUENCE_WORKSPACE", str(tmp_path / "ws"))
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "scores.csv"  # its folder is a file: no write can succeed
+    code = cli.main(["score", "--dataset", "moons", "--model", "logreg", "--method", "loss", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "a-file" in err and "Traceback" not in err

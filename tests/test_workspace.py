@@ -214,6 +214,10 @@ def test_usage_per_project_per_cache_kind_and_per_owner(tmp_path):
     assert usage["kinds"] == {"models": 70} and usage["total"] == sum(usage["projects"].values()) + 70
     assert usage_by_owner(root) == {"local": usage["projects"]["a"], "alice": usage["projects"]["b"] + usage["projects"]["c"]}
     assert Project.storage_usage(root)["project_owners"] == {"a": "local", "b": "alice", "c": "alice"}
+    # the member list (what sign-in checks) names the owner first: the quota follows who may open the project
+    (root / "projects" / "c" / "members.json").write_text(json.dumps({"owner": "bob@example.com", "members": {}}))
+    assert usage_by_owner(root) == {"local": usage["projects"]["a"], "alice": usage["projects"]["b"],
+                                    "bob@example.com": usage["projects"]["c"] + len(b'{"owner": "bob@example.com", "members": {}}')}
 
 
 def test_cli_usage_and_gc(tmp_path, capsys):
@@ -221,7 +225,10 @@ def test_cli_usage_and_gc(tmp_path, capsys):
     _, b, blobs_key = _two_projects_one_data_set_left(root)
     assert cli.main(["usage", "--workspace", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "project  a " in out and "cache    models " in out and "owner local" in out and out.startswith("project")
+    from influence_core.review import default_user
+
+    assert "project  a " in out and "cache    models " in out and out.startswith("project")
+    assert f"owner {default_user()}" in out  # the machine's user made it (members.json)
     assert cli.main(["gc", "--dry-run", "--workspace", str(root)]) == 0
     out = capsys.readouterr().out
     assert f"models/{blobs_key}" in out and "would free" in out and (root / "models" / blobs_key).exists()

@@ -248,3 +248,24 @@ def test_the_upload_summary_states_what_was_read_differently(workspace):
     assert [shown(i.value) for i in at.info] == [
         "column 'amount': thousands separators read as numbers",
         "column 'review' looks like free text; it was left out (text is not supported yet)"]
+
+
+def test_signed_in_users_see_only_their_own_storage_and_only_admins_free_space(workspace):
+    """Other users' project names stay private and the gc button is the administrators' (it deletes shared cache)."""
+    from tests.app.test_navigation import ALICE, MALLORY, _as
+
+    from influence_core.project import Access, Project
+
+    for user, name in ((ALICE, "alices"), (MALLORY, "mallorys")):
+        Project.create(name, Access(user, signed_in=True), workspace).use_dataset("moons", seed=0)
+    at = _as(ALICE, "alices")
+    no_errors(at)
+    storage = next(e for e in at.expander if e.label == "Workspace storage")
+    assert not storage.dataframe and not [b for b in storage.button if b.label == "Delete unused cache entries"]
+    said = " ".join(c.value for c in storage.caption)
+    assert "Your projects take" in said and "mallorys" not in said
+    (workspace / "server.toml").write_text(f'[server]\nadmins = ["{ALICE}"]\n')  # now Alice administers the server
+    at = _as(ALICE, "alices")
+    storage = next(e for e in at.expander if e.label == "Workspace storage")
+    assert "mallorys" in storage.dataframe[0].value["project"].tolist()
+    assert [b for b in storage.button if b.label == "Delete unused cache entries"]
