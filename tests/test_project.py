@@ -328,7 +328,7 @@ def test_stored_arrays_live_in_the_project_and_count_against_the_quotas(tmp_path
     assert not (tmp_path / "home").exists()  # nothing under ~/.cache
 
     other = Project.open("q", root)
-    for cap, value, message in (("user_quota_bytes", proj.storage_usage(root)["owners"]["local"] + 100, "your storage cap"),
+    for cap, value, message in (("user_quota_bytes", proj.storage_usage(root)["owners"][proj.user] + 100, "your storage cap"),
                                 ("project_upload_bytes", 100, "this project's cap")):
         _server_toml(root, **{cap: value})
         with pytest.raises(InfluenceError, match=f"would pass {message} of"):
