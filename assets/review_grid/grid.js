@@ -175,6 +175,7 @@ class ReviewGrid {
   openProject(data) {
     // The old project's queue is already saved under its own key (persist); this project's is read back.
     this.project = data.project || "";
+    this.root.dataset.project = this.project; // which project's cards these are (a switch redraws them)
     this.reviewer = this.loadReviewer(data.session);
     this.queue = loadQueue(this.project);
     this.history = [];

@@ -192,7 +192,9 @@ def test_a_queued_event_of_another_project_is_recorded_in_its_own_only(tmp_path)
         assert {r: d.action for r, d in b.current_decisions().items()} == {int(card.get_attribute("data-row")): "keep"}
         assert a.current_decisions() == {}
         _switch(page, "a")
-        page.locator(f'[data-testid="review-card"][data-row="{row}"][data-state="saved"]').wait_for()
-        page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+        # a's grid, not b's still on screen while the switch loads (b's card for the same row was saved too)
+        grid_a = page.locator('[data-testid="review-grid"][data-project="a"]')
+        grid_a.locator(f'[data-testid="review-card"][data-row="{row}"][data-state="saved"]').wait_for()
+        grid_a.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
     assert {r: d.action for r, d in a.current_decisions().items()} == {row: "remove"}
     assert len(b.current_decisions()) == 1 and errors == []
