@@ -879,9 +879,8 @@ class Project:
         """The names of the Dask clusters a browser user may score on, "this process" first: ``local:N`` and those
         the server's administrator named (`server_config`); the names only, never an address."""
         from .distributed import cluster_choices
-        from .server_config import server_config
 
-        return list(cluster_choices(server_config(self.root)))
+        return list(cluster_choices(self.server_config()))
 
     @staticmethod
     def shardable_methods() -> list[str]:
@@ -896,9 +895,8 @@ class Project:
         are unpickled here). While one is running (started in another tab, say) a second is refused in one line,
         never silently dropped."""
         from .distributed import resolve_cluster
-        from .server_config import server_config
 
-        spec = resolve_cluster(cluster, server_config(self.root))
+        spec = resolve_cluster(cluster, self.server_config())
         running = self.job("score")
         if running is not None and running.running:
             raise InfluenceError(f"{running.title} is already running in this project (scores are already being "

@@ -261,7 +261,6 @@ def test_dask_clusters_are_picked_by_name_and_one_that_never_answers_fails_in_on
 
 def _noisy_breast_cancer(workspace, tmp_path):
     """Breast cancer as a CSV with 10% of all labels flipped (validation rows included), logistic regression."""
-    import pandas as pd
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer(as_frame=True)
