@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from .atomic import write_text_atomic
 from .errors import InfluenceError
 from .review import default_user
 
@@ -71,10 +71,7 @@ def write_members(folder: str | os.PathLike, members: Members) -> None:
     """Save ``members`` atomically (a reader sees the old or the new list, never half of one)."""
     folder = Path(folder)
     body = json.dumps({"owner": members.owner, "members": dict(sorted(members.roles.items()))}, indent=2)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".members-", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(body)
-    os.replace(tmp, folder / MEMBERS_FILE)
+    write_text_atomic(folder / MEMBERS_FILE, body)
 
 
 @dataclass(frozen=True)

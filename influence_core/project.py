@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .access import MEMBERS_FILE, ROLES, Access, Members, read_members, set_member, write_members
+from .atomic import write_text_atomic
 from .data.base import Dataset
 from .data.registry import DATASETS, PATH_LOADERS, is_size, load_dataset
 from .errors import InfluenceError, writing
@@ -267,8 +268,8 @@ class Project:
         """Write atomically (a reader never sees half a file; two writers never interleave), then the same as the
         last good copy (``state.json.bak``) that `state` falls back on."""
         text = json.dumps(state.to_json(), indent=2, default=str)
-        _write_text_atomic(self.state_path, text)
-        _write_text_atomic(self.state_path.with_name(STATE_BACKUP), text)
+        write_text_atomic(self.state_path, text)
+        write_text_atomic(self.state_path.with_name(STATE_BACKUP), text)
 
     def _restore_state(self) -> Selection:
         """``state.json`` is unreadable: keep it aside as ``state.json.corrupt-<time>``, put the last good copy back
@@ -295,7 +296,7 @@ class Project:
                 message = (f"{STATE_FILE} was unreadable and no good copy exists; the project starts from the defaults "
                            f"(the unreadable file is kept as {aside.name})")
             _LOG.warning("project %s: %s", self.name, message)
-            _write_text_atomic(self.folder / NOTICE_FILE, message)
+            write_text_atomic(self.folder / NOTICE_FILE, message)
             return good if good is not None else Selection()
 
     def notice(self) -> str | None:
@@ -1089,19 +1090,6 @@ def _parse_state(raw: bytes) -> Selection | None:
         return Selection.from_json(data) if isinstance(data, dict) else None
     except (ValueError, TypeError, AttributeError):
         return None
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """``text`` into ``path`` through a synced temporary file and a rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:  # a full disk: nothing half-written stays
-        tmp.unlink(missing_ok=True)
 
 
 # "w": the angle view's w = (H + λI)⁻¹∇f with exact influence's automatic λ (views cached with λ = 0 are not reused)
