@@ -145,6 +145,11 @@ def test_a_job_whose_process_died_shows_as_interrupted(moons_project, monkeypatc
 
     moons_project.start_job("slow", "Waiting", slow)
     reported.wait(10)
+    record = jobs._record_path(moons_project.jobs_folder, "slow")
+    for _ in range(300):  # the report reaches the record by the throttled write or, at the latest, the heartbeat (5 s)
+        if json.loads(record.read_text()).get("fraction") == 0.25:
+            break
+        time.sleep(0.05)
     monkeypatch.setattr(jobs, "_JOBS", {})
     monkeypatch.setattr(jobs, "PROCESS", "a-new-server")
     back = moons_project.job("slow")
