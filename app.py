@@ -1,4 +1,4 @@
-"""Influence Workbench: the Streamlit entry point. Routes to the pages in pages/ and keeps a status sidebar.
+"""Influence Workbench: the Streamlit entry point. Routes to the pages in app_pages/ and keeps a status sidebar.
 
 Run: ``python -m streamlit run app.py``. Work lives in projects (folders under INFLUENCE_WORKSPACE, default
 ./workspace, ``projects/<name>/``): each holds its data set, model, score runs, decisions, jobs and exports. The
@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from influence_core.project import ROLES, Access, InfluenceError, Project
-from pages._common import (PAGES, ROOT, identity, notice_banner, plain, project, project_name, status, switch_project,
+from app_pages._common import (PAGES, ROOT, identity, notice_banner, plain, project, project_name, status, switch_project,
                            visible_projects)
 
 st.set_page_config(page_title="Influence Workbench", page_icon=str(ROOT / "assets" / "icon.svg"), layout="wide")

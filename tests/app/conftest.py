@@ -42,7 +42,7 @@ def scored(workspace, scored_template) -> Path:
 def open_page(page: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=90)
     if page:
-        at.switch_page(f"pages/{page}")
+        at.switch_page(f"app_pages/{page}")
     return at.run()
 
 
@@ -58,7 +58,7 @@ def no_errors(at: AppTest) -> None:
 
 
 def shown(value: str) -> str:
-    """What a Markdown element shows: backslash escapes (pages/_common.plain) removed."""
+    """What a Markdown element shows: backslash escapes (app_pages/_common.plain) removed."""
     import re
 
     return re.sub(r"\\(.)", r"\1", value)

@@ -1,4 +1,4 @@
-"""What every page shares (pages/_common.py): the error guard every page body runs in; a renamed project is followed
+"""What every page shares (app_pages/_common.py): the error guard every page body runs in; a renamed project is followed
 from its old name; the project's notice (e.g. a restored state.json) shows in the sidebar until dismissed."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def _page_that_raises(errno_name: str) -> None:
     import errno
     import os
 
-    from pages._common import guarded
+    from app_pages._common import guarded
 
     def body():
         code = getattr(errno, errno_name)

@@ -10,7 +10,7 @@ from influence_core.project import Access, Project
 
 from .conftest import APP, no_errors, open_page, shown
 
-PAGES = sorted(p.name for p in (Path(APP).parent / "pages").glob("[0-9]_*.py"))
+PAGES = sorted(p.name for p in (Path(APP).parent / "app_pages").glob("[0-9]_*.py"))
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -22,7 +22,7 @@ def test_every_page_opens_on_a_scored_workspace(scored, page):
 
 
 # ------------------------------------------------------------------------------------------------ sign-in
-# With [auth] configured, st.user (what pages._common.identity reads) comes from AppTest's user; the e2e test
+# With [auth] configured, st.user (what app_pages._common.identity reads) comes from AppTest's user; the e2e test
 # tests/e2e/test_signin_browser.py signs in through a real OpenID Connect provider instead.
 AUTH = {"auth": {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "test-only",
                  "client_id": "workbench", "client_secret": "test-only",
@@ -96,7 +96,7 @@ def test_a_viewer_sees_the_review_page_but_every_decision_is_refused_in_one_line
     viewer = "carol@example.com"
     Project.open("default", scored).set_member(viewer, "viewer")
     at = _as(viewer, "default")
-    at.switch_page("pages/5_Review.py").run()
+    at.switch_page("app_pages/5_Review.py").run()
     assert at.title[0].value == "Review" and not at.exception
     event = {"label": None, "project": "default", "reviewer": "ab12cd34ef56ab12"}
     at.session_state["review-grid"] = {"queue": [{"id": "k1", "action": "keep", "rows": [0], **event},

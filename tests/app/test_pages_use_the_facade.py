@@ -20,7 +20,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_pages_and_app_import_only_the_facade_and_figures():
-    files = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
+    files = [ROOT / "app.py", *sorted((ROOT / "app_pages").glob("*.py"))]
     assert len(files) >= 8
     offending = {f.name: sorted(_imports(f) - ALLOWED) for f in files if _imports(f) - ALLOWED}
     assert offending == {}

@@ -1,4 +1,4 @@
-"""The review grid's event queue on the server (pages/_review_grid.py): every event names its project and is
+"""The review grid's event queue on the server (app_pages/_review_grid.py): every event names its project and is
 refused elsewhere (kept queued for its own project), undo is scoped by the reviewer id the browser keeps (so it
 survives a refresh) and applied once, and a long queue is processed oldest first, every event eventually."""
 
@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from influence_core.project import Project
-from pages import _review_grid as grid
+from app_pages import _review_grid as grid
 
 REVIEWER = "0123456789abcdef0123456789abcdef"  # what the browser keeps in localStorage
 

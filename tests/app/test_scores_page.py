@@ -39,7 +39,7 @@ def _compute(at, methods=None):
 def _frame(at, column):
     """The first table with ``column``; in the scores table, whose headings are run titles, ``column`` may be a run's
     label (the titles are renamed to labels)."""
-    from pages._common import run_title
+    from app_pages._common import run_title
 
     for shown_table in at.dataframe:
         frame = shown_table.value
@@ -225,7 +225,7 @@ def test_cached_results_are_keyed_by_project_and_data_not_only_by_the_model(work
     assert expected["default"][0] != expected["b"][0] and expected["default"][1] != expected["b"][1]
     for name, (count, left_out) in expected.items():
         at = AppTest.from_file(APP, default_timeout=90)
-        at.switch_page("pages/3_Scores.py")
+        at.switch_page("app_pages/3_Scores.py")
         at.query_params["project"] = name
         at.run()
         no_errors(at)

@@ -1,7 +1,7 @@
 """A tab left open across a server restart: it reconnects to the new server and shows the app as before — the
-project switcher in the sidebar, the app's own page list — never Streamlit's file menu of pages/ ("app", "common",
-"review grid"), which a freshly started server would otherwise show (multipage v1, chosen because a pages/ folder
-exists). Checked on the reconnected tab and again after a reload. Skipped without Chromium / Playwright."""
+project switcher in the sidebar, the app's own page list — never Streamlit's file menu ("app", "common", "review grid"), which a freshly
+started server showed while the pages lived in a folder named ``pages/`` (Streamlit's multipage v1, chosen by that
+name alone; the pages now live in ``app_pages/``). Checked on the reconnected tab and again after a reload. Skipped without Chromium / Playwright."""
 
 from __future__ import annotations
 
@@ -26,10 +26,6 @@ def _app_is_shown(page, heading: str) -> None:
     assert "explore" in links and "review" in links, links
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect (issue 21 §3, issue 19): on a freshly started server two sessions starting at once can leave one in "
-    "Streamlit's multipage-v1 mode, its page run alone (no sidebar) or under the file menu of pages/, until a reload; "
-    "fails about 1 run in 2 under load, passes alone"))
 def test_an_open_tab_recovers_after_a_server_restart(tmp_path, monkeypatch):
     workspace = tmp_path / "workspace"
     proj = Project.open("restart", workspace)

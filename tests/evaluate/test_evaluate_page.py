@@ -23,7 +23,7 @@ SUMMARY = "trim the lowest 10% by IP, IP Ensemble · utility impact · 1 seed(s)
 
 def _open() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=90)
-    at.switch_page("pages/7_Evaluate.py")
+    at.switch_page("app_pages/7_Evaluate.py")
     return at.run()
 
 

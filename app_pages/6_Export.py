@@ -9,7 +9,7 @@ import json
 import streamlit as st
 
 from influence_core.project import InfluenceError
-from pages._common import guarded, missing, plain, project, require_dataset, require_model
+from app_pages._common import guarded, missing, plain, project, require_dataset, require_model
 
 
 def _reviewers(proj) -> None:

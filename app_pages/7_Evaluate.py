@@ -21,7 +21,7 @@ from influence_core.figures import (accuracy_figure, as_text, attack_boxplot, at
                                     pareto_figure, spread_note)
 from influence_core.project import (CLEANING_ACTIONS, IMPACTS, METHODS, AttackSettings, ExperimentResult,
                                     ExperimentSettings, InfluenceError, format_table)
-from pages._common import display_name, guarded, job_outcome, job_panel, plain, project, require_dataset, require_model
+from app_pages._common import display_name, guarded, job_outcome, job_panel, plain, project, require_dataset, require_model
 
 KIND = "experiment"
 ACTION_HELP = {

@@ -11,7 +11,7 @@ import streamlit as st
 
 from influence_core import figures
 from influence_core.project import InfluenceError, Project, ScoreRun
-from pages._common import go, guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model, \
+from app_pages._common import go, guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model, \
     require_scores, run_title
 
 MAX_THUMBNAILS = 24

@@ -8,7 +8,7 @@ import streamlit as st
 from influence_core.figures import training_curve
 from influence_core.project import (MODELS, InfluenceError, Project, TrainConfig, default_architecture,
                                     memorisation_warning)
-from pages._common import guarded, job_outcome, job_panel, link, plain, project, require_dataset
+from app_pages._common import guarded, job_outcome, job_panel, link, plain, project, require_dataset
 
 
 def _show_current(proj: Project, ds, training: bool) -> None:

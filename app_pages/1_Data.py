@@ -10,7 +10,7 @@ import streamlit as st
 
 from influence_core.figures import class_balance
 from influence_core.project import DATASETS, PATH_LOADERS, InfluenceError, Project, format_bytes, is_size
-from pages._common import display_name, guarded, link, plain, project
+from app_pages._common import display_name, guarded, link, plain, project
 
 UPLOAD = "Upload a file…"
 # Loader arguments with a fixed set of values get a select box instead of a text field.

@@ -20,24 +20,13 @@ from influence_core.project import (DEFAULT_PROJECT, METHODS, Access, InfluenceE
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
-    "data": "pages/1_Data.py", "model": "pages/2_Model.py", "scores": "pages/3_Scores.py",
-    "explore": "pages/4_Explore.py", "review": "pages/5_Review.py", "export": "pages/6_Export.py",
-    "evaluate": "pages/7_Evaluate.py",
+    "data": "app_pages/1_Data.py", "model": "app_pages/2_Model.py", "scores": "app_pages/3_Scores.py",
+    "explore": "app_pages/4_Explore.py", "review": "app_pages/5_Review.py", "export": "app_pages/6_Export.py",
+    "evaluate": "app_pages/7_Evaluate.py",
 }
 APP_VERSION = __version__
 # Session-state keys that belong to the browser session, not to one project: a project switch clears every other key.
 SESSION_KEYS = ("project", "state-of-project")
-
-
-def _route_through_the_app() -> None:
-    """A bookmark or a refresh of a page's URL on a freshly started server would run that page alone, without app.py
-    (Streamlit's multipage v1 mode, chosen because a ``pages/`` folder exists, until some run calls st.navigation):
-    no project switcher, and every file of ``pages/`` listed. Switch v1 off and run again, through app.py."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
 
 
 # -------------------------------------------------------------------------------------------- project
@@ -296,8 +285,3 @@ def job_outcome(proj: Project, kind: str, job: Job, what: str) -> None:
     elif job.state == "interrupted":
         st.warning(f"{what} was interrupted (the server restarted); what had finished is kept — start it again to "
                    "resume.")
-
-
-# Last, once every name above exists: a session importing this module while another one's first import stops it
-# with the rerun still finds everything it imports.
-_route_through_the_app()

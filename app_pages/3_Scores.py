@@ -14,7 +14,7 @@ import streamlit as st
 
 from influence_core.figures import detection_report, format_duration
 from influence_core.project import IMPACTS, METHODS, InfluenceError, Project, ScoreRun, resolve_val_trim
-from pages._common import (guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model,
+from app_pages._common import (guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model,
                            run_title)
 
 # Friendlier names for the settings users touch most.

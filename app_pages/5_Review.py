@@ -10,8 +10,8 @@ import numpy as np
 import streamlit as st
 
 from influence_core.project import InfluenceError
-from pages import _review_grid as grid
-from pages._common import (guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model,
+from app_pages import _review_grid as grid
+from app_pages._common import (guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model,
                            require_scores, run_title, session_id, use_session_id)
 
 SHOW = ("to review", "all flagged", "decided")
