@@ -212,7 +212,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     impact_settings = impact_settings_from_args(args, args.impact)
     if args.folds is not None and (args.folds == 1 or args.folds < 0):
         raise InfluenceError("--folds takes 0 (in-sample) or a number of folds ≥ 2")
-    from .workspace import sharded
+    from .engine import sharded
 
     if args.cluster or args.scheduler:
         from .distributed import parse_cluster
