@@ -229,7 +229,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     folds = args.folds or 0
     details: dict = {}
     if project is not None:
-        from .session import ScoreRun
+        from .state import ScoreRun
 
         run = ScoreRun(args.method, args.impact, args.params, settings, folds=folds, impact_settings=impact_settings)
         scores = project.score(run, _progress_printer(not args.quiet), details=details, device=args.device,

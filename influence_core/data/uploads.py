@@ -151,7 +151,7 @@ def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.P
         raise InfluenceError(f"weights must be .safetensors, .pt, .pth, .bin, .ckpt or a .pt2 torch.export program, not '{shown}'")
     check_size(len(data), name)
     if root is None:
-        from ..session import workspace_root
+        from ..state import workspace_root
 
         root = workspace_root()
     uploads = Path(root) / "uploads"
