@@ -1003,7 +1003,7 @@ class Project:
     def manifest(self) -> dict:
         """What produced the export: data set, model, score runs, decision counts, versions, and who decided
         (``decided_by``: each reviewer's counts)."""
-        from . import __version__
+        from .version import __version__
         from .export import manifest
 
         dataset, state = self.dataset(), self.state()
