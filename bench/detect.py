@@ -39,6 +39,7 @@ from influence_core.data.prepare import with_label_noise  # noqa: E402
 from influence_core.errors import InfluenceError  # noqa: E402
 from influence_core.figures import detection_report  # noqa: E402
 from influence_core.models import TrainConfig  # noqa: E402
+from influence_core.engine import Engine  # noqa: E402
 from influence_core.workspace import Workspace  # noqa: E402
 
 FOLDS = 5
@@ -119,7 +120,7 @@ def run_cell(cell: Cell, seed: int, ws: Workspace, journal: Journal, scores_dir:
     ds = load_cell(cell, seed)
     noisy = ds.noise_mask.numpy()
     config = TrainConfig(seed=seed, **cell.config)
-    train_s, fitted = cpu_seconds(lambda: ws.get_or_train(ds, cell.arch, config))
+    train_s, fitted = cpu_seconds(lambda: Engine(ws).model(ds, cell.arch, config))
     common = {"cell": cell.name, "seed": seed, "n_train": len(ds.train), "noise_rate": float(noisy.mean()),
               "train_accuracy": fitted.metrics.get("train_accuracy"), "val_accuracy": fitted.metrics.get("val_accuracy"),
               "test_accuracy": fitted.metrics.get("test_accuracy"), "best_epoch": fitted.metrics.get("best_epoch")}
@@ -149,7 +150,7 @@ def run_cell(cell: Cell, seed: int, ws: Workspace, journal: Journal, scores_dir:
         return
     if all((cell.name, seed, m, "oof") in journal.rows for m in OUT_OF_FOLD):
         return
-    fold_s, fold_models = cpu_seconds(lambda: ws.fold_models(ds, fitted, FOLDS))
+    fold_s, fold_models = cpu_seconds(lambda: Engine(ws).fold_models(ds, fitted, FOLDS))
     for label, method, settings, imp in IN_SAMPLE:
         if label not in OUT_OF_FOLD:
             continue

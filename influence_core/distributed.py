@@ -43,7 +43,7 @@ import torch
 
 from .data.base import Dataset
 from .errors import InfluenceError
-from .folds import FoldSettings, fold_assignment, fold_split
+from .folds import FoldSettings, held_out_parts
 from .grads import Progress
 from .impacts import Impact, make_impact
 from .methods import METHODS, InfluenceMethod, ScoringContext, get_method
@@ -547,7 +547,7 @@ def score_sharded(
     ``$INFLUENCE_DASK_SCHEDULER`` if set, else this process. ``client``: an open `distributed.Client` to use
     instead (not closed here). A rerun with the same ``out_dir`` scores only the shards not yet written.
     ``folds=K``: out of fold, one task per (fold, shard); ``fold_models``, when not given, are trained one task each
-    on the cluster's workers (in this process when there is none; `Workspace.get_or_score` caches them).
+    on the cluster's workers (in this process when there is none; `engine.Engine.scores` caches them).
     ``progress(fraction, message)`` hears of every shard; ``details`` receives the method's notes and the run's
     counts (shards, skipped, computed, peak memory per worker in bytes, seconds). ``cache``: the workspace's array
     cache for what the client computes once (e.g. the explicit Hessian), as for `ScoringContext`.
@@ -583,11 +583,7 @@ def score_sharded(
             fold_models = fold_models_for(dataset, fitted, fold_settings, progress=span(progress, 0.0, 0.5),
                                           device=device, train_many=on_the_workers if client is not None else None)
             progress = span(progress, 0.5, 1.0)
-        if len(fold_models) != fold_settings.folds:
-            raise InfluenceError(f"expected {fold_settings.folds} fold models, got {len(fold_models)}")
-        assignment = fold_assignment(dataset.train.y.numpy(), fold_settings)
-        splits = [fold_split(dataset, assignment, k) for k in range(fold_settings.folds)]
-        parts = [(held, model, rows) for (_, held, rows), model in zip(splits, fold_models)]
+        parts = held_out_parts(dataset, fold_models, fold_settings)
     else:
         parts = [(dataset, fitted, np.arange(n))]
 

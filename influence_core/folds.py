@@ -21,7 +21,7 @@ from .grads import Progress
 from .models.train import FittedModel, TrainConfig, TrainProgress, train_model
 
 # (fold dataset, architecture, settings, progress) -> fitted model: `train_model`, or a cache such as
-# `Workspace.get_or_train`, which makes fold training resumable (a finished fold is never trained again).
+# `Engine.model`, which makes fold training resumable (a finished fold is never trained again).
 Trainer = Callable[[Dataset, str, TrainConfig, TrainProgress | None], FittedModel]
 # (all K fold datasets, architecture, settings, progress) -> the K models, trained at once (e.g. one Dask task each).
 ManyTrainer = Callable[[list[Dataset], str, TrainConfig, Progress | None], list[FittedModel]]
@@ -93,24 +93,30 @@ def train_fold_models(dataset: Dataset, arch: str, config: TrainConfig | None = 
     return models
 
 
+def held_out_parts(dataset: Dataset, fold_models: list[FittedModel], settings: FoldSettings
+                   ) -> list[tuple[Dataset, FittedModel, np.ndarray]]:
+    """(held-out part k, the model that did not see it, its training rows) for every fold k: the one pairing of
+    samples with fold models, used in-process (`out_of_fold`) and on Dask (`distributed.score_sharded`)."""
+    if len(fold_models) != settings.folds:
+        raise InfluenceError(f"expected {settings.folds} fold models, got {len(fold_models)}")
+    assignment = fold_assignment(dataset.train.y.numpy(), settings)
+    return [(held, model, rows) for (_, held, rows), model in
+            zip((fold_split(dataset, assignment, k) for k in range(settings.folds)), fold_models)]
+
+
 def out_of_fold(dataset: Dataset, fold_models: list[FittedModel], settings: FoldSettings,
                 score_fold: Callable[[Dataset, FittedModel, Progress | None], np.ndarray],
                 progress: Progress | None = None) -> np.ndarray:
     """Every training sample's value from ``score_fold(held-out part, model that did not see it, progress)``,
     put back in training order. Each sample is scored exactly once."""
-    if len(fold_models) != settings.folds:
-        raise InfluenceError(f"expected {settings.folds} fold models, got {len(fold_models)}")
-    assignment = fold_assignment(dataset.train.y.numpy(), settings)
     out: np.ndarray | None = None
-    for fold, model in enumerate(fold_models):
-        _, held, rows = fold_split(dataset, assignment, fold)
-
+    for fold, (held, model, rows) in enumerate(held_out_parts(dataset, fold_models, settings)):
         def report(fraction: float, message: str, fold=fold) -> None:
             if progress is not None:
                 progress((fold + fraction) / settings.folds, f"fold {fold + 1}/{settings.folds}: {message}")
 
         values = np.asarray(score_fold(held, model, report))
         if out is None:
-            out = np.full((len(assignment),) + values.shape[1:], np.nan)
+            out = np.full((len(dataset.train),) + values.shape[1:], np.nan)
         out[rows] = values
     return out

@@ -37,9 +37,11 @@ from .access import MEMBERS_FILE, ROLES, Access, Members, read_members, set_memb
 from .atomic import write_text_atomic
 from .data.base import Dataset
 from .data.registry import DATASETS, PATH_LOADERS, is_size, load_dataset
+from .engine import Engine
 from .errors import InfluenceError, writing
 from .grads import Progress
 from .impacts import IMPACTS, resolve_val_trim
+from .keys import model_key, score_key, view_key
 from .jobs import MOVED_FILE, Job, JobHandle, forget_job, get_job, moved_folder, start_job
 from .methods import METHODS
 from .models.registry import MODELS, default_architecture
@@ -145,6 +147,7 @@ class Project:
                 raise InfluenceError(f"cannot create the project folder {self._folder}: {err.strerror}") from None
         self.require("open")
         self.cache = Workspace(self.root)
+        self.engine = Engine(self.cache)
 
     @property
     def folder(self) -> Path:
@@ -483,7 +486,7 @@ class Project:
             return _MODELS.get(f"weights:{state.weights}:{state.arch}:{dataset.fingerprint()}",
                                lambda: load_fitted(state.weights, state.arch, dataset))
         config = state.train_config()
-        key = self.cache.model_key(dataset, state.arch, config)
+        key = model_key(dataset, state.arch, config)
         def load() -> FittedModel:
             dropped = len(self.cache.notices)
             fitted = self.cache.load_model(key, dataset)
@@ -503,11 +506,11 @@ class Project:
         run was stopped, or the user chose another data set meanwhile."""
         dataset, state = self.dataset(), self.state()
         settings = _train_settings(config)
-        fitted = self.cache.get_or_train(dataset, arch, TrainConfig(**settings), progress=progress,
+        fitted = self.engine.model(dataset, arch, TrainConfig(**settings), progress=progress,
                                          should_stop=should_stop, device=device)
         if fitted.history and fitted.history[-1].get("cancelled"):
             return fitted
-        _MODELS.get(f"model:{self.cache.model_key(dataset, arch, TrainConfig(**settings))}", lambda: fitted)
+        _MODELS.get(f"model:{model_key(dataset, arch, TrainConfig(**settings))}", lambda: fitted)
 
         def use(s: Selection) -> None:
             s.clear_model()
@@ -564,7 +567,7 @@ class Project:
 
     def fold_models(self, folds: int, progress: Progress | None = None, device: str | None = None) -> list[FittedModel]:
         dataset = self.dataset()
-        return self.cache.fold_models(dataset, self.require_model(dataset), folds, progress=progress, device=device)
+        return self.engine.fold_models(dataset, self.require_model(dataset), folds, progress=progress, device=device)
 
     def require_model(self, dataset: Dataset | None = None) -> FittedModel:
         fitted = self.model(dataset)
@@ -583,7 +586,7 @@ class Project:
         name to `score_in_background`."""
         dataset, state = self.dataset(), self.state()
         fitted = self.require_model(dataset)
-        scores = self.cache.get_or_score(dataset, fitted, progress=progress, details=details, device=device,
+        scores = self.engine.scores(dataset, fitted, progress=progress, details=details, device=device,
                                          batch_size=batch_size, cluster=cluster, scheduler=scheduler,
                                          **run.score_kwargs())
         if add:
@@ -592,12 +595,12 @@ class Project:
 
     def _run_result(self, dataset: Dataset, fitted: FittedModel, run: ScoreRun) -> tuple[np.ndarray, dict]:
         kwargs = run.score_kwargs()
-        key = self.cache.score_key(dataset, fitted, kwargs["method"], kwargs["impact"], kwargs["params"],
+        key = score_key(dataset, fitted, kwargs["method"], kwargs["impact"], kwargs["params"],
                                    kwargs["settings"], kwargs["impact_settings"], kwargs["folds"])
 
         def load() -> tuple[np.ndarray, dict]:
             details: dict = {}
-            return self.cache.get_or_score(dataset, fitted, details=details, **kwargs), details
+            return self.engine.scores(dataset, fitted, details=details, **kwargs), details
 
         return _SCORES.get(f"{self.root}:{key}", load)
 
@@ -670,7 +673,7 @@ class Project:
 
         dataset = self.dataset()
         fitted = self.require_model(dataset)
-        fold_models = self.cache.fold_models(dataset, fitted, folds) if folds else None
+        fold_models = self.engine.fold_models(dataset, fitted, folds) if folds else None
         return estimate_label_issues(dataset, fitted, fold_models=fold_models, folds=folds or None)
 
     def method_costs(self, params: str = "all", folds: int = 0, settings: dict[str, dict] | None = None) -> dict[str, float]:
@@ -710,7 +713,7 @@ class Project:
             return {"ip": g.ip, "influence": g.influence, "coords": g.coords, "u_xy": g.u_xy, "w_xy": g.w_xy,
                     "hessian": np.array(g.hessian)}
 
-        return self.cache.get_or_compute_arrays("views", _view_key("angles", dataset, fitted, impact=impact, params=params),
+        return self.cache.get_or_compute_arrays("views", view_key("angles", dataset, fitted, impact=impact, params=params),
                                                 compute)
 
     def feature_map(self, progress: Progress | None = None, seed: int = 0) -> dict:
@@ -728,12 +731,12 @@ class Project:
             xy = embed_2d(feats, seed=seed, progress=lambda f, m: report(0.1 + 0.9 * f, m))
             return {"xy": xy, "method": np.array(embedding_method(len(feats)) if feats.shape[1] > 2 else "features")}
 
-        return self.cache.get_or_compute_arrays("views", _view_key("umap", dataset, fitted, seed=seed), compute)
+        return self.cache.get_or_compute_arrays("views", view_key("umap", dataset, fitted, seed=seed), compute)
 
     def has_view(self, name: str, **settings) -> bool:
         """Whether a view ("angles" with impact / params, "umap") is cached, so a page can draw it without a job."""
         dataset = self.dataset()
-        return self.cache.has_entry("views", _view_key(name, dataset, self.require_model(dataset), **settings), ".npz")
+        return self.cache.has_entry("views", view_key(name, dataset, self.require_model(dataset), **settings), ".npz")
 
     def decision_surface(self, steps: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(xs, ys, P(class 1) on a steps × steps grid) around the training points of a two-feature data set: the
@@ -977,9 +980,9 @@ class Project:
             raise InfluenceError(f"'{method}' is not a method of this result; choose one of: {', '.join(s.methods)}")
         args = {"method": method, "impact": s.impact, "params": s.params, "settings": s.method_settings.get(method, {}),
                 "impact_settings": s.resolved_impact_settings()}
-        if not self.cache.has_entry("scores", self.cache.score_key(dataset, base, **args), ".npy"):
+        if not self.engine.has_scores(dataset, base, **args):
             raise InfluenceError(f"the scores of '{method}' are not in the cache (any more): run the experiment again")
-        scores = self.cache.get_or_score(dataset, base, **args)
+        scores = self.engine.scores(dataset, base, **args)
         action = apply_action(s.action, dataset, scores, s.action_settings(), base.module)
         return cleaned_split_table(replace(result, dataset=dataset, base=base, scores={method: scores},
                                            actions={method: action}), method)
@@ -1088,7 +1091,7 @@ class Project:
         """Whether `score` shards ``method`` on Dask with this ``cluster`` / ``scheduler``; a malformed one is refused
         in one line, before any connection."""
         from .distributed import parse_cluster
-        from .workspace import sharded
+        from .engine import sharded
 
         parse_cluster(cluster, scheduler)
         return sharded(method, cluster, scheduler)
@@ -1127,18 +1130,6 @@ def _parse_state(raw: bytes) -> Selection | None:
         return Selection.from_json(data) if isinstance(data, dict) else None
     except (ValueError, TypeError, AttributeError):
         return None
-
-
-# "w": the angle view's w = (H + λI)⁻¹∇f with exact influence's automatic λ (views cached with λ = 0 are not reused)
-_VIEW_DEFAULTS = {"angles": {"impact": "utility", "params": "all", "w": "auto-damped"}, "umap": {"seed": 0}}
-
-
-def _view_key(name: str, dataset: Dataset, fitted: FittedModel, **settings) -> dict:
-    """The cache key of a view: every setting that changes it, defaults filled in."""
-    if name not in _VIEW_DEFAULTS:
-        raise InfluenceError(f"unknown view '{name}'; choose one of: {', '.join(_VIEW_DEFAULTS)}")
-    return {"view": name, "dataset": dataset.fingerprint(), "model": fitted.fingerprint(),
-            **{**_VIEW_DEFAULTS[name], **settings}}
 
 
 def _train_settings(config: TrainConfig | dict | None) -> dict:

@@ -44,7 +44,7 @@ class ScoreRun:
         return name
 
     def score_kwargs(self) -> dict:
-        """The keyword arguments of `Workspace.get_or_score` that this run fixes (beyond data set and model)."""
+        """The keyword arguments of `Engine.scores` that this run fixes (beyond data set and model)."""
         return {"method": self.method, "impact": self.impact, "params": self.params, "settings": dict(self.settings),
                 "impact_settings": dict(self.impact_settings or {}) or None, "folds": int(self.folds or 0)}
 

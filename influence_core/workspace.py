@@ -1,8 +1,8 @@
-"""The cache on disk of what is slow to recompute: trained models, fold models, score vectors, views, experiments.
+"""The store: the cache on disk of what is slow to recompute (trained models, fold models, score vectors, views,
+arrays), found by key (`keys`). It only stores and finds; what to compute on a miss is `engine.Engine`'s decision.
 
     ws = Workspace()                       # $INFLUENCE_WORKSPACE or ./workspace
-    fitted = ws.get_or_train(ds, "cnn", TrainConfig(epochs=5))
-    scores = ws.get_or_score(ds, fitted, "ip", "utility")   # lower = more detrimental
+    value = ws.get_or_compute("views", key, compute)
 
 Layout: ``models/<key>/{weights.safetensors, meta.json, checkpoints/epoch-NNNN.safetensors}`` keyed by
 hash(data fingerprint, architecture, resolved training config); ``scores/<key>.npy`` (+ ``<key>.meta.json``) keyed by hash(data
@@ -22,27 +22,20 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .api import span, compute_scores, fold_models_for
 from .data.base import Dataset
 from .errors import InfluenceError, writing
-from .folds import FoldSettings
-from .grads import Progress
-from .impacts import Impact, make_impact
-from .methods import get_method
+from .keys import hash_key
 from .models.registry import build_model
-from .models.train import Checkpoint, FittedModel, TrainConfig, TrainProgress, train_model
+from .models.train import Checkpoint, FittedModel, TrainConfig
 from .session import workspace_root
-
-if TYPE_CHECKING:
-    from .distributed import ClusterSpec
 
 
 _LOG = logging.getLogger(__name__)
@@ -56,10 +49,6 @@ def _checksum(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return f"sha256:{digest.hexdigest()}"
-
-
-def _hash(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -130,7 +119,7 @@ class Workspace:
         ``load`` and ``check(value)`` (a reason the value is wrong, or None) verify the entry: a bad one is removed
         with one logged line (also kept in `notices`) and computed again.
         """
-        name = key if isinstance(key, str) else _hash(key)
+        name = key if isinstance(key, str) else hash_key(key)
         path = self.root / kind / f"{name}{suffix}"
         load = load or (lambda p: json.loads(p.read_text()))
         save = save or (lambda value, tmp: tmp.write_text(json.dumps(value, default=str)))
@@ -197,7 +186,7 @@ class Workspace:
         self.notices.append(line)
 
     def has_entry(self, kind: str, key: str | dict, suffix: str = ".json") -> bool:
-        name = key if isinstance(key, str) else _hash(key)
+        name = key if isinstance(key, str) else hash_key(key)
         return (self.root / kind / f"{name}{suffix}").exists()
 
     def entry_meta(self, kind: str, key: str) -> dict:
@@ -220,16 +209,10 @@ class Workspace:
         return self.get_or_compute(kind, key, compute, suffix=".npz", save=save, load=load)
 
     # ------------------------------------------------------------------------------------------ models
-    @staticmethod
-    def model_key(dataset: Dataset, arch: str, config: TrainConfig | None = None) -> str:
-        """The cache key of a model: equal data, architecture and (resolved) settings give the same key."""
-        config = (config or TrainConfig()).resolved(arch)
-        return _hash({"dataset": dataset.fingerprint(), "arch": arch, "config": config.key()})
-
     def load_model(self, key: str, dataset: Dataset) -> FittedModel | None:
         """The cached model ``key`` rebuilt for ``dataset``, or None when it is not cached — or was bad (unreadable
         meta.json, a weights or checkpoint file that fails its checksum or does not load): then it is removed with
-        one line, so the next `get_or_train` trains it again."""
+        one line, so the next `Engine.model` trains it again."""
         folder = self.root / "models" / key
         if not folder.exists():
             return None
@@ -254,23 +237,6 @@ class Workspace:
                             load=lambda path: None)
         return self.root / "models" / key
 
-    def get_or_train(self, dataset: Dataset, arch: str, config: TrainConfig | None = None,
-                     progress: TrainProgress | None = None, should_stop: Callable[[], bool] | None = None,
-                     device: str | None = None) -> FittedModel:
-        """The cached model for (data, architecture, settings), training and storing it on a miss.
-
-        A run cancelled through ``should_stop`` is returned but not cached.
-        """
-        config = (config or TrainConfig()).resolved(arch)
-        key = self.model_key(dataset, arch, config)
-        cached = self.load_model(key, dataset)
-        if cached is not None:
-            return cached
-        fitted = train_model(dataset, arch, config, device=device, progress=progress, should_stop=should_stop)
-        if not (fitted.history and fitted.history[-1].get("cancelled")):
-            self.save_model(key, fitted)
-        return fitted
-
     def models(self) -> list[dict]:
         """Metadata of every cached model, newest first."""
         metas = []
@@ -281,129 +247,8 @@ class Workspace:
                 continue
         return sorted(metas, key=lambda m: m.get("created", 0), reverse=True)
 
-    # ------------------------------------------------------------------------------------------ scores
-    def fold_models(self, dataset: Dataset, fitted: FittedModel, folds: int, progress: Progress | None = None,
-                    device: str | None = None, client=None) -> list[FittedModel]:
-        """The K fold models of ``fitted``'s architecture and settings, each cached like any model: trained once,
-        and an interrupted run resumes at the first fold not yet stored. ``client``: an open Dask client; the folds
-        not yet cached are trained on its workers at once, one task each."""
-        def trainer(ds, arch, config, report):
-            return self.get_or_train(ds, arch, config, progress=report, device=device)
 
-        def train_many(parts, arch, config, report):
-            from .distributed import train_models_on_dask
-
-            config = config.resolved(arch)
-            keys = [self.model_key(part, arch, config) for part in parts]
-            models = [self.load_model(key, part) for key, part in zip(keys, parts)]
-            missing = [i for i, m in enumerate(models) if m is None]
-
-            def done(j: int, model: FittedModel) -> None:
-                models[missing[j]] = model
-                self.save_model(keys[missing[j]], model)
-
-            if missing:
-                train_models_on_dask(client, [(parts[i], arch, config) for i in missing], done=done, progress=report)
-            return models
-
-        return fold_models_for(dataset, fitted, FoldSettings(folds), trainer=trainer,
-                               train_many=train_many if client is not None else None, progress=progress, device=device)
-
-    @staticmethod
-    def score_key(dataset: Dataset, fitted: FittedModel, method: str, impact: str | Impact = "utility",
-                  params: str = "all", settings: dict | None = None, impact_settings: dict | None = None,
-                  folds: int = 0) -> str:
-        """The cache key of a score vector; method and impact settings are resolved to their full values first."""
-        scorer = get_method(method, **(settings or {}))
-        imp = make_impact(impact, **(impact_settings or {}))
-        imp_fields = {f.name: getattr(imp, f.name) for f in fields(imp)} if is_dataclass(imp) else {}
-        payload = {"dataset": dataset.fingerprint(), "model": fitted.fingerprint(), "method": method,
-                   "settings": asdict(scorer.settings) if is_dataclass(scorer.settings) else {}, "impact": imp.name,
-                   "impact_settings": imp_fields, "params": params}
-        if scorer.needs_checkpoints:  # TracIn-like scores depend on the training trajectory, not only on θ
-            payload["checkpoints"] = fitted.checkpoints_fingerprint()
-        if folds:  # out of fold: the fold models follow from the data, the folds and fitted's training settings
-            payload["folds"] = asdict(FoldSettings(folds))
-            payload["train_config"] = asdict(fitted.config)
-        return _hash(payload)
-
-    def get_or_score(self, dataset: Dataset, fitted: FittedModel, method: str = "ip", impact: str | Impact = "utility",
-                     params: str = "all", settings: dict | None = None, progress: Progress | None = None, *,
-                     impact_settings: dict | None = None, device: str | None = None, batch_size: int = 256,
-                     folds: int = 0, details: dict | None = None, cluster: str | ClusterSpec | None = None,
-                     scheduler: str | None = None) -> np.ndarray:
-        """Scores of every training sample (lower = more detrimental), from the cache or computed and stored;
-        ``folds=K`` scores out of fold with K cached fold models. ``details`` receives the run's notes (see
-        `compute_scores`), stored with the scores. ``cluster`` ("local:N", or a resolved `ClusterSpec`) / ``scheduler``
-        ("tcp://HOST:PORT"), or
-        ``$INFLUENCE_DASK_SCHEDULER``: sharded on Dask (`distributed.score_sharded`), shards kept under
-        ``shards/<key>/`` so an interrupted run resumes; the same scores (to 1e-6), hence the same cache entry."""
-        key = self.score_key(dataset, fitted, method, impact, params, settings, impact_settings, folds)
-        found: dict = {}
-        computed = False
-
-        def compute() -> np.ndarray:
-            nonlocal computed, progress
-            computed = True
-            on_dask = sharded(method, cluster, scheduler)
-            if on_dask:
-                from .distributed import ClusterSpec, dask_client, parse_cluster, score_sharded
-
-                spec = cluster if isinstance(cluster, ClusterSpec) else parse_cluster(cluster, scheduler)
-            with dask_client(spec, progress) if on_dask else contextlib.nullcontext() as client:  # folds and shards
-                fold_models = None
-                if folds:
-                    fold_models = self.fold_models(dataset, fitted, folds, progress=span(progress, 0.0, 0.8),
-                                                   device=device, client=client)
-                    progress = span(progress, 0.8, 1.0)
-                if on_dask:
-                    return score_sharded(dataset, fitted, method, impact, out_dir=self.root / "shards" / key,
-                                         settings=settings, impact_settings=impact_settings, params=params, folds=folds,
-                                         fold_models=fold_models, cluster=spec, client=client, batch_size=batch_size,
-                                         progress=progress, device=device, details=found,
-                                         cache=self.get_or_compute_arrays)
-                return compute_scores(dataset, fitted, method, impact, params=params, device=device,
-                                      batch_size=batch_size, progress=progress, impact_settings=impact_settings,
-                                      folds=folds or None, fold_models=fold_models, details=found,
-                                      cache=self.get_or_compute_arrays, **(settings or {}))
-
-        t0 = time.perf_counter()
-
-        def meta(scores: np.ndarray) -> dict:
-            return {"key": key, "method": method, "impact": impact if isinstance(impact, str) else impact.name,
-                    "params": params, "settings": settings or {}, "impact_settings": impact_settings or {},
-                    "folds": folds, "details": found, "dataset_fingerprint": dataset.fingerprint(),
-                    "model_fingerprint": fitted.fingerprint(), "seconds": time.perf_counter() - t0, "created": time.time()}
-
-        scores = self.get_or_compute("scores", key, compute, suffix=".npy", save=_save_npy,
-                                     load=lambda p: np.load(p, allow_pickle=False), meta=meta,
-                                     check=lambda a: _score_problem(a, len(dataset.train)))
-        if not computed:
-            if progress is not None:
-                progress(1.0, "loaded from the workspace cache")
-            found = self.entry_meta("scores", key).get("details", {})
-        if details is not None:
-            details.update(found)
-        return scores
-
-    def score_meta(self, key: str) -> dict:
-        """The record kept with a cached score vector: settings, the run's details, seconds, when."""
-        return self.entry_meta("scores", key)
-
-
-def sharded(method: str, cluster: str | ClusterSpec | None = None, scheduler: str | None = None) -> bool:
-    """Whether ``method`` runs sharded on Dask: a cluster or scheduler is asked for (or $INFLUENCE_DASK_SCHEDULER is
-    set; a `ClusterSpec` says for itself) and the method can be sharded; others run in this process as always."""
-    if cluster is not None and not isinstance(cluster, str):  # a ClusterSpec
-        if cluster.kind == "process":
-            return False
-    elif not (scheduler or (cluster and cluster.strip().lower() not in ("none", "process", "off"))
-              or os.environ.get("INFLUENCE_DASK_SCHEDULER")):
-        return False
-    return bool(getattr(get_method(method), "shardable", False))
-
-
-def _score_problem(scores: np.ndarray, n: int) -> str | None:
+def score_problem(scores: np.ndarray, n: int) -> str | None:
     """Why a stored score vector cannot be the scores of ``n`` training samples (None when it can)."""
     if scores.dtype.kind != "f":
         return f"its values are {scores.dtype}, not numbers"
@@ -412,7 +257,7 @@ def _score_problem(scores: np.ndarray, n: int) -> str | None:
     return None
 
 
-def _save_npy(array: np.ndarray, tmp: Path) -> None:
+def save_npy(array: np.ndarray, tmp: Path) -> None:
     with open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import influence_core as ic
+import influence_core.engine
 
 # The test models are tiny: one thread is faster than two contending ones (and steadier on a loaded machine).
 torch.set_num_threads(1)
@@ -86,3 +87,22 @@ def _seed():
 def _private_workspace(tmp_path_factory, monkeypatch):
     """Every test gets its own workspace folder: no test writes ./workspace or sees another's cache."""
     monkeypatch.setenv("INFLUENCE_WORKSPACE", str(tmp_path_factory.mktemp("workspace")))
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts calls of the real trainer and scorer as the engine sees them (a cache hit calls neither)."""
+    calls = {"train": 0, "score": 0}
+    real_train, real_score = influence_core.engine.train_model, influence_core.engine.compute_scores
+
+    def train(*args, **kwargs):
+        calls["train"] += 1
+        return real_train(*args, **kwargs)
+
+    def score(*args, **kwargs):
+        calls["score"] += 1
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(influence_core.engine, "train_model", train)
+    monkeypatch.setattr(influence_core.engine, "compute_scores", score)
+    return calls

@@ -265,7 +265,7 @@ def test_the_project_and_the_cli_shard_on_a_scheduler_and_share_the_cache_entry(
     the single-process scores; the entry is the same cache entry, so scoring again in-process computes nothing."""
     import pandas as pd
 
-    import influence_core.workspace as workspace
+    import influence_core.engine as engine
     from influence_core.cli import main
     from influence_core.project import Project, ScoreRun
 
@@ -279,7 +279,7 @@ def test_the_project_and_the_cli_shard_on_a_scheduler_and_share_the_cache_entry(
     expected = compute_scores(proj.dataset(), proj.model(), "ip")
     assert_same_scores(sharded, expected)
     assert list((tmp_path / "shards").glob("*/shard-*.parquet"))
-    monkeypatch.setattr(workspace, "compute_scores", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(engine, "compute_scores", lambda *a, **k: pytest.fail("recomputed"))
     assert_same_scores(proj.score(ScoreRun("ip")), expected)
 
     monkeypatch.setenv("INFLUENCE_DASK_SCHEDULER", address)  # the app's setting by environment
@@ -297,7 +297,7 @@ def test_fold_models_are_trained_on_the_workers_one_task_each_and_cached(client,
     """Out-of-fold scoring on a scheduler trains the missing fold models on the workers (none in this process),
     caches them like any model, and gives the in-process out-of-fold scores."""
     import influence_core.folds as folds_module
-    import influence_core.workspace as workspace
+    import influence_core.engine as engine
     from influence_core.project import Project, ScoreRun
 
     proj = Project.open("dask-folds", tmp_path)
@@ -310,7 +310,7 @@ def test_fold_models_are_trained_on_the_workers_one_task_each_and_cached(client,
     def no_training(*args, **kwargs):
         pytest.fail("a fold model was trained in the client")
 
-    monkeypatch.setattr(workspace, "train_model", no_training)
+    monkeypatch.setattr(engine, "train_model", no_training)
     monkeypatch.setattr(folds_module, "train_model", no_training)
     messages = []
     got = proj.score(ScoreRun("ip", folds=3), lambda f, m: messages.append(m), scheduler=client.scheduler.address)

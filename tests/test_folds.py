@@ -11,7 +11,6 @@ from influence_core.api import compute_scores, out_of_fold_probabilities
 from influence_core.errors import InfluenceError
 from influence_core.folds import FoldSettings, fold_assignment, train_fold_models
 from influence_core.models import TrainConfig, train_model
-from influence_core.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +46,6 @@ def test_out_of_fold_scores_equal_scores_by_hand(moons_small, method):
     assert not np.isnan(got).any()
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
     assert not np.allclose(got, compute_scores(ds, fitted, method))  # not the in-sample scores
-
-
-def test_fold_models_are_trained_once_and_shared(moons_small, tmp_path):
-    ds, fitted = moons_small
-    ws = Workspace(tmp_path)
-    calls = []
-    first = ws.get_or_score(ds, fitted, "loss", folds=3, progress=lambda f, m: calls.append(m))
-    assert any("fold 3/3" in m for m in calls)  # progress over folds
-    assert len(list((tmp_path / "models").iterdir())) == 3
-    again = ws.get_or_score(ds, fitted, "ip", folds=3)  # another method: the 3 cached fold models, no training
-    assert len(list((tmp_path / "models").iterdir())) == 3
-    np.testing.assert_allclose(again, compute_scores(ds, fitted, "ip", folds=3), rtol=1e-6)
-    assert ws.score_key(ds, fitted, "loss", folds=3) != ws.score_key(ds, fitted, "loss")
-    np.testing.assert_array_equal(first, ws.get_or_score(ds, fitted, "loss", folds=3))
 
 
 def test_out_of_fold_probabilities_come_from_the_model_that_did_not_see_the_sample(moons_small):

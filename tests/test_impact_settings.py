@@ -10,7 +10,7 @@ import pytest
 from influence_core import InfluenceError
 from influence_core.impacts import (IMPACTS, FairnessImpact, RobustnessImpact, UtilityImpact, impact_settings_for,
                                     make_impact)
-from influence_core.workspace import Workspace
+from influence_core.keys import score_key
 
 
 def test_impacts_are_frozen_and_equal_settings_compare_equal():
@@ -71,7 +71,7 @@ def test_impact_settings_for_keeps_only_what_the_impact_takes():
 
 def test_score_key_is_stable_for_equal_settings_and_covers_every_setting(blobs, blobs_logreg_fit):
     def key(impact, **imp):
-        return Workspace.score_key(blobs, blobs_logreg_fit, "ip", impact, impact_settings=imp or None)
+        return score_key(blobs, blobs_logreg_fit, "ip", impact, impact_settings=imp or None)
 
     # equal settings, however written: int or float, None, the default spelled out
     assert key("robustness") == key("robustness", c=1.3, epsilon=0.1, val_trim=None) == key("robustness", c=None)

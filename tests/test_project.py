@@ -171,12 +171,12 @@ def test_views_are_cached_once(moons_project, monkeypatch):
 
 
 def test_experiment_job_reuses_the_scores_page_scores_and_its_result_reads_back(moons_project, monkeypatch):
-    import influence_core.workspace as workspace
+    import influence_core.engine as engine
 
     moons_project.score(ScoreRun("ip"))  # what the Scores page computed
     calls = []
-    real = workspace.compute_scores
-    monkeypatch.setattr(workspace, "compute_scores", lambda *a, **k: (calls.append(a[2]), real(*a, **k))[1])
+    real = engine.compute_scores
+    monkeypatch.setattr(engine, "compute_scores", lambda *a, **k: (calls.append(a[2]), real(*a, **k))[1])
     settings = ExperimentSettings("moons", model="logreg", methods=("ip",), seeds=1, attacks=AttackSettings(n_attacks=0))
     job = moons_project.experiment_in_background(settings)
     job.wait(120)

@@ -1,5 +1,6 @@
-"""Workspace cache: a second get_or_train / get_or_score is a hit (the trainer / scorer is not called again),
-a different configuration misses, entries survive a fresh Workspace object, and the CLI uses the cache."""
+"""The store (Workspace): paths stay inside, entries are found by key and survive a fresh object, a bad entry is
+dropped with one line and computed again, disk usage and garbage collection. What is computed on a miss is the
+engine's (tests/test_engine.py)."""
 
 from __future__ import annotations
 
@@ -8,94 +9,14 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 import influence_core.workspace as workspace_module
 from influence_core import cli
+from influence_core.engine import Engine
 from influence_core.errors import InfluenceError
+from influence_core.keys import model_key, score_key
 from influence_core.models import TrainConfig
 from influence_core.workspace import Workspace
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """Counts calls of the real trainer and scorer as the workspace sees them."""
-    calls = {"train": 0, "score": 0}
-    real_train, real_score = workspace_module.train_model, workspace_module.compute_scores
-
-    def train(*args, **kwargs):
-        calls["train"] += 1
-        return real_train(*args, **kwargs)
-
-    def score(*args, **kwargs):
-        calls["score"] += 1
-        return real_score(*args, **kwargs)
-
-    monkeypatch.setattr(workspace_module, "train_model", train)
-    monkeypatch.setattr(workspace_module, "compute_scores", score)
-    return calls
-
-
-def test_second_train_is_a_cache_hit_with_the_same_model(tmp_path, blobs, counted):
-    config = TrainConfig(epochs=4, checkpoint_every=2)
-    first = Workspace(tmp_path).get_or_train(blobs, "mlp", config)
-    again = Workspace(tmp_path).get_or_train(blobs, "mlp", config)  # a fresh object: the disk holds the truth
-    assert counted["train"] == 1
-    with torch.no_grad():
-        assert torch.equal(again.module(blobs.test.x), first.module(blobs.test.x))
-    assert again.fingerprint() == first.fingerprint() and again.history == first.history
-    assert [c.epoch for c in again.checkpoints] == [c.epoch for c in first.checkpoints] == [2, 4]
-    assert all(torch.equal(a.state[k], b.state[k]) for a, b in zip(again.checkpoints, first.checkpoints) for k in a.state)
-    assert again.config == first.config and again.metrics == first.metrics
-    assert not list(tmp_path.rglob(".*"))  # no temporary files left behind
-
-
-def test_different_config_misses_and_resolved_defaults_hit(tmp_path, blobs, counted):
-    ws = Workspace(tmp_path)
-    ws.get_or_train(blobs, "logreg", TrainConfig())
-    ws.get_or_train(blobs, "logreg", TrainConfig(l2=1e-2))  # logreg's default l2: the same run
-    assert counted["train"] == 1
-    ws.get_or_train(blobs, "logreg", TrainConfig(l2=1e-1))
-    ws.get_or_train(blobs, "logreg", TrainConfig(seed=1))
-    assert counted["train"] == 3
-    assert len(ws.models()) == 3
-
-
-def test_cancelled_training_is_not_cached(tmp_path, blobs, counted):
-    ws = Workspace(tmp_path)
-    ws.get_or_train(blobs, "mlp", TrainConfig(epochs=5), should_stop=lambda: True)
-    ws.get_or_train(blobs, "mlp", TrainConfig(epochs=5), should_stop=lambda: True)
-    assert counted["train"] == 2 and ws.models() == []
-
-
-def test_second_score_is_a_cache_hit(tmp_path, blobs, counted):
-    ws = Workspace(tmp_path)
-    fitted = ws.get_or_train(blobs, "logreg")
-    first = ws.get_or_score(blobs, fitted, "ip_ensemble", "utility", settings={"ensemble_size": 3})
-    messages = []
-    again = ws.get_or_score(blobs, fitted, "ip_ensemble", "utility", settings={"ensemble_size": 3, "dropout": 0.01},
-                            progress=lambda f, m: messages.append(m))  # dropout 0.01 is the default: same key
-    assert counted["score"] == 1 and np.array_equal(first, again) and messages == ["loaded from the workspace cache"]
-    ws.get_or_score(blobs, fitted, "ip_ensemble", "utility", settings={"ensemble_size": 4})
-    ws.get_or_score(blobs, fitted, "ip_ensemble", "fairness", settings={"ensemble_size": 3})
-    ws.get_or_score(blobs, fitted, "ip_ensemble", "utility", params="linear.weight", settings={"ensemble_size": 3})
-    assert counted["score"] == 4
-    other = ws.get_or_train(blobs, "logreg", TrainConfig(l2=1e-1))
-    ws.get_or_score(blobs, other, "ip_ensemble", "utility", settings={"ensemble_size": 3})  # other weights: miss
-    assert counted["score"] == 5
-
-
-def test_impact_settings_are_part_of_the_score_key(tmp_path, blobs, counted):
-    ws = Workspace(tmp_path)
-    fitted = ws.get_or_train(blobs, "mlp", TrainConfig(epochs=20))  # FGSM: epsilon matters (binary logreg uses c)
-    key = lambda **imp: Workspace.score_key(blobs, fitted, "ip", "robustness", impact_settings=imp or None)  # noqa: E731
-    assert key(epsilon=0.05) != key(epsilon=0.3)
-    assert key() == key(epsilon=0.1)  # 0.1 is the default: settings are resolved before hashing
-    small = ws.get_or_score(blobs, fitted, "ip", "robustness", impact_settings={"epsilon": 0.05})
-    large = ws.get_or_score(blobs, fitted, "ip", "robustness", impact_settings={"epsilon": 0.3})
-    assert counted["score"] == 2 and not np.allclose(small, large)
-    again = ws.get_or_score(blobs, fitted, "ip", "robustness", impact_settings={"epsilon": 0.05})
-    assert counted["score"] == 2 and np.array_equal(again, small)
 
 
 def test_paths_stay_inside_and_root_from_environment(tmp_path, monkeypatch):
@@ -106,31 +27,6 @@ def test_paths_stay_inside_and_root_from_environment(tmp_path, monkeypatch):
     assert (tmp_path / "ws" / "demo" / "exports").is_dir()
     with pytest.raises(InfluenceError, match=r"^'\.\./\.\./etc' points outside the workspace"):
         ws.path("..", "..", "etc")
-
-
-def test_cli_score_uses_the_workspace_cache(tmp_path, counted, capsys):
-    args = ["score", "--dataset", "moons", "--model", "logreg", "--method", "ip", "--quiet",
-            "--workspace", str(tmp_path / "ws"), "--out", str(tmp_path / "scores.csv")]
-    assert cli.main(args) == 0 and cli.main(args) == 0
-    assert counted == {"train": 1, "score": 1}
-    assert len(list((tmp_path / "ws" / "scores").glob("*.npy"))) == 1
-    assert cli.main(args[:-2] + ["--no-cache", "--out", str(tmp_path / "again.csv")]) == 0
-    assert counted == {"train": 1, "score": 1}  # --no-cache goes around the workspace
-    assert (tmp_path / "scores.csv").read_text() == (tmp_path / "again.csv").read_text()
-
-
-def test_checkpoint_methods_key_on_the_trajectory(tmp_path, blobs, counted):
-    """Same final weights, different checkpoints: TracIn must not reuse scores computed from other checkpoints."""
-    ws = Workspace(tmp_path)
-    with_ckpt = ws.get_or_train(blobs, "logreg", TrainConfig(checkpoint_every=1))
-    without = ws.get_or_train(blobs, "logreg", TrainConfig())
-    assert with_ckpt.fingerprint() == without.fingerprint() and not without.checkpoints  # L-BFGS: identical θ
-    ws.get_or_score(blobs, with_ckpt, "tracin")
-    with pytest.raises(InfluenceError):
-        ws.get_or_score(blobs, without, "tracin")
-    ws.get_or_score(blobs, with_ckpt, "ip")
-    ws.get_or_score(blobs, without, "ip")  # IP depends on θ only: a hit
-    assert counted["score"] == 3
 
 
 # ------------------------------------------------------------------------------------ disk usage and gc
@@ -154,7 +50,7 @@ def _two_projects_one_data_set_left(root):
         folder.mkdir(parents=True)
         (folder / "x.csv").write_text("a,b\n")
         os.utime(folder, (time.time() - age, time.time() - age))
-    return a, b, Workspace.model_key(blobs, "logreg", TrainConfig(epochs=5, seed=0))
+    return a, b, model_key(blobs, "logreg", TrainConfig(epochs=5, seed=0))
 
 
 def test_gc_frees_what_no_project_refers_to_and_a_dry_run_frees_nothing(tmp_path):
@@ -162,7 +58,7 @@ def test_gc_frees_what_no_project_refers_to_and_a_dry_run_frees_nothing(tmp_path
 
     root = tmp_path / "ws"
     a, b, blobs_key = _two_projects_one_data_set_left(root)
-    moons_key = Workspace.model_key(a.dataset(), "logreg", TrainConfig(epochs=5, seed=0))
+    moons_key = model_key(a.dataset(), "logreg", TrainConfig(epochs=5, seed=0))
     finished = sorted((root / "scores").glob("*.npy"))[0].stem
     for run in (finished, "unfinished"):  # a finished sharded run's shards are a copy; an unfinished run resumes
         (root / "shards" / run).mkdir(parents=True)
@@ -256,7 +152,7 @@ def test_a_full_or_read_only_disk_refuses_a_cache_write_in_one_line_and_leaves_n
 
 def _score_entry(ws: Workspace, blobs, fitted) -> tuple:
     """(the .npy path, the .meta.json path) of blobs' loss scores."""
-    key = ws.score_key(blobs, fitted, "loss")
+    key = score_key(blobs, fitted, "loss")
     return ws.root / "scores" / f"{key}.npy", ws.root / "scores" / f"{key}.meta.json"
 
 
@@ -273,8 +169,8 @@ def _without_checksum(meta_path) -> None:
                                     "other numbers", "meta unreadable"])
 def test_a_bad_score_entry_is_dropped_with_one_line_and_recomputed(tmp_path, blobs, counted, damage, caplog):
     ws = Workspace(tmp_path)
-    fitted = ws.get_or_train(blobs, "logreg")
-    first = ws.get_or_score(blobs, fitted, "loss")
+    fitted = Engine(ws).model(blobs, "logreg")
+    first = Engine(ws).scores(blobs, fitted, "loss")
     npy, meta = _score_entry(ws, blobs, fitted)
     n = len(blobs.train)
     if damage == "truncated":
@@ -290,28 +186,28 @@ def test_a_bad_score_entry_is_dropped_with_one_line_and_recomputed(tmp_path, blo
     if "no checksum" in damage:
         _without_checksum(meta)
     again = Workspace(tmp_path)
-    scores = again.get_or_score(blobs, fitted, "loss")
+    scores = Engine(again).scores(blobs, fitted, "loss")
     assert counted["score"] == 2 and np.array_equal(scores, first)
     assert len(again.notices) == 1 and "\n" not in again.notices[0] and npy.name in again.notices[0]
     assert again.notices[0] in caplog.text
-    assert np.array_equal(np.load(npy), first) and again.get_or_score(blobs, fitted, "loss") is not None
+    assert np.array_equal(np.load(npy), first) and Engine(again).scores(blobs, fitted, "loss") is not None
     assert counted["score"] == 2  # the recomputed entry is good: read, not computed again
 
 
 def test_an_older_entry_without_a_checksum_is_still_read(tmp_path, blobs, counted):
     ws = Workspace(tmp_path)
-    fitted = ws.get_or_train(blobs, "logreg")
-    first = ws.get_or_score(blobs, fitted, "loss")
+    fitted = Engine(ws).model(blobs, "logreg")
+    first = Engine(ws).scores(blobs, fitted, "loss")
     _without_checksum(_score_entry(ws, blobs, fitted)[1])
-    assert np.array_equal(Workspace(tmp_path).get_or_score(blobs, fitted, "loss"), first) and counted["score"] == 1
+    assert np.array_equal(Engine(Workspace(tmp_path)).scores(blobs, fitted, "loss"), first) and counted["score"] == 1
 
 
 @pytest.mark.parametrize("damage", ["meta.json", "weights", "checkpoint", "weights gone"])
 def test_a_bad_model_entry_is_dropped_and_trained_again(tmp_path, blobs, counted, damage):
     config = TrainConfig(epochs=2, checkpoint_every=1)
     ws = Workspace(tmp_path)
-    first = ws.get_or_train(blobs, "mlp", config)
-    folder = ws.root / "models" / ws.model_key(blobs, "mlp", config)
+    first = Engine(ws).model(blobs, "mlp", config)
+    folder = ws.root / "models" / model_key(blobs, "mlp", config)
     if damage == "meta.json":
         (folder / "meta.json").write_text('{"arch": "ml')
     elif damage == "weights":
@@ -322,10 +218,10 @@ def test_a_bad_model_entry_is_dropped_and_trained_again(tmp_path, blobs, counted
     else:
         (folder / "weights.safetensors").unlink()
     again = Workspace(tmp_path)
-    assert again.load_model(ws.model_key(blobs, "mlp", config), blobs) is None and len(again.notices) == 1
-    fitted = again.get_or_train(blobs, "mlp", config)
+    assert again.load_model(model_key(blobs, "mlp", config), blobs) is None and len(again.notices) == 1
+    fitted = Engine(again).model(blobs, "mlp", config)
     assert counted["train"] == 2 and fitted.fingerprint() == first.fingerprint()
-    assert Workspace(tmp_path).load_model(ws.model_key(blobs, "mlp", config), blobs) is not None
+    assert Workspace(tmp_path).load_model(model_key(blobs, "mlp", config), blobs) is not None
     assert len(Workspace(tmp_path).models()) == 1
 
 

@@ -19,14 +19,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..api import compute_scores
 from ..data.base import Dataset
 from ..data.registry import load_dataset
+from ..engine import Engine
 from ..errors import InfluenceError
 from ..impacts import impact_settings_for, make_impact
+from ..keys import score_key
 from ..methods.base import METHODS, get_method
 from ..models.architectures import LogisticRegression
-from ..models.train import FittedModel, TrainConfig, train_model
+from ..models.train import FittedModel, TrainConfig
 from .actions import ACTIONS, ActionResult, ActionSettings, apply_action
 from .retrain import AttackSettings, craft_attacks, evaluate_module, retrain_and_evaluate
 
@@ -156,21 +157,6 @@ def run_key(settings: ExperimentSettings, dataset: Dataset, base: FittedModel | 
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def score_key(settings: ExperimentSettings, dataset: Dataset, base: FittedModel | None, method: str) -> str:
-    """What a method's scores depend on (not the action, fraction or seeds): shared by experiments that differ
-    only in what they do with the scores."""
-    parts = {"data": dataset.fingerprint(), "method": method, "settings": settings.method_settings.get(method, {}),
-             "impact": settings.impact, "c": settings.attacks.c, "epsilon": settings.attacks.epsilon,
-             "params": settings.params}
-    if settings.impact_settings:
-        parts["impact_settings"] = settings.resolved_impact_settings()
-    if base is not None:
-        parts["base"] = base.fingerprint()
-    else:
-        parts["model"], parts["train"] = settings.model, asdict(base_config(settings))
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def journal_path(out: str | Path) -> Path:
     """The JSONL of finished pieces next to ``out`` (results.json -> results.runs.jsonl)."""
     out = Path(out)
@@ -244,9 +230,8 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
     key = run_key(settings, dataset, base)
     journal = Path(journal) if journal is not None else (journal_path(out) if out is not None else None)
     done = _read_journal(journal)
-    score_keys = {m: score_key(settings, dataset, base, m) for m in settings.methods}
     by_score_key = {r.get("score_key"): r for r in done if r.get("type") == "scores"}
-    scored = {m: by_score_key[k] for m, k in score_keys.items() if k in by_score_key}
+    scored: dict[str, dict] = {}
     finished = {(r["method"], r["seed"]): r for r in done if r.get("type") == "run" and r.get("key") == key}
 
     names = [*CONTROLS, *settings.methods]
@@ -257,14 +242,12 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
         report(unit / total, message)
 
     result = ExperimentResult(settings, key, {}, [], dataset=dataset)
+    engine = Engine(workspace)  # no workspace: computed, nothing stored beyond the journal
     base_is_full_run = base is None  # trained here with the retraining config: it *is* the `full` run of its seed
     if base is None:
         tick("training the base model")
         config = base_config(settings)
-        if workspace is not None:
-            base = workspace.get_or_train(dataset, settings.model, config, device=device)
-        else:
-            base = train_model(dataset, settings.model, config, device=device)
+        base = engine.model(dataset, settings.model, config, device=device)
     result.base = base
     unit += 1
     config = replace(base.config, checkpoint_every=0) if base.config.optimizer else base_config(settings)
@@ -280,22 +263,21 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
             result.stopped = True
             break
         tick(f"scoring with {method}")
-        if method not in scored:
-            rec = {"key": key, "score_key": score_keys[method], "type": "scores", "method": method}
-            try:
-                impact_settings = settings.resolved_impact_settings()
-                if workspace is not None:
-                    rec["scores"] = workspace.get_or_score(dataset, base, method, settings.impact, settings.params,
-                                                           settings.method_settings.get(method, {}),
-                                                           impact_settings=impact_settings, device=device)
-                else:
-                    rec["scores"] = compute_scores(dataset, base, method, settings.impact, params=settings.params,
-                                                   device=device, impact_settings=impact_settings,
-                                                   **settings.method_settings.get(method, {}))
-            except Exception as err:  # a method that cannot run here is a table row, not the end of the run
-                rec["error"] = _one_line(err)
+        rec = {"key": key, "type": "scores", "method": method}
+        args = {"method": method, "impact": settings.impact, "params": settings.params,
+                "settings": settings.method_settings.get(method, {}),
+                "impact_settings": settings.resolved_impact_settings()}
+        try:  # the journal's key is the store's score key: scores shared by experiments that differ in the action
+            rec["score_key"] = score_key(dataset, base, **args)
+            if rec["score_key"] not in by_score_key:
+                rec["scores"] = engine.scores(dataset, base, device=device, **args)
+        except Exception as err:  # a method that cannot run here is a table row, not the end of the run
+            rec["error"] = _one_line(err)
+        if rec.get("score_key") in by_score_key:
+            rec = by_score_key[rec["score_key"]]
+        else:
             _append(journal, rec)
-            scored[method] = rec
+        scored[method] = rec
         if "error" in scored[method]:
             errors[method] = scored[method]["error"]
         else:

@@ -113,13 +113,13 @@ def test_out_of_fold_run_equals_a_fresh_project_and_cleanlab_estimates_the_wrong
     table = _frame(at, "ip·oof2").sort_values("row")
     # the same call made directly, in a fresh workspace (fold models trained from scratch there)
     fresh = Project.open("fresh", tmp_path / "fresh")
-    expected = fresh.cache.get_or_score(ds, fitted, "ip", "utility", folds=2)
+    expected = fresh.engine.scores(ds, fitted, "ip", "utility", folds=2)
     np.testing.assert_allclose(table["ip·oof2"].to_numpy(), expected, rtol=1e-6)
     assert not np.allclose(table["ip·oof2"].to_numpy(), table["ip"].to_numpy())  # not the in-sample scores
     np.testing.assert_allclose(table["confident_learning·oof2"].to_numpy(),
-                               fresh.cache.get_or_score(ds, fitted, "confident_learning", folds=2), rtol=1e-6)
+                               fresh.engine.scores(ds, fitted, "confident_learning", folds=2), rtol=1e-6)
     # cleanlab's own count of wrong labels, on the fold models' out-of-fold probabilities
-    est = estimate_label_issues(ds, fitted, fold_models=fresh.cache.fold_models(ds, fitted, 2), folds=2)
+    est = estimate_label_issues(ds, fitted, fold_models=fresh.engine.fold_models(ds, fitted, 2), folds=2)
     assert {m.label: m.value for m in at.metric}["Wrong labels (cleanlab's estimate)"] == f"{est['count']:,}"
     assert any("out-of-fold probabilities (2 folds)" in c.value for c in at.caption)
 

@@ -138,16 +138,15 @@ def test_page_without_a_model_says_what_is_missing(tmp_path, monkeypatch):
 
 def test_the_experiment_reuses_the_scores_the_scores_page_computed(blobs_project, monkeypatch):
     scored_first = blobs_project.score(ScoreRun("ip"))  # what the Scores page does
-    import influence_core.evaluate.runner as runner
-    import influence_core.workspace as workspace
+    import influence_core.engine as engine
 
     computed = []
-    for module in (workspace, runner):
-        def counting(dataset, fitted, method, *args, _real=module.compute_scores, **kwargs):
-            computed.append(method)
-            return _real(dataset, fitted, method, *args, **kwargs)
 
-        monkeypatch.setattr(module, "compute_scores", counting)
+    def counting(dataset, fitted, method, *args, _real=engine.compute_scores, **kwargs):
+        computed.append(method)
+        return _real(dataset, fitted, method, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "compute_scores", counting)
     result = blobs_project.experiment(ExperimentSettings(dataset="blobs", methods=("ip", "loss"), seeds=1,
                                                          attacks=AttackSettings(n_attacks=0)))
     assert computed == ["loss"]  # IP came from the cache; only the method not scored before was computed

@@ -9,6 +9,7 @@ import torch
 
 from influence_core.api import compute_scores
 from influence_core.data import load_dataset
+from influence_core import engine as engine_mod
 from influence_core.errors import InfluenceError
 from influence_core.evaluate import runner as runner_mod
 from influence_core.evaluate.retrain import AttackSettings
@@ -94,7 +95,7 @@ def test_unknown_method_is_a_one_line_error():
 
 def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch):
     calls = {"retrain": 0, "score": 0}
-    real_retrain, real_score = runner_mod.retrain_and_evaluate, runner_mod.compute_scores
+    real_retrain, real_score = runner_mod.retrain_and_evaluate, engine_mod.compute_scores
 
     def counting_retrain(*a, **k):
         calls["retrain"] += 1
@@ -105,7 +106,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch):
         return real_score(*a, **k)
 
     monkeypatch.setattr(runner_mod, "retrain_and_evaluate", counting_retrain)
-    monkeypatch.setattr(runner_mod, "compute_scores", counting_score)
+    monkeypatch.setattr(engine_mod, "compute_scores", counting_score)
     settings = ExperimentSettings(methods=("ip", "ip_ensemble"), **SMALL)
     out = tmp_path / "res.json"
 
@@ -180,16 +181,21 @@ def test_convex_shortcut_retrains_once_per_row_with_the_same_results(tmp_path, m
 
 def test_experiments_sharing_a_journal_share_scores(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = runner_mod.compute_scores
+    real = engine_mod.compute_scores
 
     def counting(*a, **k):
         calls["n"] += 1
         return real(*a, **k)
 
-    monkeypatch.setattr(runner_mod, "compute_scores", counting)
+    monkeypatch.setattr(engine_mod, "compute_scores", counting)
     journal = tmp_path / "shared.jsonl"
     for action in ("trim", "relabel"):
         run_experiment(ExperimentSettings(methods=("ip",), action=action, **SMALL), journal=journal)
     assert calls["n"] == 1  # the relabel experiment reused the trim experiment's IP scores
     run_experiment(ExperimentSettings(methods=("ip",), impact="fairness", **SMALL), journal=journal)
     assert calls["n"] == 2  # another impact: new scores
+    run_experiment(ExperimentSettings(methods=("ip",), params="linear.weight", **SMALL), journal=journal)
+    assert calls["n"] == 3  # another parameter group: the journal's key (keys.score_key) holds params
+    run_experiment(ExperimentSettings(methods=("ip",), action="relabel", params="linear.weight", **SMALL),
+                   journal=journal)
+    assert calls["n"] == 3
