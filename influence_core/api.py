@@ -1,10 +1,12 @@
-"""The public, notebook-sized API: load data, train (or pass) a model, get a table of per-sample scores.
+"""Internal: the functions behind the public, notebook-sized API — import them from the package (``influence_core``),
+which exports `compute_scores`, `score_table`, `scores_frame`, `describe_target` and `estimate_label_issues`:
 
-    ds = load_dataset("moons", seed=0)
-    fm = train_model(ds, "mlp")
-    table = score_table(ds, fm, method="ip_ensemble", impact="utility")
+    ds = ic.load_dataset("moons", seed=0)
+    fm = ic.train_model(ds, "mlp")
+    table = ic.score_table(ds, fm, method="ip_ensemble", impact="utility")
 
-Scores: lower = more detrimental (negative = removing the sample would lower the impact f).
+The rest (`fold_models_for`, `out_of_fold_probabilities`, `predicted_probabilities`, `span`) serves the store and the
+distributed runner. Scores: lower = more detrimental (negative = removing the sample would lower the impact f).
 """
 
 from __future__ import annotations

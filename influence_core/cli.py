@@ -1,5 +1,7 @@
-"""Command line: ``python -m influence_core {score,methods,datasets,models,impacts} ...``.
+"""Command line: ``python -m influence_core {score,methods,datasets,models,impacts,usage,gc,experiment} ...``.
 
+A front end like the app's pages: it reaches the library only through the `project.Project` facade (and the argument
+helpers in `cli_args`, shared with `evaluate.cli`); ``--no-cache`` runs the same pipeline in a temporary workspace.
 Errors a user can fix print one line (``error: ...``) and exit with status 2; no traceback.
 """
 
@@ -7,250 +9,43 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import InfluenceError, disk_error
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line instead of usage + message
-        raise InfluenceError(f"{message} (see: {self.prog} --help)")
-
-
-def _progress_printer(enabled: bool) -> Callable[[float, str], None] | None:
-    if not enabled:
-        return None
-    last = {"pct": -1}
-    tty = sys.stderr.isatty()
-    step = 1 if tty else 10  # a log file gets a line per 10%, a terminal an updating line
-
-    def show(fraction: float, message: str) -> None:
-        pct = int(fraction * 100) // step * step
-        if pct != last["pct"]:
-            last["pct"] = pct
-            if tty:
-                print(f"\r[{pct:3d}%] {message:<50}", end="\n" if pct >= 100 else "", file=sys.stderr, flush=True)
-            else:
-                print(f"[{pct:3d}%] {message}", file=sys.stderr, flush=True)
-
-    return show
-
-
-def _parse_sets(pairs: Sequence[str], flag: str = "--set") -> dict:
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise InfluenceError(f"{flag} expects key=value, got '{pair}'")
-        key, raw = pair.split("=", 1)
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = raw
-    return out
-
-
-def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments shared by every command that loads data and trains or loads a model."""
-    p.add_argument("--dataset", required=True, help="a registered data set (see `datasets`) or a path to a .csv / .zip")
-    p.add_argument("--model", help="architecture (see `models`; default: cnn for image data, mlp otherwise)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the data and the training")
-    p.add_argument("--label-column", help="CSV: the label column")
-    p.add_argument("--sensitive-column", help="CSV: the binary sensitive attribute column")
-    p.add_argument("--val-fraction", type=float, help="user data: fraction of training data held out for validation")
-    p.add_argument("--label-set", help="CIFAR-10N: aggregate, random1, random2, random3 or worst")
-    p.add_argument("--max-train", type=int, help="CIFAR-N: use only the first N training images (quick runs)")
-    p.add_argument("--images", help="CIFAR-N: a torchvision CIFAR folder (or .npz) with the images")
-    p.add_argument("--download", action="store_true", help="fetch missing public data (CIFAR images, CIFAR-N labels, UCI files)")
-    p.add_argument("--missing", choices=["impute", "refuse"], help="CSV: missing feature values (default impute: median / 'missing')")
-    p.add_argument("--epochs", type=int, help="training epochs (architecture default otherwise)")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--l2", "--weight-decay", dest="l2", type=float,
-                   help="L2 regularisation (weight decay) of the training objective (architecture default otherwise)")
-    p.add_argument("--patience", type=int,
-                   help="early stopping: epochs without a better validation loss before stopping, best epoch kept "
-                        "(0 = off; default: on for neural networks)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="images: random crop (4-pixel padding) and horizontal flip while training (default: on for CNNs)")
-    p.add_argument("--checkpoint-every", type=int, default=0,
-                   help="save a checkpoint every k epochs (TracIn and TDA need them; 0 = none)")
-    p.add_argument("--weights", help="use these trained weights instead of training (state_dict: .safetensors / .pt)")
-    p.add_argument("--device", default=None, help="cpu, cuda or auto (default: cuda when available)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--workspace", help="the workspace: cached models and scores, and the projects "
-                                       "(default: $INFLUENCE_WORKSPACE or ./workspace)")
-    p.add_argument("--project", default="cli",
-                   help="the project this run works in (default: cli); the app opens it at ?project=NAME")
-    p.add_argument("--user", help="who runs this: the owner of a project it makes and the decided_by of its decisions "
-                                  "(default: the OS login name)")
-    p.add_argument("--no-cache", action="store_true", help="neither read nor write the workspace (no project either)")
-
-
-DATASET_ARGUMENTS = ("label_column", "sensitive_column", "val_fraction", "label_set", "max_train", "images", "download",
-                     "missing")
-
-
-def dataset_arguments(args: argparse.Namespace) -> dict:
-    """The loader keywords the shared data arguments give (those set; ``load_dataset`` drops what a loader does
-    not take): one place for `score`, `experiment` and any command using `add_data_model_arguments`."""
-    out = {k: getattr(args, k, None) for k in DATASET_ARGUMENTS}
-    out["download"] = out["download"] or None  # a store_true flag: unset means the loader's default
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def add_impact_arguments(p: argparse.ArgumentParser, attack_flags: bool = True) -> None:
-    """The impact settings: ``--impact-set key=value`` for any of them, and the older named flags feeding the same
-    settings (``attack_flags``: add --c / --epsilon too; `experiment` has its own, shared with its attacks)."""
-    p.add_argument("--impact-set", action="append", metavar="KEY=VALUE",
-                   help="an impact setting, value as JSON (repeatable), e.g. --impact-set epsilon=0.2 --impact-set val_trim=0 "
-                        "(see `impacts`)")
-    if attack_flags:
-        p.add_argument("--c", type=float, help="robustness (linear models): attack strength c (default 1.3)")
-        p.add_argument("--epsilon", type=float, help="robustness (other models): FGSM step size (default 0.1)")
-    p.add_argument("--positive-class", type=int, help="fairness: the class whose rate is compared (default 1)")
-    p.add_argument("--val-trim", type=float,
-                   help="utility / robustness: share of validation samples with the highest loss left out of the target "
-                        "(default 0.1: a noisy validation label would steer it)")
-    p.add_argument("--trust-val", action="store_true", help="the validation labels are clean: the target uses all of them")
-
-
-def impact_settings_from_args(args: argparse.Namespace, impact: str, named: bool = True) -> dict:
-    """The settings of ``impact`` the arguments give: the named flags that apply to it (others are ignored, as they
-    are meant for another impact), then every ``--impact-set`` (a key the impact does not take is an error).
-    ``named=False`` leaves out --c / --epsilon (for `experiment`, where they set the evaluation's attacks)."""
-    from .impacts import impact_settings_for, make_impact
-
-    maybe = {"positive_class": getattr(args, "positive_class", None),
-             "val_trim": 0.0 if getattr(args, "trust_val", False) else getattr(args, "val_trim", None)}
-    if named:
-        maybe.update(c=getattr(args, "c", None), epsilon=getattr(args, "epsilon", None))
-    settings = impact_settings_for(impact, **maybe)
-    explicit = {k: v for k, v in _parse_sets(getattr(args, "impact_set", None) or [], "--impact-set").items() if v is not None}
-    settings.update(explicit)
-    make_impact(impact, **settings)  # a one-line error for an unknown key, a wrong type or a value out of range
-    return settings
-
-
-def open_project(args: argparse.Namespace):
-    """The project the arguments name (`project.Project`), or None with --no-cache."""
-    if getattr(args, "no_cache", True):
-        return None
-    from .project import Project
-
-    return Project.open(getattr(args, "project", None) or "cli", getattr(args, "workspace", None),
-                        user=getattr(args, "user", None))
-
-
-def train_config_from_args(args: argparse.Namespace):
-    from .models import TrainConfig
-
-    return TrainConfig(seed=args.seed, epochs=args.epochs, lr=args.lr, l2=args.l2, patience=args.patience,
-                       augment=args.augment, checkpoint_every=getattr(args, "checkpoint_every", 0) or 0)
-
-
-def load_data_and_model(args: argparse.Namespace, project=None):
-    """(dataset, fitted model) as the shared arguments ask — train, or load weights — in ``project`` when given (its
-    current data set and model then; cached), else in memory."""
-    from . import models
-    from .data import load_dataset
-    from .models.train import memorisation_warning
-
-    show = _progress_printer(not args.quiet)
-    progress = (lambda rec: show(rec["fraction"], f"training: epoch {rec['epoch']} loss {rec['loss']:.4f}")) if show else None
-    if project is not None:
-        dataset = project.use_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))
-    else:
-        dataset = load_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))
-    args.model = args.model or models.default_architecture(dataset.kind)
-    models.get_model_spec(args.model)  # an unknown name: one line
-    if args.weights:
-        if project is not None:
-            return dataset, project.use_weights(args.weights, args.model)
-        from .models import loading
-
-        return dataset, loading.load_fitted(args.weights, args.model, dataset)
-    _automatic_checkpoints(args)
-    if project is not None:
-        fitted = project.train(args.model, train_config_from_args(args), progress=progress, device=args.device)
-    else:
-        fitted = models.train_model(dataset, args.model, train_config_from_args(args), device=args.device,
-                                    progress=progress)
-    warning = memorisation_warning(fitted.metrics)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
-    return dataset, fitted
-
-
-def _automatic_checkpoints(args: argparse.Namespace) -> None:
-    """TracIn / TDA sum over the training trajectory: train with about five checkpoints instead of refusing."""
-    if not getattr(args, "needs_checkpoints", False) or args.checkpoint_every:
-        return
-    from .models import TrainConfig
-
-    epochs = args.epochs or TrainConfig().resolved(args.model).epochs
-    args.checkpoint_every = max(1, int(epochs) // 5)
-    if not args.quiet:
-        print(f"note: {args.method} needs training checkpoints: training with --checkpoint-every "
-              f"{args.checkpoint_every}", file=sys.stderr)
+from .cli_args import (DATASET_ARGUMENTS, Parser, add_data_model_arguments, add_impact_arguments,  # noqa: F401
+                       dataset_arguments, impact_settings_from_args, load_data_and_model, open_project, parse_sets,
+                       progress_printer, project_for, run_command, train_config_from_args)
+from .errors import InfluenceError
+from .project import DATASETS, IMPACTS, METHODS, MODELS, PATH_LOADERS, Project, ScoreRun, format_bytes
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .api import compute_scores, describe_target, scores_frame
-    from .methods import METHODS, get_method
-
-    method_cls = METHODS.get(args.method)
-    if method_cls is None:
-        get_method(args.method)  # raises the one-line "unknown method" error
-    known = {f.name for f in fields(method_cls.Settings)}
+    method = Project.check_method(args.method)  # an unknown name: one line
     settings = {k: v for k, v in {"ensemble_size": args.ensemble_size, "dropout": args.dropout,
-                                   "damping": args.damping}.items() if v is not None and k in known}
-    settings.update(_parse_sets(args.set or []))
-    method_cls(**settings)  # unknown keys, wrong types and values out of range: one line, before any training
+                                   "damping": args.damping}.items() if v is not None and k in method["parameters"]}
+    settings.update(parse_sets(args.set or []))
+    Project.check_method(args.method, settings)  # unknown keys, wrong types and values out of range: before any training
     impact_settings = impact_settings_from_args(args, args.impact)
     if args.folds is not None and (args.folds == 1 or args.folds < 0):
         raise InfluenceError("--folds takes 0 (in-sample) or a number of folds ≥ 2")
-    from .engine import sharded
-
-    if args.cluster or args.scheduler:
-        from .distributed import parse_cluster
-
-        parse_cluster(args.cluster, args.scheduler)  # a one-line error for a malformed value, before any training
-        if not sharded(args.method, args.cluster, args.scheduler) and not args.quiet:
+    if args.cluster or args.scheduler:  # a malformed value: one line, before any training
+        if not Project.sharded(args.method, args.cluster, args.scheduler) and not args.quiet:
             print(f"note: {args.method} scores all samples at once and runs in this process, not sharded",
                   file=sys.stderr)
-    args.needs_checkpoints = method_cls.needs_checkpoints
-    project = open_project(args)
-    dataset, fitted = load_data_and_model(args, project)
-    if method_cls.uses_impact and not args.quiet:
-        _print_target(describe_target(dataset, fitted, args.impact, impact_settings))
-    folds = args.folds or 0
-    details: dict = {}
-    if project is not None:
-        from .state import ScoreRun
-
-        run = ScoreRun(args.method, args.impact, args.params, settings, folds=folds, impact_settings=impact_settings)
-        scores = project.score(run, _progress_printer(not args.quiet), details=details, device=args.device,
+    args.needs_checkpoints = method["needs_checkpoints"]
+    with project_for(args) as project:  # --no-cache: a temporary workspace, the same pipeline
+        load_data_and_model(args, project)
+        if method["uses_impact"] and not args.quiet:
+            _print_target(project.describe_target(args.impact, impact_settings))
+        details: dict = {}
+        run = ScoreRun(args.method, args.impact, args.params, settings, folds=args.folds or 0,
+                       impact_settings=impact_settings)
+        scores = project.score(run, progress_printer(not args.quiet), details=details, device=args.device,
                                batch_size=args.batch_size, cluster=args.cluster, scheduler=args.scheduler)
-    elif sharded(args.method, args.cluster, args.scheduler):  # --no-cache: the shards in a temporary folder
-        import tempfile
-
-        from .distributed import score_sharded
-
-        with tempfile.TemporaryDirectory() as shards:
-            scores = score_sharded(dataset, fitted, args.method, args.impact, out_dir=shards, settings=settings,
-                                   impact_settings=impact_settings, params=args.params, folds=folds,
-                                   cluster=args.cluster, scheduler=args.scheduler, batch_size=args.batch_size,
-                                   progress=_progress_printer(not args.quiet), device=args.device, details=details)
-    else:
-        scores = compute_scores(dataset, fitted, args.method, args.impact, params=args.params, device=args.device,
-                                batch_size=args.batch_size, progress=_progress_printer(not args.quiet),
-                                impact_settings=impact_settings, folds=folds or None, details=details, **settings)
+        frame = project.score_table(scores)
     if details.get("note"):
         print(f"warning: {details['note']}", file=sys.stderr)
-    frame = scores_frame(dataset, scores)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(args.out, index=False)
@@ -271,8 +66,6 @@ def _print_target(target: dict) -> None:
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
-    from .methods import METHODS
-
     rows = [cls.describe() for _, cls in sorted(METHODS.items())]
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
@@ -286,8 +79,6 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from .data import DATASETS, PATH_LOADERS
-
     for name, spec in sorted(DATASETS.items()):
         print(f"{name:<12} {spec.description}")
     if PATH_LOADERS:
@@ -296,8 +87,6 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models import MODELS
-
     for name, spec in sorted(MODELS.items()):
         print(f"{name:<10} {spec.description} (inputs: {', '.join(spec.input_kinds)})")
     return 0
@@ -305,9 +94,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_usage(args: argparse.Namespace) -> int:
     """The workspace's bytes per project (with its owner), per cache kind, and in all."""
-    from .project import Project
-    from .workspace import format_bytes
-
     usage = Project.storage_usage(args.workspace)
     for name, size in sorted(usage["projects"].items(), key=lambda kv: -kv[1]):
         print(f"project  {name:<32} {format_bytes(size):>10}  owner {usage['project_owners'][name]}")
@@ -319,9 +105,6 @@ def _cmd_usage(args: argparse.Namespace) -> int:
 
 def _cmd_gc(args: argparse.Namespace) -> int:
     """Delete (or with --dry-run list) the cache entries no project refers to, and say what was freed."""
-    from .project import Project
-    from .workspace import format_bytes
-
     freed = Project.collect_garbage(args.workspace, dry_run=args.dry_run)
     for path, size in freed:
         print(f"{'would free' if args.dry_run else 'freed'}  {format_bytes(size):>10}  {path}")
@@ -331,8 +114,6 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 
 
 def _cmd_impacts(args: argparse.Namespace) -> int:
-    from .impacts import IMPACTS
-
     for name, cls in IMPACTS.items():
         defaults = ", ".join(f"{k}={getattr(cls(), k)}" for k in cls.setting_names()) or "-"
         print(f"{name:<11} {cls.description:<45} settings: {defaults}")
@@ -340,8 +121,8 @@ def _cmd_impacts(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m influence_core", description="Hessian-free influence scores (lower = more detrimental).")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    parser = Parser(prog="python -m influence_core", description="Hessian-free influence scores (lower = more detrimental).")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     p = sub.add_parser("score", help="score every training sample and write a CSV")
     add_data_model_arguments(p)
@@ -390,24 +171,4 @@ EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if not getattr(args, "command", None):
-            parser.print_help()
-            return 2
-        return int(args.func(args) or 0)
-    except InfluenceError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # e.g. `... | head`: the reader left, nothing to report
-        sys.stderr.close()
-        return 0
-    except (OSError, sqlite3.Error) as err:  # a file the machine refused (--out's folder, a full disk): one line
-        mapped = disk_error(err, "write")
-        where = f": {err.filename}" if getattr(err, "filename", None) else ""
-        print(f"error: {mapped or (getattr(err, 'strerror', None) or str(err)) + where}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return run_command(build_parser, argv)

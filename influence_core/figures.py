@@ -16,22 +16,12 @@ import plotly.graph_objects as go
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from .colours import METHOD_COLOURS, method_colour  # noqa: F401  (one colour per method; evaluate/figures uses it too)
+
 NOISY, CLEAN, ACCENT = "#d62728", "#7f8c99", "#1f6feb"
 REGION_NAMES = ("I", "II", "III", "IV")
 REGION_COLOURS = ("rgba(214,39,40,0.13)", "rgba(255,165,0,0.12)", "rgba(44,160,44,0.12)", "rgba(148,103,189,0.12)")
 _LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=60, b=45), height=460)
-
-# One colour per method on every chart (Pareto, attack box plot, score distributions): fixed by the method's name,
-# never by its position in a chart. ``full`` (no cleaning) is the paper's brown reference, ``random`` a neutral grey.
-METHOD_COLOURS = {
-    "full": "#8c564b", "random": "#7f7f7f",
-    "ip": "#1f77b4", "ip_ensemble": "#ff7f0e", "ip_classwise": "#17becf", "ip_combined": "#9edae5",
-    "exact": "#2ca02c", "lissa": "#9467bd", "ekfac": "#e377c2", "datainf": "#bcbd22", "gex": "#393b79",
-    "tracin": "#d62728", "tda": "#ad494a", "self_tracin": "#e7969c", "self_lissa": "#c5b0d5",
-    "loss": "#637939", "margin": "#8c6d31", "confident_learning": "#de9ed6",
-}
-_SPARE_COLOURS = ("#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#6baed6", "#fd8d3c", "#74c476")
-
 
 # ------------------------------------------------------------------------------------------- numbers
 def regions(gu: np.ndarray, gw: np.ndarray) -> np.ndarray:
@@ -48,29 +38,6 @@ def regions(gu: np.ndarray, gw: np.ndarray) -> np.ndarray:
 def region_counts(gu: np.ndarray, gw: np.ndarray) -> dict[str, int]:
     r = regions(gu, gw)
     return {name: int((r == i + 1).sum()) for i, name in enumerate(REGION_NAMES)}
-
-
-def method_colour(name: str) -> str:
-    """The colour of a method on every chart, from its registry name or its label (e.g. "IP Ensemble");
-    a name the map does not know gets a fixed colour from a hash of the name (the same on every chart)."""
-    import zlib
-
-    key = str(name)
-    if key in METHOD_COLOURS:
-        return METHOD_COLOURS[key]
-    try:
-        from .methods import METHODS
-
-        by_label = {(cls.label or n).lower(): n for n, cls in METHODS.items()}
-    except Exception:  # pragma: no cover - the registry failed to import; hash below
-        by_label = {}
-    base = key.split(" (")[0].strip()
-    for candidate in (key.lower(), base.lower()):
-        if candidate in by_label and by_label[candidate] in METHOD_COLOURS:
-            return METHOD_COLOURS[by_label[candidate]]
-    if base in METHOD_COLOURS:
-        return METHOD_COLOURS[base]
-    return _SPARE_COLOURS[zlib.crc32(key.encode()) % len(_SPARE_COLOURS)]
 
 
 def contrast_on_white(colour: str) -> float:

@@ -908,18 +908,19 @@ class Project:
 
     # -------------------------------------------------------------------------------------- experiment
     def experiment(self, settings, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-                   device: str | None = None, *, out: str | os.PathLike | None = None, current_model: bool = True):
+                   device: str | None = None, *, out: str | os.PathLike | None = None, current_model: bool = True,
+                   journal: str | os.PathLike | None = None):
         """Trim / relabel / reweight by each method, retrain, compare (`evaluate.runner.run_experiment`) on the current
         data set — with the current model as the base (``current_model``), else the one ``settings`` describe. Scores
-        come from the same cache as the Scores page's; finished runs from the project's journal, so a rerun resumes.
-        The result's JSON goes to ``out`` (default: the project's ``experiments/latest.json``)."""
+        come from the same cache as the Scores page's; finished runs from the project's journal (or ``journal``), so a
+        rerun resumes. The result's JSON goes to ``out`` (default: the project's ``experiments/latest.json``)."""
         from .evaluate.runner import run_experiment
 
         state, dataset = self._current()
         base = self._require_model(state, dataset) if current_model else None
         folder = self.folder / "experiments"
         return run_experiment(settings, out or folder / "latest.json", dataset=dataset, base=base, progress=progress,
-                              should_stop=should_stop, device=device, journal=folder / "journal.jsonl",
+                              should_stop=should_stop, device=device, journal=journal or folder / "journal.jsonl",
                               workspace=self.cache)
 
     def experiment_in_background(self, settings) -> Job:
@@ -976,7 +977,7 @@ class Project:
     def manifest(self) -> dict:
         """What produced the export: data set, model, score runs, decision counts, versions, and who decided
         (``decided_by``: each reviewer's counts)."""
-        from . import __version__
+        from .version import __version__
         from .export import manifest
 
         state, dataset, fitted = self._current_model()
@@ -1031,6 +1032,42 @@ class Project:
         from .export import table_bytes
 
         return table_bytes(frame, fmt)
+
+    # --- CLI (issue 19): what a front end checks before any training, and the scores as a table
+    @staticmethod
+    def check_method(method: str, settings: dict | None = None) -> dict:
+        """What ``method`` is (`InfluenceMethod.describe`: parameters, needs_checkpoints, uses_impact, ...) once its
+        name and ``settings`` are checked: an unknown name or key, a wrong type, a value out of range is one line."""
+        from .methods import get_method
+
+        return type(get_method(method, **(settings or {}))).describe()
+
+    @staticmethod
+    def impact_settings(impact: str, applicable: dict, explicit: dict) -> dict:
+        """``impact``'s settings: those of ``applicable`` it takes (values meant for any impact, e.g. the CLI's named
+        flags; the rest ignored), then ``explicit``, checked (a key it does not take, a wrong type: one line)."""
+        from .impacts import impact_settings_for, make_impact
+
+        settings = {**impact_settings_for(impact, **applicable), **explicit}
+        make_impact(impact, **settings)
+        return settings
+
+    @staticmethod
+    def sharded(method: str, cluster: str | None = None, scheduler: str | None = None) -> bool:
+        """Whether `score` shards ``method`` on Dask with this ``cluster`` / ``scheduler``; a malformed one is refused
+        in one line, before any connection."""
+        from .distributed import parse_cluster
+        from .engine import sharded
+
+        parse_cluster(cluster, scheduler)
+        return sharded(method, cluster, scheduler)
+
+    def score_table(self, scores: np.ndarray, column: str = "score"):
+        """``scores`` of the current data set's training samples as a table: index (row in the original data), label,
+        score (lower = more detrimental), rank (1 = most detrimental) and, when known, is_noisy and clean_label."""
+        from .api import scores_frame
+
+        return scores_frame(self.dataset(), scores, column)
 
 
 _STATE_LOCK = threading.RLock()

@@ -6,18 +6,13 @@ column (`ScoreRun`). Front ends keep only keys; the project on disk holds the tr
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 import numpy as np
 
 from .data.base import Dataset
+from .data.paths import workspace_root  # noqa: F401  (defined below data/, which needs it too)
 from .models.train import TrainConfig
-
-def workspace_root() -> Path:
-    """INFLUENCE_WORKSPACE, else ./workspace."""
-    return Path(os.environ.get("INFLUENCE_WORKSPACE") or "workspace").resolve()
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """The CLI checks what it can before it trains (method and impact settings), its usage hints name the command as it
-is typed, and `--model` follows the data kind (in-process: `cli.main`, training replaced by a probe)."""
+is typed, and `--model` follows the data kind (in-process: `cli.main`, the facade's training replaced by a probe: the
+CLI trains only through `Project.train`, with --no-cache too)."""
 
 from __future__ import annotations
 
 import pytest
 
-from influence_core import cli, models
+from influence_core import cli
+from influence_core.project import Project
 
 
 class _Trained(Exception):
@@ -16,10 +18,10 @@ class _Trained(Exception):
 def no_training(monkeypatch):
     """Training raises `_Trained` with the architecture it was asked for: what the command did before training."""
 
-    def probe(dataset, arch, *args, **kwargs):
+    def probe(project, arch, *args, **kwargs):
         raise _Trained(arch)
 
-    monkeypatch.setattr(models, "train_model", probe)
+    monkeypatch.setattr(Project, "train", probe)
 
 
 @pytest.mark.parametrize("extra, message", [

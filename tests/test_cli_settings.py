@@ -115,3 +115,40 @@ def test_experiment_with_no_cache_reads_and_writes_no_workspace(tmp_path, monkey
     # without --workspace the default workspace ($INFLUENCE_WORKSPACE) is used, as by `score`
     assert main(_experiment()) == 0
     assert len(_score_metas(env_ws)) == 1
+
+
+def test_score_with_no_cache_is_the_same_pipeline_in_a_temporary_workspace(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    import influence_core as ic
+
+    env_ws, temp = tmp_path / "env", tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("INFLUENCE_WORKSPACE", str(env_ws))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    out = tmp_path / "s.csv"
+    assert main(["score", "--dataset", "blobs", *TINY, "--workspace", str(tmp_path / "ws"), "--no-cache",
+                 "--out", str(out)]) == 0
+    assert not env_ws.exists() and not (tmp_path / "ws").exists()
+    assert list(temp.iterdir()) == []  # the temporary workspace is gone
+    ds = ic.load_dataset("blobs", seed=0)
+    expected = ic.compute_scores(ds, ic.train_model(ds, "logreg", ic.TrainConfig(seed=0)), "ip")
+    table = pd.read_csv(out)
+    np.testing.assert_allclose(table["score"], expected, rtol=1e-6)
+    np.testing.assert_array_equal(table["rank"], np.argsort(np.argsort(expected, kind="stable")) + 1)
+    np.testing.assert_array_equal(table["label"], ds.train.y.numpy())
+
+
+def test_experiment_with_no_cache_keeps_its_runs_next_to_out_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("INFLUENCE_WORKSPACE", str(tmp_path / "env"))
+    out = tmp_path / "results.json"
+    assert main(_experiment("--no-cache", "--out", str(out))) == 0
+    journal = tmp_path / "results.runs.jsonl"
+    lines = journal.read_text().splitlines()
+    assert "finished runs: results.runs.jsonl" in capsys.readouterr().err
+    runs = [json.loads(line) for line in lines]
+    assert {r["method"] for r in runs if r["type"] == "run"} == {"full", "random", "ip"}
+    assert main(_experiment("--no-cache", "--out", str(out))) == 0
+    assert journal.read_text().splitlines() == lines  # resumed: nothing ran again
+    assert json.loads(out.read_text())["results"].keys() == {"full", "random", "ip"}
+    assert not (tmp_path / "env").exists()

@@ -289,7 +289,7 @@ def _arrays_folder() -> Path:
         from .paths import cache_dir
 
         return cache_dir() / "arrays"
-    from ..state import workspace_root  # data/ sits below the state module: imported when first needed
+    from .paths import workspace_root
 
     return workspace_root() / "arrays"
 

@@ -98,10 +98,24 @@ def uploads_usage(root: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and STAGING not in p.relative_to(folder).parts)
 
 
+# Content checks of the upload kinds a layer above data reads: "weights" by `models.loading` (models import this
+# module, so this one never imports them).
+CONTENT_CHECKS: dict[str, Callable[[bytes, str], None]] = {}
+
+
+def register_content_check(kind: str) -> Callable:
+    """Decorator: ``fn(data, name)`` refuses, in one line, uploaded bytes of ``kind`` it cannot read safely."""
+    def add(fn: Callable[[bytes, str], None]) -> Callable[[bytes, str], None]:
+        CONTENT_CHECKS[kind] = fn
+        return fn
+
+    return add
+
+
 def check_upload_content(data: bytes, name: str, kind: str) -> None:
     """What can be checked from the bytes alone, before anything is written: a CSV parses and has rows; an image
-    zip is a safe zip in a recognised layout whose images are readable and within the pixel caps; weights read as
-    a state_dict without running code, or a .pt2 passes `pt2_check.check_pt2_archive`."""
+    zip is a safe zip in a recognised layout whose images are readable and within the pixel caps; weights pass the
+    check `models.loading` registers (a state_dict read without running code, or a .pt2 `pt2_check` accepts)."""
     suffix = Path(name).suffix.lower()
     if suffix == ".csv":
         _read_csv(data, name)
@@ -110,14 +124,9 @@ def check_upload_content(data: bytes, name: str, kind: str) -> None:
         with archive:
             scan_image_zip(archive, name)
     elif kind == "weights":
-        from ..models import loading  # models import this module: a top-level import would be circular
-
-        if suffix == ".pt2":
-            from ..models.pt2_check import check_pt2_archive
-
-            check_pt2_archive(data, name)
-        else:
-            loading.read_state_dict(data, name)
+        if kind not in CONTENT_CHECKS:  # nothing stored that nothing has read
+            raise InfluenceError(f"cannot check uploaded {kind} here")
+        CONTENT_CHECKS[kind](data, name)
 
 
 def stored_path(data: bytes, filename: str, kind: str, root: str | os.PathLike) -> Path:
@@ -137,7 +146,7 @@ def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.P
     ``kind``: "data" (.csv, .zip) or "weights" (.safetensors, .pt, .pth, .bin, .ckpt, .pt2). Checked in order: name
     and type, size, the workspace's upload cap, content (`check_upload_content`), then ``load(path)`` (e.g. the
     data set loader with the user's options) on a staged copy named like the user's file. Any refusal raises
-    `InfluenceError` and leaves nothing behind. ``root``: the workspace (default `session.workspace_root`).
+    `InfluenceError` and leaves nothing behind. ``root``: the workspace (default `paths.workspace_root`).
     ``max_bytes``: the cap on the uploads under ``root`` (default `MAX_WORKSPACE_UPLOAD_BYTES`; a project passes the
     server's ``project_upload_bytes``).
     """
@@ -151,7 +160,7 @@ def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.P
         raise InfluenceError(f"weights must be .safetensors, .pt, .pth, .bin, .ckpt or a .pt2 torch.export program, not '{shown}'")
     check_size(len(data), name)
     if root is None:
-        from ..state import workspace_root
+        from .paths import workspace_root
 
         root = workspace_root()
     uploads = Path(root) / "uploads"

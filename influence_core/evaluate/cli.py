@@ -6,13 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import (_parse_sets, _progress_printer, add_data_model_arguments, add_impact_arguments, dataset_arguments,
-                   impact_settings_from_args, open_project)
+from ..cli_args import (Parser, add_data_model_arguments, add_impact_arguments, dataset_arguments,
+                        impact_settings_from_args, parse_sets, progress_printer, project_for, run_command)
 from ..errors import InfluenceError
-from ..models.train import TrainConfig
-from .actions import ACTIONS
-from .retrain import AttackSettings
-from .runner import ExperimentSettings, format_table, run_experiment
+from ..project import CLEANING_ACTIONS, AttackSettings, ExperimentSettings, TrainConfig, format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="act on the most detrimental samples by each method, retrain, compare (paper Tables 1-2)")
     add_data_model_arguments(p)
     p.add_argument("--methods", default="ip,ip_ensemble", help="comma-separated methods (see `methods`)")
-    p.add_argument("--action", default="trim", choices=ACTIONS, help="what to do with the flagged samples")
+    p.add_argument("--action", default="trim", choices=CLEANING_ACTIONS, help="what to do with the flagged samples")
     p.add_argument("--fraction", type=float, default=0.05, help="share of the training set flagged (lowest scores)")
     p.add_argument("--seeds", type=int, default=3, help="retrainings per method (training seeds 0..R-1)")
     p.add_argument("--impact", default="utility", help="impact the methods score against: utility, fairness, robustness")
@@ -43,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     method_settings: dict[str, dict] = {}
-    for key, value in _parse_sets(args.set or []).items():
+    for key, value in parse_sets(args.set or []).items():
         if "." not in key:
             raise InfluenceError(f"--set expects METHOD.KEY=VALUE, got '{key}'")
         method, name = key.split(".", 1)
@@ -64,34 +61,33 @@ def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    progress = _progress_printer(not args.quiet)
-    project = open_project(args)
-    if project is not None:  # the project's data set (and, with --weights, its model); cache and journal shared
+    progress = progress_printer(not args.quiet)
+    # The project's data set (and, with --weights, its model); cache and journal shared. --no-cache: a temporary
+    # workspace, the finished runs kept next to --out (*.runs.jsonl) for resuming.
+    with project_for(args) as project:
         project.use_dataset(settings.dataset, seed=settings.data_seed, **settings.dataset_kwargs)
         if args.weights:
             project.use_weights(args.weights, args.model)
-        result = project.experiment(settings, progress, device=args.device, out=args.out, current_model=bool(args.weights))
-    else:
-        dataset = base = None
-        if args.weights:
-            from ..data import load_dataset
-            from ..models import loading
-
-            dataset = load_dataset(settings.dataset, seed=settings.data_seed, **settings.dataset_kwargs)
-            base = loading.load_fitted(args.weights, args.model, dataset)
-        result = run_experiment(settings, args.out, dataset=dataset, base=base, progress=progress, device=args.device)
+        journal = Path(args.out).with_suffix(".runs.jsonl") if args.no_cache and args.out else None
+        result = project.experiment(settings, progress, device=args.device, out=args.out,
+                                    current_model=bool(args.weights), journal=journal)
+        where = project.folder / "experiments"
     print(format_table(result))
     if args.out:
-        journal = f"the project's journal in {project.folder / 'experiments'}" if project is not None else \
-            f"{Path(args.out).stem}.runs.jsonl"
-        print(f"wrote {args.out} (finished runs: {journal})", file=sys.stderr)
+        kept = journal.name if journal is not None else f"the project's journal in {where}"
+        print(f"wrote {args.out} (finished runs: {kept})", file=sys.stderr)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - convenience for `python -m influence_core.evaluate.cli`
-    from ..cli import main as cli_main
+def build_parser() -> argparse.ArgumentParser:
+    """A parser with only the ``experiment`` command (`python -m influence_core.evaluate.cli`)."""
+    parser = Parser(prog="python -m influence_core", description="act on the most detrimental samples, retrain, compare")
+    register(parser.add_subparsers(dest="command", parser_class=Parser))
+    return parser
 
-    return cli_main(["experiment", *(argv if argv is not None else sys.argv[1:])])
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - convenience for `python -m influence_core.evaluate.cli`
+    return run_command(build_parser, ["experiment", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":  # pragma: no cover

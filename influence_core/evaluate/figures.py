@@ -5,7 +5,7 @@
   *and* fairer than the full-data model) shaded.
 - `attack_boxplot`: paper Fig. 6 — accuracy before / after attack as box plots over the random attacks.
 
-Each method has one colour on every chart (`influence_core.figures.method_colour`); methods are named in the
+Each method has one colour on every chart (`influence_core.colours.method_colour`); methods are named in the
 legend, never by text on the plot (labels of methods on one point would print over each other).
 """
 
@@ -13,15 +13,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from ..colours import method_colour
 from ..errors import InfluenceError
-
-
-def method_colour(name: str) -> str:
-    """`influence_core.figures.method_colour`, imported on use: that module re-exports this one's figures, so a
-    top-level import would be circular whichever of the two is imported first."""
-    from ..figures import method_colour as colour
-
-    return colour(name)
 
 
 IMPROVEMENT_COLOUR = "rgba(46, 160, 67, 0.15)"

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..data.base import Dataset
-from ..data.uploads import check_size
+from ..data.uploads import check_size, register_content_check
 from ..errors import InfluenceError
 from .architectures import output_dim
 from .pt2_check import check_loaded_program, check_pt2_archive
@@ -95,6 +95,15 @@ def read_state_dict(data: bytes, filename: str) -> dict[str, torch.Tensor]:
     else:
         raise InfluenceError(f"weights must be .safetensors, {', '.join(TORCH_SUFFIXES)} or a .pt2 torch.export program, not '{filename}'")
     return _as_state_dict(obj, filename)
+
+
+@register_content_check("weights")
+def check_weights_bytes(data: bytes, filename: str) -> None:
+    """Uploaded weights read without running anything: a .pt2 archive `pt2_check` accepts, else a state_dict."""
+    if Path(filename).suffix.lower() == ".pt2":
+        check_pt2_archive(data, filename)
+    else:
+        read_state_dict(data, filename)
 
 
 def _as_state_dict(obj, filename: str) -> dict[str, torch.Tensor]:
