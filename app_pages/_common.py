@@ -294,6 +294,19 @@ def setting_input(kind: str, label: str, value, key: str, help: str | None = Non
     raise InfluenceError(f"no input for a setting of kind '{kind or 'undeclared'}' ({label})")
 
 
+def form_buttons(form, action: str) -> tuple[bool, Any]:
+    """A settings form's buttons — ``action`` (primary: sends the settings and starts) and "Update the estimate"
+    (sends them only) — and the column beside them for the estimate; returns whether ``action`` was clicked, and
+    that column."""
+    left, mid, right = form.columns([1, 1.3, 3.7], vertical_alignment="center")
+    with left:
+        clicked = st.form_submit_button(action, type="primary", icon=":material/play_arrow:")
+    with mid:
+        st.form_submit_button("Update the estimate", icon=":material/timer:",
+                              help=f"The estimate beside is for the settings as last sent (with {action} or this button)")
+    return clicked, right
+
+
 # ------------------------------------------------------------------------------------------- guard
 def guarded(body: Callable[[], None]) -> None:
     """Run a page body; user errors show their one-line message, a write the disk refused (full, read-only, no
