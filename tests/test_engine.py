@@ -88,7 +88,9 @@ def test_cli_score_uses_the_workspace_cache(tmp_path, counted, capsys):
     assert counted == {"train": 1, "score": 1}
     assert len(list((tmp_path / "ws" / "scores").glob("*.npy"))) == 1
     assert cli.main(args[:-2] + ["--no-cache", "--out", str(tmp_path / "again.csv")]) == 0
-    assert counted == {"train": 1, "score": 1}  # --no-cache goes around the workspace
+    # --no-cache: a temporary workspace running the same pipeline, so everything is computed again there
+    assert counted == {"train": 2, "score": 2}
+    assert len(list((tmp_path / "ws" / "scores").glob("*.npy"))) == 1
     assert (tmp_path / "scores.csv").read_text() == (tmp_path / "again.csv").read_text()
 
 
