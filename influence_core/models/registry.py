@@ -24,6 +24,10 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {}
+# Architecture families named by a prefix and an open-ended rest (``hf:<folder or hub id>``): the resolver builds the
+# entry on first use, importing its (heavy) library only then.
+PREFIX_RESOLVERS: dict[str, Callable[[str], ModelSpec]] = {}
+_RESOLVED: dict[str, ModelSpec] = {}  # kept apart from MODELS, the list of names a page offers
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -32,6 +36,11 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def get_model_spec(name: str) -> ModelSpec:
+    prefix = name.partition(":")[0] + ":"
+    if name not in MODELS and prefix in PREFIX_RESOLVERS:
+        if name not in _RESOLVED:
+            _RESOLVED[name] = PREFIX_RESOLVERS[prefix](name)
+        return _RESOLVED[name]
     if name not in MODELS:
         raise InfluenceError(f"unknown model '{name}'; choose one of: {', '.join(sorted(MODELS))}")
     return MODELS[name]
@@ -68,3 +77,12 @@ register_model(ModelSpec("resnet18", "ResNet-18 for 32x32 images (3x3 stem, no m
                          resnet18_cifar, input_kinds=("image",), head_prefix="fc", train_defaults=_RESNET_DEFAULTS))
 register_model(ModelSpec("resnet34", "ResNet-34 for 32x32 images (3x3 stem, no max-pool; random init or your weights)",
                          resnet34_cifar, input_kinds=("image",), head_prefix="fc", train_defaults=_RESNET_DEFAULTS))
+
+
+def _hf_spec(name: str) -> ModelSpec:
+    from .hf import model_spec
+
+    return model_spec(name)
+
+
+PREFIX_RESOLVERS["hf:"] = _hf_spec  # Hugging Face sequence classifiers (issue 18), see models/hf.py

@@ -1,0 +1,184 @@
+"""Hugging Face sequence classifiers (influence_core/models/hf.py), offline: a tiny BERT built from a config with
+random weights and a word-level tokenizer trained on the test's own sentences, saved to a folder and loaded through
+the same ``hf:<folder>`` path a user's model takes."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from influence_core.api import compute_scores  # noqa: E402
+from influence_core.data import Dataset, Split  # noqa: E402
+from influence_core.errors import InfluenceError  # noqa: E402
+from influence_core.grads import select_params  # noqa: E402
+from influence_core.models import TrainConfig, get_model_spec, train_model  # noqa: E402
+from influence_core.models.hf import HFSettings, arch_name, parse_arch, token_ids  # noqa: E402
+from influence_core.workspace import Workspace  # noqa: E402
+
+from tests.reference import per_sample_grad_loop, relative_error, validation_loss_grad  # noqa: E402
+
+MAX_TOKENS = 10
+POSITIVE = ["good", "great", "fine", "lovely"]
+NEGATIVE = ["bad", "awful", "poor", "dull"]
+FILLER = ["the", "film", "was", "a", "plot", "and", "very", "cast", "story", "really"]
+
+
+def _sentences(n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Short reviews whose label follows a sentiment word (10% flipped); a binary attribute for the fairness impact."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    texts = []
+    for label in y:
+        words = list(rng.choice(FILLER, rng.integers(2, 9))) + [rng.choice(POSITIVE if label else NEGATIVE)]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+    flipped = rng.random(n) < 0.1
+    sensitive = (rng.random(n) < 0.5).astype(np.int64)
+    return texts, np.where(flipped, 1 - y, y), sensitive
+
+
+def _write_tiny_bert(folder) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(_sentences(200, 99)[0], trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"]))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(fast), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32, hidden_dropout_prob=0.1)
+    BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
+    fast.save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    _write_tiny_bert(folder)
+    return str(folder)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _dataset(folder: str) -> Dataset:
+    def split(n, seed):
+        texts, y, s = _sentences(n, seed)
+        return Split(token_ids(folder, texts, MAX_TOKENS), y, s)
+
+    return Dataset("tiny-reviews", split(40, 0), split(16, 1), split(12, 2), ["negative", "positive"], kind="text")
+
+
+@pytest.fixture(scope="module")
+def reviews(tiny_bert):
+    return _dataset(tiny_bert)
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_bert, reviews):
+    return train_model(reviews, f"hf:{tiny_bert}", TrainConfig(epochs=2, lr=1e-3, checkpoint_every=1, seed=0))
+
+
+@pytest.fixture(scope="module")
+def lora_fitted(tiny_bert, reviews):
+    return train_model(reviews, arch_name(tiny_bert, HFSettings(lora_rank=4, lora_alpha=8)),
+                       TrainConfig(epochs=1, lr=1e-2, seed=0))
+
+
+def test_token_ids_are_the_tokenizers_own_padded_and_truncated(tiny_bert):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    texts = ["the film was good", "a very very very very very very very very long dull plot"]
+    ids = token_ids(tiny_bert, texts, MAX_TOKENS)
+    assert ids.dtype == np.float32 and ids.shape == (2, MAX_TOKENS)
+    first = tokenizer(texts[0])["input_ids"]
+    assert ids[0, : len(first)].tolist() == first and (ids[0, len(first):] == tokenizer.pad_token_id).all()
+    assert ids[1].tolist() == tokenizer(texts[1], truncation=True, max_length=MAX_TOKENS)["input_ids"]
+    pair = token_ids(tiny_bert, [("the film", "was good")], MAX_TOKENS)[0]
+    assert pair[:7].tolist() == tokenizer("the film", "was good")["input_ids"]
+
+
+def test_the_wrapper_gives_the_models_own_logits_with_its_mask_and_segments(tiny_bert, reviews):
+    module = get_model_spec(f"hf:{tiny_bert}").builder(reviews.input_shape, 2).eval()
+    x = torch.as_tensor(token_ids(tiny_bert, [("the film", "was good"), "bad"], MAX_TOKENS))
+    ids = x.long()
+    pad = module.pad_id
+    sep_seen = (ids == module.sep_id).long().cumsum(1)
+    types = ((sep_seen - (ids == module.sep_id).long()) > 0).long()
+    expected = module.model(input_ids=ids, attention_mask=(ids != pad).long(), token_type_ids=types).logits
+    assert types[0].tolist()[:7] == [0, 0, 0, 0, 1, 1, 1]
+    torch.testing.assert_close(module(x), expected, atol=1e-6, rtol=1e-5)
+    assert module(x).shape == (2, 1)  # a binary task: one logit, as every built-in model
+
+
+def _columns(module, names) -> torch.Tensor:
+    """Positions of the parameters ``names`` in the flat gradient over ``module.parameters()``."""
+    out, start = [], 0
+    for name, p in module.named_parameters():
+        if name in names:
+            out.append(torch.arange(start, start + p.numel()))
+        start += p.numel()
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("group", ["head", "last:1", "all"])
+def test_ip_on_a_parameter_group_equals_an_autograd_loop(fitted, reviews, group):
+    module = copy.deepcopy(fitted.module).eval()
+    cols = _columns(module, select_params(module, group))
+    target = validation_loss_grad(module, reviews.val.x, reviews.val.y)[cols]
+    expected = per_sample_grad_loop(module, reviews.train.x, reviews.train.y)[:, cols] @ target
+    got = compute_scores(reviews, fitted, "ip", params=group, batch_size=16, impact_settings={"val_trim": 0.0})
+    assert relative_error(got, expected) < 1e-5
+
+
+def test_parameter_groups_select_the_head_and_the_last_layers(fitted):
+    names = [n for n, _ in fitted.module.named_parameters()]
+    assert sorted(select_params(fitted.module, "head")) == ["model.classifier.bias", "model.classifier.weight"]
+    last = select_params(fitted.module, "last:1")
+    assert sorted(last) == sorted([n for n in names if ".layer.1." in n] + ["model.classifier.bias", "model.classifier.weight"])
+    assert len(select_params(fitted.module, "all")) == len(names)
+    with pytest.raises(InfluenceError, match="no LoRA adapters"):
+        select_params(fitted.module, "lora")
+
+
+METHODS = [("ip", "all", {}), ("ip_ensemble", "all", {"ensemble_size": 2}), ("tracin", "last:1", {}),
+           ("self_tracin", "head", {}), ("exact", "head", {}), ("lissa", "head", {"depth": 50}),
+           ("ekfac", "head", {}), ("datainf", "head", {}), ("tda", "head", {}), ("gex", "head", {"steps": 2}),
+           ("loss", "all", {}), ("margin", "all", {}), ("confident_learning", "all", {}),
+           ("ip_combined", "all", {}), ("ip_classwise", "head", {})]
+UTILITY_ONLY = {"ip_combined", "ip_classwise"}  # class-conditional targets are means over validation samples
+
+
+@pytest.mark.parametrize("method, params, settings", METHODS, ids=[m[0] for m in METHODS])
+def test_every_method_and_impact_runs(fitted, reviews, method, params, settings):
+    from influence_core.methods import METHODS as REGISTRY
+
+    impacts = ["utility", "fairness"] if REGISTRY[method].uses_impact and method not in UTILITY_ONLY else ["utility"]
+    results = {}
+    for impact in impacts:
+        scores = compute_scores(reviews, fitted, method, impact, params=params, batch_size=16, **settings)
+        assert scores.shape == (len(reviews.train),) and np.isfinite(scores).all(), (method, impact)
+        assert np.abs(scores).max() > 0, (method, impact)
+        results[impact] = scores
+    if len(results) == 2:  # the impact reaches the scores
+        assert not np.allclose(results["utility"], results["fairness"])
+
+
+def test_the_robustness_impact_refuses_token_ids_in_one_line(fitted, reviews):
+    with pytest.raises(InfluenceError, match="reads token ids") as err:
+        compute_scores(reviews, fitted, "ip", "robustness", params="head")
+    assert "\n" not in str(err.value)
