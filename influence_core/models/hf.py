@@ -12,7 +12,6 @@ Influence parameter groups (the ``params`` setting): "head", "lora", "last:k" (t
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -106,7 +105,9 @@ def _load(source: str, what: str, loader):
     except InfluenceError:
         raise
     except (OSError, ValueError, KeyError) as err:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        from huggingface_hub.constants import is_offline_mode
+
+        offline = is_offline_mode()
         if not local.is_dir() and (offline or "connect" in str(err).lower() or "offline" in str(err).lower()):
             raise InfluenceError(f"the {what} of '{source}' is not in the local Hugging Face cache and this machine is "
                                  "offline; download it once while online, or use a local folder") from None
@@ -253,10 +254,12 @@ def model_spec(name: str):
     from .registry import ModelSpec
 
     source, settings = parse_arch(name)
+    # head_prefix: the module whose input is the text's embedding (Explore's feature map): "classifier" in the
+    # BERT family (BERT, RoBERTa, DistilBERT, DeBERTa, ELECTRA); the "head" parameter group is the module's own.
     lr = 1e-3 if settings.lora_rank else 5e-5  # adapters start at zero and need a larger step than full fine-tuning
     return ModelSpec(name, f"Hugging Face sequence classifier {source}" + (f" + LoRA r={settings.lora_rank}" if settings.lora_rank else ""),
                      lambda shape, classes: build_hf(name, shape, classes), input_kinds=("text",),
-                     head_prefix="",
+                     head_prefix=("model.base_model.model." if settings.lora_rank else "model.") + "classifier",
                      train_defaults={"optimizer": "adamw", "lr": lr, "epochs": 3, "batch_size": 16, "l2": 0.0, "patience": 1})
 
 

@@ -70,8 +70,12 @@ def tiny_bert(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch):
+def _offline(monkeypatch, tmp_path_factory):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once, at import
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "empty-hf-home"))
 
 
 def _dataset(folder: str) -> Dataset:
@@ -156,7 +160,7 @@ def test_parameter_groups_select_the_head_and_the_last_layers(fitted):
 
 
 METHODS = [("ip", "all", {}), ("ip_ensemble", "all", {"ensemble_size": 2}), ("tracin", "last:1", {}),
-           ("self_tracin", "head", {}), ("exact", "head", {}), ("lissa", "head", {"depth": 50}),
+           ("self_tracin", "head", {}), ("exact", "head", {}), ("lissa", "head", {"depth": 20}),
            ("ekfac", "head", {}), ("datainf", "head", {}), ("tda", "head", {}), ("gex", "head", {"steps": 2}),
            ("loss", "all", {}), ("margin", "all", {}), ("confident_learning", "all", {}),
            ("ip_combined", "all", {}), ("ip_classwise", "head", {})]
@@ -182,3 +186,83 @@ def test_the_robustness_impact_refuses_token_ids_in_one_line(fitted, reviews):
     with pytest.raises(InfluenceError, match="reads token ids") as err:
         compute_scores(reviews, fitted, "ip", "robustness", params="head")
     assert "\n" not in str(err.value)
+
+
+def _state(module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def test_lora_trains_only_the_adapters_and_the_head(tiny_bert, reviews, lora_fitted):
+    arch = lora_fitted.arch
+    assert parse_arch(arch) == (tiny_bert, HFSettings(lora_rank=4, lora_alpha=8))
+    torch.manual_seed(0)
+    before = _state(get_model_spec(arch).builder(reviews.input_shape, 2))  # the same seed as training: same init
+    after = _state(lora_fitted.module)
+    assert before.keys() == after.keys()
+    changed = {n for n in after if not torch.equal(before[n], after[n])}
+    lora = set(select_params(lora_fitted.module, "lora"))
+    head = set(select_params(lora_fitted.module, "head"))
+    assert lora == {n for n in after if "lora_A" in n or "lora_B" in n} and lora
+    assert head == {n for n in after if "classifier.modules_to_save" in n}
+    assert changed <= lora | head and any("lora_B" in n for n in changed) and head & changed
+
+
+def test_ip_on_the_lora_matrices_equals_an_autograd_loop(lora_fitted, reviews):
+    module = copy.deepcopy(lora_fitted.module).eval().requires_grad_(True)
+    cols = _columns(module, select_params(module, "lora"))
+    target = validation_loss_grad(module, reviews.val.x, reviews.val.y)[cols]
+    expected = per_sample_grad_loop(module, reviews.train.x, reviews.train.y)[:, cols] @ target
+    got = compute_scores(reviews, lora_fitted, "ip", params="lora", batch_size=16, impact_settings={"val_trim": 0.0})
+    assert relative_error(got, expected) < 1e-5
+
+
+def test_scoring_runs_the_model_without_dropout(fitted, reviews):
+    """The tiny BERT has dropout 0.1: scores computed twice agree, and equal the eval-mode loss."""
+    from influence_core.grads import per_sample_loss
+
+    first = compute_scores(reviews, fitted, "loss")
+    module = copy.deepcopy(fitted.module).eval()
+    with torch.no_grad():
+        expected = per_sample_loss(module(reviews.train.x), reviews.train.y).numpy()
+    np.testing.assert_allclose(compute_scores(reviews, fitted, "loss"), first, rtol=0, atol=0)
+    assert np.allclose(np.abs(first), expected, rtol=1e-5)
+
+
+def test_the_store_saves_and_reopens_the_fitted_model(tmp_path, fitted, lora_fitted, reviews):
+    store = Workspace(tmp_path)
+    for model in (fitted, lora_fitted):
+        key = store.model_key(reviews, model.arch, model.config)
+        store.save_model(key, model)
+        reopened = store.load_model(key, reviews)
+        assert reopened is not None and reopened.arch == model.arch
+        assert reopened.fingerprint() == model.fingerprint()
+        torch.testing.assert_close(reopened.module(reviews.test.x), model.module.eval()(reviews.test.x))
+        assert len(reopened.checkpoints) == len(model.checkpoints)
+
+
+def test_an_uncached_hub_id_offline_is_one_line():
+    with pytest.raises(InfluenceError, match="not in the local Hugging Face cache and this machine is offline") as err:
+        get_model_spec("hf:someone/not-downloaded").builder((MAX_TOKENS,), 2)
+    assert "\n" not in str(err.value)
+    with pytest.raises(InfluenceError, match="no model folder"):
+        get_model_spec("hf:./no/such/folder").builder((MAX_TOKENS,), 2)
+    with pytest.raises(InfluenceError, match="unknown setting 'rank'"):
+        get_model_spec("hf:x?rank=4")
+
+
+def test_pickle_weights_load_only_from_a_model_the_administrator_configured(tmp_path, monkeypatch, tiny_bert):
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_bert, folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(tmp_path / "server.toml"))
+    with pytest.raises(InfluenceError, match=r"no \.safetensors weights; pickle \(\.bin\) weights are loaded only"):
+        get_model_spec(f"hf:{folder}").builder((MAX_TOKENS,), 2)
+    (tmp_path / "server.toml").write_text(f'[server.hf_models]\npickled = "{folder}"\n')
+    module = get_model_spec(f"hf:{folder}").builder((MAX_TOKENS,), 2)
+    torch.testing.assert_close(module.model.bert.embeddings.word_embeddings.weight, model.bert.embeddings.word_embeddings.weight)
