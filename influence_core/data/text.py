@@ -143,7 +143,7 @@ def text_dataset(
     text_columns: list[str], label_column: str, sensitive_column: str | None = None,
     perturbed_column: str | None = None, perturber: Callable[[str], str] | None = None, features: str = "tfidf",
     tfidf: TfidfSettings = TfidfSettings(), name: str = "text", seed: int = 0, val_fraction: float = 0.2,
-    test_fraction: float = 0.2, on_disk: bool | None = None, meta: dict | None = None,
+    test_fraction: float = 0.2, on_disk: bool | None = None, meta: dict | None = None, featurizer_settings: Any = None,
 ) -> Dataset:
     """A text `Dataset` from pandas frames (see the module doc). ``val`` / ``test`` None: carved from ``train`` with
     ``seed`` as tabular uploads are (test first, then validation from the rest, stratified).
@@ -187,7 +187,7 @@ def text_dataset(
     elif perturber is not None:
         twins = {s: [perturber(t) for t in texts[s]] for s in ("val", "test")}
 
-    settings = tfidf if features == "tfidf" else None
+    settings = tfidf if features == "tfidf" else featurizer_settings  # e.g. models/hf.py's TokenSettings for "hf"
     feats = FEATURIZERS[features](texts["train"], {**texts, **{f"{s}_twin": t for s, t in twins.items()}}, settings)
     sens = {s: None for s in SPLITS}
     s_name = None
@@ -216,6 +216,7 @@ def text_dataset(
     info.update(text_columns=list(text_columns), label_column=label_column, sensitive_column=sensitive_column,
                 perturbed_column=perturbed_column, features=features, seed=seed,
                 tfidf=asdict(tfidf) if features == "tfidf" else None,
+                featurizer_settings=asdict(featurizer_settings) if features != "tfidf" and featurizer_settings else None,
                 val_source_index=rows["val"].tolist(), test_source_index=rows["test"].tolist(),
                 splits="given" if val is not None and test is not None else "carved")
     return Dataset(name=name, train=splits["train"], val=splits["val"], test=splits["test"], classes=classes,

@@ -293,3 +293,22 @@ def token_ids(source: str, texts: list, max_tokens: int, batch_size: int = 1024)
         enc = tokenizer(first, second, padding="max_length", truncation=True, max_length=max_tokens)
         out[lo : lo + len(chunk)] = np.asarray(enc["input_ids"], dtype=np.float32)
     return out
+
+
+def _pair(text) -> str | tuple[str, str]:
+    """A text joined from two columns (data/text.py's separator) as the tokenizer's sentence pair, else the text."""
+    from ..data.text import TEXT_SEPARATOR
+
+    if isinstance(text, str) and TEXT_SEPARATOR in text:
+        first, _, second = text.partition(TEXT_SEPARATOR)
+        return first, second
+    return text
+
+
+def hf_features(train_texts: list[str], texts_by_split: dict[str, list], settings: TokenSettings | None) -> dict[str, np.ndarray]:
+    """The "hf" featurizer (data/text.py's registry): token ids of every split by ``settings.model``'s tokenizer
+    (nothing is fitted, so the training texts play no special part)."""
+    if not isinstance(settings, TokenSettings):
+        raise InfluenceError("the hf features need the model whose tokenizer reads the text (TokenSettings(model=...))")
+    return {split: token_ids(settings.model, [_pair(t) for t in texts], settings.max_tokens)
+            for split, texts in texts_by_split.items()}

@@ -7,6 +7,7 @@ from typing import Callable
 
 from torch import nn
 
+from ..data.text import register_featurizer
 from ..errors import InfluenceError
 from .architectures import MLP, LogisticRegression, SmallCNN
 from .resnet import resnet18_cifar, resnet34_cifar
@@ -90,4 +91,11 @@ def _hf_spec(name: str) -> ModelSpec:
     return model_spec(name)
 
 
+def _hf_features(train_texts, texts_by_split, settings):
+    from .hf import hf_features
+
+    return hf_features(train_texts, texts_by_split, settings)
+
+
 PREFIX_RESOLVERS["hf:"] = _hf_spec  # Hugging Face sequence classifiers (issue 18), see models/hf.py
+register_featurizer("hf", _hf_features)  # their inputs: token ids (data/text.py's featurizer registry)

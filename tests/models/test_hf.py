@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -14,11 +15,12 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from influence_core.api import compute_scores  # noqa: E402
-from influence_core.data import Dataset, Split  # noqa: E402
+from influence_core.data import Dataset  # noqa: E402
+from influence_core.data.text import text_dataset  # noqa: E402
 from influence_core.errors import InfluenceError  # noqa: E402
 from influence_core.grads import select_params  # noqa: E402
 from influence_core.models import TrainConfig, get_model_spec, train_model  # noqa: E402
-from influence_core.models.hf import HFSettings, arch_name, parse_arch, token_ids  # noqa: E402
+from influence_core.models.hf import HFSettings, TokenSettings, arch_name, parse_arch, token_ids  # noqa: E402
 from influence_core.workspace import Workspace  # noqa: E402
 
 from tests.reference import per_sample_grad_loop, relative_error, validation_loss_grad  # noqa: E402
@@ -78,12 +80,16 @@ def _offline(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "empty-hf-home"))
 
 
-def _dataset(folder: str) -> Dataset:
-    def split(n, seed):
-        texts, y, s = _sentences(n, seed)
-        return Split(token_ids(folder, texts, MAX_TOKENS), y, s)
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    texts, y, s = _sentences(n, seed)
+    return pd.DataFrame({"review": texts, "label": np.array(["negative", "positive"])[y], "group": s})
 
-    return Dataset("tiny-reviews", split(40, 0), split(16, 1), split(12, 2), ["negative", "positive"], kind="text")
+
+def _dataset(folder: str) -> Dataset:
+    """Loaded as a user's text would be: data/text.py's `text_dataset` with the "hf" featurizer."""
+    return text_dataset(_frame(40, 0), _frame(16, 1), _frame(12, 2), text_columns=["review"], label_column="label",
+                        sensitive_column="group", features="hf", featurizer_settings=TokenSettings(folder, MAX_TOKENS),
+                        name="tiny-reviews")
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +120,19 @@ def test_token_ids_are_the_tokenizers_own_padded_and_truncated(tiny_bert):
     assert ids[1].tolist() == tokenizer(texts[1], truncation=True, max_length=MAX_TOKENS)["input_ids"]
     pair = token_ids(tiny_bert, [("the film", "was good")], MAX_TOKENS)[0]
     assert pair[:7].tolist() == tokenizer("the film", "was good")["input_ids"]
+
+
+def test_the_hf_featurizer_reads_two_text_columns_as_a_sentence_pair(tiny_bert, reviews):
+    frame = pd.DataFrame({"premise": ["the film was good", "a dull plot"], "hypothesis": ["good", "the cast was fine"],
+                          "label": ["yes", "no"]})
+    pairs = text_dataset(frame, frame, frame, text_columns=["premise", "hypothesis"], label_column="label",
+                         features="hf", featurizer_settings=TokenSettings(tiny_bert, MAX_TOKENS))
+    expected = token_ids(tiny_bert, list(zip(frame.premise, frame.hypothesis)), MAX_TOKENS)
+    np.testing.assert_array_equal(pairs.train.x.numpy(), expected)
+    assert pairs.texts["train"][0].startswith("the film was good") and pairs.kind == "text"
+    np.testing.assert_array_equal(reviews.train.x.numpy(), token_ids(tiny_bert, reviews.texts["train"], MAX_TOKENS))
+    with pytest.raises(InfluenceError, match="need the model whose tokenizer"):
+        text_dataset(frame, frame, frame, text_columns=["premise"], label_column="label", features="hf")
 
 
 def test_the_wrapper_gives_the_models_own_logits_with_its_mask_and_segments(tiny_bert, reviews):
