@@ -14,7 +14,7 @@ matrices are written to the arrays folder a chunk at a time and read back by row
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -216,7 +216,8 @@ def text_dataset(
     info.update(text_columns=list(text_columns), label_column=label_column, sensitive_column=sensitive_column,
                 perturbed_column=perturbed_column, features=features, seed=seed,
                 tfidf=asdict(tfidf) if features == "tfidf" else None,
-                featurizer_settings=asdict(featurizer_settings) if features != "tfidf" and featurizer_settings else None,
+                featurizer_settings=(asdict(featurizer_settings) if is_dataclass(featurizer_settings)
+                                     else featurizer_settings) if features != "tfidf" else None,
                 val_source_index=rows["val"].tolist(), test_source_index=rows["test"].tolist(),
                 splits="given" if val is not None and test is not None else "carved")
     return Dataset(name=name, train=splits["train"], val=splits["val"], test=splits["test"], classes=classes,

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Mapping
 from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
@@ -259,8 +260,19 @@ def model_spec(name: str):
     lr = 1e-3 if settings.lora_rank else 5e-5  # adapters start at zero and need a larger step than full fine-tuning
     return ModelSpec(name, f"Hugging Face sequence classifier {source}" + (f" + LoRA r={settings.lora_rank}" if settings.lora_rank else ""),
                      lambda shape, classes: build_hf(name, shape, classes), input_kinds=("text",),
+                     check_dataset=lambda dataset: check_token_ids(dataset, source),
                      head_prefix=("model.base_model.model." if settings.lora_rank else "model.") + "classifier",
                      train_defaults={"optimizer": "adamw", "lr": lr, "epochs": 3, "batch_size": 16, "l2": 0.0, "patience": 1})
+
+
+def check_token_ids(dataset, source: str) -> None:
+    """Refuse a data set whose inputs are not token ids of ``source``'s tokenizer (TF-IDF features, another model's
+    ids): the model would read them as ids of its own vocabulary."""
+    made = (dataset.meta.get("featurizer_settings") or {}).get("model") if dataset.meta.get("features") == "hf" else None
+    if made is None:
+        raise InfluenceError(f"model 'hf:{source}' reads token ids; load the text with features 'hf' and this model's tokenizer")
+    if (parse_arch(made)[0] if made.startswith(PREFIX) else made) != source:
+        raise InfluenceError(f"the text was tokenized for '{made}', not for 'hf:{source}'; load it again for this model")
 
 
 # ------------------------------------------------------------------------------------------- featurization
@@ -308,6 +320,8 @@ def _pair(text) -> str | tuple[str, str]:
 def hf_features(train_texts: list[str], texts_by_split: dict[str, list], settings: TokenSettings | None) -> dict[str, np.ndarray]:
     """The "hf" featurizer (data/text.py's registry): token ids of every split by ``settings.model``'s tokenizer
     (nothing is fitted, so the training texts play no special part)."""
+    if isinstance(settings, Mapping):  # as stored in a project's data set arguments (JSON)
+        settings = TokenSettings(**settings)
     if not isinstance(settings, TokenSettings):
         raise InfluenceError("the hf features need the model whose tokenizer reads the text (TokenSettings(model=...))")
     return {split: token_ids(settings.model, [_pair(t) for t in texts], settings.max_tokens)

@@ -22,6 +22,9 @@ class ModelSpec:
     # Which parameters `--params head` selects (a name prefix), and the trainer's defaults for this architecture.
     head_prefix: str = ""
     train_defaults: dict = field(default_factory=dict)
+    # Refuses (InfluenceError) a data set whose inputs this model cannot read, beyond its kind (models/hf.py: token
+    # ids of its own tokenizer); None = any data set of an accepted kind.
+    check_dataset: Callable | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}

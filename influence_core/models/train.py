@@ -189,6 +189,8 @@ def train_model(
     spec = get_model_spec(arch)
     if dataset.kind not in spec.input_kinds:
         raise InfluenceError(f"model '{arch}' needs {' or '.join(spec.input_kinds)} data, '{dataset.name}' is {dataset.kind}")
+    if spec.check_dataset is not None:
+        spec.check_dataset(dataset)
     if len(dataset.train) == 0:
         raise InfluenceError("the training split is empty")
     torch.manual_seed(config.seed)

@@ -135,6 +135,17 @@ def test_the_hf_featurizer_reads_two_text_columns_as_a_sentence_pair(tiny_bert, 
         text_dataset(frame, frame, frame, text_columns=["premise"], label_column="label", features="hf")
 
 
+def test_training_refuses_text_tokenized_for_another_model_or_tf_idf(tiny_bert, reviews):
+    frame = _frame(12, 3)
+    tfidf = text_dataset(frame, frame, frame, text_columns=["review"], label_column="label")
+    with pytest.raises(InfluenceError, match="reads token ids; load the text with features 'hf'"):
+        train_model(tfidf, f"hf:{tiny_bert}", TrainConfig(epochs=1))
+    other = text_dataset(frame, frame, frame, text_columns=["review"], label_column="label", features="hf",
+                         featurizer_settings={"model": tiny_bert + "/", "max_tokens": MAX_TOKENS})
+    with pytest.raises(InfluenceError, match="was tokenized for"):
+        train_model(other, f"hf:{tiny_bert}", TrainConfig(epochs=1))
+
+
 def test_the_wrapper_gives_the_models_own_logits_with_its_mask_and_segments(tiny_bert, reviews):
     module = get_model_spec(f"hf:{tiny_bert}").builder(reviews.input_shape, 2).eval()
     x = torch.as_tensor(token_ids(tiny_bert, [("the film", "was good"), "bad"], MAX_TOKENS))
