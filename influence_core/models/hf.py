@@ -273,6 +273,8 @@ def check_token_ids(dataset, source: str) -> None:
         raise InfluenceError(f"model 'hf:{source}' reads token ids; load the text with features 'hf' and this model's tokenizer")
     if (parse_arch(made)[0] if made.startswith(PREFIX) else made) != source:
         raise InfluenceError(f"the text was tokenized for '{made}', not for 'hf:{source}'; load it again for this model")
+    if dataset.meta.get("feature_columns"):
+        raise InfluenceError(f"model 'hf:{source}' reads only the text; load it without other feature columns")
 
 
 # ------------------------------------------------------------------------------------------- featurization
