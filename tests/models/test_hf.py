@@ -296,3 +296,26 @@ def test_pickle_weights_load_only_from_a_model_the_administrator_configured(tmp_
     (tmp_path / "server.toml").write_text(f'[server.hf_models]\npickled = "{folder}"\n')
     module = get_model_spec(f"hf:{folder}").builder((MAX_TOKENS,), 2)
     torch.testing.assert_close(module.model.bert.embeddings.word_embeddings.weight, model.bert.embeddings.word_embeddings.weight)
+
+
+def test_a_project_trains_and_scores_an_hf_model_on_a_text_upload(tmp_path, monkeypatch, tiny_bert):
+    from influence_core.project import Project, ScoreRun
+
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(tmp_path / "server.toml"))
+    (tmp_path / "server.toml").write_text(f'[server.hf_models]\ntiny = "{tiny_bert}"\n')
+    project = Project.open("reviews", tmp_path / "workspace")
+    csv = tmp_path / "reviews.csv"
+    pd.concat([_frame(30, 4), _frame(30, 5)]).to_csv(csv, index=False)
+    project.use_dataset(str(csv), label_column="label", text_columns=["review"], feature_columns=[])
+    with pytest.raises(InfluenceError, match="not a model offered here; choose one of: tiny"):
+        project.use_hf_model(tiny_bert, from_browser=True)  # a browser names a configured model, never a folder
+    assert project.hf_models() == {"tiny": f"hf:{tiny_bert}"}
+    arch = project.use_hf_model("tiny", max_tokens=MAX_TOKENS, from_browser=True)
+    dataset = project.dataset()
+    assert arch == f"hf:{tiny_bert}" and dataset.input_shape == (MAX_TOKENS,)
+    np.testing.assert_array_equal(dataset.train.x.numpy(), token_ids(tiny_bert, dataset.texts["train"], MAX_TOKENS))
+    fitted = project.train(arch, {"epochs": 1})
+    scores = project.score(ScoreRun("ip", params="head"))
+    assert scores.shape == (len(dataset.train),) and np.isfinite(scores).all()
+    reopened = Project.open("reviews", tmp_path / "workspace")  # a new session: the model comes from the store
+    assert reopened.model().fingerprint() == fitted.fingerprint()
