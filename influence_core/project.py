@@ -1070,8 +1070,8 @@ class Project:
         return {name: f"hf:{source}" for name, source in self.server_config().hf_models.items()}
 
     def use_hf_model(self, model: str, max_tokens: int = 128, *, from_browser: bool = False) -> str:
-        """Load the current text upload again as token ids of ``model``'s tokenizer (what ``hf:`` models read) and
-        return the architecture to train. ``model``: any ``hf:`` name (library, CLI), or from a browser only a name
+        """Load the current text upload again as token ids of ``model``'s tokenizer (what ``hf:`` models read; the
+        other columns are left out) and return the architecture to train. ``model``: any ``hf:`` name (library, CLI), or from a browser only a name
         of `hf_models` — never a folder or a hub id."""
         from .models.hf import TokenSettings, parse_arch
 
@@ -1085,8 +1085,8 @@ class Project:
         state = self.state()
         if self.dataset().kind != "text" or str(state.dataset) in DATASETS:
             raise InfluenceError("Hugging Face models read text: upload a CSV with a text column first")
-        self.use_dataset(state.dataset, **{**state.dataset_kwargs, "tokenizer_folder": settings.model,
-                                           "max_tokens": settings.max_tokens})
+        self.use_dataset(state.dataset, **{**state.dataset_kwargs, "tokenizer_folder": settings.model,  # text only
+                                           "max_tokens": settings.max_tokens, "feature_columns": []})
         return arch
 
 

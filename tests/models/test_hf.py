@@ -319,3 +319,15 @@ def test_a_project_trains_and_scores_an_hf_model_on_a_text_upload(tmp_path, monk
     assert scores.shape == (len(dataset.train),) and np.isfinite(scores).all()
     reopened = Project.open("reviews", tmp_path / "workspace")  # a new session: the model comes from the store
     assert reopened.model().fingerprint() == fitted.fingerprint()
+
+
+def test_the_cli_scores_a_text_csv_with_an_hf_model(tmp_path, tiny_bert):
+    from influence_core.cli import main
+
+    csv, out = tmp_path / "reviews.csv", tmp_path / "scores.csv"
+    _frame(40, 6).to_csv(csv, index=False)
+    assert main(["score", "--dataset", str(csv), "--text-column", "review", "--label-column", "label",
+                 "--model", f"hf:{tiny_bert}", "--max-tokens", str(MAX_TOKENS), "--epochs", "1", "--params", "head",
+                 "--workspace", str(tmp_path / "ws"), "--out", str(out), "--quiet"]) == 0
+    scores = pd.read_csv(out)
+    assert len(scores) > 0 and np.isfinite(scores.select_dtypes("number").to_numpy()).all()
