@@ -331,3 +331,13 @@ def test_the_cli_scores_a_text_csv_with_an_hf_model(tmp_path, tiny_bert):
                  "--workspace", str(tmp_path / "ws"), "--out", str(out), "--quiet"]) == 0
     scores = pd.read_csv(out)
     assert len(scores) > 0 and np.isfinite(scores.select_dtypes("number").to_numpy()).all()
+
+
+def test_the_feature_map_reads_the_models_pooled_embedding(fitted, reviews):
+    from influence_core.analysis import penultimate_features
+
+    module = fitted.module.eval()
+    ids = reviews.train.x.long()
+    with torch.no_grad():
+        pooled = module.model.bert(input_ids=ids, attention_mask=(ids != module.pad_id).long()).pooler_output
+    np.testing.assert_allclose(penultimate_features(fitted, reviews.train), pooled.double().numpy(), atol=1e-5)
