@@ -1063,6 +1063,15 @@ class Project:
 
         return table_bytes(frame, fmt)
 
+    # --- front end (issue 19): what the Review page asks of the decision log, without reaching into it
+    def can_undo(self, session: str) -> bool:
+        """Whether reviewer ``session`` has a decision left to take back on the current data set."""
+        return self.decisions.can_undo(self.decision_scope(), session=session)
+
+    def decision_counts(self) -> dict[str, int]:
+        """How many samples of the current data set are kept, removed and relabelled now."""
+        return self.decisions.counts(self.decision_scope())
+
     # --- Hugging Face models (issue 18)
     def hf_models(self) -> dict[str, str]:
         """The Hugging Face models a browser may choose: the administrator's names (``[server.hf_models]``) → their
@@ -1071,8 +1080,8 @@ class Project:
 
     def use_hf_model(self, model: str, max_tokens: int = 128, *, from_browser: bool = False) -> str:
         """Load the current text upload again as token ids of ``model``'s tokenizer (what ``hf:`` models read; the
-        other columns are left out) and return the architecture to train. ``model``: any ``hf:`` name (library, CLI), or from a browser only a name
-        of `hf_models` — never a folder or a hub id."""
+        other columns are left out) and return the architecture to train. ``model``: any ``hf:`` name (library,
+        CLI), or from a browser only a name of `hf_models` — never a folder or a hub id."""
         from .models.hf import TokenSettings, parse_arch
 
         offered = self.hf_models()
