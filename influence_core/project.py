@@ -1078,19 +1078,23 @@ class Project:
         ``hf:`` architecture names."""
         return {name: f"hf:{source}" for name, source in self.server_config().hf_models.items()}
 
-    def use_hf_model(self, model: str, max_tokens: int = 128, *, from_browser: bool = False) -> str:
+    def use_hf_model(self, model: str, max_tokens: int = 128, *, lora_rank: int = 0, from_browser: bool = False) -> str:
         """Load the current text upload again as token ids of ``model``'s tokenizer (what ``hf:`` models read; the
         other columns are left out) and return the architecture to train. ``model``: any ``hf:`` name (library,
-        CLI), or from a browser only a name of `hf_models` — never a folder or a hub id."""
-        from .models.hf import TokenSettings, parse_arch
+        CLI), or from a browser only a name of `hf_models` — never a folder or a hub id. ``lora_rank`` > 0: the
+        architecture fine-tunes LoRA adapters of that rank (alpha = 2·rank) instead of every parameter."""
+        from .models.hf import HFSettings, TokenSettings, arch_name, parse_arch
 
         offered = self.hf_models()
         if from_browser and model not in offered:
             raise InfluenceError(f"'{str(model)[:40]}' is not a model offered here; choose one of: {', '.join(offered) or 'none configured'}")
         arch = offered[model] if from_browser else model if str(model).startswith("hf:") else f"hf:{model}"
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-            raise InfluenceError(f"max_tokens must be a whole number, not {str(max_tokens)[:20]!r}")
+        for key, value in (("max_tokens", max_tokens), ("lora_rank", lora_rank)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InfluenceError(f"{key} must be a whole number, not {str(value)[:20]!r}")
         settings = TokenSettings(parse_arch(arch)[0], max_tokens)
+        if lora_rank:
+            arch = arch_name(settings.model, HFSettings(lora_rank=lora_rank, lora_alpha=2.0 * lora_rank))
         state = self.state()
         if self.dataset().kind != "text" or str(state.dataset) in DATASETS:
             raise InfluenceError("Hugging Face models read text: upload a CSV with a text column first")
