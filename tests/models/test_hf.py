@@ -45,7 +45,9 @@ def _sentences(n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     return texts, np.where(flipped, 1 - y, y), sensitive
 
 
-def _write_tiny_bert(folder) -> None:
+def _write_tiny_bert(folder, config=None) -> None:
+    """A word-level tokenizer trained on this file's sentences and a BERT (``config``'s sizes, else tiny) with random
+    weights, saved to ``folder`` as a user's model would be."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
@@ -58,8 +60,9 @@ def _write_tiny_bert(folder) -> None:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
                                    sep_token="[SEP]")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(fast), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32, hidden_dropout_prob=0.1)
+    config = config or BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                                  max_position_embeddings=32, hidden_dropout_prob=0.1)
+    config.vocab_size = len(fast)
     BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
     fast.save_pretrained(folder)
 
