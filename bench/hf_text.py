@@ -73,7 +73,7 @@ def main() -> None:
                          f"{roc_auc_score(noisy, -ip):.3f} | {loss_auroc:.3f} |")
             print(lines[-1], flush=True)
     lines += ["", "Lower score = more detrimental, so AUROC is of the negated score against the flipped-label mask. "
-              "Measured on the shared 2-core machine while others ran tests: times are upper bounds."]
+              "Measured on the shared 2-core machine while others ran tests: times are upper bounds. The task is easy (one sentiment word decides the clean label), so AUROC here shows the path works end to end, not how the rankings compare on real text; IP on the LoRA matrices alone (0.62) trails the head and the loss."]
     RESULTS.write_text("\n".join(lines) + "\n")
 
 
