@@ -108,7 +108,7 @@ DETECT_RANKINGS = [  # (label, method, method settings, impact settings): the ra
     ("ip_classwise", "ip_classwise", {}, {"val_trim": 0.1}), ("ip_combined", "ip_combined", {}, {"val_trim": 0.1}),
     ("tracin", "tracin", {}, {"val_trim": 0.1}), ("self_tracin", "self_tracin", {}, {}),
     ("gex", "gex", {}, {"val_trim": 0.1}), ("datainf", "datainf", {}, {"val_trim": 0.1}),
-    ("ekfac", "ekfac", {}, {"val_trim": 0.1}), ("lissa", "lissa", {}, {"val_trim": 0.1}),
+    ("ekfac", "ekfac", {}, {"val_trim": 0.1}), ("lissa", "lissa", {"depth": 100}, {"val_trim": 0.1}),
     ("tda", "tda", {}, {"val_trim": 0.1}),
 ]
 
@@ -156,6 +156,7 @@ def bench_detect_text(seeds: list[int], n_train: int) -> None:
             t0 = time.process_time()
             s = compute_scores(ds, fitted, method, impact_settings=impact, **settings)
             rows.setdefault(label, []).append({**_detection(noisy, s), "cpu_s": time.process_time() - t0})
+            print(f"seed {seed} {label}: {rows[label][-1]}", flush=True)
         t0 = time.process_time()
         for label, s in anchor_scores(ds.texts["train"], ds.train.y.numpy(), seed).items():
             rows.setdefault(label, []).append({**_detection(noisy, s), "cpu_s": time.process_time() - t0})
