@@ -254,10 +254,8 @@ def attack(module: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, 
 def _cast(split: Split, dtype: torch.dtype | None) -> Split:
     if dtype is None or split.x.dtype == dtype:
         return split
-    out = Split(split.x, split.y, split.sensitive)
+    out = Split(split.x, split.y, split.sensitive, split.twin)
     out.x = split.x.to(dtype)
-    if getattr(split, "twin", None) is not None:
-        out.twin = split.twin
     return out
 
 
@@ -278,20 +276,16 @@ class CounterfactualImpact(Impact):
 
     def check(self, dataset: Dataset) -> None:
         super().check(dataset)
-        twin = getattr(dataset.val, "twin", None)
-        if twin is None:
+        if dataset.val.twin is None:
             raise InfluenceError(f"the counterfactual impact needs twins (the texts with demographic words swapped); "
                                  f"data set '{dataset.name}' has none: load text data or give a perturbed column")
-        if len(twin) != len(dataset.val):
-            raise InfluenceError(f"the validation split has {len(dataset.val)} rows but {len(twin)} twins")
 
     def batches(self, module, params, split, batch_size, device) -> Iterator[Batch]:
-        """(x, x̃, y) batches: the twin's features ride in the third slot."""
-        twin = split.twin
+        """(x, x̃, y) batches: the twin's features (``split.twin``, a `Split`) ride in the second slot."""
         for start in range(0, len(split), batch_size):
             sl = slice(start, start + batch_size)
-            x = split.x[sl].to(device)
-            yield x, torch.as_tensor(twin[sl]).to(device, x.dtype), split.y[sl].to(device)
+            x = split.rows(sl).to(device)
+            yield x, split.twin.rows(sl).to(device, x.dtype), split.y[sl].to(device)
 
     def prepare(self, module, params, split, batch_size, device) -> dict:
         return {"n": len(split)}

@@ -100,10 +100,10 @@ def test_trimmed_target_leaves_out_the_highest_loss_validation_samples(blobs, bl
 
 def _with_twins(ds, twin_of):
     """A copy of ``ds`` whose splits carry counterfactual twins (``split.twin``, set by hand as text data does)."""
-    out = ic.Dataset(ds.name + "-twins", ds.train, ic.Split(ds.val.x, ds.val.y, ds.val.sensitive),
-                     ic.Split(ds.test.x, ds.test.y, ds.test.sensitive), ds.classes, noise_mask=ds.noise_mask)
-    out.val.twin, out.test.twin = twin_of(out.val.x), twin_of(out.test.x)
-    return out
+    val, test = ({"x": s.x, "y": s.y, "sensitive": s.sensitive} for s in (ds.val, ds.test))
+    return ic.Dataset(ds.name + "-twins", ds.train, ic.Split(**val, twin=ic.Split(twin_of(val["x"]), val["y"])),
+                      ic.Split(**test, twin=ic.Split(twin_of(test["x"]), test["y"])), ds.classes,
+                      noise_mask=ds.noise_mask)
 
 
 def _mirror(x):
@@ -124,9 +124,8 @@ def _linear(weight, bias, classes):
 
 
 def _pairs_dataset(x, twin, classes=2):
-    x, twin = torch.tensor(x), torch.tensor(twin)
-    split = ic.Split(x, torch.zeros(len(x), dtype=torch.int64))
-    split.twin = twin
+    y = torch.zeros(len(x), dtype=torch.int64)
+    split = ic.Split(torch.tensor(x), y, twin=ic.Split(torch.tensor(twin), y))
     return ic.Dataset("pairs", split, split, split, [str(c) for c in range(classes)])
 
 
