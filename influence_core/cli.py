@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="score every training sample and write a CSV")
     add_data_model_arguments(p)
     p.add_argument("--method", default="ip", help="influence method (see `methods`)")
-    p.add_argument("--impact", default="utility", help="utility, fairness or robustness")
+    p.add_argument("--impact", default="utility", help="utility, fairness, robustness, counterfactual, or a joint ranking a+b (e.g. utility+counterfactual)")
     p.add_argument("--params", default="all", help="parameters to differentiate: all, head, or a name prefix")
     p.add_argument("--ensemble-size", type=int, help="IP Ensemble: number of dropout models K")
     p.add_argument("--dropout", type=float, help="IP Ensemble: dropout rate p")
