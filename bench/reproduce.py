@@ -3,6 +3,7 @@ bench/results/reproduce.md and reproduce.json.
 
     python bench/reproduce.py            # Adult + Bank (logistic regression), CIFAR-10N subset (small CNN)
     python bench/reproduce.py --quick    # blobs + moons only (minutes; for checking the pipeline)
+    python bench/reproduce.py --counterfactual   # paper Section 6 on generated text (its section of reproduce.md)
 
 Tabular: trim 5% by each method (utility impact and fairness impact) — test accuracy and fairness gap; then the
 robustness setting of Table 2 — trim, relabel and reweight 5% by robustness influence, accuracy under 10 random
@@ -28,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from influence_core.data.registry import DATASETS  # noqa: E402
@@ -123,6 +125,74 @@ def verdict(result: ExperimentResult, metric: str) -> str:
             f"full rank {rank('full')}, random rank {rank('random')}")
 
 
+# --- paper Section 6: counterfactual fairness on text (issue 18 §2) -------------------------------------------
+CF_SECTION = "## Counterfactual fairness on text (paper Section 6 at CPU scale)"
+# The rankings compared: one impact each, the joint rank average, and the joint sum of unit gradients (the
+# alternative the rank average is measured against).
+CF_ARMS = (("utility", {}), ("counterfactual", {}), ("utility+counterfactual", {}),
+           ("utility+counterfactual", {"combine": "gradient"}), ("fairness", {}), ("utility+fairness", {}))
+
+
+def counterfactual_rows(seeds: int, model: str = "text-linear", dataset: str = "text-shortcut", method: str = "ip",
+                        dataset_kwargs: dict | None = None, train: TrainConfig = TrainConfig()) -> dict[str, list[dict]]:
+    """Trim 5% by ``method`` against each `CF_ARMS` ranking on ``seeds`` generated data sets (data seed = seed),
+    retrain, and collect the test accuracy, fair score and fairness gap of every arm (plus full and random)."""
+    rows: dict[str, list[dict]] = {}
+    for seed in range(seeds):
+        for impact, impact_settings in CF_ARMS:
+            settings = ExperimentSettings(dataset, model, (method,), "trim", 0.05, 1, impact, data_seed=seed,
+                                          dataset_kwargs=dict(dataset_kwargs or {}), train=train,
+                                          attacks=AttackSettings(n_attacks=0), impact_settings=impact_settings)
+            result = run_experiment(settings)
+            label = f"{method.upper()} by {impact}" + (" (sum of unit gradients)" if impact_settings else "")
+            arms = {label: method} if impact != CF_ARMS[0][0] else {"full": "full", "random": "random", label: method}
+            for name, key in arms.items():
+                run = next(r for r in result.runs if r["method"] == key)
+                rows.setdefault(name, []).append({k: run.get(k) for k in ("accuracy", "fair_score", "fairness_gap")})
+    return rows
+
+
+def counterfactual_table(rows: dict[str, list[dict]]) -> list[str]:
+    """Markdown rows: mean ± std over data seeds, accuracy in %, fair score and fairness gap ×100."""
+    def cell(values: list, scale: float) -> str:
+        vals = [v for v in values if v is not None]
+        return "–" if not vals else f"{scale * np.mean(vals):.2f} ± {scale * np.std(vals, ddof=1 if len(vals) > 1 else 0):.2f}"
+
+    out = ["| trimmed by | test accuracy (%) | fair score (×100, lower = fairer) | fairness gap (×100) |",
+           "|---|---|---|---|"]
+    for name, runs in rows.items():
+        out.append(f"| {name} | {cell([r['accuracy'] for r in runs], 100)} | "
+                   f"{cell([r['fair_score'] for r in runs], 100)} | {cell([r['fairness_gap'] for r in runs], 100)} |")
+    return out
+
+
+def counterfactual_section(args: argparse.Namespace) -> list[str]:
+    """The Section 6 experiment: text-shortcut (training labels follow gender 20% of the time) with text-linear."""
+    t0 = time.perf_counter()
+    lines = [CF_SECTION, "",
+             f"text-shortcut (1,000 train / 300 val / 300 test generated sentences; 20% of training labels follow "
+             f"gender, validation and test labels do not; twins by the shipped word-swap list), model text-linear "
+             f"(TF-IDF + logistic regression). Trim 5% by IP against each ranking, retrain; mean ± std over "
+             f"{args.seeds} generated data sets (data seeds 0..{args.seeds - 1}). Fair score = mean |p(y=1|x) − "
+             f"p(y=1|x̃)| on test; fairness gap = demographic parity between the gender groups on test.", ""]
+    lines += counterfactual_table(counterfactual_rows(args.seeds))
+    lines += ["", f"({time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} thread(s), CPU)", ""]
+    return lines
+
+
+def splice_section(path: Path, header: str, lines: list[str]) -> None:
+    """Replace the section starting at ``header`` in the markdown file (up to the next "## " heading), or append it."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find(header)
+    block = "\n".join(lines).rstrip() + "\n"
+    if start < 0:
+        text = text.rstrip() + "\n\n" + block if text else block
+    else:
+        nxt = text.find("\n## ", start + len(header))
+        text = text[:start] + block + ("\n" + text[nxt + 1:] if nxt >= 0 else "")
+    path.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="blobs and moons only")
@@ -136,8 +206,15 @@ def main(argv: list[str] | None = None) -> int:
                         "--cifar-max-train 1500 --cifar-epochs 3 --cifar-params head)")
     p.add_argument("--only", default="", help="run only experiments whose title contains this text")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--counterfactual", action="store_true",
+                   help="only the Section 6 text experiment: (re)write its section of reproduce.md")
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "2"))))
+    if args.counterfactual:
+        lines = counterfactual_section(args)
+        splice_section(Path(args.out_dir) / "reproduce.md", CF_SECTION, lines)
+        print("\n".join(lines))
+        return 0
 
     out_dir = Path(args.out_dir)
     cache = out_dir / ".cache"
