@@ -259,3 +259,18 @@ def test_trimming_by_counterfactual_lowers_the_test_fair_score_more_than_random(
         cf_fair, random_fair = (fair.value(_retrain_without(ds, "text-linear", remove, seed).module, ds, split=ds.test)
                                 for remove in (by_cf, at_random))
         assert cf_fair < random_fair, (seed, cf_fair, random_fair)
+
+
+def test_project_scores_joint_rankings_through_the_cache(tmp_path):
+    """The facade takes "utility+counterfactual" like any impact name: cached under its own key, equal to a direct
+    computation, and another key than either part."""
+    from influence_core.project import Project, ScoreRun
+
+    proj = Project.open("cf", tmp_path)
+    proj.use_dataset("text-shortcut", seed=0, n_train=200, n_val=60, n_test=60)
+    proj.train("text-linear")
+    joint = proj.score(ScoreRun("ip", "utility+counterfactual"))
+    direct = ic.compute_scores(proj.dataset(), proj.model(), "ip", "utility+counterfactual")
+    np.testing.assert_allclose(joint, direct, rtol=0, atol=1e-12)
+    proj.score(ScoreRun("ip", "counterfactual"))
+    assert len(list((proj.root / "scores").glob("*.npy"))) == 2
