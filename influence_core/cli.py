@@ -60,6 +60,9 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the data and the training")
     p.add_argument("--label-column", help="CSV: the label column")
     p.add_argument("--sensitive-column", help="CSV: the binary sensitive attribute column")
+    p.add_argument("--text-column", dest="text_columns", action="append", metavar="NAME",
+                   help="CSV: a free-text column (TF-IDF features, model text-linear); repeatable for sentence pairs, "
+                        "joined with a separator (default: the text columns found)")
     p.add_argument("--val-fraction", type=float, help="user data: fraction of training data held out for validation")
     p.add_argument("--label-set", help="CIFAR-10N: aggregate, random1, random2, random3 or worst")
     p.add_argument("--max-train", type=int, help="CIFAR-N: use only the first N training images (quick runs)")
@@ -90,7 +93,7 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 DATASET_ARGUMENTS = ("label_column", "sensitive_column", "val_fraction", "label_set", "max_train", "images", "download",
-                     "missing")
+                     "missing", "text_columns")
 
 
 def dataset_arguments(args: argparse.Namespace) -> dict:

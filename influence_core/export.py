@@ -118,7 +118,7 @@ def _mixed_columns(frame: pd.DataFrame) -> list:
 
 
 def cleaned_table(dataset: Dataset, decisions: Mapping[int, Decision], with_splits: bool = False) -> pd.DataFrame:
-    """The cleaned data set of a tabular data set, to load next: every kept training row with its values as the
+    """The cleaned data set of a tabular or text data set, to load next: every kept training row with its values as the
     source holds them (`original_rows`: not standardised, not one-hot, missing cells missing) and its final label
     (relabels applied, in the source's own label column and type); removed rows left out. Indexed by the original
     index, also written as the first column ``original_index`` (a re-uploaded file is numbered from 0; the loader
@@ -126,8 +126,8 @@ def cleaned_table(dataset: Dataset, decisions: Mapping[int, Decision], with_spli
 
     ``with_splits``: the validation and test rows follow (as given), and a ``split`` column says train / val /
     test, which the CSV loader honours: retraining on the cleaned file keeps the same validation and test rows."""
-    if dataset.kind != "tabular":
-        raise InfluenceError("the cleaned table is for tabular data sets; use the ImageFolder export for images")
+    if dataset.kind not in ("tabular", "text"):
+        raise InfluenceError("the cleaned table is for tabular and text data sets; use the ImageFolder export for images")
     column = label_column(dataset)
     if with_splits and column == SPLIT_COLUMN:
         raise InfluenceError(f"the label column is named '{SPLIT_COLUMN}', the name of the split column; export "

@@ -413,3 +413,37 @@ def test_cifar_label_file_marks_the_samples_outside_the_subset(images):
         in_subset, reviewed = out["in_subset"], out["reviewed"]
     assert in_subset.dtype == bool and np.flatnonzero(in_subset).tolist() == list(range(10, 16))
     assert np.flatnonzero(reviewed).tolist() == [11]
+
+
+def test_cleaned_text_table_keeps_the_original_text_and_columns_and_reloads_as_text(tmp_path):
+    """Issue 18: a text upload's cleaned export holds the file's own text and other columns (not TF-IDF values),
+    final labels applied, removed rows left out; loaded again it is the same text data set, splits kept."""
+    from influence_core.data import load_dataset
+    from influence_core.data.text import generated_text_frame
+    from influence_core.export import cleaned_table, table_bytes
+
+    frame = generated_text_frame(120, num_classes=2, seed=2, topic_rate=0.5).assign(stars=np.arange(120) % 5)
+    path = tmp_path / "reviews.csv"
+    frame.to_csv(path, index=False)
+    ds = load_dataset(str(path))
+    decisions = {0: Decision(0, "remove", None, "t", 1.0), 1: Decision(1, "relabel", 1 - int(ds.train.y[1]), "t", 1.0)}
+    table = cleaned_table(ds, decisions, with_splits=True)
+    train = table[table["split"] == "train"]
+    src = ds.source_index.numpy()
+    assert src[0] not in train.index and len(train) == len(ds.train) - 1
+    assert train.loc[src[1], "text"] == frame["text"][src[1]] and train.loc[src[1], "stars"] == frame["stars"][src[1]]
+    assert train.loc[src[1], "label"] != frame["label"][src[1]]
+    again = tmp_path / "cleaned.csv"
+    again.write_bytes(table_bytes(table, "csv"))
+    reloaded = load_dataset(str(again))
+    assert reloaded.kind == "text" and reloaded.texts["test"] == ds.texts["test"] and reloaded.texts["val"] == ds.texts["val"]
+
+
+def test_generated_text_rows_show_their_text():
+    from influence_core.data import load_dataset
+    from influence_core.data.originals import original_rows
+
+    ds = load_dataset("text-topics", n_train=40, n_val=20, n_test=20)
+    rows = original_rows(ds, [3, 0])
+    assert rows["text"].tolist() == [ds.texts["train"][3], ds.texts["train"][0]]
+    assert rows["label"].tolist() == [ds.classes[int(ds.train.y[3])], ds.classes[int(ds.train.y[0])]]

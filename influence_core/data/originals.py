@@ -164,7 +164,7 @@ def label_values(dataset: Dataset) -> list:
     """For each class, the label value the source writes for it (e.g. 3 for class "3", ">50K" for ">50K"), so an
     exported label column keeps the source's type; the class name where the source shows no such value."""
     info = dataset.meta.get("originals") or {}
-    if dataset.kind != "tabular" or "tables" not in info:
+    if dataset.kind not in ("tabular", "text") or "tables" not in info:
         return list(dataset.classes)
     column = label_column(dataset)
     seen: dict[str, object] = {}
@@ -205,6 +205,10 @@ def original_rows(dataset: Dataset, rows, split: str = "train") -> pd.DataFrame:
         files = dataset.meta.get("files")
         if files is not None:
             frame["file"] = [str(files[i]) for i in src]
+        return frame
+    if "tables" not in info and dataset.texts is not None:  # generated text: its texts and class names
+        frame = pd.DataFrame({"text": [dataset.texts[split][r] for r in rows]}, index=index)
+        frame[label_column(dataset)] = [dataset.classes[int(c)] for c in getattr(dataset, split).y[rows]]
         return frame
     if "tables" not in info:  # generated in memory: the values it holds are the only ones
         part = getattr(dataset, split)

@@ -142,6 +142,7 @@ def text_dataset(
     train: pd.DataFrame, val: pd.DataFrame | None = None, test: pd.DataFrame | None = None, *,
     text_columns: list[str], label_column: str, sensitive_column: str | None = None,
     perturbed_column: str | None = None, perturber: Callable[[str], str] | None = None, features: str = "tfidf",
+    feature_columns: list[str] | None = None,
     tfidf: TfidfSettings = TfidfSettings(), name: str = "text", seed: int = 0, val_fraction: float = 0.2,
     test_fraction: float = 0.2, on_disk: bool | None = None, meta: dict | None = None,
 ) -> Dataset:
@@ -151,7 +152,9 @@ def text_dataset(
     ``source_index`` of a training row (and ``meta["val_source_index"]`` / ``["test_source_index"]``) is its row
     position in the frame it came from. ``sensitive_column``: a binary column (see `binarise_sensitive`).
     ``perturbed_column`` (its text replaces the first text column) or ``perturber`` give the validation and test
-    twins. ``on_disk``: force (True) or forbid (False) features on disk; None = past 256 MiB a split."""
+    twins. ``feature_columns``: other columns kept as features (numeric standardised, others one-hot, fitted on
+    train as for tables), appended to the text features. ``on_disk``: force (True) or forbid (False) features on
+    disk; None = past 256 MiB a split."""
     if not text_columns:
         raise InfluenceError("name at least one text column")
     if features not in FEATURIZERS:
@@ -160,7 +163,7 @@ def text_dataset(
     names = [k for k, f in given.items() if f is not None]
     ys, classes = _labels([given[k] for k in names], label_column)
     y_of = dict(zip(names, ys))
-    rows = {"train": np.arange(len(train))}
+    rows = {"train": np.arange(len(train))}  # positions in the frames; the frames' own index is the source index
     frames = {"train": train}
     if test is None:
         keep, cut = carve_indices(len(train), test_fraction, seed, labels=y_of["train"])
@@ -189,6 +192,8 @@ def text_dataset(
 
     settings = tfidf if features == "tfidf" else None
     feats = FEATURIZERS[features](texts["train"], {**texts, **{f"{s}_twin": t for s, t in twins.items()}}, settings)
+    if feature_columns:
+        feats = _with_columns(feats, parts, list(feature_columns))
     sens = {s: None for s in SPLITS}
     s_name = None
     if sensitive_column is not None:
@@ -213,14 +218,42 @@ def text_dataset(
             twin = make(f"{s}_twin", y, sens[s]) if f"{s}_twin" in feats else None
             splits[s] = make(s, y, sens[s], twin)
     info = dict(meta or {})
-    info.update(text_columns=list(text_columns), label_column=label_column, sensitive_column=sensitive_column,
+    info.update(text_columns=list(text_columns), feature_columns=list(feature_columns or []),
+                label_column=label_column, sensitive_column=sensitive_column,
                 perturbed_column=perturbed_column, features=features, seed=seed,
                 tfidf=asdict(tfidf) if features == "tfidf" else None,
-                val_source_index=rows["val"].tolist(), test_source_index=rows["test"].tolist(),
+                val_source_index=_source(frames["val"], rows["val"]).tolist(),
+                test_source_index=_source(frames["test"], rows["test"]).tolist(),
                 splits="given" if val is not None and test is not None else "carved")
     return Dataset(name=name, train=splits["train"], val=splits["val"], test=splits["test"], classes=classes,
-                   kind="text", source_index=torch.from_numpy(rows["train"].astype(np.int64)),
+                   kind="text", source_index=torch.from_numpy(_source(frames["train"], rows["train"])),
                    sensitive_name=s_name, meta=info, texts=texts)
+
+
+def _source(frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """The source positions of ``rows``: the frame's own integer index (a file's line numbers, for frames cut from
+    one table), else the positions."""
+    index = frame.index
+    if pd.api.types.is_integer_dtype(index):
+        return index.to_numpy()[rows].astype(np.int64)
+    return rows.astype(np.int64)
+
+
+def _with_columns(feats: dict[str, np.ndarray], parts: dict[str, pd.DataFrame], columns: list[str]) -> dict[str, np.ndarray]:
+    """The text features with ``columns`` appended, encoded as tabular features are (fitted on the training rows)."""
+    from .tabular import _encoder, refuse_infinite
+
+    for c in columns:
+        if c not in parts["train"].columns:
+            _no_column(c, parts["train"])
+    refuse_infinite(parts["train"][columns])
+    enc = _encoder(parts["train"][columns])
+    enc.fit(parts["train"][columns])
+    out = {}
+    for key, x in feats.items():
+        extra = enc.transform(parts[key.removesuffix("_twin")][columns]).astype(np.float32)
+        out[key] = np.hstack([np.asarray(x, dtype=np.float32), extra])
+    return out
 
 
 def _no_column(column: str, frame: pd.DataFrame):

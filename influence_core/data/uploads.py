@@ -45,6 +45,7 @@ from .prepare import carve_indices, normalise_images
 from .registry import register_path_loader
 from .storage import IMAGES_ON_DISK_FROM, stored_image_splits
 from .tabular import encode_tabular, shown_rows
+from .text import detect_text_columns, text_dataset
 
 MAX_UPLOAD_BYTES = 200 * 2**20
 MAX_WORKSPACE_UPLOAD_BYTES = 2 * 2**30  # all stored uploads of one workspace together
@@ -59,8 +60,6 @@ SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "
 UPLOAD_SUFFIXES = {"data": (".csv", ".zip"), "weights": (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pt2")}
 STAGING = ".staging"
 GROUPED_NUMBER = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")  # 1,037 or 1037.5: a CSV cell of a number
-TEXT_MIN_WORDS = 4  # a string column of mostly distinct values this many words long (the median) is free text
-TEXT_MIN_DISTINCT = 0.5
 
 
 def check_upload_size(path: str | os.PathLike) -> int:
@@ -335,7 +334,8 @@ def split_assignment(frame: pd.DataFrame, label_column: str) -> np.ndarray | Non
 def readable_features(features: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
     """The feature columns as the encoder should see them, and the free-text columns left out: numbers written with
     thousands separators ("1,037") read as numbers, not one category each; a text column (mostly distinct values of
-    `TEXT_MIN_WORDS` words or more) left out, as text is not supported yet. ``notes`` gets a line for each change."""
+    `TEXT_MIN_WORDS` words or more) left out when text columns were declined (``text_columns=[]``). ``notes`` gets
+    a line for each change."""
     converted, text_columns = {}, []
     for col in features.columns:
         values = features[col]
@@ -347,9 +347,9 @@ def readable_features(features: pd.DataFrame, notes: list[str]) -> tuple[pd.Data
         if text.str.fullmatch(GROUPED_NUMBER).all() and text.str.contains(",", regex=False).any():
             converted[col] = pd.to_numeric(values.astype("string").str.strip().str.replace(",", "", regex=False)).astype(float)
             notes.append(f"column '{col}': thousands separators read as numbers")
-        elif text.nunique() >= TEXT_MIN_DISTINCT * len(text) and text.str.split().str.len().median() >= TEXT_MIN_WORDS:
+        elif detect_text_columns(features[[col]]):
             text_columns.append(col)
-            notes.append(f"column '{col}' looks like free text; it was left out (text is not supported yet)")
+            notes.append(f"column '{col}' looks like free text; it was left out (not named as a text column)")
     return features.drop(columns=text_columns).assign(**converted), text_columns
 
 
@@ -357,7 +357,8 @@ def readable_features(features: pd.DataFrame, notes: list[str]) -> tuple[pd.Data
 def load_csv(path: str, label_column: str | None = None, sensitive_column: str | None = None, seed: int = 0,
              val_fraction: float = 0.2, test_fraction: float = 0.2, missing: str = "impute",
              sensitive_threshold: float | None = None, drop_sensitive: bool = False,
-             on_disk: bool | None = None) -> Dataset:
+             on_disk: bool | None = None, text_columns: list[str] | None = None,
+             feature_columns: list[str] | None = None, perturbed_column: str | None = None) -> Dataset:
     """A CSV table: ``label_column`` is the class (default: the one column named label, y, target or class, else
     the last column; see `default_label_column`).
 
@@ -368,6 +369,11 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     ``original_index`` (the cleaned export's link back to its source) stays in the file but is not a feature.
     What is read differently from the cells (thousands separators, labels "1" and "1.0", a free-text column left
     out; see `readable_features`) is listed in ``meta["conversions"]``, one line each, for the page to state.
+
+    Text (issue 18): ``text_columns`` named, or else the free-text columns found (`text.detect_text_columns`), make
+    a text data set (TF-IDF features, see `influence_core.data.text`); ``text_columns=[]`` reads the table without
+    them. The other columns stay features (``feature_columns`` chooses which; ``[]`` = text only);
+    ``perturbed_column`` holds each row's counterfactual text (kept out of the features).
     """
     path = Path(path)
     check_upload_size(path)
@@ -388,13 +394,19 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
         drop.append(SPLIT_COLUMN)
     if ORIGINAL_INDEX_COLUMN in frame.columns and ORIGINAL_INDEX_COLUMN not in drop:
         drop.append(ORIGINAL_INDEX_COLUMN)  # a cleaned export's row ids: kept in the file, not learnt from
+    if text_columns is None:
+        text_columns = detect_text_columns(frame.drop(columns=drop + ([perturbed_column] if perturbed_column else [])))
+    if text_columns:
+        return _load_text_csv(path, frame, label_column, list(text_columns), drop, feature_columns, sensitive_column,
+                              perturbed_column, assigned, notes, seed=seed, val_fraction=val_fraction,
+                              test_fraction=test_fraction, on_disk=on_disk)
     features, text_columns = readable_features(frame.drop(columns=drop), notes)
     if features.shape[1] == 0:
         why = ""
         if text_columns:
             names = ", ".join(f"'{c}'" for c in text_columns)
             why = f": column {names} looks" if len(text_columns) == 1 else f": columns {names} look"
-            why += " like free text (text is not supported yet)"
+            why += " like free text (name it as a text column)"
         raise InfluenceError(f"'{path.name}' has no feature columns besides the label '{label_column}'{why}")
     originals = {"label_column": label_column, "tables": {"train": table_spec("csv", path, len(frame))}}
     return encode_tabular(path.stem, features, y, s, classes, test_fraction=test_fraction, val_fraction=val_fraction,
@@ -404,6 +416,34 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
 
 
 # ------------------------------------------------------------------------------------------- image zip
+def _load_text_csv(path: Path, frame: pd.DataFrame, label_column: str, text_columns: list[str], drop: list[str],
+                   feature_columns: list[str] | None, sensitive_column: str | None, perturbed_column: str | None,
+                   assigned: np.ndarray | None, notes: list[str], **settings) -> Dataset:
+    """`load_csv` of a table with text columns: the rows of each split (by the split column, else carved) to
+    `text_dataset`; source positions are the file's rows, as for tables."""
+    for col in text_columns + ([perturbed_column] if perturbed_column else []) + list(feature_columns or []):
+        if col not in frame.columns:
+            raise InfluenceError(f"no column '{col}' in '{path.name}'; the columns are: {_columns(frame)}")
+    if feature_columns is None:
+        taken = set(drop) | set(text_columns) | {perturbed_column}
+        feature_columns = [c for c in frame.columns if c not in taken]
+    kept, _ = readable_features(frame[list(feature_columns)], notes)  # numbers with separators; other text left out
+    frame, feature_columns = frame.assign(**{c: kept[c] for c in kept.columns}), list(kept.columns)
+    frames = {"train": frame, "val": None, "test": None}
+    if assigned is not None:
+        frames = {s: frame[assigned == s] for s in ("train", "val", "test")}
+        frames.update({s: None for s in ("val", "test") if len(frames[s]) == 0})
+        if len(frames["train"]) == 0:
+            raise InfluenceError("the split column marks no row as train")
+    notes.append(f"text column{'s' if len(text_columns) > 1 else ''} {', '.join(map(repr, text_columns))}: "
+                 "TF-IDF features" + (f", with {len(feature_columns)} other column(s)" if feature_columns else ""))
+    originals = {"label_column": label_column, "tables": {"train": table_spec("csv", path, len(frame))}}
+    return text_dataset(frames["train"], frames["val"], frames["test"], text_columns=text_columns,
+                        label_column=label_column, sensitive_column=sensitive_column, perturbed_column=perturbed_column,
+                        feature_columns=feature_columns, name=path.stem,
+                        meta={"source": str(path), "originals": originals, "conversions": notes}, **settings)
+
+
 def _unsafe(name: str) -> bool:
     """True when a member name could escape the extraction folder (absolute, drive letter, or '..')."""
     norm = name.replace("\\", "/")

@@ -241,13 +241,14 @@ def test_workspace_storage_shows_bytes_and_frees_what_no_project_uses(workspace)
 
 
 def test_the_upload_summary_states_what_was_read_differently(workspace):
-    """Thousands separators read as numbers and a free-text column left out: each said on the page (issue 21 §1)."""
+    """Thousands separators read as numbers and a free-text column read as text: each said on the page (issues 21
+    §1, 18)."""
     rows = "\n".join(f'"{937 + 37 * i:,}",the film number {i} was rather good,{i % 2}' for i in range(60))
     at = _upload("reviews.csv", f"amount,review,label\n{rows}\n".encode())
     no_errors(at)
     assert [shown(i.value) for i in at.info] == [
         "column 'amount': thousands separators read as numbers",
-        "column 'review' looks like free text; it was left out (text is not supported yet)"]
+        "text column 'review': TF-IDF features, with 1 other column(s)"]
 
 
 def test_signed_in_users_see_only_their_own_storage_and_only_admins_free_space(workspace):

@@ -12,7 +12,8 @@ from influence_core.data.registry import DATASETS, PATH_LOADERS, check_browser_a
 from influence_core.errors import InfluenceError
 
 # Text parameters a browser may set: a fixed list of values the loader checks, or a column of the uploaded file.
-TEXT_CHOICES = {"label_set", "missing", "label_column", "sensitive_column"}
+TEXT_CHOICES = {"label_set", "missing", "label_column", "sensitive_column", "text_columns", "feature_columns",
+                "perturbed_column"}
 
 
 def _text_parameters(loader) -> list[str]:

@@ -379,20 +379,29 @@ def test_thousands_separators_are_read_as_numbers_and_the_conversion_is_stated(t
     np.testing.assert_allclose(ds.train.x[:, 0].numpy(), standardised, atol=1e-5)
 
 
-def test_a_free_text_column_is_left_out_with_a_stated_reason(tmp_path):
+def test_a_free_text_column_makes_a_text_data_set_and_other_columns_stay_features(tmp_path):
+    """Issue 18: a recognised text column loads as text (TF-IDF); the other columns are appended as tabular features
+    unless the user chooses otherwise; ``text_columns=[]`` reads the table without the text, saying so."""
     rows = [f"{i % 7},{['paris', 'rome'][i % 2]},the film number {i} was rather good,{i % 2}" for i in range(60)]
-    ds = load_dataset(write_text(tmp_path, "a,city,review,label\n" + "\n".join(rows)))
-    assert ds.feature_names == ["a", "city_paris", "city_rome"]
-    assert ds.meta["conversions"] == ["column 'review' looks like free text; it was left out (text is not supported yet)"]
-    assert ds.meta["categorical_columns"] == ["city"]
+    path = write_text(tmp_path, "a,city,review,label\n" + "\n".join(rows))
+    ds = load_dataset(path)
+    assert ds.kind == "text" and ds.meta["text_columns"] == ["review"] and ds.meta["feature_columns"] == ["a", "city"]
+    assert ds.texts["train"] == [rows[i].split(",")[2] for i in ds.source_index.tolist()]
+    text_only = load_dataset(path, feature_columns=[])
+    assert ds.input_shape[0] == text_only.input_shape[0] + 3  # a (standardised) and city (two one-hot columns)
+    table = load_dataset(path, text_columns=[])
+    assert table.kind == "tabular" and table.feature_names == ["a", "city_paris", "city_rome"]
+    assert table.meta["conversions"] == ["column 'review' looks like free text; it was left out (not named as a text column)"]
 
 
-def test_a_table_of_free_text_only_is_refused(tmp_path):
+def test_a_table_of_free_text_only_without_text_columns_is_refused(tmp_path):
     rows = [f"the film number {i} was rather good,{i % 2}" for i in range(40)]
+    path = write_text(tmp_path, "review,label\n" + "\n".join(rows), "text.csv")
+    assert load_dataset(path).kind == "text"
     with pytest.raises(InfluenceError) as err:
-        load_dataset(write_text(tmp_path, "review,label\n" + "\n".join(rows), "text.csv"))
+        load_dataset(path, text_columns=[])
     assert str(err.value) == ("'text.csv' has no feature columns besides the label 'label': column 'review' looks like "
-                              "free text (text is not supported yet)")
+                              "free text (name it as a text column)")
 
 
 @pytest.mark.parametrize("header", ["a ,a,label", "a,a,label"])
