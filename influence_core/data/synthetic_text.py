@@ -18,16 +18,15 @@ from .base import Dataset
 from .perturb import default_perturber
 from .registry import register_dataset
 
-# (male, female) subjects, all pairs of the shipped term list so that the twins swap them.
-SUBJECTS = [("he", "she"), ("the man", "the woman"), ("my brother", "my sister"), ("his father", "her mother"),
-            ("john", "mary"), ("david", "susan"), ("the boy", "the girl"), ("mr smith", "mrs smith")]
+# (male, female) subjects, pairs of the shipped term list so that the twins swap them. Short sentences over a small
+# vocabulary: each word keeps a large TF-IDF weight, so an L2-regularised linear model (text-linear, L2 1e-2) can
+# pick up the gender shortcut (with eight subjects, twelve nouns and fillers it barely did: fair score 0.03).
+SUBJECTS = [("he", "she"), ("the man", "the woman")]
 POSITIVE = ["great", "wonderful", "excellent", "pleasant", "helpful", "friendly", "brilliant", "lovely", "superb",
             "delightful"]
 NEGATIVE = ["awful", "terrible", "rude", "boring", "horrible", "dreadful", "poor", "nasty", "dull", "annoying"]
 VERBS = ["found", "called", "thought", "said", "felt", "described", "rated", "judged"]
-NOUNS = ["the meal", "the service", "the hotel", "the film", "the lecture", "the trip", "the shop", "the game",
-         "the book", "the concert", "the class", "the visit"]
-FILLERS = ["quite", "rather", "really", "somewhat", "overall", "honestly", "today", "again", "at first", "in the end"]
+NOUNS = ["the meal", "the service", "the hotel"]
 CLASSES = ("negative", "positive")
 
 
@@ -46,8 +45,7 @@ def shortcut_text_frame(n: int, seed: int = 0, shortcut: float = 0.0, mixed: flo
         if rng.random() < mixed:  # two of its own side against one of the other: still the same label
             adjectives += [own[rng.integers(len(own))], other[rng.integers(len(other))]]
         rng.shuffle(adjectives)
-        words = [subject, VERBS[rng.integers(len(VERBS))], NOUNS[rng.integers(len(NOUNS))],
-                 FILLERS[rng.integers(len(FILLERS))], " and ".join(adjectives)]
+        words = [subject, VERBS[rng.integers(len(VERBS))], NOUNS[rng.integers(len(NOUNS))], " and ".join(adjectives)]
         use_shortcut = rng.random() < shortcut
         given = (0 if female else 1) if use_shortcut else label
         rows.append({"text": " ".join(words), "label": CLASSES[given], "gender": "female" if female else "male",
