@@ -63,6 +63,7 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-column", dest="text_columns", action="append", metavar="NAME",
                    help="CSV: a free-text column (TF-IDF features, model text-linear); repeatable for sentence pairs, "
                         "joined with a separator (default: the text columns found)")
+    p.add_argument("--max-tokens", type=int, default=128, help="text with an hf: model: tokens per text (cut or padded)")
     p.add_argument("--val-fraction", type=float, help="user data: fraction of training data held out for validation")
     p.add_argument("--label-set", help="CIFAR-10N: aggregate, random1, random2, random3 or worst")
     p.add_argument("--max-train", type=int, help="CIFAR-N: use only the first N training images (quick runs)")
@@ -169,6 +170,9 @@ def load_data_and_model(args: argparse.Namespace, project=None):
         dataset = load_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))
     args.model = args.model or models.default_architecture(dataset.kind)
     models.get_model_spec(args.model)  # an unknown name: one line
+    if args.model.startswith("hf:") and project is not None:  # they read their own tokenizer's ids (issue 18)
+        project.use_hf_model(args.model, args.max_tokens)
+        dataset = project.dataset()
     if args.weights:
         if project is not None:
             return dataset, project.use_weights(args.weights, args.model)
@@ -350,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_model_arguments(p)
     p.add_argument("--method", default="ip", help="influence method (see `methods`)")
     p.add_argument("--impact", default="utility", help="utility, fairness, robustness, counterfactual, or a joint ranking a+b (e.g. utility+counterfactual)")
-    p.add_argument("--params", default="all", help="parameters to differentiate: all, head, or a name prefix")
+    p.add_argument("--params", default="all", help="parameters to differentiate: all, head, or a name prefix; hf: models also lora and last:k")
     p.add_argument("--ensemble-size", type=int, help="IP Ensemble: number of dropout models K")
     p.add_argument("--dropout", type=float, help="IP Ensemble: dropout rate p")
     p.add_argument("--damping", type=float, help="Hessian-based methods: damping λ")

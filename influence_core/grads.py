@@ -55,6 +55,10 @@ def select_params(module: nn.Module, selection: str = "all", head_prefix: str = 
     prefix such as ``"layer4"`` (several prefixes separated by commas).
     """
     named = {n: p.detach() for n, p in module.named_parameters()}
+    group = getattr(module, "parameter_group", None)  # a module's own groups (models/hf.py: "head", "lora", "last:k")
+    names = group(selection or "all") if callable(group) else None
+    if names is not None:
+        return {n: named[n] for n in names}
     if selection in ("all", "", None):
         return named
     prefixes = [head_prefix] if selection == "head" else [s.strip() for s in selection.split(",") if s.strip()]

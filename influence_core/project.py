@@ -1063,6 +1063,32 @@ class Project:
 
         return table_bytes(frame, fmt)
 
+    # --- Hugging Face models (issue 18)
+    def hf_models(self) -> dict[str, str]:
+        """The Hugging Face models a browser may choose: the administrator's names (``[server.hf_models]``) → their
+        ``hf:`` architecture names."""
+        return {name: f"hf:{source}" for name, source in self.server_config().hf_models.items()}
+
+    def use_hf_model(self, model: str, max_tokens: int = 128, *, from_browser: bool = False) -> str:
+        """Load the current text upload again as token ids of ``model``'s tokenizer (what ``hf:`` models read; the
+        other columns are left out) and return the architecture to train. ``model``: any ``hf:`` name (library, CLI), or from a browser only a name
+        of `hf_models` — never a folder or a hub id."""
+        from .models.hf import TokenSettings, parse_arch
+
+        offered = self.hf_models()
+        if from_browser and model not in offered:
+            raise InfluenceError(f"'{str(model)[:40]}' is not a model offered here; choose one of: {', '.join(offered) or 'none configured'}")
+        arch = offered[model] if from_browser else model if str(model).startswith("hf:") else f"hf:{model}"
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            raise InfluenceError(f"max_tokens must be a whole number, not {str(max_tokens)[:20]!r}")
+        settings = TokenSettings(parse_arch(arch)[0], max_tokens)
+        state = self.state()
+        if self.dataset().kind != "text" or str(state.dataset) in DATASETS:
+            raise InfluenceError("Hugging Face models read text: upload a CSV with a text column first")
+        self.use_dataset(state.dataset, **{**state.dataset_kwargs, "tokenizer_folder": settings.model,  # text only
+                                           "max_tokens": settings.max_tokens, "feature_columns": []})
+        return arch
+
 
 _STATE_LOCK = threading.RLock()
 

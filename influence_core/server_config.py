@@ -38,6 +38,10 @@ class ServerConfig:
     dask_tls_cert_file: str | None = None
     dask_tls_key_file: str | None = None
 
+    # --- Models: Hugging Face sequence classifiers the Model page offers, by name -> folder or hub id (the browser
+    # sends only the name; see models/hf.py). A folder named here may also load pickle (.bin) weights.
+    hf_models: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
     # --- Data: sizes the browser may ask for, and what stays server-side.
     max_generated_samples: int = 100_000
     max_loaded_datasets: int = 2

@@ -14,7 +14,7 @@ matrices are written to the arrays folder a chunk at a time and read back by row
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -144,7 +144,7 @@ def text_dataset(
     perturbed_column: str | None = None, perturber: Callable[[str], str] | None = None, features: str = "tfidf",
     feature_columns: list[str] | None = None,
     tfidf: TfidfSettings = TfidfSettings(), name: str = "text", seed: int = 0, val_fraction: float = 0.2,
-    test_fraction: float = 0.2, on_disk: bool | None = None, meta: dict | None = None,
+    test_fraction: float = 0.2, on_disk: bool | None = None, meta: dict | None = None, featurizer_settings: Any = None,
 ) -> Dataset:
     """A text `Dataset` from pandas frames (see the module doc). ``val`` / ``test`` None: carved from ``train`` with
     ``seed`` as tabular uploads are (test first, then validation from the rest, stratified).
@@ -190,7 +190,7 @@ def text_dataset(
     elif perturber is not None:
         twins = {s: [perturber(t) for t in texts[s]] for s in ("val", "test")}
 
-    settings = tfidf if features == "tfidf" else None
+    settings = tfidf if features == "tfidf" else featurizer_settings  # e.g. models/hf.py's TokenSettings for "hf"
     feats = FEATURIZERS[features](texts["train"], {**texts, **{f"{s}_twin": t for s, t in twins.items()}}, settings)
     if feature_columns:
         feats = _with_columns(feats, parts, list(feature_columns))
@@ -222,6 +222,8 @@ def text_dataset(
                 label_column=label_column, sensitive_column=sensitive_column,
                 perturbed_column=perturbed_column, features=features, seed=seed,
                 tfidf=asdict(tfidf) if features == "tfidf" else None,
+                featurizer_settings=(asdict(featurizer_settings) if is_dataclass(featurizer_settings)
+                                     else featurizer_settings) if features != "tfidf" else None,
                 val_source_index=_source(frames["val"], rows["val"]).tolist(),
                 test_source_index=_source(frames["test"], rows["test"]).tolist(),
                 splits="given" if val is not None and test is not None else "carved")

@@ -358,7 +358,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
              val_fraction: float = 0.2, test_fraction: float = 0.2, missing: str = "impute",
              sensitive_threshold: float | None = None, drop_sensitive: bool = False,
              on_disk: bool | None = None, text_columns: list[str] | None = None,
-             feature_columns: list[str] | None = None, perturbed_column: str | None = None) -> Dataset:
+             feature_columns: list[str] | None = None, perturbed_column: str | None = None,
+             tokenizer_folder: str | None = None, max_tokens: int = 128) -> Dataset:
     """A CSV table: ``label_column`` is the class (default: the one column named label, y, target or class, else
     the last column; see `default_label_column`).
 
@@ -373,7 +374,9 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     Text (issue 18): ``text_columns`` named, or else the free-text columns found (`text.detect_text_columns`), make
     a text data set (TF-IDF features, see `influence_core.data.text`); ``text_columns=[]`` reads the table without
     them. The other columns stay features (``feature_columns`` chooses which; ``[]`` = text only);
-    ``perturbed_column`` holds each row's counterfactual text (kept out of the features).
+    ``perturbed_column`` holds each row's counterfactual text (kept out of the features). ``tokenizer_folder`` (a
+    Hugging Face model's folder or hub id; server-side): the text becomes that tokenizer's ids, ``max_tokens`` long
+    (the "hf" featurizer, for ``hf:`` models).
     """
     path = Path(path)
     check_upload_size(path)
@@ -399,7 +402,9 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     if text_columns:
         return _load_text_csv(path, frame, label_column, list(text_columns), drop, feature_columns, sensitive_column,
                               perturbed_column, assigned, notes, seed=seed, val_fraction=val_fraction,
-                              test_fraction=test_fraction, on_disk=on_disk)
+                              test_fraction=test_fraction, on_disk=on_disk,
+                              **({"features": "hf", "featurizer_settings": {"model": tokenizer_folder, "max_tokens": max_tokens}}
+                                 if tokenizer_folder else {}))
     features, text_columns = readable_features(frame.drop(columns=drop), notes)
     if features.shape[1] == 0:
         why = ""

@@ -7,6 +7,7 @@ from typing import Callable
 
 from torch import nn
 
+from ..data.text import register_featurizer
 from ..errors import InfluenceError
 from .architectures import MLP, LogisticRegression, SmallCNN
 from .resnet import resnet18_cifar, resnet34_cifar
@@ -21,9 +22,16 @@ class ModelSpec:
     # Which parameters `--params head` selects (a name prefix), and the trainer's defaults for this architecture.
     head_prefix: str = ""
     train_defaults: dict = field(default_factory=dict)
+    # Refuses (InfluenceError) a data set whose inputs this model cannot read, beyond its kind (models/hf.py: token
+    # ids of its own tokenizer); None = any data set of an accepted kind.
+    check_dataset: Callable | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}
+# Architecture families named by a prefix and an open-ended rest (``hf:<folder or hub id>``): the resolver builds the
+# entry on first use, importing its (heavy) library only then.
+PREFIX_RESOLVERS: dict[str, Callable[[str], ModelSpec]] = {}
+_RESOLVED: dict[str, ModelSpec] = {}  # kept apart from MODELS, the list of names a page offers
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -32,6 +40,11 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def get_model_spec(name: str) -> ModelSpec:
+    prefix = name.partition(":")[0] + ":"
+    if name not in MODELS and prefix in PREFIX_RESOLVERS:
+        if name not in _RESOLVED:
+            _RESOLVED[name] = PREFIX_RESOLVERS[prefix](name)
+        return _RESOLVED[name]
     if name not in MODELS:
         raise InfluenceError(f"unknown model '{name}'; choose one of: {', '.join(sorted(MODELS))}")
     return MODELS[name]
@@ -73,3 +86,19 @@ register_model(ModelSpec("resnet34", "ResNet-34 for 32x32 images (3x3 stem, no m
 register_model(ModelSpec("text-linear", "Logistic regression on TF-IDF text features (L-BFGS, L2 1e-2)",
                          LogisticRegression, input_kinds=("text",), head_prefix="linear",
                          train_defaults={"optimizer": "lbfgs", "l2": 1e-2}))
+
+
+def _hf_spec(name: str) -> ModelSpec:
+    from .hf import model_spec
+
+    return model_spec(name)
+
+
+def _hf_features(train_texts, texts_by_split, settings):
+    from .hf import hf_features
+
+    return hf_features(train_texts, texts_by_split, settings)
+
+
+PREFIX_RESOLVERS["hf:"] = _hf_spec  # Hugging Face sequence classifiers (issue 18), see models/hf.py
+register_featurizer("hf", _hf_features)  # their inputs: token ids (data/text.py's featurizer registry)

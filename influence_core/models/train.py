@@ -28,7 +28,7 @@ TrainProgress = Callable[[dict], None]
 class TrainConfig:
     """Training settings. ``None`` fields take the architecture's defaults (see the model registry)."""
 
-    optimizer: str | None = None  # "lbfgs" (full batch), "adam" or "sgd"
+    optimizer: str | None = None  # "lbfgs" (full batch), "adam", "adamw" (fine-tuning) or "sgd"
     lr: float | None = None
     epochs: int | None = None
     batch_size: int | None = None
@@ -189,6 +189,8 @@ def train_model(
     spec = get_model_spec(arch)
     if dataset.kind not in spec.input_kinds:
         raise InfluenceError(f"model '{arch}' needs {' or '.join(spec.input_kinds)} data, '{dataset.name}' is {dataset.kind}")
+    if spec.check_dataset is not None:
+        spec.check_dataset(dataset)
     if len(dataset.train) == 0:
         raise InfluenceError("the training split is empty")
     torch.manual_seed(config.seed)
@@ -230,11 +232,13 @@ def train_model(
         if config.checkpoint_every:
             checkpoints.append(Checkpoint(1, 1.0, _state_copy(module)))
     else:
-        opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}.get(config.optimizer)
+        opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}.get(config.optimizer)
         if opt_cls is None:
-            raise InfluenceError(f"unknown optimizer '{config.optimizer}'; choose lbfgs, adam or sgd")
+            raise InfluenceError(f"unknown optimizer '{config.optimizer}'; choose lbfgs, adam, adamw or sgd")
         kwargs = {"momentum": 0.9} if config.optimizer == "sgd" else {}
-        opt = opt_cls(module.parameters(), lr=config.lr, **kwargs)
+        # Frozen parameters (a LoRA model's base) stay out of the optimiser. AdamW's decoupled decay (0.01) is not in
+        # the objective the Hessian-based methods assume: fine-tuned models keep l2 = 0 and rely on their damping.
+        opt = opt_cls([p for p in module.parameters() if p.requires_grad], lr=config.lr, **kwargs)
         gen = torch.Generator().manual_seed(config.seed)
         augment = bool(config.augment) and dataset.kind == "image"
         best, best_state, best_epoch, stale = float("inf"), None, 0, 0
