@@ -365,6 +365,18 @@ def rank_average(score_lists: list[np.ndarray]) -> np.ndarray:
     return ranks / max(len(ranks), 1)
 
 
+# The joint rankings the app offers beside the single impacts (any "a+b" of registered impacts works in the library).
+JOINT_RANKINGS = ("utility+counterfactual", "utility+fairness")
+
+
+def describe_impact(name: str) -> str:
+    """One line for a chooser: the impact's description, or what a joint ranking averages."""
+    parts = _joint(name)
+    if parts is None:
+        return _impact_class(name).description
+    return "joint ranking: rank average of " + " and ".join(_impact_class(p).name for p in parts)
+
+
 def _joint(name: str | Impact) -> list[str] | None:
     """The part names of a joint impact's name ("utility+counterfactual"), None for a single impact."""
     if isinstance(name, str) and JOINT_SEPARATOR in name:

@@ -243,6 +243,11 @@ def test_joint_names_settings_and_errors():
         ic.make_impact("utility+fairness", epsilon=0.1)
     with pytest.raises(ic.InfluenceError, match="combine"):
         ic.make_impact("utility+fairness", combine="max")
+    from influence_core.impacts import JOINT_RANKINGS, describe_impact
+
+    assert describe_impact("utility+fairness") == "joint ranking: rank average of utility and fairness"
+    assert describe_impact("counterfactual") == ic.IMPACTS["counterfactual"].description
+    assert all(ic.make_impact(name).name == name for name in JOINT_RANKINGS)
 
 
 def test_trimming_by_counterfactual_lowers_the_test_fair_score_more_than_random():
