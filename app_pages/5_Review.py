@@ -68,12 +68,13 @@ def _text(value) -> str:
 
 
 def _values(proj, ds, rows: np.ndarray) -> tuple[list | None, list | None]:
-    """Per row: the tabular sample's [column, value] pairs as its source holds them, and an uploaded image's file
-    name (None where there is none)."""
+    """Per row: the tabular sample's [column, value] pairs as its source holds them (a text sample's other columns),
+    and an uploaded image's file name (None where there is none)."""
     frame = proj.sample_values(rows)
     if ds.kind == "image":
         return None, [str(f) for f in frame["file"]] if "file" in frame.columns else None
-    columns = list(frame.columns)[:FEATURES]
+    shown_as_text = set(ds.meta.get("text_columns") or ["text"]) if ds.kind == "text" else set()
+    columns = [c for c in frame.columns if c not in shown_as_text][:FEATURES]
     table = frame[columns].itertuples(index=False)
     return [[[str(c), _text(v)] for c, v in zip(columns, values)] for values in table], None
 
@@ -137,6 +138,7 @@ def _cards(proj, ds, visible: np.ndarray, primary: str, scores: dict, titles: di
             "noisy": noisy, "true": int(clean[r]) if noisy and clean is not None else None,
             "image": images[i] if images else None, "features": features[i] if features else None,
             "file": files[i] if files else None,
+            "text": ds.texts["train"][r] if ds.texts is not None else None,
             "decision": None if decision is None else {"action": decision.action, "label": decision.new_label},
             "methods": [{"label": label, "title": titles.get(label, label), "score": grid.number(sc[r]),
                          "rank": ranks[label][i]} for label, sc in scores.items()],

@@ -127,7 +127,7 @@ def cleaned_table(dataset: Dataset, decisions: Mapping[int, Decision], with_spli
     ``with_splits``: the validation and test rows follow (as given), and a ``split`` column says train / val /
     test, which the CSV loader honours: retraining on the cleaned file keeps the same validation and test rows."""
     if dataset.kind not in ("tabular", "text"):
-        raise InfluenceError("the cleaned table is for tabular and text data sets; use the ImageFolder export for images")
+        raise InfluenceError("the cleaned table is for tabular data sets (and text); use the ImageFolder export for images")
     column = label_column(dataset)
     if with_splits and column == SPLIT_COLUMN:
         raise InfluenceError(f"the label column is named '{SPLIT_COLUMN}', the name of the split column; export "

@@ -46,6 +46,16 @@ function saveQueue(project, queue) {
   }
 }
 
+// A text sample on its card (issue 18): shown whole up to TEXT_SHORT characters, else its start with the rest in a
+// <details> the reviewer opens (the larger view, key v, shows it whole too).
+const TEXT_SHORT = 280;
+function textBlock(text) {
+  if (text.length <= TEXT_SHORT) return el("div", "rg-text", text);
+  const box = el("details", "rg-text rg-text-long");
+  box.append(el("summary", null, text.slice(0, TEXT_SHORT) + "…"), el("div", null, text.slice(TEXT_SHORT)));
+  return box;
+}
+
 function el(tag, cls, text) {
   const node = document.createElement(tag);
   if (cls) node.className = cls;
@@ -646,6 +656,7 @@ class ReviewGrid {
     title.append(el("span", "rg-score", ` · score ${num(c.score)} · rank ${c.rank}`));
     node.append(title);
     if (c.file) node.append(el("div", "rg-sub rg-file", c.file));
+    if (c.text) node.append(textBlock(c.text));
 
     const labels = el("div", "rg-labels");
     labels.append(el("span", null, "given "), el("b", null, classes[c.given]));
@@ -796,6 +807,7 @@ class ReviewGrid {
       img.alt = `sample ${c.id}`;
       this.dialog.append(img);
     }
+    if (c.text) this.dialog.append(el("div", "rg-text rg-view-text", c.text));
     if (c.features && c.features.length) {
       const table = el("dl", "rg-features rg-view-features");
       for (const [name, value] of c.features) table.append(el("dt", null, name), el("dd", null, value));

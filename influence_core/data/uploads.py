@@ -417,7 +417,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     return encode_tabular(path.stem, features, y, s, classes, test_fraction=test_fraction, val_fraction=val_fraction,
                           seed=seed, sensitive_name=s_name, missing=missing, on_disk=on_disk, assigned=assigned,
                           meta={"source": str(path), "label_column": label_column, "sensitive_column": sensitive_column,
-                                "originals": originals, "conversions": notes})
+                                "originals": originals, "conversions": notes,
+                                "columns": [str(c) for c in frame.columns]})
 
 
 # ------------------------------------------------------------------------------------------- image zip
@@ -446,7 +447,8 @@ def _load_text_csv(path: Path, frame: pd.DataFrame, label_column: str, text_colu
     return text_dataset(frames["train"], frames["val"], frames["test"], text_columns=text_columns,
                         label_column=label_column, sensitive_column=sensitive_column, perturbed_column=perturbed_column,
                         feature_columns=feature_columns, name=path.stem,
-                        meta={"source": str(path), "originals": originals, "conversions": notes}, **settings)
+                        meta={"source": str(path), "originals": originals, "conversions": notes,
+                              "columns": [str(c) for c in frame.columns]}, **settings)
 
 
 def _unsafe(name: str) -> bool:

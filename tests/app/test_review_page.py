@@ -286,3 +286,20 @@ def test_the_flag_share_moves_in_coarse_steps(scored):
     assert share.options == ["1%", "2%", "5%", "10%", "15%", "20%", "25%", "30%", "40%", "50%"]
     share.set_value(0.2).run()
     assert project_of(scored).state().flag_share == 0.2
+
+
+def test_a_text_card_shows_its_text_and_the_other_columns(workspace):
+    """Issue 18: a text upload's card carries the sample's text (the grid shortens long ones behind a <details>)
+    and its other columns as the file holds them, not the text again."""
+    from influence_core.data.text import generated_text_frame
+
+    frame = generated_text_frame(150, num_classes=2, seed=0, topic_rate=0.5).assign(stars=np.arange(150) % 5)
+    proj = project_of(workspace)
+    proj.upload_dataset(frame.to_csv(index=False).encode(), "reviews.csv")
+    proj.train("text-linear", {"seed": 0})
+    proj.score(ScoreRun("loss"))
+    at = open_page("5_Review.py")
+    no_errors(at)
+    card = _grid(at)["cards"][0]
+    assert card["text"] == frame["text"][card["id"]]
+    assert dict(card["features"]) == {"stars": str(frame["stars"][card["id"]]), "label": frame["label"][card["id"]]}

@@ -29,8 +29,9 @@ def text_fit():
     """120 generated documents on 3 topics, 10% of the training labels moved; 48 TF-IDF features (147 parameters)
     and a text-linear model with one checkpoint."""
     frame = generated_text_frame(200, num_classes=3, seed=3, topic_rate=0.5, confusion_rate=0.05)
+    frame["group"] = np.random.default_rng(0).integers(0, 2, len(frame))
     ds = text_dataset(frame.iloc[:120], frame.iloc[120:160], frame.iloc[160:], text_columns=["text"],
-                      label_column="label", tfidf=TfidfSettings(max_features=48))
+                      label_column="label", sensitive_column="group", tfidf=TfidfSettings(max_features=48))
     ds = with_label_noise(ds, 0.1, seed=0, include_val=False)
     return ds, train_model(ds, "text-linear", TrainConfig(checkpoint_every=1))
 
@@ -72,3 +73,13 @@ def test_exact_is_the_explicit_hessian_solve(text_fit):
     grads = per_sample_grad_loop(module, ds.train.x.double(), ds.train.y).numpy()
     expected = grads @ np.linalg.solve(objective_hessian(fitted, ds), target)
     assert relative_error(compute_scores(ds, fitted, "exact"), expected) < 1e-6
+
+
+@pytest.mark.parametrize("method", ["ip", "exact", "tracin"])
+def test_every_impact_reaches_the_scores_on_text(method, text_fit):
+    ds, fitted = text_fit
+    results = {impact: compute_scores(ds, fitted, method, impact) for impact in ("utility", "fairness", "robustness")}
+    for impact, scores in results.items():
+        assert np.isfinite(scores).all() and np.abs(scores).max() > 0, impact
+    assert not np.allclose(results["utility"], results["fairness"])
+    assert not np.allclose(results["utility"], results["robustness"])
