@@ -39,7 +39,7 @@ from .data.base import Dataset
 from .data.registry import DATASETS, PATH_LOADERS, is_size, load_dataset
 from .errors import InfluenceError, writing
 from .grads import Progress
-from .impacts import IMPACTS, resolve_val_trim
+from .impacts import IMPACTS, JOINT_RANKINGS, describe_impact, resolve_val_trim
 from .jobs import MOVED_FILE, Job, JobHandle, forget_job, get_job, moved_folder, start_job
 from .methods import METHODS
 from .models.registry import MODELS, default_architecture
@@ -59,7 +59,7 @@ __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSetting
            "JobHandle", "InfluenceError", "memorisation_warning", "resolve_val_trim", "workspace_root", "project_names",
            "DEFAULT_PROJECT", "valid_project_name", "format_table", "cleaned_split_table", "format_bytes", "is_size",
            "Access", "ROLES", "Members",
-           "default_architecture"]
+           "default_architecture", "JOINT_RANKINGS", "describe_impact"]
 
 DEFAULT_PROJECT = "default"
 STATE_FILE = "state.json"
