@@ -15,7 +15,7 @@ from ..errors import InfluenceError
 
 DEFAULT_TERMS_FILE = Path(__file__).with_name("demographic_terms.txt")
 # Largest term list accepted (from a file or a browser upload): a list is a few hundred lines, not a data set.
-MAX_TERMS_BYTES = 1_000_000
+MAX_TERMS_BYTES = 100_000
 
 
 def _keep_case(original: str, replacement: str) -> str:
@@ -101,3 +101,16 @@ class WordSwapPerturber:
 def default_perturber() -> WordSwapPerturber:
     """The perturber over the term pairs shipped with the package (``demographic_terms.txt``)."""
     return WordSwapPerturber.from_file(DEFAULT_TERMS_FILE)
+
+
+BUILTIN = "builtin"
+
+
+def perturber_for(terms: str | None) -> WordSwapPerturber | None:
+    """The perturber a loader argument names: ``"builtin"`` = the shipped list, None or "" = none, any other string
+    = the *contents* of a term-pair file (e.g. uploaded in the browser; parsed, never opened as a path)."""
+    if not terms:
+        return None
+    if terms == BUILTIN:
+        return default_perturber()
+    return WordSwapPerturber.from_text(terms, source="the uploaded term list")

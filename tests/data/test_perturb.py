@@ -1,6 +1,7 @@
 """The word-swap perturber: whole words, both directions, case kept, the shipped and user term lists."""
 
 import pytest
+import torch
 
 from influence_core.data.perturb import (DEFAULT_TERMS_FILE, WordSwapPerturber, default_perturber,
                                          parse_term_pairs)
@@ -60,3 +61,33 @@ def test_bad_lists_give_one_line_errors(text):
 def test_unreadable_file_is_one_line_error(tmp_path):
     with pytest.raises(InfluenceError, match="cannot read"):
         WordSwapPerturber.from_file(tmp_path / "missing.txt")
+
+
+def _text_csv(tmp_path):
+    import pandas as pd
+
+    rng = __import__("numpy").random.default_rng(0)
+    subjects, moods = ["He", "She", "The man", "The woman"], ["liked the long film a lot", "hated the long film a lot"]
+    rows = [{"review": f"{subjects[i % 4]} said that {moods[i % 2]} today {rng.integers(1000)}", "label": i % 2}
+            for i in range(60)]
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)
+
+
+def test_text_uploads_get_twins_from_the_builtin_list_a_given_list_or_none(tmp_path):
+    from influence_core.data.uploads import load_csv
+
+    path = _text_csv(tmp_path)
+    plain = load_csv(path, text_columns=["review"], twin_terms=None)
+    assert plain.val.twin is None
+    swapped = load_csv(path, text_columns=["review"])
+    assert swapped.val.twin is not None and len(swapped.test.twin) == len(swapped.test)
+    texts = swapped.texts["val"]
+    assert all(default_perturber().changes(t) for t in texts)  # every review names a gendered subject
+    assert all(not torch.equal(swapped.val.x[i], swapped.val.twin.x[i]) for i in range(len(texts)))
+    own = load_csv(path, text_columns=["review"], twin_terms="man woman\n")  # only man <-> woman swapped
+    he_rows = [i for i, t in enumerate(own.texts["val"]) if t.startswith(("He ", "She "))]
+    assert he_rows and all(torch.equal(own.val.x[i], own.val.twin.x[i]) for i in he_rows)
+    with pytest.raises(InfluenceError, match="uploaded term list"):
+        load_csv(path, text_columns=["review"], twin_terms="not a pair list at all\n")
