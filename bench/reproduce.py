@@ -229,31 +229,14 @@ def _shortcut_as_tokens(seed: int, folder: Path):
     frames = [shortcut_text_frame(n, seed=seed + off, shortcut=sc) for n, off, sc in
               ((1000, 0, 0.2), (300, 10_000, 0.0), (300, 20_000, 0.0))]
     if not (folder / "config.json").exists():
-        _write_tiny_bert(folder, [t for f in frames for t in f.text] + default_perturber().perturb_all(frames[0].text))
+        from tests.models.test_hf import _write_tiny_bert  # the tests' offline tiny BERT, at hidden size 32
+
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_tiny_bert(folder, [t for f in frames for t in f.text] + default_perturber().perturb_all(frames[0].text),
+                         hidden_size=32)
     return text_dataset(*frames, text_columns=["text"], label_column="label", sensitive_column="gender",
                         perturber=default_perturber(), features="hf", featurizer_settings=TokenSettings(str(folder), 16),
                         name="text-shortcut-hf", seed=seed)
-
-
-def _write_tiny_bert(folder: Path, texts: list[str]) -> None:
-    """A tiny BERT classifier with random weights and a word-level tokenizer trained on ``texts``, saved to ``folder``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"]))
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-                                   sep_token="[SEP]")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=32, hidden_dropout_prob=0.1)
-    folder.mkdir(parents=True, exist_ok=True)
-    BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
-    fast.save_pretrained(folder)
 
 
 def splice_section(path: Path, header: str, lines: list[str]) -> None:
