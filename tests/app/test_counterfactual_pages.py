@@ -51,3 +51,27 @@ def test_evaluate_offers_the_joint_rankings_on_text(workspace):
     no_errors(at)
     options = _names(at.selectbox(key="ev-impact"))
     assert {"counterfactual", "utility+counterfactual", "utility+fairness"} <= set(options)
+
+
+def test_evaluate_runs_a_joint_ranking_and_charts_the_fair_score(workspace, monkeypatch):
+    import json
+
+    from influence_core import jobs
+
+    monkeypatch.setattr(jobs, "_JOBS", {})
+    proj = _text_project(workspace)
+    at = open_page("7_Evaluate.py")
+    at.selectbox(key="ev-impact").set_value("utility+counterfactual")
+    next(n for n in at.number_input if n.label == "Retraining seeds").set_value(1)
+    next(b for b in at.button if b.label == "Run experiment").click()
+    at.run()
+    jobs.wait_all(180)
+    job = proj.job("experiment")
+    assert job is not None and job.state == "done", job and job.error
+    at.run()
+    no_errors(at)
+    assert any("utility+counterfactual impact" in c.value.replace("\\", "") for c in at.caption)
+    assert any("fair score" in m.value for m in at.markdown if m.value.startswith("| method"))
+    charts = [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
+    pareto = next(c for c in charts if c["title"]["text"].startswith("Utility vs fairness"))
+    assert pareto["yaxis"]["title"]["text"].startswith("fair score")
