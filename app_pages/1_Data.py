@@ -96,6 +96,8 @@ def _upload(proj: Project) -> None:
     if file is None:
         return
     kwargs = {k: v for k, v in {"label_column": label_column, "sensitive_column": sensitive_column}.items() if v}
+    columns_key = f"data-upload-columns-{file.name}-{file.size}"
+    kwargs.update(st.session_state.get(columns_key) or {})  # text / feature columns chosen below (a rerun ago)
     try:  # checked, then loaded from a staging copy: only an accepted upload is stored
         with st.spinner("Checking the file…"):
             path, ds = proj.stage_dataset_upload(file.getvalue(), file.name, from_browser=True, **kwargs)
@@ -108,12 +110,38 @@ def _upload(proj: Project) -> None:
     st.success(f"Read {len(ds.train)} training samples in {ds.num_classes} classes from {plain(file.name)}{what}.")
     for note in ds.meta.get("conversions") or []:  # what the loader read differently from the file's cells
         st.info(plain(note))
+    chosen = _column_choices(ds, columns_key)
+    if chosen is not None:  # loaded again with the columns chosen
+        st.session_state[columns_key] = chosen
+        st.rerun()
     state = proj.state()
     if state.dataset == path and state.dataset_kwargs == kwargs:
         st.caption("This upload is the current data set.")
     elif st.button("Use this upload", type="primary", icon=":material/check:"):
         proj.use_dataset(path, from_browser=True, **kwargs)
         st.rerun()
+
+
+def _column_choices(ds, key: str) -> dict | None:
+    """A CSV upload's text columns (TF-IDF features; none = read as a table) and, with text, which other columns stay
+    features (issue 18): the loader's keywords when the choice differs from how ``ds`` was loaded, else None."""
+    columns = ds.meta.get("columns")
+    if columns is None:  # not a table
+        return None
+    label = ds.meta.get("label_column") or ds.meta.get("originals", {}).get("label_column")
+    options = [c for c in columns if c not in (label, "split", "original_index")]
+    found = list(ds.meta.get("text_columns") or [])
+    c1, c2 = st.columns(2)
+    text = c1.multiselect("Text columns (TF-IDF features; none: read as a table)", options, default=found,
+                          key=f"{key}-text", help="Several columns (sentence pairs) are joined into one text.")
+    loaded = list(ds.meta.get("feature_columns") or [])
+    kept: list[str] = []
+    if text:
+        others = [c for c in options if c not in text]
+        kept_now = loaded if text == found else others
+        kept = c2.multiselect("Other columns kept as features", others, default=[c for c in kept_now if c in others],
+                              key=f"{key}-features-{'-'.join(text)}", help="Left out columns are ignored by the model.")
+    return None if (text, kept) == (found, loaded) else {"text_columns": text, "feature_columns": kept}
 
 
 def _preview(proj: Project, ds) -> None:

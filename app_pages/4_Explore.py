@@ -118,6 +118,8 @@ def _selection_panel(proj: Project, ds, rows: list[int], score: np.ndarray, name
                           name: score[rows]})
     if noisy is not None:
         table["known wrong label"] = noisy[rows]
+    if ds.texts is not None:  # text data: each sample's text, its start (Review shows it whole)
+        table["text"] = [t if len(t) <= 120 else t[:119] + "…" for t in (ds.texts["train"][r] for r in rows)]
     st.dataframe(table, hide_index=True, width="stretch", height=min(36 * (len(rows) + 1), 300), key="map-selected",
                  column_config={name: st.column_config.NumberColumn(name, format="%.3g")})
     if st.button("Review these samples", type="primary", icon=":material/fact_check:", key="to-review"):

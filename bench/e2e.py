@@ -82,9 +82,10 @@ def text_in_subprocess(rows: int, max_features: int) -> dict:
 
 
 def bench_text(rows: int, memory_sizes: list[int], max_features: int) -> None:
-    results = [text_in_subprocess(n, max_features) for n in [*memory_sizes, rows]]
-    for r in results:
-        print(json.dumps(r), flush=True)
+    results = []
+    for n in [*memory_sizes, rows]:
+        results.append(text_in_subprocess(n, max_features))
+        print(json.dumps(results[-1]), flush=True)
     header = ("| rows | train rows | TF-IDF columns | features on disk | load + featurize s | train s | score s | "
               "total s | test acc | peak RSS MB |")
     lines = ["## (c) text: generated rows (5 topics) → text-linear → IP, class targets → lowest 5% flagged", "",

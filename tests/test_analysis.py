@@ -186,3 +186,15 @@ def test_ip_combined_is_costed_as_it_runs():
     loss_rows = estimate_seconds("loss", binary) - overhead
     assert estimate_seconds("ip_combined", binary) == pytest.approx(estimate_seconds("ip", binary) + loss_rows)
     assert estimate_seconds("ip_classwise", calls_only) == pytest.approx(overhead + (10 + 8) * _FUNC_CALL)
+
+
+def test_the_feature_map_of_a_text_linear_model_is_over_its_tfidf_features():
+    """Issue 18: text-linear's head is the whole model, so Explore's map uses the TF-IDF features themselves."""
+    from influence_core.analysis import penultimate_features
+    from influence_core.data.text import TfidfSettings, generated_text_frame, text_dataset
+    from influence_core.models import TrainConfig, train_model
+
+    ds = text_dataset(generated_text_frame(80, num_classes=2, seed=0), text_columns=["text"], label_column="label",
+                      tfidf=TfidfSettings(max_features=30))
+    fitted = train_model(ds, "text-linear", TrainConfig(seed=0))
+    np.testing.assert_allclose(penultimate_features(fitted, ds.train), ds.train.x.numpy(), rtol=1e-6)

@@ -58,7 +58,7 @@ MAX_CLASSES = 100
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEFAULT_LABEL_NAMES = ("label", "y", "target", "class")
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-UPLOAD_SUFFIXES = {"data": (".csv", ".zip"), "weights": (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pt2")}
+UPLOAD_SUFFIXES = {"data": (".csv", ".parquet", ".zip"), "weights": (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pt2")}
 STAGING = ".staging"
 GROUPED_NUMBER = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")  # 1,037 or 1037.5: a CSV cell of a number
 
@@ -105,6 +105,8 @@ def check_upload_content(data: bytes, name: str, kind: str) -> None:
     suffix = Path(name).suffix.lower()
     if suffix == ".csv":
         _read_csv(data, name)
+    elif suffix == ".parquet":
+        _read_parquet(data, name)
     elif suffix == ".zip":
         archive = _open_zip(io.BytesIO(data), name)
         with archive:
@@ -236,6 +238,23 @@ def _read_csv(source: str | os.PathLike | bytes, name: str | None = None) -> pd.
     return frame
 
 
+@register_table_reader("parquet")
+def _read_parquet(source: str | os.PathLike | bytes, name: str | None = None) -> pd.DataFrame:
+    """The table in a Parquet file (a path, or the uploaded bytes with the file's ``name``): columns and values only,
+    read by pyarrow (no pickled objects); also how the originals of a loaded Parquet file are read again."""
+    label = name or ("upload.parquet" if isinstance(source, (bytes, bytearray)) else Path(source).name)
+    try:
+        frame = pd.read_parquet(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else source,
+                                engine="pyarrow")
+    except Exception as err:  # pyarrow's ArrowInvalid and OSError for a damaged or foreign file
+        raise InfluenceError(f"cannot read '{label}' as Parquet: {str(err).splitlines()[0][:200]}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    _refuse_duplicate_names(list(frame.columns), label)
+    if len(frame) == 0:
+        raise InfluenceError(f"'{label}' has columns but no data rows")
+    return frame.reset_index(drop=True)
+
+
 def _refuse_duplicate_names(names: list[str], label: str) -> None:
     seen: set[str] = set()
     for name in names:
@@ -354,7 +373,7 @@ def readable_features(features: pd.DataFrame, notes: list[str]) -> tuple[pd.Data
     return features.drop(columns=text_columns).assign(**converted), text_columns
 
 
-@register_path_loader(".csv")
+@register_path_loader(".csv", ".parquet")
 def load_csv(path: str, label_column: str | None = None, sensitive_column: str | None = None, seed: int = 0,
              val_fraction: float = 0.2, test_fraction: float = 0.2, missing: str = "impute",
              sensitive_threshold: float | None = None, drop_sensitive: bool = False,
@@ -382,7 +401,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     """
     path = Path(path)
     check_upload_size(path)
-    frame = _read_csv(path)
+    reader = "parquet" if path.suffix.lower() == ".parquet" else "csv"  # a Parquet table loads as a CSV does
+    frame = _read_parquet(path) if reader == "parquet" else _read_csv(path)
     if label_column is None:
         label_column = default_label_column(frame, path.name)
     for role, col in (("label", label_column), ("sensitive", sensitive_column)):
@@ -416,7 +436,7 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
             why = f": column {names} looks" if len(text_columns) == 1 else f": columns {names} look"
             why += " like free text (name it as a text column)"
         raise InfluenceError(f"'{path.name}' has no feature columns besides the label '{label_column}'{why}")
-    originals = {"label_column": label_column, "tables": {"train": table_spec("csv", path, len(frame))}}
+    originals = {"label_column": label_column, "tables": {"train": table_spec(reader, path, len(frame))}}
     return encode_tabular(path.stem, features, y, s, classes, test_fraction=test_fraction, val_fraction=val_fraction,
                           seed=seed, sensitive_name=s_name, missing=missing, on_disk=on_disk, assigned=assigned,
                           meta={"source": str(path), "label_column": label_column, "sensitive_column": sensitive_column,
@@ -446,7 +466,8 @@ def _load_text_csv(path: Path, frame: pd.DataFrame, label_column: str, text_colu
             raise InfluenceError("the split column marks no row as train")
     notes.append(f"text column{'s' if len(text_columns) > 1 else ''} {', '.join(map(repr, text_columns))}: "
                  "TF-IDF features" + (f", with {len(feature_columns)} other column(s)" if feature_columns else ""))
-    originals = {"label_column": label_column, "tables": {"train": table_spec("csv", path, len(frame))}}
+    originals = {"label_column": label_column,
+                 "tables": {"train": table_spec("parquet" if path.suffix.lower() == ".parquet" else "csv", path, len(frame))}}
     return text_dataset(frames["train"], frames["val"], frames["test"], text_columns=text_columns,
                         label_column=label_column, sensitive_column=sensitive_column, perturbed_column=perturbed_column,
                         feature_columns=feature_columns, name=path.stem,

@@ -270,3 +270,27 @@ def test_signed_in_users_see_only_their_own_storage_and_only_admins_free_space(w
     storage = next(e for e in at.expander if e.label == "Workspace storage")
     assert "mallorys" in storage.dataframe[0].value["project"].tolist()
     assert [b for b in storage.button if b.label == "Delete unused cache entries"]
+
+
+def test_a_text_csv_upload_chooses_its_text_and_other_columns(workspace):
+    """Issue 18: the recognised text column is preselected; leaving another column out or reading the file as a
+    table reloads the upload that way, and "Use this upload" keeps that choice."""
+    import numpy as np
+
+    from influence_core.data.text import generated_text_frame
+
+    frame = generated_text_frame(100, num_classes=2, seed=0).assign(stars=np.arange(100) % 5, city=["a", "b"] * 50)
+    at = _upload("reviews.csv", frame[["text", "stars", "city", "label"]].to_csv(index=False).encode())
+    text, kept = (next(m for m in at.multiselect if m.label.startswith(p)) for p in ("Text columns", "Other columns"))
+    assert text.value == ["text"] and kept.value == ["stars", "city"]
+    kept.set_value(["city"]).run()
+    no_errors(at)
+    next(b for b in at.button if b.label == "Use this upload").click().run()
+    no_errors(at)
+    proj = project_of(workspace)
+    assert proj.state().dataset_kwargs == {"text_columns": ["text"], "feature_columns": ["city"]}
+    ds = proj.dataset()
+    assert ds.kind == "text" and ds.meta["feature_columns"] == ["city"]
+    next(m for m in at.multiselect if m.label.startswith("Text columns")).set_value([]).run()
+    no_errors(at)
+    assert any("left out (not named as a text column)" in shown(i.value) for i in at.info)

@@ -153,3 +153,20 @@ def test_generated_topics_set_has_moved_labels():
     assert ds.kind == "text" and ds.num_classes == 4 and int(ds.noise_mask.sum()) == 20
     assert torch.equal(ds.noise_mask, ds.train.y != ds.clean_labels)
     assert len(ds.texts["train"]) == 200
+
+
+def test_a_parquet_table_with_a_text_column_loads_as_text_and_keeps_its_originals(frame, tmp_path):
+    from influence_core.data import load_dataset
+    from influence_core.data.originals import original_rows
+    from influence_core.data.uploads import check_upload_content
+
+    path = tmp_path / "reviews.parquet"
+    frame[["text", "group", "label"]].to_parquet(path, index=False)
+    check_upload_content(path.read_bytes(), path.name, "data")
+    ds = load_dataset(str(path), feature_columns=[])
+    as_csv = text_dataset(frame, text_columns=["text"], label_column="label")
+    assert ds.kind == "text" and ds.texts == as_csv.texts
+    np.testing.assert_array_equal(ds.train.x.numpy(), as_csv.train.x.numpy())
+    assert original_rows(ds, [0])["text"].iloc[0] == ds.texts["train"][0]
+    with pytest.raises(InfluenceError, match="cannot read 'bad.parquet' as Parquet"):
+        check_upload_content(b"PAR1 not really", "bad.parquet", "data")
