@@ -24,7 +24,8 @@ def _show_current(proj: Project, ds, training: bool) -> None:
         st.error(f"The current model could not be loaded: {plain(err)}. Train or upload another below.")
         return
     source = "uploaded weights" if state.weights else "trained here"
-    st.subheader(f"Current model: {state.arch} ({source})")
+    named = {arch: name for name, arch in proj.hf_models().items()}  # a Hugging Face model by its configured name
+    st.subheader(f"Current model: {named.get(str(state.arch).partition('?')[0], state.arch)} ({source})")
     st.caption(f"Model hash {state.model_hash or fitted.fingerprint()} · data set {plain(ds.name)}")
     c = st.columns(3)
     c[0].metric("Validation accuracy", f"{fitted.metrics.get('val_accuracy', float('nan')):.1%}")
@@ -70,14 +71,17 @@ def _train_form(proj: Project, ds, training: bool) -> None:
     if training:  # one run at a time; the form comes back with the settings of the model it trained
         st.caption("Training is running (above): stop it or wait for it to finish to train again.")
         return
-    archs = _archs(ds)
+    # Text: also the Hugging Face models the administrator configured, offered by name (never a folder or hub id).
+    hf = {arch: name for name, arch in proj.hf_models().items()} if ds.kind == "text" else {}
+    archs = _archs(ds) + list(hf)
     if not archs:
         st.warning(f"No architecture takes {ds.kind} data.")
         return
     state = proj.state()
     default_arch = state.arch if state.arch in archs else _default_arch(ds, archs)
     arch = st.selectbox("Architecture", archs, index=archs.index(default_arch),
-                        format_func=lambda n: f"{n} — {MODELS[n].description}")
+                        format_func=lambda n: f"{hf[n]} — Hugging Face model, fine-tuned" if n in hf
+                        else f"{n} — {MODELS[n].description}")
     base = TrainConfig().resolved(arch)
     previous = state.train if state.arch == arch and state.train else {}
     lbfgs = base.optimizer == "lbfgs"
@@ -111,14 +115,28 @@ def _train_form(proj: Project, ds, training: bool) -> None:
             "Augment images", value=bool(start("augment", base.augment)), disabled=lbfgs,
             help="Random 32×32 crop of the 4-pixel-padded image and a horizontal flip, per batch; "
                  f"{arch}'s default: {'on' if base.augment else 'off'}"))
+    if arch in hf:
+        max_tokens = c[1].number_input("Max tokens", 8, 512, 128, help="each text is cut or padded to this many tokens")
+        lora = c[2].number_input("LoRA rank", 0, 64, 0, help="0 = fine-tune every parameter; r > 0 = LoRA adapters of "
+                                                              "rank r (and the classification head) only")
     clicked, right = form_buttons(form, "Train")
     try:
-        with right, st.spinner("Timing a few training steps…"):
-            estimate = proj.training_estimate(arch, config)
-        right.caption(f"Estimated training time: {estimate['text']} — {estimate['how']}.")
+        if arch in hf:
+            right.caption("No time estimate for a Hugging Face model: it depends on the model's size.")
+        else:
+            with right, st.spinner("Timing a few training steps…"):
+                estimate = proj.training_estimate(arch, config)
+            right.caption(f"Estimated training time: {estimate['text']} — {estimate['how']}.")
     except InfluenceError as err:
         right.warning(plain(err))
     if clicked:
+        if arch in hf:  # the text is read again as this model's token ids
+            try:
+                with st.spinner("Tokenizing the text…"):
+                    arch = proj.use_hf_model(hf[arch], int(max_tokens), lora_rank=int(lora), from_browser=True)
+            except InfluenceError as err:
+                st.error(plain(err))
+                return
         proj.train_in_background(arch, config)
         st.rerun()
 

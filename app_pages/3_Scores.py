@@ -124,6 +124,7 @@ def _method_picker(costs: dict[str, float], n_train: int, checkpoints: bool) -> 
 def _param_groups(fitted) -> list[str]:
     groups = ["all"] + (["head"] if fitted.head_prefix else [])
     groups += [name for name, _ in fitted.module.named_children() if name != fitted.head_prefix]
+    groups += [g for g in getattr(fitted.module, "parameter_groups", ()) if g not in groups]  # hf: lora, last:k
     return groups
 
 

@@ -1063,32 +1063,6 @@ class Project:
 
         return table_bytes(frame, fmt)
 
-    # --- Hugging Face models (issue 18)
-    def hf_models(self) -> dict[str, str]:
-        """The Hugging Face models a browser may choose: the administrator's names (``[server.hf_models]``) → their
-        ``hf:`` architecture names."""
-        return {name: f"hf:{source}" for name, source in self.server_config().hf_models.items()}
-
-    def use_hf_model(self, model: str, max_tokens: int = 128, *, from_browser: bool = False) -> str:
-        """Load the current text upload again as token ids of ``model``'s tokenizer (what ``hf:`` models read; the
-        other columns are left out) and return the architecture to train. ``model``: any ``hf:`` name (library, CLI), or from a browser only a name
-        of `hf_models` — never a folder or a hub id."""
-        from .models.hf import TokenSettings, parse_arch
-
-        offered = self.hf_models()
-        if from_browser and model not in offered:
-            raise InfluenceError(f"'{str(model)[:40]}' is not a model offered here; choose one of: {', '.join(offered) or 'none configured'}")
-        arch = offered[model] if from_browser else model if str(model).startswith("hf:") else f"hf:{model}"
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-            raise InfluenceError(f"max_tokens must be a whole number, not {str(max_tokens)[:20]!r}")
-        settings = TokenSettings(parse_arch(arch)[0], max_tokens)
-        state = self.state()
-        if self.dataset().kind != "text" or str(state.dataset) in DATASETS:
-            raise InfluenceError("Hugging Face models read text: upload a CSV with a text column first")
-        self.use_dataset(state.dataset, **{**state.dataset_kwargs, "tokenizer_folder": settings.model,  # text only
-                                           "max_tokens": settings.max_tokens, "feature_columns": []})
-        return arch
-
     # --- front end (issue 19): what the Review page asks of the decision log, without reaching into it
     def can_undo(self, session: str) -> bool:
         """Whether reviewer ``session`` has a decision left to take back on the current data set."""
@@ -1097,6 +1071,36 @@ class Project:
     def decision_counts(self) -> dict[str, int]:
         """How many samples of the current data set are kept, removed and relabelled now."""
         return self.decisions.counts(self.decision_scope())
+
+    # --- Hugging Face models (issue 18)
+    def hf_models(self) -> dict[str, str]:
+        """The Hugging Face models a browser may choose: the administrator's names (``[server.hf_models]``) → their
+        ``hf:`` architecture names."""
+        return {name: f"hf:{source}" for name, source in self.server_config().hf_models.items()}
+
+    def use_hf_model(self, model: str, max_tokens: int = 128, *, lora_rank: int = 0, from_browser: bool = False) -> str:
+        """Load the current text upload again as token ids of ``model``'s tokenizer (what ``hf:`` models read; the
+        other columns are left out) and return the architecture to train. ``model``: any ``hf:`` name (library,
+        CLI), or from a browser only a name of `hf_models` — never a folder or a hub id. ``lora_rank`` > 0: the
+        architecture fine-tunes LoRA adapters of that rank (alpha = 2·rank) instead of every parameter."""
+        from .models.hf import HFSettings, TokenSettings, arch_name, parse_arch
+
+        offered = self.hf_models()
+        if from_browser and model not in offered:
+            raise InfluenceError(f"'{str(model)[:40]}' is not a model offered here; choose one of: {', '.join(offered) or 'none configured'}")
+        arch = offered[model] if from_browser else model if str(model).startswith("hf:") else f"hf:{model}"
+        for key, value in (("max_tokens", max_tokens), ("lora_rank", lora_rank)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InfluenceError(f"{key} must be a whole number, not {str(value)[:20]!r}")
+        settings = TokenSettings(parse_arch(arch)[0], max_tokens)
+        if lora_rank:
+            arch = arch_name(settings.model, HFSettings(lora_rank=lora_rank, lora_alpha=2.0 * lora_rank))
+        state = self.state()
+        if self.dataset().kind != "text" or str(state.dataset) in DATASETS:
+            raise InfluenceError("Hugging Face models read text: upload a CSV with a text column first")
+        self.use_dataset(state.dataset, **{**state.dataset_kwargs, "tokenizer_folder": settings.model,  # text only
+                                           "max_tokens": settings.max_tokens, "feature_columns": []})
+        return arch
 
 
 _STATE_LOCK = threading.RLock()

@@ -244,6 +244,8 @@ class Workspace:
                            for c in meta["checkpoints"]]
             return FittedModel(module.eval(), meta["arch"], TrainConfig(**meta["config"]), meta["history"],
                                checkpoints, meta["metrics"], meta["dataset_fingerprint"])
+        except InfluenceError:  # the architecture cannot be built here now (an hf: base model out of reach): keep it
+            raise
         except Exception as err:  # whatever a damaged entry raises: drop it, train again
             self._drop("models", folder, None, f"{type(err).__name__}: {' '.join(str(err).split())[:120]}")
             return None

@@ -197,6 +197,11 @@ class HFSequenceClassifier(nn.Module):
             base = getattr(self.model.get_base_model(), "base_model_prefix", "") or ""
         return base + "."
 
+    @property
+    def parameter_groups(self) -> tuple[str, ...]:
+        """The groups a page offers for this model (besides "all")."""
+        return ("head", "lora", "last:1", "last:2") if self._is_peft() else ("head", "last:1", "last:2")
+
     def parameter_group(self, selection: str) -> list[str] | None:
         """Names of the parameters in group ``selection`` ("all", "head", "lora", "last:k"), or None when
         ``selection`` is not a group (then it is read as a name prefix). A frozen copy of the head peft keeps

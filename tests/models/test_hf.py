@@ -272,6 +272,27 @@ def test_the_store_saves_and_reopens_the_fitted_model(tmp_path, fitted, lora_fit
         assert len(reopened.checkpoints) == len(model.checkpoints)
 
 
+def test_a_stored_model_whose_base_is_out_of_reach_is_kept(tmp_path, tiny_bert, reviews, fitted):
+    """The store does not drop a fine-tuned model because its base model cannot be read right now."""
+    import shutil
+
+    from influence_core.models import registry
+
+    moved = tmp_path / "bert"
+    shutil.copytree(tiny_bert, moved)
+    model = copy.copy(fitted)
+    model.arch = f"hf:{moved}"
+    store = Workspace(tmp_path / "ws")
+    key = store.model_key(reviews, model.arch, model.config)
+    store.save_model(key, model)
+    shutil.move(moved, tmp_path / "elsewhere")
+    registry._RESOLVED.clear()
+    with pytest.raises(InfluenceError, match="no model folder|cannot load"):
+        store.load_model(key, reviews)
+    shutil.move(tmp_path / "elsewhere", moved)
+    assert store.load_model(key, reviews).fingerprint() == model.fingerprint()
+
+
 def test_an_uncached_hub_id_offline_is_one_line():
     with pytest.raises(InfluenceError, match="not in the local Hugging Face cache and this machine is offline") as err:
         get_model_spec("hf:someone/not-downloaded").builder((MAX_TOKENS,), 2)
