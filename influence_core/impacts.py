@@ -274,7 +274,7 @@ class CounterfactualImpact(Impact):
     """Mean total-variation distance between the predictions on each validation text and its demographic twin."""
 
     name: ClassVar[str] = "counterfactual"
-    description: ClassVar[str] = "prediction change under demographic word swaps (counterfactual fairness)"
+    description: ClassVar[str] = "prediction change when demographic words swap"
 
     def check(self, dataset: Dataset) -> None:
         super().check(dataset)

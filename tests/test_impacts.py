@@ -248,6 +248,10 @@ def test_joint_names_settings_and_errors():
     assert describe_impact("utility+fairness") == "joint ranking: rank average of utility and fairness"
     assert describe_impact("counterfactual") == ic.IMPACTS["counterfactual"].description
     assert all(ic.make_impact(name).name == name for name in JOINT_RANKINGS)
+    # A caller needing one target direction (sharded scoring) is told, in one line, that a rank average has none.
+    with pytest.raises(ic.InfluenceError, match="averages ranks") as info:
+        joint.target_gradient(None, {}, None)
+    assert "\n" not in str(info.value)
 
 
 def test_trimming_by_counterfactual_lowers_the_test_fair_score_more_than_random():
