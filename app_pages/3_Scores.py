@@ -13,7 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from influence_core.figures import detection_report, format_duration
-from influence_core.project import IMPACTS, METHODS, InfluenceError, Project, ScoreRun, resolve_val_trim
+from influence_core.project import (IMPACTS, JOINT_RANKINGS, METHODS, InfluenceError, Project, ScoreRun, describe_impact,
+                                    resolve_val_trim)
 from app_pages._common import guarded, job_section, kind_of, link, plain, run_title, setting_input, start_page
 
 # Friendlier names for the settings users touch most.
@@ -228,8 +229,11 @@ def _form(proj: Project, ds, fitted, running: bool) -> None:
     folds_now = int(st.session_state.get("folds", 0) or 0)
     chosen = _method_picker(_costs(proj, params_now, folds_now), len(ds.train), bool(fitted.checkpoints))
     c1, c2, c3 = st.columns(3)
-    impact = c1.selectbox("Impact (what the score measures)", list(IMPACTS), key="impact",
-                          format_func=lambda n: f"{n} — {IMPACTS[n].description}")
+    # Counterfactual impacts (issue 18) only where the data has twins (text); a+b = a joint ranking (rank average).
+    choices = [n for n in [*IMPACTS, *JOINT_RANKINGS] if "counterfactual" not in n or ds.val.twin is not None]
+    impact = c1.selectbox("Impact (what the score measures)", choices, key="impact",
+                          format_func=lambda n: f"{n} — {describe_impact(n)}")
+    first = impact.split("+")[0]  # a joint ranking's settings inputs are its first impact's (utility: the target)
     params = c2.selectbox("Parameter group", _param_groups(fitted), key="params",
                           help="'head' = the last layer only: faster, and required for the exact Hessian on larger models")
     refittable = bool(fitted.history)
@@ -247,11 +251,11 @@ def _form(proj: Project, ds, fitted, running: bool) -> None:
         st.caption(f"Out of fold: training the {folds} fold models takes {format_duration((folds - 1) * fitted.metrics['train_seconds'])}"
                    " once (each about as long as this model's training), shared by every method; the times above "
                    "are for the scoring.")
-    settings = _impact_inputs(impact, ds)
-    settings.update(_target_controls(proj, ds, impact, folds, _cache_key(proj, ds, fitted)))
+    settings = _impact_inputs(first, ds)
+    settings.update(_target_controls(proj, ds, first, folds, _cache_key(proj, ds, fitted)))
     valid = True
     try:
-        IMPACTS[impact](**settings)
+        IMPACTS[first](**settings)
     except InfluenceError as err:
         st.error(plain(err))
         valid = False

@@ -19,8 +19,8 @@ import streamlit as st
 
 from influence_core.figures import (accuracy_figure, as_text, attack_boxplot, attacks_without_effect, format_duration,
                                     pareto_figure, spread_note)
-from influence_core.project import (CLEANING_ACTIONS, IMPACTS, METHODS, AttackSettings, ExperimentResult,
-                                    ExperimentSettings, InfluenceError, format_table)
+from influence_core.project import (CLEANING_ACTIONS, IMPACTS, JOINT_RANKINGS, METHODS, AttackSettings, ExperimentResult,
+                                    ExperimentSettings, InfluenceError, describe_impact, format_table)
 from app_pages._common import display_name, form_buttons, guarded, job_outcome, job_section, plain, start_page
 
 KIND = "experiment"
@@ -82,8 +82,9 @@ def _form(proj, ds, fitted) -> None:
     seeds = int(c2.number_input("Retraining seeds", 1, 10, key="ev-seeds"))
     attacks = int(c3.number_input("Random attacks (5–25% of test)", 0, 20, key="ev-attacks"))
     c1, c2, c3 = form.columns(3)
-    impact = c1.selectbox("Impact the methods score against", list(IMPACTS), key="ev-impact",
-                          format_func=lambda n: f"{n} — {IMPACTS[n].description}")
+    choices = [n for n in [*IMPACTS, *JOINT_RANKINGS] if "counterfactual" not in n or ds.val.twin is not None]
+    impact = c1.selectbox("Impact the methods score against", choices, key="ev-impact",
+                          format_func=lambda n: f"{n} — {describe_impact(n)}")
     temperature, relabel_class = 1.0, None
     if action == "reweight":
         temperature = float(c2.number_input("Temperature T (large = uniform)", 0.05, 100.0, format="%g",
@@ -163,6 +164,9 @@ def _show(proj, result: ExperimentResult) -> None:
     if note:
         st.warning(note, icon=":material/casino:")
     has_gap = bool((result.rows.get("full") or {}).get("fairness_gap"))
+    # Text with twins (issue 18): the Pareto chart is accuracy against the counterfactual fair score (paper Sec. 6).
+    fair_metric = "fair_score" if (result.rows.get("full") or {}).get("fair_score") else "fairness_gap"
+    has_gap = has_gap or fair_metric == "fair_score"
     c1, c2 = st.columns(2)
     with c1:
         try:
@@ -172,8 +176,8 @@ def _show(proj, result: ExperimentResult) -> None:
             st.info(plain(err))
     with c2:
         if has_gap:
-            st.plotly_chart(pareto_figure(result, title=f"Utility vs fairness after cleaning<br><sup>{as_text(summary)}</sup>"),
-                            width="stretch")
+            st.plotly_chart(pareto_figure(result, title=f"Utility vs fairness after cleaning<br><sup>{as_text(summary)}</sup>",
+                                          metric=fair_metric), width="stretch")
         else:
             st.info("No sensitive attribute in this data set: no fairness gap to chart.")
     if s.attacks.n_attacks > 0:

@@ -38,7 +38,7 @@ from .data.registry import DATASETS, PATH_LOADERS, is_size, load_dataset
 from .engine import Engine
 from .errors import InfluenceError, writing
 from .grads import Progress
-from .impacts import IMPACTS, resolve_val_trim
+from .impacts import IMPACTS, JOINT_RANKINGS, describe_impact, resolve_val_trim
 from .keys import model_key, score_key, view_key
 from .memo import MEMORY
 from .jobs import MOVED_FILE, Job, JobHandle, forget_job, get_job, moved_folder, start_job
@@ -60,7 +60,7 @@ __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSetting
            "JobHandle", "InfluenceError", "memorisation_warning", "resolve_val_trim", "workspace_root", "project_names",
            "DEFAULT_PROJECT", "valid_project_name", "format_table", "cleaned_split_table", "format_bytes", "is_size",
            "Access", "ROLES", "Members",
-           "default_architecture"]
+           "default_architecture", "JOINT_RANKINGS", "describe_impact"]
 
 DEFAULT_PROJECT = "default"
 STATE_FILE = "state.json"

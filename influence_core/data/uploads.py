@@ -45,6 +45,7 @@ from .prepare import carve_indices, normalise_images
 from .registry import register_path_loader
 from .storage import IMAGES_ON_DISK_FROM, stored_image_splits
 from .tabular import encode_tabular, shown_rows
+from .perturb import perturber_for
 from .text import detect_text_columns, text_dataset
 
 MAX_UPLOAD_BYTES = 200 * 2**20
@@ -387,7 +388,7 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
              sensitive_threshold: float | None = None, drop_sensitive: bool = False,
              on_disk: bool | None = None, text_columns: list[str] | None = None,
              feature_columns: list[str] | None = None, perturbed_column: str | None = None,
-             tokenizer_folder: str | None = None, max_tokens: int = 128) -> Dataset:
+             tokenizer_folder: str | None = None, max_tokens: int = 128, twin_terms: str | None = "builtin") -> Dataset:
     """A CSV table: ``label_column`` is the class (default: the one column named label, y, target or class, else
     the last column; see `default_label_column`).
 
@@ -404,7 +405,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     them. The other columns stay features (``feature_columns`` chooses which; ``[]`` = text only);
     ``perturbed_column`` holds each row's counterfactual text (kept out of the features). ``tokenizer_folder`` (a
     Hugging Face model's folder or hub id; server-side): the text becomes that tokenizer's ids, ``max_tokens`` long
-    (the "hf" featurizer, for ``hf:`` models).
+    (the "hf" featurizer, for ``hf:`` models). Without a ``perturbed_column``, ``twin_terms`` makes the twins by
+    word swaps (`perturb.perturber_for`: "builtin", None = no twins, or the contents of a term list).
     """
     path = Path(path)
     check_upload_size(path)
@@ -432,6 +434,7 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
         return _load_text_csv(path, frame, label_column, list(text_columns), drop, feature_columns, sensitive_column,
                               perturbed_column, assigned, notes, seed=seed, val_fraction=val_fraction,
                               test_fraction=test_fraction, on_disk=on_disk,
+                              perturber=None if perturbed_column else perturber_for(twin_terms),
                               **({"features": "hf", "featurizer_settings": {"model": tokenizer_folder, "max_tokens": max_tokens}}
                                  if tokenizer_folder else {}))
     features, text_columns = readable_features(frame.drop(columns=drop), notes)

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--action", default="trim", choices=CLEANING_ACTIONS, help="what to do with the flagged samples")
     p.add_argument("--fraction", type=float, default=0.05, help="share of the training set flagged (lowest scores)")
     p.add_argument("--seeds", type=int, default=3, help="retrainings per method (training seeds 0..R-1)")
-    p.add_argument("--impact", default="utility", help="impact the methods score against: utility, fairness, robustness")
+    p.add_argument("--impact", default="utility", help="impact the methods score against: utility, fairness, robustness, "
+                   "counterfactual, or a joint ranking a+b (e.g. utility+counterfactual)")
     p.add_argument("--temperature", type=float, default=1.0, help="reweight: softmax temperature on standardised scores")
     p.add_argument("--raw-scores", action="store_true", help="reweight: softmax over raw scores (no standardising)")
     p.add_argument("--downweight-only", action="store_true", help="reweight: never weight a sample above 1·(mean score)")

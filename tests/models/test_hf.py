@@ -45,23 +45,24 @@ def _sentences(n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     return texts, np.where(flipped, 1 - y, y), sensitive
 
 
-def _write_tiny_bert(folder, config=None) -> None:
-    """A word-level tokenizer trained on this file's sentences and a BERT (``config``'s sizes, else tiny) with random
-    weights, saved to ``folder`` as a user's model would be."""
+def _write_tiny_bert(folder, config=None, texts: list[str] | None = None, hidden_size: int = 16) -> None:
+    """A word-level tokenizer trained on ``texts`` (default: this file's sentences) and a BERT (``config``'s sizes,
+    else tiny with ``hidden_size``) with random weights, saved to ``folder`` as a user's model would be (also
+    bench/reproduce.py's transformer for the Section 6 experiment and bench/hf_text.py's)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(_sentences(200, 99)[0], trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"]))
+    tok.train_from_iterator(texts or _sentences(200, 99)[0], trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"]))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
                                                        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
                                    sep_token="[SEP]")
     torch.manual_seed(0)
-    config = config or BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                                  max_position_embeddings=32, hidden_dropout_prob=0.1)
+    config = config or BertConfig(hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=2 * hidden_size, max_position_embeddings=32, hidden_dropout_prob=0.1)
     config.vocab_size = len(fast)
     BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
     fast.save_pretrained(folder)
