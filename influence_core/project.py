@@ -437,7 +437,8 @@ class Project:
         prints = {dataset.fingerprint()}
         for folds in sorted({run.folds for run in self.state().runs if run.folds}):
             prints |= {part.fingerprint() for part in fold_training_parts(dataset, FoldSettings(folds))}
-        arrays = {s.store.array.path for s in (dataset.train, dataset.val, dataset.test) if s.on_disk}
+        splits = [(s, getattr(s, "pixels", None)) for s in (dataset.train, dataset.val, dataset.test)]
+        arrays = {s.store.array.path for pair in splits for s in pair if s is not None and s.on_disk}  # images kept by embeddings
         return prints, arrays
 
     @staticmethod
