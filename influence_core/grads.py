@@ -51,10 +51,13 @@ def predict_labels(logits: torch.Tensor) -> torch.Tensor:
 def select_params(module: nn.Module, selection: str = "all", head_prefix: str = "") -> Params:
     """Detached copies of the parameters influence is computed over.
 
-    ``selection``: ``"all"``; ``"head"`` (the architecture's classifier head, ``head_prefix``); or a name
+    ``selection``: ``"all"``; ``"head"`` (the architecture's classifier head, ``head_prefix``); ``"last_block"``
+    (a fine-tuned backbone's last block and head, else the head); or a name
     prefix such as ``"layer4"`` (several prefixes separated by commas).
     """
     named = {n: p.detach() for n, p in module.named_parameters()}
+    if selection == "last_block":  # a fine-tuned backbone's last block and head (models.backbones.LastBlockNetwork)
+        selection = getattr(module, "last_block_params", None) or "head"
     if selection in ("all", "", None):
         return named
     prefixes = [head_prefix] if selection == "head" else [s.strip() for s in selection.split(",") if s.strip()]

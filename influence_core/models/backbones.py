@@ -344,3 +344,74 @@ def _embedding_dim(module: nn.Module, dataset: Dataset, mean, std, size: int | N
     """The embedding width, from one image (the network decides it, e.g. 512 for resnet18)."""
     pixels = next(_pixel_batches(dataset.train, dataset.meta, 1))
     return int(module(network_inputs(pixels, mean, std, size).to(dev)).reshape(1, -1).shape[1])
+
+
+# ------------------------------------------------------------------------------------ last-block fine-tuning
+class LastBlockNetwork(nn.Module):
+    """A torchvision network that takes the data set's standardised images, with everything but its last block and
+    its new head frozen. The inputs are mapped back to [0, 1] with the data set's per-channel statistics and
+    standardised as the weights expect (``input_mean`` / ``input_std`` and ``mean`` / ``std``: buffers, so they are
+    saved with the weights); resized where the network needs a fixed size."""
+
+    def __init__(self, arch: str, num_outputs: int) -> None:
+        super().__init__()
+        entry = backbone_entry(arch)
+        self.net = build_network(entry.name, num_outputs)
+        self.size = entry.fixed_size
+        self.last_block_params = ",".join(f"net.{p}" for p in entry.last_block.split(",") + [entry.head])
+        for name in ("input_mean", "input_std", "mean", "std"):
+            default = IMAGENET_STD if name.endswith("std") else IMAGENET_MEAN
+            self.register_buffer(name, torch.tensor(default if not name.startswith("input") else
+                                                    (0.0, 0.0, 0.0) if name == "input_mean" else (1.0, 1.0, 1.0)).view(1, 3, 1, 1))
+        trainable = tuple(p.strip() for p in self.last_block_params.split(","))
+        for name, p in self.named_parameters():
+            p.requires_grad_(any(name == t or name.startswith(t + ".") for t in trainable))
+
+    def train(self, mode: bool = True) -> "LastBlockNetwork":
+        """Only the trained block and the head switch to training mode: the frozen layers' batch-norm statistics
+        stay as the weights have them."""
+        super().train(mode)
+        if mode:
+            self.net.eval()
+            for prefix in self.last_block_params.split(","):
+                self.get_submodule(prefix).train()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * self.input_std + self.input_mean  # back to [0, 1]
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True,
+                                                align_corners=False)
+        return self.net((x - self.mean) / self.std)
+
+
+def last_block_state(dataset: Dataset, spec: BackboneSpec) -> dict[str, torch.Tensor]:
+    """Initial weights of `LastBlockNetwork` for ``dataset``: the backbone's weights (a fresh head) and the
+    normalisations (the data set's statistics in, the weights' out)."""
+    entry = backbone_entry(spec.arch)
+    module = LastBlockNetwork(entry.name, output_dim(dataset.num_classes))
+    backbone = load_backbone(spec)
+    for name, value in backbone.state_dict().items():
+        module.net.state_dict()[name].copy_(value)
+    mean, std = _normalisation(entry, spec.weights)
+    module.input_mean.copy_(torch.tensor(dataset.meta["pixel_mean"]).view(1, -1, 1, 1))
+    module.input_std.copy_(torch.tensor(dataset.meta["pixel_std"]).view(1, -1, 1, 1))
+    module.mean.copy_(torch.tensor(mean).view(1, -1, 1, 1))
+    module.std.copy_(torch.tensor(std).view(1, -1, 1, 1))
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def finetune_last_block(dataset: Dataset, spec: BackboneSpec, config=None, *, progress=None, device=None,
+                        should_stop=None):
+    """Train the last block and a new head of ``spec``'s network on the images of ``dataset`` (the rest frozen):
+    a `FittedModel` of architecture ``tv:<arch>``; score it with ``params="last_block"`` (that block and the head)
+    or ``"head"``."""
+    from .train import train_model
+
+    if dataset.kind != "image" or "pixel_mean" not in dataset.meta:
+        raise InfluenceError(f"fine-tuning a backbone needs images; '{dataset.name}' is {dataset.kind} data")
+    if getattr(dataset.train, "pixels", None) is not None:
+        raise InfluenceError("this data set holds a backbone's embeddings; load the images without a backbone to fine-tune")
+    entry = backbone_entry(spec.arch)
+    return train_model(dataset, PREFIX + entry.name, config, init_state=last_block_state(dataset, spec),
+                       progress=progress, device=device, should_stop=should_stop)

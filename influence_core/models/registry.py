@@ -8,7 +8,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import InfluenceError
-from .architectures import MLP, LogisticRegression, SmallCNN
+from .architectures import MLP, LogisticRegression, SmallCNN, output_dim
 from .resnet import resnet18_cifar, resnet34_cifar
 
 
@@ -68,3 +68,20 @@ register_model(ModelSpec("resnet18", "ResNet-18 for 32x32 images (3x3 stem, no m
                          resnet18_cifar, input_kinds=("image",), head_prefix="fc", train_defaults=_RESNET_DEFAULTS))
 register_model(ModelSpec("resnet34", "ResNet-34 for 32x32 images (3x3 stem, no max-pool; random init or your weights)",
                          resnet34_cifar, input_kinds=("image",), head_prefix="fc", train_defaults=_RESNET_DEFAULTS))
+
+
+def _register_backbones() -> None:
+    """torchvision networks with their last block fine-tuned (``tv:resnet18``...; `models.backbones`): random
+    weights when built here, pretrained ones through `backbones.finetune_last_block`."""
+    from .backbones import BACKBONES, PREFIX, LastBlockNetwork
+
+    for name, entry in BACKBONES.items():
+        register_model(ModelSpec(
+            PREFIX + name, f"torchvision {name}, last block + head trained, the rest frozen",
+            lambda shape, k, name=name: LastBlockNetwork(name, output_dim(k)), input_kinds=("image",),
+            head_prefix=f"net.{entry.head}",
+            train_defaults={"optimizer": "adam", "lr": 1e-3, "epochs": 10, "batch_size": 64, "l2": 1e-4, "patience": 2,
+                            "augment": False}))
+
+
+_register_backbones()
