@@ -1064,6 +1064,22 @@ class Project:
 
         return table_bytes(frame, fmt)
 
+    # --- images through pretrained backbones (issue 18 §3)
+    def backbone_choices(self) -> dict[str, list[str]]:
+        """Each backbone with the weights names a browser may choose for it (random, torchvision's, the server's)."""
+        from .models.backbones import BACKBONES, weights_names
+
+        return {name: weights_names(name) for name in BACKBONES}
+
+    def use_backbone(self, backbone: str | None, weights: str = "random", *, from_browser: bool = False) -> Dataset:
+        """Frozen backbone + head: the current image zip, its features now ``backbone``'s embeddings with ``weights``
+        (computed once and stored; `models.backbones.embed_dataset`); None = the images again. Clears the model."""
+        state = self.state()
+        kwargs = {k: v for k, v in state.dataset_kwargs.items() if not k.startswith("backbone")}
+        if backbone:
+            kwargs.update(backbone=backbone, backbone_weights=weights)
+        return self.use_dataset(state.dataset, from_browser=from_browser, **kwargs)
+
 
 _STATE_LOCK = threading.RLock()
 

@@ -230,3 +230,25 @@ def test_zip_with_a_backbone_loads_at_the_networks_size(tmp_path, weights_file, 
     torch.testing.assert_close(ds.test.x, expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(InfluenceError, match=r"^image size must be a whole number from 8 to 300 \(this server's cap\), not 400$"):
         load_image_zip(path, image_size=400)
+
+
+def test_project_switches_an_uploaded_zip_to_a_frozen_backbone(tmp_path, weights_file, monkeypatch):
+    from influence_core.project import Project
+
+    config = tmp_path / "server.toml"
+    config.write_text(f'[server.backbone_weights]\n"r18-local" = "{weights_file}"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    proj = Project("imgs", root=tmp_path / "ws")
+    data = open(_image_zip(tmp_path / "tints.zip", per_class=6), "rb").read()
+    images = proj.upload_dataset(data, "tints.zip", image_size=SIZE)
+    assert "r18-local" in proj.backbone_choices()["resnet18"]
+    with pytest.raises(InfluenceError, match=r"^unknown weights '/etc/passwd' for resnet18"):
+        proj.use_backbone("resnet18", "/etc/passwd", from_browser=True)
+    embedded = proj.use_backbone("resnet18", "r18-local", from_browser=True)
+    assert proj.dataset().input_shape == (512,) and proj.state().dataset_kwargs["backbone"] == "resnet18"
+    proj.train("logreg")
+    rows = [0, 5]
+    assert np.array_equal(proj.images(rows), images_uint8(images, rows))
+    assert list((proj.folder / "arrays" / "embeddings").glob("resnet18-*-train.npy"))  # stored in the project
+    assert proj.use_backbone(None).input_shape == (3, SIZE, SIZE)
+    assert embedded.num_classes == 3
