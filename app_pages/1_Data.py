@@ -10,7 +10,7 @@ import streamlit as st
 
 from influence_core.figures import class_balance
 from influence_core.project import DATASETS, PATH_LOADERS, InfluenceError, Project, format_bytes, is_size
-from app_pages._common import display_name, guarded, link, plain, project
+from app_pages._common import display_name, guarded, link, plain, start_page
 
 UPLOAD = "Upload a file…"
 # Loader arguments with a fixed set of values get a select box instead of a text field.
@@ -189,10 +189,8 @@ def _storage(proj: Project) -> None:
 
 
 def page() -> None:
-    st.title("Data")
-    st.write("Pick the training data to debug. The built-in **moons** set has 20 labels flipped on purpose, so you "
-             "can see the whole flow without uploading anything.")
-    proj = project()
+    proj = start_page("Data", intro="Pick the training data to debug. The built-in **moons** set has 20 labels "
+                                    "flipped on purpose, so you can see the whole flow without uploading anything.").proj
     _choose(proj)
     st.divider()
     ds = proj.dataset()  # a data set that no longer loads: its one-line reason, the chooser above still works

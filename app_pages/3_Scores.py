@@ -14,8 +14,7 @@ import streamlit as st
 
 from influence_core.figures import detection_report, format_duration
 from influence_core.project import IMPACTS, METHODS, InfluenceError, Project, ScoreRun, resolve_val_trim
-from app_pages._common import (guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model,
-                           run_title)
+from app_pages._common import guarded, job_section, link, plain, run_title, start_page
 
 # Friendlier names for the settings users touch most.
 SETTING_LABELS = {"ensemble_size": "K (models in the ensemble)", "dropout": "p (dropout rate)", "damping": "damping λ"}
@@ -402,18 +401,12 @@ def _column_titles(runs: list[ScoreRun], scores: dict) -> dict[str, str]:
 
 
 def page() -> None:
-    st.title("Scores")
-    proj = project()
-    ds = require_dataset(proj)
-    fitted = require_model(proj, ds)
+    ctx = start_page("Scores", needs="model")
+    proj, ds, fitted = ctx.proj, ctx.ds, ctx.fitted
     state = proj.state()
     st.caption(f"Data set: {plain(ds.name)} · model: {state.arch} {state.model_hash or ''}")
-    finished = job_panel(proj, "score")
-    if finished is not None:
-        job_outcome(proj, "score", finished, "Scoring")
-        proj.forget_job("score")
-    live = proj.job("score")
-    _form(proj, ds, fitted, running=live is not None and live.running)
+    running = job_section(proj, "score", "Scoring") is not None
+    _form(proj, ds, fitted, running=running)
     st.divider()
     _table(proj, ds, fitted)
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 import traceback
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
@@ -183,6 +184,36 @@ def run_title(run: ScoreRun) -> str:
 
 
 # ------------------------------------------------------------------------------------- prerequisites
+# What a page may need, each step needing the ones before it: the page scaffold checks them in this order.
+NEEDS = ("project", "dataset", "model", "scores")
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """What the page scaffold found: the project and, as far as the page needs them, the loaded data set, the model
+    and the score runs' scores (None where the page does not need them)."""
+
+    proj: Project
+    ds: Any = None
+    fitted: Any = None
+    scores: dict[str, np.ndarray] | None = None
+
+
+def start_page(title: str, needs: str = "project", intro: str | None = None) -> PageContext:
+    """Every page's start: its title (and ``intro`` line), this session's project and what the page needs (one of
+    `NEEDS`; each missing prerequisite is said in one line with a link to the page that makes it, and the page stops
+    there)."""
+    st.title(title)
+    if intro:
+        st.caption(intro)
+    proj = project()
+    level = NEEDS.index(needs)
+    ds = require_dataset(proj) if level >= 1 else None
+    fitted = require_model(proj, ds) if level >= 2 else None
+    scores = require_scores(proj) if level >= 3 else None
+    return PageContext(proj, ds, fitted, scores)
+
+
 def missing(message: str, page: str, label: str) -> None:
     """Say plainly what is missing, link to where to fix it, and stop the page."""
     st.info(message)
@@ -285,3 +316,20 @@ def job_outcome(proj: Project, kind: str, job: Job, what: str) -> None:
     elif job.state == "interrupted":
         st.warning(f"{what} was interrupted (the server restarted); what had finished is kept — start it again to "
                    "resume.")
+
+
+def job_section(proj: Project, kind: str, what: str, *, on_end: Callable[[Job], None] | None = None,
+                render_running: Callable[[dict], None] | None = None, forget: bool = True) -> Job | None:
+    """A page's one job section: the project's running ``kind`` job as its panel (`job_panel`: progress, Stop); once
+    it has ended, ``on_end(job)`` (default: `job_outcome`'s one line on a failure, stop or interruption) and, with
+    ``forget``, the job is forgotten, so its outcome is said once. Returns the job while it runs, else None."""
+    ended = job_panel(proj, kind, render_running)
+    if ended is not None:
+        if on_end is None:
+            job_outcome(proj, kind, ended, what)
+        else:
+            on_end(ended)
+        if forget:
+            proj.forget_job(kind)
+    live = proj.job(kind)
+    return live if live is not None and live.running else None
