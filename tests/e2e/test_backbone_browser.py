@@ -67,10 +67,11 @@ def test_image_zip_at_224_through_a_frozen_backbone(tmp_path):
         page.get_by_text("the embeddings of a frozen resnet18").wait_for(timeout=300_000)
         _shot(page, "backbone-2-embedded")
         page.get_by_role("tab", name="Train a model").click()
-        page.get_by_test_id("stMain").get_by_test_id("stSelectbox").filter(has_text="logreg").wait_for()
-        _step("train the head")
+        _idle(page)
+        _step("train the head")  # a head on vectors is offered first: logreg
         page.get_by_role("button", name="Train", exact=True).click()
         _until_finished(page, "Training finished.")
+        page.get_by_text("Current model: logreg").wait_for()
         _shot(page, "backbone-3-head")
 
         _goto(page, "Scores")
