@@ -8,7 +8,7 @@ import streamlit as st
 from influence_core.figures import training_curve
 from influence_core.project import (MODELS, InfluenceError, Project, TrainConfig, default_architecture,
                                     memorisation_warning)
-from app_pages._common import guarded, job_outcome, job_section, link, plain, start_page
+from app_pages._common import form_buttons, guarded, job_outcome, job_section, link, plain, start_page
 
 
 def _show_current(proj: Project, ds, training: bool) -> None:
@@ -150,12 +150,7 @@ def _train_form(proj: Project, ds, training: bool) -> None:
             "Augment images", value=bool(start("augment", base.augment)), disabled=lbfgs,
             help="Random 32×32 crop of the 4-pixel-padded image and a horizontal flip, per batch; "
                  f"{arch}'s default: {'on' if base.augment else 'off'}"))
-    left, mid, right = form.columns([1, 1.4, 3.6], vertical_alignment="center")
-    with left:
-        clicked = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:")
-    with mid:
-        st.form_submit_button("Update the estimate", icon=":material/timer:",
-                              help="The estimate beside is for the settings as last sent (with Train or this button)")
+    clicked, right = form_buttons(form, "Train")
     try:
         with right, st.spinner("Timing a few training steps…"):
             estimate = proj.training_estimate(arch, config)

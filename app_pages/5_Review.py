@@ -20,6 +20,7 @@ PER_PAGE = (12, 24, 48, 96)
 PER_ROW = (3, 6)
 SIMILAR = 6  # supporting / opposing training samples shown under "why flagged"
 FEATURES = 12  # columns shown on a tabular card (as the source file holds them)
+THUMBNAILS = 1000  # encoded card images kept per session
 
 _KEYS_MOVE = ("`u` undo · `j` / `k` or arrows: next / previous card · `]` / `[` next / previous page · `w` why "
               "flagged · `v` larger view · `Esc` close. After a decision the next card is focused.")
@@ -100,12 +101,26 @@ def _similar(proj, ds, memo: dict, model: str, rows: np.ndarray, wanted: list[in
     return out
 
 
+def _thumbnails(proj, rows: np.ndarray) -> list[str]:
+    """The rows' images as PNG data URLs, encoded once per data set in this session (a key press redraws the grid,
+    not its images); at most `THUMBNAILS` kept."""
+    memo = st.session_state.setdefault("review-thumbnails", {})
+    key = proj.state().dataset_key
+    if memo.get("of") != key or len(memo) > THUMBNAILS:
+        memo.clear()
+        memo["of"] = key
+    todo = [int(r) for r in rows if int(r) not in memo]
+    if todo:
+        memo.update(zip(todo, (grid.thumbnail(px) for px in proj.images(todo))))
+    return [memo[int(r)] for r in rows]
+
+
 def _cards(proj, ds, visible: np.ndarray, primary: str, scores: dict, titles: dict, current: dict,
            similar: dict) -> list[dict]:
     preds, probs = proj.predictions()
     src = proj.source_index()
     s = scores[primary]
-    images = [grid.thumbnail(px) for px in proj.images(visible)] if ds.kind == "image" and len(visible) else None
+    images = _thumbnails(proj, visible) if ds.kind == "image" and len(visible) else None
     features, files = _values(proj, ds, visible) if len(visible) else (None, None)
     ranks = {label: _ranks(sc, visible) for label, sc in scores.items()}
     noise = ds.noise_mask

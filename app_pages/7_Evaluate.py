@@ -21,7 +21,7 @@ from influence_core.figures import (accuracy_figure, as_text, attack_boxplot, at
                                     pareto_figure, spread_note)
 from influence_core.project import (CLEANING_ACTIONS, IMPACTS, METHODS, AttackSettings, ExperimentResult,
                                     ExperimentSettings, InfluenceError, format_table)
-from app_pages._common import display_name, guarded, job_outcome, job_section, plain, start_page
+from app_pages._common import display_name, form_buttons, guarded, job_outcome, job_section, plain, start_page
 
 KIND = "experiment"
 ACTION_HELP = {
@@ -98,12 +98,7 @@ def _form(proj, ds, fitted) -> None:
     if needs:
         form.warning(f"{', '.join(needs)} need training checkpoints; this model has none, so they will fail. "
                      "Retrain the model with checkpoints on the Model page.")
-    left, mid, right = form.columns([1, 1.2, 3.8], vertical_alignment="center")
-    with left:
-        clicked = st.form_submit_button("Run experiment", type="primary", icon=":material/play_arrow:")
-    with mid:
-        st.form_submit_button("Update the estimate", icon=":material/timer:",
-                              help="The estimate beside is for the settings as last sent (with Run or this button)")
+    clicked, right = form_buttons(form, "Run experiment")
     if chosen:
         right.caption(_estimate(proj, fitted, chosen, seeds))
     if clicked:

@@ -262,6 +262,51 @@ def status(proj: Project) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------ settings
+SETTING_KINDS = ("bool", "int", "float", "str", "int | None", "float | None")  # what `setting_input` draws
+
+
+def kind_of(annotation) -> str:
+    """A setting's declared kind from its annotation (a settings dataclass field's or a loader argument's type):
+    'bool', 'int', 'float', 'str', 'int | None' or 'float | None'; '' when it declares none."""
+    text = annotation if isinstance(annotation, str) else annotation.__name__ if isinstance(annotation, type) else \
+        str(annotation)
+    text = re.sub(r"Optional\[(\w+)\]", r"\1 | None", text.replace("typing.", ""))
+    return "" if text in ("_empty", "inspect._empty") else " | ".join(p.strip() for p in text.split("|"))
+
+
+def setting_input(kind: str, label: str, value, key: str, help: str | None = None, **limits):
+    """One input for a setting of the declared ``kind`` (`kind_of`): a checkbox, a whole-number or decimal box, a text
+    field, or an optional number whose empty box means "automatic" (None)."""
+    if kind == "bool":
+        return st.checkbox(label, value=bool(value), key=key, help=help)
+    if kind == "int":
+        return int(st.number_input(label, value=int(value), step=1, key=key, help=help, **limits))
+    if kind == "float":
+        return float(st.number_input(label, value=float(value), format="%g", key=key, help=help, **limits))
+    if kind in ("int | None", "float | None"):
+        whole = kind.startswith("int")
+        chosen = st.number_input(label, value=value, step=1 if whole else None, format=None if whole else "%g",
+                                 placeholder="automatic", key=key, help=help, **limits)
+        return None if chosen is None else (int(chosen) if whole else float(chosen))
+    if kind == "str":
+        return st.text_input(label, value="" if value is None else str(value), key=key, help=help)
+    raise InfluenceError(f"no input for a setting of kind '{kind or 'undeclared'}' ({label})")
+
+
+def form_buttons(form, action: str) -> tuple[bool, Any]:
+    """A settings form's buttons — ``action`` (primary: sends the settings and starts) and "Update the estimate"
+    (sends them only) — and the column beside them for the estimate; returns whether ``action`` was clicked, and
+    that column."""
+    left, mid, right = form.columns([1, 1.3, 3.7], vertical_alignment="center")
+    with left:
+        clicked = st.form_submit_button(action, type="primary", icon=":material/play_arrow:")
+    with mid:
+        st.form_submit_button("Update the estimate", icon=":material/timer:",
+                              help=f"The estimate beside is for the settings as last sent (with {action} or this button)")
+    return clicked, right
+
+
 # ------------------------------------------------------------------------------------------- guard
 def guarded(body: Callable[[], None]) -> None:
     """Run a page body; user errors show their one-line message, a write the disk refused (full, read-only, no

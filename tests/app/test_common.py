@@ -120,3 +120,43 @@ def test_the_job_section_says_how_an_ended_job_went_once_and_forgets_it(state, s
     assert at.session_state["forgotten"] == ["score"] and at.markdown[-1].value == "running: False"
     at.run()  # forgotten: nothing is said again
     assert not at.error and not at.warning and at.session_state["forgotten"] == ["score"]
+
+
+# ---------------------------------------------------------------------------------------- setting inputs
+def test_a_settings_declared_kind_names_its_widget():
+    from typing import Optional
+
+    from app_pages._common import kind_of
+
+    assert [kind_of(t) for t in (bool, int, float, str, Optional[float], "int | None", "float|None")] == \
+        ["bool", "int", "float", "str", "float | None", "int | None", "float | None"]
+    import inspect
+
+    assert kind_of(inspect.Parameter.empty) == ""
+
+
+def _inputs_of_each_kind() -> None:
+    import streamlit as st
+
+    from app_pages._common import setting_input
+    from influence_core.project import InfluenceError
+
+    got = {kind: setting_input(kind, kind, value, key=f"k-{kind}") for kind, value in
+           [("bool", True), ("int", 3), ("float", 0.5), ("str", "x"), ("float | None", None), ("int | None", 7)]}
+    st.session_state["got"] = got
+    try:
+        setting_input("list", "a list", [], key="k-list")
+    except InfluenceError as err:
+        st.session_state["refused"] = str(err)
+
+
+def test_each_setting_kind_gets_its_own_widget_and_value_type():
+    at = AppTest.from_function(_inputs_of_each_kind).run()
+    assert not at.exception
+    assert [c.label for c in at.checkbox] == ["bool"] and [t.label for t in at.text_input] == ["str"]
+    assert [n.label for n in at.number_input] == ["int", "float", "float | None", "int | None"]
+    got = at.session_state["got"]
+    assert got == {"bool": True, "int": 3, "float": 0.5, "str": "x", "float | None": None, "int | None": 7}
+    assert type(got["int"]) is int and type(got["float"]) is float and type(got["int | None"]) is int
+    assert at.number_input(key="k-float | None").value is None  # empty = automatic
+    assert at.session_state["refused"] == "no input for a setting of kind 'list' (a list)"

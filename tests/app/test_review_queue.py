@@ -79,3 +79,31 @@ def test_more_than_500_queued_events_are_all_processed_oldest_first(proj):
     with sqlite3.connect(proj.folder / "decisions.sqlite") as con:
         assert con.execute("SELECT COUNT(DISTINCT batch) FROM decisions").fetchone()[0] == 1200
     assert proj.current_decisions()[0].action == "remove"  # the newest decision on row 0 is the one that holds
+
+
+def test_a_batch_event_is_one_decision_and_undo_takes_it_back_whole(proj):
+    out = _process(proj, [_ev("b1", "relabel", [3, 4, 5], label=1), _ev("k1", "keep", [6])])
+    assert out.acked == ["b1", "k1"]
+    assert {r: (d.action, d.new_label) for r, d in proj.current_decisions().items()} == {
+        3: ("relabel", 1), 4: ("relabel", 1), 5: ("relabel", 1), 6: ("keep", None)}
+    out = _process(proj, [_ev("u1", "undo"), _ev("u2", "undo")])  # the keep, then the whole batch of three
+    assert (out.undos, out.undone) == (2, 4) and proj.current_decisions() == {}
+
+
+def test_page_turns_and_why_requests_are_returned_once_and_bad_events_refused_in_one_line(proj):
+    done: dict = {}
+    out = _process(proj, [_ev("p1", "page", page=3), _ev("w1", "why", [7, 7, 8]), _ev("x1", "relabel", [2], label=9),
+                          _ev("x2", "keep", [10_000]), _ev("x3", "explode", [1])], done=done)
+    assert out.page == 3 and out.why == [7, 8] and out.acked == ["p1", "w1"]
+    assert set(out.failed) == {"x1", "x2", "x3"} and all("\n" not in m for m in out.failed.values())
+    assert "class 9 does not exist" in out.failed["x1"] and "row 10000" in out.failed["x2"]
+    assert proj.current_decisions() == {}
+    again = _process(proj, [_ev("p1", "page", page=3), _ev("w1", "why", [7])], done=done)  # resent: remembered
+    assert again.page is None and again.why == [] and again.acked == ["p1", "w1"]
+
+
+def test_the_components_state_value_is_read_defensively():
+    assert queue.pending_events(None) == [] and queue.pending_events({"queue": "x"}) == []
+    assert queue.pending_events({"queue": [1, {"id": "a"}, None]}) == [{"id": "a"}]
+    assert queue.browser_session({"reviewer": REVIEWER}) == REVIEWER
+    assert queue.browser_session({"reviewer": "../x"}) is None and queue.browser_session([]) is None
