@@ -84,6 +84,9 @@ def _choose(proj: Project) -> None:
         st.rerun()
 
 
+IMAGE_SIZES = (32, 64, 96, 128, 160, 224, 256, 384, 512)
+
+
 def _upload(proj: Project) -> None:
     kinds = sorted(s.lstrip(".") for s in PATH_LOADERS)
     st.caption("A CSV with one row per sample and a label column (and optionally a 'split' column of train / val / "
@@ -93,11 +96,18 @@ def _upload(proj: Project) -> None:
     c1, c2 = st.columns(2)
     label_column = c1.text_input("Label column (CSV; blank: the column named label, y, target or class, else the last column)") or None
     sensitive_column = c2.text_input("Sensitive attribute column (CSV, optional)") or None
+    cap = proj.server_config().max_image_size
+    sizes = [s for s in IMAGE_SIZES if s <= cap] or [cap]
+    image_size = st.selectbox("Image size (zip; pixels a side)", sizes, index=0, key="image-size",
+                              help="Images are resized to this square size. 32 trains the small CNN fast; 224 is the "
+                                   f"size pretrained backbones (Model page) were trained at. This server's cap: {cap}.")
     if file is None:
         return
     kwargs = {k: v for k, v in {"label_column": label_column, "sensitive_column": sensitive_column}.items() if v}
     columns_key = f"data-upload-columns-{file.name}-{file.size}"
     kwargs.update(st.session_state.get(columns_key) or {})  # text / feature columns chosen below (a rerun ago)
+    if file.name.lower().endswith(".zip"):
+        kwargs["image_size"] = int(image_size)
     try:  # checked, then loaded from a staging copy: only an accepted upload is stored
         with st.spinner("Checking the file…"):
             path, ds = proj.stage_dataset_upload(file.getvalue(), file.name, from_browser=True, **kwargs)

@@ -58,12 +58,51 @@ def _show_current(proj: Project, ds, training: bool) -> None:
 
 
 def _archs(ds) -> list[str]:
+    if "backbone" in ds.meta:  # features are a frozen backbone's embeddings: a head on vectors
+        return [n for n, spec in sorted(MODELS.items()) if "tabular" in spec.input_kinds]
     return [n for n, spec in sorted(MODELS.items()) if ds.kind in spec.input_kinds]
+
+
+def _backbone_form(proj: Project, ds) -> None:
+    """Frozen backbone + head: the images' embeddings become the features (names only; computed once, stored)."""
+    used = ds.meta.get("backbone")
+    if used:
+        st.info(f"Features: the embeddings of a frozen {used['arch']} (weights {plain(used['weights'])}, "
+                f"{used['dim']} numbers per image). Train a head (logreg or mlp) in the Train tab.")
+        if st.button("Back to the images", icon=":material/undo:"):
+            guarded_call(lambda: proj.use_backbone(None, from_browser=True))
+        return
+    choices = proj.backbone_choices()
+    c = st.columns(3)
+    arch = c[0].selectbox("Backbone", list(choices), key="backbone-arch")
+    weights = c[1].selectbox("Weights of the backbone", choices[arch], key="backbone-weights",
+                             help="random, torchvision's pretrained weights (downloaded once when the server is "
+                                  "online), or a file this server's administrator named")
+    mode = c[2].radio("Mode", ["Frozen backbone + head", "Fine-tune the last block"], key="backbone-mode")
+    if mode != "Frozen backbone + head":
+        st.caption(f"Choose tv:{arch} in the Train tab: its last block and a new head train, the rest stays frozen "
+                   "(random weights here; pretrained ones through the library's finetune_last_block).")
+        return
+    st.caption(f"The images ({ds.input_shape[-1]}×{ds.input_shape[-1]}) go through {arch} once; its embeddings are "
+               "stored with the project and become the features, so a head trains in seconds.")
+    if st.button("Use the backbone's embeddings", type="primary", icon=":material/hub:"):
+        guarded_call(lambda: proj.use_backbone(arch, weights, from_browser=True))
+
+
+def guarded_call(action) -> None:
+    """Run a switch of the data set, then rerun; a refusal is one line."""
+    try:
+        with st.spinner("Embedding the images…"):
+            action()
+    except InfluenceError as err:
+        st.error(f"The backbone cannot be used: {plain(err)}")
+        return
+    st.rerun()
 
 
 def _default_arch(ds, archs: list[str]) -> str:
     """The architecture offered first for this data: the CNN for images, the MLP otherwise."""
-    preferred = default_architecture(ds.kind)
+    preferred = "logreg" if "backbone" in ds.meta else default_architecture(ds.kind)
     return preferred if preferred in archs else archs[0]
 
 
@@ -110,7 +149,7 @@ def _train_form(proj: Project, ds, training: bool) -> None:
              "them, and the scores of memorised samples fade)")
     config = {"epochs": int(epochs), "lr": float(lr), "l2": float(l2), "seed": 0, "checkpoint_every": int(every),
               "patience": int(patience)}
-    if ds.kind == "image":
+    if ds.kind == "image" and "backbone" not in ds.meta:  # embeddings are vectors: nothing to crop or flip
         config["augment"] = bool(c[1].checkbox(
             "Augment images", value=bool(start("augment", base.augment)), disabled=lbfgs,
             help="Random 32×32 crop of the 4-pixel-padded image and a horizontal flip, per batch; "
@@ -190,11 +229,15 @@ def page() -> None:
                            render_running=_live_curve) is not None
     _show_current(proj, ds, training)
     st.divider()
-    train_tab, upload_tab = st.tabs(["Train a model", "Upload weights"])
-    with train_tab:
+    names = ["Train a model", "Upload weights"] + (["Pretrained backbone"] if ds.kind == "image" else [])
+    tabs = st.tabs(names)
+    with tabs[0]:
         _train_form(proj, ds, training)
-    with upload_tab:
+    with tabs[1]:
         _upload_form(proj, ds)
+    if ds.kind == "image":
+        with tabs[2]:
+            _backbone_form(proj, ds)
 
 
 guarded(page)

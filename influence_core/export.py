@@ -180,7 +180,9 @@ def images_uint8(dataset: Dataset, rows: np.ndarray | list[int], split: str = "t
     pixel_std), else [0, 1] values as they are, else each image stretched to its own range."""
     if split not in SPLITS:
         raise InfluenceError(f"split must be train, val or test, not '{split}'")
-    x = getattr(dataset, split).rows(np.asarray(rows, dtype=np.int64).reshape(-1)).double()
+    part = getattr(dataset, split)
+    part = getattr(part, "pixels", None) or part  # a backbone's embeddings keep their images
+    x = part.rows(np.asarray(rows, dtype=np.int64).reshape(-1)).double()
     if "pixel_mean" in dataset.meta:  # as data.prepare.raw_images undoes it
         mean = torch.tensor(dataset.meta["pixel_mean"], dtype=torch.float64).view(1, -1, 1, 1)
         std = torch.tensor(dataset.meta["pixel_std"], dtype=torch.float64).view(1, -1, 1, 1)

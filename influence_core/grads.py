@@ -51,7 +51,8 @@ def predict_labels(logits: torch.Tensor) -> torch.Tensor:
 def select_params(module: nn.Module, selection: str = "all", head_prefix: str = "") -> Params:
     """Detached copies of the parameters influence is computed over.
 
-    ``selection``: ``"all"``; ``"head"`` (the architecture's classifier head, ``head_prefix``); or a name
+    ``selection``: ``"all"``; ``"head"`` (the architecture's classifier head, ``head_prefix``); ``"last_block"``
+    (a fine-tuned backbone's last block and head, else the head); or a name
     prefix such as ``"layer4"`` (several prefixes separated by commas).
     """
     named = {n: p.detach() for n, p in module.named_parameters()}
@@ -59,6 +60,8 @@ def select_params(module: nn.Module, selection: str = "all", head_prefix: str = 
     names = group(selection or "all") if callable(group) else None
     if names is not None:
         return {n: named[n] for n in names}
+    if selection == "last_block":  # a fine-tuned backbone's last block and head (models.backbones.LastBlockNetwork)
+        selection = getattr(module, "last_block_params", None) or "head"
     if selection in ("all", "", None):
         return named
     prefixes = [head_prefix] if selection == "head" else [s.strip() for s in selection.split(",") if s.strip()]

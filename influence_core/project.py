@@ -405,7 +405,8 @@ class Project:
         prints = {dataset.fingerprint()}
         for folds in sorted({run.folds for run in self.state().runs if run.folds}):
             prints |= {part.fingerprint() for part in fold_training_parts(dataset, FoldSettings(folds))}
-        arrays = {s.store.array.path for s in (dataset.train, dataset.val, dataset.test) if s.on_disk}
+        splits = [(s, getattr(s, "pixels", None)) for s in (dataset.train, dataset.val, dataset.test)]
+        arrays = {s.store.array.path for pair in splits for s in pair if s is not None and s.on_disk}  # images kept by embeddings
         return prints, arrays
 
     @staticmethod
@@ -958,7 +959,6 @@ class Project:
         return cleaned_split_table(replace(result, dataset=dataset, base=base, scores={method: scores},
                                            actions={method: action}), method)
 
-
     # ------------------------------------------------------------------------------------------ export
     def export_stem(self) -> str:
         """A file-name stem for this project's exports, from the data set's name."""
@@ -1069,7 +1069,6 @@ class Project:
 
         return scores_frame(self.dataset(), scores, column)
 
-
     # --- front end (issue 19): what the Review page asks of the decision log, without reaching into it
     def can_undo(self, session: str) -> bool:
         """Whether reviewer ``session`` has a decision left to take back on the current data set."""
@@ -1108,6 +1107,22 @@ class Project:
         self.use_dataset(state.dataset, **{**state.dataset_kwargs, "tokenizer_folder": settings.model,  # text only
                                            "max_tokens": settings.max_tokens, "feature_columns": []})
         return arch
+
+    # --- images through pretrained backbones (issue 18 §3)
+    def backbone_choices(self) -> dict[str, list[str]]:
+        """Each backbone with the weights names a browser may choose for it (random, torchvision's, the server's)."""
+        from .models.backbones import BACKBONES, weights_names
+
+        return {name: weights_names(name) for name in BACKBONES}
+
+    def use_backbone(self, backbone: str | None, weights: str = "random", *, from_browser: bool = False) -> Dataset:
+        """Frozen backbone + head: the current image zip, its features now ``backbone``'s embeddings with ``weights``
+        (computed once and stored; `models.backbones.embed_dataset`); None = the images again. Clears the model."""
+        state = self.state()
+        kwargs = {k: v for k, v in state.dataset_kwargs.items() if not k.startswith("backbone")}
+        if backbone:
+            kwargs.update(backbone=backbone, backbone_weights=weights)
+        return self.use_dataset(state.dataset, from_browser=from_browser, **kwargs)
 
 
 _STATE_LOCK = threading.RLock()

@@ -45,6 +45,9 @@ class ServerConfig:
     # --- Data: sizes the browser may ask for, and what stays server-side.
     max_generated_samples: int = 100_000
     max_loaded_datasets: int = 2
+    max_image_size: int = 512  # image zips are resized to at most this many pixels a side (memory: N × size² × 3 bytes)
+    # Backbone weights files a browser user may pick by name (Model page, frozen backbone), e.g. a fine-tuned resnet18.
+    backbone_weights: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     # --- Disk: caps per server (the whole workspace) and per user (the projects they own).
     workspace_quota_bytes: int = 50 * GiB

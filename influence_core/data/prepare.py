@@ -53,6 +53,7 @@ def raw_images(dataset: Dataset, split: str = "train", index: np.ndarray | list[
     if split not in ("train", "val", "test"):
         raise InfluenceError(f"split must be train, val or test, not '{split}'")
     part = getattr(dataset, split)
+    part = getattr(part, "pixels", None) or part  # a backbone's embeddings keep their images
     x = part.rows(slice(None) if index is None else np.asarray(index, dtype=np.int64))  # only those rows from disk
     mean = torch.tensor(dataset.meta["pixel_mean"], dtype=torch.float64).view(1, -1, 1, 1)
     std = torch.tensor(dataset.meta["pixel_std"], dtype=torch.float64).view(1, -1, 1, 1)

@@ -337,9 +337,45 @@ def stored_image_splits(name: str, parts: list[tuple[np.ndarray, np.ndarray | No
         for split, (images, _) in zip(("train", "val", "test"), parts):
             if id(images) not in stored:  # named after the first split that reads it
                 stored[id(images)] = _store(f"{name}-{split}", images, written)
-    mean, std = channel_statistics(stored[id(parts[0][0])], parts[0][1])
+    return image_views([(stored[id(images)], rows) for images, rows in parts])
+
+
+def image_views(parts: list[tuple[DiskArray, np.ndarray | None]]) -> tuple[list[StoredFeatures], list[float], list[float]]:
+    """Standardised views of stored uint8 images, with the statistics of the first part's rows (the training split)."""
+    mean, std = channel_statistics(*parts[0])
     norm = dict(layout="nhwc", mean=tuple(mean), std=tuple(std))
-    return [StoredFeatures(stored[id(images)], rows, **norm) for images, rows in parts], mean, std
+    return [StoredFeatures(array, rows, **norm) for array, rows in parts], mean, std
+
+
+def stream_images(name: str, chunks: Iterable[np.ndarray], shape: tuple[int, ...]) -> DiskArray:
+    """uint8 images decoded a chunk at a time, written to the arrays folder as they come (after the quota check) and
+    then named by content hash, as `stored_image_splits` names them; memory one chunk, not N images."""
+    folder, chosen = _arrays_folder(), _ARRAYS.get()
+    if chosen is not None and chosen[1] is not None:
+        chosen[1](int(np.prod(shape)))
+    tmp = folder / f".{name}-{os.getpid()}-{id(chunks)}.npy"
+    with _all_or_nothing() as written:
+        written.append(tmp)
+        try:
+            array = write_array(tmp, chunks, shape, "uint8")
+            final = folder / f"{name}-{array.digest[:16]}.npy"
+            if _stored_equal(final, array):
+                tmp.unlink()
+                tmp.with_suffix(".json").unlink(missing_ok=True)
+            else:
+                os.replace(tmp.with_suffix(".json"), final.with_suffix(".json"))
+                os.replace(tmp, final)
+                written.append(final)
+        except OSError as err:
+            raise InfluenceError(f"cannot store '{name}' under {folder}: {err.strerror}; pass on_disk=False") from None
+        return DiskArray(final, array.digest)
+
+
+def _stored_equal(path: Path, array: DiskArray) -> bool:
+    if not path.exists():
+        return False
+    found = DiskArray(path)
+    return found.shape == array.shape and found.dtype == array.dtype and found.digest == array.digest
 
 
 def stored_feature_splits(name: str, features: list[np.ndarray]) -> list[StoredFeatures]:

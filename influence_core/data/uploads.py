@@ -43,7 +43,7 @@ from .base import Dataset, Split
 from .originals import INTEGRAL_TEXT, ORIGINAL_INDEX_COLUMN, SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
 from .prepare import carve_indices, normalise_images
 from .registry import register_path_loader
-from .storage import IMAGES_ON_DISK_FROM, stored_image_splits
+from .storage import FEATURES_ON_DISK_BYTES, IMAGES_ON_DISK_FROM, image_views, stream_images
 from .tabular import encode_tabular, shown_rows
 from .perturb import perturber_for
 from .text import detect_text_columns, text_dataset
@@ -61,6 +61,10 @@ SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "
 UPLOAD_SUFFIXES = {"data": (".csv", ".parquet", ".zip"), "weights": (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pt2")}
 STAGING = ".staging"
 GROUPED_NUMBER = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")  # 1,037 or 1037.5: a CSV cell of a number
+
+
+
+DECODE_BATCH = 512  # images decoded (and held in memory) at a time when they go to disk
 
 
 def check_upload_size(path: str | os.PathLike) -> int:
@@ -620,41 +624,74 @@ def _decode(data: bytes, name: str, label: str, size: int) -> np.ndarray:
 
 
 @register_path_loader(".zip")
-def load_image_zip(path: str, image_size: int = 32, seed: int = 0, val_fraction: float = 0.1,
-                   test_fraction: float = 0.2, on_disk: bool | None = None) -> Dataset:
+def load_image_zip(path: str, image_size: int | None = None, seed: int = 0, val_fraction: float = 0.1,
+                   test_fraction: float = 0.2, on_disk: bool | None = None, backbone: str | None = None,
+                   backbone_weights: str = "random", backbone_weights_file: str | None = None) -> Dataset:
     """Images in a zip (see the module docstring for the layouts): classes are the folder names (sorted), images
     resized to ``image_size``² RGB and normalised per channel with training statistics. Without split folders, test
     and validation are carved with ``seed``; with them, a missing val/ or test/ is carved from train/.
 
+    ``image_size``: None = the backbone's own input size (224 for ImageNet weights), else 32; at most the server's
+    ``max_image_size``. ``backbone`` (e.g. "resnet18", see `models.backbones`): the returned features are that frozen
+    network's embeddings (computed once and stored, `embed_dataset`) with ``backbone_weights`` (a name: "random",
+    torchvision's "IMAGENET1K_V1", or one of the server's files); ``backbone_weights_file``: a local file instead
+    (CLI and library only). The images stay with the data set for the Review cards and exports.
+
     ``source_index`` indexes ``meta["files"]`` (all images, sorted by path); ``meta["splits"]`` says how the splits
     were made ("folders" or "carved"); ``meta["originals"]`` records the zip and each image's name below its class
-    folder, for exports that keep the original files. ``on_disk``: keep the decoded images on disk as uint8 and read
-    them a batch at a time (None = from 10,000 training images).
+    folder, for exports that keep the original files. ``on_disk``: keep the decoded images on disk as uint8, decoded
+    and written a batch at a time and read a batch at a time (None = from 10,000 training images or 256 MiB of pixels).
     """
-    path = Path(path)
+    if image_size is None:
+        from ..models.backbones import input_size
+
+        image_size = input_size(backbone, backbone_weights) if backbone else 32
+    check_image_size(image_size)
+    dataset = _load_images(Path(path), int(image_size), seed, val_fraction, test_fraction, on_disk)
+    if not backbone:
+        return dataset
+    from ..models.backbones import BackboneSpec, embed_dataset
+
+    return embed_dataset(dataset, BackboneSpec(backbone, backbone_weights or "random", backbone_weights_file))
+
+
+def check_image_size(size) -> None:
+    """Refuse an image size that is not a whole number from 8 to the server's ``max_image_size``."""
+    from ..server_config import server_config
+
+    cap = server_config().max_image_size
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 8 <= size <= cap:
+        raise InfluenceError(f"image size must be a whole number from 8 to {cap} (this server's cap), not {str(size)[:20]}")
+
+
+def _load_images(path: Path, image_size: int, seed: int, val_fraction: float, test_fraction: float,
+                 on_disk: bool | None) -> Dataset:
     check_upload_size(path)
     with _open_zip(path, path.name) as archive:
         layout = scan_image_zip(archive, path.name)
-        pixels = np.stack([_decode(archive.read(m), m.filename, path.name, image_size) for m in layout.members])
-    splits = np.asarray(layout.splits) if layout.splits is not None else None
-    classes = sorted(set(layout.classes) if splits is None else {c for c, s in zip(layout.classes, splits) if s == "train"})
-    y = np.searchsorted(classes, layout.classes).astype(np.int64)
-    if splits is None:
-        rest, te = carve_indices(len(y), test_fraction, seed, labels=y)
-        tr_pos, va_pos = carve_indices(len(rest), val_fraction, seed + 1, labels=y[rest])
-        tr, va = rest[tr_pos], rest[va_pos]
-    else:
-        tr, va, te = (np.flatnonzero(splits == s) for s in ("train", "val", "test"))
-        if len(te) == 0:
-            keep, cut = carve_indices(len(tr), test_fraction, seed, labels=y[tr])
-            tr, te = tr[keep], tr[cut]
-        if len(va) == 0:
-            keep, cut = carve_indices(len(tr), val_fraction, seed + 1, labels=y[tr])
-            tr, va = tr[keep], tr[cut]
-    if on_disk is None:
-        on_disk = len(tr) >= IMAGES_ON_DISK_FROM
+        splits = np.asarray(layout.splits) if layout.splits is not None else None
+        classes = sorted(set(layout.classes) if splits is None else {c for c, s in zip(layout.classes, splits) if s == "train"})
+        y = np.searchsorted(classes, layout.classes).astype(np.int64)
+        shape = (len(layout.members), image_size, image_size, 3)
+        if on_disk is None:
+            try:
+                n_train = len(_split_rows(y, splits, seed, val_fraction, test_fraction)[0])
+            except InfluenceError:  # too few images to carve: said after decoding, as an unreadable image comes first
+                n_train = 0
+            on_disk = n_train >= IMAGES_ON_DISK_FROM or int(np.prod(shape)) > FEATURES_ON_DISK_BYTES
+
+        def decoded(members):
+            return [_decode(archive.read(m), m.filename, path.name, image_size) for m in members]
+
+        if on_disk:  # a batch of images in memory at a time, written as decoded
+            chunks = (np.stack(decoded(layout.members[lo : lo + DECODE_BATCH]))
+                      for lo in range(0, len(layout.members), DECODE_BATCH))
+            stored = stream_images(f"{path.stem}-train", chunks, shape)
+        else:
+            pixels = np.stack(decoded(layout.members))
+    tr, va, te = _split_rows(y, splits, seed, val_fraction, test_fraction)
     if on_disk:
-        (x_tr, x_va, x_te), mean, std = stored_image_splits(path.stem, [(pixels, tr), (pixels, va), (pixels, te)])
+        (x_tr, x_va, x_te), mean, std = image_views([(stored, tr), (stored, va), (stored, te)])
     else:
         (x_tr, x_va, x_te), mean, std = normalise_images(pixels[tr], pixels[va], pixels[te])
     meta = {"source": str(path), "files": [m.filename for m in layout.members], "image_size": image_size, "seed": seed,
@@ -666,3 +703,20 @@ def load_image_zip(path: str, image_size: int = 32, seed: int = 0, val_fraction:
         test=Split(x_te, torch.from_numpy(y[te])), classes=classes, kind="image",
         source_index=torch.from_numpy(tr.astype(np.int64)), meta=meta,
     )
+
+
+def _split_rows(y: np.ndarray, splits: np.ndarray | None, seed: int, val_fraction: float, test_fraction: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train / validation / test positions: the zip's split folders, a missing one carved with ``seed``."""
+    if splits is None:
+        rest, te = carve_indices(len(y), test_fraction, seed, labels=y)
+        tr_pos, va_pos = carve_indices(len(rest), val_fraction, seed + 1, labels=y[rest])
+        return rest[tr_pos], rest[va_pos], te
+    tr, va, te = (np.flatnonzero(splits == s) for s in ("train", "val", "test"))
+    if len(te) == 0:
+        keep, cut = carve_indices(len(tr), test_fraction, seed, labels=y[tr])
+        tr, te = tr[keep], tr[cut]
+    if len(va) == 0:
+        keep, cut = carve_indices(len(tr), val_fraction, seed + 1, labels=y[tr])
+        tr, va = tr[keep], tr[cut]
+    return tr, va, te

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..data.text import register_featurizer
 from ..errors import InfluenceError
-from .architectures import MLP, LogisticRegression, SmallCNN
+from .architectures import MLP, LogisticRegression, SmallCNN, output_dim
 from .resnet import resnet18_cifar, resnet34_cifar
 
 
@@ -102,3 +102,22 @@ def _hf_features(train_texts, texts_by_split, settings):
 
 PREFIX_RESOLVERS["hf:"] = _hf_spec  # Hugging Face sequence classifiers (issue 18), see models/hf.py
 register_featurizer("hf", _hf_features)  # their inputs: token ids (data/text.py's featurizer registry)
+
+
+
+
+def _register_backbones() -> None:
+    """torchvision networks with their last block fine-tuned (``tv:resnet18``...; `models.backbones`): random
+    weights when built here, pretrained ones through `backbones.finetune_last_block`."""
+    from .backbones import BACKBONES, PREFIX, LastBlockNetwork
+
+    for name, entry in BACKBONES.items():
+        register_model(ModelSpec(
+            PREFIX + name, f"torchvision {name}, last block + head trained, the rest frozen",
+            lambda shape, k, name=name: LastBlockNetwork(name, output_dim(k)), input_kinds=("image",),
+            head_prefix=f"net.{entry.head}",
+            train_defaults={"optimizer": "adam", "lr": 1e-3, "epochs": 10, "batch_size": 64, "l2": 1e-4, "patience": 2,
+                            "augment": False}))
+
+
+_register_backbones()

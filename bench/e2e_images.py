@@ -1,0 +1,145 @@
+"""Upload to flagged list for an image zip through a frozen torchvision backbone (issue 18 §4, parts (a) and (b)).
+
+(a) N images of 32×32 (10 classes, 10% of them filed under a wrong class), frozen resnet18 + logistic-regression
+    head on the CPU; (b) the same zip at 224×224 on a GPU (the images resized on load), when one is present.
+Wall time split into upload+decode (check, decode, stored as uint8 on disk), embed, train (the head), score (IP) and
+the flagged list (lowest 5%); peak memory of the process (each size in its own process). Random weights: the bench
+measures the path, not ImageNet features (no download here). Results: bench/results/e2e_images.json and the images
+section of bench/results/e2e.md.
+
+    OMP_NUM_THREADS=1 python3 bench/e2e_images.py --n 10000 50000          # part (a)
+    python3 bench/e2e_images.py --n 50000 --size 224 --device cuda          # part (b), on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CLASSES = 10
+NOISE = 0.10
+
+
+def make_zip(path: Path, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` 32×32 PNGs in class folders (a class = a tint and a stripe direction, plus noise); returns a mask of
+    the images filed under a wrong class (in the zip's sorted member order)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, CLASSES, size=n)
+    filed = labels.copy()
+    wrong = rng.random(n) < NOISE
+    filed[wrong] = (labels[wrong] + rng.integers(1, CLASSES, size=int(wrong.sum()))) % CLASSES
+    tints = rng.integers(40, 216, size=(CLASSES, 3))
+    grid = np.add.outer(np.arange(32), np.arange(32))
+    names = []
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        for i in range(n):
+            c = labels[i]
+            stripes = ((grid if c % 2 else np.arange(32)[:, None].repeat(32, 1)) // (2 + c // 2)) % 2
+            px = tints[c][None, None, :] + 30 * stripes[..., None] + rng.integers(-25, 26, size=(32, 32, 3))
+            buf = io.BytesIO()
+            Image.fromarray(np.clip(px, 0, 255).astype(np.uint8)).save(buf, format="PNG", compress_level=1)
+            name = f"c{filed[i]}/{i:06d}.png"
+            names.append(name)
+            z.writestr(name, buf.getvalue())
+    order = np.argsort(names)  # the loader reads members sorted by path
+    return wrong[order]
+
+
+def run_one(n: int, size: int, device: str, folder: Path) -> dict:
+    """One configuration, in this process: the phases' seconds, the peak memory, the detection of the misfiled."""
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from influence_core.api import compute_scores
+    from influence_core.data.storage import arrays_in
+    from influence_core.data.uploads import load_image_zip, save_upload
+    from influence_core.models.backbones import BackboneSpec, embed_dataset
+    from influence_core.models.train import train_model
+
+    zip_path = folder / f"images-{n}.zip"
+    mask_path = folder / f"images-{n}.npy"
+    if not zip_path.exists():
+        np.save(mask_path, make_zip(zip_path, n))
+    wrong = np.load(mask_path)
+    out = {"n": n, "size": size, "device": device, "threads": torch.get_num_threads(),
+           "zip_mb": round(zip_path.stat().st_size / 2**20, 1)}
+    times = {}
+    with arrays_in(folder / f"arrays-{n}-{size}"):
+        t0 = time.perf_counter()
+        stored = save_upload(zip_path.read_bytes(), zip_path.name, "data", folder / f"ws-{n}-{size}",
+                             max_bytes=2**40)
+        images = load_image_zip(str(stored.path), image_size=size, on_disk=True)
+        times["decode"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        embedded = embed_dataset(images, BackboneSpec("resnet18", "random"), store=folder / f"emb-{n}-{size}",
+                                 device=device)
+        times["embed"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fitted = train_model(embedded, "logreg", device=device)
+    times["train"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = compute_scores(embedded, fitted, "ip", device=device)
+    flagged = np.argsort(scores, kind="stable")[: int(0.05 * len(scores))]
+    times["score"] = time.perf_counter() - t0
+    train_wrong = wrong[embedded.source_index.numpy()]
+    out.update({f"{k}_s": round(v, 1) for k, v in times.items()})
+    out["total_s"] = round(sum(times.values()), 1)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0)
+    out["test_accuracy"] = round(fitted.metrics["test_accuracy"], 3)
+    out["auroc_ip"] = round(float(roc_auc_score(train_wrong, -scores)), 3)
+    out["precision_at_5pct"] = round(float(train_wrong[flagged].mean()), 3)
+    out["n_train"] = len(embedded.train)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[10_000])
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--folder", default=None, help="where zips and arrays go (default: a temporary folder)")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child process: one size
+    args = parser.parse_args()
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("no GPU here: part (b) needs CUDA", file=sys.stderr)
+            sys.exit(2)
+    folder = Path(args.folder or tempfile.mkdtemp(prefix="e2e-images-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    if args.one:
+        print(json.dumps(run_one(args.n[0], args.size, args.device, folder)))
+        return
+    rows = []
+    for n in args.n:  # each size in a fresh process: its peak memory is its own
+        done = subprocess.run([sys.executable, __file__, "--one", "--n", str(n), "--size", str(args.size),
+                               "--device", args.device, "--folder", str(folder)], capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(done.stderr[-2000:])
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    from bench._common import machine
+
+    results = Path(__file__).resolve().parent / "results" / "e2e_images.json"
+    previous = json.loads(results.read_text()) if results.exists() else {"runs": []}
+    keep = [r for r in previous["runs"] if (r["n"], r["size"], r["device"]) not in {(x["n"], x["size"], x["device"]) for x in rows}]
+    results.write_text(json.dumps({"machine": machine(), "runs": keep + rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
