@@ -134,13 +134,13 @@ def threshold_optimizer(dataset: Dataset, base: FittedModel, constraint: str, to
     return to
 
 
-def adversarial_training_set(dataset: Dataset, base: FittedModel, share: float, attacks: AttackSettings,
-                             seed: int) -> Dataset:
+def adversarial_training_set(dataset: Dataset, base: FittedModel, share: float,
+                             attacks: AttackSettings = AttackSettings()) -> Dataset:
     """The training split plus attacked copies (`impacts.attack` against the base model, labels kept) of a random
-    ``share`` of it (at most all of it, drawn with ``seed``)."""
+    ``share`` of it (at most all of it, drawn with the attacks' seed: the same rows whatever the training seed)."""
     train = dataset.train
     n_adv = min(len(train), max(1, int(round(share * len(train)))))
-    rows = torch.as_tensor(np.sort(np.random.default_rng(20_000 + seed).choice(len(train), n_adv, replace=False)))
+    rows = torch.as_tensor(np.sort(np.random.default_rng(20_000 + attacks.seed).choice(len(train), n_adv, replace=False)))
     module = base.module.cpu().eval()
     x_adv = attack(module, select_params(module), train.x[rows], train.y[rows], c=attacks.c, epsilon=attacks.epsilon)
     s = None if train.sensitive is None else torch.cat([train.sensitive, train.sensitive[rows]])
@@ -257,7 +257,7 @@ def run_arm(name: str, dataset: Dataset, base: FittedModel, config: TrainConfig,
     if family == "reweighing":
         weight = reweighing_weights(train.y.numpy(), train.sensitive.numpy(), value)
     elif family == "adversarial":
-        dataset = adversarial_training_set(dataset, base, value, attacks, seed)
+        dataset = adversarial_training_set(dataset, base, value, attacks)
     elif family == "within_cell":
         if scores is None:
             raise InfluenceError("baseline 'within_cell' needs the scores of a method (give at least one method that ran)")
