@@ -55,10 +55,12 @@ def reweighing_weights(y: np.ndarray, s: np.ndarray, strength: float = 1.0) -> n
     return w / w.mean()
 
 
-def _positive_rate(p: np.ndarray, y: np.ndarray, s: np.ndarray) -> dict:
-    """Expected accuracy and demographic-parity gap of a classifier that says "positive" with probability ``p``."""
+def positive_rate_metrics(p: np.ndarray, y: np.ndarray, s: np.ndarray) -> dict:
+    """Expected accuracy, demographic-parity gap |E[p|s=0] − E[p|s=1]| and equalised-odds gap
+    |ΔTPR| + |ΔFPR| (the `EqualizedOddsImpact`'s) of a classifier that says "positive" with probability ``p``."""
+    eo = sum(abs(p[(s == 0) & (y == c)].mean() - p[(s == 1) & (y == c)].mean()) for c in (0, 1))
     return {"accuracy": float(np.mean(np.where(y == 1, p, 1.0 - p))),
-            "fairness_gap": float(abs(p[s == 0].mean() - p[s == 1].mean()))}
+            "fairness_gap": float(abs(p[s == 0].mean() - p[s == 1].mean())), "equalized_odds_gap": float(eo)}
 
 
 class TrainerEstimator(ClassifierMixin, BaseEstimator):
@@ -127,6 +129,8 @@ def threshold_optimizer(dataset: Dataset, base: FittedModel, constraint: str, to
     from fairlearn.postprocessing import ThresholdOptimizer
 
     constraints = {"dp": "demographic_parity", "eo": "equalized_odds"}[constraint]
+    if tol > 0 and constraint == "eo":
+        raise InfluenceError("fairlearn's ThresholdOptimizer takes no tolerance for equalised odds: use threshold_eo@0")
     to = ThresholdOptimizer(estimator=FittedEstimator(base.module).fit(None, None), constraints=constraints, prefit=True,
                             predict_method="predict_proba", tol=tol if tol > 0 else None)
     val = dataset.val
@@ -187,7 +191,7 @@ ARMS: dict[str, ArmFamily] = {
     "eg_dp": ArmFamily("ExponentiatedGradient (DP)", "bound", (0.1, 0.05, 0.02, 0.01)),
     "eg_eo": ArmFamily("ExponentiatedGradient (EO)", "bound", (0.1, 0.05, 0.02, 0.01)),
     "threshold_dp": ArmFamily("ThresholdOptimizer (DP)", "tol", (0.1, 0.05, 0.02, 0.0)),
-    "threshold_eo": ArmFamily("ThresholdOptimizer (EO)", "tol", (0.1, 0.05, 0.02, 0.0)),
+    "threshold_eo": ArmFamily("ThresholdOptimizer (EO)", "tol", (0.0,)),  # fairlearn relaxes only DP-like constraints
     "adversarial": ArmFamily("Adversarial training", "share", (0.1, 0.25, 0.5, 1.0), needs_sensitive=False),
     "within_cell": ArmFamily("Influence within cells", "strength", (0.5, 1.0, 1.5, 2.0, 3.0), needs_scores=True),
 }
@@ -228,13 +232,21 @@ def arm_label(name: str) -> str:
     return spec.label if value is None else f"{spec.label}, {spec.setting} {value:g}"
 
 
-def run_arm(name: str, dataset: Dataset, base: FittedModel, config: TrainConfig, seed: int,
-            attacks: AttackSettings = AttackSettings(), crafted: Crafted | None = None,
-            scores: np.ndarray | None = None, device: str | None = None,
-            should_stop: Callable[[], bool] | None = None) -> dict:
-    """Run one arm (``family@value``) and evaluate it like a retrained method: test accuracy, demographic-parity
-    gap (of the positive-class probability; a randomised fairlearn classifier's probability of saying positive),
-    and, for the arms that give a model, its attacked accuracies."""
+@dataclass
+class FittedArm:
+    """One arm, fitted: ``module`` when it retrained a model (None for fairlearn's randomised classifiers), and
+    ``positive(split)``, the probability with which it says "positive" on each row of a split."""
+
+    module: torch.nn.Module | None
+    positive: Callable[[Split], np.ndarray]
+    n_train: int
+
+
+def fit_arm(name: str, dataset: Dataset, base: FittedModel, config: TrainConfig, seed: int,
+            attacks: AttackSettings = AttackSettings(), scores: np.ndarray | None = None, device: str | None = None,
+            should_stop: Callable[[], bool] | None = None) -> FittedArm:
+    """Fit one arm (``family@value``) on ``dataset`` with training seed ``seed``; ``scores`` (lower = more
+    detrimental) are the influence scores ``within_cell`` ranks by."""
     family, value = split_arm(name)
     spec = ARMS[family]
     if value is None:
@@ -243,16 +255,13 @@ def run_arm(name: str, dataset: Dataset, base: FittedModel, config: TrainConfig,
     if spec.needs_sensitive and (train.sensitive is None or dataset.test.sensitive is None):
         raise InfluenceError(f"baseline '{family}' needs a sensitive attribute; data set '{dataset.name}' has none")
     config = replace(config, seed=seed, checkpoint_every=0)
-    if family in ("eg_dp", "eg_eo", "threshold_dp", "threshold_eo"):
-        test = dataset.test
-        if family.startswith("eg_"):
-            model = exponentiated_gradient(dataset, base.arch, config, family[3:], value)
-            p = model._pmf_predict(test.x.numpy())[:, 1]
-        else:
-            model = threshold_optimizer(dataset, base, family[10:], value)
-            p = model._pmf_predict(test.x.numpy(), sensitive_features=test.sensitive.numpy())[:, 1]
-        return {**_positive_rate(p, test.y.numpy(), test.sensitive.numpy()), "attacked_accuracy": None,
-                "attack_accuracies": [], "n_train": len(train)}
+    if family.startswith("eg_"):
+        eg = exponentiated_gradient(dataset, base.arch, config, family[3:], value)
+        return FittedArm(None, lambda split: eg._pmf_predict(split.x.numpy())[:, 1], len(train))
+    if family.startswith("threshold_"):
+        to = threshold_optimizer(dataset, base, family[10:], value)
+        return FittedArm(None, lambda split: to._pmf_predict(split.x.numpy(), sensitive_features=split.sensitive.numpy())[:, 1],
+                         len(train))
     weight = None
     if family == "reweighing":
         weight = reweighing_weights(train.y.numpy(), train.sensitive.numpy(), value)
@@ -263,15 +272,32 @@ def run_arm(name: str, dataset: Dataset, base: FittedModel, config: TrainConfig,
             raise InfluenceError("baseline 'within_cell' needs the scores of a method (give at least one method that ran)")
         rows, weight = within_cell_selection(train.y.numpy(), train.sensitive.numpy(), scores, value)
         dataset = dataset.with_train(train.subset(rows))
-    fitted = train_model(dataset, base.arch, config, sample_weight=weight, device=device, should_stop=should_stop)
-    out = evaluate_module(fitted.module, dataset, attacks, crafted)
-    out["n_train"] = len(dataset.train)
+    module = train_model(dataset, base.arch, config, sample_weight=weight, device=device, should_stop=should_stop).module
+    return FittedArm(module, lambda split: _module_proba(module, split.x)[:, 1], len(dataset.train))
+
+
+def run_arm(name: str, dataset: Dataset, base: FittedModel, config: TrainConfig, seed: int,
+            attacks: AttackSettings = AttackSettings(), crafted: Crafted | None = None,
+            scores: np.ndarray | None = None, device: str | None = None,
+            should_stop: Callable[[], bool] | None = None) -> dict:
+    """Fit one arm (`fit_arm`) and evaluate it like a retrained method: test accuracy, demographic-parity gap (of
+    the positive-class probability; for a randomised fairlearn classifier, its probability of saying positive),
+    and, for the arms that retrain a model, its attacked accuracies."""
+    arm = fit_arm(name, dataset, base, config, seed, attacks, scores, device, should_stop)
+    if arm.module is not None:
+        out = evaluate_module(arm.module, dataset, attacks, crafted)
+    else:
+        test = dataset.test
+        out = {**positive_rate_metrics(arm.positive(test), test.y.numpy(), test.sensitive.numpy()),
+               "attacked_accuracy": None, "attack_accuracies": []}
+    out["n_train"] = arm.n_train
     return out
 
 
 # --- which arm is best at which accuracy (the sentence on Evaluate)
-LOWER_IS_BETTER = {"fairness_gap": True, "attacked_accuracy": False}
-METRIC_WORDS = {"fairness_gap": "fairness gap", "attacked_accuracy": "attacked accuracy"}
+LOWER_IS_BETTER = {"fairness_gap": True, "equalized_odds_gap": True, "attacked_accuracy": False}
+METRIC_WORDS = {"fairness_gap": "fairness gap", "equalized_odds_gap": "equalised-odds gap",
+                "attacked_accuracy": "attacked accuracy"}
 
 
 def _family(name: str, row: dict) -> tuple[str, str]:
@@ -299,12 +325,15 @@ def best_arm_sentence(rows: dict[str, dict], metric: str = "fairness_gap", level
         full = (rows.get("full") or {}).get("accuracy")
         top = math.floor(100 * full["mean"]) if full else math.floor(max(p[0] for p in points))
         levels = [top, top - 1, top - 2]
-    parts = []
+    parts, previous = [], None
     for level in levels:
         reach = [p for p in points if p[0] >= level - 1e-9]
         if not reach:
             continue
-        _, val, _, label = min(reach, key=lambda p: p[1] if lower else -p[1])
+        point = min(reach, key=lambda p: p[1] if lower else -p[1])
+        if point is previous:  # the same arm as at the level above: nothing new to say
+            continue
+        previous, (_, val, _, label) = point, point
         best = "lowest" if lower else "highest"
         parts.append(f"{label} has the {best} {METRIC_WORDS[metric]} ({val:.2f})" if not parts
                      else f"at ≥ {level:g}%, {label} ({val:.2f})")
