@@ -5,6 +5,9 @@ fairness   f = |E[p̂ | s=0] − E[p̂ | s=1]| over the whole validation set (de
 robustness f = mean loss on an adversarially perturbed validation set; the attack is computed at θ and then
            held fixed (x' does not move when θ is differentiated): white-box along w for a binary linear
            model, x' = x − c·(wᵀx + b)/‖w‖²·w; one FGSM step of size ε on the input otherwise.
+counterfactual f = mean over validation pairs (x, x̃) of ½‖p_θ(·|x) − p_θ(·|x̃)‖₁, x̃ = the demographic twin
+           (paper Sec. 6; for two classes this is |p_θ(y=1|x) − p_θ(y=1|x̃)|).
+a+b        a joint ranking (e.g. ``utility+counterfactual``): the rank average of the two impacts' rankings.
 """
 
 from __future__ import annotations
@@ -251,12 +254,120 @@ def attack(module: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, 
 def _cast(split: Split, dtype: torch.dtype | None) -> Split:
     if dtype is None or split.x.dtype == dtype:
         return split
-    out = Split(split.x, split.y, split.sensitive)
+    out = Split(split.x, split.y, split.sensitive, split.twin)
     out.x = split.x.to(dtype)
     return out
 
 
-IMPACTS: dict[str, type[Impact]] = {cls.name: cls for cls in (UtilityImpact, FairnessImpact, RobustnessImpact)}
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """p_θ(·|x) over all classes (N×C): [1 − σ(z), σ(z)] for one logit, softmax for C."""
+    if logits.shape[-1] == 1:
+        p1 = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - p1, p1], dim=-1)
+    return torch.softmax(logits, dim=-1)
+
+
+@dataclass(frozen=True)
+class CounterfactualImpact(Impact):
+    """Mean total-variation distance between the predictions on each validation text and its demographic twin."""
+
+    name: ClassVar[str] = "counterfactual"
+    description: ClassVar[str] = "prediction change under demographic word swaps (counterfactual fairness)"
+
+    def check(self, dataset: Dataset) -> None:
+        super().check(dataset)
+        if dataset.val.twin is None:
+            raise InfluenceError(f"the counterfactual impact needs twins (the texts with demographic words swapped); "
+                                 f"data set '{dataset.name}' has none: load text data or give a perturbed column")
+
+    def batches(self, module, params, split, batch_size, device) -> Iterator[Batch]:
+        """(x, x̃, y) batches: the twin's features (``split.twin``, a `Split`) ride in the second slot."""
+        for start in range(0, len(split), batch_size):
+            sl = slice(start, start + batch_size)
+            x = split.rows(sl).to(device)
+            yield x, split.twin.rows(sl).to(device, x.dtype), split.y[sl].to(device)
+
+    def prepare(self, module, params, split, batch_size, device) -> dict:
+        return {"n": len(split)}
+
+    def batch_term(self, module, params, batch, state) -> torch.Tensor:
+        x, x_twin, _ = batch
+        p, p_twin = class_probabilities(forward(module, params, x)), class_probabilities(forward(module, params, x_twin))
+        # ½‖p(x) − p(x̃)‖₁ per pair (= |Δp(y=1)| for two classes), summed here, averaged over all pairs via n.
+        return 0.5 * (p - p_twin).abs().sum() / state["n"]
+
+
+IMPACTS: dict[str, type[Impact]] = {cls.name: cls for cls in (UtilityImpact, FairnessImpact, RobustnessImpact,
+                                                              CounterfactualImpact)}
+
+
+JOINT_SEPARATOR = "+"
+JOINT_COMBINES = ("rank", "gradient")
+
+
+@dataclass(frozen=True)
+class JointImpact(Impact):
+    """Two or more impacts ranked together (``utility+counterfactual``), for the samples detrimental "in terms of
+    utility and fairness" (paper Sec. 6). ``combine="rank"``: a method scores against each part and the rankings
+    are averaged (`rank_average`); ``"gradient"``: one target, the sum of the parts' unit-length gradients."""
+
+    parts: tuple = ()
+    combine: str = "rank"
+    description: ClassVar[str] = "joint ranking of two impacts (rank average)"
+
+    @property
+    def name(self) -> str:
+        return JOINT_SEPARATOR.join(p.name for p in self.parts)
+
+    def validate(self) -> None:
+        names = [getattr(p, "name", None) for p in self.parts]
+        if len(self.parts) < 2 or not all(isinstance(p, Impact) and not isinstance(p, JointImpact) for p in self.parts):
+            raise InfluenceError("a joint impact needs two or more impacts, e.g. utility+counterfactual")
+        if len(set(names)) != len(names):
+            raise InfluenceError(f"a joint impact lists an impact twice: {JOINT_SEPARATOR.join(names)}")
+        if self.combine not in JOINT_COMBINES:
+            raise InfluenceError(f"joint impact: combine must be one of {', '.join(JOINT_COMBINES)}, got {self.combine!r}")
+
+    def check(self, dataset: Dataset) -> None:
+        for part in self.parts:
+            part.check(dataset)
+
+    def batch_term(self, module, params, batch, state) -> torch.Tensor:
+        raise InfluenceError("a joint impact has no single value per batch; score against each part")
+
+    def target_gradient(self, module, params, dataset, batch_size=512, device="cpu", dtype=None) -> Params:
+        """Σ_k ∇f_k / ‖∇f_k‖: one direction that weighs the parts equally (``combine="gradient"``); the rank
+        average has no single direction, so a caller needing one (sharded scoring) is told in one line."""
+        if self.combine != "gradient":
+            raise InfluenceError(f"the joint ranking {self.name} averages ranks and has no single target gradient; "
+                                 "score without sharding, or set combine=gradient")
+        total = {k: torch.zeros_like(v) for k, v in params.items()}
+        for part in self.parts:
+            g = part.target_gradient(module, params, dataset, batch_size, device, dtype)
+            norm = torch.sqrt(sum((v.double() ** 2).sum() for v in g.values())).clamp_min(1e-30)
+            for k in total:
+                total[k] += g[k] / norm.to(g[k].dtype)
+        return total
+
+    def value(self, module, dataset, split=None, batch_size=512, device="cpu") -> float:
+        """The parts' values summed (each part's own value is what a user reads; this is for completeness)."""
+        return float(sum(p.value(module, dataset, split, batch_size, device) for p in self.parts))
+
+
+def rank_average(score_lists: list[np.ndarray]) -> np.ndarray:
+    """Mean over the lists of each sample's rank (1 = lowest score = most detrimental, ties averaged), divided by
+    n: a joint score in (0, 1], lower = more detrimental in all the lists together."""
+    from scipy.stats import rankdata
+
+    ranks = np.mean([rankdata(np.asarray(s, dtype=np.float64), method="average") for s in score_lists], axis=0)
+    return ranks / max(len(ranks), 1)
+
+
+def _joint(name: str | Impact) -> list[str] | None:
+    """The part names of a joint impact's name ("utility+counterfactual"), None for a single impact."""
+    if isinstance(name, str) and JOINT_SEPARATOR in name:
+        return [part.strip() for part in name.split(JOINT_SEPARATOR)]
+    return None
 
 
 def _impact_class(name: str | Impact) -> type[Impact]:
@@ -268,9 +379,14 @@ def _impact_class(name: str | Impact) -> type[Impact]:
 
 
 def make_impact(name: str | Impact, **settings) -> Impact:
-    """An impact by name (``utility``, ``fairness``, ``robustness``) with its settings (see `IMPACTS` and each
-    class's fields). A setting the impact does not take is a one-line `InfluenceError`; ``None`` means "the
+    """An impact by name (``utility``, ``fairness``, ``robustness``, ``counterfactual``, or a joint ranking
+    ``a+b`` such as ``utility+counterfactual``) with its settings (see `IMPACTS` and each class's fields). A setting the impact does not take is a one-line `InfluenceError`; ``None`` means "the
     default" and is ignored. An `Impact` passed in is returned, with any settings given replaced."""
+    parts = _joint(name)
+    if parts is not None:
+        return _make_joint(parts, settings)
+    if isinstance(name, JointImpact):
+        return replace(name, **settings) if settings else name
     cls = _impact_class(name)
     given = {k: v for k, v in settings.items() if v is not None}
     known = cls.setting_names()
@@ -282,9 +398,26 @@ def make_impact(name: str | Impact, **settings) -> Impact:
     return cls(**given)
 
 
+def _make_joint(names: list[str], settings: dict) -> JointImpact:
+    """A `JointImpact` over ``names``; each setting goes to the parts that take it (``combine`` to the joint)."""
+    given = {k: v for k, v in settings.items() if v is not None}
+    classes = [_impact_class(n) for n in names]
+    known = {"combine"}.union(*(c.setting_names() for c in classes))
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise InfluenceError(f"impact '{JOINT_SEPARATOR.join(names)}' has no setting {', '.join(unknown)}; "
+                             f"it takes: {', '.join(sorted(known))}")
+    parts = tuple(c(**{k: v for k, v in given.items() if k in c.setting_names()}) for c in classes)
+    return JointImpact(parts, **({"combine": given["combine"]} if "combine" in given else {}))
+
+
 def impact_settings_for(name: str | Impact, **maybe) -> dict:
     """The settings among ``maybe`` that impact ``name`` takes (None values dropped): for callers holding values
     for every impact (e.g. the CLI's --c / --epsilon / --positive-class / --val-trim) that must pass only these."""
+    parts = _joint(name) or ([p.name for p in name.parts] if isinstance(name, JointImpact) else None)
+    if parts is not None:
+        known = {"combine"}.union(*(_impact_class(n).setting_names() for n in parts))
+        return {k: v for k, v in maybe.items() if k in known and v is not None}
     known = set(_impact_class(name).setting_names())
     return {k: v for k, v in maybe.items() if k in known and v is not None}
 

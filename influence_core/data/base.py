@@ -20,10 +20,13 @@ class Split:
 
     ``x`` is a tensor in memory, or `StoredFeatures` (a file on disk: uint8 images standardised per batch, float32
     features): then `rows` / `batches` / `loader` read only the rows asked for, and ``.x`` (for small data and code
-    that wants every row at once) materialises the whole split on first use."""
+    that wants every row at once) materialises the whole split on first use.
+
+    ``twin`` (text data, validation and test): a `Split` of each row's counterfactual twin x̃ (a demographic
+    perturbation of its text, same labels), for the counterfactual fairness impact; None when there is none."""
 
     def __init__(self, x: torch.Tensor | np.ndarray | StoredFeatures, y: torch.Tensor | np.ndarray,
-                 sensitive: torch.Tensor | np.ndarray | None = None) -> None:
+                 sensitive: torch.Tensor | np.ndarray | None = None, twin: "Split | None" = None) -> None:
         if isinstance(x, StoredFeatures):
             self.store: StoredFeatures | None = x
             self._x: torch.Tensor | None = None
@@ -36,6 +39,9 @@ class Split:
         self.sensitive = None if sensitive is None else torch.as_tensor(sensitive, dtype=torch.int64)
         if self.sensitive is not None and self.sensitive.shape[0] != self.y.shape[0]:
             raise InfluenceError("the sensitive attribute has a different length than the labels")
+        if twin is not None and len(twin) != len(self.y):
+            raise InfluenceError(f"the counterfactual twins have {len(twin)} rows but the split has {len(self.y)}")
+        self.twin = twin
 
     @property
     def x(self) -> torch.Tensor:
@@ -84,11 +90,12 @@ class Split:
         index = torch.as_tensor(np.asarray(index), dtype=torch.int64)
         sens = None if self.sensitive is None else self.sensitive[index]
         x = self.store.subset(index.numpy()) if self.store is not None else self.x[index]
-        return Split(x, self.y[index], sens)
+        return Split(x, self.y[index], sens, None if self.twin is None else self.twin.subset(index))
 
     def with_labels(self, y: torch.Tensor | np.ndarray) -> "Split":
         """The same features (still on disk when stored) with other labels."""
-        return Split(self.store if self.store is not None else self.x, y, self.sensitive)
+        twin = None if self.twin is None else self.twin.with_labels(y)
+        return Split(self.store if self.store is not None else self.x, y, self.sensitive, twin)
 
     def batches(self, batch_size: int, device: torch.device | str = "cpu", start: int = 0,
                 stop: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -122,11 +129,15 @@ class Split:
         for t in (self.y, self.sensitive):
             if t is not None:
                 h.update(np.ascontiguousarray(t.numpy()).data)
+        if self.twin is not None:
+            h.update(b"twin")
+            self.twin.hash_into(h)
 
     def identity(self) -> tuple:
         """What changes when this split is replaced (the fingerprint's cache key; contents are not read)."""
         xs = (id(self.store),) if self.store is not None else (id(self._x), self._x.data_ptr(), tuple(self._x.shape))
-        return xs + tuple((id(t), t.data_ptr(), tuple(t.shape)) for t in (self.y, self.sensitive) if t is not None)
+        twin = () if self.twin is None else (self.twin.identity(),)
+        return xs + tuple((id(t), t.data_ptr(), tuple(t.shape)) for t in (self.y, self.sensitive) if t is not None) + twin
 
 
 class _BatchReader(torch.utils.data.Dataset):
@@ -149,7 +160,8 @@ class Dataset:
 
     ``noise_mask`` (bool, over train) marks training labels known to be wrong (flipped on purpose, or
     differing from a clean label set); ``clean_labels`` holds the true labels when known. ``source_index``
-    maps each training row to its position in the original data (for CIFAR-N joins and exports).
+    maps each training row to its position in the original data (for CIFAR-N joins and exports). ``texts``
+    (text data): each split's raw texts, row-aligned with its features ({"train": [...], "val": [...], "test": [...]}).
     """
 
     name: str
@@ -157,13 +169,14 @@ class Dataset:
     val: Split
     test: Split
     classes: list[str]
-    kind: str = "tabular"  # "tabular" (x is N×D) or "image" (x is N×C×H×W)
+    kind: str = "tabular"  # "tabular" (x is N×D), "image" (x is N×C×H×W) or "text" (x is N×D text features)
     noise_mask: torch.Tensor | None = None
     clean_labels: torch.Tensor | None = None
     feature_names: list[str] | None = None
     source_index: torch.Tensor | None = None
     sensitive_name: str | None = None
     meta: dict = field(default_factory=dict)
+    texts: dict[str, list[str]] | None = None
     _fingerprint: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -195,13 +208,33 @@ class Dataset:
         self._fingerprint = (key, h.hexdigest()[:16])
         return self._fingerprint[1]
 
-    def with_train(self, train: Split, noise_mask: torch.Tensor | None = None, source_index: torch.Tensor | None = None) -> "Dataset":
-        """A copy with another training split (after trimming or relabelling); val and test are shared."""
+    def with_train(self, train: Split, noise_mask: torch.Tensor | None = None, source_index: torch.Tensor | None = None,
+                   train_index: np.ndarray | torch.Tensor | None = None) -> "Dataset":
+        """A copy with another training split (after trimming or relabelling); val and test are shared.
+
+        Training texts follow the new rows: ``train_index`` (positions in the current training split) when given,
+        else matched through ``source_index``; a text set whose new rows cannot be matched keeps no texts."""
         return Dataset(
             name=self.name, train=train, val=self.val, test=self.test, classes=self.classes, kind=self.kind,
             noise_mask=noise_mask, clean_labels=None, feature_names=self.feature_names,
             source_index=source_index, sensitive_name=self.sensitive_name, meta=dict(self.meta),
+            texts=self._texts_for(len(train), source_index, train_index),
         )
+
+    def _texts_for(self, n: int, source_index: torch.Tensor | None, train_index) -> dict[str, list[str]] | None:
+        """`texts` with the training texts of new training rows (see `with_train`)."""
+        if self.texts is None:
+            return None
+        old = self.texts["train"]
+        if train_index is None and source_index is not None and self.source_index is not None:
+            position = {int(s): i for i, s in enumerate(self.source_index.tolist())}
+            if all(int(s) in position for s in source_index.tolist()):
+                train_index = [position[int(s)] for s in source_index.tolist()]
+        if train_index is None:
+            if n != len(old):
+                return None
+            train_index = range(n)
+        return dict(self.texts, train=[old[int(i)] for i in np.asarray(train_index).tolist()])
 
     def summary(self) -> dict:
         """Counts a user wants to see first: sizes, class balance, known noise rate."""

@@ -36,19 +36,25 @@ def _runs(result) -> list[dict]:
     return result.runs if hasattr(result, "runs") else result.get("runs", [])
 
 
-def pareto_figure(result, title: str = "Utility vs fairness after cleaning") -> go.Figure:
+FAIRNESS_METRICS = {"fairness_gap": "fairness gap", "fair_score": "fair score"}  # y of the Pareto chart
+
+
+def pareto_figure(result, title: str = "Utility vs fairness after cleaning", metric: str = "fairness_gap") -> go.Figure:
     """Accuracy (x, %) against fairness gap (y, ×100, inverted): top right of the cross = Pareto improvement.
+    ``metric="fair_score"``: the counterfactual fair score of text data (paper Sec. 6) on y instead.
 
     ``result``: an `ExperimentResult` or its JSON (``{"results": {name: row}}``) or the rows dict itself.
     """
     rows = _rows(result)
     full = rows.get("full") or {}
-    if not full.get("accuracy") or not full.get("fairness_gap"):
-        raise InfluenceError("the Pareto chart needs the full-data run with a fairness gap (a data set with a sensitive attribute)")
-    fx, fy = 100 * full["accuracy"]["mean"], 100 * full["fairness_gap"]["mean"]
-    points = [(name, r) for name, r in rows.items() if name != "full" and r.get("accuracy") and r.get("fairness_gap")]
+    what = FAIRNESS_METRICS[metric]
+    if not full.get("accuracy") or not full.get(metric):
+        raise InfluenceError(f"the Pareto chart needs the full-data run with a {what} "
+                             + ("(a data set with a sensitive attribute)" if metric == "fairness_gap" else "(text with twins)"))
+    fx, fy = 100 * full["accuracy"]["mean"], 100 * full[metric]["mean"]
+    points = [(name, r) for name, r in rows.items() if name != "full" and r.get("accuracy") and r.get(metric)]
     xs = [fx] + [100 * r["accuracy"]["mean"] for _, r in points]
-    ys = [fy] + [100 * r["fairness_gap"]["mean"] for _, r in points]
+    ys = [fy] + [100 * r[metric]["mean"] for _, r in points]
     pad_x = max(0.5, 0.15 * (max(xs) - min(xs)))
     pad_y = max(0.25, 0.15 * (max(ys) - min(ys)))
     x_lo, x_hi = min(xs) - pad_x, max(xs) + pad_x
@@ -62,19 +68,19 @@ def pareto_figure(result, title: str = "Utility vs fairness after cleaning") -> 
     fig.add_shape(type="line", x0=x_lo, x1=x_hi, y0=fy, y1=fy, line=dict(color=REFERENCE_COLOUR, dash="dot"))
     fig.add_trace(go.Scatter(
         x=[fx], y=[fy], mode="markers", name="full data", marker=dict(symbol="x", size=16, color=REFERENCE_COLOUR),
-        **_error_bars(full),
-        hovertemplate="full data<br>accuracy %{x:.2f}%<br>fairness gap %{y:.2f}<extra></extra>"))
+        **_error_bars(full, metric),
+        hovertemplate=f"full data<br>accuracy %{{x:.2f}}%<br>{what} %{{y:.2f}}<extra></extra>"))
     for i, (name, r) in enumerate(points):
         label = r.get("label", name)
         fig.add_trace(go.Scatter(
-            x=[100 * r["accuracy"]["mean"]], y=[100 * r["fairness_gap"]["mean"]], mode="markers", name=label,
+            x=[100 * r["accuracy"]["mean"]], y=[100 * r[metric]["mean"]], mode="markers", name=label,
             # Open markers of different shapes: methods on one point stay visible on top of each other.
             marker=dict(size=13, color=method_colour(name), line=dict(width=2, color=method_colour(name)),
                         symbol="diamond-open" if name == "random" else _SYMBOLS[i % len(_SYMBOLS)]),
-            **_error_bars(r),
-            hovertemplate=f"{label}<br>accuracy %{{x:.2f}}%<br>fairness gap %{{y:.2f}}<extra></extra>"))
+            **_error_bars(r, metric),
+            hovertemplate=f"{label}<br>accuracy %{{x:.2f}}%<br>{what} %{{y:.2f}}<extra></extra>"))
     fig.update_xaxes(title="test accuracy (%) →", range=[x_lo, x_hi])
-    fig.update_yaxes(title="fairness gap ×100 (fairer ↑)", autorange="reversed", range=None)
+    fig.update_yaxes(title=f"{what} ×100 (fairer ↑)", autorange="reversed", range=None)
     fig.update_layout(title=title, showlegend=True, margin=dict(t=50, l=10, r=10, b=10))
     return fig
 
@@ -87,11 +93,11 @@ def _seeds(stat: dict | None) -> int:
     return int((stat or {}).get("n", 1) or 1)
 
 
-def _error_bars(row: dict) -> dict:
+def _error_bars(row: dict, y_metric: str = "fairness_gap") -> dict:
     """± one std over seeds on each axis, only where the seeds spread (one seed, or a convex model that every seed
     retrains to the same optimum: no bar of zero length)."""
     out = {}
-    for axis, metric in (("error_x", "accuracy"), ("error_y", "fairness_gap")):
+    for axis, metric in (("error_x", "accuracy"), ("error_y", y_metric)):
         stat = row.get(metric) or {}
         if _seeds(stat) > 1 and (stat.get("std") or 0.0) > 0.0:
             out[axis] = dict(type="data", array=[100 * stat["std"]], visible=True, thickness=1.2, width=4)

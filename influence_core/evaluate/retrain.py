@@ -16,7 +16,7 @@ from torch import nn
 
 from ..data.base import Dataset, Split
 from ..grads import predict_labels, select_params
-from ..impacts import FairnessImpact, attack
+from ..impacts import CounterfactualImpact, FairnessImpact, attack
 from ..models.train import TrainConfig, evaluate_split, train_model
 
 
@@ -90,14 +90,25 @@ def fairness_gap(module: nn.Module, dataset: Dataset, split: Split | None = None
     return FairnessImpact().value(module, dataset, split=split)
 
 
+def fair_score(module: nn.Module, dataset: Dataset, split: Split | None = None) -> float | None:
+    """The paper's Section 6 fair score on ``split`` (default: test): mean ½‖p(x) − p(x̃)‖₁ over each text and its
+    demographic twin (lower = fairer); None without twins."""
+    split = dataset.test if split is None else split
+    if split.twin is None or len(split) == 0:
+        return None
+    return CounterfactualImpact().value(module, dataset, split=split)
+
+
 def evaluate_module(module: nn.Module, dataset: Dataset, attacks: AttackSettings = AttackSettings(),
                     crafted: Crafted | None = None) -> dict:
-    """Test accuracy, fairness gap (None without a sensitive attribute) and per-attack accuracies of ``module``
+    """Test accuracy, fairness gap (None without a sensitive attribute), fair score (None without twins) and
+    per-attack accuracies of ``module``
     (on the pre-crafted perturbed test sets ``crafted`` when given)."""
     per_attack = attacked_accuracies(module, dataset.test, attacks, crafted) if attacks.n_attacks > 0 else []
     return {
         "accuracy": evaluate_split(module, dataset.test)["accuracy"],
         "fairness_gap": fairness_gap(module, dataset),
+        "fair_score": fair_score(module, dataset),
         "attacked_accuracy": float(np.mean(per_attack)) if per_attack else None,
         "attack_accuracies": per_attack,
     }

@@ -32,7 +32,7 @@ from .baselines import arm_label, expand_arms, is_arm, run_arm
 from .retrain import AttackSettings, craft_attacks, evaluate_module, retrain_and_evaluate
 
 CONTROLS = ("full", "random")
-METRICS = ("accuracy", "fairness_gap", "attacked_accuracy")
+METRICS = ("accuracy", "fairness_gap", "attacked_accuracy", "fair_score")
 Progress = Callable[[float, str], None]
 
 
@@ -396,6 +396,7 @@ def summarize(names: list[str], runs: list[dict], errors: dict[str, str] | None 
         row["accuracy"] = _stat([r["accuracy"] for r in mine])
         row["fairness_gap"] = _stat([r.get("fairness_gap") for r in mine])
         row["attacked_accuracy"] = _stat([a for r in mine for a in r.get("attack_accuracies", [])])
+        row["fair_score"] = _stat([r.get("fair_score") for r in mine])  # counterfactual fairness (text twins)
         row["changed"] = mine[0].get("changed") if mine else None
         rows[name] = row
     return rows
@@ -416,6 +417,9 @@ def format_table(result: ExperimentResult) -> str:
             continue
         lines.append(f"| {row['label']} | {cell(row['accuracy'])} | {cell(row['fairness_gap'])} | "
                      f"{cell(row['attacked_accuracy'])} | {row.get('changed') if row.get('changed') is not None else ''} |")
+    if any(row.get("fair_score") for row in result.rows.values()):  # text with twins: the paper's Sec. 6 fair score
+        lines += ["", "| method | fair score (×100, lower = fairer) |", "|---|---|"]
+        lines += [f"| {row['label']} | {cell(row.get('fair_score'))} |" for row in result.rows.values() if not row.get("error")]
     if result.stopped:
         lines.append("\n(stopped early: the rows above use the runs finished so far)")
     return "\n".join(lines)

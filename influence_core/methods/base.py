@@ -23,7 +23,7 @@ from torch import nn
 from ..data.base import Dataset
 from ..errors import InfluenceError
 from ..grads import Params, Progress, directional_derivatives, per_sample_loss, select_params
-from ..impacts import Impact, coerce_setting
+from ..impacts import Impact, JointImpact, coerce_setting, rank_average
 from ..models.train import FittedModel, resolve_device
 
 
@@ -239,6 +239,9 @@ class InfluenceMethod(ABC):
 
     def scores(self, ctx: ScoringContext) -> np.ndarray:
         """Run the method and check its output: a finite float64 array of length n_train, lower = more detrimental."""
+        if self.uses_impact and isinstance(ctx.impact, JointImpact) and ctx.impact.combine == "rank":
+            # A joint ranking (issue 18): score against each part, then average the rankings.
+            return rank_average([self.scores(replace(ctx, impact=part)) for part in ctx.impact.parts])
         self.check(ctx)
         t0 = time.perf_counter()
         out = self.compute(ctx)

@@ -17,7 +17,7 @@ class ModelSpec:
     name: str
     description: str
     builder: Callable[[tuple[int, ...], int], nn.Module]
-    input_kinds: tuple[str, ...] = ("tabular", "image")
+    input_kinds: tuple[str, ...] = ("tabular", "image", "text")
     # Which parameters `--params head` selects (a name prefix), and the trainer's defaults for this architecture.
     head_prefix: str = ""
     train_defaults: dict = field(default_factory=dict)
@@ -39,8 +39,8 @@ def get_model_spec(name: str) -> ModelSpec:
 
 def default_architecture(kind: str) -> str:
     """The architecture a model for ``kind`` data gets unless one is chosen (the Model page, the CLI): the CNN for
-    images (augmented, early stopping: the README's leaderboard setting), the MLP otherwise."""
-    return "cnn" if kind == "image" else "mlp"
+    images (augmented, early stopping: the README's leaderboard setting), text-linear for text, the MLP otherwise."""
+    return {"image": "cnn", "text": "text-linear"}.get(kind, "mlp")
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -68,3 +68,8 @@ register_model(ModelSpec("resnet18", "ResNet-18 for 32x32 images (3x3 stem, no m
                          resnet18_cifar, input_kinds=("image",), head_prefix="fc", train_defaults=_RESNET_DEFAULTS))
 register_model(ModelSpec("resnet34", "ResNet-34 for 32x32 images (3x3 stem, no max-pool; random init or your weights)",
                          resnet34_cifar, input_kinds=("image",), head_prefix="fc", train_defaults=_RESNET_DEFAULTS))
+# Text (issue 18): a linear model on the TF-IDF features (data/text.py), full-batch L-BFGS: the training loss is
+# strictly convex, so exact / LiSSA / EKFAC / IP agree on what they estimate, and it trains in seconds.
+register_model(ModelSpec("text-linear", "Logistic regression on TF-IDF text features (L-BFGS, L2 1e-3)",
+                         LogisticRegression, input_kinds=("text",), head_prefix="linear",
+                         train_defaults={"optimizer": "lbfgs", "l2": 1e-3}))

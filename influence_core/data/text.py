@@ -1,0 +1,298 @@
+"""Text data (issue 18 §1): free-text columns turned into model inputs by a registered featurizer.
+
+A text `Dataset` has ``kind == "text"``, its raw texts in ``dataset.texts`` ({"train", "val", "test"} → list of
+str, row-aligned with the features) and, for validation and test, ``split.twin``: the features of each row's
+counterfactual twin x̃ (a perturbed column, or the text passed through a perturber), for the paper's Section 6
+counterfactual-fairness impact.
+
+Featurizers: ``fn(train_texts, texts_by_split, settings) -> {split: float32 N×D array}``, fitted on ``train_texts``
+only (the vectorizer never sees validation or test text). "tfidf" is scikit-learn's `TfidfVectorizer`; other
+featurizers (token ids for Hugging Face models) register themselves with `register_featurizer`. Large feature
+matrices are written to the arrays folder a chunk at a time and read back by rows (`StoredFeatures`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from ..errors import InfluenceError
+from .base import Dataset, Split
+from .prepare import carve_indices
+from .registry import register_dataset
+from .storage import CHUNK_ROWS, FEATURES_ON_DISK_BYTES, DiskArray, StoredFeatures, _all_or_nothing, _store
+
+TEXT_MIN_WORDS = 4  # a string column of mostly distinct values this many words long (the median) is free text
+TEXT_MIN_DISTINCT = 0.5
+TEXT_SEPARATOR = " [SEP] "  # joins several text columns (sentence pairs) into one text
+SPLITS = ("train", "val", "test")
+
+Featurizer = Callable[[list[str], dict[str, list[str]], Any], dict[str, np.ndarray]]
+FEATURIZERS: dict[str, Featurizer] = {}
+
+
+def register_featurizer(name: str, fn: Featurizer | None = None):
+    """Register ``fn`` as featurizer ``name`` (also usable as a decorator: ``@register_featurizer("name")``)."""
+    if fn is None:
+        return lambda f: register_featurizer(name, f)
+    FEATURIZERS[name] = fn
+    return fn
+
+
+@dataclass(frozen=True)
+class TfidfSettings:
+    """scikit-learn `TfidfVectorizer` settings: word n-grams 1..``ngram_max``, terms in at least ``min_df`` training
+    texts, the ``max_features`` most frequent terms (a cap: the model's inputs are dense), log-scaled term counts."""
+
+    ngram_max: int = 2
+    min_df: int = 2
+    max_features: int = 2**14
+    sublinear_tf: bool = True
+
+    def vectorizer(self) -> TfidfVectorizer:
+        if self.ngram_max < 1 or self.min_df < 1 or self.max_features < 1:
+            raise InfluenceError("TF-IDF settings: ngram_max, min_df and max_features must be at least 1")
+        return TfidfVectorizer(ngram_range=(1, self.ngram_max), min_df=self.min_df, max_features=self.max_features,
+                               sublinear_tf=self.sublinear_tf, dtype=np.float32)
+
+
+def fit_tfidf(train_texts: list[str], settings: TfidfSettings) -> TfidfVectorizer:
+    """The vectorizer fitted on the training texts only."""
+    vectorizer = settings.vectorizer()
+    try:
+        vectorizer.fit(train_texts)
+    except ValueError as err:  # "empty vocabulary" / "After pruning, no terms remain"
+        raise InfluenceError(f"TF-IDF found no terms in the training texts ({str(err).splitlines()[0]}); "
+                             "lower min_df or check the text column") from None
+    return vectorizer
+
+
+@register_featurizer("tfidf")
+def tfidf_features(train_texts: list[str], texts_by_split: dict[str, list[str]],
+                   settings: TfidfSettings | None = None) -> dict[str, np.ndarray]:
+    """Dense float32 TF-IDF rows for each split, the vectorizer fitted on ``train_texts`` only; a split whose
+    matrix would pass 256 MiB is written to disk a chunk at a time and returned memory-mapped (read-only)."""
+    settings = settings or TfidfSettings()
+    vectorizer = fit_tfidf(train_texts, settings)
+    width = len(vectorizer.vocabulary_)
+    key = hashlib.sha256(repr((sorted(vectorizer.vocabulary_.items()), asdict(settings))).encode()).hexdigest()[:12]
+    out = {}
+    for split, texts in texts_by_split.items():
+        if len(texts) * width * 4 <= FEATURES_ON_DISK_BYTES:
+            out[split] = vectorizer.transform(texts).toarray().astype(np.float32, copy=False)
+        else:
+            out[split] = _stored_rows(f"tfidf-{key}-{split}", texts, vectorizer, width)
+    return out
+
+
+def _stored_rows(name: str, texts: list[str], vectorizer: TfidfVectorizer, width: int) -> np.ndarray:
+    """The TF-IDF rows of ``texts`` written to the arrays folder CHUNK_ROWS at a time (memory: one chunk)."""
+    from .storage import write_array, _arrays_folder
+
+    chunks = (vectorizer.transform(texts[s : s + CHUNK_ROWS]).toarray() for s in range(0, len(texts), CHUNK_ROWS))
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    path = _arrays_folder() / f"{name}-{digest}.npy"
+    stored = DiskArray(path) if path.exists() else write_array(path, chunks, (len(texts), width), "float32")
+    return np.load(stored.path, mmap_mode="r")
+
+
+def detect_text_columns(frame: pd.DataFrame) -> list[str]:
+    """The free-text columns of ``frame``: strings whose values are mostly distinct (≥ 50%) and, at the median,
+    `TEXT_MIN_WORDS` words or longer."""
+    found = []
+    for col in frame.columns:
+        values = frame[col]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        text = values.dropna().astype(str).str.strip()
+        if len(text) and text.nunique() >= TEXT_MIN_DISTINCT * len(text) and text.str.split().str.len().median() >= TEXT_MIN_WORDS:
+            found.append(str(col))
+    return found
+
+
+def joined_texts(frame: pd.DataFrame, text_columns: list[str]) -> list[str]:
+    """One text per row: the ``text_columns`` (missing cells empty) joined with `TEXT_SEPARATOR`."""
+    missing = [c for c in text_columns if c not in frame.columns]
+    if missing:
+        raise InfluenceError(f"no text column {', '.join(map(repr, missing))}; the columns are: {', '.join(map(str, frame.columns))}")
+    parts = [frame[c].fillna("").astype(str).tolist() for c in text_columns]
+    return [TEXT_SEPARATOR.join(p) for p in zip(*parts)] if len(parts) > 1 else parts[0]
+
+
+def _labels(frames: list[pd.DataFrame], label_column: str) -> tuple[list[np.ndarray], list[str]]:
+    """Class indices per frame over one sorted class list (all frames' labels)."""
+    from .uploads import encode_labels  # uploads imports this module: imported when first needed
+
+    for f in frames:
+        if label_column not in f.columns:
+            raise InfluenceError(f"no label column '{label_column}'; the columns are: {', '.join(map(str, f.columns))}")
+    both = pd.concat([f[label_column] for f in frames], ignore_index=True)
+    y, classes = encode_labels(both, label_column)
+    bounds = np.cumsum([0] + [len(f) for f in frames])
+    return [y[a:b] for a, b in zip(bounds[:-1], bounds[1:])], classes
+
+
+def text_dataset(
+    train: pd.DataFrame, val: pd.DataFrame | None = None, test: pd.DataFrame | None = None, *,
+    text_columns: list[str], label_column: str, sensitive_column: str | None = None,
+    perturbed_column: str | None = None, perturber: Callable[[str], str] | None = None, features: str = "tfidf",
+    tfidf: TfidfSettings = TfidfSettings(), name: str = "text", seed: int = 0, val_fraction: float = 0.2,
+    test_fraction: float = 0.2, on_disk: bool | None = None, meta: dict | None = None,
+) -> Dataset:
+    """A text `Dataset` from pandas frames (see the module doc). ``val`` / ``test`` None: carved from ``train`` with
+    ``seed`` as tabular uploads are (test first, then validation from the rest, stratified).
+
+    ``source_index`` of a training row (and ``meta["val_source_index"]`` / ``["test_source_index"]``) is its row
+    position in the frame it came from. ``sensitive_column``: a binary column (see `binarise_sensitive`).
+    ``perturbed_column`` (its text replaces the first text column) or ``perturber`` give the validation and test
+    twins. ``on_disk``: force (True) or forbid (False) features on disk; None = past 256 MiB a split."""
+    if not text_columns:
+        raise InfluenceError("name at least one text column")
+    if features not in FEATURIZERS:
+        raise InfluenceError(f"unknown text features '{features}'; choose one of: {', '.join(sorted(FEATURIZERS))}")
+    given = {"train": train, "val": val, "test": test}
+    names = [k for k, f in given.items() if f is not None]
+    ys, classes = _labels([given[k] for k in names], label_column)
+    y_of = dict(zip(names, ys))
+    rows = {"train": np.arange(len(train))}
+    frames = {"train": train}
+    if test is None:
+        keep, cut = carve_indices(len(train), test_fraction, seed, labels=y_of["train"])
+        rows.update(train=keep, test=cut)
+        frames["test"] = train
+    else:
+        rows["test"], frames["test"] = np.arange(len(test)), test
+    if val is None:
+        tr, va = carve_indices(len(rows["train"]), val_fraction, seed + 1, labels=y_of["train"][rows["train"]])
+        rows.update(train=rows["train"][tr], val=rows["train"][va])
+        frames["val"] = train
+    else:
+        rows["val"], frames["val"] = np.arange(len(val)), val
+    y_src = {"train": y_of["train"], "val": y_of.get("val", y_of["train"]), "test": y_of.get("test", y_of["train"])}
+    parts = {s: frames[s].iloc[rows[s]] for s in SPLITS}
+    texts = {s: joined_texts(parts[s], text_columns) for s in SPLITS}
+
+    twins: dict[str, list[str]] = {}
+    if perturbed_column is not None:
+        for s in ("val", "test"):
+            if perturbed_column not in parts[s].columns:
+                _no_column(perturbed_column, parts[s])
+            twins[s] = joined_texts(parts[s].assign(**{text_columns[0]: parts[s][perturbed_column]}), text_columns)
+    elif perturber is not None:
+        twins = {s: [perturber(t) for t in texts[s]] for s in ("val", "test")}
+
+    settings = tfidf if features == "tfidf" else None
+    feats = FEATURIZERS[features](texts["train"], {**texts, **{f"{s}_twin": t for s, t in twins.items()}}, settings)
+    sens = {s: None for s in SPLITS}
+    s_name = None
+    if sensitive_column is not None:
+        from .uploads import binarise_sensitive
+
+        for s in SPLITS:
+            if sensitive_column not in parts[s].columns:
+                _no_column(sensitive_column, parts[s])
+        whole = pd.concat([parts[s][sensitive_column] for s in SPLITS], ignore_index=True)
+        values, s_name = binarise_sensitive(whole, sensitive_column)
+        bounds = np.cumsum([0] + [len(parts[s]) for s in SPLITS])
+        sens = {s: values[a:b] for s, a, b in zip(SPLITS, bounds[:-1], bounds[1:])}
+
+    splits = {}
+    with _all_or_nothing() as written:  # a refused data set leaves no feature files behind
+        def make(key: str, y: np.ndarray, s: np.ndarray | None, twin: Split | None = None) -> Split:
+            return Split(_as_input(f"{name}-{key}", feats[key], on_disk, written), torch.from_numpy(y.astype(np.int64)),
+                         None if s is None else torch.from_numpy(s.astype(np.int64)), twin)
+
+        for s in SPLITS:
+            y = y_src[s][rows[s]]
+            twin = make(f"{s}_twin", y, sens[s]) if f"{s}_twin" in feats else None
+            splits[s] = make(s, y, sens[s], twin)
+    info = dict(meta or {})
+    info.update(text_columns=list(text_columns), label_column=label_column, sensitive_column=sensitive_column,
+                perturbed_column=perturbed_column, features=features, seed=seed,
+                tfidf=asdict(tfidf) if features == "tfidf" else None,
+                val_source_index=rows["val"].tolist(), test_source_index=rows["test"].tolist(),
+                splits="given" if val is not None and test is not None else "carved")
+    return Dataset(name=name, train=splits["train"], val=splits["val"], test=splits["test"], classes=classes,
+                   kind="text", source_index=torch.from_numpy(rows["train"].astype(np.int64)),
+                   sensitive_name=s_name, meta=info, texts=texts)
+
+
+def _no_column(column: str, frame: pd.DataFrame):
+    raise InfluenceError(f"no column '{column}'; the columns are: {', '.join(map(str, frame.columns))}")
+
+
+def _as_input(name: str, x: np.ndarray, on_disk: bool | None, written: list) -> torch.Tensor | StoredFeatures:
+    """A featurizer's output as a split's features: a memory-mapped file stays on disk (read by rows), a large
+    array is stored (unless ``on_disk`` is False), a small one stays in memory."""
+    if isinstance(x, np.memmap) and on_disk is not False:
+        return StoredFeatures(DiskArray(x.filename))
+    x = np.asarray(x)
+    if on_disk or (on_disk is None and x.nbytes > FEATURES_ON_DISK_BYTES and x.dtype == np.float32):
+        return StoredFeatures(_store(name, np.asarray(x, dtype=np.float32), written))
+    return torch.from_numpy(np.array(x, dtype=np.float32))
+
+
+# ------------------------------------------------------------------------------------------- generated text
+_SYLLABLES = ["ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "de", "va", "zu", "he", "fo", "gi", "ba", "ye"]
+
+
+def _words(rng: np.random.Generator, n: int, taken: set[str]) -> list[str]:
+    """``n`` new pseudo-words of three syllables (none in ``taken``)."""
+    out: list[str] = []
+    while len(out) < n:
+        w = "".join(rng.choice(_SYLLABLES, size=3))
+        if w not in taken:
+            taken.add(w)
+            out.append(w)
+    return out
+
+
+def generated_text_frame(n: int, num_classes: int = 4, seed: int = 0, topic_rate: float = 0.3,
+                         confusion_rate: float = 0.1) -> pd.DataFrame:
+    """``n`` generated documents (columns "text", "label"): 6–16 words each; a word is from the document's own
+    topic vocabulary with probability ``topic_rate``, from another topic's with ``confusion_rate``, else from a
+    shared vocabulary. The vocabularies depend on ``num_classes`` only (fixed seed), the documents on ``seed``."""
+    vocab_rng, rng = np.random.default_rng(1234), np.random.default_rng(seed)
+    taken: set[str] = set()
+    topics = [_words(vocab_rng, 40, taken) for _ in range(num_classes)]
+    shared = _words(vocab_rng, 300, taken)
+    labels = rng.integers(0, num_classes, size=n)
+    docs = []
+    for c in labels:
+        length = int(rng.integers(6, 17))
+        draw = rng.random(length)
+        words = []
+        for u in draw:
+            if u < topic_rate:
+                words.append(topics[c][rng.integers(40)])
+            elif u < topic_rate + confusion_rate:
+                other = (c + rng.integers(1, num_classes)) % num_classes
+                words.append(topics[other][rng.integers(40)])
+            else:
+                words.append(shared[rng.integers(len(shared))])
+        docs.append(" ".join(words))
+    return pd.DataFrame({"text": docs, "label": [f"topic {c}" for c in labels]})
+
+
+@register_dataset("text-topics", "Generated short documents on 4 topics (TF-IDF features; 1,000 train / 300 val / "
+                                 "300 test), 10% of training labels moved to another topic")
+def load_text_topics(seed: int = 0, n_train: int = 1000, n_val: int = 300, n_test: int = 300,
+                     label_noise: float = 0.1) -> Dataset:
+    """`generated_text_frame` as a text data set, with ``label_noise`` of the training labels moved (the noise mask
+    and clean labels kept for scoring detectors)."""
+    for what, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if int(n) < 20:
+            raise InfluenceError(f"text-topics: {what} must be at least 20, got {n}")
+    frame = generated_text_frame(n_train + n_val + n_test, seed=seed)
+    parts = frame.iloc[:n_train], frame.iloc[n_train : n_train + n_val], frame.iloc[n_train + n_val :]
+    ds = text_dataset(*(p.reset_index(drop=True) for p in parts), text_columns=["text"], label_column="label",
+                      name="text-topics", seed=seed, meta={"source": "generated"})
+    from .prepare import with_label_noise
+
+    return with_label_noise(ds, label_noise, seed=seed, include_val=False) if label_noise > 0 else ds

@@ -1,0 +1,155 @@
+"""Text data (issue 18 §1): TF-IDF features against scikit-learn's own vectorizer, fitted on train only; splits,
+texts and counterfactual twins aligned with the rows; detection of free-text columns; features on disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from influence_core.data.text import (FEATURIZERS, TEXT_SEPARATOR, TfidfSettings, detect_text_columns,
+                                      generated_text_frame, register_featurizer, text_dataset)
+from influence_core.errors import InfluenceError
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    f = generated_text_frame(200, num_classes=3, seed=1)
+    f["group"] = np.arange(len(f)) % 2
+    f["swapped"] = f["text"].str.upper() + " extra"
+    return f
+
+
+def _sklearn(train_texts, texts, settings=TfidfSettings()):
+    vec = TfidfVectorizer(ngram_range=(1, settings.ngram_max), min_df=settings.min_df,
+                          max_features=settings.max_features, sublinear_tf=settings.sublinear_tf)
+    vec.fit(train_texts)
+    return vec.transform(texts).toarray()
+
+
+def test_tfidf_features_equal_sklearn_fitted_on_train_only(frame):
+    ds = text_dataset(frame, text_columns=["text"], label_column="label", name="t")
+    assert ds.kind == "text" and set(ds.texts) == {"train", "val", "test"}
+    train_texts = ds.texts["train"]
+    for split in ("train", "val", "test"):
+        expected = _sklearn(train_texts, ds.texts[split])
+        assert getattr(ds, split).x.shape == expected.shape
+        np.testing.assert_allclose(getattr(ds, split).x.numpy(), expected, rtol=1e-5, atol=1e-6)
+    # fitted on all texts the vocabulary (and idf) would differ: the vectorizer never saw val/test text
+    every = train_texts + ds.texts["val"] + ds.texts["test"]
+    assert _sklearn(every, ds.texts["val"]).shape[1] != ds.val.x.shape[1]
+
+
+def test_the_featurizer_gets_only_training_texts_to_fit(frame):
+    seen = {}
+
+    def spy(train_texts, texts_by_split, settings):
+        seen["fit"], seen["splits"] = list(train_texts), {k: list(v) for k, v in texts_by_split.items()}
+        return FEATURIZERS["tfidf"](train_texts, texts_by_split, settings)
+
+    register_featurizer("spy", spy)
+    try:
+        ds = text_dataset(frame, text_columns=["text"], label_column="label", features="spy")
+    finally:
+        FEATURIZERS.pop("spy")
+    assert seen["fit"] == ds.texts["train"]
+    assert not set(seen["fit"]) & (set(ds.texts["val"]) | set(ds.texts["test"]))
+
+
+def test_rows_texts_and_labels_stay_aligned_with_the_source_frame(frame):
+    ds = text_dataset(frame, text_columns=["text"], label_column="label")
+    classes = ds.classes
+    assert len(ds.train) + len(ds.val) + len(ds.test) == len(frame)
+    for split, rows in (("train", ds.source_index.numpy()), ("val", ds.meta["val_source_index"]),
+                        ("test", ds.meta["test_source_index"])):
+        assert ds.texts[split] == frame["text"].iloc[rows].tolist()
+        assert [classes[c] for c in getattr(ds, split).y.tolist()] == frame["label"].iloc[rows].tolist()
+    # carved as tabular uploads are: 20% test, then 20% of the rest validation
+    assert len(ds.test) == 40 and len(ds.val) == 32
+
+
+def test_given_validation_and_test_frames_are_used_as_they_are(frame):
+    ds = text_dataset(frame.iloc[:120], frame.iloc[120:160], frame.iloc[160:], text_columns=["text"], label_column="label")
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (120, 40, 40)
+    assert ds.texts["test"] == frame["text"].iloc[160:].tolist()
+
+
+def test_several_text_columns_are_joined_with_the_separator(frame):
+    f = frame.assign(second=frame["text"].str[:5])
+    ds = text_dataset(f, text_columns=["text", "second"], label_column="label")
+    rows = ds.source_index.numpy()
+    assert ds.texts["train"][0] == f["text"].iloc[rows[0]] + TEXT_SEPARATOR + f["second"].iloc[rows[0]]
+
+
+def test_twins_from_a_perturbed_column_or_a_perturber(frame):
+    by_column = text_dataset(frame, text_columns=["text"], label_column="label", perturbed_column="swapped")
+    assert by_column.train.twin is None
+    rows = by_column.meta["val_source_index"]
+    expected = _sklearn(by_column.texts["train"], frame["swapped"].iloc[rows].tolist())
+    np.testing.assert_allclose(by_column.val.twin.x.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(by_column.val.twin.y, by_column.val.y)
+
+    def perturb(t):
+        return " ".join(reversed(t.split()[:3]))
+
+    by_fn = text_dataset(frame, text_columns=["text"], label_column="label", perturber=perturb)
+    expected = _sklearn(by_fn.texts["train"], [perturb(t) for t in by_fn.texts["test"]])
+    np.testing.assert_allclose(by_fn.test.twin.x.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert by_fn.fingerprint() != text_dataset(frame, text_columns=["text"], label_column="label").fingerprint()
+    # twins travel with subsets and relabelling
+    sub = by_fn.test.subset(np.array([3, 1]))
+    assert torch.equal(sub.twin.x, by_fn.test.twin.x[[3, 1]])
+    assert by_fn.test.with_labels(torch.zeros(len(by_fn.test), dtype=torch.int64)).twin.y.sum() == 0
+
+
+def test_with_train_keeps_training_texts_aligned(frame):
+    ds = text_dataset(frame, text_columns=["text"], label_column="label")
+    keep = np.array([5, 0, 7])
+    by_source = ds.with_train(ds.train.subset(keep), source_index=ds.source_index[keep])
+    assert by_source.texts["train"] == [ds.texts["train"][i] for i in keep]
+    by_index = ds.with_train(ds.train.subset(keep), train_index=keep)
+    assert by_index.texts["train"] == by_source.texts["train"] and by_index.texts["val"] == ds.texts["val"]
+    assert ds.with_train(ds.train.subset(keep)).texts is None  # nothing says which rows these are
+
+
+def test_sensitive_column_is_binarised_per_row(frame):
+    ds = text_dataset(frame, text_columns=["text"], label_column="label", sensitive_column="group")
+    assert ds.train.sensitive.tolist() == frame["group"].iloc[ds.source_index.numpy()].tolist()
+
+
+def test_detect_text_columns():
+    f = pd.DataFrame({"review": [f"this film number {i} was fine" for i in range(10)],
+                      "city": ["Paris", "Rome"] * 5, "short": [f"id{i}" for i in range(10)], "n": range(10)})
+    assert detect_text_columns(f) == ["review"]
+
+
+def test_large_features_go_to_disk_and_read_the_same(frame, tmp_path, monkeypatch):
+    monkeypatch.setenv("INFLUENCE_DATA_DIR", str(tmp_path))
+    in_memory = text_dataset(frame, text_columns=["text"], label_column="label", on_disk=False)
+    import influence_core.data.text as text_module
+
+    monkeypatch.setattr(text_module, "FEATURES_ON_DISK_BYTES", 1000)  # every split is "large"
+    stored = text_dataset(frame, text_columns=["text"], label_column="label")
+    assert stored.train.on_disk and stored.test.on_disk
+    np.testing.assert_array_equal(stored.train.rows([4, 2]).numpy(), in_memory.train.x[[4, 2]].numpy())
+    assert stored.fingerprint() == text_dataset(frame, text_columns=["text"], label_column="label").fingerprint()
+
+
+def test_one_line_errors(frame):
+    with pytest.raises(InfluenceError, match="no text column 'nope'"):
+        text_dataset(frame, text_columns=["nope"], label_column="label")
+    with pytest.raises(InfluenceError, match="no terms"):
+        text_dataset(frame.assign(text="a"), text_columns=["text"], label_column="label")
+    with pytest.raises(InfluenceError, match="unknown text features"):
+        text_dataset(frame, text_columns=["text"], label_column="label", features="bag")
+
+
+def test_generated_topics_set_has_moved_labels():
+    from influence_core.data import load_dataset
+
+    ds = load_dataset("text-topics", n_train=200, n_val=50, n_test=50)
+    assert ds.kind == "text" and ds.num_classes == 4 and int(ds.noise_mask.sum()) == 20
+    assert torch.equal(ds.noise_mask, ds.train.y != ds.clean_labels)
+    assert len(ds.texts["train"]) == 200
