@@ -207,3 +207,15 @@ def test_runner_runs_baseline_arms_beside_the_methods(tmp_path, fair_data):
     assert saved["settings"]["baselines"] == list(settings.baselines) and "eg_eo@0.05" in saved["results"]
     assert ExperimentSettings.from_json(saved["settings"]) == settings
     assert "baselines" not in ExperimentSettings(dataset="blobs").as_dict()  # earlier runs keep their resume keys
+
+
+def test_pareto_chart_draws_each_baseline_family_as_one_front():
+    from influence_core.evaluate.figures import pareto_figure
+
+    rows = {"full": _row(84.5, 18.0), "ip": {**_row(84.0, 12.0), "label": "IP"},
+            "reweighing@2": {**_row(82.0, 4.0), "label": "R 2"}, "reweighing@1": {**_row(84.2, 8.0), "label": "R 1"}}
+    fig = pareto_figure(rows)
+    front = next(t for t in fig.data if t.name == ARMS["reweighing"].label)
+    assert front.mode == "lines+markers" and list(front.x) == pytest.approx([82.0, 84.2])  # sorted by accuracy
+    assert list(front.y) == pytest.approx([4.0, 8.0]) and list(front.text) == ["R 2", "R 1"]
+    assert [t.name for t in fig.data] == ["full data", ARMS["reweighing"].label, "IP"]
