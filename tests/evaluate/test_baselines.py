@@ -219,3 +219,16 @@ def test_pareto_chart_draws_each_baseline_family_as_one_front():
     assert front.mode == "lines+markers" and list(front.x) == pytest.approx([82.0, 84.2])  # sorted by accuracy
     assert list(front.y) == pytest.approx([4.0, 8.0]) and list(front.text) == ["R 2", "R 1"]
     assert [t.name for t in fig.data] == ["full data", ARMS["reweighing"].label, "IP"]
+
+
+def test_experiment_command_takes_baselines(tmp_path, capsys):
+    from influence_core.cli import main
+
+    out = tmp_path / "results.json"
+    assert main(["experiment", "--dataset", "blobs", "--model", "logreg", "--methods", "ip", "--seeds", "1",
+                 "--attacks", "0", "--impact", "fairness", "--baselines", "reweighing@1,threshold_dp@0", "--out",
+                 str(out), "--quiet", "--workspace", str(tmp_path / "ws")]) == 0
+    assert "| Reweighing (Kamiran–Calders), strength 1 |" in capsys.readouterr().out
+    assert {"reweighing@1", "threshold_dp@0"} <= set(json.loads(out.read_text())["results"])
+    assert main(["experiment", "--dataset", "blobs", "--methods", "ip", "--baselines", "nope", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: unknown baseline 'nope'")
