@@ -182,18 +182,20 @@ class ArmFamily:
     label: str
     setting: str
     sweep: tuple[float, ...]
+    bounds: tuple[float, float] = (0.0, 1.0)  # the setting's allowed range (inclusive)
     needs_sensitive: bool = True
     needs_scores: bool = False
 
 
 ARMS: dict[str, ArmFamily] = {
-    "reweighing": ArmFamily("Reweighing (Kamiran–Calders)", "strength", (0.5, 1.0, 1.5, 2.0, 3.0)),
+    "reweighing": ArmFamily("Reweighing (Kamiran–Calders)", "strength", (0.5, 1.0, 1.5, 2.0, 3.0), (0.0, 10.0)),
     "eg_dp": ArmFamily("ExponentiatedGradient (DP)", "bound", (0.1, 0.05, 0.02, 0.01)),
     "eg_eo": ArmFamily("ExponentiatedGradient (EO)", "bound", (0.1, 0.05, 0.02, 0.01)),
     "threshold_dp": ArmFamily("ThresholdOptimizer (DP)", "tol", (0.1, 0.05, 0.02, 0.0)),
     "threshold_eo": ArmFamily("ThresholdOptimizer (EO)", "tol", (0.0,)),  # fairlearn relaxes only DP-like constraints
     "adversarial": ArmFamily("Adversarial training", "share", (0.1, 0.25, 0.5, 1.0), needs_sensitive=False),
-    "within_cell": ArmFamily("Influence within cells", "strength", (0.5, 1.0, 1.5, 2.0, 3.0), needs_scores=True),
+    "within_cell": ArmFamily("Influence within cells", "strength", (0.5, 1.0, 1.5, 2.0, 3.0), (0.0, 10.0),
+                              needs_scores=True),
 }
 
 
@@ -205,9 +207,13 @@ def split_arm(name: str) -> tuple[str, float | None]:
     if not value:
         return family, None
     try:
-        return family, float(value)
+        number = float(value)
     except ValueError:
         raise InfluenceError(f"baseline '{name}': the {ARMS[family].setting} after @ must be a number") from None
+    lo, hi = ARMS[family].bounds
+    if not lo <= number <= hi:
+        raise InfluenceError(f"baseline '{name}': the {ARMS[family].setting} must be between {lo:g} and {hi:g}")
+    return family, number
 
 
 def is_arm(name: str) -> bool:

@@ -191,6 +191,8 @@ def test_arm_names_expand_to_sweeps_and_refuse_unknowns():
         expand_arms(["nope"])
     with pytest.raises(InfluenceError, match="must be a number"):
         expand_arms(["reweighing@x"])
+    with pytest.raises(InfluenceError, match="between 0 and 1"):  # a browser's or a user's share is capped
+        expand_arms(["adversarial@5"])
 
 
 def test_runner_runs_baseline_arms_beside_the_methods(tmp_path, fair_data):
