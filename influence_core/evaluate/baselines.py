@@ -188,13 +188,13 @@ class ArmFamily:
 
 
 ARMS: dict[str, ArmFamily] = {
-    "reweighing": ArmFamily("Reweighing (Kamiran–Calders)", "strength", (0.5, 1.0, 1.5, 2.0, 3.0), (0.0, 10.0)),
+    "reweighing": ArmFamily("Reweighing (Kamiran–Calders)", "strength", (0.5, 1.0, 1.25, 1.5, 2.0), (0.0, 10.0)),
     "eg_dp": ArmFamily("ExponentiatedGradient (DP)", "bound", (0.1, 0.05, 0.02, 0.01)),
     "eg_eo": ArmFamily("ExponentiatedGradient (EO)", "bound", (0.1, 0.05, 0.02, 0.01)),
     "threshold_dp": ArmFamily("ThresholdOptimizer (DP)", "tol", (0.1, 0.05, 0.02, 0.0)),
     "threshold_eo": ArmFamily("ThresholdOptimizer (EO)", "tol", (0.0,)),  # fairlearn relaxes only DP-like constraints
     "adversarial": ArmFamily("Adversarial training", "share", (0.1, 0.25, 0.5, 1.0), needs_sensitive=False),
-    "within_cell": ArmFamily("Influence within cells", "strength", (0.5, 1.0, 1.5, 2.0, 3.0), (0.0, 10.0),
+    "within_cell": ArmFamily("Influence within cells", "strength", (0.5, 1.0, 1.25, 1.5, 2.0), (0.0, 10.0),
                               needs_scores=True),
 }
 
