@@ -231,6 +231,14 @@ def report(adult: list[dict], bank: list[dict], seconds: float, quick: bool) -> 
         lines.append(f"- {metric.replace('_', ' ')} at ≥ {level:g}% accuracy: best influence-guided arm "
                      f"{inf['family'] + ' ' + str(inf['setting']) + ' (' + fmt(inf[metric]) + ')' if inf else '–'}; "
                      f"best baseline {base['family'] + ' ' + str(base['setting']) + ' (' + fmt(base[metric]) + ')' if base else '–'}.")
+    by = {(r["family"], str(r["setting"])): r for r in adult}
+    lines += ["", "Does influence matter inside the cells? The same number of samples leaves each cell, chosen by "
+              "influence or at random (the control), at equal strength:", ""]
+    for strength in STRENGTHS:
+        inf, ctl = by.get(("within cells (fairness)", str(strength))), by.get(("within cells (random (control))", str(strength)))
+        if inf and ctl:
+            lines.append(f"- strength {strength:g}: accuracy {fmt(inf['accuracy'] - ctl['accuracy'])} points, "
+                         f"DP gap {fmt(inf['fairness_gap'] - ctl['fairness_gap'])} points (influence − random)")
     lines += ["", "## Bank robustness", "", "| arm | setting | clean accuracy % | attacked accuracy % |", "|---|---|---|---|"]
     for r in bank:
         lines.append(f"| {r['family']} | {r['setting']} | {fmt(r['accuracy'])} | {fmt(r['attacked_accuracy'])} |")
