@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ import streamlit as st
 
 from influence_core.figures import class_balance
 from influence_core.project import DATASETS, PATH_LOADERS, InfluenceError, Project, format_bytes, is_size
-from app_pages._common import display_name, guarded, link, plain, project
+from app_pages._common import SETTING_KINDS, display_name, guarded, kind_of, link, plain, setting_input, start_page
 
 UPLOAD = "Upload a file…"
 # Loader arguments with a fixed set of values get a select box instead of a text field.
@@ -29,7 +30,10 @@ def _parse(text: str):
 
 def _parameter_inputs(name: str, defaults: dict, current: dict, max_samples: int) -> dict:
     """A form field per loader argument a browser may set, prefilled from the current selection or the loader's
-    default; sizes (n_train, max_rows, ...) go up to the server's ``max_samples``."""
+    default, chosen by the argument's declared kind (its annotation in the loader): a fixed set of values, a size
+    (n_train, max_rows, ...: up to the server's ``max_samples``), else `setting_input`'s widget for its type; an
+    argument that declares no type is a free-form text field."""
+    declared = inspect.signature(DATASETS[name].loader).parameters
     values = {}
     cols = st.columns(min(max(len(defaults), 1), 4))
     for i, (arg, default) in enumerate(defaults.items()):
@@ -40,21 +44,18 @@ def _parameter_inputs(name: str, defaults: dict, current: dict, max_samples: int
             if arg in CHOICES:
                 opts = CHOICES[arg]
                 values[arg] = st.selectbox(label, opts, index=opts.index(value) if value in opts else 0, key=key)
-            elif isinstance(default, bool):
-                values[arg] = st.checkbox(label, value=bool(value), key=key)
             elif is_size(arg, default):
                 shown = None if not isinstance(value, int) else min(max(value, 0), max_samples)
                 chosen = st.number_input(label, value=shown, min_value=0, max_value=max_samples, step=1, key=key,
                                          placeholder="all", help=f"at most {max_samples:,} (this server's cap)")
                 values[arg] = None if chosen is None else int(chosen)
-            elif isinstance(default, int):
-                values[arg] = int(st.number_input(label, value=int(value), step=1, key=key))
-            elif isinstance(default, float):
-                values[arg] = float(st.number_input(label, value=float(value), format="%g", key=key))
-            elif default is None or isinstance(default, str):
-                text = st.text_input(label, value="" if value is None else str(value), key=key,
-                                     placeholder="default" if default is None else "")
-                values[arg] = _parse(text) if default is None else (text or None)
+            elif kind_of(declared[arg].annotation) in SETTING_KINDS:
+                kind = kind_of(declared[arg].annotation)
+                chosen = setting_input(kind, label, value, key)
+                values[arg] = (chosen or None) if kind == "str" else chosen  # an empty text: the loader's default
+            else:  # no declared type: numbers as numbers, anything else as text
+                text = st.text_input(label, value="" if value is None else str(value), key=key, placeholder="default")
+                values[arg] = _parse(text)
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -189,10 +190,8 @@ def _storage(proj: Project) -> None:
 
 
 def page() -> None:
-    st.title("Data")
-    st.write("Pick the training data to debug. The built-in **moons** set has 20 labels flipped on purpose, so you "
-             "can see the whole flow without uploading anything.")
-    proj = project()
+    proj = start_page("Data", intro="Pick the training data to debug. The built-in **moons** set has 20 labels "
+                                    "flipped on purpose, so you can see the whole flow without uploading anything.").proj
     _choose(proj)
     st.divider()
     ds = proj.dataset()  # a data set that no longer loads: its one-line reason, the chooser above still works

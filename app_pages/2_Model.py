@@ -8,7 +8,7 @@ import streamlit as st
 from influence_core.figures import training_curve
 from influence_core.project import (MODELS, InfluenceError, Project, TrainConfig, default_architecture,
                                     memorisation_warning)
-from app_pages._common import guarded, job_outcome, job_panel, link, plain, project, require_dataset
+from app_pages._common import form_buttons, guarded, job_outcome, job_section, link, plain, start_page
 
 
 def _show_current(proj: Project, ds, training: bool) -> None:
@@ -85,7 +85,9 @@ def _train_form(proj: Project, ds, training: bool) -> None:
     def start(name: str, default):
         return previous.get(name) if previous.get(name) is not None else default
 
-    c = st.columns(4)
+    # A form: typing a setting does not rerun the app; Train (or Update the estimate) sends them all at once.
+    form = st.form(f"train-settings-{arch}", border=False, enter_to_submit=False)
+    c = form.columns(4)
     epochs = c[0].number_input("Epochs", 1, 10_000, int(start("epochs", base.epochs)), disabled=lbfgs,
                                help="L-BFGS (logistic regression) runs to convergence instead" if lbfgs else
                                f"at most; {arch}'s default: {base.epochs}")
@@ -96,7 +98,7 @@ def _train_form(proj: Project, ds, training: bool) -> None:
                                 f"{arch}'s default: {base.l2:g}")
     every = c[3].number_input("Checkpoint every k epochs", 0, 1000, int(start("checkpoint_every", 0)),
                               help="0 = none; TracIn-style methods need checkpoints")
-    c = st.columns(4)
+    c = form.columns(4)
     patience = c[0].number_input(
         "Early stopping patience", 0, 10_000, int(start("patience", base.patience)), disabled=lbfgs,
         help="Stop after this many epochs without a lower validation loss and keep the best epoch's weights; "
@@ -109,8 +111,7 @@ def _train_form(proj: Project, ds, training: bool) -> None:
             "Augment images", value=bool(start("augment", base.augment)), disabled=lbfgs,
             help="Random 32×32 crop of the 4-pixel-padded image and a horizontal flip, per batch; "
                  f"{arch}'s default: {'on' if base.augment else 'off'}"))
-    left, right = st.columns([1, 4], vertical_alignment="center")
-    clicked = left.button("Train", type="primary", icon=":material/play_arrow:")
+    clicked, right = form_buttons(form, "Train")
     try:
         with right, st.spinner("Timing a few training steps…"):
             estimate = proj.training_estimate(arch, config)
@@ -154,26 +155,21 @@ def _live_curve(snap: dict) -> None:
 
 
 def _report(proj: Project, job) -> None:
-    """How the last training run ended, said once: the job is forgotten after this."""
+    """How the last training run ended, said once (the job section forgets the job after this)."""
     if job.state == "done" and not (job.result or {}).get("cancelled"):
         st.success("Training finished.")
     elif job.state in ("cancelled", "done"):
         st.warning("Training was stopped; the previous model (if any) is still the current one.")
     else:
         job_outcome(proj, "train", job, "Training")
-    proj.forget_job("train")
 
 
 def page() -> None:
-    st.title("Model")
-    proj = project()
-    ds = require_dataset(proj)
+    ctx = start_page("Model", needs="dataset")
+    proj, ds = ctx.proj, ctx.ds
     st.caption(f"Data set: {plain(ds.name)} · {len(ds.train):,} training samples")
-    finished = job_panel(proj, "train", render_running=_live_curve)
-    if finished is not None:
-        _report(proj, finished)
-    job = proj.job("train")
-    training = job is not None and job.running
+    training = job_section(proj, "train", "Training", on_end=lambda job: _report(proj, job),
+                           render_running=_live_curve) is not None
     _show_current(proj, ds, training)
     st.divider()
     train_tab, upload_tab = st.tabs(["Train a model", "Upload weights"])

@@ -14,8 +14,7 @@ import streamlit as st
 
 from influence_core.figures import detection_report, format_duration
 from influence_core.project import IMPACTS, METHODS, InfluenceError, Project, ScoreRun, resolve_val_trim
-from app_pages._common import (guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model,
-                           run_title)
+from app_pages._common import guarded, job_section, kind_of, link, plain, run_title, setting_input, start_page
 
 # Friendlier names for the settings users touch most.
 SETTING_LABELS = {"ensemble_size": "K (models in the ensemble)", "dropout": "p (dropout rate)", "damping": "damping λ"}
@@ -51,20 +50,6 @@ def _short(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ widgets
-def _typed_input(label: str, default, key: str, help: str | None = None, **limits):
-    """One input for a setting of the type of its default (bool, int, float, str, or None = an optional number)."""
-    if isinstance(default, bool):
-        return st.checkbox(label, value=default, key=key, help=help)
-    if isinstance(default, int):
-        return int(st.number_input(label, value=default, step=1, key=key, help=help, **limits))
-    if isinstance(default, float):
-        return float(st.number_input(label, value=default, format="%g", key=key, help=help, **limits))
-    if isinstance(default, str):
-        return st.text_input(label, value=default, key=key, help=help)
-    value = st.number_input(label, value=None, format="%g", placeholder="automatic", key=key, help=help)
-    return None if value is None else float(value)
-
-
 def _settings_inputs(method: str) -> dict:
     """Inputs for a ticked method's settings; only what differs from the defaults goes into the run (its name and
     cache key)."""
@@ -78,7 +63,7 @@ def _settings_inputs(method: str) -> dict:
     for i, f in enumerate(specs):
         label = f"{_label(method)}: {SETTING_LABELS.get(f.name, f.name.replace('_', ' '))}"
         with cols[i % len(cols)]:
-            out[f.name] = _typed_input(label, getattr(defaults, f.name), f"setting-{method}-{f.name}")
+            out[f.name] = setting_input(kind_of(f.type), label, getattr(defaults, f.name), f"setting-{method}-{f.name}")
     return {k: v for k, v in out.items() if v != getattr(defaults, k)}
 
 
@@ -161,8 +146,9 @@ def _impact_inputs(impact: str, ds) -> dict:
                 out[f.name] = st.selectbox(label, classes, index=min(default, len(classes) - 1), key=key,
                                            format_func=lambda c: f"{c}: {ds.classes[c]}", help=help_text)
             else:
-                limits = {"min_value": 0.0} if isinstance(default, float) else {}
-                out[f.name] = _typed_input(label, default, key, help_text, **limits)
+                kind = kind_of(f.type)
+                limits = {"min_value": 0.0} if kind == "float" else {}
+                out[f.name] = setting_input(kind, label, default, key, help_text, **limits)
     return {k: v for k, v in out.items() if v != getattr(defaults, k)}
 
 
@@ -269,20 +255,28 @@ def _form(proj: Project, ds, fitted, running: bool) -> None:
     except InfluenceError as err:
         st.error(plain(err))
         valid = False
+    # The methods' own settings, the cluster and Compute are a form: typing a setting does not rerun the app (nor
+    # redo the cost estimates); Compute scores sends them all at once.
+    form = st.form("score-settings", border=False, enter_to_submit=False)
     runs = []
     for method in chosen:
         cls = METHODS[method]
         if cls.uses_impact and cls.impacts is not None and impact not in cls.impacts:
-            st.info(f"{_label(method)} is meant for the {' or '.join(cls.impacts)} impact; it is left out for {impact}.")
+            form.info(f"{_label(method)} is meant for the {' or '.join(cls.impacts)} impact; it is left out for {impact}.")
             continue
         if cls.needs_checkpoints and not fitted.checkpoints:
-            st.warning(f"{_label(method)} needs training checkpoints: retrain with “Checkpoint every k epochs” > 0.")
+            form.warning(f"{_label(method)} needs training checkpoints: retrain with “Checkpoint every k epochs” > 0.")
             continue
-        runs.append(ScoreRun(method, impact if cls.uses_impact else "utility", params, _settings_inputs(method),
+        with form:
+            run_settings = _settings_inputs(method)
+        runs.append(ScoreRun(method, impact if cls.uses_impact else "utility", params, run_settings,
                              folds=folds, impact_settings=settings if cls.uses_impact else {}))
-    cluster = _cluster_input(proj)
-    if st.button("Compute scores", type="primary", disabled=running or not runs or folds == 1 or not valid,
-                 icon=":material/calculate:", help="Runs in the background; this page shows its progress."):
+    with form:
+        cluster = _cluster_input(proj)
+        clicked = st.form_submit_button("Compute scores", type="primary", icon=":material/calculate:",
+                                        disabled=running or not runs or folds == 1 or not valid,
+                                        help="Runs in the background; this page shows its progress.")
+    if clicked:
         try:
             proj.score_in_background(runs, cluster=cluster)
         except InfluenceError as err:
@@ -402,18 +396,12 @@ def _column_titles(runs: list[ScoreRun], scores: dict) -> dict[str, str]:
 
 
 def page() -> None:
-    st.title("Scores")
-    proj = project()
-    ds = require_dataset(proj)
-    fitted = require_model(proj, ds)
+    ctx = start_page("Scores", needs="model")
+    proj, ds, fitted = ctx.proj, ctx.ds, ctx.fitted
     state = proj.state()
     st.caption(f"Data set: {plain(ds.name)} · model: {state.arch} {state.model_hash or ''}")
-    finished = job_panel(proj, "score")
-    if finished is not None:
-        job_outcome(proj, "score", finished, "Scoring")
-        proj.forget_job("score")
-    live = proj.job("score")
-    _form(proj, ds, fitted, running=live is not None and live.running)
+    running = job_section(proj, "score", "Scoring") is not None
+    _form(proj, ds, fitted, running=running)
     st.divider()
     _table(proj, ds, fitted)
 

@@ -11,8 +11,7 @@ import streamlit as st
 
 from influence_core import figures
 from influence_core.project import InfluenceError, Project, ScoreRun
-from app_pages._common import go, guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model, \
-    require_scores, run_title
+from app_pages._common import go, guarded, job_section, link, plain, run_title, start_page
 
 MAX_THUMBNAILS = 24
 MAP_GROUPS = ("given class", "predicted class")  # the feature map's colourings besides a score's rank
@@ -25,13 +24,7 @@ def _noisy(ds) -> np.ndarray | None:
 def _view_job(proj: Project, name: str, what: str, button: str, settings: dict, seconds: float | None = None) -> None:
     """The view's job panel while it runs (progress, Stop), how it ended, else a button that starts it (with the
     estimated ``seconds`` beside it when known)."""
-    kind = f"view:{name}"
-    ended = job_panel(proj, kind)
-    if ended is not None:
-        job_outcome(proj, kind, ended, what)
-        proj.forget_job(kind)
-    live = proj.job(kind)
-    if live is None or not live.running:
+    if job_section(proj, f"view:{name}", what) is None:
         left, right = st.columns([2, 3], vertical_alignment="center")
         if seconds is not None:
             right.caption(f"Estimated time: {figures.format_duration(seconds)} on this model (a rough estimate).")
@@ -186,11 +179,8 @@ def _boundary(proj: Project, ds, scores: dict, primary: ScoreRun) -> None:
 
 
 def page() -> None:
-    st.title("Explore")
-    proj = project()
-    ds = require_dataset(proj)
-    require_model(proj, ds)
-    scores = require_scores(proj)
+    ctx = start_page("Explore", needs="scores")
+    proj, ds, scores = ctx.proj, ctx.ds, ctx.scores
     primary = proj.primary_run()
     two_d = ds.kind == "tabular" and ds.train.x.shape[1] == 2
     names = ["Gradient angles", "Compare methods", "Distributions", "Feature map"] + (["Decision boundary"] if two_d else [])

@@ -11,14 +11,16 @@ import streamlit as st
 
 from influence_core.project import InfluenceError
 from app_pages import _review_grid as grid
-from app_pages._common import (guarded, job_outcome, job_panel, link, plain, project, require_dataset, require_model,
-                           require_scores, run_title, session_id, use_session_id)
+from app_pages import review_queue
+from app_pages._common import (guarded, job_outcome, job_panel, job_section, link, plain, run_title, session_id,
+                               start_page, use_session_id)
 
 SHOW = ("to review", "all flagged", "decided")
 PER_PAGE = (12, 24, 48, 96)
 PER_ROW = (3, 6)
 SIMILAR = 6  # supporting / opposing training samples shown under "why flagged"
 FEATURES = 12  # columns shown on a tabular card (as the source file holds them)
+THUMBNAILS = 1000  # encoded card images kept per session
 
 _KEYS_MOVE = ("`u` undo · `j` / `k` or arrows: next / previous card · `]` / `[` next / previous page · `w` why "
               "flagged · `v` larger view · `Esc` close. After a decision the next card is focused.")
@@ -99,12 +101,26 @@ def _similar(proj, ds, memo: dict, model: str, rows: np.ndarray, wanted: list[in
     return out
 
 
+def _thumbnails(proj, rows: np.ndarray) -> list[str]:
+    """The rows' images as PNG data URLs, encoded once per data set in this session (a key press redraws the grid,
+    not its images); at most `THUMBNAILS` kept."""
+    memo = st.session_state.setdefault("review-thumbnails", {})
+    key = proj.state().dataset_key
+    if memo.get("of") != key or len(memo) > THUMBNAILS:
+        memo.clear()
+        memo["of"] = key
+    todo = [int(r) for r in rows if int(r) not in memo]
+    if todo:
+        memo.update(zip(todo, (grid.thumbnail(px) for px in proj.images(todo))))
+    return [memo[int(r)] for r in rows]
+
+
 def _cards(proj, ds, visible: np.ndarray, primary: str, scores: dict, titles: dict, current: dict,
            similar: dict) -> list[dict]:
     preds, probs = proj.predictions()
     src = proj.source_index()
     s = scores[primary]
-    images = [grid.thumbnail(px) for px in proj.images(visible)] if ds.kind == "image" and len(visible) else None
+    images = _thumbnails(proj, visible) if ds.kind == "image" and len(visible) else None
     features, files = _values(proj, ds, visible) if len(visible) else (None, None)
     ranks = {label: _ranks(sc, visible) for label, sc in scores.items()}
     noise = ds.noise_mask
@@ -138,8 +154,8 @@ def _why_jobs(proj, asked: list[int], model: str, params: str, src: np.ndarray) 
     for r in asked:
         if "failed" in memo.get(f"{model}:{r}", {}):
             memo.pop(f"{model}:{r}")  # asked again after a failure: try again
-    job = proj.job("why")
-    if job is not None and not job.running:
+
+    def ended(job) -> None:
         result = job.result if isinstance(job.result, dict) else {}
         if job.state == "done" and "row" in result:
             memo[f"{result.get('model')}:{result['row']}"] = result
@@ -148,12 +164,13 @@ def _why_jobs(proj, asked: list[int], model: str, params: str, src: np.ndarray) 
             row = st.session_state.get("review-why-row")
             if row is not None:
                 memo[f"{model}:{row}"] = {"failed": job.error or job.state}
-        proj.forget_job("why")
+
+    running = job_section(proj, "why", "Finding the supporting and opposing samples", on_end=ended)
     wanted[:] = [r for r in wanted if f"{model}:{r}" not in memo]
-    if wanted and proj.job("why") is None:
+    if wanted and running is None:
         st.session_state["review-why-row"] = wanted[0]
         _start_why(proj, wanted[0], int(src[wanted[0]]), params, model)
-    job_panel(proj, "why")
+        job_panel(proj, "why")  # the job just started: its progress and Stop
     return memo, wanted
 
 
@@ -237,26 +254,21 @@ def _batch_bar(proj, ds, rows: np.ndarray, preds: np.ndarray, name) -> None:
                             format_func=lambda k: f"relabel to {ds.classes[k]}", label_visibility="collapsed")
     c[3].button("Relabel all", disabled=not chosen or target is None, width="stretch", type="primary", on_click=_batch,
                 args=(proj, "relabel"))
-    can_undo = proj.decisions.can_undo(proj.decision_scope(ds), session=session_id())
+    can_undo = proj.can_undo(session_id())
     c[4].button("Undo", icon=":material/undo:", disabled=not can_undo, width="stretch", on_click=_undo, args=(proj,),
                 help="Takes back your own last decision (a key, a click or a batch) — not other people's.")
 
 
 # ------------------------------------------------------------------------------------------------ page
-def page() -> None:
-    st.title("Review")
-    proj = project()
-    ds = require_dataset(proj)
-    require_model(proj, ds)
-    scores = require_scores(proj)
-    sent = grid.browser_session()
+def _take_events(proj, ds) -> review_queue.Outcome:
+    """The grid's queued events first: every decision reaches the log before anything on the page counts them; what
+    they did (a page turn, "why" asked for, undos, refusals) goes into the session and onto the page."""
+    sent = review_queue.browser_session(grid.state())
     if sent is not None:  # the reviewer id the browser keeps for this project: Undo survives a refresh
         use_session_id(sent)
-    session = session_id()
-    # The grid's queued events first: every decision reaches the log before anything here is counted.
-    outcome = grid.process_events(proj, grid.pending_events(), session=session,
-                                  done=st.session_state.setdefault("review-events", {}),
-                                  n_rows=len(ds.train), n_classes=ds.num_classes)
+    outcome = review_queue.process_events(proj, review_queue.pending_events(grid.state()), session=session_id(),
+                                          done=st.session_state.setdefault("review-events", {}),
+                                          n_rows=len(ds.train), n_classes=ds.num_classes)
     if outcome.page is not None:
         st.session_state["review-page"] = outcome.page
     wanted = st.session_state.setdefault("review-why-wanted", [])
@@ -270,11 +282,12 @@ def page() -> None:
         st.error(plain(message))
     elif kind:
         st.toast(message)
+    return outcome
 
+
+def _controls(proj, ds, labels: list[str], titles: dict) -> tuple[str, float, str, int, int]:
+    """The ranking, the flagged share (both kept in the project), what to show and how many cards per row and page."""
     state = proj.state()
-    runs = {r.label: r for r in state.runs}
-    titles = {label: run_title(runs[label]) if label in runs else label for label in scores}
-    labels = list(scores)
     c1, c2, c3, c4, c5 = st.columns([2.6, 2.2, 1.1, 0.9, 0.9])
     default = proj.primary_run().label
     primary = c1.selectbox("Order by", labels, index=labels.index(default),
@@ -293,7 +306,15 @@ def page() -> None:
         proj.set_primary(primary)
     if share != state.flag_share:
         proj.set_flag_share(share)
+    return primary, share, show, per_row, per_page
 
+
+def _grid_section(proj, ds, scores: dict, titles: dict, primary: str, share: float, show: str, per_row: int,
+                  per_page: int) -> None:
+    """Everything a decision changes: the queue's events recorded, the counts, the batch bar and the card grid. It
+    runs in a fragment, so a key press or a click in the grid reruns this and nothing else of the app."""
+    outcome = _take_events(proj, ds)
+    state = proj.state()
     s = scores[primary]
     flagged = proj.flagged(primary)
     current = proj.current_decisions()
@@ -309,7 +330,7 @@ def page() -> None:
     def name(r: int) -> str:
         return f"{int(src[r])}" if int(src[r]) == r else f"{int(src[r])} (row {r})"
 
-    counts = proj.decisions.counts(proj.decision_scope(ds))
+    counts = proj.decision_counts()
     left = sum(1 for r in flagged if int(r) not in current)
     st.markdown(f"**Ordered by:** {plain(titles[primary])}")
     st.caption(f"{len(flagged)} flagged (the lowest scores, most detrimental first) · {left} still to review · "
@@ -327,17 +348,32 @@ def page() -> None:
     if top[1].button("Refresh list", icon=":material/refresh:", help="List again without the samples decided since",
                      width="stretch"):
         st.session_state["review-refresh"] = True
-        st.rerun()
-    run = runs.get(primary)
+        st.rerun(scope="fragment")
+    run = {r.label: r for r in state.runs}.get(primary)
     memo, wanted = _why_jobs(proj, outcome.why, state.model_hash, run.params if run else "all", src)
     visible = rows[(page_no - 1) * per_page : page_no * per_page]
     similar = _similar(proj, ds, memo, state.model_hash, visible, wanted, src)
     grid.show({
-        "project": proj.name, "session": session, "classes": [str(c) for c in ds.classes], "per_row": per_row,
+        "project": proj.name, "session": session_id(), "classes": [str(c) for c in ds.classes], "per_row": per_row,
         "page": {"number": page_no, "count": pages}, "primary": titles[primary],
         "cards": _cards(proj, ds, visible, primary, scores, titles, current, similar),
         "acked": outcome.acked, "failed": outcome.failed, "foreign": outcome.foreign,
     })
+
+
+@st.fragment
+def _grid_fragment(*args) -> None:
+    """`_grid_section` in a fragment (rerun alone on a key press), with the page's error guard around each rerun."""
+    guarded(lambda: _grid_section(*args))
+
+
+def page() -> None:
+    ctx = start_page("Review", needs="scores")
+    proj, ds, scores = ctx.proj, ctx.ds, ctx.scores
+    runs = {r.label: r for r in proj.state().runs}
+    titles = {label: run_title(runs[label]) if label in runs else label for label in scores}
+    controls = _controls(proj, ds, list(scores), titles)
+    _grid_fragment(proj, ds, scores, titles, *controls)
 
 
 guarded(page)

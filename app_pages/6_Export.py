@@ -9,7 +9,7 @@ import json
 import streamlit as st
 
 from influence_core.project import InfluenceError
-from app_pages._common import guarded, missing, plain, project, require_dataset, require_model
+from app_pages._common import guarded, missing, plain, start_page
 
 
 def _reviewers(proj) -> None:
@@ -29,24 +29,19 @@ def _reviewers(proj) -> None:
         st.caption("No two reviewers decided the same samples, so there is no agreement to measure.")
 
 
-def page() -> None:
-    st.title("Export")
-    proj = project()
-    ds = require_dataset(proj)
-    require_model(proj, ds)
-    current = proj.current_decisions()
-    if not current:
-        missing("No decisions yet: review the flagged samples first.", "review", "Go to Review")
-    table = proj.corrections()
-    info = proj.manifest()
+def _summary(ds, info: dict) -> None:
+    """How many samples are kept, removed and relabelled, and how many training samples remain (from the manifest)."""
     c = st.columns(4)
     for col, action in zip(c, ("keep", "remove", "relabel")):
         col.metric(action.capitalize(), info["counts"][action])
     c[3].metric("Training samples after", f"{info['n_train_after']:,} / {len(ds.train):,}")
-    _reviewers(proj)
+
+
+def _corrections(proj, stem: str, info: dict) -> dict[str, bytes]:
+    """The corrections table with its CSV, Parquet and manifest downloads; returns those files."""
+    table = proj.corrections()
     st.subheader("Corrections table")
     st.dataframe(table, hide_index=True, width="stretch", height=260)
-    stem = f"{proj.export_stem()}-corrections"
     files = {f"{stem}.csv": proj.table_bytes(table, "csv"), f"{stem}.parquet": proj.table_bytes(table, "parquet"),
              "manifest.json": json.dumps(info, indent=2, default=str).encode()}
     d = st.columns(3)
@@ -56,59 +51,96 @@ def page() -> None:
                          icon=":material/download:", width="stretch")
     d[2].download_button("Download manifest (JSON)", files["manifest.json"], "manifest.json", "application/json",
                          icon=":material/download:", width="stretch")
-    later = {}  # built only when downloaded or written: the cleaned data set can be large
-    if ds.kind == "tabular":
-        st.subheader("Cleaned data set")
-        with_splits = st.checkbox("Include the validation and test rows", value=True, key="export-with-splits",
-                                  help="Adds a 'split' column (train / val / test). Loading the file back keeps these "
-                                       "splits, so a model retrained on the cleaned data is judged on the same rows.")
-        try:
-            cleaned = proj.cleaned_table(with_splits)
-        except InfluenceError as err:
-            st.warning(plain(err))
-        else:
-            name = f"{proj.export_stem()}-cleaned"
-            later = {f"{name}.csv": lambda: proj.table_bytes(cleaned, "csv"),
-                     f"{name}.parquet": lambda: proj.table_bytes(cleaned, "parquet")}
-            values = "values as in the file (not standardised)" if "originals" in ds.meta else "values as generated"
-            kept = int((cleaned["split"] == "train").sum()) if with_splits else len(cleaned)
-            rest = (f", then the {len(cleaned) - kept:,} validation and test rows as loaded, marked in a 'split' column"
-                    if with_splits else "")
-            st.caption(f"The {kept:,} kept training rows with their {values} and final labels in "
-                       f"'{plain(proj.label_column())}'{rest}: load it next like any CSV. Each row's index in the "
-                       "original data is in 'original_index' (not a feature when loaded). The CSV neutralises formula "
-                       "cells; Parquet keeps raw values.")
-            e = st.columns(2)
-            e[0].download_button("Download cleaned CSV", later[f"{name}.csv"], f"{name}.csv", "text/csv",
-                                 icon=":material/download:", width="stretch")
-            e[1].download_button("Download cleaned Parquet", later[f"{name}.parquet"], f"{name}.parquet",
-                                 "application/octet-stream", icon=":material/download:", width="stretch")
-    if ds.kind == "image":
-        st.subheader("Cleaned images (ImageFolder layout)")
-        st.caption("train/<class>/<name> with relabels applied and removed samples left out, val/ and test/ as loaded, "
-                   "plus metadata.csv (every image and every removal, with its original index). An uploaded zip keeps "
-                   "its files and names; others are <index>.png.")
-        decided = (ds.fingerprint(), sorted((r, d.action, d.new_label) for r, d in current.items()))
-        if st.button("Build the image zip", icon=":material/folder_zip:"):
-            with st.spinner("Writing images…"):
-                st.session_state["export-zip"] = (decided, proj.image_zip())
-        if st.session_state.get("export-zip", (None,))[0] == decided:  # built for these decisions, not earlier ones
-            files[f"{stem}-imagefolder.zip"] = st.session_state["export-zip"][1]
-            st.download_button("Download image zip", files[f"{stem}-imagefolder.zip"], f"{stem}-imagefolder.zip", "application/zip")
+    return files
+
+
+def _cleaned_table(proj, ds) -> dict:
+    """A tabular data set's cleaned table (kept rows, final labels, optionally the validation and test rows) as CSV
+    and Parquet downloads; returns their builders (run only when downloaded or written: the table can be large)."""
+    st.subheader("Cleaned data set")
+    with_splits = st.checkbox("Include the validation and test rows", value=True, key="export-with-splits",
+                              help="Adds a 'split' column (train / val / test). Loading the file back keeps these "
+                                   "splits, so a model retrained on the cleaned data is judged on the same rows.")
+    try:
+        cleaned = proj.cleaned_table(with_splits)
+    except InfluenceError as err:
+        st.warning(plain(err))
+        return {}
+    name = f"{proj.export_stem()}-cleaned"
+    later = {f"{name}.csv": lambda: proj.table_bytes(cleaned, "csv"),
+             f"{name}.parquet": lambda: proj.table_bytes(cleaned, "parquet")}
+    values = "values as in the file (not standardised)" if "originals" in ds.meta else "values as generated"
+    kept = int((cleaned["split"] == "train").sum()) if with_splits else len(cleaned)
+    rest = (f", then the {len(cleaned) - kept:,} validation and test rows as loaded, marked in a 'split' column"
+            if with_splits else "")
+    st.caption(f"The {kept:,} kept training rows with their {values} and final labels in "
+               f"'{plain(proj.label_column())}'{rest}: load it next like any CSV. Each row's index in the "
+               "original data is in 'original_index' (not a feature when loaded). The CSV neutralises formula "
+               "cells; Parquet keeps raw values.")
+    e = st.columns(2)
+    e[0].download_button("Download cleaned CSV", later[f"{name}.csv"], f"{name}.csv", "text/csv",
+                         icon=":material/download:", width="stretch")
+    e[1].download_button("Download cleaned Parquet", later[f"{name}.parquet"], f"{name}.parquet",
+                         "application/octet-stream", icon=":material/download:", width="stretch")
+    return later
+
+
+def _image_zip(proj, ds, current: dict, stem: str) -> dict[str, bytes]:
+    """An image data set's ImageFolder zip, built on request for the current decisions; returns it once built."""
+    st.subheader("Cleaned images (ImageFolder layout)")
+    st.caption("train/<class>/<name> with relabels applied and removed samples left out, val/ and test/ as loaded, "
+               "plus metadata.csv (every image and every removal, with its original index). An uploaded zip keeps "
+               "its files and names; others are <index>.png.")
+    decided = (ds.fingerprint(), sorted((r, d.action, d.new_label) for r, d in current.items()))
+    if st.button("Build the image zip", icon=":material/folder_zip:"):
+        with st.spinner("Writing images…"):
+            st.session_state["export-zip"] = (decided, proj.image_zip())
+    if st.session_state.get("export-zip", (None,))[0] != decided:  # built for these decisions, not earlier ones
+        return {}
+    name = f"{stem}-imagefolder.zip"
+    st.download_button("Download image zip", st.session_state["export-zip"][1], name, "application/zip")
+    return {name: st.session_state["export-zip"][1]}
+
+
+def _cifar_labels(proj, stem: str) -> dict[str, bytes]:
+    """A CIFAR-N label file with the cleaned labels, where the data set is CIFAR-N; returns it."""
     cifar = proj.cifar_labels()
-    if cifar is not None:
-        st.subheader("CIFAR-N label file")
-        npz, source, key = cifar
-        files[f"{stem}-labels.npz"] = npz
-        st.caption(f"All keys of {source} plus cleaned_label ({key} with your relabels; −1 = removed), in_subset (the "
-                   "images of this data set's training split: elsewhere cleaned_label is the given label, never "
-                   "reviewed) and reviewed (the images you decided).")
-        st.download_button("Download label file (npz)", npz, f"{stem}-labels.npz", "application/octet-stream")
+    if cifar is None:
+        return {}
+    st.subheader("CIFAR-N label file")
+    npz, source, key = cifar
+    st.caption(f"All keys of {source} plus cleaned_label ({key} with your relabels; −1 = removed), in_subset (the "
+               "images of this data set's training split: elsewhere cleaned_label is the given label, never "
+               "reviewed) and reviewed (the images you decided).")
+    st.download_button("Download label file (npz)", npz, f"{stem}-labels.npz", "application/octet-stream")
+    return {f"{stem}-labels.npz": npz}
+
+
+def _save(proj, files: dict[str, bytes], later: dict) -> None:
+    """Write every export file into the project's exports folder."""
     st.subheader("Save to the project")
     if st.button("Write the export files", icon=":material/save:"):
-        files.update({n: build() for n, build in later.items()})
+        files = {**files, **{n: build() for n, build in later.items()}}
         folder = proj.write_export(files)
         st.success(f"Wrote {len(files)} files to {plain(folder)}")
+
+
+def page() -> None:
+    ctx = start_page("Export", needs="model")
+    proj, ds = ctx.proj, ctx.ds
+    current = proj.current_decisions()
+    if not current:
+        missing("No decisions yet: review the flagged samples first.", "review", "Go to Review")
+    info = proj.manifest()
+    _summary(ds, info)
+    _reviewers(proj)
+    stem = f"{proj.export_stem()}-corrections"
+    files = _corrections(proj, stem, info)
+    later = _cleaned_table(proj, ds) if ds.kind == "tabular" else {}
+    if ds.kind == "image":
+        files.update(_image_zip(proj, ds, current, stem))
+    files.update(_cifar_labels(proj, stem))
+    _save(proj, files, later)
 
 
 guarded(page)

@@ -21,7 +21,7 @@ from influence_core.figures import (accuracy_figure, as_text, attack_boxplot, at
                                     pareto_figure, spread_note)
 from influence_core.project import (CLEANING_ACTIONS, IMPACTS, METHODS, AttackSettings, ExperimentResult,
                                     ExperimentSettings, InfluenceError, format_table)
-from app_pages._common import display_name, guarded, job_outcome, job_panel, plain, project, require_dataset, require_model
+from app_pages._common import display_name, form_buttons, guarded, job_outcome, job_section, plain, start_page
 
 KIND = "experiment"
 ACTION_HELP = {
@@ -70,14 +70,18 @@ def _form(proj, ds, fitted) -> None:
     st.session_state.setdefault("ev-methods", [m for m in ("ip", "ip_ensemble") if m in methods] or methods[:1])
     for key, value in FORM_DEFAULTS.items():
         st.session_state.setdefault(key, value)
-    chosen = st.multiselect("Methods", methods, key="ev-methods",
-                            format_func=lambda n: f"{METHODS[n].label or n} ({METHODS[n].kind})")
-    c1, c2, c3, c4 = st.columns(4)
-    action = c1.radio("Action", CLEANING_ACTIONS, key="ev-action", format_func=lambda a: f"{a} — {ACTION_HELP.get(a, a)}")
-    fraction = c2.slider("Share flagged (lowest scores)", 0.01, 0.30, step=0.01, format="%.2f", key="ev-fraction")
-    seeds = int(c3.number_input("Retraining seeds", 1, 10, key="ev-seeds"))
-    attacks = int(c4.number_input("Random attacks (5–25% of test)", 0, 20, key="ev-attacks"))
-    c1, c2, c3 = st.columns(3)
+    # The action decides which settings follow (T, the new label), so it reruns at once; the rest is a form: typing
+    # does not rerun the app, Run experiment (or Update the estimate) sends every setting at once.
+    action = st.radio("Action", CLEANING_ACTIONS, key="ev-action", horizontal=True,
+                      format_func=lambda a: f"{a} — {ACTION_HELP.get(a, a)}")
+    form = st.form("ev-settings", border=False, enter_to_submit=False)
+    chosen = form.multiselect("Methods", methods, key="ev-methods",
+                              format_func=lambda n: f"{METHODS[n].label or n} ({METHODS[n].kind})")
+    c1, c2, c3 = form.columns(3)
+    fraction = c1.slider("Share flagged (lowest scores)", 0.01, 0.30, step=0.01, format="%.2f", key="ev-fraction")
+    seeds = int(c2.number_input("Retraining seeds", 1, 10, key="ev-seeds"))
+    attacks = int(c3.number_input("Random attacks (5–25% of test)", 0, 20, key="ev-attacks"))
+    c1, c2, c3 = form.columns(3)
     impact = c1.selectbox("Impact the methods score against", list(IMPACTS), key="ev-impact",
                           format_func=lambda n: f"{n} — {IMPACTS[n].description}")
     temperature, relabel_class = 1.0, None
@@ -92,13 +96,15 @@ def _form(proj, ds, fitted) -> None:
                                      format_func=lambda c: "the model's predicted class" if c is None else ds.classes[c])
     needs = [m for m in chosen if METHODS[m].needs_checkpoints and not fitted.checkpoints]
     if needs:
-        st.warning(f"{', '.join(needs)} need training checkpoints; this model has none, so they will fail. "
-                   "Retrain the model with checkpoints on the Model page.")
-    left, right = st.columns([1, 4], vertical_alignment="center")
-    clicked = left.button("Run experiment", type="primary", disabled=not chosen, icon=":material/play_arrow:")
+        form.warning(f"{', '.join(needs)} need training checkpoints; this model has none, so they will fail. "
+                     "Retrain the model with checkpoints on the Model page.")
+    clicked, right = form_buttons(form, "Run experiment")
     if chosen:
         right.caption(_estimate(proj, fitted, chosen, seeds))
     if clicked:
+        if not chosen:
+            st.error("Choose at least one method.")
+            return
         state = proj.state()
         settings = ExperimentSettings(
             dataset=state.dataset, dataset_kwargs=dict(state.dataset_kwargs), model=fitted.arch, methods=tuple(chosen),
@@ -215,30 +221,32 @@ def _running(snap: dict) -> None:
         st.caption(f"Running: {plain(settings_summary(ExperimentSettings.from_json(first['settings'])))}")
 
 
+def _ended(proj, job) -> ExperimentResult | None:
+    """An ended experiment (kept until dismissed or replaced): its result, else how it ended with a Dismiss button;
+    its settings go into the form."""
+    result = None
+    if isinstance(job.result, dict) and "settings" in job.result:
+        result = ExperimentResult.from_json(job.result)  # a stopped run's result says so itself
+    else:
+        job_outcome(proj, KIND, job, "The experiment")
+    _show_settings_in_form(job_settings(job), job.started)
+    if result is None and st.button("Dismiss", icon=":material/close:"):
+        proj.forget_job(KIND)
+        st.rerun()
+    return result
+
+
 def page() -> None:
-    st.title("Evaluate")
-    st.caption("Clean, retrain, compare: act on the most detrimental samples found by each method (lower score = "
-               "more detrimental), retrain from scratch, and see whether the data got better.")
-    proj = project()
-    ds = require_dataset(proj)
-    fitted = require_model(proj, ds)
+    ctx = start_page("Evaluate", needs="model",
+                     intro="Clean, retrain, compare: act on the most detrimental samples found by each method (lower "
+                           "score = more detrimental), retrain from scratch, and see whether the data got better.")
+    proj, ds, fitted = ctx.proj, ctx.ds, ctx.fitted
     st.caption(f"Data set **{plain(display_name(proj.state().dataset))}** ({len(ds.train)} training samples) · model "
                f"**{plain(fitted.arch)}** · retraining uses the same training settings")
-    job = proj.job(KIND)
-    if job is not None and job.running:
-        job = job_panel(proj, KIND, _running)  # progress and Stop; the job once it has ended meanwhile
-        if job is None:
-            return
-    result = None
-    if job is not None:
-        if isinstance(job.result, dict) and "settings" in job.result:
-            result = ExperimentResult.from_json(job.result)  # a stopped run's result says so itself
-        else:
-            job_outcome(proj, KIND, job, "The experiment")
-        _show_settings_in_form(job_settings(job), job.started)
-        if result is None and st.button("Dismiss", icon=":material/close:"):
-            proj.forget_job(KIND)
-            st.rerun()
+    ended = []  # the result stays in the job's record: the job section keeps it (forget=False)
+    if job_section(proj, KIND, "The experiment", render_running=_running, on_end=ended.append, forget=False) is not None:
+        return  # progress and Stop while it runs; the form comes back with its settings when it has ended
+    result = _ended(proj, ended[0]) if ended else None
     _form(proj, ds, fitted)
     if result is not None:
         st.divider()

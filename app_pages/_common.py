@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 import traceback
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
@@ -183,6 +184,36 @@ def run_title(run: ScoreRun) -> str:
 
 
 # ------------------------------------------------------------------------------------- prerequisites
+# What a page may need, each step needing the ones before it: the page scaffold checks them in this order.
+NEEDS = ("project", "dataset", "model", "scores")
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """What the page scaffold found: the project and, as far as the page needs them, the loaded data set, the model
+    and the score runs' scores (None where the page does not need them)."""
+
+    proj: Project
+    ds: Any = None
+    fitted: Any = None
+    scores: dict[str, np.ndarray] | None = None
+
+
+def start_page(title: str, needs: str = "project", intro: str | None = None) -> PageContext:
+    """Every page's start: its title (and ``intro`` line), this session's project and what the page needs (one of
+    `NEEDS`; each missing prerequisite is said in one line with a link to the page that makes it, and the page stops
+    there)."""
+    st.title(title)
+    if intro:
+        st.caption(intro)
+    proj = project()
+    level = NEEDS.index(needs)
+    ds = require_dataset(proj) if level >= 1 else None
+    fitted = require_model(proj, ds) if level >= 2 else None
+    scores = require_scores(proj) if level >= 3 else None
+    return PageContext(proj, ds, fitted, scores)
+
+
 def missing(message: str, page: str, label: str) -> None:
     """Say plainly what is missing, link to where to fix it, and stop the page."""
     st.info(message)
@@ -229,6 +260,51 @@ def status(proj: Project) -> dict:
     except Exception:  # the sidebar never breaks a page; the page itself reports the problem
         pass
     return out
+
+
+# ------------------------------------------------------------------------------------------ settings
+SETTING_KINDS = ("bool", "int", "float", "str", "int | None", "float | None")  # what `setting_input` draws
+
+
+def kind_of(annotation) -> str:
+    """A setting's declared kind from its annotation (a settings dataclass field's or a loader argument's type):
+    'bool', 'int', 'float', 'str', 'int | None' or 'float | None'; '' when it declares none."""
+    text = annotation if isinstance(annotation, str) else annotation.__name__ if isinstance(annotation, type) else \
+        str(annotation)
+    text = re.sub(r"Optional\[(\w+)\]", r"\1 | None", text.replace("typing.", ""))
+    return "" if text in ("_empty", "inspect._empty") else " | ".join(p.strip() for p in text.split("|"))
+
+
+def setting_input(kind: str, label: str, value, key: str, help: str | None = None, **limits):
+    """One input for a setting of the declared ``kind`` (`kind_of`): a checkbox, a whole-number or decimal box, a text
+    field, or an optional number whose empty box means "automatic" (None)."""
+    if kind == "bool":
+        return st.checkbox(label, value=bool(value), key=key, help=help)
+    if kind == "int":
+        return int(st.number_input(label, value=int(value), step=1, key=key, help=help, **limits))
+    if kind == "float":
+        return float(st.number_input(label, value=float(value), format="%g", key=key, help=help, **limits))
+    if kind in ("int | None", "float | None"):
+        whole = kind.startswith("int")
+        chosen = st.number_input(label, value=value, step=1 if whole else None, format=None if whole else "%g",
+                                 placeholder="automatic", key=key, help=help, **limits)
+        return None if chosen is None else (int(chosen) if whole else float(chosen))
+    if kind == "str":
+        return st.text_input(label, value="" if value is None else str(value), key=key, help=help)
+    raise InfluenceError(f"no input for a setting of kind '{kind or 'undeclared'}' ({label})")
+
+
+def form_buttons(form, action: str) -> tuple[bool, Any]:
+    """A settings form's buttons — ``action`` (primary: sends the settings and starts) and "Update the estimate"
+    (sends them only) — and the column beside them for the estimate; returns whether ``action`` was clicked, and
+    that column."""
+    left, mid, right = form.columns([1, 1.3, 3.7], vertical_alignment="center")
+    with left:
+        clicked = st.form_submit_button(action, type="primary", icon=":material/play_arrow:")
+    with mid:
+        st.form_submit_button("Update the estimate", icon=":material/timer:",
+                              help=f"The estimate beside is for the settings as last sent (with {action} or this button)")
+    return clicked, right
 
 
 # ------------------------------------------------------------------------------------------- guard
@@ -285,3 +361,20 @@ def job_outcome(proj: Project, kind: str, job: Job, what: str) -> None:
     elif job.state == "interrupted":
         st.warning(f"{what} was interrupted (the server restarted); what had finished is kept — start it again to "
                    "resume.")
+
+
+def job_section(proj: Project, kind: str, what: str, *, on_end: Callable[[Job], None] | None = None,
+                render_running: Callable[[dict], None] | None = None, forget: bool = True) -> Job | None:
+    """A page's one job section: the project's running ``kind`` job as its panel (`job_panel`: progress, Stop); once
+    it has ended, ``on_end(job)`` (default: `job_outcome`'s one line on a failure, stop or interruption) and, with
+    ``forget``, the job is forgotten, so its outcome is said once. Returns the job while it runs, else None."""
+    ended = job_panel(proj, kind, render_running)
+    if ended is not None:
+        if on_end is None:
+            job_outcome(proj, kind, ended, what)
+        else:
+            on_end(ended)
+        if forget:
+            proj.forget_job(kind)
+    live = proj.job(kind)
+    return live if live is not None and live.running else None

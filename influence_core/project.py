@@ -1064,6 +1064,15 @@ class Project:
 
         return table_bytes(frame, fmt)
 
+    # --- front end (issue 19): what the Review page asks of the decision log, without reaching into it
+    def can_undo(self, session: str) -> bool:
+        """Whether reviewer ``session`` has a decision left to take back on the current data set."""
+        return self.decisions.can_undo(self.decision_scope(), session=session)
+
+    def decision_counts(self) -> dict[str, int]:
+        """How many samples of the current data set are kept, removed and relabelled now."""
+        return self.decisions.counts(self.decision_scope())
+
 
 _STATE_LOCK = threading.RLock()
 

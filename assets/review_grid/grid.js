@@ -8,6 +8,9 @@
 // still takes back this reviewer's decisions after a refresh. The queue is kept per project (sessionStorage): on a
 // project switch the old project's events stay queued under its own key, and an event the server hands back as
 // another project's ("foreign") is moved to that project's queue, never recorded here.
+// Keyboard and screen readers: one roving tab stop (only the focused card has tabindex 0, so Tab leaves the grid in
+// one step), one live region for every announcement (decisions, saves, page turns, notices), and Backspace does
+// nothing here (only `r` / Delete or the Remove button removes a sample).
 
 const GRIDS = new WeakMap(); // parentElement -> ReviewGrid: the DOM, queue and focus survive every data update
 const NONCE = Math.random().toString(36).slice(2, 7) + Date.now().toString(36).slice(-4);
@@ -56,6 +59,7 @@ function button(label, act, opts = {}) {
   b.dataset.act = act;
   if (opts.label !== undefined) b.dataset.label = String(opts.label);
   if (opts.title) b.title = opts.title;
+  if (opts.name) b.setAttribute("aria-label", opts.name); // a glyph-only button still has a name
   b.tabIndex = -1; // the card is the focus stop; keys work there
   b.append(el("span", "rg-btn-text", label));
   if (opts.key) {
@@ -95,7 +99,11 @@ class ReviewGrid {
     this.dialog = el("dialog", "rg-view");
     this.dialog.setAttribute("data-testid", "review-view");
     this.dialog.tabIndex = -1;
-    this.root.append(this.head, this.cardsEl, this.dialog);
+    this.live = el("div", "rg-live"); // the one live region: what just happened, said once
+    this.live.setAttribute("role", "status");
+    this.live.setAttribute("aria-live", "polite");
+    this.live.setAttribute("data-testid", "review-live");
+    this.root.append(this.head, this.cardsEl, this.dialog, this.live);
     parent.appendChild(this.root);
 
     this.data = undefined;
@@ -121,7 +129,7 @@ class ReviewGrid {
     this.root.addEventListener("click", (e) => this.onClick(e));
     this.root.addEventListener("focusin", (e) => {
       const card = e.target.closest && e.target.closest(".rg-card");
-      if (card) this.focusRow = Number(card.dataset.row);
+      if (card) this.rove(Number(card.dataset.row));
     });
     this.dialog.addEventListener("close", () => {
       const row = this.viewRow;
@@ -146,10 +154,12 @@ class ReviewGrid {
       if (ev.id in foreign) {
         this.requeue(ev);
       } else if (ev.id in failed) {
+        this.announce(`not saved: ${failed[ev.id]}`);
         for (const row of ev.rows || []) this.errors.set(row, failed[ev.id]);
         if (ev.target !== null && ev.target !== undefined) this.errors.set(ev.target, failed[ev.id]);
       } else if (acked.has(ev.id)) {
         for (const row of ev.rows || []) this.saved.set(row, Date.now());
+        if (DECISIONS.has(ev.action)) this.announce(`${this.describe(ev)} saved`);
       } else {
         kept.push(ev);
       }
@@ -251,6 +261,7 @@ class ReviewGrid {
       label = null;
     }
     const ev = this.emit({ action, rows: [row], label: action === "relabel" ? label : null });
+    this.announce(`sample ${card.data.id}: ${this.describe(ev)}`);
     this.history.push({ id: ev.id, row });
     this.errors.delete(row);
     this.saved.delete(row);
@@ -321,7 +332,7 @@ class ReviewGrid {
 
   handleKey(key) {
     const known = "aArRxXpPuUwWvVjJkK/[]".includes(key) && key.length === 1;
-    const special = ["Delete", "Backspace", "ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Escape", " ",
+    const special = ["Delete", "ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Escape", " ",
       "Enter", "PageUp", "PageDown", "undo"].includes(key);
     const digit = /^[0-9]$/.test(key);
     if (!known && !special && !digit) return false;
@@ -338,7 +349,7 @@ class ReviewGrid {
     this.notice = "";
     switch (lower) {
       case "a": this.decide(row, "keep"); break;
-      case "r": case "x": case "Delete": case "Backspace": this.decide(row, "remove"); break;
+      case "r": case "x": case "Delete": this.decide(row, "remove"); break;
       case "p": this.decide(row, "relabel", card.pred); break;
       case "u": case "undo": this.undo(); break;
       case "w": this.askWhy(row); break;
@@ -398,9 +409,22 @@ class ReviewGrid {
   focusCard(row) {
     const card = row !== null && row !== undefined ? this.cards.get(row) : null;
     if (!card) return;
-    this.focusRow = row;
+    this.rove(row);
     card.node.focus({ preventScroll: false });
     card.node.scrollIntoView({ block: "nearest" });
+  }
+
+  rove(row) {
+    // The one tab stop moves with the focus: the focused card has tabindex 0, every other card -1.
+    if (this.focusRow !== row && this.cards.has(this.focusRow)) this.cards.get(this.focusRow).node.tabIndex = -1;
+    this.focusRow = row;
+    if (this.cards.has(row)) this.cards.get(row).node.tabIndex = 0;
+  }
+
+  announce(text) {
+    // The grid's one live region; a repeated message is re-set so it is read again.
+    this.live.textContent = "";
+    this.live.textContent = text;
   }
 
   hasFocus() {
@@ -551,6 +575,7 @@ class ReviewGrid {
       this.updateCard(card);
     }
     if (!cards.length) this.cardsEl.append(el("p", "rg-empty", "Nothing to show on this page."));
+    if (order.length) this.rove(this.cards.has(this.focusRow) ? this.focusRow : order[0]);
     if (this.wantFocus && this.pageWanted === null && order.length) {
       const row = this.wantFocus === "last" ? order[order.length - 1] : order[0];
       this.wantFocus = null;
@@ -569,8 +594,8 @@ class ReviewGrid {
     const page = data.page || { number: 1, count: 1 };
     this.head.replaceChildren();
     const nav = el("div", "rg-nav");
-    const prev = button("◀", "page", { label: -1, title: "previous page ([)" });
-    const next = button("▶", "page", { label: 1, title: "next page (])" });
+    const prev = button("◀", "page", { label: -1, title: "previous page ([)", name: "Previous page" });
+    const next = button("▶", "page", { label: 1, title: "next page (])", name: "Next page" });
     prev.disabled = page.number <= 1;
     next.disabled = page.number >= page.count;
     nav.append(prev, el("span", "rg-page", `page ${page.number} of ${page.count}`), next);
@@ -588,13 +613,15 @@ class ReviewGrid {
       this.head.append(legend);
     }
     if (this.notice) this.head.append(el("span", "rg-notice", this.notice));
+    if (this.notice && this.notice !== this.said) this.announce(this.notice);
+    this.said = this.notice;
   }
 
   buildCard(c) {
     const data = this.data;
     const classes = data.classes || [];
     const node = el("div", "rg-card");
-    node.tabIndex = 0;
+    node.tabIndex = -1; // the roving tab stop (rove) gives one card 0
     node.dataset.row = String(c.row);
     node.dataset.id = String(c.id);
     node.dataset.given = String(c.given);
@@ -636,7 +663,6 @@ class ReviewGrid {
 
     parts.status = el("div", "rg-status");
     parts.status.setAttribute("data-testid", "review-status");
-    parts.status.setAttribute("aria-live", "polite");
     node.append(parts.status);
 
     const actions = el("div", "rg-actions");

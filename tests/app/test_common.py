@@ -60,3 +60,103 @@ def test_a_restored_state_file_is_said_in_the_sidebar_until_dismissed(workspace)
     assert len(said) == 1 and "restored the last good state" in said[0]
     next(b for b in at.sidebar.button if b.key == "project-notice-dismiss").click().run()
     assert not [w for w in at.warning if "state.json" in w.value] and proj.notice() is None
+
+
+# ------------------------------------------------------------------------------------------ page scaffold
+@pytest.mark.parametrize("page", ["3_Scores.py", "4_Explore.py", "5_Review.py", "6_Export.py", "7_Evaluate.py"])
+def test_a_page_without_a_model_says_so_links_to_the_model_page_and_stops(workspace, page):
+    from .conftest import open_page
+
+    at = open_page(page)
+    no_errors(at)
+    assert at.title[0].value == page.split("_", 1)[1].removesuffix(".py")
+    assert [i.value for i in at.info] == ["No model yet: train or upload a model first."]
+    assert [(link.proto.label, link.proto.page) for link in at.get("page_link")] == [("Go to Model", "Model")]
+    assert not at.main.button and not at.get("segmented_control")  # the page stopped: nothing of its own below
+
+
+def test_a_page_with_a_model_but_no_scores_links_to_scores(workspace):
+    from .conftest import TRAIN, open_page
+
+    Project.open("default", workspace).train("mlp", dict(TRAIN))
+    for page in ("4_Explore.py", "5_Review.py"):
+        at = open_page(page)
+        no_errors(at)
+        assert [i.value for i in at.info] == ["No scores yet: compute influence scores first."]
+        assert [(link.proto.label, link.proto.page) for link in at.get("page_link")] == [("Go to Scores", "Scores")]
+        assert not at.main.button
+
+
+def _page_with_an_ended_job(state: str) -> None:
+    import streamlit as st
+
+    from app_pages._common import job_section
+
+    class Ended:  # a job that has ended: its outcome is said once, then it is forgotten
+        running, error, title = False, "the disk is full", "Scoring"
+
+    Ended.state = state
+
+    class Stub:
+        forgotten = st.session_state.setdefault("forgotten", [])
+
+        def job(self, kind):
+            return None if kind in self.forgotten else Ended()
+
+        def forget_job(self, kind):
+            self.forgotten.append(kind)
+
+    live = job_section(Stub(), "score", "Scoring")
+    st.write(f"running: {live is not None}")
+
+
+@pytest.mark.parametrize("state, said", [("failed", "Scoring failed: the disk is full"),
+                                         ("interrupted", "Scoring was interrupted")])
+def test_the_job_section_says_how_an_ended_job_went_once_and_forgets_it(state, said):
+    at = AppTest.from_function(_page_with_an_ended_job, args=(state,)).run()
+    assert not at.exception
+    messages = [m.value for m in [*at.error, *at.warning]]
+    assert len(messages) == 1 and messages[0].startswith(said)
+    assert at.session_state["forgotten"] == ["score"] and at.markdown[-1].value == "running: False"
+    at.run()  # forgotten: nothing is said again
+    assert not at.error and not at.warning and at.session_state["forgotten"] == ["score"]
+
+
+# ---------------------------------------------------------------------------------------- setting inputs
+def test_a_settings_declared_kind_names_its_widget():
+    from typing import Optional
+
+    from app_pages._common import kind_of
+
+    assert [kind_of(t) for t in (bool, int, float, str, Optional[float], "int | None", "float|None")] == \
+        ["bool", "int", "float", "str", "float | None", "int | None", "float | None"]
+    import inspect
+
+    assert kind_of(inspect.Parameter.empty) == ""
+
+
+def _inputs_of_each_kind() -> None:
+    import streamlit as st
+
+    from app_pages._common import setting_input
+    from influence_core.project import InfluenceError
+
+    got = {kind: setting_input(kind, kind, value, key=f"k-{kind}") for kind, value in
+           [("bool", True), ("int", 3), ("float", 0.5), ("str", "x"), ("float | None", None), ("int | None", 7)]}
+    st.session_state["got"] = got
+    try:
+        setting_input("list", "a list", [], key="k-list")
+    except InfluenceError as err:
+        st.session_state["refused"] = str(err)
+
+
+def test_each_setting_kind_gets_its_own_widget_and_value_type():
+    at = AppTest.from_function(_inputs_of_each_kind).run()
+    assert not at.exception
+    assert [c.label for c in at.checkbox] == ["bool"] and [t.label for t in at.text_input] == ["str"]
+    assert [n.label for n in at.number_input] == ["int", "float", "float | None", "int | None"]
+    got = at.session_state["got"]
+    assert got == {"bool": True, "int": 3, "float": 0.5, "str": "x", "float | None": None, "int | None": 7}
+    assert type(got["int"]) is int and type(got["float"]) is float and type(got["int | None"]) is int
+    assert at.number_input(key="k-float | None").value is None  # empty = automatic
+    assert at.session_state["refused"] == "no input for a setting of kind 'list' (a list)"

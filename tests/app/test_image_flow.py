@@ -38,7 +38,12 @@ def _decide(at, event: dict) -> None:
     no_errors(at)
 
 
-def test_images_flow_through_review_and_export(cifar, workspace):
+def test_images_flow_through_review_and_export(cifar, workspace, monkeypatch):
+    from app_pages import _review_grid
+
+    encoded = []
+    encode = _review_grid.thumbnail
+    monkeypatch.setattr(_review_grid, "thumbnail", lambda px: encoded.append(1) or encode(px))
     proj = project_of(workspace)
     at = open_page("1_Data.py")
     no_errors(at)
@@ -53,8 +58,10 @@ def test_images_flow_through_review_and_export(cifar, workspace):
     flagged = {int(r) for r in proj.flagged()}
     assert cards and {c["row"] for c in cards} <= flagged  # the flagged 10%, most detrimental first
     assert all(c["image"].startswith("data:image/png;base64,") for c in cards)
+    assert len(encoded) == len(cards)  # each card's image encoded once …
     row, given = cards[0]["row"], cards[0]["given"]
     _decide(at, {"id": "image-flow-1", "action": "relabel", "rows": [row], "label": (given + 1) % cifar.num_classes})
+    assert len(encoded) == len(cards) and [c["image"] for c in _cards(at)] == [c["image"] for c in cards]  # … not again
     log = proj.current_decisions()
     assert log[row].action == "relabel" and log[row].new_label != int(cifar.train.y[row])
     at = open_page("6_Export.py")

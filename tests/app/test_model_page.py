@@ -75,7 +75,10 @@ def test_training_time_is_estimated_for_the_chosen_data_and_model(workspace):
     text = _estimate(at)  # moons: 250 rows in batches of 64, the MLP's 300 epochs with early stopping
     assert text.startswith("Estimated training time: at most about ") and "early stopping usually ends sooner" in text
     assert "300 epochs × 4 batches of 64" in text
-    at.number_input[0].set_value(20).run()  # epochs
+    at.number_input[0].set_value(20).run()  # epochs: typed into the form, nothing sent yet …
+    assert "300 epochs × 4 batches of 64" in _estimate(at)
+    at.number_input[0].set_value(20)
+    next(b for b in at.button if b.label == "Update the estimate").click().run()  # … sent with the form's button
     assert "20 epochs × 4 batches of 64" in _estimate(at)
     at.selectbox[0].set_value("logreg").run()
     assert "L-BFGS" in _estimate(at) and "at most" not in _estimate(at)

@@ -191,7 +191,7 @@ def test_exact_influence_on_a_non_convex_model_says_what_its_hessian_is(scored):
     """Damping 0 on the MLP: the page warns that the Hessian is not positive definite, with the library's numbers."""
     ds, fitted = _fitted(scored)
     at = _tick(open_page("3_Scores.py"), ["exact"])
-    at.number_input(key="setting-exact-damping").set_value(0.0).run()
+    at.number_input(key="setting-exact-damping").set_value(0.0)  # in the form: sent with Compute scores
     at = _compute(at)
     details: dict = {}
     compute_scores(ds, fitted, "exact", damping=0.0, details=details)
@@ -249,8 +249,8 @@ def test_dask_clusters_are_picked_by_name_and_one_that_never_answers_fails_in_on
         assert not [t for t in at.text_input if "dask" in t.label.lower() or "scheduler" in t.label.lower()]
         box = at.selectbox(key="dask-cluster")
         assert list(box.options) == ["this process", "local:1", "local:2", "silent"] and box.value == "this process"
-        box.set_value("silent")
-        at = _tick(at.run(), ["loss"])
+        at = _tick(at, ["loss"])
+        at.selectbox(key="dask-cluster").set_value("silent")  # in the form: sent with Compute scores
         next(b for b in at.button if b.label == "Compute scores").click().run()
         at = settle(at)
     failed = [e.value for e in at.error]

@@ -132,13 +132,18 @@ def _first_card(page):
     return cards.first
 
 
+def _open_review(page, server) -> None:
+    """Open the app (the Data page first, as a user does) and go to Review through the navigation."""
+    page.goto(server.url)
+    page.get_by_role("heading", name="Data", exact=True).wait_for()
+    _goto(page, "Review")
+
+
 def test_undo_after_a_reload_takes_back_the_decision(tmp_path):
     workspace = tmp_path / "workspace"
     proj = _moons(workspace)
     with served_page(workspace) as (server, page):
-        page.goto(server.url)
-        page.get_by_role("heading", name="Data", exact=True).wait_for()
-        _goto(page, "Review")
+        _open_review(page, server)
         cards = page.get_by_test_id("review-card")
         cards.first.wait_for()
         _idle(page)
@@ -158,6 +163,47 @@ def test_undo_after_a_reload_takes_back_the_decision(tmp_path):
         page.get_by_text("Undid your last decision (1 sample)").first.wait_for(timeout=30_000)
         page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
     assert proj.current_decisions() == {}
+
+
+def test_a_key_press_reruns_only_the_grid_and_backspace_removes_nothing(tmp_path):
+    """The grid lives in a fragment: a decision by key reruns the grid (its counts change) but not the sidebar, which
+    still says what it said before (until the next full run). Backspace is no removal key. One tab stop (the focused
+    card), one live region that says what was saved, page buttons named in words."""
+    workspace = tmp_path / "workspace"
+    proj = _moons(workspace)
+    with served_page(workspace) as (server, page):
+        _open_review(page, server)
+        sidebar = page.get_by_test_id("stSidebar")
+        sidebar.get_by_text("0 made").wait_for()
+        card = _first_card(page)
+        row = int(card.get_attribute("data-row"))
+        card.locator(".rg-title").click()
+        cards = page.get_by_test_id("review-card")
+        assert [cards.nth(i).get_attribute("tabindex") for i in range(cards.count())].count("0") == 1
+        assert card.get_attribute("tabindex") == "0"
+        assert page.get_by_role("button", name="Next page").count() == 1
+        assert page.get_by_role("button", name="Previous page").count() == 1
+        _step("Backspace: nothing")
+        page.keyboard.press("Backspace")
+        page.wait_for_timeout(1500)
+        _idle(page)
+        assert card.get_attribute("data-state") == "none" and proj.current_decisions() == {}
+        _step("r: removed, by the grid's fragment alone")
+        page.keyboard.press("r")
+        page.locator(f'[data-testid="review-card"][data-row="{row}"][data-state="saved"]').wait_for()
+        page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+        page.get_by_text("decisions so far: 0 keep, 1 remove").wait_for()  # the grid's own counts were redrawn …
+        _idle(page)
+        assert sidebar.get_by_text("0 made").count() == 1  # … the sidebar was not rerun
+        assert sidebar.get_by_text("1 made").count() == 0
+        live = page.get_by_test_id("review-live")
+        assert live.count() == 1 and "remove saved" in live.inner_text()
+        assert page.locator('[data-testid="review-grid"] [aria-live]').count() == 1
+        assert {r: d.action for r, d in proj.current_decisions().items()} == {row: "remove"}
+        _step("a full run (reload) brings the sidebar up to date")
+        page.reload()
+        page.get_by_role("heading", name="Review", exact=True).wait_for()
+        sidebar.get_by_text("1 made").wait_for()
 
 
 def _switch(page, name: str) -> None:
