@@ -234,3 +234,39 @@ def test_experiment_command_takes_baselines(tmp_path, capsys):
     assert {"reweighing@1", "threshold_dp@0"} <= set(json.loads(out.read_text())["results"])
     assert main(["experiment", "--dataset", "blobs", "--methods", "ip", "--baselines", "nope", "--quiet"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: unknown baseline 'nope'")
+
+
+def test_evaluate_page_runs_the_chosen_baselines_and_says_which_arm_is_best(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from influence_core import jobs
+    from influence_core.project import Project
+
+    monkeypatch.setenv("INFLUENCE_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setattr(jobs, "_JOBS", {})
+    proj = Project.open("default", tmp_path / "ws")
+    proj.use_dataset("blobs", seed=0)
+    proj.train("logreg", {"seed": 0})
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=90)
+    at.switch_page("app_pages/7_Evaluate.py")
+    at.run()
+    next(m for m in at.multiselect if m.label == "Methods").set_value(["ip"])
+    next(m for m in at.multiselect if m.label.startswith("Baselines")).set_value(["reweighing", "threshold_dp"])
+    next(n for n in at.number_input if n.label == "Retraining seeds").set_value(1)
+    next(s for s in at.selectbox if s.label.startswith("Impact")).set_value("fairness")
+    next(b for b in at.button if b.label == "Run experiment").click()
+    at.run()
+    jobs.wait_all(120)
+    assert proj.job("experiment").state == "done", proj.job("experiment").error
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    pareto = json.loads(at.get("plotly_chart")[1].proto.spec)
+    names = [trace.get("name") for trace in pareto["data"]]
+    assert ARMS["reweighing"].label in names and ARMS["threshold_dp"].label in names
+    result = proj.job("experiment").result["results"]
+    assert set(expand_arms(["reweighing", "threshold_dp"])) <= set(result)
+    expected = best_arm_sentence(result)
+    assert expected and any(expected in i.value.replace("\\", "") for i in at.info)
+    assert next(m for m in at.multiselect if m.label.startswith("Baselines")).value == ["reweighing", "threshold_dp"]
