@@ -104,7 +104,9 @@ def _form(proj, ds, fitted) -> None:
                      "Retrain the model with checkpoints on the Model page.")
     clicked, right = form_buttons(form, "Run experiment")
     if chosen:
-        right.caption(_estimate(proj, fitted, chosen, seeds))
+        arms = sum(len(BASELINE_ARMS[b].sweep) for b in baselines)
+        right.caption(_estimate(proj, fitted, chosen, seeds) + (f" Plus {arms} baseline arm(s) × {seeds} seed(s) "
+                      "(an ExponentiatedGradient arm trains the model about 50 times)." if arms else ""))
     if clicked:
         if not chosen:
             st.error("Choose at least one method.")
