@@ -9,9 +9,9 @@ threshold_dp / threshold_eo
                validation split; ``tol`` = the constraint's allowed violation
 adversarial    adversarial training: the training split plus attacked copies of a ``share`` of it (same attacker as
                the evaluation, `impacts.attack`, against the base model), labels kept
-within_cell    influence inside the Kamiran–Calders cells: an over-represented cell loses the samples the first
-               method scores most detrimental (as many as its weight P(g)P(y)/P(g,y)^strength says), an
-               under-represented cell is weighted up — influence picks samples, the counts pick the cells
+within_cell    influence inside the Kamiran–Calders cells: an over-represented cell (weight w < 1) loses the
+               n·(1 − w^strength) samples the first method scores most detrimental, an under-represented cell is
+               weighted up by w^strength — the counts pick the cells, influence picks the samples
 
 An arm's row is named ``family@setting`` (e.g. ``reweighing@1``); a family name alone stands for its sweep, so the
 Pareto chart shows each family's front.
