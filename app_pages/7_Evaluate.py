@@ -17,10 +17,10 @@ from dataclasses import replace
 
 import streamlit as st
 
-from influence_core.figures import (accuracy_figure, as_text, attack_boxplot, attacks_without_effect, format_duration,
-                                    pareto_figure, spread_note)
-from influence_core.project import (CLEANING_ACTIONS, IMPACTS, JOINT_RANKINGS, METHODS, AttackSettings, ExperimentResult,
-                                    ExperimentSettings, InfluenceError, describe_impact, format_table)
+from influence_core.figures import (accuracy_figure, as_text, attack_boxplot, attacks_without_effect, best_arm_sentence,
+                                    format_duration, pareto_figure, spread_note)
+from influence_core.project import (BASELINE_ARMS, CLEANING_ACTIONS, IMPACTS, JOINT_RANKINGS, METHODS, AttackSettings,
+                                    ExperimentResult, ExperimentSettings, InfluenceError, describe_impact, format_table)
 from app_pages._common import display_name, form_buttons, guarded, job_outcome, job_section, plain, start_page
 
 KIND = "experiment"
@@ -31,7 +31,7 @@ ACTION_HELP = {
 }
 # No attacks by default: Evaluate asks whether cleaning helped (clean test accuracy); robustness is opt-in.
 FORM_DEFAULTS = {"ev-action": CLEANING_ACTIONS[0], "ev-fraction": 0.05, "ev-seeds": 3, "ev-attacks": 0,
-                 "ev-impact": "utility", "ev-temperature": 1.0, "ev-relabel": None}
+                 "ev-impact": "utility", "ev-temperature": 1.0, "ev-relabel": None, "ev-baselines": []}
 
 
 def settings_summary(settings: ExperimentSettings) -> str:
@@ -39,8 +39,9 @@ def settings_summary(settings: ExperimentSettings) -> str:
     methods = ", ".join(METHODS[m].label or m if m in METHODS else m for m in settings.methods)
     extra = f", T = {settings.temperature:g}" if settings.action == "reweight" else ""
     attacks = f"{settings.attacks.n_attacks} attack(s)" if settings.attacks.n_attacks else "no attacks"
+    baselines = f" · baselines: {', '.join(settings.baselines)}" if settings.baselines else ""
     return (f"{settings.action} the lowest {settings.fraction:.0%} by {methods} · {settings.impact} impact · "
-            f"{settings.seeds} seed(s) · {attacks}{extra}")
+            f"{settings.seeds} seed(s) · {attacks}{extra}{baselines}")
 
 
 def job_settings(job) -> ExperimentSettings | None:
@@ -60,7 +61,8 @@ def _show_settings_in_form(settings: ExperimentSettings | None, ident) -> None:
         "ev-methods": [m for m in settings.methods if m in METHODS], "ev-action": settings.action,
         "ev-fraction": float(settings.fraction), "ev-seeds": int(settings.seeds),
         "ev-attacks": int(settings.attacks.n_attacks), "ev-impact": settings.impact,
-        "ev-temperature": float(settings.temperature), "ev-relabel": settings.relabel_class, "ev-form-of": ident})
+        "ev-temperature": float(settings.temperature), "ev-relabel": settings.relabel_class, "ev-form-of": ident,
+        "ev-baselines": [b for b in settings.baselines if b in BASELINE_ARMS]})
 
 
 def _form(proj, ds, fitted) -> None:
@@ -77,6 +79,8 @@ def _form(proj, ds, fitted) -> None:
     form = st.form("ev-settings", border=False, enter_to_submit=False)
     chosen = form.multiselect("Methods", methods, key="ev-methods",
                               format_func=lambda n: f"{METHODS[n].label or n} ({METHODS[n].kind})")
+    baselines = form.multiselect("Baselines: what a practitioner would pick instead (each swept: a front on the chart)",
+                                 list(BASELINE_ARMS), key="ev-baselines", format_func=lambda n: BASELINE_ARMS[n].label)
     c1, c2, c3 = form.columns(3)
     fraction = c1.slider("Share flagged (lowest scores)", 0.01, 0.30, step=0.01, format="%.2f", key="ev-fraction")
     seeds = int(c2.number_input("Retraining seeds", 1, 10, key="ev-seeds"))
@@ -101,7 +105,9 @@ def _form(proj, ds, fitted) -> None:
                      "Retrain the model with checkpoints on the Model page.")
     clicked, right = form_buttons(form, "Run experiment")
     if chosen:
-        right.caption(_estimate(proj, fitted, chosen, seeds))
+        arms = sum(len(BASELINE_ARMS[b].sweep) for b in baselines)
+        right.caption(_estimate(proj, fitted, chosen, seeds) + (f" Plus {arms} baseline arm(s) × {seeds} seed(s) "
+                      "(an ExponentiatedGradient arm trains the model about 50 times)." if arms else ""))
     if clicked:
         if not chosen:
             st.error("Choose at least one method.")
@@ -110,7 +116,7 @@ def _form(proj, ds, fitted) -> None:
         settings = ExperimentSettings(
             dataset=state.dataset, dataset_kwargs=dict(state.dataset_kwargs), model=fitted.arch, methods=tuple(chosen),
             action=action, fraction=fraction, seeds=seeds, impact=impact, temperature=temperature,
-            relabel_class=relabel_class, attacks=AttackSettings(n_attacks=attacks))
+            relabel_class=relabel_class, attacks=AttackSettings(n_attacks=attacks), baselines=tuple(baselines))
         try:
             settings.validate()  # a setting that cannot run: one line here, not a failed job
         except InfluenceError as err:
@@ -180,6 +186,10 @@ def _show(proj, result: ExperimentResult) -> None:
                                           metric=fair_metric), width="stretch")
         else:
             st.info("No sensitive attribute in this data set: no fairness gap to chart.")
+    for metric in ("fairness_gap", "attacked_accuracy"):  # which arm is best at which accuracy (issue 17)
+        sentence = best_arm_sentence(result.rows, metric)
+        if sentence:
+            st.info(plain(sentence), icon=":material/trophy:")
     if s.attacks.n_attacks > 0:
         why = attacks_without_effect(result)
         if why:

@@ -425,3 +425,4 @@ def class_balance(counts: Mapping[str, int], noisy_counts: Mapping[str, int] | N
 
 # The experiment's charts (paper Figs. 5-6) live with the runner; pages take every figure builder from this module.
 from .evaluate.figures import accuracy_figure, attack_boxplot, attacks_without_effect, pareto_figure, spread_note  # noqa: E402,F401,E501
+from .evaluate.baselines import best_arm_sentence  # noqa: E402,F401  (issue 17: which arm is best at which accuracy)

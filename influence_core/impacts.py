@@ -460,3 +460,66 @@ def coerce_setting(owner: str, key: str, value, kind: type):
     elif isinstance(value, kind):
         return value
     raise InfluenceError(f"{owner}: setting {key} must be a {kind.__name__}, got {value!r}")
+
+
+# --- fairness baselines (issue 17): the equalised-odds impact, registered beside the others.
+@dataclass(frozen=True)
+class EqualizedOddsImpact(Impact):
+    """Equalised-odds gap of the positive-class probability: |TPR₀ − TPR₁| + |FPR₀ − FPR₁| with soft rates
+    TPR_g = mean p̂ over {s=g, y=1}, FPR_g = mean p̂ over {s=g, y=0} (Hardt et al. 2016, made differentiable).
+    ``label``: 1 = only the true-positive gap, 0 = only the false-positive gap (the gap restricted to one label,
+    which reweighting the group × label cells cannot close by itself); None = both."""
+
+    positive_class: int = 1
+    label: int | None = None
+    name: ClassVar[str] = "equalized_odds"
+    description: ClassVar[str] = "equalised-odds gap (TPR and FPR gaps between groups) on the validation set"
+
+    def validate(self) -> None:
+        if self.positive_class < 0:
+            raise InfluenceError(f"impact '{self.name}': positive_class must be a class index (≥ 0), got {self.positive_class}")
+        if self.label not in (None, 0, 1):
+            raise InfluenceError(f"impact '{self.name}': label must be 0, 1 or empty (both), got {self.label}")
+
+    def _labels(self) -> tuple[int, ...]:
+        return (0, 1) if self.label is None else (self.label,)
+
+    def check(self, dataset: Dataset) -> None:
+        Impact.check(self, dataset)
+        y, s = dataset.val.y, dataset.val.sensitive
+        if s is None:
+            raise InfluenceError(f"the equalised-odds impact needs a sensitive attribute; data set '{dataset.name}' has none")
+        for label in self._labels():
+            positive = y == self.positive_class if label == 1 else y != self.positive_class
+            if int((positive & (s == 0)).sum()) == 0 or int((positive & (s == 1)).sum()) == 0:
+                raise InfluenceError(f"the equalised-odds impact needs both groups among validation samples with label {label}")
+
+    def _cells(self, y: torch.Tensor, s: torch.Tensor, label: int, group: int) -> torch.Tensor:
+        positive = y == self.positive_class
+        return (positive if label == 1 else ~positive) & (s == group)
+
+    @torch.no_grad()
+    def prepare(self, module, params, split, batch_size, device) -> dict:
+        y, s = split.y, split.sensitive
+        counts = {(lab, g): int(self._cells(y, s, lab, g).sum()) for lab in self._labels() for g in (0, 1)}
+        # f = Σ_label |r(label, 0) − r(label, 1)| = Σ_label σ_label·(r(label, 0) − r(label, 1)), σ the signs at θ.
+        state = {"counts": counts, "signs": {lab: 1.0 for lab in self._labels()}}
+        diffs = {lab: 0.0 for lab in self._labels()}
+        for batch in self.batches(module, params, split, batch_size, device):
+            for lab in diffs:
+                diffs[lab] += float(self._difference(module, params, batch, state, lab))
+        state["signs"] = {lab: (1.0 if d > 0 else -1.0 if d < 0 else 0.0) for lab, d in diffs.items()}
+        return state
+
+    def _difference(self, module, params, batch, state, label: int) -> torch.Tensor:
+        x, y, s = batch
+        p = positive_probability(forward(module, params, x), self.positive_class)
+        n = state["counts"]
+        return ((p * self._cells(y, s, label, 0)).sum() / n[(label, 0)]
+                - (p * self._cells(y, s, label, 1)).sum() / n[(label, 1)])
+
+    def batch_term(self, module, params, batch, state) -> torch.Tensor:
+        return sum(state["signs"][lab] * self._difference(module, params, batch, state, lab) for lab in self._labels())
+
+
+IMPACTS[EqualizedOddsImpact.name] = EqualizedOddsImpact

@@ -80,5 +80,5 @@ def test_score_key_is_stable_for_equal_settings_and_covers_every_setting(blobs, 
     # every setting of every impact changes the key
     for name, cls in IMPACTS.items():
         for f in dataclasses.fields(cls):
-            other = {"c": 2.0, "epsilon": 0.3, "positive_class": 0, "val_trim": 0.25}[f.name]
+            other = {"c": 2.0, "epsilon": 0.3, "positive_class": 0, "val_trim": 0.25, "label": 0}[f.name]
             assert key(name, **{f.name: other}) != key(name), (name, f.name)

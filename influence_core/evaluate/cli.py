@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="craft the attacks against the full-data base model (default) or each retrained model")
     p.add_argument("--params", default="all", help="parameters the scores use: all, head, or name prefixes")
     p.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE", help="a method setting, e.g. ip_ensemble.ensemble_size=10")
+    p.add_argument("--baselines", default="", help="comma-separated baseline arms (issue 17): reweighing, eg_dp, eg_eo, "
+                   "threshold_dp, threshold_eo, adversarial, within_cell (each swept), or one point as NAME@VALUE")
     p.add_argument("--out", help="write results JSON here (finished runs are kept next to it, in *.runs.jsonl, for resuming)")
     p.set_defaults(func=cmd_experiment)
 
@@ -57,6 +59,7 @@ def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
                                against=args.attack_against),
         method_settings=method_settings, params=args.params,
         impact_settings=impact_settings_from_args(args, args.impact, named=False),
+        baselines=tuple(b.strip() for b in args.baselines.split(",") if b.strip()),
     )
 
 

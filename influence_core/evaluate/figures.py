@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from ..colours import method_colour
 from ..errors import InfluenceError
+from .baselines import ARMS, is_arm
 
 
 IMPROVEMENT_COLOUR = "rgba(46, 160, 67, 0.15)"
@@ -63,6 +64,19 @@ def pareto_figure(result, title: str = "Utility vs fairness after cleaning", met
         x=[fx], y=[fy], mode="markers", name="full data", marker=dict(symbol="x", size=16, color=REFERENCE_COLOUR),
         **_error_bars(full, metric),
         hovertemplate=f"full data<br>accuracy %{{x:.2f}}%<br>{what} %{{y:.2f}}<extra></extra>"))
+    fronts: dict[str, list[tuple[str, dict]]] = {}  # a baseline family's sweep, drawn as one line (issue 17)
+    for name, r in points:
+        if is_arm(name):
+            fronts.setdefault(name.partition("@")[0], []).append((name, r))
+    for family, members in fronts.items():
+        members.sort(key=lambda m: m[1]["accuracy"]["mean"])
+        fig.add_trace(go.Scatter(
+            x=[100 * r["accuracy"]["mean"] for _, r in members], y=[100 * r[metric]["mean"] for _, r in members],
+            mode="lines+markers", name=ARMS[family].label, text=[r.get("label", n) for n, r in members],
+            marker=dict(size=9, color=method_colour(family), symbol="circle-open", line=dict(width=2)),
+            line=dict(color=method_colour(family), dash="dot", width=1.5),
+            hovertemplate=f"%{{text}}<br>accuracy %{{x:.2f}}%<br>{what} %{{y:.2f}}<extra></extra>"))
+    points = [(name, r) for name, r in points if not is_arm(name)]
     for i, (name, r) in enumerate(points):
         label = r.get("label", name)
         fig.add_trace(go.Scatter(

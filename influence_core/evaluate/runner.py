@@ -29,6 +29,7 @@ from ..methods.base import METHODS, get_method
 from ..models.architectures import LogisticRegression
 from ..models.train import FittedModel, TrainConfig
 from .actions import ACTIONS, ActionResult, ActionSettings, apply_action
+from .baselines import arm_label, expand_arms, is_arm, run_arm
 from .retrain import AttackSettings, craft_attacks, evaluate_module, retrain_and_evaluate
 
 CONTROLS = ("full", "random")
@@ -63,6 +64,8 @@ class ExperimentSettings:
     # Settings of the impact the methods score against (see `impacts`); the robustness impact's c and epsilon
     # default to the evaluation's attack settings (``attacks``) unless set here.
     impact_settings: dict = field(default_factory=dict)
+    # Baseline arms (evaluate/baselines.py, issue 17): a family name (its whole sweep) or ``family@value``.
+    baselines: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict) -> "ExperimentSettings":
@@ -70,6 +73,7 @@ class ExperimentSettings:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["methods"] = tuple(values.get("methods") or ())
+        values["baselines"] = tuple(values.get("baselines") or ())
         train_fields = {f.name for f in fields(TrainConfig)}
         values["train"] = TrainConfig(**{k: v for k, v in (values.get("train") or {}).items() if k in train_fields})
         values["attacks"] = AttackSettings(**(values.get("attacks") or {}))
@@ -93,6 +97,7 @@ class ExperimentSettings:
         for name, s in self.method_settings.items():
             get_method(name, **s)  # raises for a setting the method does not take
         make_impact(self.impact, **self.resolved_impact_settings())  # an unknown impact or setting: one line
+        expand_arms(self.baselines)  # an unknown baseline or setting: one line
 
     def resolved_impact_settings(self) -> dict:
         """What the impact is built with: the attack's c and epsilon where the impact takes them, then
@@ -108,6 +113,9 @@ class ExperimentSettings:
         out["methods"] = list(self.methods)
         if not out["impact_settings"]:  # as before impact settings existed: earlier runs keep their resume keys
             del out["impact_settings"]
+        out["baselines"] = list(self.baselines)
+        if not out["baselines"]:  # likewise for runs without baselines
+            del out["baselines"]
         return out
 
 
@@ -234,7 +242,7 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
     scored: dict[str, dict] = {}
     finished = {(r["method"], r["seed"]): r for r in done if r.get("type") == "run" and r.get("key") == key}
 
-    names = [*CONTROLS, *settings.methods]
+    names = [*CONTROLS, *settings.methods, *expand_arms(settings.baselines)]
     total = len(settings.methods) + len(names) * settings.seeds + 1
     unit = 0
 
@@ -302,8 +310,15 @@ def run_experiment(settings: ExperimentSettings, out: str | Path | None = None, 
                 finished[(name, seed)] = rec
                 result.runs.append(rec)
                 continue
-            action = _action_for(name, seed, dataset, result, act, base)
-            if name == "full" and base_is_full_run and seed == settings.data_seed:
+            action = None if is_arm(name) else _action_for(name, seed, dataset, result, act, base)
+            if is_arm(name):
+                try:
+                    metrics = run_arm(name, dataset, base, config, seed, settings.attacks, crafted,
+                                      scores=next(iter(result.scores.values()), None), device=device, should_stop=stop)
+                except Exception as err:  # a baseline that cannot run here is a table row, not the end of the run
+                    errors[name] = _one_line(err)
+                    continue
+            elif name == "full" and base_is_full_run and seed == settings.data_seed:
                 metrics = {**evaluate_module(base.module, dataset, settings.attacks, crafted),
                            "n_train": len(dataset.train), "train_seconds": base.metrics.get("train_seconds")}
             else:
@@ -359,7 +374,7 @@ def summarize(names: list[str], runs: list[dict], errors: dict[str, str] | None 
     for name in names:
         mine = [r for r in runs if r["method"] == name]
         cls = METHODS.get(name)
-        row = {"label": (cls.label or name) if cls else name, "runs": len(mine), "error": errors.get(name)}
+        row = {"label": (cls.label or name) if cls else arm_label(name) if is_arm(name) else name, "runs": len(mine), "error": errors.get(name)}
         row["accuracy"] = _stat([r["accuracy"] for r in mine])
         row["fairness_gap"] = _stat([r.get("fairness_gap") for r in mine])
         row["attacked_accuracy"] = _stat([a for r in mine for a in r.get("attack_accuracies", [])])
