@@ -174,7 +174,6 @@ def _cache_key(proj: Project, ds, fitted) -> str:
                      json.dumps(state.train, sort_keys=True)])
 
 
-@st.cache_data(max_entries=16, show_spinner="Finding the validation samples the target uses…")
 def _target(_proj: Project, key: str, impact: str, settings_json: str) -> dict:
     """Which validation samples the target uses (cached per `_cache_key` and settings) and what the model predicts
     for the ones left out."""
@@ -308,7 +307,6 @@ def _cluster_input(proj: Project) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ results
-@st.cache_data(max_entries=8, show_spinner="Asking cleanlab how many labels are wrong…")
 def _label_issues(_proj: Project, key: str, folds: int) -> dict:
     """cleanlab's estimate, cached per `_cache_key` and folds."""
     est = _proj.label_issues(folds)

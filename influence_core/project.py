@@ -9,7 +9,7 @@ chosen data set, model, score runs, decisions, jobs and exports, and exposes the
     project.undo(session="me")                             # takes back this session's last batch only
 
 The CLI, every page of the app and the experiment runner go through this class; adding an impact setting or a
-loader argument touches the settings types here and in ``session.py``, not the front ends. The project folder holds
+loader argument touches the settings types here and in ``state.py``, not the front ends. The project folder holds
 ``state.json`` (what is chosen), ``decisions.sqlite``, ``jobs/`` (background jobs' records), ``uploads/`` and
 ``exports/``; slow results (models, fold models, scores, views) live in the workspace's content-addressed cache,
 shared by the projects of one workspace (a key holds the data's fingerprint, so no project sees another's data).
@@ -25,9 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,12 +40,13 @@ from .errors import InfluenceError, writing
 from .grads import Progress
 from .impacts import IMPACTS, resolve_val_trim
 from .keys import model_key, score_key, view_key
+from .memo import MEMORY
 from .jobs import MOVED_FILE, Job, JobHandle, forget_job, get_job, moved_folder, start_job
 from .methods import METHODS
 from .models.registry import MODELS, default_architecture
-from .models.train import FittedModel, TrainConfig, TrainProgress, memorisation_warning
+from .models.train import FittedModel, TrainConfig, TrainProgress, memorisation_warning, train_settings
 from .review import ACTIONS as DECISION_ACTIONS, DecisionLog, reviewer_agreement
-from .session import ScoreRun, Selection, decision_scope, flagged_rows, workspace_root
+from .state import ScoreRun, Selection, decision_scope, flagged_rows, workspace_root
 from .workspace import Workspace, format_bytes
 
 # What front ends need besides the class: settings types and the catalogues of data sets, models, methods, impacts and
@@ -86,39 +85,6 @@ def project_names(root: str | os.PathLike | None = None) -> list[str]:
     names = sorted(p.name for p in folder.glob("*") if p.is_dir() and _NAME.fullmatch(p.name)
                    and not (p / MOVED_FILE).exists()) if folder.exists() else []  # a renamed one's old name: not listed
     return sorted(names, key=lambda n: n != DEFAULT_PROJECT)
-
-
-# Loaded data sets and models, shared by every project and session of this process (keyed by content, so sharing is
-# safe); a small LRU so a server with many users keeps a bounded number in memory.
-class _Memo:
-    def __init__(self, size: int) -> None:
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key: str, make: Callable[[], Any], size: int | None = None) -> Any:
-        """The value kept under ``key``, else ``make()`` kept; ``size`` (e.g. the server's configured cap) replaces
-        the number of values kept from now on."""
-        with self.lock:
-            if size is not None:
-                self.size = max(1, int(size))
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        value = make()
-        with self.lock:
-            self.items[key] = value
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self.lock:
-            self.items.clear()
-
-
-_DATASETS = _Memo(2)  # resized to the server's max_loaded_datasets on use
-_MODELS = _Memo(8)
-_SCORES = _Memo(64)
-_ESTIMATES = _Memo(32)  # measured training-step times (Project.training_estimate)
 
 
 class Project:
@@ -359,15 +325,14 @@ class Project:
         check_browser_arguments(what, loader, kwargs, self.server_config().max_generated_samples, marked)
 
     def dataset(self) -> Dataset:
-        state = self.state()
-        return self._load(state.dataset, state.dataset_kwargs)
+        return self._current()[1]
 
     def _load(self, name: str, kwargs: dict) -> Dataset:
         """The data set, from the process's memo (at most the server's ``max_loaded_datasets``) or loaded, with any
         array it stores kept in this project's ``arrays/`` within the disk quotas."""
-        return _DATASETS.get(self._memo_key(name, kwargs),
-                             lambda: self._within_quota(lambda: load_dataset(name, **kwargs)),
-                             size=self.server_config().max_loaded_datasets)
+        return MEMORY.get("datasets", self._memo_key(name, kwargs),
+                          lambda: self._within_quota(lambda: load_dataset(name, **kwargs)),
+                          size=self.server_config().max_loaded_datasets)
 
     def _memo_key(self, name: str, kwargs: dict) -> str:
         return f"{self.folder}:{name}{json.dumps(kwargs, sort_keys=True, default=str)}"
@@ -423,7 +388,7 @@ class Project:
                 self._check_loader_arguments(f"the {suffix} upload", PATH_LOADERS[suffix], kwargs)
         stored = self.save_upload(data, filename, "data", load=lambda p: load_dataset(str(p), **kwargs))
         path = str(stored.path)
-        _DATASETS.get(self._memo_key(path, kwargs), lambda: stored.value, size=self.server_config().max_loaded_datasets)
+        MEMORY.get("datasets", self._memo_key(path, kwargs), lambda: stored.value, size=self.server_config().max_loaded_datasets)
         return path, stored.value
 
     # ----------------------------------------------------------------------------------------- storage
@@ -470,7 +435,7 @@ class Project:
             arrays |= used_arrays
         freed = collect_garbage(root, prints, arrays, dry_run=dry_run)
         if freed and not dry_run:
-            _DATASETS.clear()  # a data set staged but not taken may read an array that is gone now
+            MEMORY.clear("datasets")  # a data set staged but not taken may read an array that is gone now
         return freed
 
     # ------------------------------------------------------------------------------------------- model
@@ -479,12 +444,17 @@ class Project:
         state = self.state()
         if not state.has_model:
             return None
-        dataset = dataset if dataset is not None else self.dataset()
+        return self._model(state, dataset if dataset is not None else self._current(state)[1])
+
+    def _model(self, state: Selection, dataset: Dataset) -> FittedModel | None:
+        """The model ``state`` names, for ``dataset`` (from the memory layer, else the store; never trained here)."""
+        if not state.has_model:
+            return None
         if state.weights:
             from .models.loading import load_fitted
 
-            return _MODELS.get(f"weights:{state.weights}:{state.arch}:{dataset.fingerprint()}",
-                               lambda: load_fitted(state.weights, state.arch, dataset))
+            return MEMORY.get("models", f"weights:{state.weights}:{state.arch}:{dataset.fingerprint()}",
+                              lambda: load_fitted(state.weights, state.arch, dataset))
         config = state.train_config()
         key = model_key(dataset, state.arch, config)
         def load() -> FittedModel:
@@ -498,25 +468,23 @@ class Project:
                                      "again on the Model page")
             return fitted
 
-        return _MODELS.get(f"model:{key}", load)
+        return MEMORY.get("models", f"model:{key}", load)
 
     def train(self, arch: str, config: TrainConfig | dict | None = None, *, progress: TrainProgress | None = None,
               should_stop: Callable[[], bool] | None = None, device: str | None = None) -> FittedModel:
         """Train ``arch`` on the current data set (or find it in the cache) and make it the current model — unless the
-        run was stopped, or the user chose another data set meanwhile."""
-        dataset, state = self.dataset(), self.state()
-        settings = _train_settings(config)
+        run was stopped, or the user chose another data set meanwhile. The score runs stay when the model is the one
+        already current (the same settings found in the cache)."""
+        state, dataset = self._current()
+        settings = train_settings(config)
         fitted = self.engine.model(dataset, arch, TrainConfig(**settings), progress=progress,
-                                         should_stop=should_stop, device=device)
+                                   should_stop=should_stop, device=device)
         if fitted.history and fitted.history[-1].get("cancelled"):
             return fitted
-        _MODELS.get(f"model:{model_key(dataset, arch, TrainConfig(**settings))}", lambda: fitted)
+        MEMORY.get("models", f"model:{model_key(dataset, arch, TrainConfig(**settings))}", lambda: fitted)
 
-        def use(s: Selection) -> None:
-            s.clear_model()
-            s.arch, s.train, s.model_hash = arch, settings, fitted.fingerprint()
-
-        self._update_state(use, only_if=lambda s: s.dataset_key == state.dataset_key)
+        self._update_state(lambda s: s.use_model(arch, fitted.fingerprint(), train=settings),
+                           only_if=lambda s: s.dataset_key == state.dataset_key)
         return fitted
 
     def upload_weights(self, data: bytes, filename: str, arch: str) -> FittedModel:
@@ -526,11 +494,7 @@ class Project:
         dataset = self.dataset()
         path, fitted = self.save_upload(data, filename, "weights", load=lambda p: load_fitted(str(p), arch, dataset))
 
-        def use(s: Selection) -> None:
-            s.clear_model()
-            s.arch, s.weights, s.model_hash = arch, str(path), fitted.fingerprint()
-
-        self._update_state(use)
+        self._update_state(lambda s: s.use_model(arch, fitted.fingerprint(), weights=str(path)))
         return fitted
 
     def use_weights(self, path: str | os.PathLike, arch: str) -> FittedModel:
@@ -540,11 +504,7 @@ class Project:
         dataset = self.dataset()
         fitted = load_fitted(str(path), arch, dataset)
 
-        def use(s: Selection) -> None:
-            s.clear_model()
-            s.arch, s.weights, s.model_hash = arch, str(Path(path).resolve()), fitted.fingerprint()
-
-        self._update_state(use)
+        self._update_state(lambda s: s.use_model(arch, fitted.fingerprint(), weights=str(Path(path).resolve())))
         return fitted
 
     def uploaded_weights_path(self, data: bytes, filename: str) -> Path:
@@ -560,20 +520,34 @@ class Project:
         from .models.estimate import estimate_training, measure_steps
 
         dataset = self.dataset()
-        resolved = TrainConfig(**_train_settings(config)).resolved(arch)
+        resolved = TrainConfig(**train_settings(config)).resolved(arch)
         key = f"{dataset.fingerprint()}:{arch}:{resolved.optimizer}:{resolved.batch_size}:{bool(resolved.augment)}"
-        times = _ESTIMATES.get(key, lambda: measure_steps(dataset, arch, resolved))
+        times = MEMORY.get("estimates", key, lambda: measure_steps(dataset, arch, resolved))
         return estimate_training(dataset, resolved, times)
 
     def fold_models(self, folds: int, progress: Progress | None = None, device: str | None = None) -> list[FittedModel]:
-        dataset = self.dataset()
-        return self.engine.fold_models(dataset, self.require_model(dataset), folds, progress=progress, device=device)
+        _, dataset, fitted = self._current_model()
+        return self.engine.fold_models(dataset, fitted, folds, progress=progress, device=device)
 
     def require_model(self, dataset: Dataset | None = None) -> FittedModel:
-        fitted = self.model(dataset)
+        state = self.state()
+        return self._require_model(state, dataset if dataset is not None else self._current(state)[1])
+
+    def _require_model(self, state: Selection, dataset: Dataset) -> FittedModel:
+        fitted = self._model(state, dataset)
         if fitted is None:
             raise InfluenceError("no model yet: train or upload a model first")
         return fitted
+
+    def _current(self, state: Selection | None = None) -> tuple[Selection, Dataset]:
+        """The state (read from disk once per call of a public method) and its data set."""
+        state = state if state is not None else self.state()
+        return state, self._load(state.dataset, state.dataset_kwargs)
+
+    def _current_model(self, state: Selection | None = None) -> tuple[Selection, Dataset, FittedModel]:
+        """The state (read once), its data set and its model; a one-line error when there is no model yet."""
+        state, dataset = self._current(state)
+        return state, dataset, self._require_model(state, dataset)
 
     # ------------------------------------------------------------------------------------------ scores
     def score(self, run: ScoreRun, progress: Progress | None = None, *, details: dict | None = None,
@@ -584,8 +558,7 @@ class Project:
         or a `ClusterSpec`) / ``scheduler`` (or ``$INFLUENCE_DASK_SCHEDULER``): methods that can be sharded run on
         Dask, with progress per shard. For the library and the CLI (the machine's user); a page passes a cluster's
         name to `score_in_background`."""
-        dataset, state = self.dataset(), self.state()
-        fitted = self.require_model(dataset)
+        state, dataset, fitted = self._current_model()
         scores = self.engine.scores(dataset, fitted, progress=progress, details=details, device=device,
                                          batch_size=batch_size, cluster=cluster, scheduler=scheduler,
                                          **run.score_kwargs())
@@ -602,15 +575,14 @@ class Project:
             details: dict = {}
             return self.engine.scores(dataset, fitted, details=details, **kwargs), details
 
-        return _SCORES.get(f"{self.root}:{key}", load)
+        return MEMORY.get("results", f"{self.root}:{key}", load)
 
     def scores(self) -> dict[str, np.ndarray]:
         """Every computed run's scores (lower = more detrimental), by column label."""
         state = self.state()
         if not state.runs:
             return {}
-        dataset = self.dataset()
-        fitted = self.require_model(dataset)
+        _, dataset, fitted = self._current_model(state)
         return {run.label: self._run_result(dataset, fitted, run)[0] for run in state.runs}
 
     def notes(self) -> dict[str, str]:
@@ -619,8 +591,7 @@ class Project:
         state = self.state()
         if not state.runs:
             return {}
-        dataset = self.dataset()
-        fitted = self.require_model(dataset)
+        _, dataset, fitted = self._current_model(state)
         out = {}
         for run in state.runs:
             note = self._run_result(dataset, fitted, run)[1].get("note")
@@ -641,7 +612,7 @@ class Project:
         chosen = next((r for r in state.runs if r.label == state.primary), None)
         if chosen is not None or not state.runs:
             return chosen
-        dataset = self.dataset()
+        _, dataset = self._current(state)
         if dataset.noise_mask is not None and dataset.noise_mask.any():
             from .figures import detection_auroc
 
@@ -662,19 +633,25 @@ class Project:
         return flagged_rows(self.scores()[run.label], state.flag_share)
 
     def describe_target(self, impact: str = "utility", impact_settings: dict | None = None) -> dict:
+        """Which validation samples the impact target uses (`api.describe_target`), memoised per data and model."""
         from .api import describe_target
 
-        dataset = self.dataset()
-        return describe_target(dataset, self.require_model(dataset), impact, impact_settings)
+        _, dataset, fitted = self._current_model()
+        key = f"target:{dataset.fingerprint()}:{fitted.fingerprint()}:{impact}:{json.dumps(impact_settings, sort_keys=True)}"
+        return dict(MEMORY.get("results", key, lambda: describe_target(dataset, fitted, impact, impact_settings)))
 
     def label_issues(self, folds: int = 0) -> dict:
-        """cleanlab's estimate of how many labels are wrong (out of fold with ``folds`` ≥ 2, as cleanlab intends)."""
+        """cleanlab's estimate of how many labels are wrong (out of fold with ``folds`` ≥ 2, as cleanlab intends),
+        memoised per data and model."""
         from .api import estimate_label_issues
 
-        dataset = self.dataset()
-        fitted = self.require_model(dataset)
-        fold_models = self.engine.fold_models(dataset, fitted, folds) if folds else None
-        return estimate_label_issues(dataset, fitted, fold_models=fold_models, folds=folds or None)
+        _, dataset, fitted = self._current_model()
+
+        def estimate() -> dict:
+            fold_models = self.engine.fold_models(dataset, fitted, folds) if folds else None
+            return estimate_label_issues(dataset, fitted, fold_models=fold_models, folds=folds or None)
+
+        return dict(MEMORY.get("results", f"label-issues:{dataset.fingerprint()}:{fitted.fingerprint()}:{folds}", estimate))
 
     def method_costs(self, params: str = "all", folds: int = 0, settings: dict[str, dict] | None = None) -> dict[str, float]:
         """Rough seconds each method (with ``settings[name]``) would take on the current data set and model: one
@@ -682,10 +659,9 @@ class Project:
         (`analysis.estimate_seconds`). For labels next to method names, not promises: a factor of two either way."""
         from .analysis import cost_units, estimate_seconds
 
-        dataset = self.dataset()
-        fitted = self.require_model(dataset)
-        units = _SCORES.get(f"cost:{fitted.fingerprint()}:{dataset.fingerprint()}:{params}",
-                            lambda: cost_units(dataset, fitted, params))
+        _, dataset, fitted = self._current_model()
+        units = MEMORY.get("results", f"cost:{fitted.fingerprint()}:{dataset.fingerprint()}:{params}",
+                           lambda: cost_units(dataset, fitted, params))
         checkpoints = len(fitted.checkpoints or [])
         return {name: estimate_seconds(name, units, (settings or {}).get(name), folds, checkpoints) for name in METHODS}
 
@@ -694,10 +670,9 @@ class Project:
         it starts; the model's timing is memoised with `method_costs`'."""
         from .analysis import angle_view_seconds, cost_units
 
-        dataset = self.dataset()
-        fitted = self.require_model(dataset)
-        units = _SCORES.get(f"cost:{fitted.fingerprint()}:{dataset.fingerprint()}:{params}",
-                            lambda: cost_units(dataset, fitted, params))
+        _, dataset, fitted = self._current_model()
+        units = MEMORY.get("results", f"cost:{fitted.fingerprint()}:{dataset.fingerprint()}:{params}",
+                           lambda: cost_units(dataset, fitted, params))
         return angle_view_seconds(units)
 
     # ------------------------------------------------------------------------------------------- views
@@ -705,8 +680,7 @@ class Project:
         """Paper Fig. 1's geometry of the current model (cached): IP, influence and plane coordinates per sample."""
         from .analysis import angle_geometry
 
-        dataset = self.dataset()
-        fitted = self.require_model(dataset)
+        _, dataset, fitted = self._current_model()
 
         def compute() -> dict:
             g = angle_geometry(dataset, fitted, impact, params, progress=progress, cache=self.cache.get_or_compute_arrays)
@@ -721,8 +695,7 @@ class Project:
         `analysis.TSNE_MAX_POINTS` samples, UMAP above (``method`` in the result says which)."""
         from .analysis import embed_2d, embedding_method, penultimate_features
 
-        dataset = self.dataset()
-        fitted = self.require_model(dataset)
+        _, dataset, fitted = self._current_model()
 
         def compute() -> dict:
             report = progress or (lambda f, m: None)
@@ -735,33 +708,32 @@ class Project:
 
     def has_view(self, name: str, **settings) -> bool:
         """Whether a view ("angles" with impact / params, "umap") is cached, so a page can draw it without a job."""
-        dataset = self.dataset()
-        return self.cache.has_entry("views", view_key(name, dataset, self.require_model(dataset), **settings), ".npz")
+        _, dataset, fitted = self._current_model()
+        return self.cache.has_entry("views", view_key(name, dataset, fitted, **settings), ".npz")
 
     def decision_surface(self, steps: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(xs, ys, P(class 1) on a steps × steps grid) around the training points of a two-feature data set: the
         current model's decision surface (Explore's decision boundary; a one-line error for other data)."""
         from .analysis import decision_grid
 
-        dataset = self.dataset()
-        return decision_grid(self.require_model(dataset), dataset.train.x.numpy(), steps)
+        _, dataset, fitted = self._current_model()
+        return decision_grid(fitted, dataset.train.x.numpy(), steps)
 
     # ---------------------------------------------------------------------------------------- samples
     def predictions(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         """(predicted class, class probabilities N×C) of the current model on a split (memoised per model)."""
         from .analysis import predict
 
-        dataset = self.dataset()
-        fitted = self.require_model(dataset)
-        return _SCORES.get(f"predict:{fitted.fingerprint()}:{dataset.fingerprint()}:{split}",
-                           lambda: predict(fitted, getattr(dataset, split)))
+        _, dataset, fitted = self._current_model()
+        return MEMORY.get("results", f"predict:{fitted.fingerprint()}:{dataset.fingerprint()}:{split}",
+                          lambda: predict(fitted, getattr(dataset, split)))
 
     def similar_samples(self, row: int, params: str = "all") -> np.ndarray:
         """grad ℓ_jᵀ grad ℓ_row for every training sample j: who supports (> 0) or opposes (< 0) sample ``row``."""
         from .analysis import gradient_similarity
 
-        dataset = self.dataset()
-        return gradient_similarity(dataset, self.require_model(dataset), int(row), params)
+        _, dataset, fitted = self._current_model()
+        return gradient_similarity(dataset, fitted, int(row), params)
 
     def source_index(self) -> np.ndarray:
         """Each training row's index in the original data: the sample id shown everywhere (Review, Explore, exports)."""
@@ -944,8 +916,8 @@ class Project:
         rerun resumes. The result's JSON goes to ``out`` (default: the project's ``experiments/latest.json``)."""
         from .evaluate.runner import run_experiment
 
-        dataset = self.dataset()
-        base = self.require_model(dataset) if current_model else None
+        state, dataset = self._current()
+        base = self._require_model(state, dataset) if current_model else None
         folder = self.folder / "experiments"
         return run_experiment(settings, out or folder / "latest.json", dataset=dataset, base=base, progress=progress,
                               should_stop=should_stop, device=device, journal=journal or folder / "journal.jsonl",
@@ -971,8 +943,7 @@ class Project:
         from .evaluate.actions import apply_action
         from .evaluate.runner import run_key
 
-        dataset = self.dataset()
-        base = self.require_model(dataset)
+        _, dataset, base = self._current_model()
         s = result.settings
         if run_key(s, dataset, base) != result.key:
             raise InfluenceError("this result was computed on another data set or model than the current one")
@@ -1009,8 +980,7 @@ class Project:
         from .version import __version__
         from .export import manifest
 
-        dataset, state = self.dataset(), self.state()
-        fitted = self.require_model(dataset)
+        state, dataset, fitted = self._current_model()
         return manifest(dataset, state.model_hash or fitted.fingerprint(),
                         [r.__dict__ | {"label": r.label} for r in state.runs], self.current_decisions(), __version__,
                         extra={"decided_by": self.reviewers()["counts"]})
@@ -1038,17 +1008,13 @@ class Project:
     def cifar_labels(self) -> tuple[bytes, str, str] | None:
         """(npz bytes, source file name, label key) of a CIFAR-N label file with ``cleaned_label`` added; None for
         other data sets or when the label file is not here."""
-        from .data.cifar import load_label_file
-        from .data.paths import shared_data_dir
+        from .data.cifar import label_file_of, load_label_file
         from .export import cifar_label_file
 
-        dataset, state = self.dataset(), self.state()
+        state, dataset = self._current()
         key = dataset.meta.get("label_key")
-        if key is None or not dataset.name.startswith(("cifar10n", "cifar100n")):
-            return None
-        name = "cifar100n_labels.npz" if dataset.name.startswith("cifar100n") else "cifar10n_labels.npz"
-        path = Path(state.dataset_kwargs.get("labels_path") or shared_data_dir() / "cifar_n" / name)
-        if not path.exists():
+        path = label_file_of(dataset.name, state.dataset_kwargs.get("labels_path"))
+        if key is None or path is None:
             return None
         return cifar_label_file(load_label_file(path), dataset, self.current_decisions(), key), path.name, key
 
@@ -1130,16 +1096,3 @@ def _parse_state(raw: bytes) -> Selection | None:
         return Selection.from_json(data) if isinstance(data, dict) else None
     except (ValueError, TypeError, AttributeError):
         return None
-
-
-def _train_settings(config: TrainConfig | dict | None) -> dict:
-    """Training settings as the dict stored in the state (known fields only)."""
-    if config is None:
-        return {}
-    if isinstance(config, TrainConfig):
-        return asdict(config)
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise InfluenceError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return dict(config)

@@ -35,7 +35,7 @@ from .errors import InfluenceError, writing
 from .keys import hash_key
 from .models.registry import build_model
 from .models.train import Checkpoint, FittedModel, TrainConfig
-from .session import workspace_root
+from .state import workspace_root
 
 
 _LOG = logging.getLogger(__name__)

@@ -109,6 +109,19 @@ def test_training_for_a_data_set_the_user_left_does_not_become_current(tmp_path)
     assert proj.state().arch == "logreg" and proj.dataset().name == "blobs"
 
 
+def test_training_the_current_model_again_keeps_its_score_runs_and_another_model_clears_them(moons_project, counted):
+    """Issue 19: the cache returns the identical model, so the runs scored on it stay (a CLI project keeps every
+    run); other settings give another model, whose runs start empty."""
+    moons_project.score(ScoreRun("loss"))
+    moons_project.score(ScoreRun("ip"))
+    model_hash = moons_project.state().model_hash
+    again = moons_project.train("logreg")
+    assert counted["train"] == 0 and again.fingerprint() == model_hash  # from the cache
+    assert [r.label for r in moons_project.state().runs] == ["loss", "ip"]
+    moons_project.train("logreg", {"seed": 1, "l2": 0.1})
+    assert moons_project.state().runs == [] and moons_project.state().model_hash != model_hash
+
+
 def test_scores_come_from_the_one_cache_and_equal_a_direct_computation(moons_project):
     from influence_core.api import compute_scores
 
@@ -193,7 +206,7 @@ def test_a_model_gone_from_the_cache_is_an_error_not_a_silent_retraining(moons_p
 
     from influence_core import project as project_module
 
-    project_module._MODELS.clear()
+    project_module.MEMORY.clear("models")
     shutil.rmtree(moons_project.root / "models")
     with pytest.raises(InfluenceError, match="no longer in the workspace cache"):
         moons_project.model()
@@ -319,7 +332,7 @@ def test_loaded_data_sets_in_memory_are_bounded_by_the_server_config(tmp_path):
     proj = Project.open("p", root)
     for seed in range(3):
         proj.use_dataset("blobs", seed=seed)
-    assert len(project_module._DATASETS.items) == 1
+    assert len(project_module.MEMORY.keys("datasets")) == 1
 
 
 def test_stored_arrays_live_in_the_project_and_count_against_the_quotas(tmp_path, monkeypatch):
@@ -522,7 +535,7 @@ def test_a_damaged_current_model_is_one_line_that_says_so(tmp_path, moons_projec
 
     weights = next((tmp_path / "models").glob("*/weights.safetensors"))
     weights.write_bytes(weights.read_bytes()[:-8])
-    project_module._MODELS.clear()  # a fresh server process: nothing in memory
+    project_module.MEMORY.clear("models")  # a fresh server process: nothing in memory
     with pytest.raises(InfluenceError, match=r"^the current model \(logreg\) was damaged in the workspace") as err:
         Project.open("a", tmp_path).model()
     assert "\n" not in str(err.value) and "checksum" in str(err.value)

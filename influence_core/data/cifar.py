@@ -82,6 +82,16 @@ def _labels(npz_name: str, pt_name: str, labels_path, download: bool) -> dict[st
     return arrays
 
 
+def label_file_of(dataset_name: str, labels_path: str | None = None) -> Path | None:
+    """The CIFAR-N label file a CIFAR-N data set was read with (``labels_path``, else our copy under the shared data
+    folder), or None for another data set or when the file is not here."""
+    if not dataset_name.startswith(("cifar10n", "cifar100n")):
+        return None
+    name = "cifar100n_labels.npz" if dataset_name.startswith("cifar100n") else "cifar10n_labels.npz"
+    path = Path(labels_path or shared_data_dir() / "cifar_n" / name)
+    return path if path.exists() else None
+
+
 def cifar10n_labels(label_set: str = "aggregate", labels_path: str | None = None, download: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(noisy, clean, noise mask) over all 50,000 CIFAR-10 training images, in original training order."""

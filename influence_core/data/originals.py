@@ -16,7 +16,6 @@ table, test rows in "test" when the source has its own test file), or ``{"zip": 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InfluenceError
+from ..memo import MEMORY
 from .base import Dataset
 
 SPLITS = ("train", "val", "test")
@@ -100,9 +100,10 @@ def _compact(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-@functools.lru_cache(maxsize=4)
 def _read_cached(reader: str, path: str, options_json: str, size: int, mtime_ns: int) -> pd.DataFrame:
-    return _compact(TABLE_READERS[reader](path, **json.loads(options_json)))
+    """The table, from the store's memory layer (keyed by the file's size and time, so an edited file is read again)."""
+    return MEMORY.get("tables", json.dumps([reader, path, options_json, size, mtime_ns]),
+                      lambda: _compact(TABLE_READERS[reader](path, **json.loads(options_json))))
 
 
 def source_table(dataset: Dataset, table: str = "train") -> pd.DataFrame:

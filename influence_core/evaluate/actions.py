@@ -14,7 +14,7 @@ import torch
 
 from ..data.base import Dataset, Split
 from ..errors import InfluenceError
-from ..session import flagged_rows
+from ..state import flagged_rows
 from ..grads import predict_labels
 
 ACTIONS = ("trim", "relabel", "reweight")

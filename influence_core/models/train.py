@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -49,6 +49,19 @@ class TrainConfig:
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def train_settings(config: TrainConfig | dict | None) -> dict:
+    """Training settings as the dict a project's state keeps (known fields only; an unknown one: one line)."""
+    if config is None:
+        return {}
+    if isinstance(config, TrainConfig):
+        return asdict(config)
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise InfluenceError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return dict(config)
 
 
 @dataclass

@@ -181,7 +181,7 @@ def test_memorisation_warning_shows_for_a_model_that_memorised(scored):
 
     from influence_core import project as project_module
 
-    project_module._MODELS.clear()  # loaded models are kept in memory per process: read the edited metrics
+    project_module.MEMORY.clear("models")  # loaded models are kept in memory per process: read the edited metrics
     meta_path = next((scored / "models").glob("*/meta.json"))
     meta = json.loads(meta_path.read_text())
     meta["metrics"].update(train_accuracy=0.99, val_accuracy=0.62)  # fits its labels, not new data
@@ -193,7 +193,7 @@ def test_memorisation_warning_shows_for_a_model_that_memorised(scored):
     # 20 points or less: no warning
     meta["metrics"].update(train_accuracy=0.80, val_accuracy=0.62)
     meta_path.write_text(json.dumps(meta))
-    project_module._MODELS.clear()
+    project_module.MEMORY.clear("models")
     at = open_page("2_Model.py")
     assert not [w for w in at.warning if "Memorisation" in w.value]
 

@@ -47,7 +47,7 @@ def test_lbfgs_estimate_is_within_a_generous_factor_of_a_real_fit(proj):
 def test_measured_once_per_data_architecture_and_batch_size(proj, monkeypatch):
     from influence_core import project as project_module
 
-    project_module._ESTIMATES.clear()  # measurements are kept per process: start from none
+    project_module.MEMORY.clear("estimates")  # measurements are kept per process: start from none
     proj.use_dataset("moons", seed=0)
     calls = []
     real = estimate.measure_steps

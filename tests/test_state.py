@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from influence_core.session import ScoreRun, Selection, flagged_rows
+from influence_core.state import ScoreRun, Selection, flagged_rows
 
 
 def test_switching_data_set_clears_model_and_runs():

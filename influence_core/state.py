@@ -87,6 +87,13 @@ class Selection:
             self.dataset, self.dataset_kwargs = name, dict(kwargs)
             self.clear_model()
 
+    def use_model(self, arch: str, model_hash: str, *, train: dict | None = None, weights: str | None = None) -> None:
+        """Make a model current; the score runs stay only when it is the very same model (architecture, settings,
+        weights file and weights), as when the cache returns the model already current."""
+        if (arch, train, weights, model_hash) != (self.arch, self.train, self.weights, self.model_hash):
+            self.clear_model()
+        self.arch, self.train, self.weights, self.model_hash = arch, train, weights, model_hash
+
     def clear_model(self) -> None:
         self.arch = self.train = self.weights = self.model_hash = None
         self.runs, self.primary = [], None
