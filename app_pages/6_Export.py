@@ -136,7 +136,7 @@ def page() -> None:
     _reviewers(proj)
     stem = f"{proj.export_stem()}-corrections"
     files = _corrections(proj, stem, info)
-    later = _cleaned_table(proj, ds) if ds.kind == "tabular" else {}
+    later = _cleaned_table(proj, ds) if ds.kind in ("tabular", "text") else {}  # text: its own text and columns
     if ds.kind == "image":
         files.update(_image_zip(proj, ds, current, stem))
     files.update(_cifar_labels(proj, stem))

@@ -97,3 +97,22 @@ def test_decisions_per_reviewer_and_their_agreement(scored):
     assert any("ann and ben both decided 5 samples: they agree on 80%, Cohen's κ = 0.62" in c.value for c in at.caption)
     assert proj.manifest()["decided_by"] == {"ann": {"keep": 3, "remove": 2, "relabel": 0},
                                              "ben": {"keep": 2, "remove": 4, "relabel": 0}}
+
+
+def test_cleaned_data_set_of_a_text_upload_keeps_its_text(workspace):
+    """Issue 18: a text upload's cleaned data set holds the file's own text and columns, the decisions applied."""
+    from influence_core.data.text import generated_text_frame
+
+    frame = generated_text_frame(60, num_classes=2, seed=0).assign(stars=np.arange(60) % 5)
+    proj = project_of(workspace)
+    ds = proj.upload_dataset(frame.to_csv(index=False).encode(), "reviews.csv", seed=0)
+    proj.train("text-linear", {"seed": 0})
+    proj.record([0], "remove")
+    at = open_page("6_Export.py")
+    at.checkbox(key="export-with-splits").uncheck().run()
+    no_errors(at)
+    next(b for b in at.button if b.label == "Write the export files").click().run()
+    cleaned = pd.read_csv(_written(workspace, "reviews-cleaned.csv") / "reviews-cleaned.csv")
+    src = ds.source_index.numpy()[1:]
+    assert cleaned["original_index"].tolist() == src.tolist()
+    assert cleaned["text"].tolist() == frame["text"][src].tolist() and cleaned["stars"].tolist() == frame["stars"][src].tolist()
