@@ -14,8 +14,6 @@ as its state value ``reviewer`` for the page's own buttons. `app_pages.review_qu
 tested) records each one once; the page passes the processed ids back as ``acked`` for the component to drop, and an
 event of another project back as ``foreign``: not recorded here, it goes back to its own project's queue.
 
-The page mounts the grid inside ``st.fragment``: a key press changes the component's state, which reruns only the
-fragment (the grid and what counts its decisions), not the sidebar or the rest of the page.
 """
 
 from __future__ import annotations
