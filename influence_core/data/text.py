@@ -24,6 +24,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ..errors import InfluenceError
 from .base import Dataset, Split
+from .columns import binarise_sensitive, encode_labels
 from .prepare import carve_indices
 from .registry import register_dataset
 from .storage import CHUNK_ROWS, FEATURES_ON_DISK_BYTES, DiskArray, StoredFeatures, _all_or_nothing, _store
@@ -127,7 +128,6 @@ def joined_texts(frame: pd.DataFrame, text_columns: list[str]) -> list[str]:
 
 def _labels(frames: list[pd.DataFrame], label_column: str) -> tuple[list[np.ndarray], list[str]]:
     """Class indices per frame over one sorted class list (all frames' labels)."""
-    from .uploads import encode_labels  # uploads imports this module: imported when first needed
 
     for f in frames:
         if label_column not in f.columns:
@@ -197,7 +197,6 @@ def text_dataset(
     sens = {s: None for s in SPLITS}
     s_name = None
     if sensitive_column is not None:
-        from .uploads import binarise_sensitive
 
         for s in SPLITS:
             if sensitive_column not in parts[s].columns:

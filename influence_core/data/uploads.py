@@ -40,7 +40,8 @@ import torch
 
 from ..errors import InfluenceError, writing
 from .base import Dataset, Split
-from .originals import INTEGRAL_TEXT, ORIGINAL_INDEX_COLUMN, SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
+from .columns import MAX_CLASSES, binarise_sensitive, encode_labels  # noqa: F401  (uploads' own API too)
+from .originals import ORIGINAL_INDEX_COLUMN, SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
 from .prepare import carve_indices, normalise_images
 from .registry import register_path_loader
 from .storage import FEATURES_ON_DISK_BYTES, IMAGES_ON_DISK_FROM, image_views, stream_images
@@ -54,7 +55,6 @@ MAX_UNCOMPRESSED_BYTES = 2**30
 MAX_COMPRESSION_RATIO = 100
 MAX_IMAGE_PIXELS = 4096 * 4096  # per image, read from its header before decoding
 MAX_TOTAL_PIXELS = 2**28  # all images of one zip together (about 268 million pixels)
-MAX_CLASSES = 100
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEFAULT_LABEL_NAMES = ("label", "y", "target", "class")
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -206,10 +206,6 @@ def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.P
     return StoredUpload(final, value)
 
 
-def _rows(mask: np.ndarray, limit: int = 5) -> str:
-    return shown_rows(np.flatnonzero(mask), limit)
-
-
 def _columns(frame: pd.DataFrame) -> str:
     """The column names for a message: all of them up to 30, else the first 25, '…' and the last 4."""
     cols = [str(c) for c in frame.columns]
@@ -274,72 +270,6 @@ def _refuse_duplicate_names(names: list[str], label: str) -> None:
         if name in seen:
             raise InfluenceError(f"'{label}' has two columns named '{name}' (spaces around names are ignored); rename one")
         seen.add(name)
-
-
-def encode_labels(values: pd.Series, column: str, max_classes: int = MAX_CLASSES,
-                  notes: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
-    """Class indices 0..K-1 and class names from a label column: strings, integers or integral floats.
-
-    Text labels that spell one integer ("1", "1.0") are one class; ``notes`` gets a line for each such merge.
-    Refuses missing labels, non-integral numbers, a single class and more than ``max_classes`` classes.
-    """
-    missing = values.isna().to_numpy()
-    if missing.any():
-        raise InfluenceError(f"the label column '{column}' is missing in {int(missing.sum())} rows ({_rows(missing)}); fill or drop them")
-    if pd.api.types.is_bool_dtype(values):
-        values = values.astype(np.int64)
-    elif pd.api.types.is_float_dtype(values):
-        arr = values.to_numpy()
-        frac = ~np.isfinite(arr) | (arr != np.round(arr))
-        if frac.any():
-            raise InfluenceError(f"the label column '{column}' holds non-integer numbers (e.g. {arr[frac][0]:g} in row "
-                                 f"{int(np.flatnonzero(frac)[0])}); labels must be class names or integers")
-        values = values.astype(np.int64)
-    elif not pd.api.types.is_integer_dtype(values):
-        text = values.astype(str).str.strip()
-        values = text.str.replace(INTEGRAL_TEXT, r"\1", regex=True)  # the rule of `originals._class_name`
-        if notes is not None:
-            for name, spellings in text.groupby(values.to_numpy()).unique().items():
-                if len(spellings) > 1:
-                    notes.append(f"labels {' and '.join(sorted(spellings, key=len))} read as one class")
-    uniques = np.unique(values.to_numpy())  # sorted: numeric order for integers, lexicographic for names
-    if len(uniques) < 2:
-        raise InfluenceError(f"the label column '{column}' has only one class ('{uniques[0]}'); a classifier needs at least two")
-    if len(uniques) > max_classes:
-        raise InfluenceError(f"the label column '{column}' has {len(uniques)} distinct values, more than {max_classes} "
-                             "classes; is it the right column?")
-    return np.searchsorted(uniques, values.to_numpy()).astype(np.int64), [str(u) for u in uniques]
-
-
-def binarise_sensitive(values: pd.Series, column: str, threshold: float | None = None) -> tuple[np.ndarray, str]:
-    """A 0/1 sensitive attribute and a sentence saying what s = 1 means.
-
-    Two distinct values: 0/1 and booleans are kept; otherwise the value that sorts second is 1.
-    Numeric with more values: 1 when value ≥ ``threshold`` (default: the median). Other columns are refused.
-    """
-    missing = values.isna().to_numpy()
-    if missing.any():
-        raise InfluenceError(f"the sensitive column '{column}' is missing in {int(missing.sum())} rows ({_rows(missing)}); fill or drop them")
-    if pd.api.types.is_bool_dtype(values):
-        values = values.astype(np.int64)
-    uniques = np.unique(values.to_numpy() if pd.api.types.is_numeric_dtype(values) else values.astype(str).to_numpy())
-    if len(uniques) < 2:
-        raise InfluenceError(f"the sensitive column '{column}' has one value only ('{uniques[0]}'); it must split the rows into two groups")
-    numeric = pd.api.types.is_numeric_dtype(values)
-    if len(uniques) == 2 and threshold is None:
-        if numeric and set(uniques.tolist()) <= {0, 1}:
-            return values.to_numpy().astype(np.int64), f"{column} = 1"
-        s = (values.to_numpy() if numeric else values.astype(str).to_numpy()) == uniques[1]
-        return s.astype(np.int64), f"{column} = {uniques[1]}"
-    if not numeric:
-        shown = ", ".join(map(str, uniques[:5])) + (", …" if len(uniques) > 5 else "")
-        raise InfluenceError(f"the sensitive column '{column}' has {len(uniques)} values ({shown}); it must be binary "
-                             "(two values) or numeric (split at a threshold)")
-    cut = float(np.median(values.to_numpy())) if threshold is None else float(threshold)
-    s = (values.to_numpy() >= cut).astype(np.int64)
-    if s.min() == s.max():
-        raise InfluenceError(f"splitting the sensitive column '{column}' at {cut:g} puts every row in one group; choose another threshold")
-    return s, f"{column} >= {cut:g}"
 
 
 def default_label_column(frame: pd.DataFrame, label: str) -> str:

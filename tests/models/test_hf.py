@@ -21,6 +21,7 @@ from influence_core.errors import InfluenceError  # noqa: E402
 from influence_core.grads import select_params  # noqa: E402
 from influence_core.models import TrainConfig, get_model_spec, train_model  # noqa: E402
 from influence_core.models.hf import HFSettings, TokenSettings, arch_name, parse_arch, token_ids  # noqa: E402
+from influence_core.keys import model_key  # noqa: E402
 from influence_core.workspace import Workspace  # noqa: E402
 
 from tests.reference import per_sample_grad_loop, relative_error, validation_loss_grad  # noqa: E402
@@ -265,7 +266,7 @@ def test_scoring_runs_the_model_without_dropout(fitted, reviews):
 def test_the_store_saves_and_reopens_the_fitted_model(tmp_path, fitted, lora_fitted, reviews):
     store = Workspace(tmp_path)
     for model in (fitted, lora_fitted):
-        key = store.model_key(reviews, model.arch, model.config)
+        key = model_key(reviews, model.arch, model.config)
         store.save_model(key, model)
         reopened = store.load_model(key, reviews)
         assert reopened is not None and reopened.arch == model.arch
@@ -285,7 +286,7 @@ def test_a_stored_model_whose_base_is_out_of_reach_is_kept(tmp_path, tiny_bert, 
     model = copy.copy(fitted)
     model.arch = f"hf:{moved}"
     store = Workspace(tmp_path / "ws")
-    key = store.model_key(reviews, model.arch, model.config)
+    key = model_key(reviews, model.arch, model.config)
     store.save_model(key, model)
     shutil.move(moved, tmp_path / "elsewhere")
     registry._RESOLVED.clear()
