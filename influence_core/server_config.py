@@ -95,7 +95,7 @@ def config_path(workspace: str | os.PathLike | None = None) -> Path:
     """``$INFLUENCE_CONFIG``, else ``<workspace>/server.toml`` (which may not exist: then the defaults hold)."""
     if os.environ.get(ENV_CONFIG):
         return Path(os.environ[ENV_CONFIG]).expanduser().resolve()
-    from .state import workspace_root
+    from .data.paths import workspace_root
 
     return Path(workspace or workspace_root()) / "server.toml"
 

@@ -573,16 +573,27 @@ def load_image_zip(path: str, image_size: int | None = None, seed: int = 0, val_
     and written a batch at a time and read a batch at a time (None = from 10,000 training images or 256 MiB of pixels).
     """
     if image_size is None:
-        from ..models.backbones import input_size
-
-        image_size = input_size(backbone, backbone_weights) if backbone else 32
+        image_size = _image_embedder("input_size")(backbone, backbone_weights) if backbone else 32
     check_image_size(image_size)
     dataset = _load_images(Path(path), int(image_size), seed, val_fraction, test_fraction, on_disk)
     if not backbone:
         return dataset
-    from ..models.backbones import BackboneSpec, embed_dataset
+    return _image_embedder("embed")(dataset, backbone, backbone_weights or "random", backbone_weights_file)
 
-    return embed_dataset(dataset, BackboneSpec(backbone, backbone_weights or "random", backbone_weights_file))
+
+# The frozen-backbone embedding of image zips, registered by models/backbones.py: data/ sits below models/ and never
+# imports it (input_size(backbone, weights) -> int; embed(dataset, backbone, weights, weights_file) -> Dataset).
+IMAGE_EMBEDDER: dict[str, Callable] = {}
+
+
+def register_image_embedder(input_size: Callable, embed: Callable) -> None:
+    IMAGE_EMBEDDER.update(input_size=input_size, embed=embed)
+
+
+def _image_embedder(part: str) -> Callable:
+    if part not in IMAGE_EMBEDDER:
+        raise InfluenceError("pretrained backbones are not available here (influence_core.models is not loaded)")
+    return IMAGE_EMBEDDER[part]
 
 
 def check_image_size(size) -> None:

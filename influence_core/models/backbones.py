@@ -29,8 +29,10 @@ from torch import nn
 
 from ..data.base import Dataset, Split
 from ..data.storage import FEATURES_ON_DISK_BYTES, DiskArray, StoredFeatures, write_array
+from ..data.uploads import register_image_embedder
 from ..errors import InfluenceError
 from .architectures import output_dim
+from .registry import ModelSpec, register_model
 
 Progress = Callable[[float, str], None]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -415,3 +417,26 @@ def finetune_last_block(dataset: Dataset, spec: BackboneSpec, config=None, *, pr
     entry = backbone_entry(spec.arch)
     return train_model(dataset, PREFIX + entry.name, config, init_state=last_block_state(dataset, spec),
                        progress=progress, device=device, should_stop=should_stop)
+
+
+def _embed_image_zip(dataset: Dataset, backbone: str, weights: str, weights_file: str | None) -> Dataset:
+    """`data.uploads.load_image_zip`'s ``backbone=``: the zip's images embedded by that frozen network."""
+    return embed_dataset(dataset, BackboneSpec(backbone, weights, weights_file))
+
+
+register_image_embedder(input_size, _embed_image_zip)
+
+
+def _register_backbones() -> None:
+    """torchvision networks with their last block fine-tuned (``tv:resnet18``...): random weights when built by the
+    registry, pretrained ones through `finetune_last_block`."""
+    for name, entry in BACKBONES.items():
+        register_model(ModelSpec(
+            PREFIX + name, f"torchvision {name}, last block + head trained, the rest frozen",
+            lambda shape, k, name=name: LastBlockNetwork(name, output_dim(k)), input_kinds=("image",),
+            head_prefix=f"net.{entry.head}",
+            train_defaults={"optimizer": "adam", "lr": 1e-3, "epochs": 10, "batch_size": 64, "l2": 1e-4, "patience": 2,
+                            "augment": False}))
+
+
+_register_backbones()

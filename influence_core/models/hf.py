@@ -24,7 +24,9 @@ import torch
 from torch import nn
 
 from ..errors import InfluenceError
+from ..data.text import register_featurizer
 from .architectures import output_dim
+from .registry import PREFIX_RESOLVERS, ModelSpec
 
 PREFIX = "hf:"
 MAX_TOKENS = 512  # the cap of the featurizer's max_tokens (BERT-style position tables end there)
@@ -257,8 +259,6 @@ def build_hf(name: str, input_shape: tuple[int, ...], num_classes: int) -> HFSeq
 
 def model_spec(name: str):
     """The registry entry of ``hf:...`` (the model registry's prefix resolver)."""
-    from .registry import ModelSpec
-
     source, settings = parse_arch(name)
     # head_prefix: the module whose input is the text's embedding (Explore's feature map): "classifier" in the
     # BERT family (BERT, RoBERTa, DistilBERT, DeBERTa, ELECTRA); the "head" parameter group is the module's own.
@@ -333,3 +333,7 @@ def hf_features(train_texts: list[str], texts_by_split: dict[str, list], setting
         raise InfluenceError("the hf features need the model whose tokenizer reads the text (TokenSettings(model=...))")
     return {split: token_ids(settings.model, [_pair(t) for t in texts], settings.max_tokens)
             for split, texts in texts_by_split.items()}
+
+
+PREFIX_RESOLVERS[PREFIX] = model_spec  # Hugging Face sequence classifiers (issue 18): `hf:<folder or hub id>`
+register_featurizer("hf", hf_features)  # their inputs: token ids (data/text.py's featurizer registry)

@@ -7,9 +7,8 @@ from typing import Callable
 
 from torch import nn
 
-from ..data.text import register_featurizer
 from ..errors import InfluenceError
-from .architectures import MLP, LogisticRegression, SmallCNN, output_dim
+from .architectures import MLP, LogisticRegression, SmallCNN
 from .resnet import resnet18_cifar, resnet34_cifar
 
 
@@ -86,38 +85,3 @@ register_model(ModelSpec("resnet34", "ResNet-34 for 32x32 images (3x3 stem, no m
 register_model(ModelSpec("text-linear", "Logistic regression on TF-IDF text features (L-BFGS, L2 1e-2)",
                          LogisticRegression, input_kinds=("text",), head_prefix="linear",
                          train_defaults={"optimizer": "lbfgs", "l2": 1e-2}))
-
-
-def _hf_spec(name: str) -> ModelSpec:
-    from .hf import model_spec
-
-    return model_spec(name)
-
-
-def _hf_features(train_texts, texts_by_split, settings):
-    from .hf import hf_features
-
-    return hf_features(train_texts, texts_by_split, settings)
-
-
-PREFIX_RESOLVERS["hf:"] = _hf_spec  # Hugging Face sequence classifiers (issue 18), see models/hf.py
-register_featurizer("hf", _hf_features)  # their inputs: token ids (data/text.py's featurizer registry)
-
-
-
-
-def _register_backbones() -> None:
-    """torchvision networks with their last block fine-tuned (``tv:resnet18``...; `models.backbones`): random
-    weights when built here, pretrained ones through `backbones.finetune_last_block`."""
-    from .backbones import BACKBONES, PREFIX, LastBlockNetwork
-
-    for name, entry in BACKBONES.items():
-        register_model(ModelSpec(
-            PREFIX + name, f"torchvision {name}, last block + head trained, the rest frozen",
-            lambda shape, k, name=name: LastBlockNetwork(name, output_dim(k)), input_kinds=("image",),
-            head_prefix=f"net.{entry.head}",
-            train_defaults={"optimizer": "adam", "lr": 1e-3, "epochs": 10, "batch_size": 64, "l2": 1e-4, "patience": 2,
-                            "augment": False}))
-
-
-_register_backbones()
