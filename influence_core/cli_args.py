@@ -94,6 +94,12 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-column", dest="text_columns", action="append", metavar="NAME",
                    help="CSV: a free-text column (TF-IDF features, model text-linear); repeatable for sentence pairs, "
                         "joined with a separator (default: the text columns found)")
+    p.add_argument("--image-size", type=int, help="image zip: pixels a side (default: the backbone's own size, else 32)")
+    p.add_argument("--backbone", help="image zip: a frozen torchvision backbone (resnet18, resnet50, efficientnet_b0, "
+                                      "convnext_tiny, vit_b_16) whose embeddings become the features (train a logreg "
+                                      "or mlp head on them)")
+    p.add_argument("--backbone-weights", help="with --backbone: random (default), a torchvision weights name such as "
+                                              "IMAGENET1K_V1, or a name from server.toml's [server.backbone_weights]")
     p.add_argument("--max-tokens", type=int, default=128, help="text with an hf: model: tokens per text (cut or padded)")
     p.add_argument("--val-fraction", type=float, help="user data: fraction of training data held out for validation")
     p.add_argument("--label-set", help="CIFAR-10N: aggregate, random1, random2, random3 or worst")
@@ -126,7 +132,7 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 DATASET_ARGUMENTS = ("label_column", "sensitive_column", "val_fraction", "label_set", "max_train", "images", "download",
-                     "missing", "text_columns")
+                     "missing", "text_columns", "image_size", "backbone", "backbone_weights")
 
 
 def dataset_arguments(args: argparse.Namespace) -> dict:

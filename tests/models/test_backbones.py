@@ -9,6 +9,7 @@ import urllib.error
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchvision
@@ -17,6 +18,7 @@ from safetensors.torch import save_file
 
 from influence_core.api import compute_scores
 from influence_core.data.prepare import raw_images, with_label_noise
+from influence_core.data.originals import source_rows
 from influence_core.data.uploads import load_image_zip
 from influence_core.errors import InfluenceError
 from influence_core.export import images_uint8
@@ -252,3 +254,27 @@ def test_project_switches_an_uploaded_zip_to_a_frozen_backbone(tmp_path, weights
     assert list((proj.folder / "arrays" / "embeddings").glob("resnet18-*-train.npy"))  # stored in the project
     assert proj.use_backbone(None).input_shape == (3, SIZE, SIZE)
     assert embedded.num_classes == 3
+
+
+def test_cli_scores_a_zip_through_a_frozen_backbone(tmp_path, weights_file, monkeypatch, capsys):
+    """`score --backbone resnet18 --backbone-weights NAME`: the head is trained on the embeddings and its IP scores
+    equal those the library computes on the same embedded data set."""
+    from influence_core import cli
+    from influence_core.api import compute_scores
+
+    config = tmp_path / "server.toml"
+    config.write_text(f'[server.backbone_weights]\n"r18-local" = "{weights_file}"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    monkeypatch.setenv("INFLUENCE_DATA_DIR", str(tmp_path / "data"))
+    path = _image_zip(tmp_path / "tints.zip", per_class=6)
+    out = tmp_path / "scores.csv"
+    assert cli.main(["score", "--dataset", path, "--backbone", "resnet18", "--backbone-weights", "r18-local",
+                     "--image-size", str(SIZE), "--model", "logreg", "--method", "ip", "--quiet",
+                     "--workspace", str(tmp_path / "ws"), "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    ds = load_image_zip(path, image_size=SIZE, backbone="resnet18", backbone_weights="r18-local")
+    assert ds.input_shape == (512,) and len(frame) == len(ds.train)
+    fitted = train_model(ds, "logreg", TrainConfig())
+    expected = compute_scores(ds, fitted, "ip")
+    assert frame["index"].tolist() == source_rows(ds, "train").tolist()  # rows in training order
+    np.testing.assert_allclose(frame["score"].to_numpy(), expected, rtol=1e-3, atol=1e-5 * float(np.abs(expected).max()))
