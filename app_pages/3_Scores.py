@@ -358,6 +358,32 @@ def _leaderboard(ds, runs: list[ScoreRun], scores: dict) -> None:
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in numbers})
 
 
+FAIRNESS_IMPACTS = ("fairness", "equalized_odds")
+
+
+def _flagged_cells(proj: Project, runs: list[ScoreRun]) -> None:
+    """For a ranking against a fairness impact: which group × label cells its flagged samples come from, so a user
+    sees at once whether influence found individual samples or a whole cell (what reweighing would fix)."""
+    fair = [r for r in runs if set(r.impact.split("+")) & set(FAIRNESS_IMPACTS)]
+    if not fair:
+        return
+    run = fair[0] if len(fair) == 1 else st.selectbox(
+        "Fairness ranking", fair, key="cells-run", format_func=run_title,
+        help="The fairness ranking whose flagged samples the table below breaks down by group × label cell")
+    found = proj.flagged_cells(run.label)
+    if found is None:
+        return
+    frame, sentence = found
+    st.markdown(f"**Where the flagged samples of {plain(run_title(run))} come from** (group × label cells)")
+    st.caption(plain(sentence))
+    shares = ("share of flagged", "share of the cell flagged")
+    config = {c: st.column_config.NumberColumn(c, format="percent") for c in shares}
+    config["reweighing weight"] = st.column_config.NumberColumn(
+        "reweighing weight", format="%.2f",
+        help="Kamiran–Calders: P(group)·P(label) / P(group, label); below 1 the cell is over-represented")
+    st.dataframe(frame, hide_index=True, width="content", key="flagged-cells", column_config=config)
+
+
 def _table(proj: Project, ds, fitted) -> None:
     state = proj.state()
     scores = proj.scores()
@@ -368,6 +394,7 @@ def _table(proj: Project, ds, fitted) -> None:
     _leaderboard(ds, state.runs, scores)
     _run_notes(proj, state.runs)
     _cleanlab_estimate(proj, ds, state.runs, key)
+    _flagged_cells(proj, state.runs)
     y = ds.train.y.numpy()
     frame = pd.DataFrame({"sample": proj.source_index().astype(np.int64), "row": np.arange(len(y)), "label": y,
                           "class": [ds.classes[int(v)] for v in y]})

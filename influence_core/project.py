@@ -1125,6 +1125,19 @@ class Project:
             kwargs.update(backbone=backbone, backbone_weights=weights)
         return self.use_dataset(state.dataset, from_browser=from_browser, **kwargs)
 
+    # --- fairness (issue 17): which group × label cells a ranking's flagged samples come from
+    def flagged_cells(self, label: str | None = None):
+        """(table, sentence) of `evaluate.baselines.flagged_cells` for the flagged samples of run ``label`` (default:
+        the primary run); None when the data set has no sensitive attribute or nothing is scored."""
+        from .evaluate.baselines import flagged_cells
+
+        _, dataset = self._current()
+        rows = self.flagged(label)
+        if dataset.train.sensitive is None or (label is None and self.primary_run() is None):
+            return None
+        return flagged_cells(dataset.train.y.numpy(), dataset.train.sensitive.numpy(), rows, dataset.classes,
+                             dataset.sensitive_name or "group")
+
 
 _STATE_LOCK = threading.RLock()
 

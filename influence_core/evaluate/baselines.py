@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
@@ -46,6 +47,41 @@ def kamiran_calders_weights(y: np.ndarray, s: np.ndarray) -> np.ndarray:
             if cell.any():
                 w[cell] = (s == g).mean() * (y == c).mean() / cell.mean()
     return w
+
+
+WHOLE_CELL_SHARE = 0.8  # the flagged samples come "from one cell" when that cell holds at least this share of them
+
+
+def flagged_cells(y: np.ndarray, s: np.ndarray, flagged: np.ndarray, classes: list[str],
+                  group_name: str = "group") -> tuple[pd.DataFrame, str]:
+    """Which group × label cells the ``flagged`` training rows come from, beside each cell's size and its
+    Kamiran–Calders weight (< 1: the cell is over-represented for its group, what reweighing would down-weight), and
+    one sentence saying whether the ranking found individual samples or a whole cell (then reweighing, or influence
+    within the cells, is what a user wants: Evaluate's baselines)."""
+    y, s = np.asarray(y), np.asarray(s)
+    chosen = np.zeros(len(y), dtype=bool)
+    chosen[np.asarray(flagged, dtype=np.int64)] = True
+    weights = kamiran_calders_weights(y, s)
+    rows = []
+    for g in (0, 1):
+        for c in range(len(classes)):
+            cell = (s == g) & (y == c)
+            if cell.any():
+                rows.append({"cell": f"{group_name} = {g}, label {classes[c]}", "samples": int(cell.sum()),
+                             "flagged": int(chosen[cell].sum()), "share of flagged": chosen[cell].sum() / max(chosen.sum(), 1),
+                             "share of the cell flagged": chosen[cell].mean(), "reweighing weight": float(weights[cell][0])})
+    frame = pd.DataFrame(rows).sort_values("flagged", ascending=False, ignore_index=True)
+    if not chosen.any():
+        return frame, "No sample is flagged."
+    top = frame.iloc[0]
+    if top["share of flagged"] >= WHOLE_CELL_SHARE:
+        sentence = (f"{top['share of flagged']:.0%} of the flagged samples come from one cell ({top['cell']}): the "
+                    "ranking picks a cell rather than individual samples, which reweighing does without removing "
+                    "anything — compare it and influence within the cells on Evaluate.")
+    else:
+        sentence = (f"The flagged samples are spread over {int((frame['flagged'] > 0).sum())} cells (at most "
+                    f"{top['share of flagged']:.0%} in one): the ranking singles out individual samples, not a cell.")
+    return frame, sentence
 
 
 def reweighing_weights(y: np.ndarray, s: np.ndarray, strength: float = 1.0) -> np.ndarray:

@@ -306,3 +306,22 @@ def test_trusting_a_noisy_validation_split_warns_with_the_count_and_says_so_in_t
                in w.value for w in at.warning), [w.value for w in at.warning]
     at = _compute(at, ["ip"])
     assert any("IP" in c and "target trusts every validation label" in c for c in _frame(at, "row").columns)
+
+
+def test_a_fairness_ranking_shows_which_group_and_label_cells_its_flagged_samples_come_from(scored):
+    """Issue 17: the breakdown of the flagged samples by group × label cell, counted here by hand from the scores."""
+    proj = project_of(scored)
+    proj.score(ScoreRun("ip", "fairness"))
+    at = open_page("3_Scores.py")
+    no_errors(at)
+    frame = next(t.value for t in at.dataframe if "reweighing weight" in t.value.columns)
+    ds = proj.dataset()
+    run = next(r for r in proj.state().runs if r.impact == "fairness")
+    flagged = np.argsort(proj.scores()[run.label], kind="stable")[: len(proj.flagged(run.label))]
+    y, s = ds.train.y.numpy(), ds.train.sensitive.numpy()
+    for _, row in frame.iterrows():
+        g, label = int(row["cell"].split(" = ")[1][0]), row["cell"].rsplit("label ", 1)[1]
+        cell = (s == g) & (y == ds.classes.index(label))
+        assert row["samples"] == cell.sum() and row["flagged"] == cell[flagged].sum()
+    assert frame["flagged"].sum() == len(flagged)
+    assert any("flagged samples" in c.value for c in at.caption)
