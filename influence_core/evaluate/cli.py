@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..cli_args import (Parser, add_data_model_arguments, add_impact_arguments, dataset_arguments,
                         impact_settings_from_args, parse_sets, progress_printer, project_for, run_command)
 from ..errors import InfluenceError
-from ..project import CLEANING_ACTIONS, AttackSettings, ExperimentSettings, TrainConfig, format_table
+from ..project import (CLEANING_ACTIONS, AttackSettings, ExperimentSettings, TrainConfig, default_architecture,
+                       format_table)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +71,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     # The project's data set (and, with --weights, its model); cache and journal shared. --no-cache: a temporary
     # workspace, the finished runs kept next to --out (*.runs.jsonl) for resuming.
     with project_for(args) as project:
-        project.use_dataset(settings.dataset, seed=settings.data_seed, **settings.dataset_kwargs)
+        dataset = project.use_dataset(settings.dataset, seed=settings.data_seed, **settings.dataset_kwargs)
+        if not args.model:  # the architecture the Model page and `score` default to for this kind of data (CNN for images)
+            settings = replace(settings, model=default_architecture(dataset.kind))
         if args.weights:
             project.use_weights(args.weights, args.model)
         journal = Path(args.out).with_suffix(".runs.jsonl") if args.no_cache and args.out else None
