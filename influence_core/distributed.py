@@ -98,7 +98,7 @@ def parse_cluster(cluster: str | None = None, scheduler: str | None = None, *, t
             address = "tcp://" + address
         if not _SCHEDULER_RE.match(address) or not re.search(r":\d+$", address) and not address.startswith("inproc://"):
             raise InfluenceError(f"a Dask scheduler address looks like tcp://HOST:PORT, not '{scheduler}'")
-        return ClusterSpec("scheduler", address=address, threads=threads)
+        return with_server_settings(ClusterSpec("scheduler", address=address, threads=threads))
     text = (cluster or "none").strip().lower()
     if text in ("none", "process", "off", ""):
         return ClusterSpec("process", threads=threads)
@@ -151,6 +151,17 @@ def dask_client(spec: ClusterSpec, progress: Progress | None = None) -> Iterator
         cluster.close()
 
 
+def with_server_settings(spec: ClusterSpec, config: Any = None) -> ClusterSpec:
+    """A scheduler with the administrator's connect timeout and, for tls://, TLS files (``server.toml``): the CLI's
+    --scheduler and $INFLUENCE_DASK_SCHEDULER reach a cluster the way the app's named clusters do."""
+    from .server_config import server_config
+
+    config = server_config() if config is None else config
+    tls = (config.dask_tls_ca_file, config.dask_tls_cert_file, config.dask_tls_key_file)
+    return replace(spec, connect_timeout_s=float(config.dask_connect_timeout_s),
+                   tls=tls if spec.address.startswith("tls://") and any(tls) else None)
+
+
 THIS_PROCESS = "this process"
 FROM_THE_ENVIRONMENT = "default (from the environment)"
 
@@ -163,15 +174,13 @@ def cluster_choices(config: Any = None, environ: dict | None = None) -> dict[str
 
     config = server_config() if config is None else config
     environ = os.environ if environ is None else environ
-    tls = (config.dask_tls_ca_file, config.dask_tls_cert_file, config.dask_tls_key_file)
 
     def named(name: str, address: str) -> ClusterSpec:
         try:
             spec = parse_cluster(scheduler=address, environ={})
         except InfluenceError as err:
             raise InfluenceError(f"server config: Dask cluster '{name}': {err}") from None
-        return replace(spec, name=name, connect_timeout_s=float(config.dask_connect_timeout_s),
-                       tls=tls if spec.address.startswith("tls://") and any(tls) else None)
+        return replace(with_server_settings(spec, config), name=name)
 
     choices = {THIS_PROCESS: ClusterSpec("process")}
     choices.update({f"local:{n}": ClusterSpec("local", workers=n) for n in range(1, config.max_local_workers + 1)})

@@ -584,3 +584,18 @@ def test_stop_ends_the_wait_for_a_worker_that_never_finishes(tmp_path):
             assert outcome == ["stopped"]
     finally:
         cluster.close()
+
+
+def test_the_clis_scheduler_gets_the_administrators_timeout_and_tls_files(tmp_path, monkeypatch):
+    """Issue 21: `--scheduler` and $INFLUENCE_DASK_SCHEDULER (CLI, library) connect with server.toml's connect
+    timeout and, for tls://, its TLS files, as the app's named clusters do."""
+    from influence_core.distributed import ENV_SCHEDULER, parse_cluster
+
+    config = tmp_path / "server.toml"
+    config.write_text('[server]\ndask_connect_timeout_s = 3.5\ndask_tls_ca_file = "/srv/ca.pem"\n'
+                      'dask_tls_cert_file = "/srv/cert.pem"\ndask_tls_key_file = "/srv/key.pem"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    spec = parse_cluster(scheduler="tls://10.0.0.5:8786")
+    assert spec.connect_timeout_s == 3.5 and spec.tls == ("/srv/ca.pem", "/srv/cert.pem", "/srv/key.pem")
+    from_env = parse_cluster(environ={ENV_SCHEDULER: "tcp://10.0.0.5:8786"})
+    assert from_env.connect_timeout_s == 3.5 and from_env.tls is None  # tcp:// carries no TLS
