@@ -25,17 +25,21 @@ from influence_core.folds import FoldSettings, train_fold_models
 from influence_core.models import TrainConfig, train_model
 
 
+FORK_METHOD = "forkserver"  # see `client`
+
+
 @pytest.fixture(scope="module")
 def client():
-    """One LocalCluster of 2 worker processes × 1 thread for the whole module, closed at its end. The workers are
-    forked from this process (torch already imported, one thread): they start in a second, where spawned ones
-    (Dask's default, which the library keeps) spend 10-30 s here importing torch again."""
+    """One LocalCluster of 2 worker processes × 1 thread for the whole module, closed at its end. The workers come
+    from a fork server (a clean process started once, forked per worker): forking this test process itself hung in
+    the full suite once earlier tests had left threads running (a lock held at the fork), and spawned workers (Dask's
+    default, which the library keeps) each import torch again."""
     import logging
 
     import dask
     from distributed import Client, LocalCluster
 
-    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+    with dask.config.set({"distributed.worker.multiprocessing-method": FORK_METHOD}):
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.CRITICAL)
     dask_client = Client(cluster)
@@ -520,7 +524,7 @@ def test_a_worker_killed_during_scatter_is_one_line(tmp_path):
 
     from influence_core.distributed import Shard, _run_on_dask
 
-    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+    with dask.config.set({"distributed.worker.multiprocessing-method": FORK_METHOD}):
         cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.CRITICAL)
     try:
@@ -556,7 +560,7 @@ def test_stop_ends_the_wait_for_a_worker_that_never_finishes(tmp_path):
 
     from influence_core.distributed import Shard, _run_on_dask
 
-    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+    with dask.config.set({"distributed.worker.multiprocessing-method": FORK_METHOD}):
         cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.CRITICAL)
     heard = []
