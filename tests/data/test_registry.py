@@ -12,8 +12,11 @@ from influence_core.data.registry import DATASETS, PATH_LOADERS, check_browser_a
 from influence_core.errors import InfluenceError
 
 # Text parameters a browser may set: a fixed list of values the loader checks, or a column of the uploaded file.
+# Text a browser may send: column and option names, a backbone and its weights by NAME (random, torchvision's enum, the
+# server's [server.backbone_weights]; never a path: `backbone_weights_file` is server-side), and a term list's CONTENTS
+# (`twin_terms`, capped; never opened as a path).
 TEXT_CHOICES = {"label_set", "missing", "label_column", "sensitive_column", "text_columns", "feature_columns",
-                "perturbed_column"}
+                "perturbed_column", "backbone", "backbone_weights", "twin_terms"}
 
 
 def _text_parameters(loader) -> list[str]:
