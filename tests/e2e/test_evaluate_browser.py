@@ -48,7 +48,7 @@ def test_evaluate_run_survives_a_reload_and_a_restart(tmp_path):
         _step("page open")
         _set_number(page, "Retraining seeds", 4)
         _set_number(page, "Random attacks (5–25% of test)", 1)
-        methods = page.get_by_test_id("stMultiSelect").locator("input")
+        methods = page.get_by_role("combobox", name="Methods", exact=True)  # not the Baselines multiselect
         methods.click()
         methods.press("Backspace")  # drop the last of the default methods (IP Ensemble): IP alone
         methods.press("Escape")
