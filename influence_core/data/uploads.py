@@ -45,7 +45,7 @@ from .originals import ORIGINAL_INDEX_COLUMN, SPLIT_COLUMN, file_spec, register_
 from .prepare import carve_indices, normalise_images
 from .registry import register_path_loader
 from .storage import FEATURES_ON_DISK_BYTES, IMAGES_ON_DISK_FROM, image_views, stream_images
-from .tabular import encode_tabular, shown_rows
+from .tabular import encode_tabular
 from .perturb import perturber_for
 from .text import detect_text_columns, text_dataset
 
