@@ -70,7 +70,7 @@ class Impact(ABC):
         for start in range(0, len(split), batch_size):
             sl = slice(start, start + batch_size)
             s = None if split.sensitive is None else split.sensitive[sl].to(device)
-            yield split.x[sl].to(device), split.y[sl].to(device), s
+            yield split.rows(sl).to(device), split.y[sl].to(device), s
 
     def val_trim_for(self, dataset: Dataset) -> float:
         """The share of validation samples the target leaves out (0 for impacts that do not use labels)."""
@@ -254,7 +254,8 @@ def attack(module: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, 
 
 
 def _cast(split: Split, dtype: torch.dtype | None) -> Split:
-    if dtype is None or split.x.dtype == dtype:
+    """``split`` with float features of ``dtype``; a stored or sparse float32 split stays as it is (read by rows)."""
+    if dtype is None or (split.store is not None and split._x is None and dtype == torch.float32) or split.x.dtype == dtype:
         return split
     out = Split(split.x, split.y, split.sensitive, split.twin)
     out.x = split.x.to(dtype)

@@ -11,6 +11,7 @@ import torch
 import torch.utils.data
 
 from ..errors import InfluenceError
+from .sparse import SparseFeatures
 from .storage import StoredFeatures
 
 
@@ -19,16 +20,17 @@ class Split:
     attribute ``sensitive`` (int64 in {0, 1}, N).
 
     ``x`` is a tensor in memory, or `StoredFeatures` (a file on disk: uint8 images standardised per batch, float32
-    features): then `rows` / `batches` / `loader` read only the rows asked for, and ``.x`` (for small data and code
-    that wants every row at once) materialises the whole split on first use.
+    features), or `SparseFeatures` (CSR rows in memory: TF-IDF text): then `rows` / `batches` / `loader` read only
+    the rows asked for, and ``.x`` (for small data and code that wants every row at once) materialises the whole split
+    on first use.
 
     ``twin`` (text data, validation and test): a `Split` of each row's counterfactual twin x̃ (a demographic
     perturbation of its text, same labels), for the counterfactual fairness impact; None when there is none."""
 
-    def __init__(self, x: torch.Tensor | np.ndarray | StoredFeatures, y: torch.Tensor | np.ndarray,
+    def __init__(self, x: torch.Tensor | np.ndarray | StoredFeatures | SparseFeatures, y: torch.Tensor | np.ndarray,
                  sensitive: torch.Tensor | np.ndarray | None = None, twin: "Split | None" = None) -> None:
-        if isinstance(x, StoredFeatures):
-            self.store: StoredFeatures | None = x
+        if isinstance(x, (StoredFeatures, SparseFeatures)):
+            self.store: StoredFeatures | SparseFeatures | None = x
             self._x: torch.Tensor | None = None
         else:
             self.store, self._x = None, torch.as_tensor(x, dtype=torch.float32)
@@ -57,7 +59,12 @@ class Split:
     @property
     def on_disk(self) -> bool:
         """True when the features are read from disk batch by batch."""
-        return self.store is not None
+        return isinstance(self.store, StoredFeatures)
+
+    @property
+    def sparse(self) -> SparseFeatures | None:
+        """The CSR features (text), read dense batch by batch; None for dense features."""
+        return self.store if isinstance(self.store, SparseFeatures) else None
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -68,7 +75,7 @@ class Split:
         return int(self.y.shape[0])
 
     def __repr__(self) -> str:
-        where = f"on disk ({self.store.array.path.name})" if self.store is not None else "in memory"
+        where = f"on disk ({self.store.array.path.name})" if self.on_disk else "sparse" if self.sparse is not None else "in memory"
         return f"Split({len(self)} rows, features {self.feature_shape}, {where})"
 
     def __getstate__(self) -> dict:

@@ -5,9 +5,10 @@ str, row-aligned with the features) and, for validation and test, ``split.twin``
 counterfactual twin x̃ (a perturbed column, or the text passed through a perturber), for the paper's Section 6
 counterfactual-fairness impact.
 
-Featurizers: ``fn(train_texts, texts_by_split, settings) -> {split: float32 N×D array}``, fitted on ``train_texts``
-only (the vectorizer never sees validation or test text). "tfidf" is scikit-learn's `TfidfVectorizer`; other
-featurizers (token ids for Hugging Face models) register themselves with `register_featurizer`. Large feature
+Featurizers: ``fn(train_texts, texts_by_split, settings) -> {split: float32 N×D array or scipy sparse matrix}``,
+fitted on ``train_texts`` only (the vectorizer never sees validation or test text). "tfidf" is scikit-learn's
+`TfidfVectorizer`, its rows kept sparse (`SparseFeatures`: CSR in memory, read dense a batch at a time); other
+featurizers (token ids for Hugging Face models) register themselves with `register_featurizer`. Large dense feature
 matrices are written to the arrays folder a chunk at a time and read back by rows (`StoredFeatures`).
 """
 
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -27,6 +29,7 @@ from .base import Dataset, Split
 from .columns import binarise_sensitive, encode_labels
 from .prepare import carve_indices
 from .registry import register_dataset
+from .sparse import SparseFeatures, as_csr
 from .storage import CHUNK_ROWS, FEATURES_ON_DISK_BYTES, DiskArray, StoredFeatures, _all_or_nothing, _store
 
 TEXT_MIN_WORDS = 4  # a string column of mostly distinct values this many words long (the median) is free text
@@ -46,19 +49,32 @@ def register_featurizer(name: str, fn: Featurizer | None = None):
     return fn
 
 
+# The largest TF-IDF settings anyone may choose (the CLI, the library and the Data page alike): the model has one
+# weight per term and class, and the methods read dense rows a batch at a time (batch × max_features floats).
+MAX_NGRAM = 3
+MAX_TFIDF_FEATURES = 2**16
+MAX_MIN_DF = 1000
+
+
 @dataclass(frozen=True)
 class TfidfSettings:
     """scikit-learn `TfidfVectorizer` settings: word n-grams 1..``ngram_max``, terms in at least ``min_df`` training
-    texts, the ``max_features`` most frequent terms (a cap: the model's inputs are dense), log-scaled term counts."""
+    texts, the ``max_features`` most frequent terms (the model has one weight per term and class), log-scaled term
+    counts. Each within 1..`MAX_NGRAM` / `MAX_MIN_DF` / `MAX_TFIDF_FEATURES` (a one-line error otherwise)."""
 
     ngram_max: int = 2
     min_df: int = 2
     max_features: int = 2**14
     sublinear_tf: bool = True
 
+    def __post_init__(self) -> None:
+        for name, cap in (("ngram_max", MAX_NGRAM), ("min_df", MAX_MIN_DF), ("max_features", MAX_TFIDF_FEATURES)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= cap:
+                raise InfluenceError(f"TF-IDF setting {name} must be a whole number from 1 to {cap:,}, "
+                                     f"not {str(value)[:20]!r}")
+
     def vectorizer(self) -> TfidfVectorizer:
-        if self.ngram_max < 1 or self.min_df < 1 or self.max_features < 1:
-            raise InfluenceError("TF-IDF settings: ngram_max, min_df and max_features must be at least 1")
         return TfidfVectorizer(ngram_range=(1, self.ngram_max), min_df=self.min_df, max_features=self.max_features,
                                sublinear_tf=self.sublinear_tf, dtype=np.float32)
 
@@ -76,31 +92,29 @@ def fit_tfidf(train_texts: list[str], settings: TfidfSettings) -> TfidfVectorize
 
 @register_featurizer("tfidf")
 def tfidf_features(train_texts: list[str], texts_by_split: dict[str, list[str]],
-                   settings: TfidfSettings | None = None) -> dict[str, np.ndarray]:
-    """Dense float32 TF-IDF rows for each split, the vectorizer fitted on ``train_texts`` only; a split whose
-    matrix would pass 256 MiB is written to disk a chunk at a time and returned memory-mapped (read-only)."""
-    settings = settings or TfidfSettings()
-    vectorizer = fit_tfidf(train_texts, settings)
-    width = len(vectorizer.vocabulary_)
-    key = hashlib.sha256(repr((sorted(vectorizer.vocabulary_.items()), asdict(settings))).encode()).hexdigest()[:12]
-    out = {}
-    for split, texts in texts_by_split.items():
-        if len(texts) * width * 4 <= FEATURES_ON_DISK_BYTES:
-            out[split] = vectorizer.transform(texts).toarray().astype(np.float32, copy=False)
-        else:
-            out[split] = _stored_rows(f"tfidf-{key}-{split}", texts, vectorizer, width)
-    return out
+                   settings: TfidfSettings | None = None) -> dict[str, sp.csr_matrix]:
+    """float32 CSR TF-IDF rows for each split, the vectorizer fitted on ``train_texts`` only. Kept sparse: a row has a
+    few dozen nonzeros, so 100k rows are megabytes where dense rows would be gigabytes (`SparseFeatures`)."""
+    vectorizer = fit_tfidf(train_texts, settings or TfidfSettings())
+    return {split: as_csr(vectorizer.transform(texts)) for split, texts in texts_by_split.items()}
 
 
-def _stored_rows(name: str, texts: list[str], vectorizer: TfidfVectorizer, width: int) -> np.ndarray:
-    """The TF-IDF rows of ``texts`` written to the arrays folder CHUNK_ROWS at a time (memory: one chunk)."""
-    from .storage import write_array, _arrays_folder
+def _stored_dense(name: str, matrix: sp.csr_matrix, written: list) -> DiskArray:
+    """The dense float32 rows of ``matrix`` written to the arrays folder CHUNK_ROWS at a time (memory: one chunk),
+    named by content (an equal matrix is stored once)."""
+    from .storage import _arrays_folder, write_array
 
-    chunks = (vectorizer.transform(texts[s : s + CHUNK_ROWS]).toarray() for s in range(0, len(texts), CHUNK_ROWS))
-    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(SparseFeatures(matrix).token()).hexdigest()[:16]
     path = _arrays_folder() / f"{name}-{digest}.npy"
-    stored = DiskArray(path) if path.exists() else write_array(path, chunks, (len(texts), width), "float32")
-    return np.load(stored.path, mmap_mode="r")
+    if path.exists():
+        return DiskArray(path)
+    chunks = (matrix[s : s + CHUNK_ROWS].toarray() for s in range(0, matrix.shape[0], CHUNK_ROWS))
+    try:
+        stored = write_array(path, chunks, matrix.shape, "float32")
+    except OSError as err:
+        raise InfluenceError(f"cannot store '{name}': {err.strerror}; pass on_disk=False") from None
+    written.append(path)
+    return stored
 
 
 def detect_text_columns(frame: pd.DataFrame) -> list[str]:
@@ -240,7 +254,7 @@ def _source(frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     return rows.astype(np.int64)
 
 
-def _with_columns(feats: dict[str, np.ndarray], parts: dict[str, pd.DataFrame], columns: list[str]) -> dict[str, np.ndarray]:
+def _with_columns(feats: dict, parts: dict[str, pd.DataFrame], columns: list[str]) -> dict:
     """The text features with ``columns`` appended, encoded as tabular features are (fitted on the training rows)."""
     from .tabular import _encoder, refuse_infinite
 
@@ -253,7 +267,8 @@ def _with_columns(feats: dict[str, np.ndarray], parts: dict[str, pd.DataFrame], 
     out = {}
     for key, x in feats.items():
         extra = enc.transform(parts[key.removesuffix("_twin")][columns]).astype(np.float32)
-        out[key] = np.hstack([np.asarray(x, dtype=np.float32), extra])
+        out[key] = (as_csr(sp.hstack([x, sp.csr_matrix(extra)])) if sp.issparse(x)
+                    else np.hstack([np.asarray(x, dtype=np.float32), extra]))
     return out
 
 
@@ -261,9 +276,12 @@ def _no_column(column: str, frame: pd.DataFrame):
     raise InfluenceError(f"no column '{column}'; the columns are: {', '.join(map(str, frame.columns))}")
 
 
-def _as_input(name: str, x: np.ndarray, on_disk: bool | None, written: list) -> torch.Tensor | StoredFeatures:
-    """A featurizer's output as a split's features: a memory-mapped file stays on disk (read by rows), a large
-    array is stored (unless ``on_disk`` is False), a small one stays in memory."""
+def _as_input(name: str, x, on_disk: bool | None, written: list) -> torch.Tensor | StoredFeatures | SparseFeatures:
+    """A featurizer's output as a split's features: a sparse matrix stays sparse (CSR in memory; ``on_disk=True``:
+    dense float32 rows on disk), a memory-mapped file stays on disk (read by rows), a large dense array is stored
+    (unless ``on_disk`` is False), a small one stays in memory."""
+    if sp.issparse(x):
+        return StoredFeatures(_stored_dense(name, as_csr(x), written)) if on_disk else SparseFeatures(x)
     if isinstance(x, np.memmap) and on_disk is not False:
         return StoredFeatures(DiskArray(x.filename))
     x = np.asarray(x)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -20,6 +21,7 @@ from ..data.base import Dataset, Split
 from ..errors import InfluenceError
 from ..grads import per_sample_loss, predict_labels
 from .registry import build_model, get_model_spec
+from .sparse_linear import reads_sparse, sparse_logits
 
 TrainProgress = Callable[[dict], None]
 
@@ -139,8 +141,8 @@ def evaluate_split(module: nn.Module, split: Split, batch_size: int = 512, devic
     return {"loss": loss / n, "accuracy": correct / n}
 
 
-def _objective(module: nn.Module, x, y, w, l2: float) -> torch.Tensor:
-    losses = per_sample_loss(module(x), y)
+def _objective(module: nn.Module, x, y, w, l2: float, forward: Callable | None = None) -> torch.Tensor:
+    losses = per_sample_loss((forward or module)(x), y)
     data = (losses * w).sum() / w.sum() if w is not None else losses.mean()
     if l2:
         data = data + 0.5 * l2 * sum((p * p).sum() for p in module.parameters())
@@ -230,17 +232,22 @@ def train_model(
             opt.step(closure)
             final_loss = float(_streamed_objective(module, train, w_all, config.l2, dev, backward=False))
         else:
-            x, y = train.x.to(dev), y_all.to(dev)
+            forward = None
+            if train.sparse is not None and reads_sparse(module):  # TF-IDF rows: X Wᵀ over the nonzeros only
+                x, forward = train.sparse.torch_sparse(dev), partial(sparse_logits, module)
+            else:
+                x = train.x.to(dev)
+            y = y_all.to(dev)
             w = None if w_all is None else w_all.to(dev)
 
             def closure():
                 opt.zero_grad()
-                loss = _objective(module, x, y, w, config.l2)
+                loss = _objective(module, x, y, w, config.l2, forward)
                 loss.backward()
                 return loss
 
             opt.step(closure)
-            final_loss = float(_objective(module, x, y, w, config.l2).detach())
+            final_loss = float(_objective(module, x, y, w, config.l2, forward).detach())
         _log_epoch(module, dataset, dev, history, 1, 1, final_loss, progress)
         if config.checkpoint_every:
             checkpoints.append(Checkpoint(1, 1.0, _state_copy(module)))

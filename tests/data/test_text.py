@@ -125,16 +125,31 @@ def test_detect_text_columns():
     assert detect_text_columns(f) == ["review"]
 
 
-def test_large_features_go_to_disk_and_read_the_same(frame, tmp_path, monkeypatch):
+def test_tfidf_features_stay_sparse_and_read_as_the_dense_rows(frame, tmp_path, monkeypatch):
     monkeypatch.setenv("INFLUENCE_DATA_DIR", str(tmp_path))
-    in_memory = text_dataset(frame, text_columns=["text"], label_column="label", on_disk=False)
-    import influence_core.data.text as text_module
+    ds = text_dataset(frame, text_columns=["text"], label_column="label")
+    dense = _sklearn(ds.texts["train"], ds.texts["train"]).astype(np.float32)
+    assert ds.train.sparse is not None and not ds.train.on_disk and ds.val.sparse is not None
+    assert ds.train.sparse.nnz == int((dense != 0).sum()) < dense.size / 5  # a few terms a row
+    np.testing.assert_allclose(ds.train.rows([4, 2]).numpy(), dense[[4, 2]], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(ds.train.rows(slice(3, 9)).numpy(), ds.train.x[3:9].numpy())
+    view = ds.train.subset(np.array([7, 1, 5]))
+    assert view.sparse is not None and torch.equal(view.rows([2, 0]), ds.train.x[[5, 7]])
+    np.testing.assert_allclose(ds.train.sparse.torch_sparse().to_dense().numpy(), ds.train.x.numpy())
+    assert list(tmp_path.rglob("*.npy")) == []  # nothing written
+    # same texts, same fingerprint; a view of other rows, another
+    assert ds.fingerprint() == text_dataset(frame, text_columns=["text"], label_column="label").fingerprint()
+    assert ds.train.subset(np.arange(5)).sparse.token() != ds.train.subset(np.arange(1, 6)).sparse.token()
 
-    monkeypatch.setattr(text_module, "FEATURES_ON_DISK_BYTES", 1000)  # every split is "large"
-    stored = text_dataset(frame, text_columns=["text"], label_column="label")
-    assert stored.train.on_disk and stored.test.on_disk
-    np.testing.assert_array_equal(stored.train.rows([4, 2]).numpy(), in_memory.train.x[[4, 2]].numpy())
-    assert stored.fingerprint() == text_dataset(frame, text_columns=["text"], label_column="label").fingerprint()
+
+def test_dense_features_on_disk_when_asked_read_the_same(frame, tmp_path, monkeypatch):
+    monkeypatch.setenv("INFLUENCE_DATA_DIR", str(tmp_path))
+    sparse = text_dataset(frame, text_columns=["text"], label_column="label")
+    stored = text_dataset(frame, text_columns=["text"], label_column="label", on_disk=True)
+    assert stored.train.on_disk and stored.test.on_disk and stored.val.twin is None
+    np.testing.assert_array_equal(stored.train.rows([4, 2]).numpy(), sparse.train.x[[4, 2]].numpy())
+    np.testing.assert_array_equal(stored.test.x.numpy(), sparse.test.x.numpy())
+    assert stored.fingerprint() == text_dataset(frame, text_columns=["text"], label_column="label", on_disk=True).fingerprint()
 
 
 def test_one_line_errors(frame):

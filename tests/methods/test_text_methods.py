@@ -83,3 +83,47 @@ def test_every_impact_reaches_the_scores_on_text(method, text_fit):
         assert np.isfinite(scores).all() and np.abs(scores).max() > 0, impact
     assert not np.allclose(results["utility"], results["fairness"])
     assert not np.allclose(results["utility"], results["robustness"])
+
+
+def _dense(split):
+    """The same split with its features as one dense in-memory tensor (what text features were before CSR)."""
+    twin = None if split.twin is None else _dense(split.twin)
+    return type(split)(split.x.clone(), split.y, split.sensitive, twin)
+
+
+@pytest.fixture(scope="module")
+def dense_twin(text_fit):
+    """``text_fit``'s data set with dense features, and the model trained on those."""
+    from dataclasses import replace
+
+    ds, _ = text_fit
+    dense = replace(ds, train=_dense(ds.train), val=_dense(ds.val), test=_dense(ds.test))
+    return dense, train_model(dense, "text-linear", TrainConfig(checkpoint_every=1))
+
+
+def test_features_are_sparse_and_training_on_them_equals_the_dense_path(text_fit, dense_twin):
+    ds, fitted = text_fit
+    dense, dense_fitted = dense_twin
+    assert ds.train.sparse is not None and ds.val.sparse is not None and dense.train.sparse is None
+    # L-BFGS on X Wᵀ over the nonzeros reaches the dense run's optimum (a strictly convex objective)
+    for name, p in fitted.module.state_dict().items():
+        torch.testing.assert_close(p, dense_fitted.module.state_dict()[name], rtol=1e-3, atol=1e-4)
+    assert fitted.metrics["test_accuracy"] == dense_fitted.metrics["test_accuracy"]
+    from influence_core.models.train import _objective
+    from influence_core.models.sparse_linear import sparse_logits
+
+    module = fitted.module
+    sparse_value = _objective(module, ds.train.sparse.torch_sparse(), ds.train.y, None, 1e-2,
+                              lambda x: sparse_logits(module, x))
+    torch.testing.assert_close(sparse_value, _objective(module, dense.train.x, dense.train.y, None, 1e-2))
+
+
+@pytest.mark.parametrize("method", EVERY_METHOD)
+def test_every_method_scores_sparse_features_as_the_dense_ones(method, text_fit, dense_twin):
+    """One model, the same features as CSR (read dense a batch at a time) or as one dense tensor: equal scores to
+    float32 rounding (batch sums in another order at most)."""
+    ds, fitted = text_fit
+    dense, _ = dense_twin
+    sparse_scores = compute_scores(ds, fitted, method, **FAST.get(method, {}))  # seeded methods: the same seed
+    dense_scores = compute_scores(dense, fitted, method, **FAST.get(method, {}))
+    np.testing.assert_allclose(sparse_scores, dense_scores, rtol=1e-4, atol=1e-5 * np.abs(dense_scores).max())
