@@ -151,7 +151,29 @@ def _column_choices(ds, key: str) -> dict | None:
         kept_now = loaded if text == found else others
         kept = c2.multiselect("Other columns kept as features", others, default=[c for c in kept_now if c in others],
                               key=f"{key}-features-{'-'.join(text)}", help="Left out columns are ignored by the model.")
-    return None if (text, kept) == (found, loaded) else {"text_columns": text, "feature_columns": kept}
+    limits = Project.tfidf_limits()
+    tfidf = _tfidf_inputs(ds, key, limits) if text and ds.meta.get("tfidf") else {}
+    changed = {k: v for k, v in tfidf.items() if v != limits[k][0]}  # kept only where not the default
+    loaded_tfidf = {k: v for k, v in (ds.meta.get("tfidf") or {}).items() if k in limits and v != limits[k][0]}
+    if (text, kept, changed) == (found, loaded, loaded_tfidf):
+        return None
+    return {"text_columns": text, "feature_columns": kept, **changed}
+
+
+TFIDF_LABELS = {"ngram_max": "Word n-grams up to", "min_df": "Terms in at least this many texts",
+                "max_features": "Most frequent terms kept"}
+
+
+def _tfidf_inputs(ds, key: str, limits: dict[str, tuple[int, int]]) -> dict:
+    """The TF-IDF settings (issue 18) as number inputs capped by ``limits``, starting at those ``ds`` was loaded with."""
+    loaded = ds.meta["tfidf"]
+    cols = st.columns(len(limits))
+    out = {}
+    for col, (name, (default, cap)) in zip(cols, limits.items()):
+        value = min(int(loaded.get(name, default)), cap)
+        out[name] = int(col.number_input(TFIDF_LABELS[name], min_value=1, max_value=cap, value=value, step=1,
+                                         key=f"{key}-tfidf-{name}", help=f"TF-IDF {name} (1 to {cap:,})."))
+    return out
 
 
 def _preview(proj: Project, ds) -> None:

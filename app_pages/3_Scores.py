@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from influence_core.figures import detection_report, format_duration
-from influence_core.project import (IMPACTS, JOINT_RANKINGS, METHODS, InfluenceError, Project, ScoreRun, describe_impact,
+from influence_core.project import (IMPACTS, METHODS, InfluenceError, Project, ScoreRun, describe_impact,
                                     resolve_val_trim)
 from app_pages._common import guarded, job_section, kind_of, link, plain, run_title, setting_input, start_page
 
@@ -229,8 +229,9 @@ def _form(proj: Project, ds, fitted, running: bool) -> None:
     folds_now = int(st.session_state.get("folds", 0) or 0)
     chosen = _method_picker(_costs(proj, params_now, folds_now), len(ds.train), bool(fitted.checkpoints))
     c1, c2, c3 = st.columns(3)
-    # Counterfactual impacts (issue 18) only where the data has twins (text); a+b = a joint ranking (rank average).
-    choices = [n for n in [*IMPACTS, *JOINT_RANKINGS] if "counterfactual" not in n or ds.val.twin is not None]
+    # Counterfactual impacts (issue 18) only where the data has twins (text), robustness not on token ids; a+b = a
+    # joint ranking (rank average).
+    choices = proj.impacts_offered(ds, fitted)
     impact = c1.selectbox("Impact (what the score measures)", choices, key="impact",
                           format_func=lambda n: f"{n} — {describe_impact(n)}")
     first = impact.split("+")[0]  # a joint ranking's settings inputs are its first impact's (utility: the target)

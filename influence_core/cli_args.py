@@ -94,6 +94,10 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-column", dest="text_columns", action="append", metavar="NAME",
                    help="CSV: a free-text column (TF-IDF features, model text-linear); repeatable for sentence pairs, "
                         "joined with a separator (default: the text columns found)")
+    p.add_argument("--ngram-max", type=int, help="text: TF-IDF word n-grams 1..N (default 2, at most 3)")
+    p.add_argument("--min-df", type=int, help="text: TF-IDF terms in at least this many training texts (default 2)")
+    p.add_argument("--max-features", type=int,
+                   help="text: TF-IDF keeps the N most frequent terms (default 16,384, at most 65,536)")
     p.add_argument("--image-size", type=int, help="image zip: pixels a side (default: the backbone's own size, else 32)")
     p.add_argument("--backbone", help="image zip: a frozen torchvision backbone (resnet18, resnet50, efficientnet_b0, "
                                       "convnext_tiny, vit_b_16) whose embeddings become the features (train a logreg "
@@ -132,7 +136,8 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 DATASET_ARGUMENTS = ("label_column", "sensitive_column", "val_fraction", "label_set", "max_train", "images", "download",
-                     "missing", "text_columns", "image_size", "backbone", "backbone_weights")
+                     "missing", "text_columns", "image_size", "backbone", "backbone_weights", "ngram_max", "min_df",
+                     "max_features")
 
 
 def dataset_arguments(args: argparse.Namespace) -> dict:

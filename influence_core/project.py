@@ -1138,6 +1138,22 @@ class Project:
         return flagged_cells(dataset.train.y.numpy(), dataset.train.sensitive.numpy(), rows, dataset.classes,
                              dataset.sensitive_name or "group")
 
+    # --- text data (issue 18): TF-IDF settings a page offers, and the impacts a model can be scored for
+    @staticmethod
+    def tfidf_limits() -> dict[str, tuple[int, int]]:
+        """Each TF-IDF setting's (default, cap) (`data.text.tfidf_limits`): a page's inputs stay within the caps."""
+        from .data.text import tfidf_limits
+
+        return tfidf_limits()
+
+    @staticmethod
+    def impacts_offered(dataset: Dataset, fitted: FittedModel) -> list[str]:
+        """The impacts and joint rankings ``fitted`` on ``dataset`` can be scored for: counterfactual ones only where
+        validation rows have twins, robustness not for a model reading token ids (no input gradient to attack along)."""
+        discrete = bool(getattr(fitted.module, "discrete_inputs", False))
+        return [n for n in (*IMPACTS, *JOINT_RANKINGS)
+                if not ("counterfactual" in n and dataset.val.twin is None) and not ("robustness" in n and discrete)]
+
 
 _STATE_LOCK = threading.RLock()
 

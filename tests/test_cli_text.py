@@ -34,3 +34,33 @@ def test_score_a_csv_of_sentence_pairs(tmp_path):
     assert ds.texts["train"][0] == pairs["premise"][rows[0]] + TEXT_SEPARATOR + pairs["hypothesis"][rows[0]]
     expected = compute_scores(ds, train_model(ds, "text-linear", TrainConfig(seed=0)), "ip")
     np.testing.assert_allclose(table["score"].to_numpy(), expected[np.argsort(rows)], rtol=1e-4, atol=1e-7)
+
+
+def test_tfidf_flags_reach_the_features_through_the_project(tmp_path, capsys):
+    """--ngram-max / --min-df / --max-features become the project's data-set settings and the vectorizer's own
+    (checked against scikit-learn fitted on the training texts); a value over its cap is one line, status 2."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from influence_core.cli import main
+    from influence_core.project import Project
+
+    path = tmp_path / "docs.csv"
+    generated_text_frame(150, num_classes=2, seed=5, topic_rate=0.5).to_csv(path, index=False)
+    out, ws = tmp_path / "scores.csv", tmp_path / "ws"
+    common = ["score", "--dataset", str(path), "--text-column", "text", "--workspace", str(ws), "--quiet"]
+    assert main([*common, "--ngram-max", "1", "--min-df", "3", "--max-features", "40", "--method", "ip",
+                 "--out", str(out)]) == 0
+    proj = Project.open("cli", str(ws))
+    assert {"ngram_max": 1, "min_df": 3, "max_features": 40}.items() <= proj.state().dataset_kwargs.items()
+    ds = proj.dataset()
+    vec = TfidfVectorizer(min_df=3, max_features=40, sublinear_tf=True).fit(ds.texts["train"])
+    assert ds.input_shape == (40,) and ds.meta["tfidf"]["ngram_max"] == 1
+    np.testing.assert_allclose(ds.train.x.numpy(), vec.transform(ds.texts["train"]).toarray(), rtol=1e-5, atol=1e-6)
+    table = pd.read_csv(out).sort_values("index")
+    expected = compute_scores(ds, train_model(ds, "text-linear", TrainConfig(seed=0)), "ip")
+    np.testing.assert_allclose(table["score"].to_numpy(), expected[np.argsort(ds.source_index.numpy())],
+                               rtol=1e-4, atol=1e-7)
+    capsys.readouterr()
+    assert main([*common, "--max-features", "1000000", "--method", "ip", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: TF-IDF setting max_features must be a whole number from 1 to 65,536, not '1000000'"

@@ -79,6 +79,19 @@ class TfidfSettings:
                                sublinear_tf=self.sublinear_tf, dtype=np.float32)
 
 
+def tfidf_limits() -> dict[str, tuple[int, int]]:
+    """(default, cap) of each TF-IDF setting a page offers."""
+    caps = {"ngram_max": MAX_NGRAM, "min_df": MAX_MIN_DF, "max_features": MAX_TFIDF_FEATURES}
+    return {name: (getattr(TfidfSettings(), name), cap) for name, cap in caps.items()}
+
+
+def tfidf_settings(ngram_max: int | None = None, min_df: int | None = None,
+                   max_features: int | None = None) -> TfidfSettings:
+    """`TfidfSettings` with the given values (None = the default): the loaders' and the CLI's keywords."""
+    given = {"ngram_max": ngram_max, "min_df": min_df, "max_features": max_features}
+    return TfidfSettings(**{k: v for k, v in given.items() if v is not None})
+
+
 def fit_tfidf(train_texts: list[str], settings: TfidfSettings) -> TfidfVectorizer:
     """The vectorizer fitted on the training texts only."""
     vectorizer = settings.vectorizer()
@@ -335,16 +348,18 @@ def generated_text_frame(n: int, num_classes: int = 4, seed: int = 0, topic_rate
 @register_dataset("text-topics", "Generated short documents on 4 topics (TF-IDF features; 1,000 train / 300 val / "
                                  "300 test), 10% of training labels moved to another topic")
 def load_text_topics(seed: int = 0, n_train: int = 1000, n_val: int = 300, n_test: int = 300,
-                     label_noise: float = 0.1) -> Dataset:
+                     label_noise: float = 0.1, ngram_max: int | None = None, min_df: int | None = None,
+                     max_features: int | None = None) -> Dataset:
     """`generated_text_frame` as a text data set, with ``label_noise`` of the training labels moved (the noise mask
-    and clean labels kept for scoring detectors)."""
+    and clean labels kept for scoring detectors); ``ngram_max`` / ``min_df`` / ``max_features``: `TfidfSettings`."""
     for what, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if int(n) < 20:
             raise InfluenceError(f"text-topics: {what} must be at least 20, got {n}")
     frame = generated_text_frame(n_train + n_val + n_test, seed=seed)
     parts = frame.iloc[:n_train], frame.iloc[n_train : n_train + n_val], frame.iloc[n_train + n_val :]
     ds = text_dataset(*(p.reset_index(drop=True) for p in parts), text_columns=["text"], label_column="label",
-                      name="text-topics", seed=seed, meta={"source": "generated"})
+                      name="text-topics", seed=seed, meta={"source": "generated"},
+                      tfidf=tfidf_settings(ngram_max, min_df, max_features))
     from .prepare import with_label_noise
 
     return with_label_noise(ds, label_noise, seed=seed, include_val=False) if label_noise > 0 else ds

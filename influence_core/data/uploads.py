@@ -47,7 +47,7 @@ from .registry import register_path_loader
 from .storage import FEATURES_ON_DISK_BYTES, IMAGES_ON_DISK_FROM, image_views, stream_images
 from .tabular import encode_tabular
 from .perturb import perturber_for
-from .text import detect_text_columns, text_dataset
+from .text import detect_text_columns, text_dataset, tfidf_settings
 
 MAX_UPLOAD_BYTES = 200 * 2**20
 MAX_WORKSPACE_UPLOAD_BYTES = 2 * 2**30  # all stored uploads of one workspace together
@@ -322,7 +322,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
              sensitive_threshold: float | None = None, drop_sensitive: bool = False,
              on_disk: bool | None = None, text_columns: list[str] | None = None,
              feature_columns: list[str] | None = None, perturbed_column: str | None = None,
-             tokenizer_folder: str | None = None, max_tokens: int = 128, twin_terms: str | None = "builtin") -> Dataset:
+             tokenizer_folder: str | None = None, max_tokens: int = 128, twin_terms: str | None = "builtin",
+             ngram_max: int | None = None, min_df: int | None = None, max_features: int | None = None) -> Dataset:
     """A CSV table: ``label_column`` is the class (default: the one column named label, y, target or class, else
     the last column; see `default_label_column`).
 
@@ -341,6 +342,7 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     Hugging Face model's folder or hub id; server-side): the text becomes that tokenizer's ids, ``max_tokens`` long
     (the "hf" featurizer, for ``hf:`` models). Without a ``perturbed_column``, ``twin_terms`` makes the twins by
     word swaps (`perturb.perturber_for`: "builtin", None = no twins, or the contents of a term list).
+    ``ngram_max`` / ``min_df`` / ``max_features``: the TF-IDF settings (`text.TfidfSettings`; None = its default).
     """
     path = Path(path)
     check_upload_size(path)
@@ -370,7 +372,7 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
                               test_fraction=test_fraction, on_disk=on_disk,
                               perturber=None if perturbed_column else perturber_for(twin_terms),
                               **({"features": "hf", "featurizer_settings": {"model": tokenizer_folder, "max_tokens": max_tokens}}
-                                 if tokenizer_folder else {}))
+                                 if tokenizer_folder else {"tfidf": tfidf_settings(ngram_max, min_df, max_features)}))
     features, text_columns = readable_features(frame.drop(columns=drop), notes)
     if features.shape[1] == 0:
         why = ""

@@ -294,3 +294,31 @@ def test_a_text_csv_upload_chooses_its_text_and_other_columns(workspace):
     next(m for m in at.multiselect if m.label.startswith("Text columns")).set_value([]).run()
     no_errors(at)
     assert any("left out (not named as a text column)" in shown(i.value) for i in at.info)
+
+
+def test_a_text_upload_takes_capped_tfidf_settings_into_its_features(workspace):
+    """Issue 18: n-grams, min_df and max_features are number inputs capped by the library's limits (a browser cannot
+    ask for an unbounded vocabulary); a change reloads the upload with them and "Use this upload" keeps them."""
+    import numpy as np
+
+    from influence_core.data.text import MAX_NGRAM, MAX_TFIDF_FEATURES, generated_text_frame
+
+    frame = generated_text_frame(100, num_classes=2, seed=0)
+    at = _upload("docs.csv", frame.to_csv(index=False).encode())
+    inputs = {n.label: n for n in at.number_input}
+    ngrams, terms = inputs["Word n-grams up to"], inputs["Most frequent terms kept"]
+    assert (ngrams.value, ngrams.max, terms.max) == (2, MAX_NGRAM, MAX_TFIDF_FEATURES)
+    ngrams.set_value(1).run()
+    at.number_input(key=terms.key).set_value(30).run()
+    no_errors(at)
+    next(b for b in at.button if b.label == "Use this upload").click().run()
+    no_errors(at)
+    proj = project_of(workspace)
+    assert proj.state().dataset_kwargs == {"text_columns": ["text"], "feature_columns": [], "ngram_max": 1,
+                                           "max_features": 30}
+    ds = proj.dataset()
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(ngram_range=(1, 1), min_df=2, max_features=30, sublinear_tf=True).fit(ds.texts["train"])
+    assert ds.input_shape == (30,)
+    np.testing.assert_allclose(ds.train.x.numpy(), vec.transform(ds.texts["train"]).toarray(), rtol=1e-5, atol=1e-6)

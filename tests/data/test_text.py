@@ -185,3 +185,36 @@ def test_a_parquet_table_with_a_text_column_loads_as_text_and_keeps_its_original
     assert original_rows(ds, [0])["text"].iloc[0] == ds.texts["train"][0]
     with pytest.raises(InfluenceError, match="cannot read 'bad.parquet' as Parquet"):
         check_upload_content(b"PAR1 not really", "bad.parquet", "data")
+
+
+def test_tfidf_settings_are_capped_and_change_the_fingerprint(frame):
+    from influence_core.data.text import MAX_NGRAM, MAX_TFIDF_FEATURES, tfidf_settings
+
+    base = text_dataset(frame, text_columns=["text"], label_column="label")
+    for change in ({"ngram_max": 1}, {"min_df": 1}, {"max_features": 20}):
+        settings = tfidf_settings(**change)
+        other = text_dataset(frame, text_columns=["text"], label_column="label", tfidf=settings)
+        assert other.fingerprint() != base.fingerprint() and other.meta["tfidf"] == {**base.meta["tfidf"], **change}
+        np.testing.assert_allclose(other.train.x.numpy(), _sklearn(base.texts["train"], base.texts["train"], settings),
+                                   rtol=1e-5, atol=1e-6)
+    assert tfidf_settings() == TfidfSettings() and tfidf_settings(min_df=None, ngram_max=3).ngram_max == 3
+    for bad in ({"ngram_max": MAX_NGRAM + 1}, {"max_features": MAX_TFIDF_FEATURES + 1}, {"min_df": 0},
+                {"max_features": "all"}, {"ngram_max": 1.5}):
+        with pytest.raises(InfluenceError, match=f"TF-IDF setting {next(iter(bad))} must be a whole number from 1"):
+            TfidfSettings(**bad)
+
+
+def test_a_browser_gets_tfidf_settings_only_within_the_caps(tmp_path):
+    """The settings are loader keywords: part of the project's data-set memo key; a browser's over-cap value is one
+    line and the data set does not change."""
+    from influence_core.project import Project
+
+    proj = Project.open("t", str(tmp_path))
+    small = dict(n_train=60, n_val=30, n_test=30)
+    a = proj.use_dataset("text-topics", from_browser=True, **small)
+    b = proj.use_dataset("text-topics", from_browser=True, max_features=25, ngram_max=1, **small)
+    assert b.input_shape == (25,) and a.input_shape != b.input_shape and a.fingerprint() != b.fingerprint()
+    assert proj._memo_key("text-topics", {**small, "max_features": 25}) != proj._memo_key("text-topics", small)
+    with pytest.raises(InfluenceError, match="max_features must be a whole number from 1 to 65,536"):
+        proj.use_dataset("text-topics", from_browser=True, max_features=70_000, **small)
+    assert proj.state().dataset_kwargs == {"max_features": 25, "ngram_max": 1, **small}
