@@ -237,10 +237,13 @@ def is_binary_linear(module: nn.Module) -> bool:
     return isinstance(module, LogisticRegression) and module.linear.out_features == 1
 
 
+TOKEN_IDS_REFUSAL = "the robustness impact perturbs continuous inputs; this model reads token ids"
+
+
 def attack(module: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, c: float = 1.3, epsilon: float = 0.1) -> torch.Tensor:
     """Adversarial copies of ``x`` against the model at ``params`` (detached: the attack is data, not a function of θ)."""
     if getattr(module, "discrete_inputs", False):  # token ids (models/hf.py): no gradient step exists on them
-        raise InfluenceError("the robustness impact perturbs continuous inputs; this model reads token ids")
+        raise InfluenceError(TOKEN_IDS_REFUSAL)
     if is_binary_linear(module):
         w = params.get("linear.weight", module.linear.weight).detach()[0]
         b = params.get("linear.bias", module.linear.bias).detach()[0]

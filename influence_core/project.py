@@ -1154,6 +1154,15 @@ class Project:
         return [n for n in (*IMPACTS, *JOINT_RANKINGS)
                 if not ("counterfactual" in n and dataset.val.twin is None) and not ("robustness" in n and discrete)]
 
+    @staticmethod
+    def check_impact_for_model(impact: str, arch: str) -> None:
+        """A one-line refusal, before any training, of an impact architecture ``arch`` cannot be scored for: the
+        robustness impact on an ``hf:`` model (it reads token ids: no gradient step exists on them)."""
+        from .impacts import TOKEN_IDS_REFUSAL
+
+        if "robustness" in impact.split("+") and arch.startswith("hf:"):
+            raise InfluenceError(TOKEN_IDS_REFUSAL)
+
 
 _STATE_LOCK = threading.RLock()
 

@@ -223,6 +223,30 @@ def test_the_robustness_impact_refuses_token_ids_in_one_line(fitted, reviews):
     assert "\n" not in str(err.value)
 
 
+def test_robustness_is_not_offered_for_token_ids_and_the_cli_refuses_it_before_training(fitted, reviews, tiny_bert,
+                                                                                       tmp_path, capsys, monkeypatch):
+    """Issue 18: the attack has no gradient step on integer token ids, so the impact is refused (an attack on the
+    input embeddings would score another model's inputs): the Scores page does not list it, the CLI says so in one
+    line before training; a model on TF-IDF features keeps it."""
+    from influence_core.cli import main
+    from influence_core.data.text import generated_text_frame, text_dataset
+    from influence_core.project import Project
+
+    offered = Project.impacts_offered(reviews, fitted)
+    assert "robustness" not in offered and "utility" in offered and "fairness" in offered
+    tfidf = text_dataset(generated_text_frame(80, num_classes=2, seed=0), text_columns=["text"], label_column="label")
+    assert "robustness" in Project.impacts_offered(tfidf, train_model(tfidf, "text-linear"))
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"text": reviews.texts["train"], "label": reviews.train.y.numpy()}).to_csv(path, index=False)
+    capsys.readouterr()
+    monkeypatch.setattr(Project, "train", lambda *a, **k: pytest.fail("trained before refusing"))
+    code = main(["score", "--dataset", str(path), "--text-column", "text", "--model", f"hf:{tiny_bert}",
+                 "--impact", "robustness", "--method", "ip", "--no-cache", "--quiet", "--out", str(tmp_path / "s.csv")])
+    assert code == 2 and capsys.readouterr().err == ("error: the robustness impact perturbs continuous inputs; "
+                                                     "this model reads token ids\n")
+    assert not (tmp_path / "s.csv").exists()
+
+
 def _state(module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in module.named_parameters()}
 
