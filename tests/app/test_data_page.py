@@ -322,3 +322,15 @@ def test_a_text_upload_takes_capped_tfidf_settings_into_its_features(workspace):
     vec = TfidfVectorizer(ngram_range=(1, 1), min_df=2, max_features=30, sublinear_tf=True).fit(ds.texts["train"])
     assert ds.input_shape == (30,)
     np.testing.assert_allclose(ds.train.x.numpy(), vec.transform(ds.texts["train"]).toarray(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_generated_text_set_takes_its_tfidf_settings_from_the_form(workspace):
+    at = open_page("1_Data.py")
+    at.selectbox[0].set_value("text-topics").run()
+    assert not at.exception
+    at.number_input(key="data-text-topics-max_features").set_value(25).run()
+    at.number_input(key="data-text-topics-n_train").set_value(100).run()
+    next(b for b in at.button if b.label == "Use this data set").click().run()
+    no_errors(at)
+    ds = project_of(workspace).dataset()
+    assert ds.name == "text-topics" and ds.input_shape == (25,) and len(ds.train) == 100
