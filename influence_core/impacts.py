@@ -258,7 +258,7 @@ def attack(module: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, 
 
 def _cast(split: Split, dtype: torch.dtype | None) -> Split:
     """``split`` with float features of ``dtype``; a stored or sparse float32 split stays as it is (read by rows)."""
-    if dtype is None or (split.store is not None and split._x is None and dtype == torch.float32) or split.x.dtype == dtype:
+    if dtype is None or (split.store is not None and dtype == torch.float32) or split.x.dtype == dtype:
         return split
     out = Split(split.x, split.y, split.sensitive, split.twin)
     out.x = split.x.to(dtype)
