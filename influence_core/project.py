@@ -1138,6 +1138,26 @@ class Project:
         return flagged_cells(dataset.train.y.numpy(), dataset.train.sensitive.numpy(), rows, dataset.classes,
                              dataset.sensitive_name or "group")
 
+    # --- labelling-tool exports (issue 20)
+    def export_formats(self) -> dict[str, str]:
+        """The labelling- and training-tool formats this project's data set can be exported to: name → "title:
+        what it holds" (`export_formats.formats_for`)."""
+        from .export_formats import formats_for
+
+        return {n: f"{f.title}: {f.description}" for n, f in formats_for(self.dataset().kind).items()}
+
+    def export_as(self, fmt: str, all_rows: bool = False) -> bytes:
+        """A zip of the data set in format ``fmt`` (`export_formats`): the cleaned training split (or, with
+        ``all_rows``, every training row with its review tag), then validation and test, each sample with its
+        original index, given, final and suggested label and every run's score (lower = more detrimental)."""
+        from .export_formats import export_zip, labelled_rows
+
+        state, dataset, fitted = self._current_model()
+        rows = labelled_rows(dataset, self.current_decisions(), self.scores(),
+                             {s: self.predictions(s) for s in ("train", "val", "test")}, all_rows=all_rows,
+                             model_version=(state.model_hash or fitted.fingerprint())[:12])
+        return export_zip(fmt, rows, f"{self.export_stem()}-{fmt}")
+
 
 _STATE_LOCK = threading.RLock()
 
