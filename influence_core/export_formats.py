@@ -369,15 +369,21 @@ register_export_format(ExportFormat(
     "datasets.load_from_disk(folder)", ("image", "tabular", "text"), _write_hugging_face))
 
 
-def export_zip(fmt: str, rows: LabelledRows, folder_name: str) -> bytes:
-    """Format ``fmt`` of ``rows`` written into a folder and zipped: every entry under ``folder_name/`` (a safe
-    name), nothing outside it."""
+def check_format(fmt: str, kind: str) -> ExportFormat:
+    """The format ``fmt`` when it exists and holds data sets of ``kind``; else a one-line error naming the choices."""
     spec = EXPORT_FORMATS.get(fmt)
     if spec is None:
         raise InfluenceError(f"unknown export format '{fmt}'; choose one of: {', '.join(EXPORT_FORMATS)}")
-    if rows.dataset.kind not in spec.kinds:
-        raise InfluenceError(f"the {spec.title} export holds {', '.join(spec.kinds)} data sets, not "
-                             f"{rows.dataset.kind} ones; choose one of: {', '.join(formats_for(rows.dataset.kind))}")
+    if kind not in spec.kinds:
+        raise InfluenceError(f"the {spec.title} export holds {', '.join(spec.kinds)} data sets, not {kind} ones; "
+                             f"choose one of: {', '.join(formats_for(kind))}")
+    return spec
+
+
+def export_zip(fmt: str, rows: LabelledRows, folder_name: str) -> bytes:
+    """Format ``fmt`` of ``rows`` written into a folder and zipped: every entry under ``folder_name/`` (a safe
+    name), nothing outside it."""
+    spec = check_format(fmt, rows.dataset.kind)
     top = safe_file_name(folder_name, "export")
     buf = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="influence-export-") as tmp:

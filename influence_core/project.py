@@ -1150,9 +1150,10 @@ class Project:
         """A zip of the data set in format ``fmt`` (`export_formats`): the cleaned training split (or, with
         ``all_rows``, every training row with its review tag), then validation and test, each sample with its
         original index, given, final and suggested label and every run's score (lower = more detrimental)."""
-        from .export_formats import export_zip, labelled_rows
+        from .export_formats import check_format, export_zip, labelled_rows
 
         state, dataset, fitted = self._current_model()
+        check_format(fmt, dataset.kind)  # before any prediction is computed
         rows = labelled_rows(dataset, self.current_decisions(), self.scores(),
                              {s: self.predictions(s) for s in ("train", "val", "test")}, all_rows=all_rows,
                              model_version=(state.model_hash or fitted.fingerprint())[:12])
