@@ -165,13 +165,18 @@ _RESERVED_COLUMNS = ("original_index", "split", "image", "text", "label", "given
 def _feature_frame(rows: LabelledRows) -> pd.DataFrame:
     """Tables and text: each sample's columns as the source holds them (`original_rows`, the label column left out:
     the label fields carry it), a text set's joined text as ``text``; a column named like one of the export's own
-    fields gets a trailing '_'. Row-aligned with ``rows``."""
+    fields gets a trailing '_' (a re-loaded cleaned file's ``original_index``, the first file's, so stays as
+    ``original_index_``). Row-aligned with ``rows``."""
     dataset = rows.dataset
     column = label_column(dataset)
     frames = [original_rows(dataset, rows.row[where], split) for split, where in rows.parts()]
     frame = pd.concat(frames).reset_index(drop=True) if frames else pd.DataFrame()
-    frame = frame.drop(columns=[c for c in (column, "original_index") if c in frame.columns])
-    taken = set(_RESERVED_COLUMNS) | set(rows.scores)
+    frame = frame.drop(columns=[column] if column in frame.columns else [])
+    texts = ([dataset.texts[s][int(r)] for s, r in zip(rows.split, rows.row)]
+             if dataset.kind == "text" and dataset.texts is not None else None)
+    if texts is not None and "text" in frame.columns and frame["text"].astype(str).tolist() == texts:
+        texts = None  # the source's own "text" column is the text (a generated set, one text column named so)
+    taken = set(_RESERVED_COLUMNS) - ({"text"} if texts is None else set()) | set(rows.scores)
     renamed = {}
     for c in frame.columns:
         name = str(c)
@@ -180,8 +185,7 @@ def _feature_frame(rows: LabelledRows) -> pd.DataFrame:
         taken.add(name)
         renamed[c] = name
     frame.columns = [renamed[c] for c in frame.columns]
-    if dataset.kind == "text" and dataset.texts is not None:
-        texts = [dataset.texts[s][int(r)] for s, r in zip(rows.split, rows.row)]
+    if texts is not None:
         frame.insert(0, "text", texts)
     return frame
 

@@ -191,7 +191,8 @@ def test_uploaded_images_are_copied_byte_for_byte(tiny_image_zip, tmp_path):
 def _hostile_table(tmp_path) -> tuple[Path, pd.DataFrame]:
     rng = np.random.default_rng(0)
     n = 40
-    frame = pd.DataFrame({"name": [f"r{i:02d}" for i in range(n)], "a.b <x>": rng.normal(size=n).round(3),
+    frame = pd.DataFrame({"original_index": 1000 + np.arange(n),  # a cleaned export loaded again: the first file's
+                          "name": [f"r{i:02d}" for i in range(n)], "a.b <x>": rng.normal(size=n).round(3),
                           "label": rng.choice(["=1+1", "plain"], n),  # a feature named like the export's own field
                           "outcome": rng.choice(["</Choice>&\"x", "<b>ok</b>"], n)})
     path = tmp_path / "people.csv"
@@ -214,6 +215,7 @@ def test_tabular_exports_keep_the_files_values_and_odd_names(tmp_path):
         src = original.loc[rec["name"]]
         assert rec["a.b <x>"] == src["a.b <x>"] and rec["label_"] == src["label"]
         assert ds.classes[rec["given_label"]] == src["outcome"]
+        assert rec["original_index_"] == src["original_index"] and rec["original_index"] == src["original_index"] - 1000
     relabelled = train[0]
     assert relabelled["review"] == "relabelled" and relabelled["label"] == 1 - given[1]
     assert train["score_ip"] == list(range(1, len(ds.train)))
@@ -237,6 +239,7 @@ def test_text_exports_carry_the_text(tmp_path):
     assert loaded["train"]["text"] == [ds.texts["train"][r] for r in kept]
     assert loaded["train"]["original_index"] == ds.source_index.numpy()[kept].tolist()
     assert loaded["test"]["text"] == ds.texts["test"] and loaded["train"].features["label"].names == ds.classes
+    assert "text_" not in loaded["train"].column_names  # the source's own text column is not written twice
     folder = _unzip(export_zip("label_studio", rows, "t"), tmp_path / "ls", "t")
     assert _config(folder).find("Text").get("value") == "$text"
     tasks = json.loads((folder / "tasks.json").read_text())
