@@ -122,10 +122,10 @@ def _tool_exports(proj, ds, current: dict) -> None:
     formats = proj.export_formats()
     st.subheader("For labelling and training tools")
     c = st.columns(2)
-    fmt = c[0].selectbox("Format", list(formats), format_func=lambda n: formats[n].split(":")[0], key="export-tool-format")
+    fmt = c[0].selectbox("Format", list(formats), format_func=lambda n: formats[n][0], key="export-tool-format")
     every = c[1].radio("Rows", [False, True], horizontal=True, key="export-tool-rows",
                        format_func=lambda a: "All, with review tags" if a else "Cleaned (removed left out)")
-    st.caption(plain(formats[fmt].split(": ", 1)[1]) + ". Each sample keeps its original index; validation and test "
+    st.caption(plain(formats[fmt][1]) + ". Each sample keeps its original index; validation and test "
                "follow as loaded; scores: lower = more detrimental.")
     state = proj.state()
     built_for = (fmt, every, ds.fingerprint(), state.model_hash, [r.label for r in state.runs],
@@ -137,7 +137,7 @@ def _tool_exports(proj, ds, current: dict) -> None:
         except InfluenceError as err:
             st.warning(plain(err))
     if st.session_state.get("export-tool", (None,))[0] == built_for:  # built for these choices, not earlier ones
-        st.download_button(f"Download {formats[fmt].split(':')[0]} (zip)", st.session_state["export-tool"][1],
+        st.download_button(f"Download {formats[fmt][0]} (zip)", st.session_state["export-tool"][1],
                            f"{proj.export_stem()}-{fmt}.zip", "application/zip", icon=":material/download:")
 
 

@@ -1139,12 +1139,12 @@ class Project:
                              dataset.sensitive_name or "group")
 
     # --- labelling-tool exports (issue 20)
-    def export_formats(self) -> dict[str, str]:
-        """The labelling- and training-tool formats this project's data set can be exported to: name → "title:
-        what it holds" (`export_formats.formats_for`)."""
+    def export_formats(self) -> dict[str, tuple[str, str]]:
+        """The labelling- and training-tool formats this project's data set can be exported to: name → (title, what
+        it holds and how to load it) (`export_formats.formats_for`)."""
         from .export_formats import formats_for
 
-        return {n: f"{f.title}: {f.description}" for n, f in formats_for(self.dataset().kind).items()}
+        return {n: (f.title, f.description) for n, f in formats_for(self.dataset().kind).items()}
 
     def export_as(self, fmt: str, all_rows: bool = False) -> bytes:
         """A zip of the data set in format ``fmt`` (`export_formats`): the cleaned training split (or, with
