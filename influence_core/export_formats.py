@@ -27,7 +27,7 @@ import pandas as pd
 from .data.base import Dataset
 from .data.originals import SPLITS, label_column, original_rows, source_rows
 from .errors import InfluenceError
-from .export import _mixed_columns, _source_zip, export_stem, final_labels, images_uint8, safe_file_name
+from .export import _mixed_columns, _source_zip, export_stem, final_labels, images_uint8, manifest_bytes, safe_file_name
 from .review import Decision
 
 # The review tag of a training row, by its decision's action ("" for an undecided row, and for validation and test).
@@ -384,9 +384,10 @@ def check_format(fmt: str, kind: str) -> ExportFormat:
     return spec
 
 
-def export_zip(fmt: str, rows: LabelledRows, folder_name: str) -> bytes:
+def export_zip(fmt: str, rows: LabelledRows, folder_name: str, manifest: dict | None = None) -> bytes:
     """Format ``fmt`` of ``rows`` written into a folder and zipped: every entry under ``folder_name/`` (a safe
-    name), nothing outside it."""
+    name), nothing outside it; ``manifest`` (what produced it, `export.manifest`) beside the format's files as
+    ``manifest.json``, which each tool's loader passes over."""
     spec = check_format(fmt, rows.dataset.kind)
     top = safe_file_name(folder_name, "export")
     buf = io.BytesIO()
@@ -394,6 +395,8 @@ def export_zip(fmt: str, rows: LabelledRows, folder_name: str) -> bytes:
         root = Path(tmp) / top
         root.mkdir()
         spec.write(rows, root)
+        if manifest is not None:
+            (root / "manifest.json").write_bytes(manifest_bytes(manifest))
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted(root.rglob("*")):
                 if path.is_file():

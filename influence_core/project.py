@@ -1157,7 +1157,7 @@ class Project:
         rows = labelled_rows(dataset, self.current_decisions(), self.scores(),
                              {s: self.predictions(s) for s in ("train", "val", "test")}, all_rows=all_rows,
                              model_version=(state.model_hash or fitted.fingerprint())[:12])
-        return export_zip(fmt, rows, f"{self.export_stem()}-{fmt}")
+        return export_zip(fmt, rows, f"{self.export_stem()}-{fmt}", self.manifest() | {"export_format": fmt})
 
 
 _STATE_LOCK = threading.RLock()

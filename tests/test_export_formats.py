@@ -271,3 +271,5 @@ def test_project_export_uses_its_model_and_scores(tmp_path):
     assert train["suggested_label"] == pred[kept].tolist()
     assert np.allclose(train["suggested_confidence"], proba[kept, pred[kept]])
     assert np.allclose(train["score_loss"], proj.scores()["loss"][kept])
+    manifest = json.loads((folder / "manifest.json").read_text())  # what produced it, beside the format's files
+    assert manifest["counts"]["remove"] == 1 and manifest["export_format"] == "hugging_face"

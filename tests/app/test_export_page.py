@@ -138,7 +138,8 @@ def test_offers_the_labelling_tool_formats_and_builds_one(scored):
     no_errors(at)
     (button,) = [b for b in at.get("download_button") if "Label Studio" in str(b.proto.label)]
     names = zipfile.ZipFile(io.BytesIO(at.session_state["export-tool"][1])).namelist()
-    assert sorted(names) == ["moons-label_studio/label_config.xml", "moons-label_studio/tasks.json"]
-    tasks = json.loads(zipfile.ZipFile(io.BytesIO(at.session_state["export-tool"][1])).read(names[1]))
+    assert sorted(names) == ["moons-label_studio/label_config.xml", "moons-label_studio/manifest.json",
+                             "moons-label_studio/tasks.json"]
+    tasks = json.loads(zipfile.ZipFile(io.BytesIO(at.session_state["export-tool"][1])).read("moons-label_studio/tasks.json"))
     assert len(tasks) == 250 + len(proj.dataset().val) + len(proj.dataset().test)  # all rows, the removed one tagged
     assert tasks[5]["data"]["review"] == "removed"
