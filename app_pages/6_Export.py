@@ -1,6 +1,6 @@
 """Export: the corrections table (CSV, Parquet), the cleaned data set (a table with the source's values, or an
 ImageFolder zip with the original image files), a CIFAR-N label file with cleaned labels, and a manifest of what
-produced them — as downloads and as files in the workspace."""
+produced them — as downloads and as files in the workspace; and zips for FiftyOne, Label Studio and Hugging Face."""
 
 from __future__ import annotations
 
@@ -116,6 +116,31 @@ def _cifar_labels(proj, stem: str) -> dict[str, bytes]:
     return {f"{stem}-labels.npz": npz}
 
 
+def _tool_exports(proj, ds, current: dict) -> None:
+    """Exports for labelling and training tools (issue 20 §7): a format and which rows, built on request for the
+    current decisions, runs and model, then downloaded as a zip."""
+    formats = proj.export_formats()
+    st.subheader("For labelling and training tools")
+    c = st.columns(2)
+    fmt = c[0].selectbox("Format", list(formats), format_func=lambda n: formats[n][0], key="export-tool-format")
+    every = c[1].radio("Rows", [False, True], horizontal=True, key="export-tool-rows",
+                       format_func=lambda a: "All, with review tags" if a else "Cleaned (removed left out)")
+    st.caption(plain(formats[fmt][1]) + ". Each sample keeps its original index; validation and test "
+               "follow as loaded; scores: lower = more detrimental.")
+    state = proj.state()
+    built_for = (fmt, every, ds.fingerprint(), state.model_hash, [r.label for r in state.runs],
+                 sorted((r, d.action, d.new_label) for r, d in current.items()))
+    if st.button("Build the export", icon=":material/folder_zip:", key="export-tool-build"):
+        try:
+            with st.spinner("Writing the export…"):
+                st.session_state["export-tool"] = (built_for, proj.export_as(fmt, all_rows=every))
+        except InfluenceError as err:
+            st.warning(plain(err))
+    if st.session_state.get("export-tool", (None,))[0] == built_for:  # built for these choices, not earlier ones
+        st.download_button(f"Download {formats[fmt][0]} (zip)", st.session_state["export-tool"][1],
+                           f"{proj.export_stem()}-{fmt}.zip", "application/zip", icon=":material/download:")
+
+
 def _save(proj, files: dict[str, bytes], later: dict) -> None:
     """Write every export file into the project's exports folder."""
     st.subheader("Save to the project")
@@ -140,6 +165,7 @@ def page() -> None:
     if ds.kind == "image":
         files.update(_image_zip(proj, ds, current, stem))
     files.update(_cifar_labels(proj, stem))
+    _tool_exports(proj, ds, current)
     _save(proj, files, later)
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m influence_core {score,methods,datasets,models,impacts,usage,gc,experiment} ...``.
+"""Command line: ``python -m influence_core {score,methods,datasets,models,impacts,usage,gc,export,experiment} ...``.
 
 A front end like the app's pages: it reaches the library only through the `project.Project` facade (and the argument
 helpers in `cli_args`, shared with `evaluate.cli`); ``--no-cache`` runs the same pipeline in a temporary workspace.
@@ -120,6 +120,19 @@ def _cmd_impacts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    """A project's data set with its decisions, model suggestions and scores in a labelling or training tool's format,
+    as a zip (issue 20 §7): the cleaned training split, or with --all-rows every row with its review tag."""
+    if not Project.exists(args.project, args.workspace):
+        raise InfluenceError(f"no project '{args.project}' in the workspace; score one first (score --project NAME)")
+    project = open_project(args)
+    data = project.export_as(args.format, all_rows=args.all_rows)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_bytes(data)
+    print(f"wrote the {args.format} export of project '{args.project}' to {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m influence_core", description="Hessian-free influence scores (lower = more detrimental).")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
@@ -157,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", help="the workspace (default: $INFLUENCE_WORKSPACE or ./workspace)")
     p.add_argument("--dry-run", action="store_true", help="list what would be freed, delete nothing")
     p.set_defaults(func=_cmd_gc)
+    p = sub.add_parser("export", help="a project's data set, labels, suggestions, scores and review tags as a zip "
+                                      "for FiftyOne, Label Studio or Hugging Face datasets")
+    p.add_argument("--project", required=True, help="the project to export (its data set, model and decisions)")
+    p.add_argument("--format", required=True, help="fiftyone (images), label_studio or hugging_face")
+    p.add_argument("--out", required=True, help="the zip to write")
+    p.add_argument("--all-rows", action="store_true",
+                   help="every training row with its review tag (default: the cleaned split, removed rows left out)")
+    p.add_argument("--workspace", help="the workspace (default: $INFLUENCE_WORKSPACE or ./workspace)")
+    p.add_argument("--user", help="who runs this (default: the OS login name)")
+    p.set_defaults(func=_cmd_export)
     from .evaluate import cli as _evaluate_cli  # the `experiment` command (evaluate/)
 
     if _evaluate_cli.register not in EXTRA_COMMANDS:

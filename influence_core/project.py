@@ -1163,6 +1163,27 @@ class Project:
         if "robustness" in impact.split("+") and arch.startswith("hf:"):
             raise InfluenceError(TOKEN_IDS_REFUSAL)
 
+    # --- labelling-tool exports (issue 20)
+    def export_formats(self) -> dict[str, tuple[str, str]]:
+        """The labelling- and training-tool formats this project's data set can be exported to: name → (title, what
+        it holds and how to load it) (`export_formats.formats_for`)."""
+        from .export_formats import formats_for
+
+        return {n: (f.title, f.description) for n, f in formats_for(self.dataset().kind).items()}
+
+    def export_as(self, fmt: str, all_rows: bool = False) -> bytes:
+        """A zip of the data set in format ``fmt`` (`export_formats`): the cleaned training split (or, with
+        ``all_rows``, every training row with its review tag), then validation and test, each sample with its
+        original index, given, final and suggested label and every run's score (lower = more detrimental)."""
+        from .export_formats import check_format, export_zip, labelled_rows
+
+        state, dataset, fitted = self._current_model()
+        check_format(fmt, dataset.kind)  # before any prediction is computed
+        rows = labelled_rows(dataset, self.current_decisions(), self.scores(),
+                             {s: self.predictions(s) for s in ("train", "val", "test")}, all_rows=all_rows,
+                             model_version=(state.model_hash or fitted.fingerprint())[:12])
+        return export_zip(fmt, rows, f"{self.export_stem()}-{fmt}", self.manifest() | {"export_format": fmt})
+
 
 _STATE_LOCK = threading.RLock()
 

@@ -116,3 +116,30 @@ def test_cleaned_data_set_of_a_text_upload_keeps_its_text(workspace):
     src = ds.source_index.numpy()[1:]
     assert cleaned["original_index"].tolist() == src.tolist()
     assert cleaned["text"].tolist() == frame["text"][src].tolist() and cleaned["stars"].tolist() == frame["stars"][src].tolist()
+
+
+def test_offers_the_labelling_tool_formats_and_builds_one(scored):
+    """Issue 20 §7: a table project is offered Label Studio and Hugging Face (FiftyOne holds images); the built zip is
+    the facade's export of the chosen rows."""
+    import io
+    import zipfile
+
+    proj = project_of(scored)
+    proj.record([5], "remove")
+    at = open_page("6_Export.py")
+    no_errors(at)
+    picker = at.selectbox(key="export-tool-format")
+    assert picker.options == ["Label Studio tasks", "Hugging Face datasets folder"]
+    picker.set_value("label_studio")
+    at.radio(key="export-tool-rows").set_value(True)
+    at.run()
+    assert not [b for b in at.get("download_button") if "Label Studio" in str(b.proto.label)]  # not built yet
+    at.button(key="export-tool-build").click().run()
+    no_errors(at)
+    (button,) = [b for b in at.get("download_button") if "Label Studio" in str(b.proto.label)]
+    names = zipfile.ZipFile(io.BytesIO(at.session_state["export-tool"][1])).namelist()
+    assert sorted(names) == ["moons-label_studio/label_config.xml", "moons-label_studio/manifest.json",
+                             "moons-label_studio/tasks.json"]
+    tasks = json.loads(zipfile.ZipFile(io.BytesIO(at.session_state["export-tool"][1])).read("moons-label_studio/tasks.json"))
+    assert len(tasks) == 250 + len(proj.dataset().val) + len(proj.dataset().test)  # all rows, the removed one tagged
+    assert tasks[5]["data"]["review"] == "removed"
