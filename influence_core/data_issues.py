@@ -183,7 +183,8 @@ def run_datalab(data, features: np.ndarray, probs: np.ndarray, settings: DataIss
     if len(features) <= settings.k:
         raise InfluenceError(f"Datalab needs more training samples ({len(features)}) than neighbours (k = {settings.k})")
     lab = Datalab(data=data, label_name="label", image_key=image_key, verbosity=0)
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    quiet = io.StringIO()  # Datalab prints, cleanvision draws tqdm bars on stderr
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lab.find_issues(features=np.asarray(features, dtype=np.float32), pred_probs=probs,
                         issue_types=datalab_issue_types(settings, image_key is not None))
