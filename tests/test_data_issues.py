@@ -109,6 +109,16 @@ def test_stored_round_trip_and_the_key_changes_with_the_model(planted, found, tm
     assert len(list((tmp_path / "data_issues").glob("*.npz"))) == 1
 
 
+def test_group_influence_sums_each_group_and_says_which_way_it_pushes():
+    from influence_core.data_issues import group_influence
+
+    scores = np.array([-1.0, -2.0, 0.5, 4.0, 1.0])
+    frame = group_influence([[0, 1], [2, 3, 4]], scores, np.array([10, 11, 12, 13, 14]))
+    assert frame["samples"].tolist() == ["10, 11", "12, 13, 14"]
+    assert frame["summed score"].tolist() == [-3.0, 5.5] and frame["size"].tolist() == [2, 3]
+    assert frame["effect"].str.startswith("pulls the validation loss up").tolist() == [True, False]
+
+
 def test_settings_refuse_unknown_checks():
     with pytest.raises(InfluenceError, match="unknown data check 'duplicates'"):
         DataIssueSettings(checks=("duplicates",))
@@ -153,6 +163,14 @@ def test_the_project_keeps_its_findings_as_rankings_and_in_a_job(tmp_path):
     np.testing.assert_array_equal(rankings["issue: outlier"], found.rankings()["outlier"])
     assert all(len(v) == 150 for v in rankings.values())
     assert Project.open("issues", tmp_path).data_issues().out_of_fold  # the folds of the last run are remembered
+
+    # an issue type orders and flags like a run (Review), chosen by its label
+    project.set_flag_share(0.1)
+    lowest = np.argsort(rankings["issue: outlier"], kind="stable")[:15]
+    assert sorted(project.flagged("issue: outlier").tolist()) == sorted(lowest.tolist())
+    project.set_primary("issue: outlier")
+    assert project.primary_ranking() == "issue: outlier"
+    assert set(project.rankings()) == set(rankings)  # no runs yet: only the issue rankings
     done = project.data_issues_in_background(0).wait(120)
     assert done.state == "done", done.error
     assert done.result["flagged"]["label"] == int(project.data_issues().flagged("label").size)
