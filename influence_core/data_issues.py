@@ -35,6 +35,8 @@ IMAGE_CHECKS = ("dark", "light", "blurry", "low_information", "odd_aspect_ratio"
 ISSUE_TYPES = ("label", "exact_duplicate", "near_duplicate", "outlier", "non_iid", "class_imbalance",
                "underperforming_group") + IMAGE_CHECKS
 COLUMNS = ("sample", "index", "issue", "score", "is_issue")
+FEATURE_SOURCES = ("model", "pixels")
+PIXEL_SIDE = 8  # "pixels" features: each image average-pooled to 8×8 per channel
 # Methods whose scores add up over a group (first-order: removing a group changes f by about the sum of its
 # members' scores), so a duplicate group's summed score says what the group does to the impact
 ADDITIVE_METHODS = ("ip", "ip_ensemble", "exact", "lissa", "ekfac", "datainf", "tracin", "tda")
@@ -45,11 +47,17 @@ FOLDS_FILE = "data_issues.json"  # in a project folder: the folds of its last Da
 @dataclass(frozen=True)
 class DataIssueSettings:
     """Which of Datalab's checks run and with how many neighbours (``k``, Datalab's default 10); ``image_checks``
-    (cleanvision's, images only) run on the raw pixels. Defaults: every check, fast enough for a few thousand rows."""
+    (cleanvision's, images only) run on the raw pixels; ``near_duplicate_threshold``: Datalab's, a pair closer than
+    this × the median nearest-neighbour distance is a near duplicate (its default 0.13; bench/results/datalab.md
+    measures larger ones); ``features``: what the neighbour checks compare — the model's penultimate features, or
+    for images the pixels at 8×8 (what finds images from another source when the model has learnt to place them
+    among its classes; bench/results/datalab.md). Defaults: every check, fast enough for a few thousand rows."""
 
     checks: tuple[str, ...] = FEATURE_CHECKS
     image_checks: tuple[str, ...] = IMAGE_CHECKS
     k: int = 10
+    near_duplicate_threshold: float = 0.13
+    features: str = "model"  # "model": penultimate features; "pixels" (images): each image at 8×8, standardised
 
     def __post_init__(self) -> None:
         for name, allowed in (("checks", FEATURE_CHECKS), ("image_checks", IMAGE_CHECKS)):
@@ -58,6 +66,10 @@ class DataIssueSettings:
                 raise InfluenceError(f"unknown data check '{unknown[0]}'; choose among: {', '.join(allowed)}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise InfluenceError(f"k (neighbours) must be a whole number ≥ 1, not {str(self.k)[:20]!r}")
+        if self.features not in FEATURE_SOURCES:
+            raise InfluenceError(f"features must be one of: {', '.join(FEATURE_SOURCES)}, not {str(self.features)[:20]!r}")
+        if not isinstance(self.near_duplicate_threshold, (int, float)) or not 0 < self.near_duplicate_threshold <= 10:
+            raise InfluenceError("near_duplicate_threshold must be a number in (0, 10] (× the median neighbour distance)")
 
     def key(self) -> dict:
         return asdict(self)
@@ -136,6 +148,22 @@ def image_records(dataset: Dataset, batch: int = 512):
     return HFDataset.from_dict({"image": images}, features=Features({"image": ImageFeature()}))
 
 
+def pixel_features(dataset: Dataset, batch: int = 512) -> np.ndarray:
+    """Each training image average-pooled to `PIXEL_SIDE`² per channel and standardised on its own (brightness and
+    contrast left out): a model-free embedding for Datalab's neighbour checks."""
+    import torch
+
+    from .export import images_uint8
+
+    out = []
+    for start in range(0, len(dataset.train), batch):
+        imgs = images_uint8(dataset, np.arange(start, min(len(dataset.train), start + batch)))
+        pooled = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(imgs).permute(0, 3, 1, 2).double(), PIXEL_SIDE)
+        out.append(pooled.flatten(1).numpy())
+    x = np.concatenate(out)
+    return (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-6)
+
+
 def find_data_issues(dataset: Dataset, fitted: FittedModel, *, fold_models: list[FittedModel] | None = None,
                      settings: DataIssueSettings = DataIssueSettings(), progress: Progress | None = None,
                      folds: int | None = None) -> DataIssues:
@@ -148,8 +176,13 @@ def find_data_issues(dataset: Dataset, fitted: FittedModel, *, fold_models: list
     from .folds import FoldSettings
 
     report = progress or (lambda fraction, message: None)
-    report(0.02, "penultimate features")
-    features = penultimate_features(fitted, dataset.train)
+    report(0.02, "penultimate features" if settings.features == "model" else "pixel features")
+    if settings.features == "pixels":
+        if not is_image_dataset(dataset):
+            raise InfluenceError("features='pixels' needs image data; use the model's features for this data set")
+        features = pixel_features(dataset)
+    else:
+        features = penultimate_features(fitted, dataset.train)
     report(0.15, "predicted probabilities" + (" (out of fold)" if fold_models else ""))
     if fold_models:
         probs = out_of_fold_probabilities(dataset, fold_models, FoldSettings(int(folds or len(fold_models))))
@@ -172,8 +205,8 @@ def find_data_issues(dataset: Dataset, fitted: FittedModel, *, fold_models: list
 
 def datalab_issue_types(settings: DataIssueSettings, images: bool) -> dict:
     """The ``issue_types`` argument of ``Datalab.find_issues`` for ``settings`` (k for the neighbour checks)."""
-    kwargs = {"near_duplicate": {"k": settings.k}, "outlier": {"k": settings.k}, "non_iid": {"k": settings.k},
-              "underperforming_group": {"k": settings.k}}
+    kwargs = {"near_duplicate": {"k": settings.k, "threshold": float(settings.near_duplicate_threshold)},
+              "outlier": {"k": settings.k}, "non_iid": {"k": settings.k}, "underperforming_group": {"k": settings.k}}
     types = {c: kwargs.get(c, {}) for c in settings.checks}
     if images:
         types["image_issue_types"] = {c: {} for c in settings.image_checks}
@@ -190,7 +223,7 @@ def run_datalab(data, features: np.ndarray, probs: np.ndarray, settings: DataIss
     quiet = io.StringIO()  # Datalab prints, cleanvision draws tqdm bars on stderr
     with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lab.find_issues(features=np.asarray(features, dtype=np.float32), pred_probs=probs,
+        lab.find_issues(features=np.asarray(features, dtype=np.float64), pred_probs=probs,
                         issue_types=datalab_issue_types(settings, image_key is not None))
     return lab
 
