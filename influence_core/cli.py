@@ -124,9 +124,11 @@ def _cmd_datalab(args: argparse.Namespace) -> int:
     """cleanlab's Datalab (and cleanvision on images) on the model's features: one row per sample and issue type."""
     if args.folds == 1 or args.folds < 0:
         raise InfluenceError("--folds takes 0 (in-sample) or a number of folds ≥ 2")
+    settings = Project.data_issue_settings({"features": args.features, "k": args.neighbours,  # checked before training
+                                            "near_duplicate_threshold": args.near_duplicate_threshold})
     with project_for(args) as project:
         load_data_and_model(args, project)
-        found = project.find_data_issues(args.folds, progress_printer(not args.quiet))
+        found = project.find_data_issues(args.folds, progress_printer(not args.quiet), settings)
     frame = found.table[["index", "issue", "score", "is_issue"]]
     if not args.quiet:
         for row in found.summary().itertuples():
@@ -167,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datalab", help="find other data issues (duplicates, outliers, ...) with cleanlab's Datalab; write a CSV")
     add_data_model_arguments(p)
     p.add_argument("--folds", type=int, default=0, help="out-of-fold probabilities from K fold models (0 = in-sample)")
+    p.add_argument("--features", choices=["model", "pixels"], default="model",
+                   help="what the neighbour checks compare: the model's penultimate features, or (images) 8x8 pixels")
+    p.add_argument("--neighbours", type=int, default=10, help="k for Datalab's neighbour checks (default 10)")
+    p.add_argument("--near-duplicate-threshold", type=float, default=0.13,
+                   help="near duplicates: closer than this x the median neighbour distance (Datalab's default 0.13)")
     p.add_argument("--out", help="CSV path (default: stdout): index, issue, score (lower = more likely), is_issue")
     p.set_defaults(func=_cmd_datalab)
 

@@ -41,7 +41,8 @@ PIXEL_SIDE = 8  # "pixels" features: each image average-pooled to 8×8 per chann
 # members' scores), so a duplicate group's summed score says what the group does to the impact
 ADDITIVE_METHODS = ("ip", "ip_ensemble", "exact", "lissa", "ekfac", "datainf", "tracin", "tda")
 IMPACT_QUANTITY = {"utility": "the validation loss", "fairness": "the fairness gap", "robustness": "the loss under attack"}
-FOLDS_FILE = "data_issues.json"  # in a project folder: the folds of its last Datalab run
+LAST_RUN_FILE = "data_issues.json"  # in a project folder: the folds and settings of its last Datalab run
+MAX_K = 200  # neighbours a browser may ask for
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ class DataIssueSettings:
             unknown = [c for c in getattr(self, name) if c not in allowed]
             if unknown:
                 raise InfluenceError(f"unknown data check '{unknown[0]}'; choose among: {', '.join(allowed)}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise InfluenceError(f"k (neighbours) must be a whole number ≥ 1, not {str(self.k)[:20]!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
+            raise InfluenceError(f"k (neighbours) must be a whole number from 1 to {MAX_K}, not {str(self.k)[:20]}")
         if self.features not in FEATURE_SOURCES:
             raise InfluenceError(f"features must be one of: {', '.join(FEATURE_SOURCES)}, not {str(self.features)[:20]!r}")
         if not isinstance(self.near_duplicate_threshold, (int, float)) or not 0 < self.near_duplicate_threshold <= 10:
@@ -306,15 +307,28 @@ def has_stored_data_issues(store, dataset: Dataset, fitted: FittedModel, *, fold
     return store.has_entry("data_issues", hash_key(data_issues_key(dataset, fitted, settings, folds)), ".npz")
 
 
-def last_folds(project_folder) -> int:
-    """The folds of a project's last Datalab run (0: in-sample, or never run)."""
+def make_settings(settings: "DataIssueSettings | dict | None") -> DataIssueSettings:
+    """``settings`` as `DataIssueSettings` (a dict's keys checked: an unknown one is a one-line error)."""
+    if isinstance(settings, DataIssueSettings):
+        return settings
+    known = set(DataIssueSettings.__dataclass_fields__)
+    unknown = sorted(set(settings or {}) - known)
+    if unknown:
+        raise InfluenceError(f"unknown data issue setting '{str(unknown[0])[:40]}'; choose among: {', '.join(sorted(known))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in (settings or {}).items()}
+    return DataIssueSettings(**values)
+
+
+def last_run(project_folder) -> tuple[int, DataIssueSettings]:
+    """The folds and settings of a project's last Datalab run ((0, defaults): in-sample, or never run)."""
     import json
     from pathlib import Path
 
     try:
-        return int(json.loads((Path(project_folder) / FOLDS_FILE).read_text()).get("folds", 0))
-    except (OSError, ValueError, AttributeError, TypeError):
-        return 0
+        record = json.loads((Path(project_folder) / LAST_RUN_FILE).read_text())
+        return int(record.get("folds", 0)), make_settings(record.get("settings"))
+    except (OSError, ValueError, AttributeError, TypeError, InfluenceError):
+        return 0, DataIssueSettings()
 
 
 def group_influence(groups: list[list[int]], scores: np.ndarray, index: np.ndarray, impact: str = "utility") -> pd.DataFrame:
