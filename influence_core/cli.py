@@ -46,10 +46,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
         frame = project.score_table(scores)
     if details.get("note"):
         print(f"warning: {details['note']}", file=sys.stderr)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out, index=False)
-        print(f"wrote {len(frame)} scores to {args.out} (lower = more detrimental)", file=sys.stderr)
+    return _write_csv(frame, args.out, "scores", "lower = more detrimental")
+
+
+def _write_csv(frame, out: str | None, what: str, meaning: str) -> int:
+    """``frame`` as CSV to ``out`` (saying so on stderr), else to stdout."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+        print(f"wrote {len(frame)} {what} to {out} ({meaning})", file=sys.stderr)
     else:
         frame.to_csv(sys.stdout, index=False)
     return 0
@@ -133,13 +138,7 @@ def _cmd_datalab(args: argparse.Namespace) -> int:
     if not args.quiet:
         for row in found.summary().itertuples():
             print(f"{row.issue:<22} {row.count:>6} flagged ({row.share:.1%})", file=sys.stderr)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out, index=False)
-        print(f"wrote {len(frame)} rows to {args.out} (score: lower = more likely an issue)", file=sys.stderr)
-    else:
-        frame.to_csv(sys.stdout, index=False)
-    return 0
+    return _write_csv(frame, args.out, "rows", "score: lower = more likely an issue")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -137,7 +137,12 @@ def is_image_dataset(dataset: Dataset) -> bool:
 def image_records(dataset: Dataset, batch: int = 512):
     """The training images as a Hugging Face ``datasets.Dataset`` with one ``image`` column of PIL images (what
     Datalab's ``image_key`` path hands to cleanvision)."""
-    from datasets import Dataset as HFDataset, Features, Image as ImageFeature
+    try:
+        import cleanvision  # noqa: F401  (Datalab runs its checks)
+        from datasets import Dataset as HFDataset, Features, Image as ImageFeature
+    except ImportError:
+        raise InfluenceError("the image checks need cleanvision and datasets (pip install -r requirements.txt), or "
+                             "run without them (image_checks=())") from None
     from PIL import Image
 
     from .export import images_uint8
