@@ -94,6 +94,9 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-column", dest="text_columns", action="append", metavar="NAME",
                    help="CSV: a free-text column (TF-IDF features, model text-linear); repeatable for sentence pairs, "
                         "joined with a separator (default: the text columns found)")
+    p.add_argument("--annotator-column", dest="annotator_columns", action="append", metavar="NAME",
+                   help="CSV: another annotator's label column (repeatable; empty cells allowed): cleanlab's consensus "
+                        "of the annotators joins the scores (CIFAR-10N: random1-3 always)")
     p.add_argument("--image-size", type=int, help="image zip: pixels a side (default: the backbone's own size, else 32)")
     p.add_argument("--backbone", help="image zip: a frozen torchvision backbone (resnet18, resnet50, efficientnet_b0, "
                                       "convnext_tiny, vit_b_16) whose embeddings become the features (train a logreg "
@@ -132,7 +135,7 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 DATASET_ARGUMENTS = ("label_column", "sensitive_column", "val_fraction", "label_set", "max_train", "images", "download",
-                     "missing", "text_columns", "image_size", "backbone", "backbone_weights")
+                     "missing", "text_columns", "image_size", "backbone", "backbone_weights", "annotator_columns")
 
 
 def dataset_arguments(args: argparse.Namespace) -> dict:

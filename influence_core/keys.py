@@ -58,3 +58,13 @@ def view_key(name: str, dataset: Dataset, fitted: FittedModel, **settings) -> di
         raise InfluenceError(f"unknown view '{name}'; choose one of: {', '.join(VIEW_DEFAULTS)}")
     return {"view": name, "dataset": dataset.fingerprint(), "model": fitted.fingerprint(),
             **{**VIEW_DEFAULTS[name], **settings}}
+
+
+def annotator_key(dataset: Dataset, fitted: FittedModel, folds: int = 0, settings: object | None = None) -> dict:
+    """The key of a multi-annotator report (issue 20 §4): the data (its annotators are in the fingerprint), the model,
+    the folds its probabilities come from (with the fold models' training settings), cleanlab's options."""
+    payload = {"report": "annotators", "dataset": dataset.fingerprint(), "model": fitted.fingerprint(),
+               "settings": asdict(settings) if is_dataclass(settings) else {}}
+    if folds:
+        payload.update(folds=asdict(FoldSettings(folds)), train_config=asdict(fitted.config))
+    return payload
