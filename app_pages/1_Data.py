@@ -163,8 +163,9 @@ def _annotator_choice(ds, key: str) -> dict | None:
     if columns is None:
         return None
     label = ds.meta.get("label_column") or ds.meta.get("originals", {}).get("label_column")
-    options = [c for c in columns if c not in (label, ds.meta.get("sensitive_column"), "split", "original_index")]
     loaded = list(ds.annotator_names or [])
+    options = [c for c in columns if c not in (label, ds.meta.get("sensitive_column"), "split", "original_index")]
+    options += [c for c in loaded if c not in options]  # a text table's meta lists the columns it read, not these
     chosen = st.multiselect("Annotator columns (other people's labels of the same samples; empty cells allowed)",
                             options, default=[c for c in loaded if c in options], key=f"{key}-annotators",
                             help="Read as labels, not features: cleanlab's consensus of all annotators and each "

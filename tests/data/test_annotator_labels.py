@@ -137,3 +137,16 @@ def test_an_annotator_label_outside_the_classes_or_an_empty_column_is_refused(tm
         load_dataset(str(path), annotator_columns=["ann_b"])
     with pytest.raises(InfluenceError, match="^the annotator column 'empty' holds no labels$"):
         load_dataset(str(path), annotator_columns=["empty"])
+
+
+def test_a_text_tables_annotator_columns_are_read_too(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 80)
+    phrases = ["good movie great fun", "bad film awful boring"]
+    rater = np.where(rng.random(80) < 0.2, 1 - y, y)
+    frame = pd.DataFrame({"review": [f"{phrases[int(v)]} take {i}" for i, v in enumerate(y)], "rater": rater, "label": y})
+    path = tmp_path / "reviews.csv"
+    frame.to_csv(path, index=False)
+    ds = load_dataset(str(path), text_columns=["review"], annotator_columns=["rater"])
+    assert ds.kind == "text" and ds.annotator_names == ["rater"]
+    np.testing.assert_array_equal(ds.annotators[:, 0], rater[ds.source_index.numpy()])
