@@ -1155,11 +1155,11 @@ class Project:
 
     def annotator_report(self, folds: int = 0, progress: Progress | None = None) -> dict[str, np.ndarray]:
         """cleanlab's multi-annotator report (`annotators.annotator_report`) on the current model's probabilities,
-        out of fold with ``folds`` ≥ 2 (fold models trained once and cached); stored in the workspace."""
+        out of fold with ``folds`` ≥ 2 (fold models trained once and cached); stored in the workspace, memoised."""
         from .annotators import AnnotatorSettings, annotator_report
         from .api import out_of_fold_probabilities, predicted_probabilities
         from .folds import FoldSettings
-        from .keys import annotator_key
+        from .keys import annotator_key, hash_key
 
         _, dataset, fitted = self._current_model()
         if dataset.annotators is None:
@@ -1175,7 +1175,8 @@ class Project:
             return annotator_report(dataset.annotators, probs, dataset.annotator_names)
 
         key = annotator_key(dataset, fitted, folds, AnnotatorSettings())
-        return self.cache.get_or_compute_arrays("annotators", key, compute)
+        return dict(MEMORY.get("results", f"annotators:{hash_key(key)}",
+                               lambda: self.cache.get_or_compute_arrays("annotators", key, compute)))
 
     def annotator_table(self, folds: int = 0):
         """Each annotator's quality, agreement with the consensus, samples labelled and worst class (a table, the
