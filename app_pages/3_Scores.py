@@ -435,6 +435,10 @@ def _annotators(proj: Project, ds) -> None:
         clean = ds.clean_labels.numpy()
         text += (f" Against the known true labels: the consensus is right on {(report['consensus_label'] == clean).mean():.1%}, "
                  f"the training label on {(ds.train.y.numpy() == clean).mean():.1%}.")
+    if ds.noise_mask is not None:
+        differ = report["consensus_label"] != ds.train.y.numpy()
+        text += (f" Of the {int(differ.sum()):,} training labels the consensus differs from, "
+                 f"{int((differ & ds.noise_mask.numpy().astype(bool)).sum()):,} are known to be wrong.")
     st.caption(text)
     numbers = {c: st.column_config.NumberColumn(c, format="%.3f") for c in ("quality", "agreement with consensus")}
     st.dataframe(table, hide_index=True, width="content", key="annotators", column_config=numbers)

@@ -75,3 +75,23 @@ def test_data_page_reads_an_uploads_annotator_columns(workspace):
     assert proj.state().dataset_kwargs["annotator_columns"] == ["careful", "coin"]
     assert proj.annotator_names() == ["careful", "coin"] and proj.dataset().input_shape == (2,)
     assert any("Annotators: careful, coin" in c.value for c in at.caption)
+
+
+def test_scores_page_says_how_the_consensus_compares_with_the_known_truth(workspace, tmp_path):
+    """CIFAR-10N (a hand-made label file and 60 tiny images): the known true labels are compared with the consensus."""
+    from tests.data.test_annotator_labels import _images, _label_file
+
+    labels_path, arrays = _label_file(tmp_path)
+    images = _images(tmp_path, arrays["clean_label"], np.arange(60))
+    proj = Project.open("default", workspace)
+    ds = proj.use_dataset("cifar10n", images=str(images), labels_path=str(labels_path), label_set="worst")
+    proj.train("cnn", {"epochs": 1, "augment": False})
+    proj.score(ScoreRun("loss"))
+    at = open_page("3_Scores.py")
+    no_errors(at)
+    report, y, clean = proj.annotator_report(), ds.train.y.numpy(), ds.clean_labels.numpy()
+    differ = report["consensus_label"] != y
+    caption = next(c.value for c in at.caption if c.value.startswith("The annotators' consensus label"))
+    assert f"the consensus is right on {(report['consensus_label'] == clean).mean():.1%}" in caption
+    assert (f"Of the {int(differ.sum()):,} training labels the consensus differs from, "
+            f"{int((differ & (y != clean)).sum()):,} are known to be wrong.") in caption
