@@ -1157,7 +1157,7 @@ class Project:
         """cleanlab's multi-annotator report (`annotators.annotator_report`) on the current model's probabilities,
         out of fold with ``folds`` ≥ 2 (fold models trained once and cached); stored in the workspace, memoised."""
         from .annotators import AnnotatorSettings, annotator_report
-        from .api import out_of_fold_probabilities, predicted_probabilities
+        from .api import out_of_fold_probabilities
         from .folds import FoldSettings
         from .keys import annotator_key, hash_key
 
@@ -1171,7 +1171,7 @@ class Project:
                 models = self.engine.fold_models(dataset, fitted, folds, progress=progress)
                 probs = out_of_fold_probabilities(dataset, models, FoldSettings(folds))
             else:
-                probs = predicted_probabilities(dataset, fitted)
+                probs = self.predictions()[1]  # the Review cards' probabilities, predicted once
             return annotator_report(dataset.annotators, probs, dataset.annotator_names)
 
         key = annotator_key(dataset, fitted, folds, AnnotatorSettings())

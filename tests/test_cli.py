@@ -143,7 +143,7 @@ def test_score_with_annotator_columns_adds_cleanlabs_consensus(tmp_path):
     proj = Project.open("cli", ws)
     direct = get_label_quality_multiannotator(proj.dataset().annotators, proj.predictions()[1], verbose=False)
     assert table["consensus_label"].tolist() == direct["label_quality"]["consensus_label"].tolist()
-    # predictions() gives float32 probabilities, the report float64 ones: equal to float32 precision
+    # the report renormalises predictions()' float32 probabilities in float64: equal to float32 precision
     np.testing.assert_allclose(table["consensus_quality"], direct["label_quality"]["consensus_quality_score"], rtol=1e-6)
     res = _run("score", "--dataset", str(tmp_path / "c.csv"), "--annotator-column", "nope", "--no-cache")
     assert res.returncode == 2 and res.stderr.strip().startswith("error: no annotator column 'nope' in 'c.csv'")
