@@ -113,6 +113,7 @@ def _upload(proj: Project) -> None:
             path, ds = proj.stage_dataset_upload(file.getvalue(), file.name, from_browser=True, **kwargs)
     except InfluenceError as err:
         st.error(f"This file cannot be used: {plain(err)}")
+        (st.session_state.get(columns_key) or {}).pop("annotator_columns", None)  # the next run reads it without them
         return
     what = f" (label column: {plain(ds.meta['label_column'])})" if ds.meta.get("label_column") else ""
     if ds.meta.get("splits") == "column":
@@ -121,8 +122,9 @@ def _upload(proj: Project) -> None:
     for note in ds.meta.get("conversions") or []:  # what the loader read differently from the file's cells
         st.info(plain(note))
     chosen = _column_choices(ds, columns_key)
-    if chosen is not None:  # loaded again with the columns chosen
-        st.session_state[columns_key] = chosen
+    annotators = _annotator_choice(ds, columns_key)  # issue 20 §4
+    if chosen is not None or annotators is not None:  # loaded again with the columns chosen
+        st.session_state[columns_key] = {**(st.session_state.get(columns_key) or {}), **(chosen or {}), **(annotators or {})}
         st.rerun()
     state = proj.state()
     if state.dataset == path and state.dataset_kwargs == kwargs:
@@ -176,6 +178,23 @@ def _tfidf_inputs(ds, key: str, limits: dict[str, tuple[int, int]]) -> dict:
     return out
 
 
+def _annotator_choice(ds, key: str) -> dict | None:
+    """Issue 20 §4: which other columns of the table hold further annotators' labels (from the file's own columns
+    only): the loader's keyword when the choice differs from how ``ds`` was loaded, else None."""
+    columns = ds.meta.get("columns")
+    if columns is None:
+        return None
+    label = ds.meta.get("label_column") or ds.meta.get("originals", {}).get("label_column")
+    loaded = list(ds.annotator_names or [])
+    options = [c for c in columns if c not in (label, ds.meta.get("sensitive_column"), "split", "original_index")]
+    options += [c for c in loaded if c not in options]  # a text table's meta lists the columns it read, not these
+    chosen = st.multiselect("Annotator columns (other people's labels of the same samples; empty cells allowed)",
+                            options, default=[c for c in loaded if c in options], key=f"{key}-annotators",
+                            help="Read as labels, not features: cleanlab's consensus of all annotators and each "
+                                 "one's quality appear on Scores, and each card on Review says what each one said.")
+    return None if chosen == loaded else {"annotator_columns": chosen}
+
+
 def _preview(proj: Project, ds) -> None:
     summary = ds.summary()
     c = st.columns(5)
@@ -193,6 +212,9 @@ def _preview(proj: Project, ds) -> None:
         st.plotly_chart(class_balance(summary["class_counts"], noisy_counts), width="stretch")
         if ds.sensitive_name:
             st.caption(f"Sensitive attribute: {plain(ds.sensitive_name)} (used by the fairness impact).")
+        if ds.annotators is not None:  # issue 20 §4
+            st.caption(f"Annotators: {plain(', '.join(ds.annotator_names))} — each one's quality on Scores once a "
+                       "model is trained.")
     with right:
         st.markdown("**Preview** (first training samples)")
         if ds.kind == "image":

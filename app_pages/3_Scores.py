@@ -465,6 +465,32 @@ def _data_issues(proj: Project, ds) -> None:
                  column_config={"summed score": st.column_config.NumberColumn("summed score", format="%.4g")})
 
 
+def _annotators(proj: Project, ds) -> None:
+    """Issue 20 §4: each annotator's quality by cleanlab's multiannotator (CROWDLAB), on out-of-fold probabilities
+    when a run has folds (their fold models are trained already), else in-sample."""
+    if not proj.annotator_names():
+        return
+    folds = max((r.folds for r in proj.state().runs), default=0)
+    with st.spinner("Comparing the annotators…"):
+        table = proj.annotator_table(folds)
+        report = proj.annotator_report(folds)
+    st.markdown(f"**Annotators** — each one's quality (cleanlab's multiannotator, on "
+                f"{f'out-of-fold ({folds} folds)' if folds else 'in-sample'} probabilities; lowest first)")
+    agree = float((report["consensus_label"] == ds.train.y.numpy()).mean())
+    text = f"The annotators' consensus label equals the training label on {agree:.1%} of the samples."
+    if ds.clean_labels is not None:
+        clean = ds.clean_labels.numpy()
+        text += (f" Against the known true labels: the consensus is right on {(report['consensus_label'] == clean).mean():.1%}, "
+                 f"the training label on {(ds.train.y.numpy() == clean).mean():.1%}.")
+    if ds.noise_mask is not None:
+        differ = report["consensus_label"] != ds.train.y.numpy()
+        text += (f" Of the {int(differ.sum()):,} training labels the consensus differs from, "
+                 f"{int((differ & ds.noise_mask.numpy().astype(bool)).sum()):,} are known to be wrong.")
+    st.caption(text)
+    numbers = {c: st.column_config.NumberColumn(c, format="%.3f") for c in ("quality", "agreement with consensus")}
+    st.dataframe(table, hide_index=True, width="content", key="annotators", column_config=numbers)
+
+
 def _column_titles(runs: list[ScoreRun], scores: dict) -> dict[str, str]:
     """Each score column's heading: its run's title ("IP, in-sample"), the run's label where two titles coincide."""
     titles = {r.label: run_title(r) for r in runs if r.label in scores}
@@ -480,6 +506,7 @@ def page() -> None:
     running = job_section(proj, "score", "Scoring") is not None
     _form(proj, ds, fitted, running=running)
     st.divider()
+    _annotators(proj, ds)
     _table(proj, ds, fitted)
     st.divider()
     _data_issues(proj, ds)

@@ -126,6 +126,7 @@ def _cards(proj, ds, visible: np.ndarray, primary: str, scores: dict, titles: di
     ranks = {label: _ranks(sc, visible) for label, sc in scores.items()}
     noise = ds.noise_mask
     clean = ds.clean_labels
+    said = proj.annotator_labels(visible)  # issue 20: "random1: cat · random2: dog · random3: cat" per card
     cards = []
     for i, r in enumerate(int(r) for r in visible):
         given, pred = int(ds.train.y[r]), int(preds[r])
@@ -137,7 +138,7 @@ def _cards(proj, ds, visible: np.ndarray, primary: str, scores: dict, titles: di
             "score": grid.number(s[r]), "rank": ranks[primary][i], "n": int(len(s)),
             "noisy": noisy, "true": int(clean[r]) if noisy and clean is not None else None,
             "image": images[i] if images else None, "features": features[i] if features else None,
-            "file": files[i] if files else None,
+            "file": files[i] if files else None, "annotators": said[i] or None,
             "text": ds.texts["train"][r] if ds.texts is not None else None,
             "decision": None if decision is None else {"action": decision.action, "label": decision.new_label},
             "methods": [{"label": label, "title": titles.get(label, label), "score": grid.number(sc[r]),

@@ -44,6 +44,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
         scores = project.score(run, progress_printer(not args.quiet), details=details, device=args.device,
                                batch_size=args.batch_size, cluster=args.cluster, scheduler=args.scheduler)
         frame = project.score_table(scores)
+        if project.annotator_names():  # issue 20 §4: the annotators' consensus (cleanlab) beside the scores
+            report = project.annotator_report(args.folds or 0)
+            frame["consensus_label"], frame["consensus_quality"] = report["consensus_label"], report["consensus_quality"]
     if details.get("note"):
         print(f"warning: {details['note']}", file=sys.stderr)
     return _write_csv(frame, args.out, "scores", "lower = more detrimental")

@@ -98,6 +98,11 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-df", type=int, help="text: TF-IDF terms in at least this many training texts (default 2)")
     p.add_argument("--max-features", type=int,
                    help="text: TF-IDF keeps the N most frequent terms (default 16,384, at most 65,536)")
+
+
+    p.add_argument("--annotator-column", dest="annotator_columns", action="append", metavar="NAME",
+                   help="CSV: another annotator's label column (repeatable; empty cells allowed): cleanlab's consensus "
+                        "of the annotators joins the scores (CIFAR-10N: random1-3 always)")
     p.add_argument("--image-size", type=int, help="image zip: pixels a side (default: the backbone's own size, else 32)")
     p.add_argument("--backbone", help="image zip: a frozen torchvision backbone (resnet18, resnet50, efficientnet_b0, "
                                       "convnext_tiny, vit_b_16) whose embeddings become the features (train a logreg "
@@ -137,7 +142,7 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
 
 DATASET_ARGUMENTS = ("label_column", "sensitive_column", "val_fraction", "label_set", "max_train", "images", "download",
                      "missing", "text_columns", "image_size", "backbone", "backbone_weights", "ngram_max", "min_df",
-                     "max_features")
+                     "max_features", "annotator_columns")
 
 
 def dataset_arguments(args: argparse.Namespace) -> dict:

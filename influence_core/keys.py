@@ -69,3 +69,13 @@ def data_issues_key(dataset: Dataset, fitted: FittedModel, settings, folds: int 
         payload["folds"] = asdict(FoldSettings(folds))
         payload["train_config"] = asdict(fitted.config)
     return payload
+
+
+def annotator_key(dataset: Dataset, fitted: FittedModel, folds: int = 0, settings: object | None = None) -> dict:
+    """The key of a multi-annotator report (issue 20 §4): the data (its annotators are in the fingerprint), the model,
+    the folds its probabilities come from (with the fold models' training settings), cleanlab's options."""
+    payload = {"report": "annotators", "dataset": dataset.fingerprint(), "model": fitted.fingerprint(),
+               "settings": asdict(settings) if is_dataclass(settings) else {}}
+    if folds:
+        payload.update(folds=asdict(FoldSettings(folds)), train_config=asdict(fitted.config))
+    return payload

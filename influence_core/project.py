@@ -1277,6 +1277,59 @@ class Project:
             return None
         return run.label, group_influence(found.duplicate_sets, self.scores()[run.label], self.source_index(), run.impact)
 
+    # --- annotators (issue 20)
+    def annotator_names(self) -> list[str]:
+        """The current data set's annotators (CIFAR-10N: random1-3; an upload: its annotator columns); [] if none."""
+        return list(self.dataset().annotator_names or [])
+
+    def annotator_labels(self, rows) -> list[str]:
+        """What each annotator said for training rows ``rows``, one line per row ("random1: cat · random2: dog");
+        "" for every row of a data set without annotators."""
+        from .annotators import describe_labels
+
+        dataset, rows = self.dataset(), np.asarray(rows, dtype=np.int64).reshape(-1)
+        if dataset.annotators is None:
+            return [""] * len(rows)
+        return describe_labels(dataset.annotators[rows], list(dataset.annotator_names), dataset.classes)
+
+    def annotator_report(self, folds: int = 0, progress: Progress | None = None) -> dict[str, np.ndarray]:
+        """cleanlab's multi-annotator report (`annotators.annotator_report`) on the current model's probabilities,
+        out of fold with ``folds`` ≥ 2 (fold models trained once and cached); stored in the workspace, memoised."""
+        from .annotators import AnnotatorSettings, annotator_report
+        from .api import out_of_fold_probabilities
+        from .folds import FoldSettings
+        from .keys import annotator_key, hash_key
+
+        _, dataset, fitted = self._current_model()
+        if dataset.annotators is None:
+            raise InfluenceError("this data set has no annotators' labels (CIFAR-10N has three; an upload names its "
+                                 "annotator columns)")
+
+        def compute() -> dict[str, np.ndarray]:
+            if folds:
+                models = self.engine.fold_models(dataset, fitted, folds, progress=progress)
+                probs = out_of_fold_probabilities(dataset, models, FoldSettings(folds))
+            else:
+                probs = self.predictions()[1]  # the Review cards' probabilities, predicted once
+            return annotator_report(dataset.annotators, probs, dataset.annotator_names)
+
+        key = annotator_key(dataset, fitted, folds, AnnotatorSettings())
+        return dict(MEMORY.get("results", f"annotators:{hash_key(key)}",
+                               lambda: self.cache.get_or_compute_arrays("annotators", key, compute)))
+
+    def annotator_table(self, folds: int = 0):
+        """Each annotator's quality, agreement with the consensus, samples labelled and worst class (a table, the
+        lowest quality first)."""
+        from .annotators import annotator_table
+
+        return annotator_table(self.annotator_report(folds), self.dataset().classes)
+
+    def annotator_ranking(self, folds: int = 0) -> np.ndarray:
+        """The consensus label's quality per training sample as a ranking (lower = more likely wrong)."""
+        from .annotators import consensus_ranking
+
+        return consensus_ranking(self.annotator_report(folds))
+
 
 _STATE_LOCK = threading.RLock()
 

@@ -121,3 +121,30 @@ def test_a_file_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, monkey
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert "a-file" in err and "Traceback" not in err
+
+
+def test_score_with_annotator_columns_adds_cleanlabs_consensus(tmp_path):
+    """Issue 20 §4: --annotator-column (repeatable) reads further label columns; the consensus joins the scores."""
+    import numpy as np
+    from cleanlab.multiannotator import get_label_quality_multiannotator
+
+    from influence_core.project import Project
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 2))
+    y = (x[:, 0] > 0).astype(int)
+    coin = rng.integers(0, 2, 150)
+    pd.DataFrame({"f1": x[:, 0], "f2": x[:, 1], "a": y, "b": coin, "label": y}).to_csv(tmp_path / "c.csv", index=False)
+    out, ws = tmp_path / "s.csv", tmp_path / "ws"
+    res = _run("score", "--dataset", str(tmp_path / "c.csv"), "--model", "logreg", "--method", "loss", "--quiet",
+               "--annotator-column", "a", "--annotator-column", "b", "--workspace", str(ws), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    table = pd.read_csv(out)
+    proj = Project.open("cli", ws)
+    direct = get_label_quality_multiannotator(proj.dataset().annotators, proj.predictions()[1], verbose=False)
+    assert table["consensus_label"].tolist() == direct["label_quality"]["consensus_label"].tolist()
+    # the report renormalises predictions()' float32 probabilities in float64: equal to float32 precision
+    np.testing.assert_allclose(table["consensus_quality"], direct["label_quality"]["consensus_quality_score"], rtol=1e-6)
+    res = _run("score", "--dataset", str(tmp_path / "c.csv"), "--annotator-column", "nope", "--no-cache")
+    assert res.returncode == 2 and res.stderr.strip().startswith("error: no annotator column 'nope' in 'c.csv'")
+    assert len(res.stderr.strip().splitlines()) == 1

@@ -662,6 +662,7 @@ class ReviewGrid {
     labels.append(el("span", null, "given "), el("b", null, classes[c.given]));
     labels.append(el("span", null, " · model "), el("b", null, classes[c.pred]), el("span", "rg-sub", ` ${pct(c.prob)}`));
     node.append(labels);
+    if (c.annotators) node.append(el("div", "rg-sub rg-annotators", c.annotators));  // issue 20: what each annotator said
     if (c.noisy) {
       const note = c.true !== null && c.true !== undefined ? `known noisy (true: ${classes[c.true]})` : "known noisy";
       node.append(el("div", "rg-noisy", note));
@@ -807,6 +808,7 @@ class ReviewGrid {
       img.alt = `sample ${c.id}`;
       this.dialog.append(img);
     }
+    if (c.annotators) this.dialog.append(el("div", "rg-sub rg-annotators", c.annotators));
     if (c.text) this.dialog.append(el("div", "rg-text rg-view-text", c.text));
     if (c.features && c.features.length) {
       const table = el("dl", "rg-features rg-view-features");

@@ -169,6 +169,8 @@ class Dataset:
     differing from a clean label set); ``clean_labels`` holds the true labels when known. ``source_index``
     maps each training row to its position in the original data (for CIFAR-N joins and exports). ``texts``
     (text data): each split's raw texts, row-aligned with its features ({"train": [...], "val": [...], "test": [...]}).
+    ``annotators`` (issue 20): several people's labels of each training row, float64 N×M (class indices, NaN where
+    an annotator gave none), named by ``annotator_names``; the training label ``train.y`` is the one the user chose.
     """
 
     name: str
@@ -184,6 +186,8 @@ class Dataset:
     sensitive_name: str | None = None
     meta: dict = field(default_factory=dict)
     texts: dict[str, list[str]] | None = None
+    annotators: np.ndarray | None = None
+    annotator_names: list[str] | None = None
     _fingerprint: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -206,12 +210,15 @@ class Dataset:
         of one data set pay for it once. (Tensors changed in place are not noticed: build a new split instead, as
         `with_train` does.)"""
         splits = (self.train, self.val, self.test)
-        key = (self.name, tuple(s.identity() for s in splits))
+        key = (self.name, tuple(s.identity() for s in splits), id(self.annotators), tuple(self.annotator_names or ()))
         if self._fingerprint is not None and self._fingerprint[0] == key:
             return self._fingerprint[1]
         h = hashlib.sha256(self.name.encode())
         for s in splits:
             s.hash_into(h)
+        if self.annotators is not None:  # several annotators' labels (issue 20): part of what the data is
+            h.update(b"annotators" + "\x1f".join(self.annotator_names or ()).encode())
+            h.update(np.ascontiguousarray(self.annotators, dtype=np.float64).data)
         self._fingerprint = (key, h.hexdigest()[:16])
         return self._fingerprint[1]
 
@@ -221,12 +228,29 @@ class Dataset:
 
         Training texts follow the new rows: ``train_index`` (positions in the current training split) when given,
         else matched through ``source_index``; a text set whose new rows cannot be matched keeps no texts."""
+        annotators = self._annotators_for(source_index, train_index)
         return Dataset(
             name=self.name, train=train, val=self.val, test=self.test, classes=self.classes, kind=self.kind,
             noise_mask=noise_mask, clean_labels=None, feature_names=self.feature_names,
             source_index=source_index, sensitive_name=self.sensitive_name, meta=dict(self.meta),
             texts=self._texts_for(len(train), source_index, train_index),
+            annotators=annotators, annotator_names=None if annotators is None else self.annotator_names,
         )
+
+    def _annotators_for(self, source_index: torch.Tensor | None, train_index) -> np.ndarray | None:
+        """The annotators' labels of new training rows (see `with_train`): by ``train_index``, else matched through
+        ``source_index``; None when the rows cannot be matched."""
+        if self.annotators is None:
+            return None
+        if train_index is not None:
+            return self.annotators[np.asarray(train_index, dtype=np.int64)]
+        if source_index is None or self.source_index is None:
+            return None
+        position = {int(s): i for i, s in enumerate(self.source_index.tolist())}
+        wanted = source_index.tolist()
+        if not all(int(s) in position for s in wanted):
+            return None
+        return self.annotators[np.asarray([position[int(s)] for s in wanted], dtype=np.int64)]
 
     def _texts_for(self, n: int, source_index: torch.Tensor | None, train_index) -> dict[str, list[str]] | None:
         """`texts` with the training texts of new training rows (see `with_train`)."""
@@ -254,4 +278,6 @@ class Dataset:
             out["noise_rate"] = float(self.noise_mask.float().mean())
         if self.sensitive_name:
             out["sensitive"] = self.sensitive_name
+        if self.annotators is not None:
+            out["annotators"] = list(self.annotator_names or [])
         return out

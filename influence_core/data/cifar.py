@@ -33,6 +33,8 @@ CIFAR10N_LABEL_SETS = {
     "aggregate": "aggre_label", "random1": "random_label1", "random2": "random_label2", "random3": "random_label3",
     "worst": "worse_label", "clean": "clean_label",
 }
+# The three independent human label sets of CIFAR-10N: its annotators (issue 20 §4), besides the chosen label set.
+CIFAR10N_ANNOTATORS = ("random1", "random2", "random3")
 # Noise rates over all 50,000 training images as published (Wei et al. 2022, Table 1).
 PUBLISHED_NOISE_RATES = {"aggregate": 0.0903, "random1": 0.1723, "random2": 0.1812, "random3": 0.1764, "worst": 0.4021,
                          "clean": 0.0, "cifar100n": 0.4020}
@@ -100,6 +102,13 @@ def cifar10n_labels(label_set: str = "aggregate", labels_path: str | None = None
     arrays = _labels("cifar10n_labels.npz", "CIFAR-10_human.pt", labels_path, download)
     noisy, clean = arrays[CIFAR10N_LABEL_SETS[label_set]].astype(np.int64), arrays["clean_label"].astype(np.int64)
     return noisy, clean, noisy != clean
+
+
+def cifar10n_annotator_labels(labels_path: str | None = None, download: bool = False) -> np.ndarray:
+    """The labels of CIFAR-10N's three annotators (`CIFAR10N_ANNOTATORS`) over all 50,000 training images in original
+    training order, float64 50,000×3 (the `Dataset.annotators` layout; every image was labelled by all three)."""
+    arrays = _labels("cifar10n_labels.npz", "CIFAR-10_human.pt", labels_path, download)
+    return np.stack([arrays[CIFAR10N_LABEL_SETS[a]] for a in CIFAR10N_ANNOTATORS], axis=1).astype(np.float64)
 
 
 def cifar100n_labels(coarse: bool = False, labels_path: str | None = None, download: bool = False
@@ -201,7 +210,8 @@ def _build(name: str, imgs: dict, noisy: np.ndarray, clean: np.ndarray, classes:
 def load_cifar10n(label_set: str = "aggregate", seed: int = 0, val_fraction: float = 0.1, max_train: int | None = None,
                   max_test: int | None = None, clean_val: bool = True, images: str | None = None,
                   labels_path: str | None = None, download: bool = False, on_disk: bool | None = None) -> Dataset:
-    """CIFAR-10N: training labels from ``label_set``; noise mask = (noisy ≠ clean); images normalised per channel.
+    """CIFAR-10N: training labels from ``label_set``; noise mask = (noisy ≠ clean); images normalised per channel;
+    the three annotators' own labels (random1-3) as ``annotators``.
 
     ``images``: a torchvision CIFAR-10 root folder or an .npz like the bundled subset; otherwise the cache
     (``$INFLUENCE_DATA_DIR/cifar10``), a download (``download=True``), or the offline 4,000-image subset.
@@ -217,8 +227,11 @@ def load_cifar10n(label_set: str = "aggregate", seed: int = 0, val_fraction: flo
         imgs = _npz_images(subset)
     meta = {"label_set": label_set, "label_key": CIFAR10N_LABEL_SETS[label_set],
             "published_noise_rate": PUBLISHED_NOISE_RATES[label_set]}
-    return _build("cifar10n", imgs, noisy, clean, imgs.get("classes") or CIFAR10_CLASSES, seed, val_fraction,
-                  max_train, max_test, clean_val, meta, on_disk)
+    dataset = _build("cifar10n", imgs, noisy, clean, imgs.get("classes") or CIFAR10_CLASSES, seed, val_fraction,
+                     max_train, max_test, clean_val, meta, on_disk)
+    dataset.annotators = cifar10n_annotator_labels(labels_path, download)[dataset.source_index.numpy()]
+    dataset.annotator_names = list(CIFAR10N_ANNOTATORS)
+    return dataset
 
 
 @register_dataset("cifar100n", "CIFAR-100 with human noisy labels (40% noise); needs the CIFAR-100 images "

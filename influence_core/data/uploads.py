@@ -40,6 +40,7 @@ import torch
 
 from ..errors import InfluenceError, writing
 from .base import Dataset, Split
+from .annotator_labels import annotator_matrix, check_annotator_columns
 from .columns import MAX_CLASSES, binarise_sensitive, encode_labels  # noqa: F401  (uploads' own API too)
 from .originals import ORIGINAL_INDEX_COLUMN, SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
 from .prepare import carve_indices, normalise_images
@@ -323,7 +324,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
              on_disk: bool | None = None, text_columns: list[str] | None = None,
              feature_columns: list[str] | None = None, perturbed_column: str | None = None,
              tokenizer_folder: str | None = None, max_tokens: int = 128, twin_terms: str | None = "builtin",
-             ngram_max: int | None = None, min_df: int | None = None, max_features: int | None = None) -> Dataset:
+             ngram_max: int | None = None, min_df: int | None = None, max_features: int | None = None,
+             annotator_columns: list[str] | None = None) -> Dataset:
     """A CSV table: ``label_column`` is the class (default: the one column named label, y, target or class, else
     the last column; see `default_label_column`).
 
@@ -343,6 +345,9 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     (the "hf" featurizer, for ``hf:`` models). Without a ``perturbed_column``, ``twin_terms`` makes the twins by
     word swaps (`perturb.perturber_for`: "builtin", None = no twins, or the contents of a term list).
     ``ngram_max`` / ``min_df`` / ``max_features``: the TF-IDF settings (`text.TfidfSettings`; None = its default).
+
+    Several annotators (issue 20 §4): ``annotator_columns`` are further label columns of the file (one person's
+    labels each, empty cells allowed), kept out of the features and read as ``Dataset.annotators``.
     """
     path = Path(path)
     check_upload_size(path)
@@ -353,8 +358,13 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     for role, col in (("label", label_column), ("sensitive", sensitive_column)):
         if col is not None and col not in frame.columns:
             raise InfluenceError(f"no {role} column '{col}' in '{path.name}'; the columns are: {_columns(frame)}")
+    annotator_columns = check_annotator_columns(frame, annotator_columns, {"label": label_column,
+                                                                           "sensitive": sensitive_column}, path.name)
     notes: list[str] = []  # conversions the page states (meta["conversions"])
     y, classes = encode_labels(frame[label_column], label_column, notes=notes)
+    annotators = annotator_matrix(frame, annotator_columns, classes) if annotator_columns else None
+    file_columns = [str(c) for c in frame.columns]
+    frame = frame.drop(columns=annotator_columns)  # labels, not features
     s, s_name = (None, None)
     if sensitive_column is not None:
         s, s_name = binarise_sensitive(frame[sensitive_column], sensitive_column, sensitive_threshold)
@@ -367,12 +377,13 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     if text_columns is None:
         text_columns = detect_text_columns(frame.drop(columns=drop + ([perturbed_column] if perturbed_column else [])))
     if text_columns:
-        return _load_text_csv(path, frame, label_column, list(text_columns), drop, feature_columns, sensitive_column,
+        return _with_annotators(_load_text_csv(path, frame, label_column, list(text_columns), drop, feature_columns, sensitive_column,
                               perturbed_column, assigned, notes, seed=seed, val_fraction=val_fraction,
                               test_fraction=test_fraction, on_disk=on_disk,
                               perturber=None if perturbed_column else perturber_for(twin_terms),
                               **({"features": "hf", "featurizer_settings": {"model": tokenizer_folder, "max_tokens": max_tokens}}
-                                 if tokenizer_folder else {"tfidf": tfidf_settings(ngram_max, min_df, max_features)}))
+                                 if tokenizer_folder else {"tfidf": tfidf_settings(ngram_max, min_df, max_features)})),
+                           annotators, annotator_columns)
     features, text_columns = readable_features(frame.drop(columns=drop), notes)
     if features.shape[1] == 0:
         why = ""
@@ -382,11 +393,21 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
             why += " like free text (name it as a text column)"
         raise InfluenceError(f"'{path.name}' has no feature columns besides the label '{label_column}'{why}")
     originals = {"label_column": label_column, "tables": {"train": table_spec(reader, path, len(frame))}}
-    return encode_tabular(path.stem, features, y, s, classes, test_fraction=test_fraction, val_fraction=val_fraction,
-                          seed=seed, sensitive_name=s_name, missing=missing, on_disk=on_disk, assigned=assigned,
-                          meta={"source": str(path), "label_column": label_column, "sensitive_column": sensitive_column,
-                                "originals": originals, "conversions": notes,
-                                "columns": [str(c) for c in frame.columns]})
+    dataset = encode_tabular(path.stem, features, y, s, classes, test_fraction=test_fraction, val_fraction=val_fraction,
+                             seed=seed, sensitive_name=s_name, missing=missing, on_disk=on_disk, assigned=assigned,
+                             meta={"source": str(path), "label_column": label_column, "sensitive_column": sensitive_column,
+                                   "originals": originals, "conversions": notes,
+                                   "columns": file_columns})
+    return _with_annotators(dataset, annotators, annotator_columns)
+
+
+def _with_annotators(dataset: Dataset, annotators: np.ndarray | None, names: list[str]) -> Dataset:
+    """``dataset`` with the annotators' labels of its training rows (`source_index` = the file's rows), if any."""
+    if annotators is not None:
+        dataset.annotators = annotators[dataset.source_index.numpy()]
+        dataset.annotator_names = list(names)
+        dataset.meta["annotator_columns"] = list(names)
+    return dataset
 
 
 # ------------------------------------------------------------------------------------------- image zip
