@@ -1138,6 +1138,159 @@ class Project:
         return flagged_cells(dataset.train.y.numpy(), dataset.train.sensitive.numpy(), rows, dataset.classes,
                              dataset.sensitive_name or "group")
 
+    # --- bulk fixes and versions (issue 20)
+    def suggested_probabilities(self, label: str | None = None) -> tuple[np.ndarray, bool]:
+        """(N×C class probabilities behind the suggested labels, out of fold?): out of fold — each sample by the fold
+        model that did not train on it — when ranking ``label`` (default: the primary run) is, else in-sample."""
+        from .api import out_of_fold_probabilities
+        from .folds import FoldSettings
+
+        run = self.primary_run() if label is None else next((r for r in self.state().runs if r.label == label), None)
+        folds = int(run.folds or 0) if run is not None else 0
+        if not folds:
+            return self.predictions()[1], False
+        _, dataset, fitted = self._current_model()
+        return MEMORY.get("results", f"oof-probs:{dataset.fingerprint()}:{fitted.fingerprint()}:{folds}",
+                          lambda: out_of_fold_probabilities(dataset, self.engine.fold_models(dataset, fitted, folds),
+                                                            FoldSettings(folds))), True
+
+    def bulk_relabel_preview(self, threshold: float, label: str | None = None):
+        """What "relabel every flagged sample whose suggested label has probability ≥ ``threshold``" would do
+        (`bulk.relabel_preview`; flagged by ranking ``label``, default the primary run; decided samples left alone)."""
+        from .bulk import relabel_preview
+
+        probs, oof = self.suggested_probabilities(label)
+        return relabel_preview(self.flagged(label), probs, self.dataset().train.y.numpy(), threshold,
+                               decided=self.current_decisions(), out_of_fold=oof)
+
+    def duplicate_sets(self) -> list[list[int]]:
+        """Groups of training rows that are duplicates (Datalab's, `data_issues`); empty until it has run."""
+        issues = self.data_issues() if hasattr(self, "data_issues") else None
+        return [[int(r) for r in group] for group in issues.duplicate_sets] if issues is not None else []
+
+    def bulk_dedupe_preview(self, keep: str = "best", groups: list[list[int]] | None = None, label: str | None = None):
+        """What "keep one of each duplicate group" would do (`bulk.dedupe_preview`): ``groups`` (default:
+        `duplicate_sets`), keeping the best-scored by ranking ``label`` (default: the primary run) or the first."""
+        from .bulk import dedupe_preview
+
+        scores = None
+        if keep == "best":
+            run = self.primary_run() if label is None else next((r for r in self.state().runs if r.label == label), None)
+            scores = self.scores()[run.label] if run is not None else None
+        return dedupe_preview(self.duplicate_sets() if groups is None else groups, scores, keep,
+                              decided=self.current_decisions())
+
+    def apply_bulk_fix(self, preview, *, session: str | None = None) -> int:
+        """Record a bulk fix's preview as ONE batch by this project's user (so one undo takes it all back); returns the
+        batch number. Refuses an empty fix and rows or classes outside the current data set."""
+        self.require("decide")
+        dataset, source = self.dataset(), self.source_index()
+        rows = [int(r) for r in preview.rows]
+        if not rows:
+            raise InfluenceError("this bulk fix changes no sample")
+        if not all(0 <= r < len(source) for r in rows):
+            raise InfluenceError("this bulk fix names rows outside the training split: preview it again")
+        if preview.new_labels is not None and not all(0 <= k < dataset.num_classes for k in preview.new_labels):
+            raise InfluenceError(f"this bulk fix relabels outside the classes 0..{dataset.num_classes - 1}")
+        with writing("record the bulk fix"):
+            return self.decisions.record(self.decision_scope(), rows, preview.action, user=self.user, session=session,
+                                         event=preview.event(), originals=[int(source[r]) for r in rows],
+                                         new_labels=preview.new_labels)
+
+    def last_bulk_fix(self) -> dict | None:
+        """This user's latest bulk fix not undone — ``{"batch", "count", "kind"}`` — found in the decision log, so
+        a refresh or another tab finds it too; None when there is none."""
+        from .bulk import EVENT_PREFIX, kind_of_event
+
+        found = self.decisions.latest_batch(self.decision_scope(), EVENT_PREFIX, user=self.user)
+        return None if found is None else {"batch": found[0], "count": found[1], "kind": kind_of_event(found[2])}
+
+    def undo_bulk_fix(self, batch: int | None = None) -> int:
+        """Take back a whole bulk fix in one step (default: `last_bulk_fix`); returns how many decisions it held."""
+        self.require("decide")
+        if batch is None:
+            last = self.last_bulk_fix()
+            if last is None:
+                return 0
+            batch = last["batch"]
+        return self.decisions.undo(self.decision_scope(), batch=int(batch))
+
+    def save_version(self, name: str, note: str = ""):
+        """Save the current decisions as the named, immutable version ``name`` of the cleaned data set
+        (`versions.make_version`: its parent is the latest version of this data); a name taken is refused."""
+        from .versions import make_version, save_version
+
+        self.require("decide")
+        state, dataset = self._current()
+        earlier = self.versions()
+        primary = self.primary_run()
+        version = make_version(name, dataset, self.current_decisions(), self.source_index(), self.user,
+                               tuple(r.label for r in state.runs), primary.label if primary else None,
+                               earlier[-1].name if earlier else None, note)
+        save_version(self.folder, version)
+        return version
+
+    def versions(self) -> list:
+        """The saved versions of the current data set, oldest first (`versions.DataVersion`)."""
+        from .versions import list_versions
+
+        return list_versions(self.folder, self.dataset().fingerprint())
+
+    def version(self, name: str):
+        from .versions import load_version
+
+        return load_version(self.folder, name)
+
+    def version_diff(self, a: str | None, b: str):
+        """Rows removed, restored and relabelled from version ``a`` (None: the data as loaded) to ``b``."""
+        from .versions import diff_versions
+
+        return diff_versions(self.version(a) if a else None, self.version(b))
+
+    def version_cleaned_table(self, name: str, with_splits: bool = True):
+        """Version ``name``'s cleaned table, rebuilt exactly (`export.cleaned_table` on its decisions)."""
+        from .export import cleaned_table
+        from .versions import check_same_data, version_decisions
+
+        version, dataset = self.version(name), self.dataset()
+        check_same_data(version, dataset)
+        return cleaned_table(dataset, version_decisions(version), with_splits=with_splits)
+
+    def version_image_zip(self, name: str) -> bytes:
+        """Version ``name``'s cleaned images in ImageFolder layout (`export.imagefolder_zip` on its decisions)."""
+        from .export import imagefolder_zip
+        from .versions import check_same_data, version_decisions
+
+        version, dataset = self.version(name), self.dataset()
+        check_same_data(version, dataset)
+        return imagefolder_zip(dataset, version_decisions(version))
+
+    def compare_versions(self, a: str, b: str, seeds: int = 1, progress: Progress | None = None,
+                         should_stop: Callable[[], bool] | None = None) -> list[dict]:
+        """Retrain the current model's architecture with its training settings on versions ``a`` and ``b`` with
+        seeds 0..seeds−1 and measure test accuracy and loss (`evaluate.versions.compare_versions`)."""
+        from .evaluate.versions import compare_versions
+
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 10:
+            raise InfluenceError("choose between 1 and 10 retraining seeds")
+        _, dataset, fitted = self._current_model()
+        if not fitted.history:
+            raise InfluenceError("retraining needs the model's training settings; an uploaded model has none — "
+                                 "train the model here first")
+        return compare_versions(dataset, [self.version(a), self.version(b)], fitted.arch, fitted.config,
+                                list(range(seeds)), progress=progress, should_stop=should_stop)
+
+    def compare_versions_in_background(self, a: str, b: str, seeds: int = 1) -> Job:
+        """`compare_versions` as the project's "versions" job; its result holds one record per training."""
+        self.version(a), self.version(b)  # an unknown name: one line now, not a failed job
+
+        def run(handle: JobHandle) -> dict:
+            records = self.compare_versions(a, b, seeds, progress=lambda f, m: handle.report(f, m),
+                                            should_stop=handle.should_stop)
+            return {"versions": [a, b], "records": records}
+
+        return self.start_job("versions", f"Retraining on {a} and {b}", run)
+
 
 _STATE_LOCK = threading.RLock()
 
