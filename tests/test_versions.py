@@ -1,0 +1,83 @@
+"""Versions of the cleaned data set: immutable (a name is never saved twice, the file is read-only), the diff is the
+hand-made one, and a version's stored decisions rebuild the cleaned table exactly as it was when saved."""
+
+from __future__ import annotations
+
+
+import pandas as pd
+import pytest
+
+from influence_core.errors import InfluenceError
+from influence_core.project import Project, ScoreRun
+from influence_core.versions import valid_version_name
+
+
+@pytest.fixture
+def proj(tmp_path) -> Project:
+    proj = Project.open("versions", tmp_path, user="alice")
+    proj.use_dataset("blobs", seed=0)
+    proj.train("logreg")
+    proj.score(ScoreRun("loss"))
+    return proj
+
+
+def test_a_version_is_immutable_and_names_are_checked(proj):
+    proj.record([1, 2], "remove", session="s")
+    v1 = proj.save_version("v1")
+    path = proj.folder / "versions" / "v1.json"
+    text = path.read_text()
+    proj.record([3], "remove", session="s")
+    with pytest.raises(InfluenceError, match="exists already"):
+        proj.save_version("v1")
+    assert path.read_text() == text
+    assert oct(path.stat().st_mode & 0o777) == "0o444"
+    assert [p.name for p in (proj.folder / "versions").iterdir()] == ["v1.json"]  # no temporary file left
+    assert proj.version("v1") == v1 and v1.removed == [1, 2] and v1.created_by == "alice"
+    assert v1.rankings == ("loss",) and v1.primary == "loss" and v1.parent is None
+    for bad in ("../x", "a/b", "", ".hidden", "x" * 65, "v1.json"):
+        with pytest.raises(InfluenceError, match="cannot name a version"):
+            valid_version_name(bad)
+    with pytest.raises(InfluenceError, match="no version named"):
+        proj.version("nope")
+
+
+def test_diff_between_two_versions_by_hand(proj):
+    given = proj.dataset().train.y.numpy()
+    proj.record([1, 2], "remove", session="s")
+    proj.record([5], "relabel", 1 - int(given[5]), session="s")
+    proj.record([6], "relabel", 1 - int(given[6]), session="s")
+    proj.save_version("v1")
+    proj.record([1], "keep", session="s")  # restored
+    proj.record([3], "remove", session="s")  # newly removed
+    proj.record([5], "keep", session="s")  # its label back to the given one
+    proj.record([7], "relabel", 1 - int(given[7]), session="s")  # newly relabelled
+    v2 = proj.save_version("v2")
+    assert v2.parent == "v1"
+    diff = proj.version_diff("v1", "v2")
+    assert diff.removed == (3,) and diff.restored == (1,)
+    assert diff.relabelled == ((5, 1 - int(given[5]), int(given[5])), (7, int(given[7]), 1 - int(given[7])))
+    table = diff.table()
+    assert table["change"].tolist() == ["removed", "restored", "relabelled", "relabelled"]
+    assert table["row"].tolist() == [3, 1, 5, 7]
+    first = proj.version_diff(None, "v1")  # against the data as loaded
+    assert first.removed == (1, 2) and first.restored == () and [r for r, _, _ in first.relabelled] == [5, 6]
+    assert [v.name for v in proj.versions()] == ["v1", "v2"]
+
+
+def test_a_version_rebuilds_its_cleaned_table_exactly(proj):
+    given = proj.dataset().train.y.numpy()
+    proj.record([0, 4], "remove", session="s")
+    proj.record([9], "relabel", 1 - int(given[9]), session="s")
+    at_save = proj.cleaned_table(with_splits=True)
+    proj.save_version("v1")
+    proj.undo(session="s")
+    proj.record([10, 11], "remove", session="s")  # the live decisions move on
+    rebuilt = proj.version_cleaned_table("v1", with_splits=True)
+    pd.testing.assert_frame_equal(rebuilt, at_save)
+    train = rebuilt[rebuilt["split"] == "train"]
+    assert len(train) == len(given) - 2 and 0 not in train["original_index"].tolist()
+    assert len(proj.version_cleaned_table("v1", with_splits=False)) == len(given) - 2
+    proj.use_dataset("moons", seed=0)  # other data: the version is not offered, and refused by name
+    assert proj.versions() == []
+    with pytest.raises(InfluenceError, match="other data"):
+        proj.version_cleaned_table("v1")
