@@ -12,6 +12,7 @@ import streamlit as st
 from influence_core.project import InfluenceError
 from app_pages import _review_grid as grid
 from app_pages import review_queue
+from app_pages._bulk_fixes import bulk_fixes
 from app_pages._common import (guarded, job_outcome, job_panel, job_section, link, plain, run_title, session_id,
                                start_page, use_session_id)
 
@@ -340,6 +341,7 @@ def _grid_section(proj, ds, scores: dict, titles: dict, primary: str, share: flo
                " · samples are named by their index in the original data (the number the exports use).")
     if selection:
         _map_banner(len(selection))
+    bulk_fixes(proj, ds, primary)  # issue 20 §5
     _batch_bar(proj, ds, rows, preds, name)
     if len(rows) == 0:
         st.success("Nothing left to review here. Export the decisions when you are done.")

@@ -10,6 +10,7 @@ import streamlit as st
 
 from influence_core.project import InfluenceError
 from app_pages._common import guarded, missing, plain, start_page
+from app_pages._versions import versions_section
 
 
 def _reviewers(proj) -> None:
@@ -141,6 +142,7 @@ def page() -> None:
         files.update(_image_zip(proj, ds, current, stem))
     files.update(_cifar_labels(proj, stem))
     _save(proj, files, later)
+    versions_section(proj, ds)  # issue 20 §6
 
 
 guarded(page)

@@ -1285,9 +1285,11 @@ class Project:
         self.version(a), self.version(b)  # an unknown name: one line now, not a failed job
 
         def run(handle: JobHandle) -> dict:
+            from .evaluate.versions import version_table
+
             records = self.compare_versions(a, b, seeds, progress=lambda f, m: handle.report(f, m),
                                             should_stop=handle.should_stop)
-            return {"versions": [a, b], "records": records}
+            return {"versions": [a, b], "records": records, "table": version_table(records).to_dict("records")}
 
         return self.start_job("versions", f"Retraining on {a} and {b}", run)
     # --- data issues (issue 20): cleanlab's Datalab (and cleanvision on images) on the model's features

@@ -224,16 +224,16 @@ class VersionDiff:
     restored: tuple[int, ...]
     relabelled: tuple[tuple[int, int, int], ...]
 
-    def table(self, originals: Mapping[int, int] | None = None) -> pd.DataFrame:
-        """One row per change: change, row, original index (when known) and, for a relabel, the label before and
-        after."""
-        originals = originals or {}
+    def table(self, originals: np.ndarray | Mapping[int, int] | None = None) -> pd.DataFrame:
+        """One row per change: change, row, original index (``originals[row]``; the row when not given) and, for a
+        relabel, the label before and after."""
         records = ([{"change": "removed", "row": r} for r in self.removed] +
                    [{"change": "restored", "row": r} for r in self.restored] +
                    [{"change": "relabelled", "row": r, "label_before": x, "label_after": y}
                     for r, x, y in self.relabelled])
         frame = pd.DataFrame(records, columns=["change", "row", "label_before", "label_after"])
-        frame.insert(2, "original_index", [originals.get(int(r), int(r)) for r in frame["row"]])
+        frame.insert(2, "original_index", [int(originals[int(r)]) if originals is not None else int(r)
+                                           for r in frame["row"]])
         return frame
 
 
