@@ -112,3 +112,17 @@ def test_suggested_labels_come_out_of_fold_when_the_ranking_is(scored):
     ds, fitted = scored.dataset(), scored.model()
     expected = out_of_fold_probabilities(ds, scored.fold_models(2), FoldSettings(2))
     assert oof and np.allclose(probs, expected) and not np.allclose(probs, scored.predictions()[1])
+
+
+def test_the_duplicate_fix_takes_datalabs_groups_and_keeps_the_best_scored(scored, monkeypatch):
+    import pandas as pd
+
+    from influence_core.data_issues import DataIssues
+
+    assert scored.duplicate_sets() == []  # Datalab has not run yet
+    monkeypatch.setattr(type(scored), "data_issues", lambda self: DataIssues(pd.DataFrame(), [[0, 1], [4, 5, 6]]))
+    s = scored.scores()["loss"]
+    keep = [max(g, key=lambda r: (s[r], -r)) for g in ([0, 1], [4, 5, 6])]  # highest = least detrimental
+    preview = scored.bulk_dedupe_preview("best")
+    assert preview.rows == tuple(sorted(r for r in (0, 1, 4, 5, 6) if r not in keep))
+    assert [x["row"] for x in preview.sample] == keep
