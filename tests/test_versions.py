@@ -81,3 +81,24 @@ def test_a_version_rebuilds_its_cleaned_table_exactly(proj):
     assert proj.versions() == []
     with pytest.raises(InfluenceError, match="other data"):
         proj.version_cleaned_table("v1")
+
+
+def test_the_cli_lists_saves_and_diffs_versions(proj, capsys):
+    from influence_core.cli import main
+
+    root = str(proj.root)
+    proj.record([1, 2], "remove", session="s")
+    assert main(["versions", "save", "v1", "--project", "versions", "--workspace", root, "--user", "carol"]) == 0
+    proj.record([2], "keep", session="s")
+    proj.record([4], "remove", session="s")
+    proj.save_version("v2")
+    capsys.readouterr()
+    assert main(["versions", "list", "--project", "versions", "--workspace", root]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == ["v1", "v2"] and "carol" in listed[0]
+    assert main(["versions", "diff", "v2", "--project", "versions", "--workspace", root]) == 0  # against its parent
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "change,row,original_index,label_before,label_after"
+    assert [line.split(",")[:2] for line in out[1:]] == [["removed", "4"], ["restored", "2"]]
+    assert main(["versions", "save", "v1", "--project", "versions", "--workspace", root]) == 2
+    assert "exists already" in capsys.readouterr().err
