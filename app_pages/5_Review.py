@@ -292,7 +292,7 @@ def _controls(proj, ds, labels: list[str], titles: dict) -> tuple[str, float, st
     """The ranking, the flagged share (both kept in the project), what to show and how many cards per row and page."""
     state = proj.state()
     c1, c2, c3, c4, c5 = st.columns([2.6, 2.2, 1.1, 0.9, 0.9])
-    default = proj.primary_run().label
+    default = proj.primary_ranking()
     primary = c1.selectbox("Order by", labels, index=labels.index(default),
                            format_func=lambda label: titles[label],
                            help="Any computed ranking (lower = more detrimental first); compute more on the Scores "
@@ -367,7 +367,8 @@ def _grid_section(proj, ds, scores: dict, titles: dict, primary: str, share: flo
 
 def page() -> None:
     ctx = start_page("Review", needs="scores")
-    proj, ds, scores = ctx.proj, ctx.ds, ctx.scores
+    proj, ds = ctx.proj, ctx.ds
+    scores = proj.rankings()  # the runs' scores and each data issue type's (issue 20)
     runs = {r.label: r for r in proj.state().runs}
     titles = {label: run_title(runs[label]) if label in runs else label for label in scores}
     controls = _controls(proj, ds, list(scores), titles)

@@ -35,6 +35,10 @@ IMAGE_CHECKS = ("dark", "light", "blurry", "low_information", "odd_aspect_ratio"
 ISSUE_TYPES = ("label", "exact_duplicate", "near_duplicate", "outlier", "non_iid", "class_imbalance",
                "underperforming_group") + IMAGE_CHECKS
 COLUMNS = ("sample", "index", "issue", "score", "is_issue")
+# Methods whose scores add up over a group (first-order: removing a group changes f by about the sum of its
+# members' scores), so a duplicate group's summed score says what the group does to the impact
+ADDITIVE_METHODS = ("ip", "ip_ensemble", "exact", "lissa", "ekfac", "datainf", "tracin", "tda")
+IMPACT_QUANTITY = {"utility": "the validation loss", "fairness": "the fairness gap", "robustness": "the loss under attack"}
 FOLDS_FILE = "data_issues.json"  # in a project folder: the folds of its last Datalab run
 
 
@@ -183,7 +187,8 @@ def run_datalab(data, features: np.ndarray, probs: np.ndarray, settings: DataIss
     if len(features) <= settings.k:
         raise InfluenceError(f"Datalab needs more training samples ({len(features)}) than neighbours (k = {settings.k})")
     lab = Datalab(data=data, label_name="label", image_key=image_key, verbosity=0)
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    quiet = io.StringIO()  # Datalab prints, cleanvision draws tqdm bars on stderr
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lab.find_issues(features=np.asarray(features, dtype=np.float32), pred_probs=probs,
                         issue_types=datalab_issue_types(settings, image_key is not None))
@@ -277,3 +282,18 @@ def last_folds(project_folder) -> int:
         return int(json.loads((Path(project_folder) / FOLDS_FILE).read_text()).get("folds", 0))
     except (OSError, ValueError, AttributeError, TypeError):
         return 0
+
+
+def group_influence(groups: list[list[int]], scores: np.ndarray, index: np.ndarray, impact: str = "utility") -> pd.DataFrame:
+    """What influence adds to Datalab's duplicate groups: each group's samples (original index), size, summed score
+    (≈ the change in f if the whole group were removed, up to a positive factor) and what that means in words;
+    the most detrimental group first."""
+    quantity = IMPACT_QUANTITY.get(impact, f"the {impact} impact")
+    rows = []
+    for group in groups:
+        total = float(np.sum(np.asarray(scores, np.float64)[group]))
+        rows.append({"samples": ", ".join(str(int(index[r])) for r in group), "size": len(group), "summed score": total,
+                     "effect": (f"pulls {quantity} up (removing it would lower it)" if total < 0 else
+                                f"holds {quantity} down (removing it would raise it)")})
+    frame = pd.DataFrame(rows, columns=["samples", "size", "summed score", "effect"])
+    return frame.sort_values("summed score", kind="stable").reset_index(drop=True)

@@ -631,7 +631,8 @@ class Project:
         state = self.state()
         run = self.primary_run() if label is None else next((r for r in state.runs if r.label == label), None)
         if run is None:
-            return np.zeros(0, dtype=np.int64)
+            issues = self.issue_rankings() if label is not None else {}  # an issue type as a ranking (issue 20)
+            return flagged_rows(issues[label], state.flag_share) if label in issues else np.zeros(0, dtype=np.int64)
         return flagged_rows(self.scores()[run.label], state.flag_share)
 
     def describe_target(self, impact: str = "utility", impact_settings: dict | None = None) -> dict:
@@ -1340,6 +1341,30 @@ class Project:
 
         found = self.data_issues()
         return {} if found is None else {issue_label(k): v for k, v in found.rankings().items()}
+
+    def rankings(self) -> dict[str, np.ndarray]:
+        """Every ranking a page may order or colour by: the computed runs' scores, then each data issue type's
+        (`issue_rankings`); lower = more detrimental / more likely an issue."""
+        return {**self.scores(), **self.issue_rankings()}
+
+    def primary_ranking(self) -> str | None:
+        """The label Review orders by: an issue ranking chosen there (`set_primary`), else `primary_run`'s."""
+        chosen = self.state().primary
+        if chosen and chosen.startswith("issue: ") and chosen in self.issue_rankings():
+            return chosen
+        run = self.primary_run()
+        return None if run is None else run.label
+
+    def duplicate_group_influence(self):
+        """(run label, table) of `data_issues.group_influence`: each duplicate group's summed score of the first
+        computed run whose scores add up over a group (IP, exact, ...); None without duplicates or such a run."""
+        from .data_issues import ADDITIVE_METHODS, group_influence
+
+        found = self.data_issues()
+        run = next((r for r in self.state().runs if r.method in ADDITIVE_METHODS), None)
+        if found is None or run is None or not found.duplicate_sets:
+            return None
+        return run.label, group_influence(found.duplicate_sets, self.scores()[run.label], self.source_index(), run.impact)
 
 
 _STATE_LOCK = threading.RLock()
