@@ -96,6 +96,8 @@ def dedupe_preview(groups: Iterable[Sequence[int]], scores: np.ndarray | None = 
         raise InfluenceError(f"keep must be one of: {', '.join(KEEP_CHOICES)}")
     if keep == "best" and scores is None:
         raise InfluenceError("keeping the best of each group needs a ranking's scores: compute one first")
+    if scores is not None:  # a row a ranking did not score (NaN) is never the one kept
+        scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
     skip = {int(r) for r in decided}
     rows, sample = [], []
     for group in groups:

@@ -1157,9 +1157,10 @@ class Project:
 
     def bulk_relabel_preview(self, threshold: float, label: str | None = None):
         """What "relabel every flagged sample whose suggested label has probability ≥ ``threshold``" would do
-        (`bulk.relabel_preview`; flagged by ranking ``label``, default the primary run; decided samples left alone)."""
+        (`bulk.relabel_preview`; flagged by ranking ``label``, default Review's; decided samples left alone)."""
         from .bulk import relabel_preview
 
+        label = label or self.primary_ranking()
         probs, oof = self.suggested_probabilities(label)
         return relabel_preview(self.flagged(label), probs, self.dataset().train.y.numpy(), threshold,
                                decided=self.current_decisions(), out_of_fold=oof)
@@ -1171,13 +1172,11 @@ class Project:
 
     def bulk_dedupe_preview(self, keep: str = "best", groups: list[list[int]] | None = None, label: str | None = None):
         """What "keep one of each duplicate group" would do (`bulk.dedupe_preview`): ``groups`` (default:
-        `duplicate_sets`), keeping the best-scored by ranking ``label`` (default: the primary run) or the first."""
+        `duplicate_sets`), keeping the best-scored by ranking ``label`` (default: Review's) or the first."""
         from .bulk import dedupe_preview
 
-        scores = None
-        if keep == "best":
-            run = self.primary_run() if label is None else next((r for r in self.state().runs if r.label == label), None)
-            scores = self.scores()[run.label] if run is not None else None
+        label = label or self.primary_ranking()
+        scores = self.rankings().get(label) if keep == "best" and label else None
         return dedupe_preview(self.duplicate_sets() if groups is None else groups, scores, keep,
                               decided=self.current_decisions())
 

@@ -121,6 +121,7 @@ def test_the_duplicate_fix_takes_datalabs_groups_and_keeps_the_best_scored(score
 
     assert scored.duplicate_sets() == []  # Datalab has not run yet
     monkeypatch.setattr(type(scored), "data_issues", lambda self: DataIssues(pd.DataFrame(), [[0, 1], [4, 5, 6]]))
+    monkeypatch.setattr(type(scored), "issue_rankings", lambda self: {})  # only the groups are made up here
     s = scored.scores()["loss"]
     keep = [max(g, key=lambda r: (s[r], -r)) for g in ([0, 1], [4, 5, 6])]  # highest = least detrimental
     preview = scored.bulk_dedupe_preview("best")
