@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -70,7 +70,6 @@ class DataVersion:
     rows: tuple[VersionRow, ...]
     labels_sha256: str
     note: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def removed(self) -> list[int]:

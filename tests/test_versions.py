@@ -102,3 +102,23 @@ def test_the_cli_lists_saves_and_diffs_versions(proj, capsys):
     assert [line.split(",")[:2] for line in out[1:]] == [["removed", "4"], ["restored", "2"]]
     assert main(["versions", "save", "v1", "--project", "versions", "--workspace", root]) == 2
     assert "exists already" in capsys.readouterr().err
+
+
+def test_an_image_version_rebuilds_its_zip_as_it_was(tmp_path, tiny_image_zip):
+    import io
+    import zipfile
+
+    images = Project.open("pets", tmp_path, user="alice")
+    images.upload_dataset(open(tiny_image_zip, "rb").read(), "pets.zip")
+    images.record([0], "remove", session="s")
+    images.record([1], "relabel", 1 - int(images.dataset().train.y[1]), session="s")
+    at_save = images.image_zip()
+    images.save_version("v1")
+    images.record([2, 3], "remove", session="s")  # the live decisions move on
+    rebuilt, now = images.version_image_zip("v1"), images.image_zip()
+
+    def contents(data: bytes) -> dict[str, bytes]:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return {n: z.read(n) for n in z.namelist()}
+
+    assert contents(rebuilt) == contents(at_save) and contents(now) != contents(at_save)
