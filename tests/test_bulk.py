@@ -43,13 +43,8 @@ def test_dedupe_preview_keeps_the_best_scored_or_the_first_of_each_group():
 
 
 @pytest.fixture
-def scored(tmp_path) -> Project:
-    proj = Project.open("bulk", tmp_path, user="alice")
-    proj.use_dataset("blobs", seed=0)
-    proj.train("logreg")
-    proj.score(ScoreRun("loss"))
-    proj.set_flag_share(0.2)
-    return proj
+def scored(scored_blobs) -> Project:
+    return scored_blobs
 
 
 def _batches(proj: Project) -> list[tuple]:
@@ -79,9 +74,9 @@ def test_project_preview_apply_one_batch_and_one_undo(scored):
     now = scored.current_decisions()
     assert {r: now[r].new_label for r in expected} == dict(zip(expected, preview.new_labels))
 
-    refreshed = Project.open("bulk", scored.root, user="alice")  # a page refresh: a new object, the log on disk
+    refreshed = Project.open(scored.name, scored.root, user="alice")  # a page refresh: a new object, the log on disk
     assert refreshed.last_bulk_fix() == {"batch": batch, "count": len(expected), "kind": "relabel_confident"}
-    assert Project.open("bulk", scored.root, user="bob").last_bulk_fix() is None  # only your own bulk fixes
+    assert Project.open(scored.name, scored.root, user="bob").last_bulk_fix() is None  # only your own bulk fixes
     assert refreshed.undo_bulk_fix() == len(expected)  # the whole batch in one step
     assert refreshed.current_decisions() == before and refreshed.last_bulk_fix() is None
     assert refreshed.undo_bulk_fix() == 0
@@ -109,7 +104,7 @@ def test_suggested_labels_come_out_of_fold_when_the_ranking_is(scored):
     scored.score(ScoreRun("loss", folds=2))
     scored.set_primary("loss·oof2")
     probs, oof = scored.suggested_probabilities()
-    ds, fitted = scored.dataset(), scored.model()
+    ds = scored.dataset()
     expected = out_of_fold_probabilities(ds, scored.fold_models(2), FoldSettings(2))
     assert oof and np.allclose(probs, expected) and not np.allclose(probs, scored.predictions()[1])
 

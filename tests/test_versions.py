@@ -8,17 +8,13 @@ import pandas as pd
 import pytest
 
 from influence_core.errors import InfluenceError
-from influence_core.project import Project, ScoreRun
+from influence_core.project import Project
 from influence_core.versions import valid_version_name
 
 
 @pytest.fixture
-def proj(tmp_path) -> Project:
-    proj = Project.open("versions", tmp_path, user="alice")
-    proj.use_dataset("blobs", seed=0)
-    proj.train("logreg")
-    proj.score(ScoreRun("loss"))
-    return proj
+def proj(scored_blobs) -> Project:
+    return scored_blobs
 
 
 def test_a_version_is_immutable_and_names_are_checked(proj):
@@ -88,19 +84,19 @@ def test_the_cli_lists_saves_and_diffs_versions(proj, capsys):
 
     root = str(proj.root)
     proj.record([1, 2], "remove", session="s")
-    assert main(["versions", "save", "v1", "--project", "versions", "--workspace", root, "--user", "carol"]) == 0
+    assert main(["versions", "save", "v1", "--project", proj.name, "--workspace", root, "--user", "carol"]) == 0
     proj.record([2], "keep", session="s")
     proj.record([4], "remove", session="s")
     proj.save_version("v2")
     capsys.readouterr()
-    assert main(["versions", "list", "--project", "versions", "--workspace", root]) == 0
+    assert main(["versions", "list", "--project", proj.name, "--workspace", root]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listed] == ["v1", "v2"] and "carol" in listed[0]
-    assert main(["versions", "diff", "v2", "--project", "versions", "--workspace", root]) == 0  # against its parent
+    assert main(["versions", "diff", "v2", "--project", proj.name, "--workspace", root]) == 0  # against its parent
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "change,row,original_index,label_before,label_after"
     assert [line.split(",")[:2] for line in out[1:]] == [["removed", "4"], ["restored", "2"]]
-    assert main(["versions", "save", "v1", "--project", "versions", "--workspace", root]) == 2
+    assert main(["versions", "save", "v1", "--project", proj.name, "--workspace", root]) == 2
     assert "exists already" in capsys.readouterr().err
 
 
