@@ -58,3 +58,14 @@ def view_key(name: str, dataset: Dataset, fitted: FittedModel, **settings) -> di
         raise InfluenceError(f"unknown view '{name}'; choose one of: {', '.join(VIEW_DEFAULTS)}")
     return {"view": name, "dataset": dataset.fingerprint(), "model": fitted.fingerprint(),
             **{**VIEW_DEFAULTS[name], **settings}}
+
+
+def data_issues_key(dataset: Dataset, fitted: FittedModel, settings, folds: int = 0) -> dict:
+    """Datalab's findings' key (issue 20): the data, the model, the checks (`data_issues.DataIssueSettings`) and,
+    out of fold, the folds and the fold models' training settings."""
+    payload = {"artifact": "data_issues", "dataset": dataset.fingerprint(), "model": fitted.fingerprint(),
+               "settings": asdict(settings)}
+    if folds:
+        payload["folds"] = asdict(FoldSettings(folds))
+        payload["train_config"] = asdict(fitted.config)
+    return payload

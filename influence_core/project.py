@@ -1138,15 +1138,60 @@ class Project:
         return flagged_cells(dataset.train.y.numpy(), dataset.train.sensitive.numpy(), rows, dataset.classes,
                              dataset.sensitive_name or "group")
 
+    # --- data issues (issue 20): cleanlab's Datalab (and cleanvision on images) on the model's features
+    def find_data_issues(self, folds: int = 0, progress: Progress | None = None) -> "DataIssues":
+        """Datalab's findings on the current data and model (`data_issues.find_data_issues`; out of fold with
+        ``folds`` ≥ 2), stored and memoised; what `data_issues` and `issue_rankings` return from now on."""
+        from .data_issues import FOLDS_FILE
+
+        found = self._data_issues(self._current_model(), int(folds), progress)
+        with writing("the data issues' choice of folds"):
+            write_text_atomic(self.folder / FOLDS_FILE, json.dumps({"folds": int(folds)}))
+        return found
+
+    def _data_issues(self, current: tuple, folds: int, progress: Progress | None = None, *, stored_only: bool = False):
+        from .data_issues import has_stored_data_issues, stored_data_issues
+
+        _, dataset, fitted = current
+        if stored_only and not has_stored_data_issues(self.cache, dataset, fitted, folds=folds):
+            return None
+        return stored_data_issues(self.cache, dataset, fitted, folds=folds, progress=progress, memo_scope=str(self.root),
+                                  fold_models=lambda report: self.engine.fold_models(dataset, fitted, folds, report))
+
+    def data_issues(self) -> "DataIssues | None":
+        """The stored findings for the current data and model (with the folds of the last run), None if not run."""
+        from .data_issues import last_folds
+
+        state = self.state()
+        if not state.has_model:
+            return None
+        return self._data_issues(self._current_model(state), last_folds(self.folder), stored_only=True)
+
+    def data_issues_in_background(self, folds: int = 0) -> Job:
+        """`find_data_issues` as the "data_issues" job, with progress (fold models first when ``folds`` ≥ 2)."""
+        def run(handle: JobHandle) -> dict:
+            def progress(fraction: float, message: str) -> None:
+                handle.check()
+                handle.report(fraction, message)
+
+            return {"flagged": self.find_data_issues(folds, progress).summary().set_index("issue")["count"].to_dict(),
+                    "folds": int(folds)}
+
+        return self.start_job("data_issues", "Finding data issues with Datalab" + (f" ({folds} folds)" if folds else ""), run)
+
+    def issue_rankings(self) -> dict[str, np.ndarray]:
+        """Each issue type Datalab checked as a ranking, "issue: near duplicate" → one score per training row (lower
+        = more likely an issue); {} until `find_data_issues` has run on the current data and model."""
+        from .data_issues import issue_label
+
+        found = self.data_issues()
+        return {} if found is None else {issue_label(k): v for k, v in found.rankings().items()}
+
     # --- review views (issue 20): Review's filters, saved views and the class-pair map (influence_core/views.py)
     def rankings(self) -> dict[str, np.ndarray]:
-        """Every ranking Review can order by (lower = more detrimental): computed runs by label, Datalab's issue
-        rankings as "issue:<type>"."""
-        from .views import ISSUE_PREFIX
-
-        issue_rankings = getattr(self, "issue_rankings", None)
-        extra = (issue_rankings() or {}) if issue_rankings is not None else {}
-        return {**self.scores(), **{f"{ISSUE_PREFIX}{k}": v for k, v in extra.items()}}
+        """Every ranking Review can order by (lower = more detrimental): computed runs by label, then Datalab's issue
+        rankings ("issue: near duplicate", `issue_rankings`)."""
+        return {**self.scores(), **self.issue_rankings()}
 
     def view_choices(self):
         """What a URL's or a saved review view may name here: classes, rankings, issue types, sample ids."""
@@ -1242,8 +1287,7 @@ class Project:
 
     def _issue_table(self):
         """Datalab's issue table (columns sample, index, issue, score, is_issue), None before it ran."""
-        data_issues = getattr(self, "data_issues", None)
-        found = data_issues() if data_issues is not None else None
+        found = self.data_issues()
         return found.table if found is not None else None
 
 

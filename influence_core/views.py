@@ -27,7 +27,6 @@ from .state import flagged_rows
 
 SCOPES = ("flagged", "all", "suspected")  # the flagged share of the ordering ranking; every sample; cleanlab's mask
 STATUSES = ("undecided", "any", "decided")
-ISSUE_PREFIX = "issue:"  # an issue ranking's name among the orderings (run labels never start with it)
 MAX_ROWS = 2000  # samples an explicit selection (a lasso, a URL) may name
 MAX_NEIGHBOURS = 200  # "more like this": at most this many nearest neighbours
 DEFAULT_NEIGHBOURS = 12
@@ -41,8 +40,8 @@ _ID = re.compile(r"[0-9]{1,12}")
 
 @dataclass(frozen=True)
 class ReviewView:
-    """What Review lists: the samples passing every filter, ordered by the ranking ``order`` (a run label or an
-    issue ranking "issue:<type>"; None = the project's primary ranking), lowest score first. Rows are training rows."""
+    """What Review lists: the samples passing every filter, ordered by the ranking ``order`` (a run label or a Datalab
+    issue ranking; None = the project's primary ranking), lowest score first. Rows are training rows."""
 
     order: str | None = None
     scope: str = "flagged"  # one of SCOPES
@@ -108,8 +107,11 @@ def ordering(view: ReviewView, data: ViewData) -> str:
 def apply(view: ReviewView, data: ViewData) -> np.ndarray:
     """The training rows ``view`` lists, most detrimental first (lowest score of its ranking; ties by row; samples
     without a score last)."""
-    scores = np.asarray(data.rankings[ordering(view, data)], dtype=float)
-    n = len(scores)
+    order = ordering(view, data)
+    scores = np.asarray(data.rankings[order], dtype=float)
+    n = len(data.given)
+    if len(scores) != n:
+        raise InfluenceError(f"the ranking '{order[:MAX_TEXT]}' scores {len(scores)} samples, not the {n} of this split")
     keep = np.zeros(n, dtype=bool)
     if view.scope == "flagged":
         keep[flagged_rows(scores, data.flag_share)] = True
@@ -395,4 +397,4 @@ def valid_view_name(name: Any) -> str:
 
 
 __all__ = ["ReviewView", "ViewData", "ViewChoices", "SavedViews", "apply", "to_query", "from_query", "nearest_rows",
-           "issue_rows", "valid_view_name", "SCOPES", "STATUSES", "PARAMS", "MAX_ROWS", "ISSUE_PREFIX"]
+           "issue_rows", "valid_view_name", "SCOPES", "STATUSES", "PARAMS", "MAX_ROWS"]

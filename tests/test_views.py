@@ -30,7 +30,7 @@ OTHER = np.arange(N, dtype=float)[::-1]  # a second ranking: row 11 first
 
 
 def _data(**kw) -> ViewData:
-    base = dict(rankings={"ip": SCORES, "issue:outlier": OTHER}, default_order="ip", given=GIVEN, predicted=PREDICTED,
+    base = dict(rankings={"ip": SCORES, "issue: outlier": OTHER}, default_order="ip", given=GIVEN, predicted=PREDICTED,
                 decisions=DECISIONS, flag_share=0.5, issues=ISSUES, suspected=lambda: SUSPECTED,
                 neighbours=lambda row, k: np.array([row, (row + 1) % N, (row + 2) % N][: k + 1]))
     return ViewData(**{**base, **kw})
@@ -68,9 +68,9 @@ def test_each_filter_keeps_what_a_hand_computation_keeps(view, keep):
 
 
 def test_any_ranking_orders_and_its_flagged_share_is_its_own():
-    view = ReviewView(order="issue:outlier", status="any")
+    view = ReviewView(order="issue: outlier", status="any")
     assert apply(view, _data()).tolist() == [11, 10, 9, 8, 7, 6]  # OTHER's six lowest
-    assert apply(ReviewView(order="issue:outlier", scope="all", status="any", given=0), _data()).tolist() == [9, 6, 3, 0]
+    assert apply(ReviewView(order="issue: outlier", scope="all", status="any", given=0), _data()).tolist() == [9, 6, 3, 0]
 
 
 def test_a_view_refuses_what_it_cannot_mean_in_one_line():
@@ -98,12 +98,12 @@ def test_nearest_rows_are_scikit_learns_cosine_neighbours():
 
 
 # ---------------------------------------------------------------------------------------------- the URL
-CHOICES = ViewChoices(classes=("cat", "dog", "7"), rankings=("ip", "issue:outlier"), n_rows=N,
+CHOICES = ViewChoices(classes=("cat", "dog", "7"), rankings=("ip", "issue: outlier"), n_rows=N,
                       issues=("outlier", "near_duplicate"), ids=np.arange(N) * 10 + 1000)
 
 
 def test_url_round_trip_names_classes_and_samples_as_people_see_them():
-    view = ReviewView(order="issue:outlier", scope="suspected", status="decided", issue="outlier", given=1,
+    view = ReviewView(order="issue: outlier", scope="suspected", status="decided", issue="outlier", given=1,
                       suggested=2, disagrees=True, score_min=-0.25, score_max=1e-3, reviewer="ann@x.org", like=4,
                       neighbours=30, rows=(3, 0, 11))
     query = to_query(view, CHOICES)
