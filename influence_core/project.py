@@ -55,6 +55,7 @@ from .evaluate.actions import ACTIONS as CLEANING_ACTIONS  # noqa: E402
 from .evaluate.retrain import AttackSettings  # noqa: E402
 from .evaluate.runner import ExperimentResult, ExperimentSettings, cleaned_split_table, format_table  # noqa: E402
 from .evaluate.baselines import ARMS as BASELINE_ARMS  # noqa: E402,F401  (issue 17: Evaluate's baseline arms)
+from .views import ReviewView  # noqa: E402,F401  (issue 20: Review's filters, a page builds them)
 
 __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSettings", "ExperimentResult", "AttackSettings",
            "DATASETS", "PATH_LOADERS", "METHODS", "IMPACTS", "MODELS", "DECISION_ACTIONS", "CLEANING_ACTIONS", "Job",

@@ -17,7 +17,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
@@ -56,6 +56,12 @@ class ReviewView:
     like: int | None = None  # "more like this": this row and its nearest neighbours in the model's embedding
     neighbours: int = DEFAULT_NEIGHBOURS
     rows: tuple[int, ...] = ()  # an explicit selection (Explore's lasso); empty = no such filter
+    # what a front end offers (pages import only the facade, which re-exports this class)
+    SCOPES: ClassVar[tuple[str, ...]] = SCOPES
+    STATUSES: ClassVar[tuple[str, ...]] = STATUSES
+    PARAMS: ClassVar[tuple[str, ...]] = ()  # set below, with PARAMS
+    MAX_ROWS: ClassVar[int] = MAX_ROWS
+    MAX_NEIGHBOURS: ClassVar[int] = MAX_NEIGHBOURS
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -211,6 +217,7 @@ class ViewChoices:
 
 PARAMS = ("order", "scope", "status", "issue", "given", "suggested", "disagrees", "smin", "smax", "reviewer", "like",
           "k", "rows")  # every URL parameter a view uses (the page keeps the others, e.g. project)
+ReviewView.PARAMS = PARAMS
 
 
 def to_query(view: ReviewView, choices: ViewChoices) -> dict[str, str]:
