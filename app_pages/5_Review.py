@@ -301,7 +301,7 @@ def _controls(proj, ds, scores: dict, rankings: dict, titles: dict, view: Review
     return view, order, per_row, per_page
 
 
-def _grid_section(proj, ds, scores: dict, titles: dict, view: ReviewView, order: str, ranking: np.ndarray,
+def _grid_section(proj, ds, scores: dict, titles: dict, view: ReviewView, choices, order: str, ranking: np.ndarray,
                   per_row: int, per_page: int) -> None:
     """Everything a decision changes: the queue's events recorded, the counts, the batch bar and the card grid (the
     part of the page a fragment would rerun alone on a key press)."""
@@ -311,7 +311,8 @@ def _grid_section(proj, ds, scores: dict, titles: dict, view: ReviewView, order:
     current = proj.current_decisions()
     src = proj.source_index()
     preds, _ = proj.predictions()
-    key = f"{state.dataset_key}|{state.model_hash}|{order}|{state.flag_share}|{sorted(proj.view_query(view).items())}"
+    query = sorted(proj.view_query(view, choices).items())
+    key = f"{state.dataset_key}|{state.model_hash}|{order}|{state.flag_share}|{query}"
     try:
         rows = _listed(key, lambda: proj.review_rows(view))
     except InfluenceError as err:
@@ -365,12 +366,12 @@ def page() -> None:
     choices = proj.view_choices()
     view = views.current_view(proj, choices)
     view, order, per_row, per_page = _controls(proj, ds, scores, rankings, titles, view, choices)
-    views.write_url(proj, view)
-    views.class_pair_section(proj, view, runs.get(order) or proj.primary_run(), titles[order])
+    views.write_url(proj, view, choices)
+    views.class_pair_section(proj, view, choices, runs.get(order) or proj.primary_run(), titles[order])
     # Not in st.fragment (yet): after a fragment rerun (a key press), a project switch in the sidebar came back to the
     # old project and never drew the new one's grid (tests/e2e/test_review_keyboard.py, queued event of another
     # project), so a key press still reruns the whole page.
-    _grid_section(proj, ds, scores, titles, view, order, rankings[order], per_row, per_page)
+    _grid_section(proj, ds, scores, titles, view, choices, order, rankings[order], per_row, per_page)
 
 
 guarded(page)

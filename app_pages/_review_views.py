@@ -45,11 +45,11 @@ def current_view(proj, choices) -> ReviewView:
     return view
 
 
-def write_url(proj, view: ReviewView) -> None:
+def write_url(proj, view: ReviewView, choices) -> None:
     """Put ``view`` into the URL (its parameters only; the project and any other parameter stay); the widgets show
     it already, so the next run does not set them again."""
     st.session_state[APPLIED] = view
-    wanted = proj.view_query(view)
+    wanted = proj.view_query(view, choices)
     for key in ReviewView.PARAMS:
         if key in st.query_params and key not in wanted:
             del st.query_params[key]
@@ -180,7 +180,7 @@ def _save(proj, view: ReviewView) -> None:
 
 
 # ------------------------------------------------------------------------------------- class-pair map
-def class_pair_section(proj, view: ReviewView, run, order_title: str) -> None:
+def class_pair_section(proj, view: ReviewView, choices, run, order_title: str) -> None:
     """Given class → suggested class: the flagged samples per pair or cleanlab's confident joint, the biggest
     off-diagonal cells outlined, each of them a link to Review filtered to that pair."""
     with st.expander("Class-pair map: given → suggested class", icon=":material/grid_on:"):
@@ -208,4 +208,4 @@ def class_pair_section(proj, view: ReviewView, run, order_title: str) -> None:
             pair = ReviewView(order=view.order, scope=scope, status="any", given=i, suggested=j)
             st.page_link(PAGES["review"], label=f"{plain(pairs.classes[i])} → {plain(pairs.classes[j])} · {count}",
                          icon=":material/arrow_forward:",
-                         query_params={"project": project_name(), **proj.view_query(pair)})
+                         query_params={"project": project_name(), **proj.view_query(pair, choices)})

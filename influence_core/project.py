@@ -1210,11 +1210,11 @@ class Project:
 
         return from_query(params, self.view_choices())
 
-    def view_query(self, view) -> dict[str, str]:
-        """``view`` as URL parameters (`views.to_query`)."""
+    def view_query(self, view, choices=None) -> dict[str, str]:
+        """``view`` as URL parameters (`views.to_query`; ``choices``: `view_choices`, when the caller has them)."""
         from .views import to_query
 
-        return to_query(view, self.view_choices())
+        return to_query(view, choices or self.view_choices())
 
     def review_rows(self, view) -> np.ndarray:
         """The training rows the review ``view`` lists, most detrimental first by its ranking (`views.apply`)."""
