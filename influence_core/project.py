@@ -55,6 +55,7 @@ from .evaluate.actions import ACTIONS as CLEANING_ACTIONS  # noqa: E402
 from .evaluate.retrain import AttackSettings  # noqa: E402
 from .evaluate.runner import ExperimentResult, ExperimentSettings, cleaned_split_table, format_table  # noqa: E402
 from .evaluate.baselines import ARMS as BASELINE_ARMS  # noqa: E402,F401  (issue 17: Evaluate's baseline arms)
+from .views import ReviewView  # noqa: E402,F401  (issue 20: Review's filters, a page builds them)
 
 __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSettings", "ExperimentResult", "AttackSettings",
            "DATASETS", "PATH_LOADERS", "METHODS", "IMPACTS", "MODELS", "DECISION_ACTIONS", "CLEANING_ACTIONS", "Job",
@@ -1364,6 +1365,104 @@ class Project:
         if found is None or run is None or not found.duplicate_sets:
             return None
         return run.label, group_influence(found.duplicate_sets, self.scores()[run.label], self.source_index(), run.impact)
+
+    # --- review views (issue 20): Review's filters, saved views and the class-pair map (influence_core/views.py)
+    def view_choices(self):
+        """What a URL's or a saved review view may name here: classes, rankings, issue types, sample ids."""
+        from .views import ViewChoices
+
+        dataset = self.dataset()
+        table = self._issue_table()
+        issues = tuple(sorted(str(i) for i in table["issue"].unique())) if table is not None else ()
+        return ViewChoices(tuple(str(c) for c in dataset.classes), tuple(self.rankings()), len(dataset.train),
+                           issues, self.source_index())
+
+    def view_from_query(self, params) -> tuple[Any, list[str]]:
+        """(the review view URL parameters describe, one note per parameter ignored) — `views.from_query`."""
+        from .views import from_query
+
+        return from_query(params, self.view_choices())
+
+    def view_query(self, view, choices=None) -> dict[str, str]:
+        """``view`` as URL parameters (`views.to_query`; ``choices``: `view_choices`, when the caller has them)."""
+        from .views import to_query
+
+        return to_query(view, choices or self.view_choices())
+
+    def review_rows(self, view) -> np.ndarray:
+        """The training rows the review ``view`` lists, most detrimental first by its ranking (`views.apply`)."""
+        from .views import ViewData, apply
+
+        state, dataset = self._current()
+        primary = self.primary_run()
+        run = next((r for r in state.runs if r.label == (view.order or (primary.label if primary else None))), None)
+        folds = run.folds if run is not None else 0  # cleanlab's suspected set out of fold where the ranking is
+        data = ViewData(self.rankings(), primary.label if primary else "", dataset.train.y.numpy(),
+                        self.predictions()[0], self.current_decisions(), state.flag_share,
+                        self._issue_table() if view.issue else None, lambda: self.label_issues(folds)["mask"],
+                        self.nearest_samples)
+        return apply(view, data)
+
+    def nearest_samples(self, row: int, k: int = 12) -> np.ndarray:
+        """Training row ``row`` and its ``k`` nearest neighbours in the model's embedding (penultimate features,
+        cosine; memoised per model)."""
+        from .analysis import penultimate_features
+        from .views import nearest_rows
+
+        _, dataset, fitted = self._current_model()
+        feats = MEMORY.get("results", f"features:{fitted.fingerprint()}:{dataset.fingerprint()}",
+                           lambda: penultimate_features(fitted, dataset.train))
+        return nearest_rows(feats, int(row), int(k))
+
+    def saved_views(self) -> dict[str, dict[str, str]]:
+        """This project's saved review views: name → URL parameters (read back through `view_from_query`)."""
+        from .views import SavedViews
+
+        return SavedViews(self.folder).all()
+
+    def save_view(self, name: str, view) -> str:
+        """Save ``view`` as ``name`` in this project (replacing one of that name); returns the stored name."""
+        from .views import SavedViews
+
+        self.require("decide")
+        return SavedViews(self.folder).save(name, self.view_query(view))
+
+    def delete_view(self, name: str) -> bool:
+        from .views import SavedViews
+
+        self.require("decide")
+        return SavedViews(self.folder).delete(name)
+
+    def train_probabilities(self, folds: int = 0) -> np.ndarray:
+        """N×C class probabilities of the training split: out of fold with ``folds`` ≥ 2 (the fold models trained
+        once and cached), else the model's own; memoised per data and model."""
+        if not folds:
+            return self.predictions()[1]
+        from .api import out_of_fold_probabilities
+        from .folds import FoldSettings
+
+        _, dataset, fitted = self._current_model()
+        return MEMORY.get("results", f"oof-probs:{dataset.fingerprint()}:{fitted.fingerprint()}:{folds}",
+                          lambda: out_of_fold_probabilities(dataset, self.engine.fold_models(dataset, fitted, folds),
+                                                            FoldSettings(folds)))
+
+    def class_pairs(self, kind: str = "flagged", label: str | None = None, folds: int = 0):
+        """The class-pair map (`class_pairs.ClassPairs`): flagged samples of run ``label`` per (given, predicted)
+        class, or cleanlab's confident joint (out of fold with ``folds`` ≥ 2)."""
+        from .class_pairs import ClassPairs, confident_joint, flagged_pairs
+
+        dataset = self.dataset()
+        classes, y = tuple(str(c) for c in dataset.classes), dataset.train.y.numpy()
+        if kind == "flagged":
+            return ClassPairs(flagged_pairs(y, self.predictions()[0], self.flagged(label), len(classes)), kind, classes)
+        if kind != "confident_joint":
+            raise InfluenceError(f"a class-pair map counts 'flagged' samples or the 'confident_joint', not '{kind[:20]}'")
+        return ClassPairs(confident_joint(y, self.train_probabilities(folds)), kind, classes, folds >= 2)
+
+    def _issue_table(self):
+        """Datalab's issue table (columns sample, index, issue, score, is_issue), None before it ran."""
+        found = self.data_issues()
+        return found.table if found is not None else None
 
 
 _STATE_LOCK = threading.RLock()

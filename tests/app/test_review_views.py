@@ -1,0 +1,90 @@
+"""Review's views on the page (issue 20): a class pair named in the URL lists exactly those samples, the class-pair
+map's links carry that view, hostile URL parameters are ignored with a note and dropped from the URL, the filter
+widgets write the view into the URL, and a view saved on the page is opened again in a new session."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+import numpy as np
+
+from .conftest import no_errors, open_page, project_of, shown
+from .test_review_page import _grid
+
+
+def _rows(at) -> list[int]:
+    return [c["row"] for c in _grid(at)["cards"]]
+
+
+def _open_with(**params):
+    from streamlit.testing.v1 import AppTest
+
+    from .conftest import APP
+
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.switch_page("app_pages/5_Review.py")
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def test_a_class_pair_in_the_url_lists_exactly_those_samples(scored):
+    proj = project_of(scored)
+    ds = proj.dataset()
+    y, (preds, _) = ds.train.y.numpy(), proj.predictions()
+    s = proj.scores()["ip"]
+    a, b = ds.classes
+    at = _open_with(given=str(a), suggested=str(b), scope="all", status="any")
+    no_errors(at)
+    expected = sorted(np.flatnonzero((y == 0) & (preds == 1)).tolist(), key=lambda r: (s[r], r))
+    assert 0 < len(expected) <= 24 and _rows(at) == expected
+    assert at.selectbox(key="view-given").value == 0 and at.selectbox(key="view-suggested").value == 1
+    assert at.query_params["project"] == "default" and at.query_params["given"] == str(a)  # the view stays bookmarkable
+    # the class-pair map's links: the flagged samples of each pair, their count in the label
+    flagged = proj.flagged()
+    links = {link.label: link for link in at.get("page_link") if "→" in link.label}
+    count = int(((y[flagged] == 1) & (preds[flagged] == 0)).sum())
+    label = f"{b} → {a} · {count}"
+    assert label in links, list(links)
+    params = dict(parse_qsl(links[label].proto.query_string))
+    assert params == {"project": "default", "status": "any", "given": str(b), "suggested": str(a)}
+    follow = _open_with(**params)
+    no_errors(follow)
+    assert sorted(_rows(follow)) == sorted(int(r) for r in flagged if y[r] == 1 and preds[r] == 0)
+
+
+def test_hostile_url_parameters_are_ignored_with_a_note_and_dropped(scored):
+    at = _open_with(given="<script>", rows="1,2,x", smin="nan", order="../../etc", k="9" * 40, like="0",
+                    scope="all")
+    no_errors(at)
+    notes = [shown(w.value) for w in at.warning]
+    assert len(notes) == 5, notes
+    assert any("'<script>' is not a class" in n for n in notes)
+    assert dict(at.query_params).keys() == {"project", "like", "scope"}  # only what was good stays
+    assert sorted(_rows(at)) == sorted(project_of(scored).nearest_samples(0, 12).tolist())  # sample 0 and 12 more
+
+
+def test_filters_write_the_url_and_a_saved_view_reopens_in_a_new_session(scored):
+    proj = project_of(scored)
+    at = open_page("5_Review.py")
+    at.radio(key="view-scope").set_value("all").run()
+    at.radio(key="view-status").set_value("any").run()
+    at.checkbox(key="view-disagrees").check().run()
+    no_errors(at)
+    y, (preds, _) = proj.dataset().train.y.numpy(), proj.predictions()
+    s = proj.scores()["ip"]
+    disagree = sorted(np.flatnonzero(y != preds).tolist(), key=lambda r: (s[r], r))
+    assert _rows(at) == disagree[:24]
+    assert {k: at.query_params[k] for k in ("scope", "status", "disagrees")} == {"scope": "all", "status": "any",
+                                                                                "disagrees": "1"}
+    at.text_input(key="view-save-name").input("model disagrees").run()
+    at.button(key="view-save").click().run()
+    no_errors(at)
+    assert proj.saved_views() == {"model disagrees": {"scope": "all", "status": "any", "disagrees": "1"}}
+    fresh = open_page("5_Review.py")  # a new session, no URL
+    assert fresh.query_params.get("disagrees") is None and len(_rows(fresh)) == 24
+    fresh.selectbox(key="view-saved").set_value("model disagrees").run()
+    fresh.button(key="view-open").click().run()
+    no_errors(fresh)
+    assert _rows(fresh) == disagree[:24] and fresh.query_params["disagrees"] == "1"
+    assert fresh.checkbox(key="view-disagrees").value
