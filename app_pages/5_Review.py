@@ -335,7 +335,7 @@ def _grid_section(proj, ds, scores: dict, titles: dict, view: ReviewView, choice
                " · samples are named by their index in the original data (the number the exports use).")
     if view.rows:
         _map_banner(len(view.rows), view.order)
-    bulk_fixes(proj, ds, order)  # issue 20 §5
+    bulk_fixes(proj, ds, order, rows)  # issue 20 §5
     _batch_bar(proj, ds, rows, preds, name)
     if len(rows) == 0:
         st.success("Nothing left to review here. Export the decisions when you are done.")

@@ -14,12 +14,13 @@ FIXES = {"relabel": "Relabel the flagged samples the model confidently disagrees
 KEEP = {"best": "keep the best-scored (least detrimental)", "first": "keep the first"}
 
 
-def _preview(proj, primary: str) -> None:
+def _preview(proj, primary: str, listed) -> None:
     """The Preview button's click: the fix computed now, kept in the session until applied or changed."""
     fix = st.session_state.get("bulk-fix")
     try:
         if fix == "relabel":
-            preview = proj.bulk_relabel_preview(float(st.session_state.get("bulk-threshold", 0.9)), primary)
+            within = listed if st.session_state.get("bulk-within-view") else None
+            preview = proj.bulk_relabel_preview(float(st.session_state.get("bulk-threshold", 0.9)), primary, within)
         else:
             preview = proj.bulk_dedupe_preview(st.session_state.get("bulk-keep", "best"), label=primary)
     except InfluenceError as err:
@@ -58,9 +59,9 @@ def _sample_table(proj, ds, preview) -> list[dict]:
              "removed": ", ".join(str(int(src[r])) for r in s["removed"])} for s in preview.sample]
 
 
-def bulk_fixes(proj, ds, primary: str) -> None:
+def bulk_fixes(proj, ds, primary: str, listed) -> None:
     """The expander; ``primary``: the ranking Review orders and flags by (the relabel fix acts on its flagged rows,
-    the duplicate fix keeps each group's best by its score)."""
+    or on the rows the view lists, ``listed``; the duplicate fix keeps each group's best by its score)."""
     last = proj.last_bulk_fix()
     with st.expander("Bulk fixes", icon=":material/auto_fix_high:", expanded=last is not None):
         fix = st.radio("Fix", list(FIXES), format_func=FIXES.get, key="bulk-fix", horizontal=True)
@@ -68,16 +69,20 @@ def bulk_fixes(proj, ds, primary: str) -> None:
             st.slider("Suggested label's probability at least", 0.5, 1.0, 0.9, 0.01, key="bulk-threshold",
                       help="The suggested label is the model's most probable class (out of fold when the ranking "
                            "is); samples you have decided are left alone.")
+            st.checkbox(f"Only the {len(listed)} samples this view lists (not every flagged sample)",
+                        key="bulk-within-view")
         else:
             st.radio("In each group", list(KEEP), format_func=KEEP.get, key="bulk-keep", horizontal=True)
             if not proj.duplicate_sets():
                 st.caption("No duplicate groups found yet: find the data issues (Datalab) first.")
-        chosen = (fix, st.session_state.get("bulk-threshold"), st.session_state.get("bulk-keep"), primary)
+        chosen = (fix, st.session_state.get("bulk-threshold"), st.session_state.get("bulk-keep"), primary,
+                  st.session_state.get("bulk-within-view") and tuple(int(r) for r in listed))
         if st.session_state.get("bulk-preview-of") != chosen:  # the settings changed: preview again
             st.session_state.pop("bulk-preview", None)
         preview = st.session_state.get("bulk-preview")
         c = st.columns([1, 1, 2])
-        c[0].button("Preview", key="bulk-preview-button", width="stretch", on_click=_preview, args=(proj, primary))
+        c[0].button("Preview", key="bulk-preview-button", width="stretch", on_click=_preview,
+                     args=(proj, primary, [int(r) for r in listed]))
         st.session_state["bulk-preview-of"] = chosen
         if preview is not None:
             c[1].button(f"Apply to {preview.count} samples", key="bulk-apply", type="primary", width="stretch",

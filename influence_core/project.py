@@ -1156,14 +1156,16 @@ class Project:
                           lambda: out_of_fold_probabilities(dataset, self.engine.fold_models(dataset, fitted, folds),
                                                             FoldSettings(folds))), True
 
-    def bulk_relabel_preview(self, threshold: float, label: str | None = None):
+    def bulk_relabel_preview(self, threshold: float, label: str | None = None, rows=None):
         """What "relabel every flagged sample whose suggested label has probability ≥ ``threshold``" would do
-        (`bulk.relabel_preview`; flagged by ranking ``label``, default Review's; decided samples left alone)."""
+        (`bulk.relabel_preview`; flagged by ranking ``label``, default Review's — or only ``rows``, e.g. those a
+        Review view lists; decided samples left alone)."""
         from .bulk import relabel_preview
 
         label = label or self.primary_ranking()
         probs, oof = self.suggested_probabilities(label)
-        return relabel_preview(self.flagged(label), probs, self.dataset().train.y.numpy(), threshold,
+        candidates = self.flagged(label) if rows is None else [int(r) for r in rows if 0 <= int(r) < len(probs)]
+        return relabel_preview(candidates, probs, self.dataset().train.y.numpy(), threshold,
                                decided=self.current_decisions(), out_of_fold=oof)
 
     def duplicate_sets(self) -> list[list[int]]:

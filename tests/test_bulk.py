@@ -66,6 +66,9 @@ def test_project_preview_apply_one_batch_and_one_undo(scored):
     expected = [int(r) for r in flagged[1:] if probs[r].argmax() != given[r] and probs[r].max() >= 0.6]
     assert list(preview.rows) == expected and len(expected) >= 3
     assert list(preview.new_labels) == [int(probs[r].argmax()) for r in expected]
+    within = [int(r) for r in range(len(given)) if r % 2]  # only the rows a Review view lists, in its order
+    assert list(scored.bulk_relabel_preview(0.6, rows=within).rows) == [
+        r for r in within if r != flagged[0] and probs[r].argmax() != given[r] and probs[r].max() >= 0.6]
 
     batch = scored.apply_bulk_fix(preview, session="s1")
     rows = _batches(scored)

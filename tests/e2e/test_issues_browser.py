@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
-from influence_core.project import Project, ScoreRun
+from influence_core.project import Project, ReviewView, ScoreRun
 from tests.e2e.test_browser import served_page, _goto, _idle, _shot, _step
 
 THRESHOLD = 0.9
@@ -26,11 +26,16 @@ def _project(workspace) -> Project:
     return proj
 
 
-def _bulk_relabel(page) -> int:
-    """Open Bulk fixes, preview the relabel fix at the default threshold, apply it; returns its sample count."""
+def _bulk_relabel(page, within_view: bool) -> int:
+    """Open Bulk fixes, preview the relabel fix at the default threshold (on the view's samples only, or on every
+    flagged one), apply it; returns its sample count."""
     preview = page.get_by_role("button", name="Preview", exact=True)
     if not preview.is_visible():  # the expander is closed (it opens by itself while a bulk fix can be undone)
         page.get_by_text("Bulk fixes", exact=True).click()
+    within = page.get_by_role("checkbox", name=re.compile("samples this view lists"))
+    if within.is_checked() != within_view:
+        page.get_by_text(re.compile("samples this view lists")).click()  # Streamlit's checkbox: its label
+        _idle(page)
     preview.click()
     apply = page.get_by_role("button", name=re.compile(r"^Apply to \d+ samples$"))
     apply.wait_for()
@@ -54,18 +59,23 @@ def test_filter_bulk_fix_undo_and_two_versions(tmp_path):
     workspace = tmp_path / "workspace"
     _step("issues: build the project through the facade")
     proj = _project(workspace)
-    expected = proj.bulk_relabel_preview(THRESHOLD)
-    assert expected.count > 0
+    listed = proj.review_rows(ReviewView(issue="label", given=0, suggested=1))  # Datalab's label issues, 0 → 1
+    expected = proj.bulk_relabel_preview(THRESHOLD, rows=listed)
+    everywhere = proj.bulk_relabel_preview(THRESHOLD)
+    assert 0 < expected.count < everywhere.count
     classes = proj.dataset().classes
-    view = {"project": "default", "issue": "issue: label", "given": classes[0], "suggested": classes[1]}
+    view = {"project": "default", "issue": "label", "given": classes[0], "suggested": classes[1]}
     with served_page(workspace, width=1280, height=900, timeout_ms=90_000) as (server, page):
         _step("review, filtered by an issue type and a class pair")
         page.goto(f"{server.url}/Review?{urlencode(view)}")
         page.get_by_role("heading", name="Review", exact=True).wait_for()
+        cards = page.get_by_test_id("review-card")
+        cards.nth(len(listed) - 1).wait_for()
         _idle(page)
+        assert [int(cards.nth(i).get_attribute("data-row")) for i in range(cards.count())] == listed.tolist()
 
-        _step("bulk fix: preview, apply")
-        count = _bulk_relabel(page)
+        _step("bulk fix on the view's samples: preview, apply")
+        count = _bulk_relabel(page, within_view=True)
         assert count == expected.count
         decided = proj.current_decisions()
         assert sorted(decided) == sorted(expected.rows)
@@ -80,14 +90,13 @@ def test_filter_bulk_fix_undo_and_two_versions(tmp_path):
         assert proj.current_decisions() == {}
         page.get_by_role("button", name=re.compile("^Undo bulk fix")).wait_for(state="detached")  # nothing to undo
 
-        _step("apply again, save version one")
-        _bulk_relabel(page)
+        _step("apply to every flagged sample, save version one")
+        assert _bulk_relabel(page, within_view=False) == everywhere.count
         _goto(page, "Export")
         _save_version(page, "one")
 
         _step("one more decision, save version two")
         _goto(page, "Review")
-        cards = page.get_by_test_id("review-card")
         cards.first.wait_for()
         removed = int(cards.first.get_attribute("data-row"))
         cards.first.get_by_role("button", name="Remove", exact=True).click()
@@ -99,6 +108,6 @@ def test_filter_bulk_fix_undo_and_two_versions(tmp_path):
 
     assert [v.name for v in proj.versions()] == ["one", "two"]
     one, two = proj.version("one"), proj.version("two")
-    assert two.parent == "one" and sorted(one.relabelled) == sorted(expected.rows) and one.removed == []
+    assert two.parent == "one" and sorted(one.relabelled) == sorted(everywhere.rows) and one.removed == []
     diff = proj.version_diff("one", "two")
     assert removed in diff.removed or removed in {r for r, _, _ in diff.relabelled}
