@@ -38,6 +38,24 @@ def test_bulk_fix_preview_apply_and_one_undo_after_a_refresh(scored):
     assert not any(b.label.startswith("Undo bulk fix") for b in again.button)
 
 
+def test_keep_one_of_each_duplicate_group_from_datalab(scored):
+    proj = project_of(scored)
+    proj.find_data_issues()
+    groups = proj.data_issues().duplicate_sets
+    assert groups, "Datalab finds no duplicates in the fixture"
+    removed = sorted(r for g in groups for r in sorted(g)[1:])  # keep the first (smallest row) of each group
+    at = open_page("5_Review.py")
+    at.radio(key="bulk-fix").set_value("dedupe").run()
+    at.radio(key="bulk-keep").set_value("first").run()
+    _button(at, "Preview").click().run()
+    no_errors(at)
+    _button(at, f"Apply to {len(removed)} samples").click().run()
+    no_errors(at)
+    decided = proj.current_decisions()
+    assert sorted(decided) == removed and {d.action for d in decided.values()} == {"remove"}
+    assert _button(at, f"Undo bulk fix ({len(removed)} samples)")
+
+
 def test_versions_saved_once_each_diffed_and_compared_on_evaluate(scored):
     proj = project_of(scored)
     given = proj.dataset().train.y.numpy()
