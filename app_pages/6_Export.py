@@ -131,6 +131,7 @@ def page() -> None:
     proj, ds = ctx.proj, ctx.ds
     current = proj.current_decisions()
     if not current:
+        versions_section(proj, ds)  # the versions saved before, and the data as loaded as one (a baseline to compare)
         missing("No decisions yet: review the flagged samples first.", "review", "Go to Review")
     info = proj.manifest()
     _summary(ds, info)

@@ -59,6 +59,11 @@ def test_keep_one_of_each_duplicate_group_from_datalab(scored):
 def test_versions_saved_once_each_diffed_and_compared_on_evaluate(scored):
     proj = project_of(scored)
     given = proj.dataset().train.y.numpy()
+    at = open_page("6_Export.py")  # no decisions yet: the data as loaded may be saved as a version (a baseline)
+    at.text_input(key="version-name").input("raw").run()
+    _button(at, "Save version").click().run()
+    no_errors(at)
+    assert proj.version("raw").rows == () and any("No decisions yet" in i.value for i in at.info)
     proj.record([3, 5], "remove")
     at = open_page("6_Export.py")
     no_errors(at)
@@ -74,7 +79,7 @@ def test_versions_saved_once_each_diffed_and_compared_on_evaluate(scored):
     at.text_input(key="version-name").input("second").run()
     _button(at, "Save version").click().run()
     no_errors(at)
-    assert [v.name for v in proj.versions()] == ["first", "second"]
+    assert [v.name for v in proj.versions()] == ["raw", "first", "second"]
     assert any("second against version first" in shown(m.value) and "1 restored · 1 relabelled" in shown(m.value)
                for m in at.markdown)
     diff = next(d.value for d in at.dataframe if "change" in d.value.columns)
@@ -82,6 +87,7 @@ def test_versions_saved_once_each_diffed_and_compared_on_evaluate(scored):
 
     ev = open_page("7_Evaluate.py")
     no_errors(ev)
+    ev.selectbox(key="vc-a").set_value("first").run()  # the newest two are preselected: second, first
     _button(ev, "Retrain on both").click().run()
     ev = settle(ev)
     no_errors(ev)
