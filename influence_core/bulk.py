@@ -22,8 +22,6 @@ from .errors import InfluenceError
 
 SAMPLE = 8  # rows a preview shows (the whole fix may cover the whole split)
 EVENT_PREFIX = "bulk:"  # a bulk fix's event id in the decision log: "bulk:<kind>:<unique>"
-KINDS = {"relabel_confident": "relabel the flagged samples the model confidently disagrees with",
-         "keep_one_per_duplicate_group": "keep one sample of each duplicate group"}
 KEEP_CHOICES = ("best", "first")
 
 

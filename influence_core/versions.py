@@ -26,6 +26,7 @@ import torch
 
 from .data.base import Dataset
 from .errors import InfluenceError, writing
+from .export import final_labels
 from .review import Decision
 
 FOLDER = "versions"
@@ -102,13 +103,6 @@ class DataVersion:
         return cls(**{**data, "rows": rows, "rankings": tuple(data.get("rankings", ()))})
 
 
-def final_state(dataset: Dataset, decisions: Mapping[int, Decision]) -> tuple[np.ndarray, np.ndarray]:
-    """(final label per training row, kept mask) — `export.final_labels`, imported lazily (export imports much)."""
-    from .export import final_labels
-
-    return final_labels(dataset, decisions)
-
-
 def labels_digest(labels: np.ndarray, kept: np.ndarray) -> str:
     """sha256 of the final labels and the kept mask: equal digests = the same cleaned training split."""
     h = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
@@ -123,7 +117,7 @@ def make_version(name: str, dataset: Dataset, decisions: Mapping[int, Decision],
     index). Keep decisions change nothing and are not stored."""
     name = valid_version_name(name)
     given = dataset.train.y.numpy()
-    labels, kept = final_state(dataset, decisions)
+    labels, kept = final_labels(dataset, decisions)
     rows = tuple(VersionRow(int(r), int(source[r]), d.action, int(given[r]),
                             None if d.action == "remove" else int(d.new_label), d.decided_by)
                  for r, d in sorted(decisions.items()) if d.action in ("remove", "relabel"))
@@ -197,7 +191,7 @@ def cleaned_dataset(dataset: Dataset, version: DataVersion) -> Dataset:
     """The training split ``version`` describes (removed rows left out, relabels applied; validation and test as
     they are), checked against the saved digest: what Evaluate retrains on."""
     check_same_data(version, dataset)
-    labels, kept = final_state(dataset, version_decisions(version))
+    labels, kept = final_labels(dataset, version_decisions(version))
     if labels_digest(labels, kept) != version.labels_sha256:
         raise InfluenceError(f"the version '{version.name}' does not rebuild to the labels it saved")
     rows = torch.from_numpy(np.flatnonzero(kept))
