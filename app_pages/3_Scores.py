@@ -418,7 +418,7 @@ def _table(proj: Project, ds, fitted) -> None:
     link("review", "Or review them on Review")
 
 
-def _data_issues(proj: Project) -> None:
+def _data_issues(proj: Project, ds) -> None:
     """Issue types besides wrong labels, by cleanlab's Datalab (issue 20): run it as a job (out of fold with folds),
     then how many samples each check flags and, for duplicate groups, what influence adds: the group's summed score."""
     st.markdown("**Data issues** — cleanlab's Datalab on the model's features and predicted probabilities")
@@ -431,12 +431,18 @@ def _data_issues(proj: Project) -> None:
         folds = st.number_input("Folds (0 = in-sample)", 0, MAX_FOLDS, 0, key="issues-folds",
                                 help="≥ 2: out-of-fold probabilities from K fold models (trained once and cached), as "
                                      "cleanlab intends; 0: the model's own probabilities, which hide labels it memorised")
+        features = "model"
+        if ds.kind == "image":
+            features = st.radio("Compare images by", ["model", "pixels"], horizontal=True, key="issues-features",
+                                format_func=lambda f: {"model": "the model's features", "pixels": "their pixels (8×8)"}[f],
+                                help="Pixels find images from another source that a model trained on them places "
+                                     "among its classes (bench/results/datalab.md)")
         start = st.form_submit_button("Find data issues", icon=":material/play_arrow:")
     if start:
         if folds == 1:
             st.error("Folds: 0 (in-sample) or 2 and more.")
         else:
-            proj.data_issues_in_background(int(folds))
+            proj.data_issues_in_background(int(folds), {"features": features})
             st.rerun()
     found = proj.data_issues()
     if found is None:
@@ -475,7 +481,7 @@ def page() -> None:
     st.divider()
     _table(proj, ds, fitted)
     st.divider()
-    _data_issues(proj)
+    _data_issues(proj, ds)
 
 
 guarded(page)

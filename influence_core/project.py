@@ -1296,42 +1296,54 @@ class Project:
 
         return self.start_job("versions", f"Retraining on {a} and {b}", run)
     # --- data issues (issue 20): cleanlab's Datalab (and cleanvision on images) on the model's features
-    def find_data_issues(self, folds: int = 0, progress: Progress | None = None) -> "DataIssues":
+    def find_data_issues(self, folds: int = 0, progress: Progress | None = None, settings=None) -> "DataIssues":
         """Datalab's findings on the current data and model (`data_issues.find_data_issues`; out of fold with
-        ``folds`` ≥ 2), stored and memoised; what `data_issues` and `issue_rankings` return from now on."""
-        from .data_issues import FOLDS_FILE
+        ``folds`` ≥ 2; ``settings``: `DataIssueSettings` or a dict of its fields), stored and memoised; what
+        `data_issues` and `issue_rankings` return from now on."""
+        from dataclasses import asdict
 
-        found = self._data_issues(self._current_model(), int(folds), progress)
-        with writing("the data issues' choice of folds"):
-            write_text_atomic(self.folder / FOLDS_FILE, json.dumps({"folds": int(folds)}))
+        from .data_issues import LAST_RUN_FILE, make_settings
+
+        settings = make_settings(settings)
+        found = self._data_issues(self._current_model(), int(folds), settings, progress)
+        with writing("the data issues' settings"):
+            write_text_atomic(self.folder / LAST_RUN_FILE, json.dumps({"folds": int(folds), "settings": asdict(settings)}))
         return found
 
-    def _data_issues(self, current: tuple, folds: int, progress: Progress | None = None, *, stored_only: bool = False):
+    def _data_issues(self, current: tuple, folds: int, settings, progress: Progress | None = None, *,
+                     stored_only: bool = False):
         from .data_issues import has_stored_data_issues, stored_data_issues
 
         _, dataset, fitted = current
-        if stored_only and not has_stored_data_issues(self.cache, dataset, fitted, folds=folds):
+        if stored_only and not has_stored_data_issues(self.cache, dataset, fitted, folds=folds, settings=settings):
             return None
-        return stored_data_issues(self.cache, dataset, fitted, folds=folds, progress=progress, memo_scope=str(self.root),
+        return stored_data_issues(self.cache, dataset, fitted, folds=folds, settings=settings, progress=progress,
+                                  memo_scope=str(self.root),
                                   fold_models=lambda report: self.engine.fold_models(dataset, fitted, folds, report))
 
     def data_issues(self) -> "DataIssues | None":
-        """The stored findings for the current data and model (with the folds of the last run), None if not run."""
-        from .data_issues import last_folds
+        """The stored findings for the current data and model (with the folds and settings of the last run), None if
+        not run."""
+        from .data_issues import last_run
 
         state = self.state()
         if not state.has_model:
             return None
-        return self._data_issues(self._current_model(state), last_folds(self.folder), stored_only=True)
+        return self._data_issues(self._current_model(state), *last_run(self.folder), stored_only=True)
 
-    def data_issues_in_background(self, folds: int = 0) -> Job:
+    def data_issues_in_background(self, folds: int = 0, settings=None) -> Job:
         """`find_data_issues` as the "data_issues" job, with progress (fold models first when ``folds`` ≥ 2)."""
+        from .data_issues import make_settings
+
+        settings = make_settings(settings)  # a bad setting: one line now, not in the job
+
         def run(handle: JobHandle) -> dict:
             def progress(fraction: float, message: str) -> None:
                 handle.check()
                 handle.report(fraction, message)
 
-            return {"flagged": self.find_data_issues(folds, progress).summary().set_index("issue")["count"].to_dict(),
+            found = self.find_data_issues(folds, progress, settings)
+            return {"flagged": found.summary().set_index("issue")["count"].to_dict(),
                     "folds": int(folds)}
 
         return self.start_job("data_issues", "Finding data issues with Datalab" + (f" ({folds} folds)" if folds else ""), run)
@@ -1343,6 +1355,13 @@ class Project:
 
         found = self.data_issues()
         return {} if found is None else {issue_label(k): v for k, v in found.rankings().items()}
+
+    @staticmethod
+    def data_issue_settings(settings=None):
+        """``settings`` (a dict of `DataIssueSettings` fields) checked and made settings; a bad one: one line."""
+        from .data_issues import make_settings
+
+        return make_settings(settings)
 
     def rankings(self) -> dict[str, np.ndarray]:
         """Every ranking a page may order or colour by: the computed runs' scores, then each data issue type's

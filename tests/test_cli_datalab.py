@@ -61,7 +61,7 @@ def test_scores_equal_datalab_called_directly(run):
     project = Project.open("cli", workspace)
     dataset, fitted = project.dataset(), project.model()
     lab = Datalab(data={"label": dataset.train.y.numpy()}, label_name="label", verbosity=0)
-    lab.find_issues(features=dataset.train.x.numpy().astype(np.float32),  # logreg: its features are the inputs
+    lab.find_issues(features=dataset.train.x.numpy().astype(np.float64),  # logreg: its features are the inputs
                     pred_probs=predicted_probabilities(dataset, fitted))
     direct = lab.get_issues()
     index = project.source_index()
@@ -71,7 +71,22 @@ def test_scores_equal_datalab_called_directly(run):
         np.testing.assert_array_equal(ours["is_issue"].to_numpy(), direct[f"is_{issue}_issue"].to_numpy())
 
 
-def test_bad_folds_is_one_line(capsys):
-    assert main(["datalab", "--dataset", "blobs", "--folds", "1", "--quiet", "--no-cache"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: --folds takes 0 (in-sample) or a number of folds ≥ 2"]
+@pytest.mark.parametrize("args,message", [
+    (["--folds", "1"], "error: --folds takes 0 (in-sample) or a number of folds ≥ 2"),
+    (["--neighbours", "0"], "error: k (neighbours) must be a whole number from 1 to 200, not 0"),
+    (["--features", "pixels"], "error: features='pixels' needs image data; use the model's features for this data set"),
+])
+def test_bad_settings_are_one_line(capsys, args, message):
+    assert main(["datalab", "--dataset", "blobs", "--model", "logreg", "--quiet", "--no-cache", *args]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [message]
+
+
+def test_a_larger_threshold_flags_more_near_duplicates(planted_csv, run, capsys):
+    workspace, default = run
+    out = workspace / "wide.csv"
+    assert main(["datalab", "--dataset", str(planted_csv), "--model", "logreg", "--label-column", "kind", "--workspace",
+                 str(workspace), "--near-duplicate-threshold", "1.0", "--out", str(out), "--quiet"]) == 0
+    wide = pd.read_csv(out)
+    near = [t[(t["issue"] == "near_duplicate") & t["is_issue"]]["index"] for t in (default, wide)]
+    assert set(near[0]) < set(near[1])  # a superset: the same neighbour graph, a wider radius
+    assert Project.open("cli", workspace).data_issues().flagged("near_duplicate").size == len(near[1])
