@@ -9,6 +9,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
+from playwright.sync_api import expect
 
 from influence_core.project import Project, ScoreRun
 from tests.e2e.test_browser import _idle, _shot, _step, served_page
@@ -37,19 +38,18 @@ def test_a_class_pair_from_the_address_and_from_the_map(tmp_path):
         page.get_by_role("heading", name="Review", exact=True).wait_for()
         expected = np.flatnonzero((y == 0) & (preds == 1)).tolist()
         assert sorted(_card_rows(page)) == expected
-        _shot(page, "review-views-0-address")
 
         _step("the class-pair map's top pair")
         page.get_by_text("Class-pair map: given → suggested class").click()
         top = proj.class_pairs("flagged").top(1)[0]
         label = f"{ds.classes[top[0]]} → {ds.classes[top[1]]} · {top[2]}"
         page.get_by_role("button", name=label).click()
-        page.wait_for_url(lambda url: parse_qs(urlparse(url).query).get("given") == [str(ds.classes[top[0]])])
-        query = parse_qs(urlparse(page.url).query)
-        assert query["project"] == ["default"] and query["suggested"] == [str(ds.classes[top[1]])]
+        wanted = {"project": ["default"], "status": ["any"], "given": [str(ds.classes[top[0]])],
+                  "suggested": [str(ds.classes[top[1]])]}  # the flagged share: the default, not in the address
+        page.wait_for_url(lambda url: parse_qs(urlparse(url).query) == wanted)  # the parameters change one by one
         pair = sorted(int(r) for r in flagged if y[r] == top[0] and preds[r] == top[1])
         assert len(pair) == top[2]
-        page.wait_for_function(f"() => document.querySelectorAll('[data-testid=review-card]').length == {len(pair)}")
+        expect(page.get_by_test_id("review-card")).to_have_count(len(pair), timeout=60_000)  # in a shadow root
         assert sorted(_card_rows(page)) == pair
         _shot(page, "review-views-1-pair")
 
