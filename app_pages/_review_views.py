@@ -10,7 +10,7 @@ import streamlit as st
 
 from influence_core.figures import class_pair_map
 from influence_core.project import InfluenceError, ReviewView
-from app_pages._common import PAGES, plain, project_name
+from app_pages._common import plain
 
 NEXT = "view-next"  # a view the next run shows (Explore's selection, a saved view, a button), whatever the URL says
 APPLIED = "view-applied"  # the view the filter widgets were last set from
@@ -204,8 +204,11 @@ def class_pair_section(proj, view: ReviewView, choices, run, order_title: str) -
                    (" (of the flagged samples)." if kind == "flagged" else " (every sample given the one class and "
                     "predicted the other; the confident joint counts those cleanlab is confident about)."))
         scope = "flagged" if kind == "flagged" else "all"
-        for i, j, count in top:
+        cells = st.columns(3)
+        for n, (i, j, count) in enumerate(top):
             pair = ReviewView(order=view.order, scope=scope, status="any", given=i, suggested=j)
-            st.page_link(PAGES["review"], label=f"{plain(pairs.classes[i])} → {plain(pairs.classes[j])} · {count}",
-                         icon=":material/arrow_forward:",
-                         query_params={"project": project_name(), **proj.view_query(pair, choices)})
+            # a button, not st.page_link: a link to the page it is on did not rerun it in the browser; the view
+            # goes into the URL all the same, so the pair's list is bookmarkable
+            cells[n % 3].button(f"{plain(pairs.classes[i])} → {plain(pairs.classes[j])} · {count}",
+                                key=f"pair-{i}-{j}", icon=":material/arrow_forward:", width="stretch",
+                                on_click=show_next, args=(pair,))
