@@ -125,3 +125,16 @@ def test_the_duplicate_fix_takes_datalabs_groups_and_keeps_the_best_scored(score
     preview = scored.bulk_dedupe_preview("best")
     assert preview.rows == tuple(sorted(r for r in (0, 1, 4, 5, 6) if r not in keep))
     assert [x["row"] for x in preview.sample] == keep
+
+
+def test_a_viewer_may_neither_apply_nor_undo_a_bulk_fix_nor_save_a_version(scored):
+    from influence_core.access import Access, Members, write_members
+
+    write_members(scored.folder, Members("alice", {"carol@example.com": "viewer"}))
+    carol = Project.open_existing(scored.name, Access("carol@example.com", signed_in=True), scored.root)
+    preview = carol.bulk_dedupe_preview("first", groups=[[0, 1]])  # looking is allowed
+    assert preview.rows == (1,)
+    for act in (lambda: carol.apply_bulk_fix(preview), carol.undo_bulk_fix, lambda: carol.save_version("v")):
+        with pytest.raises(InfluenceError, match="not decide"):
+            act()
+    assert scored.current_decisions() == {} and scored.versions() == []
