@@ -87,7 +87,7 @@ class DataVersion:
     def summary(self) -> dict:
         """One row of the versions table."""
         reviewers = sorted({r.decided_by for r in self.rows})
-        return {"name": self.name, "created_at": self.created_at, "created_by": self.created_by,
+        return {"name": self.name, "created_at": self.created_at[:19] + "Z", "created_by": self.created_by,
                 "parent": self.parent or "", "removed": len(self.removed), "relabelled": len(self.relabelled),
                 "n_train_after": self.n_train_after, "decided_by": ", ".join(reviewers),
                 "rankings": ", ".join(self.rankings)}
@@ -121,7 +121,9 @@ def make_version(name: str, dataset: Dataset, decisions: Mapping[int, Decision],
     rows = tuple(VersionRow(int(r), int(source[r]), d.action, int(given[r]),
                             None if d.action == "remove" else int(d.new_label), d.decided_by)
                  for r, d in sorted(decisions.items()) if d.action in ("remove", "relabel"))
-    return DataVersion(name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), user, parent, dataset.name,
+    now = time.time()  # to the microsecond: versions saved within one second still sort in order
+    created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    return DataVersion(name, created, user, parent, dataset.name,
                        dataset.fingerprint(), len(dataset.train), tuple(rankings), primary, rows,
                        labels_digest(labels, kept), str(note)[:500])
 

@@ -118,3 +118,9 @@ def test_an_image_version_rebuilds_its_zip_as_it_was(tmp_path, tiny_image_zip):
             return {n: z.read(n) for n in z.namelist()}
 
     assert contents(rebuilt) == contents(at_save) and contents(now) != contents(at_save)
+
+
+def test_versions_saved_within_one_second_keep_their_order_and_parents(proj):
+    for name in ("z", "y", "x"):  # names against the alphabet: the order is the time they were saved
+        proj.save_version(name)
+    assert [(v.name, v.parent) for v in proj.versions()] == [("z", None), ("y", "z"), ("x", "y")]
