@@ -11,12 +11,15 @@ features and predicted probabilities (out of fold when fold models are given), a
 Each issue type is also a ranking (`rankings`): one score per training row, lower = more likely an issue, as
 Datalab's quality scores are. ``exact_duplicate`` is Datalab's near-duplicate check where it scores 0 ("a score of 0
 indicates that an example has an exact duplicate", cleanlab's ``_compute_scores_with_exp_transform``).
+`stored_data_issues` keeps a result in the workspace (key `keys.data_issues_key`, an ``.npz`` without pickles) and in
+the memory layer; ``Project.find_data_issues`` / ``data_issues`` / ``issue_rankings`` are the facade over it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+from importlib import import_module
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -98,6 +101,8 @@ class DataIssues:
 
     def rankings(self) -> dict[str, np.ndarray]:
         """issue type → one score per training row (lower = more likely an issue)."""
+        if self.table.empty:
+            return {}
         out = {}
         for issue, part in self.table.groupby("issue", sort=False):
             scores = np.full(int(self.table["sample"].max()) + 1, np.nan)
@@ -138,7 +143,7 @@ def image_records(dataset: Dataset, batch: int = 512):
     """The training images as a Hugging Face ``datasets.Dataset`` with one ``image`` column of PIL images (what
     Datalab's ``image_key`` path hands to cleanvision)."""
     try:
-        import cleanvision  # noqa: F401  (Datalab runs its checks)
+        import_module("cleanvision")  # Datalab runs its checks
         from datasets import Dataset as HFDataset, Features, Image as ImageFeature
     except ImportError:
         raise InfluenceError("the image checks need cleanvision and datasets (pip install -r requirements.txt), or "
