@@ -391,7 +391,7 @@ def _table(proj: Project, ds, fitted) -> None:
         st.info("No scores yet: tick methods above and press **Compute scores**.")
         return
     key = _cache_key(proj, ds, fitted)
-    _leaderboard(ds, state.runs, scores)
+    _leaderboard(ds, state.runs, {**scores, **proj.issue_rankings()})  # data issue types beside the runs (issue 20)
     _run_notes(proj, state.runs)
     _cleanlab_estimate(proj, ds, state.runs, key)
     _flagged_cells(proj, state.runs)
@@ -418,6 +418,52 @@ def _table(proj: Project, ds, fitted) -> None:
     link("review", "Or review them on Review")
 
 
+def _data_issues(proj: Project, ds) -> None:
+    """Issue types besides wrong labels, by cleanlab's Datalab (issue 20): run it as a job (out of fold with folds),
+    then how many samples each check flags and, for duplicate groups, what influence adds: the group's summed score."""
+    st.markdown("**Data issues** — cleanlab's Datalab on the model's features and predicted probabilities")
+    st.caption("Exact and near duplicates, outliers, non-IID order, class imbalance, underperforming groups and wrong "
+               "labels; on images also cleanvision's checks (dark, light, blurry, low information, odd aspect ratio or "
+               "size, grayscale). Each issue type then is a ranking on Review and Explore (lower = more likely).")
+    if job_section(proj, "data_issues", "Finding data issues") is not None:
+        return
+    with st.form("data-issues-form"):
+        folds = st.number_input("Folds (0 = in-sample)", 0, MAX_FOLDS, 0, key="issues-folds",
+                                help="≥ 2: out-of-fold probabilities from K fold models (trained once and cached), as "
+                                     "cleanlab intends; 0: the model's own probabilities, which hide labels it memorised")
+        features = "model"
+        if ds.kind == "image":
+            features = st.radio("Compare images by", ["model", "pixels"], horizontal=True, key="issues-features",
+                                format_func=lambda f: {"model": "the model's features", "pixels": "their pixels (8×8)"}[f],
+                                help="Pixels find images from another source that a model trained on them places "
+                                     "among its classes (bench/results/datalab.md)")
+        start = st.form_submit_button("Find data issues", icon=":material/play_arrow:")
+    if start:
+        if folds == 1:
+            st.error("Folds: 0 (in-sample) or 2 and more.")
+        else:
+            proj.data_issues_in_background(int(folds), {"features": features})
+            st.rerun()
+    found = proj.data_issues()
+    if found is None:
+        st.info("Not run yet for this data set and model: press **Find data issues**.")
+        return
+    st.dataframe(found.summary(), hide_index=True, width="content", key="issue-summary",
+                 column_config={"share": st.column_config.NumberColumn("share", format="percent")})
+    st.caption(("Out-of-fold" if found.out_of_fold else "In-sample") + f" probabilities; {len(found.duplicate_sets):,} "
+               "groups of exact or near duplicates. count: samples Datalab flags; share: of the training set.")
+    influence = proj.duplicate_group_influence()
+    if influence is None:
+        if found.duplicate_sets:
+            st.caption("Compute IP (or another influence method whose scores add up) to see what each duplicate group "
+                       "does to the validation loss — what Datalab cannot say.")
+        return
+    label, groups = influence
+    st.markdown(f"**What each duplicate group does**, by the summed score of {plain(label)} (what Datalab cannot say)")
+    st.dataframe(groups.head(50), hide_index=True, width="stretch", key="duplicate-influence",
+                 column_config={"summed score": st.column_config.NumberColumn("summed score", format="%.4g")})
+
+
 def _column_titles(runs: list[ScoreRun], scores: dict) -> dict[str, str]:
     """Each score column's heading: its run's title ("IP, in-sample"), the run's label where two titles coincide."""
     titles = {r.label: run_title(r) for r in runs if r.label in scores}
@@ -434,6 +480,8 @@ def page() -> None:
     _form(proj, ds, fitted, running=running)
     st.divider()
     _table(proj, ds, fitted)
+    st.divider()
+    _data_issues(proj, ds)
 
 
 guarded(page)

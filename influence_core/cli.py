@@ -1,4 +1,4 @@
-"""Command line: ``python -m influence_core {score,methods,datasets,models,impacts,usage,gc,experiment} ...``.
+"""Command line: ``python -m influence_core {score,datalab,methods,datasets,models,impacts,usage,gc,experiment} ...``.
 
 A front end like the app's pages: it reaches the library only through the `project.Project` facade (and the argument
 helpers in `cli_args`, shared with `evaluate.cli`); ``--no-cache`` runs the same pipeline in a temporary workspace.
@@ -46,10 +46,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
         frame = project.score_table(scores)
     if details.get("note"):
         print(f"warning: {details['note']}", file=sys.stderr)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out, index=False)
-        print(f"wrote {len(frame)} scores to {args.out} (lower = more detrimental)", file=sys.stderr)
+    return _write_csv(frame, args.out, "scores", "lower = more detrimental")
+
+
+def _write_csv(frame, out: str | None, what: str, meaning: str) -> int:
+    """``frame`` as CSV to ``out`` (saying so on stderr), else to stdout."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+        print(f"wrote {len(frame)} {what} to {out} ({meaning})", file=sys.stderr)
     else:
         frame.to_csv(sys.stdout, index=False)
     return 0
@@ -120,6 +125,22 @@ def _cmd_impacts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_datalab(args: argparse.Namespace) -> int:
+    """cleanlab's Datalab (and cleanvision on images) on the model's features: one row per sample and issue type."""
+    if args.folds == 1 or args.folds < 0:
+        raise InfluenceError("--folds takes 0 (in-sample) or a number of folds ≥ 2")
+    settings = Project.data_issue_settings({"features": args.features, "k": args.neighbours,  # checked before training
+                                            "near_duplicate_threshold": args.near_duplicate_threshold})
+    with project_for(args) as project:
+        load_data_and_model(args, project)
+        found = project.find_data_issues(args.folds, progress_printer(not args.quiet), settings)
+    frame = found.table[["index", "issue", "score", "is_issue"]]
+    if not args.quiet:
+        for row in found.summary().itertuples():
+            print(f"{row.issue:<22} {row.count:>6} flagged ({row.share:.1%})", file=sys.stderr)
+    return _write_csv(frame, args.out, "rows", "score: lower = more likely an issue")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m influence_core", description="Hessian-free influence scores (lower = more detrimental).")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
@@ -143,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(default: $INFLUENCE_DASK_SCHEDULER when set)")
     p.add_argument("--out", help="CSV path (default: stdout)")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("datalab", help="find other data issues (duplicates, outliers, ...) with cleanlab's Datalab; write a CSV")
+    add_data_model_arguments(p)
+    p.add_argument("--folds", type=int, default=0, help="out-of-fold probabilities from K fold models (0 = in-sample)")
+    p.add_argument("--features", choices=["model", "pixels"], default="model",
+                   help="what the neighbour checks compare: the model's penultimate features, or (images) 8x8 pixels")
+    p.add_argument("--neighbours", type=int, default=10, help="k for Datalab's neighbour checks (default 10)")
+    p.add_argument("--near-duplicate-threshold", type=float, default=0.13,
+                   help="near duplicates: closer than this x the median neighbour distance (Datalab's default 0.13)")
+    p.add_argument("--out", help="CSV path (default: stdout): index, issue, score (lower = more likely), is_issue")
+    p.set_defaults(func=_cmd_datalab)
 
     p = sub.add_parser("methods", help="list the influence methods")
     p.add_argument("--json", action="store_true")

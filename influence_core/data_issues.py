@@ -35,25 +35,42 @@ IMAGE_CHECKS = ("dark", "light", "blurry", "low_information", "odd_aspect_ratio"
 ISSUE_TYPES = ("label", "exact_duplicate", "near_duplicate", "outlier", "non_iid", "class_imbalance",
                "underperforming_group") + IMAGE_CHECKS
 COLUMNS = ("sample", "index", "issue", "score", "is_issue")
-FOLDS_FILE = "data_issues.json"  # in a project folder: the folds of its last Datalab run
+FEATURE_SOURCES = ("model", "pixels")
+PIXEL_SIDE = 8  # "pixels" features: each image average-pooled to 8×8 per channel
+# Methods whose scores add up over a group (first-order: removing a group changes f by about the sum of its
+# members' scores), so a duplicate group's summed score says what the group does to the impact
+ADDITIVE_METHODS = ("ip", "ip_ensemble", "exact", "lissa", "ekfac", "datainf", "tracin", "tda")
+IMPACT_QUANTITY = {"utility": "the validation loss", "fairness": "the fairness gap", "robustness": "the loss under attack"}
+LAST_RUN_FILE = "data_issues.json"  # in a project folder: the folds and settings of its last Datalab run
+MAX_K = 200  # neighbours a browser may ask for
 
 
 @dataclass(frozen=True)
 class DataIssueSettings:
     """Which of Datalab's checks run and with how many neighbours (``k``, Datalab's default 10); ``image_checks``
-    (cleanvision's, images only) run on the raw pixels. Defaults: every check, fast enough for a few thousand rows."""
+    (cleanvision's, images only) run on the raw pixels; ``near_duplicate_threshold``: Datalab's, a pair closer than
+    this × the median nearest-neighbour distance is a near duplicate (its default 0.13; bench/results/datalab.md
+    measures larger ones); ``features``: what the neighbour checks compare — the model's penultimate features, or
+    for images the pixels at 8×8 (what finds images from another source when the model has learnt to place them
+    among its classes; bench/results/datalab.md). Defaults: every check, fast enough for a few thousand rows."""
 
     checks: tuple[str, ...] = FEATURE_CHECKS
     image_checks: tuple[str, ...] = IMAGE_CHECKS
     k: int = 10
+    near_duplicate_threshold: float = 0.13
+    features: str = "model"  # "model": penultimate features; "pixels" (images): each image at 8×8, standardised
 
     def __post_init__(self) -> None:
         for name, allowed in (("checks", FEATURE_CHECKS), ("image_checks", IMAGE_CHECKS)):
             unknown = [c for c in getattr(self, name) if c not in allowed]
             if unknown:
                 raise InfluenceError(f"unknown data check '{unknown[0]}'; choose among: {', '.join(allowed)}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise InfluenceError(f"k (neighbours) must be a whole number ≥ 1, not {str(self.k)[:20]!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
+            raise InfluenceError(f"k (neighbours) must be a whole number from 1 to {MAX_K}, not {str(self.k)[:20]}")
+        if self.features not in FEATURE_SOURCES:
+            raise InfluenceError(f"features must be one of: {', '.join(FEATURE_SOURCES)}, not {str(self.features)[:20]!r}")
+        if not isinstance(self.near_duplicate_threshold, (int, float)) or not 0 < self.near_duplicate_threshold <= 10:
+            raise InfluenceError("near_duplicate_threshold must be a number in (0, 10] (× the median neighbour distance)")
 
     def key(self) -> dict:
         return asdict(self)
@@ -120,7 +137,12 @@ def is_image_dataset(dataset: Dataset) -> bool:
 def image_records(dataset: Dataset, batch: int = 512):
     """The training images as a Hugging Face ``datasets.Dataset`` with one ``image`` column of PIL images (what
     Datalab's ``image_key`` path hands to cleanvision)."""
-    from datasets import Dataset as HFDataset, Features, Image as ImageFeature
+    try:
+        import cleanvision  # noqa: F401  (Datalab runs its checks)
+        from datasets import Dataset as HFDataset, Features, Image as ImageFeature
+    except ImportError:
+        raise InfluenceError("the image checks need cleanvision and datasets (pip install -r requirements.txt), or "
+                             "run without them (image_checks=())") from None
     from PIL import Image
 
     from .export import images_uint8
@@ -130,6 +152,22 @@ def image_records(dataset: Dataset, batch: int = 512):
         for img in images_uint8(dataset, np.arange(start, min(n, start + batch))):
             images.append(Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img))
     return HFDataset.from_dict({"image": images}, features=Features({"image": ImageFeature()}))
+
+
+def pixel_features(dataset: Dataset, batch: int = 512) -> np.ndarray:
+    """Each training image average-pooled to `PIXEL_SIDE`² per channel and standardised on its own (brightness and
+    contrast left out): a model-free embedding for Datalab's neighbour checks."""
+    import torch
+
+    from .export import images_uint8
+
+    out = []
+    for start in range(0, len(dataset.train), batch):
+        imgs = images_uint8(dataset, np.arange(start, min(len(dataset.train), start + batch)))
+        pooled = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(imgs).permute(0, 3, 1, 2).double(), PIXEL_SIDE)
+        out.append(pooled.flatten(1).numpy())
+    x = np.concatenate(out)
+    return (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-6)
 
 
 def find_data_issues(dataset: Dataset, fitted: FittedModel, *, fold_models: list[FittedModel] | None = None,
@@ -144,8 +182,13 @@ def find_data_issues(dataset: Dataset, fitted: FittedModel, *, fold_models: list
     from .folds import FoldSettings
 
     report = progress or (lambda fraction, message: None)
-    report(0.02, "penultimate features")
-    features = penultimate_features(fitted, dataset.train)
+    report(0.02, "penultimate features" if settings.features == "model" else "pixel features")
+    if settings.features == "pixels":
+        if not is_image_dataset(dataset):
+            raise InfluenceError("features='pixels' needs image data; use the model's features for this data set")
+        features = pixel_features(dataset)
+    else:
+        features = penultimate_features(fitted, dataset.train)
     report(0.15, "predicted probabilities" + (" (out of fold)" if fold_models else ""))
     if fold_models:
         probs = out_of_fold_probabilities(dataset, fold_models, FoldSettings(int(folds or len(fold_models))))
@@ -168,8 +211,8 @@ def find_data_issues(dataset: Dataset, fitted: FittedModel, *, fold_models: list
 
 def datalab_issue_types(settings: DataIssueSettings, images: bool) -> dict:
     """The ``issue_types`` argument of ``Datalab.find_issues`` for ``settings`` (k for the neighbour checks)."""
-    kwargs = {"near_duplicate": {"k": settings.k}, "outlier": {"k": settings.k}, "non_iid": {"k": settings.k},
-              "underperforming_group": {"k": settings.k}}
+    kwargs = {"near_duplicate": {"k": settings.k, "threshold": float(settings.near_duplicate_threshold)},
+              "outlier": {"k": settings.k}, "non_iid": {"k": settings.k}, "underperforming_group": {"k": settings.k}}
     types = {c: kwargs.get(c, {}) for c in settings.checks}
     if images:
         types["image_issue_types"] = {c: {} for c in settings.image_checks}
@@ -183,9 +226,10 @@ def run_datalab(data, features: np.ndarray, probs: np.ndarray, settings: DataIss
     if len(features) <= settings.k:
         raise InfluenceError(f"Datalab needs more training samples ({len(features)}) than neighbours (k = {settings.k})")
     lab = Datalab(data=data, label_name="label", image_key=image_key, verbosity=0)
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    quiet = io.StringIO()  # Datalab prints, cleanvision draws tqdm bars on stderr
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lab.find_issues(features=np.asarray(features, dtype=np.float32), pred_probs=probs,
+        lab.find_issues(features=np.asarray(features, dtype=np.float64), pred_probs=probs,
                         issue_types=datalab_issue_types(settings, image_key is not None))
     return lab
 
@@ -268,12 +312,40 @@ def has_stored_data_issues(store, dataset: Dataset, fitted: FittedModel, *, fold
     return store.has_entry("data_issues", hash_key(data_issues_key(dataset, fitted, settings, folds)), ".npz")
 
 
-def last_folds(project_folder) -> int:
-    """The folds of a project's last Datalab run (0: in-sample, or never run)."""
+def make_settings(settings: "DataIssueSettings | dict | None") -> DataIssueSettings:
+    """``settings`` as `DataIssueSettings` (a dict's keys checked: an unknown one is a one-line error)."""
+    if isinstance(settings, DataIssueSettings):
+        return settings
+    known = set(DataIssueSettings.__dataclass_fields__)
+    unknown = sorted(set(settings or {}) - known)
+    if unknown:
+        raise InfluenceError(f"unknown data issue setting '{str(unknown[0])[:40]}'; choose among: {', '.join(sorted(known))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in (settings or {}).items()}
+    return DataIssueSettings(**values)
+
+
+def last_run(project_folder) -> tuple[int, DataIssueSettings]:
+    """The folds and settings of a project's last Datalab run ((0, defaults): in-sample, or never run)."""
     import json
     from pathlib import Path
 
     try:
-        return int(json.loads((Path(project_folder) / FOLDS_FILE).read_text()).get("folds", 0))
-    except (OSError, ValueError, AttributeError, TypeError):
-        return 0
+        record = json.loads((Path(project_folder) / LAST_RUN_FILE).read_text())
+        return int(record.get("folds", 0)), make_settings(record.get("settings"))
+    except (OSError, ValueError, AttributeError, TypeError, InfluenceError):
+        return 0, DataIssueSettings()
+
+
+def group_influence(groups: list[list[int]], scores: np.ndarray, index: np.ndarray, impact: str = "utility") -> pd.DataFrame:
+    """What influence adds to Datalab's duplicate groups: each group's samples (original index), size, summed score
+    (≈ the change in f if the whole group were removed, up to a positive factor) and what that means in words;
+    the most detrimental group first."""
+    quantity = IMPACT_QUANTITY.get(impact, f"the {impact} impact")
+    rows = []
+    for group in groups:
+        total = float(np.sum(np.asarray(scores, np.float64)[group]))
+        rows.append({"samples": ", ".join(str(int(index[r])) for r in group), "size": len(group), "summed score": total,
+                     "effect": (f"pulls {quantity} up (removing it would lower it)" if total < 0 else
+                                f"holds {quantity} down (removing it would raise it)")})
+    frame = pd.DataFrame(rows, columns=["samples", "size", "summed score", "effect"])
+    return frame.sort_values("summed score", kind="stable").reset_index(drop=True)

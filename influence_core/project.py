@@ -632,7 +632,8 @@ class Project:
         state = self.state()
         run = self.primary_run() if label is None else next((r for r in state.runs if r.label == label), None)
         if run is None:
-            return np.zeros(0, dtype=np.int64)
+            issues = self.issue_rankings() if label is not None else {}  # an issue type as a ranking (issue 20)
+            return flagged_rows(issues[label], state.flag_share) if label in issues else np.zeros(0, dtype=np.int64)
         return flagged_rows(self.scores()[run.label], state.flag_share)
 
     def describe_target(self, impact: str = "utility", impact_settings: dict | None = None) -> dict:
@@ -1140,42 +1141,54 @@ class Project:
                              dataset.sensitive_name or "group")
 
     # --- data issues (issue 20): cleanlab's Datalab (and cleanvision on images) on the model's features
-    def find_data_issues(self, folds: int = 0, progress: Progress | None = None) -> "DataIssues":
+    def find_data_issues(self, folds: int = 0, progress: Progress | None = None, settings=None) -> "DataIssues":
         """Datalab's findings on the current data and model (`data_issues.find_data_issues`; out of fold with
-        ``folds`` ≥ 2), stored and memoised; what `data_issues` and `issue_rankings` return from now on."""
-        from .data_issues import FOLDS_FILE
+        ``folds`` ≥ 2; ``settings``: `DataIssueSettings` or a dict of its fields), stored and memoised; what
+        `data_issues` and `issue_rankings` return from now on."""
+        from dataclasses import asdict
 
-        found = self._data_issues(self._current_model(), int(folds), progress)
-        with writing("the data issues' choice of folds"):
-            write_text_atomic(self.folder / FOLDS_FILE, json.dumps({"folds": int(folds)}))
+        from .data_issues import LAST_RUN_FILE, make_settings
+
+        settings = make_settings(settings)
+        found = self._data_issues(self._current_model(), int(folds), settings, progress)
+        with writing("the data issues' settings"):
+            write_text_atomic(self.folder / LAST_RUN_FILE, json.dumps({"folds": int(folds), "settings": asdict(settings)}))
         return found
 
-    def _data_issues(self, current: tuple, folds: int, progress: Progress | None = None, *, stored_only: bool = False):
+    def _data_issues(self, current: tuple, folds: int, settings, progress: Progress | None = None, *,
+                     stored_only: bool = False):
         from .data_issues import has_stored_data_issues, stored_data_issues
 
         _, dataset, fitted = current
-        if stored_only and not has_stored_data_issues(self.cache, dataset, fitted, folds=folds):
+        if stored_only and not has_stored_data_issues(self.cache, dataset, fitted, folds=folds, settings=settings):
             return None
-        return stored_data_issues(self.cache, dataset, fitted, folds=folds, progress=progress, memo_scope=str(self.root),
+        return stored_data_issues(self.cache, dataset, fitted, folds=folds, settings=settings, progress=progress,
+                                  memo_scope=str(self.root),
                                   fold_models=lambda report: self.engine.fold_models(dataset, fitted, folds, report))
 
     def data_issues(self) -> "DataIssues | None":
-        """The stored findings for the current data and model (with the folds of the last run), None if not run."""
-        from .data_issues import last_folds
+        """The stored findings for the current data and model (with the folds and settings of the last run), None if
+        not run."""
+        from .data_issues import last_run
 
         state = self.state()
         if not state.has_model:
             return None
-        return self._data_issues(self._current_model(state), last_folds(self.folder), stored_only=True)
+        return self._data_issues(self._current_model(state), *last_run(self.folder), stored_only=True)
 
-    def data_issues_in_background(self, folds: int = 0) -> Job:
+    def data_issues_in_background(self, folds: int = 0, settings=None) -> Job:
         """`find_data_issues` as the "data_issues" job, with progress (fold models first when ``folds`` ≥ 2)."""
+        from .data_issues import make_settings
+
+        settings = make_settings(settings)  # a bad setting: one line now, not in the job
+
         def run(handle: JobHandle) -> dict:
             def progress(fraction: float, message: str) -> None:
                 handle.check()
                 handle.report(fraction, message)
 
-            return {"flagged": self.find_data_issues(folds, progress).summary().set_index("issue")["count"].to_dict(),
+            found = self.find_data_issues(folds, progress, settings)
+            return {"flagged": found.summary().set_index("issue")["count"].to_dict(),
                     "folds": int(folds)}
 
         return self.start_job("data_issues", "Finding data issues with Datalab" + (f" ({folds} folds)" if folds else ""), run)
@@ -1188,12 +1201,38 @@ class Project:
         found = self.data_issues()
         return {} if found is None else {issue_label(k): v for k, v in found.rankings().items()}
 
-    # --- review views (issue 20): Review's filters, saved views and the class-pair map (influence_core/views.py)
+    @staticmethod
+    def data_issue_settings(settings=None):
+        """``settings`` (a dict of `DataIssueSettings` fields) checked and made settings; a bad one: one line."""
+        from .data_issues import make_settings
+
+        return make_settings(settings)
+
     def rankings(self) -> dict[str, np.ndarray]:
-        """Every ranking Review can order by (lower = more detrimental): computed runs by label, then Datalab's issue
-        rankings ("issue: near duplicate", `issue_rankings`)."""
+        """Every ranking a page may order or colour by: the computed runs' scores, then each data issue type's
+        (`issue_rankings`); lower = more detrimental / more likely an issue."""
         return {**self.scores(), **self.issue_rankings()}
 
+    def primary_ranking(self) -> str | None:
+        """The label Review orders by: an issue ranking chosen there (`set_primary`), else `primary_run`'s."""
+        chosen = self.state().primary
+        if chosen and chosen.startswith("issue: ") and chosen in self.issue_rankings():
+            return chosen
+        run = self.primary_run()
+        return None if run is None else run.label
+
+    def duplicate_group_influence(self):
+        """(run label, table) of `data_issues.group_influence`: each duplicate group's summed score of the first
+        computed run whose scores add up over a group (IP, exact, ...); None without duplicates or such a run."""
+        from .data_issues import ADDITIVE_METHODS, group_influence
+
+        found = self.data_issues()
+        run = next((r for r in self.state().runs if r.method in ADDITIVE_METHODS), None)
+        if found is None or run is None or not found.duplicate_sets:
+            return None
+        return run.label, group_influence(found.duplicate_sets, self.scores()[run.label], self.source_index(), run.impact)
+
+    # --- review views (issue 20): Review's filters, saved views and the class-pair map (influence_core/views.py)
     def view_choices(self):
         """What a URL's or a saved review view may name here: classes, rankings, issue types, sample ids."""
         from .views import ViewChoices
@@ -1221,10 +1260,10 @@ class Project:
         from .views import ViewData, apply
 
         state, dataset = self._current()
-        primary = self.primary_run()
-        run = next((r for r in state.runs if r.label == (view.order or (primary.label if primary else None))), None)
+        primary = self.primary_ranking() or ""
+        run = next((r for r in state.runs if r.label == (view.order or primary)), None)
         folds = run.folds if run is not None else 0  # cleanlab's suspected set out of fold where the ranking is
-        data = ViewData(self.rankings(), primary.label if primary else "", dataset.train.y.numpy(),
+        data = ViewData(self.rankings(), primary, dataset.train.y.numpy(),
                         self.predictions()[0], self.current_decisions(), state.flag_share,
                         self._issue_table() if view.issue else None, lambda: self.label_issues(folds)["mask"],
                         self.nearest_samples)

@@ -65,10 +65,10 @@ def test_the_table_is_what_datalab_finds_on_the_same_features_and_probabilities(
     from cleanlab import Datalab
 
     dataset, fitted = planted
-    features = dataset.train.x.numpy()  # logistic regression has no hidden layer: its features are the inputs
+    features = dataset.train.x.numpy().astype(np.float64)  # logistic regression: its features are the inputs
     probs = predicted_probabilities(dataset, fitted)
     lab = Datalab(data={"label": dataset.train.y.numpy()}, label_name="label", verbosity=0)
-    lab.find_issues(features=features.astype(np.float32), pred_probs=probs)
+    lab.find_issues(features=features, pred_probs=probs)
     direct = lab.get_issues()
     for issue in ("label", "near_duplicate", "outlier", "non_iid", "class_imbalance", "underperforming_group"):
         ours = found.table[found.table["issue"] == issue].sort_values("sample")
@@ -109,9 +109,94 @@ def test_stored_round_trip_and_the_key_changes_with_the_model(planted, found, tm
     assert len(list((tmp_path / "data_issues").glob("*.npz"))) == 1
 
 
+def test_group_influence_sums_each_group_and_says_which_way_it_pushes():
+    from influence_core.data_issues import group_influence
+
+    scores = np.array([-1.0, -2.0, 0.5, 4.0, 1.0])
+    frame = group_influence([[0, 1], [2, 3, 4]], scores, np.array([10, 11, 12, 13, 14]))
+    assert frame["samples"].tolist() == ["10, 11", "12, 13, 14"]
+    assert frame["summed score"].tolist() == [-3.0, 5.5] and frame["size"].tolist() == [2, 3]
+    assert frame["effect"].str.startswith("pulls the validation loss up").tolist() == [True, False]
+
+
 def test_settings_refuse_unknown_checks():
     with pytest.raises(InfluenceError, match="unknown data check 'duplicates'"):
         DataIssueSettings(checks=("duplicates",))
     with pytest.raises(InfluenceError, match="k"):
         DataIssueSettings(k=0)
+    with pytest.raises(InfluenceError, match="near_duplicate_threshold"):
+        DataIssueSettings(near_duplicate_threshold=-1.0)
     assert issue_label("near_duplicate") == "issue: near duplicate"
+
+
+@pytest.fixture(scope="module")
+def noise_images():
+    """80 noise images in [0, 1] where row 0 is nearly black, row 1 a smooth colour gradient (no edges) and row 79 a
+    copy of row 2; a CNN trained for one epoch."""
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        return rng.uniform(0, 1, size=(n, 3, 32, 32)), rng.integers(0, 2, n)
+
+    x, y = split(80)
+    x[0] = 0.02 * rng.uniform(size=(3, 32, 32))
+    x[1] = np.linspace(0.2, 0.8, 32)[None, :, None] * np.array([1.0, 0.6, 0.3])[:, None, None] * np.ones((3, 32, 32))
+    x[79] = x[2]
+    dataset = Dataset("noise images", Split(x, y), Split(*split(20)), Split(*split(20)), ["a", "b"], kind="image")
+    return dataset, ic.train_model(dataset, "cnn", ic.TrainConfig(seed=0, epochs=1, augment=False))
+
+
+def test_image_checks_find_a_planted_dark_and_a_planted_blurry_image(noise_images):
+    """cleanvision's checks through Datalab's image path."""
+    dataset, fitted = noise_images
+    found = find_data_issues(dataset, fitted, settings=DataIssueSettings(checks=("near_duplicate",),
+                                                                         image_checks=("dark", "blurry", "light")))
+    assert found.flagged("dark").tolist() == [0]
+    assert found.flagged("blurry").tolist() == [1]
+    assert found.flagged("light").tolist() == []
+    assert int(np.argmin(found.rankings()["dark"])) == 0 and int(np.argmin(found.rankings()["blurry"])) == 1
+    assert set(found.table["issue"]) == {"near_duplicate", "exact_duplicate", "dark", "blurry", "light"}
+
+
+def test_pixel_features_are_each_image_pooled_to_8x8_and_standardised(noise_images, planted):
+    from influence_core.data_issues import pixel_features
+    from influence_core.export import images_uint8
+
+    dataset, fitted = noise_images
+    features = pixel_features(dataset)
+    img = images_uint8(dataset, [5])[0].astype(np.float64)  # H×W×C
+    pooled = img.reshape(8, 4, 8, 4, 3).mean(axis=(1, 3)).transpose(2, 0, 1).ravel()  # C×8×8, as torch flattens
+    np.testing.assert_allclose(features[5], (pooled - pooled.mean()) / (pooled.std() + 1e-6), rtol=1e-9, atol=1e-9)
+    found = find_data_issues(dataset, fitted, settings=DataIssueSettings(checks=("near_duplicate",), image_checks=(),
+                                                                         features="pixels"))
+    assert found.flagged("exact_duplicate").tolist() == [2, 79]
+    with pytest.raises(InfluenceError, match="needs image data"):
+        find_data_issues(*planted, settings=DataIssueSettings(features="pixels"))
+
+
+def test_the_project_keeps_its_findings_as_rankings_and_in_a_job(tmp_path):
+    from influence_core.project import Project
+
+    project = Project.open("issues", tmp_path)
+    project.use_dataset("blobs", seed=0)
+    project.train("logreg")
+    assert project.data_issues() is None and project.issue_rankings() == {}
+    found = project.find_data_issues(folds=2)
+    assert found.out_of_fold
+    rankings = project.issue_rankings()
+    assert "issue: near duplicate" in rankings and "issue: label" in rankings
+    np.testing.assert_array_equal(rankings["issue: outlier"], found.rankings()["outlier"])
+    assert all(len(v) == 150 for v in rankings.values())
+    assert Project.open("issues", tmp_path).data_issues().out_of_fold  # the folds of the last run are remembered
+
+    # an issue type orders and flags like a run (Review), chosen by its label
+    project.set_flag_share(0.1)
+    lowest = np.argsort(rankings["issue: outlier"], kind="stable")[:15]
+    assert sorted(project.flagged("issue: outlier").tolist()) == sorted(lowest.tolist())
+    project.set_primary("issue: outlier")
+    assert project.primary_ranking() == "issue: outlier"
+    assert set(project.rankings()) == set(rankings)  # no runs yet: only the issue rankings
+    done = project.data_issues_in_background(0).wait(120)
+    assert done.state == "done", done.error
+    assert done.result["flagged"]["label"] == int(project.data_issues().flagged("label").size)
+    assert not project.data_issues().out_of_fold
