@@ -270,8 +270,7 @@ def _take_events(proj, ds) -> review_queue.Outcome:
     return outcome
 
 
-def _controls(proj, ds, scores: dict, rankings: dict, titles: dict, view: ReviewView,
-              choices) -> tuple[ReviewView, str, int, int]:
+def _controls(proj, ds, rankings: dict, titles: dict, view: ReviewView, choices) -> tuple[ReviewView, str, int, int]:
     """The ranking and the flagged share (both kept in the project; a ranking named in the URL is the view's), which
     samples and which of them, how many cards per row and page, then the filter bar: the view and its ranking."""
     state = proj.state()
@@ -363,7 +362,7 @@ def page() -> None:
     titles = {label: run_title(runs[label]) if label in runs else label for label in rankings}
     choices = proj.view_choices()
     view = views.current_view(proj, choices)
-    view, order, per_row, per_page = _controls(proj, ds, scores, rankings, titles, view, choices)
+    view, order, per_row, per_page = _controls(proj, ds, rankings, titles, view, choices)
     views.write_url(proj, view, choices)
     views.class_pair_section(proj, view, choices, runs.get(order) or proj.primary_run(), titles[order])
     # Not in st.fragment (yet): after a fragment rerun (a key press), a project switch in the sidebar came back to the
