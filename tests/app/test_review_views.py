@@ -101,3 +101,17 @@ def test_an_issue_type_from_the_url_filters_and_its_ranking_orders(scored):
     assert _rows(at) == expected
     assert at.selectbox[0].value == "issue: outlier" and proj.state().primary is None  # the view's, not the project's
     assert at.selectbox(key="view-issue").value == "outlier"
+
+
+def test_an_explore_selection_over_the_cap_is_cut_with_a_warning(scored, monkeypatch):
+    from influence_core.project import ReviewView
+
+    monkeypatch.setattr(ReviewView, "MAX_ROWS", 3)  # the page's cap (2,000) at a size moons can exceed
+    at = open_page("5_Review.py")
+    at.session_state["review_batch"] = [10, 3, 4, 200, 7]
+    at.run()
+    no_errors(at)
+    s = project_of(scored).scores()["ip"]
+    assert any("first 3 of the 5 selected samples" in w.value for w in at.warning)
+    assert _rows(at) == sorted([3, 4, 7], key=lambda r: (s[r], r))
+    assert at.query_params["rows"] == ",".join(str(int(project_of(scored).source_index()[r])) for r in (3, 4, 7))
