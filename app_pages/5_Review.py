@@ -271,13 +271,12 @@ def _take_events(proj, ds) -> review_queue.Outcome:
     return outcome
 
 
-def _controls(proj, ds, scores: dict, rankings: dict, titles: dict, view: ReviewView,
-              choices) -> tuple[ReviewView, str, int, int]:
-    """The ranking and the flagged share (both kept in the project; an issue ranking is kept in the view), which
+def _controls(proj, ds, rankings: dict, titles: dict, view: ReviewView, choices) -> tuple[ReviewView, str, int, int]:
+    """The ranking and the flagged share (both kept in the project; a ranking named in the URL is the view's), which
     samples and which of them, how many cards per row and page, then the filter bar: the view and its ranking."""
     state = proj.state()
     c1, c2, c3, c4, c5, c6 = st.columns([2.4, 2.0, 1.4, 1.1, 0.8, 0.8])
-    default = proj.primary_run().label
+    default = proj.primary_ranking()
     shown = view.order if view.order in rankings else default
     labels = list(rankings)
     order = c1.selectbox("Order by", labels, index=labels.index(shown),
@@ -292,10 +291,9 @@ def _controls(proj, ds, scores: dict, rankings: dict, titles: dict, view: Review
     per_row = c5.selectbox("Cards per row", PER_ROW, index=PER_ROW.index(6 if ds.kind == "image" else 3),
                            key="review-per-row")
     per_page = c6.selectbox("Cards per page", PER_PAGE, index=1, key="review-per-page")
-    if order != shown:  # the user's choice: a run becomes the project's ranking, an issue ranking the view's
-        if order in scores:
-            proj.set_primary(order)
-        view = replace(view, order=order if order not in scores else None)
+    if order != shown:  # the user's choice becomes the project's ranking (a URL's stays the view's)
+        proj.set_primary(order)
+        view = replace(view, order=None)
     if share != state.flag_share:
         proj.set_flag_share(share)
     view = views.filter_bar(proj, ds, view, choices, titles[order])
@@ -308,7 +306,7 @@ def _grid_section(proj, ds, scores: dict, titles: dict, view: ReviewView, choice
     part of the page a fragment would rerun alone on a key press)."""
     outcome = _take_events(proj, ds)
     state = proj.state()
-    flagged = proj.flagged(order) if order in scores else np.zeros(0, dtype=np.int64)
+    flagged = proj.flagged(order)
     current = proj.current_decisions()
     src = proj.source_index()
     preds, _ = proj.predictions()
@@ -329,8 +327,7 @@ def _grid_section(proj, ds, scores: dict, titles: dict, view: ReviewView, choice
     counts = proj.decision_counts()
     left = sum(1 for r in flagged if int(r) not in current)
     st.markdown(f"**Ordered by:** {plain(titles[order])}")
-    st.caption((f"{len(flagged)} flagged (the lowest scores, most detrimental first) · {left} still to review · "
-                if order in scores else "") +
+    st.caption(f"{len(flagged)} flagged (the lowest scores, most detrimental first) · {left} still to review · " +
                f"{len(rows)} listed by this view · decisions so far: " + ", ".join(f"{v} {k}" for k, v in counts.items()) +
                " · samples are named by their index in the original data (the number the exports use).")
     if view.rows:
@@ -367,7 +364,7 @@ def page() -> None:
     titles = {label: run_title(runs[label]) if label in runs else label for label in rankings}
     choices = proj.view_choices()
     view = views.current_view(proj, choices)
-    view, order, per_row, per_page = _controls(proj, ds, scores, rankings, titles, view, choices)
+    view, order, per_row, per_page = _controls(proj, ds, rankings, titles, view, choices)
     views.write_url(proj, view, choices)
     views.class_pair_section(proj, view, choices, runs.get(order) or proj.primary_run(), titles[order])
     # Not in st.fragment (yet): after a fragment rerun (a key press), a project switch in the sidebar came back to the

@@ -94,7 +94,7 @@ def filter_bar(proj, ds, view: ReviewView, choices, order: str) -> ReviewView:
         c = st.columns([1.4, 1.2, 1.2, 1])
         c[0].selectbox("Issue type (Datalab)", [None, *choices.issues], key=KEYS["issue"],
                        format_func=lambda i: "any" if i is None else i,
-                       help="Samples Datalab marks with this issue (run it on the Data page).")
+                       help="Samples cleanlab's Datalab marks with this issue type (once Datalab has run).")
         name = lambda k: "any" if k is None else f"{k} · {classes[k]}"  # noqa: E731
         c[1].selectbox("Given class", [None, *range(len(classes))], key=KEYS["given"], format_func=name)
         c[2].selectbox("Suggested class (the model's prediction)", [None, *range(len(classes))],
@@ -111,7 +111,8 @@ def filter_bar(proj, ds, view: ReviewView, choices, order: str) -> ReviewView:
         c[3].number_input("More like this: sample", value=None, min_value=0, step=1, key=KEYS["like"],
                           placeholder="a sample id", help="That sample and its nearest neighbours in the model's "
                                                           "embedding (its penultimate features).")
-        c[4].number_input("neighbours", min_value=1, max_value=ReviewView.MAX_NEIGHBOURS, step=1, key=KEYS["neighbours"])
+        c[4].number_input("neighbours", min_value=1, max_value=ReviewView.MAX_NEIGHBOURS, step=1,
+                          key=KEYS["neighbours"])
         new = _from_widgets(view, choices)
         if new != ReviewView(order=view.order):
             st.button("Clear the filters", key="view-clear", icon=":material/filter_list_off:", on_click=show_next,

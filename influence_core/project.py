@@ -1415,10 +1415,10 @@ class Project:
         from .views import ViewData, apply
 
         state, dataset = self._current()
-        primary = self.primary_run()
-        run = next((r for r in state.runs if r.label == (view.order or (primary.label if primary else None))), None)
+        primary = self.primary_ranking() or ""
+        run = next((r for r in state.runs if r.label == (view.order or primary)), None)
         folds = run.folds if run is not None else 0  # cleanlab's suspected set out of fold where the ranking is
-        data = ViewData(self.rankings(), primary.label if primary else "", dataset.train.y.numpy(),
+        data = ViewData(self.rankings(), primary, dataset.train.y.numpy(),
                         self.predictions()[0], self.current_decisions(), state.flag_share,
                         self._issue_table() if view.issue else None, lambda: self.label_issues(folds)["mask"],
                         self.nearest_samples)

@@ -117,7 +117,8 @@ def apply(view: ReviewView, data: ViewData) -> np.ndarray:
     scores = np.asarray(data.rankings[order], dtype=float)
     n = len(data.given)
     if len(scores) != n:
-        raise InfluenceError(f"the ranking '{order[:MAX_TEXT]}' scores {len(scores)} samples, not the {n} of this split")
+        raise InfluenceError(f"the ranking '{order[:MAX_TEXT]}' scores {len(scores)} samples, not the {n} of the "
+                             "training split")
     keep = np.zeros(n, dtype=bool)
     if view.scope == "flagged":
         keep[flagged_rows(scores, data.flag_share)] = True
@@ -315,7 +316,8 @@ def from_query(params: Mapping[str, Any], choices: ViewChoices) -> tuple[ReviewV
             notes.append("the view's 'disagrees' is not 1 or 0; ignored")
     values["score_min"] = number("smin", float)
     values["score_max"] = number("smax", float)
-    if values["score_min"] is not None and values["score_max"] is not None and values["score_min"] > values["score_max"]:
+    low, high = values["score_min"], values["score_max"]
+    if low is not None and high is not None and low > high:
         notes.append("the view's score range is empty; ignored")
         values["score_min"] = values["score_max"] = None
     values["reviewer"] = text("reviewer")

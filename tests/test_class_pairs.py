@@ -80,3 +80,12 @@ def test_the_projects_maps_match_their_definitions(tmp_path):
     assert flagged.matrix[0, 1] == int(((y[rows] == 0) & (preds[rows] == 1)).sum())
     with pytest.raises(InfluenceError, match="not 'nope'"):
         proj.class_pairs("nope")
+    # out of fold: cleanlab on probabilities of fold models trained here, outside the project's engine and cache
+    from influence_core.api import fold_models_for, out_of_fold_probabilities
+    from influence_core.folds import FoldSettings
+
+    settings = FoldSettings(2)
+    oof = out_of_fold_probabilities(ds, fold_models_for(ds, proj.model(), settings), settings)
+    joint = proj.class_pairs("confident_joint", folds=2)
+    assert joint.out_of_fold
+    np.testing.assert_array_equal(joint.matrix, compute_confident_joint(y, oof))

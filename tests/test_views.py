@@ -210,3 +210,16 @@ def test_the_project_filters_by_class_pair_and_keeps_the_flagged_order(scored):
     rows = scored.review_rows(ReviewView(given=0, suggested=1, status="any"))
     assert rows.tolist() == [r for r in flagged if y[r] == 0 and preds[r] == 1]
     assert len(rows) > 0
+
+
+def test_a_project_keeps_at_most_max_saved_views(tmp_path, monkeypatch):
+    import influence_core.views as views
+
+    monkeypatch.setattr(views, "MAX_SAVED", 2)
+    saved = SavedViews(tmp_path)
+    saved.save("a", {"given": "1"})
+    saved.save("b", {})
+    saved.save("a", {"given": "0"})  # replacing one is not one more
+    with pytest.raises(InfluenceError, match="at most 2 saved views"):
+        saved.save("c", {})
+    assert saved.all() == {"a": {"given": "0"}, "b": {}}

@@ -87,3 +87,31 @@ def test_filters_write_the_url_and_a_saved_view_reopens_in_a_new_session(scored)
     no_errors(fresh)
     assert _rows(fresh) == disagree[:24] and fresh.query_params["disagrees"] == "1"
     assert fresh.checkbox(key="view-disagrees").value
+
+
+def test_an_issue_type_from_the_url_filters_and_its_ranking_orders(scored):
+    """Datalab's findings (h-datalab's `Project.find_data_issues`): the outliers it marks, lowest outlier score first."""
+    proj = project_of(scored)
+    table = proj.find_data_issues().table
+    outliers = table[(table["issue"] == "outlier") & table["is_issue"]]
+    assert len(outliers) > 0
+    expected = outliers.sort_values(["score", "sample"])["sample"].tolist()[:24]
+    at = _open_with(issue="outlier", order="issue: outlier", scope="all", status="any")
+    no_errors(at)
+    assert _rows(at) == expected
+    assert at.selectbox[0].value == "issue: outlier" and proj.state().primary is None  # the view's, not the project's
+    assert at.selectbox(key="view-issue").value == "outlier"
+
+
+def test_an_explore_selection_over_the_cap_is_cut_with_a_warning(scored, monkeypatch):
+    from influence_core.project import ReviewView
+
+    monkeypatch.setattr(ReviewView, "MAX_ROWS", 3)  # the page's cap (2,000) at a size moons can exceed
+    at = open_page("5_Review.py")
+    at.session_state["review_batch"] = [10, 3, 4, 200, 7]
+    at.run()
+    no_errors(at)
+    s = project_of(scored).scores()["ip"]
+    assert any("first 3 of the 5 selected samples" in w.value for w in at.warning)
+    assert _rows(at) == sorted([3, 4, 7], key=lambda r: (s[r], r))
+    assert at.query_params["rows"] == ",".join(str(int(project_of(scored).source_index()[r])) for r in (3, 4, 7))
