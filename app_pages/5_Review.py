@@ -5,17 +5,19 @@ undo your own last decision; open "why flagged" inside a card. Decisions go to t
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import streamlit as st
 
-from influence_core.project import InfluenceError
+from influence_core.project import InfluenceError, ReviewView
 from app_pages import _review_grid as grid
+from app_pages import _review_views as views
 from app_pages import review_queue
+from app_pages._bulk_fixes import bulk_fixes
 from app_pages._common import (guarded, job_outcome, job_panel, job_section, link, plain, run_title, session_id,
                                start_page, use_session_id)
 
-SHOW = ("to review", "all flagged", "decided")
 PER_PAGE = (12, 24, 48, 96)
 PER_ROW = (3, 6)
 SIMILAR = 6  # supporting / opposing training samples shown under "why flagged"
@@ -31,22 +33,12 @@ KEYS_MANY = ("**Keys** (click a card first): `a` keep · `r` remove · `p` relab
 
 
 # --------------------------------------------------------------------------------------------- the list
-def _listed(view: str, show: str, flagged: np.ndarray, s: np.ndarray, current: dict,
-            selection: list[int] | None = None) -> np.ndarray:
-    """The rows this view lists, fixed when the view is opened (and on Refresh): a decided card stays in place with its
-    decision shown, so the grid never moves under the keyboard. ``selection`` (the Explore map's): those rows only,
-    most detrimental first."""
+def _listed(key: str, rows_of_view) -> np.ndarray:
+    """The rows the view lists (`Project.review_rows`), fixed when the view is opened (and on Refresh): a decided
+    card stays in place with its decision shown, so the grid never moves under the keyboard."""
     pinned = st.session_state.get("review-list")
-    if st.session_state.pop("review-refresh", False) or not pinned or pinned.get("view") != view:
-        if selection:
-            rows = sorted(selection, key=lambda r: (float(s[r]), r))
-        elif show == "to review":
-            rows = [int(r) for r in flagged if int(r) not in current]
-        elif show == "decided":
-            rows = sorted(current, key=lambda r: (float(s[r]), r))
-        else:
-            rows = [int(r) for r in flagged]
-        pinned = {"view": view, "rows": rows}
+    if st.session_state.pop("review-refresh", False) or not pinned or pinned.get("view") != key:
+        pinned = {"view": key, "rows": [int(r) for r in rows_of_view()]}
         st.session_state["review-list"] = pinned
         st.session_state["review-page"] = 1
     return np.asarray(pinned["rows"], dtype=np.int64)
@@ -222,22 +214,14 @@ def _undo_message(batches: int, samples: int) -> str:
     return f"Undid {what} ({samples} sample{'s' if samples != 1 else ''})."
 
 
-def _map_selection(n: int) -> list[int]:
-    """The rows selected on the Explore map (handed over as "review_batch"): the grid's cards until the user goes
-    back to the flagged samples."""
-    if "review_batch" in st.session_state:
-        handed = {int(r) for r in st.session_state.pop("review_batch")}
-        st.session_state["review-from-map"] = sorted(r for r in handed if 0 <= r < n)
-    return list(st.session_state.get("review-from-map") or [])
-
-
-def _map_banner(count: int) -> None:
-    """What the grid shows while it shows a map selection, and the way back to the flagged samples."""
+def _map_banner(count: int, order: str | None) -> None:
+    """What the grid shows while it shows a selection (Explore's map, a link), and the way back to the flagged
+    samples."""
     c = st.columns([4, 1], vertical_alignment="center")
     c[0].info(f"The grid shows the {count} sample{'s' if count != 1 else ''} selected on the Explore map, most "
               "detrimental first — not the flagged list.")
     c[1].button("Back to the flagged samples", key="leave-map-selection", width="stretch",
-                on_click=lambda: st.session_state.pop("review-from-map", None))
+                on_click=views.show_next, args=(ReviewView(order=order),))
 
 
 def _batch_bar(proj, ds, rows: np.ndarray, preds: np.ndarray, name) -> None:
@@ -288,44 +272,52 @@ def _take_events(proj, ds) -> review_queue.Outcome:
     return outcome
 
 
-def _controls(proj, ds, labels: list[str], titles: dict) -> tuple[str, float, str, int, int]:
-    """The ranking, the flagged share (both kept in the project), what to show and how many cards per row and page."""
+def _controls(proj, ds, rankings: dict, titles: dict, view: ReviewView, choices) -> tuple[ReviewView, str, int, int]:
+    """The ranking and the flagged share (both kept in the project; a ranking named in the URL is the view's), which
+    samples and which of them, how many cards per row and page, then the filter bar: the view and its ranking."""
     state = proj.state()
-    c1, c2, c3, c4, c5 = st.columns([2.6, 2.2, 1.1, 0.9, 0.9])
+    c1, c2, c3, c4, c5, c6 = st.columns([2.4, 2.0, 1.4, 1.1, 0.8, 0.8])
     default = proj.primary_ranking()
-    primary = c1.selectbox("Order by", labels, index=labels.index(default),
-                           format_func=lambda label: titles[label],
-                           help="Any computed ranking (lower = more detrimental first); compute more on the Scores "
-                                "page. Until you choose, the one that finds the known wrong labels best (the Scores "
-                                "page's leaderboard), else the loss (README: which ranking to trust).")
+    shown = view.order if view.order in rankings else default
+    labels = list(rankings)
+    order = c1.selectbox("Order by", labels, index=labels.index(shown),
+                         format_func=lambda label: titles[label],
+                         help="Any computed ranking or Datalab issue type (lower = more detrimental first); compute "
+                              "more on the Scores page. Until you choose, the one that finds the known wrong labels "
+                              "best (the Scores page's leaderboard), else the loss (README: which ranking to trust).")
     shares = sorted({0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, float(state.flag_share)})
     share = c2.select_slider("Flag the most detrimental share of the training set", shares, float(state.flag_share),
                              format_func=lambda v: f"{v:.0%}")
-    show = c3.radio("Show", SHOW, key="review-show")
-    per_row = c4.selectbox("Cards per row", PER_ROW, index=PER_ROW.index(6 if ds.kind == "image" else 3),
+    views.scope_and_status(c3, c4, view, choices)
+    per_row = c5.selectbox("Cards per row", PER_ROW, index=PER_ROW.index(6 if ds.kind == "image" else 3),
                            key="review-per-row")
-    per_page = c5.selectbox("Cards per page", PER_PAGE, index=1, key="review-per-page")
-    if primary != default:
-        proj.set_primary(primary)
+    per_page = c6.selectbox("Cards per page", PER_PAGE, index=1, key="review-per-page")
+    if order != shown:  # the user's choice becomes the project's ranking (a URL's stays the view's)
+        proj.set_primary(order)
+        view = replace(view, order=None)
     if share != state.flag_share:
         proj.set_flag_share(share)
-    return primary, share, show, per_row, per_page
+    view = views.filter_bar(proj, ds, view, choices, titles[order])
+    return view, order, per_row, per_page
 
 
-def _grid_section(proj, ds, scores: dict, titles: dict, primary: str, share: float, show: str, per_row: int,
-                  per_page: int) -> None:
+def _grid_section(proj, ds, scores: dict, titles: dict, view: ReviewView, choices, order: str, ranking: np.ndarray,
+                  per_row: int, per_page: int) -> None:
     """Everything a decision changes: the queue's events recorded, the counts, the batch bar and the card grid (the
     part of the page a fragment would rerun alone on a key press)."""
     outcome = _take_events(proj, ds)
     state = proj.state()
-    s = scores[primary]
-    flagged = proj.flagged(primary)
+    flagged = proj.flagged(order)
     current = proj.current_decisions()
     src = proj.source_index()
     preds, _ = proj.predictions()
-    selection = _map_selection(len(ds.train))
-    view = f"{state.dataset_key}|{state.model_hash}|{primary}|{share}|{show}|{selection}"
-    rows = _listed(view, show, flagged, s, current, selection)
+    query = sorted(proj.view_query(view, choices).items())
+    key = f"{state.dataset_key}|{state.model_hash}|{order}|{state.flag_share}|{query}"
+    try:
+        rows = _listed(key, lambda: proj.review_rows(view))
+    except InfluenceError as err:
+        st.error(plain(err))
+        return
     pages = max(1, math.ceil(len(rows) / per_page))
     page_no = min(max(int(st.session_state.get("review-page", 1)), 1), pages)
     st.session_state["review-page"] = page_no
@@ -335,12 +327,13 @@ def _grid_section(proj, ds, scores: dict, titles: dict, primary: str, share: flo
 
     counts = proj.decision_counts()
     left = sum(1 for r in flagged if int(r) not in current)
-    st.markdown(f"**Ordered by:** {plain(titles[primary])}")
-    st.caption(f"{len(flagged)} flagged (the lowest scores, most detrimental first) · {left} still to review · "
-               f"{len(rows)} listed · decisions so far: " + ", ".join(f"{v} {k}" for k, v in counts.items()) +
+    st.markdown(f"**Ordered by:** {plain(titles[order])}")
+    st.caption(f"{len(flagged)} flagged (the lowest scores, most detrimental first) · {left} still to review · " +
+               f"{len(rows)} listed by this view · decisions so far: " + ", ".join(f"{v} {k}" for k, v in counts.items()) +
                " · samples are named by their index in the original data (the number the exports use).")
-    if selection:
-        _map_banner(len(selection))
+    if view.rows:
+        _map_banner(len(view.rows), view.order)
+    bulk_fixes(proj, ds, order, rows)  # issue 20 §5
     _batch_bar(proj, ds, rows, preds, name)
     if len(rows) == 0:
         st.success("Nothing left to review here. Export the decisions when you are done.")
@@ -352,29 +345,33 @@ def _grid_section(proj, ds, scores: dict, titles: dict, primary: str, share: flo
                      width="stretch"):
         st.session_state["review-refresh"] = True
         st.rerun()
-    run = {r.label: r for r in state.runs}.get(primary)
+    run = {r.label: r for r in state.runs}.get(order)
     memo, wanted = _why_jobs(proj, outcome.why, state.model_hash, run.params if run else "all", src)
     visible = rows[(page_no - 1) * per_page : page_no * per_page]
     similar = _similar(proj, ds, memo, state.model_hash, visible, wanted, src)
     grid.show({
         "project": proj.name, "session": session_id(), "classes": [str(c) for c in ds.classes], "per_row": per_row,
-        "page": {"number": page_no, "count": pages}, "primary": titles[primary],
-        "cards": _cards(proj, ds, visible, primary, scores, titles, current, similar),
+        "page": {"number": page_no, "count": pages}, "primary": titles[order],
+        "cards": _cards(proj, ds, visible, order, {**scores, order: ranking}, titles, current, similar),
         "acked": outcome.acked, "failed": outcome.failed, "foreign": outcome.foreign,
     })
 
 
 def page() -> None:
     ctx = start_page("Review", needs="scores")
-    proj, ds = ctx.proj, ctx.ds
-    scores = proj.rankings()  # the runs' scores and each data issue type's (issue 20)
+    proj, ds, scores = ctx.proj, ctx.ds, ctx.scores
     runs = {r.label: r for r in proj.state().runs}
-    titles = {label: run_title(runs[label]) if label in runs else label for label in scores}
-    controls = _controls(proj, ds, list(scores), titles)
+    rankings = proj.rankings()  # the runs, then Datalab's issue rankings
+    titles = {label: run_title(runs[label]) if label in runs else label for label in rankings}
+    choices = proj.view_choices()
+    view = views.current_view(proj, choices)
+    view, order, per_row, per_page = _controls(proj, ds, rankings, titles, view, choices)
+    views.write_url(proj, view, choices)
+    views.class_pair_section(proj, view, choices, runs.get(order) or proj.primary_run(), titles[order])
     # Not in st.fragment (yet): after a fragment rerun (a key press), a project switch in the sidebar came back to the
     # old project and never drew the new one's grid (tests/e2e/test_review_keyboard.py, queued event of another
     # project), so a key press still reruns the whole page.
-    _grid_section(proj, ds, scores, titles, *controls)
+    _grid_section(proj, ds, scores, titles, view, choices, order, rankings[order], per_row, per_page)
 
 
 guarded(page)

@@ -10,6 +10,7 @@ import streamlit as st
 
 from influence_core.project import InfluenceError
 from app_pages._common import guarded, missing, plain, start_page
+from app_pages._versions import versions_section
 
 
 def _reviewers(proj) -> None:
@@ -155,6 +156,7 @@ def page() -> None:
     proj, ds = ctx.proj, ctx.ds
     current = proj.current_decisions()
     if not current:
+        versions_section(proj, ds)  # the versions saved before, and the data as loaded as one (a baseline to compare)
         missing("No decisions yet: review the flagged samples first.", "review", "Go to Review")
     info = proj.manifest()
     _summary(ds, info)
@@ -167,6 +169,7 @@ def page() -> None:
     files.update(_cifar_labels(proj, stem))
     _tool_exports(proj, ds, current)
     _save(proj, files, later)
+    versions_section(proj, ds)  # issue 20 §6
 
 
 guarded(page)

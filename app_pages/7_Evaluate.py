@@ -22,6 +22,7 @@ from influence_core.figures import (accuracy_figure, as_text, attack_boxplot, at
 from influence_core.project import (BASELINE_ARMS, CLEANING_ACTIONS, IMPACTS, JOINT_RANKINGS, METHODS, AttackSettings,
                                     ExperimentResult, ExperimentSettings, InfluenceError, describe_impact, format_table)
 from app_pages._common import display_name, guarded, job_outcome, job_section, plain, start_page
+from app_pages._versions import compare_section
 
 KIND = "experiment"
 ACTION_HELP = {
@@ -259,6 +260,7 @@ def page() -> None:
     if result is not None:
         st.divider()
         _show(proj, result)
+    compare_section(proj)  # issue 20 §6
 
 
 guarded(page)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m influence_core {score,datalab,methods,datasets,models,impacts,usage,gc,export,experiment} ...``.
+"""Command line: ``python -m influence_core {score,datalab,methods,datasets,models,impacts,usage,gc,export,versions,experiment} ...``.
 
 A front end like the app's pages: it reaches the library only through the `project.Project` facade (and the argument
 helpers in `cli_args`, shared with `evaluate.cli`); ``--no-cache`` runs the same pipeline in a temporary workspace.
@@ -141,6 +141,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_versions(args: argparse.Namespace) -> int:
+    """A project's versions of the cleaned data set (issue 20): list them, save the current decisions as one, or
+    say what changed from version A (or, with only B, its previous version) to B."""
+    proj = Project.open(args.project, args.workspace, user=args.user)
+    if args.action == "save":
+        if len(args.names) != 1:
+            raise InfluenceError("versions save takes one name")
+        version = proj.save_version(args.names[0])
+        print(f"saved {version.name}: {len(version.removed)} removed, {len(version.relabelled)} relabelled")
+    elif args.action == "list":
+        for v in proj.versions():
+            row = v.summary()
+            print(f"{row['name']:<24} {row['created_at']}  {row['created_by']:<16} removed {row['removed']:>6}  "
+                  f"relabelled {row['relabelled']:>6}  parent {row['parent'] or '-'}")
+    else:
+        if not 1 <= len(args.names) <= 2:
+            raise InfluenceError("versions diff takes A B (or B alone: against its previous version)")
+        a, b = args.names if len(args.names) == 2 else (proj.version(args.names[0]).parent, args.names[0])
+        proj.version_diff(a, b).table(proj.source_index()).to_csv(sys.stdout, index=False)
+    return 0
+
+
 def _cmd_datalab(args: argparse.Namespace) -> int:
     """cleanlab's Datalab (and cleanvision on images) on the model's features: one row per sample and issue type."""
     if args.folds == 1 or args.folds < 0:
@@ -215,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", help="the workspace (default: $INFLUENCE_WORKSPACE or ./workspace)")
     p.add_argument("--user", help="who runs this (default: the OS login name)")
     p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("versions", help="a project's saved versions of the cleaned data set: list, save NAME, diff A B")
+    p.add_argument("action", choices=("list", "save", "diff"))
+    p.add_argument("names", nargs="*", help="save: the new version's name; diff: versions A and B (B alone: against "
+                                             "its previous version)")
+    p.add_argument("--project", default="cli", help="the project (default: cli)")
+    p.add_argument("--workspace", help="the workspace (default: $INFLUENCE_WORKSPACE or ./workspace)")
+    p.add_argument("--user", help="who saves a version (default: the OS login name)")
+    p.set_defaults(func=_cmd_versions)
     from .evaluate import cli as _evaluate_cli  # the `experiment` command (evaluate/)
 
     if _evaluate_cli.register not in EXTRA_COMMANDS:

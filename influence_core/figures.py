@@ -426,3 +426,23 @@ def class_balance(counts: Mapping[str, int], noisy_counts: Mapping[str, int] | N
 # The experiment's charts (paper Figs. 5-6) live with the runner; pages take every figure builder from this module.
 from .evaluate.figures import accuracy_figure, attack_boxplot, attacks_without_effect, pareto_figure, spread_note  # noqa: E402,F401,E501
 from .evaluate.baselines import best_arm_sentence  # noqa: E402,F401  (issue 17: which arm is best at which accuracy)
+
+
+# --- review views (issue 20): the class-pair map
+def class_pair_map(matrix: np.ndarray, classes: Sequence[str], top: Sequence[tuple[int, int, int]], title: str) -> go.Figure:
+    """Given class (rows) → suggested class (columns) as a heatmap of counts; the off-diagonal cells ``top`` (given,
+    suggested, count) are outlined in red — the confusions to review first."""
+    names = [as_text(c) for c in classes]
+    m = np.asarray(matrix)
+    off = m.astype(float).copy()
+    np.fill_diagonal(off, np.nan)  # colour by the off-diagonal counts: the diagonal would swamp them
+    fig = go.Figure(go.Heatmap(z=off, x=names, y=names, colorscale="Blues", zmin=0, text=m, texttemplate="%{text}",
+                               hovertemplate="given %{y} → suggested %{x}: %{text}<extra></extra>",
+                               colorbar=dict(title="samples")))
+    for i, j, _ in top:
+        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color=NOISY, width=3))
+    fig.update_layout(title=title, xaxis_title="suggested class (the model's prediction)", yaxis_title="given class",
+                      **{**_LAYOUT, "height": 120 + 34 * max(len(names), 4)})
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return fig

@@ -55,6 +55,7 @@ from .evaluate.actions import ACTIONS as CLEANING_ACTIONS  # noqa: E402
 from .evaluate.retrain import AttackSettings  # noqa: E402
 from .evaluate.runner import ExperimentResult, ExperimentSettings, cleaned_split_table, format_table  # noqa: E402
 from .evaluate.baselines import ARMS as BASELINE_ARMS  # noqa: E402,F401  (issue 17: Evaluate's baseline arms)
+from .views import ReviewView  # noqa: E402,F401  (issue 20: Review's filters, a page builds them)
 
 __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSettings", "ExperimentResult", "AttackSettings",
            "DATASETS", "PATH_LOADERS", "METHODS", "IMPACTS", "MODELS", "DECISION_ACTIONS", "CLEANING_ACTIONS", "Job",
@@ -1185,6 +1186,161 @@ class Project:
                              model_version=(state.model_hash or fitted.fingerprint())[:12])
         return export_zip(fmt, rows, f"{self.export_stem()}-{fmt}", self.manifest() | {"export_format": fmt})
 
+    # --- bulk fixes and versions (issue 20)
+    def suggested_probabilities(self, label: str | None = None) -> tuple[np.ndarray, bool]:
+        """(N×C class probabilities behind the suggested labels, out of fold?): out of fold — each sample by the fold
+        model that did not train on it — when ranking ``label`` (default: the primary run) is, else in-sample."""
+        from .api import out_of_fold_probabilities
+        from .folds import FoldSettings
+
+        run = self.primary_run() if label is None else next((r for r in self.state().runs if r.label == label), None)
+        folds = int(run.folds or 0) if run is not None else 0
+        if not folds:
+            return self.predictions()[1], False
+        _, dataset, fitted = self._current_model()
+        return MEMORY.get("results", f"oof-probs:{dataset.fingerprint()}:{fitted.fingerprint()}:{folds}",
+                          lambda: out_of_fold_probabilities(dataset, self.engine.fold_models(dataset, fitted, folds),
+                                                            FoldSettings(folds))), True
+
+    def bulk_relabel_preview(self, threshold: float, label: str | None = None, rows=None):
+        """What "relabel every flagged sample whose suggested label has probability ≥ ``threshold``" would do
+        (`bulk.relabel_preview`; flagged by ranking ``label``, default Review's — or only ``rows``, e.g. those a
+        Review view lists; decided samples left alone)."""
+        from .bulk import relabel_preview
+
+        label = label or self.primary_ranking()
+        probs, oof = self.suggested_probabilities(label)
+        candidates = self.flagged(label) if rows is None else [int(r) for r in rows if 0 <= int(r) < len(probs)]
+        return relabel_preview(candidates, probs, self.dataset().train.y.numpy(), threshold,
+                               decided=self.current_decisions(), out_of_fold=oof)
+
+    def duplicate_sets(self) -> list[list[int]]:
+        """Groups of training rows that are duplicates (Datalab's, `data_issues`); empty until it has run."""
+        issues = self.data_issues() if hasattr(self, "data_issues") else None
+        return [[int(r) for r in group] for group in issues.duplicate_sets] if issues is not None else []
+
+    def bulk_dedupe_preview(self, keep: str = "best", groups: list[list[int]] | None = None, label: str | None = None):
+        """What "keep one of each duplicate group" would do (`bulk.dedupe_preview`): ``groups`` (default:
+        `duplicate_sets`), keeping the best-scored by ranking ``label`` (default: Review's) or the first."""
+        from .bulk import dedupe_preview
+
+        label = label or self.primary_ranking()
+        scores = self.rankings().get(label) if keep == "best" and label else None
+        return dedupe_preview(self.duplicate_sets() if groups is None else groups, scores, keep,
+                              decided=self.current_decisions())
+
+    def apply_bulk_fix(self, preview, *, session: str | None = None) -> int:
+        """Record a bulk fix's preview as ONE batch by this project's user (so one undo takes it all back); returns the
+        batch number. Refuses an empty fix and rows or classes outside the current data set."""
+        self.require("decide")
+        dataset, source = self.dataset(), self.source_index()
+        rows = [int(r) for r in preview.rows]
+        if not rows:
+            raise InfluenceError("this bulk fix changes no sample")
+        if not all(0 <= r < len(source) for r in rows):
+            raise InfluenceError("this bulk fix names rows outside the training split: preview it again")
+        if preview.new_labels is not None and not all(0 <= k < dataset.num_classes for k in preview.new_labels):
+            raise InfluenceError(f"this bulk fix relabels outside the classes 0..{dataset.num_classes - 1}")
+        with writing("record the bulk fix"):
+            return self.decisions.record(self.decision_scope(), rows, preview.action, user=self.user, session=session,
+                                         event=preview.event(), originals=[int(source[r]) for r in rows],
+                                         new_labels=preview.new_labels)
+
+    def last_bulk_fix(self) -> dict | None:
+        """This user's latest bulk fix not undone — ``{"batch", "count", "kind"}`` — found in the decision log, so
+        a refresh or another tab finds it too; None when there is none."""
+        from .bulk import EVENT_PREFIX, kind_of_event
+
+        found = self.decisions.latest_batch(self.decision_scope(), EVENT_PREFIX, user=self.user)
+        return None if found is None else {"batch": found[0], "count": found[1], "kind": kind_of_event(found[2])}
+
+    def undo_bulk_fix(self, batch: int | None = None) -> int:
+        """Take back a whole bulk fix in one step (default: `last_bulk_fix`); returns how many decisions it held."""
+        self.require("decide")
+        if batch is None:
+            last = self.last_bulk_fix()
+            if last is None:
+                return 0
+            batch = last["batch"]
+        return self.decisions.undo(self.decision_scope(), batch=int(batch))
+
+    def save_version(self, name: str, note: str = ""):
+        """Save the current decisions as the named, immutable version ``name`` of the cleaned data set
+        (`versions.make_version`: its parent is the latest version of this data); a name taken is refused."""
+        from .versions import make_version, save_version
+
+        self.require("decide")
+        state, dataset = self._current()
+        earlier = self.versions()
+        primary = self.primary_run()
+        version = make_version(name, dataset, self.current_decisions(), self.source_index(), self.user,
+                               tuple(r.label for r in state.runs), primary.label if primary else None,
+                               earlier[-1].name if earlier else None, note)
+        save_version(self.folder, version)
+        return version
+
+    def versions(self) -> list:
+        """The saved versions of the current data set, oldest first (`versions.DataVersion`)."""
+        from .versions import list_versions
+
+        return list_versions(self.folder, self.dataset().fingerprint())
+
+    def version(self, name: str):
+        from .versions import load_version
+
+        return load_version(self.folder, name)
+
+    def version_diff(self, a: str | None, b: str):
+        """Rows removed, restored and relabelled from version ``a`` (None: the data as loaded) to ``b``."""
+        from .versions import diff_versions
+
+        return diff_versions(self.version(a) if a else None, self.version(b))
+
+    def version_cleaned_table(self, name: str, with_splits: bool = True):
+        """Version ``name``'s cleaned table, rebuilt exactly (`export.cleaned_table` on its decisions)."""
+        from .export import cleaned_table
+        from .versions import check_same_data, version_decisions
+
+        version, dataset = self.version(name), self.dataset()
+        check_same_data(version, dataset)
+        return cleaned_table(dataset, version_decisions(version), with_splits=with_splits)
+
+    def version_image_zip(self, name: str) -> bytes:
+        """Version ``name``'s cleaned images in ImageFolder layout (`export.imagefolder_zip` on its decisions)."""
+        from .export import imagefolder_zip
+        from .versions import check_same_data, version_decisions
+
+        version, dataset = self.version(name), self.dataset()
+        check_same_data(version, dataset)
+        return imagefolder_zip(dataset, version_decisions(version))
+
+    def compare_versions(self, a: str, b: str, seeds: int = 1, progress: Progress | None = None,
+                         should_stop: Callable[[], bool] | None = None) -> list[dict]:
+        """Retrain the current model's architecture with its training settings on versions ``a`` and ``b`` with
+        seeds 0..seeds−1 and measure test accuracy and loss (`evaluate.versions.compare_versions`)."""
+        from .evaluate.versions import compare_versions
+
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 10:
+            raise InfluenceError("choose between 1 and 10 retraining seeds")
+        _, dataset, fitted = self._current_model()
+        if not fitted.history:
+            raise InfluenceError("retraining needs the model's training settings; an uploaded model has none — "
+                                 "train the model here first")
+        return compare_versions(dataset, [self.version(a), self.version(b)], fitted.arch, fitted.config,
+                                list(range(seeds)), progress=progress, should_stop=should_stop)
+
+    def compare_versions_in_background(self, a: str, b: str, seeds: int = 1) -> Job:
+        """`compare_versions` as the project's "versions" job; its result holds one record per training."""
+        self.version(a), self.version(b)  # an unknown name: one line now, not a failed job
+
+        def run(handle: JobHandle) -> dict:
+            from .evaluate.versions import version_table
+
+            records = self.compare_versions(a, b, seeds, progress=lambda f, m: handle.report(f, m),
+                                            should_stop=handle.should_stop)
+            return {"versions": [a, b], "records": records, "table": version_table(records).to_dict("records")}
+
+        return self.start_job("versions", f"Retraining on {a} and {b}", run)
     # --- data issues (issue 20): cleanlab's Datalab (and cleanvision on images) on the model's features
     def find_data_issues(self, folds: int = 0, progress: Progress | None = None, settings=None) -> "DataIssues":
         """Datalab's findings on the current data and model (`data_issues.find_data_issues`; out of fold with
@@ -1329,6 +1485,104 @@ class Project:
         from .annotators import consensus_ranking
 
         return consensus_ranking(self.annotator_report(folds))
+
+    # --- review views (issue 20): Review's filters, saved views and the class-pair map (influence_core/views.py)
+    def view_choices(self):
+        """What a URL's or a saved review view may name here: classes, rankings, issue types, sample ids."""
+        from .views import ViewChoices
+
+        dataset = self.dataset()
+        table = self._issue_table()
+        issues = tuple(sorted(str(i) for i in table["issue"].unique())) if table is not None else ()
+        return ViewChoices(tuple(str(c) for c in dataset.classes), tuple(self.rankings()), len(dataset.train),
+                           issues, self.source_index())
+
+    def view_from_query(self, params) -> tuple[Any, list[str]]:
+        """(the review view URL parameters describe, one note per parameter ignored) — `views.from_query`."""
+        from .views import from_query
+
+        return from_query(params, self.view_choices())
+
+    def view_query(self, view, choices=None) -> dict[str, str]:
+        """``view`` as URL parameters (`views.to_query`; ``choices``: `view_choices`, when the caller has them)."""
+        from .views import to_query
+
+        return to_query(view, choices or self.view_choices())
+
+    def review_rows(self, view) -> np.ndarray:
+        """The training rows the review ``view`` lists, most detrimental first by its ranking (`views.apply`)."""
+        from .views import ViewData, apply
+
+        state, dataset = self._current()
+        primary = self.primary_ranking() or ""
+        run = next((r for r in state.runs if r.label == (view.order or primary)), None)
+        folds = run.folds if run is not None else 0  # cleanlab's suspected set out of fold where the ranking is
+        data = ViewData(self.rankings(), primary, dataset.train.y.numpy(),
+                        self.predictions()[0], self.current_decisions(), state.flag_share,
+                        self._issue_table() if view.issue else None, lambda: self.label_issues(folds)["mask"],
+                        self.nearest_samples)
+        return apply(view, data)
+
+    def nearest_samples(self, row: int, k: int = 12) -> np.ndarray:
+        """Training row ``row`` and its ``k`` nearest neighbours in the model's embedding (penultimate features,
+        cosine; memoised per model)."""
+        from .analysis import penultimate_features
+        from .views import nearest_rows
+
+        _, dataset, fitted = self._current_model()
+        feats = MEMORY.get("results", f"features:{fitted.fingerprint()}:{dataset.fingerprint()}",
+                           lambda: penultimate_features(fitted, dataset.train))
+        return nearest_rows(feats, int(row), int(k))
+
+    def saved_views(self) -> dict[str, dict[str, str]]:
+        """This project's saved review views: name → URL parameters (read back through `view_from_query`)."""
+        from .views import SavedViews
+
+        return SavedViews(self.folder).all()
+
+    def save_view(self, name: str, view) -> str:
+        """Save ``view`` as ``name`` in this project (replacing one of that name); returns the stored name."""
+        from .views import SavedViews
+
+        self.require("decide")
+        return SavedViews(self.folder).save(name, self.view_query(view))
+
+    def delete_view(self, name: str) -> bool:
+        from .views import SavedViews
+
+        self.require("decide")
+        return SavedViews(self.folder).delete(name)
+
+    def train_probabilities(self, folds: int = 0) -> np.ndarray:
+        """N×C class probabilities of the training split: out of fold with ``folds`` ≥ 2 (the fold models trained
+        once and cached), else the model's own; memoised per data and model."""
+        if not folds:
+            return self.predictions()[1]
+        from .api import out_of_fold_probabilities
+        from .folds import FoldSettings
+
+        _, dataset, fitted = self._current_model()
+        return MEMORY.get("results", f"oof-probs:{dataset.fingerprint()}:{fitted.fingerprint()}:{folds}",
+                          lambda: out_of_fold_probabilities(dataset, self.engine.fold_models(dataset, fitted, folds),
+                                                            FoldSettings(folds)))
+
+    def class_pairs(self, kind: str = "flagged", label: str | None = None, folds: int = 0):
+        """The class-pair map (`class_pairs.ClassPairs`): flagged samples of run ``label`` per (given, predicted)
+        class, or cleanlab's confident joint (out of fold with ``folds`` ≥ 2)."""
+        from .class_pairs import ClassPairs, confident_joint, flagged_pairs
+
+        dataset = self.dataset()
+        classes, y = tuple(str(c) for c in dataset.classes), dataset.train.y.numpy()
+        if kind == "flagged":
+            return ClassPairs(flagged_pairs(y, self.predictions()[0], self.flagged(label), len(classes)), kind, classes)
+        if kind != "confident_joint":
+            raise InfluenceError(f"a class-pair map counts 'flagged' samples or the 'confident_joint', not '{kind[:20]}'")
+        return ClassPairs(confident_joint(y, self.train_probabilities(folds)), kind, classes, folds >= 2)
+
+    def _issue_table(self):
+        """Datalab's issue table (columns sample, index, issue, score, is_issue), None before it ran."""
+        found = self.data_issues()
+        return found.table if found is not None else None
 
 
 _STATE_LOCK = threading.RLock()

@@ -93,23 +93,27 @@ class DecisionLog:
 
     def record(self, scope: str, samples: Iterable[int], action: str, new_label: int | None = None,
                user: str | None = None, session: str | None = None, event: str | None = None,
-               originals: Iterable[int] | None = None) -> int:
+               originals: Iterable[int] | None = None, new_labels: Iterable[int] | None = None) -> int:
         """Save one batch of decisions (committed before returning); returns its batch number.
 
         ``session``: the browser session that made it (its Undo takes back only its own batches). ``event``: an id
         unique to the click; a batch already recorded under it is not recorded again (its number is returned).
-        ``originals``: each sample's index in the original data, kept beside its row."""
+        ``originals``: each sample's index in the original data, kept beside its row. ``new_labels``: a relabel's
+        class per sample (a bulk fix relabels each sample to its own suggested class), instead of ``new_label``."""
         samples = [int(s) for s in samples]
         originals = [int(o) for o in originals] if originals is not None else [None] * len(samples)
         if len(originals) != len(samples):
             raise InfluenceError("one original index per sample, please")
         if action not in ACTIONS:
             raise InfluenceError(f"unknown action '{action}'; choose one of: {', '.join(ACTIONS)}")
-        if action == "relabel" and new_label is None:
+        if action == "relabel" and new_label is None and new_labels is None:
             raise InfluenceError("relabel needs the new class")
         if not samples:
             raise InfluenceError("select at least one sample")
-        label = int(new_label) if action == "relabel" else None
+        labels = [int(k) for k in new_labels] if action == "relabel" and new_labels is not None else None
+        if labels is not None and len(labels) != len(samples):
+            raise InfluenceError("one new class per sample, please")
+        labels = labels or [int(new_label) if action == "relabel" else None] * len(samples)
         now, who = time.time(), user or default_user()
         with self._connect() as con:
             # Take the write lock before reading MAX(batch): two writers can then never get the same batch number.
@@ -123,15 +127,18 @@ class DecisionLog:
             con.executemany(
                 "INSERT INTO decisions (scope, batch, sample, action, new_label, decided_by, decided_at, session, event, "
                 "original) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(scope, batch, s, action, label, who, now, session, event, o) for s, o in zip(samples, originals)],
+                [(scope, batch, s, action, label, who, now, session, event, o)
+                 for s, o, label in zip(samples, originals, labels)],
             )
         return int(batch)
 
-    def undo(self, scope: str, session: str | None = None, event: str | None = None) -> int:
-        """Take back the latest batch not yet undone (of ``session`` when given); returns how many decisions it
-        held (0 when none). ``event``: an id unique to the undo click; an undo already applied under it (even one
-        that found nothing) takes back nothing more."""
+    def undo(self, scope: str, session: str | None = None, event: str | None = None, batch: int | None = None) -> int:
+        """Take back the latest batch not yet undone (of ``session`` when given; batch ``batch`` when given, e.g. a
+        bulk fix); returns how many decisions it held (0 when none). ``event``: an id unique to the undo click; an
+        undo already applied under it (even one that found nothing) takes back nothing more."""
         where, args = ("AND session = ?", (scope, session)) if session is not None else ("", (scope,))
+        if batch is not None:
+            where, args = where + " AND batch = ?", (*args, int(batch))
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             if event is not None and con.execute("SELECT 1 FROM undo_events WHERE scope = ? AND event = ?",
@@ -144,6 +151,18 @@ class DecisionLog:
                 return 0
             cur = con.execute("UPDATE decisions SET undone = 1 WHERE scope = ? AND batch = ?", (scope, batch))
             return int(cur.rowcount)
+
+    def latest_batch(self, scope: str, event_prefix: str, user: str | None = None) -> tuple[int, int, str] | None:
+        """(batch, how many samples, its event id) of the latest batch not undone whose event id starts with
+        ``event_prefix`` (made by ``user`` when given), or None: how a bulk fix is found again after a refresh."""
+        where, args = ("AND decided_by = ?", (user,)) if user is not None else ("", ())
+        if any(c in event_prefix for c in "*?[]"):
+            raise InfluenceError("an event prefix is plain text")
+        with self._connect() as con:
+            row = con.execute(f"SELECT batch, COUNT(*), MIN(event) FROM decisions WHERE scope = ? AND undone = 0 AND "
+                              f"event GLOB ? {where} GROUP BY batch ORDER BY batch DESC LIMIT 1",
+                              (scope, event_prefix + "*", *args)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
     def current(self, scope: str) -> dict[int, Decision]:
         """Each decided sample's latest decision that has not been undone."""

@@ -106,3 +106,16 @@ def counted(monkeypatch):
     monkeypatch.setattr(influence_core.engine, "train_model", train)
     monkeypatch.setattr(influence_core.engine, "compute_scores", score)
     return calls
+
+
+@pytest.fixture
+def scored_blobs(tmp_path):
+    """A project "p" of user alice: blobs, a logistic regression, its loss scores, the lowest 20% flagged."""
+    from influence_core.project import Project, ScoreRun
+
+    proj = Project.open("p", tmp_path, user="alice")
+    proj.use_dataset("blobs", seed=0)
+    proj.train("logreg")
+    proj.score(ScoreRun("loss"))
+    proj.set_flag_share(0.2)
+    return proj

@@ -1,0 +1,96 @@
+"""Issue 20 §5-6 in the app: Review's bulk fix previews the hand-computed rows, applies them as one batch and its
+Undo button (found again by a new session, as after a refresh) takes all back; Export saves versions (a name never
+twice) and shows the diff; Evaluate retrains on two versions as a job and shows the table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .conftest import no_errors, open_page, project_of, settle, shown
+
+
+def _button(at, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_bulk_fix_preview_apply_and_one_undo_after_a_refresh(scored):
+    proj = project_of(scored)
+    at = open_page("5_Review.py")
+    no_errors(at)
+    at.slider(key="bulk-threshold").set_value(0.55).run()
+    _button(at, "Preview").click().run()
+    no_errors(at)
+    _, probs = proj.predictions()
+    given = proj.dataset().train.y.numpy()
+    expected = [int(r) for r in proj.flagged() if probs[r].argmax() != given[r] and probs[r].max() >= 0.55]
+    assert expected, "the fixture's flagged samples hold none the model confidently disagrees with"
+    assert any(f"relabel {len(expected)} flagged sample(s)" in shown(m.value) for m in at.markdown)
+    _button(at, f"Apply to {len(expected)} samples").click().run()
+    no_errors(at)
+    decided = proj.current_decisions()
+    assert sorted(decided) == sorted(expected)
+    assert all(decided[r].new_label == int(probs[r].argmax()) for r in expected)
+
+    again = open_page("5_Review.py")  # a refresh: a new session, the log on disk
+    _button(again, f"Undo bulk fix ({len(expected)} samples)").click().run()
+    no_errors(again)
+    assert proj.current_decisions() == {}
+    assert not any(b.label.startswith("Undo bulk fix") for b in again.button)
+
+
+def test_keep_one_of_each_duplicate_group_from_datalab(scored):
+    proj = project_of(scored)
+    proj.find_data_issues()
+    groups = proj.data_issues().duplicate_sets
+    assert groups, "Datalab finds no duplicates in the fixture"
+    removed = sorted(r for g in groups for r in sorted(g)[1:])  # keep the first (smallest row) of each group
+    at = open_page("5_Review.py")
+    at.radio(key="bulk-fix").set_value("dedupe").run()
+    at.radio(key="bulk-keep").set_value("first").run()
+    _button(at, "Preview").click().run()
+    no_errors(at)
+    _button(at, f"Apply to {len(removed)} samples").click().run()
+    no_errors(at)
+    decided = proj.current_decisions()
+    assert sorted(decided) == removed and {d.action for d in decided.values()} == {"remove"}
+    assert _button(at, f"Undo bulk fix ({len(removed)} samples)")
+
+
+def test_versions_saved_once_each_diffed_and_compared_on_evaluate(scored):
+    proj = project_of(scored)
+    given = proj.dataset().train.y.numpy()
+    at = open_page("6_Export.py")  # no decisions yet: the data as loaded may be saved as a version (a baseline)
+    at.text_input(key="version-name").input("raw").run()
+    _button(at, "Save version").click().run()
+    no_errors(at)
+    assert proj.version("raw").rows == () and any("No decisions yet" in i.value for i in at.info)
+    proj.record([3, 5], "remove")
+    at = open_page("6_Export.py")
+    no_errors(at)
+    at.text_input(key="version-name").input("first").run()
+    _button(at, "Save version").click().run()
+    no_errors(at)
+    at.text_input(key="version-name").input("first").run()
+    _button(at, "Save version").click().run()
+    assert any("exists already" in e.value for e in at.error)
+    proj.record([5], "keep")
+    proj.record([8], "relabel", 1 - int(given[8]))
+    at = open_page("6_Export.py")
+    at.text_input(key="version-name").input("second").run()
+    _button(at, "Save version").click().run()
+    no_errors(at)
+    assert [v.name for v in proj.versions()] == ["raw", "first", "second"]
+    assert any("second against version first" in shown(m.value) and "1 restored · 1 relabelled" in shown(m.value)
+               for m in at.markdown)
+    diff = next(d.value for d in at.dataframe if "change" in d.value.columns)
+    assert diff["change"].tolist() == ["restored", "relabelled"] and diff["row"].tolist() == [5, 8]
+
+    ev = open_page("7_Evaluate.py")
+    no_errors(ev)
+    ev.selectbox(key="vc-a").set_value("first").run()  # the newest two are preselected: second, first
+    _button(ev, "Retrain on both").click().run()
+    ev = settle(ev)
+    no_errors(ev)
+    table = next(d.value for d in ev.dataframe if "version" in d.value.columns)
+    assert table["version"].tolist() == ["first", "second"] and table["n_train"].tolist() == [248, 249]
+    assert np.all((table["accuracy"] >= 0) & (table["accuracy"] <= 1))

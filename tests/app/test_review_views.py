@@ -1,0 +1,117 @@
+"""Review's views on the page (issue 20): a class pair named in the URL lists exactly those samples, the class-pair
+map's links carry that view, hostile URL parameters are ignored with a note and dropped from the URL, the filter
+widgets write the view into the URL, and a view saved on the page is opened again in a new session."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .conftest import no_errors, open_page, project_of, shown
+from .test_review_page import _grid
+
+
+def _rows(at) -> list[int]:
+    return [c["row"] for c in _grid(at)["cards"]]
+
+
+def _open_with(**params):
+    from streamlit.testing.v1 import AppTest
+
+    from .conftest import APP
+
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.switch_page("app_pages/5_Review.py")
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def test_a_class_pair_in_the_url_lists_exactly_those_samples(scored):
+    proj = project_of(scored)
+    ds = proj.dataset()
+    y, (preds, _) = ds.train.y.numpy(), proj.predictions()
+    s = proj.scores()["ip"]
+    a, b = ds.classes
+    at = _open_with(given=str(a), suggested=str(b), scope="all", status="any")
+    no_errors(at)
+    expected = sorted(np.flatnonzero((y == 0) & (preds == 1)).tolist(), key=lambda r: (s[r], r))
+    assert 0 < len(expected) <= 24 and _rows(at) == expected
+    assert at.selectbox(key="view-given").value == 0 and at.selectbox(key="view-suggested").value == 1
+    assert at.query_params["project"] == "default" and at.query_params["given"] == str(a)  # the view stays bookmarkable
+    # the class-pair map's buttons: the flagged samples of each pair, their count in the label; one opens that view
+    flagged = proj.flagged()
+    count = int(((y[flagged] == 1) & (preds[flagged] == 0)).sum())
+    button = at.button(key="pair-1-0")
+    assert button.label == f"{b} → {a} · {count}"
+    button.click().run()
+    no_errors(at)
+    assert {k: at.query_params[k] for k in ("given", "suggested", "status")} == {"given": str(b), "suggested": str(a),
+                                                                               "status": "any"}
+    assert "scope" not in at.query_params  # the flagged share: the default
+    assert sorted(_rows(at)) == sorted(int(r) for r in flagged if y[r] == 1 and preds[r] == 0)
+    assert at.selectbox(key="view-given").value == 1  # the filter bar shows the pair
+
+
+def test_hostile_url_parameters_are_ignored_with_a_note_and_dropped(scored):
+    at = _open_with(given="<script>", rows="1,2,x", smin="nan", order="../../etc", k="9" * 40, like="0",
+                    scope="all")
+    no_errors(at)
+    notes = [shown(w.value) for w in at.warning]
+    assert len(notes) == 5, notes
+    assert any("'<script>' is not a class" in n for n in notes)
+    assert dict(at.query_params).keys() == {"project", "like", "scope"}  # only what was good stays
+    assert sorted(_rows(at)) == sorted(project_of(scored).nearest_samples(0, 12).tolist())  # sample 0 and 12 more
+
+
+def test_filters_write_the_url_and_a_saved_view_reopens_in_a_new_session(scored):
+    proj = project_of(scored)
+    at = open_page("5_Review.py")
+    at.radio(key="view-scope").set_value("all").run()
+    at.radio(key="view-status").set_value("any").run()
+    at.checkbox(key="view-disagrees").check().run()
+    no_errors(at)
+    y, (preds, _) = proj.dataset().train.y.numpy(), proj.predictions()
+    s = proj.scores()["ip"]
+    disagree = sorted(np.flatnonzero(y != preds).tolist(), key=lambda r: (s[r], r))
+    assert _rows(at) == disagree[:24]
+    assert {k: at.query_params[k] for k in ("scope", "status", "disagrees")} == {"scope": "all", "status": "any",
+                                                                                "disagrees": "1"}
+    at.text_input(key="view-save-name").input("model disagrees").run()
+    at.button(key="view-save").click().run()
+    no_errors(at)
+    assert proj.saved_views() == {"model disagrees": {"scope": "all", "status": "any", "disagrees": "1"}}
+    fresh = open_page("5_Review.py")  # a new session, no URL
+    assert fresh.query_params.get("disagrees") is None and len(_rows(fresh)) == 24
+    fresh.selectbox(key="view-saved").set_value("model disagrees").run()
+    fresh.button(key="view-open").click().run()
+    no_errors(fresh)
+    assert _rows(fresh) == disagree[:24] and fresh.query_params["disagrees"] == "1"
+    assert fresh.checkbox(key="view-disagrees").value
+
+
+def test_an_issue_type_from_the_url_filters_and_its_ranking_orders(scored):
+    """Datalab's findings (h-datalab's `Project.find_data_issues`): the outliers it marks, lowest outlier score first."""
+    proj = project_of(scored)
+    table = proj.find_data_issues().table
+    outliers = table[(table["issue"] == "outlier") & table["is_issue"]]
+    assert len(outliers) > 0
+    expected = outliers.sort_values(["score", "sample"])["sample"].tolist()[:24]
+    at = _open_with(issue="outlier", order="issue: outlier", scope="all", status="any")
+    no_errors(at)
+    assert _rows(at) == expected
+    assert at.selectbox[0].value == "issue: outlier" and proj.state().primary is None  # the view's, not the project's
+    assert at.selectbox(key="view-issue").value == "outlier"
+
+
+def test_an_explore_selection_over_the_cap_is_cut_with_a_warning(scored, monkeypatch):
+    from influence_core.project import ReviewView
+
+    monkeypatch.setattr(ReviewView, "MAX_ROWS", 3)  # the page's cap (2,000) at a size moons can exceed
+    at = open_page("5_Review.py")
+    at.session_state["review_batch"] = [10, 3, 4, 200, 7]
+    at.run()
+    no_errors(at)
+    s = project_of(scored).scores()["ip"]
+    assert any("first 3 of the 5 selected samples" in w.value for w in at.warning)
+    assert _rows(at) == sorted([3, 4, 7], key=lambda r: (s[r], r))
+    assert at.query_params["rows"] == ",".join(str(int(project_of(scored).source_index()[r])) for r in (3, 4, 7))

@@ -1,0 +1,59 @@
+"""Review's views in a real browser (issue 20): an address naming a class pair opens Review on exactly those
+samples, a button under the class-pair map opens Review on its pair (the address changes with it, the project stays),
+and reloading that address (a bookmark) shows the same cards.
+
+Data: moons, a small MLP and IP scores computed through the facade before the server starts."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+from playwright.sync_api import expect
+
+from influence_core.project import Project, ScoreRun
+from tests.e2e.test_browser import _idle, _shot, _step, served_page
+
+
+def _card_rows(page) -> list[int]:
+    cards = page.get_by_test_id("review-card")
+    cards.first.wait_for()
+    _idle(page)
+    return [int(cards.nth(i).get_attribute("data-row")) for i in range(cards.count())]
+
+
+def test_a_class_pair_from_the_address_and_from_the_map(tmp_path):
+    workspace = tmp_path / "workspace"
+    proj = Project.open("default", workspace)
+    ds = proj.use_dataset("moons", seed=0)
+    proj.train("mlp", {"seed": 0, "epochs": 40})
+    proj.score(ScoreRun("ip"))
+    y, (preds, _) = ds.train.y.numpy(), proj.predictions()
+    flagged = proj.flagged()
+    a, b = ds.classes
+
+    with served_page(workspace) as (server, page):
+        _step("review: a class pair in the address")
+        page.goto(f"{server.url}/Review?project=default&given={a}&suggested={b}&scope=all&status=any")
+        page.get_by_role("heading", name="Review", exact=True).wait_for()
+        expected = np.flatnonzero((y == 0) & (preds == 1)).tolist()
+        assert sorted(_card_rows(page)) == expected
+
+        _step("the class-pair map's top pair")
+        page.get_by_text("Class-pair map: given → suggested class").click()
+        top = proj.class_pairs("flagged").top(1)[0]
+        label = f"{ds.classes[top[0]]} → {ds.classes[top[1]]} · {top[2]}"
+        page.get_by_role("button", name=label).click()
+        wanted = {"project": ["default"], "status": ["any"], "given": [str(ds.classes[top[0]])],
+                  "suggested": [str(ds.classes[top[1]])]}  # the flagged share: the default, not in the address
+        page.wait_for_url(lambda url: parse_qs(urlparse(url).query) == wanted)  # the parameters change one by one
+        pair = sorted(int(r) for r in flagged if y[r] == top[0] and preds[r] == top[1])
+        assert len(pair) == top[2]
+        expect(page.get_by_test_id("review-card")).to_have_count(len(pair), timeout=60_000)  # in a shadow root
+        assert sorted(_card_rows(page)) == pair
+        _shot(page, "review-views-1-pair")
+
+        _step("reload: the bookmark shows the same view")
+        page.reload()
+        page.get_by_role("heading", name="Review", exact=True).wait_for()
+        assert sorted(_card_rows(page)) == pair

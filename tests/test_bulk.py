@@ -1,0 +1,140 @@
+"""Bulk fixes: the preview is the rule computed by hand, applying writes ONE batch, one undo takes all of it back
+(also from a fresh Project object, as after a page refresh), and the decisions afterwards equal those before."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from influence_core.bulk import dedupe_preview, relabel_preview
+from influence_core.errors import InfluenceError
+from influence_core.project import Project, ScoreRun
+
+
+def test_relabel_preview_by_hand_on_three_classes():
+    probs = np.array([[0.1, 0.8, 0.1],    # 0: suggests 1 at 0.8, given 0 -> in (0.8 >= 0.7)
+                      [0.2, 0.2, 0.6],    # 1: suggests 2 at 0.6 -> below the threshold
+                      [0.05, 0.05, 0.9],  # 2: suggests 2, given 2 -> agrees, not a fix
+                      [0.9, 0.05, 0.05],  # 3: suggests 0 at 0.9, given 1 -> in, but not flagged
+                      [0.0, 0.25, 0.75]])  # 4: suggests 2 at 0.75, given 0 -> in, but decided already
+    given = np.array([0, 0, 2, 1, 0])
+    preview = relabel_preview([4, 2, 1, 0], probs, given, 0.7, decided=[4])
+    assert preview.rows == (0,) and preview.new_labels == (1,) and preview.action == "relabel" and preview.count == 1
+    assert preview.sample == ({"row": 0, "given": 0, "suggested": 1, "probability": 0.8},)
+    everything = relabel_preview([4, 3, 2, 1, 0], probs, given, 0.0)  # in flagged order: most detrimental first
+    assert everything.rows == (4, 3, 1, 0) and everything.new_labels == (2, 0, 2, 1)
+    with pytest.raises(InfluenceError, match="between 0 and 1"):
+        relabel_preview([0], probs, given, 1.5)
+
+
+def test_dedupe_preview_keeps_the_best_scored_or_the_first_of_each_group():
+    scores = np.array([0.0, -1.0, 5.0, 2.0, 0.0, 3.0, 0.0, 0.0, 0.0, 1.0])
+    groups = [[9, 1, 5], [2, 3], [7], [4, 6]]  # [7]: a group of one is no duplicate; scores of 4 and 6 tie
+    best = dedupe_preview(groups, scores, "best")
+    assert best.rows == (1, 3, 6, 9) and best.action == "remove"  # kept: 5 (3.0), 2 (5.0), 4 (tie: the first)
+    first = dedupe_preview(groups, scores, "first", decided={3: object()})
+    assert first.rows == (5, 6, 9)  # kept: 1, 2, 4; row 3 is decided already
+    assert [s["row"] for s in first.sample] == [1, 4]
+    with pytest.raises(InfluenceError, match="ranking"):
+        dedupe_preview(groups, None, "best")
+
+
+@pytest.fixture
+def scored(scored_blobs) -> Project:
+    return scored_blobs
+
+
+def _batches(proj: Project) -> list[tuple]:
+    with sqlite3.connect(proj.folder / "decisions.sqlite") as con:
+        return con.execute("SELECT batch, COUNT(*), MIN(decided_by), MAX(decided_by), MIN(session), MIN(event), "
+                           "SUM(undone) FROM decisions GROUP BY batch ORDER BY batch").fetchall()
+
+
+def test_project_preview_apply_one_batch_and_one_undo(scored):
+    ds, fitted = scored.dataset(), scored.model()
+    with torch.no_grad():  # the model's probabilities, independently of the project's predictions: one logit z,
+        p1 = torch.sigmoid(fitted.module(ds.train.x)[:, 0]).numpy()  # p(class 1) = σ(z)
+    probs = np.stack([1 - p1, p1], axis=1)
+    given = ds.train.y.numpy()
+    flagged = np.argsort(scored.scores()["loss"], kind="stable")[:30]  # 20% of 150, lowest loss scores first
+    scored.record([int(flagged[0])], "keep", session="s1")  # a reviewer's decision: the bulk fix leaves it alone
+    before = scored.current_decisions()
+    preview = scored.bulk_relabel_preview(0.6)
+    expected = [int(r) for r in flagged[1:] if probs[r].argmax() != given[r] and probs[r].max() >= 0.6]
+    assert list(preview.rows) == expected and len(expected) >= 3
+    assert list(preview.new_labels) == [int(probs[r].argmax()) for r in expected]
+    within = [int(r) for r in range(len(given)) if r % 2]  # only the rows a Review view lists, in its order
+    assert list(scored.bulk_relabel_preview(0.6, rows=within).rows) == [
+        r for r in within if r != flagged[0] and probs[r].argmax() != given[r] and probs[r].max() >= 0.6]
+
+    batch = scored.apply_bulk_fix(preview, session="s1")
+    rows = _batches(scored)
+    assert len(rows) == 2 and rows[1][:4] == (batch, len(expected), "alice", "alice")
+    assert rows[1][5].startswith("bulk:relabel_confident:")
+    now = scored.current_decisions()
+    assert {r: now[r].new_label for r in expected} == dict(zip(expected, preview.new_labels))
+
+    refreshed = Project.open(scored.name, scored.root, user="alice")  # a page refresh: a new object, the log on disk
+    assert refreshed.last_bulk_fix() == {"batch": batch, "count": len(expected), "kind": "relabel_confident"}
+    assert Project.open(scored.name, scored.root, user="bob").last_bulk_fix() is None  # only your own bulk fixes
+    assert refreshed.undo_bulk_fix() == len(expected)  # the whole batch in one step
+    assert refreshed.current_decisions() == before and refreshed.last_bulk_fix() is None
+    assert refreshed.undo_bulk_fix() == 0
+
+
+def test_the_reviewers_undo_key_takes_back_a_bulk_fix_whole_and_later_decisions_stay(scored):
+    before = scored.current_decisions()
+    preview = scored.bulk_dedupe_preview("first", groups=[[0, 1, 2], [10, 11]])
+    assert preview.rows == (1, 2, 11)
+    scored.apply_bulk_fix(preview, session="s1")
+    assert scored.undo(session="s1") == 3 and scored.current_decisions() == before  # `u`: the latest batch, whole
+
+    batch = scored.apply_bulk_fix(preview, session="s1")
+    scored.record([20], "remove", session="s1")  # decided after the bulk fix: undoing the fix keeps it
+    assert scored.undo_bulk_fix(batch) == 3
+    assert set(scored.current_decisions()) == {20}
+    with pytest.raises(InfluenceError, match="changes no sample"):
+        scored.apply_bulk_fix(scored.bulk_dedupe_preview("first", groups=[]))
+
+
+def test_suggested_labels_come_out_of_fold_when_the_ranking_is(scored):
+    from influence_core.api import out_of_fold_probabilities
+    from influence_core.folds import FoldSettings
+
+    scored.score(ScoreRun("loss", folds=2))
+    scored.set_primary("loss·oof2")
+    probs, oof = scored.suggested_probabilities()
+    ds = scored.dataset()
+    expected = out_of_fold_probabilities(ds, scored.fold_models(2), FoldSettings(2))
+    assert oof and np.allclose(probs, expected) and not np.allclose(probs, scored.predictions()[1])
+
+
+def test_the_duplicate_fix_takes_datalabs_groups_and_keeps_the_best_scored(scored, monkeypatch):
+    import pandas as pd
+
+    from influence_core.data_issues import DataIssues
+
+    assert scored.duplicate_sets() == []  # Datalab has not run yet
+    monkeypatch.setattr(type(scored), "data_issues", lambda self: DataIssues(pd.DataFrame(), [[0, 1], [4, 5, 6]]))
+    monkeypatch.setattr(type(scored), "issue_rankings", lambda self: {})  # only the groups are made up here
+    s = scored.scores()["loss"]
+    keep = [max(g, key=lambda r: (s[r], -r)) for g in ([0, 1], [4, 5, 6])]  # highest = least detrimental
+    preview = scored.bulk_dedupe_preview("best")
+    assert preview.rows == tuple(sorted(r for r in (0, 1, 4, 5, 6) if r not in keep))
+    assert [x["row"] for x in preview.sample] == keep
+
+
+def test_a_viewer_may_neither_apply_nor_undo_a_bulk_fix_nor_save_a_version(scored):
+    from influence_core.access import Access, Members, write_members
+
+    write_members(scored.folder, Members("alice", {"carol@example.com": "viewer"}))
+    carol = Project.open_existing(scored.name, Access("carol@example.com", signed_in=True), scored.root)
+    preview = carol.bulk_dedupe_preview("first", groups=[[0, 1]])  # looking is allowed
+    assert preview.rows == (1,)
+    for act in (lambda: carol.apply_bulk_fix(preview), carol.undo_bulk_fix, lambda: carol.save_version("v")):
+        with pytest.raises(InfluenceError, match="not decide"):
+            act()
+    assert scored.current_decisions() == {} and scored.versions() == []

@@ -1,0 +1,91 @@
+"""The class-pair map (influence_core/class_pairs.py): the confident joint is cleanlab's called directly (in-sample
+and out of fold), flagged pairs and the top off-diagonal cells are counted by hand, and the heatmap outlines them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from influence_core.class_pairs import ClassPairs, confident_joint, flagged_pairs, top_pairs
+from influence_core.errors import InfluenceError
+from influence_core.figures import class_pair_map
+from influence_core.project import Project, ScoreRun
+
+
+def test_confident_joint_is_cleanlabs():
+    from cleanlab.count import compute_confident_joint
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4) * 0.5, size=300)
+    labels = np.concatenate([np.arange(4), rng.integers(0, 4, 296)])
+    ours = confident_joint(labels, probs)
+    assert ours.dtype == np.int64 and ours.shape == (4, 4)
+    np.testing.assert_array_equal(ours, compute_confident_joint(labels, probs))
+    # by hand for one clear case: every sample confidently its label's successor → the mass one step off the
+    # diagonal, but for the one sample per class that cleanlab keeps on the diagonal (each class keeps a clean label)
+    sure = np.full((40, 4), 0.02)
+    y = np.arange(40) % 4
+    sure[np.arange(40), (y + 1) % 4] = 0.94
+    expected = np.zeros((4, 4), dtype=np.int64)
+    for i in range(4):
+        expected[i, (i + 1) % 4], expected[i, i] = 9, 1
+    np.testing.assert_array_equal(confident_joint(y, sure), expected)
+
+
+def test_confident_joint_refuses_mismatched_shapes_in_one_line():
+    with pytest.raises(InfluenceError, match="N×C probabilities"):
+        confident_joint(np.array([0, 1, 1]), np.ones((2, 2)) / 2)
+
+
+def test_flagged_pairs_and_top_cells_by_hand():
+    given = np.array([0, 0, 1, 1, 2, 2, 2, 0, 1, 2])
+    predicted = np.array([1, 1, 0, 1, 0, 0, 2, 2, 2, 1])
+    rows = np.array([0, 1, 2, 3, 4, 5, 7])  # 6, 8, 9 not flagged
+    m = flagged_pairs(given, predicted, rows, 3)
+    expected = np.array([[0, 2, 1],  # rows 0, 1 → (0,1); row 7 → (0,2)
+                         [1, 1, 0],  # row 2 → (1,0); row 3 → (1,1)
+                         [2, 0, 0]])  # rows 4, 5 → (2,0)
+    np.testing.assert_array_equal(m, expected)
+    assert top_pairs(m, 3) == [(0, 1, 2), (2, 0, 2), (0, 2, 1)]  # the diagonal (1,1) never counts; ties by cell
+    assert top_pairs(m, 10) == [(0, 1, 2), (2, 0, 2), (0, 2, 1), (1, 0, 1)]  # empty cells left out
+    assert ClassPairs(m, "flagged", ("a", "b", "c")).top(1) == [(0, 1, 2)]
+
+
+def test_the_map_outlines_the_top_cells_and_shows_every_count():
+    m = np.array([[50, 7, 0], [1, 40, 9], [0, 3, 30]])
+    fig = class_pair_map(m, ["cat", "dog", "<b>x</b>"], top_pairs(m, 2), "given → suggested")
+    heat = fig.data[0]
+    assert list(heat.y) == ["cat", "dog", "&lt;b&gt;x&lt;/b&gt;"]  # class names as text, never markup
+    np.testing.assert_array_equal(np.asarray(heat.text), m)
+    assert np.isnan(np.asarray(heat.z, dtype=float).diagonal()).all()  # the colour scale is the off-diagonal's
+    boxes = sorted((s.y0 + 0.5, s.x0 + 0.5) for s in fig.layout.shapes)
+    assert boxes == [(0, 1), (1, 2)]
+
+
+def test_the_projects_maps_match_their_definitions(tmp_path):
+    from cleanlab.count import compute_confident_joint
+
+    proj = Project.open("p", tmp_path)
+    ds = proj.use_dataset("moons", seed=0)
+    proj.train("mlp", {"epochs": 20, "lr": 0.01, "seed": 0, "checkpoint_every": 0})
+    proj.score(ScoreRun("loss"))
+    y = ds.train.y.numpy()
+    preds, probs = proj.predictions()
+    joint = proj.class_pairs("confident_joint")
+    np.testing.assert_array_equal(joint.matrix, compute_confident_joint(y, probs))
+    assert joint.classes == tuple(ds.classes) and not joint.out_of_fold
+    flagged = proj.class_pairs("flagged")
+    rows = proj.flagged()
+    assert flagged.matrix.sum() == len(rows)
+    assert flagged.matrix[0, 1] == int(((y[rows] == 0) & (preds[rows] == 1)).sum())
+    with pytest.raises(InfluenceError, match="not 'nope'"):
+        proj.class_pairs("nope")
+    # out of fold: cleanlab on probabilities of fold models trained here, outside the project's engine and cache
+    from influence_core.api import fold_models_for, out_of_fold_probabilities
+    from influence_core.folds import FoldSettings
+
+    settings = FoldSettings(2)
+    oof = out_of_fold_probabilities(ds, fold_models_for(ds, proj.model(), settings), settings)
+    joint = proj.class_pairs("confident_joint", folds=2)
+    assert joint.out_of_fold
+    np.testing.assert_array_equal(joint.matrix, compute_confident_joint(y, oof))
