@@ -25,7 +25,8 @@ FEATURES = 12  # columns shown on a tabular card (as the source file holds them)
 THUMBNAILS = 1000  # encoded card images kept per session
 
 _KEYS_MOVE = ("`u` undo · `j` / `k` or arrows: next / previous card · `]` / `[` next / previous page · `w` why "
-              "flagged · `v` larger view · `Esc` close. After a decision the next card is focused.")
+              "flagged · `m` more like this · `v` larger view · `Esc` close. After a decision the next card is "
+              "focused.")
 KEYS_FEW = ("**Keys** (click a card first): `a` keep · `r` remove · `p` relabel to the model's prediction · "
             "`0`–`9` relabel to that class (the given class's digit keeps it) · " + _KEYS_MOVE)
 KEYS_MANY = ("**Keys** (click a card first): `a` keep · `r` remove · `p` relabel to the model's prediction · "
@@ -258,6 +259,9 @@ def _take_events(proj, ds) -> review_queue.Outcome:
                                           n_rows=len(ds.train), n_classes=ds.num_classes)
     if outcome.page is not None:
         st.session_state["review-page"] = outcome.page
+    if outcome.like is not None:  # "more like this" on a card: that sample and its neighbours become the view
+        views.more_like_this(outcome.like)
+        st.rerun()
     wanted = st.session_state.setdefault("review-why-wanted", [])
     wanted.extend(r for r in outcome.why if r not in wanted)
     if outcome.undos:

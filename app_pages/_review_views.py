@@ -63,6 +63,12 @@ def show_next(view: ReviewView) -> None:
     st.session_state[NEXT] = view
 
 
+def more_like_this(row: int) -> None:
+    """Show training row ``row`` and its nearest neighbours next, decided or not, in the current view's order."""
+    shown = st.session_state.get(APPLIED)
+    show_next(ReviewView(order=shown.order if shown is not None else None, scope="all", status="any", like=int(row)))
+
+
 # ---------------------------------------------------------------------------------------- the widgets
 def _seed(view: ReviewView, choices) -> None:
     """Set the filter widgets from ``view`` when it is not the one they show (a URL, a saved view, a link)."""

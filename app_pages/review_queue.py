@@ -16,7 +16,7 @@ from influence_core.project import DECISION_ACTIONS, InfluenceError, Project
 
 MAX_EVENTS = 500  # events processed per run, oldest first; the rest wait for the next run (the browser resends them)
 REMEMBERED = 5000  # processed event ids kept per session (a resend of an older one is still safe: see below)
-EVENTS = (*DECISION_ACTIONS, "undo", "page", "why")
+EVENTS = (*DECISION_ACTIONS, "undo", "page", "why", "like")
 SESSION_ID = re.compile(r"[0-9a-f]{12,32}")  # a reviewer-session id: this server's (12 hex) or the browser's (32 hex)
 
 
@@ -33,6 +33,7 @@ class Outcome:
     why: list[int] = field(default_factory=list)
     undos: int = 0
     undone: int = 0
+    like: int | None = None  # "more like this" asked on a card (issue 20): Review shows its nearest neighbours
 
     def foreign_message(self, project: str) -> str:
         """One line on the events of other projects that this project refused."""
@@ -121,6 +122,8 @@ def process_events(proj: Project, events: list[dict], *, session: str, done: Mut
                     out.page = _int(ev.get("page"), "a page number")
                 elif action == "why":
                     out.why.extend(r for r in _rows(ev.get("rows"), n_rows) if r not in out.why)
+                elif action == "like":
+                    out.like = _rows(ev.get("rows"), n_rows)[0]
                 else:
                     raise InfluenceError(f"unknown review event '{str(action)[:20]}'")
                 done[eid] = ""

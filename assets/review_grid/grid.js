@@ -341,7 +341,7 @@ class ReviewGrid {
   }
 
   handleKey(key) {
-    const known = "aArRxXpPuUwWvVjJkK/[]".includes(key) && key.length === 1;
+    const known = "aArRxXpPuUwWmMvVjJkK/[]".includes(key) && key.length === 1;
     const special = ["Delete", "ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Escape", " ",
       "Enter", "PageUp", "PageDown", "undo"].includes(key);
     const digit = /^[0-9]$/.test(key);
@@ -363,6 +363,7 @@ class ReviewGrid {
       case "p": this.decide(row, "relabel", card.pred); break;
       case "u": case "undo": this.undo(); break;
       case "w": this.askWhy(row); break;
+      case "m": this.emit({ action: "like", rows: [row] }); break;
       case "v": case " ": case "Enter": this.viewRow === null ? this.showView(row) : this.dialog.close(); break;
       case "Escape": if (this.viewRow !== null) this.dialog.close(); else if (this.whyOpen.delete(row)) this.render(); break;
       case "j": case "ArrowRight": this.move(row, 1); break;
@@ -528,6 +529,7 @@ class ReviewGrid {
     else if (act === "pred") this.decide(row, "relabel", this.cards.get(row).data.pred);
     else if (act === "class") this.decide(row, "relabel", Number(btn.dataset.label));
     else if (act === "why") this.askWhy(row);
+    else if (act === "like") this.emit({ action: "like", rows: [row] });
     else if (act === "view") this.showView(row);
   }
 
@@ -609,7 +611,7 @@ class ReviewGrid {
     prev.disabled = page.number <= 1;
     next.disabled = page.number >= page.count;
     nav.append(prev, el("span", "rg-page", `page ${page.number} of ${page.count}`), next);
-    const sending = this.queue.filter((ev) => ev.action !== "page" && ev.action !== "why").length;
+    const sending = this.queue.filter((ev) => !["page", "why", "like"].includes(ev.action)).length;
     const state = el("span", "rg-sync " + (sending ? "rg-sync-pending" : "rg-sync-ok"),
       sending ? `⋯ sending ${sending} decision${sending === 1 ? "" : "s"}` : "✓ every decision saved");
     state.setAttribute("data-testid", "review-sync");
@@ -708,6 +710,8 @@ class ReviewGrid {
     }
     parts.whyBtn = button("Why flagged", "why", { key: "w", cls: "rg-whybtn" });
     node.append(parts.whyBtn);
+    node.append(button("More like this", "like", { key: "m", cls: "rg-whybtn",
+      title: "Review this sample and its nearest neighbours in the model's embedding" }));
     parts.why = el("div", "rg-why");
     parts.why.setAttribute("data-testid", "review-why");
     node.append(parts.why);

@@ -107,3 +107,12 @@ def test_the_components_state_value_is_read_defensively():
     assert queue.pending_events({"queue": [1, {"id": "a"}, None]}) == [{"id": "a"}]
     assert queue.browser_session({"reviewer": REVIEWER}) == REVIEWER
     assert queue.browser_session({"reviewer": "../x"}) is None and queue.browser_session([]) is None
+
+
+def test_more_like_this_is_returned_once_and_a_bad_row_refused(proj):
+    done: dict = {}
+    out = _process(proj, [_ev("m1", "like", [42]), _ev("m2", "like", [10_000])], done=done)
+    assert out.like == 42 and out.acked == ["m1"] and "row 10000" in out.failed["m2"]
+    assert proj.current_decisions() == {}
+    again = _process(proj, [_ev("m1", "like", [42])], done=done)  # resent: remembered, not asked again
+    assert again.like is None and again.acked == ["m1"]

@@ -115,3 +115,17 @@ def test_an_explore_selection_over_the_cap_is_cut_with_a_warning(scored, monkeyp
     assert any("first 3 of the 5 selected samples" in w.value for w in at.warning)
     assert _rows(at) == sorted([3, 4, 7], key=lambda r: (s[r], r))
     assert at.query_params["rows"] == ",".join(str(int(project_of(scored).source_index()[r])) for r in (3, 4, 7))
+
+
+def test_more_like_this_on_a_card_shows_that_sample_and_its_neighbours(scored):
+    proj = project_of(scored)
+    at = open_page("5_Review.py")
+    row = _rows(at)[3]
+    at.session_state["review-grid"] = {"queue": [{"id": "m1", "action": "like", "rows": [row], "label": None,
+                                                  "project": "default"}]}
+    at.run()
+    no_errors(at)
+    s = proj.scores()["ip"]
+    assert _rows(at) == sorted(proj.nearest_samples(row, 12).tolist(), key=lambda r: (s[r], r))
+    assert at.query_params["like"] == str(int(proj.source_index()[row])) and at.query_params["scope"] == "all"
+    assert at.number_input(key="view-like").value == int(proj.source_index()[row])

@@ -1,6 +1,6 @@
 """Review's views in a real browser (issue 20): an address naming a class pair opens Review on exactly those
 samples, a button under the class-pair map opens Review on its pair (the address changes with it, the project stays),
-and reloading that address (a bookmark) shows the same cards.
+reloading that address (a bookmark) shows the same cards, and `m` on a card shows it and its nearest neighbours.
 
 Data: moons, a small MLP and IP scores computed through the facade before the server starts."""
 
@@ -57,3 +57,13 @@ def test_a_class_pair_from_the_address_and_from_the_map(tmp_path):
         page.reload()
         page.get_by_role("heading", name="Review", exact=True).wait_for()
         assert sorted(_card_rows(page)) == pair
+
+        _step("more like this: the m key on a card")
+        cards = page.get_by_test_id("review-card")
+        row = int(cards.first.get_attribute("data-row"))
+        cards.first.locator(".rg-title").click()  # focus the card
+        page.keyboard.press("m")
+        near = sorted(proj.nearest_samples(row, 12).tolist())
+        expect(cards).to_have_count(len(near), timeout=60_000)
+        assert sorted(_card_rows(page)) == near
+        assert parse_qs(urlparse(page.url).query)["like"] == [str(int(proj.source_index()[row]))]
