@@ -392,7 +392,7 @@ def _table(proj: Project, ds, fitted) -> None:
         st.info("No scores yet: tick methods above and press **Compute scores**.")
         return
     key = _cache_key(proj, ds, fitted)
-    _leaderboard(ds, state.runs, {**scores, **proj.issue_rankings()})  # data issue types beside the runs (issue 20)
+    _leaderboard(ds, state.runs, {**scores, **proj.extra_rankings()})  # data issue types beside the runs (issue 20)
     _run_notes(proj, state.runs)
     _cleanlab_estimate(proj, ds, state.runs, key)
     _flagged_cells(proj, state.runs)

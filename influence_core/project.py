@@ -88,6 +88,7 @@ def project_names(root: str | os.PathLike | None = None) -> list[str]:
                    and not (p / MOVED_FILE).exists()) if folder.exists() else []  # a renamed one's old name: not listed
     return sorted(names, key=lambda n: n != DEFAULT_PROJECT)
 
+CONSENSUS_RANKING = "annotators: consensus quality"  # the annotators' consensus as a ranking (issue 20 §4)
 
 class Project:
     """One named project: its state on disk, the shared cache, its decision log and background jobs."""
@@ -632,7 +633,7 @@ class Project:
         state = self.state()
         run = self.primary_run() if label is None else next((r for r in state.runs if r.label == label), None)
         if run is None:
-            issues = self.issue_rankings() if label is not None else {}  # an issue type as a ranking (issue 20)
+            issues = self.extra_rankings() if label is not None else {}  # an issue type as a ranking (issue 20)
             return flagged_rows(issues[label], state.flag_share) if label in issues else np.zeros(0, dtype=np.int64)
         return flagged_rows(self.scores()[run.label], state.flag_share)
 
@@ -1412,12 +1413,20 @@ class Project:
     def rankings(self) -> dict[str, np.ndarray]:
         """Every ranking a page may order or colour by: the computed runs' scores, then each data issue type's
         (`issue_rankings`); lower = more detrimental / more likely an issue."""
-        return {**self.scores(), **self.issue_rankings()}
+        return {**self.scores(), **self.extra_rankings()}
+
+    def extra_rankings(self) -> dict[str, np.ndarray]:
+        """The rankings that are not score runs: each data issue type (`issue_rankings`) and, where the data set has
+        several annotators, the quality of their consensus label ("annotators: consensus quality", in-sample)."""
+        out = dict(self.issue_rankings())
+        if self.annotator_names() and self.model() is not None:
+            out[CONSENSUS_RANKING] = self.annotator_ranking(0)
+        return out
 
     def primary_ranking(self) -> str | None:
         """The label Review orders by: an issue ranking chosen there (`set_primary`), else `primary_run`'s."""
         chosen = self.state().primary
-        if chosen and chosen.startswith("issue: ") and chosen in self.issue_rankings():
+        if chosen and chosen in self.extra_rankings():
             return chosen
         run = self.primary_run()
         return None if run is None else run.label

@@ -139,3 +139,27 @@ def test_project_report_is_stored_and_uses_the_models_probabilities(tmp_path):
     lines = proj.annotator_labels([0, 1])
     assert lines[0].startswith(f"careful: {ds.classes[int(y[src[0]])]}")
     assert fitted is not None
+
+
+def test_the_consensus_quality_is_a_ranking_review_can_order_and_flag_by(tmp_path):
+    from influence_core.project import CONSENSUS_RANKING, Project
+
+    rng = np.random.default_rng(1)
+    n = 200
+    x = rng.normal(size=(n, 2))
+    y = (x[:, 0] > 0).astype(int)
+    table = pd.DataFrame({"f1": x[:, 0], "f2": x[:, 1], "a": y, "b": np.where(rng.random(n) < 0.3, 1 - y, y),
+                          "c": np.where(rng.random(n) < 0.3, 1 - y, y), "label": y})
+    path = tmp_path / "crowd.csv"
+    table.to_csv(path, index=False)
+    proj = Project.open("crowd", tmp_path / "ws")
+    proj.use_dataset(str(path), annotator_columns=["a", "b", "c"])
+    assert CONSENSUS_RANKING not in proj.rankings()  # no model yet: nothing to rank with
+    proj.train("logreg", {"epochs": 30})
+    ranking = proj.rankings()[CONSENSUS_RANKING]
+    assert np.array_equal(ranking, proj.annotator_ranking(0))
+    proj.set_primary(CONSENSUS_RANKING)
+    assert proj.primary_ranking() == CONSENSUS_RANKING
+    share = proj.state().flag_share
+    expected = np.argsort(ranking, kind="stable")[: max(1, round(share * len(ranking)))]
+    assert sorted(proj.flagged(CONSENSUS_RANKING).tolist()) == sorted(expected.tolist())
