@@ -87,16 +87,17 @@ def _scope_state_to(name: str) -> None:
 
 def project() -> Project:
     """This session's project (a folder in the workspace): its data set, model, scores, decisions and jobs. Signed
-    in, only a project the user may open, and a URL never makes one (one-line errors); in single-user mode a URL
-    naming a new project makes it, as the CLI does. A project renamed (in another session) is followed from its old
-    name to the new one, said in one line."""
+    in, only a project the user may open. A URL never makes a project (creating one is the switcher's or the
+    welcome page's button): only single-user mode's default project, the app's starting point, is made when missing.
+    A project renamed (in another session) is followed from its old name to the new one, said in one line."""
     access = identity()
     if access is None:
         raise InfluenceError("sign in to open a project")
-    if not access.signed_in:
-        proj = Project.open(project_name(), user=access.user)
+    name = project_name()
+    if not access.signed_in and name == DEFAULT_PROJECT:
+        proj = Project.open(name, user=access.user)
     else:
-        proj = Project.open_existing(project_name(), access)
+        proj = Project.open_existing(name, access)
     if proj.renamed_from is not None:
         st.sidebar.info(f"Project '{plain(proj.renamed_from)}' was renamed to '{plain(proj.name)}'; now showing it.")
         switch_project(proj.name)
