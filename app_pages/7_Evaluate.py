@@ -21,7 +21,7 @@ from influence_core.figures import (accuracy_figure, as_text, attack_boxplot, at
                                     format_duration, pareto_figure, spread_note)
 from influence_core.project import (BASELINE_ARMS, CLEANING_ACTIONS, IMPACTS, JOINT_RANKINGS, METHODS, AttackSettings,
                                     ExperimentResult, ExperimentSettings, InfluenceError, describe_impact, format_table)
-from app_pages._common import display_name, guarded, job_outcome, job_section, plain, start_page
+from app_pages._common import display_name, form_buttons, guarded, job_outcome, job_section, plain, start_page
 from app_pages._versions import compare_section
 
 KIND = "experiment"
@@ -73,45 +73,52 @@ def _form(proj, ds, fitted) -> None:
     st.session_state.setdefault("ev-methods", [m for m in ("ip", "ip_ensemble") if m in methods] or methods[:1])
     for key, value in FORM_DEFAULTS.items():
         st.session_state.setdefault(key, value)
-    chosen = st.multiselect("Methods", methods, key="ev-methods",
-                            format_func=lambda n: f"{METHODS[n].label or n} ({METHODS[n].kind})")
-    baselines = st.multiselect("Baselines: what a practitioner would pick instead (each swept: a front on the chart)",
-                               list(BASELINE_ARMS), key="ev-baselines", format_func=lambda n: BASELINE_ARMS[n].label)
-    c1, c2, c3, c4 = st.columns(4)
+    # A form (issue 19): choosing does not rerun the app; Run experiment (or Update the estimate) sends every setting
+    # at once. Its widgets read the session state set above (so a restored result's settings show), never callbacks.
+    form = st.form("ev-settings", border=False, enter_to_submit=False)
+    chosen = form.multiselect("Methods", methods, key="ev-methods",
+                              format_func=lambda n: f"{METHODS[n].label or n} ({METHODS[n].kind})")
+    baselines = form.multiselect("Baselines: what a practitioner would pick instead (each swept: a front on the chart)",
+                                 list(BASELINE_ARMS), key="ev-baselines", format_func=lambda n: BASELINE_ARMS[n].label)
+    c1, c2, c3, c4 = form.columns(4)
     action = c1.radio("Action", CLEANING_ACTIONS, key="ev-action", format_func=lambda a: f"{a} — {ACTION_HELP.get(a, a)}")
     fraction = c2.slider("Share flagged (lowest scores)", 0.01, 0.30, step=0.01, format="%.2f", key="ev-fraction")
     seeds = int(c3.number_input("Retraining seeds", 1, 10, key="ev-seeds"))
     attacks = int(c4.number_input("Random attacks (5–25% of test)", 0, 20, key="ev-attacks"))
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3 = form.columns(3)
     choices = [n for n in [*IMPACTS, *JOINT_RANKINGS] if "counterfactual" not in n or ds.val.twin is not None]
     impact = c1.selectbox("Impact the methods score against", choices, key="ev-impact",
                           format_func=lambda n: f"{n} — {describe_impact(n)}")
-    temperature, relabel_class = 1.0, None
-    if action == "reweight":
-        temperature = float(c2.number_input("Temperature T (large = uniform)", 0.05, 100.0, format="%g",
-                                            key="ev-temperature"))
-    if action == "relabel" and ds.num_classes > 2:
+    # The action's own settings are always drawn (a form does not rerun when the action changes); each says when it applies.
+    temperature = float(c2.number_input("Temperature T (reweight only; large = uniform)", 0.05, 100.0, format="%g",
+                                        key="ev-temperature"))
+    relabel_class = None
+    if ds.num_classes > 2:
         options = [None, *range(ds.num_classes)]
         if st.session_state.get("ev-relabel") not in options:
             st.session_state["ev-relabel"] = None
-        relabel_class = c2.selectbox("New label", options, key="ev-relabel",
+        relabel_class = c3.selectbox("New label (relabel only)", options, key="ev-relabel",
                                      format_func=lambda c: "the model's predicted class" if c is None else ds.classes[c])
+    clicked, right = form_buttons(form, "Run experiment")
     needs = [m for m in chosen if METHODS[m].needs_checkpoints and not fitted.checkpoints]
     if needs:
         st.warning(f"{', '.join(needs)} need training checkpoints; this model has none, so they will fail. "
                    "Retrain the model with checkpoints on the Model page.")
-    left, right = st.columns([1, 4], vertical_alignment="center")
-    clicked = left.button("Run experiment", type="primary", disabled=not chosen, icon=":material/play_arrow:")
     if chosen:
         arms = sum(len(BASELINE_ARMS[b].sweep) for b in baselines)
         right.caption(_estimate(proj, fitted, chosen, seeds) + (f" Plus {arms} baseline arm(s) × {seeds} seed(s) "
                       "(an ExponentiatedGradient arm trains the model about 50 times)." if arms else ""))
+    if clicked and not chosen:
+        st.error("Choose at least one method.")
+        return
     if clicked:
         state = proj.state()
         settings = ExperimentSettings(
             dataset=state.dataset, dataset_kwargs=dict(state.dataset_kwargs), model=fitted.arch, methods=tuple(chosen),
-            action=action, fraction=fraction, seeds=seeds, impact=impact, temperature=temperature,
-            relabel_class=relabel_class, attacks=AttackSettings(n_attacks=attacks), baselines=tuple(baselines))
+            action=action, fraction=fraction, seeds=seeds, impact=impact,
+            temperature=temperature if action == "reweight" else 1.0,
+            relabel_class=relabel_class if action == "relabel" else None, attacks=AttackSettings(n_attacks=attacks),
+            baselines=tuple(baselines))
         try:
             settings.validate()  # a setting that cannot run: one line here, not a failed job
         except InfluenceError as err:

@@ -87,16 +87,17 @@ def _scope_state_to(name: str) -> None:
 
 def project() -> Project:
     """This session's project (a folder in the workspace): its data set, model, scores, decisions and jobs. Signed
-    in, only a project the user may open, and a URL never makes one (one-line errors); in single-user mode a URL
-    naming a new project makes it, as the CLI does. A project renamed (in another session) is followed from its old
-    name to the new one, said in one line."""
+    in, only a project the user may open. A URL never makes a project (creating one is the switcher's or the
+    welcome page's button): only single-user mode's default project, the app's starting point, is made when missing.
+    A project renamed (in another session) is followed from its old name to the new one, said in one line."""
     access = identity()
     if access is None:
         raise InfluenceError("sign in to open a project")
-    if not access.signed_in:
-        proj = Project.open(project_name(), user=access.user)
+    name = project_name()
+    if not access.signed_in and name == DEFAULT_PROJECT:
+        proj = Project.open(name, user=access.user)
     else:
-        proj = Project.open_existing(project_name(), access)
+        proj = Project.open_existing(name, access)
     if proj.renamed_from is not None:
         st.sidebar.info(f"Project '{plain(proj.renamed_from)}' was renamed to '{plain(proj.name)}'; now showing it.")
         switch_project(proj.name)
@@ -341,7 +342,7 @@ def job_panel(proj: Project, kind: str, render_running: Callable[[dict], None] |
         snap = live.snapshot() if live is not None else {"state": "gone"}
         if snap["state"] != "running":
             st.rerun()
-        st.progress(snap["fraction"], text=f"{live.title}: {snap['message']} ({snap['seconds']:.0f} s)")
+        st.progress(snap["fraction"], text=f"{live.title}: {progress_text(snap)} ({snap['seconds']:.0f} s)")
         if render_running is not None:
             render_running(snap)
         if st.button("Stop", key=f"stop-{kind}", icon=":material/stop_circle:"):
@@ -350,6 +351,24 @@ def job_panel(proj: Project, kind: str, render_running: Callable[[dict], None] |
 
     _watch()
     return None
+
+
+def progress_text(snap: dict) -> str:
+    """A running job's progress in words, from what the library reports as data (`Job.snapshot`'s ``detail``): an
+    epoch's loss and validation accuracy, the score run by its title and its place among the runs; else the
+    library's status line."""
+    detail, message = snap.get("detail") or {}, snap.get("message", "")
+    try:
+        if detail.get("stage") == "epoch" and detail.get("loss") is not None:
+            accuracy = detail.get("val_accuracy")
+            return f"epoch {detail['epoch']} · loss {detail['loss']:.4f}" + (
+                f" · validation accuracy {accuracy:.1%}" if accuracy is not None else "")
+        if detail.get("stage") == "run":
+            place = f" (run {detail['index'] + 1} of {detail['count']})" if detail["count"] > 1 else ""
+            return f"{plain(run_title(ScoreRun(**detail['run'])))}{place}: {message}"
+    except (KeyError, TypeError, ValueError):  # a record written by another version: its status line
+        pass
+    return message
 
 
 def job_outcome(proj: Project, kind: str, job: Job, what: str) -> None:

@@ -163,6 +163,9 @@ def add_impact_arguments(p: argparse.ArgumentParser, attack_flags: bool = True) 
         p.add_argument("--c", type=float, help="robustness (linear models): attack strength c (default 1.3)")
         p.add_argument("--epsilon", type=float, help="robustness (other models): FGSM step size (default 0.1)")
     p.add_argument("--positive-class", type=int, help="fairness: the class whose rate is compared (default 1)")
+    p.add_argument("--odds-label", type=int, choices=(0, 1),
+                   help="equalized_odds: the gap restricted to one label — 1 the true-positive-rate gap, 0 the "
+                        "false-positive-rate gap (default: both)")
     p.add_argument("--val-trim", type=float,
                    help="utility / robustness: share of validation samples with the highest loss left out of the target "
                         "(default 0.1: a noisy validation label would steer it)")
@@ -173,7 +176,7 @@ def impact_settings_from_args(args: argparse.Namespace, impact: str, named: bool
     """The settings of ``impact`` the arguments give: the named flags that apply to it (others are ignored, as they
     are meant for another impact), then every ``--impact-set`` (a key the impact does not take is an error).
     ``named=False`` leaves out --c / --epsilon (for `experiment`, where they set the evaluation's attacks)."""
-    maybe = {"positive_class": getattr(args, "positive_class", None),
+    maybe = {"positive_class": getattr(args, "positive_class", None), "label": getattr(args, "odds_label", None),
              "val_trim": 0.0 if getattr(args, "trust_val", False) else getattr(args, "val_trim", None)}
     if named:
         maybe.update(c=getattr(args, "c", None), epsilon=getattr(args, "epsilon", None))

@@ -13,7 +13,8 @@ The app offers only the clusters the server's administrator named (`cluster_choi
 sends a name, never an address, because a cluster receives the data and model and the server unpickles its results.
 
 Each shard is ``out_dir/shard-00007.parquet`` (``fold-02-shard-00007.parquet`` out of fold): columns ``row`` (the
-position in the training split) and ``score`` (lower = more detrimental), written to a temporary name and renamed.
+position in the training split) and ``score`` (lower = more detrimental), with their sha256 in the file's metadata,
+written to a temporary name and renamed; a shard that fails on read is removed with one logged line and scored again.
 The worker writes it when it sees ``out_dir`` (a shared folder); otherwise the client does when the result arrives.
 ``out_dir/manifest.json`` names the run, so shards of another run are never mixed in. Workers of a remote cluster
 need the project installed and, for data on disk, the same folders at the same paths.
@@ -22,7 +23,9 @@ need the project installed and, for data on disk, the same folders at the same p
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -50,6 +53,8 @@ from .methods import METHODS, InfluenceMethod, ScoringContext, get_method
 from .models.train import FittedModel, TrainConfig, train_model
 
 ENV_SCHEDULER = "INFLUENCE_DASK_SCHEDULER"
+SHARD_CHECKSUM = b"influence_core.sha256"  # a shard's Parquet metadata key for its `shard_checksum`
+_LOG = logging.getLogger(__name__)
 MIN_SHARD, MAX_SHARD, TARGET_SHARDS = 1024, 16384, 64
 _SCHEDULER_RE = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[^\s/]+$")
 
@@ -120,7 +125,6 @@ def dask_client(spec: ClusterSpec, progress: Progress | None = None) -> Iterator
     if spec.kind == "process":
         yield None
         return
-    import logging
 
     from distributed import Client, LocalCluster
 
@@ -324,10 +328,21 @@ def _shards(parts: list[np.ndarray], shard_size: int, folds: int) -> list[Shard]
     return out
 
 
+def shard_checksum(rows: np.ndarray, scores: np.ndarray) -> str:
+    """sha256 of a shard's rows (int64) and scores (float64), little-endian: written into the shard's Parquet
+    metadata and compared on read, so a changed value is caught even where the file still parses."""
+    digest = hashlib.sha256(np.ascontiguousarray(rows, dtype="<i8").tobytes())
+    digest.update(np.ascontiguousarray(scores, dtype="<f8").tobytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
 def write_shard(path: Path, rows: np.ndarray, scores: np.ndarray) -> None:
-    """One shard as Parquet (``row``, ``score``), written to a temporary name and renamed: never half written."""
+    """One shard as Parquet (``row``, ``score``, and their `shard_checksum` in the file's metadata), written to a
+    temporary name and renamed: never half written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.table({"row": pa.array(np.asarray(rows, dtype=np.int64)), "score": pa.array(np.asarray(scores, dtype=np.float64))})
+    rows, scores = np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float64)
+    table = pa.table({"row": pa.array(rows), "score": pa.array(scores)}).replace_schema_metadata(
+        {SHARD_CHECKSUM: shard_checksum(rows, scores).encode()})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -338,16 +353,29 @@ def write_shard(path: Path, rows: np.ndarray, scores: np.ndarray) -> None:
 
 
 def read_shard(path: Path, rows: np.ndarray) -> np.ndarray | None:
-    """The scores of a finished shard, or None when the file is missing, unreadable or for other rows."""
+    """The scores of a finished shard, or None when it is missing or bad: a bad one (unreadable, for other rows, not
+    finite, or failing its checksum; older shards have none) is removed with one logged line, to be computed again."""
+    if not path.exists():
+        return None
     try:
         table = pq.read_table(path, columns=["row", "score"])
-    except (OSError, pa.ArrowException):
-        return None
-    found_rows = table.column("row").to_numpy()
-    scores = table.column("score").to_numpy().astype(np.float64)
-    if not np.array_equal(found_rows, rows) or not np.isfinite(scores).all():
-        return None
-    return scores
+        found_rows = table.column("row").to_numpy()
+        scores = table.column("score").to_numpy().astype(np.float64)
+    except (OSError, pa.ArrowException, KeyError) as err:
+        problem = f"unreadable ({type(err).__name__})"
+    else:
+        expected = (table.schema.metadata or {}).get(SHARD_CHECKSUM)
+        if not np.array_equal(found_rows, rows):
+            problem = "it holds other rows"
+        elif not np.isfinite(scores).all():
+            problem = "it holds non-finite scores"
+        elif expected is not None and expected.decode(errors="replace") != shard_checksum(found_rows, scores):
+            problem = "its checksum does not match (changed or truncated)"
+        else:
+            return scores
+    path.unlink(missing_ok=True)
+    _LOG.warning("shard %s/%s was bad (%s); removed it (computed again)", path.parent.name, path.name, problem)
+    return None
 
 
 def shard_status(out_dir: str | os.PathLike) -> dict:

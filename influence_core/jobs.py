@@ -39,11 +39,14 @@ class JobHandle:
 
     _job: "Job"
 
-    def report(self, fraction: float, message: str = "", record: dict | None = None) -> None:
-        """Progress in [0, 1], a status line, and optionally a record for the job's log (e.g. one epoch)."""
+    def report(self, fraction: float, message: str = "", record: dict | None = None, *,
+               detail: dict | None = None) -> None:
+        """Progress in [0, 1], a status line, optionally a record for the job's log (e.g. one epoch) and ``detail``:
+        what is being done, as data (stage, counts, numbers; JSON values) that a front end words in its own way."""
         with self._job._lock:
             self._job.fraction = float(min(max(fraction, 0.0), 1.0))
             self._job.message = message
+            self._job.detail = dict(detail or {})
             if record:
                 self._job.log.append(dict(record))
         self._job.persist()
@@ -66,6 +69,7 @@ class Job:
     state: str = "running"
     fraction: float = 0.0
     message: str = ""
+    detail: dict = field(default_factory=dict)  # the latest `JobHandle.report` detail (stage, counts, numbers)
     result: Any = None
     error: str = ""
     log: list[dict] = field(default_factory=list)
@@ -97,7 +101,8 @@ class Job:
 
     def snapshot(self) -> dict:
         with self._lock:
-            return {"state": self.state, "fraction": self.fraction, "message": self.message, "error": self.error,
+            return {"state": self.state, "fraction": self.fraction, "message": self.message, "detail": dict(self.detail),
+                    "error": self.error,
                     "log": list(self.log), "seconds": (self.finished or time.time()) - self.started}
 
     def persist(self, force: bool = False) -> None:
@@ -109,7 +114,8 @@ class Job:
             self._persisted_at = time.time()
             with self._lock:
                 record = {"key": self.key, "title": self.title, "state": self.state, "fraction": self.fraction,
-                          "message": self.message, "error": self.error, "log": list(self.log), "started": self.started,
+                          "message": self.message, "detail": dict(self.detail), "error": self.error,
+                          "log": list(self.log), "started": self.started,
                           "finished": self.finished, "owner": self.owner, "host": HOST, "pid": os.getpid(),
                           "pid_start": _process_start(os.getpid()), "heartbeat": time.time(),
                           "result": _jsonable(self.result)}
@@ -298,7 +304,8 @@ def _stored_job(key: str, store: Path) -> Job | None:
     if state == "running" and _server_gone(record):
         state = "interrupted"
     return Job(key, record.get("title", key), state=state, fraction=float(record.get("fraction") or 0.0),
-               message=record.get("message", ""), result=record.get("result"), error=record.get("error", ""),
+               message=record.get("message", ""), detail=dict(record.get("detail") or {}), result=record.get("result"),
+               error=record.get("error", ""),
                log=list(record.get("log") or []), started=float(record.get("started") or 0.0),
                finished=record.get("finished"), store=store, owner=record.get("owner", ""))
 

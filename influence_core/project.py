@@ -843,11 +843,12 @@ class Project:
         return out
 
     def train_in_background(self, arch: str, config: dict) -> Job:
-        """Train as the "train" job: an epoch log for the live curve, Stop at the next epoch."""
+        """Train as the "train" job: an epoch log for the live curve, Stop at the next epoch. Progress is reported as
+        data (``detail``: stage "epoch", epoch, loss, val_accuracy); a front end words it."""
         def run(handle: JobHandle) -> dict:
             def progress(rec: dict) -> None:
-                handle.report(rec["fraction"], f"epoch {rec['epoch']} · loss {rec['loss']:.4f} · validation accuracy "
-                                               f"{rec['val_accuracy']:.1%}", record=rec)
+                handle.report(rec["fraction"], f"epoch {rec['epoch']}", record=rec,
+                              detail={"stage": "epoch", **{k: rec.get(k) for k in ("epoch", "loss", "val_accuracy")}})
 
             fitted = self.train(arch, config, progress=progress, should_stop=handle.should_stop)
             if handle.should_stop():
@@ -887,7 +888,8 @@ class Project:
             for i, r in enumerate(runs):
                 def progress(fraction: float, message: str, i=i, r=r) -> None:
                     handle.check()  # Stop takes effect inside a method, at its next progress report
-                    handle.report((i + fraction) / len(runs), f"{r.label}: {message}")
+                    handle.report((i + fraction) / len(runs), message, detail={
+                        "stage": "run", "run": dict(vars(r)), "label": r.label, "index": i, "count": len(runs)})
 
                 self.score(r, progress, cluster=spec)
             self.set_primary(None)  # Review orders by the default choice again, among the new runs too
@@ -900,7 +902,7 @@ class Project:
         def run(handle: JobHandle) -> dict:
             def progress(fraction: float, message: str) -> None:
                 handle.check()
-                handle.report(fraction, message)
+                handle.report(fraction, message, detail={"stage": "view", "view": name})
 
             if name == "angles":
                 self.angle_view(settings.get("impact", "utility"), settings.get("params", "all"), progress=progress)

@@ -171,3 +171,12 @@ def test_a_damaged_member_list_is_a_one_line_error(alices):
     (alices.folder / "members.json").write_text("[]")
     with pytest.raises(InfluenceError, match="member list of project 'audit' is not an owner and a table"):
         Project.open_existing("audit", signed_in(ALICE), alices.root)
+
+
+def test_the_machines_user_opening_an_unused_name_gets_one_line_and_no_folder_until_create(tmp_path):
+    local = Access.local("me")
+    with pytest.raises(InfluenceError, match=r"^no project named 'typo'$"):
+        Project.open_existing("typo", local, tmp_path)
+    assert not (tmp_path / "projects" / "typo").exists() and not Project.exists("typo", tmp_path)
+    made = Project.create("typo", local, tmp_path)
+    assert (tmp_path / "projects" / "typo").is_dir() and made.role == "owner" and made.members().owner == "me"

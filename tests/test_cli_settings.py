@@ -152,3 +152,29 @@ def test_experiment_with_no_cache_keeps_its_runs_next_to_out_and_resumes(tmp_pat
     assert journal.read_text().splitlines() == lines  # resumed: nothing ran again
     assert json.loads(out.read_text())["results"].keys() == {"full", "random", "ip"}
     assert not (tmp_path / "env").exists()
+
+
+def test_the_equalized_odds_label_has_a_flag_that_reaches_the_impact(tmp_path):
+    """Issue 17: --odds-label restricts the equalised-odds gap to one label (1: TPR gap, 0: FPR gap), as the library's
+    ``make_impact("equalized_odds", label=...)`` does; other impacts ignore it."""
+    from influence_core.api import compute_scores
+    from influence_core.project import InfluenceError, Project
+
+    parser = build_parser()
+    args = parser.parse_args(["score", "--dataset", "blobs", "--odds-label", "0", "--positive-class", "1"])
+    assert impact_settings_from_args(args, "equalized_odds") == {"label": 0, "positive_class": 1}
+    assert impact_settings_from_args(args, "utility+equalized_odds") == {"label": 0, "positive_class": 1}
+    assert impact_settings_from_args(args, "fairness") == {"positive_class": 1}  # not an impact that takes it
+    assert "label" not in impact_settings_from_args(parser.parse_args(["score", "--dataset", "blobs"]), "equalized_odds")
+    with pytest.raises(InfluenceError, match=r"^argument --odds-label: invalid choice: 2 \(choose from 0, 1\)"):
+        parser.parse_args(["score", "--dataset", "blobs", "--odds-label", "2"])
+    ws = tmp_path / "ws"
+    base = ["score", "--dataset", "blobs", *TINY, "--method", "ip", "--impact", "equalized_odds", "--workspace", str(ws),
+            "--project", "eo"]
+    assert main([*base, "--odds-label", "1", "--out", str(tmp_path / "tpr.csv")]) == 0
+    assert main([*base, "--out", str(tmp_path / "both.csv")]) == 0
+    proj = Project.open("eo", ws)
+    ds, fitted = proj.dataset(), proj.model()
+    expected = compute_scores(ds, fitted, "ip", "equalized_odds", impact_settings={"label": 1})
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "tpr.csv")["score"], expected, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(pd.read_csv(tmp_path / "both.csv")["score"], expected)

@@ -196,6 +196,43 @@ def test_interrupted_client_resumes_with_the_missing_shards_only(moons_model, tm
     assert details["sharding"]["computed"] == 0 and details["sharding"]["where"] == "none needed"
 
 
+def test_a_changed_or_truncated_shard_fails_its_checksum_is_removed_with_one_line_and_scored_again(moons_model, tmp_path,
+                                                                                                   caplog):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ds, fitted = moons_model
+    expected = compute_scores(ds, fitted, "ip", batch_size=16)
+    score_sharded(ds, fitted, "ip", out_dir=tmp_path, cluster="none", shard_size=32, batch_size=16)
+    changed, truncated = tmp_path / "shard-00002.parquet", tmp_path / "shard-00005.parquet"
+    table = pq.read_table(changed)  # a valid Parquet file whose score is not the one written: only the checksum tells
+    scores = table.column("score").to_numpy().copy()
+    scores[3] += 0.5
+    pq.write_table(table.set_column(1, "score", pa.array(scores)), changed)
+    assert pq.read_table(changed).schema.metadata == table.schema.metadata  # the old checksum came along
+    truncated.write_bytes(truncated.read_bytes()[:-40])
+    details = {}
+    with caplog.at_level("WARNING", logger="influence_core.distributed"):
+        got = score_sharded(ds, fitted, "ip", out_dir=tmp_path, cluster="none", batch_size=16, details=details)
+    assert_same_scores(got, expected)
+    assert details["sharding"]["computed"] == 2 and details["sharding"]["skipped"] == 8 - 2
+    lines = sorted(r.getMessage() for r in caplog.records)
+    assert len(lines) == 2 and "shard-00002.parquet was bad (its checksum does not match" in lines[0]
+    assert "shard-00005.parquet was bad (unreadable" in lines[1]
+    np.testing.assert_array_equal(read_shard(changed, np.arange(64, 96)), got[64:96])  # rewritten, and it verifies
+
+
+def test_a_shard_written_before_checksums_is_still_read(moons_model, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, scores = np.arange(10, 20), np.linspace(-1.0, 1.0, 10)
+    pq.write_table(pa.table({"row": pa.array(rows), "score": pa.array(scores)}), tmp_path / "shard-00000.parquet")
+    np.testing.assert_array_equal(read_shard(tmp_path / "shard-00000.parquet", rows), scores)
+    assert read_shard(tmp_path / "shard-00000.parquet", rows + 1) is None  # other rows: dropped
+    assert not (tmp_path / "shard-00000.parquet").exists()
+
+
 def test_killed_worker_leaves_the_rerun_only_the_missing_shards(client, moons_model, tmp_path):
     """A worker killed mid-run (SIGKILL; with no retries allowed the run stops): the shards already written stay,
     and the rerun scores exactly the others."""

@@ -561,3 +561,21 @@ def test_a_second_compute_while_scoring_runs_is_refused_not_dropped(tmp_path, mo
         release.set()
         wait_all(30)
     assert first.state == "done" and first.result == {"runs": ["loss·oof5"]}
+
+
+def test_background_jobs_report_progress_as_data_and_their_records_keep_it(moons_project, monkeypatch):
+    """Issue 19: the library reports what a job is doing as data (stage, counts, numbers); the words are the
+    front end's. The record on disk holds the same data, so another server (or the CLI) reads it back."""
+    job = moons_project.train_in_background("mlp", {"epochs": 3, "seed": 0, "checkpoint_every": 0}).wait(60)
+    assert job.state == "done", job.error
+    last = moons_project.model().history[-1]
+    assert job.detail == {"stage": "epoch", "epoch": last["epoch"], "loss": last["loss"],
+                          "val_accuracy": last["val_accuracy"]}
+    runs = [ScoreRun("loss"), ScoreRun("ip", impact_settings={"val_trim": 0.0})]
+    job = moons_project.score_in_background(runs).wait(60)
+    assert job.state == "done", job.error
+    assert job.detail["stage"] == "run" and (job.detail["index"], job.detail["count"]) == (1, 2)
+    assert ScoreRun(**job.detail["run"]) == runs[1] and job.detail["label"] == runs[1].label
+    assert not job.message.startswith(f"{runs[1].label}: ")  # the status line is the method's own; no wording added
+    monkeypatch.setattr(jobs, "_JOBS", {})  # a new server process: the stored record
+    assert moons_project.job("score").detail == job.detail

@@ -160,3 +160,18 @@ def test_each_setting_kind_gets_its_own_widget_and_value_type():
     assert type(got["int"]) is int and type(got["float"]) is float and type(got["int | None"]) is int
     assert at.number_input(key="k-float | None").value is None  # empty = automatic
     assert at.session_state["refused"] == "no input for a setting of kind 'list' (a list)"
+
+
+def test_the_page_words_a_jobs_progress_from_the_data_the_library_reports():
+    from app_pages._common import plain, progress_text
+    from influence_core.project import ScoreRun
+
+    epoch = {"message": "epoch 7", "detail": {"stage": "epoch", "epoch": 7, "loss": 0.123456, "val_accuracy": 0.85}}
+    assert progress_text(epoch) == "epoch 7 · loss 0.1235 · validation accuracy 85.0%"
+    run = ScoreRun("loss", folds=5)
+    scoring = {"message": "fold 1/5", "detail": {"stage": "run", "run": dict(vars(run)), "label": run.label, "index": 1,
+                                                 "count": 3}}
+    assert progress_text(scoring) == f"{plain('Loss, out of fold (5)')} (run 2 of 3): fold 1/5"  # the run's title
+    assert progress_text({"message": "UMAP layout: epoch 3 of 200", "detail": {"stage": "view", "view": "umap"}}) == \
+        "UMAP layout: epoch 3 of 200"
+    assert progress_text({"message": "older record", "detail": {"stage": "run", "run": {"nope": 1}}}) == "older record"

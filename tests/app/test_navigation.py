@@ -136,3 +136,16 @@ def test_each_step_done_links_to_the_next_page(scored, page, next_page):
     at = open_page(page)
     no_errors(at)
     assert [link.proto.page for link in at.get("page_link") if link.proto.label.startswith("Next:")] == [next_page]
+
+
+def test_single_user_mode_offers_an_unknown_project_in_the_url_and_makes_it_only_by_the_button(workspace):
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params["project"] = "typo"
+    at.run()
+    no_errors(at)
+    assert [shown(i.value) for i in at.info] == ["No project named 'typo' — create it?"]
+    assert not (workspace / "projects" / "typo").exists()  # visiting the URL made nothing
+    assert [t.value for t in at.title] == ["Influence Workbench"]
+    at.button(key="project-create-named").click().run()
+    no_errors(at)
+    assert (workspace / "projects" / "typo").is_dir() and at.title[0].value == "Data"

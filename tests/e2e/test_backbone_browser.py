@@ -15,6 +15,7 @@ import torchvision
 from PIL import Image
 from safetensors.torch import save_file
 
+from influence_core.project import Project
 from tests.e2e.test_browser import _goto, _idle, _shot, _step, _until_finished, served_page
 
 PER_CLASS = 8
@@ -46,6 +47,7 @@ def test_image_zip_at_224_through_a_frozen_backbone(tmp_path):
     weights = tmp_path / "resnet18-random.safetensors"
     save_file({k: v.contiguous() for k, v in torchvision.models.resnet18().state_dict().items()}, str(weights))
     (workspace / "server.toml").write_text(f'[server.backbone_weights]\n"resnet18-test" = "{weights}"\n')
+    Project.open("imgs", workspace)  # a URL opens a project, never makes one (issue 21)
     with served_page(workspace, timeout_ms=180_000) as (server, page):  # a shared, loaded test machine
         page.goto(f"{server.url}/?project=imgs")
         page.get_by_role("heading", name="Data", exact=True).wait_for()

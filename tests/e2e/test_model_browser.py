@@ -5,6 +5,7 @@ Skipped like tests/e2e/test_browser.py when Chromium or Playwright is missing.""
 
 from __future__ import annotations
 
+from influence_core.project import Project
 from tests.e2e.test_browser import served_page, _idle, _shot, _step
 
 
@@ -18,6 +19,7 @@ def _running(page) -> None:
 
 
 def test_refresh_during_training_shows_the_job_and_stop_is_reported_once(tmp_path):
+    Project.open("refresh", tmp_path / "workspace")  # a URL opens a project, never makes one (issue 21)
     with served_page(tmp_path / "workspace") as (server, page):
         page.goto(f"{server.url}/Model?project=refresh")  # a bookmark, first thing on a fresh server
         page.get_by_role("heading", name="Model", exact=True).wait_for()

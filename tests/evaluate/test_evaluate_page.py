@@ -183,3 +183,28 @@ def test_no_attacks_by_default_and_an_estimate_before_running(blobs_project):
     estimate = next(_shown(c.value) for c in at.caption if c.value.startswith("Estimated time"))
     # 2 methods (IP, IP Ensemble) + full + random, 3 seeds, less the full-data run the current model already is
     assert "11 retrainings" in estimate and "× 3 seed(s)" in estimate
+
+
+def test_the_settings_are_a_form_sent_only_by_its_buttons(blobs_project):
+    """Issue 19: choosing a setting does not rerun the page with it; Update the estimate (or Run experiment) sends
+    every setting at once."""
+    at = _open()
+    _no_errors(at)
+
+    def estimate() -> str:
+        return next(_shown(c.value) for c in at.caption if c.value.startswith("Estimated time"))
+
+    assert "11 retrainings" in estimate()  # (2 methods + full + random) × 3 seeds − 1
+    next(n for n in at.number_input if n.label == "Retraining seeds").set_value(1)
+    at.multiselect(key="ev-methods").set_value(["ip"])
+    at.run()
+    assert "11 retrainings" in estimate()  # not sent
+    next(n for n in at.number_input if n.label == "Retraining seeds").set_value(1)
+    at.multiselect(key="ev-methods").set_value(["ip"])
+    next(b for b in at.button if b.label == "Update the estimate").click().run()
+    _no_errors(at)
+    assert "2 retrainings" in estimate() and "× 1 seed(s)" in estimate()  # (1 + 2) × 1 − 1
+    assert blobs_project.job("experiment") is None  # the estimate button starts nothing
+    at.multiselect(key="ev-methods").set_value([])
+    next(b for b in at.button if b.label == "Run experiment").click().run()  # the button cannot know: it says so
+    assert [e.value for e in at.error] == ["Choose at least one method."] and blobs_project.job("experiment") is None
