@@ -63,7 +63,7 @@ def _archs(ds) -> list[str]:
     return [n for n, spec in sorted(MODELS.items()) if ds.kind in spec.input_kinds]
 
 
-def _backbone_form(proj: Project, ds) -> None:
+def _backbone_form(proj: Project, ds, training: bool) -> None:
     """Frozen backbone + head: the images' embeddings become the features (names only; computed once, stored)."""
     used = ds.meta.get("backbone")
     if used:
@@ -80,13 +80,31 @@ def _backbone_form(proj: Project, ds) -> None:
                                   "online), or a file this server's administrator named")
     mode = c[2].radio("Mode", ["Frozen backbone + head", "Fine-tune the last block"], key="backbone-mode")
     if mode != "Frozen backbone + head":
-        st.caption(f"Choose tv:{arch} in the Train tab: its last block and a new head train, the rest stays frozen "
-                   "(random weights here; pretrained ones through the library's finetune_last_block).")
+        _finetune_form(proj, arch, weights, training)
         return
     st.caption(f"The images ({ds.input_shape[-1]}×{ds.input_shape[-1]}) go through {arch} once; its embeddings are "
                "stored with the project and become the features, so a head trains in seconds.")
     if st.button("Use the backbone's embeddings", type="primary", icon=":material/hub:"):
         guarded_call(lambda: proj.use_backbone(arch, weights, from_browser=True))
+
+
+def _finetune_form(proj: Project, arch: str, weights: str, training: bool) -> None:
+    """Fine-tune the last block from the chosen weights (names only): a training job like the Train tab's."""
+    st.caption(f"{arch}'s last block and a new head train from these weights, the rest stays frozen; score it with "
+               "the parameter group last_block (that block and the head) or head.")
+    if training:
+        st.caption("Training is running (above): stop it or wait for it to finish to fine-tune.")
+        return
+    form = st.form(f"finetune-{arch}", border=False, enter_to_submit=False)
+    epochs = form.number_input("Epochs", 1, 100, 10, help="at most; early stopping on the validation loss (patience 2)")
+    if form.form_submit_button("Fine-tune the last block", type="primary", icon=":material/tune:"):
+        try:
+            chosen = proj.backbone_finetune_arch(arch, weights)
+        except InfluenceError as err:
+            st.error(plain(err))
+            return
+        proj.train_in_background(chosen, {"epochs": int(epochs)})
+        st.rerun()
 
 
 def guarded_call(action) -> None:
@@ -237,7 +255,7 @@ def page() -> None:
         _upload_form(proj, ds)
     if ds.kind == "image":
         with tabs[2]:
-            _backbone_form(proj, ds)
+            _backbone_form(proj, ds, training)
 
 
 guarded(page)

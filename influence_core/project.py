@@ -1138,6 +1138,18 @@ class Project:
         return flagged_cells(dataset.train.y.numpy(), dataset.train.sensitive.numpy(), rows, dataset.classes,
                              dataset.sensitive_name or "group")
 
+    # --- images: pretrained networks (issue 18)
+    def backbone_finetune_arch(self, backbone: str, weights: str = "random") -> str:
+        """The architecture that fine-tunes ``backbone``'s last block from ``weights`` (a name of `backbone_choices`,
+        never a path) on the current images: pass it to `train` / `train_in_background`."""
+        from .models.backbones import BackboneSpec, arch_name
+
+        choices = self.backbone_choices()
+        if backbone not in choices or weights not in choices[backbone]:
+            raise InfluenceError(f"'{str(backbone)[:40]}' with weights '{str(weights)[:40]}' is not offered here; "
+                                 f"choose a backbone and weights the Model page lists")
+        return arch_name(BackboneSpec(backbone, weights))
+
 
 _STATE_LOCK = threading.RLock()
 

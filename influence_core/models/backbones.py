@@ -19,9 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
+from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ from ..data.storage import FEATURES_ON_DISK_BYTES, DiskArray, StoredFeatures, wr
 from ..data.uploads import register_image_embedder
 from ..errors import InfluenceError
 from .architectures import output_dim
-from .registry import ModelSpec, register_model
+from .registry import PREFIX_RESOLVERS, ModelSpec, register_model
 
 Progress = Callable[[float, str], None]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -151,9 +153,19 @@ def _weights_path(spec: BackboneSpec) -> Path | None:
 
 
 def _weights_token(path: Path | None) -> str:
-    """What identifies the weights in cache keys: their file's SHA-256 (the name says nothing about the content)."""
+    """What identifies the weights in cache keys: their file's SHA-256 (the name says nothing about the content);
+    hashed once per file version (path, size, modification time)."""
     if path is None:
         return RANDOM
+    try:
+        stat = path.stat()
+    except OSError:
+        raise InfluenceError(f"the weights file '{path.name}' is missing on the server; ask the administrator") from None
+    return _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -403,20 +415,65 @@ def last_block_state(dataset: Dataset, spec: BackboneSpec) -> dict[str, torch.Te
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def finetune_last_block(dataset: Dataset, spec: BackboneSpec, config=None, *, progress=None, device=None,
-                        should_stop=None):
-    """Train the last block and a new head of ``spec``'s network on the images of ``dataset`` (the rest frozen):
-    a `FittedModel` of architecture ``tv:<arch>``; score it with ``params="last_block"`` (that block and the head)
-    or ``"head"``."""
-    from .train import train_model
-
+def _check_finetune_data(dataset: Dataset) -> None:
     if dataset.kind != "image" or "pixel_mean" not in dataset.meta:
         raise InfluenceError(f"fine-tuning a backbone needs images; '{dataset.name}' is {dataset.kind} data")
     if getattr(dataset.train, "pixels", None) is not None:
         raise InfluenceError("this data set holds a backbone's embeddings; load the images without a backbone to fine-tune")
+
+
+def finetune_last_block(dataset: Dataset, spec: BackboneSpec, config=None, *, progress=None, device=None,
+                        should_stop=None):
+    """Train the last block and a new head of ``spec``'s network on the images of ``dataset`` (the rest frozen):
+    a `FittedModel` of architecture `arch_name(spec)` (``tv:<arch>[?weights=NAME]``); score it with
+    ``params="last_block"`` (that block and the head) or ``"head"``."""
+    from .train import train_model
+
+    return train_model(dataset, arch_name(spec), config, progress=progress, device=device, should_stop=should_stop)
+
+
+# ------------------------------------------------------------------- tv:<arch>?weights=NAME as architecture names
+def arch_name(spec: BackboneSpec) -> str:
+    """The architecture that fine-tunes ``spec``'s last block from its weights: ``tv:<arch>`` (random, seed 0),
+    ``tv:<arch>?weights=NAME`` (a weights name) or, for the CLI and the library, ``...&file=PATH``."""
     entry = backbone_entry(spec.arch)
-    return train_model(dataset, PREFIX + entry.name, config, init_state=last_block_state(dataset, spec),
-                       progress=progress, device=device, should_stop=should_stop)
+    if spec.seed:
+        raise InfluenceError("a fine-tuned backbone starts from seed 0; the training seed is TrainConfig's")
+    if spec.weights_file is None and spec.weights in ("", None, RANDOM):
+        return PREFIX + entry.name
+    query = {"weights": spec.weights or "file"}
+    if spec.weights_file:
+        query["file"] = str(spec.weights_file)
+    return f"{PREFIX}{entry.name}?{urlencode(query)}"
+
+
+def parse_arch(name: str) -> BackboneSpec:
+    """The `BackboneSpec` of an architecture name ``tv:<arch>[?weights=NAME[&file=PATH]]`` (see `arch_name`)."""
+    arch, _, query = name[len(PREFIX):].partition("?") if name.startswith(PREFIX) else (name, "", "")
+    values = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = set(values) - {"weights", "file"}
+    if unknown:
+        raise InfluenceError(f"unknown setting '{sorted(unknown)[0][:40]}' in '{name[:80]}'; known: weights, file")
+    return BackboneSpec(backbone_entry(arch).name, values.get("weights", RANDOM), values.get("file") or None)
+
+
+def _last_block_spec(name: str) -> ModelSpec:
+    """The registry entry of ``tv:<arch>[?weights=...]``: a `LastBlockNetwork` whose training starts from the
+    weights (`last_block_state`) and whose model key holds their content (`_weights_token`)."""
+    spec = parse_arch(name)
+    entry = backbone_entry(spec.arch)
+
+    def initial_state(dataset: Dataset) -> dict[str, torch.Tensor]:
+        _check_finetune_data(dataset)
+        return last_block_state(dataset, spec)
+
+    return ModelSpec(
+        name, f"torchvision {entry.name}, last block + head trained from weights {spec.weights}, the rest frozen",
+        lambda shape, k: LastBlockNetwork(entry.name, output_dim(k)), input_kinds=("image",),
+        head_prefix=f"net.{entry.head}",
+        train_defaults={"optimizer": "adam", "lr": 1e-3, "epochs": 10, "batch_size": 64, "l2": 1e-4, "patience": 2,
+                        "augment": False},
+        initial_state=initial_state, weights_token=lambda: _weights_token(_weights_path(spec)))
 
 
 def _embed_image_zip(dataset: Dataset, backbone: str, weights: str, weights_file: str | None) -> Dataset:
@@ -428,15 +485,12 @@ register_image_embedder(input_size, _embed_image_zip)
 
 
 def _register_backbones() -> None:
-    """torchvision networks with their last block fine-tuned (``tv:resnet18``...): random weights when built by the
-    registry, pretrained ones through `finetune_last_block`."""
-    for name, entry in BACKBONES.items():
-        register_model(ModelSpec(
-            PREFIX + name, f"torchvision {name}, last block + head trained, the rest frozen",
-            lambda shape, k, name=name: LastBlockNetwork(name, output_dim(k)), input_kinds=("image",),
-            head_prefix=f"net.{entry.head}",
-            train_defaults={"optimizer": "adam", "lr": 1e-3, "epochs": 10, "batch_size": 64, "l2": 1e-4, "patience": 2,
-                            "augment": False}))
+    """torchvision networks with their last block fine-tuned: ``tv:resnet18``... (random weights, seed 0) offered
+    by name; ``tv:resnet18?weights=NAME`` (pretrained) resolved on first use."""
+    for name in BACKBONES:
+        register_model(replace(_last_block_spec(PREFIX + name),
+                               description=f"torchvision {name}, last block + head trained, the rest frozen"))
 
 
 _register_backbones()
+PREFIX_RESOLVERS[PREFIX] = _last_block_spec  # tv:<arch>?weights=NAME: fine-tuning from pretrained weights

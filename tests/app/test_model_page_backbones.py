@@ -1,0 +1,54 @@
+"""Model page, "Pretrained backbone" tab: fine-tuning the last block from weights the administrator named (a name,
+never a path) runs as the project's training job and becomes the current model."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import save_file
+
+from .conftest import no_errors, open_page, project_of, settle
+
+
+def _zip() -> bytes:
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for c, name in enumerate(("red", "green")):
+            for i in range(8):
+                px = rng.integers(0, 90, size=(32, 32, 3))
+                px[..., c] += 140
+                png = io.BytesIO()
+                Image.fromarray(px.astype(np.uint8)).save(png, format="PNG")
+                z.writestr(f"{name}/{i}.png", png.getvalue())
+    return buf.getvalue()
+
+
+def test_fine_tuning_the_last_block_from_named_weights(workspace, tmp_path, monkeypatch):
+    torch.manual_seed(3)
+    weights = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in torchvision.models.resnet18().state_dict().items()}, str(weights))
+    config = tmp_path / "server.toml"
+    config.write_text(f'[server.backbone_weights]\n"r18-ours" = "{weights}"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    proj = project_of(workspace)
+    proj.upload_dataset(_zip(), "tints.zip", image_size=32)
+    at = open_page("2_Model.py")
+    no_errors(at)
+    at.selectbox(key="backbone-weights").select("r18-ours")
+    at.radio(key="backbone-mode").set_value("Fine-tune the last block").run()
+    assert "/" not in "".join(at.selectbox(key="backbone-weights").options)  # names, never paths
+    next(n for n in at.number_input if n.label == "Epochs" and n.max == 100).set_value(1)
+    next(b for b in at.button if b.label == "Fine-tune the last block").click().run()
+    no_errors(settle(at))
+    state = project_of(workspace).state()
+    assert state.arch == "tv:resnet18?weights=r18-ours"
+    start = proj.model().module.state_dict()["net.conv1.weight"]
+    from safetensors.torch import load_file
+
+    assert torch.equal(start, load_file(str(weights))["conv1.weight"])  # the named file's weights, frozen
