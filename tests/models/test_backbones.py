@@ -360,3 +360,16 @@ def test_the_project_fine_tunes_only_offered_weights(tmp_path, weights_file, mon
     assert proj.state().arch == arch and proj.model().fingerprint() == fitted.fingerprint()
     scores = proj.score(ScoreRun("ip", params="last_block"))
     assert scores.shape == (len(proj.dataset().train),) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0"])
+def test_the_inference_network_folds_batch_norms_and_computes_the_same(arch):
+    """Batch norms folded into their convolutions (channels-last weights): the same embeddings to float rounding."""
+    module = backbones.load_backbone(BackboneSpec(arch))
+    fast = backbones.inference_network(backbones.load_backbone(BackboneSpec(arch)))
+    assert not [m for m in fast.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    x = torch.randn(3, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = module(x)
+        got = fast(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
