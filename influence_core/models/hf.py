@@ -258,8 +258,13 @@ def build_hf(name: str, input_shape: tuple[int, ...], num_classes: int) -> HFSeq
 
 
 def model_spec(name: str):
-    """The registry entry of ``hf:...`` (the model registry's prefix resolver)."""
+    """The registry entry of ``hf:...`` (the model registry's prefix resolver); image classifiers are
+    `models.hf_image`'s."""
     source, settings = parse_arch(name)
+    from .hf_image import image_model_spec, is_image_classifier
+
+    if is_image_classifier(source):
+        return image_model_spec(name)
     # head_prefix: the module whose input is the text's embedding (Explore's feature map): "classifier" in the
     # BERT family (BERT, RoBERTa, DistilBERT, DeBERTa, ELECTRA); the "head" parameter group is the module's own.
     lr = 1e-3 if settings.lora_rank else 5e-5  # adapters start at zero and need a larger step than full fine-tuning
