@@ -130,6 +130,8 @@ def _train_form(proj: Project, ds, training: bool) -> None:
         return
     # Text: also the Hugging Face models the administrator configured, offered by name (never a folder or hub id).
     hf = {arch: name for name, arch in proj.hf_models().items()} if ds.kind == "text" else {}
+    if ds.kind == "image" and "backbone" not in ds.meta:  # the configured Hugging Face image classifiers, by name
+        hf = {arch: name for name, arch in proj.hf_image_models().items()}
     archs = _archs(ds) + list(hf)
     if not archs:
         st.warning(f"No architecture takes {ds.kind} data.")
@@ -172,7 +174,7 @@ def _train_form(proj: Project, ds, training: bool) -> None:
             "Augment images", value=bool(start("augment", base.augment)), disabled=lbfgs,
             help="Random 32×32 crop of the 4-pixel-padded image and a horizontal flip, per batch; "
                  f"{arch}'s default: {'on' if base.augment else 'off'}"))
-    if arch in hf:
+    if arch in hf and ds.kind == "text":
         max_tokens = c[1].number_input("Max tokens", 8, 512, 128, help="each text is cut or padded to this many tokens")
         lora = c[2].number_input("LoRA rank", 0, 64, 0, help="0 = fine-tune every parameter; r > 0 = LoRA adapters of "
                                                               "rank r (and the classification head) only")
@@ -187,7 +189,7 @@ def _train_form(proj: Project, ds, training: bool) -> None:
     except InfluenceError as err:
         right.warning(plain(err))
     if clicked:
-        if arch in hf:  # the text is read again as this model's token ids
+        if arch in hf and ds.kind == "text":  # the text is read again as this model's token ids
             try:
                 with st.spinner("Tokenizing the text…"):
                     arch = proj.use_hf_model(hf[arch], int(max_tokens), lora_rank=int(lora), from_browser=True)

@@ -1150,6 +1150,18 @@ class Project:
                                  f"choose a backbone and weights the Model page lists")
         return arch_name(BackboneSpec(backbone, weights))
 
+    def hf_image_models(self) -> dict[str, str]:
+        """The administrator's Hugging Face models (`hf_models`) that are image classifiers: name → ``hf:`` name."""
+        from .models.hf_image import is_image_classifier
+
+        def image(arch: str) -> bool:
+            try:
+                return is_image_classifier(arch[len("hf:"):])
+            except InfluenceError:  # a hub id not downloaded yet on an offline server: not offered
+                return False
+
+        return {name: arch for name, arch in self.hf_models().items() if image(arch)}
+
 
 _STATE_LOCK = threading.RLock()
 

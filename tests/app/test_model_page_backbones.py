@@ -52,3 +52,28 @@ def test_fine_tuning_the_last_block_from_named_weights(workspace, tmp_path, monk
     from safetensors.torch import load_file
 
     assert torch.equal(start, load_file(str(weights))["conv1.weight"])  # the named file's weights, frozen
+
+
+def test_a_configured_hugging_face_image_classifier_trains_by_name(workspace, tmp_path, monkeypatch):
+    from transformers import ViTConfig
+
+    from tests.models.test_hf_image import _write
+
+    folder = _write(tmp_path / "tiny-vit", ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32))
+    config = tmp_path / "server.toml"
+    config.write_text(f'[server.hf_models]\n"tiny-vit" = "{folder}"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    proj = project_of(workspace)
+    proj.upload_dataset(_zip(), "tints.zip", image_size=32)
+    at = open_page("2_Model.py")
+    no_errors(at)
+    choice = next(s for s in at.selectbox if s.label == "Architecture")
+    assert "tiny-vit — Hugging Face model, fine-tuned" in choice.options and not [o for o in choice.options if "/" in o]
+    choice.select(f"hf:{folder}").run()
+    next(n for n in at.number_input if n.label == "Epochs").set_value(1)
+    next(b for b in at.button if b.label == "Train").click().run()
+    no_errors(settle(at))
+    assert project_of(workspace).state().arch == f"hf:{folder}"
+    assert any("tiny-vit" in s.value for s in at.subheader)  # the model by its configured name
