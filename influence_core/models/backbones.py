@@ -261,11 +261,72 @@ def compute_embeddings(module: nn.Module, split: Split, meta: dict, mean, std, s
     """float32 embedding batches of ``split``'s images, one batch of pixels in memory at a time (``module``:
     preferably an `inference_network`)."""
     for pixels in _pixel_batches(split, meta, batch_size):
-        x = network_inputs(pixels, mean, std, size).to(device).contiguous(memory_format=torch.channels_last)
-        out = module(x).float().cpu().numpy()
+        out = _embed_batch(module, pixels, mean, std, size, device)
         if done is not None:
             done(len(out))
-        yield out.reshape(len(out), -1)
+        yield out
+
+
+def _embed_batch(network: nn.Module, pixels: np.ndarray, mean, std, size: int | None, device) -> np.ndarray:
+    x = network_inputs(pixels, mean, std, size).to(device).contiguous(memory_format=torch.channels_last)
+    out = network(x).float().cpu().numpy()
+    return out.reshape(len(out), -1)
+
+
+def embed_pixels(module: nn.Module, pixels: np.ndarray, mean, std, size: int | None, batch_size: int = EMBED_BATCH
+                 ) -> np.ndarray:
+    """float32 embeddings of uint8 N×H×W×C ``pixels`` by the frozen ``module``: a Dask task of `embed_dataset`'s
+    sharded path, on the worker's GPU when it has one (the fast network built once per worker and module)."""
+    from .train import resolve_device
+
+    dev = resolve_device(None)
+    network = _worker_network(module).to(dev)
+    with torch.inference_mode():
+        return np.concatenate([_embed_batch(network, pixels[lo : lo + batch_size], mean, std, size, dev)
+                               for lo in range(0, len(pixels), batch_size)])
+
+
+@lru_cache(maxsize=2)
+def _worker_network(module: nn.Module) -> nn.Module:
+    return inference_network(module)
+
+
+def dask_embeddings(client, module: nn.Module, split: Split, meta: dict, mean, std, size: int | None,
+                    batch_size: int = EMBED_BATCH, shard_rows: int | None = None,
+                    done: Callable[[int], None] | None = None):
+    """`compute_embeddings` sharded on an open Dask ``client``: the frozen network sent to every worker once, then
+    one task per shard of ``shard_rows`` images (default: about 64 MiB of pixels), sent as uint8 pixels — so any
+    worker can embed them, a remote or GPU one too — and a few shards per worker in flight at a time (memory stays
+    flat); the embeddings come back in order, shard by shard."""
+    from collections import deque
+
+    from ..distributed import _one_line
+
+    if shard_rows is None:
+        per_image = int(np.prod(split.feature_shape))
+        shard_rows = max(batch_size, (64 << 20) // max(per_image, 1) // batch_size * batch_size)
+    depth = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+    scattered = client.scatter(module, broadcast=True, hash=False)
+    window: deque = deque()
+
+    def result():
+        try:
+            out = window.popleft().result()
+        except Exception as err:  # noqa: BLE001 - a worker lost, out of memory: one line for the user
+            raise InfluenceError(f"embedding the images on the Dask cluster failed: {_one_line(err)}") from None
+        if done is not None:
+            done(len(out))
+        return out
+
+    try:
+        for pixels in _pixel_batches(split, meta, shard_rows):
+            window.append(client.submit(embed_pixels, scattered, pixels, mean, std, size, batch_size, pure=False))
+            if len(window) >= depth:
+                yield result()
+        while window:
+            yield result()
+    finally:
+        client.cancel(list(window) + [scattered], force=True)
 
 
 def embedding_key(dataset: Dataset, spec: BackboneSpec, weights_token: str) -> str:
@@ -315,13 +376,15 @@ class EmbeddedSplit(Split):
 
 
 def embed_dataset(dataset: Dataset, spec: BackboneSpec, store=None, progress: Progress | None = None,
-                  device: str | torch.device | None = None, batch_size: int = EMBED_BATCH) -> Dataset:
+                  device: str | torch.device | None = None, batch_size: int = EMBED_BATCH, *, client=None,
+                  shard_rows: int | None = None) -> Dataset:
     """``dataset`` (images) with the frozen backbone's embeddings as its features: same labels, splits, noise mask
     and originals; kind stays "image" (Review shows the pictures: each split keeps its ``pixels``).
 
     Computed once per (data fingerprint, backbone, weights' content), a batch at a time, streamed to float32 `.npy`
     files under ``store`` (see `_embeddings_folder`) and reused; read from disk a batch at a time past
-    `FEATURES_ON_DISK_BYTES`, else held in memory. On the GPU when there is one (``device``)."""
+    `FEATURES_ON_DISK_BYTES`, else held in memory. On the GPU when there is one (``device``); sharded on an open
+    Dask ``client`` when given (`dask_embeddings`: the same embeddings, on the workers' GPUs when they have one)."""
     from .train import resolve_device
 
     if dataset.kind != "image" or "pixel_mean" not in dataset.meta:
@@ -335,7 +398,8 @@ def embed_dataset(dataset: Dataset, spec: BackboneSpec, store=None, progress: Pr
     found = {s: _stored(p) for s, p in files.items()}
     if any(v is None for v in found.values()):
         dev = resolve_device(device)
-        module = inference_network(load_backbone(spec)).to(dev)
+        frozen = load_backbone(spec)
+        module = inference_network(frozen).to(dev)
         mean, std = _normalisation(entry, spec.weights)
         size = input_size(entry.name, spec.weights) if entry.fixed_size else None
         total = sum(len(getattr(dataset, s)) for s in splits)
@@ -352,8 +416,10 @@ def embed_dataset(dataset: Dataset, spec: BackboneSpec, store=None, progress: Pr
                 continue
             part = getattr(dataset, s)
             dim = _embedding_dim(module, dataset, mean, std, size, dev)
-            found[s] = write_array(files[s], compute_embeddings(module, part, dataset.meta, mean, std, size,
-                                                                dev, batch_size, done), (len(part), dim), "float32")
+            batches = (compute_embeddings(module, part, dataset.meta, mean, std, size, dev, batch_size, done)
+                       if client is None else
+                       dask_embeddings(client, frozen, part, dataset.meta, mean, std, size, batch_size, shard_rows, done))
+            found[s] = write_array(files[s], batches, (len(part), dim), "float32")
     on_disk = sum(a.shape[0] * a.shape[1] * 4 for a in found.values()) > FEATURES_ON_DISK_BYTES
 
     def split(s: str) -> EmbeddedSplit:
@@ -493,8 +559,12 @@ def _last_block_spec(name: str) -> ModelSpec:
 
 
 def _embed_image_zip(dataset: Dataset, backbone: str, weights: str, weights_file: str | None) -> Dataset:
-    """`data.uploads.load_image_zip`'s ``backbone=``: the zip's images embedded by that frozen network."""
-    return embed_dataset(dataset, BackboneSpec(backbone, weights, weights_file))
+    """`data.uploads.load_image_zip`'s ``backbone=``: the zip's images embedded by that frozen network — sharded
+    on the server's Dask scheduler when ``$INFLUENCE_DASK_SCHEDULER`` names one, else in this process."""
+    from ..distributed import dask_client, parse_cluster
+
+    with dask_client(parse_cluster()) as client:
+        return embed_dataset(dataset, BackboneSpec(backbone, weights, weights_file), client=client)
 
 
 register_image_embedder(input_size, _embed_image_zip)

@@ -30,6 +30,9 @@ from .registry import PREFIX_RESOLVERS, ModelSpec
 
 PREFIX = "hf:"
 MAX_TOKENS = 512  # the cap of the featurizer's max_tokens (BERT-style position tables end there)
+# Other Hugging Face model families behind the same hf: prefix: name -> their ModelSpec, or None when the model is
+# not theirs (models/hf_image.py adds image classifiers).
+FAMILIES: list = []
 _LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
 
 
@@ -258,13 +261,13 @@ def build_hf(name: str, input_shape: tuple[int, ...], num_classes: int) -> HFSeq
 
 
 def model_spec(name: str):
-    """The registry entry of ``hf:...`` (the model registry's prefix resolver); image classifiers are
-    `models.hf_image`'s."""
+    """The registry entry of ``hf:...`` (the model registry's prefix resolver): another family's when one claims the
+    model (`FAMILIES`: image classifiers, models/hf_image.py), else a sequence classifier's."""
     source, settings = parse_arch(name)
-    from .hf_image import image_model_spec, is_image_classifier
-
-    if is_image_classifier(source):
-        return image_model_spec(name)
+    for family in FAMILIES:
+        claimed = family(name)
+        if claimed is not None:
+            return claimed
     # head_prefix: the module whose input is the text's embedding (Explore's feature map): "classifier" in the
     # BERT family (BERT, RoBERTa, DistilBERT, DeBERTa, ELECTRA); the "head" parameter group is the module's own.
     lr = 1e-3 if settings.lora_rank else 5e-5  # adapters start at zero and need a larger step than full fine-tuning

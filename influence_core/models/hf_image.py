@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import InfluenceError
 from .architectures import output_dim
-from .hf import _LAYER_INDEX, HFSequenceClassifier, _load, _pickle_allowed, parse_arch
+from .hf import _LAYER_INDEX, FAMILIES, HFSequenceClassifier, _load, _pickle_allowed, parse_arch
 from .registry import ModelSpec
 
 DEFAULT_MEAN = (0.485, 0.456, 0.406)  # ImageNet's, for a model saved without an image processor
@@ -192,3 +192,11 @@ def image_model_spec(name: str) -> ModelSpec:
                                      "patience": 1, "augment": False},
                      initial_state=lambda dataset: initial_state(source, dataset),
                      weights_token=lambda: weights_token(source))
+
+
+def _claim(name: str) -> ModelSpec | None:
+    """`models.hf`'s family hook: the spec of ``hf:<image classifier>``, None for other models."""
+    return image_model_spec(name) if is_image_classifier(parse_arch(name)[0]) else None
+
+
+FAMILIES.append(_claim)  # hf:<folder or hub id> of an image classifier (issue 18)

@@ -373,3 +373,19 @@ def test_the_inference_network_folds_batch_norms_and_computes_the_same(arch):
         expected = module(x)
         got = fast(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+
+
+from tests.test_distributed import client  # noqa: E402,F401 - the LocalCluster fixture (forkserver workers)
+
+
+def test_embeddings_sharded_on_dask_equal_the_local_ones(images, weights_file, tmp_path, client):  # noqa: F811
+    """One task per shard of 5 images (uint8 pixels sent, the network scattered once): the same embeddings, in
+    order, computed by the workers."""
+    spec = BackboneSpec("resnet18", "mine", weights_file=str(weights_file))
+    local = embed_dataset(images, spec, store=tmp_path / "local")
+    sharded = embed_dataset(images, spec, store=tmp_path / "dask", client=client, shard_rows=5, batch_size=3)
+    for split in ("train", "val", "test"):
+        expected = getattr(local, split).x  # float32 sums in other batch sizes: equal to rounding
+        torch.testing.assert_close(getattr(sharded, split).x, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+    built = client.run(lambda: backbones._worker_network.cache_info().currsize)
+    assert sum(built.values()) >= 1  # the workers built the network: they computed the shards
