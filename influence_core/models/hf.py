@@ -143,13 +143,16 @@ def load_tokenizer(source: str):
     return tokenizer
 
 
-def load_pretrained(source: str, num_labels: int) -> nn.Module:
-    """`AutoModelForSequenceClassification` of ``source`` with a ``num_labels`` head (a new head when the stored one
-    has another size); safetensors only, unless the administrator configured ``source`` (then ``.bin`` too)."""
+def load_pretrained(source: str, num_labels: int, auto_class=None) -> nn.Module:
+    """``auto_class`` (default `AutoModelForSequenceClassification`) of ``source`` with a ``num_labels`` head (a new
+    head when the stored one has another size); safetensors only, unless the administrator configured ``source``
+    (then ``.bin`` too)."""
     from transformers import AutoModelForSequenceClassification
 
+    auto_class = auto_class or AutoModelForSequenceClassification
+
     def load(src: str):
-        return AutoModelForSequenceClassification.from_pretrained(
+        return auto_class.from_pretrained(
             src, num_labels=num_labels, ignore_mismatched_sizes=True, trust_remote_code=False,
             use_safetensors=None if _pickle_allowed(source) else True, attn_implementation="eager")
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import InfluenceError
 from .architectures import output_dim
-from .hf import _LAYER_INDEX, FAMILIES, HFSequenceClassifier, _load, _pickle_allowed, parse_arch
+from .hf import _LAYER_INDEX, FAMILIES, HFSequenceClassifier, _load, load_pretrained, parse_arch
 from .registry import ModelSpec
 
 DEFAULT_MEAN = (0.485, 0.456, 0.406)  # ImageNet's, for a model saved without an image processor
@@ -127,28 +127,12 @@ class HFImageClassifier(HFSequenceClassifier):
         return [n for n in named if blocks.get(n) in chosen] + super().parameter_group("head")
 
 
-def load_pretrained_image(source: str, num_labels: int) -> nn.Module:
-    """`AutoModelForImageClassification` of ``source`` with a ``num_labels`` head (a new head when the stored one
-    has another size); safetensors only, unless the administrator configured ``source`` (then ``.bin`` too)."""
-    from transformers import AutoModelForImageClassification
-
-    def load(src: str):
-        return AutoModelForImageClassification.from_pretrained(
-            src, num_labels=num_labels, ignore_mismatched_sizes=True, trust_remote_code=False,
-            use_safetensors=None if _pickle_allowed(source) else True, attn_implementation="eager")
-
-    try:
-        return _load(source, "model", load)
-    except InfluenceError as err:
-        if "safetensors" in str(err).lower() or ".bin" in str(err):
-            raise InfluenceError(f"'{source}' has no .safetensors weights; pickle (.bin) weights are loaded only from "
-                                 "a model the server's administrator configured ([server.hf_models])") from None
-        raise
-
-
 def build_hf_image(source: str, num_classes: int) -> HFImageClassifier:
     """The classifier of ``source`` with its pretrained weights and a head for ``num_classes``."""
-    return HFImageClassifier(load_pretrained_image(source, output_dim(num_classes)), image_input(source))
+    from transformers import AutoModelForImageClassification
+
+    model = load_pretrained(source, output_dim(num_classes), AutoModelForImageClassification)
+    return HFImageClassifier(model, image_input(source))
 
 
 def check_images(dataset) -> None:

@@ -3,30 +3,17 @@ never a path) runs as the project's training job and becomes the current model."
 
 from __future__ import annotations
 
-import io
-import zipfile
-
-import numpy as np
 import torch
 import torchvision
-from PIL import Image
 from safetensors.torch import save_file
 
 from .conftest import no_errors, open_page, project_of, settle
 
 
-def _zip() -> bytes:
-    rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for c, name in enumerate(("red", "green")):
-            for i in range(8):
-                px = rng.integers(0, 90, size=(32, 32, 3))
-                px[..., c] += 140
-                png = io.BytesIO()
-                Image.fromarray(px.astype(np.uint8)).save(png, format="PNG")
-                z.writestr(f"{name}/{i}.png", png.getvalue())
-    return buf.getvalue()
+def _zip(folder) -> bytes:
+    from tests.models.test_backbones import _image_zip
+
+    return open(_image_zip(folder / "tints.zip", per_class=8, size=32), "rb").read()
 
 
 def test_fine_tuning_the_last_block_from_named_weights(workspace, tmp_path, monkeypatch):
@@ -37,7 +24,7 @@ def test_fine_tuning_the_last_block_from_named_weights(workspace, tmp_path, monk
     config.write_text(f'[server.backbone_weights]\n"r18-ours" = "{weights}"\n')
     monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
     proj = project_of(workspace)
-    proj.upload_dataset(_zip(), "tints.zip", image_size=32)
+    proj.upload_dataset(_zip(tmp_path), "tints.zip", image_size=32)
     at = open_page("2_Model.py")
     no_errors(at)
     at.selectbox(key="backbone-weights").select("r18-ours")
@@ -66,7 +53,7 @@ def test_a_configured_hugging_face_image_classifier_trains_by_name(workspace, tm
     monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     proj = project_of(workspace)
-    proj.upload_dataset(_zip(), "tints.zip", image_size=32)
+    proj.upload_dataset(_zip(tmp_path), "tints.zip", image_size=32)
     at = open_page("2_Model.py")
     no_errors(at)
     choice = next(s for s in at.selectbox if s.label == "Architecture")
