@@ -63,7 +63,7 @@ def _archs(ds) -> list[str]:
     return [n for n, spec in sorted(MODELS.items()) if ds.kind in spec.input_kinds]
 
 
-def _backbone_form(proj: Project, ds) -> None:
+def _backbone_form(proj: Project, ds, training: bool) -> None:
     """Frozen backbone + head: the images' embeddings become the features (names only; computed once, stored)."""
     used = ds.meta.get("backbone")
     if used:
@@ -80,13 +80,31 @@ def _backbone_form(proj: Project, ds) -> None:
                                   "online), or a file this server's administrator named")
     mode = c[2].radio("Mode", ["Frozen backbone + head", "Fine-tune the last block"], key="backbone-mode")
     if mode != "Frozen backbone + head":
-        st.caption(f"Choose tv:{arch} in the Train tab: its last block and a new head train, the rest stays frozen "
-                   "(random weights here; pretrained ones through the library's finetune_last_block).")
+        _finetune_form(proj, arch, weights, training)
         return
     st.caption(f"The images ({ds.input_shape[-1]}×{ds.input_shape[-1]}) go through {arch} once; its embeddings are "
                "stored with the project and become the features, so a head trains in seconds.")
     if st.button("Use the backbone's embeddings", type="primary", icon=":material/hub:"):
         guarded_call(lambda: proj.use_backbone(arch, weights, from_browser=True))
+
+
+def _finetune_form(proj: Project, arch: str, weights: str, training: bool) -> None:
+    """Fine-tune the last block from the chosen weights (names only): a training job like the Train tab's."""
+    st.caption(f"{arch}'s last block and a new head train from these weights, the rest stays frozen; score it with "
+               "the parameter group last_block (that block and the head) or head.")
+    if training:
+        st.caption("Training is running (above): stop it or wait for it to finish to fine-tune.")
+        return
+    form = st.form(f"finetune-{arch}", border=False, enter_to_submit=False)
+    epochs = form.number_input("Epochs", 1, 100, 10, help="at most; early stopping on the validation loss (patience 2)")
+    if form.form_submit_button("Fine-tune the last block", type="primary", icon=":material/tune:"):
+        try:
+            chosen = proj.backbone_finetune_arch(arch, weights)
+        except InfluenceError as err:
+            st.error(plain(err))
+            return
+        proj.train_in_background(chosen, {"epochs": int(epochs)})
+        st.rerun()
 
 
 def guarded_call(action) -> None:
@@ -112,6 +130,8 @@ def _train_form(proj: Project, ds, training: bool) -> None:
         return
     # Text: also the Hugging Face models the administrator configured, offered by name (never a folder or hub id).
     hf = {arch: name for name, arch in proj.hf_models().items()} if ds.kind == "text" else {}
+    if ds.kind == "image" and "backbone" not in ds.meta:  # the configured Hugging Face image classifiers, by name
+        hf = {arch: name for name, arch in proj.hf_image_models().items()}
     archs = _archs(ds) + list(hf)
     if not archs:
         st.warning(f"No architecture takes {ds.kind} data.")
@@ -154,7 +174,7 @@ def _train_form(proj: Project, ds, training: bool) -> None:
             "Augment images", value=bool(start("augment", base.augment)), disabled=lbfgs,
             help="Random 32×32 crop of the 4-pixel-padded image and a horizontal flip, per batch; "
                  f"{arch}'s default: {'on' if base.augment else 'off'}"))
-    if arch in hf:
+    if arch in hf and ds.kind == "text":
         max_tokens = c[1].number_input("Max tokens", 8, 512, 128, help="each text is cut or padded to this many tokens")
         lora = c[2].number_input("LoRA rank", 0, 64, 0, help="0 = fine-tune every parameter; r > 0 = LoRA adapters of "
                                                               "rank r (and the classification head) only")
@@ -169,7 +189,7 @@ def _train_form(proj: Project, ds, training: bool) -> None:
     except InfluenceError as err:
         right.warning(plain(err))
     if clicked:
-        if arch in hf:  # the text is read again as this model's token ids
+        if arch in hf and ds.kind == "text":  # the text is read again as this model's token ids
             try:
                 with st.spinner("Tokenizing the text…"):
                     arch = proj.use_hf_model(hf[arch], int(max_tokens), lora_rank=int(lora), from_browser=True)
@@ -237,7 +257,7 @@ def page() -> None:
         _upload_form(proj, ds)
     if ds.kind == "image":
         with tabs[2]:
-            _backbone_form(proj, ds)
+            _backbone_form(proj, ds, training)
 
 
 guarded(page)

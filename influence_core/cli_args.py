@@ -214,8 +214,9 @@ def load_data_and_model(args: argparse.Namespace, project: Project):
     dataset = project.use_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))
     args.model = args.model or default_architecture(dataset.kind)
     TrainConfig().resolved(args.model)  # an unknown architecture: one line
-    Project.check_impact_for_model(getattr(args, "impact", None) or "", args.model)  # e.g. robustness on token ids
-    if args.model.startswith("hf:"):  # they read their own tokenizer's ids (issue 18)
+    if dataset.kind == "text":  # e.g. robustness on token ids: refused before any training
+        Project.check_impact_for_model(getattr(args, "impact", None) or "", args.model)
+    if args.model.startswith("hf:") and dataset.kind == "text":  # they read their own tokenizer's ids (issue 18)
         project.use_hf_model(args.model, getattr(args, "max_tokens", 128))
         dataset = project.dataset()
     if args.weights:

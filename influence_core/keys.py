@@ -17,6 +17,7 @@ from .errors import InfluenceError
 from .folds import FoldSettings
 from .impacts import Impact, make_impact
 from .methods import get_method
+from .models.registry import get_model_spec
 from .models.train import FittedModel, TrainConfig
 
 # "w" of the angle view: w = (H + λI)⁻¹∇f with exact influence's automatic λ (views cached with λ = 0 are not reused)
@@ -31,7 +32,11 @@ def hash_key(payload: dict) -> str:
 def model_key(dataset: Dataset, arch: str, config: TrainConfig | None = None) -> str:
     """A model's key: equal data, architecture and (resolved) training settings give the same key."""
     config = (config or TrainConfig()).resolved(arch)
-    return hash_key({"dataset": dataset.fingerprint(), "arch": arch, "config": config.key()})
+    payload = {"dataset": dataset.fingerprint(), "arch": arch, "config": config.key()}
+    weights = get_model_spec(arch).weights_token
+    if weights is not None:  # pretrained weights training starts from: their content, not their name
+        payload["weights"] = weights()
+    return hash_key(payload)
 
 
 def score_key(dataset: Dataset, fitted: FittedModel, method: str, impact: str | Impact = "utility",

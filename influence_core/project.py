@@ -1595,6 +1595,30 @@ class Project:
         found = self.data_issues()
         return found.table if found is not None else None
 
+    # --- images: pretrained networks (issue 18)
+    def backbone_finetune_arch(self, backbone: str, weights: str = "random") -> str:
+        """The architecture that fine-tunes ``backbone``'s last block from ``weights`` (a name of `backbone_choices`,
+        never a path) on the current images: pass it to `train` / `train_in_background`."""
+        from .models.backbones import BackboneSpec, arch_name
+
+        choices = self.backbone_choices()
+        if backbone not in choices or weights not in choices[backbone]:
+            raise InfluenceError(f"'{str(backbone)[:40]}' with weights '{str(weights)[:40]}' is not offered here; "
+                                 f"choose a backbone and weights the Model page lists")
+        return arch_name(BackboneSpec(backbone, weights))
+
+    def hf_image_models(self) -> dict[str, str]:
+        """The administrator's Hugging Face models (`hf_models`) that are image classifiers: name → ``hf:`` name."""
+        from .models.hf_image import is_image_classifier
+
+        def image(arch: str) -> bool:
+            try:
+                return is_image_classifier(arch[len("hf:"):])
+            except InfluenceError:  # a hub id not downloaded yet on an offline server: not offered
+                return False
+
+        return {name: arch for name, arch in self.hf_models().items() if image(arch)}
+
 
 _STATE_LOCK = threading.RLock()
 

@@ -30,6 +30,9 @@ from .registry import PREFIX_RESOLVERS, ModelSpec
 
 PREFIX = "hf:"
 MAX_TOKENS = 512  # the cap of the featurizer's max_tokens (BERT-style position tables end there)
+# Other Hugging Face model families behind the same hf: prefix: name -> their ModelSpec, or None when the model is
+# not theirs (models/hf_image.py adds image classifiers).
+FAMILIES: list = []
 _LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
 
 
@@ -140,13 +143,16 @@ def load_tokenizer(source: str):
     return tokenizer
 
 
-def load_pretrained(source: str, num_labels: int) -> nn.Module:
-    """`AutoModelForSequenceClassification` of ``source`` with a ``num_labels`` head (a new head when the stored one
-    has another size); safetensors only, unless the administrator configured ``source`` (then ``.bin`` too)."""
+def load_pretrained(source: str, num_labels: int, auto_class=None) -> nn.Module:
+    """``auto_class`` (default `AutoModelForSequenceClassification`) of ``source`` with a ``num_labels`` head (a new
+    head when the stored one has another size); safetensors only, unless the administrator configured ``source``
+    (then ``.bin`` too)."""
     from transformers import AutoModelForSequenceClassification
 
+    auto_class = auto_class or AutoModelForSequenceClassification
+
     def load(src: str):
-        return AutoModelForSequenceClassification.from_pretrained(
+        return auto_class.from_pretrained(
             src, num_labels=num_labels, ignore_mismatched_sizes=True, trust_remote_code=False,
             use_safetensors=None if _pickle_allowed(source) else True, attn_implementation="eager")
 
@@ -258,8 +264,13 @@ def build_hf(name: str, input_shape: tuple[int, ...], num_classes: int) -> HFSeq
 
 
 def model_spec(name: str):
-    """The registry entry of ``hf:...`` (the model registry's prefix resolver)."""
+    """The registry entry of ``hf:...`` (the model registry's prefix resolver): another family's when one claims the
+    model (`FAMILIES`: image classifiers, models/hf_image.py), else a sequence classifier's."""
     source, settings = parse_arch(name)
+    for family in FAMILIES:
+        claimed = family(name)
+        if claimed is not None:
+            return claimed
     # head_prefix: the module whose input is the text's embedding (Explore's feature map): "classifier" in the
     # BERT family (BERT, RoBERTa, DistilBERT, DeBERTa, ELECTRA); the "head" parameter group is the module's own.
     lr = 1e-3 if settings.lora_rank else 5e-5  # adapters start at zero and need a larger step than full fine-tuning

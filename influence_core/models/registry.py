@@ -24,6 +24,11 @@ class ModelSpec:
     # Refuses (InfluenceError) a data set whose inputs this model cannot read, beyond its kind (models/hf.py: token
     # ids of its own tokenizer); None = any data set of an accepted kind.
     check_dataset: Callable | None = None
+    # Pretrained weights training starts from (models/backbones.py's ``tv:<arch>?weights=NAME``): the initial state
+    # dict for a data set, and what identifies the weights' content in model keys (keys.model_key); None = the
+    # builder's own initialisation.
+    initial_state: Callable | None = None
+    weights_token: Callable[[], str] | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}

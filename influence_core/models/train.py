@@ -210,6 +210,8 @@ def train_model(
         raise InfluenceError("the training split is empty")
     torch.manual_seed(config.seed)
     module = build_model(arch, dataset.input_shape, dataset.num_classes).to(dev)
+    if init_state is None and spec.initial_state is not None:  # pretrained weights (models/backbones.py)
+        init_state = spec.initial_state(dataset)
     if init_state is not None:
         module.load_state_dict(init_state)
     train, y_all = dataset.train, dataset.train.y

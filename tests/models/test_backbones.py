@@ -202,7 +202,7 @@ def test_last_block_mode_trains_only_that_block(images, weights_file):
 
     spec = BackboneSpec("resnet18", "mine", weights_file=str(weights_file))
     fitted = finetune_last_block(images, spec, TrainConfig(epochs=1, batch_size=16, patience=0))
-    assert fitted.arch == "tv:resnet18"
+    assert fitted.arch == backbones.arch_name(spec) and fitted.arch.startswith("tv:resnet18?weights=mine&file=")
     start = load_file(str(weights_file))
     state = fitted.module.state_dict()
     for name, value in start.items():
@@ -278,3 +278,114 @@ def test_cli_scores_a_zip_through_a_frozen_backbone(tmp_path, weights_file, monk
     expected = compute_scores(ds, fitted, "ip")
     assert frame["index"].tolist() == source_rows(ds, "train").tolist()  # rows in training order
     np.testing.assert_allclose(frame["score"].to_numpy(), expected, rtol=1e-3, atol=1e-5 * float(np.abs(expected).max()))
+
+
+def _other_weights(path, seed: int):
+    torch.manual_seed(seed)
+    save_file({k: v.contiguous() for k, v in torchvision.models.resnet18().state_dict().items()}, str(path))
+    return path
+
+
+def test_fine_tuned_models_are_keyed_by_their_pretrained_weights_content(images, weights_file, tmp_path, monkeypatch):
+    """tv:<arch> from pretrained weights and from random weights never share a cache entry; nor do two weights
+    files, nor one name whose file changed; the store trains once per weights and reopens the model."""
+    import shutil
+
+    from influence_core.engine import Engine
+    from influence_core.keys import model_key
+    from influence_core.workspace import Workspace
+
+    a, b = tmp_path / "a.safetensors", _other_weights(tmp_path / "b.safetensors", 8)
+    shutil.copy(weights_file, a)
+    config = tmp_path / "server.toml"
+    config.write_text(f'[server.backbone_weights]\n"a" = "{a}"\n"b" = "{b}"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    arch_a, arch_b = (backbones.arch_name(BackboneSpec("resnet18", w)) for w in ("a", "b"))
+    assert arch_a == "tv:resnet18?weights=a"
+    keys = {model_key(images, arch, TrainConfig(epochs=1)) for arch in ("tv:resnet18", arch_a, arch_b)}
+    assert len(keys) == 3
+    before = model_key(images, arch_a, TrainConfig(epochs=1))
+    shutil.copy(b, a)  # the administrator points the same name at other weights
+    assert model_key(images, arch_a, TrainConfig(epochs=1)) != before
+    shutil.copy(weights_file, a)
+    assert model_key(images, arch_a, TrainConfig(epochs=1)) == before
+
+    engine = Engine(Workspace(tmp_path / "ws"))
+    config_1 = TrainConfig(epochs=1, batch_size=16, patience=0)
+    fitted = engine.model(images, arch_a, config_1)
+    start = backbones.load_backbone(BackboneSpec("resnet18", "a")).state_dict()
+    state = fitted.module.state_dict()
+    assert torch.equal(state["net.conv1.weight"], start["conv1.weight"])  # trained from the file's weights
+    assert not torch.equal(state["net.conv1.weight"], backbones.load_backbone(BackboneSpec("resnet18", "b")).state_dict()["conv1.weight"])
+    monkeypatch.setattr(backbones, "last_block_state", lambda *a: pytest.fail("trained again"))
+    again = engine.model(images, arch_a, config_1)  # from the store, built without reading the weights
+    assert again.fingerprint() == fitted.fingerprint()
+
+
+def test_fine_tuning_from_downloaded_weights_reads_torch_hubs_cache(images, weights_file, tmp_path, monkeypatch):
+    """tv:resnet18?weights=IMAGENET1K_V1: the file torch hub keeps (a random-weights file here), read through the
+    same safe reader; the frozen layers are the file's, the network's inputs normalised as the weights say."""
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(backbones, "_download", lambda url, dest: (dest.parent.mkdir(parents=True, exist_ok=True),
+                                                                   torch.save(load_file(str(weights_file)), dest)))
+    fitted = train_model(images, "tv:resnet18?weights=IMAGENET1K_V1", TrainConfig(epochs=1, batch_size=16, patience=0))
+    start = load_file(str(weights_file))
+    assert torch.equal(fitted.module.state_dict()["net.layer1.0.conv1.weight"], start["layer1.0.conv1.weight"])
+    module = fitted.module.eval()
+    x = images.test.x[:4]
+    net = torchvision.models.resnet18(num_classes=fitted.module.net.fc.out_features)
+    net.load_state_dict({k.removeprefix("net."): v for k, v in module.state_dict().items() if k.startswith("net.")})
+    raw = torch.from_numpy(raw_images(images, "test")[:4]).permute(0, 3, 1, 2).float() / 255.0
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (backbones.IMAGENET_MEAN, backbones.IMAGENET_STD))
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), net.eval()((raw - mean) / std), rtol=1e-4, atol=1e-4)
+
+
+def test_the_project_fine_tunes_only_offered_weights(tmp_path, weights_file, monkeypatch):
+    from influence_core.project import Project, ScoreRun
+
+    config = tmp_path / "server.toml"
+    config.write_text(f'[server.backbone_weights]\n"r18-local" = "{weights_file}"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    proj = Project("ft", root=tmp_path / "ws")
+    proj.upload_dataset(open(_image_zip(tmp_path / "tints.zip", per_class=6), "rb").read(), "tints.zip", image_size=SIZE)
+    for weights in (str(weights_file), "../r18-local", "IMAGENET9K"):
+        with pytest.raises(InfluenceError, match=r"^'resnet18' with weights '.*' is not offered here"):
+            proj.backbone_finetune_arch("resnet18", weights)
+    arch = proj.backbone_finetune_arch("resnet18", "r18-local")
+    assert arch == "tv:resnet18?weights=r18-local"
+    fitted = proj.train(arch, {"epochs": 1, "batch_size": 16, "patience": 0})
+    assert proj.state().arch == arch and proj.model().fingerprint() == fitted.fingerprint()
+    scores = proj.score(ScoreRun("ip", params="last_block"))
+    assert scores.shape == (len(proj.dataset().train),) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0"])
+def test_the_inference_network_folds_batch_norms_and_computes_the_same(arch):
+    """Batch norms folded into their convolutions (channels-last weights): the same embeddings to float rounding."""
+    module = backbones.load_backbone(BackboneSpec(arch))
+    fast = backbones.inference_network(backbones.load_backbone(BackboneSpec(arch)))
+    assert not [m for m in fast.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    x = torch.randn(3, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = module(x)
+        got = fast(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+
+
+from tests.test_distributed import client  # noqa: E402,F401 - the LocalCluster fixture (forkserver workers)
+
+
+def test_embeddings_sharded_on_dask_equal_the_local_ones(images, weights_file, tmp_path, client):  # noqa: F811
+    """One task per shard of 5 images (uint8 pixels sent, the network scattered once): the same embeddings, in
+    order, computed by the workers."""
+    spec = BackboneSpec("resnet18", "mine", weights_file=str(weights_file))
+    local = embed_dataset(images, spec, store=tmp_path / "local")
+    sharded = embed_dataset(images, spec, store=tmp_path / "dask", client=client, shard_rows=5, batch_size=3)
+    for split in ("train", "val", "test"):
+        expected = getattr(local, split).x  # float32 sums in other batch sizes: equal to rounding
+        torch.testing.assert_close(getattr(sharded, split).x, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+    built = client.run(lambda: backbones._worker_network.cache_info().currsize)
+    assert sum(built.values()) >= 1  # the workers built the network: they computed the shards

@@ -1,0 +1,66 @@
+"""Model page, "Pretrained backbone" tab: fine-tuning the last block from weights the administrator named (a name,
+never a path) runs as the project's training job and becomes the current model."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+from .conftest import no_errors, open_page, project_of, settle
+
+
+def _zip(folder) -> bytes:
+    from tests.models.test_backbones import _image_zip
+
+    return open(_image_zip(folder / "tints.zip", per_class=8, size=32), "rb").read()
+
+
+def test_fine_tuning_the_last_block_from_named_weights(workspace, tmp_path, monkeypatch):
+    torch.manual_seed(3)
+    weights = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in torchvision.models.resnet18().state_dict().items()}, str(weights))
+    config = tmp_path / "server.toml"
+    config.write_text(f'[server.backbone_weights]\n"r18-ours" = "{weights}"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    proj = project_of(workspace)
+    proj.upload_dataset(_zip(tmp_path), "tints.zip", image_size=32)
+    at = open_page("2_Model.py")
+    no_errors(at)
+    at.selectbox(key="backbone-weights").select("r18-ours")
+    at.radio(key="backbone-mode").set_value("Fine-tune the last block").run()
+    assert "/" not in "".join(at.selectbox(key="backbone-weights").options)  # names, never paths
+    next(n for n in at.number_input if n.label == "Epochs" and n.max == 100).set_value(1)
+    next(b for b in at.button if b.label == "Fine-tune the last block").click().run()
+    no_errors(settle(at))
+    state = project_of(workspace).state()
+    assert state.arch == "tv:resnet18?weights=r18-ours"
+    start = proj.model().module.state_dict()["net.conv1.weight"]
+    from safetensors.torch import load_file
+
+    assert torch.equal(start, load_file(str(weights))["conv1.weight"])  # the named file's weights, frozen
+
+
+def test_a_configured_hugging_face_image_classifier_trains_by_name(workspace, tmp_path, monkeypatch):
+    from transformers import ViTConfig
+
+    from tests.models.test_hf_image import _write
+
+    folder = _write(tmp_path / "tiny-vit", ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32))
+    config = tmp_path / "server.toml"
+    config.write_text(f'[server.hf_models]\n"tiny-vit" = "{folder}"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    proj = project_of(workspace)
+    proj.upload_dataset(_zip(tmp_path), "tints.zip", image_size=32)
+    at = open_page("2_Model.py")
+    no_errors(at)
+    choice = next(s for s in at.selectbox if s.label == "Architecture")
+    assert "tiny-vit — Hugging Face model, fine-tuned" in choice.options and not [o for o in choice.options if "/" in o]
+    choice.select(f"hf:{folder}").run()
+    next(n for n in at.number_input if n.label == "Epochs").set_value(1)
+    next(b for b in at.button if b.label == "Train").click().run()
+    no_errors(settle(at))
+    assert project_of(workspace).state().arch == f"hf:{folder}"
+    assert any("tiny-vit" in s.value for s in at.subheader)  # the model by its configured name
