@@ -219,3 +219,11 @@ def class_pair_section(proj, view: ReviewView, choices, run, order_title: str) -
             cells[n % 3].button(f"{plain(pairs.classes[i])} → {plain(pairs.classes[j])} · {count}",
                                 key=f"pair-{i}-{j}", icon=":material/arrow_forward:", width="stretch",
                                 on_click=show_next, args=(pair,))
+        rest = pairs.top(pairs.matrix.size)[len(top):]  # every other non-empty cell, biggest first
+        if rest:
+            other = st.selectbox("Any other pair", rest, index=None, key="pairs-other", placeholder="given → suggested",
+                                 format_func=lambda c: f"{plain(pairs.classes[c[0]])} → {plain(pairs.classes[c[1]])} · {c[2]}")
+            if other is not None:
+                st.button("Open this pair", key="pair-other-open", icon=":material/arrow_forward:", on_click=show_next,
+                          args=(ReviewView(order=view.order, scope=scope, status="any", given=other[0],
+                                           suggested=other[1]),))

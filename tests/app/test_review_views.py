@@ -129,3 +129,26 @@ def test_more_like_this_on_a_card_shows_that_sample_and_its_neighbours(scored):
     assert _rows(at) == sorted(proj.nearest_samples(row, 12).tolist(), key=lambda r: (s[r], r))
     assert at.query_params["like"] == str(int(proj.source_index()[row])) and at.query_params["scope"] == "all"
     assert at.number_input(key="view-like").value == int(proj.source_index()[row])
+
+
+def test_a_pair_outside_the_biggest_cells_opens_from_the_any_other_pair_list(scored, monkeypatch):
+    import app_pages._review_views as review_views
+
+    monkeypatch.setattr(review_views, "TOP_PAIRS", 1)  # only the biggest cell as a button: the other is in the list
+    proj = project_of(scored)
+    ds = proj.dataset()
+    y, (preds, _) = ds.train.y.numpy(), proj.predictions()
+    flagged = proj.flagged()
+    counts = {(i, j): int(((y[flagged] == i) & (preds[flagged] == j)).sum()) for i, j in ((0, 1), (1, 0))}
+    (big, _), (small, n_small) = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert n_small > 0, "the fixture's flagged samples fall in both off-diagonal cells"
+    at = _open_with()
+    no_errors(at)
+    assert at.button(key=f"pair-{big[0]}-{big[1]}") is not None
+    other = at.selectbox(key="pairs-other")
+    assert other.options == [f"{ds.classes[small[0]]} → {ds.classes[small[1]]} · {n_small}"]
+    other.set_value((small[0], small[1], n_small)).run()
+    at.button(key="pair-other-open").click().run()
+    no_errors(at)
+    assert (at.query_params["given"], at.query_params["suggested"]) == (str(ds.classes[small[0]]), str(ds.classes[small[1]]))
+    assert sorted(_rows(at)) == sorted(int(r) for r in flagged if y[r] == small[0] and preds[r] == small[1])
