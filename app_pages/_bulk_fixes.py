@@ -17,6 +17,7 @@ KEEP = {"best": "keep the best-scored (least detrimental)", "first": "keep the f
 def _preview(proj, primary: str, listed) -> None:
     """The Preview button's click: the fix computed now, kept in the session until applied or changed."""
     fix = st.session_state.get("bulk-fix")
+    st.session_state["bulk-used"] = True  # the expander stays open for the rest of the session
     try:
         if fix == "relabel":
             within = listed if st.session_state.get("bulk-within-view") else None
@@ -30,6 +31,7 @@ def _preview(proj, primary: str, listed) -> None:
 
 
 def _apply(proj) -> None:
+    st.session_state["bulk-used"] = True
     preview = st.session_state.pop("bulk-preview", None)
     if preview is None:
         return
@@ -42,6 +44,7 @@ def _apply(proj) -> None:
 
 
 def _undo(proj, batch: int) -> None:
+    st.session_state["bulk-used"] = True
     try:
         n = proj.undo_bulk_fix(batch)
     except InfluenceError as err:
@@ -63,7 +66,9 @@ def bulk_fixes(proj, ds, primary: str, listed) -> None:
     """The expander; ``primary``: the ranking Review orders and flags by (the relabel fix acts on its flagged rows,
     or on the rows the view lists, ``listed``; the duplicate fix keeps each group's best by its score)."""
     last = proj.last_bulk_fix()
-    with st.expander("Bulk fixes", icon=":material/auto_fix_high:", expanded=last is not None):
+    # open while a bulk fix can be undone, and once used in this session (it does not fold under the user after an undo)
+    with st.expander("Bulk fixes", icon=":material/auto_fix_high:",
+                     expanded=last is not None or bool(st.session_state.get("bulk-used"))):
         fix = st.radio("Fix", list(FIXES), format_func=FIXES.get, key="bulk-fix", horizontal=True)
         if fix == "relabel":
             st.slider("Suggested label's probability at least", 0.5, 1.0, 0.9, 0.01, key="bulk-threshold",
