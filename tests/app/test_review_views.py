@@ -41,6 +41,8 @@ def test_a_class_pair_in_the_url_lists_exactly_those_samples(scored):
     # the class-pair map's buttons: the flagged samples of each pair, their count in the label; one opens that view
     flagged = proj.flagged()
     count = int(((y[flagged] == 1) & (preds[flagged] == 0)).sum())
+    assert at.radio(key="pairs-kind").value == "confident_joint"  # the default: it finds true pairs, flagged does not
+    at.radio(key="pairs-kind").set_value("flagged").run()
     button = at.button(key="pair-1-0")
     assert button.label == f"{b} → {a} · {count}"
     button.click().run()
@@ -144,6 +146,7 @@ def test_a_pair_outside_the_biggest_cells_opens_from_the_any_other_pair_list(sco
     assert n_small > 0, "the fixture's flagged samples fall in both off-diagonal cells"
     at = _open_with()
     no_errors(at)
+    at.radio(key="pairs-kind").set_value("flagged").run()
     assert at.button(key=f"pair-{big[0]}-{big[1]}") is not None
     other = at.selectbox(key="pairs-other")
     assert other.options == [f"{ds.classes[small[0]]} → {ds.classes[small[1]]} · {n_small}"]
