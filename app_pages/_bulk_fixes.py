@@ -14,43 +14,40 @@ FIXES = {"relabel": "Relabel the flagged samples the model confidently disagrees
 KEEP = {"best": "keep the best-scored (least detrimental)", "first": "keep the first"}
 
 
-def _preview(proj, primary: str, listed) -> None:
-    """The Preview button's click: the fix computed now, kept in the session until applied or changed."""
-    fix = st.session_state.get("bulk-fix")
-    st.session_state["bulk-used"] = True  # the expander stays open for the rest of the session
+def _attempt(action):
+    """A button's work: the expander stays open for the rest of the session; a refusal is Review's one-line message
+    (None returned)."""
+    st.session_state["bulk-used"] = True
     try:
-        if fix == "relabel":
-            within = listed if st.session_state.get("bulk-within-view") else None
-            preview = proj.bulk_relabel_preview(float(st.session_state.get("bulk-threshold", 0.9)), primary, within)
-        else:
-            preview = proj.bulk_dedupe_preview(st.session_state.get("bulk-keep", "best"), label=primary)
+        return action()
     except InfluenceError as err:
         st.session_state["review-message"] = ("error", str(err))
-        return
-    st.session_state["bulk-preview"] = preview
+        return None
+
+
+def _preview(proj, primary: str, listed) -> None:
+    """The Preview button's click: the fix computed now, kept in the session until applied or changed."""
+    if st.session_state.get("bulk-fix") == "relabel":
+        within = listed if st.session_state.get("bulk-within-view") else None
+        preview = _attempt(lambda: proj.bulk_relabel_preview(float(st.session_state.get("bulk-threshold", 0.9)),
+                                                             primary, within))
+    else:
+        preview = _attempt(lambda: proj.bulk_dedupe_preview(st.session_state.get("bulk-keep", "best"), label=primary))
+    if preview is not None:
+        st.session_state["bulk-preview"] = preview
 
 
 def _apply(proj) -> None:
-    st.session_state["bulk-used"] = True
     preview = st.session_state.pop("bulk-preview", None)
-    if preview is None:
-        return
-    try:
-        proj.apply_bulk_fix(preview, session=session_id())
-    except InfluenceError as err:
-        st.session_state["review-message"] = ("error", str(err))
-        return
-    st.session_state["review-message"] = ("done", f"Bulk fix applied to {preview.count} samples (one batch).")
+    st.session_state["bulk-used"] = True
+    if preview is not None and _attempt(lambda: proj.apply_bulk_fix(preview, session=session_id())) is not None:
+        st.session_state["review-message"] = ("done", f"Bulk fix applied to {preview.count} samples (one batch).")
 
 
 def _undo(proj, batch: int) -> None:
-    st.session_state["bulk-used"] = True
-    try:
-        n = proj.undo_bulk_fix(batch)
-    except InfluenceError as err:
-        st.session_state["review-message"] = ("error", str(err))
-        return
-    st.session_state["review-message"] = ("done", f"Undid the bulk fix ({n} samples).")
+    n = _attempt(lambda: proj.undo_bulk_fix(batch))
+    if n is not None:
+        st.session_state["review-message"] = ("done", f"Undid the bulk fix ({n} samples).")
 
 
 def _sample_table(proj, ds, preview) -> list[dict]:

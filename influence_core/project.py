@@ -1193,17 +1193,9 @@ class Project:
     def suggested_probabilities(self, label: str | None = None) -> tuple[np.ndarray, bool]:
         """(N×C class probabilities behind the suggested labels, out of fold?): out of fold — each sample by the fold
         model that did not train on it — when ranking ``label`` (default: the primary run) is, else in-sample."""
-        from .api import out_of_fold_probabilities
-        from .folds import FoldSettings
-
         run = self.primary_run() if label is None else next((r for r in self.state().runs if r.label == label), None)
         folds = int(run.folds or 0) if run is not None else 0
-        if not folds:
-            return self.predictions()[1], False
-        _, dataset, fitted = self._current_model()
-        return MEMORY.get("results", f"oof-probs:{dataset.fingerprint()}:{fitted.fingerprint()}:{folds}",
-                          lambda: out_of_fold_probabilities(dataset, self.engine.fold_models(dataset, fitted, folds),
-                                                            FoldSettings(folds))), True
+        return self.train_probabilities(folds), bool(folds)
 
     def bulk_relabel_preview(self, threshold: float, label: str | None = None, rows=None):
         """What "relabel every flagged sample whose suggested label has probability ≥ ``threshold``" would do
@@ -1463,8 +1455,6 @@ class Project:
         """cleanlab's multi-annotator report (`annotators.annotator_report`) on the current model's probabilities,
         out of fold with ``folds`` ≥ 2 (fold models trained once and cached); stored in the workspace, memoised."""
         from .annotators import AnnotatorSettings, annotator_report
-        from .api import out_of_fold_probabilities
-        from .folds import FoldSettings
         from .keys import annotator_key, hash_key
 
         _, dataset, fitted = self._current_model()
@@ -1473,11 +1463,7 @@ class Project:
                                  "annotator columns)")
 
         def compute() -> dict[str, np.ndarray]:
-            if folds:
-                models = self.engine.fold_models(dataset, fitted, folds, progress=progress)
-                probs = out_of_fold_probabilities(dataset, models, FoldSettings(folds))
-            else:
-                probs = self.predictions()[1]  # the Review cards' probabilities, predicted once
+            probs = self.train_probabilities(folds, progress)  # in-sample: the Review cards' probabilities
             return annotator_report(dataset.annotators, probs, dataset.annotator_names)
 
         key = annotator_key(dataset, fitted, folds, AnnotatorSettings())
@@ -1564,7 +1550,7 @@ class Project:
         self.require("decide")
         return SavedViews(self.folder).delete(name)
 
-    def train_probabilities(self, folds: int = 0) -> np.ndarray:
+    def train_probabilities(self, folds: int = 0, progress: Progress | None = None) -> np.ndarray:
         """N×C class probabilities of the training split: out of fold with ``folds`` ≥ 2 (the fold models trained
         once and cached), else the model's own; memoised per data and model."""
         if not folds:
@@ -1574,8 +1560,8 @@ class Project:
 
         _, dataset, fitted = self._current_model()
         return MEMORY.get("results", f"oof-probs:{dataset.fingerprint()}:{fitted.fingerprint()}:{folds}",
-                          lambda: out_of_fold_probabilities(dataset, self.engine.fold_models(dataset, fitted, folds),
-                                                            FoldSettings(folds)))
+                          lambda: out_of_fold_probabilities(
+                              dataset, self.engine.fold_models(dataset, fitted, folds, progress=progress), FoldSettings(folds)))
 
     def class_pairs(self, kind: str = "flagged", label: str | None = None, folds: int = 0):
         """The class-pair map (`class_pairs.ClassPairs`): flagged samples of run ``label`` per (given, predicted)
