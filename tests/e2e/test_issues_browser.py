@@ -29,6 +29,7 @@ def _project(workspace) -> Project:
 def _bulk_relabel(page, within_view: bool) -> int:
     """Open Bulk fixes, preview the relabel fix at the default threshold (on the view's samples only, or on every
     flagged one), apply it; returns its sample count."""
+    _idle(page)  # the last click's rerun has drawn the expander (open or closed) before it is looked at
     preview = page.get_by_role("button", name="Preview", exact=True)
     if not preview.is_visible():  # the expander is closed (it opens by itself while a bulk fix can be undone)
         page.get_by_text("Bulk fixes", exact=True).click()
