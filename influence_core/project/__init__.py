@@ -31,31 +31,31 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .access import MEMBERS_FILE, ROLES, Access, Members, read_members, set_member, write_members
-from .atomic import write_text_atomic
-from .data.base import Dataset
-from .data.registry import DATASETS, PATH_LOADERS, is_size, load_dataset
-from .engine import Engine
-from .errors import InfluenceError, writing
-from .grads import Progress
-from .impacts import IMPACTS, JOINT_RANKINGS, describe_impact, resolve_val_trim
-from .keys import model_key, score_key, view_key
-from .memo import MEMORY
-from .jobs import MOVED_FILE, Job, JobHandle, forget_job, get_job, moved_folder, start_job
-from .methods import METHODS
-from .models.registry import MODELS, default_architecture
-from .models.train import FittedModel, TrainConfig, TrainProgress, memorisation_warning, train_settings
-from .review import ACTIONS as DECISION_ACTIONS, DecisionLog, reviewer_agreement
-from .state import ScoreRun, Selection, decision_scope, flagged_rows, workspace_root
-from .workspace import Workspace, format_bytes
+from ..access import MEMBERS_FILE, ROLES, Access, Members, read_members, set_member, write_members
+from ..atomic import write_text_atomic
+from ..data.base import Dataset
+from ..data.registry import DATASETS, PATH_LOADERS, is_size, load_dataset
+from ..engine import Engine
+from ..errors import InfluenceError, writing
+from ..grads import Progress
+from ..impacts import IMPACTS, JOINT_RANKINGS, describe_impact, resolve_val_trim
+from ..keys import model_key, score_key, view_key
+from ..memo import MEMORY
+from ..jobs import MOVED_FILE, Job, JobHandle, forget_job, get_job, moved_folder, start_job
+from ..methods import METHODS
+from ..models.registry import MODELS, default_architecture
+from ..models.train import FittedModel, TrainConfig, TrainProgress, memorisation_warning, train_settings
+from ..review import ACTIONS as DECISION_ACTIONS, DecisionLog, reviewer_agreement
+from ..state import ScoreRun, Selection, decision_scope, flagged_rows, workspace_root
+from ..workspace import Workspace, format_bytes
 
 # What front ends need besides the class: settings types and the catalogues of data sets, models, methods, impacts and
 # actions (so a page imports this module only).
-from .evaluate.actions import ACTIONS as CLEANING_ACTIONS  # noqa: E402
-from .evaluate.retrain import AttackSettings  # noqa: E402
-from .evaluate.runner import ExperimentResult, ExperimentSettings, cleaned_split_table, format_table  # noqa: E402
-from .evaluate.baselines import ARMS as BASELINE_ARMS  # noqa: E402,F401  (issue 17: Evaluate's baseline arms)
-from .views import ReviewView  # noqa: E402,F401  (issue 20: Review's filters, a page builds them)
+from ..evaluate.actions import ACTIONS as CLEANING_ACTIONS  # noqa: E402
+from ..evaluate.retrain import AttackSettings  # noqa: E402
+from ..evaluate.runner import ExperimentResult, ExperimentSettings, cleaned_split_table, format_table  # noqa: E402
+from ..evaluate.baselines import ARMS as BASELINE_ARMS  # noqa: E402,F401  (issue 17: Evaluate's baseline arms)
+from ..views import ReviewView  # noqa: E402,F401  (issue 20: Review's filters, a page builds them)
 
 __all__ = ["Project", "ScoreRun", "Selection", "TrainConfig", "ExperimentSettings", "ExperimentResult", "AttackSettings",
            "DATASETS", "PATH_LOADERS", "METHODS", "IMPACTS", "MODELS", "DECISION_ACTIONS", "CLEANING_ACTIONS", "Job",
@@ -323,7 +323,7 @@ class Project:
 
     def _check_loader_arguments(self, what: str, loader: Callable, kwargs: dict,
                                 marked: frozenset = frozenset()) -> None:
-        from .data.registry import check_browser_arguments
+        from ..data.registry import check_browser_arguments
 
         check_browser_arguments(what, loader, kwargs, self.server_config().max_generated_samples, marked)
 
@@ -343,15 +343,15 @@ class Project:
     def server_config(self):
         """The administrator's settings for this project's workspace (`server_config.server_config`): what a page
         may offer (e.g. ``max_generated_samples`` for its size inputs)."""
-        from .server_config import server_config
+        from ..server_config import server_config
 
         return server_config(self.root)
 
     def _within_quota(self, make: Callable[[], Any]) -> Any:
         """``make()`` with the arrays it stores under this project's ``arrays/``, each new file checked against the
         user's and the workspace's quota first (a refusal leaves none of them)."""
-        from .data.storage import arrays_in
-        from .workspace import check_quota
+        from ..data.storage import arrays_in
+        from ..workspace import check_quota
 
         def check(nbytes: int) -> None:
             check_quota(self.root, self.name, nbytes, self.server_config())
@@ -363,8 +363,8 @@ class Project:
         """Check and store an uploaded file in this project (`uploads.save_upload`: refused uploads leave nothing),
         within the server's caps: ``project_upload_bytes`` for this project's uploads, the user's and the
         workspace's quota for the file and any array its loader stores."""
-        from .data.uploads import save_upload, stored_path
-        from .workspace import check_quota
+        from ..data.uploads import save_upload, stored_path
+        from ..workspace import check_quota
 
         config = self.server_config()
         if not stored_path(data, filename, kind, self.folder).is_file():  # stored before: it takes no more space
@@ -384,7 +384,7 @@ class Project:
         nothing), but not yet current: its stored path (for `use_dataset`) and the data set, so a page can show what
         was read before the user takes it. ``from_browser``: ``kwargs`` are checked as `use_dataset` checks them."""
         if from_browser:
-            from .data.uploads import upload_name
+            from ..data.uploads import upload_name
 
             suffix = Path(upload_name(filename)).suffix.lower()
             if suffix in PATH_LOADERS:  # another type is refused by save_upload, by name
@@ -399,7 +399,7 @@ class Project:
         """What this project's state refers to in the workspace: the fingerprints of its data set and of the fold
         parts its out-of-fold runs train on, and the stored array files its data set reads (nothing when the data
         set no longer loads: then nothing of it can be used)."""
-        from .folds import FoldSettings, fold_training_parts
+        from ..folds import FoldSettings, fold_training_parts
 
         try:
             dataset = self.dataset()
@@ -416,7 +416,7 @@ class Project:
     def storage_usage(root: str | os.PathLike | None = None) -> dict:
         """The workspace's bytes: ``{"projects": {name: bytes}, "project_owners": {name: owner}, "kinds": {cache
         kind: bytes}, "owners": {owner: bytes}, "total": bytes}`` (`workspace.disk_usage`, `usage_by_owner`)."""
-        from .workspace import disk_usage, project_owner, usage_by_owner
+        from ..workspace import disk_usage, project_owner, usage_by_owner
 
         root = Path(root).expanduser().resolve() if root is not None else workspace_root()
         usage = disk_usage(root)
@@ -428,7 +428,7 @@ class Project:
         """Delete the workspace's cache entries no project's state refers to (`workspace.collect_garbage`): models
         and scores of data no project uses, stored arrays no project's data set reads, shards of finished runs.
         Returns (path, bytes) of each entry freed (or, with ``dry_run``, that would be)."""
-        from .workspace import collect_garbage
+        from ..workspace import collect_garbage
 
         root = Path(root).expanduser().resolve() if root is not None else workspace_root()
         prints: set[str] = set()
@@ -455,7 +455,7 @@ class Project:
         if not state.has_model:
             return None
         if state.weights:
-            from .models.loading import load_fitted
+            from ..models.loading import load_fitted
 
             return MEMORY.get("models", f"weights:{state.weights}:{state.arch}:{dataset.fingerprint()}",
                               lambda: load_fitted(state.weights, state.arch, dataset))
@@ -493,7 +493,7 @@ class Project:
 
     def upload_weights(self, data: bytes, filename: str, arch: str) -> FittedModel:
         """Uploaded weights (checked: no pickled code, no code in .pt2 programs), stored and made the current model."""
-        from .models.loading import load_fitted
+        from ..models.loading import load_fitted
 
         dataset = self.dataset()
         path, fitted = self.save_upload(data, filename, "weights", load=lambda p: load_fitted(str(p), arch, dataset))
@@ -503,7 +503,7 @@ class Project:
 
     def use_weights(self, path: str | os.PathLike, arch: str) -> FittedModel:
         """Weights from a local file (the CLI's ``--weights``; checked like an upload, not copied) as the current model."""
-        from .models.loading import load_fitted
+        from ..models.loading import load_fitted
 
         dataset = self.dataset()
         fitted = load_fitted(str(path), arch, dataset)
@@ -512,7 +512,7 @@ class Project:
         return fitted
 
     def uploaded_weights_path(self, data: bytes, filename: str) -> Path:
-        from .data.uploads import stored_path
+        from ..data.uploads import stored_path
 
         return stored_path(data, filename, "weights", self.folder)
 
@@ -521,7 +521,7 @@ class Project:
         (`models.estimate.estimate_training`) from real training steps of ``arch`` timed on the current data (measured
         once per data, architecture and batch size, in about half a second, or one step of a very slow model) times
         batches × epochs."""
-        from .models.estimate import estimate_training, measure_steps
+        from ..models.estimate import estimate_training, measure_steps
 
         dataset = self.dataset()
         resolved = TrainConfig(**train_settings(config)).resolved(arch)
@@ -618,7 +618,7 @@ class Project:
             return chosen
         _, dataset = self._current(state)
         if dataset.noise_mask is not None and dataset.noise_mask.any():
-            from .figures import detection_auroc
+            from ..figures import detection_auroc
 
             noisy, scores = dataset.noise_mask.numpy().astype(bool), self.scores()
             return max(state.runs, key=lambda r: detection_auroc(scores[r.label], noisy))  # the first of equals
@@ -639,7 +639,7 @@ class Project:
 
     def describe_target(self, impact: str = "utility", impact_settings: dict | None = None) -> dict:
         """Which validation samples the impact target uses (`api.describe_target`), memoised per data and model."""
-        from .api import describe_target
+        from ..api import describe_target
 
         _, dataset, fitted = self._current_model()
         key = f"target:{dataset.fingerprint()}:{fitted.fingerprint()}:{impact}:{json.dumps(impact_settings, sort_keys=True)}"
@@ -648,7 +648,7 @@ class Project:
     def label_issues(self, folds: int = 0) -> dict:
         """cleanlab's estimate of how many labels are wrong (out of fold with ``folds`` ≥ 2, as cleanlab intends),
         memoised per data and model."""
-        from .api import estimate_label_issues
+        from ..api import estimate_label_issues
 
         _, dataset, fitted = self._current_model()
 
@@ -662,7 +662,7 @@ class Project:
         """Rough seconds each method (with ``settings[name]``) would take on the current data set and model: one
         forward + backward timed on this model (memoised), scaled by each method's cost class
         (`analysis.estimate_seconds`). For labels next to method names, not promises: a factor of two either way."""
-        from .analysis import cost_units, estimate_seconds
+        from ..analysis import cost_units, estimate_seconds
 
         _, dataset, fitted = self._current_model()
         units = MEMORY.get("results", f"cost:{fitted.fingerprint()}:{dataset.fingerprint()}:{params}",
@@ -673,7 +673,7 @@ class Project:
     def angle_view_seconds(self, params: str = "all") -> float:
         """Rough seconds `angle_view` would take on the current model (`analysis.angle_view_seconds`), said before
         it starts; the model's timing is memoised with `method_costs`'."""
-        from .analysis import angle_view_seconds, cost_units
+        from ..analysis import angle_view_seconds, cost_units
 
         _, dataset, fitted = self._current_model()
         units = MEMORY.get("results", f"cost:{fitted.fingerprint()}:{dataset.fingerprint()}:{params}",
@@ -683,7 +683,7 @@ class Project:
     # ------------------------------------------------------------------------------------------- views
     def angle_view(self, impact: str = "utility", params: str = "all", progress: Progress | None = None) -> dict:
         """Paper Fig. 1's geometry of the current model (cached): IP, influence and plane coordinates per sample."""
-        from .analysis import angle_geometry
+        from ..analysis import angle_geometry
 
         _, dataset, fitted = self._current_model()
 
@@ -698,7 +698,7 @@ class Project:
     def feature_map(self, progress: Progress | None = None, seed: int = 0) -> dict:
         """A 2-D map of the model's penultimate features of the training split (cached): t-SNE up to
         `analysis.TSNE_MAX_POINTS` samples, UMAP above (``method`` in the result says which)."""
-        from .analysis import embed_2d, embedding_method, penultimate_features
+        from ..analysis import embed_2d, embedding_method, penultimate_features
 
         _, dataset, fitted = self._current_model()
 
@@ -719,7 +719,7 @@ class Project:
     def decision_surface(self, steps: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(xs, ys, P(class 1) on a steps × steps grid) around the training points of a two-feature data set: the
         current model's decision surface (Explore's decision boundary; a one-line error for other data)."""
-        from .analysis import decision_grid
+        from ..analysis import decision_grid
 
         _, dataset, fitted = self._current_model()
         return decision_grid(fitted, dataset.train.x.numpy(), steps)
@@ -727,7 +727,7 @@ class Project:
     # ---------------------------------------------------------------------------------------- samples
     def predictions(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         """(predicted class, class probabilities N×C) of the current model on a split (memoised per model)."""
-        from .analysis import predict
+        from ..analysis import predict
 
         _, dataset, fitted = self._current_model()
         return MEMORY.get("results", f"predict:{fitted.fingerprint()}:{dataset.fingerprint()}:{split}",
@@ -735,31 +735,31 @@ class Project:
 
     def similar_samples(self, row: int, params: str = "all") -> np.ndarray:
         """grad ℓ_jᵀ grad ℓ_row for every training sample j: who supports (> 0) or opposes (< 0) sample ``row``."""
-        from .analysis import gradient_similarity
+        from ..analysis import gradient_similarity
 
         _, dataset, fitted = self._current_model()
         return gradient_similarity(dataset, fitted, int(row), params)
 
     def source_index(self) -> np.ndarray:
         """Each training row's index in the original data: the sample id shown everywhere (Review, Explore, exports)."""
-        from .export import source_index
+        from ..export import source_index
 
         return source_index(self.dataset())
 
     def sample_values(self, rows):
         """Training rows ``rows`` as their source holds them, indexed by original index: a table's own cells (not the
         standardised values the model sees), an uploaded image's file name (`data.originals.original_rows`)."""
-        from .data.originals import original_rows
+        from ..data.originals import original_rows
 
         return original_rows(self.dataset(), rows)
 
     def images(self, rows, split: str = "train") -> np.ndarray:
         """Images at ``rows`` as N×H×W×C uint8 for display (normalisation undone)."""
-        from .export import images_uint8
+        from ..export import images_uint8
 
         dataset = self.dataset()
         if split != "train":
-            from .data.prepare import raw_images
+            from ..data.prepare import raw_images
 
             return raw_images(dataset, split, rows)
         return images_uint8(dataset, rows)
@@ -860,13 +860,13 @@ class Project:
     def dask_clusters(self) -> list[str]:
         """The names of the Dask clusters a browser user may score on, "this process" first: ``local:N`` and those
         the server's administrator named (`server_config`); the names only, never an address."""
-        from .distributed import cluster_choices
+        from ..distributed import cluster_choices
 
         return list(cluster_choices(self.server_config()))
 
     @staticmethod
     def shardable_methods() -> list[str]:
-        from .distributed import shardable_methods
+        from ..distributed import shardable_methods
 
         return shardable_methods()
 
@@ -876,7 +876,7 @@ class Project:
         refused with one line before any connection (a Dask cluster receives the data and model, and its results
         are unpickled here). While one is running (started in another tab, say) a second is refused in one line,
         never silently dropped."""
-        from .distributed import resolve_cluster
+        from ..distributed import resolve_cluster
 
         spec = resolve_cluster(cluster, self.server_config())
         running = self.job("score")
@@ -921,7 +921,7 @@ class Project:
         data set — with the current model as the base (``current_model``), else the one ``settings`` describe. Scores
         come from the same cache as the Scores page's; finished runs from the project's journal (or ``journal``), so a
         rerun resumes. The result's JSON goes to ``out`` (default: the project's ``experiments/latest.json``)."""
-        from .evaluate.runner import run_experiment
+        from ..evaluate.runner import run_experiment
 
         state, dataset = self._current()
         base = self._require_model(state, dataset) if current_model else None
@@ -947,8 +947,8 @@ class Project:
         applied again to the method's cached scores. A one-line error when ``result`` is of another data set or model."""
         from dataclasses import replace
 
-        from .evaluate.actions import apply_action
-        from .evaluate.runner import run_key
+        from ..evaluate.actions import apply_action
+        from ..evaluate.runner import run_key
 
         _, dataset, base = self._current_model()
         s = result.settings
@@ -968,14 +968,14 @@ class Project:
     # ------------------------------------------------------------------------------------------ export
     def export_stem(self) -> str:
         """A file-name stem for this project's exports, from the data set's name."""
-        from .export import export_stem
+        from ..export import export_stem
 
         return export_stem(self.dataset().name)
 
     def corrections(self):
         """One row per decided sample: original index, training row, given and final label, action, every computed
         run's score (lower = more detrimental), who and when (`export.corrections_table`)."""
-        from .export import corrections_table
+        from ..export import corrections_table
 
         dataset = self.dataset()
         return corrections_table(dataset, self.current_decisions(), self.scores())
@@ -983,8 +983,8 @@ class Project:
     def manifest(self) -> dict:
         """What produced the export: data set, model, score runs, decision counts, versions, and who decided
         (``decided_by``: each reviewer's counts)."""
-        from .version import __version__
-        from .export import manifest
+        from ..version import __version__
+        from ..export import manifest
 
         state, dataset, fitted = self._current_model()
         return manifest(dataset, state.model_hash or fitted.fingerprint(),
@@ -995,27 +995,27 @@ class Project:
         """Every kept training row with its original values (as in the source file) and final label, and with
         ``with_splits`` the validation and test rows and a split column (`export.cleaned_table`); a one-line error
         when the source cannot be read back."""
-        from .export import cleaned_table
+        from ..export import cleaned_table
 
         return cleaned_table(self.dataset(), self.current_decisions(), with_splits=with_splits)
 
     def label_column(self) -> str:
         """The source's label column (where the cleaned table writes the final labels)."""
-        from .data.originals import label_column
+        from ..data.originals import label_column
 
         return label_column(self.dataset())
 
     def image_zip(self) -> bytes:
         """The cleaned images in ImageFolder layout: train/ with decisions applied, val/ and test/, metadata.csv."""
-        from .export import imagefolder_zip
+        from ..export import imagefolder_zip
 
         return imagefolder_zip(self.dataset(), self.current_decisions())
 
     def cifar_labels(self) -> tuple[bytes, str, str] | None:
         """(npz bytes, source file name, label key) of a CIFAR-N label file with ``cleaned_label`` added; None for
         other data sets or when the label file is not here."""
-        from .data.cifar import label_file_of, load_label_file
-        from .export import cifar_label_file
+        from ..data.cifar import label_file_of, load_label_file
+        from ..export import cifar_label_file
 
         state, dataset = self._current()
         key = dataset.meta.get("label_key")
@@ -1028,14 +1028,14 @@ class Project:
         """Write ``files`` (name → bytes) into a new time-stamped folder under the project's ``exports/``."""
         import time
 
-        from .export import write_export
+        from ..export import write_export
 
         return write_export(self.folder / "exports" / f"{self.export_stem()}-{time.strftime('%Y%m%d-%H%M%S')}", files)
 
     @staticmethod
     def table_bytes(frame, fmt: str) -> bytes:
         """A table as CSV (formula cells neutralised) or Parquet (raw values) bytes."""
-        from .export import table_bytes
+        from ..export import table_bytes
 
         return table_bytes(frame, fmt)
 
@@ -1044,7 +1044,7 @@ class Project:
     def check_method(method: str, settings: dict | None = None) -> dict:
         """What ``method`` is (`InfluenceMethod.describe`: parameters, needs_checkpoints, uses_impact, ...) once its
         name and ``settings`` are checked: an unknown name or key, a wrong type, a value out of range is one line."""
-        from .methods import get_method
+        from ..methods import get_method
 
         return type(get_method(method, **(settings or {}))).describe()
 
@@ -1052,7 +1052,7 @@ class Project:
     def impact_settings(impact: str, applicable: dict, explicit: dict) -> dict:
         """``impact``'s settings: those of ``applicable`` it takes (values meant for any impact, e.g. the CLI's named
         flags; the rest ignored), then ``explicit``, checked (a key it does not take, a wrong type: one line)."""
-        from .impacts import impact_settings_for, make_impact
+        from ..impacts import impact_settings_for, make_impact
 
         settings = {**impact_settings_for(impact, **applicable), **explicit}
         make_impact(impact, **settings)
@@ -1062,8 +1062,8 @@ class Project:
     def sharded(method: str, cluster: str | None = None, scheduler: str | None = None) -> bool:
         """Whether `score` shards ``method`` on Dask with this ``cluster`` / ``scheduler``; a malformed one is refused
         in one line, before any connection."""
-        from .distributed import parse_cluster
-        from .engine import sharded
+        from ..distributed import parse_cluster
+        from ..engine import sharded
 
         parse_cluster(cluster, scheduler)
         return sharded(method, cluster, scheduler)
@@ -1071,7 +1071,7 @@ class Project:
     def score_table(self, scores: np.ndarray, column: str = "score"):
         """``scores`` of the current data set's training samples as a table: index (row in the original data), label,
         score (lower = more detrimental), rank (1 = most detrimental) and, when known, is_noisy and clean_label."""
-        from .api import scores_frame
+        from ..api import scores_frame
 
         return scores_frame(self.dataset(), scores, column)
 
@@ -1095,7 +1095,7 @@ class Project:
         other columns are left out) and return the architecture to train. ``model``: any ``hf:`` name (library,
         CLI), or from a browser only a name of `hf_models` — never a folder or a hub id. ``lora_rank`` > 0: the
         architecture fine-tunes LoRA adapters of that rank (alpha = 2·rank) instead of every parameter."""
-        from .models.hf import HFSettings, TokenSettings, arch_name, parse_arch
+        from ..models.hf import HFSettings, TokenSettings, arch_name, parse_arch
 
         offered = self.hf_models()
         if from_browser and model not in offered:
@@ -1117,7 +1117,7 @@ class Project:
     # --- images through pretrained backbones (issue 18 §3)
     def backbone_choices(self) -> dict[str, list[str]]:
         """Each backbone with the weights names a browser may choose for it (random, torchvision's, the server's)."""
-        from .models.backbones import BACKBONES, weights_names
+        from ..models.backbones import BACKBONES, weights_names
 
         return {name: weights_names(name) for name in BACKBONES}
 
@@ -1134,7 +1134,7 @@ class Project:
     def flagged_cells(self, label: str | None = None):
         """(table, sentence) of `evaluate.baselines.flagged_cells` for the flagged samples of run ``label`` (default:
         the primary run); None when the data set has no sensitive attribute or nothing is scored."""
-        from .evaluate.baselines import flagged_cells
+        from ..evaluate.baselines import flagged_cells
 
         _, dataset = self._current()
         rows = self.flagged(label)
@@ -1147,7 +1147,7 @@ class Project:
     @staticmethod
     def tfidf_limits() -> dict[str, tuple[int, int]]:
         """Each TF-IDF setting's (default, cap) (`data.text.tfidf_limits`): a page's inputs stay within the caps."""
-        from .data.text import tfidf_limits
+        from ..data.text import tfidf_limits
 
         return tfidf_limits()
 
@@ -1163,7 +1163,7 @@ class Project:
     def check_impact_for_model(impact: str, arch: str) -> None:
         """A one-line refusal, before any training, of an impact architecture ``arch`` cannot be scored for: the
         robustness impact on an ``hf:`` model (it reads token ids: no gradient step exists on them)."""
-        from .impacts import TOKEN_IDS_REFUSAL
+        from ..impacts import TOKEN_IDS_REFUSAL
 
         if "robustness" in impact.split("+") and arch.startswith("hf:"):
             raise InfluenceError(TOKEN_IDS_REFUSAL)
@@ -1172,7 +1172,7 @@ class Project:
     def export_formats(self) -> dict[str, tuple[str, str]]:
         """The labelling- and training-tool formats this project's data set can be exported to: name → (title, what
         it holds and how to load it) (`export_formats.formats_for`)."""
-        from .export_formats import formats_for
+        from ..export_formats import formats_for
 
         return {n: (f.title, f.description) for n, f in formats_for(self.dataset().kind).items()}
 
@@ -1180,7 +1180,7 @@ class Project:
         """A zip of the data set in format ``fmt`` (`export_formats`): the cleaned training split (or, with
         ``all_rows``, every training row with its review tag), then validation and test, each sample with its
         original index, given, final and suggested label and every run's score (lower = more detrimental)."""
-        from .export_formats import check_format, export_zip, labelled_rows
+        from ..export_formats import check_format, export_zip, labelled_rows
 
         state, dataset, fitted = self._current_model()
         check_format(fmt, dataset.kind)  # before any prediction is computed
@@ -1201,7 +1201,7 @@ class Project:
         """What "relabel every flagged sample whose suggested label has probability ≥ ``threshold``" would do
         (`bulk.relabel_preview`; flagged by ranking ``label``, default Review's — or only ``rows``, e.g. those a
         Review view lists; decided samples left alone)."""
-        from .bulk import relabel_preview
+        from ..bulk import relabel_preview
 
         label = label or self.primary_ranking()
         probs, oof = self.suggested_probabilities(label)
@@ -1217,7 +1217,7 @@ class Project:
     def bulk_dedupe_preview(self, keep: str = "best", groups: list[list[int]] | None = None, label: str | None = None):
         """What "keep one of each duplicate group" would do (`bulk.dedupe_preview`): ``groups`` (default:
         `duplicate_sets`), keeping the best-scored by ranking ``label`` (default: Review's) or the first."""
-        from .bulk import dedupe_preview
+        from ..bulk import dedupe_preview
 
         label = label or self.primary_ranking()
         scores = self.rankings().get(label) if keep == "best" and label else None
@@ -1244,7 +1244,7 @@ class Project:
     def last_bulk_fix(self) -> dict | None:
         """This user's latest bulk fix not undone — ``{"batch", "count", "kind"}`` — found in the decision log, so
         a refresh or another tab finds it too; None when there is none."""
-        from .bulk import EVENT_PREFIX, kind_of_event
+        from ..bulk import EVENT_PREFIX, kind_of_event
 
         found = self.decisions.latest_batch(self.decision_scope(), EVENT_PREFIX, user=self.user)
         return None if found is None else {"batch": found[0], "count": found[1], "kind": kind_of_event(found[2])}
@@ -1262,7 +1262,7 @@ class Project:
     def save_version(self, name: str, note: str = ""):
         """Save the current decisions as the named, immutable version ``name`` of the cleaned data set
         (`versions.make_version`: its parent is the latest version of this data); a name taken is refused."""
-        from .versions import make_version, save_version
+        from ..versions import make_version, save_version
 
         self.require("decide")
         state, dataset = self._current()
@@ -1276,25 +1276,25 @@ class Project:
 
     def versions(self) -> list:
         """The saved versions of the current data set, oldest first (`versions.DataVersion`)."""
-        from .versions import list_versions
+        from ..versions import list_versions
 
         return list_versions(self.folder, self.dataset().fingerprint())
 
     def version(self, name: str):
-        from .versions import load_version
+        from ..versions import load_version
 
         return load_version(self.folder, name)
 
     def version_diff(self, a: str | None, b: str):
         """Rows removed, restored and relabelled from version ``a`` (None: the data as loaded) to ``b``."""
-        from .versions import diff_versions
+        from ..versions import diff_versions
 
         return diff_versions(self.version(a) if a else None, self.version(b))
 
     def version_cleaned_table(self, name: str, with_splits: bool = True):
         """Version ``name``'s cleaned table, rebuilt exactly (`export.cleaned_table` on its decisions)."""
-        from .export import cleaned_table
-        from .versions import check_same_data, version_decisions
+        from ..export import cleaned_table
+        from ..versions import check_same_data, version_decisions
 
         version, dataset = self.version(name), self.dataset()
         check_same_data(version, dataset)
@@ -1302,8 +1302,8 @@ class Project:
 
     def version_image_zip(self, name: str) -> bytes:
         """Version ``name``'s cleaned images in ImageFolder layout (`export.imagefolder_zip` on its decisions)."""
-        from .export import imagefolder_zip
-        from .versions import check_same_data, version_decisions
+        from ..export import imagefolder_zip
+        from ..versions import check_same_data, version_decisions
 
         version, dataset = self.version(name), self.dataset()
         check_same_data(version, dataset)
@@ -1313,7 +1313,7 @@ class Project:
                          should_stop: Callable[[], bool] | None = None) -> list[dict]:
         """Retrain the current model's architecture with its training settings on versions ``a`` and ``b`` with
         seeds 0..seeds−1 and measure test accuracy and loss (`evaluate.versions.compare_versions`)."""
-        from .evaluate.versions import compare_versions
+        from ..evaluate.versions import compare_versions
 
         if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 10:
             raise InfluenceError("choose between 1 and 10 retraining seeds")
@@ -1329,7 +1329,7 @@ class Project:
         self.version(a), self.version(b)  # an unknown name: one line now, not a failed job
 
         def run(handle: JobHandle) -> dict:
-            from .evaluate.versions import version_table
+            from ..evaluate.versions import version_table
 
             records = self.compare_versions(a, b, seeds, progress=lambda f, m: handle.report(f, m),
                                             should_stop=handle.should_stop)
@@ -1343,7 +1343,7 @@ class Project:
         `data_issues` and `issue_rankings` return from now on."""
         from dataclasses import asdict
 
-        from .data_issues import LAST_RUN_FILE, make_settings
+        from ..data_issues import LAST_RUN_FILE, make_settings
 
         settings = make_settings(settings)
         found = self._data_issues(self._current_model(), int(folds), settings, progress)
@@ -1353,7 +1353,7 @@ class Project:
 
     def _data_issues(self, current: tuple, folds: int, settings, progress: Progress | None = None, *,
                      stored_only: bool = False):
-        from .data_issues import has_stored_data_issues, stored_data_issues
+        from ..data_issues import has_stored_data_issues, stored_data_issues
 
         _, dataset, fitted = current
         if stored_only and not has_stored_data_issues(self.cache, dataset, fitted, folds=folds, settings=settings):
@@ -1365,7 +1365,7 @@ class Project:
     def data_issues(self) -> "DataIssues | None":
         """The stored findings for the current data and model (with the folds and settings of the last run), None if
         not run."""
-        from .data_issues import last_run
+        from ..data_issues import last_run
 
         state = self.state()
         if not state.has_model:
@@ -1374,7 +1374,7 @@ class Project:
 
     def data_issues_in_background(self, folds: int = 0, settings=None) -> Job:
         """`find_data_issues` as the "data_issues" job, with progress (fold models first when ``folds`` ≥ 2)."""
-        from .data_issues import make_settings
+        from ..data_issues import make_settings
 
         settings = make_settings(settings)  # a bad setting: one line now, not in the job
 
@@ -1392,7 +1392,7 @@ class Project:
     def issue_rankings(self) -> dict[str, np.ndarray]:
         """Each issue type Datalab checked as a ranking, "issue: near duplicate" → one score per training row (lower
         = more likely an issue); {} until `find_data_issues` has run on the current data and model."""
-        from .data_issues import issue_label
+        from ..data_issues import issue_label
 
         found = self.data_issues()
         return {} if found is None else {issue_label(k): v for k, v in found.rankings().items()}
@@ -1400,7 +1400,7 @@ class Project:
     @staticmethod
     def data_issue_settings(settings=None):
         """``settings`` (a dict of `DataIssueSettings` fields) checked and made settings; a bad one: one line."""
-        from .data_issues import make_settings
+        from ..data_issues import make_settings
 
         return make_settings(settings)
 
@@ -1428,7 +1428,7 @@ class Project:
     def duplicate_group_influence(self):
         """(run label, table) of `data_issues.group_influence`: each duplicate group's summed score of the first
         computed run whose scores add up over a group (IP, exact, ...); None without duplicates or such a run."""
-        from .data_issues import ADDITIVE_METHODS, group_influence
+        from ..data_issues import ADDITIVE_METHODS, group_influence
 
         found = self.data_issues()
         run = next((r for r in self.state().runs if r.method in ADDITIVE_METHODS), None)
@@ -1444,7 +1444,7 @@ class Project:
     def annotator_labels(self, rows) -> list[str]:
         """What each annotator said for training rows ``rows``, one line per row ("random1: cat · random2: dog");
         "" for every row of a data set without annotators."""
-        from .annotators import describe_labels
+        from ..annotators import describe_labels
 
         dataset, rows = self.dataset(), np.asarray(rows, dtype=np.int64).reshape(-1)
         if dataset.annotators is None:
@@ -1454,8 +1454,8 @@ class Project:
     def annotator_report(self, folds: int = 0, progress: Progress | None = None) -> dict[str, np.ndarray]:
         """cleanlab's multi-annotator report (`annotators.annotator_report`) on the current model's probabilities,
         out of fold with ``folds`` ≥ 2 (fold models trained once and cached); stored in the workspace, memoised."""
-        from .annotators import AnnotatorSettings, annotator_report
-        from .keys import annotator_key, hash_key
+        from ..annotators import AnnotatorSettings, annotator_report
+        from ..keys import annotator_key, hash_key
 
         _, dataset, fitted = self._current_model()
         if dataset.annotators is None:
@@ -1473,20 +1473,20 @@ class Project:
     def annotator_table(self, folds: int = 0):
         """Each annotator's quality, agreement with the consensus, samples labelled and worst class (a table, the
         lowest quality first)."""
-        from .annotators import annotator_table
+        from ..annotators import annotator_table
 
         return annotator_table(self.annotator_report(folds), self.dataset().classes)
 
     def annotator_ranking(self, folds: int = 0) -> np.ndarray:
         """The consensus label's quality per training sample as a ranking (lower = more likely wrong)."""
-        from .annotators import consensus_ranking
+        from ..annotators import consensus_ranking
 
         return consensus_ranking(self.annotator_report(folds))
 
     # --- review views (issue 20): Review's filters, saved views and the class-pair map (influence_core/views.py)
     def view_choices(self):
         """What a URL's or a saved review view may name here: classes, rankings, issue types, sample ids."""
-        from .views import ViewChoices
+        from ..views import ViewChoices
 
         dataset = self.dataset()
         table = self._issue_table()
@@ -1496,19 +1496,19 @@ class Project:
 
     def view_from_query(self, params) -> tuple[Any, list[str]]:
         """(the review view URL parameters describe, one note per parameter ignored) — `views.from_query`."""
-        from .views import from_query
+        from ..views import from_query
 
         return from_query(params, self.view_choices())
 
     def view_query(self, view, choices=None) -> dict[str, str]:
         """``view`` as URL parameters (`views.to_query`; ``choices``: `view_choices`, when the caller has them)."""
-        from .views import to_query
+        from ..views import to_query
 
         return to_query(view, choices or self.view_choices())
 
     def review_rows(self, view) -> np.ndarray:
         """The training rows the review ``view`` lists, most detrimental first by its ranking (`views.apply`)."""
-        from .views import ViewData, apply
+        from ..views import ViewData, apply
 
         state, dataset = self._current()
         primary = self.primary_ranking() or ""
@@ -1523,8 +1523,8 @@ class Project:
     def nearest_samples(self, row: int, k: int = 12) -> np.ndarray:
         """Training row ``row`` and its ``k`` nearest neighbours in the model's embedding (penultimate features,
         cosine; memoised per model)."""
-        from .analysis import penultimate_features
-        from .views import nearest_rows
+        from ..analysis import penultimate_features
+        from ..views import nearest_rows
 
         _, dataset, fitted = self._current_model()
         feats = MEMORY.get("results", f"features:{fitted.fingerprint()}:{dataset.fingerprint()}",
@@ -1533,19 +1533,19 @@ class Project:
 
     def saved_views(self) -> dict[str, dict[str, str]]:
         """This project's saved review views: name → URL parameters (read back through `view_from_query`)."""
-        from .views import SavedViews
+        from ..views import SavedViews
 
         return SavedViews(self.folder).all()
 
     def save_view(self, name: str, view) -> str:
         """Save ``view`` as ``name`` in this project (replacing one of that name); returns the stored name."""
-        from .views import SavedViews
+        from ..views import SavedViews
 
         self.require("decide")
         return SavedViews(self.folder).save(name, self.view_query(view))
 
     def delete_view(self, name: str) -> bool:
-        from .views import SavedViews
+        from ..views import SavedViews
 
         self.require("decide")
         return SavedViews(self.folder).delete(name)
@@ -1555,8 +1555,8 @@ class Project:
         once and cached), else the model's own; memoised per data and model."""
         if not folds:
             return self.predictions()[1]
-        from .api import out_of_fold_probabilities
-        from .folds import FoldSettings
+        from ..api import out_of_fold_probabilities
+        from ..folds import FoldSettings
 
         _, dataset, fitted = self._current_model()
         return MEMORY.get("results", f"oof-probs:{dataset.fingerprint()}:{fitted.fingerprint()}:{folds}",
@@ -1566,7 +1566,7 @@ class Project:
     def class_pairs(self, kind: str = "flagged", label: str | None = None, folds: int = 0):
         """The class-pair map (`class_pairs.ClassPairs`): flagged samples of run ``label`` per (given, predicted)
         class, or cleanlab's confident joint (out of fold with ``folds`` ≥ 2)."""
-        from .class_pairs import ClassPairs, confident_joint, flagged_pairs
+        from ..class_pairs import ClassPairs, confident_joint, flagged_pairs
 
         dataset = self.dataset()
         classes, y = tuple(str(c) for c in dataset.classes), dataset.train.y.numpy()
@@ -1585,7 +1585,7 @@ class Project:
     def backbone_finetune_arch(self, backbone: str, weights: str = "random") -> str:
         """The architecture that fine-tunes ``backbone``'s last block from ``weights`` (a name of `backbone_choices`,
         never a path) on the current images: pass it to `train` / `train_in_background`."""
-        from .models.backbones import BackboneSpec, arch_name
+        from ..models.backbones import BackboneSpec, arch_name
 
         choices = self.backbone_choices()
         if backbone not in choices or weights not in choices[backbone]:
@@ -1595,7 +1595,7 @@ class Project:
 
     def hf_image_models(self) -> dict[str, str]:
         """The administrator's Hugging Face models (`hf_models`) that are image classifiers: name → ``hf:`` name."""
-        from .models.hf_image import is_image_classifier
+        from ..models.hf_image import is_image_classifier
 
         def image(arch: str) -> bool:
             try:
