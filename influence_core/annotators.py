@@ -18,6 +18,7 @@ from .methods.confident_learning import _normalised
 
 CONSENSUS_METHODS = ("best_quality", "majority_vote")
 QUALITY_METHODS = ("crowdlab", "agreement")
+CONSENSUS_RANKING = "annotators: consensus quality"  # the consensus as a ranking among the score runs (Project.rankings)
 
 
 @dataclass(frozen=True)
