@@ -111,3 +111,16 @@ def dedupe_preview(groups: Iterable[Sequence[int]], scores: np.ndarray | None = 
     how = "the best-scored" if keep == "best" else "the first"
     return BulkPreview("keep_one_per_duplicate_group", f"remove {len(rows)} duplicate sample(s), keeping {how} of each "
                        "group", tuple(rows), "remove", None, tuple(sample))
+
+
+def check_fix(preview: BulkPreview, n_rows: int, num_classes: int) -> list[int]:
+    """The rows of ``preview`` as ints, once checked against a training split of ``n_rows`` and ``num_classes``
+    classes (the data may have changed since the preview); an empty fix or one outside them: one line."""
+    rows = [int(r) for r in preview.rows]
+    if not rows:
+        raise InfluenceError("this bulk fix changes no sample")
+    if not all(0 <= r < n_rows for r in rows):
+        raise InfluenceError("this bulk fix names rows outside the training split: preview it again")
+    if preview.new_labels is not None and not all(0 <= k < num_classes for k in preview.new_labels):
+        raise InfluenceError(f"this bulk fix relabels outside the classes 0..{num_classes - 1}")
+    return rows

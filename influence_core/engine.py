@@ -181,3 +181,21 @@ class Engine:
 
         with tempfile.TemporaryDirectory() as folder:
             yield folder
+
+    def stored_model(self, key: str, dataset: Dataset, arch: str) -> FittedModel:
+        """The model stored under ``key`` (a `keys.model_key`), never trained here (a page only reads it): missing or
+        damaged (then removed from the store), a one-line error that says to train it again."""
+        from .errors import InfluenceError
+
+        store = self.store
+        if store is None:
+            raise InfluenceError("no model is stored without a workspace: train it")
+        dropped = len(store.notices)
+        fitted = store.load_model(key, dataset)
+        if fitted is None and len(store.notices) > dropped:  # it was there, but bad: removed
+            raise InfluenceError(f"the current model ({arch}) was damaged in the workspace cache and "
+                                 f"removed: {store.notices[-1]}; train it again on the Model page")
+        if fitted is None:  # never a silent retraining while a page loads
+            raise InfluenceError(f"the current model ({arch}) is no longer in the workspace cache; train it "
+                                 "again on the Model page")
+        return fitted

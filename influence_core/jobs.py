@@ -344,3 +344,10 @@ def wait_all(timeout: float | None = None) -> None:
     """Wait for every registered job to end (tests and scripts)."""
     for job in list(_JOBS.values()):
         job.wait(timeout)
+
+
+def check_not_running(job: Job | None, doing: str) -> None:
+    """A one-line refusal while ``job`` runs (started in another tab, say): a second one is never silently dropped."""
+    if job is not None and job.running:
+        raise InfluenceError(f"{job.title} is already running in this project ({doing}): wait for it or stop it, "
+                             "then compute again")

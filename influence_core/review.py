@@ -225,3 +225,23 @@ def reviewer_agreement(by_reviewer: dict[str, dict[int, str]]) -> list[dict]:
             out.append({"reviewers": (a, b), "samples": len(shared),
                         "agreement": sum(p == q for p, q in zip(x, y)) / len(shared), "kappa": kappa})
     return out
+
+
+def check_rows(rows, n_rows: int) -> list[int]:
+    """``rows`` as ints, each a row of a training split of ``n_rows``; else a one-line refusal naming the first outside."""
+    rows = [int(r) for r in rows]
+    outside = [r for r in rows if not 0 <= r < n_rows]
+    if outside:
+        raise InfluenceError(f"training row {outside[0]} is not in the training split (0..{n_rows - 1})")
+    return rows
+
+
+def check_new_label(new_label, dataset) -> None:
+    """A one-line refusal of a relabel to a class ``dataset`` lacks (it would only fail at Export)."""
+    try:
+        value = float(new_label)
+    except (TypeError, ValueError):
+        value = -1.0
+    if isinstance(new_label, bool) or not value.is_integer() or not 0 <= value < dataset.num_classes:
+        raise InfluenceError(f"cannot relabel to {new_label}: the classes of '{dataset.name}' are "
+                             f"0..{dataset.num_classes - 1}")

@@ -432,3 +432,23 @@ def cleaned_split_table(run: ExperimentResult, method: str | None = None) -> pd.
     if method in run.scores:
         frame["score"] = run.scores[method]
     return frame
+
+
+def cleaned_split_again(result: ExperimentResult, method: str, dataset: Dataset, base: FittedModel,
+                        engine: Engine) -> pd.DataFrame:
+    """`cleaned_split_table` of ``method`` in ``result`` (also one read back from JSON, without scores or actions):
+    its action applied again to its scores from ``engine``'s store, on ``dataset`` and ``base`` (the current ones);
+    a one-line error when ``result`` is of another data set or model, or the scores are no longer stored."""
+    s = result.settings
+    if run_key(s, dataset, base) != result.key:
+        raise InfluenceError("this result was computed on another data set or model than the current one")
+    if method not in s.methods:
+        raise InfluenceError(f"'{method}' is not a method of this result; choose one of: {', '.join(s.methods)}")
+    args = {"method": method, "impact": s.impact, "params": s.params, "settings": s.method_settings.get(method, {}),
+            "impact_settings": s.resolved_impact_settings()}
+    if not engine.has_scores(dataset, base, **args):
+        raise InfluenceError(f"the scores of '{method}' are not in the cache (any more): run the experiment again")
+    scores = engine.scores(dataset, base, **args)
+    action = apply_action(s.action, dataset, scores, s.action_settings(), base.module)
+    return cleaned_split_table(replace(result, dataset=dataset, base=base, scores={method: scores},
+                                       actions={method: action}), method)

@@ -348,3 +348,20 @@ def hf_features(train_texts: list[str], texts_by_split: dict[str, list], setting
 
 PREFIX_RESOLVERS[PREFIX] = model_spec  # Hugging Face sequence classifiers (issue 18): `hf:<folder or hub id>`
 register_featurizer("hf", hf_features)  # their inputs: token ids (data/text.py's featurizer registry)
+
+
+def choose_arch(model: str, max_tokens: int = 128, lora_rank: int = 0, offered: Mapping[str, str] | None = None
+                ) -> tuple[str, TokenSettings]:
+    """(the ``hf:`` architecture to train, the tokenizer settings its text is read with) for ``model``: any ``hf:``
+    name or hub id / folder, or — ``offered`` given (a browser's choice) — only a name of ``offered`` (name → ``hf:``
+    name). ``lora_rank`` > 0: LoRA adapters of that rank (alpha = 2·rank) instead of every parameter."""
+    if offered is not None and model not in offered:
+        raise InfluenceError(f"'{str(model)[:40]}' is not a model offered here; choose one of: {', '.join(offered) or 'none configured'}")
+    arch = offered[model] if offered is not None else model if str(model).startswith("hf:") else f"hf:{model}"
+    for key, value in (("max_tokens", max_tokens), ("lora_rank", lora_rank)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InfluenceError(f"{key} must be a whole number, not {str(value)[:20]!r}")
+    settings = TokenSettings(parse_arch(arch)[0], max_tokens)
+    if lora_rank:
+        arch = arch_name(settings.model, HFSettings(lora_rank=lora_rank, lora_alpha=2.0 * lora_rank))
+    return arch, settings

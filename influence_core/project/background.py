@@ -8,11 +8,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import InfluenceError
 from ..grads import Progress
-from ..jobs import Job, JobHandle, forget_job, get_job, start_job
+from ..jobs import Job, JobHandle, check_not_running, forget_job, get_job, start_job
 from ..state import ScoreRun
-from ..evaluate.runner import cleaned_split_table
 
 
 class JobsMixin:
@@ -83,10 +81,7 @@ class JobsMixin:
         from ..distributed import resolve_cluster
 
         spec = resolve_cluster(cluster, self.server_config())
-        running = self.job("score")
-        if running is not None and running.running:
-            raise InfluenceError(f"{running.title} is already running in this project (scores are already being "
-                                 "computed): wait for it or stop it, then compute again")
+        check_not_running(self.job("score"), "scores are already being computed")
 
         def run(handle: JobHandle) -> dict:
             for i, r in enumerate(runs):
@@ -148,22 +143,7 @@ class JobsMixin:
         """The training split ``method``'s action produced in ``result`` (`cleaned_split_table`: index, given and final
         label, action, weight, score — lower = more detrimental), also for a result read back from JSON: the action is
         applied again to the method's cached scores. A one-line error when ``result`` is of another data set or model."""
-        from dataclasses import replace
-
-        from ..evaluate.actions import apply_action
-        from ..evaluate.runner import run_key
+        from ..evaluate.runner import cleaned_split_again
 
         _, dataset, base = self._current_model()
-        s = result.settings
-        if run_key(s, dataset, base) != result.key:
-            raise InfluenceError("this result was computed on another data set or model than the current one")
-        if method not in s.methods:
-            raise InfluenceError(f"'{method}' is not a method of this result; choose one of: {', '.join(s.methods)}")
-        args = {"method": method, "impact": s.impact, "params": s.params, "settings": s.method_settings.get(method, {}),
-                "impact_settings": s.resolved_impact_settings()}
-        if not self.engine.has_scores(dataset, base, **args):
-            raise InfluenceError(f"the scores of '{method}' are not in the cache (any more): run the experiment again")
-        scores = self.engine.scores(dataset, base, **args)
-        action = apply_action(s.action, dataset, scores, s.action_settings(), base.module)
-        return cleaned_split_table(replace(result, dataset=dataset, base=base, scores={method: scores},
-                                           actions={method: action}), method)
+        return cleaned_split_again(result, method, dataset, base, self.engine)

@@ -38,20 +38,8 @@ class ModelMixin:
 
             return MEMORY.get("models", f"weights:{state.weights}:{state.arch}:{dataset.fingerprint()}",
                               lambda: load_fitted(state.weights, state.arch, dataset))
-        config = state.train_config()
-        key = model_key(dataset, state.arch, config)
-        def load() -> FittedModel:
-            dropped = len(self.cache.notices)
-            fitted = self.cache.load_model(key, dataset)
-            if fitted is None and len(self.cache.notices) > dropped:  # it was there, but bad: removed
-                raise InfluenceError(f"the current model ({state.arch}) was damaged in the workspace cache and "
-                                     f"removed: {self.cache.notices[-1]}; train it again on the Model page")
-            if fitted is None:  # never a silent retraining while a page loads
-                raise InfluenceError(f"the current model ({state.arch}) is no longer in the workspace cache; train it "
-                                     "again on the Model page")
-            return fitted
-
-        return MEMORY.get("models", f"model:{key}", load)
+        key = model_key(dataset, state.arch, state.train_config())
+        return MEMORY.get("models", f"model:{key}", lambda: self.engine.stored_model(key, dataset, state.arch))
 
     def train(self, arch: str, config: TrainConfig | dict | None = None, *, progress: TrainProgress | None = None,
               should_stop: Callable[[], bool] | None = None, device: str | None = None) -> FittedModel:
@@ -130,18 +118,9 @@ class ModelMixin:
         other columns are left out) and return the architecture to train. ``model``: any ``hf:`` name (library,
         CLI), or from a browser only a name of `hf_models` — never a folder or a hub id. ``lora_rank`` > 0: the
         architecture fine-tunes LoRA adapters of that rank (alpha = 2·rank) instead of every parameter."""
-        from ..models.hf import HFSettings, TokenSettings, arch_name, parse_arch
+        from ..models.hf import choose_arch
 
-        offered = self.hf_models()
-        if from_browser and model not in offered:
-            raise InfluenceError(f"'{str(model)[:40]}' is not a model offered here; choose one of: {', '.join(offered) or 'none configured'}")
-        arch = offered[model] if from_browser else model if str(model).startswith("hf:") else f"hf:{model}"
-        for key, value in (("max_tokens", max_tokens), ("lora_rank", lora_rank)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InfluenceError(f"{key} must be a whole number, not {str(value)[:20]!r}")
-        settings = TokenSettings(parse_arch(arch)[0], max_tokens)
-        if lora_rank:
-            arch = arch_name(settings.model, HFSettings(lora_rank=lora_rank, lora_alpha=2.0 * lora_rank))
+        arch, settings = choose_arch(model, max_tokens, lora_rank, self.hf_models() if from_browser else None)
         state = self.state()
         if self.dataset().kind != "text" or str(state.dataset) in DATASETS:
             raise InfluenceError("Hugging Face models read text: upload a CSV with a text column first")

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..data.base import Dataset
 from ..errors import InfluenceError, writing
-from ..review import ACTIONS as DECISION_ACTIONS, DecisionLog, reviewer_agreement
+from ..review import ACTIONS as DECISION_ACTIONS, DecisionLog, check_new_label, check_rows, reviewer_agreement
 from ..state import decision_scope
 
 
@@ -28,20 +28,10 @@ class ReviewMixin:
         """Record one batch of decisions on training rows of the current data set, by ``user`` (default: this
         project's user); returns its batch number. Refuses a user without the right to decide."""
         self.require("decide")
-        rows = [int(r) for r in rows]
         source = self.source_index()
-        outside = [r for r in rows if not 0 <= r < len(source)]
-        if outside:
-            raise InfluenceError(f"training row {outside[0]} is not in the training split (0..{len(source) - 1})")
-        if action == "relabel" and new_label is not None:  # a class the data set lacks would only fail at Export
-            dataset = self.dataset()
-            try:
-                value = float(new_label)
-            except (TypeError, ValueError):
-                value = -1.0
-            if isinstance(new_label, bool) or not value.is_integer() or not 0 <= value < dataset.num_classes:
-                raise InfluenceError(f"cannot relabel to {new_label}: the classes of '{dataset.name}' are "
-                                     f"0..{dataset.num_classes - 1}")
+        rows = check_rows(rows, len(source))
+        if action == "relabel" and new_label is not None:
+            check_new_label(new_label, self.dataset())
         originals = [int(source[r]) for r in rows]
         with writing("record the decisions"):
             return self.decisions.record(self.decision_scope(), rows, action, new_label, user=user or self.user,
@@ -111,13 +101,9 @@ class ReviewMixin:
         batch number. Refuses an empty fix and rows or classes outside the current data set."""
         self.require("decide")
         dataset, source = self.dataset(), self.source_index()
-        rows = [int(r) for r in preview.rows]
-        if not rows:
-            raise InfluenceError("this bulk fix changes no sample")
-        if not all(0 <= r < len(source) for r in rows):
-            raise InfluenceError("this bulk fix names rows outside the training split: preview it again")
-        if preview.new_labels is not None and not all(0 <= k < dataset.num_classes for k in preview.new_labels):
-            raise InfluenceError(f"this bulk fix relabels outside the classes 0..{dataset.num_classes - 1}")
+        from ..bulk import check_fix
+
+        rows = check_fix(preview, len(source), dataset.num_classes)
         with writing("record the bulk fix"):
             return self.decisions.record(self.decision_scope(), rows, preview.action, user=self.user, session=session,
                                          event=preview.event(), originals=[int(source[r]) for r in rows],
