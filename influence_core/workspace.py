@@ -9,7 +9,7 @@ hash(data fingerprint, architecture, resolved training config); ``scores/<key>.n
 fingerprint, weights fingerprint, method + resolved settings, impact + settings, parameter selection). Every
 entry is written to a temporary name and renamed into place, so a crash never leaves a half-written entry.
 Every kind goes through one `Workspace.get_or_compute`; keys hash every setting that changes the result. Entries are
-content-addressed, so the projects of one workspace (``projects/<name>/``, see `project.py`) share them safely.
+content-addressed, so the projects of one workspace (``projects/<name>/``, see `project/`) share them safely.
 """
 
 from __future__ import annotations
