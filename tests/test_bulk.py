@@ -138,3 +138,16 @@ def test_a_viewer_may_neither_apply_nor_undo_a_bulk_fix_nor_save_a_version(score
         with pytest.raises(InfluenceError, match="not decide"):
             act()
     assert scored.current_decisions() == {} and scored.versions() == []
+
+
+def test_a_bulk_fix_is_checked_against_the_data_before_it_is_recorded():
+    from influence_core.bulk import BulkPreview, check_fix
+
+    fix = BulkPreview("relabel_confident", "", (4, 1), "relabel", (2, 0), ())
+    assert check_fix(fix, 5, 3) == [4, 1]
+    for preview, rows, classes, message in (
+            (BulkPreview("relabel_confident", "", (), "relabel", (), ()), 5, 3, "changes no sample"),
+            (fix, 4, 3, "names rows outside the training split"),
+            (fix, 5, 2, r"relabels outside the classes 0..1")):
+        with pytest.raises(InfluenceError, match=message):
+            check_fix(preview, rows, classes)

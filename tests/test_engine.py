@@ -218,3 +218,20 @@ def test_a_cluster_sends_shardable_methods_to_dask_and_keeps_others_here(tmp_pat
     assert calls == ([("dask", str(tmp_path / "shards" / key))] if on_dask else [("here", None)])
     assert np.array_equal(got, np.zeros(len(blobs.train)) if on_dask else np.ones(len(blobs.train)))
     assert engine.has_scores(blobs, fitted, method)
+
+
+def test_a_stored_model_is_read_never_trained(tmp_path, blobs, counted):
+    from influence_core.keys import model_key
+
+    engine = Engine(Workspace(tmp_path))
+    config = TrainConfig(seed=0).resolved("logreg")
+    key = model_key(blobs, "logreg", config)
+    with pytest.raises(InfluenceError, match=r"^the current model \(logreg\) is no longer in the workspace cache"):
+        engine.stored_model(key, blobs, "logreg")
+    fitted = engine.model(blobs, "logreg", config)
+    assert engine.stored_model(key, blobs, "logreg").fingerprint() == fitted.fingerprint()
+    assert counted["train"] == 1  # only engine.model trained
+    (tmp_path / "models" / key / "meta.json").write_text("{broken")
+    with pytest.raises(InfluenceError, match=r"was damaged in the workspace cache and removed"):
+        engine.stored_model(key, blobs, "logreg")
+    assert not (tmp_path / "models" / key).exists()

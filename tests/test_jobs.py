@@ -224,3 +224,14 @@ def test_a_process_that_exits_during_a_job_stops_it_cleanly(tmp_path):
     assert "exiting" in done.stdout
     record = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert record["state"] == "interrupted"
+
+
+def test_a_second_job_of_a_kind_is_refused_while_one_runs():
+    import pytest
+
+    from influence_core.jobs import Job, check_not_running
+
+    check_not_running(None, "x")
+    check_not_running(Job("score", "Scoring ip", state="done"), "x")
+    with pytest.raises(InfluenceError, match=r"^Scoring ip is already running in this project \(scores\): wait"):
+        check_not_running(Job("score", "Scoring ip"), "scores")

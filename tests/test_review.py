@@ -110,3 +110,19 @@ def test_an_undo_event_takes_back_once_even_replayed_after_a_reopen(tmp_path):
     assert again.undo("s", session="r2", event="u2") == 0
     assert set(again.current("s")) == {1, 4}
     assert again.undo("s", session="r1", event="u3") == 1 and set(again.current("s")) == {4}
+
+
+def test_a_decision_outside_the_split_or_the_classes_is_refused_in_one_line():
+    from types import SimpleNamespace
+
+    from influence_core.review import check_new_label, check_rows
+
+    assert check_rows([2, "0"], 3) == [2, 0]
+    with pytest.raises(InfluenceError, match=r"^training row 3 is not in the training split \(0..2\)$"):
+        check_rows([1, 3, -1], 3)
+    dataset = SimpleNamespace(num_classes=3, name="blobs")
+    check_new_label(2, dataset)
+    check_new_label(1.0, dataset)
+    for bad in (3, -1, 1.5, True, "cat"):
+        with pytest.raises(InfluenceError, match=r"^cannot relabel to .*: the classes of 'blobs' are 0..2$"):
+            check_new_label(bad, dataset)

@@ -99,10 +99,10 @@ class ReviewMixin:
     def apply_bulk_fix(self, preview, *, session: str | None = None) -> int:
         """Record a bulk fix's preview as ONE batch by this project's user (so one undo takes it all back); returns the
         batch number. Refuses an empty fix and rows or classes outside the current data set."""
-        self.require("decide")
-        dataset, source = self.dataset(), self.source_index()
         from ..bulk import check_fix
 
+        self.require("decide")
+        dataset, source = self.dataset(), self.source_index()
         rows = check_fix(preview, len(source), dataset.num_classes)
         with writing("record the bulk fix"):
             return self.decisions.record(self.decision_scope(), rows, preview.action, user=self.user, session=session,

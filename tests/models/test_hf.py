@@ -391,3 +391,17 @@ def test_the_feature_map_reads_the_models_pooled_embedding(fitted, reviews):
     with torch.no_grad():
         pooled = module.model.bert(input_ids=ids, attention_mask=(ids != module.pad_id).long()).pooler_output
     np.testing.assert_allclose(penultimate_features(fitted, reviews.train), pooled.double().numpy(), atol=1e-5)
+
+
+def test_a_browser_chooses_only_an_offered_hf_model():
+    from influence_core.models.hf import choose_arch
+
+    offered = {"tiny": "hf:/srv/models/tiny"}
+    assert choose_arch("tiny", 64, 0, offered) == ("hf:/srv/models/tiny", TokenSettings("/srv/models/tiny", 64))
+    arch, settings = choose_arch("some/hub-id", 32, lora_rank=4)
+    assert settings == TokenSettings("some/hub-id", 32)
+    assert parse_arch(arch) == ("some/hub-id", HFSettings(lora_rank=4, lora_alpha=8.0))
+    with pytest.raises(InfluenceError, match="is not a model offered here; choose one of: tiny"):
+        choose_arch("/srv/models/tiny", offered=offered)
+    with pytest.raises(InfluenceError, match="max_tokens must be a whole number"):
+        choose_arch("tiny", 64.0, 0, offered)
