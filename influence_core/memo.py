@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 # How many values of each kind are kept; "datasets" is resized to the server's max_loaded_datasets on use.
 LIMITS = {"datasets": 2, "models": 8, "results": 64, "estimates": 32, "tables": 4, "tokenizers": 8,
-          "file_hashes": 64}
+          "file_hashes": 64, "server_config": 1}
 
 
 class Memo:
