@@ -195,3 +195,17 @@ def test_the_sidebars_current_work_is_drawn_once_per_run_also_after_a_page_that_
     assert calls == ["default", "default"]
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert "**Data set** · moons" in sidebar and "**Model** · none yet" in sidebar
+
+
+def test_no_page_ends_the_script_with_st_stop():
+    """A page ends early through `_common.missing` (or returns): st.stop would end the whole script, and the app
+    draws the sidebar's current work after the page."""
+    import ast
+    from pathlib import Path
+
+    root = Path(APP).parent
+    calls = [f"{path.name}:{node.lineno}" for path in [root / "app.py", *sorted((root / "app_pages").glob("*.py"))]
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "stop"
+             and isinstance(node.func.value, ast.Name) and node.func.value.id == "st"]
+    assert calls == []
