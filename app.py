@@ -163,10 +163,7 @@ with st.sidebar:
     if access is not None:
         _project_switcher(access, name, proj)
     work = st.empty()
+current.run()  # a page that stops early (`_common.missing`) still returns here
 if proj is not None:
-    with work.container():  # drawn before the page (a page may stop early) …
-        _current_work(proj)
-current.run()
-if proj is not None:
-    with work.container():  # … and again after it, counting what the page just recorded
+    with work.container():  # after the page, counting what it just recorded; once per run
         _current_work(proj)

@@ -71,17 +71,23 @@ def _choose(proj: Project) -> None:
         return
     defaults = DATASETS[choice].browser_parameters()  # paths and downloads are the server's settings, never shown
     cap = proj.server_config().max_generated_samples
-    kwargs = _parameter_inputs(choice, defaults, state.dataset_kwargs if choice == state.dataset else {}, cap)
+    # The loader's settings are a form: changing one does not rerun the app; "Use this data set" sends them all.
+    with st.form(f"data-settings-{choice}", border=False, enter_to_submit=False):
+        kwargs = _parameter_inputs(choice, defaults, state.dataset_kwargs if choice == state.dataset else {}, cap)
+        submitted = st.form_submit_button("Use this data set", type="primary", icon=":material/check:")
+    if not submitted:
+        return
     given = {k: v for k, v in {**defaults, **state.dataset_kwargs}.items() if v is not None and k in defaults}
-    changed = choice != state.dataset or kwargs != given
-    if st.button("Use this data set", type="primary", disabled=not changed, icon=":material/check:"):
-        try:  # checked and loaded first: a data set that cannot be loaded never becomes current
-            with st.spinner(f"Loading {choice}…"):
-                proj.use_dataset(choice, from_browser=True, **kwargs)
-        except InfluenceError as err:
-            st.error(f"This data set cannot be used: {plain(err)}")
-            return
-        st.rerun()
+    if choice == state.dataset and kwargs == given:  # nothing to change: the model and scores stay
+        st.info("This is the current data set, with these settings.")
+        return
+    try:  # checked and loaded first: a data set that cannot be loaded never becomes current
+        with st.spinner(f"Loading {choice}…"):
+            proj.use_dataset(choice, from_browser=True, **kwargs)
+    except InfluenceError as err:
+        st.error(f"This data set cannot be used: {plain(err)}")
+        return
+    st.rerun()
 
 
 IMAGE_SIZES = (32, 64, 96, 128, 160, 224, 256, 384, 512)

@@ -5,7 +5,6 @@ of every training sample by its original index. Lower = more detrimental."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 
 import numpy as np
@@ -154,24 +153,16 @@ def _impact_inputs(impact: str, ds) -> dict:
     return {k: v for k, v in out.items() if v != getattr(defaults, k)}
 
 
-def _cache_key(proj: Project, ds, fitted) -> str:
-    """What this page's cached results depend on besides their settings: the project, the data's content, the model
-    and its training settings (st.cache_data is shared by every session of the server)."""
-    state = proj.state()
-    return "|".join([proj.name, f"{ds.name}:{ds.fingerprint()}", state.model_hash or fitted.fingerprint(),
-                     json.dumps(state.train, sort_keys=True)])
-
-
-def _target(_proj: Project, key: str, impact: str, settings_json: str) -> dict:
-    """Which validation samples the target uses (cached per `_cache_key` and settings) and what the model predicts
-    for the ones left out."""
-    info = _proj.describe_target(impact, json.loads(settings_json))
+def _target(proj: Project, impact: str, settings: dict) -> dict:
+    """Which validation samples the target uses and what the model predicts for the ones left out (both memoised by
+    the project)."""
+    info = proj.describe_target(impact, settings)
     rows = np.asarray(info["left_out"], dtype=np.int64)
-    info["predicted"] = _proj.predictions("val")[0][rows].tolist() if len(rows) else []
+    info["predicted"] = proj.predictions("val")[0][rows].tolist() if len(rows) else []
     return info
 
 
-def _target_controls(proj: Project, ds, impact: str, folds: int, key: str) -> dict:
+def _target_controls(proj: Project, ds, impact: str, folds: int) -> dict:
     """The validation target's settings (``{}`` = automatic) and which validation samples it uses."""
     if "val_trim" not in {f.name for f in fields(IMPACTS[impact])}:
         return {}
@@ -188,8 +179,8 @@ def _target_controls(proj: Project, ds, impact: str, folds: int, key: str) -> di
              f"highest loss is left out of the target. Empty = automatic ({auto:.0%}).")
     settings = {"val_trim": 0.0} if clean else ({} if share is None else {"val_trim": float(share)})
     if clean:
-        _warn_trusting(ds, _target(proj, key, impact, json.dumps({})))
-    info = _target(proj, key, impact, json.dumps(settings, sort_keys=True))
+        _warn_trusting(ds, _target(proj, impact, {}))
+    info = _target(proj, impact, settings)
     out = len(info["left_out"])
     text = f"Target: {info['n_used']:,} of {info['n_val']:,} validation samples"
     text += f"; {out:,} left out as least plausible." if out else " (all of them)."
@@ -253,7 +244,7 @@ def _form(proj: Project, ds, fitted, running: bool) -> None:
                    " once (each about as long as this model's training), shared by every method; the times above "
                    "are for the scoring.")
     settings = _impact_inputs(first, ds)
-    settings.update(_target_controls(proj, ds, first, folds, _cache_key(proj, ds, fitted)))
+    settings.update(_target_controls(proj, ds, first, folds))
     valid = True
     try:
         IMPACTS[first](**settings)
@@ -307,9 +298,9 @@ def _cluster_input(proj: Project) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ results
-def _label_issues(_proj: Project, key: str, folds: int) -> dict:
-    """cleanlab's estimate, cached per `_cache_key` and folds."""
-    est = _proj.label_issues(folds)
+def _label_issues(proj: Project, folds: int) -> dict:
+    """cleanlab's estimate (memoised by the project) with its mask as booleans."""
+    est = proj.label_issues(folds)
     return {**est, "mask": np.asarray(est["mask"], dtype=bool)}
 
 
@@ -321,13 +312,13 @@ def _run_notes(proj: Project, runs: list[ScoreRun]) -> None:
             st.warning(f"{plain(run_title(run))}: {plain(notes[run.label])}")
 
 
-def _cleanlab_estimate(proj: Project, ds, runs: list[ScoreRun], key: str) -> None:
+def _cleanlab_estimate(proj: Project, ds, runs: list[ScoreRun]) -> None:
     """cleanlab's own count of wrong labels, once a confident-learning run exists (out of fold when there is one)."""
     cl = [r for r in runs if r.method == "confident_learning"]
     if not cl:
         return
     run = max(cl, key=lambda r: r.folds)
-    est = _label_issues(proj, key, run.folds)
+    est = _label_issues(proj, run.folds)
     n = len(ds.train)
     c = st.columns([1, 3], vertical_alignment="center")
     c[0].metric("Wrong labels (cleanlab's estimate)", f"{est['count']:,}", help="cleanlab.filter.find_label_issues")
@@ -385,16 +376,15 @@ def _flagged_cells(proj: Project, runs: list[ScoreRun]) -> None:
     st.dataframe(frame, hide_index=True, width="content", key="flagged-cells", column_config=config)
 
 
-def _table(proj: Project, ds, fitted) -> None:
+def _table(proj: Project, ds) -> None:
     state = proj.state()
     scores = proj.scores()
     if not scores:
         st.info("No scores yet: tick methods above and press **Compute scores**.")
         return
-    key = _cache_key(proj, ds, fitted)
     _leaderboard(ds, state.runs, {**scores, **proj.extra_rankings()})  # data issue types beside the runs (issue 20)
     _run_notes(proj, state.runs)
-    _cleanlab_estimate(proj, ds, state.runs, key)
+    _cleanlab_estimate(proj, ds, state.runs)
     _flagged_cells(proj, state.runs)
     y = ds.train.y.numpy()
     frame = pd.DataFrame({"sample": proj.source_index().astype(np.int64), "row": np.arange(len(y)), "label": y,
@@ -507,7 +497,7 @@ def page() -> None:
     _form(proj, ds, fitted, running=running)
     st.divider()
     _annotators(proj, ds)
-    _table(proj, ds, fitted)
+    _table(proj, ds)
     st.divider()
     _data_issues(proj, ds)
 

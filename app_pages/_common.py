@@ -215,11 +215,16 @@ def start_page(title: str, needs: str = "project", intro: str | None = None) -> 
     return PageContext(proj, ds, fitted, scores)
 
 
+class PageStop(Exception):
+    """Ends a page early (`missing`): `guarded` ends the page body quietly, so the app still draws what follows the
+    page — the sidebar's current work — once per run (st.stop would end the whole script)."""
+
+
 def missing(message: str, page: str, label: str) -> None:
     """Say plainly what is missing, link to where to fix it, and stop the page."""
     st.info(message)
     link(page, label)
-    st.stop()
+    raise PageStop(message)
 
 
 def require_dataset(proj: Project):
@@ -314,6 +319,8 @@ def guarded(body: Callable[[], None]) -> None:
     permission) one line without server paths, anything else a short note (traceback to the log)."""
     try:
         body()
+    except PageStop:  # said already (`missing`)
+        return
     except InfluenceError as err:
         st.error(plain(err))
     except Exception as err:

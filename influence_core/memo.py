@@ -1,5 +1,5 @@
 """The store's in-memory layer: what this process keeps so the app's reruns neither reload nor recompute (loaded data
-sets and models, small results, source tables). One policy: least recently used, bounded per kind (`LIMITS`).
+sets and models, small results, source tables, tokenizers, weights files' checksums). One policy: least recently used, bounded per kind (`LIMITS`).
 
 Keys are by content (fingerprints, or a project's folder where the value belongs to one project), so sharing the
 layer between the projects and sessions of one server is safe. On disk, results live in `workspace.Workspace`.
@@ -12,7 +12,8 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 # How many values of each kind are kept; "datasets" is resized to the server's max_loaded_datasets on use.
-LIMITS = {"datasets": 2, "models": 8, "results": 64, "estimates": 32, "tables": 4}
+LIMITS = {"datasets": 2, "models": 8, "results": 64, "estimates": 32, "tables": 4, "tokenizers": 8,
+          "file_hashes": 64, "server_config": 1}
 
 
 class Memo:

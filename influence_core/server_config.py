@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from .errors import InfluenceError
+from .memo import MEMORY
 
 ENV_CONFIG = "INFLUENCE_CONFIG"
 GiB = 2**30
@@ -100,9 +101,6 @@ def config_path(workspace: str | os.PathLike | None = None) -> Path:
     return Path(workspace or workspace_root()) / "server.toml"
 
 
-_cache: dict[tuple, ServerConfig] = {}
-
-
 def server_config(workspace: str | os.PathLike | None = None) -> ServerConfig:
     """The administrator's settings, re-read when the file changes; defaults where there is no file."""
     path = config_path(workspace)
@@ -111,11 +109,11 @@ def server_config(workspace: str | os.PathLike | None = None) -> ServerConfig:
         stamp = (str(path), stat.st_mtime_ns, stat.st_size)
     except FileNotFoundError:
         return ServerConfig()
-    if stamp not in _cache:
+    def read() -> ServerConfig:
         try:
             table = tomllib.loads(path.read_text(encoding="utf-8")).get("server", {})
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise InfluenceError(f"server config {path} cannot be read: {err}") from None
-        _cache.clear()
-        _cache[stamp] = ServerConfig.from_mapping(table)
-    return _cache[stamp]
+        return ServerConfig.from_mapping(table)
+
+    return MEMORY.get("server_config", repr(stamp), read)  # the store's memory layer: the latest file version

@@ -148,3 +148,49 @@ def test_score_with_annotator_columns_adds_cleanlabs_consensus(tmp_path):
     res = _run("score", "--dataset", str(tmp_path / "c.csv"), "--annotator-column", "nope", "--no-cache")
     assert res.returncode == 2 and res.stderr.strip().startswith("error: no annotator column 'nope' in 'c.csv'")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def _layers_on_the_stack(frame) -> list[str]:
+    """The package's modules on the call stack, outermost first, one entry per stretch of frames in one module; the
+    CLI's modules (`cli`, `cli_args`: its commands and their dispatcher) are one front end, and a nested function (a
+    closure a layer hands down: the store's ``compute``, the fold walker's scorer) counts as its caller's, not as a
+    return to the module that wrote it."""
+    import influence_core
+
+    names = []
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith(influence_core.__name__) and "<locals>" not in frame.f_code.co_qualname:
+            names.append("influence_core.cli" if module == "influence_core.cli_args" else module)
+        frame = frame.f_back
+    names.reverse()
+    return [m for i, m in enumerate(names) if i == 0 or names[i - 1] != m]
+
+
+def test_a_score_parameter_passes_cli_facade_engine_method_without_coming_back(tmp_path, monkeypatch):
+    """Issue 19: `score --damping` reaches exact influence through the CLI, the facade and the engine (out of fold:
+    the fold walker), each module left once and for good — no layer calls back into one it left."""
+    import sys as _sys
+
+    from influence_core import cli
+    from influence_core.methods.exact import ExactInfluence
+
+    seen = []
+    real = ExactInfluence.prepare
+
+    def spy(self, ctx):
+        seen.append((self.settings.damping, _layers_on_the_stack(_sys._getframe(1))))
+        return real(self, ctx)
+
+    monkeypatch.setattr(ExactInfluence, "prepare", spy)
+    out = tmp_path / "s.csv"
+    code = cli.main(["score", "--dataset", "moons", "--model", "logreg", "--epochs", "30", "--method", "exact",
+                     "--damping", "0.37", "--folds", "2", "--no-cache", "--quiet", "--out", str(out)])
+    assert code == 0 and len(pd.read_csv(out)) == 250
+    assert len(seen) == 2  # one fold model scores each half
+    for damping, chain in seen:
+        assert damping == 0.37
+        assert len(chain) == len(set(chain)), chain  # no module entered twice
+        layers = ["influence_core.cli", "influence_core.project", "influence_core.engine", "influence_core.methods"]
+        at = [next(i for i, m in enumerate(chain) if m.startswith(layer)) for layer in layers]
+        assert at == sorted(at), chain  # front end → facade → engine → method, in that order

@@ -48,3 +48,26 @@ def test_the_scores_page_calls_are_memoised_per_data_and_model(tmp_path, monkeyp
     proj.train("logreg")
     proj.describe_target("utility", {})
     assert calls == ["target", "issues", "target"]
+
+
+def test_a_weights_files_checksum_is_read_once_per_file_version_through_the_memory_layer(tmp_path, monkeypatch):
+    """No cache of its own (issue 19): the weights' SHA-256 that keys a backbone's models is kept in `MEMORY` by the
+    file's path, size and time, and read again once the file changes."""
+    import hashlib
+    import os
+
+    from influence_core.memo import MEMORY
+    from influence_core.models import backbones
+
+    read = []
+    real = backbones._file_sha256
+    monkeypatch.setattr(backbones, "_file_sha256", lambda path: (read.append(path), real(path))[1])
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"first")
+    MEMORY.clear("file_hashes")
+    assert backbones._weights_token(weights) == hashlib.sha256(b"first").hexdigest()
+    assert backbones._weights_token(weights) == hashlib.sha256(b"first").hexdigest() and len(read) == 1
+    assert len(MEMORY.keys("file_hashes")) == 1
+    weights.write_bytes(b"second!")
+    os.utime(weights, ns=(1, 10**18))  # another size and time: another file version
+    assert backbones._weights_token(weights) == hashlib.sha256(b"second!").hexdigest() and len(read) == 2

@@ -33,6 +33,7 @@ from ..data.base import Dataset, Split
 from ..data.storage import FEATURES_ON_DISK_BYTES, DiskArray, StoredFeatures, write_array
 from ..data.uploads import register_image_embedder
 from ..errors import InfluenceError
+from ..memo import MEMORY
 from .architectures import output_dim
 from .registry import PREFIX_RESOLVERS, ModelSpec, register_model
 
@@ -161,11 +162,10 @@ def _weights_token(path: Path | None) -> str:
         stat = path.stat()
     except OSError:
         raise InfluenceError(f"the weights file '{path.name}' is missing on the server; ask the administrator") from None
-    return _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+    return MEMORY.get("file_hashes", f"{path}:{stat.st_size}:{stat.st_mtime_ns}", lambda: _file_sha256(str(path)))
 
 
-@lru_cache(maxsize=64)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+def _file_sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -286,7 +286,7 @@ def embed_pixels(module: nn.Module, pixels: np.ndarray, mean, std, size: int | N
                                for lo in range(0, len(pixels), batch_size)])
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=2)  # on a Dask worker, by the module object itself (the memory layer's keys are text)
 def _worker_network(module: nn.Module) -> nn.Module:
     return inference_network(module)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import parse_qsl, urlencode
@@ -25,6 +24,7 @@ from torch import nn
 
 from ..errors import InfluenceError
 from ..data.text import register_featurizer
+from ..memo import MEMORY
 from .architectures import output_dim
 from .registry import PREFIX_RESOLVERS, ModelSpec
 
@@ -130,9 +130,13 @@ def _pickle_allowed(source: str) -> bool:
         return False
 
 
-@lru_cache(maxsize=8)
 def load_tokenizer(source: str):
-    """The fast tokenizer of ``source`` (a folder or hub id); kept, since every featurization needs it."""
+    """The fast tokenizer of ``source`` (a folder or hub id); kept (the store's memory layer), since every
+    featurization needs it."""
+    return MEMORY.get("tokenizers", source, lambda: _read_tokenizer(source))
+
+
+def _read_tokenizer(source: str):
     from transformers import AutoTokenizer
 
     tokenizer = _load(source, "tokenizer", lambda src: AutoTokenizer.from_pretrained(src, trust_remote_code=False))

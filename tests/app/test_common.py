@@ -175,3 +175,37 @@ def test_the_page_words_a_jobs_progress_from_the_data_the_library_reports():
     assert progress_text({"message": "UMAP layout: epoch 3 of 200", "detail": {"stage": "view", "view": "umap"}}) == \
         "UMAP layout: epoch 3 of 200"
     assert progress_text({"message": "older record", "detail": {"stage": "run", "run": {"nope": 1}}}) == "older record"
+
+
+def test_the_sidebars_current_work_is_drawn_once_per_run_also_after_a_page_that_stops_early(workspace, monkeypatch):
+    """Issue 19: the sidebar's status was computed twice per run (before the page, in case it stopped, and after);
+    a page that stops early (`missing`) now returns to the app, which draws it once, after the page."""
+    import app_pages._common as common
+
+    calls = []
+    real = common.status
+    monkeypatch.setattr(common, "status", lambda proj: (calls.append(proj.name), real(proj))[1])
+    at = AppTest.from_file(APP, default_timeout=90).run()  # Data: the page runs to its end
+    no_errors(at)
+    assert calls == ["default"]
+    at.switch_page("app_pages/5_Review.py")
+    at.run()  # moons, no model yet: Review stops at its prerequisite
+    assert not at.exception
+    assert [i.value for i in at.info] == ["No model yet: train or upload a model first."]
+    assert calls == ["default", "default"]
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "**Data set** · moons" in sidebar and "**Model** · none yet" in sidebar
+
+
+def test_no_page_ends_the_script_with_st_stop():
+    """A page ends early through `_common.missing` (or returns): st.stop would end the whole script, and the app
+    draws the sidebar's current work after the page."""
+    import ast
+    from pathlib import Path
+
+    root = Path(APP).parent
+    calls = [f"{path.name}:{node.lineno}" for path in [root / "app.py", *sorted((root / "app_pages").glob("*.py"))]
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "stop"
+             and isinstance(node.func.value, ast.Name) and node.func.value.id == "st"]
+    assert calls == []

@@ -26,6 +26,18 @@ def test_switching_to_blobs_is_saved_and_clears_the_model(scored):
     assert {m.label: m.value for m in at.metric}["Training"] == "150"
 
 
+def test_the_settings_are_a_form_and_sending_them_unchanged_keeps_the_model_and_scores(scored):
+    at = open_page("1_Data.py")
+    assert {n.form_id for n in at.number_input} == {"data-settings-moons"}  # typing does not rerun the app
+    at.number_input(key="data-moons-n_train").set_value(200).run()  # not sent: no button pressed
+    assert project_of(scored).state().dataset_kwargs == {"seed": 0}
+    next(b for b in at.button if b.label == "Use this data set").click().run()
+    no_errors(at)
+    assert [i.value for i in at.info] == ["This is the current data set, with these settings."]
+    state = project_of(scored).state()
+    assert state.dataset_kwargs == {"seed": 0} and state.has_model and state.runs
+
+
 def test_a_data_set_that_cannot_be_loaded_never_becomes_current(scored):
     at = open_page("1_Data.py")
     at.selectbox[0].set_value("cifar100n").run()  # no CIFAR-100 images offline
@@ -212,9 +224,9 @@ def test_size_inputs_carry_the_server_cap_and_the_page_checks_what_it_sends(work
     at.selectbox[0].set_value("moons").run()
     sizes = {n.label: n for n in at.number_input if n.label in ("n train", "n val", "n test")}
     assert {n.max for n in sizes.values()} == {1000}
-    sizes["n train"].set_value(600).run()
-    at.number_input(key="data-moons-n_val").set_value(300).run()
-    at.number_input(key="data-moons-n_test").set_value(200).run()
+    sizes["n train"].set_value(600)  # a form: the values go to the server together, with the button
+    at.number_input(key="data-moons-n_val").set_value(300)
+    at.number_input(key="data-moons-n_test").set_value(200)
     next(b for b in at.button if b.label == "Use this data set").click().run()
     assert [shown(e.value) for e in at.error] == [
         "This data set cannot be used: moons: 1,100 samples in all is over this server's cap of 1,000"]
@@ -328,8 +340,8 @@ def test_the_generated_text_set_takes_its_tfidf_settings_from_the_form(workspace
     at = open_page("1_Data.py")
     at.selectbox[0].set_value("text-topics").run()
     assert not at.exception
-    at.number_input(key="data-text-topics-max_features").set_value(25).run()
-    at.number_input(key="data-text-topics-n_train").set_value(100).run()
+    at.number_input(key="data-text-topics-max_features").set_value(25)
+    at.number_input(key="data-text-topics-n_train").set_value(100)
     next(b for b in at.button if b.label == "Use this data set").click().run()
     no_errors(at)
     ds = project_of(workspace).dataset()
