@@ -429,20 +429,74 @@ from .evaluate.baselines import best_arm_sentence  # noqa: E402,F401  (issue 17:
 
 
 # --- review views (issue 20): the class-pair map
+PAIR_CELL_PX = 34  # the class-pair map's row height per class, in pixels
+MAX_SELECTED_POINTS = 100  # a selection from the browser: points past these are not looked at
+
+
 def class_pair_map(matrix: np.ndarray, classes: Sequence[str], top: Sequence[tuple[int, int, int]], title: str) -> go.Figure:
-    """Given class (rows) → suggested class (columns) as a heatmap of counts; the off-diagonal cells ``top`` (given,
-    suggested, count) are outlined in red — the confusions to review first."""
+    """Given class (rows) → suggested class (columns), one square marker per cell coloured and labelled by its count;
+    the off-diagonal cells ``top`` (given, suggested, count) are outlined in red — the confusions to review first.
+    A Scatter, not a Heatmap: Plotly selects scatter points on a click and never heatmap cells, so each off-diagonal
+    cell is a link. Trace 0 holds the off-diagonal cells, customdata = [given, suggested] (read back by
+    `class_pair_of_selection`); trace 1 the diagonal, in grey (the model agrees: nothing to review)."""
     names = [as_text(c) for c in classes]
     m = np.asarray(matrix)
-    off = m.astype(float).copy()
-    np.fill_diagonal(off, np.nan)  # colour by the off-diagonal counts: the diagonal would swamp them
-    fig = go.Figure(go.Heatmap(z=off, x=names, y=names, colorscale="Blues", zmin=0, text=m, texttemplate="%{text}",
-                               hovertemplate="given %{y} → suggested %{x}: %{text}<extra></extra>",
-                               colorbar=dict(title="samples")))
+    n = len(names)
+    height = 120 + PAIR_CELL_PX * max(n, 4)
+    plot_px = height - _LAYOUT["margin"]["t"] - _LAYOUT["margin"]["b"]
+    marker_px = 0.92 * plot_px / max(n, 1)  # square cells (the axes are scale-anchored) with a thin gap between
+    given, suggested = np.nonzero(~np.eye(n, dtype=bool))  # row-major: given class first
+    counts = m[given, suggested]
+    top_count = max(int(counts.max(initial=0)), 1)
+    hover = [f"given {names[i]} → suggested {names[j]}: {int(c)}" for i, j, c in zip(given, suggested, counts)]
+    fig = go.Figure(go.Scatter(
+        x=suggested.tolist(), y=given.tolist(), customdata=np.column_stack([given, suggested]).tolist(),  # plain
+        mode="markers+text", text=[str(int(c)) for c in counts], hovertext=hover,  # lists: a numpy array would reach
+        hovertemplate="%{hovertext}<br>click: review this pair<extra></extra>",  # the browser as typed binary data
+        textfont=dict(color=["white" if c > 0.55 * top_count else "#1f2937" for c in counts]),
+        marker=dict(symbol="square", size=marker_px, color=counts.tolist(), colorscale="Blues", cmin=0,
+                    cmax=top_count, line=dict(color="#c9d1dc", width=1), colorbar=dict(title="samples")),
+        unselected=dict(marker=dict(opacity=1)), showlegend=False, name="given → suggested"))
+    diagonal = np.arange(n)
+    fig.add_trace(go.Scatter(
+        x=diagonal.tolist(), y=diagonal.tolist(), mode="markers+text", text=[str(int(m[k, k])) for k in diagonal],
+        hovertext=[f"given = suggested {names[k]}: {int(m[k, k])} (the model agrees: nothing to review)"
+                   for k in diagonal],
+        hovertemplate="%{hovertext}<extra></extra>", textfont=dict(color="#4b5563"),
+        marker=dict(symbol="square", size=marker_px, color="#eceff3", line=dict(color="#c9d1dc", width=1)),
+        unselected=dict(marker=dict(opacity=1)), showlegend=False, name="diagonal"))
     for i, j, _ in top:
-        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color=NOISY, width=3))
+        fig.add_shape(type="rect", x0=j - 0.46, x1=j + 0.46, y0=i - 0.46, y1=i + 0.46, line=dict(color=NOISY, width=3))
     fig.update_layout(title=title, xaxis_title="suggested class (the model's prediction)", yaxis_title="given class",
-                      **{**_LAYOUT, "height": 120 + 34 * max(len(names), 4)})
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
+                      **{**_LAYOUT, "height": height})
+    ticks = dict(tickmode="array", tickvals=list(range(n)), ticktext=names, showgrid=False, zeroline=False)
+    fig.update_xaxes(range=[-0.5, n - 0.5], constrain="domain", **ticks)
+    fig.update_yaxes(range=[n - 0.5, -0.5], scaleanchor="x", scaleratio=1, constrain="domain", **ticks)
     return fig
+
+
+def selected_points(selection: object) -> list:
+    """The points of a chart's selection as Streamlit hands it over (``{"selection": {"points": [...]}}``), the first
+    `MAX_SELECTED_POINTS` of them; [] for anything else (the selection is the browser's data)."""
+    try:
+        points = selection["selection"]["points"]  # type: ignore[index]
+    except (KeyError, TypeError, IndexError):
+        return []
+    return list(points[:MAX_SELECTED_POINTS]) if isinstance(points, (list, tuple)) else []
+
+
+def class_pair_of_selection(selection: object, matrix: np.ndarray) -> tuple[int, int, int] | None:
+    """The off-diagonal cell (given, suggested, count) of ``matrix`` that a click on `class_pair_map` selected, else
+    None. The selection is the browser's: only trace 0's points count, each through its customdata alone, and only
+    when that names an off-diagonal cell of ``matrix`` by two integers; the count is the matrix's, not the browser's."""
+    m = np.asarray(matrix)
+    for point in selected_points(selection):
+        if not isinstance(point, Mapping) or type(point.get("curve_number")) is not int or point["curve_number"]:
+            continue
+        cell = point.get("customdata")
+        if not isinstance(cell, (list, tuple)) or len(cell) != 2 or any(type(k) is not int for k in cell):
+            continue
+        i, j = cell
+        if i != j and 0 <= i < m.shape[0] and 0 <= j < m.shape[1]:
+            return i, j, int(m[i, j])
+    return None
