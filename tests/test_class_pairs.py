@@ -4,6 +4,8 @@ off-diagonal cell (outlining the top ones), and a click's selection maps back on
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -58,12 +60,15 @@ def test_the_map_has_one_selectable_point_per_off_diagonal_cell_and_outlines_the
     cells, diagonal = fig.data
     assert cells.type == diagonal.type == "scatter"  # Plotly selects scatter points on a click, not heatmap cells
     off = [(i, j) for i in range(3) for j in range(3) if i != j]
-    assert [tuple(c) for c in cells.customdata] == off  # one point per off-diagonal cell: [given, suggested]
-    assert list(cells.y) == [i for i, _ in off] and list(cells.x) == [j for _, j in off]  # drawn at its cell
-    assert list(cells.text) == [str(m[i, j]) for i, j in off] and list(cells.marker.color) == [m[i, j] for i, j in off]
-    assert all(type(k) is int for c in cells.customdata for k in c)  # plain JSON numbers, not numpy's binary arrays
+    names = ["cat", "dog", "&lt;b&gt;x&lt;/b&gt;"]  # class names as text, never markup
+    # one point per off-diagonal cell: [given, suggested, count, their names], drawn at its cell, coloured by count
+    assert [tuple(c) for c in cells.customdata] == [(i, j, m[i, j], names[i], names[j]) for i, j in off]
+    assert list(cells.y) == [i for i, _ in off] and list(cells.x) == [j for _, j in off]
+    assert list(cells.marker.color) == [m[i, j] for i, j in off] and cells.texttemplate == "%{customdata[2]}"
+    custom = json.loads(fig.to_json())["data"][0]["customdata"]  # what the browser gets: plain JSON lists
+    assert custom[1] == [0, 2, 0, "cat", names[2]]
     assert list(diagonal.text) == ["50", "40", "30"] and diagonal.customdata is None  # no pair to open there
-    assert list(fig.layout.yaxis.ticktext) == ["cat", "dog", "&lt;b&gt;x&lt;/b&gt;"]  # class names as text, not markup
+    assert list(fig.layout.yaxis.ticktext) == list(fig.layout.xaxis.ticktext) == names
     assert fig.layout.yaxis.range == (2.5, -0.5)  # given class 0 at the top
     boxes = sorted((round((s.y0 + s.y1) / 2), round((s.x0 + s.x1) / 2)) for s in fig.layout.shapes)
     assert boxes == [(0, 1), (1, 2)]
@@ -76,7 +81,7 @@ def _click(*points):
 def test_a_click_maps_back_only_to_an_off_diagonal_cell_of_this_matrix():
     m = np.array([[50, 7, 0], [1, 40, 9], [0, 3, 30]])
     assert class_pair_of_selection(_click({"curve_number": 0, "point_index": 1, "customdata": [0, 2]}), m) == (0, 2, 0)
-    assert class_pair_of_selection(_click({"curve_number": 0, "customdata": [2, 1], "x": 0, "y": 0}), m) == (2, 1, 3)
+    assert class_pair_of_selection(_click({"curve_number": 0, "customdata": [2, 1, 0, "x", "dog"]}), m) == (2, 1, 3)
     # the count is the matrix's, whatever the browser says; several points: the first valid one
     assert class_pair_of_selection(_click({"curve_number": 1, "customdata": [1, 1]},
                                           {"curve_number": 0, "customdata": [1, 2], "text": "999"}), m) == (1, 2, 9)
@@ -84,7 +89,7 @@ def test_a_click_maps_back_only_to_an_off_diagonal_cell_of_this_matrix():
                _click({"curve_number": 1, "customdata": [1, 1]}),  # the diagonal trace
                _click({"curve_number": 0, "customdata": [1, 1]}),  # a diagonal cell, however it is named
                *(_click({"curve_number": 0, "customdata": cell}) for cell in  # no off-diagonal cell of m
-                 ([0, 3], [-1, 0], [0.0, 1.0], [True, 0], ["0", "1"], [0, 1, 2], {"0": 0, "1": 1}, "0,1", None)),
+                 ([0, 3], [-1, 0], [0.0, 1.0], [True, 0], ["0", "1"], [0], {"0": 0, "1": 1}, "0,1", None)),
                _click({"curve_number": "0", "customdata": [0, 1]}),
                _click({"curve_number": 0}), _click({"customdata": [0, 1]}), _click("cell 0,1"), _click([0, 1]),
                _click(*[{"curve_number": 1, "customdata": [0, 1]}] * 100, {"curve_number": 0, "customdata": [0, 1]})]

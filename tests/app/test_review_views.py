@@ -47,7 +47,8 @@ def test_a_class_pair_in_the_url_lists_exactly_those_samples(scored):
     at.radio(key="pairs-kind").set_value("flagged").run()
     (chart,) = at.get("plotly_chart")  # the map: a click on a cell selects it (the points mode)
     assert list(chart.proto.selection_mode) == [chart.proto.SelectionMode.POINTS]
-    assert json.loads(chart.proto.spec)["data"][0]["customdata"] == [[0, 1], [1, 0]]
+    assert [c[:3] for c in json.loads(chart.proto.spec)["data"][0]["customdata"]] == [[0, 1, int(
+        ((y[flagged] == 0) & (preds[flagged] == 1)).sum())], [1, 0, count]]  # [given, suggested, count, names]
     button = at.button(key="pair-1-0")
     assert button.label == f"{b} → {a} · {count}"
     button.click().run()
