@@ -193,8 +193,8 @@ def _save(proj, view: ReviewView) -> None:
 
 # ------------------------------------------------------------------------------------- class-pair map
 def class_pair_section(proj, view: ReviewView, choices, run, order_title: str) -> None:
-    """Given class → suggested class: the flagged samples per pair or cleanlab's confident joint, the biggest
-    off-diagonal cells outlined, each of them a link to Review filtered to that pair."""
+    """Given class → suggested class: the flagged samples per pair or cleanlab's confident joint; a click on an
+    off-diagonal cell opens Review filtered to that pair, and so do the buttons of the biggest (outlined) cells."""
     with st.expander("Class-pair map: given → suggested class", icon=":material/grid_on:"):
         kind = st.radio("Count", list(PAIR_COUNTS), key="pairs-kind", horizontal=True, format_func=PAIR_COUNTS.get)
         folds = run.folds if run is not None else 0
@@ -224,7 +224,7 @@ def class_pair_section(proj, view: ReviewView, choices, run, order_title: str) -
                    "about)."))
         cells = st.columns(3)
         for n, (i, j, count) in enumerate(top):
-            pair = ReviewView(order=view.order, scope=scope, status="any", given=i, suggested=j)
+            pair = _pair_view(view.order, scope, i, j)
             # a button, not st.page_link: a link to the page it is on did not rerun it in the browser; the view
             # goes into the URL all the same, so the pair's list is bookmarkable
             cells[n % 3].button(f"{plain(pairs.classes[i])} → {plain(pairs.classes[j])} · {count}",
@@ -236,8 +236,12 @@ def class_pair_section(proj, view: ReviewView, choices, run, order_title: str) -
                                  format_func=lambda c: f"{plain(pairs.classes[c[0]])} → {plain(pairs.classes[c[1]])} · {c[2]}")
             if other is not None:
                 st.button("Open this pair", key="pair-other-open", icon=":material/arrow_forward:", on_click=show_next,
-                          args=(ReviewView(order=view.order, scope=scope, status="any", given=other[0],
-                                           suggested=other[1]),))
+                          args=(_pair_view(view.order, scope, other[0], other[1]),))
+
+
+def _pair_view(order: str | None, scope: str, given: int, suggested: int) -> ReviewView:
+    """Review on one class pair, decided or not (what a cell of the map, its button and the list open)."""
+    return ReviewView(order=order, scope=scope, status="any", given=given, suggested=suggested)
 
 
 def _open_clicked_pair(key: str, pairs, order: str | None, scope: str) -> None:
@@ -254,4 +258,4 @@ def _open_clicked_pair(key: str, pairs, order: str | None, scope: str) -> None:
         st.session_state[PAIR_NOTE] = (f"No sample is given {plain(pairs.classes[cell[0]])} and suggested "
                                        f"{plain(pairs.classes[cell[1]])} here: nothing to show.")
     else:
-        show_next(ReviewView(order=order, scope=scope, status="any", given=cell[0], suggested=cell[1]))
+        show_next(_pair_view(order, scope, cell[0], cell[1]))
