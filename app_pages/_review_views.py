@@ -5,10 +5,11 @@ influence_core/views.py); this module renders and keeps the URL, the widgets and
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import streamlit as st
 
-from influence_core.figures import class_pair_map
+from influence_core.figures import class_pair_map, class_pair_of_selection, selected_points
 from influence_core.project import InfluenceError, ReviewView
 from app_pages._common import plain
 
@@ -21,6 +22,8 @@ KEYS = {"scope": "view-scope", "status": "view-status", "issue": "view-issue", "
         "suggested": "view-suggested", "disagrees": "view-disagrees", "score_min": "view-smin",
         "score_max": "view-smax", "reviewer": "view-reviewer", "like": "view-like", "neighbours": "view-k"}
 TOP_PAIRS = 6  # class pairs linked under the map
+PAIR_CLICKS = "pairs-map-clicks"  # clicks on the class-pair map so far: its key, so each click starts a fresh chart
+PAIR_NOTE = "pairs-map-note"  # why the last click on the map opened nothing
 # the confident joint first: on CIFAR-10N `worst` it finds the true confusion pairs, the flagged counts do not
 # (bench/results/class_pairs.md)
 PAIR_COUNTS = {"confident_joint": "cleanlab's confident joint", "flagged": "flagged samples"}
@@ -190,8 +193,8 @@ def _save(proj, view: ReviewView) -> None:
 
 # ------------------------------------------------------------------------------------- class-pair map
 def class_pair_section(proj, view: ReviewView, choices, run, order_title: str) -> None:
-    """Given class → suggested class: the flagged samples per pair or cleanlab's confident joint, the biggest
-    off-diagonal cells outlined, each of them a link to Review filtered to that pair."""
+    """Given class → suggested class: the flagged samples per pair or cleanlab's confident joint; a click on an
+    off-diagonal cell opens Review filtered to that pair, and so do the buttons of the biggest (outlined) cells."""
     with st.expander("Class-pair map: given → suggested class", icon=":material/grid_on:"):
         kind = st.radio("Count", list(PAIR_COUNTS), key="pairs-kind", horizontal=True, format_func=PAIR_COUNTS.get)
         folds = run.folds if run is not None else 0
@@ -204,18 +207,24 @@ def class_pair_section(proj, view: ReviewView, choices, run, order_title: str) -
         top = pairs.top(TOP_PAIRS)
         what = (f"flagged samples of {order_title}" if kind == "flagged" else
                 f"cleanlab's confident joint ({'out of fold' if pairs.out_of_fold else 'in-sample probabilities'})")
+        scope = "flagged" if kind == "flagged" else "all"
+        key = f"pairs-map-{st.session_state.get(PAIR_CLICKS, 0)}"  # a new key after each click: a fresh chart
         st.plotly_chart(class_pair_map(pairs.matrix, pairs.classes, top, f"Given → suggested class: {what}"),
-                        key="pairs-map", width="stretch")
+                        key=key, width="stretch", selection_mode="points",
+                        on_select=partial(_open_clicked_pair, key, pairs, view.order, scope))
+        note = st.session_state.pop(PAIR_NOTE, None)
+        if note:
+            st.info(note, icon=":material/info:")
         if not top:
             st.caption("No sample here has a suggested class other than its given one.")
             return
-        st.caption("The biggest off-diagonal cells: each opens Review on that pair" +
-                   (" (of the flagged samples)." if kind == "flagged" else " (every sample given the one class and "
-                    "predicted the other; the confident joint counts those cleanlab is confident about)."))
-        scope = "flagged" if kind == "flagged" else "all"
+        st.caption("Click an off-diagonal cell to open Review on that pair; the biggest cells (outlined) are also "
+                   "buttons here" + (" (of the flagged samples)." if kind == "flagged" else " (every sample given "
+                   "the one class and predicted the other; the confident joint counts those cleanlab is confident "
+                   "about)."))
         cells = st.columns(3)
         for n, (i, j, count) in enumerate(top):
-            pair = ReviewView(order=view.order, scope=scope, status="any", given=i, suggested=j)
+            pair = _pair_view(view.order, scope, i, j)
             # a button, not st.page_link: a link to the page it is on did not rerun it in the browser; the view
             # goes into the URL all the same, so the pair's list is bookmarkable
             cells[n % 3].button(f"{plain(pairs.classes[i])} → {plain(pairs.classes[j])} · {count}",
@@ -227,5 +236,26 @@ def class_pair_section(proj, view: ReviewView, choices, run, order_title: str) -
                                  format_func=lambda c: f"{plain(pairs.classes[c[0]])} → {plain(pairs.classes[c[1]])} · {c[2]}")
             if other is not None:
                 st.button("Open this pair", key="pair-other-open", icon=":material/arrow_forward:", on_click=show_next,
-                          args=(ReviewView(order=view.order, scope=scope, status="any", given=other[0],
-                                           suggested=other[1]),))
+                          args=(_pair_view(view.order, scope, other[0], other[1]),))
+
+
+def _pair_view(order: str | None, scope: str, given: int, suggested: int) -> ReviewView:
+    """Review on one class pair, decided or not (what a cell of the map, its button and the list open)."""
+    return ReviewView(order=order, scope=scope, status="any", given=given, suggested=suggested)
+
+
+def _open_clicked_pair(key: str, pairs, order: str | None, scope: str) -> None:
+    """A click on the class-pair map (the chart's selection, data from the browser): open Review on that pair when it
+    is an off-diagonal cell of this map with samples in it, else say why nothing opened."""
+    event = st.session_state.get(key)
+    cell = class_pair_of_selection(event, pairs.matrix)
+    if cell is None and not selected_points(event):
+        return  # a deselection (a double click): nothing was clicked
+    st.session_state[PAIR_CLICKS] = st.session_state.get(PAIR_CLICKS, 0) + 1
+    if cell is None:
+        st.session_state[PAIR_NOTE] = "The diagonal (given = suggested) is where the model agrees: nothing to review."
+    elif cell[2] == 0:
+        st.session_state[PAIR_NOTE] = (f"No sample is given {plain(pairs.classes[cell[0]])} and suggested "
+                                       f"{plain(pairs.classes[cell[1]])} here: nothing to show.")
+    else:
+        show_next(_pair_view(order, scope, cell[0], cell[1]))

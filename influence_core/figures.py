@@ -429,20 +429,78 @@ from .evaluate.baselines import best_arm_sentence  # noqa: E402,F401  (issue 17:
 
 
 # --- review views (issue 20): the class-pair map
+PAIR_CELL_PX = 34  # the class-pair map's row height per class, in pixels
+PAIR_COLOURS = [[0.0, "#f7fbff"], [0.5, "#9ecae1"], [1.0, "#4a98c9"]]  # Blues up to a mid blue: dark counts stay
+# readable on every cell (contrast ≥ 5.7 : 1), one text colour for all (a colour per point costs seconds at 100 classes)
+MAX_SELECTED_POINTS = 100  # a selection from the browser: points past these are not looked at
+
+
 def class_pair_map(matrix: np.ndarray, classes: Sequence[str], top: Sequence[tuple[int, int, int]], title: str) -> go.Figure:
-    """Given class (rows) → suggested class (columns) as a heatmap of counts; the off-diagonal cells ``top`` (given,
-    suggested, count) are outlined in red — the confusions to review first."""
+    """Given class (rows) → suggested class (columns), one square marker per cell coloured and labelled by its count;
+    the off-diagonal cells ``top`` (given, suggested, count) are outlined in red — the confusions to review first.
+    A Scatter, not a Heatmap: Plotly selects scatter points on a click and never heatmap cells, so each off-diagonal
+    cell is a link. Trace 0 holds the off-diagonal cells, customdata = [given, suggested, count, given name, suggested
+    name] (`class_pair_of_selection` reads the first two back); trace 1 the diagonal, in grey (nothing to review)."""
     names = [as_text(c) for c in classes]
     m = np.asarray(matrix)
-    off = m.astype(float).copy()
-    np.fill_diagonal(off, np.nan)  # colour by the off-diagonal counts: the diagonal would swamp them
-    fig = go.Figure(go.Heatmap(z=off, x=names, y=names, colorscale="Blues", zmin=0, text=m, texttemplate="%{text}",
-                               hovertemplate="given %{y} → suggested %{x}: %{text}<extra></extra>",
-                               colorbar=dict(title="samples")))
+    n = len(names)
+    height = 120 + PAIR_CELL_PX * max(n, 4)
+    marker_px = 0.92 * (height - _LAYOUT["margin"]["t"] - _LAYOUT["margin"]["b"]) / max(n, 1)  # square cells (the
+    # axes are scale-anchored) with a thin gap between them
+    cells = [(i, j, int(m[i, j]), names[i], names[j]) for i in range(n) for j in range(n) if i != j]
+    # an object array: Plotly writes it as plain JSON lists (a numeric array would reach the browser as typed binary
+    # data, which a selection hands back as an object) and checks it at once, not item by item
+    custom = np.array(cells, dtype=object).reshape(-1, 5)
+    counts = np.array([c[2] for c in cells], dtype=np.int64)
+    fig = go.Figure(go.Scatter(
+        x=custom[:, 1].astype(np.int64), y=custom[:, 0].astype(np.int64), customdata=custom, mode="markers+text",
+        texttemplate="%{customdata[2]}", textfont=dict(color="#111827"),
+        hovertemplate="given %{customdata[3]} → suggested %{customdata[4]}: %{customdata[2]}<br>"
+                      "click: review this pair<extra></extra>",
+        marker=dict(symbol="square", size=marker_px, color=counts, colorscale=PAIR_COLOURS, cmin=0,
+                    cmax=max(int(counts.max(initial=0)), 1), line=dict(color="#c9d1dc", width=1),
+                    colorbar=dict(title="samples")),
+        unselected=dict(marker=dict(opacity=1)), showlegend=False, name="given → suggested"))
+    diagonal = np.arange(n)
+    fig.add_trace(go.Scatter(
+        x=diagonal, y=diagonal, mode="markers+text", text=[str(int(m[k, k])) for k in diagonal],
+        hovertext=[f"given = suggested {names[k]}: {int(m[k, k])} (the model agrees: nothing to review)"
+                   for k in diagonal],
+        hovertemplate="%{hovertext}<extra></extra>", textfont=dict(color="#4b5563"),
+        marker=dict(symbol="square", size=marker_px, color="#eceff3", line=dict(color="#c9d1dc", width=1)),
+        unselected=dict(marker=dict(opacity=1)), showlegend=False, name="diagonal"))
     for i, j, _ in top:
-        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color=NOISY, width=3))
+        fig.add_shape(type="rect", x0=j - 0.46, x1=j + 0.46, y0=i - 0.46, y1=i + 0.46, line=dict(color=NOISY, width=3))
     fig.update_layout(title=title, xaxis_title="suggested class (the model's prediction)", yaxis_title="given class",
-                      **{**_LAYOUT, "height": 120 + 34 * max(len(names), 4)})
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
+                      **{**_LAYOUT, "height": height})
+    ticks = dict(tickmode="array", tickvals=list(range(n)), ticktext=names, showgrid=False, zeroline=False)
+    fig.update_xaxes(range=[-0.5, n - 0.5], constrain="domain", **ticks)
+    fig.update_yaxes(range=[n - 0.5, -0.5], scaleanchor="x", scaleratio=1, constrain="domain", **ticks)
     return fig
+
+
+def selected_points(selection: object) -> list:
+    """The points of a chart's selection as Streamlit hands it over (``{"selection": {"points": [...]}}``), the first
+    `MAX_SELECTED_POINTS` of them; [] for anything else (the selection is the browser's data)."""
+    try:
+        points = selection["selection"]["points"]  # type: ignore[index]
+    except (KeyError, TypeError, IndexError):
+        return []
+    return list(points[:MAX_SELECTED_POINTS]) if isinstance(points, (list, tuple)) else []
+
+
+def class_pair_of_selection(selection: object, matrix: np.ndarray) -> tuple[int, int, int] | None:
+    """The off-diagonal cell (given, suggested, count) of ``matrix`` that a click on `class_pair_map` selected, else
+    None. The selection is the browser's: only trace 0's points count, each through its customdata's first two items
+    alone, when they name an off-diagonal cell of ``matrix`` by two integers; the count is the matrix's, not theirs."""
+    m = np.asarray(matrix)
+    for point in selected_points(selection):
+        if not isinstance(point, Mapping) or type(point.get("curve_number")) is not int or point["curve_number"]:
+            continue
+        cell = point.get("customdata")
+        if not isinstance(cell, (list, tuple)) or len(cell) < 2 or any(type(k) is not int for k in cell[:2]):
+            continue
+        i, j = cell[:2]
+        if i != j and 0 <= i < m.shape[0] and 0 <= j < m.shape[1]:
+            return i, j, int(m[i, j])
+    return None

@@ -4,6 +4,8 @@ widgets write the view into the URL, and a view saved on the page is opened agai
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from .conftest import no_errors, open_page, project_of, shown
@@ -43,6 +45,10 @@ def test_a_class_pair_in_the_url_lists_exactly_those_samples(scored):
     count = int(((y[flagged] == 1) & (preds[flagged] == 0)).sum())
     assert at.radio(key="pairs-kind").value == "confident_joint"  # the default: it finds true pairs, flagged does not
     at.radio(key="pairs-kind").set_value("flagged").run()
+    (chart,) = at.get("plotly_chart")  # the map: a click on a cell selects it (the points mode)
+    assert list(chart.proto.selection_mode) == [chart.proto.SelectionMode.POINTS]
+    assert [c[:3] for c in json.loads(chart.proto.spec)["data"][0]["customdata"]] == [[0, 1, int(
+        ((y[flagged] == 0) & (preds[flagged] == 1)).sum())], [1, 0, count]]  # [given, suggested, count, names]
     button = at.button(key="pair-1-0")
     assert button.label == f"{b} → {a} · {count}"
     button.click().run()
@@ -155,3 +161,41 @@ def test_a_pair_outside_the_biggest_cells_opens_from_the_any_other_pair_list(sco
     no_errors(at)
     assert (at.query_params["given"], at.query_params["suggested"]) == (str(ds.classes[small[0]]), str(ds.classes[small[1]]))
     assert sorted(_rows(at)) == sorted(int(r) for r in flagged if y[r] == small[0] and preds[r] == small[1])
+
+
+def _click_on_the_map(points):
+    """A click on the class-pair map as the page's callback sees it (AppTest cannot click a Plotly chart)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import streamlit as st
+
+    from app_pages import _review_views as views
+
+    pairs = SimpleNamespace(matrix=np.array([[5, 3, 0], [2, 6, 1], [0, 0, 4]]), classes=("cat", "dog", "bird"))
+    st.session_state["pairs-map-0"] = {"selection": {"points": points}}
+    views._open_clicked_pair("pairs-map-0", pairs, "ip", "flagged")
+
+
+def test_a_click_on_a_cell_opens_its_pair_and_the_diagonal_or_an_empty_cell_says_why_not():
+    from streamlit.testing.v1 import AppTest
+
+    from app_pages._review_views import NEXT, PAIR_CLICKS, PAIR_NOTE
+    from influence_core.project import ReviewView
+
+    def clicked(*points):
+        at = AppTest.from_function(_click_on_the_map, args=(list(points),)).run()
+        no_errors(at)
+        state = {k: at.session_state[k] for k in (NEXT, PAIR_NOTE, PAIR_CLICKS) if k in at.session_state}
+        return state.get(NEXT), state.get(PAIR_NOTE), state.get(PAIR_CLICKS)
+
+    view, note, clicks = clicked({"curve_number": 0, "customdata": [1, 0], "text": "999"})
+    assert view == ReviewView(order="ip", scope="flagged", status="any", given=1, suggested=0) and clicks == 1
+    assert note is None
+    view, note, clicks = clicked({"curve_number": 0, "customdata": [0, 2]})  # an empty cell
+    assert view is None and clicks == 1 and note == "No sample is given cat and suggested bird here: nothing to show."
+    view, note, clicks = clicked({"curve_number": 1, "customdata": None, "x": 1, "y": 1})  # the diagonal
+    assert view is None and clicks == 1 and "nothing to review" in note
+    view, note, clicks = clicked({"curve_number": 0, "customdata": [5, 0]})  # not a cell of this map
+    assert view is None and clicks == 1 and "nothing to review" in note
+    assert clicked() == (None, None, None)  # a deselection (double click) changes nothing
