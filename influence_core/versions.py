@@ -16,6 +16,7 @@ import os
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping
@@ -31,14 +32,19 @@ from .review import Decision
 
 FOLDER = "versions"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Names Windows keeps for devices (also with an extension): a project folder copied there could not hold the file.
+_DEVICE = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re.IGNORECASE)
+STALE_TMP_S = 600  # a temporary version file this old is a leftover of a save that was killed (a save takes ms)
 
 
 def valid_version_name(name) -> str:
-    """``name`` when it can name a version (letters, digits, '-', '_', '.'; at most 64), else a one-line error."""
+    """``name`` when it can name a version (letters, digits, '-', '_', '.'; at most 64; no Windows device name such
+    as CON, no trailing '.'), else a one-line error."""
     name = str(name or "").strip()
-    if not _NAME.fullmatch(name) or name in (".", "..") or name.endswith(".json"):
+    if (not _NAME.fullmatch(name) or name in (".", "..") or name.endswith((".json", "."))
+            or _DEVICE.fullmatch(name)):
         raise InfluenceError(f"'{name[:80]}' cannot name a version: use up to 64 letters, digits, '-', '_' or '.', "
-                             "starting with a letter or digit")
+                             "starting with a letter or digit (not a device name such as CON, not ending in '.')")
     return name
 
 
@@ -135,9 +141,13 @@ def _path(folder: Path, name: str) -> Path:
 @writing("save the version")
 def save_version(folder: str | os.PathLike, version: DataVersion) -> Path:
     """Write ``version`` into ``<folder>/versions/<name>.json``, whole or not at all, and never over an existing
-    version (a hard link of the finished temporary file: it fails when the name is taken); the file is read-only."""
+    version nor beside one whose name differs only in case; the file is read-only. A finished temporary file is hard
+    linked to the name (the link fails when the name is taken); where the file system has no hard links, it is
+    renamed to the name under a lock, after checking the name is free."""
     target = _path(Path(folder), version.name)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target.parent)
+    _check_name_free(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -148,11 +158,54 @@ def save_version(folder: str | os.PathLike, version: DataVersion) -> Path:
         try:
             os.link(tmp, target)
         except FileExistsError:
-            raise InfluenceError(f"a version named '{version.name}' exists already; versions are never overwritten: "
-                                 "choose another name") from None
+            _taken(version.name)
+        except OSError:  # no hard links here (FAT, some network and FUSE file systems): rename, under a lock
+            with _version_lock(target.parent):
+                _check_name_free(target)
+                os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def _taken(name: str):
+    raise InfluenceError(f"a version named '{name}' exists already; versions are never overwritten: choose another "
+                         "name") from None
+
+
+def _check_name_free(target: Path) -> None:
+    """Refuse a name taken, also in another case (a case-insensitive file system, or a copy there, would hold one)."""
+    wanted = target.name.casefold()
+    for path in target.parent.glob("*.json"):
+        if path.name.casefold() == wanted:
+            _taken(path.stem)
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove what a save killed midway (kill -9, a crash) left: temporary files older than `STALE_TMP_S`."""
+    now = time.time()
+    for path in folder.glob(".*.json.*.tmp"):
+        try:
+            if now - path.stat().st_mtime > STALE_TMP_S:
+                path.unlink()
+        except OSError:  # another save removed it first, or it is not ours to remove
+            continue
+
+
+_LOCK = threading.Lock()
+
+
+@contextmanager
+def _version_lock(folder: Path):
+    """Between threads, and between processes where the file system supports flock (else this process's only)."""
+    with _LOCK, open(folder / ".lock", "a") as handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except (ImportError, OSError):  # no flock here: the thread lock still holds in this process
+            pass
+        yield
 
 
 def load_version(folder: str | os.PathLike, name: str) -> DataVersion:

@@ -124,3 +124,106 @@ def test_versions_saved_within_one_second_keep_their_order_and_parents(proj):
     for name in ("z", "y", "x"):  # names against the alphabet: the order is the time they were saved
         proj.save_version(name)
     assert [(v.name, v.parent) for v in proj.versions()] == [("z", None), ("y", "z"), ("x", "y")]
+
+
+# --------------------------------------------------------------------------------- attacks (the audit, issue 20)
+def test_device_names_trailing_dots_and_names_differing_in_case_are_refused(proj):
+    for bad in ("CON", "con", "nul", "LPT1", "com9", "COM1.txt", "aux.v1", "x.", "x.."):
+        with pytest.raises(InfluenceError, match="cannot name a version"):
+            valid_version_name(bad)
+    for good in ("console", "v1.2", "CONx", "lpt10", "v-1_b"):
+        assert valid_version_name(good) == good
+    proj.save_version("v1")
+    with pytest.raises(InfluenceError, match="'v1' exists already"):
+        proj.save_version("V1")  # one file on a case-insensitive disk (or a copy of the project there)
+    assert [p.name for p in (proj.folder / "versions").glob("*.json")] == ["v1.json"]
+
+
+@pytest.mark.parametrize("failure", [PermissionError(1, "Operation not permitted"), OSError(95, "Not supported")])
+def test_without_hard_links_a_version_is_saved_by_a_rename_and_still_never_overwritten(proj, monkeypatch, failure):
+    import os
+
+    def no_links(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(os, "link", no_links)  # a file system without hard links (FAT, some network shares)
+    proj.record([1, 2], "remove", session="s")
+    v1 = proj.save_version("v1")
+    path = proj.folder / "versions" / "v1.json"
+    assert proj.version("v1") == v1 and v1.removed == [1, 2]
+    assert oct(path.stat().st_mode & 0o777) == "0o444"
+    text = path.read_text()
+    proj.record([3], "remove", session="s")
+    for name in ("v1", "V1"):
+        with pytest.raises(InfluenceError, match="exists already"):
+            proj.save_version(name)
+    assert path.read_text() == text
+    assert sorted(p.name for p in (proj.folder / "versions").iterdir() if not p.name.startswith(".lock")) == ["v1.json"]
+    assert proj.save_version("v2").parent == "v1"
+
+
+def test_two_threads_saving_one_name_without_hard_links_leave_one_whole_version(proj, monkeypatch):
+    import os
+    import threading
+
+    monkeypatch.setattr(os, "link", lambda *a, **k: (_ for _ in ()).throw(OSError(95, "Not supported")))
+    proj.record([4], "remove", session="s")
+    outcomes, barrier = [], threading.Barrier(4)
+
+    def save():
+        barrier.wait()
+        try:
+            outcomes.append(proj.save_version("same").name)
+        except InfluenceError as err:
+            outcomes.append(str(err))
+
+    threads = [threading.Thread(target=save) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes)[-1] == "same" and sum(o == "same" for o in outcomes) == 1, outcomes
+    assert proj.version("same").removed == [4]
+
+
+_KILLED_SAVE = """
+import os, sys, time
+from influence_core.project import Project
+proj = Project.open("p", sys.argv[1], user="alice")
+def stuck(src, dst):  # the temporary file is written whole; the process dies before it gets its name
+    open(sys.argv[2], "w").close()
+    time.sleep(60)
+os.link = stuck
+proj.save_version("v1")
+"""
+
+
+def test_a_save_killed_midway_leaves_no_version_and_its_leftover_is_swept(proj):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    proj.record([1], "remove", session="s")
+    marker = proj.root / "linking"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(proj.root), str(marker)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the child never reached the link"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    folder = proj.folder / "versions"
+    leftovers = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1 and not (folder / "v1.json").exists() and proj.versions() == []
+    old = time.time() - 3600
+    os.utime(leftovers[0], (old, old))  # a leftover from an hour ago: a killed save, no save running
+    fresh = folder / ".v9.json.1.2.tmp"  # one of a save running now is left alone
+    fresh.write_text("{}")
+    assert proj.save_version("v1").removed == [1]  # the name is still free
+    assert sorted(p.name for p in folder.iterdir()) == [".v9.json.1.2.tmp", "v1.json"]
