@@ -145,10 +145,13 @@ def _tool_exports(proj, ds, current: dict) -> None:
 def _save(proj, files: dict[str, bytes], later: dict) -> None:
     """Write every export file into the project's exports folder."""
     st.subheader("Save to the project")
-    if st.button("Write the export files", icon=":material/save:"):
+    viewer = proj.role == "viewer"
+    if st.button("Write the export files", icon=":material/save:", disabled=viewer,
+                 help="Your role here is viewer: download the files instead." if viewer else None):
         files = {**files, **{n: build() for n, build in later.items()}}
         folder = proj.write_export(files)
-        st.success(f"Wrote {len(files)} files to {plain(folder)}")
+        # the project's own folder by name, never the server's path to it
+        st.success(f"Wrote {len(files)} files to the project's exports/{plain(folder.name)}")
 
 
 def page() -> None:

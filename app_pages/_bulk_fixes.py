@@ -46,8 +46,11 @@ def _apply(proj) -> None:
 
 def _undo(proj, batch: int) -> None:
     n = _attempt(lambda: proj.undo_bulk_fix(batch))
-    if n is not None:
+    if n:
         st.session_state["review-message"] = ("done", f"Undid the bulk fix ({n} samples).")
+    elif n is not None:  # a second click, or another tab undid it or applied a newer one first
+        st.session_state["review-message"] = ("error", "Nothing undone: that bulk fix was taken back already or is "
+                                              "no longer your latest one (the button now shows your latest).")
 
 
 def _sample_table(proj, ds, preview) -> list[dict]:

@@ -56,12 +56,26 @@ def kind_of_event(event: str | None) -> str | None:
 
 def _check_threshold(threshold: float) -> float:
     try:
-        value = float(threshold)
+        value = float("nan") if isinstance(threshold, bool) else float(threshold)
     except (TypeError, ValueError):
         value = float("nan")
     if not 0.0 <= value <= 1.0:
         raise InfluenceError(f"the probability threshold must be between 0 and 1, got {str(threshold)[:20]}")
     return value
+
+
+def _rows_of(values, n: int | None) -> list[int]:
+    """``values`` as training rows (whole numbers in 0..n-1; below 0 never: a negative row would wrap to the last
+    ones), else a one-line error."""
+    rows = []
+    for value in values if isinstance(values, (list, tuple, set, frozenset, np.ndarray, range)) else [values]:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise InfluenceError(f"a bulk fix names training rows by whole numbers, not '{str(value)[:20]}'")
+        if value < 0 or (n is not None and value >= n):
+            raise InfluenceError(f"a bulk fix names row {int(value)}, not in the training split"
+                                 + (f" (0..{n - 1})" if n is not None else ""))
+        rows.append(int(value))
+    return rows
 
 
 def relabel_preview(flagged: Sequence[int], probs: np.ndarray, given: np.ndarray, threshold: float,
@@ -73,7 +87,7 @@ def relabel_preview(flagged: Sequence[int], probs: np.ndarray, given: np.ndarray
     skip = {int(r) for r in decided}
     suggested = probs.argmax(axis=1)
     rows, labels = [], []
-    for r in (int(r) for r in flagged):
+    for r in _rows_of(list(flagged), len(probs)):
         k = int(suggested[r])
         if r not in skip and k != int(given[r]) and probs[r, k] >= threshold:
             rows.append(r)
@@ -99,7 +113,7 @@ def dedupe_preview(groups: Iterable[Sequence[int]], scores: np.ndarray | None = 
     skip = {int(r) for r in decided}
     rows, sample = [], []
     for group in groups:
-        members = sorted({int(r) for r in group})
+        members = sorted(set(_rows_of(group, None if scores is None else len(scores))))
         if len(members) < 2:
             continue
         kept = max(members, key=lambda r: (float(scores[r]), -r)) if keep == "best" else members[0]

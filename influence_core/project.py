@@ -1030,6 +1030,7 @@ class Project:
 
         from .export import write_export
 
+        self.require("decide")  # a viewer only looks (audit: they could write files into the project)
         return write_export(self.folder / "exports" / f"{self.export_stem()}-{time.strftime('%Y%m%d-%H%M%S')}", files)
 
     @staticmethod
@@ -1252,12 +1253,10 @@ class Project:
     def undo_bulk_fix(self, batch: int | None = None) -> int:
         """Take back a whole bulk fix in one step (default: `last_bulk_fix`); returns how many decisions it held."""
         self.require("decide")
-        if batch is None:
-            last = self.last_bulk_fix()
-            if last is None:
-                return 0
-            batch = last["batch"]
-        return self.decisions.undo(self.decision_scope(), batch=int(batch))
+        last = self.last_bulk_fix()  # only your own latest bulk fix: never an ordinary batch nor another's (audit)
+        if last is None or (batch is not None and str(batch) != str(last["batch"])):
+            return 0
+        return self.decisions.undo(self.decision_scope(), batch=last["batch"])
 
     def save_version(self, name: str, note: str = ""):
         """Save the current decisions as the named, immutable version ``name`` of the cleaned data set
@@ -1326,6 +1325,7 @@ class Project:
 
     def compare_versions_in_background(self, a: str, b: str, seeds: int = 1) -> Job:
         """`compare_versions` as the project's "versions" job; its result holds one record per training."""
+        self.require("decide")  # a viewer only looks (audit: they could start retraining jobs)
         self.version(a), self.version(b)  # an unknown name: one line now, not a failed job
 
         def run(handle: JobHandle) -> dict:
