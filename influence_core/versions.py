@@ -105,8 +105,17 @@ class DataVersion:
 
     @classmethod
     def from_json(cls, data: dict) -> "DataVersion":
+        """The version a file holds; a ValueError for a file edited into something else (wrong types, actions)."""
         rows = tuple(VersionRow(**r) for r in data["rows"])
-        return cls(**{**data, "rows": rows, "rankings": tuple(data.get("rankings", ()))})
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        for r in rows:
+            if not (whole(r.row) and whole(r.original) and whole(r.given) and r.action in ("remove", "relabel")
+                    and (whole(r.label) if r.action == "relabel" else r.label is None)):
+                raise ValueError(f"changed row {str(r.row)[:20]} is not a removal or a relabel of a row")
+        version = cls(**{**data, "rows": rows, "rankings": tuple(data.get("rankings", ()))})
+        if not (whole(version.n_train) and all(0 <= r.row < version.n_train for r in rows)):
+            raise ValueError("its changed rows are not rows of its training split")
+        return version
 
 
 def labels_digest(labels: np.ndarray, kept: np.ndarray) -> str:
@@ -212,7 +221,10 @@ def load_version(folder: str | os.PathLike, name: str) -> DataVersion:
     """The version ``name`` of a project folder; a one-line error when there is none or it is unreadable."""
     path = _path(Path(folder), name)
     try:
-        return DataVersion.from_json(json.loads(path.read_text(encoding="utf-8")))
+        version = DataVersion.from_json(json.loads(path.read_text(encoding="utf-8")))
+        if version.name != path.stem:  # a file copied or renamed by hand: its name would open another version
+            raise ValueError(f"the file holds the version '{str(version.name)[:64]}'")
+        return version
     except FileNotFoundError:
         raise InfluenceError(f"no version named '{name}'") from None
     except (OSError, ValueError, TypeError, KeyError) as err:

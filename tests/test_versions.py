@@ -227,3 +227,25 @@ def test_a_save_killed_midway_leaves_no_version_and_its_leftover_is_swept(proj):
     fresh.write_text("{}")
     assert proj.save_version("v1").removed == [1]  # the name is still free
     assert sorted(p.name for p in folder.iterdir()) == [".v9.json.1.2.tmp", "v1.json"]
+
+
+def test_a_version_file_edited_or_copied_by_hand_is_left_out_with_one_line(proj):
+    import json
+
+    given = proj.dataset().train.y.numpy()
+    proj.record([1], "remove", session="s")
+    proj.record([2], "relabel", 1 - int(given[2]), session="s")
+    proj.save_version("good")
+    folder = proj.folder / "versions"
+    data = json.loads((folder / "good.json").read_text())
+    edits = {"copied": data,  # a copy under another file name: opening "copied" gave the version "good"
+             "text-row": {**data, "rows": [{**data["rows"][0], "row": "x"}]},
+             "bad-action": {**data, "rows": [{**data["rows"][0], "action": "delete"}]},
+             "no-label": {**data, "rows": [{**data["rows"][1], "label": None}]},
+             "outside": {**data, "rows": [{**data["rows"][0], "row": 10**6}]}}
+    for name, body in edits.items():
+        (folder / f"{name}.json").write_text(json.dumps(body))
+        with pytest.raises(InfluenceError, match=f"the version '{name}' cannot be read") as err:
+            proj.version(name)
+        assert "\n" not in str(err.value)
+    assert [v.name for v in proj.versions()] == ["good"]
