@@ -277,7 +277,7 @@ def from_query(params: Mapping[str, Any], choices: ViewChoices) -> tuple[ReviewV
         if raw is None:
             return None
         if raw not in allowed:
-            notes.append(f"{what} '{raw}' is not one of this project's; ignored")
+            notes.append(f"{what} '{_shown(raw)}' is not one of this project's; ignored")
             return None
         return raw
 
@@ -310,7 +310,7 @@ def from_query(params: Mapping[str, Any], choices: ViewChoices) -> tuple[ReviewV
         elif _ID.fullmatch(raw) and int(raw) < len(choices.classes):
             values[key] = int(raw)
         else:
-            notes.append(f"the class '{raw}' is not a class of this data set; ignored")
+            notes.append(f"the class '{_shown(raw)}' is not a class of this data set; ignored")
     disagrees = text("disagrees", 8)
     if disagrees is not None:
         if disagrees in ("1", "true", "0", "false"):
@@ -341,6 +341,12 @@ def from_query(params: Mapping[str, Any], choices: ViewChoices) -> tuple[ReviewV
         values["rows"] = _selection(raw_rows, choices, notes)
     view = ReviewView(**{k: v for k, v in values.items() if v is not None})
     return view, notes
+
+
+def _shown(raw: str) -> str:
+    """A URL's text as a note may echo it: characters that reorder or hide text (U+202E, zero-width) as escapes."""
+    return "".join(c if c == " " or unicodedata.category(c)[0] not in "CZ" else c.encode("unicode_escape").decode()
+                   for c in raw)
 
 
 def _selection(raw: str, choices: ViewChoices, notes: list[str]) -> tuple[int, ...] | None:

@@ -137,6 +137,8 @@ def test_url_round_trip_names_classes_and_samples_as_people_see_them():
     ({"like": "\u0661\u0660\u0660\u0660"}, "not a number"),  # Arabic-Indic digits: Python's int() reads 1000
     ({"smin": "1_0"}, "not a number"),  # float() reads 10
     ({"smax": "\uff11"}, "not a number"),  # a fullwidth 1
+    ({"order": "ip\u202e)txt.exe"}, "'ip\\u202e)txt.exe' is not one"),  # a note never reorders what it shows
+    ({"given": "c\u200bat"}, "'c\\u200bat' is not a class"),
 ])
 def test_a_hostile_parameter_is_ignored_with_a_note(params, note):
     view, notes = from_query(params, CHOICES)
