@@ -95,6 +95,11 @@ def bulk_fixes(proj, ds, primary: str, listed) -> None:
             st.markdown(f"**Preview:** {plain(preview.description)}" + (" — the first few:" if preview.sample else "."))
             if preview.sample:
                 st.dataframe(_sample_table(proj, ds, preview), hide_index=True, width="stretch")
+            elif preview.action == "relabel":  # a dead end for a newcomer without a hint
+                st.caption("No undecided flagged sample qualifies: lower the probability, flag a larger share, or "
+                           "untick 'Only the samples this view lists'.")
+            else:
+                st.caption("No undecided duplicate to remove: every group is decided already, or Datalab found none.")
         if last is not None:
             c[2].button(f"Undo bulk fix ({last['count']} samples)", key="bulk-undo", icon=":material/undo:",
                         width="stretch", on_click=_undo, args=(proj, last["batch"]),

@@ -11,6 +11,11 @@ from influence_core.project import InfluenceError
 from app_pages._common import job_outcome, job_section, plain
 
 
+# the versions table's columns in words (the CLI's `versions list` keeps the short names)
+SUMMARY_COLUMNS = {"created_at": "saved at (UTC)", "created_by": "saved by", "n_train_after": "training samples after",
+                   "decided_by": "decisions by", "rankings": "rankings computed"}
+
+
 def _save(proj) -> None:
     """The Save button's click: a taken or malformed name is one line, never an overwrite."""
     name = str(st.session_state.get("version-name") or "").strip()
@@ -65,7 +70,8 @@ def versions_section(proj, ds) -> None:
     if not versions:
         st.caption("No versions of this data set yet.")
         return
-    st.dataframe([v.summary() for v in versions[::-1]], hide_index=True, width="stretch")
+    st.dataframe([{SUMMARY_COLUMNS.get(k, k): v for k, v in version.summary().items()} for version in versions[::-1]],
+                 hide_index=True, width="stretch")
     names = [v.name for v in versions[::-1]]  # newest first
     if st.session_state.get("version-chosen") not in names:
         st.session_state["version-chosen"] = names[0]

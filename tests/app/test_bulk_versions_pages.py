@@ -158,3 +158,16 @@ def test_export_files_are_reported_without_the_servers_path_and_a_lost_parent_is
     no_errors(at)
     message = at.success[-1].value
     assert "exports/" in message and str(scored) not in message and not any(ch in message for ch in "\\")
+
+
+def test_a_bulk_fix_that_changes_nothing_says_what_to_change_and_export_says_first_what_is_missing(scored):
+    at = open_page("5_Review.py")
+    at.slider(key="bulk-threshold").set_value(1.0).run()  # no flagged sample is suggested with probability 1
+    _button(at, "Preview").click().run()
+    no_errors(at)
+    assert _button(at, "Apply to 0 samples").disabled
+    assert any("lower the probability" in c.value for c in at.caption)
+    at = open_page("6_Export.py")
+    no_errors(at)
+    assert "No decisions yet" in at.info[0].value and "baseline" in at.info[0].value
+    assert [s.value for s in at.subheader] == ["Versions of the cleaned data set"]
