@@ -244,3 +244,59 @@ def test_a_version_saved_while_a_bulk_fix_is_half_written_holds_none_of_it(score
         proceed.set()
         writer.join()
     assert len(scored.save_version("after").removed) == 59 and scored.version("after").parent == "midway"
+
+
+_KILLED_APPLY = """
+import sys, time
+from influence_core.project import Project
+from influence_core.review import DecisionLog
+proj = Project.open(sys.argv[1], sys.argv[2], user="alice")
+connect = DecisionLog._connect
+
+class HalfWay:  # the rows are inserted, the process dies before the commit
+    def __init__(self, con):
+        self.con = con
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+    def __enter__(self):
+        self.con.__enter__()
+        return self
+    def __exit__(self, *exc):
+        return self.con.__exit__(*exc)
+    def executemany(self, *args):
+        cursor = self.con.executemany(*args)
+        open(sys.argv[3], "w").close()
+        time.sleep(60)
+        return cursor
+
+DecisionLog._connect = lambda self: HalfWay(connect(self))
+proj.apply_bulk_fix(proj.bulk_dedupe_preview("first", groups=[list(range(30))]))
+"""
+
+
+def test_a_bulk_fix_killed_midway_leaves_nothing_and_the_next_one_applies_whole(scored):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    scored.record([40], "remove", session="s1")
+    marker = scored.root / "inserted"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_APPLY, scored.name, str(scored.root), str(marker)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the child never inserted its rows"
+    finally:
+        child.send_signal(signal.SIGKILL)  # kill -9 between the insert and the commit
+        child.wait()
+    again = Project.open(scored.name, scored.root, user="alice")  # a restart: the log as the disk holds it
+    assert set(again.current_decisions()) == {40} and again.last_bulk_fix() is None
+    preview = again.bulk_dedupe_preview("first", groups=[list(range(30))])
+    again.apply_bulk_fix(preview)
+    assert set(again.current_decisions()) == set(range(1, 30)) | {40}
+    assert again.undo_bulk_fix() == 29 and set(again.current_decisions()) == {40}
