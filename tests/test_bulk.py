@@ -205,6 +205,28 @@ def test_concurrent_apply_and_undo_leave_each_fix_whole_or_absent(scored):
         assert scored.current_decisions() == {}
 
 
+class HalfWay:
+    """A decision-log connection that calls ``pause`` after inserting a batch's rows, before they are committed."""
+
+    def __init__(self, con, pause):
+        self.con, self.pause = con, pause
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+    def __enter__(self):
+        self.con.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.con.__exit__(*exc)
+
+    def executemany(self, *args):
+        cursor = self.con.executemany(*args)
+        self.pause()
+        return cursor
+
+
 def test_a_version_saved_while_a_bulk_fix_is_half_written_holds_none_of_it(scored, monkeypatch):
     import threading
 
@@ -212,30 +234,10 @@ def test_a_version_saved_while_a_bulk_fix_is_half_written_holds_none_of_it(score
 
     preview = scored.bulk_dedupe_preview("first", groups=[list(range(0, 60))])
     inserted, proceed, connect = threading.Event(), threading.Event(), DecisionLog._connect
-
-    class HalfWay:  # the writer's connection stops after its rows are inserted, before they are committed
-        def __init__(self, con):
-            self.con = con
-
-        def __getattr__(self, name):
-            return getattr(self.con, name)
-
-        def __enter__(self):
-            self.con.__enter__()
-            return self
-
-        def __exit__(self, *exc):
-            return self.con.__exit__(*exc)
-
-        def executemany(self, *args):
-            cursor = self.con.executemany(*args)
-            inserted.set()
-            proceed.wait(30)
-            return cursor
-
     writer = threading.Thread(target=lambda: scored.apply_bulk_fix(preview, session="s1"))
-    monkeypatch.setattr(DecisionLog, "_connect", lambda self: HalfWay(connect(self)) if threading.current_thread()
-                        is writer else connect(self))
+    monkeypatch.setattr(DecisionLog, "_connect", lambda self: HalfWay(
+        connect(self), lambda: (inserted.set(), proceed.wait(30))) if threading.current_thread() is writer
+        else connect(self))
     writer.start()
     assert inserted.wait(30)
     try:
@@ -250,50 +252,19 @@ _KILLED_APPLY = """
 import sys, time
 from influence_core.project import Project
 from influence_core.review import DecisionLog
+from tests.test_bulk import HalfWay
 proj = Project.open(sys.argv[1], sys.argv[2], user="alice")
 connect = DecisionLog._connect
-
-class HalfWay:  # the rows are inserted, the process dies before the commit
-    def __init__(self, con):
-        self.con = con
-    def __getattr__(self, name):
-        return getattr(self.con, name)
-    def __enter__(self):
-        self.con.__enter__()
-        return self
-    def __exit__(self, *exc):
-        return self.con.__exit__(*exc)
-    def executemany(self, *args):
-        cursor = self.con.executemany(*args)
-        open(sys.argv[3], "w").close()
-        time.sleep(60)
-        return cursor
-
-DecisionLog._connect = lambda self: HalfWay(connect(self))
+DecisionLog._connect = lambda self: HalfWay(connect(self), lambda: (open(sys.argv[3], "w").close(), time.sleep(60)))
 proj.apply_bulk_fix(proj.bulk_dedupe_preview("first", groups=[list(range(30))]))
 """
 
 
 def test_a_bulk_fix_killed_midway_leaves_nothing_and_the_next_one_applies_whole(scored):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
+    from .test_versions import kill_at_marker
 
     scored.record([40], "remove", session="s1")
-    marker = scored.root / "inserted"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_APPLY, scored.name, str(scored.root), str(marker)], env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the child never inserted its rows"
-    finally:
-        child.send_signal(signal.SIGKILL)  # kill -9 between the insert and the commit
-        child.wait()
+    kill_at_marker(_KILLED_APPLY, scored.name, str(scored.root), marker=scored.root / "inserted")  # before the commit
     again = Project.open(scored.name, scored.root, user="alice")  # a restart: the log as the disk holds it
     assert set(again.current_decisions()) == {40} and again.last_bulk_fix() is None
     preview = again.bulk_dedupe_preview("first", groups=[list(range(30))])

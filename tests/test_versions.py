@@ -198,7 +198,9 @@ proj.save_version("v1")
 """
 
 
-def test_a_save_killed_midway_leaves_no_version_and_its_leftover_is_swept(proj):
+def kill_at_marker(script: str, *args: str, marker) -> None:
+    """Run ``script`` in a child Python (this checkout on its path) with ``args`` and ``marker``; SIGKILL it (kill -9)
+    as soon as it creates the file ``marker``: a process dying midway, not an exception it could handle."""
     import os
     import signal
     import subprocess
@@ -206,18 +208,24 @@ def test_a_save_killed_midway_leaves_no_version_and_its_leftover_is_swept(proj):
     import time
     from pathlib import Path
 
-    proj.record([1], "remove", session="s")
-    marker = proj.root / "linking"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(proj.root), str(marker)], env=env)
+    child = subprocess.Popen([sys.executable, "-c", script, *args, str(marker)], env=env)
     try:
         deadline = time.monotonic() + 120
         while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert marker.exists(), "the child never reached the link"
+        assert marker.exists(), "the child never reached the point where it is killed"
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+
+
+def test_a_save_killed_midway_leaves_no_version_and_its_leftover_is_swept(proj):
+    import os
+    import time
+
+    proj.record([1], "remove", session="s")
+    kill_at_marker(_KILLED_SAVE, str(proj.root), marker=proj.root / "linking")
     folder = proj.folder / "versions"
     leftovers = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
     assert len(leftovers) == 1 and not (folder / "v1.json").exists() and proj.versions() == []

@@ -111,6 +111,16 @@ def test_a_stale_undo_click_undoes_nothing_and_says_so(scored):
     assert set(proj.current_decisions()) == {7}
 
 
+def _two_versions(root):
+    """The default project with version "a" (row 3 removed) and its child "b" (rows 3 and 4 removed)."""
+    proj = project_of(root)
+    proj.record([3], "remove")
+    proj.save_version("a")
+    proj.record([4], "remove")
+    proj.save_version("b")
+    return proj
+
+
 def test_a_viewer_sees_the_versions_but_saves_writes_and_retrains_nothing(scored):
     from streamlit.testing.v1 import AppTest
 
@@ -120,11 +130,7 @@ def test_a_viewer_sees_the_versions_but_saves_writes_and_retrains_nothing(scored
     from .conftest import APP
     from .test_navigation import AUTH
 
-    proj = project_of(scored)
-    proj.record([3], "remove")
-    proj.save_version("a")
-    proj.record([4], "remove")
-    proj.save_version("b")
+    proj = _two_versions(scored)
     write_members(proj.folder, Members("alice@example.com", {"carol@example.com": "viewer"}))
     exports = proj.folder / "exports"
     at = AppTest.from_file(APP, default_timeout=90)
@@ -144,11 +150,7 @@ def test_a_viewer_sees_the_versions_but_saves_writes_and_retrains_nothing(scored
 
 
 def test_export_files_are_reported_without_the_servers_path_and_a_lost_parent_is_a_warning(scored):
-    proj = project_of(scored)
-    proj.record([3], "remove")
-    proj.save_version("a")
-    proj.record([4], "remove")
-    proj.save_version("b")
+    proj = _two_versions(scored)
     (proj.folder / "versions" / "a.json").unlink()  # the parent removed by hand on the server
     at = open_page("6_Export.py")
     assert not at.exception and not at.error
