@@ -1208,7 +1208,7 @@ class Project:
         probs, oof = self.suggested_probabilities(label)
         candidates = self.flagged(label) if rows is None else [int(r) for r in rows if 0 <= int(r) < len(probs)]
         return relabel_preview(candidates, probs, self.dataset().train.y.numpy(), threshold,
-                               decided=self.current_decisions(), out_of_fold=oof)
+                               decided=self.current_decisions(), out_of_fold=oof, scope=self.decision_scope())
 
     def duplicate_sets(self) -> list[list[int]]:
         """Groups of training rows that are duplicates (Datalab's, `data_issues`); empty until it has run."""
@@ -1223,7 +1223,7 @@ class Project:
         label = label or self.primary_ranking()
         scores = self.rankings().get(label) if keep == "best" and label else None
         return dedupe_preview(self.duplicate_sets() if groups is None else groups, scores, keep,
-                              decided=self.current_decisions())
+                              decided=self.current_decisions(), scope=self.decision_scope())
 
     def apply_bulk_fix(self, preview, *, session: str | None = None) -> int:
         """Record a bulk fix's preview as ONE batch by this project's user (so one undo takes it all back); returns the
@@ -1233,6 +1233,7 @@ class Project:
         rows = [int(r) for r in preview.rows]
         if not rows:
             raise InfluenceError("this bulk fix changes no sample")
+        preview.check_current(self.decision_scope(), self.current_decisions())  # stale: other data, newer decisions
         if not all(0 <= r < len(source) for r in rows):
             raise InfluenceError("this bulk fix names rows outside the training split: preview it again")
         if preview.new_labels is not None and not all(0 <= k < dataset.num_classes for k in preview.new_labels):

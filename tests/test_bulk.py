@@ -271,3 +271,19 @@ def test_a_bulk_fix_killed_midway_leaves_nothing_and_the_next_one_applies_whole(
     again.apply_bulk_fix(preview)
     assert set(again.current_decisions()) == set(range(1, 30)) | {40}
     assert again.undo_bulk_fix() == 29 and set(again.current_decisions()) == {40}
+
+
+def test_a_preview_made_stale_by_other_data_or_new_decisions_is_refused_not_applied(scored):
+    preview = scored.bulk_dedupe_preview("first", groups=[[0, 1, 2], [10, 11]])
+    other = Project.open(scored.name, scored.root, user="bob")  # another tab or reviewer
+    other.record([11], "keep", session="b")  # a person decided one of its samples after the preview
+    with pytest.raises(InfluenceError, match="decided since the preview: preview it again"):
+        scored.apply_bulk_fix(preview)  # before: bob's keep was overwritten by the rule
+    assert {r: d.action for r, d in scored.current_decisions().items()} == {11: "keep"}
+    fresh = scored.bulk_dedupe_preview("first", groups=[[0, 1, 2], [10, 11]])
+    assert fresh.rows == (1, 2)
+    other.use_dataset("moons", seed=1)  # the data set switched in another tab; moons has as many rows or more
+    assert len(other.dataset().train) > max(fresh.rows)
+    with pytest.raises(InfluenceError, match="previewed on other data"):
+        scored.apply_bulk_fix(fresh)  # before: recorded on rows 1 and 2 of the other data set
+    assert other.current_decisions() == {}
