@@ -34,6 +34,7 @@ FOLDER = "versions"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Names Windows keeps for devices (also with an extension): a project folder copied there could not hold the file.
 _DEVICE = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re.IGNORECASE)
+MAX_VERSIONS = 1000  # per project: a browser (a script clicking Save) cannot fill the server's disk with them
 STALE_TMP_S = 600  # a temporary version file this old is a leftover of a save that was killed (a save takes ms)
 
 
@@ -157,6 +158,9 @@ def save_version(folder: str | os.PathLike, version: DataVersion) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(target.parent)
     _check_name_free(target)
+    if sum(1 for _ in target.parent.glob("*.json")) >= MAX_VERSIONS:
+        raise InfluenceError(f"this project holds {MAX_VERSIONS} versions, the most it keeps; versions are never "
+                             "deleted here: ask the server's administrator")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:

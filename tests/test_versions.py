@@ -257,3 +257,14 @@ def test_a_version_file_edited_or_copied_by_hand_is_left_out_with_one_line(proj)
             proj.version(name)
         assert "\n" not in str(err.value)
     assert [v.name for v in proj.versions()] == ["good"]
+
+
+def test_a_project_keeps_at_most_max_versions(proj, monkeypatch):
+    import influence_core.versions as versions
+
+    monkeypatch.setattr(versions, "MAX_VERSIONS", 2)
+    proj.save_version("a")
+    proj.save_version("b")
+    with pytest.raises(InfluenceError, match="holds 2 versions, the most it keeps"):
+        proj.save_version("c")  # before: no limit, a script clicking Save filled the disk
+    assert [v.name for v in proj.versions()] == ["a", "b"]
