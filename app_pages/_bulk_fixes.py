@@ -89,9 +89,12 @@ def bulk_fixes(proj, ds, primary: str, listed) -> None:
         c[0].button("Preview", key="bulk-preview-button", width="stretch", on_click=_preview,
                      args=(proj, primary, [int(r) for r in listed]))
         st.session_state["bulk-preview-of"] = chosen
+        viewer = proj.role == "viewer"  # may preview, not apply nor undo
+        if viewer:
+            st.caption("Your role here is viewer: you may preview a bulk fix; a reviewer or the owner applies it.")
         if preview is not None:
             c[1].button(f"Apply to {preview.count} samples", key="bulk-apply", type="primary", width="stretch",
-                        disabled=preview.count == 0, on_click=_apply, args=(proj,))
+                        disabled=preview.count == 0 or viewer, on_click=_apply, args=(proj,))
             st.markdown(f"**Preview:** {plain(preview.description)}" + (" — the first few:" if preview.sample else "."))
             if preview.sample:
                 st.dataframe(_sample_table(proj, ds, preview), hide_index=True, width="stretch")
@@ -102,5 +105,5 @@ def bulk_fixes(proj, ds, primary: str, listed) -> None:
                 st.caption("No undecided duplicate to remove: every group is decided already, or Datalab found none.")
         if last is not None:
             c[2].button(f"Undo bulk fix ({last['count']} samples)", key="bulk-undo", icon=":material/undo:",
-                        width="stretch", on_click=_undo, args=(proj, last["batch"]),
+                        width="stretch", on_click=_undo, args=(proj, last["batch"]), disabled=viewer,
                         help="Takes back your latest bulk fix whole, in one step.")

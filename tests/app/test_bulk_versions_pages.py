@@ -142,6 +142,13 @@ def test_a_viewer_sees_the_versions_but_saves_writes_and_retrains_nothing(scored
     assert _button(at, "Save version").disabled and at.text_input(key="version-name").disabled
     assert _button(at, "Write the export files").disabled
     assert any(d.label.startswith("Download the version's record") for d in at.get("download_button"))
+    at.switch_page("app_pages/5_Review.py").run()
+    no_errors(at)
+    at.slider(key="bulk-threshold").set_value(0.55).run()
+    _button(at, "Preview").click().run()  # a viewer may look at what a fix would do
+    no_errors(at)
+    apply = next(b for b in at.button if b.label.startswith("Apply to "))
+    assert apply.label != "Apply to 0 samples" and apply.disabled
     carol = Project.open_existing("default", Access("carol@example.com", signed_in=True), scored)
     for act in (lambda: carol.write_export({"x.csv": b"1"}), lambda: carol.compare_versions_in_background("a", "b")):
         with pytest.raises(InfluenceError, match="not decide"):
