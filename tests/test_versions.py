@@ -268,3 +268,30 @@ def test_a_project_keeps_at_most_max_versions(proj, monkeypatch):
     with pytest.raises(InfluenceError, match="holds 2 versions, the most it keeps"):
         proj.save_version("c")  # before: no limit, a script clicking Save filled the disk
     assert [v.name for v in proj.versions()] == ["a", "b"]
+
+
+def test_a_versions_csv_neutralises_formulas_and_keeps_odd_labels(tmp_path):
+    import io
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 60
+    frame = pd.DataFrame({'=HYPERLINK("http://x","y")': rng.normal(size=n).round(3),
+                          "note": rng.choice(["=cmd|' /C calc'!A0", "line1\nline2", 'q"uote'], n),
+                          "y": rng.choice(["cat\ndog", 'say "hi"', "=1+1"], n)})
+    proj = Project.open("odd", tmp_path, user="alice")
+    proj.upload_dataset(frame.to_csv(index=False).encode(), "odd.csv", label_column="y")
+    proj.train("logreg")
+    proj.record([0], "remove", session="s")
+    proj.record([1], "relabel", 1, session="s")
+    proj.save_version("v1")
+    back = pd.read_csv(io.BytesIO(proj.table_bytes(proj.version_cleaned_table("v1"), "csv")), keep_default_na=False)
+    assert back.columns[1] == "'" + frame.columns[0]  # a header a spreadsheet would run, neutralised
+    assert set(back["note"]) == {"'=cmd|' /C calc'!A0", "line1\nline2", 'q"uote'}
+    classes = proj.dataset().classes
+    assert set(back["y"]) <= {"cat\ndog", 'say "hi"', "'=1+1"}  # a label with a newline or quotes comes back whole
+    train = back[back["split"] == "train"]
+    assert len(train) == len(proj.dataset().train) - 1
+    relabelled = train[train["original_index"] == int(proj.source_index()[1])]["y"].item()
+    assert relabelled.lstrip("'") == classes[1]
