@@ -16,7 +16,6 @@ import os
 import re
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .atomic import exclusive
 from .data.base import Dataset
 from .errors import InfluenceError, writing
 from .export import final_labels
@@ -173,7 +173,7 @@ def save_version(folder: str | os.PathLike, version: DataVersion) -> Path:
         except FileExistsError:
             _taken(version.name)
         except OSError:  # no hard links here (FAT, some network and FUSE file systems): rename, under a lock
-            with _version_lock(target.parent):
+            with exclusive(target.parent / ".lock", _LOCK):
                 _check_name_free(target)
                 os.replace(tmp, target)
     finally:
@@ -205,20 +205,7 @@ def _remove_stale_temporaries(folder: Path) -> None:
             continue
 
 
-_LOCK = threading.Lock()
-
-
-@contextmanager
-def _version_lock(folder: Path):
-    """Between threads, and between processes where the file system supports flock (else this process's only)."""
-    with _LOCK, open(folder / ".lock", "a") as handle:
-        try:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except (ImportError, OSError):  # no flock here: the thread lock still holds in this process
-            pass
-        yield
+_LOCK = threading.Lock()  # with an flock on versions/.lock: the rename fallback's one writer at a time
 
 
 def load_version(folder: str | os.PathLike, name: str) -> DataVersion:

@@ -22,7 +22,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
-from .atomic import write_text_atomic
+from .atomic import exclusive, write_text_atomic
 from .errors import InfluenceError
 from .state import flagged_rows
 
@@ -399,10 +399,14 @@ class SavedViews:
             self.path.replace(self.path.with_name(f"{VIEWS_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"))
         write_text_atomic(self.path, json.dumps(views, indent=1, sort_keys=True))
 
+    def _locked(self):
+        """One writer at a time: threads of this process, and processes sharing the workspace."""
+        return exclusive(self.path.with_name(".views.lock"), _SAVE_LOCK)
+
     def save(self, name: str, query: Mapping[str, str]) -> str:
         """Save (or replace) the view ``name``; returns the name as stored (trimmed)."""
         name = valid_view_name(name)
-        with _SAVE_LOCK:
+        with self._locked():
             views, readable = self._read()
             if name not in views and len(views) >= MAX_SAVED:
                 raise InfluenceError(f"a project keeps at most {MAX_SAVED} saved views: delete one first")
@@ -412,7 +416,7 @@ class SavedViews:
 
     def delete(self, name: str) -> bool:
         """Delete the view ``name``; whether there was one."""
-        with _SAVE_LOCK:
+        with self._locked():
             views, readable = self._read()
             if views.pop(name, None) is None:
                 return False

@@ -242,3 +242,21 @@ def test_a_saved_views_name_cannot_break_a_line_or_hide_text_and_a_bad_file_is_k
     kept = [p for p in tmp_path.iterdir() if p.name.startswith("views.json.corrupt-")]
     assert len(kept) == 1 and kept[0].read_text() == garbage
     assert views.all() == {"new": {"scope": "all"}}
+
+
+def _save_many(folder: str, prefix: str, count: int) -> None:
+    for i in range(count):
+        SavedViews(folder).save(f"{prefix}{i}", {"scope": "all"})
+
+
+def test_two_processes_saving_views_at_once_lose_none(tmp_path):
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")  # two servers sharing one workspace
+    workers = [fork.Process(target=_save_many, args=(str(tmp_path), prefix, 40)) for prefix in ("a", "b")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert len(SavedViews(tmp_path).all()) == 80  # before: a read-modify-write race lost some
