@@ -9,7 +9,7 @@ import json
 import streamlit as st
 
 from influence_core.project import InfluenceError
-from app_pages._common import guarded, missing, plain, start_page
+from app_pages._common import guarded, link, plain, start_page
 from app_pages._versions import versions_section
 
 
@@ -145,19 +145,25 @@ def _tool_exports(proj, ds, current: dict) -> None:
 def _save(proj, files: dict[str, bytes], later: dict) -> None:
     """Write every export file into the project's exports folder."""
     st.subheader("Save to the project")
-    if st.button("Write the export files", icon=":material/save:"):
+    viewer = proj.role == "viewer"
+    if st.button("Write the export files", icon=":material/save:", disabled=viewer,
+                 help="Your role here is viewer: download the files instead." if viewer else None):
         files = {**files, **{n: build() for n, build in later.items()}}
         folder = proj.write_export(files)
-        st.success(f"Wrote {len(files)} files to {plain(folder)}")
+        # the project's own folder by name, never the server's path to it
+        st.success(f"Wrote {len(files)} files to the project's exports/{plain(folder.name)}")
 
 
 def page() -> None:
     ctx = start_page("Export", needs="model")
     proj, ds = ctx.proj, ctx.ds
     current = proj.current_decisions()
-    if not current:
-        versions_section(proj, ds)  # the versions saved before, and the data as loaded as one (a baseline to compare)
-        missing("No decisions yet: review the flagged samples first.", "review", "Go to Review")
+    if not current:  # first what is missing, then the versions: the data as loaded may be one (a baseline)
+        st.info("No decisions yet: review the flagged samples first. You may still save the data as loaded as a "
+                "version below, a baseline to compare the cleaned versions with.")
+        link("review", "Go to Review")
+        versions_section(proj, ds)
+        st.stop()
     info = proj.manifest()
     _summary(ds, info)
     _reviewers(proj)

@@ -46,8 +46,11 @@ def _apply(proj) -> None:
 
 def _undo(proj, batch: int) -> None:
     n = _attempt(lambda: proj.undo_bulk_fix(batch))
-    if n is not None:
+    if n:
         st.session_state["review-message"] = ("done", f"Undid the bulk fix ({n} samples).")
+    elif n is not None:  # a second click, or another tab undid it or applied a newer one first
+        st.session_state["review-message"] = ("error", "Nothing undone: that bulk fix was taken back already or is "
+                                              "no longer your latest one (the button now shows your latest).")
 
 
 def _sample_table(proj, ds, preview) -> list[dict]:
@@ -86,13 +89,21 @@ def bulk_fixes(proj, ds, primary: str, listed) -> None:
         c[0].button("Preview", key="bulk-preview-button", width="stretch", on_click=_preview,
                      args=(proj, primary, [int(r) for r in listed]))
         st.session_state["bulk-preview-of"] = chosen
+        viewer = proj.role == "viewer"  # may preview, not apply nor undo
+        if viewer:
+            st.caption("Your role here is viewer: you may preview a bulk fix; a reviewer or the owner applies it.")
         if preview is not None:
             c[1].button(f"Apply to {preview.count} samples", key="bulk-apply", type="primary", width="stretch",
-                        disabled=preview.count == 0, on_click=_apply, args=(proj,))
+                        disabled=preview.count == 0 or viewer, on_click=_apply, args=(proj,))
             st.markdown(f"**Preview:** {plain(preview.description)}" + (" — the first few:" if preview.sample else "."))
             if preview.sample:
                 st.dataframe(_sample_table(proj, ds, preview), hide_index=True, width="stretch")
+            elif preview.action == "relabel":  # a dead end for a newcomer without a hint
+                st.caption("No undecided flagged sample qualifies: lower the probability, flag a larger share, or "
+                           "untick 'Only the samples this view lists'.")
+            else:
+                st.caption("No undecided duplicate to remove: every group is decided already, or Datalab found none.")
         if last is not None:
             c[2].button(f"Undo bulk fix ({last['count']} samples)", key="bulk-undo", icon=":material/undo:",
-                        width="stretch", on_click=_undo, args=(proj, last["batch"]),
+                        width="stretch", on_click=_undo, args=(proj, last["batch"]), disabled=viewer,
                         help="Takes back your latest bulk fix whole, in one step.")

@@ -11,6 +11,11 @@ from influence_core.project import InfluenceError
 from app_pages._common import job_outcome, job_section, plain
 
 
+# the versions table's columns in words (the CLI's `versions list` keeps the short names)
+SUMMARY_COLUMNS = {"created_at": "saved at (UTC)", "created_by": "saved by", "n_train_after": "training samples after",
+                   "decided_by": "decisions by", "rankings": "rankings computed"}
+
+
 def _save(proj) -> None:
     """The Save button's click: a taken or malformed name is one line, never an overwrite."""
     name = str(st.session_state.get("version-name") or "").strip()
@@ -54,20 +59,30 @@ def versions_section(proj, ds) -> None:
         st.error(plain(message))
     elif kind:
         st.success(plain(message))
+    viewer = proj.role == "viewer"
     c = st.columns([3, 1], vertical_alignment="bottom")
-    c[0].text_input("Save as version…", key="version-name", max_chars=64, placeholder="a name, e.g. cleaned-1")
-    c[1].button("Save version", icon=":material/bookmark_add:", on_click=_save, args=(proj,), width="stretch")
+    c[0].text_input("Save as version…", key="version-name", max_chars=64, disabled=viewer,
+                    placeholder="your role here is viewer: you may download versions" if viewer
+                    else "a name: letters, digits, '-', '_', '.', e.g. cleaned-1")
+    c[1].button("Save version", icon=":material/bookmark_add:", on_click=_save, args=(proj,), width="stretch",
+                disabled=viewer)
     versions = proj.versions()
     if not versions:
         st.caption("No versions of this data set yet.")
         return
-    st.dataframe([v.summary() for v in versions[::-1]], hide_index=True, width="stretch")
+    st.dataframe([{SUMMARY_COLUMNS.get(k, k): v for k, v in version.summary().items()} for version in versions[::-1]],
+                 hide_index=True, width="stretch")
     names = [v.name for v in versions[::-1]]  # newest first
     if st.session_state.get("version-chosen") not in names:
         st.session_state["version-chosen"] = names[0]
     version = proj.version(st.selectbox("Version", names, key="version-chosen"))
-    diff = proj.version_diff(version.parent, version.name)
-    before = f"version {version.parent}" if version.parent else "the data as loaded"
+    parent = version.parent
+    try:
+        diff = proj.version_diff(parent, version.name)
+    except InfluenceError as err:  # its parent was deleted or cannot be read: the diff against the data as loaded
+        st.warning(f"{plain(err)}; the changes below are against the data as loaded.")
+        parent, diff = None, proj.version_diff(None, version.name)
+    before = f"version {parent}" if parent else "the data as loaded"
     st.markdown(f"**{plain(version.name)} against {plain(before)}:** {len(diff.removed)} removed · "
                 f"{len(diff.restored)} restored · {len(diff.relabelled)} relabelled")
     table = diff.table(proj.source_index())
@@ -96,8 +111,14 @@ def compare_section(proj) -> None:
     a = c[0].selectbox("Version A", versions, index=1, key="vc-a")
     b = c[1].selectbox("Version B", versions, index=0, key="vc-b")
     seeds = int(c[2].number_input("Seeds", 1, 5, 1, key="vc-seeds"))
-    if c[3].button("Retrain on both", icon=":material/play_arrow:", disabled=a == b, key="vc-run"):
-        proj.compare_versions_in_background(a, b, seeds)
+    viewer = proj.role == "viewer"
+    if c[3].button("Retrain on both", icon=":material/play_arrow:", disabled=a == b or viewer, key="vc-run",
+                   help="Your role here is viewer: retraining is for reviewers and the owner." if viewer else None):
+        try:
+            proj.compare_versions_in_background(a, b, seeds)
+        except InfluenceError as err:  # a version deleted meanwhile: one line, the page stays
+            st.error(plain(err))
+            return
         st.rerun()
     if job is None:
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -20,3 +21,17 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def exclusive(lock_file: str | os.PathLike, thread_lock: threading.Lock):
+    """One writer at a time: ``thread_lock`` between this process's threads, and an flock on ``lock_file`` between
+    processes sharing the workspace (where the file system has no flock, the thread lock alone)."""
+    with thread_lock, open(lock_file, "a") as handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except (ImportError, OSError):
+            pass
+        yield

@@ -37,10 +37,22 @@ class BulkPreview:
     action: str
     new_labels: tuple[int, ...] | None
     sample: tuple[dict, ...]
+    scope: str = ""  # the data it was computed on (the decision log's scope); "" = not said
 
     @property
     def count(self) -> int:
         return len(self.rows)
+
+    def check_current(self, scope: str, decided: Iterable[int]) -> None:
+        """Refuse, in one line, a preview made stale: computed on other data (the data set switched since), or with
+        samples a person decided since (a person's decision beats a rule; a second Apply is refused the same way)."""
+        if self.scope and self.scope != scope:
+            raise InfluenceError("this bulk fix was previewed on other data (the data set changed since): preview it "
+                                 "again")
+        since = set(self.rows) & {int(r) for r in decided}
+        if since:
+            raise InfluenceError(f"{len(since)} of this bulk fix's samples were decided since the preview: preview it "
+                                 "again")
 
     def event(self) -> str:
         """A fresh event id for recording this fix (it marks the batch as a bulk fix of this kind)."""
@@ -56,7 +68,7 @@ def kind_of_event(event: str | None) -> str | None:
 
 def _check_threshold(threshold: float) -> float:
     try:
-        value = float(threshold)
+        value = float("nan") if isinstance(threshold, bool) else float(threshold)
     except (TypeError, ValueError):
         value = float("nan")
     if not 0.0 <= value <= 1.0:
@@ -64,8 +76,23 @@ def _check_threshold(threshold: float) -> float:
     return value
 
 
+def _rows_of(values, n: int | None) -> list[int]:
+    """``values`` as training rows (whole numbers in 0..n-1; below 0 never: a negative row would wrap to the last
+    ones), else a one-line error."""
+    rows = []
+    for value in values if isinstance(values, (list, tuple, set, frozenset, np.ndarray, range)) else [values]:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise InfluenceError(f"a bulk fix names training rows by whole numbers, not '{str(value)[:20]}'")
+        if value < 0 or (n is not None and value >= n):
+            raise InfluenceError(f"a bulk fix names row {int(value)}, not in the training split"
+                                 + (f" (0..{n - 1})" if n is not None else ""))
+        rows.append(int(value))
+    return rows
+
+
 def relabel_preview(flagged: Sequence[int], probs: np.ndarray, given: np.ndarray, threshold: float,
-                    decided: Iterable[int] = (), sample_size: int = SAMPLE, out_of_fold: bool = False) -> BulkPreview:
+                    decided: Iterable[int] = (), sample_size: int = SAMPLE, out_of_fold: bool = False,
+                    scope: str = "") -> BulkPreview:
     """Relabel each ``flagged`` row (in their order: most detrimental first) not yet ``decided`` whose most probable
     class under ``probs`` (N×C) is not its ``given`` label and has probability ≥ ``threshold``."""
     threshold = _check_threshold(threshold)
@@ -73,7 +100,7 @@ def relabel_preview(flagged: Sequence[int], probs: np.ndarray, given: np.ndarray
     skip = {int(r) for r in decided}
     suggested = probs.argmax(axis=1)
     rows, labels = [], []
-    for r in (int(r) for r in flagged):
+    for r in _rows_of(list(flagged), len(probs)):
         k = int(suggested[r])
         if r not in skip and k != int(given[r]) and probs[r, k] >= threshold:
             rows.append(r)
@@ -82,11 +109,12 @@ def relabel_preview(flagged: Sequence[int], probs: np.ndarray, given: np.ndarray
                    for r, k in zip(rows[:sample_size], labels[:sample_size]))
     where = "out-of-fold" if out_of_fold else "in-sample"
     return BulkPreview("relabel_confident", f"relabel {len(rows)} flagged sample(s) to the model's suggested class "
-                       f"({where} probability ≥ {threshold:.2f})", tuple(rows), "relabel", tuple(labels), sample)
+                       f"({where} probability ≥ {threshold:.2f})", tuple(rows), "relabel", tuple(labels), sample, scope)
 
 
 def dedupe_preview(groups: Iterable[Sequence[int]], scores: np.ndarray | None = None, keep: str = "best",
-                   decided: Mapping[int, object] | Iterable[int] = (), sample_size: int = SAMPLE) -> BulkPreview:
+                   decided: Mapping[int, object] | Iterable[int] = (), sample_size: int = SAMPLE,
+                   scope: str = "") -> BulkPreview:
     """Remove all but one sample of each duplicate group: keep the one with the highest score (``keep="best"``:
     lower = more detrimental, ties to the first row) or the first row (``"first"``, the smallest row number).
     A group whose rows a reviewer already decided keeps those decisions; only undecided rows are removed."""
@@ -99,7 +127,7 @@ def dedupe_preview(groups: Iterable[Sequence[int]], scores: np.ndarray | None = 
     skip = {int(r) for r in decided}
     rows, sample = [], []
     for group in groups:
-        members = sorted({int(r) for r in group})
+        members = sorted(set(_rows_of(group, None if scores is None else len(scores))))
         if len(members) < 2:
             continue
         kept = max(members, key=lambda r: (float(scores[r]), -r)) if keep == "best" else members[0]
@@ -110,7 +138,7 @@ def dedupe_preview(groups: Iterable[Sequence[int]], scores: np.ndarray | None = 
     rows = sorted(set(rows))
     how = "the best-scored" if keep == "best" else "the first"
     return BulkPreview("keep_one_per_duplicate_group", f"remove {len(rows)} duplicate sample(s), keeping {how} of each "
-                       "group", tuple(rows), "remove", None, tuple(sample))
+                       "group", tuple(rows), "remove", None, tuple(sample), scope)
 
 
 def check_fix(preview: BulkPreview, n_rows: int, num_classes: int) -> list[int]:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .atomic import exclusive
 from .data.base import Dataset
 from .errors import InfluenceError, writing
 from .export import final_labels
@@ -31,14 +32,20 @@ from .review import Decision
 
 FOLDER = "versions"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Names Windows keeps for devices (also with an extension): a project folder copied there could not hold the file.
+_DEVICE = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re.IGNORECASE)
+MAX_VERSIONS = 1000  # per project: a browser (a script clicking Save) cannot fill the server's disk with them
+STALE_TMP_S = 600  # a temporary version file this old is a leftover of a save that was killed (a save takes ms)
 
 
 def valid_version_name(name) -> str:
-    """``name`` when it can name a version (letters, digits, '-', '_', '.'; at most 64), else a one-line error."""
+    """``name`` when it can name a version (letters, digits, '-', '_', '.'; at most 64; no Windows device name such
+    as CON, no trailing '.'), else a one-line error."""
     name = str(name or "").strip()
-    if not _NAME.fullmatch(name) or name in (".", "..") or name.endswith(".json"):
+    if (not _NAME.fullmatch(name) or name in (".", "..") or name.endswith((".json", "."))
+            or _DEVICE.fullmatch(name)):
         raise InfluenceError(f"'{name[:80]}' cannot name a version: use up to 64 letters, digits, '-', '_' or '.', "
-                             "starting with a letter or digit")
+                             "starting with a letter or digit (not a device name such as CON, not ending in '.')")
     return name
 
 
@@ -99,8 +106,17 @@ class DataVersion:
 
     @classmethod
     def from_json(cls, data: dict) -> "DataVersion":
+        """The version a file holds; a ValueError for a file edited into something else (wrong types, actions)."""
         rows = tuple(VersionRow(**r) for r in data["rows"])
-        return cls(**{**data, "rows": rows, "rankings": tuple(data.get("rankings", ()))})
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        for r in rows:
+            if not (whole(r.row) and whole(r.original) and whole(r.given) and r.action in ("remove", "relabel")
+                    and (whole(r.label) if r.action == "relabel" else r.label is None)):
+                raise ValueError(f"changed row {str(r.row)[:20]} is not a removal or a relabel of a row")
+        version = cls(**{**data, "rows": rows, "rankings": tuple(data.get("rankings", ()))})
+        if not (whole(version.n_train) and all(0 <= r.row < version.n_train for r in rows)):
+            raise ValueError("its changed rows are not rows of its training split")
+        return version
 
 
 def labels_digest(labels: np.ndarray, kept: np.ndarray) -> str:
@@ -135,9 +151,16 @@ def _path(folder: Path, name: str) -> Path:
 @writing("save the version")
 def save_version(folder: str | os.PathLike, version: DataVersion) -> Path:
     """Write ``version`` into ``<folder>/versions/<name>.json``, whole or not at all, and never over an existing
-    version (a hard link of the finished temporary file: it fails when the name is taken); the file is read-only."""
+    version nor beside one whose name differs only in case; the file is read-only. A finished temporary file is hard
+    linked to the name (the link fails when the name is taken); where the file system has no hard links, it is
+    renamed to the name under a lock, after checking the name is free."""
     target = _path(Path(folder), version.name)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target.parent)
+    _check_name_free(target)
+    if sum(1 for _ in target.parent.glob("*.json")) >= MAX_VERSIONS:
+        raise InfluenceError(f"this project holds {MAX_VERSIONS} versions, the most it keeps; versions are never "
+                             "deleted here: ask the server's administrator")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -148,18 +171,51 @@ def save_version(folder: str | os.PathLike, version: DataVersion) -> Path:
         try:
             os.link(tmp, target)
         except FileExistsError:
-            raise InfluenceError(f"a version named '{version.name}' exists already; versions are never overwritten: "
-                                 "choose another name") from None
+            _taken(version.name)
+        except OSError:  # no hard links here (FAT, some network and FUSE file systems): rename, under a lock
+            with exclusive(target.parent / ".lock", _LOCK):
+                _check_name_free(target)
+                os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def _taken(name: str):
+    raise InfluenceError(f"a version named '{name}' exists already; versions are never overwritten: choose another "
+                         "name") from None
+
+
+def _check_name_free(target: Path) -> None:
+    """Refuse a name taken, also in another case (a case-insensitive file system, or a copy there, would hold one)."""
+    wanted = target.name.casefold()
+    for path in target.parent.glob("*.json"):
+        if path.name.casefold() == wanted:
+            _taken(path.stem)
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove what a save killed midway (kill -9, a crash) left: temporary files older than `STALE_TMP_S`."""
+    now = time.time()
+    for path in folder.glob(".*.json.*.tmp"):
+        try:
+            if now - path.stat().st_mtime > STALE_TMP_S:
+                path.unlink()
+        except OSError:  # another save removed it first, or it is not ours to remove
+            continue
+
+
+_LOCK = threading.Lock()  # with an flock on versions/.lock: the rename fallback's one writer at a time
 
 
 def load_version(folder: str | os.PathLike, name: str) -> DataVersion:
     """The version ``name`` of a project folder; a one-line error when there is none or it is unreadable."""
     path = _path(Path(folder), name)
     try:
-        return DataVersion.from_json(json.loads(path.read_text(encoding="utf-8")))
+        version = DataVersion.from_json(json.loads(path.read_text(encoding="utf-8")))
+        if version.name != path.stem:  # a file copied or renamed by hand: its name would open another version
+            raise ValueError(f"the file holds the version '{str(version.name)[:64]}'")
+        return version
     except FileNotFoundError:
         raise InfluenceError(f"no version named '{name}'") from None
     except (OSError, ValueError, TypeError, KeyError) as err:

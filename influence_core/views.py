@@ -15,13 +15,14 @@ import json
 import math
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
-from .atomic import write_text_atomic
+from .atomic import exclusive, write_text_atomic
 from .errors import InfluenceError
 from .state import flagged_rows
 
@@ -276,7 +277,7 @@ def from_query(params: Mapping[str, Any], choices: ViewChoices) -> tuple[ReviewV
         if raw is None:
             return None
         if raw not in allowed:
-            notes.append(f"{what} '{raw}' is not one of this project's; ignored")
+            notes.append(f"{what} '{_shown(raw)}' is not one of this project's; ignored")
             return None
         return raw
 
@@ -285,6 +286,8 @@ def from_query(params: Mapping[str, Any], choices: ViewChoices) -> tuple[ReviewV
         if raw is None:
             return None
         try:
+            if not raw.isascii() or "_" in raw:  # Python also reads "٣" and "1_0" as numbers; a URL should not
+                raise ValueError(raw)
             value = kind(raw)
         except ValueError:
             notes.append(f"the view's '{key}' is not a number; ignored")
@@ -307,7 +310,7 @@ def from_query(params: Mapping[str, Any], choices: ViewChoices) -> tuple[ReviewV
         elif _ID.fullmatch(raw) and int(raw) < len(choices.classes):
             values[key] = int(raw)
         else:
-            notes.append(f"the class '{raw}' is not a class of this data set; ignored")
+            notes.append(f"the class '{_shown(raw)}' is not a class of this data set; ignored")
     disagrees = text("disagrees", 8)
     if disagrees is not None:
         if disagrees in ("1", "true", "0", "false"):
@@ -340,6 +343,12 @@ def from_query(params: Mapping[str, Any], choices: ViewChoices) -> tuple[ReviewV
     return view, notes
 
 
+def _shown(raw: str) -> str:
+    """A URL's text as a note may echo it: characters that reorder or hide text (U+202E, zero-width) as escapes."""
+    return "".join(c if c == " " or unicodedata.category(c)[0] not in "CZ" else c.encode("unicode_escape").decode()
+                   for c in raw)
+
+
 def _selection(raw: str, choices: ViewChoices, notes: list[str]) -> tuple[int, ...] | None:
     parts = raw.split(",") if len(raw) <= MAX_ROWS * 13 else []
     if not parts or len(parts) > MAX_ROWS:
@@ -367,40 +376,63 @@ class SavedViews:
 
     def all(self) -> dict[str, dict[str, str]]:
         """Every saved view's URL parameters by name (an unreadable file: none)."""
+        return self._read()[0]
+
+    def _read(self) -> tuple[dict[str, dict[str, str]], bool]:
+        """(the saved views, whether the file is missing or readable)."""
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}, True
         except (OSError, ValueError):
-            return {}
+            return {}, False
         if not isinstance(data, dict):
-            return {}
+            return {}, False
         return {str(k): {str(a): str(b) for a, b in v.items()} for k, v in data.items()
-                if isinstance(v, dict) and _VIEW_NAME.fullmatch(str(k))}
+                if isinstance(v, dict) and _VIEW_NAME.fullmatch(str(k))}, True
+
+    def _write(self, views: dict, readable: bool) -> None:
+        """Write ``views``; an unreadable file is first kept aside (``views.json.corrupt-<time>``), never overwritten."""
+        if not readable:
+            import time
+
+            self.path.replace(self.path.with_name(f"{VIEWS_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"))
+        write_text_atomic(self.path, json.dumps(views, indent=1, sort_keys=True))
+
+    def _locked(self):
+        """One writer at a time: threads of this process, and processes sharing the workspace."""
+        return exclusive(self.path.with_name(".views.lock"), _SAVE_LOCK)
 
     def save(self, name: str, query: Mapping[str, str]) -> str:
         """Save (or replace) the view ``name``; returns the name as stored (trimmed)."""
         name = valid_view_name(name)
-        with _SAVE_LOCK:
-            views = self.all()
+        with self._locked():
+            views, readable = self._read()
             if name not in views and len(views) >= MAX_SAVED:
                 raise InfluenceError(f"a project keeps at most {MAX_SAVED} saved views: delete one first")
             views[name] = dict(query)
-            write_text_atomic(self.path, json.dumps(views, indent=1, sort_keys=True))
+            self._write(views, readable)
         return name
 
     def delete(self, name: str) -> bool:
         """Delete the view ``name``; whether there was one."""
-        with _SAVE_LOCK:
-            views = self.all()
+        with self._locked():
+            views, readable = self._read()
             if views.pop(name, None) is None:
                 return False
-            write_text_atomic(self.path, json.dumps(views, indent=1, sort_keys=True))
+            self._write(views, readable)
         return True
+
+
+def valid_name(name: str) -> bool:
+    """1 to 64 printable characters: none that breaks a line (U+2028) or hides or reorders text (U+202E, U+200B)."""
+    return bool(_VIEW_NAME.fullmatch(name)) and not any(unicodedata.category(c)[0] in "CZ" and c != " " for c in name)
 
 
 def valid_view_name(name: Any) -> str:
     """``name`` trimmed when it can name a saved view (1 to 64 printable characters), else a one-line error."""
     name = str(name or "").strip()
-    if not _VIEW_NAME.fullmatch(name):
+    if not valid_name(name):
         raise InfluenceError("a saved view's name is 1 to 64 printable characters")
     return name
 

@@ -151,3 +151,152 @@ def test_a_bulk_fix_is_checked_against_the_data_before_it_is_recorded():
             (fix, 5, 2, r"relabels outside the classes 0..1")):
         with pytest.raises(InfluenceError, match=message):
             check_fix(preview, rows, classes)
+
+
+# --------------------------------------------------------------------------------- attacks (the audit, issue 20)
+def test_hostile_thresholds_and_rows_are_refused_in_one_line():
+    probs = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    given = np.array([0, 1, 0])
+    for bad in (float("nan"), -1, 2, float("inf"), None, "abc", True, [0.5]):
+        with pytest.raises(InfluenceError, match="between 0 and 1") as err:
+            relabel_preview([0, 1, 2], probs, given, bad)
+        assert "\n" not in str(err.value)
+    with pytest.raises(InfluenceError, match="row -1, not in the training split"):
+        relabel_preview([-1], probs, given, 0.5)  # -1 would have been the last row (numpy wraps it)
+    with pytest.raises(InfluenceError, match="row 3, not in the training split"):
+        relabel_preview([3], probs, given, 0.5)
+    scores = np.array([0.0, 1.0, 2.0])
+    with pytest.raises(InfluenceError, match="row -1"):
+        dedupe_preview([[-1, 0]], scores, "best")  # before: kept row -1 (= row 2, the best score) and removed row 0
+    with pytest.raises(InfluenceError, match="row 7"):
+        dedupe_preview([[0, 7]], scores, "best")
+    for group in (["ab"], [0, 1.5], [True, 0], "01"):
+        with pytest.raises(InfluenceError, match="whole numbers"):
+            dedupe_preview([group], None, "first")
+    assert dedupe_preview([[np.int64(2), 1]], scores, "best").rows == (1,)  # numpy integers are rows
+
+
+def test_undo_bulk_fix_takes_back_only_your_own_latest_bulk_fix(scored):
+    ordinary = scored.record([5], "remove", session="s1")
+    assert scored.undo_bulk_fix(ordinary) == 0  # before: it took back any batch by number, a bulk fix or not
+    fix = scored.apply_bulk_fix(scored.bulk_dedupe_preview("first", groups=[[0, 1]]), session="s1")
+    bob = Project.open(scored.name, scored.root, user="bob")
+    assert bob.undo_bulk_fix(fix) == 0 and bob.undo_bulk_fix() == 0  # alice's fix: not bob's to take back
+    for stale in ("x", -1, fix + 1, True):
+        assert scored.undo_bulk_fix(stale) == 0
+    assert set(scored.current_decisions()) == {1, 5}
+    assert scored.undo_bulk_fix(fix) == 1 and scored.undo_bulk_fix(fix) == 0  # a second click: nothing more
+    assert set(scored.current_decisions()) == {5}
+
+
+def test_concurrent_apply_and_undo_leave_each_fix_whole_or_absent(scored):
+    import threading
+
+    preview = scored.bulk_dedupe_preview("first", groups=[list(range(0, 40))])
+    assert preview.count == 39
+    for _ in range(5):
+        barrier = threading.Barrier(3)
+        errors = []
+
+        def run(fn):
+            barrier.wait()
+            try:
+                fn()
+            except Exception as err:  # noqa: BLE001  (reported below)
+                errors.append(err)
+
+        threads = [threading.Thread(target=run, args=(fn,)) for fn in
+                   (lambda: scored.apply_bulk_fix(preview, session="s1"), scored.undo_bulk_fix, scored.undo_bulk_fix)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        decided = set(scored.current_decisions())
+        assert decided in (set(), set(preview.rows)), len(decided)  # never half a fix
+        scored.undo_bulk_fix()
+        assert scored.current_decisions() == {}
+
+
+class HalfWay:
+    """A decision-log connection that calls ``pause`` after inserting a batch's rows, before they are committed."""
+
+    def __init__(self, con, pause):
+        self.con, self.pause = con, pause
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+    def __enter__(self):
+        self.con.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.con.__exit__(*exc)
+
+    def executemany(self, *args):
+        cursor = self.con.executemany(*args)
+        self.pause()
+        return cursor
+
+
+def test_a_version_saved_while_a_bulk_fix_is_half_written_holds_none_of_it(scored, monkeypatch):
+    import threading
+
+    from influence_core.review import DecisionLog
+
+    preview = scored.bulk_dedupe_preview("first", groups=[list(range(0, 60))])
+    inserted, proceed, connect = threading.Event(), threading.Event(), DecisionLog._connect
+    writer = threading.Thread(target=lambda: scored.apply_bulk_fix(preview, session="s1"))
+    monkeypatch.setattr(DecisionLog, "_connect", lambda self: HalfWay(
+        connect(self), lambda: (inserted.set(), proceed.wait(30))) if threading.current_thread() is writer
+        else connect(self))
+    writer.start()
+    assert inserted.wait(30)
+    try:
+        assert scored.save_version("midway").rows == ()  # the 59 rows are written but not committed: none of them
+    finally:
+        proceed.set()
+        writer.join()
+    assert len(scored.save_version("after").removed) == 59 and scored.version("after").parent == "midway"
+
+
+_KILLED_APPLY = """
+import sys, time
+from influence_core.project import Project
+from influence_core.review import DecisionLog
+from tests.test_bulk import HalfWay
+proj = Project.open(sys.argv[1], sys.argv[2], user="alice")
+connect = DecisionLog._connect
+DecisionLog._connect = lambda self: HalfWay(connect(self), lambda: (open(sys.argv[3], "w").close(), time.sleep(60)))
+proj.apply_bulk_fix(proj.bulk_dedupe_preview("first", groups=[list(range(30))]))
+"""
+
+
+def test_a_bulk_fix_killed_midway_leaves_nothing_and_the_next_one_applies_whole(scored):
+    from .test_versions import kill_at_marker
+
+    scored.record([40], "remove", session="s1")
+    kill_at_marker(_KILLED_APPLY, scored.name, str(scored.root), marker=scored.root / "inserted")  # before the commit
+    again = Project.open(scored.name, scored.root, user="alice")  # a restart: the log as the disk holds it
+    assert set(again.current_decisions()) == {40} and again.last_bulk_fix() is None
+    preview = again.bulk_dedupe_preview("first", groups=[list(range(30))])
+    again.apply_bulk_fix(preview)
+    assert set(again.current_decisions()) == set(range(1, 30)) | {40}
+    assert again.undo_bulk_fix() == 29 and set(again.current_decisions()) == {40}
+
+
+def test_a_preview_made_stale_by_other_data_or_new_decisions_is_refused_not_applied(scored):
+    preview = scored.bulk_dedupe_preview("first", groups=[[0, 1, 2], [10, 11]])
+    other = Project.open(scored.name, scored.root, user="bob")  # another tab or reviewer
+    other.record([11], "keep", session="b")  # a person decided one of its samples after the preview
+    with pytest.raises(InfluenceError, match="decided since the preview: preview it again"):
+        scored.apply_bulk_fix(preview)  # before: bob's keep was overwritten by the rule
+    assert {r: d.action for r, d in scored.current_decisions().items()} == {11: "keep"}
+    fresh = scored.bulk_dedupe_preview("first", groups=[[0, 1, 2], [10, 11]])
+    assert fresh.rows == (1, 2)
+    other.use_dataset("moons", seed=1)  # the data set switched in another tab; moons has as many rows or more
+    assert len(other.dataset().train) > max(fresh.rows)
+    with pytest.raises(InfluenceError, match="previewed on other data"):
+        scored.apply_bulk_fix(fresh)  # before: recorded on rows 1 and 2 of the other data set
+    assert other.current_decisions() == {}

@@ -134,6 +134,11 @@ def test_url_round_trip_names_classes_and_samples_as_people_see_them():
     ({"rows": ",".join(["1000"] * (MAX_ROWS + 1))}, "at most"),
     ({"rows": "1" * 10**6}, "at most"),
     ({"reviewer": "a\nb"}, "not a short text"),
+    ({"like": "\u0661\u0660\u0660\u0660"}, "not a number"),  # Arabic-Indic digits: Python's int() reads 1000
+    ({"smin": "1_0"}, "not a number"),  # float() reads 10
+    ({"smax": "\uff11"}, "not a number"),  # a fullwidth 1
+    ({"order": "ip\u202e)txt.exe"}, "'ip\\u202e)txt.exe' is not one"),  # a note never reorders what it shows
+    ({"given": "c\u200bat"}, "'c\\u200bat' is not a class"),
 ])
 def test_a_hostile_parameter_is_ignored_with_a_note(params, note):
     view, notes = from_query(params, CHOICES)
@@ -223,3 +228,35 @@ def test_a_project_keeps_at_most_max_saved_views(tmp_path, monkeypatch):
     with pytest.raises(InfluenceError, match="at most 2 saved views"):
         saved.save("c", {})
     assert saved.all() == {"a": {"given": "0"}, "b": {}}
+
+
+def test_a_saved_views_name_cannot_break_a_line_or_hide_text_and_a_bad_file_is_kept_aside(tmp_path):
+    views = SavedViews(tmp_path)
+    for bad in ("a\u2028b", "a\u2029b", "evil\u202egnp.exe", "zero\u200bwidth", "tab\tbed", "\u00a0"):
+        with pytest.raises(InfluenceError, match="1 to 64 printable"):
+            views.save(bad, {})
+    assert views.save("../x", {}) == "../x" and views.save("Größe · 大小", {}) == "Größe · 大小"  # only a JSON key
+    garbage = "{half a file, written by hand"
+    (tmp_path / "views.json").write_text(garbage)
+    views.save("new", {"scope": "all"})  # before: the unreadable file (someone's saved views) was overwritten
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("views.json.corrupt-")]
+    assert len(kept) == 1 and kept[0].read_text() == garbage
+    assert views.all() == {"new": {"scope": "all"}}
+
+
+def _save_many(folder: str, prefix: str, count: int) -> None:
+    for i in range(count):
+        SavedViews(folder).save(f"{prefix}{i}", {"scope": "all"})
+
+
+def test_two_processes_saving_views_at_once_lose_none(tmp_path):
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")  # two servers sharing one workspace
+    workers = [fork.Process(target=_save_many, args=(str(tmp_path), prefix, 40)) for prefix in ("a", "b")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert len(SavedViews(tmp_path).all()) == 80  # before: a read-modify-write race lost some

@@ -78,6 +78,7 @@ class ExportMixin:
 
         from ..export import write_export
 
+        self.require("decide")  # a viewer only looks (audit: they could write files into the project)
         return write_export(self.folder / "exports" / f"{self.export_stem()}-{time.strftime('%Y%m%d-%H%M%S')}", files)
 
     @staticmethod
@@ -174,6 +175,7 @@ class ExportMixin:
 
     def compare_versions_in_background(self, a: str, b: str, seeds: int = 1) -> Job:
         """`compare_versions` as the project's "versions" job; its result holds one record per training."""
+        self.require("decide")  # a viewer only looks (audit: they could start retraining jobs)
         self.version(a), self.version(b)  # an unknown name: one line now, not a failed job
 
         def run(handle: JobHandle) -> dict:

@@ -79,7 +79,7 @@ class ReviewMixin:
         probs, oof = self.suggested_probabilities(label)
         candidates = self.flagged(label) if rows is None else [int(r) for r in rows if 0 <= int(r) < len(probs)]
         return relabel_preview(candidates, probs, self.dataset().train.y.numpy(), threshold,
-                               decided=self.current_decisions(), out_of_fold=oof)
+                               decided=self.current_decisions(), out_of_fold=oof, scope=self.decision_scope())
 
     def duplicate_sets(self) -> list[list[int]]:
         """Groups of training rows that are duplicates (Datalab's, `data_issues`); empty until it has run."""
@@ -94,7 +94,7 @@ class ReviewMixin:
         label = label or self.primary_ranking()
         scores = self.rankings().get(label) if keep == "best" and label else None
         return dedupe_preview(self.duplicate_sets() if groups is None else groups, scores, keep,
-                              decided=self.current_decisions())
+                              decided=self.current_decisions(), scope=self.decision_scope())
 
     def apply_bulk_fix(self, preview, *, session: str | None = None) -> int:
         """Record a bulk fix's preview as ONE batch by this project's user (so one undo takes it all back); returns the
@@ -103,6 +103,7 @@ class ReviewMixin:
 
         self.require("decide")
         dataset, source = self.dataset(), self.source_index()
+        preview.check_current(self.decision_scope(), self.current_decisions())  # stale: other data, newer decisions
         rows = check_fix(preview, len(source), dataset.num_classes)
         with writing("record the bulk fix"):
             return self.decisions.record(self.decision_scope(), rows, preview.action, user=self.user, session=session,
@@ -120,12 +121,10 @@ class ReviewMixin:
     def undo_bulk_fix(self, batch: int | None = None) -> int:
         """Take back a whole bulk fix in one step (default: `last_bulk_fix`); returns how many decisions it held."""
         self.require("decide")
-        if batch is None:
-            last = self.last_bulk_fix()
-            if last is None:
-                return 0
-            batch = last["batch"]
-        return self.decisions.undo(self.decision_scope(), batch=int(batch))
+        last = self.last_bulk_fix()  # only your own latest bulk fix: never an ordinary batch nor another's (audit)
+        if last is None or (batch is not None and str(batch) != str(last["batch"])):
+            return 0
+        return self.decisions.undo(self.decision_scope(), batch=last["batch"])
 
     def view_choices(self):
         """What a URL's or a saved review view may name here: classes, rankings, issue types, sample ids."""

@@ -5,6 +5,7 @@ twice) and shows the diff; Evaluate retrains on two versions as a job and shows 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from .conftest import no_errors, open_page, project_of, settle, shown
 
@@ -94,3 +95,88 @@ def test_versions_saved_once_each_diffed_and_compared_on_evaluate(scored):
     table = next(d.value for d in ev.dataframe if "version" in d.value.columns)
     assert table["version"].tolist() == ["first", "second"] and table["n_train"].tolist() == [248, 249]
     assert np.all((table["accuracy"] >= 0) & (table["accuracy"] <= 1))
+
+
+# --------------------------------------------------------------------------------- attacks (the audit, issue 20)
+def test_a_stale_undo_click_undoes_nothing_and_says_so(scored):
+    proj = project_of(scored)
+    proj.apply_bulk_fix(proj.bulk_dedupe_preview("first", groups=[[0, 1, 2]]))
+    at = open_page("5_Review.py")
+    stale = _button(at, "Undo bulk fix (2 samples)")
+    proj.undo_bulk_fix()  # another tab took it back first
+    proj.record([7], "remove")  # ... and decided one more sample, which the stale click must not take back
+    stale.click().run()
+    assert not at.exception
+    assert any("Nothing undone" in e.value for e in at.error)
+    assert set(proj.current_decisions()) == {7}
+
+
+def _two_versions(root):
+    """The default project with version "a" (row 3 removed) and its child "b" (rows 3 and 4 removed)."""
+    proj = project_of(root)
+    proj.record([3], "remove")
+    proj.save_version("a")
+    proj.record([4], "remove")
+    proj.save_version("b")
+    return proj
+
+
+def test_a_viewer_sees_the_versions_but_saves_writes_and_retrains_nothing(scored):
+    from streamlit.testing.v1 import AppTest
+
+    from influence_core.access import Access, Members, write_members
+    from influence_core.project import InfluenceError, Project
+
+    from .conftest import APP
+    from .test_navigation import AUTH
+
+    proj = _two_versions(scored)
+    write_members(proj.folder, Members("alice@example.com", {"carol@example.com": "viewer"}))
+    exports = proj.folder / "exports"
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.secrets = dict(AUTH)
+    at.user = {"is_logged_in": True, "email": "carol@example.com"}
+    at.query_params["project"] = "default"
+    at.switch_page("app_pages/6_Export.py").run()
+    no_errors(at)
+    assert _button(at, "Save version").disabled and at.text_input(key="version-name").disabled
+    assert _button(at, "Write the export files").disabled
+    assert any(d.label.startswith("Download the version's record") for d in at.get("download_button"))
+    at.switch_page("app_pages/5_Review.py").run()
+    no_errors(at)
+    at.slider(key="bulk-threshold").set_value(0.55).run()
+    _button(at, "Preview").click().run()  # a viewer may look at what a fix would do
+    no_errors(at)
+    apply = next(b for b in at.button if b.label.startswith("Apply to "))
+    assert apply.label != "Apply to 0 samples" and apply.disabled
+    carol = Project.open_existing("default", Access("carol@example.com", signed_in=True), scored)
+    for act in (lambda: carol.write_export({"x.csv": b"1"}), lambda: carol.compare_versions_in_background("a", "b")):
+        with pytest.raises(InfluenceError, match="not decide"):
+            act()
+    assert not exports.exists() and carol.job("versions") is None
+
+
+def test_export_files_are_reported_without_the_servers_path_and_a_lost_parent_is_a_warning(scored):
+    proj = _two_versions(scored)
+    (proj.folder / "versions" / "a.json").unlink()  # the parent removed by hand on the server
+    at = open_page("6_Export.py")
+    assert not at.exception and not at.error
+    assert any("no version named 'a'" in w.value for w in at.warning)
+    assert any("b against the data as loaded" in shown(m.value) and "2 removed" in shown(m.value) for m in at.markdown)
+    _button(at, "Write the export files").click().run()
+    no_errors(at)
+    message = at.success[-1].value
+    assert "exports/" in message and str(scored) not in message and not any(ch in message for ch in "\\")
+
+
+def test_a_bulk_fix_that_changes_nothing_says_what_to_change_and_export_says_first_what_is_missing(scored):
+    at = open_page("5_Review.py")
+    at.slider(key="bulk-threshold").set_value(1.0).run()  # no flagged sample is suggested with probability 1
+    _button(at, "Preview").click().run()
+    no_errors(at)
+    assert _button(at, "Apply to 0 samples").disabled
+    assert any("lower the probability" in c.value for c in at.caption)
+    at = open_page("6_Export.py")
+    no_errors(at)
+    assert "No decisions yet" in at.info[0].value and "baseline" in at.info[0].value
+    assert [s.value for s in at.subheader] == ["Versions of the cleaned data set"]

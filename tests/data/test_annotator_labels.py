@@ -150,3 +150,18 @@ def test_a_text_tables_annotator_columns_are_read_too(tmp_path):
     ds = load_dataset(str(path), text_columns=["review"], annotator_columns=["rater"])
     assert ds.kind == "text" and ds.annotator_names == ["rater"]
     np.testing.assert_array_equal(ds.annotators[:, 0], rater[ds.source_index.numpy()])
+
+
+def test_a_message_about_annotator_columns_stays_short_and_on_one_line(tmp_path):
+    frame = _table()
+    frame["z" * 300] = frame["ann_a"]
+    frame["two\nlines"] = frame["ann_a"]
+    path = tmp_path / "crowd.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(InfluenceError, match=r"the columns are: f1, .*, z{40}…, two\\nlines$") as err:
+        load_dataset(str(path), annotator_columns=["nope"])  # before: every column name in full (300 z's)
+    assert len(str(err.value)) < 250
+    frame.loc[3, "two\nlines"] = "b" * 500
+    frame.to_csv(path, index=False)
+    with pytest.raises(InfluenceError, match=r"^the annotator column 'two\\nlines' has 'b{40}…' in row") as err:
+        load_dataset(str(path), annotator_columns=["two\nlines"])
