@@ -163,7 +163,7 @@ def page() -> None:
                 "version below, a baseline to compare the cleaned versions with.")
         link("review", "Go to Review")
         versions_section(proj, ds)
-        st.stop()
+        return
     info = proj.manifest()
     _summary(ds, info)
     _reviewers(proj)
