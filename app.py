@@ -140,7 +140,8 @@ def _current_work(proj: Project) -> None:
     st.markdown("**Scores** · " + (plain(", ".join(info["scores"])) if info["scores"] else "none yet"))
     pending = "" if info["pending"] is None else f" · {info['pending']} flagged to review"
     st.markdown(f"**Decisions** · {info['decisions']} made{pending}")
-    st.caption(f"Project folder: {plain(proj.folder)}")
+    if not access.signed_in or access.admin:  # the server's paths only for the machine's user or an administrator
+        st.caption(f"Project folder: {plain(proj.folder)}")
     st.caption("Scores: lower = more detrimental.")
 
 

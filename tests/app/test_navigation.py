@@ -76,6 +76,14 @@ def test_an_unknown_project_in_the_url_is_offered_not_created(workspace):
     assert at.title[0].value == "Data"
 
 
+def test_the_servers_project_folder_is_shown_only_to_the_machines_user(workspace):
+    _alices_project(workspace)
+    signed_in = _as(ALICE, "audit")  # the owner, but not an administrator: the server's paths are not theirs to see
+    no_errors(signed_in)
+    assert not [c for c in signed_in.sidebar.caption if "Project folder" in c.value or str(workspace) in c.value]
+    local = open_page()
+    assert [c for c in local.sidebar.caption if c.value.startswith("Project folder:")]
+
 def test_without_signing_in_nothing_is_shown_but_the_sign_in_button(workspace):
     _alices_project(workspace)
     at = _as(None, "audit")
