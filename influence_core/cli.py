@@ -209,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", choices=["model", "pixels"], default="model",
                    help="what the neighbour checks compare: the model's penultimate features, or (images) 8x8 pixels")
     p.add_argument("--neighbours", type=int, default=10, help="k for Datalab's neighbour checks (default 10)")
-    p.add_argument("--near-duplicate-threshold", type=float, default=0.13,
-                   help="near duplicates: closer than this x the median neighbour distance (Datalab's default 0.13)")
+    p.add_argument("--near-duplicate-threshold", type=float, default=None,
+                   help="near duplicates: closer than this x the median neighbour distance (default: Datalab's 0.13 "
+                        "on features, 0.6 on the image descriptor)")
     p.add_argument("--out", help="CSV path (default: stdout): index, issue, score (lower = more likely), is_issue")
     p.set_defaults(func=_cmd_datalab)
 
