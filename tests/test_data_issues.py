@@ -281,7 +281,7 @@ def test_the_descriptor_ignores_brightness_and_contrast_and_takes_any_image_size
     x[5] = 0.2 + 0.6 * x[4]  # row 5: row 4 at another brightness and contrast (within [0, 1], rounding to uint8 aside)
     jittered = Dataset("jittered", Split(x, dataset.train.y), dataset.val, dataset.test, ["a", "b"], kind="image")
     d = near_duplicate_descriptor(jittered)
-    assert d.shape == (150, 32) and np.isfinite(d).all()
+    assert d.shape == (150, 48) and np.isfinite(d).all()
     others = np.linalg.norm(d[6:] - d[4], axis=1)
     assert np.linalg.norm(d[5] - d[4]) < 0.05 * np.median(others)
 
@@ -316,3 +316,14 @@ def test_near_duplicate_settings_are_checked_and_change_the_key(planted):
         DataIssueSettings(near_duplicates="hash")
     assert hash_key(data_issues_key(dataset, fitted, DataIssueSettings())) != hash_key(
         data_issues_key(dataset, fitted, DataIssueSettings(near_duplicates="features")))
+
+
+def test_gradient_histograms_put_a_vertical_edge_in_the_horizontal_gradient_bin():
+    from influence_core.data_issues import HOG_BINS, HOG_CELLS, _gradient_histograms
+
+    image = torch.zeros(1, 3, 32, 32, dtype=torch.float64)
+    image[..., 16:] = 255.0  # dark left half, bright right half: every gradient points along +x (angle 0, bin 0)
+    h = _gradient_histograms(image)[0].reshape(HOG_BINS, HOG_CELLS, HOG_CELLS)
+    assert h[0, :, 1:3].min() > h[1:].max()  # the cells on the edge, bin 0
+    np.testing.assert_allclose(h[1:], h.min(), atol=1e-9)  # no other orientation anywhere
+    np.testing.assert_allclose(h[0, :, [0, 3]], h.min(), atol=1e-9)  # nor in the flat cells
