@@ -29,11 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import machine, markdown_table, write_results  # noqa: E402
 from bench.datalab import planted_dataset  # noqa: E402
-from influence_core.data_issues import (_thumbnails, locally_scaled_knn_graph, near_duplicate_descriptor,  # noqa: E402
-                                        pixel_features)
+import influence_core.data_issues as data_issues  # noqa: E402
+from influence_core.data_issues import (_gradient_histograms, _thumbnails, locally_scaled_knn_graph,  # noqa: E402
+                                        near_duplicate_descriptor, pixel_features)
 from influence_core.export import images_uint8  # noqa: E402
 
-THRESHOLDS = (0.13, 0.3, 0.6, 0.8)
+THRESHOLDS = (0.13, 0.3, 0.45, 0.6, 0.8)
 
 
 def fft_magnitude(ds) -> np.ndarray:
@@ -49,9 +50,25 @@ def fft_magnitude(ds) -> np.ndarray:
 
 
 def thumbnails(ds) -> np.ndarray:
-    """The descriptor's first stage alone: blurred, 8×8 per channel, standardised (no projection)."""
+    """The descriptor's first part alone: blurred, 8×8 per channel, standardised (no projection)."""
     x = torch.from_numpy(images_uint8(ds, np.arange(len(ds.train)))).permute(0, 3, 1, 2).double()
     return _thumbnails(x)
+
+
+def gradient_histograms(ds) -> np.ndarray:
+    """The descriptor's second part alone: HOG-like orientation histograms, 4×4 cells × 8 bins (no projection)."""
+    x = torch.from_numpy(images_uint8(ds, np.arange(len(ds.train)))).permute(0, 3, 1, 2).double()
+    return _gradient_histograms(x)
+
+
+def projected_thumbnail(ds) -> np.ndarray:
+    """The first round's library descriptor: the thumbnail alone, projected away from crops to 32 dims."""
+    parts, dims = data_issues._descriptor_parts, data_issues.DESCRIPTOR_DIMS
+    data_issues._descriptor_parts, data_issues.DESCRIPTOR_DIMS = _thumbnails, 32
+    try:
+        return near_duplicate_descriptor(ds)
+    finally:
+        data_issues._descriptor_parts, data_issues.DESCRIPTOR_DIMS = parts, dims
 
 
 DESCRIPTORS = {  # name → (features, whether Datalab gets the locally scaled graph)
@@ -59,8 +76,11 @@ DESCRIPTORS = {  # name → (features, whether Datalab gets the locally scaled g
     "FFT magnitude, frequencies ≤ 5": (fft_magnitude, False),
     "blurred thumbnail 8×8": (thumbnails, False),
     "blurred thumbnail 8×8, locally scaled graph": (thumbnails, True),
-    "crop-projected thumbnail (32 dims)": (near_duplicate_descriptor, False),
-    "crop-projected thumbnail, locally scaled graph (library)": (near_duplicate_descriptor, True),
+    "gradient histograms 4×4×8": (gradient_histograms, False),
+    "crop-projected thumbnail (32 dims)": (projected_thumbnail, False),
+    "crop-projected thumbnail, locally scaled graph": (projected_thumbnail, True),
+    "crop-projected thumbnail + gradient histograms (48 dims)": (near_duplicate_descriptor, False),
+    "crop-projected thumbnail + gradient histograms, locally scaled graph (library)": (near_duplicate_descriptor, True),
 }
 
 
