@@ -125,7 +125,9 @@ def main() -> None:
     fitted = Engine(Workspace(args.workspace)).model(ds, "cnn", TrainConfig(seed=args.seed))  # cached: reruns skip it
     t_train = time.perf_counter() - t0
     t0 = time.perf_counter()
-    found = find_data_issues(ds, fitted, settings=DataIssueSettings(k=args.k))
+    heard = []  # the job's progress: (fraction, message, seconds since the start), one step per Datalab check
+    found = find_data_issues(ds, fitted, settings=DataIssueSettings(k=args.k), progress=lambda f, m: heard.append(
+        (round(f, 3), m, round(time.perf_counter() - t0, 2))))
     t_find = time.perf_counter() - t0
     t0 = time.perf_counter()
     find_data_issues(ds, fitted, settings=DataIssueSettings(k=args.k, image_checks=()))
@@ -152,7 +154,7 @@ def main() -> None:
         for threshold in (0.13, 0.5, 1.0, 2.0):
             part = find_data_issues(ds, fitted, settings=DataIssueSettings(
                 checks=("near_duplicate",), image_checks=(), k=args.k, near_duplicate_threshold=threshold,
-                features=features))
+                features=features, near_duplicates="features"))
             for kind in ("exact", "near"):
                 sweep.append({"setting": f"{features} features, near_duplicate threshold {threshold}",
                               "planted": f"{kind} duplicates",
@@ -162,6 +164,14 @@ def main() -> None:
                                                                            features=features))
             sweep.append({"setting": f"{features} features, outlier k = {k}", "planted": "other-source images",
                           **score(part, "outlier", rows["other"], rows["other"], n)})
+
+    for threshold in (0.3, 0.6, 0.8):  # the image descriptor (the default for images since issue 20's second round)
+        part = find_data_issues(ds, fitted, settings=DataIssueSettings(
+            checks=("near_duplicate",), image_checks=(), k=args.k, near_duplicate_threshold=threshold))
+        for kind in ("exact", "near"):
+            sweep.append({"setting": f"image descriptor, near_duplicate threshold {threshold}",
+                          "planted": f"{kind} duplicates",
+                          **score(part, "near_duplicate", rows[kind], dup_pairs, n, rows[f"{kind}_src"])})
 
     group_of = {r: i for i, g in enumerate(found.duplicate_sets) for r in g}
     pairs_grouped = {kind: float(np.mean([r in group_of and group_of[r] == group_of.get(s, -1)
@@ -184,7 +194,7 @@ def main() -> None:
                "val_accuracy": fitted.metrics.get("val_accuracy"),
                "seconds": {"plant": t_data, "train_cnn": t_train, "datalab_with_cleanvision": t_find,
                            "datalab_features_only": t_features_only, "imagelab_direct": t_imagelab},
-               "results": results, "sweep": sweep, "pairs_in_one_duplicate_group": pairs_grouped,
+               "results": results, "sweep": sweep, "progress": heard, "pairs_in_one_duplicate_group": pairs_grouped,
                "summary": found.summary().to_dict(orient="records")}
     path = write_results("datalab", payload)
     print(markdown_table(results, [("planted", "planted"), ("issue", "issue type"), ("flagged", "flagged"),
@@ -193,6 +203,7 @@ def main() -> None:
     print(markdown_table(sweep, [("setting", "setting"), ("planted", "planted"), ("flagged", "flagged"),
                                  ("recall", "recall"), ("precision", "precision"), ("auroc", "AUROC")]))
     print()
+    print("progress: " + "; ".join(f"{f:.2f} {m} ({t:.1f} s)" for f, m, t in heard))
     print(f"pairs (copy, original) in one duplicate group: exact {pairs_grouped['exact']:.2f}, "
           f"near {pairs_grouped['near']:.2f}")
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in payload["seconds"].items()))

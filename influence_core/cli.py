@@ -168,7 +168,8 @@ def _cmd_datalab(args: argparse.Namespace) -> int:
     if args.folds == 1 or args.folds < 0:
         raise InfluenceError("--folds takes 0 (in-sample) or a number of folds ≥ 2")
     settings = Project.data_issue_settings({"features": args.features, "k": args.neighbours,  # checked before training
-                                            "near_duplicate_threshold": args.near_duplicate_threshold})
+                                            "near_duplicate_threshold": args.near_duplicate_threshold,
+                                            "near_duplicates": args.near_duplicates})
     with project_for(args) as project:
         load_data_and_model(args, project)
         found = project.find_data_issues(args.folds, progress_printer(not args.quiet), settings)
@@ -209,8 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", choices=["model", "pixels"], default="model",
                    help="what the neighbour checks compare: the model's penultimate features, or (images) 8x8 pixels")
     p.add_argument("--neighbours", type=int, default=10, help="k for Datalab's neighbour checks (default 10)")
-    p.add_argument("--near-duplicate-threshold", type=float, default=0.13,
-                   help="near duplicates: closer than this x the median neighbour distance (Datalab's default 0.13)")
+    p.add_argument("--near-duplicate-threshold", type=float, default=None,
+                   help="near duplicates: closer than this x the median neighbour distance (default: Datalab's 0.13 "
+                        "on features, 0.6 on the image descriptor)")
+    p.add_argument("--near-duplicates", choices=["descriptor", "features"], default="descriptor",
+                   help="images: near duplicates on a crop-invariant descriptor (default) or on the features above")
     p.add_argument("--out", help="CSV path (default: stdout): index, issue, score (lower = more likely), is_issue")
     p.set_defaults(func=_cmd_datalab)
 

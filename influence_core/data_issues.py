@@ -40,6 +40,19 @@ ISSUE_TYPES = ("label", "exact_duplicate", "near_duplicate", "outlier", "non_iid
 COLUMNS = ("sample", "index", "issue", "score", "is_issue")
 FEATURE_SOURCES = ("model", "pixels")
 PIXEL_SIDE = 8  # "pixels" features: each image average-pooled to 8×8 per channel
+# Near duplicates of images (bench/results/datalab_near_duplicates.md): Datalab's near-duplicate check on a descriptor
+# made for it — each image's blurred colour thumbnail (DESCRIPTOR_SIDE² per channel) and gradient-orientation
+# histograms (HOG_CELLS² cells × HOG_BINS), each standardised, projected onto the DESCRIPTOR_DIMS directions that vary
+# most between images relative to how they move under crops — through a k-NN graph whose distances are locally scaled
+# (d_ij / √(σ_i σ_j), σ = distance to the LOCAL_SCALE_K-th neighbour)
+NEAR_DUPLICATE_SOURCES = ("descriptor", "features")
+DESCRIPTOR_SIDE, DESCRIPTOR_DIMS, DESCRIPTOR_WORK_SIDE = 8, 48, 32
+HOG_CELLS, HOG_BINS = 4, 8
+DESCRIPTOR_FIT_ROWS = 2000  # images the projection is fitted on (a random subset of larger sets)
+CROP_SIDE = (0.75, 0.97)  # the crops it is made invariant to: this share of each side, anywhere in the image
+LOCAL_SCALE_K = 5
+DATALAB_NEAR_DUPLICATE_THRESHOLD = 0.13  # Datalab's default, on the model's (or pixel) features
+DESCRIPTOR_NEAR_DUPLICATE_THRESHOLD = 0.6  # on the descriptor's locally scaled graph (tuned on the bench)
 # Methods whose scores add up over a group (first-order: removing a group changes f by about the sum of its
 # members' scores), so a duplicate group's summed score says what the group does to the impact
 ADDITIVE_METHODS = ("ip", "ip_ensemble", "exact", "lissa", "ekfac", "datainf", "tracin", "tda")
@@ -52,16 +65,20 @@ MAX_K = 200  # neighbours a browser may ask for
 class DataIssueSettings:
     """Which of Datalab's checks run and with how many neighbours (``k``, Datalab's default 10); ``image_checks``
     (cleanvision's, images only) run on the raw pixels; ``near_duplicate_threshold``: Datalab's, a pair closer than
-    this × the median nearest-neighbour distance is a near duplicate (its default 0.13; bench/results/datalab.md
-    measures larger ones); ``features``: what the neighbour checks compare — the model's penultimate features, or
-    for images the pixels at 8×8 (what finds images from another source when the model has learnt to place them
-    among its classes; bench/results/datalab.md). Defaults: every check, fast enough for a few thousand rows."""
+    this × the median nearest-neighbour distance is a near duplicate (None: 0.13, Datalab's default, on features;
+    0.6 on the image descriptor); ``features``: what the neighbour checks compare — the model's penultimate
+    features, or for images the pixels at 8×8 (what finds images from another source when the model has learnt to
+    place them among its classes; bench/results/datalab.md); ``near_duplicates``: for images, "descriptor" (a
+    crop-invariant descriptor, `near_duplicate_descriptor`: recall 0.97 on crops + jitter where the model's
+    features find 0.05; bench/results/datalab_near_duplicates.md) or "features" (the neighbour checks' features); tables and text always use the features.
+    Defaults: every check, fast enough for a few thousand rows."""
 
     checks: tuple[str, ...] = FEATURE_CHECKS
     image_checks: tuple[str, ...] = IMAGE_CHECKS
     k: int = 10
-    near_duplicate_threshold: float = 0.13
+    near_duplicate_threshold: float | None = None
     features: str = "model"  # "model": penultimate features; "pixels" (images): each image at 8×8, standardised
+    near_duplicates: str = "descriptor"  # images: "descriptor" or "features"
 
     def __post_init__(self) -> None:
         for name, allowed in (("checks", FEATURE_CHECKS), ("image_checks", IMAGE_CHECKS)):
@@ -72,8 +89,13 @@ class DataIssueSettings:
             raise InfluenceError(f"k (neighbours) must be a whole number from 1 to {MAX_K}, not {str(self.k)[:20]}")
         if self.features not in FEATURE_SOURCES:
             raise InfluenceError(f"features must be one of: {', '.join(FEATURE_SOURCES)}, not {str(self.features)[:20]!r}")
-        if not isinstance(self.near_duplicate_threshold, (int, float)) or not 0 < self.near_duplicate_threshold <= 10:
+        threshold = self.near_duplicate_threshold
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not 0 < threshold <= 10):
             raise InfluenceError("near_duplicate_threshold must be a number in (0, 10] (× the median neighbour distance)")
+        if self.near_duplicates not in NEAR_DUPLICATE_SOURCES:
+            raise InfluenceError(f"near_duplicates must be one of: {', '.join(NEAR_DUPLICATE_SOURCES)}, "
+                                 f"not {str(self.near_duplicates)[:20]!r}")
 
     def key(self) -> dict:
         return asdict(self)
@@ -175,12 +197,115 @@ def pixel_features(dataset: Dataset, batch: int = 512) -> np.ndarray:
     return (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-6)
 
 
+def _thumbnails(images: "torch.Tensor") -> np.ndarray:
+    """N×C×H×W images → each blurred (3×3 mean), average-pooled to `DESCRIPTOR_SIDE`² per channel and standardised
+    on its own (brightness and contrast left out)."""
+    import torch
+
+    x = torch.nn.functional.avg_pool2d(images, 3, 1, 1, count_include_pad=False)
+    x = torch.nn.functional.adaptive_avg_pool2d(x, DESCRIPTOR_SIDE).flatten(1).numpy()
+    return (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-6)
+
+
+def _gradient_histograms(images: "torch.Tensor") -> np.ndarray:
+    """N×C×H×W images → histograms of gradient orientation (HOG-like: `HOG_BINS` unsigned orientations, each gradient
+    split between its two nearest bins by angle and weighted by its magnitude, 5×5-smoothed, pooled over
+    `HOG_CELLS`² cells, square-rooted) of the blurred grey image, standardised on their own: edges shifted by a few
+    pixels stay in their cell, so a crop changes them less than it changes pixels."""
+    import torch
+
+    functional = torch.nn.functional
+    grey = images.mean(1, keepdim=True) if images.shape[1] != 3 else (
+        images * torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    grey = functional.avg_pool2d(grey, 3, 1, 1, count_include_pad=False)
+    gx = functional.pad(grey[..., :, 2:] - grey[..., :, :-2], (1, 1, 0, 0))  # central differences
+    gy = functional.pad(grey[..., 2:, :] - grey[..., :-2, :], (0, 0, 1, 1))
+    magnitude, position = (gx ** 2 + gy ** 2).sqrt(), torch.atan2(gy, gx) % np.pi / np.pi * HOG_BINS
+    low, weight = position.floor().long() % HOG_BINS, position - position.floor()
+    histograms = torch.zeros(len(images), HOG_BINS, *images.shape[-2:], dtype=images.dtype)
+    histograms.scatter_add_(1, low, magnitude * (1 - weight)).scatter_add_(1, (low + 1) % HOG_BINS, magnitude * weight)
+    histograms = functional.avg_pool2d(histograms, 5, 1, 2, count_include_pad=False)
+    h = np.sqrt(functional.adaptive_avg_pool2d(histograms, HOG_CELLS).flatten(1).numpy())
+    return (h - h.mean(1, keepdims=True)) / (h.std(1, keepdims=True) + 1e-6)
+
+
+def _descriptor_parts(images: "torch.Tensor") -> np.ndarray:
+    """What the near-duplicate descriptor projects: `_thumbnails` and `_gradient_histograms` side by side."""
+    return np.concatenate([_thumbnails(images), _gradient_histograms(images)], axis=1)
+
+
+def random_crops(images: "torch.Tensor", generator: "torch.Generator") -> "torch.Tensor":
+    """Each image cropped to a random `CROP_SIDE` share of its sides at a random place and resized back (bilinear)."""
+    import torch
+
+    n = len(images)
+    side = torch.empty(n, dtype=torch.float64).uniform_(*CROP_SIDE, generator=generator)
+    theta = torch.zeros(n, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0] = theta[:, 1, 1] = side
+    theta[:, :, 2] = (torch.rand(n, 2, generator=generator, dtype=torch.float64) * 2 - 1) * (1 - side)[:, None]
+    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def near_duplicate_descriptor(dataset: Dataset, *, seed: int = 0, batch: int = 512) -> np.ndarray:
+    """A descriptor of each training image made for finding near duplicates (crops, colour jitter): its blurred
+    standardised thumbnail and gradient histograms (`_descriptor_parts`, at any image size: resized to
+    `DESCRIPTOR_WORK_SIDE` first) projected onto the `DESCRIPTOR_DIMS` directions v maximising vᵀΣ_images v /
+    vᵀΣ_crops v — Σ_images the parts' covariance, Σ_crops that of the change a random crop (`random_crops`) makes —
+    fitted on the data set's own images (a generalised eigenproblem)."""
+    import torch
+    from scipy.linalg import eigh
+
+    from .export import images_uint8
+
+    n = len(dataset.train)
+    rng = np.random.default_rng(seed)
+    fit = np.sort(rng.choice(n, DESCRIPTOR_FIT_ROWS, replace=False)) if n > DESCRIPTOR_FIT_ROWS else np.arange(n)
+    thumbs, kept = [], []  # every image's parts; the fitting images themselves, at the working size
+    for start in range(0, n, batch):
+        rows = np.arange(start, min(n, start + batch))
+        x = torch.from_numpy(images_uint8(dataset, rows)).permute(0, 3, 1, 2).double()
+        if x.shape[-2:] != (DESCRIPTOR_WORK_SIDE, DESCRIPTOR_WORK_SIDE):
+            x = torch.nn.functional.interpolate(x, size=(DESCRIPTOR_WORK_SIDE, DESCRIPTOR_WORK_SIDE), mode="bilinear",
+                                                align_corners=False, antialias=True)
+        thumbs.append(_descriptor_parts(x))
+        kept.append(x[torch.from_numpy(np.isin(rows, fit))])
+    thumbs, images = np.concatenate(thumbs), torch.cat(kept)
+    generator = torch.Generator().manual_seed(seed)
+    moved = np.concatenate([_descriptor_parts(random_crops(images, generator)) - thumbs[fit] for _ in range(2)])
+    dims = thumbs.shape[1]
+    between = np.cov(thumbs[fit], rowvar=False) + 1e-6 * np.eye(dims)
+    within = moved.T @ moved / len(moved) + 1e-3 * np.eye(dims)
+    values, vectors = eigh(between, within)
+    projection = vectors[:, np.argsort(values)[::-1][:min(DESCRIPTOR_DIMS, dims)]]
+    return (thumbs - thumbs[fit].mean(0)) @ projection
+
+
+def locally_scaled_knn_graph(features: np.ndarray, k: int):
+    """Datalab's k-NN graph of ``features`` (cleanlab's own, cosine, exact duplicates at distance 0) with each
+    distance locally scaled, d_ij / √(σ_i σ_j), σ_i = i's distance to its `LOCAL_SCALE_K`-th neighbour
+    (Zelnik-Manor & Perona's local scaling): a pair much closer than their neighbourhoods stands out in dense and
+    sparse regions alike. Each row re-sorted by the scaled distance."""
+    from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index
+    from scipy.sparse import csr_matrix
+
+    graph, _ = create_knn_graph_and_index(np.asarray(features, np.float64), n_neighbors=k, metric="cosine")
+    n = graph.shape[0]
+    distances, neighbours = graph.data.reshape(n, k), graph.indices.reshape(n, k)
+    sigma = np.maximum(distances[:, min(LOCAL_SCALE_K, k) - 1], 1e-12)
+    scaled = distances / np.sqrt(sigma[:, None] * sigma[neighbours])
+    order = np.argsort(scaled, axis=1, kind="stable")
+    return csr_matrix((np.take_along_axis(scaled, order, 1).ravel(), np.take_along_axis(neighbours, order, 1).ravel(),
+                       np.arange(0, n * k + 1, k)), shape=(n, n))
+
+
 def find_data_issues(dataset: Dataset, fitted: FittedModel, *, fold_models: list[FittedModel] | None = None,
                      settings: DataIssueSettings = DataIssueSettings(), progress: Progress | None = None,
                      folds: int | None = None) -> DataIssues:
     """Run cleanlab's Datalab on ``fitted``'s penultimate features and predicted probabilities of the training split
     (out of fold from ``fold_models`` when given, ``folds`` parts, default their number) — and cleanvision's image
-    checks on image data — and return what it found (`DataIssues`; scores: lower = more likely an issue)."""
+    checks on image data; near duplicates of images on `near_duplicate_descriptor` in a Datalab run of their own —
+    and return what it found (`DataIssues`; scores: lower = more likely an issue). Progress after each check."""
     from .analysis import penultimate_features
     from .api import out_of_fold_probabilities, predicted_probabilities
     from .data.originals import source_rows
@@ -201,14 +326,21 @@ def find_data_issues(dataset: Dataset, fitted: FittedModel, *, fold_models: list
         probs = predicted_probabilities(dataset, fitted)
     labels = dataset.train.y.numpy()
     images = is_image_dataset(dataset) and bool(settings.image_checks)
+    by_descriptor = (is_image_dataset(dataset) and "near_duplicate" in settings.checks
+                     and settings.near_duplicates == "descriptor")
     data: dict = {"label": labels}
     if images:
         report(0.25, "images for cleanvision")
         data = image_records(dataset).add_column("label", labels.tolist())
-    report(0.35, "Datalab: " + ", ".join(settings.checks + (settings.image_checks if images else ())))
-    lab = run_datalab(data, features, probs, settings, image_key="image" if images else None)
+    end = 0.8 if by_descriptor else 0.95
+    lab = run_datalab(data, features, probs, settings, image_key="image" if images else None,
+                      progress=lambda f, m: report(0.3 + (end - 0.3) * f, m))
+    near_lab = None
+    if by_descriptor:
+        report(0.8, "near duplicates: crop-invariant image descriptor")
+        near_lab = run_near_duplicates(labels, near_duplicate_descriptor(dataset), settings)
     report(0.95, "collecting the issues")
-    table, sets = collect(lab, settings, images)
+    table, sets = collect(lab, settings, images, near_lab)
     table.insert(1, "index", source_rows(dataset, "train")[table["sample"].to_numpy()])
     report(1.0, "done")
     return DataIssues(table, sets, bool(fold_models))
@@ -216,7 +348,8 @@ def find_data_issues(dataset: Dataset, fitted: FittedModel, *, fold_models: list
 
 def datalab_issue_types(settings: DataIssueSettings, images: bool) -> dict:
     """The ``issue_types`` argument of ``Datalab.find_issues`` for ``settings`` (k for the neighbour checks)."""
-    kwargs = {"near_duplicate": {"k": settings.k, "threshold": float(settings.near_duplicate_threshold)},
+    threshold = settings.near_duplicate_threshold
+    kwargs = {"near_duplicate": {"k": settings.k, "threshold": float(threshold or DATALAB_NEAR_DUPLICATE_THRESHOLD)},
               "outlier": {"k": settings.k}, "non_iid": {"k": settings.k}, "underperforming_group": {"k": settings.k}}
     types = {c: kwargs.get(c, {}) for c in settings.checks}
     if images:
@@ -224,24 +357,55 @@ def datalab_issue_types(settings: DataIssueSettings, images: bool) -> dict:
     return types
 
 
-def run_datalab(data, features: np.ndarray, probs: np.ndarray, settings: DataIssueSettings, image_key: str | None = None):
-    """``Datalab(data, label_name="label").find_issues(...)`` with its console output and warnings kept quiet."""
+@contextlib.contextmanager
+def _quiet():
+    """Datalab prints, cleanvision draws tqdm bars on stderr, both warn."""
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def run_datalab(data, features: np.ndarray, probs: np.ndarray, settings: DataIssueSettings, image_key: str | None = None,
+                progress: Progress | None = None):
+    """``Datalab(data, label_name="label").find_issues(...)``, one call per check (cleanvision's image checks in one)
+    so that ``progress`` hears of each; the same checks in the same order on one ``Datalab`` as one call would run
+    them (it keeps the k-NN graph between calls), so the same results. Console output and warnings kept quiet."""
     from cleanlab import Datalab
 
     if len(features) <= settings.k:
         raise InfluenceError(f"Datalab needs more training samples ({len(features)}) than neighbours (k = {settings.k})")
+    report = progress or (lambda fraction, message: None)
     lab = Datalab(data=data, label_name="label", image_key=image_key, verbosity=0)
-    quiet = io.StringIO()  # Datalab prints, cleanvision draws tqdm bars on stderr
-    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lab.find_issues(features=np.asarray(features, dtype=np.float64), pred_probs=probs,
-                        issue_types=datalab_issue_types(settings, image_key is not None))
+    steps = list(datalab_issue_types(settings, image_key is not None).items())
+    for done, (name, arguments) in enumerate(steps):
+        report(done / len(steps), "Datalab: " + (", ".join(arguments) if name == "image_issue_types" else name))
+        with _quiet():
+            lab.find_issues(features=np.asarray(features, dtype=np.float64), pred_probs=probs,
+                            issue_types={name: arguments})
+    report(1.0, "Datalab: done")
     return lab
 
 
-def collect(lab, settings: DataIssueSettings, images: bool) -> tuple[pd.DataFrame, list[list[int]]]:
-    """Datalab's per-sample issues as our long table (sample, issue, score, is_issue) and the duplicate groups."""
+def run_near_duplicates(labels: np.ndarray, descriptor: np.ndarray, settings: DataIssueSettings):
+    """Datalab's near-duplicate check, on its own ``Datalab``, given `locally_scaled_knn_graph` of ``descriptor``."""
+    from cleanlab import Datalab
+
+    if len(descriptor) <= settings.k:
+        raise InfluenceError(f"Datalab needs more training samples ({len(descriptor)}) than neighbours (k = {settings.k})")
+    threshold = float(settings.near_duplicate_threshold or DESCRIPTOR_NEAR_DUPLICATE_THRESHOLD)
+    lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
+    with _quiet():
+        lab.find_issues(knn_graph=locally_scaled_knn_graph(descriptor, settings.k),
+                        issue_types={"near_duplicate": {"k": settings.k, "threshold": threshold}})
+    return lab
+
+
+def collect(lab, settings: DataIssueSettings, images: bool, near_lab=None) -> tuple[pd.DataFrame, list[list[int]]]:
+    """Datalab's per-sample issues as our long table (sample, issue, score, is_issue) and the duplicate groups;
+    ``near_lab``: the run near duplicates come from, when it is not ``lab`` (exact duplicates: always ``lab``'s)."""
     issues = lab.get_issues()
+    near_issues = near_lab.get_issues() if near_lab is not None else issues
     n = len(issues)
     frames = []
     names = list(settings.checks) + (list(settings.image_checks) if images else [])
@@ -249,14 +413,15 @@ def collect(lab, settings: DataIssueSettings, images: bool) -> tuple[pd.DataFram
         score_col, flag_col = f"{name}_score", f"is_{name}_issue"
         if score_col not in issues:  # a check Datalab skipped (e.g. too little data for it)
             continue
-        frames.append(_rows(name, issues[score_col].to_numpy(np.float64), issues[flag_col].to_numpy(bool)))
+        source = near_issues if name == "near_duplicate" else issues
+        frames.append(_rows(name, source[score_col].to_numpy(np.float64), source[flag_col].to_numpy(bool)))
         if name == "near_duplicate":  # cleanlab: "a score of 0 indicates that an example has an exact duplicate"
             scores = issues[score_col].to_numpy(np.float64)
             frames.append(_rows("exact_duplicate", scores, scores == 0.0))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["sample", "issue", "score", "is_issue"])
     sets: list[list[int]] = []
-    if "near_duplicate" in settings.checks and "near_duplicate_score" in issues:
-        sets = duplicate_groups(lab.get_info("near_duplicate")["near_duplicate_sets"], n)
+    if "near_duplicate" in settings.checks and "near_duplicate_score" in near_issues:
+        sets = duplicate_groups((near_lab or lab).get_info("near_duplicate")["near_duplicate_sets"], n)
     return table, sets
 
 

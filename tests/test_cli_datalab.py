@@ -90,3 +90,11 @@ def test_a_larger_threshold_flags_more_near_duplicates(planted_csv, run, capsys)
     near = [t[(t["issue"] == "near_duplicate") & t["is_issue"]]["index"] for t in (default, wide)]
     assert set(near[0]) < set(near[1])  # a superset: the same neighbour graph, a wider radius
     assert Project.open("cli", workspace).data_issues().flagged("near_duplicate").size == len(near[1])
+
+
+def test_tables_keep_their_near_duplicates_on_the_features_whatever_near_duplicates_says(planted_csv, run):
+    workspace, default = run
+    out = workspace / "features.csv"
+    assert main(["datalab", "--dataset", str(planted_csv), "--model", "logreg", "--label-column", "kind", "--workspace",
+                 str(workspace), "--near-duplicates", "features", "--out", str(out), "--quiet"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out), default)  # the image descriptor is for images only

@@ -200,3 +200,130 @@ def test_the_project_keeps_its_findings_as_rankings_and_in_a_job(tmp_path):
     assert done.state == "done", done.error
     assert done.result["flagged"]["label"] == int(project.data_issues().flagged("label").size)
     assert not project.data_issues().out_of_fold
+
+
+def test_datalab_reports_progress_after_each_check(planted):
+    """One ``find_issues`` call per check: the job hears of each, in order, and the fractions never go back."""
+    heard = []
+    find_data_issues(*planted, progress=lambda fraction, message: heard.append((fraction, message)))
+    fractions = [f for f, _ in heard]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    checks = [m.removeprefix("Datalab: ") for _, m in heard if m.startswith("Datalab: ") and m != "Datalab: done"]
+    assert checks == list(DataIssueSettings().checks)
+    steps = [f for f, m in heard if m.removeprefix("Datalab: ") in checks]
+    assert len(set(steps)) == len(steps) and 0.3 <= steps[0] and steps[-1] < 0.95  # distinct points between 0.35 and 0.95
+
+
+def smooth_images(n: int, side: tuple[int, int], rng) -> np.ndarray:
+    """``n`` smooth random colour images (Gaussian-blurred noise, σ = side/8), N×C×H×W in [0, 1]."""
+    from scipy.ndimage import gaussian_filter
+
+    x = np.stack([gaussian_filter(rng.uniform(0, 1, (3, *side)), sigma=(0, side[0] / 8, side[1] / 8)) for _ in range(n)])
+    lo, hi = x.min(axis=(1, 2, 3), keepdims=True), x.max(axis=(1, 2, 3), keepdims=True)
+    return (x - lo) / (hi - lo)
+
+
+def crop_and_jitter(img: np.ndarray, top: int, left: int, keep: float) -> np.ndarray:
+    """A crop keeping ``keep`` of each side from (top, left), resized back (bilinear), contrast ×1.1, brightness -0.05."""
+    c, h, w = img.shape
+    crop = torch.from_numpy(img[None, :, top:top + round(keep * h), left:left + round(keep * w)])
+    back = torch.nn.functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0].numpy()
+    return np.clip((back - back.mean()) * 1.1 + back.mean() - 0.05, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def cropped_copies():
+    """150 smooth 40×48 images; rows 146-149 are crops (88-92% of each side, off centre) of rows 0-3 with contrast and
+    brightness jitter; a CNN trained for one epoch."""
+    rng = np.random.default_rng(3)
+    x = smooth_images(150, (40, 48), rng)
+    for i, (top, left, keep) in enumerate([(3, 4, 0.88), (0, 0, 0.9), (4, 2, 0.9), (1, 3, 0.92)]):
+        x[146 + i] = crop_and_jitter(x[i], top, left, keep)
+    y = rng.integers(0, 2, 150)
+    val, test = smooth_images(20, (40, 48), rng), smooth_images(20, (40, 48), rng)
+    dataset = Dataset("smooth images", Split(x, y), Split(val, rng.integers(0, 2, 20)), Split(test, rng.integers(0, 2, 20)),
+                      ["a", "b"], kind="image")
+    return dataset, ic.train_model(dataset, "cnn", ic.TrainConfig(seed=0, epochs=1, augment=False))
+
+
+def test_cropped_and_jittered_copies_are_near_duplicates_on_the_descriptor(cropped_copies):
+    from cleanlab import Datalab
+
+    from influence_core.data_issues import locally_scaled_knn_graph, near_duplicate_descriptor
+
+    dataset, fitted = cropped_copies
+    found = find_data_issues(dataset, fitted, settings=DataIssueSettings(checks=("near_duplicate", "outlier"),
+                                                                         image_checks=()))
+    pairs = [[i, 146 + i] for i in range(4)]
+    assert all(p in found.duplicate_sets for p in pairs)
+    assert set(found.flagged("near_duplicate")) <= {r for p in pairs for r in p} | set(range(4, 146))
+    assert len(found.flagged("near_duplicate")) <= 8 + 4  # the planted pairs, and at most two more pairs
+    assert found.flagged("exact_duplicate").size == 0  # none is an exact copy (the model's features say so)
+    # what Datalab decides on the descriptor's locally scaled graph, called directly
+    lab = Datalab(data={"label": dataset.train.y.numpy()}, label_name="label", verbosity=0)
+    lab.find_issues(knn_graph=locally_scaled_knn_graph(near_duplicate_descriptor(dataset), 10),
+                    issue_types={"near_duplicate": {"k": 10, "threshold": 0.6}})
+    direct = lab.get_issues()
+    ours = found.table[found.table["issue"] == "near_duplicate"].sort_values("sample")
+    np.testing.assert_allclose(ours["score"].to_numpy(), direct["near_duplicate_score"].to_numpy(), rtol=1e-9)
+    np.testing.assert_array_equal(ours["is_issue"].to_numpy(), direct["is_near_duplicate_issue"].to_numpy())
+    # the old way (the model's features, Datalab's default threshold) for comparison: the descriptor is what finds them
+    old = find_data_issues(dataset, fitted, settings=DataIssueSettings(checks=("near_duplicate",), image_checks=(),
+                                                                       near_duplicates="features"))
+    assert not all(p in old.duplicate_sets for p in pairs)
+
+
+def test_the_descriptor_ignores_brightness_and_contrast_and_takes_any_image_size(cropped_copies):
+    from influence_core.data_issues import near_duplicate_descriptor
+
+    dataset, _ = cropped_copies
+    x = dataset.train.x.numpy().copy()
+    x[5] = 0.2 + 0.6 * x[4]  # row 5: row 4 at another brightness and contrast (within [0, 1], rounding to uint8 aside)
+    jittered = Dataset("jittered", Split(x, dataset.train.y), dataset.val, dataset.test, ["a", "b"], kind="image")
+    d = near_duplicate_descriptor(jittered)
+    assert d.shape == (150, 48) and np.isfinite(d).all()
+    others = np.linalg.norm(d[6:] - d[4], axis=1)
+    assert np.linalg.norm(d[5] - d[4]) < 0.05 * np.median(others)
+
+
+def test_the_locally_scaled_graph_divides_each_distance_by_its_neighbourhoods():
+    from sklearn.metrics.pairwise import cosine_distances
+
+    from influence_core.data_issues import LOCAL_SCALE_K, locally_scaled_knn_graph
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(60, 6))
+    features[59] = features[0]  # an exact duplicate stays at distance 0
+    graph = locally_scaled_knn_graph(features, 8)
+    d = cosine_distances(features)
+    np.fill_diagonal(d, np.inf)
+    d[0, 59] = d[59, 0] = 0.0
+    sigma = np.sort(d, axis=1)[:, LOCAL_SCALE_K - 1]
+    scaled = d / np.sqrt(np.outer(sigma, sigma))
+    for i in (0, 7, 59):
+        row = graph.getrow(i)
+        order = np.argsort(row.data)
+        expected = np.array([scaled[i, j] for j in row.indices[order]])
+        np.testing.assert_allclose(row.data[order], expected, rtol=1e-6, atol=1e-12)
+        assert set(row.indices) == set(np.argsort(d[i])[:8])  # the same 8 neighbours, re-weighed
+        assert np.all(np.diff(row.data) >= 0)  # sorted, as Datalab reads the first as the nearest
+    assert graph.getrow(0).data[0] == 0.0
+
+
+def test_near_duplicate_settings_are_checked_and_change_the_key(planted):
+    dataset, fitted = planted
+    with pytest.raises(InfluenceError, match="near_duplicates must be one of: descriptor, features"):
+        DataIssueSettings(near_duplicates="hash")
+    assert hash_key(data_issues_key(dataset, fitted, DataIssueSettings())) != hash_key(
+        data_issues_key(dataset, fitted, DataIssueSettings(near_duplicates="features")))
+
+
+def test_gradient_histograms_put_a_vertical_edge_in_the_horizontal_gradient_bin():
+    from influence_core.data_issues import HOG_BINS, HOG_CELLS, _gradient_histograms
+
+    image = torch.zeros(1, 3, 32, 32, dtype=torch.float64)
+    image[..., 16:] = 255.0  # dark left half, bright right half: every gradient points along +x (angle 0, bin 0)
+    h = _gradient_histograms(image)[0].reshape(HOG_BINS, HOG_CELLS, HOG_CELLS)
+    assert h[0, :, 1:3].min() > h[1:].max()  # the cells on the edge, bin 0
+    np.testing.assert_allclose(h[1:], h.min(), atol=1e-9)  # no other orientation anywhere
+    np.testing.assert_allclose(h[0, :, [0, 3]], h.min(), atol=1e-9)  # nor in the flat cells
