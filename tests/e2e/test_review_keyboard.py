@@ -165,9 +165,10 @@ def test_undo_after_a_reload_takes_back_the_decision(tmp_path):
     assert proj.current_decisions() == {}
 
 
-def test_backspace_removes_nothing_and_the_grid_has_one_tab_stop_and_one_live_region(tmp_path):
-    """Backspace is no removal key (`r` is). One tab stop (the focused card), one live region that says what was
-    saved, page buttons named in words."""
+def test_a_key_press_reruns_only_the_grid_and_backspace_removes_nothing(tmp_path):
+    """The grid lives in a fragment: a decision by key reruns the grid (its counts change) but not the sidebar, which
+    still says what it said before (until the next full run). Backspace is no removal key (`r` is). One tab stop (the
+    focused card), one live region that says what was saved, page buttons named in words."""
     workspace = tmp_path / "workspace"
     proj = _moons(workspace)
     with served_page(workspace) as (server, page):
@@ -187,15 +188,21 @@ def test_backspace_removes_nothing_and_the_grid_has_one_tab_stop_and_one_live_re
         page.wait_for_timeout(1500)
         _idle(page)
         assert card.get_attribute("data-state") == "none" and proj.current_decisions() == {}
-        _step("r: removed")
+        _step("r: removed, by the grid's fragment alone")
         page.keyboard.press("r")
         page.locator(f'[data-testid="review-card"][data-row="{row}"][data-state="saved"]').wait_for()
         page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
-        page.get_by_text("decisions so far: 0 keep, 1 remove").wait_for()
+        page.get_by_text("decisions so far: 0 keep, 1 remove").wait_for()  # the grid's own counts were redrawn …
+        _idle(page)
+        assert sidebar.get_by_text("0 made").count() == 1  # … the sidebar was not rerun
+        assert sidebar.get_by_text("1 made").count() == 0
         live = page.get_by_test_id("review-live")
         assert live.count() == 1 and "remove saved" in live.inner_text()
         assert page.locator('[data-testid="review-grid"] [aria-live]').count() == 1
         assert {r: d.action for r, d in proj.current_decisions().items()} == {row: "remove"}
+        _step("a full run (reload) brings the sidebar up to date")
+        page.reload()
+        page.get_by_role("heading", name="Review", exact=True).wait_for()
         sidebar.get_by_text("1 made").wait_for()
 
 
@@ -237,3 +244,63 @@ def test_a_queued_event_of_another_project_is_recorded_in_its_own_only(tmp_path)
         grid_a.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
     assert {r: d.action for r, d in a.current_decisions().items()} == {row: "remove"}
     assert len(b.current_decisions()) == 1 and errors == []
+
+
+def _address_project(page) -> str | None:
+    return page.evaluate("() => new URLSearchParams(window.location.search).get('project')")
+
+
+def test_switching_to_b_and_back_keeps_the_address_and_the_decisions_with_a(tmp_path):
+    """The grid is a fragment: a key press reruns only the grid. Review in a, switch to b and review there, switch
+    back to a and press keys: the address stays on a (no late rerun of b's grid brings b back) and every decision
+    lands in the project whose grid it was made in."""
+    workspace = tmp_path / "workspace"
+    a, b = _moons(workspace, "a"), _moons(workspace, "b")
+    with served_page(workspace) as (server, page):
+        _step("review in a")
+        page.goto(f"{server.url}/?project=a")
+        page.get_by_role("heading", name="Data", exact=True).wait_for()
+        _goto(page, "Review")
+        grid = page.locator('[data-testid="review-grid"][data-project="a"]')
+        cards = grid.get_by_test_id("review-card")
+        cards.first.wait_for()
+        _idle(page)
+        rows_a = [int(cards.nth(i).get_attribute("data-row")) for i in range(4)]
+        cards.first.locator(".rg-title").click()
+        page.keyboard.press("a")
+        grid.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+        _switch(page, "b")
+        _step("review in b")
+        grid = page.locator('[data-testid="review-grid"][data-project="b"]')
+        cards = grid.get_by_test_id("review-card")
+        cards.first.wait_for()
+        _idle(page)
+        row_b = int(cards.first.get_attribute("data-row"))
+        cards.first.locator(".rg-title").click()
+        page.keyboard.press("r")
+        page.keyboard.press("r")
+        grid.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+        _switch(page, "a")
+        _step("back in a: keys")
+        grid = page.locator('[data-testid="review-grid"][data-project="a"]')
+        cards = grid.get_by_test_id("review-card")
+        cards.first.wait_for()
+        _idle(page)
+        assert _address_project(page) == "a"
+        # a's list again, without the sample decided there before (the view lists the samples still to review)
+        assert int(cards.first.get_attribute("data-row")) == rows_a[1]
+        cards.first.locator(".rg-title").click()
+        for key in ("r", "a", "r"):
+            page.keyboard.press(key)
+            page.wait_for_timeout(150)
+        grid.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+        for _ in range(10):  # a late rerun of b's grid would bring b back within a few seconds
+            _idle(page)
+            assert _address_project(page) == "a"
+            page.wait_for_timeout(300)
+        page.get_by_role("heading", name="Review", exact=True).wait_for()
+        assert page.locator('[data-testid="review-grid"]').get_attribute("data-project") == "a"
+    assert {r: d.action for r, d in a.current_decisions().items()} == {
+        rows_a[0]: "keep", rows_a[1]: "remove", rows_a[2]: "keep", rows_a[3]: "remove"}
+    decided_b = {r: d.action for r, d in b.current_decisions().items()}
+    assert decided_b[row_b] == "remove" and len(decided_b) == 2 and set(decided_b.values()) == {"remove"}
