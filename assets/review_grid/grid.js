@@ -55,7 +55,9 @@ const TEXT_SHORT = 280;
 function textBlock(text) {
   if (text.length <= TEXT_SHORT) return el("div", "rg-text", text);
   const box = el("details", "rg-text rg-text-long");
-  box.append(el("summary", null, text.slice(0, TEXT_SHORT) + "…"), el("div", null, text.slice(TEXT_SHORT)));
+  const summary = el("summary", null, text.slice(0, TEXT_SHORT) + "…");
+  summary.tabIndex = -1; // opened by a click; the card stays the one tab stop (v shows the whole text by keyboard)
+  box.append(summary, el("div", null, text.slice(TEXT_SHORT)));
   return box;
 }
 
@@ -704,6 +706,7 @@ class ReviewGrid {
       const find = el("div", "rg-findbox");
       parts.find = el("input", "rg-find");
       parts.find.type = "text";
+      parts.find.tabIndex = -1; // reached by / or a digit on the card, not by Tab: the card is the one tab stop
       parts.find.placeholder = "relabel to… (/)";
       parts.find.setAttribute("aria-label", "type a class name, Enter relabels to the first match");
       parts.matches = el("div", "rg-matches");
