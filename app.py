@@ -11,7 +11,7 @@ import streamlit as st
 
 from influence_core.project import ROLES, Access, InfluenceError, Project
 from app_pages._common import (PAGES, ROOT, identity, notice_banner, plain, project, project_name, status, switch_project,
-                           visible_projects)
+                           switcher_key, visible_projects)
 
 st.set_page_config(page_title="Influence Workbench", page_icon=str(ROOT / "assets" / "icon.svg"), layout="wide")
 st.logo(str(ROOT / "assets" / "logo.svg"), size="large", icon_image=str(ROOT / "assets" / "icon.svg"))
@@ -53,7 +53,7 @@ def _project_switcher(access: Access, name: str, proj: Project | None) -> None:
     if proj is not None and name not in names:
         names.append(name)
     chosen = st.selectbox("Project", names, index=names.index(name) if name in names else None,
-                          key=f"project-pick-{name}", placeholder="Choose a project",
+                          key=switcher_key(name), placeholder="Choose a project",
                           help="Each project keeps its own data set, model, scores, decisions and jobs. The project is "
                                "in the page's address: bookmark it to come back.")
     if chosen is not None and chosen != name:

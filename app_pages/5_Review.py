@@ -251,10 +251,11 @@ def _batch_bar(proj, ds, rows: np.ndarray, preds: np.ndarray, name) -> None:
 def _take_events(proj, ds) -> review_queue.Outcome:
     """The grid's queued events first: every decision reaches the log before anything on the page counts them; what
     they did (a page turn, "why" asked for, undos, refusals) goes into the session and onto the page."""
-    sent = review_queue.browser_session(grid.state())
+    sent = review_queue.browser_session(grid.state(proj.name))
     if sent is not None:  # the reviewer id the browser keeps for this project: Undo survives a refresh
         use_session_id(sent)
-    outcome = review_queue.process_events(proj, review_queue.pending_events(grid.state()), session=session_id(),
+    events = review_queue.pending_events(grid.state(proj.name))
+    outcome = review_queue.process_events(proj, events, session=session_id(),
                                           done=st.session_state.setdefault("review-events", {}),
                                           n_rows=len(ds.train), n_classes=ds.num_classes)
     if outcome.page is not None:
@@ -308,7 +309,7 @@ def _controls(proj, ds, rankings: dict, titles: dict, view: ReviewView, choices)
 def _grid_section(proj, ds, scores: dict, titles: dict, view: ReviewView, choices, order: str, ranking: np.ndarray,
                   per_row: int, per_page: int) -> None:
     """Everything a decision changes: the queue's events recorded, the counts, the batch bar and the card grid (the
-    part of the page a fragment would rerun alone on a key press)."""
+    part of the page that a key press reruns alone: `_grid_fragment`)."""
     outcome = _take_events(proj, ds)
     state = proj.state()
     flagged = proj.flagged(order)
@@ -372,10 +373,22 @@ def page() -> None:
     view, order, per_row, per_page = _controls(proj, ds, rankings, titles, view, choices)
     views.write_url(proj, view, choices)
     views.class_pair_section(proj, view, choices, runs.get(order) or proj.primary_run(), titles[order])
-    # Not in st.fragment (yet): after a fragment rerun (a key press), a project switch in the sidebar came back to the
-    # old project and never drew the new one's grid (tests/e2e/test_review_keyboard.py, queued event of another
-    # project), so a key press still reruns the whole page.
-    _grid_section(proj, ds, scores, titles, view, choices, order, rankings[order], per_row, per_page)
+    _grid_fragment(proj.name)(proj, ds, scores, titles, view, choices, order, rankings[order], per_row, per_page)
+
+
+def _grid_fragment(project: str):
+    """`_grid_section` as a fragment of project ``project``'s own: a key press or a click in the grid reruns it alone,
+    not the app. Its id (Streamlit's: from the function's name) and its component's state are the project's, so a
+    rerun the browser asked for in another project's grid is dropped by Streamlit, never run here; and a rerun of
+    a project this session has left since records nothing and writes nothing (the address stays as it is)."""
+
+    def grid(proj, *args) -> None:
+        if proj.name != st.session_state.get("project") or st.query_params.get("project", proj.name) != proj.name:
+            return
+        guarded(lambda: _grid_section(proj, *args))
+
+    grid.__qualname__ = f"review_grid_of_{project}"
+    return st.fragment(grid)
 
 
 guarded(page)

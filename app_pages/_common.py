@@ -27,7 +27,7 @@ PAGES = {
 }
 APP_VERSION = __version__
 # Session-state keys that belong to the browser session, not to one project: a project switch clears every other key.
-SESSION_KEYS = ("project", "state-of-project")
+SESSION_KEYS = ("project", "state-of-project", "project-switches")
 
 
 # -------------------------------------------------------------------------------------------- project
@@ -82,7 +82,17 @@ def _scope_state_to(name: str) -> None:
     if owner is not None and owner != name:
         for key in [k for k in st.session_state if k not in SESSION_KEYS]:
             del st.session_state[key]
+        st.session_state["project-switches"] = st.session_state.get("project-switches", 0) + 1
     st.session_state["state-of-project"] = name
+
+
+def switcher_key(name: str) -> str:
+    """The sidebar switcher's widget key while project ``name`` is shown: a new one after every switch. The browser
+    may keep an old switcher's value (Streamlit skips a full run's clean-up of old widgets when a fragment rerun — the
+    review grid's — starts before that run has ended), and a key that only named the project would hand project a's
+    switcher its last value, "b", when a is shown again: the session would switch straight back to b."""
+    switches = st.session_state.get("project-switches", 0)
+    return f"project-pick-{name}" if not switches else f"project-pick-{name}-{switches}"
 
 
 def project() -> Project:

@@ -14,6 +14,8 @@ as its state value ``reviewer`` for the page's own buttons. `app_pages.review_qu
 tested) records each one once; the page passes the processed ids back as ``acked`` for the component to drop, and an
 event of another project back as ``foreign``: not recorded here, it goes back to its own project's queue.
 
+The page mounts the grid inside a fragment of the project's own (Review's ``_grid_fragment``), keyed by the project
+(`key`): a key press reruns the grid and what counts its decisions, not the sidebar or the rest of the page.
 """
 
 from __future__ import annotations
@@ -37,9 +39,16 @@ _COMPONENT = st.components.v2.component(
 )
 
 
-def state() -> Any:
-    """The component's state value as the browser last sent it (``{"queue": [...], "reviewer": ...}``), or None."""
-    return st.session_state.get(KEY)
+def key(project: str) -> str:
+    """The grid's component key in ``project``: each project's grid is a widget of its own, so a value the browser
+    still holds for another project's grid is never read as this one's."""
+    return f"{KEY}-{project}"
+
+
+def state(project: str) -> Any:
+    """The component's state value in ``project`` as the browser last sent it (``{"queue": [...], "reviewer": ...}``),
+    or None."""
+    return st.session_state.get(key(project))
 
 
 def thumbnail(pixels: np.ndarray) -> str:
@@ -60,10 +69,10 @@ def number(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def show(data: dict, key: str = KEY) -> None:
-    """Mount the grid with ``data`` (project, session, cards, classes, page, acked / failed / foreign ids; see
-    assets/review_grid/grid.js)."""
-    _COMPONENT(key=key, data=data, default={"queue": [], "reviewer": None}, on_queue_change=_nothing,
+def show(data: dict) -> None:
+    """Mount the grid of ``data["project"]`` with ``data`` (project, session, cards, classes, page, acked / failed /
+    foreign ids; see assets/review_grid/grid.js)."""
+    _COMPONENT(key=key(data["project"]), data=data, default={"queue": [], "reviewer": None}, on_queue_change=_nothing,
                on_reviewer_change=_nothing, height="content")
 
 

@@ -14,6 +14,9 @@
 
 const GRIDS = new WeakMap(); // parentElement -> ReviewGrid: the DOM, queue and focus survive every data update
 const NONCE = Math.random().toString(36).slice(2, 7) + Date.now().toString(36).slice(-4);
+// Events are numbered per page load, not per grid: a grid mounted again in the same load (another project's and back,
+// another page and back) must never reuse an id, or the decision log would ignore its event as already applied.
+let eventCount = 0;
 const RESEND_MS = 2500; // resend a queue nobody answered (doubling up to 30 s); ids make resending harmless
 const DECISIONS = new Set(["keep", "remove", "relabel"]);
 const REVIEWER = /^[0-9a-f]{12,32}$/; // the server refuses any other reviewer id
@@ -52,7 +55,9 @@ const TEXT_SHORT = 280;
 function textBlock(text) {
   if (text.length <= TEXT_SHORT) return el("div", "rg-text", text);
   const box = el("details", "rg-text rg-text-long");
-  box.append(el("summary", null, text.slice(0, TEXT_SHORT) + "…"), el("div", null, text.slice(TEXT_SHORT)));
+  const summary = el("summary", null, text.slice(0, TEXT_SHORT) + "…");
+  summary.tabIndex = -1; // opened by a click; the card stays the one tab stop (v shows the whole text by keyboard)
+  box.append(summary, el("div", null, text.slice(TEXT_SHORT)));
   return box;
 }
 
@@ -118,7 +123,6 @@ class ReviewGrid {
 
     this.data = undefined;
     this.queue = []; // events not yet acknowledged, oldest first
-    this.counter = 0;
     this.history = []; // {id, row} of this page's decision events, for showing what an undo takes back
     this.errors = new Map(); // row -> message of an event the server refused
     this.saved = new Map(); // row -> time its pending decision was confirmed (a short flash)
@@ -237,7 +241,7 @@ class ReviewGrid {
 
   // ---------------------------------------------------------------------------------------- events out
   emit(event) {
-    const ev = { id: `${this.reviewer}-${NONCE}-${++this.counter}`, rows: [], label: null, ...event,
+    const ev = { id: `${this.reviewer}-${NONCE}-${++eventCount}`, rows: [], label: null, ...event,
       project: this.project, reviewer: this.reviewer };
     this.queue.push(ev);
     this.persist();
@@ -702,6 +706,7 @@ class ReviewGrid {
       const find = el("div", "rg-findbox");
       parts.find = el("input", "rg-find");
       parts.find.type = "text";
+      parts.find.tabIndex = -1; // reached by / or a digit on the card, not by Tab: the card is the one tab stop
       parts.find.placeholder = "relabel to… (/)";
       parts.find.setAttribute("aria-label", "type a class name, Enter relabels to the first match");
       parts.matches = el("div", "rg-matches");

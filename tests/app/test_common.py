@@ -209,3 +209,21 @@ def test_no_page_ends_the_script_with_st_stop():
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "stop"
              and isinstance(node.func.value, ast.Name) and node.func.value.id == "st"]
     assert calls == []
+
+
+def test_a_switchers_value_the_browser_still_holds_never_switches_back(workspace):
+    """a → b → a by the sidebar switcher, then the browser sends a's first switcher's last value ("b") again, as it
+    does when Streamlit skipped a full run's widget clean-up (a fragment rerun started first): a stays shown, because
+    every visit draws its switcher under a new key."""
+    for name in ("a", "b"):
+        Project.open(name, workspace)
+    at = _open("a")
+    at.sidebar.selectbox(key="project-pick-a").set_value("b").run()
+    assert at.query_params["project"] == "b"
+    next(s for s in at.sidebar.selectbox if s.label == "Project").set_value("a").run()
+    assert at.query_params["project"] == "a"
+    at.session_state["project-pick-a"] = "b"
+    at.run()
+    no_errors(at)
+    assert at.query_params["project"] == "a" and at.session_state["project"] == "a"
+    assert [s.value for s in at.sidebar.selectbox if s.label == "Project"] == ["a"]

@@ -33,7 +33,7 @@ def _cards(at) -> list[dict]:
 
 def _decide(at, event: dict) -> None:
     """A click on a card, as the grid component reports it: its event queue in the widget's state."""
-    at.session_state["review-grid"] = {"queue": [{"project": "default", **event}]}  # events name their project
+    at.session_state["review-grid-default"] = {"queue": [{"project": "default", **event}]}  # events name their project
     at.run()
     no_errors(at)
 

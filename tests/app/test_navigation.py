@@ -107,7 +107,7 @@ def test_a_viewer_sees_the_review_page_but_every_decision_is_refused_in_one_line
     at.switch_page("app_pages/5_Review.py").run()
     assert at.title[0].value == "Review" and not at.exception
     event = {"label": None, "project": "default", "reviewer": "ab12cd34ef56ab12"}
-    at.session_state["review-grid"] = {"queue": [{"id": "k1", "action": "keep", "rows": [0], **event},
+    at.session_state["review-grid-default"] = {"queue": [{"id": "k1", "action": "keep", "rows": [0], **event},
                                                  {"id": "u1", "action": "undo", "rows": [], **event}]}
     at.run()
     refusal = "you may view project 'default' but not decide (your role: viewer); ask its owner for the reviewer role"

@@ -31,7 +31,7 @@ def _grid(at) -> dict:
 def _send(at, *events: dict):
     """What the browser does: the whole unacknowledged queue (each event names its project) as the component's value,
     then a rerun."""
-    at.session_state["review-grid"] = {"queue": [{"project": "default", **ev} for ev in events]}
+    at.session_state["review-grid-default"] = {"queue": [{"project": "default", **ev} for ev in events]}
     return at.run()
 
 

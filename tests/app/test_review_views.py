@@ -129,7 +129,7 @@ def test_more_like_this_on_a_card_shows_that_sample_and_its_neighbours(scored):
     proj = project_of(scored)
     at = open_page("5_Review.py")
     row = _rows(at)[3]
-    at.session_state["review-grid"] = {"queue": [{"id": "m1", "action": "like", "rows": [row], "label": None,
+    at.session_state["review-grid-default"] = {"queue": [{"id": "m1", "action": "like", "rows": [row], "label": None,
                                                   "project": "default"}]}
     at.run()
     no_errors(at)

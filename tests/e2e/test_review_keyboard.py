@@ -165,9 +165,10 @@ def test_undo_after_a_reload_takes_back_the_decision(tmp_path):
     assert proj.current_decisions() == {}
 
 
-def test_backspace_removes_nothing_and_the_grid_has_one_tab_stop_and_one_live_region(tmp_path):
-    """Backspace is no removal key (`r` is). One tab stop (the focused card), one live region that says what was
-    saved, page buttons named in words."""
+def test_a_key_press_reruns_only_the_grid_and_backspace_removes_nothing(tmp_path):
+    """The grid lives in a fragment: a decision by key reruns the grid (its counts change) but not the sidebar, which
+    still says what it said before (until the next full run). Backspace is no removal key (`r` is). One tab stop (the
+    focused card), one live region that says what was saved, page buttons named in words."""
     workspace = tmp_path / "workspace"
     proj = _moons(workspace)
     with served_page(workspace) as (server, page):
@@ -180,6 +181,8 @@ def test_backspace_removes_nothing_and_the_grid_has_one_tab_stop_and_one_live_re
         cards = page.get_by_test_id("review-card")
         assert [cards.nth(i).get_attribute("tabindex") for i in range(cards.count())].count("0") == 1
         assert card.get_attribute("tabindex") == "0"
+        tab_stops = "g => [...g.querySelectorAll('*')].filter(n => n.tabIndex >= 0).length"
+        assert page.get_by_test_id("review-grid").evaluate(tab_stops) == 1  # no button, input or link of its own
         assert page.get_by_role("button", name="Next page").count() == 1
         assert page.get_by_role("button", name="Previous page").count() == 1
         _step("Backspace: nothing")
@@ -187,15 +190,21 @@ def test_backspace_removes_nothing_and_the_grid_has_one_tab_stop_and_one_live_re
         page.wait_for_timeout(1500)
         _idle(page)
         assert card.get_attribute("data-state") == "none" and proj.current_decisions() == {}
-        _step("r: removed")
+        _step("r: removed, by the grid's fragment alone")
         page.keyboard.press("r")
         page.locator(f'[data-testid="review-card"][data-row="{row}"][data-state="saved"]').wait_for()
         page.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
-        page.get_by_text("decisions so far: 0 keep, 1 remove").wait_for()
+        page.get_by_text("decisions so far: 0 keep, 1 remove").wait_for()  # the grid's own counts were redrawn …
+        _idle(page)
+        assert sidebar.get_by_text("0 made").count() == 1  # … the sidebar was not rerun
+        assert sidebar.get_by_text("1 made").count() == 0
         live = page.get_by_test_id("review-live")
         assert live.count() == 1 and "remove saved" in live.inner_text()
         assert page.locator('[data-testid="review-grid"] [aria-live]').count() == 1
         assert {r: d.action for r, d in proj.current_decisions().items()} == {row: "remove"}
+        _step("a full run (reload) brings the sidebar up to date")
+        page.reload()
+        page.get_by_role("heading", name="Review", exact=True).wait_for()
         sidebar.get_by_text("1 made").wait_for()
 
 
@@ -237,3 +246,50 @@ def test_a_queued_event_of_another_project_is_recorded_in_its_own_only(tmp_path)
         grid_a.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
     assert {r: d.action for r, d in a.current_decisions().items()} == {row: "remove"}
     assert len(b.current_decisions()) == 1 and errors == []
+
+
+def _address_project(page) -> str | None:
+    return page.evaluate("() => new URLSearchParams(window.location.search).get('project')")
+
+
+def _review_by_keys(page, project: str, keys: str) -> list[int]:
+    """In ``project``'s grid (not another's still on screen): focus the first card, press ``keys`` 150 ms apart, wait
+    until every decision is saved; returns the rows of the first four cards as they were listed."""
+    grid = page.locator(f'[data-testid="review-grid"][data-project="{project}"]')
+    cards = grid.get_by_test_id("review-card")
+    cards.first.wait_for()
+    _idle(page)
+    assert _address_project(page) == project
+    rows = [int(cards.nth(i).get_attribute("data-row")) for i in range(4)]
+    cards.first.locator(".rg-title").click()
+    for key in keys:
+        page.keyboard.press(key)
+        page.wait_for_timeout(150)
+    grid.get_by_test_id("review-sync").filter(has_text="every decision saved").wait_for()
+    return rows
+
+
+def test_switching_to_b_and_back_keeps_the_address_and_the_decisions_with_a(tmp_path):
+    """The grid is a fragment: a key press reruns only the grid. Review in a, switch to b and review there, switch
+    back to a and press keys: the address stays on a (no late rerun of b's grid, no switcher value left from the
+    first visit, brings b back) and every decision lands in the project whose grid it was made in."""
+    workspace = tmp_path / "workspace"
+    a, b = _moons(workspace, "a"), _moons(workspace, "b")
+    with served_page(workspace) as (server, page):
+        page.goto(f"{server.url}/?project=a")
+        page.get_by_role("heading", name="Data", exact=True).wait_for()
+        _goto(page, "Review")
+        rows_a = _review_by_keys(page, "a", "a")
+        _switch(page, "b")
+        rows_b = _review_by_keys(page, "b", "rr")
+        _switch(page, "a")
+        # a's list again, without the sample decided there before (the view lists the samples still to review)
+        assert _review_by_keys(page, "a", "rar")[:3] == rows_a[1:]
+        for _ in range(10):  # a late rerun of b's grid would bring b back within a few seconds
+            _idle(page)
+            assert _address_project(page) == "a"
+            page.wait_for_timeout(300)
+        assert page.locator('[data-testid="review-grid"]').get_attribute("data-project") == "a"
+    assert {r: d.action for r, d in a.current_decisions().items()} == {
+        rows_a[0]: "keep", rows_a[1]: "remove", rows_a[2]: "keep", rows_a[3]: "remove"}
+    assert {r: d.action for r, d in b.current_decisions().items()} == {rows_b[0]: "remove", rows_b[1]: "remove"}

@@ -36,6 +36,8 @@ def test_text_cards_show_their_text_and_take_the_keys(tmp_path):
             assert shown.inner_text() == text
         row = int(first.get_attribute("data-row"))
         first.locator(".rg-title").click()  # focus the card, as a reviewer does
+        tab_stops = "g => [...g.querySelectorAll('*')].filter(n => n.tabIndex >= 0).map(n => n.tagName)"
+        assert page.get_by_test_id("review-grid").evaluate(tab_stops) == ["DIV"]  # the focused card, no <summary>
         page.keyboard.press("r")
         page.locator('[data-testid="review-card"][data-state="saved"]').first.wait_for(timeout=60_000)
     decisions = Project.open("default", workspace).current_decisions()
