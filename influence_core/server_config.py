@@ -46,6 +46,10 @@ class ServerConfig:
     max_generated_samples: int = 100_000
     max_loaded_datasets: int = 2
     max_image_size: int = 512  # image zips are resized to at most this many pixels a side (memory: N × size² × 3 bytes)
+    # Image zips are decoded a chunk at a time by this many workers (capped at the CPU count; 1 = in the loading
+    # thread), in "threads" or "processes" (data/image_decode.py; bench/results/e2e.md compares them).
+    decode_workers: int = 2
+    decode_pool: str = "threads"
     # Backbone weights files a browser user may pick by name (Model page, frozen backbone), e.g. a fine-tuned resnet18.
     backbone_weights: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
