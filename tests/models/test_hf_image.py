@@ -184,21 +184,22 @@ def test_an_uncached_hub_id_offline_is_one_line(images):
     assert "\n" not in str(err.value) and "offline" in str(err.value)
 
 
-def test_the_cli_scores_an_image_zip_with_an_hf_image_classifier(tiny_vit, tmp_path):
-    """`score --dataset photos.zip --model hf:<folder>`: the images stay images (no tokenizing); the head's IP equals
-    the library's on the same data and model."""
+@pytest.mark.parametrize("suffix, params", [("", "head"), ("?lora=4&alpha=8", "lora")])
+def test_the_cli_scores_an_image_zip_with_an_hf_image_classifier(tiny_vit, tmp_path, suffix, params):
+    """`score --dataset photos.zip --model hf:<folder>[?lora=4]`: the images stay images (no tokenizing); the IP on
+    the head (or the LoRA adapters) equals the library's on the same data and model."""
     import pandas as pd
 
     from influence_core import cli
 
     path = _image_zip(tmp_path / "tints.zip", per_class=6)
     out = tmp_path / "scores.csv"
-    assert cli.main(["score", "--dataset", path, "--image-size", str(SIZE), "--model", f"hf:{tiny_vit}",
-                     "--epochs", "1", "--method", "ip", "--params", "head", "--quiet",
+    assert cli.main(["score", "--dataset", path, "--image-size", str(SIZE), "--model", f"hf:{tiny_vit}{suffix}",
+                     "--epochs", "1", "--method", "ip", "--params", params, "--quiet",
                      "--workspace", str(tmp_path / "ws"), "--out", str(out)]) == 0
     ds = load_image_zip(path, image_size=SIZE)
-    fitted = train_model(ds, f"hf:{tiny_vit}", TrainConfig(epochs=1))
-    expected = compute_scores(ds, fitted, "ip", params="head")
+    fitted = train_model(ds, f"hf:{tiny_vit}{suffix}", TrainConfig(epochs=1))
+    expected = compute_scores(ds, fitted, "ip", params=params)
     got = pd.read_csv(out)["score"].to_numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5 * float(np.abs(expected).max()))
 
