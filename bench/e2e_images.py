@@ -11,6 +11,7 @@ section of bench/results/e2e.md.
     OMP_NUM_THREADS=1 python3 bench/e2e_images.py --n 10000 50000          # part (a), one thread
     OMP_NUM_THREADS=2 python3 bench/e2e_images.py --n 50000                # part (a), both cores
     python3 bench/e2e_images.py --n 50000 --size 224 --device cuda          # part (b), on a GPU
+    OMP_NUM_THREADS=1 python3 bench/e2e_images.py --decode --n 20000        # decoding: serial vs threads vs processes
 """
 
 from __future__ import annotations
@@ -117,6 +118,69 @@ def run_one(n: int, size: int, device: str, folder: Path) -> dict:
     return out
 
 
+def make_photo_zip(path: Path, n: int, seed: int = 0) -> None:
+    """``n`` photo-like JPEGs of 400×300 (smooth gradients, a disc, noise; quality 90) in 10 class folders."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:300, 0:400]
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        for i in range(n):
+            a, b, c = rng.uniform(-0.6, 0.6, size=3), rng.uniform(-0.6, 0.6, size=3), rng.uniform(40, 200, size=3)
+            px = c + a * (xx[..., None] - 200) + b * (yy[..., None] - 150)
+            cx, cy, r = rng.uniform(50, 350), rng.uniform(50, 250), rng.uniform(20, 90)
+            px[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] += rng.uniform(-80, 80, size=3)
+            px += rng.normal(0, 8, size=px.shape)
+            buf = io.BytesIO()
+            Image.fromarray(np.clip(px, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
+            z.writestr(f"c{i % CLASSES}/{i:06d}.jpg", buf.getvalue())
+
+
+DECODE_CONFIGS = [(1, "threads"), (2, "threads"), (2, "processes")]
+
+
+def decode_bench(folder: Path, reps: int, workloads: list[tuple[str, int, int]]) -> list[dict]:
+    """Decode time of `load_image_zip` (header scan + decode + uint8 write + channel statistics) with each server
+    setting in `DECODE_CONFIGS`, interleaved ``reps`` times (the machine's load drifts), medians; the arrays are
+    checked equal bit for bit across settings. A process pool's first use (starting the forkserver, which imports
+    the package once) is timed apart."""
+    from influence_core.data.storage import arrays_in
+    from influence_core.data.uploads import load_image_zip
+
+    rows = []
+    for kind, n, size in workloads:
+        path = folder / f"decode-{kind}-{n}.zip"
+        if not path.exists():
+            (make_zip if kind == "png32" else make_photo_zip)(path, n)
+        times: dict = {c: [] for c in DECODE_CONFIGS}
+        first_process_s, digest = None, None
+        for rep in range(reps + 1):
+            for workers, pool in DECODE_CONFIGS:
+                config = folder / f"server-{workers}-{pool}.toml"
+                config.write_text(f'[server]\ndecode_workers = {workers}\ndecode_pool = "{pool}"\n')
+                os.environ["INFLUENCE_CONFIG"] = str(config)
+                work = Path(tempfile.mkdtemp(prefix="decode-", dir=folder))
+                t0 = time.perf_counter()
+                with arrays_in(work):
+                    ds = load_image_zip(str(path), image_size=size, on_disk=True)
+                seconds = time.perf_counter() - t0
+                found = ds.train.store.array.digest
+                assert digest in (None, found), "parallel decoding changed the pixels"
+                digest = found
+                shutil.rmtree(work, ignore_errors=True)
+                if rep == 0:  # warm-up: the OS file cache, and the process pool's forkserver
+                    first_process_s = round(seconds, 1) if pool == "processes" else first_process_s
+                    continue
+                times[(workers, pool)].append(seconds)
+        for (workers, pool), ts in times.items():
+            rows.append({"images": kind, "n": n, "size": size, "workers": workers, "pool": pool,
+                         "median_s": round(float(np.median(ts)), 2), "runs_s": [round(t, 2) for t in ts],
+                         "first_process_pool_s": first_process_s if pool == "processes" else None,
+                         "load_average": round(os.getloadavg()[0], 1)})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[10_000])
@@ -124,7 +188,20 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--folder", default=None, help="where zips and arrays go (default: a temporary folder)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child process: one size
+    parser.add_argument("--decode", action="store_true", help="only the decode benchmark: serial, 2 threads, "
+                        "2 processes on 32×32 PNGs (--n) and 400×300 JPEGs to 224 (--photos)")
+    parser.add_argument("--photos", type=int, default=2_000)
+    parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
+    if args.decode:
+        from bench._common import machine
+
+        folder = Path(args.folder or tempfile.mkdtemp(prefix="decode-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = decode_bench(folder, args.reps, [("png32", args.n[0], 32), ("jpeg400x300", args.photos, 224)])
+        (Path(__file__).resolve().parent / "results" / "e2e_decode.json").write_text(
+            json.dumps({"machine": machine(), "cpus": os.cpu_count(), "runs": rows}, indent=2))
+        return
     if args.device == "cuda":
         import torch
 

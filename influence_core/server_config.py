@@ -47,6 +47,11 @@ class ServerConfig:
     max_generated_samples: int = 100_000
     max_loaded_datasets: int = 2
     max_image_size: int = 512  # image zips are resized to at most this many pixels a side (memory: N × size² × 3 bytes)
+    # Image zips are decoded a chunk at a time by this many workers (capped at the CPU count; 1 = in the loading
+    # thread), in "threads" or "processes" (data/image_decode.py). Measured on 2 shared cores (bench/results/e2e.md):
+    # 2 threads decode photos to 224² 1.36× faster than 1, and 32×32 PNGs no faster (Python-bound: processes).
+    decode_workers: int = 2
+    decode_pool: str = "threads"
     # Backbone weights files a browser user may pick by name (Model page, frozen backbone), e.g. a fine-tuned resnet18.
     backbone_weights: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 

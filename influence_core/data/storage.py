@@ -30,6 +30,7 @@ from ..errors import InfluenceError
 
 DTYPES = {"uint8": np.uint8, "float32": np.float32}
 CHUNK_ROWS = 4096
+STATISTICS_CHUNK_BYTES = 64 << 20  # channel_statistics' float64 chunk
 IMAGES_ON_DISK_FROM = 10_000  # image sets with this many training images (full CIFAR) are read from disk by default
 FEATURES_ON_DISK_BYTES = 256 * 2**20  # tabular sets whose float32 features exceed this are read from disk by default
 
@@ -247,14 +248,16 @@ def _as_slice(index: np.ndarray) -> slice | np.ndarray:
 
 def channel_statistics(array: DiskArray, rows: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS) -> tuple[list[float], list[float]]:
     """Per-channel mean and std (+1e-8, as `normalise_images`) of uint8 N×H×W×C images on the [0, 1] scale,
-    over ``rows`` (None = all), in two streamed float64 passes: memory one chunk."""
+    over ``rows`` (None = all), in two streamed float64 passes: memory one chunk of at most ``chunk_rows`` images
+    and `STATISTICS_CHUNK_BYTES` as float64 (4,096 images of 224² were 5 GB)."""
     n = len(array) if rows is None else len(rows)
     if n == 0:
         raise InfluenceError("cannot standardise images over an empty split")
+    step = max(1, min(chunk_rows, STATISTICS_CHUNK_BYTES // (8 * int(np.prod(array.shape[1:])))))
 
     def chunks():
-        for s in range(0, n, chunk_rows):
-            idx = slice(s, s + chunk_rows) if rows is None else _as_slice(rows[s : s + chunk_rows])
+        for s in range(0, n, step):
+            idx = slice(s, s + step) if rows is None else _as_slice(rows[s : s + step])
             yield array.read(idx).astype(np.float64) / 255.0
 
     per_channel = n * array.shape[1] * array.shape[2]

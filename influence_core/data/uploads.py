@@ -31,6 +31,7 @@ import tempfile
 import unicodedata
 import warnings
 import zipfile
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, NamedTuple
 
@@ -41,6 +42,7 @@ import torch
 from ..errors import InfluenceError, writing
 from .base import Dataset, Split
 from .annotator_labels import annotator_matrix, check_annotator_columns
+from .image_decode import decoded_chunks
 from .columns import MAX_CLASSES, binarise_sensitive, encode_labels  # noqa: F401  (uploads' own API too)
 from .originals import ORIGINAL_INDEX_COLUMN, SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
 from .prepare import carve_indices, normalise_images
@@ -644,15 +646,13 @@ def _load_images(path: Path, image_size: int, seed: int, val_fraction: float, te
                 n_train = 0
             on_disk = n_train >= IMAGES_ON_DISK_FROM or int(np.prod(shape)) > FEATURES_ON_DISK_BYTES
 
-        def decoded(members):
-            return [_decode(archive.read(m), m.filename, path.name, image_size) for m in members]
-
-        if on_disk:  # a batch of images in memory at a time, written as decoded
-            chunks = (np.stack(decoded(layout.members[lo : lo + DECODE_BATCH]))
-                      for lo in range(0, len(layout.members), DECODE_BATCH))
+        # In order, by the server's decode workers (data/image_decode.py); at most a batch of images in memory.
+        chunks = decoded_chunks(archive, layout.members, partial(_decode, label=path.name, size=image_size),
+                                DECODE_BATCH)
+        if on_disk:  # written as decoded
             stored = stream_images(f"{path.stem}-train", chunks, shape)
         else:
-            pixels = np.stack(decoded(layout.members))
+            pixels = np.concatenate(list(chunks))
     tr, va, te = _split_rows(y, splits, seed, val_fraction, test_fraction)
     if on_disk:
         (x_tr, x_va, x_te), mean, std = image_views([(stored, tr), (stored, va), (stored, te)])

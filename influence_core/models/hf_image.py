@@ -6,7 +6,9 @@
 back to [0, 1], resizes them to the size the model's image processor says (bilinear, antialiased; in torch, a batch
 at a time) and standardises them with the processor's mean and std — so the whole input pipeline is differentiable
 and vmap-able, and every method runs on it. The classification head is replaced for the data set's classes; every
-parameter trains (AdamW); influence on the parameter groups "head", "last:k" (the last k blocks and the head), "all".
+parameter trains (AdamW), or LoRA adapters through ``peft`` (``hf:<folder>?lora=8``: on the attention's query and value
+projections, see `LORA_TARGETS`, or on ``&targets=a+b``; the head trains beside them, every other weight stays frozen);
+influence on the parameter groups "head", "lora", "last:k" (the last k blocks and the head), "all".
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ from torch import nn
 
 from ..errors import InfluenceError
 from .architectures import output_dim
-from .hf import _LAYER_INDEX, FAMILIES, HFSequenceClassifier, _load, load_pretrained, parse_arch
+from .hf import _LAYER_INDEX, FAMILIES, HFSequenceClassifier, HFSettings, _load, _one_line, load_pretrained, parse_arch
 from .registry import ModelSpec
 
 DEFAULT_MEAN = (0.485, 0.456, 0.406)  # ImageNet's, for a model saved without an image processor
 DEFAULT_STD = (0.229, 0.224, 0.225)
+# LoRA's default target modules, the first of these pairs of linear layers the architecture has: the attention's
+# query and value projections of the vision transformers (as LoRA's paper and peft's image-classification guide;
+# transformers 5 names them q_proj / v_proj, earlier versions query / value), else the pointwise layers of ConvNeXt's
+# blocks. peft itself names none for image models.
+LORA_TARGETS = (("q_proj", "v_proj"), ("query", "value"), ("pwconv1", "pwconv2"))
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ class HFImageClassifier(HFSequenceClassifier):
 
     @property
     def parameter_groups(self) -> tuple[str, ...]:
-        return ("head", "last:1", "last:2")
+        return ("head", "lora", "last:1", "last:2") if self._is_peft() else ("head", "last:1", "last:2")
 
     def parameter_group(self, selection: str) -> list[str] | None:
         """As `HFSequenceClassifier.parameter_group`, with "last:k" counting blocks in the order the network runs
@@ -127,11 +134,32 @@ class HFImageClassifier(HFSequenceClassifier):
         return [n for n in named if blocks.get(n) in chosen] + super().parameter_group("head")
 
 
-def build_hf_image(source: str, num_classes: int) -> HFImageClassifier:
-    """The classifier of ``source`` with its pretrained weights and a head for ``num_classes``."""
+def apply_lora(model: nn.Module, settings: HFSettings) -> nn.Module:
+    """``model`` with LoRA adapters (peft) on ``settings.lora_targets``, else on the first pair of `LORA_TARGETS`
+    its architecture has; only the adapters and the classification head (``classifier``) stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    linear = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    targets = list(settings.lora_targets or next((t for t in LORA_TARGETS if set(t) <= linear), ()))
+    if not targets:
+        kind = getattr(model.config, "model_type", "")
+        raise InfluenceError(f"no default LoRA target modules for '{kind}' image models; name them with &targets=a+b")
+    config = LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                        target_modules=targets, modules_to_save=["classifier"])
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:
+        raise InfluenceError(f"cannot add LoRA adapters: {_one_line(err)}") from None
+
+
+def build_hf_image(source: str, num_classes: int, settings: HFSettings = HFSettings()) -> HFImageClassifier:
+    """The classifier of ``source`` with its pretrained weights and a head for ``num_classes`` (with LoRA adapters
+    when ``settings.lora_rank`` > 0)."""
     from transformers import AutoModelForImageClassification
 
     model = load_pretrained(source, output_dim(num_classes), AutoModelForImageClassification)
+    if settings.lora_rank:
+        model = apply_lora(model, settings)
     return HFImageClassifier(model, image_input(source))
 
 
@@ -142,10 +170,11 @@ def check_images(dataset) -> None:
         raise InfluenceError("this data set holds a backbone's embeddings; load the images without a backbone")
 
 
-def initial_state(source: str, dataset) -> dict[str, torch.Tensor]:
-    """The pretrained model with a new head, and the data set's statistics to map its images back to [0, 1]."""
+def initial_state(source: str, dataset, settings: HFSettings = HFSettings()) -> dict[str, torch.Tensor]:
+    """The pretrained model with a new head (and LoRA adapters), and the data set's statistics to map its images
+    back to [0, 1]."""
     check_images(dataset)
-    module = build_hf_image(source, dataset.num_classes)
+    module = build_hf_image(source, dataset.num_classes, settings)
     module.input_mean.copy_(torch.tensor(dataset.meta["pixel_mean"]).view(1, -1, 1, 1))
     module.input_std.copy_(torch.tensor(dataset.meta["pixel_std"]).view(1, -1, 1, 1))
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -166,15 +195,15 @@ def weights_token(source: str) -> str:
 def image_model_spec(name: str) -> ModelSpec:
     """The registry entry of ``hf:<image classifier>``."""
     source, settings = parse_arch(name)
-    if settings.lora_rank:
-        raise InfluenceError("LoRA adapters are for the Hugging Face text models here; fine-tune an image classifier "
-                             "without ?lora=")
-    return ModelSpec(name, f"Hugging Face image classifier {source}",
-                     lambda shape, classes: build_hf_image(source, classes), input_kinds=("image",),
-                     check_dataset=check_images, head_prefix="model.classifier",
-                     train_defaults={"optimizer": "adamw", "lr": 5e-5, "epochs": 3, "batch_size": 16, "l2": 0.0,
-                                     "patience": 1, "augment": False},
-                     initial_state=lambda dataset: initial_state(source, dataset),
+    lora = f" + LoRA r={settings.lora_rank}" if settings.lora_rank else ""
+    return ModelSpec(name, f"Hugging Face image classifier {source}{lora}",
+                     lambda shape, classes: build_hf_image(source, classes, settings), input_kinds=("image",),
+                     check_dataset=check_images,
+                     head_prefix=("model.base_model.model." if lora else "model.") + "classifier",
+                     # adapters start at zero and need a larger step than full fine-tuning (as models/hf.py's)
+                     train_defaults={"optimizer": "adamw", "lr": 1e-3 if lora else 5e-5, "epochs": 3, "batch_size": 16,
+                                     "l2": 0.0, "patience": 1, "augment": False},
+                     initial_state=lambda dataset: initial_state(source, dataset, settings),
                      weights_token=lambda: weights_token(source))
 
 

@@ -221,6 +221,23 @@ def test_full_batch_lbfgs_on_a_stored_split_matches_memory(tmp_path):
     assert (flat[0] - flat[1]).norm() <= (ga + gb) / l2
 
 
+def test_channel_statistics_read_chunks_within_the_byte_cap(tmp_path, monkeypatch):
+    """At 224² a chunk of 4,096 images is 5 GB as float64: the chunk is capped in bytes, the statistics unchanged."""
+    from influence_core.data import storage
+
+    u8 = _pixels(300, side=6)
+    _, mean, std = normalise_images(u8)
+    array = save_array(tmp_path / "p.npy", u8)
+    monkeypatch.setattr(storage, "STATISTICS_CHUNK_BYTES", 8 * 6 * 6 * 3 * 10)  # 10 images as float64
+    sizes: list[int] = []
+    original = DiskArray.read
+    monkeypatch.setattr(DiskArray, "read", lambda self, index: sizes.append(len(out := original(self, index))) or out)
+    got_mean, got_std = channel_statistics(array)
+    assert max(sizes) == 10 and sum(sizes) == 2 * 300  # two passes
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(got_std, std, rtol=1e-12)
+
+
 def test_cifar_subset_on_disk_equals_memory(shared_data):
     from influence_core.data import load_dataset
 

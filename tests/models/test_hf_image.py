@@ -21,6 +21,7 @@ from influence_core.errors import InfluenceError  # noqa: E402
 from influence_core.grads import select_params  # noqa: E402
 from influence_core.keys import model_key  # noqa: E402
 from influence_core.models import TrainConfig, get_model_spec, train_model  # noqa: E402
+from influence_core.models.hf import HFSettings, arch_name  # noqa: E402
 from influence_core.models.hf_image import HFImageClassifier  # noqa: E402
 from influence_core.workspace import Workspace  # noqa: E402
 
@@ -78,6 +79,12 @@ def fitted(tiny_vit, images):
     return train_model(images, f"hf:{tiny_vit}", TrainConfig(epochs=2, lr=1e-3, seed=0))
 
 
+@pytest.fixture(scope="module")
+def lora_fitted(tiny_vit, images):
+    return train_model(images, arch_name(tiny_vit, HFSettings(lora_rank=4, lora_alpha=8)),
+                       TrainConfig(epochs=2, lr=1e-2, seed=0))
+
+
 def test_the_wrapper_gives_the_models_own_logits_on_its_processors_pixels(tiny_vit, images):
     """hf:<folder> of an image classifier is this module's wrapper; on the data set's images it returns what the
     model returns on the pixels its own image processor makes of the same pictures."""
@@ -106,9 +113,12 @@ def test_images_of_another_size_are_resized_to_the_processors(tiny_vit, tmp_path
     assert seen == [torch.Size([2, 3, SIZE, SIZE])]
 
 
-@pytest.mark.parametrize("group", ["head", "last:1", "all"])
-def test_ip_on_a_parameter_group_equals_an_autograd_loop(fitted, images, group):
-    module = copy.deepcopy(fitted.module).eval()
+@pytest.mark.parametrize("model, group", [("fitted", "head"), ("fitted", "last:1"), ("fitted", "all"),
+                                          ("lora_fitted", "lora"), ("lora_fitted", "head")])
+def test_ip_on_a_parameter_group_equals_an_autograd_loop(request, images, model, group):
+    """Every parameter, or LoRA's adapters (the base frozen by peft; the loop differentiates it all the same)."""
+    fitted = request.getfixturevalue(model)
+    module = copy.deepcopy(fitted.module).eval().requires_grad_(True)
     chosen = set(select_params(module, group))
     cols = torch.cat([torch.full((p.numel(),), n in chosen) for n, p in module.named_parameters()])
     target = validation_loss_grad(module, images.val.x, images.val.y)[cols]
@@ -161,9 +171,7 @@ def test_model_keys_hold_the_folders_weights_and_the_store_reopens_the_model(tin
         torch.testing.assert_close(again.module.eval()(images.val.x), fitted.module.eval()(images.val.x))
 
 
-def test_text_data_and_lora_are_refused_in_one_line(tiny_vit, images):
-    with pytest.raises(InfluenceError, match=r"^LoRA adapters are for the Hugging Face text models here"):
-        get_model_spec(f"hf:{tiny_vit}?lora=4")
+def test_text_data_is_refused_in_one_line(tiny_vit, images):
     from influence_core.data import load_dataset
 
     with pytest.raises(InfluenceError, match=r"^model 'hf:.*' needs image data"):
@@ -176,20 +184,59 @@ def test_an_uncached_hub_id_offline_is_one_line(images):
     assert "\n" not in str(err.value) and "offline" in str(err.value)
 
 
-def test_the_cli_scores_an_image_zip_with_an_hf_image_classifier(tiny_vit, tmp_path):
-    """`score --dataset photos.zip --model hf:<folder>`: the images stay images (no tokenizing); the head's IP equals
-    the library's on the same data and model."""
+@pytest.mark.parametrize("suffix, params", [("", "head"), ("?lora=4&alpha=8", "lora")])
+def test_the_cli_scores_an_image_zip_with_an_hf_image_classifier(tiny_vit, tmp_path, suffix, params):
+    """`score --dataset photos.zip --model hf:<folder>[?lora=4]`: the images stay images (no tokenizing); the IP on
+    the head (or the LoRA adapters) equals the library's on the same data and model."""
     import pandas as pd
 
     from influence_core import cli
 
     path = _image_zip(tmp_path / "tints.zip", per_class=6)
     out = tmp_path / "scores.csv"
-    assert cli.main(["score", "--dataset", path, "--image-size", str(SIZE), "--model", f"hf:{tiny_vit}",
-                     "--epochs", "1", "--method", "ip", "--params", "head", "--quiet",
+    assert cli.main(["score", "--dataset", path, "--image-size", str(SIZE), "--model", f"hf:{tiny_vit}{suffix}",
+                     "--epochs", "1", "--method", "ip", "--params", params, "--quiet",
                      "--workspace", str(tmp_path / "ws"), "--out", str(out)]) == 0
     ds = load_image_zip(path, image_size=SIZE)
-    fitted = train_model(ds, f"hf:{tiny_vit}", TrainConfig(epochs=1))
-    expected = compute_scores(ds, fitted, "ip", params="head")
+    fitted = train_model(ds, f"hf:{tiny_vit}{suffix}", TrainConfig(epochs=1))
+    expected = compute_scores(ds, fitted, "ip", params=params)
     got = pd.read_csv(out)["score"].to_numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5 * float(np.abs(expected).max()))
+
+
+# ------------------------------------------------------------------------------------------------ LoRA (peft)
+def _base_name(name: str) -> str:
+    """A fitted LoRA model's parameter name as the saved transformers model names it."""
+    return name.removeprefix("model.base_model.model.").replace(".base_layer.", ".")
+
+
+def test_lora_trains_the_adapters_on_query_and_value_and_the_head_and_leaves_the_base_frozen(tiny_vit, lora_fitted):
+    from transformers import AutoModelForImageClassification
+
+    module = lora_fitted.module
+    lora, head = set(select_params(module, "lora")), set(select_params(module, "head"))
+    assert module.parameter_groups == ("head", "lora", "last:1", "last:2")
+    assert lora and {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in lora} == {"q_proj", "v_proj"}
+    assert head == {n for n, _ in module.named_parameters() if ".classifier.modules_to_save." in n}
+    assert {n for n, p in module.named_parameters() if p.requires_grad} == lora | head
+    assert all(p.abs().max() > 0 for n, p in module.named_parameters() if "lora_B" in n)  # peft starts B at zero
+    saved = dict(AutoModelForImageClassification.from_pretrained(tiny_vit).named_parameters())
+    base = {n: p for n, p in module.named_parameters()
+            if n not in lora | head and ".classifier." not in n}  # the new head has another shape
+    assert len(base) == len(saved) - 2
+    for name, p in base.items():
+        assert torch.equal(p, saved[_base_name(name)]), name
+
+
+def test_lora_targets_may_be_named_and_the_store_reopens_the_model(tiny_vit, images, lora_fitted, tmp_path):
+    named = train_model(images, f"hf:{tiny_vit}?lora=2&targets=fc1", TrainConfig(epochs=1, seed=0))
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in select_params(named.module, "lora")} == {"fc1"}
+    with pytest.raises(InfluenceError, match=r"^cannot add LoRA adapters: "):
+        get_model_spec(f"hf:{tiny_vit}?lora=2&targets=nowhere").builder(images.input_shape, 3)
+    store = Workspace(tmp_path / "ws")
+    key = model_key(images, lora_fitted.arch, lora_fitted.config)
+    store.save_model(key, lora_fitted)
+    again = store.load_model(key, images)
+    assert again.fingerprint() == lora_fitted.fingerprint()
+    with torch.no_grad():
+        torch.testing.assert_close(again.module.eval()(images.val.x), lora_fitted.module.eval()(images.val.x))
