@@ -291,16 +291,20 @@ def _controls(proj, ds, rankings: dict, titles: dict, view: ReviewView, choices)
                               "more on the Scores page. Until you choose, the one that finds the known wrong labels "
                               "best (the Scores page's leaderboard), else the loss (README: which ranking to trust).")
     shares = sorted({0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, float(state.flag_share)})
+    viewer = proj.role == "viewer"  # looks only: the project's ranking and share stay as its reviewers set them
     share = c2.select_slider("Flag the most detrimental share of the training set", shares, float(state.flag_share),
-                             format_func=lambda v: f"{v:.0%}")
+                             format_func=lambda v: f"{v:.0%}", disabled=viewer,
+                             help="Your role here is viewer: a reviewer or the owner sets the share." if viewer else None)
     views.scope_and_status(c3, c4, view, choices)
     per_row = c5.selectbox("Cards per row", PER_ROW, index=PER_ROW.index(6 if ds.kind == "image" else 3),
                            key="review-per-row")
     per_page = c6.selectbox("Cards per page", PER_PAGE, index=1, key="review-per-page")
-    if order != shown:  # the user's choice becomes the project's ranking (a URL's stays the view's)
+    if order != shown and viewer:  # a viewer's choice orders their own view only (it goes to the URL)
+        view = replace(view, order=order)
+    elif order != shown:  # the user's choice becomes the project's ranking (a URL's stays the view's)
         proj.set_primary(order)
         view = replace(view, order=None)
-    if share != state.flag_share:
+    if share != state.flag_share and not viewer:
         proj.set_flag_share(share)
     view = views.filter_bar(proj, ds, view, choices, titles[order])
     return view, order, per_row, per_page

@@ -579,3 +579,22 @@ def test_background_jobs_report_progress_as_data_and_their_records_keep_it(moons
     assert not job.message.startswith(f"{runs[1].label}: ")  # the status line is the method's own; no wording added
     monkeypatch.setattr(jobs, "_JOBS", {})  # a new server process: the stored record
     assert moons_project.job("score").detail == job.detail
+
+
+def test_a_viewer_changes_nothing_of_the_project_but_may_start_jobs_that_only_look(tmp_path):
+    """The audit: a viewer could switch the data set, train, score, and set Review's ranking and share."""
+    from influence_core.project import Access, InfluenceError, Project
+
+    owner = Project.create("shared", Access("olga@example.com", signed_in=True), tmp_path)
+    owner.use_dataset("moons", seed=0)
+    owner.set_member("vic@example.com", "viewer")
+    viewer = Project.open_existing("shared", Access("vic@example.com", signed_in=True), tmp_path)
+    state = owner.state()
+    for attempt in (lambda: viewer.use_dataset("blobs"), lambda: viewer.set_primary("loss"),
+                    lambda: viewer.set_flag_share(0.5), lambda: viewer.train_in_background("mlp", {}),
+                    lambda: viewer.start_job("score", "Scoring", lambda handle: None)):
+        with pytest.raises(InfluenceError, match="not decide"):
+            attempt()
+    assert owner.state() == state and viewer.job("score") is None and viewer.job("train") is None
+    job = viewer.start_job("why", "Why flagged", lambda handle: {"ok": 1})  # looks only: allowed
+    assert job.title == "Why flagged" and viewer.job("why") is not None

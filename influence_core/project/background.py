@@ -12,6 +12,8 @@ from ..grads import Progress
 from ..jobs import Job, JobHandle, check_not_running, forget_job, get_job, start_job
 from ..state import ScoreRun
 
+LOOKING_JOBS = ("view:", "why")  # jobs that only look at the project: a viewer may start them
+
 
 class JobsMixin:
     """The project's background jobs and the long work run as one. A part of `Project`."""
@@ -22,7 +24,10 @@ class JobsMixin:
 
     def start_job(self, kind: str, title: str, fn: Callable[[JobHandle], Any]) -> Job:
         """Run ``fn(handle)`` in the background as this project's ``kind`` job (one at a time per kind); its progress
-        and JSON result are kept in the project, so a refresh or a restart shows them."""
+        and JSON result are kept in the project, so a refresh or a restart shows them. A viewer may start only the
+        jobs that look (a feature map, "why flagged"), not those that train, score or change the project."""
+        if not kind.startswith(LOOKING_JOBS):
+            self.require("decide")
         return start_job(kind, title, fn, store=self.jobs_folder)
 
     def job(self, kind: str) -> Job | None:

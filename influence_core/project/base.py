@@ -175,7 +175,9 @@ class ProjectBase:
 
     def _update_state(self, change: Callable[[Selection], None], *, only_if: Callable[[Selection], bool] | None = None) -> bool:
         """Read, change and write the state as one step, also against other processes (servers, the CLI) sharing
-        the workspace: no change overwrites another's."""
+        the workspace: no change overwrites another's. A viewer changes nothing (the audit: data set, model, Review's
+        ranking and share were theirs to change)."""
+        self.require("decide")
         with STATE_LOCK, file_lock(self.folder / ".state.lock"):
             state = self.state()
             if only_if is not None and not only_if(state):

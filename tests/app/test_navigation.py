@@ -119,6 +119,22 @@ def test_a_viewer_sees_the_review_page_but_every_decision_is_refused_in_one_line
     assert Project.open("default", scored).current_decisions() == {}
 
 
+def test_a_viewers_ranking_orders_their_view_only_and_the_projects_state_stays(scored):
+    """The audit: a viewer's Order by and flagged share were written into the project for everyone."""
+    viewer = "carol@example.com"
+    owner = Project.open("default", scored)
+    owner.set_member(viewer, "viewer")
+    before = owner.state()
+    at = _as(viewer, "default")
+    at.switch_page("app_pages/5_Review.py").run()
+    order = next(s for s in at.selectbox if s.label == "Order by")
+    other = next(o for o in order.options if o != order.value)
+    order.set_value(other).run()
+    assert not at.exception and not at.error
+    assert next(s for s in at.select_slider if s.label.startswith("Flag the most")).disabled
+    after = Project.open("default", scored).state()
+    assert (after.primary, after.flag_share) == (before.primary, before.flag_share)
+
 def _all(node):
     """Every element under ``node``."""
     yield node
