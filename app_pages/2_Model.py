@@ -176,6 +176,7 @@ def _train_form(proj: Project, ds, training: bool) -> None:
                  f"{arch}'s default: {'on' if base.augment else 'off'}"))
     if arch in hf and ds.kind == "text":
         max_tokens = c[1].number_input("Max tokens", 8, 512, 128, help="each text is cut or padded to this many tokens")
+    if arch in hf:
         lora = c[2].number_input("LoRA rank", 0, 64, 0, help="0 = fine-tune every parameter; r > 0 = LoRA adapters of "
                                                               "rank r (and the classification head) only")
     clicked, right = form_buttons(form, "Train")
@@ -196,6 +197,8 @@ def _train_form(proj: Project, ds, training: bool) -> None:
             except InfluenceError as err:
                 st.error(plain(err))
                 return
+        elif arch in hf and lora:  # an image classifier: its adapters by name (models/hf_image.py, alpha = 2·rank)
+            arch = f"{arch}?lora={int(lora)}&alpha={2 * int(lora)}"
         proj.train_in_background(arch, config)
         st.rerun()
 

@@ -64,3 +64,29 @@ def test_a_configured_hugging_face_image_classifier_trains_by_name(workspace, tm
     no_errors(settle(at))
     assert project_of(workspace).state().arch == f"hf:{folder}"
     assert any("tiny-vit" in s.value for s in at.subheader)  # the model by its configured name
+
+
+def test_a_hugging_face_image_classifier_trains_lora_adapters_from_the_page(workspace, tmp_path, monkeypatch):
+    from transformers import ViTConfig
+
+    from tests.models.test_hf_image import _write
+
+    folder = _write(tmp_path / "tiny-vit", ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32))
+    config = tmp_path / "server.toml"
+    config.write_text(f'[server.hf_models]\n"tiny-vit" = "{folder}"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    proj = project_of(workspace)
+    proj.upload_dataset(_zip(tmp_path), "tints.zip", image_size=32)
+    at = open_page("2_Model.py")
+    next(s for s in at.selectbox if s.label == "Architecture").select(f"hf:{folder}").run()
+    next(n for n in at.number_input if n.label == "Epochs").set_value(1)
+    next(n for n in at.number_input if n.label == "LoRA rank").set_value(2)
+    next(b for b in at.button if b.label == "Train").click().run()
+    no_errors(settle(at))
+    proj = project_of(workspace)
+    assert proj.state().arch == f"hf:{folder}?lora=2&alpha=4"
+    fitted = proj.require_model()
+    lora_a = [p for n, p in fitted.module.named_parameters() if "lora_A" in n]
+    assert lora_a and all(p.shape[0] == 2 for p in lora_a)  # rank-2 adapters, as chosen on the page
