@@ -95,7 +95,10 @@ def bulk_fixes(proj, ds, primary: str, listed) -> None:
         if preview is not None:
             c[1].button(f"Apply to {preview.count} samples", key="bulk-apply", type="primary", width="stretch",
                         disabled=preview.count == 0 or viewer, on_click=_apply, args=(proj,))
-            st.markdown(f"**Preview:** {plain(preview.description)}" + (" — the first few:" if preview.sample else "."))
+            scope = (f" (only the {len(listed)} samples this view lists)" if fix == "relabel" and chosen[4]
+                     else " (every flagged sample)" if fix == "relabel" else "")
+            st.markdown(f"**Preview{scope}:** {plain(preview.description)}"
+                        + (" — the first few:" if preview.sample else "."))
             if preview.sample:
                 st.dataframe(_sample_table(proj, ds, preview), hide_index=True, width="stretch")
             elif preview.action == "relabel":  # a dead end for a newcomer without a hint

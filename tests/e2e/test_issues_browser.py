@@ -34,10 +34,16 @@ def _bulk_relabel(page, within_view: bool) -> int:
     if not preview.is_visible():  # the expander is closed (it opens by itself while a bulk fix can be undone)
         page.get_by_text("Bulk fixes", exact=True).click()
     within = page.get_by_role("checkbox", name=re.compile("samples this view lists"))
-    if within.is_checked() != within_view:
+    for _ in range(3):  # a click on a loaded machine can land while the expander is still being drawn: look again
+        if within.is_checked() == within_view:
+            break
         page.get_by_text(re.compile("samples this view lists")).click()  # Streamlit's checkbox: its label
         _idle(page)
+    assert within.is_checked() == within_view
     preview.click()
+    # the preview states its scope: proof that the server computed it with the box as ticked here
+    page.get_by_text(re.compile(r"Preview \(only the \d+ samples this view lists\)" if within_view
+                                else r"Preview \(every flagged sample\)")).wait_for()
     apply = page.get_by_role("button", name=re.compile(r"^Apply to \d+ samples$"))
     apply.wait_for()
     count = int(re.search(r"\d+", apply.inner_text()).group())
