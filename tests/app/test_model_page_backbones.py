@@ -16,6 +16,23 @@ def _zip(folder) -> bytes:
     return open(_image_zip(folder / "tints.zip", per_class=8, size=32), "rb").read()
 
 
+def _configured_tiny_vit(workspace, tmp_path, monkeypatch):
+    """A tiny random ViT saved to a folder the administrator names "tiny-vit" (offline), and a project on an image zip;
+    returns the folder."""
+    from transformers import ViTConfig
+
+    from tests.models.test_hf_image import _write
+
+    folder = _write(tmp_path / "tiny-vit", ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32))
+    config = tmp_path / "server.toml"
+    config.write_text(f'[server.hf_models]\n"tiny-vit" = "{folder}"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    project_of(workspace).upload_dataset(_zip(tmp_path), "tints.zip", image_size=32)
+    return folder
+
+
 def test_fine_tuning_the_last_block_from_named_weights(workspace, tmp_path, monkeypatch):
     torch.manual_seed(3)
     weights = tmp_path / "r18.safetensors"
@@ -42,18 +59,7 @@ def test_fine_tuning_the_last_block_from_named_weights(workspace, tmp_path, monk
 
 
 def test_a_configured_hugging_face_image_classifier_trains_by_name(workspace, tmp_path, monkeypatch):
-    from transformers import ViTConfig
-
-    from tests.models.test_hf_image import _write
-
-    folder = _write(tmp_path / "tiny-vit", ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
-                                                     num_attention_heads=2, intermediate_size=32))
-    config = tmp_path / "server.toml"
-    config.write_text(f'[server.hf_models]\n"tiny-vit" = "{folder}"\n')
-    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    proj = project_of(workspace)
-    proj.upload_dataset(_zip(tmp_path), "tints.zip", image_size=32)
+    folder = _configured_tiny_vit(workspace, tmp_path, monkeypatch)
     at = open_page("2_Model.py")
     no_errors(at)
     choice = next(s for s in at.selectbox if s.label == "Architecture")
@@ -67,18 +73,7 @@ def test_a_configured_hugging_face_image_classifier_trains_by_name(workspace, tm
 
 
 def test_a_hugging_face_image_classifier_trains_lora_adapters_from_the_page(workspace, tmp_path, monkeypatch):
-    from transformers import ViTConfig
-
-    from tests.models.test_hf_image import _write
-
-    folder = _write(tmp_path / "tiny-vit", ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
-                                                     num_attention_heads=2, intermediate_size=32))
-    config = tmp_path / "server.toml"
-    config.write_text(f'[server.hf_models]\n"tiny-vit" = "{folder}"\n')
-    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    proj = project_of(workspace)
-    proj.upload_dataset(_zip(tmp_path), "tints.zip", image_size=32)
+    folder = _configured_tiny_vit(workspace, tmp_path, monkeypatch)
     at = open_page("2_Model.py")
     next(s for s in at.selectbox if s.label == "Architecture").select(f"hf:{folder}").run()
     next(n for n in at.number_input if n.label == "Epochs").set_value(1)
