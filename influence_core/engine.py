@@ -20,7 +20,7 @@ import numpy as np
 
 from .api import compute_scores, fold_models_for, span
 from .data.base import Dataset
-from .distributed import ENV_SCHEDULER
+from .cluster import ENV_SCHEDULER
 from .folds import FoldSettings
 from .grads import Progress
 from .impacts import Impact
@@ -30,7 +30,7 @@ from .models.train import FittedModel, TrainConfig, TrainProgress, train_model
 from .workspace import Workspace, save_npy, score_problem
 
 if TYPE_CHECKING:
-    from .distributed import ClusterSpec
+    from .cluster import ClusterSpec
 
 
 def sharded(method: str, cluster: str | ClusterSpec | None = None, scheduler: str | None = None) -> bool:
@@ -126,7 +126,8 @@ class Engine:
             computed = True
             on_dask = sharded(method, cluster, scheduler)
             if on_dask:
-                from .distributed import ClusterSpec, dask_client, parse_cluster, score_sharded
+                from .cluster import ClusterSpec, dask_client, parse_cluster
+                from .distributed import score_sharded
 
                 spec = cluster if isinstance(cluster, ClusterSpec) else parse_cluster(cluster, scheduler)
             with dask_client(spec, progress) if on_dask else contextlib.nullcontext() as client:  # folds and shards

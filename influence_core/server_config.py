@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from .errors import InfluenceError
+from .locations import workspace_root
 from .memo import MEMORY
 
 ENV_CONFIG = "INFLUENCE_CONFIG"
@@ -101,8 +102,6 @@ def config_path(workspace: str | os.PathLike | None = None) -> Path:
     """``$INFLUENCE_CONFIG``, else ``<workspace>/server.toml`` (which may not exist: then the defaults hold)."""
     if os.environ.get(ENV_CONFIG):
         return Path(os.environ[ENV_CONFIG]).expanduser().resolve()
-    from .data.paths import workspace_root
-
     return Path(workspace or workspace_root()) / "server.toml"
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from .data.base import Dataset
-from .data.paths import workspace_root  # noqa: F401  (defined below data/, which needs it too)
+from .locations import workspace_root  # noqa: F401  (the project modules' import of it)
 from .models.train import TrainConfig
 
 

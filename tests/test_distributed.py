@@ -18,8 +18,8 @@ from influence_core.data import load_dataset
 from influence_core.data.base import Dataset, Split
 from influence_core.data.prepare import normalise_images
 from influence_core.data.storage import StoredFeatures, save_array
-from influence_core.distributed import (ENV_SCHEDULER, ClusterSpec, parse_cluster, read_shard, score_sharded,
-                                        shard_status, shardable_methods)
+from influence_core.cluster import ENV_SCHEDULER, ClusterSpec, parse_cluster
+from influence_core.distributed import read_shard, score_sharded, shard_status, shardable_methods
 from influence_core.errors import InfluenceError
 from influence_core.folds import FoldSettings, train_fold_models
 from influence_core.models import TrainConfig, train_model
@@ -383,7 +383,7 @@ def _configure(root, monkeypatch, text: str) -> None:
 
 
 def test_the_clusters_offered_are_names_the_administrator_configured():
-    from influence_core.distributed import FROM_THE_ENVIRONMENT, THIS_PROCESS, cluster_choices, resolve_cluster
+    from influence_core.cluster import FROM_THE_ENVIRONMENT, THIS_PROCESS, cluster_choices, resolve_cluster
     from influence_core.server_config import ServerConfig
 
     config = ServerConfig.from_mapping({"clusters": {"gpu-box": "tls://10.0.0.5:8786", "cpu": "tcp://cpu:8786"},
@@ -519,7 +519,7 @@ def test_a_tls_cluster_is_reached_with_the_administrators_files(tmp_path):
     from distributed import LocalCluster
     from distributed.security import Security
 
-    from influence_core.distributed import cluster_choices, dask_client, security
+    from influence_core.cluster import cluster_choices, dask_client, security
     from influence_core.server_config import ServerConfig
 
     sec = Security.temporary()
@@ -630,7 +630,7 @@ def test_stop_ends_the_wait_for_a_worker_that_never_finishes(tmp_path):
 def test_the_clis_scheduler_gets_the_administrators_timeout_and_tls_files(tmp_path, monkeypatch):
     """Issue 21: `--scheduler` and $INFLUENCE_DASK_SCHEDULER (CLI, library) connect with server.toml's connect
     timeout and, for tls://, its TLS files, as the app's named clusters do."""
-    from influence_core.distributed import ENV_SCHEDULER, parse_cluster
+    from influence_core.cluster import ENV_SCHEDULER, parse_cluster
 
     config = tmp_path / "server.toml"
     config.write_text('[server]\ndask_connect_timeout_s = 3.5\ndask_tls_ca_file = "/srv/ca.pem"\n'

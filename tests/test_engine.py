@@ -176,7 +176,7 @@ def test_has_scores_says_whether_the_store_holds_them_without_computing(tmp_path
 
 # -------------------------------------------------------------------------------------- in process or Dask
 def test_sharded_only_when_a_cluster_is_asked_for_and_the_method_can_be_sharded(monkeypatch):
-    from influence_core.distributed import ENV_SCHEDULER, ClusterSpec, parse_cluster
+    from influence_core.cluster import ENV_SCHEDULER, ClusterSpec, parse_cluster
 
     monkeypatch.delenv(ENV_SCHEDULER, raising=False)
     assert not sharded("ip") and not sharded("ip", "none") and not sharded("ip", "process")
@@ -195,6 +195,7 @@ def test_a_cluster_sends_shardable_methods_to_dask_and_keeps_others_here(tmp_pat
     the result is stored under the same key either way."""
     import contextlib
 
+    import influence_core.cluster as cluster
     import influence_core.distributed as distributed
     import influence_core.engine as engine_module
 
@@ -209,7 +210,7 @@ def test_a_cluster_sends_shardable_methods_to_dask_and_keeps_others_here(tmp_pat
         return np.ones(len(dataset.train))
 
     monkeypatch.setattr(distributed, "score_sharded", fake_sharded)
-    monkeypatch.setattr(distributed, "dask_client", lambda spec, progress=None: contextlib.nullcontext("client"))
+    monkeypatch.setattr(cluster, "dask_client", lambda spec, progress=None: contextlib.nullcontext("client"))
     monkeypatch.setattr(engine_module, "compute_scores", fake_local)
     engine = Engine(Workspace(tmp_path))
     fitted = engine.model(blobs, "logreg")

@@ -1,5 +1,5 @@
 """The package's import structure (issue 19): no module imports in a cycle (every import counts, top-level and inside
-functions), no module imports streamlit, the CLI reaches the library only through the facade, and the public API
+functions, and so does the package ``__init__`` an import runs on the way), no module imports streamlit, the CLI reaches the library only through the facade, and the public API
 is the package itself."""
 
 from __future__ import annotations
@@ -44,8 +44,20 @@ def imported_modules(name: str, source: str, modules=MODULES) -> set[str]:
     return found
 
 
+def with_packages_entered(name: str, imported: set[str], modules=MODULES) -> set[str]:
+    """``imported`` plus the packages Python runs on the way to each (importing ``a.b.c`` runs ``a.b``'s
+    ``__init__``), except ``name`` and the packages it sits in, which are already running when it runs."""
+    entered = set(imported)
+    for module in imported:
+        parts = module.split(".")
+        entered |= {package for package in (".".join(parts[:i]) for i in range(2, len(parts)))
+                    if package in modules and package != name and not name.startswith(package + ".")}
+    return entered
+
+
 def import_graph() -> dict[str, set[str]]:
-    return {name: {m for m in imported_modules(name, path.read_text()) if m in MODULES and m != name}
+    return {name: {m for m in with_packages_entered(name, imported_modules(name, path.read_text()))
+                   if m in MODULES and m != name}
             for name, path in MODULES.items()}
 
 
@@ -83,6 +95,10 @@ def test_the_graph_reader_resolves_relative_and_function_level_imports():
     assert imported_modules("pkg.sub.b", source, modules) == {"pkg.sub", "pkg.a", "pkg.other"}
     assert imported_modules("pkg.a", "from .sub import b\nfrom . import NAME\n", modules) == {"pkg.sub.b", "pkg"}
     assert imported_modules("pkg.sub", "from . import b\nfrom .. import a\n", modules) == {"pkg.sub.b", "pkg.a"}
+    # a module outside pkg.sub importing pkg.sub.b also runs pkg.sub's __init__; pkg.sub.b itself does not count it
+    assert with_packages_entered("pkg.a", {"pkg.sub.b"}, modules) == {"pkg.sub.b", "pkg.sub"}
+    assert with_packages_entered("pkg.sub.b", {"pkg.a"}, modules) == {"pkg.a"}
+    assert with_packages_entered("pkg.sub", {"pkg.sub.b"}, modules) == {"pkg.sub.b"}
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"a", "c"}}) is None
 

@@ -29,11 +29,6 @@ def shared_data_dir() -> Path:
     return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
 
 
-def workspace_root() -> Path:
-    """The workspace (cached models and scores, the projects): ``$INFLUENCE_WORKSPACE``, else ./workspace."""
-    return Path(os.environ.get("INFLUENCE_WORKSPACE") or "workspace").resolve()
-
-
 def cache_dir() -> Path:
     """The download cache: ``$INFLUENCE_DATA_DIR`` or ``~/.cache/influence_workbench`` (created on demand)."""
     env = os.environ.get("INFLUENCE_DATA_DIR")

@@ -292,7 +292,7 @@ def _arrays_folder() -> Path:
         from .paths import cache_dir
 
         return cache_dir() / "arrays"
-    from .paths import workspace_root
+    from ..locations import workspace_root
 
     return workspace_root() / "arrays"
 

@@ -155,7 +155,7 @@ def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.P
     ``kind``: "data" (.csv, .zip) or "weights" (.safetensors, .pt, .pth, .bin, .ckpt, .pt2). Checked in order: name
     and type, size, the workspace's upload cap, content (`check_upload_content`), then ``load(path)`` (e.g. the
     data set loader with the user's options) on a staged copy named like the user's file. Any refusal raises
-    `InfluenceError` and leaves nothing behind. ``root``: the workspace (default `paths.workspace_root`).
+    `InfluenceError` and leaves nothing behind. ``root``: the workspace (default `locations.workspace_root`).
     ``max_bytes``: the cap on the uploads under ``root`` (default `MAX_WORKSPACE_UPLOAD_BYTES`; a project passes the
     server's ``project_upload_bytes``).
     """
@@ -169,7 +169,7 @@ def save_upload(data: bytes, filename: str, kind: str = "data", root: str | os.P
         raise InfluenceError(f"weights must be .safetensors, .pt, .pth, .bin, .ckpt or a .pt2 torch.export program, not '{shown}'")
     check_size(len(data), name)
     if root is None:
-        from .paths import workspace_root
+        from ..locations import workspace_root
 
         root = workspace_root()
     uploads = Path(root) / "uploads"

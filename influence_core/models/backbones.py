@@ -300,7 +300,7 @@ def dask_embeddings(client, module: nn.Module, split: Split, meta: dict, mean, s
     flat); the embeddings come back in order, shard by shard."""
     from collections import deque
 
-    from ..distributed import _one_line
+    from ..cluster import _one_line
 
     if shard_rows is None:
         per_image = int(np.prod(split.feature_shape))
@@ -561,7 +561,7 @@ def _last_block_spec(name: str) -> ModelSpec:
 def _embed_image_zip(dataset: Dataset, backbone: str, weights: str, weights_file: str | None) -> Dataset:
     """`data.uploads.load_image_zip`'s ``backbone=``: the zip's images embedded by that frozen network — sharded
     on the server's Dask scheduler when ``$INFLUENCE_DASK_SCHEDULER`` names one, else in this process."""
-    from ..distributed import dask_client, parse_cluster
+    from ..cluster import dask_client, parse_cluster
 
     with dask_client(parse_cluster()) as client:
         return embed_dataset(dataset, BackboneSpec(backbone, weights, weights_file), client=client)

@@ -67,7 +67,7 @@ class JobsMixin:
     def dask_clusters(self) -> list[str]:
         """The names of the Dask clusters a browser user may score on, "this process" first: ``local:N`` and those
         the server's administrator named (`server_config`); the names only, never an address."""
-        from ..distributed import cluster_choices
+        from ..cluster import cluster_choices
 
         return list(cluster_choices(self.server_config()))
 
@@ -83,7 +83,7 @@ class JobsMixin:
         refused with one line before any connection (a Dask cluster receives the data and model, and its results
         are unpickled here). While one is running (started in another tab, say) a second is refused in one line,
         never silently dropped."""
-        from ..distributed import resolve_cluster
+        from ..cluster import resolve_cluster
 
         spec = resolve_cluster(cluster, self.server_config())
         check_not_running(self.job("score"), "scores are already being computed")

@@ -171,7 +171,7 @@ class ScoringMixin:
     def sharded(method: str, cluster: str | None = None, scheduler: str | None = None) -> bool:
         """Whether `score` shards ``method`` on Dask with this ``cluster`` / ``scheduler``; a malformed one is refused
         in one line, before any connection."""
-        from ..distributed import parse_cluster
+        from ..cluster import parse_cluster
         from ..engine import sharded
 
         parse_cluster(cluster, scheduler)
