@@ -215,16 +215,30 @@ def _warn_trusting(ds, automatic: dict) -> None:
         st.warning(text, icon=":material/warning:")
 
 
+def _impacts_not_offered(proj: Project, ds, fitted, where) -> None:
+    """The single impacts left out of the chooser, each with why (joint rankings follow from their parts)."""
+    refused = {n: r for n, r in proj.impacts_refused(ds, fitted).items() if "+" not in n}
+    if refused:
+        with where.expander(f"Not offered for this data ({len(refused)})"):
+            for name, reason in refused.items():
+                st.caption(f"**{name}**: {plain(reason)}")
+
+
 def _form(proj: Project, ds, fitted, running: bool) -> None:
     params_now = st.session_state.get("params", "all")
     folds_now = int(st.session_state.get("folds", 0) or 0)
     chosen = _method_picker(_costs(proj, params_now, folds_now), len(ds.train), bool(fitted.checkpoints))
     c1, c2, c3 = st.columns(3)
-    # Counterfactual impacts (issue 18) only where the data has twins (text), robustness not on token ids; a+b = a
-    # joint ranking (rank average).
+    # Only the impacts this data and model can be scored for (each impact's own check: a sensitive attribute, twins
+    # that differ, not robustness on token ids); the others are listed with the reason. a+b = a joint ranking.
     choices = proj.impacts_offered(ds, fitted)
     impact = c1.selectbox("Impact (what the score measures)", choices, key="impact",
                           format_func=lambda n: f"{n} — {describe_impact(n)}")
+    _impacts_not_offered(proj, ds, fitted, c1)
+    if "counterfactual" in impact.split("+"):
+        differ, total = proj.counterfactual_pairs(ds)
+        c1.caption(f"{differ} of {total} validation texts have a twin that differs (a demographic word swapped); "
+                   "the others count as no change.")
     first = impact.split("+")[0]  # a joint ranking's settings inputs are its first impact's (utility: the target)
     params = c2.selectbox("Parameter group", _param_groups(fitted), key="params",
                           help="'head' = the last layer only: faster, and required for the exact Hessian on larger models")

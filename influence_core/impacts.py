@@ -23,6 +23,7 @@ from torch.func import grad
 
 from .data.base import Dataset, Split
 from .errors import InfluenceError
+from .memo import MEMORY
 from .grads import Params, forward, per_sample_loss, positive_probability, select_params
 from .models.architectures import LogisticRegression
 
@@ -177,7 +178,8 @@ class FairnessImpact(Impact):
     def check(self, dataset: Dataset) -> None:
         super().check(dataset)
         if dataset.val.sensitive is None:
-            raise InfluenceError(f"the fairness impact needs a sensitive attribute; data set '{dataset.name}' has none")
+            raise InfluenceError(f"the fairness impact needs a sensitive attribute; data set '{dataset.name}' has none "
+                                 f"({SENSITIVE_HINT})")
         counts = torch.bincount(dataset.val.sensitive, minlength=2)
         if counts.numel() != 2 or int(counts.min()) == 0:
             raise InfluenceError("the fairness impact needs both sensitive groups (0 and 1) in the validation split")
@@ -238,6 +240,8 @@ def is_binary_linear(module: nn.Module) -> bool:
 
 
 TOKEN_IDS_REFUSAL = "the robustness impact perturbs continuous inputs; this model reads token ids"
+# Where a user names the sensitive attribute: the Data page's field and the CLI's flag.
+SENSITIVE_HINT = "name its column when loading a CSV: 'Sensitive attribute column' on Data, --sensitive-column"
 
 
 def attack(module: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, c: float = 1.3, epsilon: float = 0.1) -> torch.Tensor:
@@ -273,6 +277,25 @@ def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=-1)
 
 
+def twins_that_differ(dataset: Dataset, split: str = "val") -> int | None:
+    """How many of ``split``'s rows have a twin x̃ whose features differ from x's (None without twins): what the
+    model sees, so a swapped word outside a TF-IDF vocabulary fitted on the training texts changes nothing. Counted a
+    batch at a time, remembered per data set."""
+    part = getattr(dataset, split)
+    if part.twin is None:
+        return None
+
+    def count() -> int:
+        differ = 0
+        for start in range(0, len(part), 256):
+            rows = slice(start, start + 256)
+            a, b = part.rows(rows), part.twin.rows(rows)
+            differ += int((a.reshape(len(a), -1) != b.reshape(len(b), -1).to(a.dtype)).any(dim=1).sum())
+        return differ
+
+    return MEMORY.get("results", f"twins-that-differ:{dataset.fingerprint()}:{split}", count)
+
+
 @dataclass(frozen=True)
 class CounterfactualImpact(Impact):
     """Mean total-variation distance between the predictions on each validation text and its demographic twin."""
@@ -285,6 +308,11 @@ class CounterfactualImpact(Impact):
         if dataset.val.twin is None:
             raise InfluenceError(f"the counterfactual impact needs twins (the texts with demographic words swapped); "
                                  f"data set '{dataset.name}' has none: load text data or give a perturbed column")
+        if twins_that_differ(dataset) == 0:  # every x̃ = x: f ≡ 0 and every score would be 0
+            raise InfluenceError(f"the counterfactual impact has nothing to measure: none of the {len(dataset.val)} "
+                                 "validation texts changes for the model when its demographic words swap (no word "
+                                 "of the term list, or none the model's vocabulary knows); give a perturbed column "
+                                 "or a term list that matches your texts")
 
     def batches(self, module, params, split, batch_size, device) -> Iterator[Batch]:
         """(x, x̃, y) batches: the twin's features (``split.twin``, a `Split`) ride in the second slot."""
@@ -492,7 +520,8 @@ class EqualizedOddsImpact(Impact):
         Impact.check(self, dataset)
         y, s = dataset.val.y, dataset.val.sensitive
         if s is None:
-            raise InfluenceError(f"the equalised-odds impact needs a sensitive attribute; data set '{dataset.name}' has none")
+            raise InfluenceError(f"the equalised-odds impact needs a sensitive attribute; data set '{dataset.name}' has "
+                                 f"none ({SENSITIVE_HINT})")
         for label in self._labels():
             positive = y == self.positive_class if label == 1 else y != self.positive_class
             if int((positive & (s == 0)).sum()) == 0 or int((positive & (s == 1)).sum()) == 0:
@@ -527,3 +556,18 @@ class EqualizedOddsImpact(Impact):
 
 
 IMPACTS[EqualizedOddsImpact.name] = EqualizedOddsImpact
+
+
+def impacts_refused(dataset: Dataset, discrete_inputs: bool = False) -> dict[str, str]:
+    """The impacts and joint rankings the app offers that cannot be scored on ``dataset`` (by a model reading token
+    ids, when ``discrete_inputs``), each with its one-line reason: every impact's own `check`, with its defaults."""
+    refused = {}
+    for name in (*IMPACTS, *JOINT_RANKINGS):
+        if discrete_inputs and "robustness" in name.split(JOINT_SEPARATOR):
+            refused[name] = TOKEN_IDS_REFUSAL
+            continue
+        try:
+            make_impact(name).check(dataset)
+        except InfluenceError as err:
+            refused[name] = str(err)
+    return refused

@@ -283,3 +283,30 @@ def test_project_scores_joint_rankings_through_the_cache(tmp_path):
     np.testing.assert_allclose(joint, direct, rtol=0, atol=1e-12)
     proj.score(ScoreRun("ip", "counterfactual"))
     assert len(list((proj.root / "scores").glob("*.npy"))) == 2
+
+
+def test_the_impacts_offered_are_those_whose_own_check_passes(blobs, blobs_logreg_fit):
+    """No sensitive attribute: fairness, equalised odds and utility+fairness are refused with a reason that says
+    where to name the column; no twins: the counterfactual ones; what is left is offered."""
+    from influence_core.impacts import impacts_refused
+    from influence_core.project import Project
+
+    bare = ic.Dataset("bare", blobs.train, ic.Split(blobs.val.x, blobs.val.y), blobs.test, blobs.classes)
+    refused = impacts_refused(bare)
+    assert set(refused) == {"fairness", "equalized_odds", "utility+fairness", "counterfactual",
+                            "utility+counterfactual"}
+    assert "Sensitive attribute column" in refused["fairness"] and "needs twins" in refused["counterfactual"]
+    assert Project.impacts_offered(bare, blobs_logreg_fit) == ["utility", "robustness"]
+    assert impacts_refused(bare, discrete_inputs=True)["robustness"] == ic.impacts.TOKEN_IDS_REFUSAL
+
+
+def test_twins_identical_to_their_texts_are_refused_and_one_that_differs_is_counted():
+    from influence_core.impacts import twins_that_differ
+
+    same = _pairs_dataset([[0.0], [1.0]], [[0.0], [1.0]])
+    assert twins_that_differ(same) == 0
+    with pytest.raises(ic.InfluenceError, match="nothing to measure"):
+        ic.make_impact("counterfactual").check(same)
+    one = _pairs_dataset([[0.0], [1.0]], [[0.0], [2.0]])
+    assert twins_that_differ(one) == 1
+    ic.make_impact("counterfactual").check(one)

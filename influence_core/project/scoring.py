@@ -11,7 +11,7 @@ import numpy as np
 from ..data.base import Dataset
 from ..errors import InfluenceError
 from ..grads import Progress
-from ..impacts import IMPACTS, JOINT_RANKINGS
+from ..impacts import IMPACTS, JOINT_RANKINGS, impacts_refused, twins_that_differ
 from ..keys import score_key
 from ..memo import MEMORY
 from ..methods import METHODS
@@ -198,11 +198,21 @@ class ScoringMixin:
 
     @staticmethod
     def impacts_offered(dataset: Dataset, fitted: FittedModel) -> list[str]:
-        """The impacts and joint rankings ``fitted`` on ``dataset`` can be scored for: counterfactual ones only where
-        validation rows have twins, robustness not for a model reading token ids (no input gradient to attack along)."""
-        discrete = bool(getattr(fitted.module, "discrete_inputs", False))
-        return [n for n in (*IMPACTS, *JOINT_RANKINGS)
-                if not ("counterfactual" in n and dataset.val.twin is None) and not ("robustness" in n and discrete)]
+        """The impacts and joint rankings ``fitted`` on ``dataset`` can be scored for (`impacts_refused` says why
+        not the others: no sensitive attribute, no twins that differ, token ids)."""
+        refused = impacts_refused(dataset, bool(getattr(fitted.module, "discrete_inputs", False)))
+        return [n for n in (*IMPACTS, *JOINT_RANKINGS) if n not in refused]
+
+    @staticmethod
+    def impacts_refused(dataset: Dataset, fitted: FittedModel) -> dict[str, str]:
+        """Each impact the app would offer that cannot be scored here, with its one-line reason (each impact's check)."""
+        return impacts_refused(dataset, bool(getattr(fitted.module, "discrete_inputs", False)))
+
+    @staticmethod
+    def counterfactual_pairs(dataset: Dataset) -> tuple[int, int] | None:
+        """(validation texts whose twin differs, validation texts) for the counterfactual impact; None without twins."""
+        differ = twins_that_differ(dataset)
+        return None if differ is None else (differ, len(dataset.val))
 
     @staticmethod
     def check_impact_for_model(impact: str, arch: str) -> None:

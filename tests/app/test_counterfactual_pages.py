@@ -21,9 +21,27 @@ def _text_project(root) -> Project:
 
 
 def test_counterfactual_is_offered_only_where_the_data_has_twins(scored):
-    options = _names(open_page("3_Scores.py").selectbox(key="impact"))
+    at = open_page("3_Scores.py")
+    options = _names(at.selectbox(key="impact"))
     assert "utility+fairness" in options and "fairness" in options
     assert not any("counterfactual" in o for o in options)
+    left_out = next(e for e in at.expander if e.label.startswith("Not offered for this data"))
+    assert left_out.label == "Not offered for this data (1)"  # the joint ranking follows from its part
+    assert "needs twins" in " ".join(c.value for c in left_out.caption)
+
+
+def test_impacts_needing_a_sensitive_attribute_are_not_offered_without_one(workspace):
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 2
+    rows = "\n".join(f"{a:.4f},{b:.4f},{c}" for (a, b), c in zip(rng.normal(size=(120, 2)) + y[:, None], y))
+    proj = Project.open("default", workspace)
+    proj.upload_dataset(f"a,b,label\n{rows}\n".encode(), "plain.csv")  # no sensitive column named
+    proj.train("logreg", {"epochs": 5})
+    at = open_page("3_Scores.py")
+    no_errors(at)
+    assert _names(at.selectbox(key="impact")) == ["utility", "robustness"]
+    reasons = " ".join(c.value for c in next(e for e in at.expander if e.label.startswith("Not offered")).caption)
+    assert "**fairness**" in reasons and "Sensitive attribute column" in reasons  # says where to name it
 
 
 def test_scores_page_computes_a_joint_ranking(workspace):
@@ -31,6 +49,9 @@ def test_scores_page_computes_a_joint_ranking(workspace):
     at = open_page("3_Scores.py")
     assert "counterfactual" in _names(at.selectbox(key="impact"))
     at.selectbox(key="impact").set_value("utility+counterfactual").run()
+    differ = proj.counterfactual_pairs(proj.dataset())
+    assert 0 < differ[0] <= differ[1] == 60
+    assert any(c.value.startswith(f"{differ[0]} of 60 validation texts have a twin that differs") for c in at.caption)
     for box in at.checkbox:
         if box.key and box.key.startswith("method-"):
             box.set_value(box.key == "method-ip")

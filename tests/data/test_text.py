@@ -218,3 +218,27 @@ def test_a_browser_gets_tfidf_settings_only_within_the_caps(tmp_path):
     with pytest.raises(InfluenceError, match="max_features must be a whole number from 1 to 65,536"):
         proj.use_dataset("text-topics", from_browser=True, max_features=70_000, **small)
     assert proj.state().dataset_kwargs == {"max_features": 25, "ngram_max": 1, **small}
+
+
+def test_the_twins_that_differ_are_counted_on_what_the_model_sees(frame):
+    """A twin counts when its features differ from its text's: a word outside the vocabulary (fitted on the training
+    texts) changes nothing; one inside does. With no twin that differs the counterfactual impact is refused."""
+    from influence_core.impacts import make_impact, twins_that_differ
+
+    common = pd.Series(" ".join(frame["text"]).split()).value_counts().index[0]  # in every vocabulary
+    changed = {t for t in frame["text"] if len(t.split()) % 2 == 0}
+
+    def perturb(word):
+        return lambda t: f"{t} {word}" if t in changed else t  # an even word count gets one more word
+
+    known = text_dataset(frame, text_columns=["text"], label_column="label", perturber=perturb(common))
+    unknown = text_dataset(frame, text_columns=["text"], label_column="label", perturber=perturb("zzzunseen"))
+    for split in ("val", "test"):
+        expected = sum(t in changed for t in known.texts[split])
+        assert 0 < expected < len(known.texts[split])
+        assert twins_that_differ(known, split) == expected
+        assert twins_that_differ(unknown, split) == 0  # the texts differ, the TF-IDF features do not
+    make_impact("counterfactual").check(known)
+    with pytest.raises(InfluenceError, match="nothing to measure") as info:
+        make_impact("counterfactual").check(unknown)
+    assert "\n" not in str(info.value)
