@@ -11,7 +11,7 @@ import streamlit as st
 
 from influence_core.figures import class_balance
 from influence_core.project import DATASETS, PATH_LOADERS, InfluenceError, Project, format_bytes, is_size
-from app_pages._common import SETTING_KINDS, display_name, guarded, kind_of, link, plain, setting_input, start_page
+from app_pages._common import IMAGE_SIZES, SETTING_KINDS, display_name, guarded, kind_of, link, plain, setting_input, start_page
 
 UPLOAD = "Upload a file…"
 # Loader arguments with a fixed set of values get a select box instead of a text field.
@@ -90,7 +90,6 @@ def _choose(proj: Project) -> None:
     st.rerun()
 
 
-IMAGE_SIZES = (32, 64, 96, 128, 160, 224, 256, 384, 512)
 
 
 def _upload(proj: Project) -> None:

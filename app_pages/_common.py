@@ -31,6 +31,9 @@ SESSION_KEYS = ("project", "state-of-project", "project-switches")
 
 
 # -------------------------------------------------------------------------------------------- project
+IMAGE_SIZES = (32, 64, 96, 128, 160, 224, 256, 384, 512)  # the sides an image zip may be read at (≤ the server's cap)
+
+
 def sign_in_configured() -> bool:
     """Whether the server's administrator configured sign-in (an ``[auth]`` table in .streamlit/secrets.toml)."""
     try:

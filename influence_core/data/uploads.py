@@ -578,6 +578,9 @@ def _decode(data: bytes, name: str, label: str, size: int) -> np.ndarray:
         raise InfluenceError(f"cannot read image '{name}' in '{label}': {_clean_reason(err)}") from None
 
 
+IMAGES_FROM_SCRATCH = 32  # an image zip's default side without a backbone: the small CNN trains fast at it
+
+
 @register_path_loader(".zip")
 def load_image_zip(path: str, image_size: int | None = None, seed: int = 0, val_fraction: float = 0.1,
                    test_fraction: float = 0.2, on_disk: bool | None = None, backbone: str | None = None,
@@ -598,7 +601,7 @@ def load_image_zip(path: str, image_size: int | None = None, seed: int = 0, val_
     and written a batch at a time and read a batch at a time (None = from 10,000 training images or 256 MiB of pixels).
     """
     if image_size is None:
-        image_size = _image_embedder("input_size")(backbone, backbone_weights) if backbone else 32
+        image_size = _image_embedder("input_size")(backbone, backbone_weights) if backbone else IMAGES_FROM_SCRATCH
     check_image_size(image_size)
     dataset = _load_images(Path(path), int(image_size), seed, val_fraction, test_fraction, on_disk)
     if not backbone:

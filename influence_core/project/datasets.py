@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data.base import Dataset
 from ..data.registry import DATASETS, PATH_LOADERS, load_dataset
+from ..data.uploads import IMAGES_FROM_SCRATCH
 from ..errors import InfluenceError
 from ..memo import MEMORY
 from ..state import workspace_root
@@ -185,14 +186,26 @@ class DatasetsMixin:
             return raw_images(dataset, split, rows)
         return images_uint8(dataset, rows)
 
-    def use_backbone(self, backbone: str | None, weights: str = "random", *, from_browser: bool = False) -> Dataset:
+    def use_backbone(self, backbone: str | None, weights: str = "random", *, image_size: int | None = None,
+                     from_browser: bool = False) -> Dataset:
         """Frozen backbone + head: the current image zip, its features now ``backbone``'s embeddings with ``weights``
-        (computed once and stored; `models.backbones.embed_dataset`); None = the images again. Clears the model."""
+        (computed once and stored; `models.backbones.embed_dataset`); None = the images again. Clears the model.
+        The zip is read again at ``image_size``: by default the network's own input size (`backbone_image_size`),
+        and without a backbone 32, the size the small CNN trains at from scratch."""
         state = self.state()
         kwargs = {k: v for k, v in state.dataset_kwargs.items() if not k.startswith("backbone")}
         if backbone:
             kwargs.update(backbone=backbone, backbone_weights=weights)
+        kwargs["image_size"] = int(image_size or (self.backbone_image_size(backbone, weights) if backbone
+                                                  else IMAGES_FROM_SCRATCH))
         return self.use_dataset(state.dataset, from_browser=from_browser, **kwargs)
+
+    def backbone_image_size(self, backbone: str, weights: str = "random") -> int:
+        """The side a backbone reads images at: its own input size (224 for ImageNet weights), at most the server's
+        ``max_image_size``."""
+        from ..models.backbones import input_size
+
+        return min(input_size(backbone, weights), self.server_config().max_image_size)
 
     @staticmethod
     def tfidf_limits() -> dict[str, tuple[int, int]]:

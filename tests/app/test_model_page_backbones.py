@@ -85,3 +85,27 @@ def test_a_hugging_face_image_classifier_trains_lora_adapters_from_the_page(work
     fitted = proj.require_model()
     lora_a = [p for n, p in fitted.module.named_parameters() if "lora_A" in n]
     assert lora_a and all(p.shape[0] == 2 for p in lora_a)  # rank-2 adapters, as chosen on the page
+
+
+def test_a_frozen_backbone_reads_the_zip_again_at_its_own_size(workspace, tmp_path, monkeypatch):
+    """Uploaded at 32 (the Data page's default), the zip goes through the backbone at 224, the network's own input
+    size, unless the user picks another; the page says so before anything runs."""
+    weights = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in torchvision.models.resnet18().state_dict().items()}, str(weights))
+    config = tmp_path / "server.toml"
+    config.write_text(f'[server.backbone_weights]\n"r18-ours" = "{weights}"\n')
+    monkeypatch.setenv("INFLUENCE_CONFIG", str(config))
+    project_of(workspace).upload_dataset(_zip(tmp_path), "tints.zip", image_size=32)
+    at = open_page("2_Model.py")
+    at.selectbox(key="backbone-weights").select("r18-ours").run()
+    size = next(s for s in at.selectbox if s.label.startswith("Image size for the backbone"))
+    assert size.value == 224 and max(size.options, key=int) == "512"  # up to the server's default cap
+    assert any("read again from the upload at 224×224 (now 32×32)" in c.value for c in at.caption)
+    at.radio(key="backbone-mode").set_value("Fine-tune the last block").run()
+    assert any("upload the zip again on Data with Image size 224" in c.value for c in at.caption)
+    at.radio(key="backbone-mode").set_value("Frozen backbone + head").run()
+    next(b for b in at.button if b.label == "Use the backbone's embeddings").click().run()
+    no_errors(at)
+    state = project_of(workspace).state()
+    assert state.dataset_kwargs["image_size"] == 224 and state.dataset_kwargs["backbone_weights"] == "r18-ours"
+    assert project_of(workspace).dataset().input_shape == (512,)

@@ -248,9 +248,17 @@ def test_project_switches_an_uploaded_zip_to_a_frozen_backbone(tmp_path, weights
         proj.use_backbone("resnet18", "/etc/passwd", from_browser=True)
     embedded = proj.use_backbone("resnet18", "r18-local", from_browser=True)
     assert proj.dataset().input_shape == (512,) and proj.state().dataset_kwargs["backbone"] == "resnet18"
+    # read again at the network's own size, not at the 32 the zip was uploaded at; then the images' embeddings equal
+    # those of the same zip loaded at 224 by the library
+    assert embedded.meta["image_size"] == 224 == proj.backbone_image_size("resnet18", "r18-local")
+    direct = load_image_zip(proj.state().dataset, backbone="resnet18", backbone_weights="r18-local")
+    torch.testing.assert_close(embedded.test.x, direct.test.x, rtol=0, atol=0)
+    assert proj.use_backbone("resnet18", "r18-local", image_size=64).meta["image_size"] == 64
+    proj.use_backbone("resnet18", "r18-local")
     proj.train("logreg")
     rows = [0, 5]
-    assert np.array_equal(proj.images(rows), images_uint8(images, rows))
+    assert np.array_equal(proj.images(rows), images_uint8(direct, rows))  # Review shows the images at 224
+    assert images_uint8(direct, rows).shape[1:] == (224, 224, 3) and images_uint8(images, rows).shape[1:] == (32, 32, 3)
     assert list((proj.folder / "arrays" / "embeddings").glob("resnet18-*-train.npy"))  # stored in the project
     assert proj.use_backbone(None).input_shape == (3, SIZE, SIZE)
     assert embedded.num_classes == 3
