@@ -52,8 +52,9 @@ def _project_switcher(access: Access, name: str, proj: Project | None) -> None:
     names = visible_projects(access)
     if proj is not None and name not in names:
         names.append(name)
+    # a project not listed yet (a URL's name before Create) gets its own key: its blank value must not stay once made
     chosen = st.selectbox("Project", names, index=names.index(name) if name in names else None,
-                          key=switcher_key(name), placeholder="Choose a project",
+                          key=switcher_key(name) + ("" if name in names else "-unlisted"), placeholder="Choose a project",
                           help="Each project keeps its own data set, model, scores, decisions and jobs. The project is "
                                "in the page's address: bookmark it to come back.")
     if chosen is not None and chosen != name:

@@ -52,7 +52,7 @@ def test_another_users_project_by_url_is_refused_in_one_line(workspace):
     assert [shown(e.value) for e in at.error] == [f"{MALLORY} has no access to project 'audit': ask its owner to add you"]
     assert [t.value for t in at.title] == ["Influence Workbench"]  # nothing of the project
     assert not [m for m in at.sidebar.markdown if "moons" in m.value]
-    assert "audit" not in at.sidebar.selectbox(key="project-pick-audit").options
+    assert "audit" not in at.sidebar.selectbox[0].options  # the project switcher
 
 
 def test_the_owner_opens_the_project_and_the_switcher_lists_only_theirs(workspace):
@@ -170,6 +170,8 @@ def test_single_user_mode_offers_an_unknown_project_in_the_url_and_makes_it_only
     assert [shown(i.value) for i in at.info] == ["No project named 'typo' — create it?"]
     assert not (workspace / "projects" / "typo").exists()  # visiting the URL made nothing
     assert [t.value for t in at.title] == ["Influence Workbench"]
+    assert at.sidebar.selectbox[0].value is None  # no project "typo" yet: the switcher names none
     at.button(key="project-create-named").click().run()
     no_errors(at)
     assert (workspace / "projects" / "typo").is_dir() and at.title[0].value == "Data"
+    assert at.sidebar.selectbox[0].value == "typo"  # once made, the switcher shows it (it stayed blank before)
