@@ -661,7 +661,12 @@ class ReviewGrid {
     if (c.id !== c.row) title.append(el("span", "rg-sub", ` row ${c.row}`));
     title.append(el("span", "rg-score", ` · score ${num(c.score)} · rank ${c.rank}`));
     node.append(title);
-    if (c.file) node.append(el("div", "rg-sub rg-file", c.file));
+    if (c.file) {  // a long path is cut at its start: the file's own name stays readable; the whole path on hover
+      const file = el("div", "rg-sub rg-file");
+      file.title = c.file;
+      file.append(el("bdi", null, c.file));
+      node.append(file);
+    }
     if (c.text) node.append(textBlock(c.text));
 
     const labels = el("div", "rg-labels");

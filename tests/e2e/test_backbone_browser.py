@@ -7,6 +7,7 @@ Skipped like tests/e2e/test_browser.py when Chromium or Playwright is missing.""
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 import numpy as np
@@ -30,7 +31,7 @@ def _zip(path) -> str:
                 px[..., c] += 140
                 buf = io.BytesIO()
                 Image.fromarray(px.astype(np.uint8)).save(buf, format="PNG")
-                z.writestr(f"{name}/{i}.png", buf.getvalue())
+                z.writestr(f"{name}/{name}-photo-taken-on-a-sunny-afternoon-{i:03d}.png", buf.getvalue())  # long
     return str(path)
 
 
@@ -88,4 +89,12 @@ def test_image_zip_at_224_through_a_frozen_backbone(tmp_path):
         cards = page.get_by_test_id("review-card")
         cards.first.wait_for(timeout=120_000)
         assert page.locator("[data-testid=review-card] img").count() >= 1  # the pictures, not the embeddings
+        # a file name too long for its card is cut at its start: its end (the file's own name) is what shows
+        shown = page.locator("[data-testid=review-card] .rg-file").first.evaluate("""el => {
+            const text = el.querySelector("bdi").firstChild, box = el.getBoundingClientRect(), range = document.createRange();
+            const inside = (i) => { range.setStart(text, i); range.setEnd(text, i + 1);
+                                    const r = range.getBoundingClientRect(); return r.left >= box.left - 1 && r.right <= box.right + 1; };
+            return {cut: el.scrollWidth > el.clientWidth, first: inside(0), last: inside(text.length - 1), title: el.title}; }""")
+        assert shown["cut"] and shown["last"] and not shown["first"], shown
+        assert re.fullmatch(r"(red|green|blue)/\1-photo-taken-on-a-sunny-afternoon-\d{3}\.png", shown["title"])
         _shot(page, "backbone-5-review")
