@@ -172,7 +172,9 @@ def _train_form(proj: Project, ds, training: bool) -> None:
                            help=f"½·λ·‖θ‖² added to the training objective (the influence methods use it too); "
                                 f"{arch}'s default: {base.l2:g}")
     every = c[3].number_input("Checkpoint every k epochs", 0, 1000, int(start("checkpoint_every", 0)),
-                              help="0 = none; TracIn-style methods need checkpoints")
+                              help="0 = none; TracIn-style methods need checkpoints" + (
+                                  " (L-BFGS runs as one step: any k > 0 keeps the final model as the one checkpoint)"
+                                  if lbfgs else ""))
     c = form.columns(4)
     patience = c[0].number_input(
         "Early stopping patience", 0, 10_000, int(start("patience", base.patience)), disabled=lbfgs,

@@ -88,9 +88,15 @@ def _costs(proj: Project, params: str, folds: int) -> dict[str, float]:
         return {}
 
 
-def _method_picker(costs: dict[str, float], n_train: int, checkpoints: bool) -> list[str]:
+def _ticked_first(ds) -> tuple[str, ...]:
+    """The methods ticked until the user chooses: `FIRST`, and on text of three or more classes the class-target IP
+    too (a single mean validation gradient lets the classes' pulls cancel there: bench/results/detect_text.md)."""
+    return FIRST + (("ip_classwise",) if ds.kind == "text" and len(ds.classes) >= 3 and "ip_classwise" in METHODS else ())
+
+
+def _method_picker(costs: dict[str, float], n_train: int, checkpoints: bool, ticked: tuple[str, ...] = FIRST) -> list[str]:
     """One checkbox per method, grouped by kind, with its estimated time here (or what it lacks): only ticked methods
-    are computed (nothing can be added by typing)."""
+    are computed (nothing can be added by typing); ``ticked``: those ticked until the user chooses."""
     st.markdown("**Methods** — tick what to compute; the time after each name is a rough estimate for this data set "
                 "and model")
     names = _method_names()
@@ -108,7 +114,7 @@ def _method_picker(costs: dict[str, float], n_train: int, checkpoints: bool) -> 
             for name in members:
                 key = f"method-{name}"
                 if key not in st.session_state:
-                    st.session_state[key] = name in FIRST
+                    st.session_state[key] = name in ticked
                 cost = f" · {format_duration(costs[name])}" if name in costs else ""
                 lacking = METHODS[name].needs_checkpoints and not checkpoints
                 if lacking:
@@ -227,7 +233,8 @@ def _impacts_not_offered(proj: Project, ds, fitted, where) -> None:
 def _form(proj: Project, ds, fitted, running: bool) -> None:
     params_now = st.session_state.get("params", "all")
     folds_now = int(st.session_state.get("folds", 0) or 0)
-    chosen = _method_picker(_costs(proj, params_now, folds_now), len(ds.train), bool(fitted.checkpoints))
+    chosen = _method_picker(_costs(proj, params_now, folds_now), len(ds.train), bool(fitted.checkpoints),
+                            _ticked_first(ds))
     c1, c2, c3 = st.columns(3)
     # Only the impacts this data and model can be scored for (each impact's own check: a sensitive attribute, twins
     # that differ, not robustness on token ids); the others are listed with the reason. a+b = a joint ranking.

@@ -317,7 +317,7 @@ def form_buttons(form, action: str) -> tuple[bool, Any]:
     """A settings form's buttons — ``action`` (primary: sends the settings and starts) and "Update the estimate"
     (sends them only) — and the column beside them for the estimate; returns whether ``action`` was clicked, and
     that column."""
-    left, mid, right = form.columns([1, 1.3, 3.7], vertical_alignment="center")
+    left, mid, right = form.columns([1, 1.6, 3.4], vertical_alignment="center")  # room for "Update the estimate"
     with left:
         clicked = st.form_submit_button(action, type="primary", icon=":material/play_arrow:")
     with mid:

@@ -180,7 +180,7 @@ def estimate_training(dataset: Dataset, config: TrainConfig, times: StepTimes) -
         longest = config.max_iter * iteration + final
         how = (f"about {typical} full-batch L-BFGS iterations at {_short(iteration)} each on {where}, as usual on "
                f"{dataset.kind} data; {format_duration(longest)} at its limit of {config.max_iter}")
-        return {"seconds": seconds, "text": f"about {format_duration(seconds)}", "how": how, "at_most": False}
+        return {"seconds": seconds, "text": about(seconds), "how": how, "at_most": False}
     batches = math.ceil(n_train / times.batch)
     per_epoch = batches * times.step + n_val * times.eval_per_sample
     seconds = config.epochs * per_epoch + final
@@ -188,13 +188,17 @@ def estimate_training(dataset: Dataset, config: TrainConfig, times: StepTimes) -
     how = (f"{config.epochs} epochs × {batches:,} batches of {times.batch} at {_short(times.step)} a batch on {where}"
            f"{measured}, plus a validation pass per epoch")
     at_most = bool(config.patience)
-    text = (f"at most about {format_duration(seconds)} (early stopping usually ends sooner)" if at_most
-            else f"about {format_duration(seconds)}")
+    text = (f"at most {about(seconds)} (early stopping usually ends sooner)" if at_most else about(seconds))
     return {"seconds": seconds, "text": text, "how": how, "at_most": at_most}
 
 
 def _short(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def about(seconds: float) -> str:
+    """An estimate for people: 'about 3 s', or 'under a second' (never 'about under a second')."""
+    return format_duration(seconds) if seconds < 1 else f"about {format_duration(seconds)}"
 
 
 def format_duration(seconds: float) -> str:

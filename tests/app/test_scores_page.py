@@ -72,6 +72,22 @@ def test_methods_are_checkboxes_with_their_estimated_time_and_three_are_ticked(s
     assert at.number_input(key="folds").value == 0
 
 
+def test_on_multiclass_text_the_class_target_ip_is_ticked_too(workspace):
+    """Plain IP averages the classes' pulls away on multiclass text (bench/results/detect_text.md): the page ticks
+    the class-target IP beside the three."""
+    from influence_core.data.text import generated_text_frame
+
+    proj = Project.open("default", workspace)
+    frame = generated_text_frame(240, num_classes=3, seed=0)[["text", "label"]]
+    proj.upload_dataset(frame.to_csv(index=False).encode(), "topics.csv")
+    assert proj.dataset().kind == "text" and len(proj.dataset().classes) == 3
+    proj.train("text-linear")
+    at = open_page("3_Scores.py")
+    no_errors(at)
+    assert {name for name in METHODS if at.checkbox(key=f"method-{name}").value} == {"ip_combined", "loss", "ip",
+                                                                                     "ip_classwise"}
+
+
 def test_compute_adds_only_the_ticked_methods_equal_to_the_library(scored):
     at = _compute(open_page("3_Scores.py"), ["ip_ensemble"])
     assert [r.label for r in project_of(scored).state().runs] == ["ip", "ip_ensemble"]  # ip came with the fixture

@@ -35,7 +35,7 @@ def test_network_estimate_is_within_a_factor_of_a_real_two_epoch_run(proj):
     guess = proj.training_estimate("mlp", config)
     actual = _timed_training(proj, "mlp", config)
     assert 0.2 * actual <= guess["seconds"] <= 5 * actual, (guess, actual)
-    assert "2 epochs × 63 batches of 64" in guess["how"] and guess["text"].startswith("about ")
+    assert "2 epochs × 63 batches of 64" in guess["how"] and guess["text"] == estimate.about(guess["seconds"])
 
 
 def test_lbfgs_estimate_is_within_a_generous_factor_of_a_real_fit(proj):
@@ -162,6 +162,7 @@ def test_an_architecture_that_cannot_take_the_data_is_refused_in_one_line(proj):
 def test_durations_read_like_people_write_them():
     assert [format_duration(s) for s in (0.2, 3.4, 130, 900, 5400, 7200)] == [
         "under a second", "3 s", "2 min 10 s", "15 min", "1 h 30 min", "2 h"]
+    assert [estimate.about(s) for s in (0.2, 3.4)] == ["under a second", "about 3 s"]  # never "about under a second"
 
 
 def test_lbfgs_iterations_follow_the_data_kind():
