@@ -62,12 +62,13 @@ def _text(value) -> str:
 
 def _values(proj, ds, rows: np.ndarray) -> tuple[list | None, list | None]:
     """Per row: the tabular sample's [column, value] pairs as its source holds them (a text sample's other columns),
-    and an uploaded image's file name (None where there is none)."""
+    and an uploaded image's file name (None where there is none). Not the label column: the card shows the given
+    label (and keeps it current after a relabel), the file's would repeat it and then go stale."""
     frame = proj.sample_values(rows)
     if ds.kind == "image":
         return None, [str(f) for f in frame["file"]] if "file" in frame.columns else None
-    shown_as_text = set(ds.meta.get("text_columns") or ["text"]) if ds.kind == "text" else set()
-    columns = [c for c in frame.columns if c not in shown_as_text][:FEATURES]
+    shown_elsewhere = {proj.label_column(), *(ds.meta.get("text_columns") or ["text"] if ds.kind == "text" else [])}
+    columns = [c for c in frame.columns if c not in shown_elsewhere][:FEATURES]
     table = frame[columns].itertuples(index=False)
     return [[[str(c), _text(v)] for c, v in zip(columns, values)] for values in table], None
 

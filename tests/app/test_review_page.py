@@ -173,7 +173,7 @@ def test_pages_ids_features_and_why_flagged(scored):
     assert data["page"] == {"number": 1, "count": 2}  # 25 flagged, 24 a page
     first = data["cards"][0]
     assert first["id"] == int(src[first["row"]])
-    assert [name for name, _ in first["features"]] == ["x1", "x2", "label"]  # tabular: the sample's values
+    assert [name for name, _ in first["features"]] == ["x1", "x2"]  # tabular: the sample's values, not its label
     _send(at, {"id": "p", "action": "page", "page": 2})
     data = _grid(at)
     assert data["page"]["number"] == 2 and len(data["cards"]) == 1
@@ -203,7 +203,7 @@ def test_a_table_card_shows_its_values_as_the_uploaded_file_holds_them(workspace
     no_errors(at)
     card = _grid(at)["cards"][0]
     age, city, income = lines[1 + card["id"]].split(",")  # the card's id is the line of the file
-    assert dict(card["features"]) == {"age": age, "city": city, "income": income}
+    assert dict(card["features"]) == {"age": age, "city": city}  # the label (income) is the card's "given"
     assert proj.sample_values([card["row"]]).loc[card["id"], "city"] == city
 
 
@@ -302,4 +302,4 @@ def test_a_text_card_shows_its_text_and_the_other_columns(workspace):
     no_errors(at)
     card = _grid(at)["cards"][0]
     assert card["text"] == frame["text"][card["id"]]
-    assert dict(card["features"]) == {"stars": str(frame["stars"][card["id"]]), "label": frame["label"][card["id"]]}
+    assert dict(card["features"]) == {"stars": str(frame["stars"][card["id"]])}  # not the text, not the label
