@@ -412,6 +412,24 @@ def _with_annotators(dataset: Dataset, annotators: np.ndarray | None, names: lis
     return dataset
 
 
+_IDENTIFIER_NAME = re.compile(r"(^|[_\s-])(id|uuid|guid|index|key)$", re.IGNORECASE)
+
+
+def identifier_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The ``columns`` that identify rows rather than describe them: every value distinct, and either named like an
+    id (``id``, ``review_id``, ``uuid``, ``index``) or whole numbers counting up by one (a row number). As a feature
+    one would let a model tell the samples apart by their number."""
+    found = []
+    for c in columns:
+        values = frame[c]
+        if len(values) < 2 or values.isna().any() or values.nunique() != len(values):
+            continue
+        counter = pd.api.types.is_integer_dtype(values) and bool((np.diff(values.to_numpy()) == 1).all())
+        if counter or _IDENTIFIER_NAME.search(str(c)):
+            found.append(c)
+    return found
+
+
 # ------------------------------------------------------------------------------------------- image zip
 def _load_text_csv(path: Path, frame: pd.DataFrame, label_column: str, text_columns: list[str], drop: list[str],
                    feature_columns: list[str] | None, sensitive_column: str | None, perturbed_column: str | None,
@@ -424,6 +442,11 @@ def _load_text_csv(path: Path, frame: pd.DataFrame, label_column: str, text_colu
     if feature_columns is None:
         taken = set(drop) | set(text_columns) | {perturbed_column}
         feature_columns = [c for c in frame.columns if c not in taken]
+        ids = identifier_columns(frame, feature_columns)
+        if ids:
+            feature_columns = [c for c in feature_columns if c not in ids]
+            notes.append(f"{', '.join(map(repr, ids))} look{'s' if len(ids) == 1 else ''} like an identifier (a "
+                         "distinct value per row): not a feature unless chosen")
     kept, _ = readable_features(frame[list(feature_columns)], notes)  # numbers with separators; other text left out
     frame, feature_columns = frame.assign(**{c: kept[c] for c in kept.columns}), list(kept.columns)
     frames = {"train": frame, "val": None, "test": None}

@@ -394,6 +394,20 @@ def test_a_free_text_column_makes_a_text_data_set_and_other_columns_stay_feature
     assert table.meta["conversions"] == ["column 'review' looks like free text; it was left out (not named as a text column)"]
 
 
+def test_identifier_columns_are_not_features_of_a_text_upload_unless_chosen(tmp_path):
+    """A row number and a column named like an id, every value distinct, are left out by default (a model could tell
+    the samples apart by them), with a note; chosen by name they are kept. Distinct measurements are not ids."""
+    rows = [f"{i},r{i * 7},{i % 5},{i * 0.37:.2f},the film number {i} was rather good,{i % 2}" for i in range(60)]
+    path = write_text(tmp_path, "id,review_id,stars,price,review,label\n" + "\n".join(rows))
+    ds = load_dataset(path)
+    assert ds.meta["feature_columns"] == ["stars", "price"]  # price: distinct, but neither a counter nor named an id
+    assert "'id', 'review_id' look like an identifier (a distinct value per row): not a feature unless chosen" in \
+        ds.meta["conversions"]
+    assert load_dataset(path, feature_columns=["id", "stars"]).meta["feature_columns"] == ["id", "stars"]
+    frame = pd.DataFrame({"valid": [1, 3, 2], "key": ["a", "a", "b"], "n": [5, 6, 7], "user id": [9, 4, 1]})
+    assert uploads.identifier_columns(frame, list(frame.columns)) == ["n", "user id"]  # a counter; a distinct id
+
+
 def test_a_table_of_free_text_only_without_text_columns_is_refused(tmp_path):
     rows = [f"the film number {i} was rather good,{i % 2}" for i in range(40)]
     path = write_text(tmp_path, "review,label\n" + "\n".join(rows), "text.csv")
