@@ -103,9 +103,12 @@ def _upload(proj: Project) -> None:
     sensitive_column = c2.text_input("Sensitive attribute column (CSV, optional)") or None
     cap = proj.server_config().max_image_size
     sizes = [s for s in IMAGE_SIZES if s <= cap] or [cap]
-    image_size = st.selectbox("Image size (zip; pixels a side)", sizes, index=0, key="image-size",
-                              help="Images are resized to this square size. 32 trains the small CNN fast; 224 is the "
-                                   f"size pretrained backbones (Model page) were trained at. This server's cap: {cap}.")
+    image_size = sizes[0]
+    if file is None or file.name.lower().endswith(".zip"):  # nothing to size in a table
+        image_size = st.selectbox("Image size (zip; pixels a side)", sizes, index=0, key="image-size",
+                                  help="Images are resized to this square size. 32 trains the small CNN fast; 224 is "
+                                       "the size pretrained backbones (Model page) were trained at (a backbone reads "
+                                       f"the zip again at its size). This server's cap: {cap}.")
     if file is None:
         return
     kwargs = {k: v for k, v in {"label_column": label_column, "sensitive_column": sensitive_column}.items() if v}
@@ -232,6 +235,9 @@ def _preview(proj: Project, ds) -> None:
                 cols[i % 6].image(pixels[i], caption=caption, width="stretch")
             if ds.noise_mask is not None:
                 st.caption("⚠ = the given label is known to be wrong.")
+        elif ds.kind == "text":  # the texts and columns as the file holds them, not their TF-IDF numbers
+            frame = proj.sample_values(np.arange(min(200, len(ds.train))))
+            st.dataframe(frame, height=330, width="stretch")
         else:
             n = min(200, len(ds.train))
             x = ds.train.rows(slice(0, n)).numpy().reshape(n, -1)

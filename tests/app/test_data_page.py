@@ -303,6 +303,10 @@ def test_a_text_csv_upload_chooses_its_text_and_other_columns(workspace):
     assert proj.state().dataset_kwargs == {"text_columns": ["text"], "feature_columns": ["city"]}
     ds = proj.dataset()
     assert ds.kind == "text" and ds.meta["feature_columns"] == ["city"]
+    assert not any(s.label.startswith("Image size") for s in at.selectbox)  # a table has no image size
+    preview = next(d.value for d in at.dataframe if "text" in d.value.columns)  # as the file holds them, not TF-IDF
+    assert list(preview.columns) == ["text", "stars", "city", "label"]
+    assert preview["text"].tolist() == [frame["text"][i] for i in preview.index]
     next(m for m in at.multiselect if m.label.startswith("Text columns")).set_value([]).run()
     no_errors(at)
     assert any("left out (not named as a text column)" in shown(i.value) for i in at.info)
