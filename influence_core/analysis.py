@@ -107,12 +107,12 @@ def angle_geometry(dataset: Dataset, fitted: FittedModel, impact: str = "utility
         how = "exact Hessian" + (f" + {details['damping']:.3g}·I" if details["damping"] else "") + (
             " (automatic damping)" if damping is None else "")
     else:
-        from .methods.lissa import LiSSASettings, lissa_inverse_hvp, resolve_scale
+        from .methods.lissa import LiSSASettings, lissa_inverse_hvp, resolve_settings
 
-        settings = LiSSASettings(**{"damping": max(damping or 0.0, 0.01), **(lissa_settings or {})})
+        settings = LiSSASettings(**{"damping": damping, **(lissa_settings or {})})  # None: automatic, as exact's
         module = ctx.module()
         sel = ctx.selected_params(module)
-        scale = resolve_scale(ctx, module, sel, settings)
+        settings, scale = resolve_settings(ctx, module, sel, settings)
         u = ctx.target_gradient(module, sel)
         solved = lissa_inverse_hvp(ctx, module, sel, {k: v.unsqueeze(0) for k, v in u.items()}, settings, scale, span=(0.0, 0.5))
         w = {k: v[0] for k, v in solved.items()}

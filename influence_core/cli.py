@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from .cli_args import (DATASET_ARGUMENTS, Parser, add_data_model_arguments, add_impact_arguments,  # noqa: F401
                        dataset_arguments, impact_settings_from_args, load_data_and_model, open_project, parse_sets,
-                       progress_printer, project_for, run_command, train_config_from_args)
+                       progress_printer, project_for, run_command, train_config_from_args, whole_number)
 from .errors import InfluenceError
 from .project import DATASETS, IMPACTS, METHODS, MODELS, PATH_LOADERS, Project, ScoreRun, format_bytes
 
@@ -131,9 +131,7 @@ def _cmd_impacts(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     """A project's data set with its decisions, model suggestions and scores in a labelling or training tool's format,
     as a zip (issue 20 §7): the cleaned training split, or with --all-rows every row with its review tag."""
-    if not Project.exists(args.project, args.workspace):
-        raise InfluenceError(f"no project '{args.project}' in the workspace; score one first (score --project NAME)")
-    project = open_project(args)
+    project = _existing_project(args)
     data = project.export_as(args.format, all_rows=args.all_rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_bytes(data)
@@ -141,10 +139,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_project(args: argparse.Namespace) -> Project:
+    """The project ``--project`` names, refused in one line when the workspace has none: a command that reads or
+    saves from a project's decisions never makes an empty one."""
+    if not Project.exists(args.project, args.workspace):
+        raise InfluenceError(f"no project '{args.project}' in the workspace; score one first (score --project NAME)")
+    return Project.open(args.project, args.workspace, user=getattr(args, "user", None))
+
+
 def _cmd_versions(args: argparse.Namespace) -> int:
     """A project's versions of the cleaned data set (issue 20): list them, save the current decisions as one, or
     say what changed from version A (or, with only B, its previous version) to B."""
-    proj = Project.open(args.project, args.workspace, user=args.user)
+    proj = _existing_project(args)
+    if args.action == "list" and args.names:
+        raise InfluenceError("versions list takes no name")
     if args.action == "save":
         if len(args.names) != 1:
             raise InfluenceError("versions save takes one name")
@@ -196,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_impact_arguments(p)
     p.add_argument("--folds", type=int, default=0,
                    help="out of fold: K models, each trained on K-1 folds, score the samples they did not see (0 = in-sample)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=whole_number(1), default=256,
+                   help="samples per batch when scoring (memory, not results; default 256)")
     p.add_argument("--cluster", help="shard the scoring over a local Dask cluster: local:N (N worker processes), "
                                      "local-cuda[:N] (one worker per GPU) or none")
     p.add_argument("--scheduler", help="shard the scoring over a running Dask cluster: tcp://HOST:PORT "

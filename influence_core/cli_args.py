@@ -84,16 +84,35 @@ def parse_sets(pairs: Sequence[str], flag: str = "--set") -> dict:
     return out
 
 
+def whole_number(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``low`` (argparse says which flag in one line otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a whole number is needed, not '{text[:40]}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    parse.__name__ = f"whole number ≥ {low}"
+    return parse
+
+
 def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by every command that loads data and trains or loads a model."""
     p.add_argument("--dataset", required=True, help="a registered data set (see `datasets`) or a path to a .csv / .zip")
-    p.add_argument("--model", help="architecture (see `models`; default: cnn for image data, mlp otherwise)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the data and the training")
+    p.add_argument("--model", help="architecture (see `models`; default: cnn for image data, text-linear for text, "
+                                   "mlp otherwise)")
+    p.add_argument("--seed", type=whole_number(0), default=0, help="seed for the data and the training (default 0)")
     p.add_argument("--label-column", help="CSV: the label column")
     p.add_argument("--sensitive-column", help="CSV: the binary sensitive attribute column")
     p.add_argument("--text-column", dest="text_columns", action="append", metavar="NAME",
                    help="CSV: a free-text column (TF-IDF features, model text-linear); repeatable for sentence pairs, "
                         "joined with a separator (default: the text columns found)")
+    p.add_argument("--perturbed-column", metavar="NAME",
+                   help="text CSV: each row's counterfactual twin (the text with its demographic words swapped) for "
+                        "the counterfactual impact (default: twins from the built-in word-swap list)")
     p.add_argument("--ngram-max", type=int, help="text: TF-IDF word n-grams 1..N (default 2, at most 3)")
     p.add_argument("--min-df", type=int, help="text: TF-IDF terms in at least this many training texts (default 2)")
     p.add_argument("--max-features", type=int,
@@ -116,16 +135,16 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", help="CIFAR-N: a torchvision CIFAR folder (or .npz) with the images")
     p.add_argument("--download", action="store_true", help="fetch missing public data (CIFAR images, CIFAR-N labels, UCI files)")
     p.add_argument("--missing", choices=["impute", "refuse"], help="CSV: missing feature values (default impute: median / 'missing')")
-    p.add_argument("--epochs", type=int, help="training epochs (architecture default otherwise)")
+    p.add_argument("--epochs", type=whole_number(1), help="training epochs (architecture default otherwise)")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--l2", "--weight-decay", dest="l2", type=float,
                    help="L2 regularisation (weight decay) of the training objective (architecture default otherwise)")
-    p.add_argument("--patience", type=int,
+    p.add_argument("--patience", type=whole_number(0),
                    help="early stopping: epochs without a better validation loss before stopping, best epoch kept "
                         "(0 = off; default: on for neural networks)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="images: random crop (4-pixel padding) and horizontal flip while training (default: on for CNNs)")
-    p.add_argument("--checkpoint-every", type=int, default=0,
+    p.add_argument("--checkpoint-every", type=whole_number(0), default=0,
                    help="save a checkpoint every k epochs (TracIn and TDA need them; 0 = none)")
     p.add_argument("--weights", help="use these trained weights instead of training (state_dict: .safetensors / .pt)")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: cuda when available)")
@@ -142,7 +161,7 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
 
 DATASET_ARGUMENTS = ("label_column", "sensitive_column", "val_fraction", "label_set", "max_train", "images", "download",
                      "missing", "text_columns", "image_size", "backbone", "backbone_weights", "ngram_max", "min_df",
-                     "max_features", "annotator_columns")
+                     "max_features", "annotator_columns", "perturbed_column")
 
 
 def dataset_arguments(args: argparse.Namespace) -> dict:

@@ -91,6 +91,36 @@ def unflatten(vector: torch.Tensor, like: Mapping[str, torch.Tensor]) -> Params:
     return out
 
 
+def lanczos_extremes(apply: Callable[[torch.Tensor], torch.Tensor], dim: int, steps: int = 40,
+                     seed: int = 0) -> tuple[float, float]:
+    """(smallest, largest) eigenvalue estimates of a symmetric linear map on R^dim by ``steps`` Lanczos steps with
+    full reorthogonalisation (float64): the extreme Ritz values of the tridiagonal T = QᵀAQ. They lie inside the
+    spectrum and converge far faster than power iteration when an extreme eigenvalue is close to the rest (a
+    slightly negative λ_min beside many near-zero ones, as in a trained network's Hessian). Memory: steps × dim."""
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(dim, generator=gen, dtype=torch.float64)
+    basis = [q / q.norm()]
+    alphas: list[float] = []
+    betas: list[float] = []
+    for _ in range(min(steps, dim)):
+        w = apply(basis[-1]).to(torch.float64)
+        alphas.append(float(w @ basis[-1]))
+        stacked = torch.stack(basis)
+        for _ in range(2):  # twice is enough (Kahan–Parlett): keeps the basis orthogonal in floating point
+            w = w - stacked.T @ (stacked @ w)
+        norm = float(w.norm())
+        if norm <= 1e-10 * max(abs(a) for a in alphas) or len(alphas) == min(steps, dim):
+            break
+        betas.append(norm)
+        basis.append(w / norm)
+    tri = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if betas:
+        off = torch.tensor(betas[: len(alphas) - 1], dtype=torch.float64)
+        tri += torch.diag(off, 1) + torch.diag(off, -1)
+    ritz = torch.linalg.eigvalsh(tri)
+    return float(ritz[0]), float(ritz[-1])
+
+
 def dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return sum((a[k].double() * b[k].double()).sum() for k in a)
 

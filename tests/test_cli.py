@@ -42,7 +42,7 @@ def test_score_variants(extra):
     (["score", "--dataset", "nowhere"], "error: unknown data set 'nowhere'"),
     (["score", "--dataset", "moons", "--model", "transformer"], "error: unknown model 'transformer'"),
     (["score", "--dataset", "moons", "--impact", "speed"], "error: unknown impact 'speed'"),
-    (["score", "--dataset", "moons", "--seed", "x"], "error: argument --seed: invalid int value"),
+    (["score", "--dataset", "moons", "--seed", "x"], "error: argument --seed: a whole number is needed, not 'x'"),
     (["score", "--dataset", "moons", "--method", "ip_ensemble", "--set", "depth=3"], "has no setting depth"),
 ])
 def test_bad_arguments_fail_with_one_line(args, message):

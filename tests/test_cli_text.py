@@ -64,3 +64,41 @@ def test_tfidf_flags_reach_the_features_through_the_project(tmp_path, capsys):
     assert main([*common, "--max-features", "1000000", "--method", "ip", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: TF-IDF setting max_features must be a whole number from 1 to 65,536, not '1000000'"
+
+
+def test_perturbed_column_gives_the_counterfactual_twins(tmp_path):
+    """`--perturbed-column NAME`: each row's twin comes from that column (not the built-in word swaps, and the column
+    is not a second text column); the counterfactual scores equal the library's on the same data set."""
+    frame = generated_text_frame(150, num_classes=2, seed=5, topic_rate=0.5)
+    common = frame["text"].str.split().explode().value_counts().index[0]  # a word every vocabulary knows
+    frame["swapped"] = [f"{common} {t}" if i % 3 == 0 else t for i, t in enumerate(frame["text"])]
+    path = tmp_path / "twins.csv"
+    frame[["text", "swapped", "label"]].to_csv(path, index=False)
+    out = tmp_path / "scores.csv"
+    res = subprocess.run([sys.executable, "-m", "influence_core", "score", "--dataset", str(path), "--text-column",
+                          "text", "--perturbed-column", "swapped", "--impact", "counterfactual", "--method", "ip",
+                          "--no-cache", "--quiet", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    ds = load_dataset(str(path), text_columns=["text"], perturbed_column="swapped")
+    assert ds.meta["text_columns"] == ["text"] and ds.meta["perturbed_column"] == "swapped"
+    rows = ds.meta["val_source_index"]
+    assert ds.texts["val"] == frame["text"].iloc[rows].tolist()
+    expected = compute_scores(ds, train_model(ds, "text-linear", TrainConfig(seed=0)), "ip", "counterfactual")
+    table = pd.read_csv(out).sort_values("index")
+    np.testing.assert_allclose(table["score"].to_numpy(), expected[np.argsort(ds.source_index.numpy())],
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_training_settings_out_of_range_are_one_line_before_anything_runs(tmp_path):
+    """Negative or zero epochs, learning rate, weight decay, seed, batch size: exit 2 and one `error:` line each."""
+    for flags, said in [(["--lr", "-1"], "training setting lr must be a number above 0"),
+                        (["--l2", "-5"], "training setting l2 must be a number at least 0"),
+                        (["--epochs", "0"], "argument --epochs: must be at least 1, not 0"),
+                        (["--seed", "-1"], "argument --seed: must be at least 0, not -1"),
+                        (["--batch-size", "0"], "argument --batch-size: must be at least 1, not 0")]:
+        res = subprocess.run([sys.executable, "-m", "influence_core", "score", "--dataset", "moons", "--method",
+                              "loss", "--no-cache", "--quiet", "--out", str(tmp_path / "x.csv"), *flags],
+                             capture_output=True, text=True, timeout=300)
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        assert res.returncode == 2 and len(lines) == 1 and said in lines[0], (flags, res.stderr)
+        assert "Traceback" not in res.stderr and not (tmp_path / "x.csv").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from influence_core.grads import (explicit_hessian, flatten, per_sample_grads, select_params, training_objective_hvp,
@@ -49,3 +50,20 @@ def test_select_params_head_and_prefix(moons_mlp_fit):
 
     with pytest.raises(InfluenceError, match="no parameters match 'decoder'"):
         select_params(moons_mlp_fit.module, "decoder")
+
+
+def test_lanczos_finds_an_extreme_eigenvalue_power_iteration_misses():
+    """A spectrum like a trained network's Hessian: λ_min = −0.1 beside 150 eigenvalues near 0 and a few up to 4.
+    40 Lanczos steps find both ends (eigvalsh of the same matrix is the reference); all `dim` steps are exact."""
+    from influence_core.grads import lanczos_extremes
+
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(200, 200, generator=gen, dtype=torch.float64))
+    spectrum = torch.cat([torch.tensor([-0.1]), 1e-3 * torch.rand(150, generator=gen, dtype=torch.float64),
+                          torch.linspace(0.5, 4.0, 49, dtype=torch.float64)])
+    a = q @ torch.diag(spectrum) @ q.T
+    truth = torch.linalg.eigvalsh(a)
+    smallest, largest = lanczos_extremes(lambda v: a @ v, 200, steps=40)
+    assert smallest == pytest.approx(float(truth[0]), abs=1e-6) and largest == pytest.approx(float(truth[-1]), abs=1e-9)
+    full = lanczos_extremes(lambda v: a @ v, 200, steps=200)
+    assert full == pytest.approx((float(truth[0]), float(truth[-1])), abs=1e-9)

@@ -98,6 +98,12 @@ def test_the_cli_lists_saves_and_diffs_versions(proj, capsys):
     assert [line.split(",")[:2] for line in out[1:]] == [["removed", "4"], ["restored", "2"]]
     assert main(["versions", "save", "v1", "--project", proj.name, "--workspace", root]) == 2
     assert "exists already" in capsys.readouterr().err
+    for action in (["list"], ["diff", "a"]):  # a project that does not exist is named, and not made
+        assert main(["versions", *action, "--project", "ghost", "--workspace", root]) == 2
+        assert capsys.readouterr().err.startswith("error: no project 'ghost' in the workspace")
+        assert not (proj.root / "projects" / "ghost").exists()
+    assert main(["versions", "list", "extra", "--project", proj.name, "--workspace", root]) == 2
+    assert "versions list takes no name" in capsys.readouterr().err
 
 
 def test_an_image_version_rebuilds_its_zip_as_it_was(tmp_path, tiny_image_zip):

@@ -41,7 +41,7 @@ import torch
 
 from ..errors import InfluenceError, writing
 from .base import Dataset, Split
-from .annotator_labels import annotator_matrix, check_annotator_columns
+from .annotator_labels import _shown, annotator_matrix, check_annotator_columns
 from .image_decode import decoded_chunks
 from .columns import MAX_CLASSES, binarise_sensitive, encode_labels  # noqa: F401  (uploads' own API too)
 from .originals import ORIGINAL_INDEX_COLUMN, SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
@@ -360,6 +360,11 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     for role, col in (("label", label_column), ("sensitive", sensitive_column)):
         if col is not None and col not in frame.columns:
             raise InfluenceError(f"no {role} column '{col}' in '{path.name}'; the columns are: {_columns(frame)}")
+    used_as = {"the sensitive attribute": [sensitive_column], "a text column": list(text_columns or []),
+               "the perturbed column": [perturbed_column], "a feature": list(feature_columns or [])}
+    for role, columns in used_as.items():  # the label among the inputs: the model would read the answer
+        if label_column in columns:
+            raise InfluenceError(f"the column '{_shown(label_column)}' is the label column; it cannot also be {role}")
     annotator_columns = check_annotator_columns(frame, annotator_columns, {"label": label_column,
                                                                            "sensitive": sensitive_column}, path.name)
     notes: list[str] = []  # conversions the page states (meta["conversions"])

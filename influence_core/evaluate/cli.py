@@ -8,7 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..cli_args import (Parser, add_data_model_arguments, add_impact_arguments, dataset_arguments,
-                        impact_settings_from_args, parse_sets, progress_printer, project_for, run_command)
+                        impact_settings_from_args, parse_sets, progress_printer, project_for, run_command,
+                        whole_number)
 from ..errors import InfluenceError
 from ..project import (CLEANING_ACTIONS, AttackSettings, ExperimentSettings, TrainConfig, default_architecture,
                        format_table)
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw-scores", action="store_true", help="reweight: softmax over raw scores (no standardising)")
     p.add_argument("--downweight-only", action="store_true", help="reweight: never weight a sample above 1·(mean score)")
     p.add_argument("--relabel-class", type=int, help="relabel (multiclass): this class instead of the model's prediction")
-    p.add_argument("--attacks", type=int, default=5, help="random evasion attacks per retrained model (5-25%% of test)")
+    p.add_argument("--attacks", type=whole_number(0), default=5, help="random evasion attacks per retrained model (5-25%% of test)")
     p.add_argument("--c", type=float, default=1.3, help="linear attack: step past the boundary (×margin)")
     p.add_argument("--epsilon", type=float, default=0.1, help="FGSM attack step")
     add_impact_arguments(p, attack_flags=False)  # --c / --epsilon above also set the robustness impact's attack

@@ -16,7 +16,7 @@ import torch
 from ..errors import InfluenceError
 from ..grads import per_sample_grads
 from .base import InfluenceMethod, ScoringContext
-from .lissa import LiSSASettings, lissa_inverse_hvp, resolve_scale
+from .lissa import LiSSASettings, lissa_inverse_hvp, resolve_settings
 
 
 @dataclass(frozen=True)
@@ -42,17 +42,19 @@ class SelfLiSSA(InfluenceMethod):
         """Scores (n_train,) = −grad ℓ_iᵀ (H+λI)⁻¹ grad ℓ_i, lower = more detrimental."""
         return self.score_rows(ctx, self.prepare(ctx), 0, ctx.n_train)
 
-    def prepare(self, ctx: ScoringContext) -> float:
-        """The LiSSA scale (a power iteration over the whole training set when automatic), computed once."""
+    def prepare(self, ctx: ScoringContext) -> tuple[SelfLiSSASettings, float]:
+        """The damping and the scale (power iterations over the whole training set when automatic), once."""
         if self.settings.sample_chunk < 1:
             raise InfluenceError("Self-LiSSA needs sample_chunk ≥ 1")
         module = ctx.module()
-        return resolve_scale(ctx, module, ctx.selected_params(module), self.settings)  # type: ignore[arg-type]
+        return resolve_settings(ctx, module, ctx.selected_params(module), self.settings,  # type: ignore[arg-type]
+                                details=self.details)
 
-    def score_rows(self, ctx: ScoringContext, prepared: float, start: int, stop: int) -> torch.Tensor:
+    def score_rows(self, ctx: ScoringContext, prepared: tuple[SelfLiSSASettings, float], start: int,
+                   stop: int) -> torch.Tensor:
         """Self-influence of training rows start..stop, ``sample_chunk`` samples per LiSSA recursion (each recursion
         draws its mini-batches from the whole training set, the same sequence for every chunk)."""
-        s, scale = self.settings, prepared
+        s, scale = prepared
         module = ctx.module()
         params = ctx.selected_params(module)
         out = torch.empty(stop - start, dtype=torch.float64)

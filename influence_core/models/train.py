@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
@@ -42,6 +43,25 @@ class TrainConfig:
     augment: bool | None = None  # images: random 32×32 crop of the 4-pixel-padded image + horizontal flip
     checkpoint_every: int = 0  # save (state, lr) every k epochs for TracIn / TDA (0 = only the final model)
     max_iter: int = 500  # L-BFGS iterations
+
+    # (field, smallest value, whether the smallest is allowed): a setting outside is refused in one line, wherever
+    # the config comes from (CLI, page, notebook), before anything trains.
+    LIMITS: ClassVar[tuple] = (("lr", 0.0, False), ("epochs", 1, True), ("batch_size", 1, True), ("l2", 0.0, True),
+                               ("seed", 0, True), ("patience", 0, True), ("checkpoint_every", 0, True),
+                               ("max_iter", 1, True))
+    OPTIMIZERS: ClassVar[tuple] = ("lbfgs", "adam", "adamw", "sgd")
+
+    def __post_init__(self) -> None:
+        for name, low, inclusive in self.LIMITS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+                    (value < low if inclusive else value <= low):
+                bound = f"at least {low:g}" if inclusive else f"above {low:g}"
+                raise InfluenceError(f"training setting {name} must be a number {bound}, not {value!r}")
+        if self.optimizer is not None and self.optimizer not in self.OPTIMIZERS:
+            raise InfluenceError(f"unknown optimizer '{self.optimizer}'; choose lbfgs, adam, adamw or sgd")
 
     def resolved(self, arch: str) -> "TrainConfig":
         base = {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "batch_size": 128, "l2": 1e-4, "patience": 0, "augment": False}

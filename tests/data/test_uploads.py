@@ -451,3 +451,17 @@ def test_an_infinite_label_is_refused_not_read_as_a_huge_class(tmp_path):
         load_dataset(path)
     assert str(err.value) == ("the label column 'y' holds non-integer numbers (e.g. inf in row 4); "
                               "labels must be class names or integers")
+
+
+def test_the_label_column_cannot_also_be_an_input(tmp_path):
+    """As a text column, the perturbed column, a feature or the sensitive attribute the label would let the model
+    read the answer: each is one line naming the role."""
+    rows = [f"{['sport', 'food'][i % 2]},the film number {i} was rather good,{i % 2},{i % 3}" for i in range(40)]
+    path = write_text(tmp_path, "topic,review,g,n\n" + "\n".join(rows))
+    for kwargs, role in [({"text_columns": ["topic"]}, "a text column"),
+                         ({"perturbed_column": "topic"}, "the perturbed column"),
+                         ({"feature_columns": ["n", "topic"]}, "a feature"),
+                         ({"sensitive_column": "topic"}, "the sensitive attribute")]:
+        with pytest.raises(InfluenceError, match=f"^the column 'topic' is the label column; it cannot also be {role}$"):
+            load_dataset(path, label_column="topic", **kwargs)
+    assert load_dataset(path, label_column="topic", sensitive_column="g").sensitive_name is not None
