@@ -228,6 +228,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 def load_data_and_model(args: argparse.Namespace, project: Project):
     """(dataset, fitted model) as the shared arguments ask — train (cached), or load weights — made the project's
     current data set and model."""
+    Project.check_device(args.device)  # also when the model and scores come from the cache
     show = progress_printer(not args.quiet)
     progress = (lambda rec: show(rec["fraction"], f"training: epoch {rec['epoch']} loss {rec['loss']:.4f}")) if show else None
     dataset = project.use_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))

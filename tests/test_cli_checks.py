@@ -29,6 +29,7 @@ def no_training(monkeypatch):
     (["--method", "ip_ensemble", "--dropout", "1.5"], "0 ≤ dropout < 1"),
     (["--method", "ip_combined", "--set", "loss_weight=2"], "loss_weight must be in [0, 1]"),
     (["--method", "ip", "--impact-set", "val_trim=2"], "val_trim"),
+    (["--device", "tpu9"], "unknown device 'tpu9'; choose cpu, cuda or auto"),
 ])
 def test_settings_out_of_range_fail_before_training(extra, message, no_training, capsys):
     code = cli.main(["score", "--dataset", "moons", "--no-cache", *extra])
@@ -54,3 +55,15 @@ def test_the_default_model_follows_the_data_kind(tiny_image_zip, no_training):
         cli.main(["score", "--dataset", "moons", "--no-cache", "--quiet"])
     with pytest.raises(_Trained, match="^logreg$"):  # a model asked for is the model trained
         cli.main(["score", "--dataset", tiny_image_zip, "--model", "logreg", "--no-cache", "--quiet"])
+
+
+def test_a_missing_gpu_is_named_even_when_the_model_and_scores_are_cached(tmp_path, capsys, monkeypatch):
+    """The first run caches everything; the second asks for CUDA on a machine without it (here: made to say so)."""
+    import torch
+
+    args = ["score", "--dataset", "moons", "--method", "loss", "--quiet", "--workspace", str(tmp_path), "--out",
+            str(tmp_path / "s.csv")]
+    assert cli.main(args) == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main([*args, "--device", "cuda"]) == 2
+    assert "--device cuda was asked for but no CUDA GPU is available" in capsys.readouterr().err

@@ -128,6 +128,17 @@ class ModelMixin:
                                            "max_tokens": settings.max_tokens, "feature_columns": []})
         return arch
 
+    @staticmethod
+    def check_device(device: str | None) -> None:
+        """A one-line refusal of a device this machine lacks or that does not exist, before a cached model or score
+        (which needs no device) could hide it."""
+        from ..models.train import resolve_device
+
+        try:
+            resolve_device(device)
+        except RuntimeError:
+            raise InfluenceError(f"unknown device '{str(device)[:40]}'; choose cpu, cuda or auto") from None
+
     def backbone_choices(self) -> dict[str, list[str]]:
         """Each backbone with the weights names a browser may choose for it (random, torchvision's, the server's)."""
         from ..models.backbones import BACKBONES, weights_names
