@@ -11,7 +11,8 @@ import streamlit as st
 
 from influence_core.figures import class_balance
 from influence_core.project import DATASETS, PATH_LOADERS, InfluenceError, Project, format_bytes, is_size
-from app_pages._common import IMAGE_SIZES, SETTING_KINDS, display_name, guarded, kind_of, link, plain, setting_input, start_page
+from app_pages._common import (SETTING_KINDS, display_name, guarded, image_sizes, kind_of, link, plain, setting_input,
+                               start_page)
 
 UPLOAD = "Upload a file…"
 # Loader arguments with a fixed set of values get a select box instead of a text field.
@@ -90,8 +91,6 @@ def _choose(proj: Project) -> None:
     st.rerun()
 
 
-
-
 def _upload(proj: Project) -> None:
     kinds = sorted(s.lstrip(".") for s in PATH_LOADERS)
     st.caption("A CSV with one row per sample and a label column (and optionally a 'split' column of train / val / "
@@ -102,7 +101,7 @@ def _upload(proj: Project) -> None:
     label_column = c1.text_input("Label column (CSV; blank: the column named label, y, target or class, else the last column)") or None
     sensitive_column = c2.text_input("Sensitive attribute column (CSV, optional)") or None
     cap = proj.server_config().max_image_size
-    sizes = [s for s in IMAGE_SIZES if s <= cap] or [cap]
+    sizes = image_sizes(proj)
     image_size = sizes[0]
     if file is None or file.name.lower().endswith(".zip"):  # nothing to size in a table
         image_size = st.selectbox("Image size (zip; pixels a side)", sizes, index=0, key="image-size",

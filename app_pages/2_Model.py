@@ -8,7 +8,7 @@ import streamlit as st
 from influence_core.figures import training_curve
 from influence_core.project import (MODELS, InfluenceError, Project, TrainConfig, default_architecture,
                                     memorisation_warning)
-from app_pages._common import IMAGE_SIZES, form_buttons, guarded, job_outcome, job_section, link, plain, start_page
+from app_pages._common import form_buttons, image_sizes, guarded, job_outcome, job_section, link, plain, start_page
 
 
 def _show_current(proj: Project, ds, training: bool) -> None:
@@ -83,12 +83,12 @@ def _backbone_form(proj: Project, ds, training: bool) -> None:
         _finetune_form(proj, ds, arch, weights, training)
         return
     own = proj.backbone_image_size(arch, weights)
-    sizes = [s for s in IMAGE_SIZES if s <= proj.server_config().max_image_size]
-    size = st.selectbox("Image size for the backbone (pixels a side)", sorted({*sizes, own}), key=f"backbone-size-{own}",
-                        index=sorted({*sizes, own}).index(own),
+    sizes = image_sizes(proj, own)
+    size = st.selectbox("Image size for the backbone (pixels a side)", sizes, key=f"backbone-size-{own}",
+                        index=sizes.index(own),
                         help=f"{arch} was trained at {own}×{own} with these weights: smaller images lose detail, larger "
                              "ones take longer. The zip is read again at this size; the uploaded file is kept.")
-    now = ds.meta.get("image_size") or ds.input_shape[-1]
+    now = _image_side(ds)
     again = f", read again from the upload at {size}×{size} (now {now}×{now})" if size != now else ""
     st.caption(f"The images{again} go through {arch} once; its embeddings are stored with the project and become the "
                "features, so a head trains in seconds.")
@@ -96,11 +96,16 @@ def _backbone_form(proj: Project, ds, training: bool) -> None:
         guarded_call(lambda: proj.use_backbone(arch, weights, image_size=int(size), from_browser=True))
 
 
+def _image_side(ds) -> int:
+    """The side the zip's images are read at now."""
+    return ds.meta.get("image_size") or ds.input_shape[-1]
+
+
 def _finetune_form(proj: Project, ds, arch: str, weights: str, training: bool) -> None:
     """Fine-tune the last block from the chosen weights (names only): a training job like the Train tab's."""
     st.caption(f"{arch}'s last block and a new head train from these weights, the rest stays frozen; score it with "
                "the parameter group last_block (that block and the head) or head.")
-    own, now = proj.backbone_image_size(arch, weights), ds.meta.get("image_size") or ds.input_shape[-1]
+    own, now = proj.backbone_image_size(arch, weights), _image_side(ds)
     if now < own:
         st.caption(f"The images are {now}×{now}; {arch} was trained at {own}×{own}. To fine-tune at that size, upload "
                    f"the zip again on Data with Image size {own}.")

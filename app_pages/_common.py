@@ -34,6 +34,13 @@ SESSION_KEYS = ("project", "state-of-project", "project-switches")
 IMAGE_SIZES = (32, 64, 96, 128, 160, 224, 256, 384, 512)  # the sides an image zip may be read at (≤ the server's cap)
 
 
+def image_sizes(proj: Project, *also: int) -> list[int]:
+    """The image sides a browser may choose here: `IMAGE_SIZES` up to the server's ``max_image_size`` (the cap
+    itself when it is below them all), with ``also`` (e.g. a network's own size, already capped), sorted."""
+    cap = proj.server_config().max_image_size
+    return sorted({*([s for s in IMAGE_SIZES if s <= cap] or [cap]), *also})
+
+
 def sign_in_configured() -> bool:
     """Whether the server's administrator configured sign-in (an ``[auth]`` table in .streamlit/secrets.toml)."""
     try:

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from .cluster import ENV_SCHEDULER, ClusterSpec, _one_line, dask_client, parse_cluster  # noqa: F401 (the CLI's names)
+from .cluster import ClusterSpec, _one_line, dask_client, parse_cluster
 from .data.base import Dataset
 from .errors import InfluenceError
 from .folds import FoldSettings, held_out_parts

@@ -29,9 +29,9 @@ DIVERGENCE_RATIO = 1e8
 class LiSSASettings:
     depth: int = 1000
     repeats: int = 1
-    scale: float = 0.0  # 0 = auto: 2 × the largest eigenvalue of H + λI (power iteration)
+    scale: float = 0.0  # 0 = auto: 2 × the largest eigenvalue of H + λI (Lanczos, `hessian_extremes`)
     # None = automatic, as exact influence: 0.01, or more where the Hessian is not positive definite (λ = −λ_min +
-    # 1% of |λ_max|, both by power iteration). The recursion has no meaning unless H + λI is positive definite: at
+    # 1% of |λ_max|, both by Lanczos). The recursion has no meaning unless H + λI is positive definite: at
     # 0.01 on the moons MLP (λ_min ≈ −0.1) its scores reached ±10⁷ and agreed with exact influence at Spearman 0.05.
     damping: float | None = None
     hvp_batch_size: int = 64

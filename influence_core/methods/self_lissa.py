@@ -43,7 +43,8 @@ class SelfLiSSA(InfluenceMethod):
         return self.score_rows(ctx, self.prepare(ctx), 0, ctx.n_train)
 
     def prepare(self, ctx: ScoringContext) -> tuple[SelfLiSSASettings, float]:
-        """The damping and the scale (power iterations over the whole training set when automatic), once."""
+        """The resolved settings (damping) and the scale, from the Hessian's extreme eigenvalues (Lanczos over the
+        whole training set), once."""
         if self.settings.sample_chunk < 1:
             raise InfluenceError("Self-LiSSA needs sample_chunk ≥ 1")
         module = ctx.module()

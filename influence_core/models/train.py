@@ -274,9 +274,8 @@ def train_model(
         if config.checkpoint_every:
             checkpoints.append(Checkpoint(1, 1.0, _state_copy(module)))
     else:
-        opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}.get(config.optimizer)
-        if opt_cls is None:
-            raise InfluenceError(f"unknown optimizer '{config.optimizer}'; choose lbfgs, adam, adamw or sgd")
+        # TrainConfig refused any other optimizer when it was made
+        opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}[config.optimizer]
         kwargs = {"momentum": 0.9} if config.optimizer == "sgd" else {}
         # Frozen parameters (a LoRA model's base) stay out of the optimiser. AdamW's decoupled decay (0.01) is not in
         # the objective the Hessian-based methods assume: fine-tuned models keep l2 = 0 and rely on their damping.

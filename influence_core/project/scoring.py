@@ -200,7 +200,7 @@ class ScoringMixin:
     def impacts_offered(dataset: Dataset, fitted: FittedModel) -> list[str]:
         """The impacts and joint rankings ``fitted`` on ``dataset`` can be scored for (`impacts_refused` says why
         not the others: no sensitive attribute, no twins that differ, token ids)."""
-        refused = impacts_refused(dataset, bool(getattr(fitted.module, "discrete_inputs", False)))
+        refused = ScoringMixin.impacts_refused(dataset, fitted)
         return [n for n in (*IMPACTS, *JOINT_RANKINGS) if n not in refused]
 
     @staticmethod
