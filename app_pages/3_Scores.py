@@ -398,8 +398,8 @@ def _flagged_cells(proj: Project, runs: list[ScoreRun]) -> None:
 
 
 def _table(proj: Project, ds) -> None:
-    state = proj.state()
-    scores = proj.scores()
+    state = proj.state()  # runs, scores and the primary run from one reading: a running job adds runs meanwhile
+    scores = proj.scores(state)
     if not scores:
         st.info("No scores yet: tick methods above and press **Compute scores**.")
         return
@@ -417,7 +417,7 @@ def _table(proj: Project, ds) -> None:
     titles = _column_titles(state.runs, scores)
     for name, s in scores.items():
         frame[titles[name]] = s
-    primary = proj.primary_run()
+    primary = proj.primary_run(state)
     st.markdown(f"**Scores of all {len(frame):,} training samples** — lower = more detrimental; ordered by "
                 f"{plain(run_title(primary))}; click a column header to sort.")
     order = np.argsort(scores[primary.label], kind="stable")

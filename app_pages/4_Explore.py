@@ -183,7 +183,7 @@ def _boundary(proj: Project, ds, scores: dict, primary: ScoreRun) -> None:
 def page() -> None:
     ctx = start_page("Explore", needs="scores")
     proj, ds, scores = ctx.proj, ctx.ds, ctx.scores
-    primary = proj.primary_run()
+    primary = proj.primary_run(ctx.state)  # among the runs `scores` holds
     two_d = ds.kind == "tabular" and ds.train.x.shape[1] == 2
     names = ["Gradient angles", "Compare methods", "Distributions", "Feature map"] + (["Decision boundary"] if two_d else [])
     view = st.segmented_control("View", names, default=names[0], key="explore-view", label_visibility="collapsed") or names[0]

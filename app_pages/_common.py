@@ -212,12 +212,14 @@ NEEDS = ("project", "dataset", "model", "scores")
 @dataclass(frozen=True)
 class PageContext:
     """What the page scaffold found: the project and, as far as the page needs them, the loaded data set, the model
-    and the score runs' scores (None where the page does not need them)."""
+    and the score runs' scores (None where the page does not need them), with the project state they were read from
+    (a running job adds runs meanwhile: the page picks its primary run among these, `Project.primary_run(state)`)."""
 
     proj: Project
     ds: Any = None
     fitted: Any = None
     scores: dict[str, np.ndarray] | None = None
+    state: Any = None
 
 
 def start_page(title: str, needs: str = "project", intro: str | None = None) -> PageContext:
@@ -231,8 +233,9 @@ def start_page(title: str, needs: str = "project", intro: str | None = None) -> 
     level = NEEDS.index(needs)
     ds = require_dataset(proj) if level >= 1 else None
     fitted = require_model(proj, ds) if level >= 2 else None
-    scores = require_scores(proj) if level >= 3 else None
-    return PageContext(proj, ds, fitted, scores)
+    state = proj.state()
+    scores = require_scores(proj, state) if level >= 3 else None
+    return PageContext(proj, ds, fitted, scores, state)
 
 
 class PageStop(Exception):
@@ -263,10 +266,11 @@ def require_model(proj: Project, dataset):
         return proj.model(dataset)
 
 
-def require_scores(proj: Project) -> dict[str, np.ndarray]:
-    if not proj.state().runs:
+def require_scores(proj: Project, state=None) -> dict[str, np.ndarray]:
+    state = state or proj.state()
+    if not state.runs:
         missing("No scores yet: compute influence scores first.", "scores", "Go to Scores")
-    return proj.scores()
+    return proj.scores(state)
 
 
 def status(proj: Project) -> dict:

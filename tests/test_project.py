@@ -136,6 +136,18 @@ def test_scores_come_from_the_one_cache_and_equal_a_direct_computation(moons_pro
     assert len(moons_project.scores()) == 2
 
 
+def test_a_page_reads_runs_scores_and_primary_run_from_one_state(moons_project):
+    """A scoring job adds its runs one by one while a page draws (CI: the Scores page said "KeyError: 'loss'"): the
+    runs, their scores and the primary run a page reads all come from the one state it read first."""
+    moons_project.score(ScoreRun("ip"))
+    before = moons_project.state()
+    moons_project.score(ScoreRun("loss"))  # the job adds a run after the page read the state
+    assert [r.label for r in moons_project.state().runs] == ["ip", "loss"]
+    assert list(moons_project.scores(before)) == ["ip"]
+    assert moons_project.primary_run(before).label == "ip"
+    assert list(moons_project.scores()) == ["ip", "loss"]
+
+
 def test_a_finished_job_and_its_result_survive_a_restart(moons_project, monkeypatch):
     job = moons_project.start_job("sum", "Adding", lambda handle: (handle.report(0.5, "half"), {"total": 3})[1])
     job.wait(10)

@@ -16,7 +16,7 @@ from ..keys import score_key
 from ..memo import MEMORY
 from ..methods import METHODS
 from ..models.train import FittedModel
-from ..state import ScoreRun, flagged_rows
+from ..state import ScoreRun, Selection, flagged_rows
 from ..annotators import CONSENSUS_RANKING
 
 
@@ -50,9 +50,10 @@ class ScoringMixin:
 
         return MEMORY.get("results", f"{self.root}:{key}", load)
 
-    def scores(self) -> dict[str, np.ndarray]:
-        """Every computed run's scores (lower = more detrimental), by column label."""
-        state = self.state()
+    def scores(self, state: Selection | None = None) -> dict[str, np.ndarray]:
+        """Every computed run's scores (lower = more detrimental), by column label; of the runs in ``state`` when a
+        reader needs its runs, scores and primary run from one reading (a background job adds runs meanwhile)."""
+        state = state or self.state()
         if not state.runs:
             return {}
         _, dataset, fitted = self._current_model(state)
@@ -76,12 +77,13 @@ class ScoringMixin:
         """Order Review by the run ``label`` (None: the default choice again, see `primary_run`)."""
         self._update_state(lambda s: setattr(s, "primary", label))
 
-    def primary_run(self) -> ScoreRun | None:
+    def primary_run(self, state: Selection | None = None) -> ScoreRun | None:
         """The ranking Review orders by and flags with: the one chosen there (`set_primary`); else, where the wrong
         labels are known, the computed ranking that finds them best (the Scores page's leaderboard, by AUROC); else
         the ranking the benchmark supports (README "Which ranking to trust": the loss, in-sample first); else the
-        newest run. Computing runs hands the choice back to this default, so a new run can reach Review."""
-        state = self.state()
+        newest run. Computing runs hands the choice back to this default, so a new run can reach Review. Chosen among
+        the runs of ``state`` (default: read now), as `scores` reads them."""
+        state = state or self.state()
         chosen = next((r for r in state.runs if r.label == state.primary), None)
         if chosen is not None or not state.runs:
             return chosen
@@ -89,7 +91,7 @@ class ScoringMixin:
         if dataset.noise_mask is not None and dataset.noise_mask.any():
             from ..figures import detection_auroc
 
-            noisy, scores = dataset.noise_mask.numpy().astype(bool), self.scores()
+            noisy, scores = dataset.noise_mask.numpy().astype(bool), self.scores(state)
             return max(state.runs, key=lambda r: detection_auroc(scores[r.label], noisy))  # the first of equals
         losses = sorted((r for r in state.runs if r.method == "loss"), key=lambda r: r.folds)
         return losses[0] if losses else state.runs[-1]
@@ -99,12 +101,12 @@ class ScoringMixin:
 
     def flagged(self, label: str | None = None) -> np.ndarray:
         """Rows of the flagged samples: the ``flag_share`` lowest scores of ``label`` (default: the primary run)."""
-        state = self.state()
-        run = self.primary_run() if label is None else next((r for r in state.runs if r.label == label), None)
+        state = self.state()  # one reading: a job adding runs meanwhile never leaves the run without its scores
+        run = self.primary_run(state) if label is None else next((r for r in state.runs if r.label == label), None)
         if run is None:
             issues = self.extra_rankings() if label is not None else {}  # an issue type as a ranking (issue 20)
             return flagged_rows(issues[label], state.flag_share) if label in issues else np.zeros(0, dtype=np.int64)
-        return flagged_rows(self.scores()[run.label], state.flag_share)
+        return flagged_rows(self.scores(state)[run.label], state.flag_share)
 
     def describe_target(self, impact: str = "utility", impact_settings: dict | None = None) -> dict:
         """Which validation samples the impact target uses (`api.describe_target`), memoised per data and model."""
