@@ -99,16 +99,20 @@ def span(progress: Progress | None, lo: float, hi: float) -> Progress | None:
 
 
 def scores_frame(dataset: Dataset, scores: np.ndarray, column: str = "score") -> pd.DataFrame:
-    """A table of scores with index (position in the original data), label, rank (1 = most detrimental), truth."""
+    """A table of scores with index (position in the original data), label (its code) and class (its name), rank
+    (1 = most detrimental) and, when known, the truth (is_noisy, clean_label and clean_class)."""
     from .data.originals import source_rows
 
     index = source_rows(dataset, "train")
-    frame = pd.DataFrame({"index": index, "label": dataset.train.y.numpy(), column: scores})
+    names = np.asarray(dataset.classes, dtype=object)
+    y = dataset.train.y.numpy()
+    frame = pd.DataFrame({"index": index, "label": y, "class": names[y], column: scores})
     frame["rank"] = frame[column].rank(method="first").astype(int)
     if dataset.noise_mask is not None:
         frame["is_noisy"] = dataset.noise_mask.numpy().astype(bool)
     if dataset.clean_labels is not None:
         frame["clean_label"] = dataset.clean_labels.numpy()
+        frame["clean_class"] = names[frame["clean_label"].to_numpy()]
     return frame
 
 
@@ -136,10 +140,14 @@ def describe_target(dataset: Dataset, fitted: FittedModel, impact: str | Impact 
                     impact_settings: dict | None = None) -> dict:
     """Which validation samples the impact target uses at ``fitted``: counts, the share left out, and the ones left
     out as least plausible: ``left_out``, their positions in the validation split, and ``left_out_index``, their rows
-    in the original data (the ids people see)."""
+    in the original data (the ids people see). A joint ranking adds ``parts``: the same for each of its impacts."""
     from .data.originals import source_rows
 
     imp = make_impact(impact, **(impact_settings or {}))
+    parts = getattr(imp, "parts", ())
+    if parts:  # a joint ranking: each part's own target; the counts said first are the part that leaves out most
+        described = [describe_target(dataset, fitted, part) for part in parts]
+        return {**max(described, key=lambda d: len(d["left_out"])), "impact": imp.name, "parts": described}
     module = fitted.module.eval()
     rows = imp.target_rows(module, select_params(module), dataset)
     left_out = np.setdiff1d(np.arange(len(dataset.val)), rows)

@@ -65,12 +65,13 @@ def _write_csv(frame, out: str | None, what: str, meaning: str) -> int:
 
 def _print_target(target: dict) -> None:
     """Say which validation samples the impact target is measured on (a noisy validation label steers it)."""
-    left = len(target["left_out"])
-    line = f"target ({target['impact']}): {target['n_used']} of {target['n_val']} validation samples"
-    if left:
-        shown = ", ".join(str(i) for i in target["left_out_index"][:10]) + (" …" if left > 10 else "")
-        line += f"; {left} left out as least plausible (highest loss; samples {shown} of the data)"
-    print(line, file=sys.stderr)
+    for part in target.get("parts", [target]):  # a joint ranking: each of its impacts' targets
+        left = len(part["left_out"])
+        line = f"target ({part['impact']}): {part['n_used']} of {part['n_val']} validation samples"
+        if left:
+            shown = ", ".join(str(i) for i in part["left_out_index"][:10]) + (" …" if left > 10 else "")
+            line += f"; {left} left out as least plausible (highest loss; samples {shown} of the data)"
+        print(line, file=sys.stderr)
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:

@@ -231,7 +231,14 @@ def load_data_and_model(args: argparse.Namespace, project: Project):
     Project.check_device(args.device)  # also when the model and scores come from the cache
     show = progress_printer(not args.quiet)
     progress = (lambda rec: show(rec["fraction"], f"training: epoch {rec['epoch']} loss {rec['loss']:.4f}")) if show else None
-    dataset = project.use_dataset(args.dataset, seed=args.seed, **dataset_arguments(args))
+    given = dataset_arguments(args)
+    unused = Project.unused_dataset_arguments(args.dataset, given)
+    if unused:  # said even with --quiet: the user asked for something that will not happen
+        flags = ", ".join("--" + k.removesuffix("_columns").replace("_", "-") + ("-column" if k.endswith("_columns") else "")
+                          for k in unused)
+        print(f"warning: {flags} {'does' if len(unused) == 1 else 'do'} not apply to data set '{args.dataset}': ignored",
+              file=sys.stderr)
+    dataset = project.use_dataset(args.dataset, seed=args.seed, **given)
     args.model = args.model or default_architecture(dataset.kind)
     TrainConfig().resolved(args.model)  # an unknown architecture: one line
     if dataset.kind == "text":  # e.g. robustness on token ids: refused before any training

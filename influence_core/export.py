@@ -62,7 +62,8 @@ def corrections_table(dataset: Dataset, decisions: Mapping[int, Decision], score
         "action": [decisions[r].action for r in rows],
     })
     for name, s in scores.items():
-        frame[f"score_{name}"] = np.asarray(s, dtype=np.float64)[rows] if rows else np.zeros(0)
+        # ASCII headers for any spreadsheet or parser: "ip·counterfactual" → "score_ip.counterfactual"
+        frame[f"score_{name}".replace("·", ".")] = np.asarray(s, dtype=np.float64)[rows] if rows else np.zeros(0)
     if dataset.noise_mask is not None:
         frame["known_noisy"] = dataset.noise_mask.numpy()[rows].astype(bool)
     frame["decided_by"] = [decisions[r].decided_by for r in rows]

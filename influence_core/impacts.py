@@ -163,6 +163,14 @@ class UtilityImpact(Impact):
         return per_sample_loss(forward(module, params, x), y).sum() / state["n"]
 
 
+def check_positive_class(impact: str, positive_class: int, dataset: Dataset) -> None:
+    """A positive class the data set does not have is one line, never a silent stand-in (on binary data p̂(y≠1) would
+    serve for any class but 1)."""
+    if positive_class >= dataset.num_classes:
+        raise InfluenceError(f"impact '{impact}': positive_class {positive_class} is not a class of data set "
+                             f"'{dataset.name}' (classes 0–{dataset.num_classes - 1})")
+
+
 @dataclass(frozen=True)
 class FairnessImpact(Impact):
     """Demographic parity gap |mean p̂(s=0) − mean p̂(s=1)| of the positive-class probability."""
@@ -177,6 +185,7 @@ class FairnessImpact(Impact):
 
     def check(self, dataset: Dataset) -> None:
         super().check(dataset)
+        check_positive_class(self.name, self.positive_class, dataset)
         if dataset.val.sensitive is None:
             raise InfluenceError(f"the fairness impact needs a sensitive attribute; data set '{dataset.name}' has none "
                                  f"({SENSITIVE_HINT})")
@@ -518,6 +527,7 @@ class EqualizedOddsImpact(Impact):
 
     def check(self, dataset: Dataset) -> None:
         Impact.check(self, dataset)
+        check_positive_class(self.name, self.positive_class, dataset)
         y, s = dataset.val.y, dataset.val.sensitive
         if s is None:
             raise InfluenceError(f"the equalised-odds impact needs a sensitive attribute; data set '{dataset.name}' has "

@@ -8,6 +8,8 @@ import sys
 import pandas as pd
 import pytest
 
+import influence_core as ic
+
 
 def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "influence_core", *args], capture_output=True, text=True, timeout=timeout)
@@ -19,7 +21,11 @@ def test_score_writes_a_well_formed_csv(tmp_path):
                "--seed", "0", "--out", str(out), "--quiet")
     assert res.returncode == 0, res.stderr
     table = pd.read_csv(out)
-    assert list(table.columns[:3]) == ["index", "label", "score"]
+    assert list(table.columns[:4]) == ["index", "label", "class", "score"]
+    classes = ic.load_dataset("moons", seed=0).classes  # the names, beside the codes
+    assert (table["class"] == [classes[v] for v in table["label"]]).all()
+    assert (table["clean_class"] == [classes[v] for v in table["clean_label"]]).all()
+    assert (table["label"] != table["clean_label"]).sum() == 20
     assert len(table) == 250 and table["index"].is_unique
     assert table["is_noisy"].sum() == 20
     assert sorted(table["rank"]) == list(range(1, 251))

@@ -67,3 +67,14 @@ def test_a_missing_gpu_is_named_even_when_the_model_and_scores_are_cached(tmp_pa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert cli.main([*args, "--device", "cuda"]) == 2
     assert "--device cuda was asked for but no CUDA GPU is available" in capsys.readouterr().err
+
+
+def test_data_options_the_data_set_does_not_take_are_named_not_silently_dropped(tiny_image_zip, no_training, capsys):
+    with pytest.raises(_Trained):
+        cli.main(["score", "--dataset", "moons", "--backbone", "resnet18", "--image-size", "64",
+                  "--text-column", "t", "--no-cache", "--quiet"])
+    err = capsys.readouterr().err
+    assert "warning: --backbone, --image-size, --text-column do not apply to data set 'moons': ignored" in err, err
+    with pytest.raises(_Trained):  # an image zip takes them: no warning
+        cli.main(["score", "--dataset", tiny_image_zip, "--image-size", "16", "--no-cache", "--quiet"])
+    assert "warning" not in capsys.readouterr().err

@@ -36,8 +36,11 @@ def images() -> Dataset:
 
 def test_corrections_csv_content(images):
     decisions = {0: _d(0, "relabel", 2), 5: _d(5, "remove"), 2: _d(2, "keep")}
-    scores = {"ip": np.arange(6) - 2.5, "exact": np.arange(6) * 10.0}
-    frame = pd.read_csv(io.BytesIO(table_bytes(corrections_table(images, decisions, scores), "csv")), keep_default_na=False)
+    scores = {"ip": np.arange(6) - 2.5, "exact": np.arange(6) * 10.0, "loss·oof5": np.arange(6) * 1.0}
+    raw = table_bytes(corrections_table(images, decisions, scores), "csv")
+    assert raw.split(b"\n")[0].isascii()  # the headers: "loss·oof5" becomes score_loss.oof5
+    frame = pd.read_csv(io.BytesIO(raw), keep_default_na=False)
+    assert frame["score_loss.oof5"].tolist() == [0.0, 2.0, 5.0]
     assert frame["index"].tolist() == [10, 12, 15]
     assert frame["given_label"].tolist() == [0, 2, 2]
     assert frame["final_label"].tolist() == [2, 2, -1]

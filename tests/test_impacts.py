@@ -48,6 +48,16 @@ def test_fairness_needs_a_sensitive_attribute(blobs, blobs_logreg_fit):
         ic.compute_scores(plain, blobs_logreg_fit, "ip", "fairness")
 
 
+@pytest.mark.parametrize("impact", ["fairness", "equalized_odds"])
+def test_a_positive_class_the_data_set_lacks_is_refused_and_class_0_is_the_complement(impact, blobs, blobs_logreg_fit):
+    """On binary data p̂(y = 0) = 1 − p̂(y = 1): class 0 is honoured, class 2 is one line (it used to act as class 0)."""
+    with pytest.raises(ic.InfluenceError, match="positive_class 2 is not a class of data set 'blobs' \\(classes 0–1\\)"):
+        ic.compute_scores(blobs, blobs_logreg_fit, "ip", impact, impact_settings={"positive_class": 2})
+    one = ic.compute_scores(blobs, blobs_logreg_fit, "ip", "fairness")
+    zero = ic.compute_scores(blobs, blobs_logreg_fit, "ip", "fairness", impact_settings={"positive_class": 0})
+    np.testing.assert_allclose(zero, one, rtol=1e-5, atol=1e-6 * float(np.abs(one).max()))  # |gap| is the same
+
+
 def test_fairness_value_is_the_parity_gap(blobs, blobs_logreg_fit):
     with torch.no_grad():
         p = torch.sigmoid(blobs_logreg_fit.module(blobs.val.x)[:, 0])
@@ -310,3 +320,18 @@ def test_twins_identical_to_their_texts_are_refused_and_one_that_differs_is_coun
     one = _pairs_dataset([[0.0], [1.0]], [[0.0], [2.0]])
     assert twins_that_differ(one) == 1
     ic.make_impact("counterfactual").check(one)
+
+
+def test_a_joint_rankings_target_describes_each_part(blobs, blobs_logreg_fit):
+    """utility+fairness: the utility part leaves out its highest-loss validation samples, the fairness part none; the
+    CLI said one count for both before."""
+    joint = ic.describe_target(blobs, blobs_logreg_fit, "utility+fairness", {"val_trim": 0.2})
+    utility, fairness = joint["parts"]
+    n, n_out = len(blobs.val), int(np.floor(0.2 * len(blobs.val)))
+    assert (utility["impact"], fairness["impact"], joint["impact"]) == ("utility", "fairness", "utility+fairness")
+    assert utility["n_used"] == n - n_out and fairness["n_used"] == n and fairness["left_out"] == []
+    with torch.no_grad():  # the highest losses, computed here
+        logits = blobs_logreg_fit.module.eval()(blobs.val.x)[:, 0]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, blobs.val.y.float(), reduction="none")
+    assert sorted(utility["left_out"]) == sorted(np.argsort(-loss.numpy())[:n_out].tolist())
+    assert joint["left_out"] == utility["left_out"] and joint["n_used"] == n - n_out

@@ -82,18 +82,32 @@ def load_dataset(name: str, **kwargs) -> Dataset:
 
     Keyword arguments the loader does not take are dropped, so one settings dict can serve every loader.
     """
+    loader, by_path = _loader_of(name)
+    return loader(*([name] if by_path else []), **_accepted(loader, kwargs))
+
+
+def _loader_of(name: str) -> tuple[Callable[..., Dataset], bool]:
+    """(the loader of ``name``, whether it takes the path as its first argument): a registered data set, else a
+    file by its suffix; one line for a missing file or an unknown name."""
     if name in DATASETS:
-        loader = DATASETS[name].loader
-    else:
-        suffix = "".join(Path(name).suffixes[-1:]).lower()
-        if suffix in PATH_LOADERS and (Path(name).exists() or "/" in name or "\\" in name):
-            if not Path(name).exists():
-                raise InfluenceError(f"no such file: {name}")
-            loader = PATH_LOADERS[suffix]
-            return loader(name, **_accepted(loader, kwargs))
-        known = ", ".join(sorted(DATASETS))
-        raise InfluenceError(f"unknown data set '{name}'; choose one of: {known}, or give a path to a .csv or .zip file")
-    return loader(**_accepted(loader, kwargs))
+        return DATASETS[name].loader, False
+    suffix = "".join(Path(name).suffixes[-1:]).lower()
+    if suffix in PATH_LOADERS and (Path(name).exists() or "/" in name or "\\" in name):
+        if not Path(name).exists():
+            raise InfluenceError(f"no such file: {name}")
+        return PATH_LOADERS[suffix], True
+    known = ", ".join(sorted(DATASETS))
+    raise InfluenceError(f"unknown data set '{name}'; choose one of: {known}, or give a path to a .csv, .parquet or "
+                         ".zip file")
+
+
+def unused_arguments(name: str, kwargs: dict) -> list[str]:
+    """The keys of ``kwargs`` (those set) that the loader of ``name`` does not take: `load_dataset` drops them, and a
+    front end says so (an image size given for a CSV)."""
+    params = inspect.signature(_loader_of(name)[0]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    return sorted(k for k, v in kwargs.items() if v is not None and k not in params)
 
 
 def _accepted(fn: Callable, kwargs: dict) -> dict:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data.base import Dataset
-from ..data.registry import DATASETS, PATH_LOADERS, load_dataset
+from ..data.registry import DATASETS, PATH_LOADERS, load_dataset, unused_arguments
 from ..data.uploads import IMAGES_FROM_SCRATCH
 from ..errors import InfluenceError
 from ..memo import MEMORY
@@ -33,6 +33,11 @@ class DatasetsMixin:
         dataset = self._load(name, kwargs)
         self._update_state(lambda s: s.set_dataset(name, kwargs))
         return dataset
+
+    @staticmethod
+    def unused_dataset_arguments(name: str, kwargs: dict) -> list[str]:
+        """The loader arguments ``name``'s loader does not take (dropped when it loads): a front end says so."""
+        return unused_arguments(name, kwargs)
 
     def check_browser_dataset(self, name: str, kwargs: dict) -> None:
         """A one-line refusal unless a browser may load ``name`` with ``kwargs``: a registered data set without its
