@@ -195,16 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score every training sample and write a CSV")
     add_data_model_arguments(p)
-    p.add_argument("--method", default="ip", help="influence method (see `methods`)")
-    p.add_argument("--impact", default="utility", help="utility, fairness, robustness, counterfactual, equalized_odds, or a joint ranking a+b (e.g. utility+counterfactual)")
-    p.add_argument("--params", default="all", help="parameters to differentiate: all, head, or a name prefix; hf: models also lora and last:k; tv: models last_block")
-    p.add_argument("--ensemble-size", type=int, help="IP Ensemble: number of dropout models K")
-    p.add_argument("--dropout", type=float, help="IP Ensemble: dropout rate p")
-    p.add_argument("--damping", type=float, help="Hessian-based methods: damping λ")
+    p.add_argument("--method", default="ip", help="influence method (see `methods`; default ip)")
+    p.add_argument("--impact", default="utility", help="utility, fairness, robustness, counterfactual, equalized_odds, or a joint ranking a+b (e.g. utility+counterfactual; default utility)")
+    p.add_argument("--params", default="all", help="parameters to differentiate: all, head, or a name prefix; hf: models also lora and last:k; tv: models last_block (default all)")
+    p.add_argument("--ensemble-size", type=int, help="IP Ensemble: number of dropout models K (default 5)")
+    p.add_argument("--dropout", type=float, help="IP Ensemble: dropout rate p (default 0.01)")
+    p.add_argument("--damping", type=float, help="Hessian-based methods: damping λ (default: automatic, from the Hessian's extreme eigenvalues)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other method setting (repeatable)")
     add_impact_arguments(p)
     p.add_argument("--folds", type=int, default=0,
-                   help="out of fold: K models, each trained on K-1 folds, score the samples they did not see (0 = in-sample)")
+                   help="out of fold: K models, each trained on K-1 folds, score the samples they did not see (default 0 = in-sample)")
     p.add_argument("--batch-size", type=whole_number(1), default=256,
                    help="samples per batch when scoring (memory, not results; default 256)")
     p.add_argument("--cluster", help="shard the scoring over a local Dask cluster: local:N (N worker processes), "
@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datalab", help="find other data issues (duplicates, outliers, ...) with cleanlab's Datalab; write a CSV")
     add_data_model_arguments(p)
-    p.add_argument("--folds", type=int, default=0, help="out-of-fold probabilities from K fold models (0 = in-sample)")
+    p.add_argument("--folds", type=int, default=0, help="out-of-fold probabilities from K fold models (default 0 = in-sample)")
     p.add_argument("--features", choices=["model", "pixels"], default="model",
                    help="what the neighbour checks compare: the model's penultimate features, or (images) 8x8 pixels")
     p.add_argument("--neighbours", type=int, default=10, help="k for Datalab's neighbour checks (default 10)")

@@ -101,11 +101,11 @@ def whole_number(low: int) -> Callable[[str], int]:
 
 def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by every command that loads data and trains or loads a model."""
-    p.add_argument("--dataset", required=True, help="a registered data set (see `datasets`) or a path to a .csv / .zip")
+    p.add_argument("--dataset", required=True, help="a registered data set (see `datasets`) or a path to a .csv / .parquet / .zip")
     p.add_argument("--model", help="architecture (see `models`; default: cnn for image data, text-linear for text, "
                                    "mlp otherwise)")
     p.add_argument("--seed", type=whole_number(0), default=0, help="seed for the data and the training (default 0)")
-    p.add_argument("--label-column", help="CSV: the label column")
+    p.add_argument("--label-column", help="CSV: the label column (default: the one named label, y, target or class, else the last)")
     p.add_argument("--sensitive-column", help="CSV: the binary sensitive attribute column")
     p.add_argument("--text-column", dest="text_columns", action="append", metavar="NAME",
                    help="CSV: a free-text column (TF-IDF features, model text-linear); repeatable for sentence pairs, "
@@ -128,15 +128,16 @@ def add_data_model_arguments(p: argparse.ArgumentParser) -> None:
                                       "or mlp head on them)")
     p.add_argument("--backbone-weights", help="with --backbone: random (default), a torchvision weights name such as "
                                               "IMAGENET1K_V1, or a name from server.toml's [server.backbone_weights]")
-    p.add_argument("--max-tokens", type=int, default=128, help="text with an hf: model: tokens per text (cut or padded)")
-    p.add_argument("--val-fraction", type=float, help="user data: fraction of training data held out for validation")
+    p.add_argument("--max-tokens", type=int, default=128, help="text with an hf: model: tokens per text, cut or padded (default 128)")
+    p.add_argument("--val-fraction", type=float, help="fraction of training data held out for validation (default 0.2 "
+                                                      "for tables and texts, 0.1 for images)")
     p.add_argument("--label-set", help="CIFAR-10N: aggregate, random1, random2, random3 or worst")
     p.add_argument("--max-train", type=int, help="CIFAR-N: use only the first N training images (quick runs)")
     p.add_argument("--images", help="CIFAR-N: a torchvision CIFAR folder (or .npz) with the images")
     p.add_argument("--download", action="store_true", help="fetch missing public data (CIFAR images, CIFAR-N labels, UCI files)")
     p.add_argument("--missing", choices=["impute", "refuse"], help="CSV: missing feature values (default impute: median / 'missing')")
     p.add_argument("--epochs", type=whole_number(1), help="training epochs (architecture default otherwise)")
-    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--lr", type=float, help="learning rate (architecture default otherwise)")
     p.add_argument("--l2", "--weight-decay", dest="l2", type=float,
                    help="L2 regularisation (weight decay) of the training objective (architecture default otherwise)")
     p.add_argument("--patience", type=whole_number(0),
