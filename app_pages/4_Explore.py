@@ -194,7 +194,7 @@ def page() -> None:
     elif view == "Distributions":
         _distributions(ds, scores)
     elif view == "Feature map":
-        _feature_map(proj, ds, proj.rankings(), primary)  # data issue types colour it too (issue 20)
+        _feature_map(proj, ds, proj.rankings(ctx.state), primary)  # data issue types colour it too (issue 20)
     else:
         _boundary(proj, ds, scores, primary)
     st.divider()

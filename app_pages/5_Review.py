@@ -278,12 +278,12 @@ def _take_events(proj, ds) -> review_queue.Outcome:
     return outcome
 
 
-def _controls(proj, ds, rankings: dict, titles: dict, view: ReviewView, choices) -> tuple[ReviewView, str, int, int]:
+def _controls(proj, ds, rankings: dict, titles: dict, view: ReviewView, choices, state) -> tuple[ReviewView, str, int, int]:
     """The ranking and the flagged share (both kept in the project; a ranking named in the URL is the view's), which
-    samples and which of them, how many cards per row and page, then the filter bar: the view and its ranking."""
-    state = proj.state()
+    samples and which of them, how many cards per row and page, then the filter bar: the view and its ranking.
+    ``state``: the reading ``rankings`` came from."""
     c1, c2, c3, c4, c5, c6 = st.columns([2.4, 2.0, 1.4, 1.1, 0.8, 0.8])
-    default = proj.primary_ranking()
+    default = proj.primary_ranking(state)
     shown = view.order if view.order in rankings else default
     labels = list(rankings)
     order = c1.selectbox("Order by", labels, index=labels.index(shown),
@@ -370,12 +370,12 @@ def _grid_section(proj, ds, scores: dict, titles: dict, view: ReviewView, choice
 def page() -> None:
     ctx = start_page("Review", needs="scores")
     proj, ds, scores = ctx.proj, ctx.ds, ctx.scores
-    runs = {r.label: r for r in proj.state().runs}
-    rankings = proj.rankings()  # the runs, then Datalab's issue rankings
+    runs = {r.label: r for r in ctx.state.runs}  # one reading: a job adding runs meanwhile changes none of these
+    rankings = proj.rankings(ctx.state)  # the runs, then Datalab's issue rankings
     titles = {label: run_title(runs[label]) if label in runs else label for label in rankings}
     choices = proj.view_choices()
     view = views.current_view(proj, choices)
-    view, order, per_row, per_page = _controls(proj, ds, rankings, titles, view, choices)
+    view, order, per_row, per_page = _controls(proj, ds, rankings, titles, view, choices, ctx.state)
     views.write_url(proj, view, choices)
     views.class_pair_section(proj, view, choices, runs.get(order) or proj.primary_run(), titles[order])
     _grid_fragment(proj.name)(proj, ds, scores, titles, view, choices, order, rankings[order], per_row, per_page)

@@ -153,10 +153,10 @@ class ReviewMixin:
         from ..views import ViewData, apply
 
         state, dataset = self._current()
-        primary = self.primary_ranking() or ""
+        primary = self.primary_ranking(state) or ""  # the runs of one reading, as for the rankings below
         run = next((r for r in state.runs if r.label == (view.order or primary)), None)
         folds = run.folds if run is not None else 0  # cleanlab's suspected set out of fold where the ranking is
-        data = ViewData(self.rankings(), primary, dataset.train.y.numpy(),
+        data = ViewData(self.rankings(state), primary, dataset.train.y.numpy(),
                         self.predictions()[0], self.current_decisions(), state.flag_share,
                         self._issue_table() if view.issue else None, lambda: self.label_issues(folds)["mask"],
                         self.nearest_samples)

@@ -225,10 +225,10 @@ class ScoringMixin:
         if "robustness" in impact.split("+") and arch.startswith("hf:"):
             raise InfluenceError(TOKEN_IDS_REFUSAL)
 
-    def rankings(self) -> dict[str, np.ndarray]:
-        """Every ranking a page may order or colour by: the computed runs' scores, then each data issue type's
-        (`issue_rankings`); lower = more detrimental / more likely an issue."""
-        return {**self.scores(), **self.extra_rankings()}
+    def rankings(self, state: Selection | None = None) -> dict[str, np.ndarray]:
+        """Every ranking a page may order or colour by: the computed runs' scores (of ``state``'s runs, see `scores`),
+        then each data issue type's (`issue_rankings`); lower = more detrimental / more likely an issue."""
+        return {**self.scores(state), **self.extra_rankings()}
 
     def extra_rankings(self) -> dict[str, np.ndarray]:
         """The rankings that are not score runs: each data issue type (`issue_rankings`) and, where the data set has
@@ -238,10 +238,11 @@ class ScoringMixin:
             out[CONSENSUS_RANKING] = self.annotator_ranking(0)
         return out
 
-    def primary_ranking(self) -> str | None:
-        """The label Review orders by: an issue ranking chosen there (`set_primary`), else `primary_run`'s."""
-        chosen = self.state().primary
-        if chosen and chosen in self.extra_rankings():
-            return chosen
-        run = self.primary_run()
+    def primary_ranking(self, state: Selection | None = None) -> str | None:
+        """The label Review orders by: an issue ranking chosen there (`set_primary`), else `primary_run`'s (among
+        ``state``'s runs, as `rankings` reads them)."""
+        state = state or self.state()
+        if state.primary and state.primary in self.extra_rankings():
+            return state.primary
+        run = self.primary_run(state)
         return None if run is None else run.label

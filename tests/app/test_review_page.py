@@ -279,6 +279,27 @@ def test_without_known_wrong_labels_review_orders_by_the_loss(scored, monkeypatc
     assert proj.primary_run().label == "margin"  # a choice made on Review is kept
 
 
+def test_a_run_added_while_the_page_draws_does_not_break_it(scored, monkeypatch):
+    """A scoring job in another tab adds "loss" after Review read the rankings: without known wrong labels the newest
+    state's primary run would be "loss", which the page's rankings lack. The page orders by what it read."""
+    proj = project_of(scored)
+    monkeypatch.setattr(proj.dataset(), "noise_mask", None)  # primary run: the loss as soon as there is one
+    original, added = Project.rankings, []
+
+    def rankings_then_a_job_adds_a_run(self, state=None):
+        out = original(self, state)
+        if not added:
+            added.append(self.score(ScoreRun("loss")))
+        return out
+
+    monkeypatch.setattr(Project, "rankings", rankings_then_a_job_adds_a_run)
+    at = open_page("5_Review.py")
+    no_errors(at)
+    assert added and [r.label for r in proj.state().runs] == ["ip", "loss"]
+    assert _ordered_by(at) == ["Ordered by: IP, in-sample"]
+    assert _ordered_by(open_page("5_Review.py")) == ["Ordered by: Loss, in-sample"]  # the next run sees it
+
+
 def test_the_flag_share_moves_in_coarse_steps(scored):
     at = open_page("5_Review.py")
     no_errors(at)

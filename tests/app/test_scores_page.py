@@ -341,3 +341,23 @@ def test_a_fairness_ranking_shows_which_group_and_label_cells_its_flagged_sample
         assert row["samples"] == cell.sum() and row["flagged"] == cell[flagged].sum()
     assert frame["flagged"].sum() == len(flagged)
     assert any("flagged samples" in c.value for c in at.caption)
+
+
+def test_a_run_added_while_the_table_draws_does_not_break_it(scored, monkeypatch):
+    """CI found it: the scoring job added "loss" between the table's read of the scores and of the primary run, and
+    the page said "KeyError: 'loss'". The table shows the runs it read; the next run shows the new one."""
+    proj = project_of(scored)
+    monkeypatch.setattr(proj.dataset(), "noise_mask", None)  # primary run: the loss as soon as there is one
+    original, added = Project.scores, []
+
+    def scores_then_a_job_adds_a_run(self, state=None):
+        out = original(self, state)
+        if out and not added:
+            added.append(self.score(ScoreRun("loss")))
+        return out
+
+    monkeypatch.setattr(Project, "scores", scores_then_a_job_adds_a_run)
+    at = open_page("3_Scores.py")
+    no_errors(at)
+    assert added and any("ordered by IP, in-sample" in m.value for m in at.markdown)
+    assert any("ordered by Loss, in-sample" in m.value for m in open_page("3_Scores.py").markdown)
