@@ -103,7 +103,7 @@ class ExportMixin:
 
         state, dataset, fitted = self._current_model()
         check_format(fmt, dataset.kind)  # before any prediction is computed
-        rows = labelled_rows(dataset, self.current_decisions(), self.scores(),
+        rows = labelled_rows(dataset, self.current_decisions(), self.scores(state),
                              {s: self.predictions(s) for s in ("train", "val", "test")}, all_rows=all_rows,
                              model_version=(state.model_hash or fitted.fingerprint())[:12])
         return export_zip(fmt, rows, f"{self.export_stem()}-{fmt}", self.manifest() | {"export_format": fmt})
@@ -116,7 +116,7 @@ class ExportMixin:
         self.require("decide")
         state, dataset = self._current()
         earlier = self.versions()
-        primary = self.primary_run()
+        primary = self.primary_run(state)  # among the runs recorded with the version
         version = make_version(name, dataset, self.current_decisions(), self.source_index(), self.user,
                                tuple(r.label for r in state.runs), primary.label if primary else None,
                                earlier[-1].name if earlier else None, note)
