@@ -39,7 +39,7 @@ def test_score_writes_a_well_formed_csv(tmp_path):
 def test_score_variants(extra):
     res = _run("score", "--dataset", "blobs", "--model", "logreg", "--quiet", *extra)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines()[0].startswith("index,label,score,rank")
+    assert res.stdout.splitlines()[0].startswith("index,label,class,score,rank")
     assert len(res.stdout.splitlines()) == 151
 
 
