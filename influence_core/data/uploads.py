@@ -357,7 +357,7 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     frame = _read_parquet(path) if reader == "parquet" else _read_csv(path)
     if label_column is None:
         label_column = default_label_column(frame, path.name)
-    for role, col in (("label", label_column), ("sensitive", sensitive_column)):
+    for role, col in (("label", label_column), ("sensitive", sensitive_column), ("perturbed", perturbed_column)):
         if col is not None and col not in frame.columns:
             raise InfluenceError(f"no {role} column '{col}' in '{path.name}'; the columns are: {_columns(frame)}")
     used_as = {"the sensitive attribute": [sensitive_column], "a text column": list(text_columns or []),
@@ -365,6 +365,9 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     for role, columns in used_as.items():  # the label among the inputs: the model would read the answer
         if label_column in columns:
             raise InfluenceError(f"the column '{_shown(label_column)}' is the label column; it cannot also be {role}")
+    for role, columns in (("a text column", used_as["a text column"]), ("a feature", used_as["a feature"])):
+        if perturbed_column is not None and perturbed_column in columns:  # the twin text is no input of the model
+            raise InfluenceError(f"the column '{_shown(perturbed_column)}' is the perturbed column; it cannot also be {role}")
     annotator_columns = check_annotator_columns(frame, annotator_columns, {"label": label_column,
                                                                            "sensitive": sensitive_column}, path.name)
     notes: list[str] = []  # conversions the page states (meta["conversions"])

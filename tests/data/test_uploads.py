@@ -465,3 +465,17 @@ def test_the_label_column_cannot_also_be_an_input(tmp_path):
         with pytest.raises(InfluenceError, match=f"^the column 'topic' is the label column; it cannot also be {role}$"):
             load_dataset(path, label_column="topic", **kwargs)
     assert load_dataset(path, label_column="topic", sensitive_column="g").sensitive_name is not None
+
+
+def test_a_perturbed_column_the_file_lacks_or_that_is_a_text_column_is_one_line(tmp_path):
+    """A browser may name the perturbed column: a column the file lacks was a KeyError traceback (with the text
+    columns detected), and a text column named as its own twin was read as both."""
+    rows = [f"the film number {i} was rather good,{i % 2},a plot of {i} scenes was dull" for i in range(40)]
+    path = write_text(tmp_path, "review,label,other\n" + "\n".join(rows))
+    with pytest.raises(InfluenceError, match="^no perturbed column 'nope' in 'data.csv'; the columns are: review, label, other$"):
+        load_dataset(path, perturbed_column="nope")
+    with pytest.raises(InfluenceError, match="^the column 'review' is the perturbed column; it cannot also be a text column$"):
+        load_dataset(path, perturbed_column="review", text_columns=["review"])
+    with pytest.raises(InfluenceError, match="^the column 'other' is the perturbed column; it cannot also be a feature$"):
+        load_dataset(path, perturbed_column="other", text_columns=["review"], feature_columns=["other"])
+    assert load_dataset(path, perturbed_column="other", text_columns=["review"]).kind == "text"
