@@ -275,7 +275,7 @@ def _with_columns(feats: dict, parts: dict[str, pd.DataFrame], columns: list[str
         if c not in parts["train"].columns:
             _no_column(c, parts["train"])
     refuse_infinite(parts["train"][columns])
-    enc = _encoder(parts["train"][columns])
+    enc = _encoder(parts["train"][columns], sum(len(parts[key.removesuffix("_twin")]) for key in feats))
     enc.fit(parts["train"][columns])
     out = {}
     for key, x in feats.items():

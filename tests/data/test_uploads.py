@@ -479,3 +479,20 @@ def test_a_perturbed_column_the_file_lacks_or_that_is_a_text_column_is_one_line(
     with pytest.raises(InfluenceError, match="^the column 'other' is the perturbed column; it cannot also be a feature$"):
         load_dataset(path, perturbed_column="other", text_columns=["review"], feature_columns=["other"])
     assert load_dataset(path, perturbed_column="other", text_columns=["review"]).kind == "text"
+
+
+def test_a_table_whose_one_hot_features_would_not_fit_in_memory_is_refused_before_encoding(tmp_path, monkeypatch):
+    """A column of short distinct values (not free text: no four words) was one-hot encoded densely: a 2 MB CSV of
+    100,000 rows asked for 2 GB, a 40 MB one of a million rows took 24 GB and the server was killed. The encoded size
+    (rows × columns) is capped before anything is encoded (the cap lowered here to keep the test small)."""
+    from influence_core.data import tabular
+
+    monkeypatch.setattr(tabular, "MAX_ENCODED_VALUES", 10**6, raising=False)
+    path = write_text(tmp_path, "name,x,label\n" + "\n".join(f"n{i},{i % 7},{i % 2}" for i in range(2000)))
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(path)
+    assert str(err.value) == ("the features would be 2,000 rows × 2,001 columns once encoded (4,002,000 numbers; "
+                              "the limit is 1,000,000): column 'name' has 2,000 distinct values, a column each; "
+                              "leave it out, or name it as a text column if it is free text")
+    assert load_dataset(write_text(tmp_path, "name,x,label\n" + "\n".join(f"n{i % 50},{i % 7},{i % 2}" for i in range(2000)),
+                                   "ok.csv")).train.x.shape[1] == 51
