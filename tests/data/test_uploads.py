@@ -496,3 +496,16 @@ def test_a_table_whose_one_hot_features_would_not_fit_in_memory_is_refused_befor
                               "leave it out, or name it as a text column if it is free text")
     assert load_dataset(write_text(tmp_path, "name,x,label\n" + "\n".join(f"n{i % 50},{i % 7},{i % 2}" for i in range(2000)),
                                    "ok.csv")).train.x.shape[1] == 51
+
+
+def test_a_text_cell_over_the_length_cap_is_refused_in_one_line(tmp_path, monkeypatch):
+    """One 50 MB cell in a text column was read (20 s, 1.9 GB more memory) and then sent whole to a Review card;
+    a text longer than `MAX_TEXT_CHARS` is refused, naming its column and file row (the cap lowered here)."""
+    from influence_core.data import text
+
+    monkeypatch.setattr(text, "MAX_TEXT_CHARS", 1000, raising=False)
+    rows = [f"the film number {i} was rather good,{i % 2}" for i in range(40)]
+    rows[7] = "word " * 300 + ",1"
+    with pytest.raises(InfluenceError, match="^the text in row 7 of column 'review' has 1,500 characters; a text may "
+                                             "have at most 1,000$"):
+        load_dataset(write_text(tmp_path, "review,label\n" + "\n".join(rows)), text_columns=["review"])
