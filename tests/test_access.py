@@ -79,6 +79,9 @@ def test_a_viewer_stores_no_upload_in_the_project(alices):
         with pytest.raises(InfluenceError, match="^you may view project 'audit' but not decide"):
             upload()
     assert not (alices.folder / "uploads").exists()
+    with pytest.raises(InfluenceError, match="^you may view project 'audit' but not decide"):
+        carol.find_data_issues()  # it wrote the project's data_issues.json (the job was refused, the call was not)
+    assert not (alices.folder / "data_issues.json").exists()
     Project.open_existing("audit", signed_in(BOB), alices.root).stage_dataset_upload(csv, "b.csv", from_browser=True)
     assert [p.name for p in (alices.folder / "uploads").rglob("*.csv")] == ["b.csv"]
 
