@@ -9,8 +9,8 @@ uploads of one workspace may take at most `MAX_WORKSPACE_UPLOAD_BYTES`.
 
 Limits (module constants): uploads up to 200 MB; a zip may expand to at most 1 GiB, no entry may be compressed more
 than 100:1 (zip bombs), and no entry may point outside the archive (zip-slip) — the whole file is refused. Images:
-at most `MAX_IMAGE_PIXELS` per image and `MAX_TOTAL_PIXELS` per zip, read from each header before anything is
-decoded; decoded in memory (never extracted to disk), converted to RGB and resized to ``image_size``².
+at most `MAX_IMAGE_PIXELS` per image, `MAX_TOTAL_PIXELS` and `MAX_IMAGES` per zip, read from each header (the count
+from the zip's directory) before anything is decoded; decoded in memory (never extracted to disk), converted to RGB and resized to ``image_size``².
 
 Image zips: ``class_name/file.png`` (validation and test carved with the seed), or split folders
 ``train/<class>/file.png`` with optional ``val/`` (or ``valid/``, ``validation/``) and ``test/`` (a missing split is
@@ -58,6 +58,7 @@ MAX_UNCOMPRESSED_BYTES = 2**30
 MAX_COMPRESSION_RATIO = 100
 MAX_IMAGE_PIXELS = 4096 * 4096  # per image, read from its header before decoding
 MAX_TOTAL_PIXELS = 2**28  # all images of one zip together (about 268 million pixels)
+MAX_IMAGES = 65_536  # images in one zip (each costs a read, a decode and a resize, however small: 60,000 took a minute)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEFAULT_LABEL_NAMES = ("label", "y", "target", "class")
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -579,6 +580,8 @@ def scan_image_zip(archive: zipfile.ZipFile, label: str) -> ZipLayout:
     members = safe_image_members(archive, label)
     if not members:
         raise InfluenceError(f"no images found in '{label}' (expected class_name/file.png)")
+    if len(members) > MAX_IMAGES:
+        raise InfluenceError(f"'{label}' holds {len(members):,} images; the limit is {MAX_IMAGES:,} per zip")
     layout = image_layout(members, label)
     train = [c for c, s in zip(layout.classes, layout.splits or ["train"] * len(layout.classes)) if s == "train"]
     classes = sorted(set(train))

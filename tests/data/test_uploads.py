@@ -281,6 +281,19 @@ def test_total_pixel_cap(tmp_path, monkeypatch):
         load_dataset(write_zip(tmp_path, entries))
 
 
+def test_an_image_count_cap_refuses_many_tiny_images_before_any_header_is_read(tmp_path, monkeypatch):
+    """60,000 8×8 PNGs (a 10 MB zip) took 64 s to load: far under the pixel cap, each image costs its own read,
+    decode and resize. A zip holds at most `MAX_IMAGES` images (the cap lowered here), counted from its directory."""
+    monkeypatch.setattr(uploads, "MAX_IMAGES", 5, raising=False)
+    opened = []
+    monkeypatch.setattr(uploads, "_open_image", lambda *a: opened.append(1))
+    entries = {f"{c}/{i}.png": png("red", (1, 1)) for c in ("a", "b") for i in range(3)}
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(write_zip(tmp_path, entries))
+    assert str(err.value) == "'images.zip' holds 6 images; the limit is 5 per zip"
+    assert opened == []
+
+
 def test_truncated_png_message_is_clean(tmp_path):
     whole = png("red", (64, 64))
     for cut in (whole[:20], whole[: len(whole) - 30]):
