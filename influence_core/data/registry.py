@@ -121,24 +121,27 @@ def _accepted(fn: Callable, kwargs: dict) -> dict:
 MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds
 
 
-def _check_type(what: str, key: str, value, default) -> None:
-    """A one-line refusal of a browser's ``value`` unlike the loader's ``default`` (None: not known here): true or
-    false for a flag, a whole number (a seed from 0 to `MAX_SEED`) for a whole number, a finite number for a number,
-    a text for a text."""
+def _check_type(what: str, key: str, value, default, annotation: str = "") -> None:
+    """A one-line refusal of a browser's ``value`` unlike the loader's ``default`` (or, for a None default, the first
+    type its ``annotation`` names): true or false for a flag, a whole number (a seed from 0 to `MAX_SEED`) for a whole
+    number, a finite number for a number, a text for a text, a list of texts for a list of texts."""
+    kind = type(default).__name__ if default is not None else str(annotation).split("|")[0].strip()
     shown = repr(value) if isinstance(value, str) else str(value)
-    if isinstance(default, bool):
+    if kind == "bool":
         if not isinstance(value, bool):
             raise InfluenceError(f"{what}: '{key}' must be true or false, not {shown[:40]}")
-    elif isinstance(default, int):
+    elif kind == "int":
         top = MAX_SEED if key == "seed" else None
         if isinstance(value, bool) or not isinstance(value, int) or (top is not None and not 0 <= value <= top):
             raise InfluenceError(f"{what}: '{key}' must be a whole number"
                                  + (f" from 0 to {top:,}" if top is not None else "") + f", not {shown[:40]}")
-    elif isinstance(default, float):
+    elif kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InfluenceError(f"{what}: '{key}' must be a number, not {shown[:40]}")
-    elif isinstance(default, str) and not isinstance(value, str):
+    elif kind == "str" and not isinstance(value, str):
         raise InfluenceError(f"{what}: '{key}' must be a text, not {shown[:40]}")
+    elif kind == "list[str]" and (not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)):
+        raise InfluenceError(f"{what}: '{key}' must be a list of column names, not {shown[:40]}")
 
 
 def check_browser_arguments(what: str, loader: Callable[..., Dataset], kwargs: dict, max_samples: int,
@@ -148,6 +151,7 @@ def check_browser_arguments(what: str, loader: Callable[..., Dataset], kwargs: d
     parameter the loader does not take, sizes whole numbers within ``max_samples`` (each, and the generated ones
     together)."""
     params = loader_parameters(loader)
+    annotations = {k: p.annotation for k, p in inspect.signature(loader).parameters.items()}
     for key in sorted(kwargs):
         if is_server_side(key, marked):
             raise InfluenceError(f"{what}: '{key}' is a server-side setting (the CLI or the server's configuration "
@@ -157,7 +161,7 @@ def check_browser_arguments(what: str, loader: Callable[..., Dataset], kwargs: d
     generated = 0
     for key, value in kwargs.items():
         if value is not None and not is_size(key, params[key]):
-            _check_type(what, key, value, params[key])
+            _check_type(what, key, value, params[key], annotations.get(key, ""))
         if value is None or not is_size(key, params[key]):
             continue
         if isinstance(value, bool) or not isinstance(value, int):

@@ -95,13 +95,17 @@ def test_sizes_over_the_cap_and_non_numbers_are_refused_naming_the_cap():
     ("adult", {"drop_sensitive": "yes"}, "adult: 'drop_sensitive' must be true or false, not 'yes'"),
     ("cifar10n", {"clean_val": "no"}, "cifar10n: 'clean_val' must be true or false, not 'no'"),
     ("cifar10n", {"label_set": 5}, "cifar10n: 'label_set' must be a text, not 5"),
+    (".csv", {"label_column": ["a"]}, ".csv: 'label_column' must be a text, not ['a']"),
+    (".csv", {"text_columns": "text"}, ".csv: 'text_columns' must be a list of column names, not 'text'"),
+    (".csv", {"text_columns": [["x"]]}, ".csv: 'text_columns' must be a list of column names, not [['x']]"),
+    (".csv", {"sensitive_threshold": "x"}, ".csv: 'sensitive_threshold' must be a number, not 'x'"),
 ])
 def test_a_browser_setting_of_the_wrong_type_or_out_of_range_is_one_line(name, kwargs, message):
     """The Data page's fields for a built-in data set: a seed of -1 (or past 2^32) was sklearn's InvalidParameterError
     ("Something went wrong"), 'x' a TypeError, NaN and the text 'no' were taken (clean_val='no' read as true)."""
-    spec = DATASETS[name]
+    loader, marked = (PATH_LOADERS[name], frozenset()) if name in PATH_LOADERS else (DATASETS[name].loader, DATASETS[name].server_side)
     with pytest.raises(InfluenceError) as err:
-        check_browser_arguments(name, spec.loader, kwargs, 100_000, spec.server_side)
+        check_browser_arguments(name, loader, kwargs, 100_000, marked)
     assert str(err.value) == message
 
 
