@@ -69,6 +69,23 @@ def test_roles_decide_who_may_open_decide_and_manage(alices):
     assert set(alices.current_decisions()) == {0, 1}
 
 
+def test_a_viewer_stores_no_upload_in_the_project(alices):
+    """A viewer's upload was stored in the project's uploads (the Data page stages before "Use this upload"; a
+    direct upload_dataset was refused only after the file was kept): refused first, nothing on disk."""
+    carol = Project.open_existing("audit", signed_in(CAROL), alices.root)
+    csv = ("a,b\n" + "\n".join(f"{i},{i % 2}" for i in range(60))).encode()
+    for upload in (lambda: carol.stage_dataset_upload(csv, "c.csv", from_browser=True),
+                   lambda: carol.upload_dataset(csv, "c.csv"), lambda: carol.upload_weights(b"x" * 64, "w.pt", "logreg")):
+        with pytest.raises(InfluenceError, match="^you may view project 'audit' but not decide"):
+            upload()
+    assert not (alices.folder / "uploads").exists()
+    with pytest.raises(InfluenceError, match="^you may view project 'audit' but not decide"):
+        carol.find_data_issues()  # it wrote the project's data_issues.json (the job was refused, the call was not)
+    assert not (alices.folder / "data_issues.json").exists()
+    Project.open_existing("audit", signed_in(BOB), alices.root).stage_dataset_upload(csv, "b.csv", from_browser=True)
+    assert [p.name for p in (alices.folder / "uploads").rglob("*.csv")] == ["b.csv"]
+
+
 def test_decided_by_is_the_user_who_works_in_the_project(alices):
     Project.open_existing("audit", signed_in(BOB), alices.root).record([3], "relabel", 0)
     alices.record([4], "keep")

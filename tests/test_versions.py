@@ -301,3 +301,10 @@ def test_a_versions_csv_neutralises_formulas_and_keeps_odd_labels(tmp_path):
     assert len(train) == len(proj.dataset().train) - 1
     relabelled = train[train["original_index"] == int(proj.source_index()[1])]["y"].item()
     assert relabelled.lstrip("'") == classes[1]
+
+
+def test_a_refused_version_name_is_echoed_without_characters_that_reorder_or_hide_text():
+    """The message quoted the name as typed: U+202E turned the rest of the line around on the page, U+200B hid."""
+    with pytest.raises(InfluenceError) as err:
+        valid_version_name("v\u202e1\u200bx")
+    assert str(err.value).startswith("'v\\u202e1\\u200bx' cannot name a version")

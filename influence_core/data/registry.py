@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,32 @@ def _accepted(fn: Callable, kwargs: dict) -> dict:
     return {k: v for k, v in kwargs.items() if k in params and v is not None}
 
 
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds
+
+
+def _check_type(what: str, key: str, value, default, annotation: str = "") -> None:
+    """A one-line refusal of a browser's ``value`` unlike the loader's ``default`` (or, for a None default, the first
+    type its ``annotation`` names): true or false for a flag, a whole number (a seed from 0 to `MAX_SEED`) for a whole
+    number, a finite number for a number, a text for a text, a list of texts for a list of texts."""
+    kind = type(default).__name__ if default is not None else str(annotation).split("|")[0].strip()
+    shown = repr(value) if isinstance(value, str) else str(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise InfluenceError(f"{what}: '{key}' must be true or false, not {shown[:40]}")
+    elif kind == "int":
+        top = MAX_SEED if key == "seed" else None
+        if isinstance(value, bool) or not isinstance(value, int) or (top is not None and not 0 <= value <= top):
+            raise InfluenceError(f"{what}: '{key}' must be a whole number"
+                                 + (f" from 0 to {top:,}" if top is not None else "") + f", not {shown[:40]}")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InfluenceError(f"{what}: '{key}' must be a number, not {shown[:40]}")
+    elif kind == "str" and not isinstance(value, str):
+        raise InfluenceError(f"{what}: '{key}' must be a text, not {shown[:40]}")
+    elif kind == "list[str]" and (not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)):
+        raise InfluenceError(f"{what}: '{key}' must be a list of column names, not {shown[:40]}")
+
+
 def check_browser_arguments(what: str, loader: Callable[..., Dataset], kwargs: dict, max_samples: int,
                             marked: frozenset[str] = frozenset()) -> dict:
     """``kwargs`` for ``loader`` when a browser may ask for them, else a one-line refusal: no server-side parameter
@@ -124,6 +151,7 @@ def check_browser_arguments(what: str, loader: Callable[..., Dataset], kwargs: d
     parameter the loader does not take, sizes whole numbers within ``max_samples`` (each, and the generated ones
     together)."""
     params = loader_parameters(loader)
+    annotations = {k: p.annotation for k, p in inspect.signature(loader).parameters.items()}
     for key in sorted(kwargs):
         if is_server_side(key, marked):
             raise InfluenceError(f"{what}: '{key}' is a server-side setting (the CLI or the server's configuration "
@@ -132,6 +160,8 @@ def check_browser_arguments(what: str, loader: Callable[..., Dataset], kwargs: d
             raise InfluenceError(f"{what} takes no setting '{key[:40]}'; it takes: {', '.join(sorted(params))}")
     generated = 0
     for key, value in kwargs.items():
+        if value is not None and not is_size(key, params[key]):
+            _check_type(what, key, value, params[key], annotations.get(key, ""))
         if value is None or not is_size(key, params[key]):
             continue
         if isinstance(value, bool) or not isinstance(value, int):

@@ -32,6 +32,9 @@ ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education-num", "ma
                  "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country",
                  "income"]
 BANK_PRIVILEGED_AGE = 25  # AIF360's convention for Bank Marketing: age ≥ 25 is the privileged group (s = 1)
+# Rows × encoded columns of a table, at most (float64 while encoding: 2 GiB). Each category of a text column is a
+# column of its own: a column with a distinct value per row would need rows² numbers (a 2 MB upload, 2 GB).
+MAX_ENCODED_VALUES = 2**28
 
 
 def shown_rows(rows: np.ndarray, limit: int = 5) -> str:
@@ -61,14 +64,32 @@ def refuse_infinite(frame: pd.DataFrame, limit: int = 5, where: str = "") -> Non
                                  f"({shown_rows(rows, limit)}){where}; replace them with numbers or leave the cells empty")
 
 
-def _encoder(features: pd.DataFrame) -> ColumnTransformer:
+def _encoder(features: pd.DataFrame, rows: int | None = None) -> ColumnTransformer:
+    """The encoder of ``features``, once `check_encoded_size` allows ``rows`` (default: ``features``'s) of them."""
     numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c]) and not pd.api.types.is_bool_dtype(features[c])]
     categorical = [c for c in features.columns if c not in numeric]
+    check_encoded_size(features, categorical, len(features) if rows is None else rows)
     return ColumnTransformer([
         ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
         ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
                               OneHotEncoder(handle_unknown="ignore", sparse_output=False)), categorical),
     ], verbose_feature_names_out=False)
+
+
+def check_encoded_size(features: pd.DataFrame, categorical: list[str], rows: int) -> None:
+    """A one-line refusal, before anything is encoded, when ``rows`` rows of ``features`` would take more than
+    `MAX_ENCODED_VALUES` numbers: a numeric column is one column, a categorical one a column per distinct value."""
+    counts = {c: int(features[c].nunique(dropna=False)) for c in categorical}
+    width = len(features.columns) - len(counts) + sum(counts.values())
+    if rows * width <= MAX_ENCODED_VALUES:
+        return
+    why = ""
+    if counts:
+        widest = max(counts, key=counts.get)
+        why = (f": column '{widest}' has {counts[widest]:,} distinct values, a column each; leave it out, or name it as a "
+               "text column if it is free text")
+    raise InfluenceError(f"the features would be {rows:,} rows × {width:,} columns once encoded ({rows * width:,} numbers; "
+                         f"the limit is {MAX_ENCODED_VALUES:,}){why}")
 
 
 def encode_tabular(
@@ -119,7 +140,7 @@ def encode_tabular(
     else:
         tr_pos, va_pos = carve_indices(len(rows), val_fraction, seed + 1, labels=y[rows])
         tr, va = rows[tr_pos], rows[va_pos]
-    enc = _encoder(features)
+    enc = _encoder(features, len(tr) + len(va) + len(test[0]))
     x_tr = enc.fit_transform(features.iloc[tr])  # statistics from the training rows only
     x_va, x_te = enc.transform(features.iloc[va]), enc.transform(test[0])
 

@@ -54,6 +54,9 @@ def register_featurizer(name: str, fn: Featurizer | None = None):
 MAX_NGRAM = 3
 MAX_TFIDF_FEATURES = 2**16
 MAX_MIN_DF = 1000
+# The longest text a row may hold (a long article): one 50 MB cell took 20 s and 1.9 GB to read, and a Review card
+# shows its sample's text whole.
+MAX_TEXT_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,11 @@ def joined_texts(frame: pd.DataFrame, text_columns: list[str]) -> list[str]:
     if missing:
         raise InfluenceError(f"no text column {', '.join(map(repr, missing))}; the columns are: {', '.join(map(str, frame.columns))}")
     parts = [frame[c].fillna("").astype(str).tolist() for c in text_columns]
+    for column, texts in zip(text_columns, parts):
+        longest = int(np.argmax([len(t) for t in texts])) if texts else 0
+        if texts and len(texts[longest]) > MAX_TEXT_CHARS:
+            raise InfluenceError(f"the text in row {frame.index[longest]} of column '{column}' has {len(texts[longest]):,} "
+                                 f"characters; a text may have at most {MAX_TEXT_CHARS:,}")
     return [TEXT_SEPARATOR.join(p) for p in zip(*parts)] if len(parts) > 1 else parts[0]
 
 
@@ -275,7 +283,7 @@ def _with_columns(feats: dict, parts: dict[str, pd.DataFrame], columns: list[str
         if c not in parts["train"].columns:
             _no_column(c, parts["train"])
     refuse_infinite(parts["train"][columns])
-    enc = _encoder(parts["train"][columns])
+    enc = _encoder(parts["train"][columns], sum(len(parts[key.removesuffix("_twin")]) for key in feats))
     enc.fit(parts["train"][columns])
     out = {}
     for key, x in feats.items():

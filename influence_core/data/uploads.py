@@ -9,8 +9,8 @@ uploads of one workspace may take at most `MAX_WORKSPACE_UPLOAD_BYTES`.
 
 Limits (module constants): uploads up to 200 MB; a zip may expand to at most 1 GiB, no entry may be compressed more
 than 100:1 (zip bombs), and no entry may point outside the archive (zip-slip) — the whole file is refused. Images:
-at most `MAX_IMAGE_PIXELS` per image and `MAX_TOTAL_PIXELS` per zip, read from each header before anything is
-decoded; decoded in memory (never extracted to disk), converted to RGB and resized to ``image_size``².
+at most `MAX_IMAGE_PIXELS` per image, `MAX_TOTAL_PIXELS` and `MAX_IMAGES` per zip, read from each header (the count
+from the zip's directory) before anything is decoded; decoded in memory (never extracted to disk), converted to RGB and resized to ``image_size``².
 
 Image zips: ``class_name/file.png`` (validation and test carved with the seed), or split folders
 ``train/<class>/file.png`` with optional ``val/`` (or ``valid/``, ``validation/``) and ``test/`` (a missing split is
@@ -58,6 +58,7 @@ MAX_UNCOMPRESSED_BYTES = 2**30
 MAX_COMPRESSION_RATIO = 100
 MAX_IMAGE_PIXELS = 4096 * 4096  # per image, read from its header before decoding
 MAX_TOTAL_PIXELS = 2**28  # all images of one zip together (about 268 million pixels)
+MAX_IMAGES = 65_536  # images in one zip (each costs a read, a decode and a resize, however small: 60,000 took a minute)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEFAULT_LABEL_NAMES = ("label", "y", "target", "class")
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -357,7 +358,7 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     frame = _read_parquet(path) if reader == "parquet" else _read_csv(path)
     if label_column is None:
         label_column = default_label_column(frame, path.name)
-    for role, col in (("label", label_column), ("sensitive", sensitive_column)):
+    for role, col in (("label", label_column), ("sensitive", sensitive_column), ("perturbed", perturbed_column)):
         if col is not None and col not in frame.columns:
             raise InfluenceError(f"no {role} column '{col}' in '{path.name}'; the columns are: {_columns(frame)}")
     used_as = {"the sensitive attribute": [sensitive_column], "a text column": list(text_columns or []),
@@ -365,6 +366,9 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     for role, columns in used_as.items():  # the label among the inputs: the model would read the answer
         if label_column in columns:
             raise InfluenceError(f"the column '{_shown(label_column)}' is the label column; it cannot also be {role}")
+    for role, columns in (("a text column", used_as["a text column"]), ("a feature", used_as["a feature"])):
+        if perturbed_column is not None and perturbed_column in columns:  # the twin text is no input of the model
+            raise InfluenceError(f"the column '{_shown(perturbed_column)}' is the perturbed column; it cannot also be {role}")
     annotator_columns = check_annotator_columns(frame, annotator_columns, {"label": label_column,
                                                                            "sensitive": sensitive_column}, path.name)
     notes: list[str] = []  # conversions the page states (meta["conversions"])
@@ -576,6 +580,8 @@ def scan_image_zip(archive: zipfile.ZipFile, label: str) -> ZipLayout:
     members = safe_image_members(archive, label)
     if not members:
         raise InfluenceError(f"no images found in '{label}' (expected class_name/file.png)")
+    if len(members) > MAX_IMAGES:
+        raise InfluenceError(f"'{label}' holds {len(members):,} images; the limit is {MAX_IMAGES:,} per zip")
     layout = image_layout(members, label)
     train = [c for c, s in zip(layout.classes, layout.splits or ["train"] * len(layout.classes)) if s == "train"]
     classes = sorted(set(train))

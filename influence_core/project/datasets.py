@@ -92,6 +92,7 @@ class DatasetsMixin:
         from ..data.uploads import save_upload, stored_path
         from ..workspace import check_quota
 
+        self.require("decide")  # a viewer only looks: no file of theirs lands in the project (or its owner's quota)
         config = self.server_config()
         if not stored_path(data, filename, kind, self.folder).is_file():  # stored before: it takes no more space
             check_quota(self.root, self.name, len(data), config)

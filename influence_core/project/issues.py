@@ -29,6 +29,7 @@ class IssuesMixin:
 
         from ..data_issues import LAST_RUN_FILE, make_settings
 
+        self.require("decide")  # it writes the project's last run (what Review lists); a viewer reads `data_issues`
         settings = make_settings(settings)
         found = self._data_issues(self._current_model(), int(folds), settings, progress)
         with writing("the data issues' settings"):

@@ -83,3 +83,34 @@ def test_sizes_over_the_cap_and_non_numbers_are_refused_naming_the_cap():
         check_browser_arguments("moons", spec.loader, {"n_train": "1e9"}, 2000)
     with pytest.raises(InfluenceError, match="takes no setting 'bogus'"):
         check_browser_arguments("moons", spec.loader, {"bogus": 1}, 2000)
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("moons", {"seed": -1}, "moons: 'seed' must be a whole number from 0 to 4,294,967,295, not -1"),
+    ("moons", {"seed": 2**40}, "moons: 'seed' must be a whole number from 0 to 4,294,967,295, not 1099511627776"),
+    ("moons", {"seed": 1.5}, "moons: 'seed' must be a whole number from 0 to 4,294,967,295, not 1.5"),
+    ("moons", {"seed": True}, "moons: 'seed' must be a whole number from 0 to 4,294,967,295, not True"),
+    ("text-shortcut", {"shortcut": "x"}, "text-shortcut: 'shortcut' must be a number, not 'x'"),
+    ("text-topics", {"label_noise": float("nan")}, "text-topics: 'label_noise' must be a number, not nan"),
+    ("adult", {"drop_sensitive": "yes"}, "adult: 'drop_sensitive' must be true or false, not 'yes'"),
+    ("cifar10n", {"clean_val": "no"}, "cifar10n: 'clean_val' must be true or false, not 'no'"),
+    ("cifar10n", {"label_set": 5}, "cifar10n: 'label_set' must be a text, not 5"),
+    (".csv", {"label_column": ["a"]}, ".csv: 'label_column' must be a text, not ['a']"),
+    (".csv", {"text_columns": "text"}, ".csv: 'text_columns' must be a list of column names, not 'text'"),
+    (".csv", {"text_columns": [["x"]]}, ".csv: 'text_columns' must be a list of column names, not [['x']]"),
+    (".csv", {"sensitive_threshold": "x"}, ".csv: 'sensitive_threshold' must be a number, not 'x'"),
+])
+def test_a_browser_setting_of_the_wrong_type_or_out_of_range_is_one_line(name, kwargs, message):
+    """The Data page's fields for a built-in data set: a seed of -1 (or past 2^32) was sklearn's InvalidParameterError
+    ("Something went wrong"), 'x' a TypeError, NaN and the text 'no' were taken (clean_val='no' read as true)."""
+    loader, marked = (PATH_LOADERS[name], frozenset()) if name in PATH_LOADERS else (DATASETS[name].loader, DATASETS[name].server_side)
+    with pytest.raises(InfluenceError) as err:
+        check_browser_arguments(name, loader, kwargs, 100_000, marked)
+    assert str(err.value) == message
+
+
+def test_browser_settings_of_the_declared_types_pass():
+    check_browser_arguments("moons", DATASETS["moons"].loader, {"seed": 2**32 - 1, "flipped_per_class": 3}, 100_000)
+    check_browser_arguments("text-topics", DATASETS["text-topics"].loader, {"label_noise": 0, "ngram_max": None}, 100_000)
+    check_browser_arguments("cifar10n", DATASETS["cifar10n"].loader, {"clean_val": False, "val_fraction": 0.2}, 100_000,
+                            DATASETS["cifar10n"].server_side)

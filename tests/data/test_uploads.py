@@ -281,6 +281,19 @@ def test_total_pixel_cap(tmp_path, monkeypatch):
         load_dataset(write_zip(tmp_path, entries))
 
 
+def test_an_image_count_cap_refuses_many_tiny_images_before_any_header_is_read(tmp_path, monkeypatch):
+    """60,000 8×8 PNGs (a 10 MB zip) took 64 s to load: far under the pixel cap, each image costs its own read,
+    decode and resize. A zip holds at most `MAX_IMAGES` images (the cap lowered here), counted from its directory."""
+    monkeypatch.setattr(uploads, "MAX_IMAGES", 5, raising=False)
+    opened = []
+    monkeypatch.setattr(uploads, "_open_image", lambda *a: opened.append(1))
+    entries = {f"{c}/{i}.png": png("red", (1, 1)) for c in ("a", "b") for i in range(3)}
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(write_zip(tmp_path, entries))
+    assert str(err.value) == "'images.zip' holds 6 images; the limit is 5 per zip"
+    assert opened == []
+
+
 def test_truncated_png_message_is_clean(tmp_path):
     whole = png("red", (64, 64))
     for cut in (whole[:20], whole[: len(whole) - 30]):
@@ -465,3 +478,47 @@ def test_the_label_column_cannot_also_be_an_input(tmp_path):
         with pytest.raises(InfluenceError, match=f"^the column 'topic' is the label column; it cannot also be {role}$"):
             load_dataset(path, label_column="topic", **kwargs)
     assert load_dataset(path, label_column="topic", sensitive_column="g").sensitive_name is not None
+
+
+def test_a_perturbed_column_the_file_lacks_or_that_is_a_text_column_is_one_line(tmp_path):
+    """A browser may name the perturbed column: a column the file lacks was a KeyError traceback (with the text
+    columns detected), and a text column named as its own twin was read as both."""
+    rows = [f"the film number {i} was rather good,{i % 2},a plot of {i} scenes was dull" for i in range(40)]
+    path = write_text(tmp_path, "review,label,other\n" + "\n".join(rows))
+    with pytest.raises(InfluenceError, match="^no perturbed column 'nope' in 'data.csv'; the columns are: review, label, other$"):
+        load_dataset(path, perturbed_column="nope")
+    with pytest.raises(InfluenceError, match="^the column 'review' is the perturbed column; it cannot also be a text column$"):
+        load_dataset(path, perturbed_column="review", text_columns=["review"])
+    with pytest.raises(InfluenceError, match="^the column 'other' is the perturbed column; it cannot also be a feature$"):
+        load_dataset(path, perturbed_column="other", text_columns=["review"], feature_columns=["other"])
+    assert load_dataset(path, perturbed_column="other", text_columns=["review"]).kind == "text"
+
+
+def test_a_table_whose_one_hot_features_would_not_fit_in_memory_is_refused_before_encoding(tmp_path, monkeypatch):
+    """A column of short distinct values (not free text: no four words) was one-hot encoded densely: a 2 MB CSV of
+    100,000 rows asked for 2 GB, a 40 MB one of a million rows took 24 GB and the server was killed. The encoded size
+    (rows × columns) is capped before anything is encoded (the cap lowered here to keep the test small)."""
+    from influence_core.data import tabular
+
+    monkeypatch.setattr(tabular, "MAX_ENCODED_VALUES", 10**6, raising=False)
+    path = write_text(tmp_path, "name,x,label\n" + "\n".join(f"n{i},{i % 7},{i % 2}" for i in range(2000)))
+    with pytest.raises(InfluenceError) as err:
+        load_dataset(path)
+    assert str(err.value) == ("the features would be 2,000 rows × 2,001 columns once encoded (4,002,000 numbers; "
+                              "the limit is 1,000,000): column 'name' has 2,000 distinct values, a column each; "
+                              "leave it out, or name it as a text column if it is free text")
+    assert load_dataset(write_text(tmp_path, "name,x,label\n" + "\n".join(f"n{i % 50},{i % 7},{i % 2}" for i in range(2000)),
+                                   "ok.csv")).train.x.shape[1] == 51
+
+
+def test_a_text_cell_over_the_length_cap_is_refused_in_one_line(tmp_path, monkeypatch):
+    """One 50 MB cell in a text column was read (20 s, 1.9 GB more memory) and then sent whole to a Review card;
+    a text longer than `MAX_TEXT_CHARS` is refused, naming its column and file row (the cap lowered here)."""
+    from influence_core.data import text
+
+    monkeypatch.setattr(text, "MAX_TEXT_CHARS", 1000, raising=False)
+    rows = [f"the film number {i} was rather good,{i % 2}" for i in range(40)]
+    rows[7] = "word " * 300 + ",1"
+    with pytest.raises(InfluenceError, match="^the text in row 7 of column 'review' has 1,500 characters; a text may "
+                                             "have at most 1,000$"):
+        load_dataset(write_text(tmp_path, "review,label\n" + "\n".join(rows)), text_columns=["review"])
