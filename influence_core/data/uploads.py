@@ -20,6 +20,7 @@ folders is refused.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import hashlib
@@ -229,6 +230,7 @@ def _read_csv(source: str | os.PathLike | bytes, name: str | None = None) -> pd.
         label = name or Path(source).name
         with open(source, "rb") as f:
             raw = f.read()
+    raw, encoding = _as_utf8(raw)
     head = raw[:65536].decode("utf-8", errors="replace")
     if not head.strip():
         raise InfluenceError(f"the file '{label}' is empty")
@@ -248,7 +250,27 @@ def _read_csv(source: str | os.PathLike | bytes, name: str | None = None) -> pd.
     _refuse_duplicate_names(list(frame.columns), label)
     if len(frame) == 0:
         raise InfluenceError(f"'{label}' has a header but no data rows")
+    if encoding != "utf-8":
+        frame.attrs["encoding"] = encoding  # load_csv says so among the conversions
     return frame
+
+
+def _as_utf8(raw: bytes) -> tuple[bytes, str]:
+    """(``raw`` as UTF-8, the encoding it was read in): UTF-16 with its byte-order mark and UTF-8 (with or without
+    one) as they are; other bytes as Windows-1252, the encoding spreadsheets save "CSV" in on Windows, so 'café'
+    stays 'café' instead of 'caf�'."""
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode("utf-8-sig" if encoding == "utf-8" else encoding).encode("utf-8"), encoding
+            except UnicodeDecodeError:
+                return raw, "utf-8"  # not what its mark says: read as UTF-8, bad bytes replaced
+    try:
+        raw.decode("utf-8")
+        return raw, "utf-8"
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")  # 5 byte values cp1252 leaves undefined become '�'
+        return text.encode("utf-8"), "Windows-1252"
 
 
 @register_table_reader("parquet")
@@ -372,6 +394,8 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
     annotator_columns = check_annotator_columns(frame, annotator_columns, {"label": label_column,
                                                                            "sensitive": sensitive_column}, path.name)
     notes: list[str] = []  # conversions the page states (meta["conversions"])
+    if frame.attrs.get("encoding"):
+        notes.append(f"read as {frame.attrs['encoding']} (the file is not UTF-8)")
     y, classes = encode_labels(frame[label_column], label_column, notes=notes)
     annotators = annotator_matrix(frame, annotator_columns, classes) if annotator_columns else None
     file_columns = [str(c) for c in frame.columns]

@@ -381,6 +381,21 @@ def test_labels_1_and_1_0_are_one_class_and_the_conversion_is_stated(tmp_path):
     assert "labels 1 and 1.0 read as one class" in ds.meta["conversions"]
 
 
+@pytest.mark.parametrize("encoding, note", [("cp1252", ["read as Windows-1252 (the file is not UTF-8)"]),
+                                            ("utf-16", ["read as utf-16 (the file is not UTF-8)"]),
+                                            ("utf-8-sig", [])])
+def test_a_csv_saved_by_a_spreadsheet_keeps_its_accents_and_says_how_it_was_read(tmp_path, encoding, note):
+    """Excel on Windows saves "CSV" as Windows-1252 (café was read as 'caf�') or UTF-16 (was refused as binary);
+    UTF-8 with a byte-order mark kept the mark in the first column's name."""
+    rows = [f"{'café' if i % 2 else 'thé'},{i % 3 + 0.5},{i % 2}" for i in range(60)]
+    path = tmp_path / "data.csv"
+    path.write_bytes(("drink,size,label\n" + "\n".join(rows) + "\n").encode(encoding))
+    ds = load_dataset(str(path))
+    assert sorted(ds.feature_names) == ["drink_café", "drink_thé", "size"]
+    assert ds.meta["conversions"] == note
+    assert set(uploads._read_csv(str(path))["drink"]) == {"café", "thé"}  # the originals Review shows, the same
+
+
 def test_thousands_separators_are_read_as_numbers_and_the_conversion_is_stated(tmp_path):
     values = [937 + 37 * i for i in range(60)]  # 937 … 3120: most written "1,037"
     path = write_text(tmp_path, "amount,label\n" + "\n".join(f'"{v:,}",{i % 2}' for i, v in enumerate(values)))
