@@ -79,7 +79,9 @@ def bulk_fixes(proj, ds, primary: str, listed) -> None:
         else:
             st.radio("In each group", list(KEEP), format_func=KEEP.get, key="bulk-keep", horizontal=True)
             if not proj.duplicate_sets():
-                st.caption("No duplicate groups found yet: find the data issues (Datalab) first.")
+                st.caption("No duplicate groups found yet: find the data issues (Datalab) first."
+                           if proj.data_issues() is None else
+                           "Datalab found no exact or near duplicates in this data: nothing to remove.")
         # the settings of the fix shown only: Streamlit drops a hidden widget's value, which changed nothing here
         chosen = (fix, primary, *((st.session_state.get("bulk-threshold"),
                                    st.session_state.get("bulk-within-view") and tuple(int(r) for r in listed))

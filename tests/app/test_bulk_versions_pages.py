@@ -74,6 +74,21 @@ def test_the_first_preview_after_switching_the_fix_is_shown(scored):
     assert any(b.label.startswith("Apply to ") for b in at.button)
 
 
+def test_no_duplicates_found_is_not_told_to_run_datalab_first(scored):
+    """Datalab ran and found no duplicate group: the dedupe fix said "No duplicate groups found yet: find the data
+    issues (Datalab) first."""
+    proj = project_of(scored)
+    at = open_page("5_Review.py")
+    at.radio(key="bulk-fix").set_value("dedupe").run()
+    assert any("find the data issues (Datalab) first" in c.value for c in at.caption)  # not run: say what to do
+    proj.find_data_issues(settings={"checks": ("label", "outlier")})
+    assert proj.data_issues() is not None and proj.duplicate_sets() == []
+    at.run()
+    no_errors(at)
+    assert not any("Datalab) first" in c.value for c in at.caption)
+    assert any("Datalab found no exact or near duplicates" in c.value for c in at.caption)
+
+
 def test_versions_saved_once_each_diffed_and_compared_on_evaluate(scored):
     proj = project_of(scored)
     given = proj.dataset().train.y.numpy()
