@@ -345,6 +345,10 @@ def _grid_section(proj, ds, scores: dict, titles: dict, view: ReviewView, choice
         _map_banner(len(view.rows), view.order)
     bulk_fixes(proj, ds, order, rows)  # issue 20 §5
     _batch_bar(proj, ds, rows, preds, name)
+    if len(rows) == 0 and left and view != ReviewView(order=view.order):  # a filter or scope, not the end of the work
+        st.info(f"This view lists no samples; {left} flagged still to review: change or clear the filters "
+                "(Filters and saved views) or choose other samples.")
+        return
     if len(rows) == 0:
         st.success("Nothing left to review here. Export the decisions when you are done.")
         link("export", "Go to Export")

@@ -79,9 +79,13 @@ def bulk_fixes(proj, ds, primary: str, listed) -> None:
         else:
             st.radio("In each group", list(KEEP), format_func=KEEP.get, key="bulk-keep", horizontal=True)
             if not proj.duplicate_sets():
-                st.caption("No duplicate groups found yet: find the data issues (Datalab) first.")
-        chosen = (fix, st.session_state.get("bulk-threshold"), st.session_state.get("bulk-keep"), primary,
-                  st.session_state.get("bulk-within-view") and tuple(int(r) for r in listed))
+                st.caption("No duplicate groups found yet: find the data issues (Datalab) first."
+                           if proj.data_issues() is None else
+                           "Datalab found no exact or near duplicates in this data: nothing to remove.")
+        # the settings of the fix shown only: Streamlit drops a hidden widget's value, which changed nothing here
+        chosen = (fix, primary, *((st.session_state.get("bulk-threshold"),
+                                   st.session_state.get("bulk-within-view") and tuple(int(r) for r in listed))
+                                  if fix == "relabel" else (st.session_state.get("bulk-keep"),)))
         if st.session_state.get("bulk-preview-of") != chosen:  # the settings changed: preview again
             st.session_state.pop("bulk-preview", None)
         preview = st.session_state.get("bulk-preview")
@@ -95,7 +99,7 @@ def bulk_fixes(proj, ds, primary: str, listed) -> None:
         if preview is not None:
             c[1].button(f"Apply to {preview.count} samples", key="bulk-apply", type="primary", width="stretch",
                         disabled=preview.count == 0 or viewer, on_click=_apply, args=(proj,))
-            scope = (f" (only the {len(listed)} samples this view lists)" if fix == "relabel" and chosen[4]
+            scope = (f" (only the {len(listed)} samples this view lists)" if fix == "relabel" and chosen[3]
                      else " (every flagged sample)" if fix == "relabel" else "")
             st.markdown(f"**Preview{scope}:** {plain(preview.description)}"
                         + (" — the first few:" if preview.sample else "."))

@@ -118,7 +118,8 @@ def filter_bar(proj, ds, view: ReviewView, choices, order: str) -> ReviewView:
         reviewers = sorted(proj.reviewers()["counts"])
         current = st.session_state.get(KEYS["reviewer"])
         options = [None, *reviewers, *([current] if current and current not in reviewers else [])]
-        c[2].selectbox("Decided by", options, key=KEYS["reviewer"], format_func=lambda r: "anyone" if r is None else r)
+        c[2].selectbox("Decided by", options, key=KEYS["reviewer"], format_func=lambda r: "anyone" if r is None else r,
+                       on_change=_reviewer_chosen)
         c[3].number_input("More like this: sample", value=None, min_value=0, step=1, key=KEYS["like"],
                           placeholder="a sample id", help="That sample and its nearest neighbours in the model's "
                                                           "embedding (its penultimate features).")
@@ -130,6 +131,12 @@ def filter_bar(proj, ds, view: ReviewView, choices, order: str) -> ReviewView:
                       args=(ReviewView(order=view.order),))
         _saved_views(proj, new)
     return new
+
+
+def _reviewer_chosen() -> None:
+    """A reviewer picked under "to review" would list nothing (what they decided is not to review): show it."""
+    if st.session_state.get(KEYS["reviewer"]) is not None and st.session_state.get(KEYS["status"]) == "undecided":
+        st.session_state[KEYS["status"]] = "decided"
 
 
 def _from_widgets(view: ReviewView, choices) -> ReviewView:

@@ -350,7 +350,10 @@ def datalab_issue_types(settings: DataIssueSettings, images: bool) -> dict:
     """The ``issue_types`` argument of ``Datalab.find_issues`` for ``settings`` (k for the neighbour checks)."""
     threshold = settings.near_duplicate_threshold
     kwargs = {"near_duplicate": {"k": settings.k, "threshold": float(threshold or DATALAB_NEAR_DUPLICATE_THRESHOLD)},
-              "outlier": {"k": settings.k}, "non_iid": {"k": settings.k}, "underperforming_group": {"k": settings.k}}
+              "outlier": {"k": settings.k}, "non_iid": {"k": settings.k}, "underperforming_group": {"k": settings.k},
+              # in this process: cleanlab's default forks a process pool, whose workers hang when forked from the app
+              # server's job thread (they ignore the pool's SIGTERM)
+              "label": {"clean_learning_kwargs": {"find_label_issues_kwargs": {"n_jobs": 1}}}}
     types = {c: kwargs.get(c, {}) for c in settings.checks}
     if images:
         types["image_issue_types"] = {c: {} for c in settings.image_checks}

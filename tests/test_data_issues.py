@@ -327,3 +327,19 @@ def test_gradient_histograms_put_a_vertical_edge_in_the_horizontal_gradient_bin(
     assert h[0, :, 1:3].min() > h[1:].max()  # the cells on the edge, bin 0
     np.testing.assert_allclose(h[1:], h.min(), atol=1e-9)  # no other orientation anywhere
     np.testing.assert_allclose(h[0, :, [0, 3]], h.min(), atol=1e-9)  # nor in the flat cells
+
+
+def test_datalab_starts_no_process_pool(planted, monkeypatch):
+    """Datalab's label check runs in this process: cleanlab's default ``n_jobs`` forks a ``multiprocessing.Pool``
+    (one worker per core), and forked from the app server's job thread a worker ignored the pool's SIGTERM (the
+    server's own handler) and the job hung on "Datalab: label" for good (the Scores page, moons)."""
+    import cleanlab.filter
+    import psutil
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("cleanlab started a process pool")
+
+    monkeypatch.setattr(cleanlab.filter.multiprocessing, "Pool", no_pool)
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 4)  # as on any machine with more than one core
+    found = find_data_issues(*planted)
+    assert "label" in set(found.table["issue"])

@@ -57,6 +57,38 @@ def test_keep_one_of_each_duplicate_group_from_datalab(scored):
     assert _button(at, f"Undo bulk fix ({len(removed)} samples)")
 
 
+def test_the_first_preview_after_switching_the_fix_is_shown(scored):
+    """Switching the fix hides the slider (or the keep radio), whose value Streamlit then drops: the first Preview
+    click after the switch computed the fix and the same run threw it away as "settings changed" (the browser: the
+    first click did nothing, the second showed it)."""
+    proj = project_of(scored)
+    proj.find_data_issues()
+    removed = sum(len(g) - 1 for g in proj.data_issues().duplicate_sets)
+    at = open_page("5_Review.py")
+    at.radio(key="bulk-fix").set_value("dedupe").run()
+    _button(at, "Preview").click().run()
+    no_errors(at)
+    assert _button(at, f"Apply to {removed} samples")
+    at.radio(key="bulk-fix").set_value("relabel").run()
+    _button(at, "Preview").click().run()
+    assert any(b.label.startswith("Apply to ") for b in at.button)
+
+
+def test_no_duplicates_found_is_not_told_to_run_datalab_first(scored):
+    """Datalab ran and found no duplicate group: the dedupe fix said "No duplicate groups found yet: find the data
+    issues (Datalab) first."""
+    proj = project_of(scored)
+    at = open_page("5_Review.py")
+    at.radio(key="bulk-fix").set_value("dedupe").run()
+    assert any("find the data issues (Datalab) first" in c.value for c in at.caption)  # not run: say what to do
+    proj.find_data_issues(settings={"checks": ("label", "outlier")})
+    assert proj.data_issues() is not None and proj.duplicate_sets() == []
+    at.run()
+    no_errors(at)
+    assert not any("Datalab) first" in c.value for c in at.caption)
+    assert any("Datalab found no exact or near duplicates" in c.value for c in at.caption)
+
+
 def test_versions_saved_once_each_diffed_and_compared_on_evaluate(scored):
     proj = project_of(scored)
     given = proj.dataset().train.y.numpy()

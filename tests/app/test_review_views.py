@@ -199,3 +199,28 @@ def test_a_click_on_a_cell_opens_its_pair_and_the_diagonal_or_an_empty_cell_says
     view, note, clicks = clicked({"curve_number": 0, "customdata": [5, 0]})  # not a cell of this map
     assert view is None and clicks == 1 and "nothing to review" in note
     assert clicked() == (None, None, None)  # a deselection (double click) changes nothing
+
+
+def test_a_view_that_lists_nothing_says_so_not_that_the_review_is_done(scored):
+    """A filter that matches no sample (given a, suggested a, "model disagrees") said "Nothing left to review here.
+    Export the decisions when you are done." while every flagged sample was still to review."""
+    a = project_of(scored).dataset().classes[0]
+    at = _open_with(given=str(a), suggested=str(a), disagrees="1")
+    no_errors(at)
+    assert not any("Nothing left to review" in s.value for s in at.success)
+    assert any("This view lists no samples" in shown(i.value) and "still to review" in shown(i.value) for i in at.info)
+
+
+def test_choosing_who_decided_shows_their_decisions(scored):
+    """"Decided by" under the default "to review" listed nothing, always (a decided sample is not to review): picking a
+    reviewer shows what they decided."""
+    proj = project_of(scored)
+    flagged = [int(r) for r in proj.flagged()[:2]]
+    proj.record(flagged, "remove", user="ann@example.org")
+    at = open_page("5_Review.py")
+    assert at.radio(key="view-status").value == "undecided"
+    at.selectbox(key="view-reviewer").set_value("ann@example.org").run()
+    no_errors(at)
+    assert at.radio(key="view-status").value == "decided"
+    assert sorted(_rows(at)) == sorted(flagged)
+    assert at.query_params["reviewer"] == "ann@example.org" and at.query_params["status"] == "decided"
