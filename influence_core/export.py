@@ -46,8 +46,8 @@ def source_index(dataset: Dataset) -> np.ndarray:
 
 def corrections_table(dataset: Dataset, decisions: Mapping[int, Decision], scores: Mapping[str, np.ndarray]) -> pd.DataFrame:
     """One row per decided sample: index (in the original data), row (in the training split), the file in the
-    uploaded zip (images with files), given and final label (number and class name), action, each method's score
-    (lower = more detrimental), who and when."""
+    uploaded zip (images with files) or the text (text data: its columns joined as the model reads them), given and
+    final label (number and class name), action, each method's score (lower = more detrimental), who and when."""
     rows = sorted(decisions)
     labels, _ = final_labels(dataset, decisions)
     given = dataset.train.y.numpy()
@@ -55,6 +55,7 @@ def corrections_table(dataset: Dataset, decisions: Mapping[int, Decision], score
         "index": source_index(dataset)[rows].astype(np.int64),
         "row": np.asarray(rows, dtype=np.int64),
         **({"file": original_rows(dataset, rows)["file"].tolist()} if dataset.meta.get("files") is not None else {}),
+        **({"text": [dataset.texts["train"][r] for r in rows]} if dataset.texts is not None else {}),
         "given_label": given[rows].astype(np.int64),
         "given_class": [dataset.classes[given[r]] for r in rows],
         "final_label": [int(labels[r]) if decisions[r].action != "remove" else -1 for r in rows],

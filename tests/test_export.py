@@ -450,3 +450,17 @@ def test_generated_text_rows_show_their_text():
     rows = original_rows(ds, [3, 0])
     assert rows["text"].tolist() == [ds.texts["train"][3], ds.texts["train"][0]]
     assert rows["label"].tolist() == [ds.classes[int(ds.train.y[3])], ds.classes[int(ds.train.y[0])]]
+
+
+def test_the_corrections_of_a_text_data_set_carry_each_decided_text():
+    """A person reading the corrections file of text data sees what they decided on (before: index and labels only)."""
+    from influence_core.data import load_dataset
+
+    ds = load_dataset("text-topics", n_train=40, n_val=20, n_test=20)
+    texts = list(ds.texts["train"])
+    texts[3] = "=HYPERLINK(\"http://x\") " + texts[3]  # a text cell is neutralised like every other one
+    ds.texts = {**ds.texts, "train": texts}
+    table = corrections_table(ds, {7: _d(7, "remove"), 3: _d(3, "relabel", 0)}, {})
+    assert table["text"].tolist() == [texts[3], texts[7]]
+    frame = pd.read_csv(io.BytesIO(table_bytes(table, "csv")), keep_default_na=False)
+    assert frame["text"].tolist() == ["'" + texts[3], texts[7]]
