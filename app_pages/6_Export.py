@@ -159,8 +159,9 @@ def page() -> None:
     proj, ds = ctx.proj, ctx.ds
     current = proj.current_decisions()
     if not current:  # first what is missing, then the versions: the data as loaded may be one (a baseline)
+        baseline = " (saved as a version already)" if any(not v.rows for v in proj.versions()) else ""
         st.info("No decisions yet: review the flagged samples first. You may still save the data as loaded as a "
-                "version below, a baseline to compare the cleaned versions with.")
+                f"version below, a baseline to compare the cleaned versions with{baseline}.")
         link("review", "Go to Review")
         versions_section(proj, ds)
         return

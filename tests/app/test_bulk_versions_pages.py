@@ -97,6 +97,7 @@ def test_versions_saved_once_each_diffed_and_compared_on_evaluate(scored):
     _button(at, "Save version").click().run()
     no_errors(at)
     assert proj.version("raw").rows == () and any("No decisions yet" in i.value for i in at.info)
+    assert any("saved as a version already" in i.value for i in open_page("6_Export.py").info)  # not asked again
     proj.record([3, 5], "remove")
     at = open_page("6_Export.py")
     no_errors(at)
