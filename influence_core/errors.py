@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import unicodedata
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -16,6 +17,13 @@ class InfluenceError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+def escaped(text: str) -> str:
+    """``text`` as a message may echo it: characters that reorder or hide text (U+202E, zero-width; every control
+    and separator but the space) as escapes."""
+    return "".join(c if c == " " or unicodedata.category(c)[0] not in "CZ" else c.encode("unicode_escape").decode()
+                   for c in text)
 
 
 # What a write refused by the server's disk means for a user (errno → reason); other OSErrors are bugs, not shown so.

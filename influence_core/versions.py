@@ -16,7 +16,6 @@ import os
 import re
 import threading
 import time
-import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping
@@ -27,7 +26,7 @@ import torch
 
 from .atomic import exclusive
 from .data.base import Dataset
-from .errors import InfluenceError, writing
+from .errors import InfluenceError, escaped, writing
 from .export import final_labels
 from .review import Decision
 
@@ -45,9 +44,7 @@ def valid_version_name(name) -> str:
     name = str(name or "").strip()
     if (not _NAME.fullmatch(name) or name in (".", "..") or name.endswith((".json", "."))
             or _DEVICE.fullmatch(name)):
-        shown = "".join(c if c == " " or unicodedata.category(c)[0] not in "CZ" else c.encode("unicode_escape").decode()
-                        for c in name[:80])  # as a note quotes a URL's text (views._shown)
-        raise InfluenceError(f"'{shown}' cannot name a version: use up to 64 letters, digits, '-', '_' or '.', "
+        raise InfluenceError(f"'{escaped(name[:80])}' cannot name a version: use up to 64 letters, digits, '-', '_' or '.', "
                              "starting with a letter or digit (not a device name such as CON, not ending in '.')")
     return name
 

@@ -15,7 +15,6 @@ import json
 import math
 import re
 import threading
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
@@ -23,7 +22,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import numpy as np
 
 from .atomic import exclusive, write_text_atomic
-from .errors import InfluenceError
+from .errors import InfluenceError, escaped
 from .state import flagged_rows
 
 SCOPES = ("flagged", "all", "suspected")  # the flagged share of the ordering ranking; every sample; cleanlab's mask
@@ -277,7 +276,7 @@ def from_query(params: Mapping[str, Any], choices: ViewChoices) -> tuple[ReviewV
         if raw is None:
             return None
         if raw not in allowed:
-            notes.append(f"{what} '{_shown(raw)}' is not one of this project's; ignored")
+            notes.append(f"{what} '{escaped(raw)}' is not one of this project's; ignored")
             return None
         return raw
 
@@ -310,7 +309,7 @@ def from_query(params: Mapping[str, Any], choices: ViewChoices) -> tuple[ReviewV
         elif _ID.fullmatch(raw) and int(raw) < len(choices.classes):
             values[key] = int(raw)
         else:
-            notes.append(f"the class '{_shown(raw)}' is not a class of this data set; ignored")
+            notes.append(f"the class '{escaped(raw)}' is not a class of this data set; ignored")
     disagrees = text("disagrees", 8)
     if disagrees is not None:
         if disagrees in ("1", "true", "0", "false"):
@@ -341,12 +340,6 @@ def from_query(params: Mapping[str, Any], choices: ViewChoices) -> tuple[ReviewV
         values["rows"] = _selection(raw_rows, choices, notes)
     view = ReviewView(**{k: v for k, v in values.items() if v is not None})
     return view, notes
-
-
-def _shown(raw: str) -> str:
-    """A URL's text as a note may echo it: characters that reorder or hide text (U+202E, zero-width) as escapes."""
-    return "".join(c if c == " " or unicodedata.category(c)[0] not in "CZ" else c.encode("unicode_escape").decode()
-                   for c in raw)
 
 
 def _selection(raw: str, choices: ViewChoices, notes: list[str]) -> tuple[int, ...] | None:
@@ -426,7 +419,7 @@ class SavedViews:
 
 def valid_name(name: str) -> bool:
     """1 to 64 printable characters: none that breaks a line (U+2028) or hides or reorders text (U+202E, U+200B)."""
-    return bool(_VIEW_NAME.fullmatch(name)) and not any(unicodedata.category(c)[0] in "CZ" and c != " " for c in name)
+    return bool(_VIEW_NAME.fullmatch(name)) and escaped(name) == name
 
 
 def valid_view_name(name: Any) -> str:

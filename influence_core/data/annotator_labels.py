@@ -15,7 +15,7 @@ from .originals import _class_name
 MAX_ANNOTATORS = 50  # label columns read as annotators, at most
 
 
-def _shown(name: str, limit: int = 40) -> str:
+def shown_name(name: str, limit: int = 40) -> str:
     """A column name as a one-line message shows it: at most ``limit`` characters, control characters escaped."""
     short = name[:limit].encode("unicode_escape").decode("ascii") if not name[:limit].isprintable() else name[:limit]
     return short + ("…" if len(name) > limit else "")
@@ -34,13 +34,13 @@ def check_annotator_columns(frame: pd.DataFrame, columns, taken: dict[str, str |
     seen: set[str] = set()
     for col in columns:
         if col not in names:
-            listed = ", ".join(_shown(n) for n in names[:30]) + (", …" if len(names) > 30 else "")
-            raise InfluenceError(f"no annotator column '{_shown(col, 60)}' in '{label}'; the columns are: {listed}")
+            listed = ", ".join(shown_name(n) for n in names[:30]) + (", …" if len(names) > 30 else "")
+            raise InfluenceError(f"no annotator column '{shown_name(col, 60)}' in '{label}'; the columns are: {listed}")
         if col in seen:
-            raise InfluenceError(f"the annotator column '{_shown(col)}' is named twice")
+            raise InfluenceError(f"the annotator column '{shown_name(col)}' is named twice")
         for role, used in taken.items():
             if used == col:
-                raise InfluenceError(f"the column '{_shown(col)}' is the {role} column; it cannot also be an annotator")
+                raise InfluenceError(f"the column '{shown_name(col)}' is the {role} column; it cannot also be an annotator")
         seen.add(col)
     return list(columns)
 
@@ -55,12 +55,12 @@ def annotator_matrix(frame: pd.DataFrame, columns: list[str], classes: list[str]
         values = frame[col]
         present = ~values.isna().to_numpy()
         if not present.any():
-            raise InfluenceError(f"the annotator column '{_shown(col)}' holds no labels")
+            raise InfluenceError(f"the annotator column '{shown_name(col)}' holds no labels")
         for i in np.flatnonzero(present):
             name = _class_name(values.iloc[i])
             if name not in index:
                 shown = ", ".join(classes[:10]) + (", …" if len(classes) > 10 else "")
-                raise InfluenceError(f"the annotator column '{_shown(col)}' has '{_shown(name)}' in row {int(i)}, which is not a "
+                raise InfluenceError(f"the annotator column '{shown_name(col)}' has '{shown_name(name)}' in row {int(i)}, which is not a "
                                      f"class of the label column ({shown})")
             out[i, j] = index[name]
     return out

@@ -42,7 +42,7 @@ import torch
 
 from ..errors import InfluenceError, writing
 from .base import Dataset, Split
-from .annotator_labels import _shown, annotator_matrix, check_annotator_columns
+from .annotator_labels import annotator_matrix, check_annotator_columns, shown_name
 from .image_decode import decoded_chunks
 from .columns import MAX_CLASSES, binarise_sensitive, encode_labels  # noqa: F401  (uploads' own API too)
 from .originals import ORIGINAL_INDEX_COLUMN, SPLIT_COLUMN, file_spec, register_table_reader, relocate, table_spec
@@ -387,10 +387,10 @@ def load_csv(path: str, label_column: str | None = None, sensitive_column: str |
                "the perturbed column": [perturbed_column], "a feature": list(feature_columns or [])}
     for role, columns in used_as.items():  # the label among the inputs: the model would read the answer
         if label_column in columns:
-            raise InfluenceError(f"the column '{_shown(label_column)}' is the label column; it cannot also be {role}")
+            raise InfluenceError(f"the column '{shown_name(label_column)}' is the label column; it cannot also be {role}")
     for role, columns in (("a text column", used_as["a text column"]), ("a feature", used_as["a feature"])):
         if perturbed_column is not None and perturbed_column in columns:  # the twin text is no input of the model
-            raise InfluenceError(f"the column '{_shown(perturbed_column)}' is the perturbed column; it cannot also be {role}")
+            raise InfluenceError(f"the column '{shown_name(perturbed_column)}' is the perturbed column; it cannot also be {role}")
     annotator_columns = check_annotator_columns(frame, annotator_columns, {"label": label_column,
                                                                            "sensitive": sensitive_column}, path.name)
     notes: list[str] = []  # conversions the page states (meta["conversions"])
