@@ -381,7 +381,7 @@ def page() -> None:
     view = views.current_view(proj, choices)
     view, order, per_row, per_page = _controls(proj, ds, rankings, titles, view, choices, ctx.state)
     views.write_url(proj, view, choices)
-    views.class_pair_section(proj, view, choices, runs.get(order) or proj.primary_run(), titles[order])
+    views.class_pair_section(proj, view, choices, runs.get(order) or proj.primary_run(ctx.state), titles[order])
     _grid_fragment(proj.name)(proj, ds, scores, titles, view, choices, order, rankings[order], per_row, per_page)
 
 

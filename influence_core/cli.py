@@ -145,7 +145,7 @@ def _existing_project(args: argparse.Namespace) -> Project:
     saves from a project's decisions never makes an empty one."""
     if not Project.exists(args.project, args.workspace):
         raise InfluenceError(f"no project '{args.project}' in the workspace; score one first (score --project NAME)")
-    return Project.open(args.project, args.workspace, user=getattr(args, "user", None))
+    return open_project(args)
 
 
 def _cmd_versions(args: argparse.Namespace) -> int:

@@ -160,9 +160,10 @@ def check_browser_arguments(what: str, loader: Callable[..., Dataset], kwargs: d
             raise InfluenceError(f"{what} takes no setting '{key[:40]}'; it takes: {', '.join(sorted(params))}")
     generated = 0
     for key, value in kwargs.items():
-        if value is not None and not is_size(key, params[key]):
+        if value is None:
+            continue
+        if not is_size(key, params[key]):
             _check_type(what, key, value, params[key], annotations.get(key, ""))
-        if value is None or not is_size(key, params[key]):
             continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise InfluenceError(f"{what}: '{key}' must be a whole number, not {str(value)[:40]!r}")
