@@ -269,6 +269,8 @@ def _as_utf8(raw: bytes) -> tuple[bytes, str]:
         raw.decode("utf-8")
         return raw, "utf-8"
     except UnicodeDecodeError:
+        if b"\x00" in raw[:65536]:  # binary data: the caller refuses it on its first 64 KiB, unconverted
+            return raw, "utf-8"
         text = raw.decode("cp1252", errors="replace")  # 5 byte values cp1252 leaves undefined become '�'
         return text.encode("utf-8"), "Windows-1252"
 
